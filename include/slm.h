@@ -1,0 +1,182 @@
+/* slm — small language models, run privately.
+ *
+ * The public API used by the CLI, the server and the tests. Everything returns a status
+ * (0 = success, negative = failure) and, on failure, fills the caller's `err` buffer with one
+ * readable line. Nothing here prints.
+ *
+ * Typical use:
+ *   slm_model *m; slm_model_load("m.gguf", NULL, &m, err, sizeof err);
+ *   slm_context *c; slm_context_new(m, &cparams, &c, err, sizeof err);
+ *   slm_tokenize(...); slm_decode(c, &batch, err, sizeof err); slm_logits(c, i); slm_sampler_sample(...)
+ */
+#ifndef SLM_H
+#define SLM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SLM_VERSION "0.1.0"
+
+typedef int32_t slm_token;
+typedef struct slm_model slm_model;
+typedef struct slm_context slm_context;
+typedef struct slm_sampler slm_sampler;
+
+/* ---------- model ---------- */
+
+typedef struct slm_model_params {
+    bool vocab_only; /* load only metadata and tokenizer (works on 0-tensor vocab GGUFs) */
+} slm_model_params;
+
+/* Maps and validates a GGUF file; NULL params = defaults. */
+int slm_model_load(const char *path, const slm_model_params *params, slm_model **out, char *err, size_t err_len);
+/* Unmaps the file and frees everything the model owns. */
+void slm_model_free(slm_model *model);
+
+int slm_model_n_vocab(const slm_model *model);
+/* Context length the model was trained with. */
+int slm_model_n_ctx_train(const slm_model *model);
+/* Width of the hidden state (and of embeddings). */
+int slm_model_n_embd(const slm_model *model);
+/* Architecture name from general.architecture, e.g. "llama". */
+const char *slm_model_arch(const slm_model *model);
+/* Short description like "llama 135M Q8_0". */
+const char *slm_model_desc(const slm_model *model);
+/* Total bytes of tensor data. */
+uint64_t slm_model_size_bytes(const slm_model *model);
+/* Metadata value rendered as text (arrays abbreviated); NULL if the key is absent. Valid while the model lives. */
+const char *slm_model_meta(const slm_model *model, const char *key);
+/* Prints metadata and the tensor table, human readable, to `fp` (a FILE*). */
+void slm_model_print_info(const slm_model *model, void *fp);
+
+/* ---------- vocabulary ---------- */
+
+slm_token slm_token_bos(const slm_model *model); /* -1 if none */
+slm_token slm_token_eos(const slm_model *model); /* -1 if none */
+/* True for every end-of-generation token (eos, eot, <|im_end|>, ...). */
+bool slm_token_is_eog(const slm_model *model, slm_token token);
+bool slm_token_is_control(const slm_model *model, slm_token token);
+/* Whether tokenizing with add_special adds BOS / EOS. */
+bool slm_vocab_add_bos(const slm_model *model);
+
+/* Tokenizes `len` bytes of `text`. Returns the number of tokens written to `out` (at most `cap`),
+ * or, if `cap` is too small, the negated number needed; a different negative value with `err`
+ * filled on invalid input. add_special: BOS/EOS (or CLS/SEP) as the vocab asks; parse_special:
+ * control-token texts like "<|im_start|>" become their ids. */
+int slm_tokenize(const slm_model *model, const char *text, size_t len, bool add_special, bool parse_special,
+                 slm_token *out, int cap, char *err, size_t err_len);
+
+/* Writes the bytes of one token to `buf` (no NUL). Returns the length, or the negated length needed
+ * if `cap` is too small. render_special: control tokens are rendered as their text, else as "". */
+int slm_token_to_piece(const slm_model *model, slm_token token, bool render_special, char *buf, int cap);
+
+/* Detokenizes a whole sequence the way llama.cpp's llama_detokenize does (incl. SPM leading-space
+ * handling). Returns length or negated needed length. */
+int slm_detokenize(const slm_model *model, const slm_token *tokens, int n, bool remove_special,
+                   bool render_special, char *buf, int cap);
+
+/* ---------- chat templates ---------- */
+
+typedef struct slm_chat_message {
+    const char *role;    /* "system", "user", "assistant" */
+    const char *content;
+} slm_chat_message;
+
+/* Renders messages with the model's template (or `template_name` if not NULL, e.g. "chatml").
+ * *out is malloc'd and NUL-terminated. An unknown name or unrecognised template is an error
+ * listing the known names. */
+int slm_chat_render(const slm_model *model, const char *template_name, const slm_chat_message *msgs, size_t n_msgs,
+                    bool add_generation_prompt, char **out, char *err, size_t err_len);
+/* Comma-separated list of template names `slm_chat_render` accepts. */
+const char *slm_chat_template_names(void);
+
+/* ---------- context: KV cache and forward pass ---------- */
+
+typedef struct slm_context_params {
+    int n_ctx;        /* positions per sequence; 0 = min(model's n_ctx_train, 4096) */
+    int n_seq;        /* independent sequences (server slots) sharing each forward pass; 0 = 1 */
+    int n_batch;      /* max tokens in one slm_decode call; 0 = 512 */
+    int n_threads;    /* 0 = number of online CPUs */
+    bool exact;       /* the f32 reference path: scalar dequantize, f32 activations, f32 KV cache */
+    bool embeddings;  /* keep the final hidden states so slm_embedding works */
+} slm_context_params;
+
+/* Default parameters (all zeros means defaults, too). */
+slm_context_params slm_context_default_params(void);
+/* Allocates the KV cache and all work buffers; nothing is allocated while decoding. */
+int slm_context_new(slm_model *model, const slm_context_params *params, slm_context **out, char *err, size_t err_len);
+void slm_context_free(slm_context *ctx);
+/* Positions available per sequence. */
+int slm_context_n_ctx(const slm_context *ctx);
+int slm_context_n_seq(const slm_context *ctx);
+int slm_context_n_batch(const slm_context *ctx);
+
+/* One forward pass over a batch of tokens, each with its position and sequence. Positions of a
+ * sequence must continue what its KV cache holds (pos == slm_kv_seq_len). Past the context is an error. */
+typedef struct slm_batch {
+    int n_tokens;
+    const slm_token *tokens;
+    const int32_t *pos;      /* NULL = consecutive, starting at the KV length of seq_id[0] (or 0) */
+    const int32_t *seq_id;   /* NULL = all sequence 0 */
+    const int8_t *logits;    /* which tokens produce logits; NULL = only the last */
+} slm_batch;
+
+int slm_decode(slm_context *ctx, const slm_batch *batch, char *err, size_t err_len);
+/* Logits (n_vocab floats) of the i-th batch token that asked for logits, in batch order
+ * (i counts only tokens with logits set). NULL if out of range. Valid until the next decode. */
+const float *slm_logits(const slm_context *ctx, int i);
+/* Pooled (mean over the batch tokens of `seq`), L2-normalised hidden state of the last decode;
+ * requires params.embeddings. Writes n_embd floats. */
+int slm_embedding(const slm_context *ctx, int seq, float *out, char *err, size_t err_len);
+
+/* Number of positions held in the KV cache of sequence `seq`. */
+int slm_kv_seq_len(const slm_context *ctx, int seq);
+/* Drops positions [p0, end) of sequence `seq` (p0 = 0 clears it). */
+void slm_kv_seq_truncate(slm_context *ctx, int seq, int p0);
+/* Copies the first n positions of sequence src into dst (prefix reuse); dst is truncated first. */
+void slm_kv_seq_copy(slm_context *ctx, int dst, int src, int n);
+
+/* ---------- sampling ---------- */
+
+typedef struct slm_logit_bias {
+    slm_token token;
+    float bias; /* -INFINITY bans the token */
+} slm_logit_bias;
+
+typedef struct slm_sampler_params {
+    float temperature;       /* <= 0 → greedy (argmax, lowest id on ties) */
+    int top_k;               /* <= 0 → off */
+    float top_p;             /* >= 1 → off */
+    float min_p;             /* <= 0 → off */
+    float repeat_penalty;    /* 1 → off; llama.cpp semantics */
+    float frequency_penalty; /* 0 → off; OpenAI semantics */
+    float presence_penalty;  /* 0 → off */
+    int penalty_last_n;      /* window of recent tokens for penalties; 0 = 64, -1 = whole history */
+    uint64_t seed;           /* same seed → same tokens */
+    const slm_logit_bias *logit_bias;
+    int n_logit_bias;
+} slm_sampler_params;
+
+slm_sampler_params slm_sampler_default_params(void);
+int slm_sampler_new(const slm_model *model, const slm_sampler_params *params, slm_sampler **out, char *err, size_t err_len);
+void slm_sampler_free(slm_sampler *s);
+/* Picks the next token from `logits` (n_vocab floats, not modified). */
+slm_token slm_sampler_sample(slm_sampler *s, const float *logits);
+/* Records a token (prompt or generated) in the penalty history and any grammar state. */
+void slm_sampler_accept(slm_sampler *s, slm_token token);
+void slm_sampler_reset(slm_sampler *s);
+
+/* ---------- misc ---------- */
+
+/* Name of the kernel path chosen at start-up: "scalar", "avx2", "avx512", "amx". */
+const char *slm_isa_name(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

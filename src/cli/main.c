@@ -1,0 +1,99 @@
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <math.h>
+
+#include "cli/cli.h"
+#include "slm.h"
+
+static const struct verb {
+    const char *name;
+    slm_verb_fn fn;
+    const char *summary;
+} verbs[] = {
+    {"run", cmd_run, "generate text from a prompt"},
+    {"chat", cmd_chat, "interactive chat with the model's template"},
+    {"serve", cmd_serve, "OpenAI- and Ollama-compatible HTTP server"},
+    {"show", cmd_show, "print a model's metadata and tensors"},
+    {"tokenize", cmd_tokenize, "print the tokens of a text"},
+    {"logits", cmd_logits, "teacher-forced logits of every position, as JSON lines"},
+    {"perplexity", cmd_perplexity, "perplexity of a text file (llama-perplexity's method)"},
+    {"bench", cmd_bench, "prompt and generation speed"},
+    {"classify", cmd_classify, "pick labels for inputs (JSONL in, JSONL out)"},
+    {"extract", cmd_extract, "extract JSON matching a schema"},
+    {"summarize", cmd_summarize, "summarize a text"},
+};
+
+static void usage(FILE *fp) {
+    fprintf(fp, "slm %s — run small language models privately\n\nusage: slm <verb> [options]\n\nverbs:\n",
+            SLM_VERSION);
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+        fprintf(fp, "  %-11s %s\n", verbs[i].name, verbs[i].summary);
+    fprintf(fp, "\n'slm <verb> --help' describes each verb.\n");
+}
+
+int cli_fail(const char *verb, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "slm %s: ", verb);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+bool cli_is_help(const char *arg) { return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0; }
+
+bool cli_parse_int(const char *verb, const char *flag, const char *s, long lo, long hi, long *out) {
+    if (!s) {
+        cli_fail(verb, "%s needs a value", flag);
+        return false;
+    }
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        cli_fail(verb, "%s: '%s' is not an integer in [%ld, %ld]", flag, s, lo, hi);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_parse_float(const char *verb, const char *flag, const char *s, double *out) {
+    if (!s) {
+        cli_fail(verb, "%s needs a value", flag);
+        return false;
+    }
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) {
+        cli_fail(verb, "%s: '%s' is not a number", flag, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 1;
+    }
+    if (cli_is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("slm %s (%s)\n", SLM_VERSION, slm_isa_name());
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+        if (strcmp(argv[1], verbs[i].name) == 0) return verbs[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "slm: unknown verb '%s'\n", argv[1]);
+    usage(stderr);
+    return 1;
+}

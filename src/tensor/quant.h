@@ -1,0 +1,32 @@
+/* Block layouts of the GGUF quantized types and their reference (scalar) quantize/dequantize.
+ * These routines are the ground truth the SIMD kernels are tested against. */
+#ifndef SLM_TENSOR_QUANT_H
+#define SLM_TENSOR_QUANT_H
+
+#include <stdint.h>
+
+#include "tensor/types.h"
+
+typedef uint16_t slm_half;
+
+typedef struct { slm_half d; uint8_t qs[SLM_QK / 2]; } block_q4_0;
+typedef struct { slm_half d, m; uint8_t qs[SLM_QK / 2]; } block_q4_1;
+typedef struct { slm_half d; uint8_t qh[4]; uint8_t qs[SLM_QK / 2]; } block_q5_0;
+typedef struct { slm_half d, m; uint8_t qh[4]; uint8_t qs[SLM_QK / 2]; } block_q5_1;
+typedef struct { slm_half d; int8_t qs[SLM_QK]; } block_q8_0;
+typedef struct { slm_half d, s; int8_t qs[SLM_QK]; } block_q8_1;
+typedef struct { slm_half d; uint8_t qs[SLM_QK / 2]; } block_iq4_nl;
+typedef struct { uint8_t scales[SLM_QK_K / 16]; uint8_t qs[SLM_QK_K / 4]; slm_half d, dmin; } block_q2_K;
+typedef struct { uint8_t hmask[SLM_QK_K / 8]; uint8_t qs[SLM_QK_K / 4]; uint8_t scales[12]; slm_half d; } block_q3_K;
+typedef struct { slm_half d, dmin; uint8_t scales[12]; uint8_t qs[SLM_QK_K / 2]; } block_q4_K;
+typedef struct { slm_half d, dmin; uint8_t scales[12]; uint8_t qh[SLM_QK_K / 8]; uint8_t qs[SLM_QK_K / 2]; } block_q5_K;
+typedef struct { uint8_t ql[SLM_QK_K / 2]; uint8_t qh[SLM_QK_K / 4]; int8_t scales[SLM_QK_K / 16]; slm_half d; } block_q6_K;
+typedef struct { float d; int8_t qs[SLM_QK_K]; int16_t bsums[SLM_QK_K / 16]; } block_q8_K;
+
+/* Dequantizes n elements (a multiple of the block size) of any weight type to f32. */
+void slm_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
+/* Quantizes n f32 values (a multiple of the block size) to `type` with the reference rounding of
+ * ggml's quantize_row_*_ref. Returns 0, or -1 for a type without a quantizer. */
+int slm_quantize_row(uint32_t type, const float *src, void *dst, int64_t n);
+
+#endif
