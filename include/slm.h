@@ -171,6 +171,51 @@ slm_token slm_sampler_sample(slm_sampler *s, const float *logits);
 void slm_sampler_accept(slm_sampler *s, slm_token token);
 void slm_sampler_reset(slm_sampler *s);
 
+/* ---------- grammar constraint ---------- */
+
+typedef struct slm_grammar slm_grammar;
+
+/* Compiles a GBNF-style grammar (docs/grammar.md) for this model's vocabulary; a syntax error
+ * gives "line L, column C: ..." in err. */
+int slm_grammar_compile(const slm_model *model, const char *gbnf, slm_grammar **out, char *err, size_t err_len);
+/* Compiles a JSON Schema (text) to a grammar; an unsupported keyword is an error naming it. */
+int slm_grammar_from_json_schema(const slm_model *model, const char *schema_json, slm_grammar **out, char *err,
+                                 size_t err_len);
+void slm_grammar_free(slm_grammar *g);
+/* Constrains the sampler with `g` (borrowed; NULL removes it). The grammar's parse state restarts. */
+void slm_sampler_set_grammar(slm_sampler *s, slm_grammar *g);
+/* True when the grammar has reached an accepting state (the output is complete). */
+bool slm_sampler_grammar_done(const slm_sampler *s);
+
+/* ---------- generation loop (one sequence) ---------- */
+
+/* Receives generated text as it becomes final: whole UTF-8 characters only, never a prefix of a
+ * stop string. Return false to stop generating. */
+typedef bool (*slm_text_fn)(void *user, const char *text, size_t len);
+
+typedef struct slm_generate_params {
+    int max_tokens;          /* <= 0: until EOG or the context is full (then finish "length") */
+    int min_tokens;          /* EOG is suppressed before this many tokens */
+    bool ignore_eos;
+    const char *const *stop; /* stop strings; the matched stop string is not emitted */
+    int n_stop;
+    int seq;                 /* sequence of the context to use; its KV is reused if it holds a prefix of the prompt */
+} slm_generate_params;
+
+typedef struct slm_generate_result {
+    int n_prompt;            /* prompt tokens */
+    int n_prompt_cached;     /* of which reused from the KV cache */
+    int n_generated;
+    const char *finish_reason; /* "stop" (EOG or stop string), "length", "cancelled" */
+    double prompt_ms, gen_ms;
+} slm_generate_result;
+
+/* Feeds the prompt, then samples until EOG, a stop string, max_tokens or the callback says stop.
+ * A prompt that does not fit the context is an error, never truncated. */
+int slm_generate(slm_context *ctx, slm_sampler *sampler, const slm_token *prompt, int n_prompt,
+                 const slm_generate_params *params, slm_text_fn on_text, void *user, slm_generate_result *result,
+                 char *err, size_t err_len);
+
 /* ---------- misc ---------- */
 
 /* Name of the kernel path chosen at start-up: "scalar", "avx2", "avx512", "amx". */
