@@ -32,6 +32,13 @@ if [ ! -f "$out/llama3-vocab.gguf" ]; then
     --tokenizers "$shared/models/tokenizers" -o "$out/llama3-vocab.gguf.tmp" >/dev/null
   mv "$out/llama3-vocab.gguf.tmp" "$out/llama3-vocab.gguf"
 fi
+for preset in smollm2-135m qwen2.5-0.5b; do # vocab-only files for the tokenizer conformance tests
+  if [ ! -f "$out/$preset-vocab.gguf" ]; then
+    python3 "$shared/tools/synth_gguf.py" --preset "$preset" --vocab-only \
+      --tokenizers "$shared/models/tokenizers" -o "$out/$preset-vocab.gguf.tmp" >/dev/null
+    mv "$out/$preset-vocab.gguf.tmp" "$out/$preset-vocab.gguf"
+  fi
+done
 for t in f32 q8_0 q3_k; do gen tiny-smollm2-$t tiny-smollm2 $t; done
 for t in bf16 f16 q2_k q3_k q4_0 q4_1 q4_k q5_0 q5_1 q5_k q6_k q8_0; do gen tiny256-smollm2-$t tiny256-smollm2 $t; done
 [ "$which" = small ] && exit 0
