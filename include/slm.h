@@ -138,6 +138,8 @@ int slm_embedding(const slm_context *ctx, int seq, float *out, char *err, size_t
 int slm_kv_seq_len(const slm_context *ctx, int seq);
 /* Drops positions [p0, end) of sequence `seq` (p0 = 0 clears it). */
 void slm_kv_seq_truncate(slm_context *ctx, int seq, int p0);
+/* The tokens behind the positions of sequence `seq` (slm_kv_seq_len of them). */
+const slm_token *slm_kv_seq_tokens(const slm_context *ctx, int seq);
 /* Copies the first n positions of sequence src into dst (prefix reuse); dst is truncated first. */
 void slm_kv_seq_copy(slm_context *ctx, int dst, int src, int n);
 
