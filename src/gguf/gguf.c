@@ -59,7 +59,7 @@ static int read_u32(cursor *c, uint32_t *v, const char *what) { return read_byte
 static int read_u64(cursor *c, uint64_t *v, const char *what) { return read_bytes(c, v, 8, what); }
 
 static int read_str(cursor *c, gguf_str *s, uint64_t max_len, const char *what) {
-    uint64_t len;
+    uint64_t len = 0;
     if (read_u64(c, &len, what)) return -1;
     if (len > remaining(c))
         return slm_err(c->err, c->err_len, "%s: %s: string length %" PRIu64 " at offset %zu runs past end of file (%zu)",
@@ -199,7 +199,7 @@ static int parse(gguf_file *f, char *err, size_t err_len) {
     if (read_u32(&c, &f->version, "version")) return -1;
     if (f->version != 2 && f->version != 3)
         return slm_err(err, err_len, "%s: unsupported GGUF version %u (2 and 3 are supported)", f->name, f->version);
-    uint64_t n_tensors, n_kv;
+    uint64_t n_tensors = 0, n_kv = 0;
     if (read_u64(&c, &n_tensors, "tensor count") || read_u64(&c, &n_kv, "metadata count")) return -1;
     /* A key-value pair takes at least 13 bytes, a tensor record at least 28: bound counts by the file. */
     if (n_kv > remaining(&c) / 13)
@@ -250,7 +250,7 @@ static int parse(gguf_file *f, char *err, size_t err_len) {
         if (read_str(&c, &t->name, GGUF_MAX_TENSOR_NAME_LEN, what)) return -1;
         f->n_tensors = (int64_t)i + 1;
         printable(t->name, name, sizeof name);
-        uint32_t n_dims;
+        uint32_t n_dims = 0;
         if (read_u32(&c, &n_dims, name)) return -1;
         if (n_dims < 1 || n_dims > GGUF_MAX_DIMS)
             return slm_err(err, err_len, "%s: tensor '%s' has %u dimensions (1 to %d supported)", f->name, name, n_dims,
@@ -259,7 +259,7 @@ static int parse(gguf_file *f, char *err, size_t err_len) {
         uint64_t n_elem = 1;
         for (int d = 0; d < GGUF_MAX_DIMS; d++) t->ne[d] = 1;
         for (uint32_t d = 0; d < n_dims; d++) {
-            uint64_t ne;
+            uint64_t ne = 0;
             if (read_u64(&c, &ne, name)) return -1;
             if (ne == 0 || ne > (uint64_t)INT64_MAX)
                 return slm_err(err, err_len, "%s: tensor '%s' has invalid dimension %u = %" PRIu64, f->name, name, d, ne);

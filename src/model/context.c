@@ -1,0 +1,154 @@
+/* Contexts: the KV cache of every sequence and all work buffers, allocated once. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "model/model_impl.h"
+#include "util/err.h"
+
+slm_context_params slm_context_default_params(void) {
+    slm_context_params p;
+    memset(&p, 0, sizeof p);
+    return p;
+}
+
+static void *alloc_or_null(size_t n, bool *ok) {
+    void *p = calloc(n ? n : 1, 1);
+    if (!p) *ok = false;
+    return p;
+}
+
+int slm_context_new(slm_model *model, const slm_context_params *params, slm_context **out, char *err, size_t err_len) {
+    *out = NULL;
+    if (model->vocab_only) return slm_err(err, err_len, "model was loaded vocab-only; it cannot run");
+    slm_context_params p = params ? *params : slm_context_default_params();
+    const slm_hparams *hp = &model->hp;
+    if (p.n_ctx < 0 || p.n_seq < 0 || p.n_batch < 0 || p.n_threads < 0)
+        return slm_err(err, err_len, "context parameters must not be negative");
+    if (p.n_ctx == 0) p.n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
+    if (p.n_ctx > hp->n_ctx_train)
+        return slm_err(err, err_len, "context %d exceeds the model's trained context %d", p.n_ctx, hp->n_ctx_train);
+    if (p.n_seq == 0) p.n_seq = 1;
+    if (p.n_seq > 256) return slm_err(err, err_len, "at most 256 sequences per context (asked %d)", p.n_seq);
+    if (p.n_batch == 0) p.n_batch = 512;
+    if (p.n_batch > 8192) return slm_err(err, err_len, "batch size %d is over the limit 8192", p.n_batch);
+    if (p.n_threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        p.n_threads = n > 0 ? (int)n : 1;
+    }
+    if (p.n_threads > 256) p.n_threads = 256;
+
+    slm_context *c = calloc(1, sizeof *c);
+    if (!c) return slm_err(err, err_len, "out of memory");
+    c->model = model;
+    c->n_ctx = p.n_ctx;
+    c->n_seq = p.n_seq;
+    c->n_batch = p.n_batch;
+    c->n_threads = p.n_threads;
+    c->exact = p.exact;
+    c->embeddings = p.embeddings;
+    c->kv_dim = hp->n_head_kv * hp->head_dim;
+    c->kv_elem_size = p.exact ? sizeof(float) : sizeof(uint16_t);
+
+    bool ok = true;
+    size_t kv_elems = (size_t)hp->n_layer * (size_t)c->n_seq * (size_t)c->n_ctx * (size_t)c->kv_dim;
+    size_t B = (size_t)c->n_batch;
+    int q_dim = hp->n_head * hp->head_dim;
+    c->k_cache = alloc_or_null(kv_elems * c->kv_elem_size, &ok);
+    c->v_cache = alloc_or_null(kv_elems * c->kv_elem_size, &ok);
+    c->seq_len = alloc_or_null(sizeof(int) * (size_t)c->n_seq, &ok);
+    c->seq_tokens = alloc_or_null(sizeof(slm_token) * (size_t)c->n_seq * (size_t)c->n_ctx, &ok);
+    c->x = alloc_or_null(sizeof(float) * B * (size_t)hp->n_embd, &ok);
+    c->xb = alloc_or_null(sizeof(float) * B * (size_t)(hp->n_embd > q_dim ? hp->n_embd : q_dim), &ok);
+    c->q = alloc_or_null(sizeof(float) * B * (size_t)q_dim, &ok);
+    c->k = alloc_or_null(sizeof(float) * B * (size_t)c->kv_dim, &ok);
+    c->v = alloc_or_null(sizeof(float) * B * (size_t)c->kv_dim, &ok);
+    c->att_out = alloc_or_null(sizeof(float) * B * (size_t)q_dim, &ok);
+    c->hb = alloc_or_null(sizeof(float) * B * (size_t)hp->n_ff, &ok);
+    c->hb2 = alloc_or_null(sizeof(float) * B * (size_t)hp->n_ff, &ok);
+    c->att_scores = alloc_or_null(sizeof(float) * (size_t)c->n_threads * (size_t)c->n_ctx, &ok);
+    c->out_hidden = alloc_or_null(sizeof(float) * B * (size_t)hp->n_embd, &ok);
+    c->all_hidden = c->embeddings ? alloc_or_null(sizeof(float) * B * (size_t)hp->n_embd, &ok) : NULL;
+    c->logits_cap = c->n_seq < c->n_batch ? c->n_seq : c->n_batch;
+    c->logits = alloc_or_null(sizeof(float) * (size_t)c->logits_cap * (size_t)hp->n_vocab, &ok);
+    c->last_seq = alloc_or_null(sizeof(int32_t) * B, &ok);
+    c->batch_pos = alloc_or_null(sizeof(int32_t) * B, &ok);
+    c->batch_seq = alloc_or_null(sizeof(int32_t) * B, &ok);
+    c->out_rows = alloc_or_null(sizeof(int) * B, &ok);
+    c->rope_cos = alloc_or_null(sizeof(float) * B * (size_t)(hp->rope_dim / 2), &ok);
+    c->rope_sin = alloc_or_null(sizeof(float) * B * (size_t)(hp->rope_dim / 2), &ok);
+    if (ok) c->pool = slm_pool_new(c->n_threads);
+    if (!ok || !c->pool) {
+        slm_context_free(c);
+        return slm_err(err, err_len, "out of memory allocating a context of %d positions x %d sequences (KV cache %zu MB)",
+                       p.n_ctx, p.n_seq, kv_elems * 2 * (p.exact ? 4 : 2) >> 20);
+    }
+    *out = c;
+    return 0;
+}
+
+void slm_context_free(slm_context *c) {
+    if (!c) return;
+    if (c->pool) slm_pool_free(c->pool);
+    free(c->k_cache);
+    free(c->v_cache);
+    free(c->seq_len);
+    free(c->seq_tokens);
+    free(c->x);
+    free(c->xb);
+    free(c->q);
+    free(c->k);
+    free(c->v);
+    free(c->att_out);
+    free(c->hb);
+    free(c->hb2);
+    free(c->att_scores);
+    free(c->out_hidden);
+    free(c->all_hidden);
+    free(c->logits);
+    free(c->last_seq);
+    free(c->batch_pos);
+    free(c->batch_seq);
+    free(c->out_rows);
+    free(c->rope_cos);
+    free(c->rope_sin);
+    free(c);
+}
+
+int slm_context_n_ctx(const slm_context *c) { return c->n_ctx; }
+int slm_context_n_seq(const slm_context *c) { return c->n_seq; }
+int slm_context_n_batch(const slm_context *c) { return c->n_batch; }
+
+const float *slm_logits(const slm_context *c, int i) {
+    if (i < 0 || i >= c->n_logits) return NULL;
+    return c->logits + (size_t)i * (size_t)c->model->hp.n_vocab;
+}
+
+int slm_kv_seq_len(const slm_context *c, int seq) { return seq >= 0 && seq < c->n_seq ? c->seq_len[seq] : 0; }
+
+const slm_token *slm_kv_seq_tokens(const slm_context *c, int seq) {
+    return seq >= 0 && seq < c->n_seq ? c->seq_tokens + (size_t)seq * (size_t)c->n_ctx : NULL;
+}
+
+void slm_kv_seq_truncate(slm_context *c, int seq, int p0) {
+    if (seq < 0 || seq >= c->n_seq || p0 < 0) return;
+    if (p0 < c->seq_len[seq]) c->seq_len[seq] = p0;
+}
+
+void slm_kv_seq_copy(slm_context *c, int dst, int src, int n) {
+    if (dst < 0 || dst >= c->n_seq || src < 0 || src >= c->n_seq || dst == src || n < 0) return;
+    if (n > c->seq_len[src]) n = c->seq_len[src];
+    size_t row = (size_t)c->kv_dim * c->kv_elem_size;
+    for (int l = 0; l < c->model->hp.n_layer; l++) {
+        size_t base = (size_t)l * (size_t)c->n_seq * (size_t)c->n_ctx;
+        char *kd = (char *)c->k_cache + (base + (size_t)dst * (size_t)c->n_ctx) * row;
+        char *ks = (char *)c->k_cache + (base + (size_t)src * (size_t)c->n_ctx) * row;
+        char *vd = (char *)c->v_cache + (base + (size_t)dst * (size_t)c->n_ctx) * row;
+        char *vs = (char *)c->v_cache + (base + (size_t)src * (size_t)c->n_ctx) * row;
+        memcpy(kd, ks, (size_t)n * row);
+        memcpy(vd, vs, (size_t)n * row);
+    }
+    memcpy(c->seq_tokens + (size_t)dst * (size_t)c->n_ctx, c->seq_tokens + (size_t)src * (size_t)c->n_ctx,
+           (size_t)n * sizeof(slm_token));
+    c->seq_len[dst] = n;
+}

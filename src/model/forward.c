@@ -1,0 +1,260 @@
+/* The forward pass shared by every architecture family: embeddings, pre-norm attention with RoPE
+ * and grouped KV heads, SwiGLU feed-forward, final norm and output projection. Families differ only
+ * by the flags of their slm_arch (biases, rope style). A batch may mix tokens of several sequences. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model_impl.h"
+#include "tensor/types.h"
+#include "util/err.h"
+
+/* out = x / rms(x) * w, with the sum of squares in double like ggml. */
+static void rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * (double)x[i];
+    float scale = 1.0f / sqrtf((float)(ss / n) + eps);
+    for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
+static void rmsnorm_rows(float *out, const float *x, const float *w, int rows, int n, float eps) {
+    for (int r = 0; r < rows; r++) rmsnorm(out + (size_t)r * n, x + (size_t)r * n, w, n, eps);
+}
+
+/* cos/sin of every rotated pair for every token, computed the way ggml does (angle advanced by
+ * repeated multiplication in f32) so positions round identically. */
+static void rope_tables(slm_context *c, int n_tokens) {
+    const slm_model *m = c->model;
+    int half = m->hp.rope_dim / 2;
+    float theta_scale = powf(m->hp.rope_base, -2.0f / (float)m->hp.rope_dim);
+    for (int t = 0; t < n_tokens; t++) {
+        float theta = (float)c->batch_pos[t];
+        for (int i = 0; i < half; i++) {
+            float th = theta;
+            if (m->rope_freq_factors) th /= m->rope_freq_factors[i];
+            th *= m->hp.rope_freq_scale;
+            c->rope_cos[(size_t)t * half + i] = cosf(th);
+            c->rope_sin[(size_t)t * half + i] = sinf(th);
+            theta *= theta_scale;
+        }
+    }
+}
+
+static void rope_apply(const slm_context *c, float *vec, int n_heads, int t) {
+    const slm_model *m = c->model;
+    int hd = m->hp.head_dim, half = m->hp.rope_dim / 2;
+    const float *cs = c->rope_cos + (size_t)t * half, *sn = c->rope_sin + (size_t)t * half;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = vec + (size_t)h * hd;
+        for (int i = 0; i < half; i++) {
+            int a = m->arch->rope_style == SLM_ROPE_NEOX ? i : 2 * i;
+            int b = m->arch->rope_style == SLM_ROPE_NEOX ? i + half : 2 * i + 1;
+            float x0 = v[a], x1 = v[b];
+            v[a] = x0 * cs[i] - x1 * sn[i];
+            v[b] = x0 * sn[i] + x1 * cs[i];
+        }
+    }
+}
+
+static size_t kv_offset(const slm_context *c, int layer, int seq, int pos) {
+    return (((size_t)layer * (size_t)c->n_seq + (size_t)seq) * (size_t)c->n_ctx + (size_t)pos) * (size_t)c->kv_dim;
+}
+
+static void kv_store(slm_context *c, int layer, int n_tokens) {
+    for (int t = 0; t < n_tokens; t++) {
+        size_t off = kv_offset(c, layer, c->batch_seq[t], c->batch_pos[t]);
+        const float *k = c->k + (size_t)t * c->kv_dim, *v = c->v + (size_t)t * c->kv_dim;
+        if (c->exact) {
+            memcpy((float *)c->k_cache + off, k, sizeof(float) * (size_t)c->kv_dim);
+            memcpy((float *)c->v_cache + off, v, sizeof(float) * (size_t)c->kv_dim);
+        } else {
+            uint16_t *kc = (uint16_t *)c->k_cache + off, *vc = (uint16_t *)c->v_cache + off;
+            for (int i = 0; i < c->kv_dim; i++) {
+                kc[i] = slm_fp32_to_fp16(k[i]);
+                vc[i] = slm_fp32_to_fp16(v[i]);
+            }
+        }
+    }
+}
+
+typedef struct attention_job {
+    slm_context *c;
+    int layer, n_tokens;
+} attention_job;
+
+/* One (token, head) pair: softmax(q·K / sqrt(d)) · V over the token's sequence up to its position. */
+static void attend(slm_context *c, int layer, int t, int h, float *scores) {
+    const slm_hparams *hp = &c->model->hp;
+    int hd = hp->head_dim, kvh = h / (hp->n_head / hp->n_head_kv);
+    int seq = c->batch_seq[t], n = c->batch_pos[t] + 1;
+    const float *q = c->q + (size_t)t * hp->n_head * hd + (size_t)h * hd;
+    float *out = c->att_out + (size_t)t * hp->n_head * hd + (size_t)h * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+    size_t base = kv_offset(c, layer, seq, 0) + (size_t)kvh * hd;
+    float max = -INFINITY;
+    for (int j = 0; j < n; j++) {
+        float s = 0;
+        size_t off = base + (size_t)j * c->kv_dim;
+        if (c->exact) {
+            const float *k = (const float *)c->k_cache + off;
+            for (int i = 0; i < hd; i++) s += q[i] * k[i];
+        } else {
+            const uint16_t *k = (const uint16_t *)c->k_cache + off;
+            for (int i = 0; i < hd; i++) s += q[i] * slm_fp16_to_fp32(k[i]);
+        }
+        s *= scale;
+        scores[j] = s;
+        if (s > max) max = s;
+    }
+    double sum = 0;
+    for (int j = 0; j < n; j++) {
+        scores[j] = expf(scores[j] - max);
+        sum += scores[j];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int i = 0; i < hd; i++) out[i] = 0;
+    for (int j = 0; j < n; j++) {
+        float p = scores[j] * inv;
+        size_t off = base + (size_t)j * c->kv_dim;
+        if (c->exact) {
+            const float *v = (const float *)c->v_cache + off;
+            for (int i = 0; i < hd; i++) out[i] += p * v[i];
+        } else {
+            const uint16_t *v = (const uint16_t *)c->v_cache + off;
+            for (int i = 0; i < hd; i++) out[i] += p * slm_fp16_to_fp32(v[i]);
+        }
+    }
+}
+
+static void attention_task(void *arg, int ith, int nth) {
+    attention_job *job = arg;
+    slm_context *c = job->c;
+    int n_head = c->model->hp.n_head;
+    int total = job->n_tokens * n_head;
+    float *scores = c->att_scores + (size_t)ith * (size_t)c->n_ctx;
+    for (int i = ith; i < total; i += nth) attend(c, job->layer, i / n_head, i % n_head, scores);
+}
+
+static void add_bias(float *y, const float *b, int rows, int n) {
+    if (!b) return;
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < n; i++) y[(size_t)r * n + i] += b[i];
+}
+
+static void add_rows(float *x, const float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+/* Resolves positions and sequences, checking them against the KV cache. */
+static int check_batch(slm_context *c, const slm_batch *b, int *n_out, char *err, size_t err_len) {
+    const slm_model *m = c->model;
+    if (b->n_tokens < 1 || b->n_tokens > c->n_batch)
+        return slm_err(err, err_len, "batch of %d tokens (must be 1 to %d)", b->n_tokens, c->n_batch);
+    *n_out = 0;
+    for (int t = 0; t < b->n_tokens; t++) {
+        slm_token tok = b->tokens[t];
+        if (tok < 0 || tok >= m->hp.n_vocab)
+            return slm_err(err, err_len, "token %d at batch index %d is outside the vocabulary (%d)", tok, t, m->hp.n_vocab);
+        int seq = b->seq_id ? b->seq_id[t] : 0;
+        if (seq < 0 || seq >= c->n_seq)
+            return slm_err(err, err_len, "sequence %d at batch index %d is outside [0, %d)", seq, t, c->n_seq);
+        int expect = c->seq_len[seq];
+        for (int u = 0; u < t; u++)
+            if (c->batch_seq[u] == seq) expect++;
+        if (b->pos && b->pos[t] != expect)
+            return slm_err(err, err_len, "sequence %d: position %d at batch index %d does not continue the cache (next is %d)",
+                           seq, b->pos[t], t, expect);
+        if (expect >= c->n_ctx)
+            return slm_err(err, err_len, "sequence %d: position %d is past the context size %d", seq, expect, c->n_ctx);
+        c->batch_seq[t] = seq;
+        c->batch_pos[t] = expect;
+        bool want = b->logits ? b->logits[t] != 0 : t == b->n_tokens - 1;
+        if (want) c->out_rows[(*n_out)++] = t;
+    }
+    return 0;
+}
+
+int slm_decode(slm_context *c, const slm_batch *b, char *err, size_t err_len) {
+    const slm_model *m = c->model;
+    const slm_hparams *hp = &m->hp;
+    c->n_logits = 0;
+    if (!b || !b->tokens) return slm_err(err, err_len, "empty batch");
+    int n_out;
+    if (check_batch(c, b, &n_out, err, err_len)) return -1;
+    if (n_out > c->logits_cap) { /* grows only when a batch asks for more logits rows than ever before */
+        float *bigger = realloc(c->logits, sizeof(float) * (size_t)n_out * (size_t)hp->n_vocab);
+        if (!bigger) return slm_err(err, err_len, "out of memory for %d rows of logits", n_out);
+        c->logits = bigger;
+        c->logits_cap = n_out;
+    }
+    int T = b->n_tokens, E = hp->n_embd, q_dim = hp->n_head * hp->head_dim;
+    for (int t = 0; t < T; t++) slm_weight_row_f32(&m->tok_embd, b->tokens[t], c->x + (size_t)t * E);
+    rope_tables(c, T);
+    bool exact = c->exact;
+    for (int l = 0; l < hp->n_layer; l++) {
+        const slm_layer *L = &m->layers[l];
+        rmsnorm_rows(c->xb, c->x, L->attn_norm, T, E, hp->rms_eps);
+        slm_matmul(c->pool, &L->wq, c->xb, T, c->q, exact);
+        slm_matmul(c->pool, &L->wk, c->xb, T, c->k, exact);
+        slm_matmul(c->pool, &L->wv, c->xb, T, c->v, exact);
+        add_bias(c->q, L->bq, T, q_dim);
+        add_bias(c->k, L->bk, T, c->kv_dim);
+        add_bias(c->v, L->bv, T, c->kv_dim);
+        for (int t = 0; t < T; t++) {
+            rope_apply(c, c->q + (size_t)t * q_dim, hp->n_head, t);
+            rope_apply(c, c->k + (size_t)t * c->kv_dim, hp->n_head_kv, t);
+        }
+        kv_store(c, l, T);
+        attention_job job = {c, l, T};
+        slm_pool_run(c->pool, attention_task, &job);
+        slm_matmul(c->pool, &L->wo, c->att_out, T, c->xb, exact);
+        add_rows(c->x, c->xb, (size_t)T * E);
+
+        rmsnorm_rows(c->xb, c->x, L->ffn_norm, T, E, hp->rms_eps);
+        slm_matmul(c->pool, &L->w_gate, c->xb, T, c->hb, exact);
+        slm_matmul(c->pool, &L->w_up, c->xb, T, c->hb2, exact);
+        size_t nf = (size_t)T * hp->n_ff;
+        for (size_t i = 0; i < nf; i++) {
+            float g = c->hb[i];
+            c->hb[i] = g / (1.0f + expf(-g)) * c->hb2[i];
+        }
+        slm_matmul(c->pool, &L->w_down, c->hb, T, c->xb, exact);
+        add_rows(c->x, c->xb, (size_t)T * E);
+    }
+    for (int r = 0; r < n_out; r++)
+        rmsnorm(c->out_hidden + (size_t)r * E, c->x + (size_t)c->out_rows[r] * E, m->output_norm, E, hp->rms_eps);
+    if (n_out) slm_matmul(c->pool, &m->output, c->out_hidden, n_out, c->logits, exact);
+    if (c->embeddings) {
+        rmsnorm_rows(c->all_hidden, c->x, m->output_norm, T, E, hp->rms_eps);
+        memcpy(c->last_seq, c->batch_seq, sizeof(int32_t) * (size_t)T);
+        c->last_n_tokens = T;
+    }
+    for (int t = 0; t < T; t++) {
+        int seq = c->batch_seq[t];
+        c->seq_tokens[(size_t)seq * c->n_ctx + c->batch_pos[t]] = b->tokens[t];
+    }
+    for (int t = 0; t < T; t++) {
+        int seq = c->batch_seq[t];
+        if (c->batch_pos[t] + 1 > c->seq_len[seq]) c->seq_len[seq] = c->batch_pos[t] + 1;
+    }
+    c->n_logits = n_out;
+    return 0;
+}
+
+int slm_embedding(const slm_context *c, int seq, float *out, char *err, size_t err_len) {
+    if (!c->embeddings) return slm_err(err, err_len, "context was created without embeddings");
+    int E = c->model->hp.n_embd, n = 0;
+    for (int i = 0; i < E; i++) out[i] = 0;
+    for (int t = 0; t < c->last_n_tokens; t++) {
+        if (c->last_seq[t] != seq) continue;
+        const float *h = c->all_hidden + (size_t)t * E;
+        for (int i = 0; i < E; i++) out[i] += h[i];
+        n++;
+    }
+    if (n == 0) return slm_err(err, err_len, "the last batch had no tokens of sequence %d", seq);
+    double norm = 0;
+    for (int i = 0; i < E; i++) norm += (double)out[i] * out[i];
+    float inv = norm > 0 ? (float)(1.0 / sqrt(norm)) : 0.0f;
+    for (int i = 0; i < E; i++) out[i] *= inv;
+    return 0;
+}
