@@ -111,6 +111,8 @@ slm_context_params slm_context_default_params(void);
 /* Allocates the KV cache and all work buffers; nothing is allocated while decoding. */
 int slm_context_new(slm_model *model, const slm_context_params *params, slm_context **out, char *err, size_t err_len);
 void slm_context_free(slm_context *ctx);
+/* The model the context runs. */
+const slm_model *slm_context_model(const slm_context *ctx);
 /* Positions available per sequence. */
 int slm_context_n_ctx(const slm_context *ctx);
 int slm_context_n_seq(const slm_context *ctx);
@@ -169,8 +171,10 @@ int slm_sampler_new(const slm_model *model, const slm_sampler_params *params, sl
 void slm_sampler_free(slm_sampler *s);
 /* Picks the next token from `logits` (n_vocab floats, not modified). */
 slm_token slm_sampler_sample(slm_sampler *s, const float *logits);
-/* Records a token (prompt or generated) in the penalty history and any grammar state. */
+/* Records a generated token: penalty history and grammar state advance. */
 void slm_sampler_accept(slm_sampler *s, slm_token token);
+/* Records a prompt token: penalty history only (the grammar constrains the output, not the prompt). */
+void slm_sampler_accept_prompt(slm_sampler *s, slm_token token);
 void slm_sampler_reset(slm_sampler *s);
 
 /* ---------- grammar constraint ---------- */

@@ -115,6 +115,7 @@ void slm_context_free(slm_context *c) {
     free(c);
 }
 
+const slm_model *slm_context_model(const slm_context *c) { return c->model; }
 int slm_context_n_ctx(const slm_context *c) { return c->n_ctx; }
 int slm_context_n_seq(const slm_context *c) { return c->n_seq; }
 int slm_context_n_batch(const slm_context *c) { return c->n_batch; }
