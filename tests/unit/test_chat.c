@@ -1,0 +1,511 @@
+/* Chat templates: detection from real template texts and byte-exact rendering per family. The
+ * conversation, templates and expected strings are the cases of llama.cpp's tests/test-chat-template.cpp
+ * (c392e509 era); families without an upstream case are checked against their documented layout. */
+#include <stdbool.h>
+
+#include "chat/chat.h"
+#include "test.h"
+
+static const slm_chat_message CONVERSATION[] = {
+    {"system", "You are a helpful assistant"},
+    {"user", "Hello"},
+    {"assistant", "Hi there"},
+    {"user", "Who are you"},
+    {"assistant", "   I am an assistant   "},
+    {"user", "Another question"},
+};
+#define N_CONVERSATION (sizeof CONVERSATION / sizeof CONVERSATION[0])
+
+typedef struct {
+    const char *name;
+    enum slm_chat_template family;
+    const char *template_text;
+    const char *expected;
+} template_case;
+
+static const template_case CASES[] = {
+    {"teknium/OpenHermes-2.5-Mistral-7B", SLM_CHAT_CHATML,
+     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + "
+     "'\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}",
+     "<|im_start|>system\nYou are a helpful assistant<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>"
+     "assistant\nHi there<|im_end|>\n<|im_start|>user\nWho are you<|im_end|>\n<|im_start|>assistant\n   I am an "
+     "assistant   <|im_end|>\n<|im_start|>user\nAnother question<|im_end|>\n<|im_start|>assistant\n"},
+    {"mistralai/Mistral-7B-Instruct-v0.2 (pre-v1)", SLM_CHAT_LLAMA2,
+     "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ "
+     "raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if "
+     "message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == "
+     "'assistant' %}{{ message['content'] + eos_token}}{% else %}{{ raise_exception('Only user and assistant roles "
+     "are supported!') }}{% endif %}{% endfor %}",
+     "[INST] You are a helpful assistant\nHello [/INST]Hi there</s>[INST] Who are you [/INST]   I am an assistant   "
+     "</s>[INST] Another question [/INST]"},
+    {"TheBloke/FusionNet_34Bx2_MoE-AWQ", SLM_CHAT_LLAMA2_SYS_BOS,
+     "{%- for idx in range(0, messages|length) -%}\n{%- if messages[idx]['role'] == 'user' -%}\n{%- if idx > 1 "
+     "-%}\n{{- bos_token + '[INST] ' + messages[idx]['content'] + ' [/INST]' -}}\n{%- else -%}\n{{- "
+     "messages[idx]['content'] + ' [/INST]' -}}\n{%- endif -%}\n{% elif messages[idx]['role'] == 'system' %}\n{{- "
+     "'[INST] <<SYS>>\\n' + messages[idx]['content'] + '\\n<</SYS>>\\n\\n' -}}\n{%- elif messages[idx]['role'] == "
+     "'assistant' -%}\n{{- ' '  + messages[idx]['content'] + ' ' + eos_token -}}\n{% endif %}\n{% endfor %}",
+     "[INST] <<SYS>>\nYou are a helpful assistant\n<</SYS>>\n\nHello [/INST]Hi there</s><s>[INST] Who are you "
+     "[/INST]   I am an assistant   </s><s>[INST] Another question [/INST]"},
+    {"bofenghuang/vigogne-2-70b-chat", SLM_CHAT_LLAMA2_SYS_STRIP,
+     "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set "
+     "system_message = messages[0]['content'] %}{% elif true == true and not '<<SYS>>' in messages[0]['content'] "
+     "%}{% set loop_messages = messages %}{% set system_message = 'Vous \xc3\xaates Vigogne, un assistant IA.' %}{% "
+     "else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}{% for message in "
+     "loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation "
+     "roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 and "
+     "system_message != false %}{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + "
+     "message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == "
+     "'user' %}{{ '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'system' %}{{ "
+     "'<<SYS>>\\n' + content.strip() + '\\n<</SYS>>\\n\\n' }}{% elif message['role'] == 'assistant' %}{{ ' '  + "
+     "content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}",
+     "[INST] <<SYS>>\nYou are a helpful assistant\n<</SYS>>\n\nHello [/INST]Hi there</s>[INST] Who are you "
+     "[/INST]I am an assistant</s>[INST] Another question [/INST]"},
+    {"mlabonne/AlphaMonarch-7B", SLM_CHAT_MONARCH,
+     "{% for message in messages %}{{bos_token + message['role'] + '\\n' + message['content'] + eos_token + "
+     "'\\n'}}{% endfor %}{% if add_generation_prompt %}{{ bos_token + 'assistant\\n' }}{% endif %}",
+     "system\nYou are a helpful assistant</s>\n<s>user\nHello</s>\n<s>assistant\nHi there</s>\n<s>user\nWho are "
+     "you</s>\n<s>assistant\n   I am an assistant   </s>\n<s>user\nAnother question</s>\n<s>assistant\n"},
+    {"google/gemma-7b-it", SLM_CHAT_GEMMA,
+     "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{% for "
+     "message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ "
+     "raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if "
+     "(message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif "
+     "%}{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}{% endfor %}{% if "
+     "add_generation_prompt %}{{'<start_of_turn>model\\n'}}{% endif %}",
+     "<start_of_turn>user\nYou are a helpful assistant\n\nHello<end_of_turn>\n<start_of_turn>model\nHi "
+     "there<end_of_turn>\n<start_of_turn>user\nWho are you<end_of_turn>\n<start_of_turn>model\nI am an "
+     "assistant<end_of_turn>\n<start_of_turn>user\nAnother question<end_of_turn>\n<start_of_turn>model\n"},
+    {"OrionStarAI/Orion-14B-Chat", SLM_CHAT_ORION,
+     "{% for message in messages %}{% if loop.first %}{{ bos_token }}{% endif %}{% if message['role'] == 'user' %}{{ "
+     "'Human: ' + message['content'] + '\\n\\nAssistant: ' + eos_token }}{% elif message['role'] == 'assistant' "
+     "%}{{ message['content'] + eos_token }}{% endif %}{% endfor %}",
+     "Human: You are a helpful assistant\n\nHello\n\nAssistant: </s>Hi there</s>Human: Who are you\n\nAssistant: "
+     "</s>   I am an assistant   </s>Human: Another question\n\nAssistant: </s>"},
+    {"openchat/openchat-3.5-0106", SLM_CHAT_OPENCHAT,
+     "{{ bos_token }}{% for message in messages %}{{ 'GPT4 Correct ' + message['role'].title() + ': ' + "
+     "message['content'] + '<|end_of_turn|>'}}{% endfor %}{% if add_generation_prompt %}{{ 'GPT4 Correct "
+     "Assistant:' }}{% endif %}",
+     "You are a helpful assistant<|end_of_turn|>GPT4 Correct User: Hello<|end_of_turn|>GPT4 Correct Assistant: Hi "
+     "there<|end_of_turn|>GPT4 Correct User: Who are you<|end_of_turn|>GPT4 Correct Assistant:    I am an assistant "
+     "  <|end_of_turn|>GPT4 Correct User: Another question<|end_of_turn|>GPT4 Correct Assistant:"},
+    {"deepseek-ai/deepseek-coder-33b-instruct", SLM_CHAT_DEEPSEEK,
+     "{% if not add_generation_prompt is defined %}\n{% set add_generation_prompt = false %}\n{% endif %}\n{%- set "
+     "ns = namespace(found=false) -%}\n{%- for message in messages -%}\n    {%- if message['role'] == 'system' "
+     "-%}\n        {%- set ns.found = true -%}\n    {%- endif -%}\n{%- endfor -%}\n{{bos_token}}{%- if not "
+     "ns.found -%}\n{{'You are an AI programming assistant\\n'}}\n{%- endif %}\n{%- for message in messages %}\n    "
+     "{%- if message['role'] == 'system' %}\n{{ message['content'] }}\n    {%- else %}\n        {%- if "
+     "message['role'] == 'user' %}\n{{'### Instruction:\\n' + message['content'] + '\\n'}}\n        {%- else "
+     "%}\n{{'### Response:\\n' + message['content'] + '\\n<|EOT|>\\n'}}\n        {%- endif %}\n    {%- endif "
+     "%}\n{%- endfor %}\n{% if add_generation_prompt %}\n{{'### Response:'}}\n{% endif %}",
+     "You are a helpful assistant### Instruction:\nHello\n### Response:\nHi there\n<|EOT|>\n### Instruction:\nWho "
+     "are you\n### Response:\n   I am an assistant   \n<|EOT|>\n### Instruction:\nAnother question\n### Response:\n"},
+    {"eachadea/vicuna-13b-1.1", SLM_CHAT_VICUNA,
+     "{%- for message in messages %}{%- if message['role'] == 'system' -%}{{- '' + message['content'] + '\n\n' "
+     "-}}{%- else -%}{%- if message['role'] == 'user' -%}{{-'USER: ' + message['content'] + '\n'-}}{%- else "
+     "-%}{{-'ASSISTANT: ' + message['content'] + '</s>\n' -}}{%- endif -%}{%- endif -%}{%- endfor -%}{%- if "
+     "add_generation_prompt -%}{{-'ASSISTANT:'-}}{%- endif -%}",
+     "You are a helpful assistant\n\nUSER: Hello\nASSISTANT: Hi there</s>\nUSER: Who are you\nASSISTANT:    I am an "
+     "assistant   </s>\nUSER: Another question\nASSISTANT:"},
+    {"Orca-Vicuna", SLM_CHAT_VICUNA_ORCA,
+     "{%- for message in messages %}{%- if message['role'] == 'system' -%}{{-'SYSTEM: ' + message['content'] + "
+     "'\n' -}}{%- else -%}{%- if message['role'] == 'user' -%}{{-'USER: ' + message['content'] + '\n'-}}{%- else "
+     "-%}{{-'ASSISTANT: ' + message['content'] + '</s>\n' -}}{%- endif -%}{%- endif -%}{%- endfor -%}{%- if "
+     "add_generation_prompt -%}{{-'ASSISTANT:'-}}{%- endif -%}",
+     "SYSTEM: You are a helpful assistant\nUSER: Hello\nASSISTANT: Hi there</s>\nUSER: Who are you\nASSISTANT:    I "
+     "am an assistant   </s>\nUSER: Another question\nASSISTANT:"},
+    {"CohereForAI/c4ai-command-r-plus", SLM_CHAT_COMMAND_R,
+     "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set "
+     "system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = "
+     "false %}{% endif %}{% if system_message != false %}{{ '<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>' + "
+     "system_message + '<|END_OF_TURN_TOKEN|>' }}{% endif %}{% for message in loop_messages %}{% set content = "
+     "message['content'] %}{% if message['role'] == 'user' %}{{ '<|START_OF_TURN_TOKEN|><|USER_TOKEN|>' + "
+     "content.strip() + '<|END_OF_TURN_TOKEN|>' }}{% elif message['role'] == 'assistant' %}{{ "
+     "'<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>'  + content.strip() + '<|END_OF_TURN_TOKEN|>' }}{% endif %}{% "
+     "endfor %}{% if add_generation_prompt %}{{ '<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>' }}{% endif %}",
+     "<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>You are a helpful "
+     "assistant<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|USER_TOKEN|>Hello<|END_OF_TURN_TOKEN|><|START_OF_TURN_"
+     "TOKEN|><|CHATBOT_TOKEN|>Hi there<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|USER_TOKEN|>Who are "
+     "you<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>I am an "
+     "assistant<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|USER_TOKEN|>Another "
+     "question<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>"},
+    {"Llama-3", SLM_CHAT_LLAMA3,
+     "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + "
+     "message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 "
+     "%}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{{ "
+     "'<|start_header_id|>assistant<|end_header_id|>\n\n' }}",
+     "<|start_header_id|>system<|end_header_id|>\n\nYou are a helpful "
+     "assistant<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHello<|eot_id|><|start_header_id|>assistant<|"
+     "end_header_id|>\n\nHi there<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nWho are "
+     "you<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nI am an "
+     "assistant<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nAnother "
+     "question<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"},
+    {"Phi-3-mini", SLM_CHAT_PHI3,
+     "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') %}{{'<|user|>' + '\n' + "
+     "message['content'] + '<|end|>' + '\n' + '<|assistant|>' + '\n'}}{% elif (message['role'] == 'assistant') "
+     "%}{{message['content'] + '<|end|>' + '\n'}}{% endif %}{% endfor %}",
+     "<|system|>\nYou are a helpful assistant<|end|>\n<|user|>\nHello<|end|>\n<|assistant|>\nHi "
+     "there<|end|>\n<|user|>\nWho are you<|end|>\n<|assistant|>\n   I am an assistant   "
+     "<|end|>\n<|user|>\nAnother question<|end|>\n<|assistant|>\n"},
+    {"Phi-3-small", SLM_CHAT_PHI3,
+     "{{ bos_token }}{% for message in messages %}{{'<|' + message['role'] + '|>' + '\n' + message['content'] + "
+     "'<|end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% "
+     "endif %}",
+     "<|system|>\nYou are a helpful assistant<|end|>\n<|user|>\nHello<|end|>\n<|assistant|>\nHi "
+     "there<|end|>\n<|user|>\nWho are you<|end|>\n<|assistant|>\n   I am an assistant   "
+     "<|end|>\n<|user|>\nAnother question<|end|>\n<|assistant|>\n"},
+    {"Phi-3-vision", SLM_CHAT_PHI3,
+     "{% for message in messages %}{{'<|' + message['role'] + '|>' + '\n' + message['content'] + '<|end|>\n' }}{% "
+     "endfor %}{% if add_generation_prompt and messages[-1]['role'] != 'assistant' %}{{- '<|assistant|>\n' -}}{% "
+     "endif %}",
+     "<|system|>\nYou are a helpful assistant<|end|>\n<|user|>\nHello<|end|>\n<|assistant|>\nHi "
+     "there<|end|>\n<|user|>\nWho are you<|end|>\n<|assistant|>\n   I am an assistant   "
+     "<|end|>\n<|user|>\nAnother question<|end|>\n<|assistant|>\n"},
+    {"ChatGLM3", SLM_CHAT_CHATGLM3,
+     "{% for message in messages %}{% if loop.first %}[gMASK]sop<|{{ message['role'] }}|>\n {{ message['content'] "
+     "}}{% else %}<|{{ message['role'] }}|>\n {{ message['content'] }}{% endif %}{% endfor %}{% if "
+     "add_generation_prompt %}<|assistant|>{% endif %}",
+     "[gMASK]sop<|system|>\n You are a helpful assistant<|user|>\n Hello<|assistant|>\n Hi there<|user|>\n Who are "
+     "you<|assistant|>\n    I am an assistant   <|user|>\n Another question<|assistant|>"},
+    {"ChatGLM4", SLM_CHAT_CHATGLM4,
+     "[gMASK]<sop>{% for item in messages %}{% if item['tools'] is defined %}<|system|>\n\xe4\xbd\xa0\xe6\x98\xaf "
+     "ChatGLM{% endif %}{% if item['content'] %}<|{{ item['role'] }}|>{{ item['metadata'] }}\n{{ item['content'] "
+     "}}{% endif %}{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}",
+     "[gMASK]<sop><|system|>\nYou are a helpful assistant<|user|>\nHello<|assistant|>\nHi there<|user|>\nWho are "
+     "you<|assistant|>\n   I am an assistant   <|user|>\nAnother question<|assistant|>"},
+    {"GLMEdge", SLM_CHAT_GLMEDGE,
+     "{% for item in messages %}{% if item['role'] == 'system' %}<|system|>\n{{ item['content'] }}{% elif "
+     "item['role'] == 'user' %}<|user|>\n{{ item['content'] }}{% elif item['role'] == 'assistant' "
+     "%}<|assistant|>\n{{ item['content'] }}{% endif %}{% endfor %}<|assistant|>",
+     "<|system|>\nYou are a helpful assistant<|user|>\nHello<|assistant|>\nHi there<|user|>\nWho are "
+     "you<|assistant|>\n   I am an assistant   <|user|>\nAnother question<|assistant|>"},
+    {"MiniCPM-3B-OpenHermes-2.5-v2-GGUF", SLM_CHAT_MINICPM,
+     "{% for message in messages %}{% if message['role'] == 'user' %}{{'<\xe7\x94\xa8\xe6\x88\xb7>' + "
+     "message['content'].strip() + '<AI>'}}{% else %}{{message['content'].strip()}}{% endif %}{% endfor %}",
+     "You are a helpful assistant<\xe7\x94\xa8\xe6\x88\xb7>Hello<AI>Hi there<\xe7\x94\xa8\xe6\x88\xb7>Who are "
+     "you<AI>I am an assistant<\xe7\x94\xa8\xe6\x88\xb7>Another question<AI>"},
+    {"DeepSeek-V2", SLM_CHAT_DEEPSEEK2,
+     "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}{{ bos_token "
+     "}}{% for message in messages %}{% if message['role'] == 'user' %}{{ 'User: ' + message['content'] + '\n\n' "
+     "}}{% elif message['role'] == 'assistant' %}{{ 'Assistant: ' + message['content'] + eos_token }}{% elif "
+     "message['role'] == 'system' %}{{ message['content'] + '\n\n' }}{% endif %}{% endfor %}{% if "
+     "add_generation_prompt %}{{ 'Assistant:' }}{% endif %}",
+     "You are a helpful assistant\n\nUser: Hello\n\nAssistant: Hi there<\xef\xbd\x9c"
+     "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>User: Who are you\n\nAssistant:    I am an assistant   "
+     "<\xef\xbd\x9c"
+     "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>User: Another question\n\nAssistant:"},
+    {"ibm-granite/granite-3.0-8b-instruct", SLM_CHAT_GRANITE,
+     "{%- for message in messages %}\n    {%- if message['role'] == 'system' %}\n    {{- "
+     "'<|start_of_role|>system<|end_of_role|>' + message['content'] + '<|end_of_text|>\n' }}\n    {%- elif "
+     "message['role'] == 'user' %}\n    {{- '<|start_of_role|>user<|end_of_role|>' + message['content'] + "
+     "'<|end_of_text|>\n' }}\n    {%- elif message['role'] == 'assistant' %}\n    {{- "
+     "'<|start_of_role|>assistant<|end_of_role|>'  + message['content'] + '<|end_of_text|>\n' }}\n    {%- endif "
+     "%}\n    {%- if loop.last and add_generation_prompt %}\n    {{- '<|start_of_role|>assistant<|end_of_role|>' "
+     "}}\n    {%- endif %}\n{%- endfor %}",
+     "<|start_of_role|>system<|end_of_role|>You are a helpful "
+     "assistant<|end_of_text|>\n<|start_of_role|>user<|end_of_role|>Hello<|end_of_text|>\n<|start_of_role|>"
+     "assistant<|end_of_role|>Hi there<|end_of_text|>\n<|start_of_role|>user<|end_of_role|>Who are "
+     "you<|end_of_text|>\n<|start_of_role|>assistant<|end_of_role|>   I am an assistant   "
+     "<|end_of_text|>\n<|start_of_role|>user<|end_of_role|>Another "
+     "question<|end_of_text|>\n<|start_of_role|>assistant<|end_of_role|>\n"},
+    {"mistralai/Mistral-7B-Instruct-v0.2 ('v1' template with a system prompt)", SLM_CHAT_MISTRAL_V1,
+     "{%- if messages[0]['role'] == 'system' %}\n    {%- set system_message = messages[0]['content'] %}\n    {%- "
+     "set loop_messages = messages[1:] %}\n{%- else %}\n    {%- set loop_messages = messages %}\n{%- endif "
+     "%}\n\n{{- bos_token }}\n{%- for message in loop_messages %}\n    {%- if message['role'] == 'user' %}\n        "
+     "{%- if loop.first and system_message is defined %}\n            {{- ' [INST] ' + system_message + '\\n\\n' + "
+     "message['content'] + ' [/INST]' }}\n        {%- else %}\n            {{- ' [INST] ' + message['content'] + ' "
+     "[/INST]' }}\n        {%- endif %}\n    {%- elif message['role'] == 'assistant' %}\n        {{- ' ' + "
+     "message['content'] + eos_token}}\n    {%- endif %}\n{%- endfor %}\n",
+     " [INST] You are a helpful assistant\n\nHello [/INST] Hi there</s> [INST] Who are you [/INST]    I am an "
+     "assistant   </s> [INST] Another question [/INST]"},
+    {"Mistral-Large-Instruct-2407 ('v3' template)", SLM_CHAT_MISTRAL_V3,
+     "{%- if messages[0][\"role\"] == \"system\" %}\n    {%- set system_message = messages[0][\"content\"] %}\n    "
+     "{%- set loop_messages = messages[1:] %}\n{%- else %}\n    {%- set loop_messages = messages %}\n{%- endif "
+     "%}\n{{- bos_token }}\n{%- for message in loop_messages %}\n    {%- if message[\"role\"] == \"user\" %}\n        "
+     "{%- if tools is not none and (message == user_messages[-1]) %}\n            {{- \"[AVAILABLE_TOOLS] [\" }}\n  "
+     "          {{- \"[/AVAILABLE_TOOLS]\" }}\n        {%- endif %}\n        {%- if loop.last and system_message is "
+     "defined %}\n            {{- \"[INST] \" + system_message + \"\\n\\n\" + message[\"content\"] + \"[/INST]\" "
+     "}}\n        {%- else %}\n            {{- \"[INST] \" + message[\"content\"] + \"[/INST]\" }}\n        {%- "
+     "endif %}\n    {%- elif message[\"role\"] == \"assistant\" %}\n        {{- \" \" + message[\"content\"]|trim + "
+     "eos_token}}\n    {%- endif %}\n{%- endfor %}\n",
+     "[INST] You are a helpful assistant\n\nHello[/INST] Hi there</s>[INST] Who are you[/INST] I am an "
+     "assistant</s>[INST] Another question[/INST]"},
+    {"Mistral-Nemo-Instruct-2407 ('v3-tekken' template)", SLM_CHAT_MISTRAL_V3_TEKKEN,
+     "{%- if messages[0][\"role\"] == \"system\" %}\n    {%- set system_message = messages[0][\"content\"] %}\n    "
+     "{%- set loop_messages = messages[1:] %}\n{%- else %}\n    {%- set loop_messages = messages %}\n{%- endif "
+     "%}\n{{- bos_token }}\n{%- for message in loop_messages %}\n    {%- if message[\"role\"] == \"user\" %}\n        "
+     "{%- if tools is not none and (message == user_messages[-1]) %}\n            {{- \"[AVAILABLE_TOOLS][\" }}\n   "
+     "         {{- \"[/AVAILABLE_TOOLS]\" }}\n        {%- endif %}\n        {%- if loop.last and system_message is "
+     "defined %}\n            {{- \"[INST]\" + system_message + \"\\n\\n\" + message[\"content\"] + \"[/INST]\" "
+     "}}\n        {%- else %}\n            {{- \"[INST]\" + message[\"content\"] + \"[/INST]\" }}\n        {%- endif "
+     "%}\n    {%- elif message[\"role\"] == \"assistant\" %}\n        {{- message[\"content\"] + eos_token}}\n    "
+     "{%- endif %}\n{%- endfor %}\n",
+     "[INST]You are a helpful assistant\n\nHello[/INST]Hi there</s>[INST]Who are you[/INST]   I am an assistant   "
+     "</s>[INST]Another question[/INST]"},
+    {"mistralai/Mistral-Large-Instruct-2411 ('v7' template)", SLM_CHAT_MISTRAL_V7,
+     "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ '[INST] ' + "
+     "message['content'] + '[/INST]' }}{% elif message['role'] == 'system' %}{{ '[SYSTEM_PROMPT] ' + "
+     "message['content'] + '[/SYSTEM_PROMPT]' }}{% elif message['role'] == 'assistant' %}{{ ' ' + "
+     "message['content'] + eos_token }}{% else %}{{ raise_exception('Only user, system and assistant roles are "
+     "supported!') }}{% endif %}{% endfor %}",
+     "[SYSTEM_PROMPT] You are a helpful assistant[/SYSTEM_PROMPT][INST] Hello[/INST] Hi there</s>[INST] Who are "
+     "you[/INST]    I am an assistant   </s>[INST] Another question[/INST]"},
+    {"ai-sage/GigaChat-20B-A3B-instruct", SLM_CHAT_GIGACHAT,
+     "{% if messages[0]['role'] == 'system' -%}\n    {%- set loop_messages = messages[1:] -%}\n    {%- set "
+     "system_message = bos_token + messages[0]['content'] + additional_special_tokens[1] -%}\n{%- else -%}\n    {%- "
+     "set loop_messages = messages -%}\n    {%- set system_message = bos_token + '' -%}\n{%- endif -%}\n{%- for "
+     "message in loop_messages %}\n    {%- if loop.index0 == 0 -%}\n        {{ system_message -}}\n    {%- endif "
+     "-%}\n    {%- if message['role'] == 'user' -%}\n        {{ message['role'] + additional_special_tokens[0] + "
+     "message['content'] + additional_special_tokens[1] -}}\n        {{ 'available functions' + "
+     "additional_special_tokens[0] + additional_special_tokens[2] + additional_special_tokens[3]  + "
+     "additional_special_tokens[1] -}}\n    {%- endif -%}\n    {%- if message['role'] == 'assistant' -%}\n        {{ "
+     "message['role'] + additional_special_tokens[0] + message['content'] + additional_special_tokens[1] -}}\n    "
+     "{%- endif -%}\n    {%- if loop.last and add_generation_prompt -%}\n        {{ 'assistant' + "
+     "additional_special_tokens[0] -}}\n    {%- endif -%}\n{%- endfor %}",
+     "<s>You are a helpful assistant<|message_sep|>user<|role_sep|>Hello<|message_sep|>available "
+     "functions<|role_sep|>[]<|message_sep|>assistant<|role_sep|>Hi there<|message_sep|>user<|role_sep|>Who are "
+     "you<|message_sep|>available functions<|role_sep|>[]<|message_sep|>assistant<|role_sep|>   I am an assistant   "
+     "<|message_sep|>user<|role_sep|>Another question<|message_sep|>available "
+     "functions<|role_sep|>[]<|message_sep|>assistant<|role_sep|>"},
+    {"Infinigence/Megrez-3B-Instruct", SLM_CHAT_MEGREZ,
+     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ "
+     "'<|role_start|>system<|role_end|>Megrez<|turn_end|>' }}{% endif %}{{ '<|role_start|>' + message['role'] + "
+     "'<|role_end|>' + message['content'] + '<|turn_end|>' }}{% endfor %}{% if add_generation_prompt %}{{ "
+     "'<|role_start|>assistant<|role_end|>' }}{% endif %}",
+     "<|role_start|>system<|role_end|>You are a helpful "
+     "assistant<|turn_end|><|role_start|>user<|role_end|>Hello<|turn_end|><|role_start|>assistant<|role_end|>Hi "
+     "there<|turn_end|><|role_start|>user<|role_end|>Who are you<|turn_end|><|role_start|>assistant<|role_end|>   I "
+     "am an assistant   <|turn_end|><|role_start|>user<|role_end|>Another "
+     "question<|turn_end|><|role_start|>assistant<|role_end|>"},
+    {"phi-4", SLM_CHAT_PHI4,
+     "{% for message in messages %}{% if (message['role'] == 'system') %}{{'<|im_start|>system<|im_sep|>' + "
+     "message['content'] + '<|im_end|>'}}{% elif (message['role'] == 'user') %}{{'<|im_start|>user<|im_sep|>' + "
+     "message['content'] + '<|im_end|><|im_start|>assistant<|im_sep|>'}}{% elif (message['role'] == 'assistant') "
+     "%}{{message['content'] + '<|im_end|>'}}{% endif %}{% endfor %}",
+     "<|im_start|>system<|im_sep|>You are a helpful "
+     "assistant<|im_end|><|im_start|>user<|im_sep|>Hello<|im_end|><|im_start|>assistant<|im_sep|>Hi "
+     "there<|im_end|><|im_start|>user<|im_sep|>Who are you<|im_end|><|im_start|>assistant<|im_sep|>   I am an "
+     "assistant   <|im_end|><|im_start|>user<|im_sep|>Another question<|im_end|><|im_start|>assistant<|im_sep|>"},
+    /* No upstream case for these four: templates carrying the family's markers, layouts as llama.cpp writes them. */
+    {"Zephyr-style (role tags, <|endoftext|>)", SLM_CHAT_ZEPHYR,
+     "{% for message in messages %}{% if message['role'] == 'user' %}{{ '<|user|>\\n' + message['content'] + "
+     "'<|endoftext|>\\n' }}{% else %}{{ '<|' + message['role'] + '|>\\n' + message['content'] + '<|endoftext|>\\n' "
+     "}}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|' + 'assistant' + '|>\\n' }}{% endif %}",
+     "<|system|>\nYou are a helpful assistant<|endoftext|>\n<|user|>\nHello<|endoftext|>\n<|assistant|>\nHi "
+     "there<|endoftext|>\n<|user|>\nWho are you<|endoftext|>\n<|assistant|>\n   I am an assistant   "
+     "<|endoftext|>\n<|user|>\nAnother question<|endoftext|>\n<|assistant|>\n"},
+    {"tiiuae/Falcon3-style", SLM_CHAT_FALCON3,
+     "{% for message in messages %}{% if message['role'] == 'user' %}{{ '<|user|>\\n' + message['content'] + '\\n' "
+     "}}{% elif message['role'] == 'assistant' %}{{ '<|assistant|>\\n' + message['content'] + '</s>\\n' }}{% endif "
+     "%}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}",
+     "<|system|>\nYou are a helpful assistant\n<|user|>\nHello\n<|assistant|>\nHi there\n<|user|>\nWho are "
+     "you\n<|assistant|>\n   I am an assistant   \n<|user|>\nAnother question\n<|assistant|>\n"},
+    {"EXAONE-3.0-style", SLM_CHAT_EXAONE3,
+     "{% for message in messages %}{% if message['role'] == 'system' %}{{ '[|system|]' + message['content'] + "
+     "'[|endofturn|]\\n' }}{% elif message['role'] == 'user' %}{{ '[|user|]' + message['content'] + '\\n' }}{% "
+     "elif message['role'] == 'assistant' %}{{ '[|assistant|]' + message['content'] + '[|endofturn|]\\n' }}{% "
+     "endif %}{% endfor %}{% if add_generation_prompt %}{{ '[|assistant|]' }}{% endif %}",
+     "[|system|]You are a helpful assistant[|endofturn|]\n[|user|]Hello\n[|assistant|]Hi "
+     "there[|endofturn|]\n[|user|]Who are you\n[|assistant|]I am an assistant[|endofturn|]\n[|user|]Another "
+     "question\n[|assistant|]"},
+    {"DeepSeek-V3-style", SLM_CHAT_DEEPSEEK3,
+     "{% for message in messages %}{% if message['role'] == 'user' %}{{'<\xef\xbd\x9cUser\xef\xbd\x9c>' + "
+     "message['content']}}{% elif message['role'] == 'assistant' %}{{'<\xef\xbd\x9c"
+     "Assistant\xef\xbd\x9c>' + message['content'] + '<\xef\xbd\x9c"
+     "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>'}}{% endif %}{% endfor %}",
+     "You are a helpful assistant\n\n<\xef\xbd\x9cUser\xef\xbd\x9c>Hello<\xef\xbd\x9c"
+     "Assistant\xef\xbd\x9c>Hi there<\xef\xbd\x9c"
+     "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c><\xef\xbd\x9cUser\xef\xbd\x9c>Who are you<\xef\xbd\x9c"
+     "Assistant\xef\xbd\x9c>   I am an assistant   <\xef\xbd\x9c"
+     "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c><\xef\xbd\x9cUser\xef\xbd\x9c>Another question<\xef\xbd\x9c"
+     "Assistant\xef\xbd\x9c>"},
+    {"rwkv-world (by name)", SLM_CHAT_RWKV_WORLD, "rwkv-world",
+     "You are a helpful assistant\n\nUser: Hello\n\nAssistant:Hi there\n\nUser: Who are you\n\nAssistant:   I am an "
+     "assistant   \n\nUser: Another question\n\nAssistant:"},
+};
+#define N_CASES (sizeof CASES / sizeof CASES[0])
+
+static void show_difference(const char *expected, const char *got) {
+    size_t i = 0;
+    while (expected[i] && expected[i] == got[i]) i++;
+    fprintf(stderr, "  first difference at byte %zu\n  expected: \"%s\"\n  got:      \"%s\"\n", i, expected + i,
+            got + i);
+}
+
+static void test_upstream_cases(void) {
+    char err[512];
+    for (size_t i = 0; i < N_CASES; i++) {
+        const template_case *c = &CASES[i];
+        enum slm_chat_template t = slm_chat_template_detect(c->template_text);
+        CHECKF(t == c->family, "%s: detected %s, expected %s", c->name,
+               slm_chat_template_name(t) ? slm_chat_template_name(t) : "(unknown)", slm_chat_template_name(c->family));
+        char *out = NULL;
+        int rc = slm_chat_apply(c->family, CONVERSATION, N_CONVERSATION, true, &out, err, sizeof err);
+        CHECKF(rc == 0, "%s: %s", c->name, err);
+        if (rc == 0) {
+            bool same = strcmp(out, c->expected) == 0;
+            CHECKF(same, "%s: rendering differs", c->name);
+            if (!same) show_difference(c->expected, out);
+        }
+        free(out);
+    }
+}
+
+/* Every family has a name that maps back to it, and the name itself is accepted as "template text". */
+static void test_names(void) {
+    const char *names = slm_chat_known_names();
+    for (int t = 0; t < SLM_CHAT_COUNT; t++) {
+        const char *name = slm_chat_template_name((enum slm_chat_template)t);
+        CHECKF(name != NULL, "family %d has no name", t);
+        if (!name) continue;
+        CHECKF(slm_chat_template_from_name(name) == (enum slm_chat_template)t, "%s does not map back", name);
+        CHECKF(slm_chat_template_detect(name) == (enum slm_chat_template)t, "%s not detected by name", name);
+        CHECKF(strstr(names, name) != NULL, "%s missing from the names list \"%s\"", name, names);
+    }
+    CHECK(strncmp(names, "chatml, llama3, llama2", 22) == 0);
+    CHECK(slm_chat_template_from_name("ChatML") == SLM_CHAT_UNKNOWN);
+    CHECK(slm_chat_template_from_name("") == SLM_CHAT_UNKNOWN);
+    CHECK(slm_chat_template_from_name(NULL) == SLM_CHAT_UNKNOWN);
+    CHECK(slm_chat_template_name(SLM_CHAT_UNKNOWN) == NULL);
+    CHECK(slm_chat_template_name(SLM_CHAT_COUNT) == NULL);
+}
+
+static void test_detection_edges(void) {
+    CHECK(slm_chat_template_detect(NULL) == SLM_CHAT_UNKNOWN);
+    CHECK(slm_chat_template_detect("") == SLM_CHAT_UNKNOWN);
+    CHECK(slm_chat_template_detect("INVALID TEMPLATE") == SLM_CHAT_UNKNOWN);
+    CHECK(slm_chat_template_detect("{{ messages[0]['content'] }}") == SLM_CHAT_UNKNOWN);
+    /* A bare "mistral" is the old pre-v1 Llama-2 style, as llama.cpp treats it. */
+    CHECK(slm_chat_template_detect("mistral") == SLM_CHAT_LLAMA2);
+    /* Real templates shipped with the reference models. */
+    CHECK(slm_chat_template_detect("{%- for message in messages %}\n{%- if loop.first and messages[0]['role'] != "
+                                   "'system' %}\n{{- '<|im_start|>system\\nYou are a helpful AI assistant named "
+                                   "SmolLM, trained by Hugging Face<|im_end|>\\n' }}\n{%- endif %}\n{{- "
+                                   "'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + "
+                                   "'\\n' }}\n{%- endfor %}\n{%- if add_generation_prompt %}\n{{- "
+                                   "'<|im_start|>assistant\\n' }}\n{%- endif %}") == SLM_CHAT_CHATML);
+    CHECK(slm_chat_template_detect("{{- bos_token }}\n{%- for message in messages %}\n{{- '<|start_header_id|>' + "
+                                   "message['role'] + '<|end_header_id|>\\n\\n' + (message['content'] | trim) + "
+                                   "'<|eot_id|>' }}\n{%- endfor %}\n{%- if add_generation_prompt %}\n{{- "
+                                   "'<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}\n{%- endif %}") ==
+          SLM_CHAT_LLAMA3);
+    /* The official Llama-2-chat template: <<SYS>> without BOS inside history or strip(). */
+    CHECK(slm_chat_template_detect("{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+                                   "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages "
+                                   "= messages %}{% set system_message = false %}{% endif %}{% for message in "
+                                   "loop_messages %}{% if loop.index0 == 0 and system_message != false %}{% set "
+                                   "content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + "
+                                   "message['content'] %}{% else %}{% set content = message['content'] %}{% endif "
+                                   "%}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content + ' "
+                                   "[/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' ' + content + ' ' + "
+                                   "eos_token }}{% endif %}{% endfor %}") == SLM_CHAT_LLAMA2_SYS_BOS);
+    CHECK(slm_chat_template_detect("{% for m in messages %}[INST] <<SYS>>{{ m['content'] }}{% endfor %}") ==
+          SLM_CHAT_LLAMA2_SYS);
+    /* Gemma 2's template (no system role, "model" turns). */
+    CHECK(slm_chat_template_detect("{{ bos_token }}{% for message in messages %}{% if (message['role'] == "
+                                   "'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] "
+                                   "%}{% endif %}{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + "
+                                   "'<end_of_turn>\\n' }}{% endfor %}{% if add_generation_prompt "
+                                   "%}{{'<start_of_turn>model\\n'}}{% endif %}") == SLM_CHAT_GEMMA);
+}
+
+static char *render_or_null(enum slm_chat_template t, const slm_chat_message *m, size_t n, bool add_gen) {
+    char err[512];
+    char *out = NULL;
+    if (slm_chat_apply(t, m, n, add_gen, &out, err, sizeof err) != 0) {
+        fprintf(stderr, "render failed: %s\n", err);
+        return NULL;
+    }
+    return out;
+}
+
+#define CHECK_RENDER(t, msgs, n, add_gen, expected)                                         \
+    do {                                                                                    \
+        char *got_ = render_or_null(t, msgs, n, add_gen);                                   \
+        CHECKF(got_ && strcmp(got_, expected) == 0, "%s: got \"%s\"", slm_chat_template_name(t), \
+               got_ ? got_ : "(error)");                                                    \
+        free(got_);                                                                         \
+    } while (0)
+
+static void test_generation_prompt_and_single_turns(void) {
+    static const slm_chat_message sys[] = {{"system", "You are a helpful assistant"}};
+    /* llama.cpp's llama_chat_format_single cases for a lone system message (no generation prompt). */
+    CHECK_RENDER(SLM_CHAT_CHATML, sys, 1, false, "<|im_start|>system\nYou are a helpful assistant<|im_end|>\n");
+    CHECK_RENDER(SLM_CHAT_MISTRAL_V1, sys, 1, false, " [INST] You are a helpful assistant\n\n");
+    CHECK_RENDER(SLM_CHAT_MISTRAL_V3, sys, 1, false, "[INST] You are a helpful assistant\n\n");
+    CHECK_RENDER(SLM_CHAT_MISTRAL_V3_TEKKEN, sys, 1, false, "[INST]You are a helpful assistant\n\n");
+    CHECK_RENDER(SLM_CHAT_MISTRAL_V7, sys, 1, false, "[SYSTEM_PROMPT] You are a helpful assistant[/SYSTEM_PROMPT]");
+    CHECK_RENDER(SLM_CHAT_LLAMA2, sys, 1, false, "[INST] You are a helpful assistant\n");
+    CHECK_RENDER(SLM_CHAT_LLAMA2_SYS, sys, 1, false, "[INST] <<SYS>>\nYou are a helpful assistant\n<</SYS>>\n\n");
+    CHECK_RENDER(SLM_CHAT_GEMMA, sys, 1, false, "");
+    CHECK_RENDER(SLM_CHAT_LLAMA3, sys, 1, false,
+                 "<|start_header_id|>system<|end_header_id|>\n\nYou are a helpful assistant<|eot_id|>");
+    CHECK_RENDER(SLM_CHAT_GIGACHAT, sys, 1, false, "<s>You are a helpful assistant<|message_sep|>");
+
+    /* Ending on an assistant turn without a generation prompt. */
+    static const slm_chat_message ua[] = {{"user", "Hi"}, {"assistant", "Hello!"}};
+    CHECK_RENDER(SLM_CHAT_CHATML, ua, 2, false, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n");
+    CHECK_RENDER(SLM_CHAT_LLAMA3, ua, 2, false,
+                 "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_"
+                 "id|>\n\nHello!<|eot_id|>");
+    CHECK_RENDER(SLM_CHAT_GEMMA, ua, 2, false,
+                 "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n");
+    CHECK_RENDER(SLM_CHAT_PHI3, ua, 2, true, "<|user|>\nHi<|end|>\n<|assistant|>\nHello!<|end|>\n<|assistant|>\n");
+    CHECK_RENDER(SLM_CHAT_ZEPHYR, ua, 2, false,
+                 "<|user|>\nHi<|endoftext|>\n<|assistant|>\nHello!<|endoftext|>\n");
+
+    /* Empty conversation: only the generation prompt. */
+    CHECK_RENDER(SLM_CHAT_CHATML, NULL, 0, true, "<|im_start|>assistant\n");
+    CHECK_RENDER(SLM_CHAT_CHATML, NULL, 0, false, "");
+    CHECK_RENDER(SLM_CHAT_LLAMA2, NULL, 0, true, "[INST] ");
+
+    /* Gemma: the system text goes into the first user turn even after an assistant turn, trimmed. */
+    static const slm_chat_message gemma_late[] = {{"assistant", "Hi"}, {"system", "  Be brief.  "}, {"user", "Q"}};
+    CHECK_RENDER(SLM_CHAT_GEMMA, gemma_late, 3, true,
+                 "<start_of_turn>model\nHi<end_of_turn>\n<start_of_turn>user\nBe brief.\n\nQ<end_of_turn>\n<start_"
+                 "of_turn>model\n");
+    /* Llama-3 trims every content (llama.cpp's built-in does, like the template's | trim). */
+    static const slm_chat_message padded[] = {{"user", " \t Write a haiku.\n  "}};
+    CHECK_RENDER(SLM_CHAT_LLAMA3, padded, 1, true,
+                 "<|start_header_id|>user<|end_header_id|>\n\nWrite a haiku.<|eot_id|><|start_header_id|>assistant<|"
+                 "end_header_id|>\n\n");
+    /* Bytes >= 0x80 are never trimmed (NBSP stays). */
+    static const slm_chat_message nbsp[] = {{"user", "\xc2\xa0x\xc2\xa0"}};
+    CHECK_RENDER(SLM_CHAT_LLAMA3, nbsp, 1, false,
+                 "<|start_header_id|>user<|end_header_id|>\n\n\xc2\xa0x\xc2\xa0<|eot_id|>");
+}
+
+static void test_errors(void) {
+    char err[512];
+    char *out = (char *)1;
+    static const slm_chat_message bad_role[] = {{"user", "hi"}, {"tool", "42"}};
+    CHECK(slm_chat_apply(SLM_CHAT_CHATML, bad_role, 2, true, &out, err, sizeof err) < 0);
+    CHECK(out == NULL);
+    CHECKF(strstr(err, "'tool'") && strstr(err, "message 1"), "%s", err);
+
+    static const slm_chat_message no_content[] = {{"user", NULL}};
+    CHECK(slm_chat_apply(SLM_CHAT_LLAMA3, no_content, 1, true, &out, err, sizeof err) < 0);
+    CHECKF(strstr(err, "no content"), "%s", err);
+
+    static const slm_chat_message no_role[] = {{NULL, "x"}};
+    CHECK(slm_chat_apply(SLM_CHAT_LLAMA3, no_role, 1, true, &out, err, sizeof err) < 0);
+    CHECKF(strstr(err, "no role"), "%s", err);
+
+    CHECK(slm_chat_apply(SLM_CHAT_UNKNOWN, CONVERSATION, N_CONVERSATION, true, &out, err, sizeof err) < 0);
+    CHECKF(strstr(err, "chatml") && strstr(err, "llama3") && strstr(err, "mistral-v7") && strstr(err, "zephyr"),
+           "unknown-template error should list names: %s", err);
+    CHECK(slm_chat_apply((enum slm_chat_template)SLM_CHAT_COUNT, CONVERSATION, 1, true, &out, err, sizeof err) < 0);
+    CHECK(slm_chat_apply(SLM_CHAT_CHATML, NULL, 2, true, &out, err, sizeof err) < 0);
+    /* Role names are case-sensitive, as in every template. */
+    static const slm_chat_message upper[] = {{"User", "hi"}};
+    CHECK(slm_chat_apply(SLM_CHAT_CHATML, upper, 1, true, &out, err, sizeof err) < 0);
+    CHECKF(strstr(err, "'User'"), "%s", err);
+}
+
+int main(void) {
+    test_upstream_cases();
+    test_names();
+    test_detection_edges();
+    test_generation_prompt_and_single_turns();
+    test_errors();
+    return test_report("test_chat");
+}
