@@ -195,10 +195,294 @@ static void test_dequant_fixture(void) {
     free(buf);
 }
 
+
+/* ---- quantizers ---- */
+
+static uint16_t le16(const void *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+/* Equal as numbers (-0 == 0), reporting the first difference. */
+static int same_values(const float *a, const float *b, int n) {
+    for (int i = 0; i < n; i++) {
+        if (a[i] != b[i]) {
+            fprintf(stderr, "  element %d: %.9g != %.9g\n", i, a[i], b[i]);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Vectors whose quantization can be worked out by hand: scales come out as exactly 1 (or -1). */
+static void test_quantize_known_vectors(void) {
+    float x[SLM_QK_K];
+
+    /* q8_0: amax 127 gives d = 1, so every integer maps to itself. */
+    for (int j = 0; j < SLM_QK; j++) x[j] = (float)(j * 8 - 127 + (j == 0 ? 0 : 0));
+    x[31] = 127.0f;
+    block_q8_0 q8;
+    CHECK(slm_quantize_row(SLM_TYPE_Q8_0, x, &q8, SLM_QK) == 0);
+    CHECK(q8.d == 0x3c00);
+    int ok = 1;
+    for (int j = 0; j < SLM_QK; j++) ok &= q8.qs[j] == (int8_t)x[j];
+    CHECK(ok);
+    /* Half-way values round away from zero (roundf), unlike the k-quants' nearest-even. */
+    for (int j = 0; j < SLM_QK; j++) x[j] = 0.0f;
+    x[0] = 127.0f;
+    x[1] = 2.5f;
+    x[2] = -2.5f;
+    x[3] = 3.5f;
+    CHECK(slm_quantize_row(SLM_TYPE_Q8_0, x, &q8, SLM_QK) == 0);
+    CHECK(q8.qs[1] == 3 && q8.qs[2] == -3 && q8.qs[3] == 4);
+
+    /* q4_0: the extreme value -8 gives d = 1 (max / -8); q = x + 8, with +8 clamped to 15. */
+    for (int j = 0; j < SLM_QK; j++) x[j] = (float)(j % 16 - 8);
+    x[17] = 7.4f;  /* truncation after +8.5: 15.9 -> 15 */
+    x[18] = -0.6f; /* 7.9 -> 7 */
+    block_q4_0 q4;
+    CHECK(slm_quantize_row(SLM_TYPE_Q4_0, x, &q4, SLM_QK) == 0);
+    CHECK(q4.d == 0x3c00);
+    CHECKF(q4.qs[0] == 0x00 && q4.qs[1] == 0xf1 && q4.qs[2] == 0x72 && q4.qs[15] == 0xff, "%02x %02x %02x %02x",
+           q4.qs[0], q4.qs[1], q4.qs[2], q4.qs[15]);
+    /* With +8 as the extreme, d = -1 and the quants are mirrored: 8 -> 0, -8 -> 16 clamps to 15. */
+    for (int j = 0; j < SLM_QK; j++) x[j] = 0.0f;
+    x[0] = 8.0f;
+    x[1] = -8.0f;
+    x[2] = 3.0f;
+    CHECK(slm_quantize_row(SLM_TYPE_Q4_0, x, &q4, SLM_QK) == 0);
+    CHECK(q4.d == 0xbc00);
+    CHECK((q4.qs[0] & 0x0f) == 0 && (q4.qs[1] & 0x0f) == 15 && (q4.qs[2] & 0x0f) == 5 && (q4.qs[3] & 0x0f) == 8);
+
+    /* q4_1: min -1, max 14 -> d = 1, m = -1, q = x + 1. */
+    for (int j = 0; j < SLM_QK; j++) x[j] = (float)(j % 16 - 1);
+    block_q4_1 q41;
+    CHECK(slm_quantize_row(SLM_TYPE_Q4_1, x, &q41, SLM_QK) == 0);
+    CHECK(q41.d == 0x3c00 && q41.m == 0xbc00);
+    ok = 1;
+    for (int j = 0; j < 16; j++) ok &= q41.qs[j] == (uint8_t)(j | j << 4);
+    CHECK(ok);
+
+    /* q5_0: extreme -16 -> d = 1, q = x + 16; the fifth bit of element j sits in qh bit j. */
+    for (int j = 0; j < SLM_QK; j++) x[j] = (float)(j - 16);
+    block_q5_0 q5;
+    CHECK(slm_quantize_row(SLM_TYPE_Q5_0, x, &q5, SLM_QK) == 0);
+    CHECK(q5.d == 0x3c00);
+    CHECKF(le32(q5.qh) == 0xffff0000u, "qh %08x", le32(q5.qh)); /* elements 16..31 have q >= 16 */
+    ok = 1;
+    for (int j = 0; j < 16; j++) ok &= q5.qs[j] == (uint8_t)(j | j << 4);
+    CHECK(ok);
+
+    /* q5_1: 0..31 -> d = 1, m = 0, q = x. */
+    for (int j = 0; j < SLM_QK; j++) x[j] = (float)((j * 7) % 32);
+    block_q5_1 q51;
+    CHECK(slm_quantize_row(SLM_TYPE_Q5_1, x, &q51, SLM_QK) == 0);
+    CHECK(q51.d == 0x3c00 && q51.m == 0x0000);
+    float back[SLM_QK_K];
+    slm_dequantize_row(SLM_TYPE_Q5_1, &q51, back, SLM_QK);
+    CHECK(same_values(back, x, SLM_QK));
+
+    /* iq4_nl: inputs exactly on the levels with extreme -127 give d = 1 and the level indices. */
+    static const int8_t levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+    for (int j = 0; j < SLM_QK; j++) x[j] = levels[(j * 5) % 16];
+    block_iq4_nl nl;
+    CHECK(slm_quantize_row(SLM_TYPE_IQ4_NL, x, &nl, SLM_QK) == 0);
+    CHECKF(nl.d == 0x3c00, "iq4_nl d %04x", nl.d);
+    ok = 1;
+    for (int j = 0; j < 16; j++) ok &= nl.qs[j] == (uint8_t)(((j * 5) % 16) | (((j + 16) * 5) % 16) << 4);
+    CHECK(ok);
+
+    /* q8_K: the first largest-magnitude value (+127) maps to -127 (scale -1/127 * max): q = -x. */
+    for (int j = 0; j < SLM_QK_K; j++) x[j] = (float)(127 - (j % 255));
+    block_q8_K k8;
+    CHECK(slm_quantize_row(SLM_TYPE_Q8_K, x, &k8, SLM_QK_K) == 0);
+    CHECK(k8.d == -1.0f);
+    ok = 1;
+    for (int j = 0; j < SLM_QK_K; j++) ok &= k8.qs[j] == (int8_t)-x[j];
+    CHECK(ok);
+    ok = 1;
+    for (int g = 0; g < 16; g++) {
+        int sum = 0;
+        for (int l = 0; l < 16; l++) sum -= (int)x[16 * g + l];
+        ok &= k8.bsums[g] == sum;
+    }
+    CHECK(ok);
+    slm_dequantize_row(SLM_TYPE_Q8_K, &k8, back, SLM_QK_K);
+    CHECK(same_values(back, x, SLM_QK_K));
+    /* q8_K rounds ties to even (nearest_int), and never produces -128. */
+    for (int j = 0; j < SLM_QK_K; j++) x[j] = 0.0f;
+    x[0] = -127.0f; /* iscale = 1 */
+    x[1] = 2.5f;
+    x[2] = 3.5f;
+    x[3] = -0.5f;
+    CHECK(slm_quantize_row(SLM_TYPE_Q8_K, x, &k8, SLM_QK_K) == 0);
+    CHECK(k8.d == 1.0f && k8.qs[0] == -127 && k8.qs[1] == 2 && k8.qs[2] == 4 && k8.qs[3] == 0);
+    CHECK(k8.bsums[0] == -127 + 2 + 4);
+
+    /* q6_K: integers in [-31, 31] with -32 as every sub-block's extreme fit with sub-block scale 1
+     * exactly; the super-block then stores d = -1/128 and scales -128, so the values come back. */
+    for (int j = 0; j < SLM_QK_K; j++) x[j] = j % 16 == 0 ? -32.0f : (float)((j * 13) % 63 - 31);
+    block_q6_K k6;
+    CHECK(slm_quantize_row(SLM_TYPE_Q6_K, x, &k6, SLM_QK_K) == 0);
+    slm_dequantize_row(SLM_TYPE_Q6_K, &k6, back, SLM_QK_K);
+    CHECK(same_values(back, x, SLM_QK_K));
+    CHECK(le16(&k6.d) == 0xa000); /* -2^-7 */
+    CHECK(k6.scales[0] == -128 && k6.scales[15] == -128);
+}
+
+/* Deterministic pseudo-random normal-ish values (sum of uniforms), with a few outliers, as real
+ * weights have. */
+static void fill_weights(float *x, int n, uint32_t seed) {
+    uint32_t s = seed;
+    for (int i = 0; i < n; i++) {
+        float acc = 0.0f;
+        for (int k = 0; k < 4; k++) {
+            s = s * 1664525u + 1013904223u;
+            acc += (float)(s >> 8) / 16777216.0f - 0.5f;
+        }
+        x[i] = acc * 0.05f;
+        if (i % 97 == 0) x[i] *= 6.0f;
+    }
+}
+
+static void test_round_trip(void) {
+    static const struct { uint32_t type; double max_rel_rms; } cases[] = {
+        {SLM_TYPE_F16, 0.001},   {SLM_TYPE_BF16, 0.005},  {SLM_TYPE_Q8_0, 0.01},  {SLM_TYPE_Q8_K, 0.025},
+        {SLM_TYPE_Q6_K, 0.03},   {SLM_TYPE_Q5_0, 0.08},   {SLM_TYPE_Q5_1, 0.05},  {SLM_TYPE_Q5_K, 0.05},
+        {SLM_TYPE_Q4_0, 0.15},   {SLM_TYPE_Q4_1, 0.10},   {SLM_TYPE_Q4_K, 0.10},  {SLM_TYPE_IQ4_NL, 0.11},
+        {SLM_TYPE_Q3_K, 0.22},   {SLM_TYPE_Q2_K, 0.45},
+    };
+    enum { N = 8192 };
+    static float x[N], y[N];
+    static uint8_t q[N * 2];
+    fill_weights(x, N, 12345);
+    double sum2 = 0;
+    for (int i = 0; i < N; i++) sum2 += (double)x[i] * x[i];
+    const double rms = sqrt(sum2 / N);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const uint32_t t = cases[c].type;
+        CHECK(slm_row_bytes(t, N) <= sizeof q);
+        memset(q, 0xa5, sizeof q);
+        CHECKF(slm_quantize_row(t, x, q, N) == 0, "%s quantize failed", slm_type_name(t));
+        slm_dequantize_row(t, q, y, N);
+        double err2 = 0, max_err = 0;
+        for (int i = 0; i < N; i++) {
+            const double e = fabs((double)y[i] - x[i]);
+            err2 += e * e;
+            if (e > max_err) max_err = e;
+        }
+        const double rel = sqrt(err2 / N) / rms;
+        fprintf(stderr, "round trip %-6s rms error %.5f of signal rms, max abs error %.5f\n", slm_type_name(t), rel,
+                max_err);
+        CHECKF(rel <= cases[c].max_rel_rms && isfinite(rel), "%s: relative rms error %.5f above %.3f",
+               slm_type_name(t), rel, cases[c].max_rel_rms);
+    }
+}
+
+/* For the symmetric absmax formats every element is within half a step of its input (plus the fp16
+ * rounding of the scale, which moves the extreme element by at most 2^-11 relative). */
+static void test_per_element_bounds(void) {
+    enum { N = 1024 };
+    float x[N], y[N];
+    uint8_t q[N * 2];
+    fill_weights(x, N, 777);
+    static const struct { uint32_t type; int block; float steps; } cases[] = {
+        {SLM_TYPE_Q8_0, 32, 127.0f}, {SLM_TYPE_Q4_0, 32, 8.0f}, {SLM_TYPE_Q5_0, 32, 16.0f}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        CHECK(slm_quantize_row(cases[c].type, x, q, N) == 0);
+        slm_dequantize_row(cases[c].type, q, y, N);
+        int bad = 0;
+        for (int b = 0; b < N; b += cases[c].block) {
+            float amax = 0;
+            for (int j = 0; j < cases[c].block; j++) amax = fmaxf(amax, fabsf(x[b + j]));
+            const float step = amax / cases[c].steps;
+            for (int j = 0; j < cases[c].block; j++) {
+                /* q4_0/q5_0 clamp the top quant (+8 -> 7 steps) only for the side opposite the
+                 * extreme, where values are at most amax, so one full step bounds the error there. */
+                const float bound = (cases[c].type == SLM_TYPE_Q8_0 ? 0.5f : 1.0f) * step + amax / 1024.0f;
+                if (fabsf(y[b + j] - x[b + j]) > bound) bad++;
+            }
+        }
+        CHECKF(bad == 0, "%s: %d elements beyond the per-element bound", slm_type_name(cases[c].type), bad);
+    }
+}
+
+static void test_quantize_edge_inputs(void) {
+    static const uint32_t types[] = {SLM_TYPE_Q4_0, SLM_TYPE_Q4_1, SLM_TYPE_Q5_0, SLM_TYPE_Q5_1, SLM_TYPE_Q8_0,
+                                     SLM_TYPE_Q8_1, SLM_TYPE_IQ4_NL, SLM_TYPE_Q2_K, SLM_TYPE_Q3_K, SLM_TYPE_Q4_K,
+                                     SLM_TYPE_Q5_K, SLM_TYPE_Q6_K, SLM_TYPE_Q8_K};
+    static float x[SLM_QK_K], y[SLM_QK_K];
+    static uint8_t q[1024];
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        const char *name = slm_type_name(types[t]);
+        /* All zeros decode to exact zeros, not NaN. */
+        memset(x, 0, sizeof x);
+        memset(q, 0xff, sizeof q);
+        CHECK(slm_quantize_row(types[t], x, q, SLM_QK_K) == 0);
+        if (types[t] != SLM_TYPE_Q8_1) {
+            slm_dequantize_row(types[t], q, y, SLM_QK_K);
+            int nonzero = 0;
+            for (int i = 0; i < SLM_QK_K; i++) nonzero += y[i] != 0.0f;
+            CHECKF(nonzero == 0, "%s: zero input decodes to %d non-zeros", name, nonzero);
+        }
+        /* A constant block (max == min for the affine formats) decodes close to the constant. */
+        for (int i = 0; i < SLM_QK_K; i++) x[i] = 0.25f;
+        CHECK(slm_quantize_row(types[t], x, q, SLM_QK_K) == 0);
+        if (types[t] != SLM_TYPE_Q8_1) {
+            slm_dequantize_row(types[t], q, y, SLM_QK_K);
+            float worst = 0;
+            for (int i = 0; i < SLM_QK_K; i++) worst = fmaxf(worst, fabsf(y[i] - 0.25f));
+            CHECKF(worst <= 0.25f * 0.02f, "%s: constant 0.25 decodes with error %g", name, worst);
+        }
+        /* Non-finite and huge inputs must not trigger undefined behaviour (checked under UBSan). */
+        for (int i = 0; i < SLM_QK_K; i++) x[i] = (float)(i % 7) - 3.0f;
+        x[3] = NAN;
+        x[40] = INFINITY;
+        x[100] = -INFINITY;
+        x[200] = 3e38f;
+        CHECK(slm_quantize_row(types[t], x, q, SLM_QK_K) == 0);
+        slm_dequantize_row(types[t], q, y, SLM_QK_K);
+    }
+    CHECK(slm_quantize_row(SLM_TYPE_Q4_0, x, q, 31) == -1); /* not a whole block */
+    CHECK(slm_quantize_row(SLM_TYPE_Q4_K, x, q, 32) == -1);
+    CHECK(slm_quantize_row(99, x, q, 32) == -1);
+    CHECK(slm_quantize_row(4, x, q, 32) == -1); /* removed q4_2 id */
+}
+
+/* Re-quantizing a k-quant's own output must be stable enough that values stay within one step:
+ * catches layout mismatches between quantizer and dequantizer that a loose rms bound could miss. */
+static void test_k_quant_layout_consistency(void) {
+    static const uint32_t types[] = {SLM_TYPE_Q2_K, SLM_TYPE_Q3_K, SLM_TYPE_Q4_K, SLM_TYPE_Q5_K, SLM_TYPE_Q6_K};
+    enum { N = 2 * SLM_QK_K };
+    static float x[N], y[N], z[N];
+    static uint8_t q[N];
+    fill_weights(x, N, 4242);
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        CHECK(slm_quantize_row(types[t], x, q, N) == 0);
+        slm_dequantize_row(types[t], q, y, N);
+        CHECK(slm_quantize_row(types[t], y, q, N) == 0);
+        slm_dequantize_row(types[t], q, z, N);
+        double e2 = 0, s2 = 0;
+        for (int i = 0; i < N; i++) {
+            e2 += (double)(z[i] - y[i]) * (z[i] - y[i]);
+            s2 += (double)y[i] * y[i];
+        }
+        /* Already-quantized values lie on a grid the fit can find again almost exactly. */
+        CHECKF(sqrt(e2 / s2) < 0.05, "%s: re-quantization moved values by %.4f relative", slm_type_name(types[t]),
+               sqrt(e2 / s2));
+    }
+}
+
 int main(void) {
     test_fp16_to_fp32();
     test_fp32_to_fp16();
     test_bf16();
     test_dequant_fixture();
+    test_quantize_known_vectors();
+    test_round_trip();
+    test_per_element_bounds();
+    test_quantize_edge_inputs();
+    test_k_quant_layout_consistency();
     return test_report("test_quant");
 }
