@@ -309,6 +309,10 @@ int slm_model_load(const char *path, const slm_model_params *params, slm_model *
         *out = m;
         return 0;
     }
+    if (gguf_n_tensors(m->gguf) == 0) {
+        slm_err(err, err_len, "%s: the file has no tensors (a vocab-only GGUF): it can be tokenized, not run", path);
+        goto fail;
+    }
     gguf_str arch;
     if (gguf_get_str(m->gguf, "general.architecture", &arch, err, err_len)) {
         if (!gguf_find(m->gguf, "general.architecture"))
