@@ -14,16 +14,25 @@ typedef struct slm_weight {
     int64_t k, m;
     const void *data;     /* in the model mapping */
     size_t row_bytes;
-    void *packed;         /* optional kernel-specific layout made at load, owned by the model */
+    void *packed;         /* optional kernel-specific layout made by slm_weight_prepare, owned by the model */
 } slm_weight;
 
 /* y[t*m + r] = dot(row r of w, x[t*k .. t*k+k)) for t < n_tok.
  * exact: the f32 reference path (scalar dequantize each row to f32, f32 dot); otherwise the fastest
- * path of this CPU (activations may be quantized to 8 bits like llama.cpp). */
+ * path of this CPU (activations may be quantized to 8 bits like llama.cpp).
+ * The fast path keeps its work memory in the pool (grown on first use, then reused); with a NULL
+ * pool, or if that memory cannot be had, it computes the exact path instead. */
 void slm_matmul(slm_pool *pool, const slm_weight *w, const float *x, int n_tok, float *y, bool exact);
 
 /* Copies row `row` of w dequantized to f32 (embedding lookup). */
 void slm_weight_row_f32(const slm_weight *w, int64_t row, float *dst);
+
+/* Optional, at model load after type/k/m/data/row_bytes are set: lets the fast path build a
+ * repacked copy in w->packed. Returns 0, or -1 if memory ran out (the weight still works
+ * unpacked). slm_weight_release frees it (safe on a weight never prepared); call it before the
+ * mapping goes away. */
+int slm_weight_prepare(slm_weight *w);
+void slm_weight_release(slm_weight *w);
 
 /* Name of the selected ISA path; SLM_ISA=scalar|avx2|avx512|amx forces a lower one. */
 const char *slm_kernels_isa(void);

@@ -1,0 +1,83 @@
+/* Internals shared by the kernel files: CPU features, the ISA levels and the per-type kernel table.
+ * Files named *_avx2.c / *_avx512.c are compiled with those ISA flags; nothing outside them may use
+ * such instructions, and they are only called after the run-time check in dispatch.c. */
+#ifndef SLM_KERNELS_IMPL_H
+#define SLM_KERNELS_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/kernels.h"
+#include "tensor/quant.h"
+#include "tensor/types.h"
+
+typedef enum slm_isa {
+    SLM_ISA_SCALAR = 0,
+    SLM_ISA_AVX2 = 1,   /* AVX2 + FMA + F16C */
+    SLM_ISA_AVX512 = 2, /* F + BW + VL + DQ + VNNI (BF16 optional, see has_avx512_bf16) */
+    SLM_ISA_AMX = 3,
+    SLM_ISA_COUNT
+} slm_isa;
+
+typedef struct slm_cpu_features {
+    bool avx2, fma, f16c;
+    bool avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16;
+    bool amx_tile, amx_int8, amx_bf16;
+    bool os_ymm, os_zmm, os_amx; /* the OS saves the register state (XCR0 / arch_prctl permission) */
+} slm_cpu_features;
+
+const slm_cpu_features *slm_cpu_features_get(void);
+/* Highest level this CPU can run (independent of SLM_ISA). */
+slm_isa slm_isa_supported(void);
+/* The level in use: the supported one, lowered by SLM_ISA or by slm_kernels_force_isa. */
+slm_isa slm_isa_selected(void);
+const char *slm_isa_level_name(slm_isa isa);
+
+/* Activations quantized for the integer kernels. Legacy types use 32-element blocks with a float
+ * scale and the block's integer sum pre-multiplied by the scale (for the types with a minimum);
+ * k-quants use ggml's q8_K layout (256 elements, a float scale and 16 partial sums). */
+typedef struct slm_act_q8 {
+    float d;
+    float s; /* d * sum(qs) */
+    int8_t qs[SLM_QK];
+} slm_act_q8;
+
+typedef enum slm_act_kind { SLM_ACT_F32, SLM_ACT_Q8, SLM_ACT_Q8K } slm_act_kind;
+
+/* Dot product of one weight row (k elements of the weight type) with one activation row in the
+ * type's activation format. */
+typedef float (*slm_vec_dot_fn)(int64_t k, const void *w_row, const void *act);
+/* Quantizes k activations into the activation format. */
+typedef void (*slm_quantize_act_fn)(int64_t k, const float *x, void *dst);
+
+typedef struct slm_type_kernels {
+    slm_act_kind act;
+    slm_vec_dot_fn vec_dot;
+} slm_type_kernels;
+
+/* Per-ISA tables, indexed by enum slm_type; a NULL vec_dot falls back to the scalar entry. */
+typedef struct slm_kernel_table {
+    slm_type_kernels types[SLM_TYPE_COUNT];
+    slm_quantize_act_fn quantize_q8;
+    slm_quantize_act_fn quantize_q8k;
+} slm_kernel_table;
+
+void slm_kernels_fill_scalar(slm_kernel_table *t);
+void slm_kernels_fill_avx2(slm_kernel_table *t);
+void slm_kernels_fill_avx512(slm_kernel_table *t);
+
+/* The table of the selected ISA (built once). */
+const slm_kernel_table *slm_kernels_active(void);
+/* The table of a given ISA level, for tests; NULL if this CPU cannot run it. */
+const slm_kernel_table *slm_kernels_for_isa(slm_isa isa);
+
+/* Bytes of one activation row of k elements in the given format. */
+size_t slm_act_row_bytes(slm_act_kind kind, int64_t k);
+
+
+
+/* slm_matmul's fast path with an explicit table (tests run every ISA through this). */
+void slm_matmul_with(slm_pool *pool, const slm_kernel_table *table, const slm_weight *w, const float *x, int n_tok,
+                     float *y);
+#endif

@@ -1,0 +1,158 @@
+/* Scalar versions of the fast path's quantized math. Each weight block is unpacked to small
+ * integers with integer scales, multiplied with 8-bit activations in exact integer arithmetic,
+ * and only the per-block result is scaled in float. The SIMD files compute the same integers, so
+ * they match these to float rounding; these in turn match the exact path to within what the
+ * 8-bit activation rounding explains. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels/kernels_impl.h"
+#include "kernels/unpack.h"
+
+/* ---- activation quantizers (shared by every ISA so all paths see identical activations) ---- */
+
+static void quantize_q8(int64_t k, const float *x, void *dst) {
+    slm_act_q8 *out = dst;
+    for (int64_t b = 0; b < k / SLM_QK; b++) {
+        const float *xb = x + b * SLM_QK;
+        float amax = 0.0f;
+        for (int i = 0; i < SLM_QK; i++) amax = fmaxf(amax, fabsf(xb[i]));
+        float d = amax / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        int sum = 0;
+        for (int i = 0; i < SLM_QK; i++) {
+            int q = (int)nearbyintf(xb[i] * id);
+            out[b].qs[i] = (int8_t)q;
+            sum += q;
+        }
+        out[b].d = d;
+        out[b].s = d * (float)sum;
+    }
+}
+
+static void quantize_q8k(int64_t k, const float *x, void *dst) {
+    block_q8_K *out = dst;
+    for (int64_t b = 0; b < k / SLM_QK_K; b++) {
+        const float *xb = x + b * SLM_QK_K;
+        float amax = 0.0f;
+        for (int i = 0; i < SLM_QK_K; i++) amax = fmaxf(amax, fabsf(xb[i]));
+        float d = amax / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        for (int g = 0; g < SLM_QK_K / 16; g++) {
+            int sum = 0;
+            for (int i = 0; i < 16; i++) {
+                int q = (int)nearbyintf(xb[g * 16 + i] * id);
+                out[b].qs[g * 16 + i] = (int8_t)q;
+                sum += q;
+            }
+            out[b].bsums[g] = (int16_t)sum;
+        }
+        out[b].d = d;
+    }
+}
+
+/* ---- float weights ---- */
+
+static float vec_dot_f32(int64_t k, const void *w, const void *act) {
+    const float *a = w, *x = act;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < k; i++) sum += a[i] * x[i];
+    return sum;
+}
+
+static float vec_dot_f16(int64_t k, const void *w, const void *act) {
+    const uint8_t *p = w;
+    const float *x = act;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < k; i++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        sum += slm_fp16_to_fp32(h) * x[i];
+    }
+    return sum;
+}
+
+static float vec_dot_bf16(int64_t k, const void *w, const void *act) {
+    const uint8_t *p = w;
+    const float *x = act;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < k; i++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        sum += slm_bf16_to_fp32(h) * x[i];
+    }
+    return sum;
+}
+
+/* ---- legacy 32-element quants: w = d*q + m ---- */
+
+#define LEGACY_DOT(name, block_t)                                                   \
+    static float vec_dot_##name(int64_t k, const void *w, const void *act) {        \
+        const block_t *wb = w;                                                      \
+        const slm_act_q8 *ab = act;                                                 \
+        float sum = 0.0f;                                                           \
+        for (int64_t b = 0; b < k / SLM_QK; b++) {                                  \
+            int8_t q[SLM_QK];                                                       \
+            float d, m;                                                             \
+            slm_unpack_##name(&wb[b], q, &d, &m);                                   \
+            int isum = 0;                                                           \
+            for (int i = 0; i < SLM_QK; i++) isum += q[i] * ab[b].qs[i];            \
+            sum += d * ab[b].d * (float)isum + m * ab[b].s;                         \
+        }                                                                           \
+        return sum;                                                                 \
+    }
+
+LEGACY_DOT(q4_0, block_q4_0)
+LEGACY_DOT(q4_1, block_q4_1)
+LEGACY_DOT(q5_0, block_q5_0)
+LEGACY_DOT(q5_1, block_q5_1)
+LEGACY_DOT(q8_0, block_q8_0)
+LEGACY_DOT(iq4_nl, block_iq4_nl)
+
+/* ---- k-quants: w = d*scale[g]*q - dmin*min[g] over 16-element groups g ---- */
+
+#define KQUANT_DOT(name, block_t)                                                   \
+    static float vec_dot_##name(int64_t k, const void *w, const void *act) {        \
+        const block_t *wb = w;                                                      \
+        const block_q8_K *ab = act;                                                 \
+        float sum = 0.0f;                                                           \
+        for (int64_t b = 0; b < k / SLM_QK_K; b++) {                                \
+            slm_kblock u;                                                           \
+            slm_unpack_##name(&wb[b], &u);                                          \
+            int isum = 0, msum = 0;                                                 \
+            for (int g = 0; g < SLM_QK_K / 16; g++) {                               \
+                int gsum = 0;                                                       \
+                for (int i = 0; i < 16; i++) gsum += u.q[g * 16 + i] * ab[b].qs[g * 16 + i]; \
+                isum += gsum * u.scale[g];                                          \
+                msum += ab[b].bsums[g] * u.min[g];                                  \
+            }                                                                       \
+            sum += ab[b].d * (u.d * (float)isum - u.dmin * (float)msum);            \
+        }                                                                           \
+        return sum;                                                                 \
+    }
+
+KQUANT_DOT(q2_K, block_q2_K)
+KQUANT_DOT(q3_K, block_q3_K)
+KQUANT_DOT(q4_K, block_q4_K)
+KQUANT_DOT(q5_K, block_q5_K)
+KQUANT_DOT(q6_K, block_q6_K)
+
+void slm_kernels_fill_scalar(slm_kernel_table *t) {
+    memset(t, 0, sizeof *t);
+    t->quantize_q8 = quantize_q8;
+    t->quantize_q8k = quantize_q8k;
+    t->types[SLM_TYPE_F32] = (slm_type_kernels){SLM_ACT_F32, vec_dot_f32};
+    t->types[SLM_TYPE_F16] = (slm_type_kernels){SLM_ACT_F32, vec_dot_f16};
+    t->types[SLM_TYPE_BF16] = (slm_type_kernels){SLM_ACT_F32, vec_dot_bf16};
+    t->types[SLM_TYPE_Q4_0] = (slm_type_kernels){SLM_ACT_Q8, vec_dot_q4_0};
+    t->types[SLM_TYPE_Q4_1] = (slm_type_kernels){SLM_ACT_Q8, vec_dot_q4_1};
+    t->types[SLM_TYPE_Q5_0] = (slm_type_kernels){SLM_ACT_Q8, vec_dot_q5_0};
+    t->types[SLM_TYPE_Q5_1] = (slm_type_kernels){SLM_ACT_Q8, vec_dot_q5_1};
+    t->types[SLM_TYPE_Q8_0] = (slm_type_kernels){SLM_ACT_Q8, vec_dot_q8_0};
+    t->types[SLM_TYPE_IQ4_NL] = (slm_type_kernels){SLM_ACT_Q8, vec_dot_iq4_nl};
+    t->types[SLM_TYPE_Q2_K] = (slm_type_kernels){SLM_ACT_Q8K, vec_dot_q2_K};
+    t->types[SLM_TYPE_Q3_K] = (slm_type_kernels){SLM_ACT_Q8K, vec_dot_q3_K};
+    t->types[SLM_TYPE_Q4_K] = (slm_type_kernels){SLM_ACT_Q8K, vec_dot_q4_K};
+    t->types[SLM_TYPE_Q5_K] = (slm_type_kernels){SLM_ACT_Q8K, vec_dot_q5_K};
+    t->types[SLM_TYPE_Q6_K] = (slm_type_kernels){SLM_ACT_Q8K, vec_dot_q6_K};
+}

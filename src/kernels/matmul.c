@@ -1,0 +1,186 @@
+/* slm_matmul: the exact reference path and the driver of the fast (quantized-activation) path. */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels_impl.h"
+
+/* Elements dequantized at a time on the exact path: a multiple of every block size, small enough
+ * for the stack, so the exact path needs no heap at all. */
+#define EXACT_CHUNK 256
+
+typedef struct exact_job {
+    const slm_weight *w;
+    const float *x;
+    int n_tok;
+    float *y;
+} exact_job;
+
+static void split_range(int64_t n, int ith, int nth, int64_t *begin, int64_t *end) {
+    *begin = n * ith / nth;
+    *end = n * (ith + 1) / nth;
+}
+
+static float dot_f32(const float *a, const float *b, int64_t n) {
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+static void exact_task(void *arg, int ith, int nth) {
+    const exact_job *job = arg;
+    const slm_weight *w = job->w;
+    const int64_t k = w->k, m = w->m;
+    float buf[EXACT_CHUNK];
+    int64_t r0, r1;
+    split_range(m, ith, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+        for (int t = 0; t < job->n_tok; t++) job->y[(int64_t)t * m + r] = 0.0f;
+        for (int64_t c0 = 0; c0 < k; c0 += EXACT_CHUNK) {
+            int64_t n = k - c0 < EXACT_CHUNK ? k - c0 : EXACT_CHUNK;
+            slm_dequantize_row(w->type, row + slm_row_bytes(w->type, c0), buf, n);
+            for (int t = 0; t < job->n_tok; t++)
+                job->y[(int64_t)t * m + r] += dot_f32(buf, job->x + (int64_t)t * k + c0, n);
+        }
+    }
+}
+
+static void matmul_exact(slm_pool *pool, const slm_weight *w, const float *x, int n_tok, float *y) {
+    exact_job job = {w, x, n_tok, y};
+    slm_pool_run(pool, exact_task, &job);
+}
+
+size_t slm_act_row_bytes(slm_act_kind kind, int64_t k) {
+    switch (kind) {
+    case SLM_ACT_Q8: return (size_t)(k / SLM_QK) * sizeof(slm_act_q8);
+    case SLM_ACT_Q8K: return (size_t)(k / SLM_QK_K) * sizeof(block_q8_K);
+    case SLM_ACT_F32:
+    default: return (size_t)k * sizeof(float);
+    }
+}
+
+/* Rows handed out per grab: enough work to amortise the atomic, small enough that both threads
+ * finish together even when one of them is interrupted. */
+#define ROW_TILE 16
+#define TOKEN_TILE 8
+
+typedef struct fast_job {
+    const slm_weight *w;
+    const slm_type_kernels *kern;
+    const slm_kernel_table *table;
+    const float *x;
+    const uint8_t *act; /* quantized activations, or NULL when the kernel takes f32 */
+    size_t act_stride;
+    int n_tok;
+    float *y;
+    int64_t rows_per_chunk;
+    int64_t n_chunks;
+    _Atomic int64_t next_chunk;
+} fast_job;
+
+static void quantize_task(void *arg, int ith, int nth) {
+    fast_job *job = arg;
+    int64_t t0, t1;
+    split_range(job->n_tok, ith, nth, &t0, &t1);
+    slm_quantize_act_fn quantize = job->kern->act == SLM_ACT_Q8K ? job->table->quantize_q8k : job->table->quantize_q8;
+    for (int64_t t = t0; t < t1; t++)
+        quantize(job->w->k, job->x + t * job->w->k, (uint8_t *)job->act + t * job->act_stride);
+}
+
+static void compute_rows(const fast_job *job, int64_t r0, int64_t r1) {
+    const slm_weight *w = job->w;
+    const int64_t m = w->m;
+    slm_vec_dot_fn vec_dot = job->kern->vec_dot;
+    for (int64_t rb = r0; rb < r1; rb += ROW_TILE) {
+        int64_t re = rb + ROW_TILE < r1 ? rb + ROW_TILE : r1;
+        for (int tb = 0; tb < job->n_tok; tb += TOKEN_TILE) {
+            int te = tb + TOKEN_TILE < job->n_tok ? tb + TOKEN_TILE : job->n_tok;
+            for (int64_t r = rb; r < re; r++) {
+                const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+                for (int t = tb; t < te; t++) {
+                    const void *a = job->act + (size_t)t * job->act_stride;
+                    job->y[(int64_t)t * m + r] = vec_dot(w->k, row, a);
+                }
+            }
+        }
+    }
+}
+
+static void compute_task(void *arg, int ith, int nth) {
+    fast_job *job = arg;
+    (void)ith;
+    (void)nth;
+    for (;;) {
+        int64_t c = atomic_fetch_add_explicit(&job->next_chunk, 1, memory_order_relaxed);
+        if (c >= job->n_chunks) break;
+        int64_t r0 = c * job->rows_per_chunk;
+        int64_t r1 = r0 + job->rows_per_chunk < job->w->m ? r0 + job->rows_per_chunk : job->w->m;
+        compute_rows(job, r0, r1);
+    }
+}
+
+static void matmul_fast(slm_pool *pool, const slm_kernel_table *table, const slm_weight *w, const float *x, int n_tok,
+                        float *y) {
+    const slm_type_kernels *kern = &table->types[w->type];
+    fast_job job = {.w = w, .kern = kern, .table = table, .x = x, .n_tok = n_tok, .y = y};
+    if (kern->act == SLM_ACT_F32) {
+        job.act = (const uint8_t *)x;
+        job.act_stride = (size_t)w->k * sizeof(float);
+    } else {
+        job.act_stride = slm_act_row_bytes(kern->act, w->k);
+        uint8_t *act = slm_pool_shared_scratch(pool, job.act_stride * (size_t)n_tok);
+        if (!act) {
+            matmul_exact(pool, w, x, n_tok, y);
+            return;
+        }
+        job.act = act;
+        if (n_tok >= 4) {
+            slm_pool_run(pool, quantize_task, &job);
+        } else {
+            quantize_task(&job, 0, 1);
+        }
+    }
+    int nth = slm_pool_size(pool);
+    /* About eight chunks per thread, in whole row tiles. */
+    int64_t per = (w->m + (int64_t)nth * 8 - 1) / ((int64_t)nth * 8);
+    per = (per + ROW_TILE - 1) / ROW_TILE * ROW_TILE;
+    if (per < ROW_TILE) per = ROW_TILE;
+    job.rows_per_chunk = per;
+    job.n_chunks = (w->m + per - 1) / per;
+    atomic_init(&job.next_chunk, 0);
+    slm_pool_run(pool, compute_task, &job);
+}
+
+void slm_matmul_with(slm_pool *pool, const slm_kernel_table *table, const slm_weight *w, const float *x, int n_tok,
+                     float *y) {
+    if (n_tok <= 0 || w->m <= 0) return;
+    if (!table || w->type >= SLM_TYPE_COUNT || !table->types[w->type].vec_dot || !pool) {
+        matmul_exact(pool, w, x, n_tok, y);
+        return;
+    }
+    matmul_fast(pool, table, w, x, n_tok, y);
+}
+
+void slm_matmul(slm_pool *pool, const slm_weight *w, const float *x, int n_tok, float *y, bool exact) {
+    if (n_tok <= 0 || w->m <= 0) return;
+    if (exact) {
+        matmul_exact(pool, w, x, n_tok, y);
+        return;
+    }
+    slm_matmul_with(pool, slm_kernels_active(), w, x, n_tok, y);
+}
+
+void slm_weight_row_f32(const slm_weight *w, int64_t row, float *dst) {
+    slm_dequantize_row(w->type, (const uint8_t *)w->data + (size_t)row * w->row_bytes, dst, w->k);
+}
+
+int slm_weight_prepare(slm_weight *w) {
+    (void)w;
+    return 0;
+}
+
+void slm_weight_release(slm_weight *w) {
+    free(w->packed);
+    w->packed = NULL;
+}

@@ -1,0 +1,273 @@
+/* Matrix kernels: every weight type on every ISA path this CPU runs, against the exact f32
+ * reference (scalar dequantize + f32 dot), with odd row counts and 1 or many tokens.
+ *  - the fast path may differ from the exact one only by what 8-bit activation rounding explains:
+ *    |err| <= sum over blocks of (sum |w|) * amax(block of x) / 254, plus float slack;
+ *  - each SIMD path must equal the scalar version of the same quantized math to float rounding;
+ *  - results do not depend on the number of threads. */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "kernels/kernels_impl.h"
+#include "kernels/unpack.h"
+#include "test.h"
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint32_t rng_u32(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 16);
+}
+static float rng_uniform(float lo, float hi) {
+    return lo + (hi - lo) * (float)(rng_u32() & 0xffffff) / (float)0x1000000;
+}
+
+static const uint32_t all_types[] = {SLM_TYPE_F32,  SLM_TYPE_F16,  SLM_TYPE_BF16, SLM_TYPE_Q4_0, SLM_TYPE_Q4_1,
+                                     SLM_TYPE_Q5_0, SLM_TYPE_Q5_1, SLM_TYPE_Q8_0, SLM_TYPE_Q2_K, SLM_TYPE_Q3_K,
+                                     SLM_TYPE_Q4_K, SLM_TYPE_Q5_K, SLM_TYPE_Q6_K, SLM_TYPE_IQ4_NL};
+#define N_TYPES (int)(sizeof all_types / sizeof all_types[0])
+
+static slm_half rand_half(float lo, float hi) {
+    return slm_fp32_to_fp16(rng_uniform(lo, hi));
+}
+
+/* Random bytes are valid quant blocks once their scale fields hold sane half floats. */
+static void fill_weights(uint32_t type, uint8_t *data, int64_t k, int64_t m) {
+    size_t row_bytes = slm_row_bytes(type, k);
+    size_t total = row_bytes * (size_t)m;
+    if (type == SLM_TYPE_F32) {
+        for (size_t i = 0; i < total / 4; i++) {
+            float f = rng_uniform(-1.0f, 1.0f);
+            memcpy(data + 4 * i, &f, 4);
+        }
+        return;
+    }
+    if (type == SLM_TYPE_F16 || type == SLM_TYPE_BF16) {
+        for (size_t i = 0; i < total / 2; i++) {
+            float f = rng_uniform(-1.0f, 1.0f);
+            uint16_t h = type == SLM_TYPE_F16 ? slm_fp32_to_fp16(f) : slm_fp32_to_bf16(f);
+            memcpy(data + 2 * i, &h, 2);
+        }
+        return;
+    }
+    for (size_t i = 0; i < total; i++) data[i] = (uint8_t)rng_u32();
+    const slm_type_info *ti = slm_type_info_get(type);
+    size_t n_blocks = total / (size_t)ti->type_size;
+    for (size_t b = 0; b < n_blocks; b++) {
+        void *p = data + b * (size_t)ti->type_size;
+        switch (type) {
+        case SLM_TYPE_Q4_0: ((block_q4_0 *)p)->d = rand_half(-0.1f, 0.1f); break;
+        case SLM_TYPE_Q5_0: ((block_q5_0 *)p)->d = rand_half(-0.1f, 0.1f); break;
+        case SLM_TYPE_Q8_0: ((block_q8_0 *)p)->d = rand_half(-0.01f, 0.01f); break;
+        case SLM_TYPE_IQ4_NL: ((block_iq4_nl *)p)->d = rand_half(-0.01f, 0.01f); break;
+        case SLM_TYPE_Q4_1:
+            ((block_q4_1 *)p)->d = rand_half(0.0f, 0.1f);
+            ((block_q4_1 *)p)->m = rand_half(-1.0f, 0.0f);
+            break;
+        case SLM_TYPE_Q5_1:
+            ((block_q5_1 *)p)->d = rand_half(0.0f, 0.05f);
+            ((block_q5_1 *)p)->m = rand_half(-1.0f, 0.0f);
+            break;
+        case SLM_TYPE_Q2_K:
+            ((block_q2_K *)p)->d = rand_half(0.0f, 0.05f);
+            ((block_q2_K *)p)->dmin = rand_half(0.0f, 0.05f);
+            break;
+        case SLM_TYPE_Q3_K: ((block_q3_K *)p)->d = rand_half(-0.01f, 0.01f); break;
+        case SLM_TYPE_Q4_K:
+            ((block_q4_K *)p)->d = rand_half(0.0f, 0.01f);
+            ((block_q4_K *)p)->dmin = rand_half(0.0f, 0.01f);
+            break;
+        case SLM_TYPE_Q5_K:
+            ((block_q5_K *)p)->d = rand_half(0.0f, 0.005f);
+            ((block_q5_K *)p)->dmin = rand_half(0.0f, 0.01f);
+            break;
+        case SLM_TYPE_Q6_K: ((block_q6_K *)p)->d = rand_half(-0.002f, 0.002f); break;
+        default: break;
+        }
+    }
+}
+
+/* Dequantization through this folder's unpackers, to check them against the tensor layer. */
+static void unpack_row(uint32_t type, const uint8_t *row, int64_t k, float *out) {
+    if (type == SLM_TYPE_Q2_K || type == SLM_TYPE_Q3_K || type == SLM_TYPE_Q4_K || type == SLM_TYPE_Q5_K ||
+        type == SLM_TYPE_Q6_K) {
+        for (int64_t b = 0; b < k / SLM_QK_K; b++) {
+            slm_kblock u;
+            const size_t bs = (size_t)slm_type_info_get(type)->type_size;
+            const void *p = row + (size_t)b * bs;
+            switch (type) {
+            case SLM_TYPE_Q2_K: slm_unpack_q2_K(p, &u); break;
+            case SLM_TYPE_Q3_K: slm_unpack_q3_K(p, &u); break;
+            case SLM_TYPE_Q4_K: slm_unpack_q4_K(p, &u); break;
+            case SLM_TYPE_Q5_K: slm_unpack_q5_K(p, &u); break;
+            default: slm_unpack_q6_K(p, &u); break;
+            }
+            for (int i = 0; i < SLM_QK_K; i++)
+                out[b * SLM_QK_K + i] = u.d * (float)u.scale[i / 16] * (float)u.q[i] - u.dmin * (float)u.min[i / 16];
+        }
+        return;
+    }
+    for (int64_t b = 0; b < k / SLM_QK; b++) {
+        int8_t q[SLM_QK];
+        float d, m;
+        const size_t bs = (size_t)slm_type_info_get(type)->type_size;
+        const void *p = row + (size_t)b * bs;
+        switch (type) {
+        case SLM_TYPE_Q4_0: slm_unpack_q4_0(p, q, &d, &m); break;
+        case SLM_TYPE_Q4_1: slm_unpack_q4_1(p, q, &d, &m); break;
+        case SLM_TYPE_Q5_0: slm_unpack_q5_0(p, q, &d, &m); break;
+        case SLM_TYPE_Q5_1: slm_unpack_q5_1(p, q, &d, &m); break;
+        case SLM_TYPE_Q8_0: slm_unpack_q8_0(p, q, &d, &m); break;
+        default: slm_unpack_iq4_nl(p, q, &d, &m); break;
+        }
+        for (int i = 0; i < SLM_QK; i++) out[b * SLM_QK + i] = d * (float)q[i] + m;
+    }
+}
+
+static bool is_float_type(uint32_t type) {
+    return type == SLM_TYPE_F32 || type == SLM_TYPE_F16 || type == SLM_TYPE_BF16;
+}
+
+static void check_unpack_matches_reference(uint32_t type) {
+    if (is_float_type(type)) return;
+    const int64_t k = 512;
+    size_t rb = slm_row_bytes(type, k);
+    uint8_t *row = malloc(rb);
+    float *ref = malloc(sizeof(float) * k), *got = malloc(sizeof(float) * k);
+    fill_weights(type, row, k, 1);
+    for (int64_t i = 0; i < k; i++) ref[i] = NAN;
+    slm_dequantize_row(type, row, ref, k);
+    unpack_row(type, row, k, got);
+    int bad = 0;
+    for (int64_t i = 0; i < k; i++) {
+        float tol = 1e-6f * fabsf(ref[i]) + 1e-7f;
+        if (!(fabsf(ref[i] - got[i]) <= tol)) bad++;
+    }
+    CHECKF(bad == 0, "%s: %d of %d unpacked values differ from slm_dequantize_row (e.g. ref %g got %g)",
+           slm_type_name(type), bad, (int)k, (double)ref[0], (double)got[0]);
+    free(row);
+    free(ref);
+    free(got);
+}
+
+typedef struct matmul_case {
+    uint32_t type;
+    int64_t k, m;
+    int n_tok;
+} matmul_case;
+
+static void check_matmul(const matmul_case *c, slm_pool *pool1, slm_pool *pool2) {
+    const uint32_t type = c->type;
+    const int64_t k = c->k, m = c->m;
+    const int n_tok = c->n_tok;
+    size_t rb = slm_row_bytes(type, k);
+    uint8_t *data = malloc(rb * (size_t)m);
+    float *x = malloc(sizeof(float) * (size_t)(k * n_tok));
+    float *wf = malloc(sizeof(float) * (size_t)(k * m));
+    float *y_exact = malloc(sizeof(float) * (size_t)(m * n_tok));
+    float *y_scalar = malloc(sizeof(float) * (size_t)(m * n_tok));
+    float *y = malloc(sizeof(float) * (size_t)(m * n_tok));
+    float *y2 = malloc(sizeof(float) * (size_t)(m * n_tok));
+    float *bound = malloc(sizeof(float) * (size_t)(m * n_tok));
+    float *mag = malloc(sizeof(float) * (size_t)(m * n_tok));
+    fill_weights(type, data, k, m);
+    for (int64_t i = 0; i < k * n_tok; i++) x[i] = rng_uniform(-2.0f, 2.0f) * (i % 7 == 0 ? 4.0f : 1.0f);
+    slm_weight w = {.type = type, .k = k, .m = m, .data = data, .row_bytes = rb};
+    for (int64_t r = 0; r < m; r++) slm_weight_row_f32(&w, r, wf + r * k);
+
+    /* Per output: sum |w x| (float slack) and the activation-rounding bound. */
+    const int qblock = slm_type_info_get(type)->block_size == SLM_QK_K ? SLM_QK_K : SLM_QK;
+    for (int t = 0; t < n_tok; t++) {
+        for (int64_t r = 0; r < m; r++) {
+            double mg = 0, bd = 0;
+            for (int64_t b0 = 0; b0 < k; b0 += qblock) {
+                double amax = 0, wsum = 0;
+                for (int i = 0; i < qblock; i++) {
+                    amax = fmax(amax, fabs(x[t * k + b0 + i]));
+                    wsum += fabs(wf[r * k + b0 + i]);
+                    mg += fabs(wf[r * k + b0 + i] * x[t * k + b0 + i]);
+                }
+                bd += wsum * amax / 254.0;
+            }
+            mag[t * m + r] = (float)mg;
+            bound[t * m + r] = is_float_type(type) ? 0.0f : (float)bd;
+        }
+    }
+
+    slm_matmul(pool2, &w, x, n_tok, y_exact, true);
+    /* The exact path is the plain f32 dot of the dequantized row. */
+    int bad = 0;
+    for (int t = 0; t < n_tok; t++)
+        for (int64_t r = 0; r < m; r++) {
+            double ref = 0;
+            for (int64_t i = 0; i < k; i++) ref += (double)wf[r * k + i] * x[t * k + i];
+            if (!(fabs(ref - y_exact[t * m + r]) <= 1e-5 * mag[t * m + r] + 1e-6)) bad++;
+        }
+    CHECKF(bad == 0, "%s k=%lld m=%lld n_tok=%d: exact path off by more than f32 rounding at %d outputs",
+           slm_type_name(type), (long long)k, (long long)m, n_tok, bad);
+
+    const slm_kernel_table *scalar = slm_kernels_for_isa(SLM_ISA_SCALAR);
+    slm_matmul_with(pool1, scalar, &w, x, n_tok, y_scalar);
+    for (int isa = SLM_ISA_SCALAR; isa < SLM_ISA_COUNT; isa++) {
+        const slm_kernel_table *table = slm_kernels_for_isa((slm_isa)isa);
+        if (!table) continue;
+        slm_matmul_with(pool1, table, &w, x, n_tok, y);
+        slm_matmul_with(pool2, table, &w, x, n_tok, y2);
+        int bad_exact = 0, bad_scalar = 0, bad_threads = 0;
+        double worst = 0, worst_bound = 0;
+        for (int64_t i = 0; i < m * n_tok; i++) {
+            double slack = 2e-5 * mag[i] + 1e-5;
+            double err = fabs((double)y[i] - y_exact[i]);
+            if (!(err <= bound[i] + slack)) bad_exact++;
+            if (err > worst) {
+                worst = err;
+                worst_bound = bound[i] + slack;
+            }
+            if (!(fabs((double)y[i] - y_scalar[i]) <= 1e-5 * mag[i] + 1e-6)) bad_scalar++;
+            if (y[i] != y2[i]) bad_threads++;
+        }
+        CHECKF(bad_exact == 0, "%s %s k=%lld m=%lld n_tok=%d: %d outputs beyond the activation-rounding bound "
+               "(worst err %g, bound %g)", slm_isa_level_name((slm_isa)isa), slm_type_name(type), (long long)k,
+               (long long)m, n_tok, bad_exact, worst, worst_bound);
+        CHECKF(bad_scalar == 0, "%s %s k=%lld m=%lld n_tok=%d: %d outputs differ from the scalar quantized path",
+               slm_isa_level_name((slm_isa)isa), slm_type_name(type), (long long)k, (long long)m, n_tok, bad_scalar);
+        CHECKF(bad_threads == 0, "%s %s: 1 and 2 threads disagree at %d outputs", slm_isa_level_name((slm_isa)isa),
+               slm_type_name(type), bad_threads);
+    }
+    free(data);
+    free(x);
+    free(wf);
+    free(y_exact);
+    free(y_scalar);
+    free(y);
+    free(y2);
+    free(bound);
+    free(mag);
+}
+
+int main(void) {
+    fprintf(stderr, "kernel paths on this CPU: up to %s (selected %s)\n", slm_isa_level_name(slm_isa_supported()),
+            slm_kernels_isa());
+    CHECK(strcmp(slm_kernels_isa(), slm_isa_level_name(slm_isa_selected())) == 0);
+    CHECK(slm_kernels_for_isa(SLM_ISA_SCALAR) != NULL);
+    slm_pool *pool1 = slm_pool_new(1), *pool2 = slm_pool_new(2);
+    CHECK(pool1 && pool2);
+    if (!pool1 || !pool2) return test_report("test_kernels");
+    for (int ti = 0; ti < N_TYPES; ti++) {
+        uint32_t type = all_types[ti];
+        check_unpack_matches_reference(type);
+        const bool kquant = slm_type_info_get(type)->block_size == SLM_QK_K;
+        const int64_t ks[] = {kquant ? 256 : 32, kquant ? 768 : 224, kquant ? 2304 : 1056};
+        const int64_t ms[] = {1, 37, 67};
+        const int ntoks[] = {1, 3, 17};
+        for (int i = 0; i < 3; i++) {
+            matmul_case c = {type, ks[i], ms[i], ntoks[i]};
+            check_matmul(&c, pool1, pool2);
+            c.n_tok = ntoks[(i + 1) % 3];
+            check_matmul(&c, pool1, pool2);
+        }
+    }
+    slm_pool_free(pool1);
+    slm_pool_free(pool2);
+    return test_report("test_kernels");
+}
