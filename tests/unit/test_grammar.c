@@ -1,0 +1,215 @@
+/* The GBNF engine: language membership, syntax errors with line/column, left recursion, and token
+ * masking over a small hand-made vocabulary with multi-byte tokens and UTF-8 split across tokens. */
+#include <math.h>
+#include <stdint.h>
+
+#include "sample/grammar.h"
+#include "test.h"
+
+static slm_grammar *compile_ok(const char *src) {
+    char err[256] = "";
+    slm_grammar *g = NULL;
+    int rc = slm_grammar_compile_vocab(src, strlen(src), 0, NULL, NULL, NULL, &g, err, sizeof err);
+    CHECKF(rc == 0 && g, "compile failed: %s\n--- grammar:\n%s", err, src);
+    return g;
+}
+
+static void expect_error(const char *src, const char *want) {
+    char err[256] = "";
+    slm_grammar *g = NULL;
+    int rc = slm_grammar_compile_vocab(src, strlen(src), 0, NULL, NULL, NULL, &g, err, sizeof err);
+    CHECKF(rc != 0 && !g, "expected an error for: %s", src);
+    CHECKF(strstr(err, want) != NULL, "error '%s' lacks '%s'", err, want);
+    slm_grammar_free(g);
+}
+
+static bool matches(slm_grammar *g, const char *s) { return slm_grammar_matches(g, s, strlen(s)); }
+
+static void test_language(void) {
+    slm_grammar *g = compile_ok("root ::= \"a\" [b-d]+ (\"x\" | \"yz\")? e{2,3}\ne ::= \"!\"  # comment\n");
+    if (!g) return;
+    CHECK(matches(g, "ab!!"));
+    CHECK(matches(g, "abcdx!!!"));
+    CHECK(matches(g, "abyz!!"));
+    CHECK(!matches(g, "a!!"));
+    CHECK(!matches(g, "ab!"));
+    CHECK(!matches(g, "ab!!!!"));
+    CHECK(!matches(g, "abxyz!!"));
+    CHECK(!matches(g, "ab!!x"));
+    slm_grammar_free(g);
+
+    g = compile_ok("root ::= [^\"\\\\]* \"\\\"\" \n");
+    if (g) {
+        CHECK(matches(g, "hello\""));
+        CHECK(matches(g, "h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80\""));
+        CHECK(!matches(g, "a\\b\""));
+        CHECK(!matches(g, "\xc3\""));        /* truncated code point */
+        CHECK(!matches(g, "\xc0\xaf\""));    /* overlong encoding */
+        CHECK(!matches(g, "\xed\xa0\x80\"")); /* surrogate */
+        slm_grammar_free(g);
+    }
+
+    /* multi-line rule with alternatives on continuation lines, nested groups, {m}, {m,} */
+    g = compile_ok("root ::= item (\",\" item){2}\n   | \"[\" digits \"]\"\n"
+                   "item ::= ((\"a\" | \"b\") \"c\"?)\n digits ::= [0-9]{3,}\n");
+    if (g) {
+        CHECK(matches(g, "a,bc,a"));
+        CHECK(!matches(g, "a,b"));
+        CHECK(matches(g, "[123]"));
+        CHECK(matches(g, "[12345]"));
+        CHECK(!matches(g, "[12]"));
+        slm_grammar_free(g);
+    }
+
+    /* Unicode classes, escapes, '.' and negation */
+    g = compile_ok("root ::= [\\u00e0-\\u00ff\\x41] . [^a-z] \"\\u20ac\\t\"\n");
+    if (g) {
+        CHECK(matches(g, "\xc3\xa9zZ\xe2\x82\xac\t"));
+        CHECK(matches(g, "A\xf0\x9f\x98\x80" "1\xe2\x82\xac\t"));
+        CHECK(!matches(g, "a\xf0\x9f\x98\x80" "1\xe2\x82\xac\t"));
+        CHECK(!matches(g, "Azz\xe2\x82\xac\t"));
+        slm_grammar_free(g);
+    }
+
+    /* recursion (balanced parentheses) is fine as long as it is not left recursion */
+    g = compile_ok("root ::= p\np ::= \"(\" p* \")\"\n");
+    if (g) {
+        CHECK(matches(g, "(()(()))"));
+        CHECK(!matches(g, "(()"));
+        CHECK(!matches(g, "())"));
+        slm_grammar_free(g);
+    }
+}
+
+static void test_errors(void) {
+    expect_error("root ::= \"a\" foo\n", "line 1, column 14: undefined rule 'foo'");
+    expect_error("root ::= \"a\"\nx ::= [z-a]\n", "line 2, column 8: character range is reversed");
+    expect_error("root ::= \"abc\n", "line 1, column 10: unterminated string literal");
+    expect_error("root ::= (\"a\" | \"b\"\n", "line 1, column 10");
+    expect_error("root ::= \"a\"\nroot ::= \"b\"\n", "line 2, column 1: rule 'root' is defined twice");
+    expect_error("start ::= \"a\"\n", "no 'root' rule");
+    expect_error("root ::= root \"a\" | \"b\"\n", "left-recursive");
+    expect_error("root ::= a\na ::= b? \"x\"\nb ::= a \"y\" | \"\"\n", "left-recursive");
+    expect_error("root ::= (\"a\"?)*\n", "line 1, column 16: repeated expression can match the empty string");
+    expect_error("root ::= \"a\" root\n", "can never finish");
+    expect_error("root ::= \"a\" \\q\n", "line 1, column 14: unexpected character");
+    expect_error("root ::= \"\\q\"\n", "unknown escape");
+    expect_error("root ::= \"a\"{5,2}\n", "max below min");
+    expect_error("root ::= \"a\"{1000000}\n", "repetition count above");
+    expect_error("root ::= [^\\x00-\\U0010FFFF]\n", "matches no character");
+    expect_error("root \"a\"\n", "line 1, column 6: expected '::='");
+    expect_error("root ::= \"a\"**\n", "repetition operator applied to a repetition");
+}
+
+/* A small vocabulary: multi-character tokens, a token that ends in the middle of "é" and one that
+ * starts with its continuation byte, an empty control token and an EOG token. */
+static const char *const fake_vocab[] = {
+    "{", "}", "\"", "\"a", "a\"", "ab", "b", "\xc3", "\xa9\"", "\xc3\xa9", "x", "", "<eog>", "{\"", "\"}", "zz",
+};
+#define FAKE_N ((int)(sizeof fake_vocab / sizeof *fake_vocab))
+#define FAKE_EOG 12
+
+static int fake_piece(void *user, slm_token t, char *buf, int cap) {
+    (void)user;
+    int n = (int)strlen(fake_vocab[t]);
+    if (t == FAKE_EOG) n = 0;
+    if (n > cap) return -n;
+    memcpy(buf, fake_vocab[t], (size_t)n);
+    return n;
+}
+
+static bool fake_eog(void *user, slm_token t) {
+    (void)user;
+    return t == FAKE_EOG;
+}
+
+static bool allowed_set_is(slm_grammar *g, const char *want /* one char per token: '1' allowed */) {
+    float logits[FAKE_N];
+    for (int i = 0; i < FAKE_N; i++) logits[i] = 0.0f;
+    slm_grammar_mask(g, logits, FAKE_N);
+    bool ok = true;
+    for (int i = 0; i < FAKE_N; i++) {
+        bool allowed = !isinf(logits[i]);
+        if (allowed != (want[i] == '1')) ok = false;
+        if (allowed != slm_grammar_allows(g, i)) ok = false;
+    }
+    if (!ok) {
+        fprintf(stderr, "mask: ");
+        for (int i = 0; i < FAKE_N; i++) fputc(isinf(logits[i]) ? '0' : '1', stderr);
+        fprintf(stderr, " want %s\n", want);
+    }
+    return ok;
+}
+
+static void test_tokens(void) {
+    const char *src = "root ::= \"{\" \"\\\"\" [a-z\\u00e9]* \"\\\"\" \"}\"\n";
+    char err[256] = "";
+    slm_grammar *g = NULL;
+    CHECKF(slm_grammar_compile_vocab(src, strlen(src), FAKE_N, fake_piece, fake_eog, NULL, &g, err, sizeof err) == 0,
+           "%s", err);
+    if (!g) return;
+    /*                        { } " "a a" ab b C3 A9" é x "" eog {" "} zz */
+    CHECK(allowed_set_is(g, "1000000000000100"));
+    slm_grammar_accept(g, 13); /* {" */
+    CHECK(allowed_set_is(g, "0010111101100011"));
+    slm_grammar_accept(g, 7); /* first byte of é */
+    CHECK(allowed_set_is(g, "0000000010000000"));
+    CHECK(!slm_grammar_is_done(g));
+    slm_grammar_accept(g, 8); /* rest of é and the closing quote */
+    CHECK(allowed_set_is(g, "0100000000000000"));
+    slm_grammar_accept(g, 1);
+    CHECK(slm_grammar_is_done(g));
+    CHECK(allowed_set_is(g, "0000000000001000"));
+    CHECK(slm_grammar_count_allowed(g) == 1);
+    slm_grammar_reset(g);
+    CHECK(allowed_set_is(g, "1000000000000100"));
+    slm_grammar_free(g);
+}
+
+/* A JSON-ish recursive grammar driven by a pseudo-random walk over the byte alphabet: at every
+ * step the grammar must agree with itself (accepted bytes keep it alive; the end is reachable). */
+static void test_random_walk(void) {
+    const char *src = "root ::= value\n"
+                      "value ::= obj | arr | str | num | \"true\" | \"null\"\n"
+                      "obj ::= \"{\" (str \":\" value (\",\" str \":\" value)*)? \"}\"\n"
+                      "arr ::= \"[\" (value (\",\" value)*)? \"]\"\n"
+                      "str ::= \"\\\"\" ([^\"\\\\\\x00-\\x1f] | \"\\\\\" [nt\"])* \"\\\"\"\n"
+                      "num ::= \"-\"? [0-9]+\n";
+    slm_grammar *g = compile_ok(src);
+    if (!g) return;
+    uint64_t rng = 88172645463325252ull;
+    int completed = 0;
+    for (int run = 0; run < 200; run++) {
+        slm_grammar_reset(g);
+        char text[600];
+        size_t n = 0;
+        for (int stepi = 0; stepi < 500 && n < sizeof text - 8; stepi++) {
+            if (slm_grammar_is_done(g) && (rng % 4 == 0)) break;
+            static const char alphabet[] = "{}[]\":,-0123456789abtrunl\\ \xc3\xa9";
+            bool moved = false;
+            for (int tries = 0; tries < 64 && !moved; tries++) {
+                rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+                char c = alphabet[rng % (sizeof alphabet - 1)];
+                if (slm_grammar_accept_bytes(g, &c, 1)) {
+                    text[n++] = c;
+                    moved = true;
+                }
+            }
+            if (!moved) break;
+        }
+        if (slm_grammar_is_done(g)) {
+            completed++;
+            CHECKF(slm_grammar_matches(g, text, n), "walk text %.*s not matched on replay", (int)n, text);
+        }
+    }
+    CHECK(completed > 20);
+    slm_grammar_free(g);
+}
+
+int main(void) {
+    test_language();
+    test_errors();
+    test_tokens();
+    test_random_walk();
+    return test_report("test_grammar");
+}
