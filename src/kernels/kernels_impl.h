@@ -35,11 +35,11 @@ slm_isa slm_isa_selected(void);
 const char *slm_isa_level_name(slm_isa isa);
 
 /* Activations quantized for the integer kernels. Legacy types use 32-element blocks with a float
- * scale and the block's integer sum pre-multiplied by the scale (for the types with a minimum);
+ * scale and the block's integer sum (for the types with a minimum or zero point);
  * k-quants use ggml's q8_K layout (256 elements, a float scale and 16 partial sums). */
 typedef struct slm_act_q8 {
     float d;
-    float s; /* d * sum(qs) */
+    int32_t sum; /* sum(qs), for the weight types with a minimum or a zero point */
     int8_t qs[SLM_QK];
 } slm_act_q8;
 

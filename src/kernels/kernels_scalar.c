@@ -26,7 +26,7 @@ static void quantize_q8(int64_t k, const float *x, void *dst) {
             sum += q;
         }
         out[b].d = d;
-        out[b].s = d * (float)sum;
+        out[b].sum = sum;
     }
 }
 
@@ -97,7 +97,7 @@ static float vec_dot_bf16(int64_t k, const void *w, const void *act) {
             slm_unpack_##name(&wb[b], q, &d, &m);                                   \
             int isum = 0;                                                           \
             for (int i = 0; i < SLM_QK; i++) isum += q[i] * ab[b].qs[i];            \
-            sum += d * ab[b].d * (float)isum + m * ab[b].s;                         \
+            sum += d * ab[b].d * (float)isum + m * (ab[b].d * (float)ab[b].sum);                         \
         }                                                                           \
         return sum;                                                                 \
     }
