@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "gguf/gguf.h"
 #include "slm.h"
@@ -26,7 +27,30 @@ bool slm_vocab_is_control(const slm_vocab *v, slm_token t);
 /* The token's text as stored in the vocab (e.g. "▁the" or "Ġthe"), not decoded. */
 const char *slm_vocab_token_text(const slm_vocab *v, slm_token t, size_t *len);
 
-/* Same contracts as slm_tokenize / slm_token_to_piece / slm_detokenize in slm.h. */
+/* Extras beyond the public API (chat templates, grammar, the CLI and tests use them). */
+slm_token slm_vocab_eom(const slm_vocab *v);
+slm_token slm_vocab_unk(const slm_vocab *v);
+slm_token slm_vocab_sep(const slm_vocab *v);
+slm_token slm_vocab_pad(const slm_vocab *v);
+bool slm_vocab_get_add_eos(const slm_vocab *v);
+/* tokenizer.ggml.model ("llama", "gpt2", "bert") and tokenizer.ggml.pre ("" if absent). */
+const char *slm_vocab_model_name(const slm_vocab *v);
+const char *slm_vocab_pre_name(const slm_vocab *v);
+/* All end-of-generation ids, ascending; returns their count. */
+int slm_vocab_eog_ids(const slm_vocab *v, const slm_token **ids);
+/* llama_token_attr bits: 1 unknown, 2 unused, 4 normal, 8 control, 16 user-defined, 32 byte,
+ * 128 lstrip, 256 rstrip. 0 for an invalid id. */
+uint32_t slm_vocab_token_attr(const slm_vocab *v, slm_token t);
+float slm_vocab_token_score(const slm_vocab *v, slm_token t);
+/* The id whose stored text is exactly these bytes, or -1. */
+slm_token slm_vocab_find(const slm_vocab *v, const char *text, size_t len);
+
+/* Returned by slm_vocab_tokenize (and slm_tokenize) on invalid input, with err filled; any other
+ * negative value is the negated number of tokens needed. */
+#define SLM_TOKENIZE_ERROR INT32_MIN
+
+/* Same contracts as slm_tokenize / slm_token_to_piece / slm_detokenize in slm.h. Invalid ids
+ * render as "". Safe to call from several threads on one vocab. */
 int slm_vocab_tokenize(const slm_vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
                        slm_token *out, int cap, char *err, size_t err_len);
 int slm_vocab_token_to_piece(const slm_vocab *v, slm_token t, bool render_special, char *buf, int cap);

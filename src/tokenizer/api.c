@@ -1,0 +1,32 @@
+/* The public vocabulary functions of slm.h, forwarding to the model's vocab. */
+#include "model/model.h"
+#include "tokenizer/vocab_impl.h"
+#include "util/err.h"
+
+slm_token slm_token_bos(const slm_model *model) { return slm_vocab_bos(slm_model_vocab(model)); }
+
+slm_token slm_token_eos(const slm_model *model) { return slm_vocab_eos(slm_model_vocab(model)); }
+
+bool slm_token_is_eog(const slm_model *model, slm_token token) {
+    return slm_vocab_is_eog(slm_model_vocab(model), token);
+}
+
+bool slm_token_is_control(const slm_model *model, slm_token token) {
+    return slm_vocab_is_control(slm_model_vocab(model), token);
+}
+
+bool slm_vocab_add_bos(const slm_model *model) { return slm_vocab_get_add_bos(slm_model_vocab(model)); }
+
+int slm_tokenize(const slm_model *model, const char *text, size_t len, bool add_special, bool parse_special,
+                 slm_token *out, int cap, char *err, size_t err_len) {
+    return slm_vocab_tokenize(slm_model_vocab(model), text, len, add_special, parse_special, out, cap, err, err_len);
+}
+
+int slm_token_to_piece(const slm_model *model, slm_token token, bool render_special, char *buf, int cap) {
+    return slm_vocab_token_to_piece(slm_model_vocab(model), token, render_special, buf, cap);
+}
+
+int slm_detokenize(const slm_model *model, const slm_token *tokens, int n, bool remove_special, bool render_special,
+                   char *buf, int cap) {
+    return slm_vocab_detokenize(slm_model_vocab(model), tokens, n, remove_special, render_special, buf, cap);
+}
