@@ -1,0 +1,171 @@
+/* Tokenization against llama.cpp: for every shared/reference/<model>/tokenize.jsonl line,
+ * slm_vocab_tokenize(text, add_special, parse_special) must give exactly `ids`, and
+ * slm_vocab_detokenize(ids, remove_special=false, render_special=true) exactly `detok`. The vocab
+ * comes from the model's GGUF: a real file in shared/models, a synthetic one in $SLM_TEST_MODELS,
+ * or, for the big presets, the vocab-only file scripts/gen-test-models.sh writes. model.json's
+ * bos / eos / add_bos / eog_ids are checked too. */
+#include <dirent.h>
+#include <jansson.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "gguf/gguf.h"
+#include "test.h"
+#include "tokenizer/vocab.h"
+
+static bool file_exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Picks the GGUF holding the model's tokenizer; false if none is available. */
+static bool find_gguf(const char *shared, const char *id, json_t *model_json, char *path, size_t cap) {
+    if (snprintf(path, cap, "%s/models/%s.gguf", shared, id) < (int)cap && file_exists(path)) return true;
+    if (snprintf(path, cap, "%s/%s.gguf", test_models_dir(), id) < (int)cap && file_exists(path)) return true;
+    const char *preset = json_string_value(json_object_get(model_json, "preset"));
+    if (!preset) return false;
+    const char *vocab_file = NULL;
+    if (strcmp(preset, "smollm2-135m") == 0) vocab_file = "smollm2-135m-vocab.gguf";
+    else if (strcmp(preset, "qwen2.5-0.5b") == 0) vocab_file = "qwen2.5-0.5b-vocab.gguf";
+    else if (strcmp(preset, "llama3.2-1b") == 0) vocab_file = "llama3-vocab.gguf";
+    if (!vocab_file) return false;
+    return snprintf(path, cap, "%s/%s", test_models_dir(), vocab_file) < (int)cap && file_exists(path);
+}
+
+static void check_special_ids(const char *id, const slm_vocab *v, json_t *mj) {
+    json_t *bos = json_object_get(mj, "bos"), *eos = json_object_get(mj, "eos"), *add_bos = json_object_get(mj, "add_bos");
+    if (json_is_integer(bos))
+        CHECKF(slm_vocab_bos(v) == json_integer_value(bos), "%s: bos %d, llama.cpp %lld", id, slm_vocab_bos(v),
+               json_integer_value(bos));
+    if (json_is_integer(eos))
+        CHECKF(slm_vocab_eos(v) == json_integer_value(eos), "%s: eos %d, llama.cpp %lld", id, slm_vocab_eos(v),
+               json_integer_value(eos));
+    if (json_is_boolean(add_bos))
+        CHECKF(slm_vocab_get_add_bos(v) == json_is_true(add_bos), "%s: add_bos differs", id);
+    json_t *eog = json_object_get(mj, "eog_ids");
+    if (json_is_array(eog)) {
+        const slm_token *ids;
+        int n = slm_vocab_eog_ids(v, &ids);
+        bool same = (size_t)n == json_array_size(eog);
+        for (int i = 0; same && i < n; i++) same = ids[i] == json_integer_value(json_array_get(eog, (size_t)i));
+        CHECKF(same, "%s: EOG set differs (%d ids here, %zu in llama.cpp)", id, n, json_array_size(eog));
+        for (int i = 0; i < n; i++) CHECK(slm_vocab_is_eog(v, ids[i]));
+    }
+}
+
+/* Returns 1 if tested, 0 if skipped. */
+static int run_model(const char *shared, const char *id) {
+    char path[4096], gguf_path[4096], err[512];
+    if (snprintf(path, sizeof path, "%s/reference/%s/model.json", shared, id) >= (int)sizeof path) return 0;
+    json_error_t jerr;
+    json_t *mj = json_load_file(path, 0, &jerr);
+    if (!mj) {
+        CHECKF(0, "%s: %s", path, jerr.text);
+        return 1;
+    }
+    if (!find_gguf(shared, id, mj, gguf_path, sizeof gguf_path)) {
+        fprintf(stderr, "%s: SKIP (no GGUF with its tokenizer; run scripts/gen-test-models.sh)\n", id);
+        json_decref(mj);
+        return 0;
+    }
+    gguf_file *f = NULL;
+    slm_vocab *v = NULL;
+    CHECKF(gguf_open(gguf_path, &f, err, sizeof err) == 0, "%s", err);
+    if (f) CHECKF(slm_vocab_load(f, &v, err, sizeof err) == 0, "%s: %s", gguf_path, err);
+    if (!v) {
+        if (f) gguf_close(f);
+        json_decref(mj);
+        return 1;
+    }
+    check_special_ids(id, v, mj);
+    json_decref(mj);
+
+    if (snprintf(path, sizeof path, "%s/reference/%s/tokenize.jsonl", shared, id) >= (int)sizeof path) return 0;
+    FILE *fp = fopen(path, "rb");
+    CHECKF(fp != NULL, "cannot open %s", path);
+    int n_lines = 0, ids_ok = 0, detok_ok = 0;
+    static char line[1 << 20];
+    enum { CAP = 1 << 16 };
+    static slm_token got[CAP], want[CAP];
+    static char text_buf[1 << 20];
+    while (fp && fgets(line, sizeof line, fp)) {
+        json_t *row = json_loads(line, 0, &jerr);
+        if (!row) {
+            CHECKF(0, "%s line %d: %s", path, n_lines + 1, jerr.text);
+            continue;
+        }
+        n_lines++;
+        json_t *jtext = json_object_get(row, "text"), *jids = json_object_get(row, "ids");
+        const char *text = json_string_value(jtext);
+        size_t text_len = json_string_length(jtext);
+        bool add_special = json_is_true(json_object_get(row, "add_special"));
+        bool parse_special = json_is_true(json_object_get(row, "parse_special"));
+        const char *detok = json_string_value(json_object_get(row, "detok"));
+        size_t detok_len = json_string_length(json_object_get(row, "detok"));
+        int n_want = (int)json_array_size(jids);
+        for (int i = 0; i < n_want && i < CAP; i++) want[i] = (slm_token)json_integer_value(json_array_get(jids, (size_t)i));
+
+        int n_got = slm_vocab_tokenize(v, text, text_len, add_special, parse_special, got, CAP, err, sizeof err);
+        bool same = n_got == n_want && (n_got == 0 || memcmp(got, want, (size_t)n_got * sizeof *got) == 0);
+        ids_ok += same;
+        CHECK(same);
+        if (!same) {
+            fprintf(stderr, "%s: ids differ for %.60s (add_special %d, parse_special %d)\n  want:", id, text,
+                    add_special, parse_special);
+            for (int i = 0; i < n_want && i < 40; i++) fprintf(stderr, " %d", want[i]);
+            fprintf(stderr, "\n  got: ");
+            for (int i = 0; i < n_got && i < 40; i++) fprintf(stderr, " %d", got[i]);
+            fprintf(stderr, "%s\n", n_got < 0 ? err : "");
+        }
+        int n_text = slm_vocab_detokenize(v, want, n_want, false, true, text_buf, (int)sizeof text_buf);
+        bool dsame = n_text >= 0 && (size_t)n_text == detok_len && memcmp(text_buf, detok, detok_len) == 0;
+        detok_ok += dsame;
+        CHECK(dsame);
+        if (!dsame)
+            fprintf(stderr, "%s: detok differs for %.60s\n  want: '%s'\n  got:  '%.*s'\n", id, text, detok,
+                    n_text < 0 ? 0 : n_text, text_buf);
+        json_decref(row);
+    }
+    if (fp) fclose(fp);
+    CHECKF(n_lines > 0, "%s: no lines", path);
+    fprintf(stderr, "%s: ids %d/%d, detok %d/%d (%s)\n", id, ids_ok, n_lines, detok_ok, n_lines, gguf_path);
+    slm_vocab_free(v);
+    gguf_close(f);
+    return 1;
+}
+
+int main(void) {
+    const char *shared = test_shared_dir();
+    if (!shared) return TEST_SKIP_CODE;
+    char dir[4096];
+    if (snprintf(dir, sizeof dir, "%s/reference", shared) >= (int)sizeof dir) return TEST_SKIP_CODE;
+    DIR *d = opendir(dir);
+    if (!d) {
+        fprintf(stderr, "no %s\n", dir);
+        return TEST_SKIP_CODE;
+    }
+    char *names[128];
+    int n_names = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n_names < 128) {
+        char p[4096];
+        if (e->d_name[0] == '.') continue;
+        if (snprintf(p, sizeof p, "%s/%s/tokenize.jsonl", dir, e->d_name) < (int)sizeof p && file_exists(p))
+            names[n_names++] = strdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, (size_t)n_names, sizeof *names, cmp_str);
+    int tested = 0;
+    for (int i = 0; i < n_names; i++) {
+        tested += run_model(shared, names[i]);
+        free(names[i]);
+    }
+    if (tested == 0) {
+        fprintf(stderr, "no model could be tested\n");
+        return TEST_SKIP_CODE;
+    }
+    fprintf(stderr, "%d of %d reference models tested\n", tested, n_names);
+    return test_report("conf_tokenize");
+}
