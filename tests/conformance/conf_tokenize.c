@@ -131,6 +131,31 @@ static int run_model(const char *shared, const char *id) {
     if (fp) fclose(fp);
     CHECKF(n_lines > 0, "%s: no lines", path);
     fprintf(stderr, "%s: ids %d/%d, detok %d/%d (%s)\n", id, ids_ok, n_lines, detok_ok, n_lines, gguf_path);
+
+    /* chat.jsonl: the rendered prompts, tokenized with add_special and parse_special */
+    if (snprintf(path, sizeof path, "%s/reference/%s/chat.jsonl", shared, id) < (int)sizeof path &&
+        (fp = fopen(path, "rb")) != NULL) {
+        int n_chat = 0, chat_ok = 0;
+        while (fgets(line, sizeof line, fp)) {
+            json_t *row = json_loads(line, 0, &jerr);
+            if (!row) continue;
+            json_t *jprompt = json_object_get(row, "prompt"), *jids = json_object_get(row, "prompt_ids");
+            if (json_is_string(jprompt) && json_is_array(jids)) {
+                n_chat++;
+                int n_want = (int)json_array_size(jids);
+                for (int i = 0; i < n_want && i < CAP; i++)
+                    want[i] = (slm_token)json_integer_value(json_array_get(jids, (size_t)i));
+                int n_got = slm_vocab_tokenize(v, json_string_value(jprompt), json_string_length(jprompt), true, true,
+                                               got, CAP, err, sizeof err);
+                bool same = n_got == n_want && (n_got == 0 || memcmp(got, want, (size_t)n_got * sizeof *got) == 0);
+                chat_ok += same;
+                CHECKF(same, "%s: chat prompt %d tokenizes differently", id, n_chat);
+            }
+            json_decref(row);
+        }
+        fclose(fp);
+        fprintf(stderr, "%s: chat prompts %d/%d\n", id, chat_ok, n_chat);
+    }
     slm_vocab_free(v);
     gguf_close(f);
     return 1;
