@@ -1,6 +1,7 @@
 /* Chat-template conformance against llama.cpp: for every reference model with a chat.jsonl, the
  * template text from model.json is detected and each conversation rendered; the result must equal
- * llama_chat_apply_template's `prompt` byte for byte. */
+ * llama_chat_apply_template's `prompt` byte for byte. Where the model's GGUF is in $SLM_TEST_MODELS,
+ * the same goes through slm_chat_render (template from the file) and slm_tokenize must give `prompt_ids`. */
 #include <dirent.h>
 #include <jansson.h>
 
@@ -8,8 +9,53 @@
 #include "test.h"
 
 typedef struct {
-    int models, conversations;
+    int models, conversations, models_tokenized, conversations_tokenized;
 } conf_stats;
+
+/* The model's GGUF in $SLM_TEST_MODELS, loaded vocab-only (template + tokenizer); NULL with a note when absent. */
+static slm_model *load_vocab(const char *model_id) {
+    char path[4096];
+    int n = snprintf(path, sizeof path, "%s/%s.gguf", test_models_dir(), model_id);
+    if (n < 0 || (size_t)n >= sizeof path) return NULL;
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        fprintf(stderr, "conf_chat: %s absent, prompt_ids of %s not checked (scripts/gen-test-models.sh all)\n", path,
+                model_id);
+        return NULL;
+    }
+    slm_model_params mp = {.vocab_only = true};
+    slm_model *m = NULL;
+    char err[512] = "";
+    int rc = slm_model_load(path, &mp, &m, err, sizeof err);
+    CHECKF(rc == 0, "%s: %s", path, err);
+    return rc == 0 ? m : NULL;
+}
+
+/* Through the public API: template detected from the model's own metadata, then tokenized with
+ * add_special and parse_special as llama.cpp's chat examples do. */
+static void check_with_model(slm_model *m, const char *model_id, int line_no, const slm_chat_message *msgs, size_t n,
+                             bool add_gen, const char *expected, json_t *expected_ids, conf_stats *stats) {
+    char err[512] = "";
+    char *got = NULL;
+    int rc = slm_chat_render(m, NULL, msgs, n, add_gen, &got, err, sizeof err);
+    CHECKF(rc == 0, "%s line %d: slm_chat_render: %s", model_id, line_no, err);
+    if (rc != 0) return;
+    CHECKF(strcmp(got, expected) == 0, "%s line %d: slm_chat_render differs from llama.cpp", model_id, line_no);
+    size_t n_expected = json_array_size(expected_ids);
+    int cap = (int)strlen(got) + 8;
+    slm_token *ids = malloc((size_t)cap * sizeof *ids);
+    int n_ids = ids ? slm_tokenize(m, got, strlen(got), true, true, ids, cap, err, sizeof err) : -1;
+    CHECKF(n_ids >= 0, "%s line %d: tokenize: %s", model_id, line_no, err);
+    if (n_ids >= 0) {
+        bool same = (size_t)n_ids == n_expected;
+        for (size_t i = 0; same && i < n_expected; i++)
+            same = ids[i] == (slm_token)json_integer_value(json_array_get(expected_ids, i));
+        CHECKF(same, "%s line %d: prompt_ids differ (%d ids, expected %zu)", model_id, line_no, n_ids, n_expected);
+        stats->conversations_tokenized++;
+    }
+    free(ids);
+    free(got);
+}
 
 /* Joins path parts; false (and a failed check) if the result does not fit. */
 static bool join_path(char *out, size_t cap, const char *a, const char *b, const char *c) {
@@ -46,6 +92,8 @@ static void check_model(const char *ref_dir, const char *model_id, conf_stats *s
         return;
     }
     stats->models++;
+    slm_model *model = load_vocab(model_id);
+    if (model) stats->models_tokenized++;
 
     char *line = NULL;
     size_t cap = 0;
@@ -77,6 +125,9 @@ static void check_model(const char *ref_dir, const char *model_id, conf_stats *s
             if (!same) fprintf(stderr, "  expected: %s\n  got:      %s\n", expected, got);
             stats->conversations++;
         }
+        if (model && msgs && expected)
+            check_with_model(model, model_id, line_no, msgs, n, add_gen, expected, json_object_get(rec, "prompt_ids"),
+                             stats);
         free(got);
         free(msgs);
         json_decref(rec);
@@ -84,6 +135,7 @@ static void check_model(const char *ref_dir, const char *model_id, conf_stats *s
     free(line);
     fclose(chat_file);
     json_decref(model_json);
+    slm_model_free(model);
 }
 
 static int compare_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -113,7 +165,9 @@ int main(void) {
         check_model(ref_dir, names[i], &stats);
         free(names[i]);
     }
-    fprintf(stderr, "conf_chat: %d models, %d conversations compared\n", stats.models, stats.conversations);
+    fprintf(stderr, "conf_chat: %d models, %d conversations compared; %d models (%d conversations) also through "
+                    "slm_chat_render + slm_tokenize\n",
+            stats.models, stats.conversations, stats.models_tokenized, stats.conversations_tokenized);
     CHECKF(stats.models >= 20, "expected the 23 reference models with a template, found %d", stats.models);
     return test_report("conf_chat");
 }

@@ -501,11 +501,60 @@ static void test_errors(void) {
     CHECKF(strstr(err, "'User'"), "%s", err);
 }
 
+static void test_public_render(void) {
+    char err[512];
+    char *out = NULL;
+    static const slm_chat_message hi[] = {{"user", "Hi"}};
+    CHECK(slm_chat_render(NULL, "chatml", hi, 1, true, &out, err, sizeof err) == 0);
+    CHECK(out && strcmp(out, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n") == 0);
+    free(out);
+    CHECK(slm_chat_render(NULL, "gemma", hi, 1, false, &out, err, sizeof err) == 0);
+    CHECK(out && strcmp(out, "<start_of_turn>user\nHi<end_of_turn>\n") == 0);
+    free(out);
+
+    out = (char *)1;
+    CHECK(slm_chat_render(NULL, "chatml2", hi, 1, true, &out, err, sizeof err) < 0);
+    CHECK(out == NULL);
+    CHECKF(strstr(err, "'chatml2'") && strstr(err, "chatml, llama3, llama2"), "%s", err);
+    /* Template text is not a name: the caller must name a family. */
+    CHECK(slm_chat_render(NULL, "{% for m in messages %}<|im_start|>{% endfor %}", hi, 1, true, &out, err,
+                          sizeof err) < 0);
+    CHECK(slm_chat_render(NULL, NULL, hi, 1, true, &out, err, sizeof err) < 0);
+    CHECKF(strstr(err, "chatml"), "%s", err);
+    CHECK(strcmp(slm_chat_template_names(), slm_chat_known_names()) == 0);
+
+    const char *shared = test_shared_dir();
+    if (!shared) {
+        fprintf(stderr, "test_chat: shared data absent, model-without-template case not run\n");
+        return;
+    }
+    char path[4096];
+    int len = snprintf(path, sizeof path, "%s/models/stories260K.gguf", shared);
+    if (len < 0 || (size_t)len >= sizeof path) {
+        CHECKF(0, "shared path too long: %s", shared);
+        return;
+    }
+    slm_model_params mp = {.vocab_only = true};
+    slm_model *m = NULL;
+    if (slm_model_load(path, &mp, &m, err, sizeof err) != 0) {
+        CHECKF(0, "%s: %s", path, err);
+        return;
+    }
+    CHECK(slm_chat_render(m, NULL, hi, 1, true, &out, err, sizeof err) < 0);
+    CHECKF(strstr(err, "no chat template") && strstr(err, "chatml, llama3"), "%s", err);
+    /* An explicit name works for such a model. */
+    CHECK(slm_chat_render(m, "llama2", hi, 1, true, &out, err, sizeof err) == 0);
+    CHECK(out && strcmp(out, "[INST] Hi [/INST]") == 0);
+    free(out);
+    slm_model_free(m);
+}
+
 int main(void) {
     test_upstream_cases();
     test_names();
     test_detection_edges();
     test_generation_prompt_and_single_turns();
     test_errors();
+    test_public_render();
     return test_report("test_chat");
 }
