@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "sample/grammar.h"
 #include "sample/sample.h"
 #include "test.h"
 
@@ -540,6 +541,86 @@ static void test_speed(void) {
     }
 }
 
+/* A hand-made vocabulary for the grammar hook; id 8 is end-of-generation. */
+static const char *const toy_vocab[] = {"y", "es", "yes", "no", "n", "o", "x", "maybe", ""};
+#define TOY_N 9
+#define TOY_EOG 8
+
+static int toy_piece(void *user, slm_token t, char *buf, int cap) {
+    (void)user;
+    int n = (int)strlen(toy_vocab[t]);
+    if (n > cap) return -n;
+    memcpy(buf, toy_vocab[t], (size_t)n);
+    return n;
+}
+
+static bool toy_eog(void *user, slm_token t) {
+    (void)user;
+    return t == TOY_EOG;
+}
+
+static void test_grammar(void) {
+    char err[256];
+    slm_grammar *g = NULL;
+    const char *src = "root ::= \"yes\" | \"no\"";
+    if (slm_grammar_compile_vocab(src, strlen(src), TOY_N, toy_piece, toy_eog, NULL, &g, err, sizeof err) != 0) {
+        CHECKF(0, "grammar compile: %s", err);
+        return;
+    }
+    /* Greedy: the best allowed token, though disallowed ones score higher. */
+    slm_sampler_params p = plain_params(0.0f);
+    slm_sampler *s = make(TOY_N, &p);
+    slm_sampler_set_grammar(s, g);
+    float l[TOY_N] = {3, 0, 5, 4, 0, 0, 9, 10, 20};
+    CHECK(!slm_sampler_grammar_done(s));
+    CHECK(slm_sampler_sample(s, l) == 2);
+    slm_sampler_accept(s, 2);
+    CHECK(slm_sampler_grammar_done(s));
+    CHECK(slm_sampler_sample(s, l) == TOY_EOG); /* only EOG continues a complete parse */
+    /* Without the grammar the same logits give the unconstrained argmax. */
+    slm_sampler_set_grammar(s, NULL);
+    CHECK(slm_sampler_sample(s, l) == TOY_EOG);
+    float no_eog[TOY_N] = {3, 0, 5, 4, 0, 0, 9, 10, -1};
+    CHECK(slm_sampler_sample(s, no_eog) == 7);
+    slm_sampler_free(s);
+
+    /* Sampling: every run spells a sentence of the grammar, whatever the logits favour. */
+    p = plain_params(1.5f);
+    p.seed = 7;
+    s = make(TOY_N, &p);
+    slm_sampler_set_grammar(s, g);
+    int seen_yes = 0, seen_no = 0, bad = 0;
+    uint64_t x = 1;
+    for (int run = 0; run < 300; run++) {
+        slm_sampler_reset(s); /* restarts the grammar too */
+        char text[64] = "";
+        for (int step = 0; step < 8; step++) {
+            for (int i = 0; i < TOY_N; i++) {
+                x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+                l[i] = (float)((x >> 40) % 1000) / 100.0f;
+            }
+            l[6] += 5; /* "x" is the model's favourite, never allowed */
+            slm_token t = slm_sampler_sample(s, l);
+            if (t < 0) {
+                bad++;
+                break;
+            }
+            slm_sampler_accept(s, t);
+            if (t == TOY_EOG) break;
+            if (strlen(text) + strlen(toy_vocab[t]) < sizeof text) strcat(text, toy_vocab[t]);
+        }
+        if (!strcmp(text, "yes")) seen_yes++;
+        else if (!strcmp(text, "no")) seen_no++;
+        else {
+            bad++;
+            fprintf(stderr, "  grammar run %d produced \"%s\"\n", run, text);
+        }
+    }
+    CHECKF(bad == 0 && seen_yes > 0 && seen_no > 0, "yes %d, no %d, bad %d", seen_yes, seen_no, bad);
+    slm_sampler_free(s);
+    slm_grammar_free(g);
+}
+
 int main(void) {
     test_greedy();
     test_top_k();
@@ -554,6 +635,7 @@ int main(void) {
     test_determinism();
     test_distribution();
     test_non_finite();
+    test_grammar();
     test_speed();
     return test_report("test_sample");
 }
