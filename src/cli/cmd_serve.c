@@ -1,8 +1,169 @@
-/* Placeholder until the verb is implemented; says so instead of pretending. */
+/* slm serve: flags to srv_config, then the server (src/server). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cli/cli.h"
+#include "server/server.h"
+
+static const char *serve_help =
+    "usage: slm serve --model PATH [options]\n"
+    "\n"
+    "OpenAI- and Ollama-compatible HTTP server with continuous batching (docs/server.md).\n"
+    "\n"
+    "  -m, --model PATH        GGUF model (default: $SLM_MODEL)\n"
+    "      --alias NAME        model id shown to clients (default: file name without .gguf)\n"
+    "      --host ADDR         address to bind (default 127.0.0.1; non-loopback needs an API key)\n"
+    "      --port N            port (default 8080; 0 = any free port)\n"
+    "  -np, --parallel N       slots: sequences decoded together (default 4)\n"
+    "  -c, --ctx-size N        context positions per slot (default: min(trained, 4096))\n"
+    "  -b, --batch-size N      tokens per forward pass (default 512)\n"
+    "  -t, --threads N         threads (default: all cores)\n"
+    "      --chat-template NAME  override the model's chat template (one of slm's names)\n"
+    "      --api-key KEY       require 'Authorization: Bearer KEY' (repeatable; also $SLM_API_KEYS, comma list)\n"
+    "      --insecure-no-auth  allow a non-loopback bind without any API key\n"
+    "      --cors-origin ORIGIN  send CORS headers for this origin ('*' = any); default: no CORS\n"
+    "      --max-body-bytes N  largest request body (default 4194304)\n"
+    "      --max-header-bytes N  memory for request headers per connection (default 32768)\n"
+    "      --timeout S         longest a request may take, queueing included (default 600)\n"
+    "      --idle-timeout S    close idle connections after S seconds (default 60)\n"
+    "      --queue N           requests that may wait for a slot before 503 (default 128)\n"
+    "      --max-connections N simultaneous connections (default 512)\n"
+    "      --drain-timeout S   on SIGTERM, time allowed for running requests (default 30)\n"
+    "      --port-file PATH    write the bound port to PATH once listening\n"
+    "      --quiet             no per-request log lines\n";
+
+static bool take(const char *verb, int argc, char **argv, int *i, const char **out) {
+    if (*i + 1 >= argc) {
+        cli_fail(verb, "%s needs a value", argv[*i]);
+        return false;
+    }
+    *out = argv[++*i];
+    return true;
+}
+
+static bool take_int(const char *verb, int argc, char **argv, int *i, long lo, long hi, long *out) {
+    const char *flag = argv[*i];
+    const char *v;
+    if (!take(verb, argc, argv, i, &v)) return false;
+    return cli_parse_int(verb, flag, v, lo, hi, out);
+}
 
 int cmd_serve(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    return cli_fail("serve", "not implemented yet");
+    const char *verb = "serve";
+    srv_config c;
+    srv_config_defaults(&c);
+    c.model_path = getenv("SLM_MODEL");
+    char *env_keys = NULL;
+    const char *keys_env = getenv("SLM_API_KEYS");
+    int status = 1;
+    long v;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (cli_is_help(a)) {
+            fputs(serve_help, stdout);
+            return 0;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            if (!take(verb, argc, argv, &i, &c.model_path)) goto out;
+        } else if (!strcmp(a, "--alias")) {
+            if (!take(verb, argc, argv, &i, &c.alias)) goto out;
+            if (!*c.alias || strlen(c.alias) > 200) {
+                cli_fail(verb, "--alias must be 1 to 200 characters");
+                goto out;
+            }
+        } else if (!strcmp(a, "--host")) {
+            if (!take(verb, argc, argv, &i, &c.host)) goto out;
+        } else if (!strcmp(a, "--port")) {
+            if (!take_int(verb, argc, argv, &i, 0, 65535, &v)) goto out;
+            c.port = (int)v;
+        } else if (!strcmp(a, "-np") || !strcmp(a, "--parallel")) {
+            if (!take_int(verb, argc, argv, &i, 1, 256, &v)) goto out;
+            c.parallel = (int)v;
+        } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
+            if (!take_int(verb, argc, argv, &i, 0, 1 << 20, &v)) goto out;
+            c.ctx_size = (int)v;
+        } else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) {
+            if (!take_int(verb, argc, argv, &i, 1, 1 << 16, &v)) goto out;
+            c.batch_size = (int)v;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            if (!take_int(verb, argc, argv, &i, 0, 1024, &v)) goto out;
+            c.threads = (int)v;
+        } else if (!strcmp(a, "--chat-template")) {
+            if (!take(verb, argc, argv, &i, &c.chat_template)) goto out;
+        } else if (!strcmp(a, "--api-key")) {
+            const char *k;
+            if (!take(verb, argc, argv, &i, &k)) goto out;
+            if (!*k) {
+                cli_fail(verb, "--api-key must not be empty");
+                goto out;
+            }
+            if (c.n_api_keys == SRV_MAX_API_KEYS) {
+                cli_fail(verb, "at most %d API keys", SRV_MAX_API_KEYS);
+                goto out;
+            }
+            c.api_keys[c.n_api_keys++] = k;
+        } else if (!strcmp(a, "--insecure-no-auth")) {
+            c.insecure_no_auth = true;
+        } else if (!strcmp(a, "--cors-origin")) {
+            if (!take(verb, argc, argv, &i, &c.cors_origin)) goto out;
+            if (!*c.cors_origin) {
+                cli_fail(verb, "--cors-origin must not be empty");
+                goto out;
+            }
+        } else if (!strcmp(a, "--max-body-bytes")) {
+            if (!take_int(verb, argc, argv, &i, 1024, 1L << 30, &v)) goto out;
+            c.max_body_bytes = (size_t)v;
+        } else if (!strcmp(a, "--max-header-bytes")) {
+            if (!take_int(verb, argc, argv, &i, 4096, 1L << 24, &v)) goto out;
+            c.max_header_bytes = (size_t)v;
+        } else if (!strcmp(a, "--timeout")) {
+            if (!take_int(verb, argc, argv, &i, 1, 86400, &v)) goto out;
+            c.request_timeout_s = (int)v;
+        } else if (!strcmp(a, "--idle-timeout")) {
+            if (!take_int(verb, argc, argv, &i, 1, 86400, &v)) goto out;
+            c.idle_timeout_s = (int)v;
+        } else if (!strcmp(a, "--queue")) {
+            if (!take_int(verb, argc, argv, &i, 0, 1 << 20, &v)) goto out;
+            c.queue_size = (int)v;
+        } else if (!strcmp(a, "--max-connections")) {
+            if (!take_int(verb, argc, argv, &i, 1, 1 << 16, &v)) goto out;
+            c.max_connections = (int)v;
+        } else if (!strcmp(a, "--drain-timeout")) {
+            if (!take_int(verb, argc, argv, &i, 0, 86400, &v)) goto out;
+            c.drain_timeout_s = (int)v;
+        } else if (!strcmp(a, "--port-file")) {
+            if (!take(verb, argc, argv, &i, &c.port_file)) goto out;
+        } else if (!strcmp(a, "--quiet")) {
+            c.log_requests = false;
+        } else {
+            cli_fail(verb, "unknown option '%s' (see 'slm serve --help')", a);
+            goto out;
+        }
+    }
+    if (keys_env && *keys_env) {
+        if (!(env_keys = strdup(keys_env))) {
+            cli_fail(verb, "out of memory");
+            goto out;
+        }
+        char *save = NULL;
+        for (char *k = strtok_r(env_keys, ",", &save); k; k = strtok_r(NULL, ",", &save)) {
+            while (*k == ' ') k++;
+            size_t n = strlen(k);
+            while (n && k[n - 1] == ' ') k[--n] = 0;
+            if (!*k) continue;
+            if (c.n_api_keys == SRV_MAX_API_KEYS) {
+                cli_fail(verb, "at most %d API keys", SRV_MAX_API_KEYS);
+                goto out;
+            }
+            c.api_keys[c.n_api_keys++] = k;
+        }
+    }
+    if (!c.model_path || !*c.model_path) {
+        cli_fail(verb, "no model: give --model PATH or set SLM_MODEL");
+        goto out;
+    }
+    status = srv_run(&c);
+out:
+    free(env_keys);
+    return status;
 }

@@ -1,0 +1,391 @@
+/* Ollama wire format: /api/chat and /api/generate (NDJSON streaming by default), /api/embed,
+ * /api/embeddings, /api/tags, /api/ps, /api/show, /api/version. Errors are {"error": "..."}. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/http.h"
+
+typedef struct oll_state {
+    bool chat;
+    char model[280];
+    srv_server *srv;
+} oll_state;
+
+static void rfc3339_now(char *out, size_t cap) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char base[32];
+    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, cap, "%s.%09ldZ", base, ts.tv_nsec);
+}
+
+static void rfc3339_time(long long t, char *out, size_t cap) {
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static enum MHD_Result reply_model_not_found(srv_conn *c, const char *name) {
+    char msg[400];
+    snprintf(msg, sizeof msg, "model '%.200s' not found; this server serves '%.150s'", name, c->srv->model_id);
+    return srv_reply_error(c, 404, "model_not_found", "model", msg);
+}
+
+/* The name to echo back: Ollama clients expect "name:tag". */
+static void echo_name(const srv_server *s, char *out, size_t cap) { snprintf(out, cap, "%s:latest", s->model_id); }
+
+static json_t *line_base(const oll_state *u) {
+    char ts[48];
+    rfc3339_now(ts, sizeof ts);
+    return json_pack("{s:s, s:s}", "model", u->model, "created_at", ts);
+}
+
+/* Durations in nanoseconds, as Ollama reports them. */
+static void add_stats(json_t *o, const srv_request *r) {
+    double end = r->t_end > 0 ? r->t_end : srv_now();
+    double first = r->t_first > 0 ? r->t_first : end;
+    json_object_set_new(o, "total_duration", json_integer((json_int_t)((end - r->t_submit) * 1e9)));
+    json_object_set_new(o, "load_duration", json_integer(0));
+    json_object_set_new(o, "prompt_eval_count", json_integer(r->n_prompt - r->n_prompt_cached));
+    json_object_set_new(o, "prompt_eval_duration", json_integer((json_int_t)((first - (r->t_start > 0 ? r->t_start : first)) * 1e9)));
+    json_object_set_new(o, "eval_count", json_integer(r->n_tokens));
+    json_object_set_new(o, "eval_duration", json_integer((json_int_t)((end - first) * 1e9)));
+}
+
+static json_t *context_tokens(const srv_request *r) {
+    json_t *a = json_array();
+    for (int i = 0; i < r->n_prompt; i++) json_array_append_new(a, json_integer(r->prompt[i]));
+    for (int i = 0; i < r->n_tokens; i++) json_array_append_new(a, json_integer(r->tokens[i]));
+    return a;
+}
+
+static const char *failure_message(const srv_request *r) {
+    if (r->finish == SRV_FINISH_TIMEOUT) return "request exceeded the server's time limit";
+    if (r->finish == SRV_FINISH_CANCELLED) return "server is shutting down";
+    return r->error[0] ? r->error : "generation failed";
+}
+
+static json_t *final_object(const oll_state *u, srv_request *r, const char *text, size_t len) {
+    json_t *o = line_base(u);
+    if (u->chat)
+        json_object_set_new(o, "message", json_pack("{s:s, s:s%}", "role", "assistant", "content", text, len));
+    else
+        json_object_set_new(o, "response", json_stringn(text, len));
+    json_object_set_new(o, "done", json_true());
+    json_object_set_new(o, "done_reason", json_string(srv_finish_name(r->finish)));
+    if (!u->chat) json_object_set_new(o, "context", context_tokens(r));
+    add_stats(o, r);
+    return o;
+}
+
+static bool emit_ollama(srv_stream *st, srv_request *r, const srv_delta *d) {
+    oll_state *u = st->user;
+    bool ok = true;
+    if (d->text_len > 0) {
+        json_t *o = line_base(u);
+        if (u->chat)
+            json_object_set_new(o, "message", json_pack("{s:s, s:s%}", "role", "assistant", "content", d->text, d->text_len));
+        else
+            json_object_set_new(o, "response", json_stringn(d->text, d->text_len));
+        json_object_set_new(o, "done", json_false());
+        ok = srv_stream_write_json(st, "", o, "\n");
+    }
+    if (ok && d->done) {
+        if (r->finish != SRV_FINISH_STOP && r->finish != SRV_FINISH_LENGTH)
+            return srv_stream_write_json(st, "", json_pack("{s:s}", "error", failure_message(r)), "\n");
+        ok = srv_stream_write_json(st, "", final_object(u, r, "", 0), "\n");
+    }
+    return ok;
+}
+
+/* Answer to a request without a prompt: Ollama's way of loading a model. */
+static enum MHD_Result reply_load(srv_conn *c, const oll_state *u) {
+    json_t *o = line_base(u);
+    if (u->chat) json_object_set_new(o, "message", json_pack("{s:s, s:s}", "role", "assistant", "content", ""));
+    else json_object_set_new(o, "response", json_string(""));
+    json_object_set_new(o, "done", json_true());
+    json_object_set_new(o, "done_reason", json_string("load"));
+    return srv_reply_json(c, 200, o);
+}
+
+static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
+    srv_server *s = c->srv;
+    srv_fail f = {0};
+    json_t *req = srv_parse_body(c, &f);
+    srv_request *r = NULL;
+    srv_chat_msgs msgs = {0};
+    char *rendered = NULL;
+    slm_token *fresh = NULL;
+    enum MHD_Result ret;
+    if (!req) return srv_reply_fail(c, &f);
+    const char *model = NULL, *prompt = "", *system = NULL, *tmpl = NULL;
+    bool stream = true, raw = false;
+    if (!srv_json_string(req, "model", &model, &f) || !srv_json_bool(req, "stream", &stream, &f) ||
+        !srv_json_string(req, "template", &tmpl, &f))
+        goto fail;
+    if (!srv_model_matches(s, model)) {
+        ret = reply_model_not_found(c, model);
+        goto out;
+    }
+    if (tmpl && *tmpl) {
+        srv_failf(&f, 400, NULL, "template", "'template' is not supported: the model's chat template is used");
+        goto fail;
+    }
+    oll_state u = {.chat = chat, .srv = s};
+    echo_name(s, u.model, sizeof u.model);
+    r = srv_request_new(SRV_TASK_GENERATE);
+    if (!r) {
+        srv_failf(&f, 500, NULL, NULL, "out of memory");
+        goto fail;
+    }
+    if (!srv_parse_ollama_options(s, req, &r->gen, &f)) goto fail;
+    int limit = s->n_ctx - 1;
+    if (chat) {
+        if (!srv_parse_messages(req, &msgs, &f)) goto fail;
+        if (msgs.n == 0) {
+            ret = reply_load(c, &u);
+            goto out;
+        }
+        if (!srv_render_chat(s, msgs.msgs, msgs.n, &rendered, &f)) goto fail;
+        if (!srv_tokenize(s, rendered, true, true, "messages", limit, &r->prompt, &r->n_prompt, &f)) goto fail;
+    } else {
+        if (!srv_json_string(req, "prompt", &prompt, &f) || !srv_json_string(req, "system", &system, &f) ||
+            !srv_json_bool(req, "raw", &raw, &f))
+            goto fail;
+        json_t *ctx = json_object_get(req, "context");
+        size_t n_ctx_in = json_is_array(ctx) ? json_array_size(ctx) : 0;
+        if (ctx && !json_is_null(ctx) && !json_is_array(ctx)) {
+            srv_failf(&f, 400, NULL, "context", "'context' must be an array of token ids");
+            goto fail;
+        }
+        if (!*prompt && n_ctx_in == 0) {
+            ret = reply_load(c, &u);
+            goto out;
+        }
+        if (n_ctx_in > (size_t)limit) {
+            srv_failf(&f, 400, NULL, "context", "'context' has %zu tokens; the context per slot is %d", n_ctx_in, s->n_ctx);
+            goto fail;
+        }
+        const char *text = prompt;
+        if (!raw && *prompt) {
+            slm_chat_message m[2];
+            size_t n = 0;
+            if (system && *system) m[n++] = (slm_chat_message){"system", system};
+            m[n++] = (slm_chat_message){"user", prompt};
+            if (!srv_render_chat(s, m, n, &rendered, &f)) goto fail;
+            text = rendered;
+        }
+        int n_fresh = 0;
+        if (*text && !srv_tokenize(s, text, n_ctx_in == 0, true, "prompt", limit, &fresh, &n_fresh, &f)) goto fail;
+        if (n_ctx_in + (size_t)n_fresh > (size_t)limit) {
+            srv_failf(&f, 400, NULL, "prompt", "'context' plus 'prompt' is %zu tokens; the context per slot is %d (never truncated)",
+                      n_ctx_in + (size_t)n_fresh, s->n_ctx);
+            goto fail;
+        }
+        r->n_prompt = (int)n_ctx_in + n_fresh;
+        r->prompt = malloc((size_t)(r->n_prompt ? r->n_prompt : 1) * sizeof *r->prompt);
+        if (!r->prompt) {
+            srv_failf(&f, 500, NULL, NULL, "out of memory");
+            goto fail;
+        }
+        for (size_t i = 0; i < n_ctx_in; i++) {
+            json_t *t = json_array_get(ctx, i);
+            if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= s->n_vocab) {
+                srv_failf(&f, 400, NULL, "context", "'context' must hold token ids in [0, %d)", s->n_vocab);
+                goto fail;
+            }
+            r->prompt[i] = (slm_token)json_integer_value(t);
+        }
+        if (n_fresh) memcpy(r->prompt + n_ctx_in, fresh, (size_t)n_fresh * sizeof *fresh);
+    }
+    if (r->n_prompt == 0) {
+        srv_failf(&f, 400, NULL, chat ? "messages" : "prompt", "the prompt has no tokens");
+        goto fail;
+    }
+    if (!srv_submit(c, r)) {
+        ret = MHD_YES;
+        goto out;
+    }
+    if (stream) {
+        oll_state *us = malloc(sizeof *us);
+        if (!us) {
+            atomic_store(&r->cancelled, true);
+            srv_failf(&f, 500, NULL, NULL, "out of memory");
+            goto fail;
+        }
+        *us = u;
+        ret = srv_reply_stream(c, r, "application/x-ndjson", emit_ollama, us);
+        goto out;
+    }
+    if (!srv_wait_done(c, r)) {
+        ret = MHD_NO;
+        goto out;
+    }
+    if (r->finish != SRV_FINISH_STOP && r->finish != SRV_FINISH_LENGTH) {
+        int status = r->finish == SRV_FINISH_TIMEOUT ? 504 : r->finish == SRV_FINISH_CANCELLED ? 503 : 500;
+        ret = srv_reply_error(c, status, NULL, NULL, failure_message(r));
+        goto out;
+    }
+    ret = srv_reply_json(c, 200, final_object(&u, r, r->text ? r->text : "", r->text_len));
+    goto out;
+fail:
+    ret = srv_reply_fail(c, &f);
+out:
+    free(fresh);
+    free(rendered);
+    srv_chat_msgs_free(&msgs);
+    srv_request_release(r);
+    json_decref(req);
+    return ret;
+}
+
+enum MHD_Result srv_ollama_chat(srv_conn *c) { return ollama_generate(c, true); }
+enum MHD_Result srv_ollama_generate(srv_conn *c) { return ollama_generate(c, false); }
+
+enum MHD_Result srv_ollama_embed(srv_conn *c, bool legacy) {
+    srv_server *s = c->srv;
+    srv_fail f = {0};
+    json_t *req = srv_parse_body(c, &f);
+    srv_request *r = NULL;
+    enum MHD_Result ret;
+    if (!req) return srv_reply_fail(c, &f);
+    const char *model = NULL;
+    if (!srv_json_string(req, "model", &model, &f)) goto fail;
+    if (!srv_model_matches(s, model)) {
+        ret = reply_model_not_found(c, model);
+        goto out;
+    }
+    const char *field = legacy ? "prompt" : "input";
+    json_t *input = json_object_get(req, field);
+    if (!input || (legacy && !json_is_string(input))) {
+        srv_failf(&f, 400, NULL, field, "'%s' is required%s", field, legacy ? " and must be a string" : "");
+        goto fail;
+    }
+    if (!srv_build_embed_request(s, input, field, false, &r, &f)) goto fail;
+    if (!srv_submit(c, r)) {
+        ret = MHD_YES;
+        goto out;
+    }
+    if (!srv_wait_done(c, r)) {
+        ret = MHD_NO;
+        goto out;
+    }
+    if (r->finish != SRV_FINISH_STOP) {
+        ret = srv_reply_error(c, r->finish == SRV_FINISH_TIMEOUT ? 504 : r->finish == SRV_FINISH_CANCELLED ? 503 : 500,
+                              NULL, NULL, failure_message(r));
+        goto out;
+    }
+    json_t *all = json_array();
+    for (int i = 0; i < r->n_embed; i++) {
+        json_t *v = json_array();
+        for (int k = 0; k < s->n_embd; k++) json_array_append_new(v, json_real(r->embeddings[(size_t)i * (size_t)s->n_embd + (size_t)k]));
+        json_array_append_new(all, v);
+    }
+    if (legacy) {
+        json_t *one = json_incref(json_array_get(all, 0));
+        json_decref(all);
+        ret = srv_reply_json(c, 200, json_pack("{s:o}", "embedding", one));
+    } else {
+        char name[280];
+        echo_name(s, name, sizeof name);
+        json_t *o = json_pack("{s:s, s:o}", "model", name, "embeddings", all);
+        json_object_set_new(o, "total_duration", json_integer((json_int_t)((r->t_end - r->t_submit) * 1e9)));
+        json_object_set_new(o, "load_duration", json_integer(0));
+        json_object_set_new(o, "prompt_eval_count", json_integer(r->n_embed_tokens));
+        ret = srv_reply_json(c, 200, o);
+    }
+    goto out;
+fail:
+    ret = srv_reply_fail(c, &f);
+out:
+    srv_request_release(r);
+    json_decref(req);
+    return ret;
+}
+
+/* "llama 135M Q8_0" -> words 2 and 3 */
+static void desc_word(const srv_server *s, int which, char *out, size_t cap) {
+    const char *d = slm_model_desc(s->model);
+    out[0] = 0;
+    for (int w = 0; d && *d; w++) {
+        while (*d == ' ') d++;
+        size_t n = strcspn(d, " ");
+        if (w == which) {
+            snprintf(out, cap, "%.*s", (int)n, d);
+            return;
+        }
+        d += n;
+    }
+}
+
+static json_t *details_json(const srv_server *s) {
+    char params[32], quant[32];
+    desc_word(s, 1, params, sizeof params);
+    desc_word(s, 2, quant, sizeof quant);
+    const char *arch = slm_model_arch(s->model);
+    return json_pack("{s:s, s:s, s:s, s:[s], s:s, s:s}", "parent_model", "", "format", "gguf", "family", arch, "families",
+                     arch, "parameter_size", params, "quantization_level", quant);
+}
+
+enum MHD_Result srv_ollama_tags(srv_conn *c, bool running) {
+    srv_server *s = c->srv;
+    char name[280], modified[40];
+    echo_name(s, name, sizeof name);
+    rfc3339_time(s->created, modified, sizeof modified);
+    json_t *m = json_pack("{s:s, s:s, s:I, s:s, s:o}", "name", name, "model", name, "size",
+                          (json_int_t)slm_model_size_bytes(s->model), "digest", "", "details", details_json(s));
+    if (running) {
+        json_object_set_new(m, "expires_at", json_string("9999-12-31T23:59:59Z")); /* resident until the server stops */
+        json_object_set_new(m, "size_vram", json_integer(0));
+    } else {
+        json_object_set_new(m, "modified_at", json_string(modified));
+    }
+    return srv_reply_json(c, 200, json_pack("{s:[o]}", "models", m));
+}
+
+enum MHD_Result srv_ollama_show(srv_conn *c) {
+    srv_server *s = c->srv;
+    srv_fail f = {0};
+    json_t *req = srv_parse_body(c, &f);
+    if (!req) return srv_reply_fail(c, &f);
+    const char *model = NULL, *name = NULL;
+    if (!srv_json_string(req, "model", &model, &f) || !srv_json_string(req, "name", &name, &f)) {
+        json_decref(req);
+        return srv_reply_fail(c, &f);
+    }
+    const char *want = model ? model : name;
+    if (!want || !*want) {
+        json_decref(req);
+        return srv_reply_error(c, 400, NULL, "model", "'model' is required");
+    }
+    if (!srv_model_matches(s, want)) {
+        enum MHD_Result r = reply_model_not_found(c, want);
+        json_decref(req);
+        return r;
+    }
+    json_decref(req);
+    const char *arch = slm_model_arch(s->model);
+    json_t *info = json_object();
+    json_object_set_new(info, "general.architecture", json_string(arch));
+    char key[128];
+    snprintf(key, sizeof key, "%s.context_length", arch);
+    json_object_set_new(info, key, json_integer(slm_model_n_ctx_train(s->model)));
+    snprintf(key, sizeof key, "%s.embedding_length", arch);
+    json_object_set_new(info, key, json_integer(s->n_embd));
+    const char *mname = slm_model_meta(s->model, "general.name");
+    if (mname) json_object_set_new(info, "general.name", json_string(mname));
+    const char *tmpl = slm_model_meta(s->model, "tokenizer.chat_template");
+    char params[160];
+    snprintf(params, sizeof params, "num_ctx %d", s->n_ctx);
+    return srv_reply_json(c, 200,
+                          json_pack("{s:s, s:s, s:s, s:o, s:o, s:[s, s]}", "modelfile", "", "parameters", params, "template",
+                                    tmpl ? tmpl : "", "details", details_json(s), "model_info", info, "capabilities",
+                                    "completion", "embedding"));
+}
+
+enum MHD_Result srv_ollama_version(srv_conn *c) { return srv_reply_json(c, 200, json_pack("{s:s}", "version", SLM_VERSION)); }

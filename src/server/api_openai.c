@@ -1,0 +1,605 @@
+/* OpenAI wire format: /v1/chat/completions, /v1/completions (JSON or SSE), /v1/embeddings, /v1/models. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/http.h"
+
+typedef struct oai_state {
+    bool chat;
+    bool include_usage;
+    char id[48];
+    long long created;
+    char model[256];
+    srv_server *srv;
+    size_t text_offset; /* completions logprobs: where the next token's text starts */
+} oai_state;
+
+static enum MHD_Result reply_model_not_found(srv_conn *c, const char *name) {
+    char msg[400];
+    snprintf(msg, sizeof msg, "model '%.200s' does not exist; this server serves '%.150s'", name, c->srv->model_id);
+    return srv_reply_error(c, 404, "model_not_found", "model", msg);
+}
+
+/* ---------- logprobs ---------- */
+
+/* The token's bytes as JSON text (invalid UTF-8 replaced) and as a byte array. */
+static json_t *token_text(srv_server *s, slm_token t, json_t **bytes_out) {
+    char piece[256], clean[768];
+    int n = slm_token_to_piece(s->model, t, false, piece, (int)sizeof piece);
+    if (n < 0) n = 0; /* a piece over 256 bytes: shown empty rather than cut */
+    if (bytes_out) {
+        *bytes_out = json_array();
+        for (int i = 0; i < n; i++) json_array_append_new(*bytes_out, json_integer((unsigned char)piece[i]));
+    }
+    size_t m = srv_utf8_sanitize(piece, (size_t)n, clean);
+    return json_stringn(clean, m);
+}
+
+static json_t *chat_logprob_entry(srv_server *s, const srv_token_info *info) {
+    json_t *bytes;
+    json_t *tok = token_text(s, info->token, &bytes);
+    json_t *top = json_array();
+    for (int k = 0; k < info->n_top; k++) {
+        json_t *tb;
+        json_t *tt = token_text(s, info->top_tokens[k], &tb);
+        json_array_append_new(top, json_pack("{s:o, s:f, s:o}", "token", tt, "logprob", (double)info->top_logprobs[k], "bytes", tb));
+    }
+    return json_pack("{s:o, s:f, s:o, s:o}", "token", tok, "logprob", (double)info->logprob, "bytes", bytes, "top_logprobs", top);
+}
+
+static json_t *chat_logprobs(srv_server *s, const srv_token_info *infos, int n) {
+    json_t *content = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(content, chat_logprob_entry(s, &infos[i]));
+    return json_pack("{s:o}", "content", content);
+}
+
+static json_t *completion_logprobs(srv_server *s, const srv_token_info *infos, int n, size_t *offset) {
+    json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
+    for (int i = 0; i < n; i++) {
+        json_t *t = token_text(s, infos[i].token, NULL);
+        size_t len = json_string_length(t);
+        json_array_append_new(tokens, t);
+        json_array_append_new(lps, json_real(infos[i].logprob));
+        json_t *top = json_object();
+        for (int k = 0; k < infos[i].n_top; k++) {
+            json_t *tt = token_text(s, infos[i].top_tokens[k], NULL);
+            json_object_set_new(top, json_string_value(tt), json_real(infos[i].top_logprobs[k]));
+            json_decref(tt);
+        }
+        json_array_append_new(tops, top);
+        json_array_append_new(offs, json_integer((json_int_t)*offset));
+        *offset += len;
+    }
+    return json_pack("{s:o, s:o, s:o, s:o}", "tokens", tokens, "token_logprobs", lps, "top_logprobs", tops, "text_offset", offs);
+}
+
+static json_t *usage_json(const srv_request *r) {
+    return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", r->n_prompt, "completion_tokens", r->n_tokens,
+                     "total_tokens", r->n_prompt + r->n_tokens, "prompt_tokens_details", "cached_tokens",
+                     r->n_prompt_cached);
+}
+
+/* llama.cpp-style timings; the chat page shows tok/s from these. */
+static json_t *timings_json(const srv_request *r) {
+    double prompt_ms = r->t_first > 0 ? (r->t_first - r->t_start) * 1e3 : 0;
+    double gen_ms = r->t_first > 0 && r->t_end > r->t_first ? (r->t_end - r->t_first) * 1e3 : 0;
+    int n_after_first = r->n_tokens > 1 ? r->n_tokens - 1 : 0;
+    return json_pack("{s:i, s:i, s:f, s:i, s:f, s:f, s:f}", "prompt_n", r->n_prompt - r->n_prompt_cached, "cache_n",
+                     r->n_prompt_cached, "prompt_ms", prompt_ms, "predicted_n", r->n_tokens, "predicted_ms", gen_ms,
+                     "predicted_per_second", gen_ms > 0 ? n_after_first * 1e3 / gen_ms : 0.0, "queue_ms",
+                     (r->t_start - r->t_submit) * 1e3);
+}
+
+/* ---------- request parsing ---------- */
+
+static bool append_str(char **buf, size_t *len, const char *s) {
+    size_t n = strlen(s);
+    char *p = realloc(*buf, *len + n + 1);
+    if (!p) return false;
+    memcpy(p + *len, s, n + 1);
+    *buf = p;
+    *len += n;
+    return true;
+}
+
+/* Message content: a string, or an array of {type:"text", text} parts (joined). */
+static bool message_content(json_t *content, int idx, char **out, srv_fail *f) {
+    char field[64];
+    snprintf(field, sizeof field, "messages[%d].content", idx);
+    *out = NULL;
+    if (json_is_string(content)) {
+        *out = strdup(json_string_value(content));
+        return *out ? true : srv_failf(f, 500, NULL, field, "out of memory");
+    }
+    if (json_is_null(content) || !content) {
+        *out = strdup("");
+        return *out ? true : srv_failf(f, 500, NULL, field, "out of memory");
+    }
+    if (!json_is_array(content)) return srv_failf(f, 400, NULL, field, "'%s' must be a string or an array of text parts", field);
+    size_t i, len = 0;
+    json_t *part;
+    char *buf = strdup("");
+    if (!buf) return srv_failf(f, 500, NULL, field, "out of memory");
+    json_array_foreach(content, i, part) {
+        json_t *type = json_object_get(part, "type"), *text = json_object_get(part, "text");
+        if (!json_is_string(type) || strcmp(json_string_value(type), "text") != 0 || !json_is_string(text)) {
+            free(buf);
+            return srv_failf(f, 400, "unsupported", field, "'%s[%zu]': only {\"type\":\"text\",\"text\":...} parts are supported", field, i);
+        }
+        if (!append_str(&buf, &len, json_string_value(text))) {
+            free(buf);
+            return srv_failf(f, 500, NULL, field, "out of memory");
+        }
+    }
+    *out = buf;
+    return true;
+}
+
+void srv_chat_msgs_free(srv_chat_msgs *m) {
+    for (size_t i = 0; i < m->n; i++) free(m->owned[i]);
+    free(m->owned);
+    free(m->msgs);
+}
+
+bool srv_parse_messages(json_t *req, srv_chat_msgs *out, srv_fail *f) {
+    memset(out, 0, sizeof *out);
+    json_t *msgs = json_object_get(req, "messages");
+    if (!json_is_array(msgs)) return srv_failf(f, 400, NULL, "messages", "'messages' must be an array");
+    size_t n = json_array_size(msgs);
+    if (n > 4096) return srv_failf(f, 400, NULL, "messages", "'messages' has more than 4096 entries");
+    out->msgs = calloc(n ? n : 1, sizeof *out->msgs);
+    out->owned = calloc(n ? n : 1, sizeof *out->owned);
+    if (!out->msgs || !out->owned) return srv_failf(f, 500, NULL, "messages", "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *m = json_array_get(msgs, i);
+        char field[64];
+        snprintf(field, sizeof field, "messages[%zu]", i);
+        if (!json_is_object(m)) return srv_failf(f, 400, NULL, field, "'%s' must be an object", field);
+        json_t *role = json_object_get(m, "role");
+        const char *r = json_is_string(role) ? json_string_value(role) : NULL;
+        snprintf(field, sizeof field, "messages[%zu].role", i);
+        if (!r) return srv_failf(f, 400, NULL, field, "'%s' must be a string", field);
+        if (strcmp(r, "developer") == 0) r = "system";
+        if (strcmp(r, "system") != 0 && strcmp(r, "user") != 0 && strcmp(r, "assistant") != 0)
+            return srv_failf(f, 400, "unsupported", field, "'%s' must be system, user or assistant (got '%.40s')", field, r);
+        json_t *images = json_object_get(m, "images");
+        if (images && !json_is_null(images) && !(json_is_array(images) && json_array_size(images) == 0)) {
+            snprintf(field, sizeof field, "messages[%zu].images", i);
+            return srv_failf(f, 400, "unsupported", field, "'%s': images are not supported", field);
+        }
+        json_t *calls = json_object_get(m, "tool_calls");
+        if (calls && !json_is_null(calls) && !(json_is_array(calls) && json_array_size(calls) == 0)) {
+            snprintf(field, sizeof field, "messages[%zu].tool_calls", i);
+            return srv_failf(f, 400, "unsupported", field, "'%s': tool calls are not supported", field);
+        }
+        if (!message_content(json_object_get(m, "content"), (int)i, &out->owned[i], f)) return false;
+        out->msgs[i].role = r;
+        out->msgs[i].content = out->owned[i];
+        out->n = i + 1;
+    }
+    return true;
+}
+
+/* Text prompt (string, [string], [int] or [[int]]) to tokens. */
+static bool completion_prompt(srv_server *s, json_t *prompt, int limit, slm_token **toks, int *n, srv_fail *f) {
+    if (json_is_array(prompt) && json_array_size(prompt) == 1 &&
+        (json_is_string(json_array_get(prompt, 0)) || json_is_array(json_array_get(prompt, 0))))
+        prompt = json_array_get(prompt, 0);
+    if (json_is_string(prompt))
+        return srv_tokenize(s, json_string_value(prompt), true, false, "prompt", limit, toks, n, f);
+    if (json_is_array(prompt)) {
+        size_t len = json_array_size(prompt);
+        if (len == 0) return srv_failf(f, 400, NULL, "prompt", "'prompt' is empty");
+        if (len > (size_t)limit)
+            return srv_failf(f, 400, "context_length_exceeded", "prompt",
+                             "'prompt' has %zu tokens but this server allows at most %d (context per slot is %d)", len,
+                             limit, s->n_ctx);
+        slm_token *t = malloc(len * sizeof *t);
+        if (!t) return srv_failf(f, 500, NULL, "prompt", "out of memory");
+        for (size_t i = 0; i < len; i++) {
+            json_t *e = json_array_get(prompt, i);
+            if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) >= s->n_vocab) {
+                free(t);
+                return srv_failf(f, 400, NULL, "prompt",
+                                 "'prompt' must be a string, an array with one string, or token ids in [0, %d)", s->n_vocab);
+            }
+            t[i] = (slm_token)json_integer_value(e);
+        }
+        *toks = t;
+        *n = (int)len;
+        return true;
+    }
+    return srv_failf(f, 400, NULL, "prompt", "'prompt' must be a string or an array of token ids (one prompt per request)");
+}
+
+/* ---------- streaming ---------- */
+
+static json_t *chunk_base(const oai_state *u) {
+    return json_pack("{s:s, s:s, s:I, s:s, s:s}", "id", u->id, "object", u->chat ? "chat.completion.chunk" : "text_completion",
+                     "created", (json_int_t)u->created, "model", u->model, "system_fingerprint", "slm-" SLM_VERSION);
+}
+
+static bool emit_error_event(srv_stream *st, srv_request *r) {
+    const char *msg = r->finish == SRV_FINISH_TIMEOUT     ? "request exceeded the server's time limit"
+                      : r->finish == SRV_FINISH_CANCELLED ? "server is shutting down"
+                                                          : (r->error[0] ? r->error : "generation failed");
+    json_t *e = json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", msg, "type", "server_error", "param", "code",
+                          srv_finish_name(r->finish));
+    return srv_stream_write_json(st, "data: ", e, "\n\n") && srv_stream_write(st, "data: [DONE]\n\n", 14);
+}
+
+static bool emit_openai(srv_stream *st, srv_request *r, const srv_delta *d) {
+    oai_state *u = st->user;
+    srv_server *s = u->srv;
+    bool ok = true;
+    bool failed = d->done && r->finish != SRV_FINISH_STOP && r->finish != SRV_FINISH_LENGTH;
+    if (u->chat && !st->sent_first && !failed) {
+        json_t *c = chunk_base(u);
+        json_object_set_new(c, "choices",
+                            json_pack("[{s:i, s:{s:s, s:s}, s:n, s:n}]", "index", 0, "delta", "role", "assistant", "content",
+                                      "", "logprobs", "finish_reason"));
+        ok = srv_stream_write_json(st, "data: ", c, "\n\n");
+    }
+    if (ok && (d->text_len > 0 || d->n_infos > 0)) {
+        json_t *c = chunk_base(u);
+        json_t *lp = r->gen.logprobs ? (u->chat ? chat_logprobs(s, d->infos, d->n_infos)
+                                                : completion_logprobs(s, d->infos, d->n_infos, &u->text_offset))
+                                     : json_null();
+        json_t *choice = u->chat ? json_pack("{s:i, s:{s:s%}, s:o, s:n}", "index", 0, "delta", "content", d->text,
+                                             d->text_len, "logprobs", lp, "finish_reason")
+                                 : json_pack("{s:i, s:s%, s:o, s:n}", "index", 0, "text", d->text, d->text_len, "logprobs",
+                                             lp, "finish_reason");
+        json_object_set_new(c, "choices", json_pack("[o]", choice));
+        ok = srv_stream_write_json(st, "data: ", c, "\n\n");
+    }
+    if (ok && d->done) {
+        if (failed) return emit_error_event(st, r);
+        json_t *c = chunk_base(u);
+        const char *fr = srv_finish_name(r->finish);
+        json_t *choice = u->chat ? json_pack("{s:i, s:{}, s:n, s:s}", "index", 0, "delta", "logprobs", "finish_reason", fr)
+                                 : json_pack("{s:i, s:s, s:n, s:s}", "index", 0, "text", "", "logprobs", "finish_reason", fr);
+        json_object_set_new(c, "choices", json_pack("[o]", choice));
+        json_object_set_new(c, "timings", timings_json(r));
+        ok = srv_stream_write_json(st, "data: ", c, "\n\n");
+        if (ok && u->include_usage) {
+            c = chunk_base(u);
+            json_object_set_new(c, "choices", json_array());
+            json_object_set_new(c, "usage", usage_json(r));
+            ok = srv_stream_write_json(st, "data: ", c, "\n\n");
+        }
+        if (ok) ok = srv_stream_write(st, "data: [DONE]\n\n", 14);
+    }
+    return ok;
+}
+
+/* ---------- generation endpoints ---------- */
+
+static enum MHD_Result finish_error_reply(srv_conn *c, srv_request *r) {
+    switch (r->finish) {
+    case SRV_FINISH_TIMEOUT: return srv_reply_error(c, 504, "timeout", NULL, "request exceeded the server's time limit");
+    case SRV_FINISH_CANCELLED: return srv_reply_error(c, 503, "shutting_down", NULL, "server is shutting down");
+    default: return srv_reply_error(c, 500, "engine_error", NULL, r->error[0] ? r->error : "generation failed");
+    }
+}
+
+static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
+    srv_server *s = c->srv;
+    srv_fail f = {0};
+    json_t *req = srv_parse_body(c, &f);
+    srv_request *r = NULL;
+    srv_chat_msgs msgs = {0};
+    char *rendered = NULL;
+    enum MHD_Result ret;
+    if (!req) return srv_reply_fail(c, &f);
+    const char *model = NULL;
+    bool stream = false, include_usage = false;
+    if (!srv_json_string(req, "model", &model, &f) || !srv_json_bool(req, "stream", &stream, &f)) goto fail;
+    if (!srv_model_matches(s, model)) {
+        ret = reply_model_not_found(c, model);
+        goto out;
+    }
+    json_t *so = json_object_get(req, "stream_options");
+    if (so && !json_is_null(so)) {
+        if (!json_is_object(so)) {
+            srv_failf(&f, 400, NULL, "stream_options", "'stream_options' must be an object");
+            goto fail;
+        }
+        if (!stream) {
+            srv_failf(&f, 400, NULL, "stream_options", "'stream_options' is only allowed with 'stream': true");
+            goto fail;
+        }
+        if (!srv_json_bool(so, "include_usage", &include_usage, &f)) goto fail;
+    }
+    r = srv_request_new(SRV_TASK_GENERATE);
+    if (!r) {
+        srv_failf(&f, 500, NULL, NULL, "out of memory");
+        goto fail;
+    }
+    if (!srv_parse_openai_sampling(s, req, chat, &r->gen, &f)) goto fail;
+    int limit = s->n_ctx - 1; /* room for at least one generated token */
+    if (chat) {
+        if (!srv_parse_messages(req, &msgs, &f)) goto fail;
+        if (msgs.n == 0) {
+            srv_failf(&f, 400, NULL, "messages", "'messages' must not be empty");
+            goto fail;
+        }
+        if (!srv_render_chat(s, msgs.msgs, msgs.n, &rendered, &f)) goto fail;
+        if (!srv_tokenize(s, rendered, true, true, "messages", limit, &r->prompt, &r->n_prompt, &f)) goto fail;
+    } else {
+        json_t *prompt = json_object_get(req, "prompt");
+        if (!prompt) {
+            srv_failf(&f, 400, NULL, "prompt", "'prompt' is required");
+            goto fail;
+        }
+        if (!completion_prompt(s, prompt, limit, &r->prompt, &r->n_prompt, &f)) goto fail;
+    }
+    if (r->n_prompt == 0) {
+        srv_failf(&f, 400, NULL, chat ? "messages" : "prompt", "the prompt has no tokens");
+        goto fail;
+    }
+    if (r->gen.max_tokens > 0 && r->n_prompt + r->gen.max_tokens > s->n_ctx) {
+        srv_failf(&f, 400, "context_length_exceeded", chat ? "max_completion_tokens" : "max_tokens",
+                  "the context per slot is %d tokens, but %d were requested (%d in the prompt, %d to generate)", s->n_ctx,
+                  r->n_prompt + r->gen.max_tokens, r->n_prompt, r->gen.max_tokens);
+        goto fail;
+    }
+    if (!srv_submit(c, r)) {
+        ret = MHD_YES;
+        goto out;
+    }
+    oai_state *u = calloc(1, sizeof *u);
+    if (!u) {
+        atomic_store(&r->cancelled, true);
+        srv_failf(&f, 500, NULL, NULL, "out of memory");
+        goto fail;
+    }
+    u->chat = chat;
+    u->include_usage = include_usage;
+    u->created = (long long)time(NULL);
+    u->srv = s;
+    snprintf(u->model, sizeof u->model, "%s", s->model_id);
+    srv_new_id(s, chat ? "chatcmpl" : "cmpl", u->id, sizeof u->id);
+    if (stream) {
+        ret = srv_reply_stream(c, r, "text/event-stream", emit_openai, u);
+        goto out;
+    }
+    if (!srv_wait_done(c, r)) {
+        free(u);
+        ret = MHD_NO; /* client is gone: close without an answer */
+        goto out;
+    }
+    if (r->finish != SRV_FINISH_STOP && r->finish != SRV_FINISH_LENGTH) {
+        free(u);
+        ret = finish_error_reply(c, r);
+        goto out;
+    }
+    json_t *resp = chunk_base(u);
+    json_object_set_new(resp, "object", json_string(chat ? "chat.completion" : "text_completion"));
+    json_t *lp = r->gen.logprobs ? (chat ? chat_logprobs(s, r->infos, r->n_infos) : completion_logprobs(s, r->infos, r->n_infos, &u->text_offset))
+                                 : json_null();
+    const char *text = r->text ? r->text : "";
+    json_t *choice = chat ? json_pack("{s:i, s:{s:s, s:s%}, s:o, s:s}", "index", 0, "message", "role", "assistant", "content",
+                                      text, r->text_len, "logprobs", lp, "finish_reason", srv_finish_name(r->finish))
+                          : json_pack("{s:i, s:s%, s:o, s:s}", "index", 0, "text", text, r->text_len, "logprobs", lp,
+                                      "finish_reason", srv_finish_name(r->finish));
+    json_object_set_new(resp, "choices", json_pack("[o]", choice));
+    json_object_set_new(resp, "usage", usage_json(r));
+    json_object_set_new(resp, "timings", timings_json(r));
+    free(u);
+    ret = srv_reply_json(c, 200, resp);
+    goto out;
+fail:
+    ret = srv_reply_fail(c, &f);
+out:
+    free(rendered);
+    srv_chat_msgs_free(&msgs);
+    srv_request_release(r);
+    json_decref(req);
+    return ret;
+}
+
+enum MHD_Result srv_openai_chat(srv_conn *c) { return openai_generate(c, true); }
+enum MHD_Result srv_openai_completions(srv_conn *c) { return openai_generate(c, false); }
+
+/* ---------- embeddings ---------- */
+
+static char *base64_floats(const float *v, int n) {
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t len = (size_t)n * 4;
+    const unsigned char *b = (const unsigned char *)v; /* x86-64 and every target we build for are little-endian */
+    char *out = malloc((len + 2) / 3 * 4 + 1);
+    if (!out) return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 3) {
+        unsigned x = (unsigned)b[i] << 16 | (i + 1 < len ? (unsigned)b[i + 1] << 8 : 0) | (i + 2 < len ? b[i + 2] : 0);
+        out[o++] = tbl[x >> 18 & 63];
+        out[o++] = tbl[x >> 12 & 63];
+        out[o++] = i + 1 < len ? tbl[x >> 6 & 63] : '=';
+        out[o++] = i + 2 < len ? tbl[x & 63] : '=';
+    }
+    out[o] = 0;
+    return out;
+}
+
+bool srv_build_embed_request(srv_server *s, json_t *inputs, const char *field, bool allow_tokens, srv_request **out, srv_fail *f) {
+    *out = NULL;
+    json_t *list = inputs;
+    bool single = json_is_string(inputs) ||
+                  (allow_tokens && json_is_array(inputs) && json_array_size(inputs) > 0 && json_is_integer(json_array_get(inputs, 0)));
+    if (!single && !json_is_array(inputs))
+        return srv_failf(f, 400, NULL, field, "'%s' must be a string or an array of strings%s", field,
+                         allow_tokens ? " or token ids" : "");
+    size_t n = single ? 1 : json_array_size(list);
+    if (n == 0) return srv_failf(f, 400, NULL, field, "'%s' is empty", field);
+    if (n > 512) return srv_failf(f, 400, NULL, field, "'%s' has more than 512 inputs", field);
+    srv_request *r = srv_request_new(SRV_TASK_EMBED);
+    if (!r) return srv_failf(f, 500, NULL, field, "out of memory");
+    r->embed_inputs = calloc(n, sizeof *r->embed_inputs);
+    r->embed_lens = calloc(n, sizeof *r->embed_lens);
+    r->embeddings = calloc(n * (size_t)s->n_embd, sizeof *r->embeddings);
+    r->n_embd = s->n_embd;
+    if (!r->embed_inputs || !r->embed_lens || !r->embeddings) {
+        srv_request_release(r);
+        return srv_failf(f, 500, NULL, field, "out of memory");
+    }
+    int limit = s->n_batch < s->n_ctx ? s->n_batch : s->n_ctx;
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = single ? inputs : json_array_get(list, i);
+        char name[64];
+        if (single)
+            snprintf(name, sizeof name, "%s", field);
+        else
+            snprintf(name, sizeof name, "%s[%zu]", field, i);
+        r->n_embed = (int)i + 1; /* so release frees what exists */
+        if (json_is_string(e)) {
+            if (!*json_string_value(e)) {
+                srv_request_release(r);
+                return srv_failf(f, 400, NULL, name, "'%s' is an empty string", name);
+            }
+            if (!srv_tokenize(s, json_string_value(e), true, false, name, limit, &r->embed_inputs[i], &r->embed_lens[i], f)) {
+                srv_request_release(r);
+                return false;
+            }
+        } else if (allow_tokens && json_is_array(e)) {
+            size_t len = json_array_size(e);
+            if (len == 0 || len > (size_t)limit) {
+                srv_request_release(r);
+                return srv_failf(f, 400, len ? "context_length_exceeded" : NULL, name,
+                                 "'%s' must have between 1 and %d tokens (got %zu)", name, limit, len);
+            }
+            r->embed_inputs[i] = malloc(len * sizeof(slm_token));
+            if (!r->embed_inputs[i]) {
+                srv_request_release(r);
+                return srv_failf(f, 500, NULL, name, "out of memory");
+            }
+            for (size_t k = 0; k < len; k++) {
+                json_t *t = json_array_get(e, k);
+                if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= s->n_vocab) {
+                    srv_request_release(r);
+                    return srv_failf(f, 400, NULL, name, "'%s' must hold token ids in [0, %d)", name, s->n_vocab);
+                }
+                r->embed_inputs[i][k] = (slm_token)json_integer_value(t);
+            }
+            r->embed_lens[i] = (int)len;
+        } else if (allow_tokens && single && json_is_array(inputs)) {
+            /* a single flat token list */
+            size_t len = json_array_size(inputs);
+            if (len > (size_t)limit) {
+                srv_request_release(r);
+                return srv_failf(f, 400, "context_length_exceeded", name, "'%s' has %zu tokens; at most %d", name, len, limit);
+            }
+            r->embed_inputs[i] = malloc(len * sizeof(slm_token));
+            if (!r->embed_inputs[i]) {
+                srv_request_release(r);
+                return srv_failf(f, 500, NULL, name, "out of memory");
+            }
+            for (size_t k = 0; k < len; k++) {
+                json_t *t = json_array_get(inputs, k);
+                if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= s->n_vocab) {
+                    srv_request_release(r);
+                    return srv_failf(f, 400, NULL, name, "'%s' must hold token ids in [0, %d)", name, s->n_vocab);
+                }
+                r->embed_inputs[i][k] = (slm_token)json_integer_value(t);
+            }
+            r->embed_lens[i] = (int)len;
+        } else {
+            srv_request_release(r);
+            return srv_failf(f, 400, NULL, name, "'%s' must be a string%s", name, allow_tokens ? " or an array of token ids" : "");
+        }
+        if (r->embed_lens[i] == 0) {
+            srv_request_release(r);
+            return srv_failf(f, 400, NULL, name, "'%s' has no tokens", name);
+        }
+    }
+    *out = r;
+    return true;
+}
+
+enum MHD_Result srv_openai_embeddings(srv_conn *c) {
+    srv_server *s = c->srv;
+    srv_fail f = {0};
+    json_t *req = srv_parse_body(c, &f);
+    srv_request *r = NULL;
+    enum MHD_Result ret;
+    if (!req) return srv_reply_fail(c, &f);
+    const char *model = NULL, *enc = "float";
+    long long dims;
+    bool have_dims;
+    if (!srv_json_string(req, "model", &model, &f) || !srv_json_string(req, "encoding_format", &enc, &f) ||
+        !srv_json_int(req, "dimensions", 1, 1 << 20, &dims, &have_dims, &f))
+        goto fail;
+    if (!srv_model_matches(s, model)) {
+        ret = reply_model_not_found(c, model);
+        goto out;
+    }
+    if (strcmp(enc, "float") != 0 && strcmp(enc, "base64") != 0) {
+        srv_failf(&f, 400, NULL, "encoding_format", "'encoding_format' must be float or base64");
+        goto fail;
+    }
+    if (have_dims && dims != s->n_embd) {
+        srv_failf(&f, 400, NULL, "dimensions", "'dimensions' must be %d for this model (no truncation)", s->n_embd);
+        goto fail;
+    }
+    json_t *input = json_object_get(req, "input");
+    if (!input) {
+        srv_failf(&f, 400, NULL, "input", "'input' is required");
+        goto fail;
+    }
+    if (!srv_build_embed_request(s, input, "input", true, &r, &f)) goto fail;
+    if (!srv_submit(c, r)) {
+        ret = MHD_YES;
+        goto out;
+    }
+    if (!srv_wait_done(c, r)) {
+        ret = MHD_NO;
+        goto out;
+    }
+    if (r->finish != SRV_FINISH_STOP) {
+        ret = finish_error_reply(c, r);
+        goto out;
+    }
+    json_t *data = json_array();
+    bool b64 = strcmp(enc, "base64") == 0;
+    for (int i = 0; i < r->n_embed; i++) {
+        const float *v = r->embeddings + (size_t)i * (size_t)s->n_embd;
+        json_t *emb;
+        if (b64) {
+            char *t = base64_floats(v, s->n_embd);
+            emb = t ? json_string(t) : NULL;
+            free(t);
+        } else {
+            emb = json_array();
+            for (int k = 0; k < s->n_embd; k++) json_array_append_new(emb, json_real(v[k]));
+        }
+        json_array_append_new(data, json_pack("{s:s, s:i, s:o}", "object", "embedding", "index", i, "embedding", emb));
+    }
+    ret = srv_reply_json(c, 200,
+                         json_pack("{s:s, s:o, s:s, s:{s:i, s:i}}", "object", "list", "data", data, "model", s->model_id, "usage",
+                                   "prompt_tokens", r->n_embed_tokens, "total_tokens", r->n_embed_tokens));
+    goto out;
+fail:
+    ret = srv_reply_fail(c, &f);
+out:
+    srv_request_release(r);
+    json_decref(req);
+    return ret;
+}
+
+/* ---------- models ---------- */
+
+enum MHD_Result srv_openai_models(srv_conn *c, const char *id) {
+    srv_server *s = c->srv;
+    json_t *m = json_pack("{s:s, s:s, s:I, s:s, s:{s:i, s:i, s:I, s:s}}", "id", s->model_id, "object", "model", "created",
+                          (json_int_t)s->created, "owned_by", "slm", "meta", "n_ctx_per_slot", s->n_ctx, "n_embd", s->n_embd,
+                          "size", (json_int_t)slm_model_size_bytes(s->model), "desc", slm_model_desc(s->model));
+    if (id) {
+        if (!srv_model_matches(s, id)) {
+            json_decref(m);
+            return reply_model_not_found(c, id);
+        }
+        return srv_reply_json(c, 200, m);
+    }
+    return srv_reply_json(c, 200, json_pack("{s:s, s:[o]}", "object", "list", "data", m));
+}

@@ -1,0 +1,163 @@
+#include "server/request.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+double srv_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void srv_gen_params_init(srv_gen_params *p) {
+    memset(p, 0, sizeof *p);
+    p->sampling = slm_sampler_default_params();
+}
+
+void srv_gen_params_free(srv_gen_params *p) {
+    free(p->logit_bias);
+    for (int i = 0; i < p->n_stop; i++) free(p->stop[i]);
+    if (p->grammar) slm_grammar_free(p->grammar);
+    memset(p, 0, sizeof *p);
+}
+
+srv_request *srv_request_new(srv_task_kind kind) {
+    srv_request *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    atomic_init(&r->refs, 1);
+    atomic_init(&r->cancelled, false);
+    r->kind = kind;
+    srv_gen_params_init(&r->gen);
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    return r;
+}
+
+void srv_request_retain(srv_request *r) { atomic_fetch_add(&r->refs, 1); }
+
+void srv_request_release(srv_request *r) {
+    if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
+    free(r->prompt);
+    for (int i = 0; i < r->n_embed; i++) free(r->embed_inputs ? r->embed_inputs[i] : NULL);
+    free(r->embed_inputs);
+    free(r->embed_lens);
+    srv_gen_params_free(&r->gen);
+    free(r->text);
+    free(r->tokens);
+    free(r->infos);
+    free(r->embeddings);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+static bool grow(void **buf, size_t elem, size_t need, size_t *cap) {
+    if (need <= *cap) return true;
+    size_t n = *cap ? *cap : 64;
+    while (n < need) n *= 2;
+    void *p = realloc(*buf, n * elem);
+    if (!p) return false;
+    *buf = p;
+    *cap = n;
+    return true;
+}
+
+bool srv_request_append_text(srv_request *r, const char *s, size_t n) {
+    if (!grow((void **)&r->text, 1, r->text_len + n + 1, &r->text_cap)) return false;
+    memcpy(r->text + r->text_len, s, n);
+    r->text_len += n;
+    r->text[r->text_len] = 0;
+    return true;
+}
+
+bool srv_request_append_token(srv_request *r, slm_token t, const srv_token_info *info) {
+    size_t cap = (size_t)r->tokens_cap;
+    if (!grow((void **)&r->tokens, sizeof *r->tokens, (size_t)r->n_tokens + 1, &cap)) return false;
+    r->tokens_cap = (int)cap;
+    r->tokens[r->n_tokens++] = t;
+    if (info) {
+        cap = (size_t)r->infos_cap;
+        if (!grow((void **)&r->infos, sizeof *r->infos, (size_t)r->n_infos + 1, &cap)) return false;
+        r->infos_cap = (int)cap;
+        r->infos[r->n_infos++] = *info;
+    }
+    return true;
+}
+
+void srv_request_finish(srv_request *r, srv_finish why, const char *error) {
+    pthread_mutex_lock(&r->mu);
+    if (!r->done) {
+        r->done = true;
+        r->finish = why;
+        r->t_end = srv_now();
+        if (error) snprintf(r->error, sizeof r->error, "%s", error);
+    }
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+const char *srv_finish_name(srv_finish f) {
+    switch (f) {
+    case SRV_FINISH_STOP: return "stop";
+    case SRV_FINISH_LENGTH: return "length";
+    case SRV_FINISH_CANCELLED: return "cancelled";
+    case SRV_FINISH_TIMEOUT: return "timeout";
+    case SRV_FINISH_ERROR: return "error";
+    default: return "none";
+    }
+}
+
+/* Expected length of a sequence from its lead byte; 0 for a byte that cannot start one. */
+static int utf8_seq_len(unsigned char c) {
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) return 2;
+    if (c >= 0xE0 && c <= 0xEF) return 3;
+    if (c >= 0xF0 && c <= 0xF4) return 4;
+    return 0;
+}
+
+size_t srv_utf8_complete_prefix(const char *s, size_t n) {
+    /* Only the last 3 bytes can belong to an unfinished character. */
+    size_t start = n > 3 ? n - 3 : 0;
+    for (size_t i = n; i > start; i--) {
+        unsigned char c = (unsigned char)s[i - 1];
+        if ((c & 0xC0) == 0x80) continue; /* continuation byte: keep looking for the lead */
+        int len = utf8_seq_len(c);
+        if (len > 1 && (size_t)len > n - (i - 1)) return i - 1;
+        return n;
+    }
+    return n;
+}
+
+size_t srv_utf8_sanitize(const char *s, size_t n, char *out) {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        int len = utf8_seq_len(u[i]);
+        bool ok = len > 0 && i + (size_t)len <= n;
+        for (int k = 1; ok && k < len; k++) ok = (u[i + k] & 0xC0) == 0x80;
+        if (ok && len >= 3) {
+            /* reject overlongs and surrogates */
+            if (u[i] == 0xE0 && u[i + 1] < 0xA0) ok = false;
+            if (u[i] == 0xED && u[i + 1] >= 0xA0) ok = false;
+            if (u[i] == 0xF0 && u[i + 1] < 0x90) ok = false;
+            if (u[i] == 0xF4 && u[i + 1] >= 0x90) ok = false;
+        }
+        if (ok) {
+            memcpy(out + o, s + i, (size_t)len);
+            o += (size_t)len;
+            i += (size_t)len;
+        } else {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        }
+    }
+    return o;
+}

@@ -1,0 +1,216 @@
+/* Server lifetime: checks the safety rules, listens, loads the model (health says "loading"
+ * meanwhile), starts the scheduler, then waits for SIGTERM/SIGINT and drains. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/http.h"
+
+void srv_config_defaults(srv_config *c) {
+    memset(c, 0, sizeof *c);
+    c->host = "127.0.0.1";
+    c->port = 8080;
+    c->parallel = 4;
+    c->ctx_size = 0;
+    c->batch_size = 512;
+    c->threads = 0;
+    c->max_body_bytes = 4u << 20;
+    c->max_header_bytes = 32u << 10;
+    c->request_timeout_s = 600;
+    c->idle_timeout_s = 60;
+    c->queue_size = 128;
+    c->max_connections = 512;
+    c->drain_timeout_s = 30;
+    c->log_requests = true;
+}
+
+static bool is_loopback(const struct sockaddr *a) {
+    if (a->sa_family == AF_INET) return (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127;
+    if (a->sa_family == AF_INET6) return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)a)->sin6_addr);
+    return false;
+}
+
+static void model_id_from_path(const char *path, char *out, size_t cap) {
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    if (n > 5 && strcmp(base + n - 5, ".gguf") == 0) n -= 5;
+    if (n >= cap) n = cap - 1;
+    memcpy(out, base, n);
+    out[n] = 0;
+}
+
+/* The model's own template if it renders, else chatml (as llama.cpp does), said out loud. */
+static void choose_template(srv_server *s) {
+    if (s->cfg.chat_template) {
+        snprintf(s->template_name, sizeof s->template_name, "%s", s->cfg.chat_template);
+        return;
+    }
+    slm_chat_message probe[2] = {{"system", "s"}, {"user", "u"}};
+    char *out = NULL, err[256];
+    if (slm_chat_render(s->model, NULL, probe, 2, true, &out, err, sizeof err) == 0) {
+        free(out);
+        s->template_name[0] = 0;
+        return;
+    }
+    snprintf(s->template_name, sizeof s->template_name, "chatml");
+    char *semi = strchr(err, ';'); /* keep the reason, not the list of names */
+    if (semi) *semi = 0;
+    fprintf(stderr, "slm serve: %s; using chatml for chat requests (--chat-template to choose)\n", err);
+}
+
+static int write_port_file(const char *path, int port) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *fp = fopen(tmp, "w");
+    if (!fp) return -1;
+    fprintf(fp, "%d\n", port);
+    if (fclose(fp) != 0) return -1;
+    return rename(tmp, path);
+}
+
+int srv_run(const srv_config *cfg) {
+    srv_server *s = calloc(1, sizeof *s);
+    if (!s) return fprintf(stderr, "slm serve: out of memory\n"), 1;
+    s->cfg = *cfg;
+    srv_metrics_init(&s->metrics);
+    int status = 1;
+
+    if (!s->cfg.model_path || !*s->cfg.model_path) {
+        fprintf(stderr, "slm serve: no model: give --model PATH or set SLM_MODEL\n");
+        goto out_free;
+    }
+    char portstr[16];
+    snprintf(portstr, sizeof portstr, "%d", s->cfg.port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
+    int gai = getaddrinfo(s->cfg.host, portstr, &hints, &ai);
+    if (gai != 0 || !ai) {
+        fprintf(stderr, "slm serve: --host %s: %s\n", s->cfg.host, gai_strerror(gai));
+        goto out_free;
+    }
+    if (!is_loopback(ai->ai_addr) && s->cfg.n_api_keys == 0 && !s->cfg.insecure_no_auth) {
+        fprintf(stderr,
+                "slm serve: refusing to listen on non-loopback address %s without an API key; give --api-key KEY "
+                "(or SLM_API_KEYS), or --insecure-no-auth if you really mean it\n",
+                s->cfg.host);
+        freeaddrinfo(ai);
+        goto out_free;
+    }
+    if (ai->ai_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, s->bound_host, sizeof s->bound_host);
+    else
+        inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, s->bound_host, sizeof s->bound_host);
+
+    /* Signals are taken synchronously by this thread only; every thread started below inherits the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char err[512];
+    s->daemon = srv_http_start(s, ai->ai_addr, err, sizeof err);
+    freeaddrinfo(ai);
+    if (!s->daemon) {
+        fprintf(stderr, "slm serve: %s\n", err);
+        goto out_free;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_LISTEN_FD);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    s->bound_port = s->cfg.port;
+    if (di && getsockname(di->listen_fd, (struct sockaddr *)&ss, &sl) == 0)
+        s->bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
+    const char *fmt_host = strchr(s->bound_host, ':') ? "[%s]" : "%s";
+    char shown_host[160];
+    snprintf(shown_host, sizeof shown_host, fmt_host, s->bound_host);
+    fprintf(stderr, "slm serve: listening on http://%s:%d (loading the model; /health says \"loading\" until ready)\n",
+            shown_host, s->bound_port);
+    if (s->cfg.port_file && write_port_file(s->cfg.port_file, s->bound_port) != 0) {
+        fprintf(stderr, "slm serve: cannot write %s: %s\n", s->cfg.port_file, strerror(errno));
+        goto out_stop;
+    }
+
+    if (slm_model_load(s->cfg.model_path, NULL, &s->model, err, sizeof err) != 0) {
+        fprintf(stderr, "slm serve: %s\n", err);
+        goto out_stop;
+    }
+    slm_context_params cp = slm_context_default_params();
+    cp.n_seq = s->cfg.parallel;
+    cp.n_ctx = s->cfg.ctx_size;
+    cp.n_batch = s->cfg.batch_size;
+    cp.n_threads = s->cfg.threads;
+    cp.embeddings = true;
+    if (slm_context_new(s->model, &cp, &s->ctx, err, sizeof err) != 0) {
+        fprintf(stderr, "slm serve: %s\n", err);
+        goto out_stop;
+    }
+    s->n_ctx = slm_context_n_ctx(s->ctx);
+    s->n_seq = slm_context_n_seq(s->ctx);
+    s->n_batch = slm_context_n_batch(s->ctx);
+    s->n_vocab = slm_model_n_vocab(s->model);
+    s->n_embd = slm_model_n_embd(s->model);
+    struct stat st;
+    s->created = stat(s->cfg.model_path, &st) == 0 ? (long long)st.st_mtime : (long long)time(NULL);
+    if (s->cfg.alias)
+        snprintf(s->model_id, sizeof s->model_id, "%s", s->cfg.alias);
+    else
+        model_id_from_path(s->cfg.model_path, s->model_id, sizeof s->model_id);
+    choose_template(s);
+    if (srv_sched_new(s->model, s->ctx, &s->metrics, s->cfg.queue_size, false, &s->sched, err, sizeof err) != 0) {
+        fprintf(stderr, "slm serve: %s\n", err);
+        goto out_stop;
+    }
+    fprintf(stderr,
+            "slm serve: model '%s' (%s, %s kernels); %d slots x %d tokens of context each (trained %d), batch %d, "
+            "queue %d; template %s; auth %s; CORS %s\n",
+            s->model_id, slm_model_desc(s->model), slm_isa_name(), s->n_seq, s->n_ctx, slm_model_n_ctx_train(s->model),
+            s->n_batch, s->cfg.queue_size, s->template_name[0] ? s->template_name : "from the model",
+            s->cfg.n_api_keys ? "API key required" : "off (loopback only)", s->cfg.cors_origin ? s->cfg.cors_origin : "off");
+    atomic_store(&s->ready, true);
+    fprintf(stderr, "slm serve: ready on http://%s:%d\n", shown_host, s->bound_port);
+
+    int sig = sigwaitinfo(&sigs, NULL);
+    while (sig < 0 && errno == EINTR) sig = sigwaitinfo(&sigs, NULL);
+    int queued, busy;
+    srv_sched_counts(s->sched, &queued, &busy);
+    fprintf(stderr, "slm serve: %s: draining %d running and %d queued requests (up to %d s; signal again to stop now)\n",
+            sig == SIGINT ? "SIGINT" : "SIGTERM", busy, queued, s->cfg.drain_timeout_s);
+    atomic_store(&s->draining, true);
+    MHD_quiesce_daemon(s->daemon); /* no new connections; open ones get 503 for new requests */
+    double t0 = srv_now();
+    bool forced = false;
+    for (;;) {
+        srv_sched_counts(s->sched, &queued, &busy);
+        if (queued + busy == 0 && atomic_load(&s->live_conns) == 0) break;
+        if (queued + busy == 0 && srv_now() - t0 > s->cfg.drain_timeout_s + 5) break; /* responses stuck writing */
+        struct timespec tick = {0, 100 * 1000000L};
+        int got = sigtimedwait(&sigs, NULL, &tick);
+        if ((got > 0 || srv_now() - t0 > s->cfg.drain_timeout_s) && !forced) {
+            forced = true;
+            int cut = srv_sched_drain(s->sched, 0);
+            fprintf(stderr, "slm serve: cancelled %d requests that had not finished\n", cut);
+            t0 = srv_now() - s->cfg.drain_timeout_s + 2; /* two more seconds for their responses to go out */
+        }
+    }
+    fprintf(stderr, "slm serve: drained, exiting\n");
+    status = 0;
+out_stop:
+    if (s->daemon) MHD_stop_daemon(s->daemon);
+    srv_sched_free(s->sched);
+    if (s->ctx) slm_context_free(s->ctx);
+    if (s->model) slm_model_free(s->model);
+out_free:
+    srv_metrics_destroy(&s->metrics);
+    free(s);
+    return status;
+}

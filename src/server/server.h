@@ -1,0 +1,41 @@
+/* `slm serve`: the HTTP server's entry point, called by the CLI with parsed flags. */
+#ifndef SLM_SERVER_H
+#define SLM_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define SRV_MAX_API_KEYS 64
+
+typedef struct srv_config {
+    const char *model_path;
+    const char *alias;         /* model id served to clients; NULL = file name without .gguf */
+    const char *chat_template; /* NULL = the model's own (chatml if it has none) */
+    const char *host;          /* default 127.0.0.1 */
+    int port;                  /* default 8080; 0 = any free port */
+    int parallel;              /* slots */
+    int ctx_size;              /* positions per slot; 0 = min(n_ctx_train, 4096) */
+    int batch_size;            /* tokens per forward pass */
+    int threads;               /* 0 = all CPUs */
+    const char *api_keys[SRV_MAX_API_KEYS];
+    int n_api_keys;
+    bool insecure_no_auth;
+    const char *cors_origin;   /* NULL = no CORS headers at all */
+    size_t max_body_bytes;
+    size_t max_header_bytes;
+    int request_timeout_s;     /* whole request, queueing included */
+    int idle_timeout_s;        /* idle connection */
+    int queue_size;            /* requests waiting for a slot before 503 */
+    int max_connections;
+    int drain_timeout_s;       /* SIGTERM: how long in-flight requests may take to finish */
+    bool log_requests;
+    const char *port_file;     /* if set, the bound port is written here once listening (tests) */
+} srv_config;
+
+/* Fills safe defaults. */
+void srv_config_defaults(srv_config *c);
+/* Loads the model, listens, serves until SIGTERM/SIGINT, drains; returns the process exit status.
+ * Errors are printed as one line to stderr. */
+int srv_run(const srv_config *c);
+
+#endif
