@@ -323,9 +323,15 @@ static void heap_sift_down(candidate *h, int n, int i) {
     }
 }
 
-static int compare_candidates(const void *a, const void *b) {
-    const candidate *x = a, *y = b;
-    return better(x, y) ? -1 : better(y, x) ? 1 : 0;
+/* In-place heapsort to best-first order (qsort may allocate for large k). */
+static void sort_best_first(candidate *h, int n) {
+    for (int i = n / 2 - 1; i >= 0; i--) heap_sift_down(h, n, i);
+    for (int end = n - 1; end > 0; end--) { /* the worst goes to the back */
+        candidate tmp = h[0];
+        h[0] = h[end];
+        h[end] = tmp;
+        heap_sift_down(h, end, 0);
+    }
 }
 
 /* Offers token t (raw logit x) to a full heap; ids arrive in increasing order, so an equal logit
@@ -374,8 +380,52 @@ static int select_top_k(slm_sampler *s, const float *l, int k, candidate *h) {
             heap_sift_down(h, k, 0);
         }
     }
-    qsort(h, (size_t)n, sizeof *h, compare_candidates);
+    sort_best_first(h, n);
     return n;
+}
+
+#ifdef __SSE2__
+/* exp for 4 floats (Cephes-style range reduction + degree-6 polynomial, within ~2 ulp of expf);
+ * NaN, -inf and anything below -87.3 give exactly 0, as the softmax wants. */
+static inline __m128 exp4(__m128 x) {
+    const __m128 lo = _mm_set1_ps(-87.3f), hi = _mm_set1_ps(88.3f);
+    __m128 keep = _mm_cmpge_ps(x, lo); /* false for NaN too */
+    x = _mm_min_ps(_mm_max_ps(x, lo), hi);
+    __m128 fx = _mm_add_ps(_mm_mul_ps(x, _mm_set1_ps(1.44269504088896341f)), _mm_set1_ps(0.5f));
+    __m128i n = _mm_cvttps_epi32(fx);
+    __m128 nf = _mm_cvtepi32_ps(n);
+    __m128 fix = _mm_and_ps(_mm_cmpgt_ps(nf, fx), _mm_set1_ps(1.0f)); /* truncation → floor */
+    nf = _mm_sub_ps(nf, fix);
+    n = _mm_cvttps_epi32(nf);
+    x = _mm_sub_ps(x, _mm_mul_ps(nf, _mm_set1_ps(0.693359375f)));
+    x = _mm_sub_ps(x, _mm_mul_ps(nf, _mm_set1_ps(-2.12194440e-4f)));
+    __m128 y = _mm_set1_ps(1.9875691500e-4f);
+    y = _mm_add_ps(_mm_mul_ps(y, x), _mm_set1_ps(1.3981999507e-3f));
+    y = _mm_add_ps(_mm_mul_ps(y, x), _mm_set1_ps(8.3334519073e-3f));
+    y = _mm_add_ps(_mm_mul_ps(y, x), _mm_set1_ps(4.1665795894e-2f));
+    y = _mm_add_ps(_mm_mul_ps(y, x), _mm_set1_ps(1.6666665459e-1f));
+    y = _mm_add_ps(_mm_mul_ps(y, x), _mm_set1_ps(5.0000001201e-1f));
+    y = _mm_add_ps(_mm_mul_ps(_mm_mul_ps(y, x), x), _mm_add_ps(x, _mm_set1_ps(1.0f)));
+    __m128i e = _mm_slli_epi32(_mm_add_epi32(n, _mm_set1_epi32(127)), 23);
+    return _mm_and_ps(_mm_mul_ps(y, _mm_castsi128_ps(e)), keep);
+}
+#endif
+
+/* c[i].weight = exp((c[i].logit - max) / temp) for all i; returns their sum. */
+static double set_weights(candidate *c, int n, float max, float temp) {
+    double sum = 0;
+    int i = 0;
+#ifdef __SSE2__
+    __m128 vmax = _mm_set1_ps(max), vt = _mm_set1_ps(temp);
+    float w[4];
+    for (; i + 4 <= n; i += 4) {
+        __m128 x = _mm_set_ps(c[i + 3].logit, c[i + 2].logit, c[i + 1].logit, c[i].logit);
+        _mm_storeu_ps(w, exp4(_mm_div_ps(_mm_sub_ps(x, vmax), vt)));
+        for (int j = 0; j < 4; j++) sum += (c[i + j].weight = w[j]);
+    }
+#endif
+    for (; i < n; i++) sum += (c[i].weight = expf((c[i].logit - max) / temp));
+    return sum;
 }
 
 /* Largest value of l[0..n) ignoring NaN (-inf if none). */
@@ -459,8 +509,7 @@ static int filter_candidates(slm_sampler *s, const float *l, float *max_out) {
         for (int i = 0; i < n; i++) c[i].logit = clamp_inf(c[i].logit);
         max = c[0].logit;
         if (top_p_on) {
-            double sum = 0;
-            for (int i = 0; i < n; i++) sum += (c[i].weight = expf(c[i].logit - max));
+            double sum = set_weights(c, n, max, 1.0f);
             double target = (double)p->top_p * sum, cum = 0;
             for (int i = 0; i < n; i++) {
                 cum += c[i].weight;
@@ -485,7 +534,24 @@ static int filter_candidates(slm_sampler *s, const float *l, float *max_out) {
         float threshold = min_p_on ? max + logf(p->min_p) : -INFINITY;
         double sum = 0;
         n = 0;
-        for (int t = 0; t < n_vocab; t++) {
+        int t = 0;
+#ifdef __SSE2__
+        if (top_p_on) {
+            __m128 vmax = _mm_set1_ps(max), vcap = _mm_set1_ps(FLT_MAX);
+            float w[4];
+            for (; t + 4 <= n_vocab; t += 4) {
+                /* min(x, FLT_MAX) clamps +inf; NaN stays NaN (second operand) and weighs 0. */
+                __m128 x = _mm_min_ps(_mm_loadu_ps(l + t), vcap);
+                _mm_storeu_ps(w, exp4(_mm_sub_ps(x, vmax)));
+                for (int j = 0; j < 4; j++) {
+                    float xj = clamp_inf(l[t + j]);
+                    sum += w[j];
+                    if (xj > -INFINITY && xj >= threshold) c[n++] = (candidate){xj, w[j], t + j};
+                }
+            }
+        }
+#endif
+        for (; t < n_vocab; t++) {
             float x = clamp_inf(l[t]);
             if (!(x > -INFINITY)) continue;
             float w = top_p_on ? expf(x - max) : 0.0f;
@@ -509,9 +575,7 @@ static slm_token sample_stochastic(slm_sampler *s, const float *l) {
     if (n == 0) return -1;
     /* Temperature, softmax over the survivors, draw. Divide (not multiply by 1/T): a denormal T
      * would turn 0 * inf into NaN for the best token. */
-    float temp = s->params.temperature;
-    double sum = 0;
-    for (int i = 0; i < n; i++) sum += (c[i].weight = expf((c[i].logit - max) / temp));
+    double sum = set_weights(c, n, max, s->params.temperature);
     if (!(sum > 0)) return c[0].id; /* only reachable through extreme temperatures: keep the best */
     double u = rng_uniform(s->rng) * sum, cum = 0;
     for (int i = 0; i < n; i++) {
