@@ -474,12 +474,70 @@ static void test_k_quant_layout_consistency(void) {
     }
 }
 
+/* tests/data/quantize_fixture.bin holds four 512-value input rows (weights with outliers, values
+ * on a 1/8 grid that hit rounding ties, an offset distribution, a sparse row) and, for every
+ * quantizable type, the bytes ggml's quantize_row_*_ref produced for them (ggml d99724f2, x86-64,
+ * no FMA). Layout: "SLMQFX01", u32 n_inputs, u32 n, n_inputs*n f32, u32 n_records, then per record
+ * u32 type, u32 input index, u32 byte count, bytes. Matching it byte for byte means a model
+ * quantized by `slm quantize` is identical to one from llama-quantize without an imatrix. */
+static void test_quantize_matches_ggml(void) {
+    const char *path = SLM_SOURCE_DIR "/tests/data/quantize_fixture.bin";
+    size_t len = 0;
+    uint8_t *buf = read_file(path, &len);
+    CHECKF(buf != NULL, "cannot read %s", path);
+    if (!buf) return;
+    CHECK(len > 20 && memcmp(buf, "SLMQFX01", 8) == 0);
+    const uint32_t n_inputs = le32(buf + 8), n = le32(buf + 12);
+    size_t pos = 16 + (size_t)n_inputs * n * 4;
+    if (n_inputs > 16 || n > 4096 || pos + 4 > len) {
+        CHECKF(0, "fixture header is corrupt");
+        free(buf);
+        return;
+    }
+    float *inputs = malloc((size_t)n_inputs * n * sizeof(float));
+    memcpy(inputs, buf + 16, (size_t)n_inputs * n * 4);
+    const uint32_t n_records = le32(buf + pos);
+    pos += 4;
+    uint8_t *out = malloc((size_t)n * 2);
+    int types_seen[SLM_TYPE_COUNT] = {0};
+    for (uint32_t r = 0; r < n_records && pos + 12 <= len; r++) {
+        const uint32_t type = le32(buf + pos), input = le32(buf + pos + 4), nbytes = le32(buf + pos + 8);
+        pos += 12;
+        if (input >= n_inputs || nbytes != slm_row_bytes(type, n) || pos + nbytes > len) {
+            CHECKF(0, "record %u is corrupt", r);
+            break;
+        }
+        memset(out, 0xcc, (size_t)n * 2);
+        CHECKF(slm_quantize_row(type, inputs + (size_t)input * n, out, n) == 0, "%s has no quantizer",
+               slm_type_name(type));
+        size_t first = nbytes;
+        for (size_t i = 0; i < nbytes; i++)
+            if (out[i] != buf[pos + i]) {
+                first = i;
+                break;
+            }
+        const slm_type_info *ti = slm_type_info_get(type);
+        CHECKF(first == nbytes, "%s input %u: differs from ggml in block %zu (byte %zu of the block)",
+               slm_type_name(type), input, first / (size_t)ti->type_size, first % (size_t)ti->type_size);
+        types_seen[type] = 1;
+        pos += nbytes;
+    }
+    CHECKF(pos == len, "fixture not consumed exactly (%zu of %zu bytes)", pos, len);
+    int n_types = 0;
+    for (int t = 0; t < SLM_TYPE_COUNT; t++) n_types += types_seen[t];
+    CHECKF(n_types == 13, "fixture covers %d quantized types, expected 13", n_types);
+    free(out);
+    free(inputs);
+    free(buf);
+}
+
 int main(void) {
     test_fp16_to_fp32();
     test_fp32_to_fp16();
     test_bf16();
     test_dequant_fixture();
     test_quantize_known_vectors();
+    test_quantize_matches_ggml();
     test_round_trip();
     test_per_element_bounds();
     test_quantize_edge_inputs();
