@@ -51,9 +51,16 @@ typedef float (*slm_vec_dot_fn)(int64_t k, const void *w_row, const void *act);
 /* Quantizes k activations into the activation format. */
 typedef void (*slm_quantize_act_fn)(int64_t k, const float *x, void *dst);
 
+/* One weight row against nt <= SLM_GEMM_MAX_TOKENS activation rows (act_stride bytes apart):
+ * out[t * out_stride] for t < nt. Unpacks each weight block once for all nt tokens. */
+#define SLM_GEMM_MAX_TOKENS 4
+typedef void (*slm_gemm_fn)(int64_t k, const void *w_row, const void *act, size_t act_stride, int nt, float *out,
+                            size_t out_stride);
+
 typedef struct slm_type_kernels {
     slm_act_kind act;
     slm_vec_dot_fn vec_dot;
+    slm_gemm_fn gemm; /* NULL: vec_dot per token */
 } slm_type_kernels;
 
 /* Per-ISA tables, indexed by enum slm_type; a NULL vec_dot falls back to the scalar entry. */

@@ -63,7 +63,7 @@ size_t slm_act_row_bytes(slm_act_kind kind, int64_t k) {
 /* Rows handed out per grab: enough work to amortise the atomic, small enough that both threads
  * finish together even when one of them is interrupted. */
 #define ROW_TILE 16
-#define TOKEN_TILE 8
+#define TOKEN_TILE 64
 
 typedef struct fast_job {
     const slm_weight *w;
@@ -92,15 +92,28 @@ static void compute_rows(const fast_job *job, int64_t r0, int64_t r1) {
     const slm_weight *w = job->w;
     const int64_t m = w->m;
     slm_vec_dot_fn vec_dot = job->kern->vec_dot;
+    slm_gemm_fn gemm = job->kern->gemm;
+    if (job->n_tok == 1) {
+        for (int64_t r = r0; r < r1; r++)
+            job->y[r] = vec_dot(w->k, (const uint8_t *)w->data + (size_t)r * w->row_bytes, job->act);
+        return;
+    }
+    /* GEMM order: a tile of weight rows stays in L1/L2 while it meets a tile of tokens. */
     for (int64_t rb = r0; rb < r1; rb += ROW_TILE) {
         int64_t re = rb + ROW_TILE < r1 ? rb + ROW_TILE : r1;
         for (int tb = 0; tb < job->n_tok; tb += TOKEN_TILE) {
             int te = tb + TOKEN_TILE < job->n_tok ? tb + TOKEN_TILE : job->n_tok;
             for (int64_t r = rb; r < re; r++) {
                 const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
-                for (int t = tb; t < te; t++) {
-                    const void *a = job->act + (size_t)t * job->act_stride;
-                    job->y[(int64_t)t * m + r] = vec_dot(w->k, row, a);
+                if (gemm) {
+                    for (int t = tb; t < te; t += SLM_GEMM_MAX_TOKENS) {
+                        int nt = te - t < SLM_GEMM_MAX_TOKENS ? te - t : SLM_GEMM_MAX_TOKENS;
+                        gemm(w->k, row, job->act + (size_t)t * job->act_stride, job->act_stride, nt,
+                             job->y + (int64_t)t * m + r, (size_t)m);
+                    }
+                } else {
+                    for (int t = tb; t < te; t++)
+                        job->y[(int64_t)t * m + r] = vec_dot(w->k, row, job->act + (size_t)t * job->act_stride);
                 }
             }
         }

@@ -266,6 +266,9 @@ int main(void) {
             c.n_tok = ntoks[(i + 1) % 3];
             check_matmul(&c, pool1, pool2);
         }
+        /* A batch longer than one token tile of the GEMM loop. */
+        matmul_case big = {type, ks[1], 19, 70};
+        check_matmul(&big, pool1, pool2);
     }
     slm_pool_free(pool1);
     slm_pool_free(pool2);
