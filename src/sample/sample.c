@@ -540,8 +540,9 @@ static int filter_candidates(slm_sampler *s, const float *l, float *max_out) {
             __m128 vmax = _mm_set1_ps(max), vcap = _mm_set1_ps(FLT_MAX);
             float w[4];
             for (; t + 4 <= n_vocab; t += 4) {
-                /* min(x, FLT_MAX) clamps +inf; NaN stays NaN (second operand) and weighs 0. */
-                __m128 x = _mm_min_ps(_mm_loadu_ps(l + t), vcap);
+                /* minps returns its second operand unless the first is smaller: +inf becomes
+                 * FLT_MAX while NaN stays NaN, and exp4 gives NaN a weight of 0. */
+                __m128 x = _mm_min_ps(vcap, _mm_loadu_ps(l + t));
                 _mm_storeu_ps(w, exp4(_mm_sub_ps(x, vmax)));
                 for (int j = 0; j < 4; j++) {
                     float xj = clamp_inf(l[t + j]);

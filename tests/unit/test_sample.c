@@ -147,6 +147,26 @@ static void check_top_p(int top_k) {
     slm_sampler_free(s);
 }
 
+/* NaN and -inf logits carry no probability mass: the top-p cut is the same as without them. */
+static void check_top_p_non_finite(int top_k) {
+    float l[12];
+    quarter_logits(l);
+    l[8] = NAN;
+    l[9] = -INFINITY;
+    l[10] = NAN;
+    l[11] = -INFINITY;
+    slm_sampler_params p = plain_params(1.0f);
+    p.top_k = top_k;
+    p.top_p = 0.75f;
+    slm_sampler *s = make(12, &p);
+    CHECKF(same_set(s, l, (slm_token[]){0, 1}, 2), "top_p 0.75 with NaN, top_k %d", top_k);
+    slm_sampler_free(s);
+    p.top_p = 0.85f;
+    s = make(12, &p);
+    CHECKF(same_set(s, l, (slm_token[]){0, 1, 2}, 3), "top_p 0.85 with NaN, top_k %d", top_k);
+    slm_sampler_free(s);
+}
+
 /* top-p without top-k over a larger vocabulary against a brute-force reference (sort + cumulate). */
 static void test_top_p_large(void) {
     enum { V = 3000 };
@@ -626,6 +646,8 @@ int main(void) {
     test_top_k();
     check_top_p(0);
     check_top_p(5);
+    check_top_p_non_finite(0);
+    check_top_p_non_finite(10);
     test_top_p_large();
     check_min_p(0);
     check_min_p(6);
