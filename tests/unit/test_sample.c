@@ -508,6 +508,50 @@ static void test_non_finite(void) {
     slm_sampler_free(s);
 }
 
+/* Random logits sprinkled with NaN / ±inf under random settings: the result is always -1 (only when
+ * nothing is usable) or a token whose logit is usable, and never a banned one. */
+static void test_random_robustness(void) {
+    enum { V = 257 };
+    static float l[V];
+    uint64_t x = 2024;
+#define NEXT() (x = x * 6364136223846793005ULL + 1442695040888963407ULL, x >> 33)
+    for (int round = 0; round < 400; round++) {
+        int usable = 0;
+        for (int i = 0; i < V; i++) {
+            unsigned r = (unsigned)(NEXT() % 100);
+            l[i] = r < 5 ? NAN : r < 10 ? -INFINITY : r == 10 && round % 7 == 0 ? INFINITY
+                                                     : (float)((int)(NEXT() % 2000) - 1000) / 50.0f;
+            usable += l[i] > -INFINITY;
+        }
+        if (round % 50 == 0)
+            for (int i = 0; i < V; i++) l[i] = NAN; /* nothing usable */
+        slm_logit_bias ban = {(slm_token)(NEXT() % V), -INFINITY};
+        slm_sampler_params p = plain_params((float)(NEXT() % 4) * 0.5f);
+        p.top_k = (int)(NEXT() % 4) * 20;
+        p.top_p = (float)(NEXT() % 11) / 10.0f + 0.001f;
+        p.min_p = (float)(NEXT() % 5) / 10.0f;
+        p.repeat_penalty = 1.0f + (float)(NEXT() % 3) * 0.2f;
+        p.presence_penalty = (float)(NEXT() % 3) * 0.5f;
+        p.logit_bias = &ban;
+        p.n_logit_bias = 1;
+        p.seed = (uint64_t)round;
+        slm_sampler *s = make(V, &p);
+        if (!s) return;
+        for (int i = 0; i < 30; i++) slm_sampler_accept(s, (slm_token)(NEXT() % V));
+        for (int i = 0; i < 20; i++) {
+            slm_token t = slm_sampler_sample(s, l);
+            bool ok = t == -1 ? round % 50 == 0 || usable <= 1
+                              : t >= 0 && t < V && l[t] > -INFINITY && t != ban.token;
+            CHECKF(ok, "round %d: drew %d (logit %g, ban %d)", round, t, t >= 0 && t < V ? (double)l[t] : 0.0,
+                   ban.token);
+            if (!ok) break;
+            if (t >= 0) slm_sampler_accept(s, t);
+        }
+        slm_sampler_free(s);
+    }
+#undef NEXT
+}
+
 static double now_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -658,6 +702,7 @@ int main(void) {
     test_distribution();
     test_non_finite();
     test_grammar();
+    test_random_robustness();
     test_speed();
     return test_report("test_sample");
 }
