@@ -142,7 +142,7 @@ static void force_control(slm_vocab *v, int32_t id) { v->tok_attr[id] |= TOK_ATT
 /* Tokens llama.cpp recognises by their text when the file does not name them. */
 static void detect_by_text(slm_vocab *v) {
     static const char *const eot_texts[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
-                                            "<EOT>", "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"};
+                                            "<EOT>", "<\357\275\234end\342\226\201of\342\226\201sentence\357\275\234>"};
     static const char *const fim_pre[] = {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<PRE>", "\xE2\x96\x81<PRE>"};
     static const char *const fim_suf[] = {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<SUF>", "\xE2\x96\x81<SUF>"};
     static const char *const fim_mid[] = {"<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<MID>", "\xE2\x96\x81<MID>"};

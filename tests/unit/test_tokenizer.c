@@ -192,8 +192,8 @@ static void build_spm(gbuf *b, const char *model) {
     const struct {
         const char *t;
         float s;
-    } normal[] = {{"\xE2\x96\x81", -1}, {"a", -2}, {"b", -2}, {"c", -2}, {"\xE2\x96\x81" "a", -1.5f},
-                  {"ab", -1}, {"\xE2\x96\x81" "ab", -0.5f}};
+    } normal[] = {{"\xE2\x96\x81", -1}, {"a", -2}, {"b", -2}, {"c", -2}, {"\342\226\201a", -1.5f},
+                  {"ab", -1}, {"\342\226\201ab", -0.5f}};
     for (size_t i = 0; i < sizeof normal / sizeof *normal; i++) toks[n] = normal[i].t, scores[n] = normal[i].s, types[n++] = 1;
     kv_str(b, "tokenizer.ggml.model", model);
     kv_str_arr(b, "tokenizer.ggml.tokens", toks, n);
@@ -377,7 +377,7 @@ static void test_bpe(void) {
 static void test_wpm(void) {
     gbuf b = {0};
     const char *toks[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "\xE2\x96\x81hello", "\xE2\x96\x81world",
-                          "\xE2\x96\x81hel", "lo", "\xE2\x96\x81!", "\xE2\x96\x81,", "\xE2\x96\x81" "cafe"};
+                          "\xE2\x96\x81hel", "lo", "\xE2\x96\x81!", "\xE2\x96\x81,", "\342\226\201cafe"};
     int32_t types[] = {3, 2, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1};
     kv_str(&b, "tokenizer.ggml.model", "bert");
     kv_str(&b, "tokenizer.ggml.pre", "bert-bge");
