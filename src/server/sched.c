@@ -40,7 +40,8 @@ struct srv_sched {
     pthread_cond_t cv;      /* wakes the scheduler */
     pthread_cond_t idle_cv; /* signalled when nothing is queued or running */
     srv_request **queue;    /* ring buffer */
-    int queue_cap, queue_head, queue_len;
+    int queue_cap, queue_head, queue_len; /* ring holds queue_limit waiting + n_seq about to be admitted */
+    int queue_limit;
     int busy;
     bool draining, quit, cancel_all;
 
@@ -566,7 +567,8 @@ int srv_sched_new(slm_model *model, slm_context *ctx, srv_metrics *metrics, int 
     s->n_batch = slm_context_n_batch(ctx);
     s->n_vocab = slm_model_n_vocab(model);
     s->n_embd = slm_model_n_embd(model);
-    s->queue_cap = queue_cap > 0 ? queue_cap : 1;
+    s->queue_limit = queue_cap > 0 ? queue_cap : 0;
+    s->queue_cap = s->queue_limit + s->n_seq;
     s->queue = calloc((size_t)s->queue_cap, sizeof *s->queue);
     s->slots = calloc((size_t)s->n_seq, sizeof *s->slots);
     s->b_tokens = malloc((size_t)s->n_batch * sizeof *s->b_tokens);
@@ -634,8 +636,8 @@ srv_submit_status srv_sched_submit(srv_sched *s, srv_request *r) {
     srv_submit_status st = SRV_SUBMIT_OK;
     if (s->draining || s->quit)
         st = SRV_SUBMIT_DRAINING;
-    else if (s->queue_len >= s->queue_cap)
-        st = SRV_SUBMIT_FULL;
+    else if (s->queue_len >= s->queue_limit + (s->n_seq > s->busy ? s->n_seq - s->busy : 0))
+        st = SRV_SUBMIT_FULL; /* free slots take requests beyond the waiting limit */
     else {
         srv_request_retain(r);
         s->queue[(s->queue_head + s->queue_len) % s->queue_cap] = r;
