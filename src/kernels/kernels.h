@@ -24,6 +24,12 @@ typedef struct slm_weight {
  * pool, or if that memory cannot be had, it computes the exact path instead. */
 void slm_matmul(slm_pool *pool, const slm_weight *w, const float *x, int n_tok, float *y, bool exact);
 
+/* Several weights with the same k applied to the same input (q/k/v, gate/up): the same results as
+ * one slm_matmul per weight (y[i] gets n_tok rows of w[i]->m floats), but the input is quantized
+ * once and all rows are shared out in one pool operation. */
+void slm_matmul_multi(slm_pool *pool, const slm_weight *const *w, int n_w, const float *x, int n_tok, float *const *y,
+                      bool exact);
+
 /* Copies row `row` of w dequantized to f32 (embedding lookup). */
 void slm_weight_row_f32(const slm_weight *w, int64_t row, float *dst);
 

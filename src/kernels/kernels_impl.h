@@ -87,4 +87,6 @@ size_t slm_act_row_bytes(slm_act_kind kind, int64_t k);
 /* slm_matmul's fast path with an explicit table (tests run every ISA through this). */
 void slm_matmul_with(slm_pool *pool, const slm_kernel_table *table, const slm_weight *w, const float *x, int n_tok,
                      float *y);
+void slm_matmul_multi_with(slm_pool *pool, const slm_kernel_table *table, const slm_weight *const *w, int n_w,
+                           const float *x, int n_tok, float *const *y);
 #endif

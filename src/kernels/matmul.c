@@ -65,17 +65,22 @@ size_t slm_act_row_bytes(slm_act_kind kind, int64_t k) {
 #define ROW_TILE 16
 #define TOKEN_TILE 64
 
+#define MAX_FUSED 4
+
 typedef struct fast_job {
-    const slm_weight *w;
-    const slm_type_kernels *kern;
+    int n_w;
+    const slm_weight *w[MAX_FUSED];
+    float *y[MAX_FUSED];
+    int64_t first_chunk[MAX_FUSED + 1]; /* chunk index where weight i starts */
+    const slm_type_kernels *kern;       /* all fused weights share the activation format */
+    const slm_type_kernels *kern_of[MAX_FUSED];
     const slm_kernel_table *table;
     const float *x;
-    const uint8_t *act; /* quantized activations, or NULL when the kernel takes f32 */
+    int64_t k;
+    const uint8_t *act; /* quantized activations, or x itself when the kernel takes f32 */
     size_t act_stride;
     int n_tok;
-    float *y;
     int64_t rows_per_chunk;
-    int64_t n_chunks;
     _Atomic int64_t next_chunk;
 } fast_job;
 
@@ -85,17 +90,18 @@ static void quantize_task(void *arg, int ith, int nth) {
     split_range(job->n_tok, ith, nth, &t0, &t1);
     slm_quantize_act_fn quantize = job->kern->act == SLM_ACT_Q8K ? job->table->quantize_q8k : job->table->quantize_q8;
     for (int64_t t = t0; t < t1; t++)
-        quantize(job->w->k, job->x + t * job->w->k, (uint8_t *)job->act + t * job->act_stride);
+        quantize(job->k, job->x + t * job->k, (uint8_t *)job->act + t * job->act_stride);
 }
 
-static void compute_rows(const fast_job *job, int64_t r0, int64_t r1) {
-    const slm_weight *w = job->w;
+static void compute_rows(const fast_job *job, int wi, int64_t r0, int64_t r1) {
+    const slm_weight *w = job->w[wi];
+    float *y = job->y[wi];
     const int64_t m = w->m;
-    slm_vec_dot_fn vec_dot = job->kern->vec_dot;
-    slm_gemm_fn gemm = job->kern->gemm;
+    slm_vec_dot_fn vec_dot = job->kern_of[wi]->vec_dot;
+    slm_gemm_fn gemm = job->kern_of[wi]->gemm;
     if (job->n_tok == 1) {
         for (int64_t r = r0; r < r1; r++)
-            job->y[r] = vec_dot(w->k, (const uint8_t *)w->data + (size_t)r * w->row_bytes, job->act);
+            y[r] = vec_dot(w->k, (const uint8_t *)w->data + (size_t)r * w->row_bytes, job->act);
         return;
     }
     /* GEMM order: a tile of weight rows stays in L1/L2 while it meets a tile of tokens. */
@@ -109,11 +115,11 @@ static void compute_rows(const fast_job *job, int64_t r0, int64_t r1) {
                     for (int t = tb; t < te; t += SLM_GEMM_MAX_TOKENS) {
                         int nt = te - t < SLM_GEMM_MAX_TOKENS ? te - t : SLM_GEMM_MAX_TOKENS;
                         gemm(w->k, row, job->act + (size_t)t * job->act_stride, job->act_stride, nt,
-                             job->y + (int64_t)t * m + r, (size_t)m);
+                             y + (int64_t)t * m + r, (size_t)m);
                     }
                 } else {
                     for (int t = tb; t < te; t++)
-                        job->y[(int64_t)t * m + r] = vec_dot(w->k, row, job->act + (size_t)t * job->act_stride);
+                        y[(int64_t)t * m + r] = vec_dot(w->k, row, job->act + (size_t)t * job->act_stride);
                 }
             }
         }
@@ -124,29 +130,36 @@ static void compute_task(void *arg, int ith, int nth) {
     fast_job *job = arg;
     (void)ith;
     (void)nth;
+    int wi = 0;
     for (;;) {
         int64_t c = atomic_fetch_add_explicit(&job->next_chunk, 1, memory_order_relaxed);
-        if (c >= job->n_chunks) break;
-        int64_t r0 = c * job->rows_per_chunk;
-        int64_t r1 = r0 + job->rows_per_chunk < job->w->m ? r0 + job->rows_per_chunk : job->w->m;
-        compute_rows(job, r0, r1);
+        if (c >= job->first_chunk[job->n_w]) break;
+        while (c >= job->first_chunk[wi + 1]) wi++;
+        int64_t r0 = (c - job->first_chunk[wi]) * job->rows_per_chunk;
+        int64_t r1 = r0 + job->rows_per_chunk < job->w[wi]->m ? r0 + job->rows_per_chunk : job->w[wi]->m;
+        compute_rows(job, wi, r0, r1);
     }
 }
 
-static void matmul_fast(slm_pool *pool, const slm_kernel_table *table, const slm_weight *w, const float *x, int n_tok,
-                        float *y) {
-    const slm_type_kernels *kern = &table->types[w->type];
-    fast_job job = {.w = w, .kern = kern, .table = table, .x = x, .n_tok = n_tok, .y = y};
-    if (kern->act == SLM_ACT_F32) {
+/* Returns false (having done nothing) if the pool has no memory for the activations. */
+static bool matmul_fast(slm_pool *pool, const slm_kernel_table *table, const slm_weight *const *w, int n_w,
+                        const float *x, int n_tok, float *const *y) {
+    fast_job job = {.n_w = n_w, .table = table, .x = x, .k = w[0]->k, .n_tok = n_tok};
+    job.kern = &table->types[w[0]->type];
+    int64_t total_rows = 0;
+    for (int i = 0; i < n_w; i++) {
+        job.w[i] = w[i];
+        job.y[i] = y[i];
+        job.kern_of[i] = &table->types[w[i]->type];
+        total_rows += w[i]->m;
+    }
+    if (job.kern->act == SLM_ACT_F32) {
         job.act = (const uint8_t *)x;
-        job.act_stride = (size_t)w->k * sizeof(float);
+        job.act_stride = (size_t)job.k * sizeof(float);
     } else {
-        job.act_stride = slm_act_row_bytes(kern->act, w->k);
+        job.act_stride = slm_act_row_bytes(job.kern->act, job.k);
         uint8_t *act = slm_pool_shared_scratch(pool, job.act_stride * (size_t)n_tok);
-        if (!act) {
-            matmul_exact(pool, w, x, n_tok, y);
-            return;
-        }
+        if (!act) return false;
         job.act = act;
         if (n_tok >= 4) {
             slm_pool_run(pool, quantize_task, &job);
@@ -156,23 +169,26 @@ static void matmul_fast(slm_pool *pool, const slm_kernel_table *table, const slm
     }
     int nth = slm_pool_size(pool);
     /* About eight chunks per thread, in whole row tiles. */
-    int64_t per = (w->m + (int64_t)nth * 8 - 1) / ((int64_t)nth * 8);
+    int64_t per = (total_rows + (int64_t)nth * 8 - 1) / ((int64_t)nth * 8);
     per = (per + ROW_TILE - 1) / ROW_TILE * ROW_TILE;
     if (per < ROW_TILE) per = ROW_TILE;
     job.rows_per_chunk = per;
-    job.n_chunks = (w->m + per - 1) / per;
+    job.first_chunk[0] = 0;
+    for (int i = 0; i < n_w; i++) job.first_chunk[i + 1] = job.first_chunk[i] + (w[i]->m + per - 1) / per;
     atomic_init(&job.next_chunk, 0);
     slm_pool_run(pool, compute_task, &job);
+    return true;
+}
+
+static bool fast_path_usable(slm_pool *pool, const slm_kernel_table *table, const slm_weight *w) {
+    return pool && table && w->type < SLM_TYPE_COUNT && table->types[w->type].vec_dot;
 }
 
 void slm_matmul_with(slm_pool *pool, const slm_kernel_table *table, const slm_weight *w, const float *x, int n_tok,
                      float *y) {
     if (n_tok <= 0 || w->m <= 0) return;
-    if (!table || w->type >= SLM_TYPE_COUNT || !table->types[w->type].vec_dot || !pool) {
+    if (!fast_path_usable(pool, table, w) || !matmul_fast(pool, table, &w, 1, x, n_tok, &y))
         matmul_exact(pool, w, x, n_tok, y);
-        return;
-    }
-    matmul_fast(pool, table, w, x, n_tok, y);
 }
 
 void slm_matmul(slm_pool *pool, const slm_weight *w, const float *x, int n_tok, float *y, bool exact) {
@@ -182,6 +198,26 @@ void slm_matmul(slm_pool *pool, const slm_weight *w, const float *x, int n_tok, 
         return;
     }
     slm_matmul_with(pool, slm_kernels_active(), w, x, n_tok, y);
+}
+
+void slm_matmul_multi_with(slm_pool *pool, const slm_kernel_table *table, const slm_weight *const *w, int n_w,
+                           const float *x, int n_tok, float *const *y) {
+    if (n_tok <= 0 || n_w <= 0) return;
+    bool fusable = n_w <= MAX_FUSED && table;
+    for (int i = 0; fusable && i < n_w; i++)
+        fusable = fast_path_usable(pool, table, w[i]) && w[i]->k == w[0]->k && w[i]->m > 0 &&
+                  table->types[w[i]->type].act == table->types[w[0]->type].act;
+    if (fusable && matmul_fast(pool, table, w, n_w, x, n_tok, y)) return;
+    for (int i = 0; i < n_w; i++) slm_matmul_with(pool, table, w[i], x, n_tok, y[i]);
+}
+
+void slm_matmul_multi(slm_pool *pool, const slm_weight *const *w, int n_w, const float *x, int n_tok, float *const *y,
+                      bool exact) {
+    if (exact) {
+        for (int i = 0; i < n_w; i++) slm_matmul(pool, w[i], x, n_tok, y[i], true);
+        return;
+    }
+    slm_matmul_multi_with(pool, slm_kernels_active(), w, n_w, x, n_tok, y);
 }
 
 void slm_weight_row_f32(const slm_weight *w, int64_t row, float *dst) {

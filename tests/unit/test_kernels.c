@@ -245,6 +245,44 @@ static void check_matmul(const matmul_case *c, slm_pool *pool1, slm_pool *pool2)
     free(mag);
 }
 
+/* slm_matmul_multi must give exactly what separate slm_matmul calls give, fused or not. */
+static void check_multi(const uint32_t *types, int n_w, int64_t k, int n_tok, slm_pool *pool) {
+    slm_weight ws[4];
+    const slm_weight *wp[4];
+    float *ys[4], *ref[4];
+    uint8_t *data[4];
+    float *x = malloc(sizeof(float) * (size_t)(k * n_tok));
+    for (int64_t i = 0; i < k * n_tok; i++) x[i] = rng_uniform(-1.0f, 1.0f);
+    for (int i = 0; i < n_w; i++) {
+        int64_t m = 13 + 29 * i;
+        size_t rb = slm_row_bytes(types[i], k);
+        data[i] = malloc(rb * (size_t)m);
+        fill_weights(types[i], data[i], k, m);
+        ws[i] = (slm_weight){.type = types[i], .k = k, .m = m, .data = data[i], .row_bytes = rb};
+        wp[i] = &ws[i];
+        ys[i] = malloc(sizeof(float) * (size_t)(m * n_tok));
+        ref[i] = malloc(sizeof(float) * (size_t)(m * n_tok));
+        slm_matmul(pool, &ws[i], x, n_tok, ref[i], false);
+    }
+    for (int exact = 0; exact < 2; exact++) {
+        if (exact)
+            for (int i = 0; i < n_w; i++) slm_matmul(pool, &ws[i], x, n_tok, ref[i], true);
+        slm_matmul_multi(pool, wp, n_w, x, n_tok, ys, exact);
+        for (int i = 0; i < n_w; i++) {
+            int bad = 0;
+            for (int64_t j = 0; j < ws[i].m * n_tok; j++) bad += ys[i][j] != ref[i][j];
+            CHECKF(bad == 0, "multi (%s, weight %d of %d, n_tok %d): %d outputs differ from slm_matmul",
+                   exact ? "exact" : "fast", i, n_w, n_tok, bad);
+        }
+    }
+    for (int i = 0; i < n_w; i++) {
+        free(data[i]);
+        free(ys[i]);
+        free(ref[i]);
+    }
+    free(x);
+}
+
 int main(void) {
     fprintf(stderr, "kernel paths on this CPU: up to %s (selected %s)\n", slm_isa_level_name(slm_isa_supported()),
             slm_kernels_isa());
@@ -269,6 +307,14 @@ int main(void) {
         /* A batch longer than one token tile of the GEMM loop. */
         matmul_case big = {type, ks[1], 19, 70};
         check_matmul(&big, pool1, pool2);
+    }
+    const uint32_t legacy[] = {SLM_TYPE_Q5_0, SLM_TYPE_Q8_0, SLM_TYPE_Q5_0};
+    const uint32_t kquants[] = {SLM_TYPE_Q4_K, SLM_TYPE_Q6_K};
+    const uint32_t mixed[] = {SLM_TYPE_Q8_0, SLM_TYPE_Q4_K, SLM_TYPE_F16};
+    for (int n_tok = 1; n_tok <= 9; n_tok += 8) {
+        check_multi(legacy, 3, 512, n_tok, pool2);
+        check_multi(kquants, 2, 512, n_tok, pool2);
+        check_multi(mixed, 3, 512, n_tok, pool2);
     }
     slm_pool_free(pool1);
     slm_pool_free(pool2);
