@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "gguf/gguf.h"
+#include "tensor/quant.h"
 #include "tensor/types.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -59,6 +60,20 @@ static void exercise_kv(const gguf_file *f, const gguf_kv *kv) {
     if (kv->type != GGUF_TYPE_ARRAY && kv->type != GGUF_TYPE_STRING) touch(kv->data, gguf_type_size(kv->type));
 }
 
+/* Decode small tensors of weight types: arbitrary bytes (NaN scales, any quant bits) must decode
+ * without undefined behaviour. Copied to aligned storage first: alignment of tensor data is the
+ * loader's contract, not the dequantizer's. */
+static void dequantize_small(const gguf_tensor *t, int64_t n_elem) {
+    enum { MAX_BYTES = 1 << 16 };
+    static _Alignas(64) uint8_t raw[MAX_BYTES];
+    static float out[MAX_BYTES * 4];
+    const slm_type_info *ti = slm_type_info_get(t->type);
+    if (!ti || !ti->weight_type || t->n_bytes > MAX_BYTES || (uint64_t)n_elem > sizeof out / sizeof out[0]) return;
+    memcpy(raw, t->data, t->n_bytes);
+    slm_dequantize_row(t->type, raw, out, n_elem);
+    sink += (uint64_t)(out[n_elem - 1] != out[n_elem - 1]);
+}
+
 static void exercise_tensor(const gguf_file *f, const gguf_tensor *t) {
     char name[256];
     touch(t->name.ptr, t->name.len);
@@ -72,6 +87,7 @@ static void exercise_tensor(const gguf_file *f, const gguf_tensor *t) {
     if (slm_row_bytes(t->type, n_elem) != t->n_bytes) __builtin_trap();
     touch(t->data, t->n_bytes < 4096 ? t->n_bytes : 64);
     if (t->n_bytes) touch((const uint8_t *)t->data + t->n_bytes - 1, 1);
+    dequantize_small(t, n_elem);
     c_name(t->name, name, sizeof name);
     const gguf_tensor *again = gguf_find_tensor(f, name);
     if (t->name.len < sizeof name && memchr(t->name.ptr, 0, t->name.len) == NULL && again != t) __builtin_trap();
