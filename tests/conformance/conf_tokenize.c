@@ -55,6 +55,40 @@ static void check_special_ids(const char *id, const slm_vocab *v, json_t *mj) {
     }
 }
 
+/* ~100 KB of stories: tokenizing must take well under a second, and detokenizing gives the text
+ * back byte for byte. */
+static void check_speed_and_round_trip(const char *shared, const char *id, const slm_vocab *v) {
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/reference/texts/stories260K-samples.txt", shared) >= (int)sizeof path) return;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return;
+    static char one[1 << 16];
+    size_t n1 = fread(one, 1, sizeof one, fp);
+    fclose(fp);
+    size_t len = 0, cap = 5 * n1;
+    char *text = malloc(cap + 1);
+    slm_token *ids = malloc(cap * sizeof *ids);
+    char *back = malloc(2 * cap + 1);
+    if (!text || !ids || !back || n1 == 0) goto out;
+    for (int k = 0; k < 5; k++, len += n1) memcpy(text + len, one, n1);
+    char err[256];
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int n = slm_vocab_tokenize(v, text, len, false, false, ids, (int)cap, err, sizeof err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    CHECKF(n > 0, "%s: %s", id, err);
+    CHECKF(secs < 0.5, "%s: %zu bytes took %.3f s", id, len, secs);
+    int k = n > 0 ? slm_vocab_detokenize(v, ids, n, false, false, back, (int)(2 * cap)) : -1;
+    CHECKF(k >= 0 && (size_t)k == len && memcmp(back, text, len) == 0, "%s: round trip of %zu bytes differs", id, len);
+    fprintf(stderr, "%s: %zu bytes -> %d tokens in %.3f s, round trip %s\n", id, len, n, secs,
+            k >= 0 && (size_t)k == len && memcmp(back, text, len) == 0 ? "exact" : "DIFFERS");
+out:
+    free(text);
+    free(ids);
+    free(back);
+}
+
 /* Returns 1 if tested, 0 if skipped. */
 static int run_model(const char *shared, const char *id) {
     char path[4096], gguf_path[4096], err[512];
@@ -156,6 +190,7 @@ static int run_model(const char *shared, const char *id) {
         fclose(fp);
         fprintf(stderr, "%s: chat prompts %d/%d\n", id, chat_ok, n_chat);
     }
+    check_speed_and_round_trip(shared, id, v);
     slm_vocab_free(v);
     gguf_close(f);
     return 1;
