@@ -408,6 +408,58 @@ static void test_wpm(void) {
     unload(&l);
 }
 
+/* ---------- hostile input ---------- */
+
+/* Random bytes (invalid UTF-8, NULs, fragments of special tokens) through every tokenizer type:
+ * never an error, and byte-level BPE gives valid UTF-8 input back exactly. */
+static void test_random_input(void) {
+    char err[256];
+    gbuf b1 = {0}, b2 = {0};
+    build_spm(&b1, "llama");
+    build_bpe(&b2, "llama-bpe");
+    loaded spm, bpe;
+    CHECKF(load(&b1, &spm, err, sizeof err) == 0, "%s", err);
+    CHECKF(load(&b2, &bpe, err, sizeof err) == 0, "%s", err);
+    /* whole characters, so non-raw texts are valid UTF-8; no "'" or ",.!?" that the
+     * clean-up of llama-bpe's detokenizer would touch */
+    static const char *const alphabet[] = {"a", "b", " ", "<", ">", "|", "s", "/", "\\", "\xc3\xa9", "\xe4\xbd\xa0",
+                                           "\xf0\x9f\x98\x80", "\n", "\t", "0", "7", "\xc2\xa0", "\xe3\x80\x80"};
+    const size_t n_alpha = sizeof alphabet / sizeof *alphabet;
+    uint64_t rng = 0x9E3779B97F4A7C15ull;
+    slm_token out[1024];
+    char text[200], back[2048];
+    int bad = 0, mismatched = 0;
+    for (int iter = 0; iter < 3000 && spm.v && bpe.v; iter++) {
+        size_t len = 0, want = (size_t)(rng % 150);
+        bool raw = iter % 3 == 0;
+        while (len < want) {
+            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+            if (raw) {
+                text[len++] = (char)(rng >> 56);
+            } else {
+                const char *ch = alphabet[(rng >> 33) % n_alpha];
+                size_t cl = strlen(ch);
+                if (len + cl > want) break;
+                memcpy(text + len, ch, cl);
+                len += cl;
+            }
+        }
+    bool parse = iter & 1;
+        int n1 = slm_vocab_tokenize(spm.v, text, len, true, parse, out, 1024, err, sizeof err);
+        int n2 = slm_vocab_tokenize(bpe.v, text, len, false, parse, out, 1024, err, sizeof err);
+        if (n1 < 0 || n2 < 0) bad++;
+        if (n2 >= 0 && !raw && !parse) {
+            /* the alphabet's multi-byte characters are whole, so the text is valid UTF-8 */
+            int k = slm_vocab_detokenize(bpe.v, out, n2, false, false, back, sizeof back);
+            if (k != (int)len || memcmp(back, text, len) != 0) mismatched++;
+        }
+    }
+    CHECKF(bad == 0, "%d random inputs failed to tokenize", bad);
+    CHECKF(mismatched == 0, "%d random inputs did not round-trip", mismatched);
+    unload(&spm);
+    unload(&bpe);
+}
+
 /* ---------- errors ---------- */
 
 static void test_errors(void) {
@@ -466,6 +518,7 @@ int main(void) {
     test_spm();
     test_bpe();
     test_wpm();
+    test_random_input();
     test_errors();
     return test_report("test_tokenizer");
 }
