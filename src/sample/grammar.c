@@ -375,6 +375,10 @@ bool slm_grammar_accept_bytes(slm_grammar *g, const char *s, size_t n) {
     return true;
 }
 
+bool slm_grammar_bytes_allowed(const slm_grammar *cg, const char *s, size_t n) {
+    return run_bytes((slm_grammar *)cg, s, n) >= 0;
+}
+
 bool slm_grammar_matches(slm_grammar *g, const char *s, size_t n) {
     slm_grammar_reset(g);
     bool ok = slm_grammar_accept_bytes(g, s, n) && slm_grammar_is_done(g);

@@ -31,6 +31,8 @@ int slm_grammar_compile_vocab(const char *gbnf, size_t len, int n_vocab, slm_gra
                               slm_grammar_eog_fn is_eog, void *user, slm_grammar **out, char *err, size_t err_len);
 /* Advances the parse by raw bytes; false (state unchanged) if they cannot continue it. */
 bool slm_grammar_accept_bytes(slm_grammar *g, const char *bytes, size_t n);
+/* True if the bytes could continue the parse (nothing is consumed). */
+bool slm_grammar_bytes_allowed(const slm_grammar *g, const char *bytes, size_t n);
 /* True if the whole text is a sentence of the grammar; leaves the parse reset. */
 bool slm_grammar_matches(slm_grammar *g, const char *text, size_t n);
 /* Number of tokens the current state allows (EOG included when complete). */

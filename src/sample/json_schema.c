@@ -1,16 +1,1224 @@
-/* JSON Schema → GBNF. */
+/* JSON Schema → GBNF. Every schema node becomes one rule; $ref targets are memoised by node so
+ * recursive schemas become recursive rules. The generated language is always a subset of what the
+ * schema accepts (compact JSON, no free whitespace), so every sentence validates; where an exact
+ * grammar is impractical the subset is narrower (documented in docs/grammar.md) rather than wider. */
 #include "sample/json_schema.h"
 
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sample/grammar.h"
+#include "sample/grammar_impl.h"
 #include "util/err.h"
 
+#define MAX_NESTING 64
+#define MAX_COUNT 10000        /* largest repetition count emitted for lengths and item counts */
+#define INT_LIMIT 9999999999999999LL /* 16 digits: integers jansson reads exactly */
+#define NUM_INT_LIMIT 999999999LL    /* bounded decimals: 9 + 6 digits stay exact in a double */
+
+typedef struct sb {
+    char *s;
+    size_t n, cap;
+    bool oom;
+} sb;
+
+static void sb_putn(sb *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t nc = b->cap ? b->cap : 256;
+        while (nc < b->n + n + 1) nc *= 2;
+        char *ns = realloc(b->s, nc);
+        if (!ns) {
+            b->oom = true;
+            return;
+        }
+        b->s = ns;
+        b->cap = nc;
+    }
+    memcpy(b->s + b->n, s, n);
+    b->n += n;
+    b->s[b->n] = 0;
+}
+
+static void sb_puts(sb *b, const char *s) { sb_putn(b, s, strlen(s)); }
+
+__attribute__((format(printf, 2, 3))) static void sb_printf(sb *b, const char *fmt, ...) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n < sizeof buf) {
+        sb_putn(b, buf, (size_t)n);
+        return;
+    }
+    char *big = malloc((size_t)n + 1);
+    if (!big) {
+        b->oom = true;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    sb_putn(b, big, (size_t)n);
+    free(big);
+}
+
+typedef struct ref_entry {
+    const json_t *node;
+    char name[32];
+} ref_entry;
+
+typedef struct conv {
+    json_t *root;
+    sb out;
+    int n_rules;
+    ref_entry *refs;
+    size_t n_refs, cap_refs;
+    int depth;
+    bool failed;
+    char *err;
+    size_t err_len;
+} conv;
+
+__attribute__((format(printf, 2, 3))) static void fail(conv *c, const char *fmt, ...) {
+    if (c->failed) return;
+    c->failed = true;
+    if (!c->err || !c->err_len) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, c->err_len, fmt, ap);
+    va_end(ap);
+}
+
+/* GBNF string literal for raw bytes. */
+static void put_literal(sb *b, const char *s, size_t n) {
+    sb_putn(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') {
+            char e[2] = {'\\', (char)ch};
+            sb_putn(b, e, 2);
+        } else if (ch < 0x20 || ch == 0x7F) {
+            sb_printf(b, "\\x%02X", ch);
+        } else {
+            sb_putn(b, (const char *)&ch, 1);
+        }
+    }
+    sb_putn(b, "\"", 1);
+}
+
+/* Literal for a JSON value in compact form. */
+static bool put_json_literal(conv *c, sb *b, const json_t *v) {
+    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!text) {
+        fail(c, "json schema: cannot serialise an enum/const value");
+        return false;
+    }
+    put_literal(b, text, strlen(text));
+    free(text);
+    return true;
+}
+
+static void new_rule_name(conv *c, char name[32]) { snprintf(name, 32, "s%d", ++c->n_rules); }
+
+static void emit_rule(conv *c, const char *name, const sb *body) {
+    sb_printf(&c->out, "%s ::= ", name);
+    sb_putn(&c->out, body->s ? body->s : "\"\"", body->s ? body->n : 2);
+    sb_puts(&c->out, "\n");
+    if (body->oom) c->out.oom = true;
+}
+
+static const char *const known_keywords[] = {
+    "type", "properties", "required", "additionalProperties", "enum", "const", "items", "minItems", "maxItems",
+    "anyOf", "oneOf", "format", "pattern", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum",
+    "exclusiveMaximum", "$ref", "$defs", "definitions",
+    /* annotations: no effect on validity */
+    "title", "description", "$schema", "$id", "$comment", "examples", "default", NULL};
+
+static bool is_annotation(const char *k) {
+    return !strcmp(k, "title") || !strcmp(k, "description") || !strcmp(k, "$schema") || !strcmp(k, "$id") ||
+           !strcmp(k, "$comment") || !strcmp(k, "examples") || !strcmp(k, "default") || !strcmp(k, "$defs") ||
+           !strcmp(k, "definitions");
+}
+
+/* ---------- integer and number ranges ---------- */
+
+/* Canonical decimals of the same length in [x, y] (digit strings, x <= y). */
+static void same_len_range(sb *b, const char *x, const char *y, size_t len) {
+    if (len == 0) return;
+    if (x[0] == y[0]) {
+        sb_printf(b, "\"%c\" ", x[0]);
+        same_len_range(b, x + 1, y + 1, len - 1);
+        return;
+    }
+    bool x_rest_zero = true, y_rest_nine = true;
+    for (size_t i = 1; i < len; i++) {
+        if (x[i] != '0') x_rest_zero = false;
+        if (y[i] != '9') y_rest_nine = false;
+    }
+    char nines[24], zeros[24];
+    memset(nines, '9', len);
+    memset(zeros, '0', len);
+    nines[len] = zeros[len] = 0;
+    sb_puts(b, "(");
+    bool first = true;
+    char start = x[0], end = y[0];
+    if (!x_rest_zero) {
+        sb_printf(b, "\"%c\" ", x[0]);
+        same_len_range(b, x + 1, nines, len - 1);
+        first = false;
+        start = (char)(x[0] + 1);
+    }
+    if (!y_rest_nine) end = (char)(y[0] - 1);
+    if (start <= end) {
+        if (!first) sb_puts(b, " | ");
+        sb_printf(b, "[%c-%c]", start, end);
+        if (len > 1) sb_printf(b, " [0-9]{%zu}", len - 1);
+        first = false;
+    }
+    if (!y_rest_nine) {
+        if (!first) sb_puts(b, " | ");
+        sb_printf(b, "\"%c\" ", y[0]);
+        same_len_range(b, zeros, y + 1, len - 1);
+    }
+    sb_puts(b, ")");
+}
+
+/* Canonical decimals (no sign, no leading zeros) in [a, b], 0 <= a <= b <= INT_LIMIT. */
+static void nonneg_range(sb *b, long long a, long long hi) {
+    char sa[24], sh[24];
+    snprintf(sa, sizeof sa, "%lld", a);
+    snprintf(sh, sizeof sh, "%lld", hi);
+    size_t la = strlen(sa), lh = strlen(sh);
+    sb_puts(b, "(");
+    for (size_t len = la; len <= lh; len++) {
+        char lo_s[24], hi_s[24];
+        if (len == la) {
+            strcpy(lo_s, sa);
+        } else {
+            memset(lo_s, '0', len);
+            lo_s[0] = '1';
+            lo_s[len] = 0;
+        }
+        if (len == lh) {
+            strcpy(hi_s, sh);
+        } else {
+            memset(hi_s, '9', len);
+            hi_s[len] = 0;
+        }
+        if (len > la) sb_puts(b, " | ");
+        sb_puts(b, "(");
+        same_len_range(b, lo_s, hi_s, len);
+        sb_puts(b, ")");
+    }
+    sb_puts(b, ")");
+}
+
+/* Integers in [lo, hi]; appends alternatives to b, returns how many. */
+static int int_range_alts(sb *b, long long lo, long long hi, bool first) {
+    int n = 0;
+    if (lo > hi) return 0;
+    if (hi >= 0) {
+        if (!first || n) sb_puts(b, " | ");
+        nonneg_range(b, lo > 0 ? lo : 0, hi);
+        n++;
+    }
+    if (lo < 0) {
+        if (!first || n) sb_puts(b, " | ");
+        sb_puts(b, "\"-\" ");
+        nonneg_range(b, hi < 0 ? -hi : 1, -lo);
+        n++;
+    }
+    return n;
+}
+
+static bool get_bound(conv *c, const json_t *s, const char *key, double *out) {
+    const json_t *v = json_object_get(s, key);
+    if (!v) return false;
+    if (!json_is_number(v)) {
+        fail(c, "json schema: '%s' must be a number", key);
+        return false;
+    }
+    *out = json_number_value(v);
+    return true;
+}
+
+static void gen_integer(conv *c, const json_t *s, sb *b) {
+    double v;
+    long long lo = -INT_LIMIT, hi = INT_LIMIT;
+    if (get_bound(c, s, "minimum", &v) && ceil(v) > (double)lo) lo = v > (double)INT_LIMIT ? INT_LIMIT + 1 : (long long)ceil(v);
+    if (get_bound(c, s, "exclusiveMinimum", &v) && floor(v) + 1 > (double)lo)
+        lo = v > (double)INT_LIMIT ? INT_LIMIT + 1 : (long long)floor(v) + 1;
+    if (get_bound(c, s, "maximum", &v) && floor(v) < (double)hi) hi = v < (double)-INT_LIMIT ? -INT_LIMIT - 1 : (long long)floor(v);
+    if (get_bound(c, s, "exclusiveMaximum", &v) && ceil(v) - 1 < (double)hi)
+        hi = v < (double)-INT_LIMIT ? -INT_LIMIT - 1 : (long long)ceil(v) - 1;
+    if (c->failed) return;
+    if (lo > hi) {
+        fail(c, "json schema: integer range is empty");
+        return;
+    }
+    if (lo == -INT_LIMIT && hi == INT_LIMIT) {
+        sb_puts(b, "json-integer");
+        return;
+    }
+    sb_puts(b, "(");
+    int_range_alts(b, lo, hi, true);
+    sb_puts(b, ")");
+}
+
+static void gen_number(conv *c, const json_t *s, sb *b) {
+    double lo = -INFINITY, hi = INFINITY;
+    bool lo_excl = false, hi_excl = false, bounded = false;
+    double v;
+    if (get_bound(c, s, "minimum", &v)) lo = v, bounded = true;
+    if (get_bound(c, s, "exclusiveMinimum", &v) && v >= lo) lo = v, lo_excl = true, bounded = true;
+    if (get_bound(c, s, "maximum", &v)) hi = v, bounded = true;
+    if (get_bound(c, s, "exclusiveMaximum", &v) && v <= hi) hi = v, hi_excl = true, bounded = true;
+    if (c->failed) return;
+    if (!bounded) {
+        sb_puts(b, "json-number");
+        return;
+    }
+    /* Integers satisfying both bounds, then decimals k.f (value in [k, k+1)) and -k.f (value in
+     * (-(k+1), -k]) whose whole interval lies inside the bounds. Values are kept to 9 integer and
+     * 6 fraction digits so the text converts to a double on the right side of the bound. */
+    const double L = (double)NUM_INT_LIMIT;
+    double lo_c = lo < -L ? -L : lo, hi_c = hi > L ? L : hi;
+    long long int_lo = (long long)(lo_excl && lo >= -L ? floor(lo_c) + 1 : ceil(lo_c));
+    long long int_hi = (long long)(hi_excl && hi <= L ? ceil(hi_c) - 1 : floor(hi_c));
+    sb alts = {0};
+    int n = int_range_alts(&alts, int_lo, int_hi, true);
+    long long pos_lo = int_lo > 0 ? int_lo : 0, pos_hi = (long long)floor(hi_c) - 1;
+    if (hi_c < L && hi_excl && floor(hi_c) == hi_c) pos_hi = (long long)hi_c - 1;
+    if (pos_lo <= pos_hi) {
+        if (n++) sb_puts(&alts, " | ");
+        nonneg_range(&alts, pos_lo, pos_hi);
+        sb_puts(&alts, " \".\" [0-9]{1,6}");
+    }
+    /* an exclusive integer bound k0 itself: k0.f with a non-zero fraction (value in (k0, k0+1)) */
+    if (lo_excl && lo >= 0 && lo < L && floor(lo) == lo && lo + 1 <= hi_c && (long long)lo < pos_lo) {
+        if (n++) sb_puts(&alts, " | ");
+        sb_printf(&alts, "\"%lld.\" [0-9]{0,5} [1-9]", (long long)lo);
+    }
+    if (hi_excl && hi <= 0 && hi > -L && floor(hi) == hi && hi - 1 >= lo_c) {
+        if (n++) sb_puts(&alts, " | ");
+        sb_printf(&alts, "\"-%lld.\" [0-9]{0,5} [1-9]", -(long long)hi);
+    }
+    long long neg_lo = int_hi < 0 ? -int_hi : 0, neg_hi = -(long long)ceil(lo_c) - 1;
+    if (neg_lo <= neg_hi) {
+        if (n++) sb_puts(&alts, " | ");
+        sb_puts(&alts, "\"-\" ");
+        nonneg_range(&alts, neg_lo, neg_hi);
+        sb_puts(&alts, " \".\" [0-9]{1,6}");
+    }
+    if (n == 0) {
+        free(alts.s);
+        fail(c, "json schema: number range is empty (or has no value with at most 6 decimals)");
+        return;
+    }
+    sb_puts(b, "(");
+    sb_putn(b, alts.s, alts.n);
+    sb_puts(b, ")");
+    if (alts.oom) b->oom = true;
+    free(alts.s);
+}
+
+/* ---------- strings: formats and patterns ---------- */
+
+static const char *format_rule(const char *fmt) {
+    if (!strcmp(fmt, "date")) return "fmt-date";
+    if (!strcmp(fmt, "time")) return "fmt-time";
+    if (!strcmp(fmt, "date-time")) return "fmt-date-time";
+    if (!strcmp(fmt, "email")) return "fmt-email";
+    if (!strcmp(fmt, "uuid")) return "fmt-uuid";
+    return NULL;
+}
+
+static const char *const format_rules =
+    "fmt-date ::= [0-9]{4} \"-\" ((\"0\" [13578] | \"1\" [02]) \"-\" (\"0\" [1-9] | [12] [0-9] | \"3\" [01])"
+    " | (\"0\" [469] | \"11\") \"-\" (\"0\" [1-9] | [12] [0-9] | \"30\") | \"02-\" (\"0\" [1-9] | \"1\" [0-9] | \"2\" [0-8]))\n"
+    "fmt-time ::= ([01] [0-9] | \"2\" [0-3]) \":\" [0-5] [0-9] \":\" [0-5] [0-9] (\".\" [0-9]{1,6})?"
+    " (\"Z\" | [+-] ([01] [0-9] | \"2\" [0-3]) \":\" [0-5] [0-9])\n"
+    "fmt-date-time ::= fmt-date \"T\" fmt-time\n"
+    "fmt-email ::= [a-zA-Z0-9_+-]{1,32} (\".\" [a-zA-Z0-9_+-]{1,32}){0,3} \"@\" fmt-label (\".\" fmt-label){1,3}\n"
+    "fmt-label ::= [a-zA-Z0-9] ([a-zA-Z0-9-]{0,30} [a-zA-Z0-9])?\n"
+    "fmt-uuid ::= fmt-hex{8} \"-\" fmt-hex{4} \"-\" fmt-hex{4} \"-\" fmt-hex{4} \"-\" fmt-hex{12}\n"
+    "fmt-hex ::= [0-9a-fA-F]\n";
+
+static const char *const json_rules =
+    "json-value ::= json-object | json-array | json-string | json-number | \"true\" | \"false\" | \"null\"\n"
+    "json-object ::= \"{\" (json-string \":\" json-value (\",\" json-string \":\" json-value)*)? \"}\"\n"
+    "json-array ::= \"[\" (json-value (\",\" json-value)*)? \"]\"\n"
+    "json-string ::= \"\\\"\" json-char* \"\\\"\"\n"
+    "json-char ::= [^\"\\\\\\x00-\\x1F] | \"\\\\\" [\"\\\\bfnrt]\n"
+    "json-number ::= json-integer (\".\" [0-9]{1,15})? ([eE] [-+]? [0-9]{1,2})?\n"
+    "json-integer ::= \"-\"? (\"0\" | [1-9] [0-9]{0,15})\n";
+
+/* A parsed regex character set as sorted code point ranges. */
+typedef struct cpset {
+    uint32_t lo[128], hi[128];
+    int n;
+    bool overflow;
+} cpset;
+
+static void cpset_add(cpset *s, uint32_t lo, uint32_t hi) {
+    if (s->n >= 128) {
+        s->overflow = true;
+        return;
+    }
+    s->lo[s->n] = lo;
+    s->hi[s->n] = hi;
+    s->n++;
+}
+
+static void cpset_normalise(cpset *s) {
+    for (int i = 1; i < s->n; i++)
+        for (int j = i; j > 0 && s->lo[j - 1] > s->lo[j]; j--) {
+            uint32_t t = s->lo[j];
+            s->lo[j] = s->lo[j - 1];
+            s->lo[j - 1] = t;
+            t = s->hi[j];
+            s->hi[j] = s->hi[j - 1];
+            s->hi[j - 1] = t;
+        }
+    int m = 0;
+    for (int i = 0; i < s->n; i++) {
+        if (m && s->lo[i] <= s->hi[m - 1] + 1) {
+            if (s->hi[i] > s->hi[m - 1]) s->hi[m - 1] = s->hi[i];
+        } else {
+            s->lo[m] = s->lo[i];
+            s->hi[m] = s->hi[i];
+            m++;
+        }
+    }
+    s->n = m;
+}
+
+static void cpset_complement(cpset *s) {
+    cpset_normalise(s);
+    cpset r = {0};
+    uint32_t next = 0;
+    for (int i = 0; i < s->n; i++) {
+        if (s->lo[i] > next) cpset_add(&r, next, s->lo[i] - 1);
+        next = s->hi[i] + 1;
+    }
+    if (next <= 0x10FFFF) cpset_add(&r, next, 0x10FFFF);
+    r.overflow |= s->overflow;
+    *s = r;
+}
+
+/* Removes what a JSON string cannot hold unescaped: control characters, '"' and '\'. */
+static void cpset_remove_json_specials(cpset *s) {
+    cpset bad = {0};
+    cpset_add(&bad, 0, 0x1F);
+    cpset_add(&bad, '"', '"');
+    cpset_add(&bad, '\\', '\\');
+    cpset_complement(&bad);
+    cpset r = {0};
+    cpset_normalise(s);
+    for (int i = 0; i < s->n; i++)
+        for (int j = 0; j < bad.n; j++) {
+            uint32_t lo = s->lo[i] > bad.lo[j] ? s->lo[i] : bad.lo[j];
+            uint32_t hi = s->hi[i] < bad.hi[j] ? s->hi[i] : bad.hi[j];
+            if (lo <= hi) cpset_add(&r, lo, hi);
+        }
+    r.overflow |= s->overflow;
+    *s = r;
+}
+
+static void put_cp_escaped(sb *b, uint32_t cp) {
+    if (cp < 0x20 || cp == '"' || cp == '\\' || cp == ']' || cp == '[' || cp == '-' || cp == '^' || cp >= 0x7F)
+        sb_printf(b, cp <= 0xFFFF ? "\\u%04X" : "\\U%08X", cp);
+    else
+        sb_printf(b, "%c", (char)cp);
+}
+
+typedef struct rx {
+    conv *c;
+    const char *s;
+    size_t pos, len;
+    int depth;
+} rx;
+
+static void rx_fail(rx *r, const char *what) {
+    fail(r->c, "json schema: pattern: unsupported %s at offset %zu (see docs/grammar.md for the regex subset)", what,
+         r->pos);
+}
+
+static long rx_utf8(rx *r) {
+    const unsigned char *p = (const unsigned char *)r->s + r->pos;
+    size_t left = r->len - r->pos;
+    if (p[0] < 0x80) {
+        r->pos++;
+        return p[0];
+    }
+    int n = (p[0] & 0xE0) == 0xC0 ? 2 : (p[0] & 0xF0) == 0xE0 ? 3 : (p[0] & 0xF8) == 0xF0 ? 4 : 0;
+    if (!n || left < (size_t)n) return -1;
+    uint32_t cp = p[0] & (0x7F >> n);
+    for (int i = 1; i < n; i++) cp = (cp << 6) | (p[i] & 0x3F);
+    r->pos += (size_t)n;
+    return cp;
+}
+
+static void add_shorthand(cpset *set, char k) {
+    cpset t = {0};
+    char lower = (char)(k | 0x20);
+    if (lower == 'd') {
+        cpset_add(&t, '0', '9');
+    } else if (lower == 'w') {
+        cpset_add(&t, '0', '9');
+        cpset_add(&t, 'A', 'Z');
+        cpset_add(&t, 'a', 'z');
+        cpset_add(&t, '_', '_');
+    } else { /* s: PCRE's whitespace set; only the space survives JSON-special removal */
+        cpset_add(&t, '\t', '\r');
+        cpset_add(&t, ' ', ' ');
+    }
+    if (k != lower) cpset_complement(&t);
+    for (int i = 0; i < t.n; i++) cpset_add(set, t.lo[i], t.hi[i]);
+}
+
+/* One escaped character (after '\'); -1 for a class shorthand added to `set` (if given), -2 error. */
+static long rx_escape(rx *r, cpset *set) {
+    if (r->pos >= r->len) {
+        rx_fail(r, "trailing backslash");
+        return -2;
+    }
+    char e = r->s[r->pos++];
+    switch (e) {
+    case 'd': case 'D': case 'w': case 'W': case 's': case 'S':
+        if (!set) return -3;
+        add_shorthand(set, e);
+        return -1;
+    case 'n': return '\n';
+    case 't': return '\t';
+    case 'r': return '\r';
+    case 'f': return '\f';
+    case 'v': return '\v';
+    default:
+        if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z') || (e >= '0' && e <= '9')) {
+            r->pos--;
+            rx_fail(r, "escape");
+            return -2;
+        }
+        return (unsigned char)e;
+    }
+}
+
+static void put_cpset(conv *c, sb *b, cpset *set) {
+    cpset_remove_json_specials(set);
+    if (set->overflow) {
+        fail(c, "json schema: pattern: character class too complex");
+        return;
+    }
+    if (set->n == 0) {
+        fail(c, "json schema: pattern: a character class matches no character allowed in a JSON string");
+        return;
+    }
+    sb_puts(b, "[");
+    for (int i = 0; i < set->n; i++) {
+        put_cp_escaped(b, set->lo[i]);
+        if (set->hi[i] != set->lo[i]) {
+            sb_puts(b, "-");
+            put_cp_escaped(b, set->hi[i]);
+        }
+    }
+    sb_puts(b, "]");
+}
+
+/* A literal code point as the JSON-encoded text of that character. */
+static void put_json_char(sb *b, uint32_t cp) {
+    json_t *s = NULL;
+    char utf8[5];
+    int n;
+    if (cp < 0x80) utf8[0] = (char)cp, n = 1;
+    else if (cp < 0x800) utf8[0] = (char)(0xC0 | (cp >> 6)), utf8[1] = (char)(0x80 | (cp & 0x3F)), n = 2;
+    else if (cp < 0x10000)
+        utf8[0] = (char)(0xE0 | (cp >> 12)), utf8[1] = (char)(0x80 | ((cp >> 6) & 0x3F)), utf8[2] = (char)(0x80 | (cp & 0x3F)), n = 3;
+    else
+        utf8[0] = (char)(0xF0 | (cp >> 18)), utf8[1] = (char)(0x80 | ((cp >> 12) & 0x3F)),
+        utf8[2] = (char)(0x80 | ((cp >> 6) & 0x3F)), utf8[3] = (char)(0x80 | (cp & 0x3F)), n = 4;
+    s = json_stringn(utf8, (size_t)n);
+    char *t = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
+    if (t && strlen(t) >= 2) put_literal(b, t + 1, strlen(t) - 2);
+    else b->oom = true;
+    free(t);
+    json_decref(s);
+}
+
+static void rx_alt(rx *r, sb *b);
+
+static void rx_class(rx *r, sb *b) {
+    r->pos++; /* '[' */
+    cpset set = {0};
+    bool negate = false;
+    if (r->pos < r->len && r->s[r->pos] == '^') {
+        negate = true;
+        r->pos++;
+    }
+    bool first = true;
+    while (!r->c->failed) {
+        if (r->pos >= r->len) {
+            rx_fail(r, "unterminated class");
+            return;
+        }
+        char ch = r->s[r->pos];
+        if (ch == ']' && !first) {
+            r->pos++;
+            break;
+        }
+        first = false;
+        if (ch == '[' && r->pos + 1 < r->len && r->s[r->pos + 1] == ':') {
+            rx_fail(r, "POSIX class");
+            return;
+        }
+        long lo;
+        if (ch == '\\') {
+            r->pos++;
+            lo = rx_escape(r, &set);
+            if (lo == -2) return;
+            if (lo == -1) continue;
+        } else {
+            lo = rx_utf8(r);
+            if (lo < 0) {
+                rx_fail(r, "byte (invalid UTF-8)");
+                return;
+            }
+        }
+        long hi = lo;
+        if (r->pos + 1 < r->len && r->s[r->pos] == '-' && r->s[r->pos + 1] != ']') {
+            r->pos++;
+            if (r->s[r->pos] == '\\') {
+                r->pos++;
+                hi = rx_escape(r, NULL);
+                if (hi < 0) {
+                    if (hi == -3) rx_fail(r, "shorthand as a range end");
+                    return;
+                }
+            } else {
+                hi = rx_utf8(r);
+            }
+            if (hi < lo) {
+                rx_fail(r, "reversed range");
+                return;
+            }
+        }
+        cpset_add(&set, (uint32_t)lo, (uint32_t)hi);
+    }
+    if (negate) cpset_complement(&set);
+    put_cpset(r->c, b, &set);
+}
+
+static bool rx_uint(rx *r, unsigned *out) {
+    size_t start = r->pos;
+    unsigned long v = 0;
+    while (r->pos < r->len && r->s[r->pos] >= '0' && r->s[r->pos] <= '9') {
+        v = v * 10 + (unsigned long)(r->s[r->pos++] - '0');
+        if (v > 1000) {
+            rx_fail(r, "repetition count above 1000");
+            return false;
+        }
+    }
+    *out = (unsigned)v;
+    return r->pos > start;
+}
+
+static void rx_concat(rx *r, sb *b) {
+    sb_puts(b, "(\"\"");
+    while (!r->c->failed && r->pos < r->len) {
+        char ch = r->s[r->pos];
+        if (ch == '|' || ch == ')') break;
+        sb atom = {0};
+        if (ch == '(') {
+            if (++r->depth > 32) {
+                rx_fail(r, "nesting depth");
+                free(atom.s);
+                return;
+            }
+            r->pos++;
+            if (r->pos < r->len && r->s[r->pos] == '?') {
+                if (r->pos + 1 < r->len && r->s[r->pos + 1] == ':') {
+                    r->pos += 2;
+                } else {
+                    rx_fail(r, "group syntax (lookaround, named group or flags)");
+                    free(atom.s);
+                    return;
+                }
+            }
+            rx_alt(r, &atom);
+            if (r->pos >= r->len || r->s[r->pos] != ')') {
+                if (!r->c->failed) rx_fail(r, "unclosed group");
+                free(atom.s);
+                return;
+            }
+            r->pos++;
+            r->depth--;
+        } else if (ch == '[') {
+            rx_class(r, &atom);
+        } else if (ch == '.') {
+            r->pos++;
+            cpset set = {0};
+            cpset_add(&set, '\n', '\n');
+            cpset_complement(&set);
+            put_cpset(r->c, &atom, &set);
+        } else if (ch == '\\') {
+            r->pos++;
+            cpset set = {0};
+            long cp = rx_escape(r, &set);
+            if (cp == -1) put_cpset(r->c, &atom, &set);
+            else if (cp >= 0) put_json_char(&atom, (uint32_t)cp);
+        } else if (ch == '^' || ch == '$') {
+            rx_fail(r, "anchor inside the pattern (only a leading ^ and a trailing $ are supported)");
+        } else if (ch == '*' || ch == '+' || ch == '?' || ch == '{') {
+            rx_fail(r, "quantifier with nothing to repeat");
+        } else {
+            long cp = rx_utf8(r);
+            if (cp < 0) rx_fail(r, "byte (invalid UTF-8)");
+            else put_json_char(&atom, (uint32_t)cp);
+        }
+        if (r->c->failed) {
+            free(atom.s);
+            return;
+        }
+        /* quantifier */
+        char q = r->pos < r->len ? r->s[r->pos] : 0;
+        sb_puts(b, " (");
+        sb_putn(b, atom.s ? atom.s : "\"\"", atom.s ? atom.n : 2);
+        sb_puts(b, ")");
+        free(atom.s);
+        if (q == '*' || q == '+' || q == '?') {
+            r->pos++;
+            sb_printf(b, "%c", q);
+        } else if (q == '{') {
+            size_t save = r->pos;
+            r->pos++;
+            unsigned m = 0, n = 0;
+            if (!rx_uint(r, &m)) {
+                if (!r->c->failed) {
+                    r->pos = save;
+                    rx_fail(r, "'{' (escape it as \\{)");
+                }
+                return;
+            }
+            n = m;
+            bool unbounded = false;
+            if (r->pos < r->len && r->s[r->pos] == ',') {
+                r->pos++;
+                if (!rx_uint(r, &n)) {
+                    if (r->c->failed) return;
+                    unbounded = true;
+                }
+            }
+            if (r->pos >= r->len || r->s[r->pos] != '}' || (!unbounded && n < m)) {
+                rx_fail(r, "repetition syntax");
+                return;
+            }
+            r->pos++;
+            if (unbounded) sb_printf(b, "{%u,}", m);
+            else sb_printf(b, "{%u,%u}", m, n);
+        } else {
+            continue;
+        }
+        if (r->pos < r->len && r->s[r->pos] == '?') r->pos++; /* lazy: same language */
+        if (r->pos < r->len && (r->s[r->pos] == '+' || r->s[r->pos] == '*' || r->s[r->pos] == '{')) {
+            rx_fail(r, "possessive or stacked quantifier");
+            return;
+        }
+    }
+    sb_puts(b, ")");
+}
+
+static void rx_alt(rx *r, sb *b) {
+    sb_puts(b, "(");
+    rx_concat(r, b);
+    while (!r->c->failed && r->pos < r->len && r->s[r->pos] == '|') {
+        r->pos++;
+        sb_puts(b, " | ");
+        rx_concat(r, b);
+    }
+    sb_puts(b, ")");
+}
+
+static void gen_pattern(conv *c, const char *pat, size_t len, sb *b) {
+    rx r = {.c = c, .s = pat, .len = len};
+    bool anchored_start = len > 0 && pat[0] == '^';
+    bool anchored_end = len > 0 && pat[len - 1] == '$' && (len < 2 || pat[len - 2] != '\\');
+    if (anchored_start) r.pos = 1;
+    if (anchored_end) r.len = len - 1;
+    sb_puts(b, "\"\\\"\" ");
+    if (!anchored_start) sb_puts(b, "json-char* ");
+    rx_alt(&r, b);
+    if (!c->failed && r.pos < r.len) rx_fail(&r, "')' without '('");
+    if (!anchored_end) sb_puts(b, " json-char*");
+    sb_puts(b, " \"\\\"\"");
+}
+
+/* ---------- schema nodes ---------- */
+
+static bool gen_schema(conv *c, const json_t *s, char name[32]);
+
+static long long get_count(conv *c, const json_t *s, const char *key, long long dflt) {
+    const json_t *v = json_object_get(s, key);
+    if (!v) return dflt;
+    double d = json_number_value(v);
+    if (!json_is_number(v) || d < 0 || floor(d) != d) {
+        fail(c, "json schema: '%s' must be a non-negative integer", key);
+        return dflt;
+    }
+    return d > 1e15 ? (long long)1e15 : (long long)d;
+}
+
+static void gen_string(conv *c, const json_t *s, sb *b) {
+    const json_t *fmt = json_object_get(s, "format"), *pat = json_object_get(s, "pattern");
+    bool has_len = json_object_get(s, "minLength") || json_object_get(s, "maxLength");
+    if ((fmt != NULL) + (pat != NULL) + has_len > 1) {
+        fail(c, "json schema: combining %s is not supported", fmt && pat ? "'format' with 'pattern'"
+                                                              : fmt     ? "'format' with 'minLength'/'maxLength'"
+                                                                        : "'pattern' with 'minLength'/'maxLength'");
+        return;
+    }
+    if (fmt) {
+        const char *rule = json_is_string(fmt) ? format_rule(json_string_value(fmt)) : NULL;
+        if (!rule) {
+            fail(c, "json schema: unsupported string format '%s' (supported: date, time, date-time, email, uuid)",
+                 json_is_string(fmt) ? json_string_value(fmt) : "?");
+            return;
+        }
+        sb_printf(b, "\"\\\"\" %s \"\\\"\"", rule);
+        return;
+    }
+    if (pat) {
+        if (!json_is_string(pat)) {
+            fail(c, "json schema: 'pattern' must be a string");
+            return;
+        }
+        gen_pattern(c, json_string_value(pat), json_string_length(pat), b);
+        return;
+    }
+    long long mn = get_count(c, s, "minLength", 0), mx = get_count(c, s, "maxLength", -1);
+    if (c->failed) return;
+    if (mx >= 0 && mx < mn) {
+        fail(c, "json schema: maxLength is below minLength");
+        return;
+    }
+    if (mn > MAX_COUNT) {
+        fail(c, "json schema: minLength above %d is not supported", MAX_COUNT);
+        return;
+    }
+    if (mn == 0 && mx < 0) {
+        sb_puts(b, "json-string");
+        return;
+    }
+    if (mx > MAX_COUNT) mx = MAX_COUNT; /* fewer characters than allowed is still valid */
+    if (mx < 0) sb_printf(b, "\"\\\"\" json-char{%lld,} \"\\\"\"", mn);
+    else sb_printf(b, "\"\\\"\" json-char{%lld,%lld} \"\\\"\"", mn, mx);
+}
+
+static void gen_array(conv *c, const json_t *s, sb *b) {
+    const json_t *items = json_object_get(s, "items");
+    char item[32] = "json-value";
+    if (items) {
+        if (json_is_array(items)) {
+            fail(c, "json schema: 'items' as an array (tuple validation) is not supported");
+            return;
+        }
+        if (!gen_schema(c, items, item)) return;
+    }
+    long long mn = get_count(c, s, "minItems", 0), mx = get_count(c, s, "maxItems", -1);
+    if (c->failed) return;
+    if (mx >= 0 && mx < mn) {
+        fail(c, "json schema: maxItems is below minItems");
+        return;
+    }
+    if (mn > MAX_COUNT) {
+        fail(c, "json schema: minItems above %d is not supported", MAX_COUNT);
+        return;
+    }
+    if (mx > MAX_COUNT) mx = MAX_COUNT;
+    if (mx == 0) {
+        sb_puts(b, "\"[]\"");
+        return;
+    }
+    char rest[64];
+    long long rmin = mn > 0 ? mn - 1 : 0;
+    if (mx < 0) snprintf(rest, sizeof rest, "{%lld,}", rmin);
+    else snprintf(rest, sizeof rest, "{%lld,%lld}", rmin, mx - 1);
+    if (mn == 0) sb_printf(b, "\"[\" (%s (\",\" %s)%s)? \"]\"", item, item, rest);
+    else sb_printf(b, "\"[\" %s (\",\" %s)%s \"]\"", item, item, rest);
+}
+
+static void gen_object(conv *c, const json_t *s, sb *b) {
+    const json_t *props = json_object_get(s, "properties"), *req = json_object_get(s, "required"),
+                 *addl = json_object_get(s, "additionalProperties");
+    if (props && !json_is_object(props)) {
+        fail(c, "json schema: 'properties' must be an object");
+        return;
+    }
+    if (req && !json_is_array(req)) {
+        fail(c, "json schema: 'required' must be an array");
+        return;
+    }
+    if (addl && !json_is_object(addl) && !json_is_boolean(addl)) {
+        fail(c, "json schema: 'additionalProperties' must be a schema or a boolean");
+        return;
+    }
+    /* property list: declared properties, then required names not declared (any value) */
+    size_t n = (props ? json_object_size(props) : 0) + (req ? json_array_size(req) : 0);
+    const char **keys = calloc(n + 1, sizeof *keys);
+    const json_t **schemas = calloc(n + 1, sizeof *schemas);
+    bool *required = calloc(n + 1, sizeof *required);
+    if (!keys || !schemas || !required) {
+        fail(c, "json schema: out of memory");
+        goto done;
+    }
+    size_t k = 0;
+    const char *key;
+    json_t *val;
+    if (props) json_object_foreach((json_t *)props, key, val) {
+            keys[k] = key;
+            schemas[k++] = val;
+        }
+    for (size_t i = 0; req && i < json_array_size(req); i++) {
+        const json_t *r = json_array_get(req, i);
+        if (!json_is_string(r)) {
+            fail(c, "json schema: 'required' must list strings");
+            goto done;
+        }
+        size_t j = 0;
+        while (j < k && strcmp(keys[j], json_string_value(r)) != 0) j++;
+        if (j == k) {
+            if (addl && json_is_false(addl)) {
+                fail(c, "json schema: required property '%s' is not allowed by additionalProperties false",
+                     json_string_value(r));
+                goto done;
+            }
+            keys[k] = json_string_value(r);
+            schemas[k++] = NULL;
+        }
+        required[j] = true;
+    }
+    if (k == 0) {
+        if (addl && json_is_false(addl)) {
+            sb_puts(b, "\"{}\"");
+        } else {
+            /* a map: any keys, values by additionalProperties */
+            char vname[32] = "json-value";
+            if (addl && json_is_object(addl) && !gen_schema(c, addl, vname)) goto done;
+            sb_printf(b, "\"{\" (json-string \":\" %s (\",\" json-string \":\" %s)*)? \"}\"", vname, vname);
+        }
+        goto done;
+    }
+    /* Properties in declared order, each optional one present or not. head_i: nothing written yet,
+     * properties i.. left; tail_i: something written (so a comma comes first). Extra properties are
+     * never generated when properties are declared (a valid subset). */
+    char (*head)[32] = calloc(k + 1, 32), (*tail)[32] = calloc(k + 1, 32);
+    if (!head || !tail) {
+        free(head);
+        free(tail);
+        fail(c, "json schema: out of memory");
+        goto done;
+    }
+    strcpy(head[k], "\"\"");
+    strcpy(tail[k], "\"\"");
+    for (size_t i = k; i-- > 0 && !c->failed;) {
+        char vname[32] = "json-value";
+        if (schemas[i] && !gen_schema(c, schemas[i], vname)) break;
+        json_t *ks = json_string(keys[i]);
+        char *kt = ks ? json_dumps(ks, JSON_ENCODE_ANY) : NULL;
+        json_decref(ks);
+        if (!kt) {
+            fail(c, "json schema: property name is not valid UTF-8");
+            break;
+        }
+        sb kv = {0};
+        put_literal(&kv, kt, strlen(kt));
+        free(kt);
+        sb_printf(&kv, " \":\" %s", vname);
+        sb body = {0};
+        new_rule_name(c, tail[i]);
+        if (required[i]) sb_printf(&body, "\",\" %s %s", kv.s, tail[i + 1]);
+        else sb_printf(&body, "(\",\" %s)? %s", kv.s, tail[i + 1]);
+        emit_rule(c, tail[i], &body);
+        free(body.s);
+        body = (sb){0};
+        new_rule_name(c, head[i]);
+        if (required[i]) sb_printf(&body, "%s %s", kv.s, tail[i + 1]);
+        else sb_printf(&body, "%s %s | %s", kv.s, tail[i + 1], head[i + 1]);
+        emit_rule(c, head[i], &body);
+        free(body.s);
+        free(kv.s);
+    }
+    sb_printf(b, "\"{\" %s \"}\"", head[0]);
+    free(head);
+    free(tail);
+done:
+    free(keys);
+    free(schemas);
+    free(required);
+}
+
+static bool type_matches(const char *t, const json_t *v) {
+    if (!strcmp(t, "null")) return json_is_null(v);
+    if (!strcmp(t, "boolean")) return json_is_boolean(v);
+    if (!strcmp(t, "integer")) return json_is_integer(v) || (json_is_real(v) && floor(json_real_value(v)) == json_real_value(v));
+    if (!strcmp(t, "number")) return json_is_number(v);
+    if (!strcmp(t, "string")) return json_is_string(v);
+    if (!strcmp(t, "array")) return json_is_array(v);
+    if (!strcmp(t, "object")) return json_is_object(v);
+    return false;
+}
+
+static bool value_has_type(const json_t *types, const json_t *v) {
+    if (!types) return true;
+    if (json_is_string(types)) return type_matches(json_string_value(types), v);
+    for (size_t i = 0; i < json_array_size(types); i++)
+        if (json_is_string(json_array_get(types, i)) && type_matches(json_string_value(json_array_get(types, i)), v))
+            return true;
+    return false;
+}
+
+static void gen_type(conv *c, const char *t, const json_t *s, sb *b) {
+    if (!strcmp(t, "null")) sb_puts(b, "\"null\"");
+    else if (!strcmp(t, "boolean")) sb_puts(b, "(\"true\" | \"false\")");
+    else if (!strcmp(t, "integer")) gen_integer(c, s, b);
+    else if (!strcmp(t, "number")) gen_number(c, s, b);
+    else if (!strcmp(t, "string")) gen_string(c, s, b);
+    else if (!strcmp(t, "array")) gen_array(c, s, b);
+    else if (!strcmp(t, "object")) gen_object(c, s, b);
+    else fail(c, "json schema: unknown type '%s'", t);
+}
+
+static const json_t *resolve_ref(conv *c, const char *ref) {
+    if (ref[0] != '#') {
+        fail(c, "json schema: $ref '%s' is not supported (only local refs starting with '#')", ref);
+        return NULL;
+    }
+    const json_t *node = c->root;
+    const char *p = ref + 1;
+    while (*p) {
+        if (*p != '/') {
+            fail(c, "json schema: $ref '%s' is not a JSON pointer", ref);
+            return NULL;
+        }
+        p++;
+        char tok[256];
+        size_t n = 0;
+        while (*p && *p != '/' && n < sizeof tok - 1) {
+            if (p[0] == '~' && p[1] == '0') tok[n++] = '~', p += 2;
+            else if (p[0] == '~' && p[1] == '1') tok[n++] = '/', p += 2;
+            else tok[n++] = *p++;
+        }
+        tok[n] = 0;
+        if (json_is_object(node)) {
+            node = json_object_get(node, tok);
+        } else if (json_is_array(node)) {
+            char *end;
+            long i = strtol(tok, &end, 10);
+            node = (*end || i < 0) ? NULL : json_array_get(node, (size_t)i);
+        } else {
+            node = NULL;
+        }
+        if (!node) {
+            fail(c, "json schema: $ref '%s' does not resolve", ref);
+            return NULL;
+        }
+    }
+    return node;
+}
+
+static bool has_constraints_besides(const json_t *s, const char *a, const char *b2) {
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)s, key, v) {
+        if (is_annotation(key) || !strcmp(key, a) || (b2 && !strcmp(key, b2))) continue;
+        return true;
+    }
+    return false;
+}
+
+/* Generates the rule for schema node s; its name goes to `name`. */
+static bool gen_schema(conv *c, const json_t *s, char name[32]) {
+    if (c->failed) return false;
+    if (json_is_true(s)) {
+        strcpy(name, "json-value");
+        return true;
+    }
+    if (json_is_false(s)) {
+        fail(c, "json schema: the schema 'false' matches nothing");
+        return false;
+    }
+    if (!json_is_object(s)) {
+        fail(c, "json schema: a schema must be an object or a boolean");
+        return false;
+    }
+    for (size_t i = 0; i < c->n_refs; i++)
+        if (c->refs[i].node == s) {
+            strcpy(name, c->refs[i].name);
+            return true;
+        }
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)s, key, v) {
+        bool known = false;
+        for (int i = 0; known_keywords[i]; i++) known |= !strcmp(known_keywords[i], key);
+        if (!known) {
+            fail(c, "json schema: unsupported keyword '%s'", key);
+            return false;
+        }
+    }
+    if (++c->depth > MAX_NESTING) {
+        fail(c, "json schema: nested deeper than %d levels", MAX_NESTING);
+        return false;
+    }
+    /* register before generating the body so references back to this node recurse */
+    if (c->n_refs == c->cap_refs) {
+        size_t nc = c->cap_refs ? c->cap_refs * 2 : 32;
+        ref_entry *nr = realloc(c->refs, nc * sizeof *nr);
+        if (!nr) {
+            fail(c, "json schema: out of memory");
+            return false;
+        }
+        c->refs = nr;
+        c->cap_refs = nc;
+    }
+    new_rule_name(c, name);
+    c->refs[c->n_refs].node = s;
+    strcpy(c->refs[c->n_refs++].name, name);
+
+    sb body = {0};
+    const json_t *ref = json_object_get(s, "$ref"), *cnst = json_object_get(s, "const"),
+                 *en = json_object_get(s, "enum"), *types = json_object_get(s, "type");
+    const json_t *any = json_object_get(s, "anyOf");
+    const char *any_kw = "anyOf";
+    if (!any) any = json_object_get(s, "oneOf"), any_kw = "oneOf";
+    if (types && !json_is_string(types) && !json_is_array(types)) fail(c, "json schema: 'type' must be a string or an array");
+    if (c->failed) {
+    } else if (ref) {
+        if (!json_is_string(ref)) {
+            fail(c, "json schema: $ref must be a string");
+        } else if (has_constraints_besides(s, "$ref", NULL)) {
+            fail(c, "json schema: $ref with sibling keywords is not supported");
+        } else {
+            const json_t *target = resolve_ref(c, json_string_value(ref));
+            char tname[32];
+            if (target && gen_schema(c, target, tname)) sb_puts(&body, tname);
+        }
+    } else if (cnst) {
+        if (!value_has_type(types, cnst)) fail(c, "json schema: 'const' value does not match 'type'");
+        else put_json_literal(c, &body, cnst);
+    } else if (en) {
+        if (!json_is_array(en) || json_array_size(en) == 0) {
+            fail(c, "json schema: 'enum' must be a non-empty array");
+        } else {
+            int n = 0;
+            sb_puts(&body, "(");
+            for (size_t i = 0; i < json_array_size(en) && !c->failed; i++) {
+                if (!value_has_type(types, json_array_get(en, i))) continue;
+                if (n++) sb_puts(&body, " | ");
+                put_json_literal(c, &body, json_array_get(en, i));
+            }
+            sb_puts(&body, ")");
+            if (n == 0) fail(c, "json schema: no 'enum' value matches 'type'");
+        }
+    } else if (any) {
+        if (json_object_get(s, "anyOf") && json_object_get(s, "oneOf")) {
+            fail(c, "json schema: 'anyOf' together with 'oneOf' is not supported");
+        } else if (has_constraints_besides(s, "anyOf", "oneOf")) {
+            fail(c, "json schema: '%s' with sibling keywords (other than annotations) is not supported", any_kw);
+        } else if (!json_is_array(any) || json_array_size(any) == 0) {
+            fail(c, "json schema: '%s' must be a non-empty array", any_kw);
+        } else {
+            sb_puts(&body, "(");
+            for (size_t i = 0; i < json_array_size(any) && !c->failed; i++) {
+                char sub[32];
+                if (!gen_schema(c, json_array_get(any, i), sub)) break;
+                sb_printf(&body, "%s%s", i ? " | " : "", sub);
+            }
+            sb_puts(&body, ")");
+        }
+    } else if (types) {
+        size_t nt = json_is_string(types) ? 1 : json_array_size(types);
+        if (nt == 0) fail(c, "json schema: 'type' is an empty array");
+        sb_puts(&body, "(");
+        for (size_t i = 0; i < nt && !c->failed; i++) {
+            const json_t *t = json_is_string(types) ? types : json_array_get(types, i);
+            if (!json_is_string(t)) {
+                fail(c, "json schema: 'type' entries must be strings");
+                break;
+            }
+            if (i) sb_puts(&body, " | ");
+            gen_type(c, json_string_value(t), s, &body);
+        }
+        sb_puts(&body, ")");
+    } else {
+        /* no type: infer it from the keywords present, else any value */
+        const char *t = NULL;
+        if (json_object_get(s, "properties") || json_object_get(s, "required") || json_object_get(s, "additionalProperties"))
+            t = "object";
+        else if (json_object_get(s, "items") || json_object_get(s, "minItems") || json_object_get(s, "maxItems"))
+            t = "array";
+        else if (json_object_get(s, "pattern") || json_object_get(s, "format") || json_object_get(s, "minLength") ||
+                 json_object_get(s, "maxLength"))
+            t = "string";
+        else if (json_object_get(s, "minimum") || json_object_get(s, "maximum") ||
+                 json_object_get(s, "exclusiveMinimum") || json_object_get(s, "exclusiveMaximum"))
+            t = "number";
+        if (t) gen_type(c, t, s, &body);
+        else sb_puts(&body, "json-value");
+    }
+    if (!c->failed) emit_rule(c, name, &body);
+    if (body.oom) c->out.oom = true;
+    free(body.s);
+    c->depth--;
+    return !c->failed;
+}
+
 int slm_json_schema_to_gbnf(const char *schema_json, char **gbnf_out, char *err, size_t err_len) {
-    (void)schema_json;
+    if (!gbnf_out) return slm_err(err, err_len, "json schema: no output pointer");
     *gbnf_out = NULL;
-    return slm_err(err, err_len, "json schema: not implemented yet");
+    if (!schema_json) return slm_err(err, err_len, "json schema: no schema");
+    json_error_t je;
+    json_t *root = json_loads(schema_json, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+    if (!root) return slm_err(err, err_len, "json schema: invalid JSON at line %d, column %d: %s", je.line, je.column, je.text);
+    conv c = {.root = root, .err = err, .err_len = err_len};
+    const json_t *type = json_object_get(root, "type");
+    if (json_is_object(root) && json_object_size(root) == 1 && json_is_string(type) &&
+        !strcmp(json_string_value(type), "json_object")) {
+        sb_puts(&c.out, "root ::= json-object\n");
+    } else {
+        char name[32];
+        if (gen_schema(&c, root, name)) sb_printf(&c.out, "root ::= %s\n", name);
+    }
+    sb_puts(&c.out, json_rules);
+    sb_puts(&c.out, format_rules);
+    free(c.refs);
+    json_decref(root);
+    if (!c.failed && c.out.oom) fail(&c, "json schema: out of memory");
+    if (!c.failed) {
+        /* catch what only the grammar checks see, e.g. a required property that recurses forever */
+        gram_program prog;
+        char gerr[256];
+        if (gram_parse(c.out.s, c.out.n, &prog, gerr, sizeof gerr) != 0) {
+            const char *msg = strstr(gerr, ": ");
+            fail(&c, "json schema: the schema has no finite valid value or is too large (%s)", msg ? msg + 2 : gerr);
+        } else {
+            gram_program_free(&prog);
+        }
+    }
+    if (c.failed) {
+        free(c.out.s);
+        return -1;
+    }
+    *gbnf_out = c.out.s;
+    return 0;
 }
 
 int slm_grammar_from_json_schema(const slm_model *model, const char *schema_json, slm_grammar **out, char *err,
@@ -19,7 +1227,9 @@ int slm_grammar_from_json_schema(const slm_model *model, const char *schema_json
     *out = NULL;
     char *gbnf = NULL;
     if (slm_json_schema_to_gbnf(schema_json, &gbnf, err, err_len) != 0) return -1;
-    int rc = slm_grammar_compile(model, gbnf, out, err, err_len);
+    char gerr[256];
+    int rc = slm_grammar_compile(model, gbnf, out, gerr, sizeof gerr);
+    if (rc != 0) slm_err(err, err_len, "json schema: the generated grammar does not compile: %s", gerr);
     free(gbnf);
     return rc;
 }

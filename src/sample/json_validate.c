@@ -1,0 +1,297 @@
+/* JSON Schema validation (the subset of docs/grammar.md) with jansson; patterns via PCRE2. */
+#include "sample/json_validate.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <jansson.h>
+#include <math.h>
+#include <pcre2.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/err.h"
+
+typedef struct vctx {
+    json_t *root;
+    char *err;
+    size_t err_len;
+    int depth;
+} vctx;
+
+__attribute__((format(printf, 3, 4))) static bool bad(vctx *v, const char *path, const char *fmt, ...) {
+    if (v->err && v->err_len) {
+        int n = snprintf(v->err, v->err_len, "%s: ", path);
+        if (n >= 0 && (size_t)n < v->err_len) {
+            va_list ap;
+            va_start(ap, fmt);
+            vsnprintf(v->err + n, v->err_len - (size_t)n, fmt, ap);
+            va_end(ap);
+        }
+    }
+    return false;
+}
+
+static size_t utf8_length(const char *s, size_t n) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return k;
+}
+
+static bool type_is(const char *t, const json_t *x) {
+    if (!strcmp(t, "null")) return json_is_null(x);
+    if (!strcmp(t, "boolean")) return json_is_boolean(x);
+    if (!strcmp(t, "integer")) return json_is_integer(x) || (json_is_real(x) && floor(json_real_value(x)) == json_real_value(x));
+    if (!strcmp(t, "number")) return json_is_number(x);
+    if (!strcmp(t, "string")) return json_is_string(x);
+    if (!strcmp(t, "array")) return json_is_array(x);
+    if (!strcmp(t, "object")) return json_is_object(x);
+    return false;
+}
+
+static bool regex_search(const char *pat, const char *s, size_t n) {
+    int ec;
+    PCRE2_SIZE eo;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &ec, &eo, NULL);
+    if (!re) return false;
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+    int rc = md ? pcre2_match(re, (PCRE2_SPTR)s, n, 0, 0, md, NULL) : -1;
+    pcre2_match_data_free(md);
+    pcre2_code_free(re);
+    return rc >= 0;
+}
+
+static bool leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+static bool valid_date(const char *s, size_t n) {
+    if (n != 10 || !regex_search("^[0-9]{4}-[0-9]{2}-[0-9]{2}$", s, n)) return false;
+    int y = atoi(s), m = atoi(s + 5), d = atoi(s + 8);
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m < 1 || m > 12 || d < 1) return false;
+    return d <= days[m - 1] + (m == 2 && leap(y));
+}
+
+static bool valid_time(const char *s, size_t n) {
+    return regex_search("^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]+)?(Z|z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$", s, n);
+}
+
+static bool valid_format(const char *fmt, const char *s, size_t n, bool *known) {
+    *known = true;
+    if (!strcmp(fmt, "date")) return valid_date(s, n);
+    if (!strcmp(fmt, "time")) return valid_time(s, n);
+    if (!strcmp(fmt, "date-time")) {
+        const char *t = memchr(s, 'T', n);
+        if (!t) t = memchr(s, 't', n);
+        return t && valid_date(s, (size_t)(t - s)) && valid_time(t + 1, n - (size_t)(t - s) - 1);
+    }
+    if (!strcmp(fmt, "email"))
+        return n <= 254 && regex_search("^[A-Za-z0-9_+-]+(\\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+                                        "(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$", s, n);
+    if (!strcmp(fmt, "uuid"))
+        return regex_search("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", s, n);
+    *known = false;
+    return false;
+}
+
+static const json_t *resolve(vctx *v, const char *ref) {
+    if (ref[0] != '#') return NULL;
+    const json_t *node = v->root;
+    const char *p = ref + 1;
+    while (*p && node) {
+        if (*p != '/') return NULL;
+        p++;
+        char tok[256];
+        size_t n = 0;
+        while (*p && *p != '/' && n < sizeof tok - 1) {
+            if (p[0] == '~' && p[1] == '0') tok[n++] = '~', p += 2;
+            else if (p[0] == '~' && p[1] == '1') tok[n++] = '/', p += 2;
+            else tok[n++] = *p++;
+        }
+        tok[n] = 0;
+        if (json_is_object(node)) node = json_object_get(node, tok);
+        else if (json_is_array(node)) node = json_array_get(node, (size_t)strtoul(tok, NULL, 10));
+        else node = NULL;
+    }
+    return node;
+}
+
+static char *short_value(const json_t *x, char *buf, size_t cap) {
+    char *t = json_dumps(x, JSON_COMPACT | JSON_ENCODE_ANY);
+    snprintf(buf, cap, "%.60s%s", t ? t : "?", t && strlen(t) > 60 ? "..." : "");
+    free(t);
+    return buf;
+}
+
+static bool validate(vctx *v, const json_t *s, const json_t *x, const char *path);
+
+static bool validate_number_bounds(vctx *v, const json_t *s, const json_t *x, const char *path) {
+    double d = json_number_value(x);
+    const json_t *b;
+    char buf[80];
+    if ((b = json_object_get(s, "minimum")) && d < json_number_value(b))
+        return bad(v, path, "%s is below the minimum %g", short_value(x, buf, sizeof buf), json_number_value(b));
+    if ((b = json_object_get(s, "maximum")) && d > json_number_value(b))
+        return bad(v, path, "%s is above the maximum %g", short_value(x, buf, sizeof buf), json_number_value(b));
+    if ((b = json_object_get(s, "exclusiveMinimum")) && d <= json_number_value(b))
+        return bad(v, path, "%s is not above the exclusive minimum %g", short_value(x, buf, sizeof buf), json_number_value(b));
+    if ((b = json_object_get(s, "exclusiveMaximum")) && d >= json_number_value(b))
+        return bad(v, path, "%s is not below the exclusive maximum %g", short_value(x, buf, sizeof buf), json_number_value(b));
+    return true;
+}
+
+static bool validate(vctx *v, const json_t *s, const json_t *x, const char *path) {
+    if (json_is_true(s)) return true;
+    if (json_is_false(s)) return bad(v, path, "no value is allowed here (schema false)");
+    if (!json_is_object(s)) return bad(v, path, "schema is not an object");
+    if (++v->depth > 200) return bad(v, path, "schema nesting too deep");
+    bool ok = false;
+    char buf[80];
+    const json_t *k;
+    if ((k = json_object_get(s, "$ref"))) {
+        const json_t *t = json_is_string(k) ? resolve(v, json_string_value(k)) : NULL;
+        if (!t) {
+            bad(v, path, "$ref does not resolve");
+            goto out;
+        }
+        if (!validate(v, t, x, path)) goto out;
+    }
+    if ((k = json_object_get(s, "type"))) {
+        bool m = false;
+        if (json_is_string(k)) m = type_is(json_string_value(k), x);
+        for (size_t i = 0; json_is_array(k) && i < json_array_size(k); i++)
+            m |= json_is_string(json_array_get(k, i)) && type_is(json_string_value(json_array_get(k, i)), x);
+        if (!m) {
+            char *t = json_dumps(k, JSON_COMPACT | JSON_ENCODE_ANY);
+            bad(v, path, "%s is not of type %s", short_value(x, buf, sizeof buf), t ? t : "?");
+            free(t);
+            goto out;
+        }
+    }
+    if ((k = json_object_get(s, "const")) && !json_equal((json_t *)k, (json_t *)x)) {
+        bad(v, path, "%s is not the constant value", short_value(x, buf, sizeof buf));
+        goto out;
+    }
+    if ((k = json_object_get(s, "enum"))) {
+        bool m = false;
+        for (size_t i = 0; i < json_array_size(k) && !m; i++) m = json_equal(json_array_get(k, i), (json_t *)x);
+        if (!m) {
+            bad(v, path, "%s is not one of the enum values", short_value(x, buf, sizeof buf));
+            goto out;
+        }
+    }
+    if ((k = json_object_get(s, "anyOf"))) {
+        bool m = false;
+        for (size_t i = 0; i < json_array_size(k) && !m; i++) m = validate(v, json_array_get(k, i), x, path);
+        if (!m) {
+            bad(v, path, "%s matches none of anyOf", short_value(x, buf, sizeof buf));
+            goto out;
+        }
+    }
+    if ((k = json_object_get(s, "oneOf"))) {
+        int m = 0;
+        for (size_t i = 0; i < json_array_size(k); i++) m += validate(v, json_array_get(k, i), x, path);
+        if (m != 1) {
+            bad(v, path, "%s matches %d of oneOf (exactly one required)", short_value(x, buf, sizeof buf), m);
+            goto out;
+        }
+    }
+    if (json_is_number(x) && !validate_number_bounds(v, s, x, path)) goto out;
+    if (json_is_string(x)) {
+        const char *str = json_string_value(x);
+        size_t n = json_string_length(x), cps = utf8_length(str, n);
+        if ((k = json_object_get(s, "minLength")) && (double)cps < json_number_value(k)) {
+            bad(v, path, "string of %zu characters is shorter than minLength %g", cps, json_number_value(k));
+            goto out;
+        }
+        if ((k = json_object_get(s, "maxLength")) && (double)cps > json_number_value(k)) {
+            bad(v, path, "string of %zu characters is longer than maxLength %g", cps, json_number_value(k));
+            goto out;
+        }
+        if ((k = json_object_get(s, "pattern")) && json_is_string(k) && !regex_search(json_string_value(k), str, n)) {
+            bad(v, path, "%s does not match the pattern %s", short_value(x, buf, sizeof buf), json_string_value(k));
+            goto out;
+        }
+        if ((k = json_object_get(s, "format")) && json_is_string(k)) {
+            bool known;
+            bool m = valid_format(json_string_value(k), str, n, &known);
+            if (!known) {
+                bad(v, path, "unsupported format '%s'", json_string_value(k));
+                goto out;
+            }
+            if (!m) {
+                bad(v, path, "%s is not a valid %s", short_value(x, buf, sizeof buf), json_string_value(k));
+                goto out;
+            }
+        }
+    }
+    if (json_is_array(x)) {
+        size_t n = json_array_size(x);
+        if ((k = json_object_get(s, "minItems")) && (double)n < json_number_value(k)) {
+            bad(v, path, "array of %zu items has fewer than minItems %g", n, json_number_value(k));
+            goto out;
+        }
+        if ((k = json_object_get(s, "maxItems")) && (double)n > json_number_value(k)) {
+            bad(v, path, "array of %zu items has more than maxItems %g", n, json_number_value(k));
+            goto out;
+        }
+        if ((k = json_object_get(s, "items")))
+            for (size_t i = 0; i < n; i++) {
+                char sub[512];
+                snprintf(sub, sizeof sub, "%s[%zu]", path, i);
+                if (!validate(v, k, json_array_get(x, i), sub)) goto out;
+            }
+    }
+    if (json_is_object(x)) {
+        const json_t *props = json_object_get(s, "properties"), *addl = json_object_get(s, "additionalProperties");
+        if ((k = json_object_get(s, "required")))
+            for (size_t i = 0; i < json_array_size(k); i++) {
+                const char *name = json_string_value(json_array_get(k, i));
+                if (name && !json_object_get(x, name)) {
+                    bad(v, path, "required property '%s' is missing", name);
+                    goto out;
+                }
+            }
+        const char *key;
+        json_t *val;
+        json_object_foreach((json_t *)x, key, val) {
+            char sub[512];
+            snprintf(sub, sizeof sub, "%s.%s", path, key);
+            const json_t *ps = props ? json_object_get(props, key) : NULL;
+            if (ps) {
+                if (!validate(v, ps, val, sub)) goto out;
+            } else if (addl) {
+                if (json_is_false(addl)) {
+                    bad(v, path, "property '%s' is not allowed (additionalProperties false)", key);
+                    goto out;
+                }
+                if (!validate(v, addl, val, sub)) goto out;
+            }
+        }
+    }
+    ok = true;
+out:
+    v->depth--;
+    return ok;
+}
+
+int slm_json_validate(const char *schema_json, const char *text, size_t len, char *err, size_t err_len) {
+    json_error_t je;
+    json_t *schema = json_loads(schema_json, JSON_DECODE_ANY, &je);
+    if (!schema) return slm_err(err, err_len, "schema is not valid JSON: %s", je.text);
+    json_t *x = json_loadb(text, len, JSON_DECODE_ANY, &je);
+    if (!x) {
+        json_decref(schema);
+        return slm_err(err, err_len, "output is not valid JSON (line %d, column %d): %s", je.line, je.column, je.text);
+    }
+    vctx v = {.root = schema, .err = err, .err_len = err_len};
+    const json_t *t = json_object_get(schema, "type");
+    bool ok;
+    if (json_is_object(schema) && json_object_size(schema) == 1 && json_is_string(t) &&
+        !strcmp(json_string_value(t), "json_object"))
+        ok = json_is_object(x) || bad(&v, "$", "output is not a JSON object");
+    else
+        ok = validate(&v, schema, x, "$");
+    json_decref(x);
+    json_decref(schema);
+    return ok ? 0 : -1;
+}

@@ -1,0 +1,14 @@
+/* Validation of JSON texts against the JSON Schema subset slm_json_schema_to_gbnf supports: every
+ * constrained result passes through here before it is returned. */
+#ifndef SLM_SAMPLE_JSON_VALIDATE_H
+#define SLM_SAMPLE_JSON_VALIDATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* 0 if `text` (len bytes) is one JSON value valid against `schema_json`; else -1 with err naming
+ * the first violation and where, e.g. "$.items[2].price: 12.5 is above the maximum 10". The schema
+ * {"type":"json_object"} accepts any JSON object. */
+int slm_json_validate(const char *schema_json, const char *text, size_t len, char *err, size_t err_len);
+
+#endif
