@@ -40,6 +40,14 @@ void slm_weight_row_f32(const slm_weight *w, int64_t row, float *dst);
 int slm_weight_prepare(slm_weight *w);
 void slm_weight_release(slm_weight *w);
 
+/* Vector helpers for the rest of the forward pass (attention over an f16 or f32 KV cache), on
+ * the selected ISA path. f16 means IEEE half floats stored as uint16_t. */
+float slm_vec_dot_f32(int64_t n, const float *a, const float *b);
+float slm_vec_dot_f16_f32(int64_t n, const uint16_t *a, const float *b);
+void slm_vec_axpy_f32(int64_t n, float *y, float s, const float *a);      /* y += s * a */
+void slm_vec_axpy_f16_f32(int64_t n, float *y, float s, const uint16_t *a); /* y += s * a */
+void slm_vec_f32_to_f16(int64_t n, const float *src, uint16_t *dst);       /* round to nearest even */
+
 /* Name of the selected ISA path; SLM_ISA=scalar|avx2|avx512|amx forces a lower one. */
 const char *slm_kernels_isa(void);
 

@@ -68,6 +68,12 @@ typedef struct slm_kernel_table {
     slm_type_kernels types[SLM_TYPE_COUNT];
     slm_quantize_act_fn quantize_q8;
     slm_quantize_act_fn quantize_q8k;
+    /* vector helpers behind the public slm_vec_* functions */
+    float (*dot_f32)(int64_t n, const float *a, const float *b);
+    float (*dot_f16_f32)(int64_t n, const uint16_t *a, const float *b);
+    void (*axpy_f32)(int64_t n, float *y, float s, const float *a);
+    void (*axpy_f16_f32)(int64_t n, float *y, float s, const uint16_t *a);
+    void (*f32_to_f16)(int64_t n, const float *src, uint16_t *dst);
 } slm_kernel_table;
 
 void slm_kernels_fill_scalar(slm_kernel_table *t);

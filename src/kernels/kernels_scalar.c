@@ -137,8 +137,39 @@ KQUANT_DOT(q4_K, block_q4_K)
 KQUANT_DOT(q5_K, block_q5_K)
 KQUANT_DOT(q6_K, block_q6_K)
 
+/* ---- vector helpers ---- */
+
+static float dot_f32(int64_t n, const float *a, const float *b) {
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+static float dot_f16_f32(int64_t n, const uint16_t *a, const float *b) {
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) sum += slm_fp16_to_fp32(a[i]) * b[i];
+    return sum;
+}
+
+static void axpy_f32(int64_t n, float *y, float s, const float *a) {
+    for (int64_t i = 0; i < n; i++) y[i] += s * a[i];
+}
+
+static void axpy_f16_f32(int64_t n, float *y, float s, const uint16_t *a) {
+    for (int64_t i = 0; i < n; i++) y[i] += s * slm_fp16_to_fp32(a[i]);
+}
+
+static void f32_to_f16(int64_t n, const float *src, uint16_t *dst) {
+    for (int64_t i = 0; i < n; i++) dst[i] = slm_fp32_to_fp16(src[i]);
+}
+
 void slm_kernels_fill_scalar(slm_kernel_table *t) {
     memset(t, 0, sizeof *t);
+    t->dot_f32 = dot_f32;
+    t->dot_f16_f32 = dot_f16_f32;
+    t->axpy_f32 = axpy_f32;
+    t->axpy_f16_f32 = axpy_f16_f32;
+    t->f32_to_f16 = f32_to_f16;
     t->quantize_q8 = quantize_q8;
     t->quantize_q8k = quantize_q8k;
     t->types[SLM_TYPE_F32] = (slm_type_kernels){SLM_ACT_F32, vec_dot_f32, NULL};

@@ -283,11 +283,54 @@ static void check_multi(const uint32_t *types, int n_w, int64_t k, int n_tok, sl
     free(x);
 }
 
+/* The vector helpers of every ISA against plain loops. */
+static void check_vector_helpers(void) {
+    const int64_t sizes[] = {1, 7, 64, 67, 1000};
+    for (int isa = SLM_ISA_SCALAR; isa < SLM_ISA_COUNT; isa++) {
+        const slm_kernel_table *t = slm_kernels_for_isa((slm_isa)isa);
+        if (!t) continue;
+        const char *name = slm_isa_level_name((slm_isa)isa);
+        for (int si = 0; si < 5; si++) {
+            int64_t n = sizes[si];
+            float a[1000], b[1000], y[1000], y_ref[1000];
+            uint16_t h[1000], h_ref[1000];
+            double mag = 0, ref = 0, ref_h = 0;
+            for (int64_t i = 0; i < n; i++) {
+                a[i] = rng_uniform(-3, 3);
+                b[i] = rng_uniform(-3, 3);
+                h_ref[i] = slm_fp32_to_fp16(a[i]);
+                y[i] = y_ref[i] = rng_uniform(-1, 1);
+                mag += fabs(a[i] * b[i]);
+                ref += (double)a[i] * b[i];
+                ref_h += (double)slm_fp16_to_fp32(h_ref[i]) * b[i];
+            }
+            CHECKF(fabs(t->dot_f32(n, a, b) - ref) <= 1e-5 * mag + 1e-6, "%s dot_f32 n=%lld", name, (long long)n);
+            CHECKF(fabs(t->dot_f16_f32(n, h_ref, b) - ref_h) <= 1e-5 * mag + 1e-6, "%s dot_f16_f32 n=%lld", name,
+                   (long long)n);
+            t->f32_to_f16(n, a, h);
+            CHECKF(memcmp(h, h_ref, sizeof(uint16_t) * (size_t)n) == 0, "%s f32_to_f16 n=%lld differs from "
+                   "round-to-nearest-even", name, (long long)n);
+            t->axpy_f32(n, y, 0.5f, a);
+            int bad = 0;
+            for (int64_t i = 0; i < n; i++) bad += fabsf(y[i] - (y_ref[i] + 0.5f * a[i])) > 1e-6f;
+            CHECKF(bad == 0, "%s axpy_f32 n=%lld", name, (long long)n);
+            memcpy(y, y_ref, sizeof(float) * (size_t)n);
+            t->axpy_f16_f32(n, y, -2.0f, h_ref);
+            bad = 0;
+            for (int64_t i = 0; i < n; i++) bad += fabsf(y[i] - (y_ref[i] - 2.0f * slm_fp16_to_fp32(h_ref[i]))) > 1e-5f;
+            CHECKF(bad == 0, "%s axpy_f16_f32 n=%lld", name, (long long)n);
+        }
+    }
+    float a[3] = {1, 2, 3}, b[3] = {4, 5, 6};
+    CHECK(slm_vec_dot_f32(3, a, b) == 32.0f);
+}
+
 int main(void) {
     fprintf(stderr, "kernel paths on this CPU: up to %s (selected %s)\n", slm_isa_level_name(slm_isa_supported()),
             slm_kernels_isa());
     CHECK(strcmp(slm_kernels_isa(), slm_isa_level_name(slm_isa_selected())) == 0);
     CHECK(slm_kernels_for_isa(SLM_ISA_SCALAR) != NULL);
+    check_vector_helpers();
     slm_pool *pool1 = slm_pool_new(1), *pool2 = slm_pool_new(2);
     CHECK(pool1 && pool2);
     if (!pool1 || !pool2) return test_report("test_kernels");
