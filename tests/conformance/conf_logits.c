@@ -209,7 +209,7 @@ static int compare_greedy(slm_context *ctx, const slm_model *m, json_t *greedy, 
 }
 
 static float *load_full0(const char *dir, int n_vocab, int n_pos) {
-    char path[4096];
+    char path[8300];
     snprintf(path, sizeof path, "%s/logits_full_0.f32", dir);
     FILE *fp = fopen(path, "rb");
     if (!fp) return NULL;
@@ -235,7 +235,7 @@ static void run_case(const model_case *mc, const char *shared, const char *model
         return;
     }
     fclose(probe);
-    char jpath[4200];
+    char jpath[8400];
     snprintf(jpath, sizeof jpath, "%s/model.json", dir);
     json_t *mj = load_json(jpath);
     if (!mj) {
