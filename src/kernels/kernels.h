@@ -47,6 +47,12 @@ float slm_vec_dot_f16_f32(int64_t n, const uint16_t *a, const float *b);
 void slm_vec_axpy_f32(int64_t n, float *y, float s, const float *a);      /* y += s * a */
 void slm_vec_axpy_f16_f32(int64_t n, float *y, float s, const uint16_t *a); /* y += s * a */
 void slm_vec_f32_to_f16(int64_t n, const float *src, uint16_t *dst);       /* round to nearest even */
+/* Attention over an f16 cache, one call per (token, head) so nothing is paid per position:
+ * scores[j] = scale * dot(q, k + j*stride) for j < n (hd elements each), and
+ * out = sum over j < n of p[j] * (v + j*stride) (out is overwritten). stride is in elements. */
+void slm_vec_scores_f16(int64_t n, int64_t hd, const float *q, const uint16_t *k, size_t stride, float scale,
+                        float *scores);
+void slm_vec_weighted_sum_f16(int64_t n, int64_t hd, const float *p, const uint16_t *v, size_t stride, float *out);
 
 /* Name of the selected ISA path; SLM_ISA=scalar|avx2|avx512|amx forces a lower one. */
 const char *slm_kernels_isa(void);

@@ -74,6 +74,9 @@ typedef struct slm_kernel_table {
     void (*axpy_f32)(int64_t n, float *y, float s, const float *a);
     void (*axpy_f16_f32)(int64_t n, float *y, float s, const uint16_t *a);
     void (*f32_to_f16)(int64_t n, const float *src, uint16_t *dst);
+    void (*scores_f16)(int64_t n, int64_t hd, const float *q, const uint16_t *k, size_t stride, float scale,
+                       float *scores);
+    void (*weighted_sum_f16)(int64_t n, int64_t hd, const float *p, const uint16_t *v, size_t stride, float *out);
 } slm_kernel_table;
 
 void slm_kernels_fill_scalar(slm_kernel_table *t);

@@ -163,8 +163,20 @@ static void f32_to_f16(int64_t n, const float *src, uint16_t *dst) {
     for (int64_t i = 0; i < n; i++) dst[i] = slm_fp32_to_fp16(src[i]);
 }
 
+static void scores_f16(int64_t n, int64_t hd, const float *q, const uint16_t *k, size_t stride, float scale,
+                       float *scores) {
+    for (int64_t j = 0; j < n; j++) scores[j] = scale * dot_f16_f32(hd, k + (size_t)j * stride, q);
+}
+
+static void weighted_sum_f16(int64_t n, int64_t hd, const float *p, const uint16_t *v, size_t stride, float *out) {
+    for (int64_t i = 0; i < hd; i++) out[i] = 0.0f;
+    for (int64_t j = 0; j < n; j++) axpy_f16_f32(hd, out, p[j], v + (size_t)j * stride);
+}
+
 void slm_kernels_fill_scalar(slm_kernel_table *t) {
     memset(t, 0, sizeof *t);
+    t->scores_f16 = scores_f16;
+    t->weighted_sum_f16 = weighted_sum_f16;
     t->dot_f32 = dot_f32;
     t->dot_f16_f32 = dot_f16_f32;
     t->axpy_f32 = axpy_f32;

@@ -1,22 +1,45 @@
-/* Public vector helpers: thin wrappers over the selected ISA's table. */
+/* Public vector helpers: thin wrappers over the selected ISA's table, which is looked up once and
+ * cached because these are called per attention row. */
+#include <stdatomic.h>
+
 #include "kernels/kernels_impl.h"
 
+static _Atomic(const slm_kernel_table *) cached_table;
+
+static inline const slm_kernel_table *table(void) {
+    const slm_kernel_table *t = atomic_load_explicit(&cached_table, memory_order_acquire);
+    if (!t) {
+        t = slm_kernels_active();
+        atomic_store_explicit(&cached_table, t, memory_order_release);
+    }
+    return t;
+}
+
 float slm_vec_dot_f32(int64_t n, const float *a, const float *b) {
-    return slm_kernels_active()->dot_f32(n, a, b);
+    return table()->dot_f32(n, a, b);
 }
 
 float slm_vec_dot_f16_f32(int64_t n, const uint16_t *a, const float *b) {
-    return slm_kernels_active()->dot_f16_f32(n, a, b);
+    return table()->dot_f16_f32(n, a, b);
 }
 
 void slm_vec_axpy_f32(int64_t n, float *y, float s, const float *a) {
-    slm_kernels_active()->axpy_f32(n, y, s, a);
+    table()->axpy_f32(n, y, s, a);
 }
 
 void slm_vec_axpy_f16_f32(int64_t n, float *y, float s, const uint16_t *a) {
-    slm_kernels_active()->axpy_f16_f32(n, y, s, a);
+    table()->axpy_f16_f32(n, y, s, a);
 }
 
 void slm_vec_f32_to_f16(int64_t n, const float *src, uint16_t *dst) {
-    slm_kernels_active()->f32_to_f16(n, src, dst);
+    table()->f32_to_f16(n, src, dst);
+}
+
+void slm_vec_scores_f16(int64_t n, int64_t hd, const float *q, const uint16_t *k, size_t stride, float scale,
+                        float *scores) {
+    table()->scores_f16(n, hd, q, k, stride, scale, scores);
+}
+
+void slm_vec_weighted_sum_f16(int64_t n, int64_t hd, const float *p, const uint16_t *v, size_t stride, float *out) {
+    table()->weighted_sum_f16(n, hd, p, v, stride, out);
 }

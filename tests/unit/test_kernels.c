@@ -323,6 +323,46 @@ static void check_vector_helpers(void) {
     }
     float a[3] = {1, 2, 3}, b[3] = {4, 5, 6};
     CHECK(slm_vec_dot_f32(3, a, b) == 32.0f);
+
+    /* Attention rows: head sizes with and without the unrolled case, strided rows. */
+    const int64_t hds[] = {8, 64, 20, 128};
+    for (int isa = SLM_ISA_SCALAR; isa < SLM_ISA_COUNT; isa++) {
+        const slm_kernel_table *t = slm_kernels_for_isa((slm_isa)isa);
+        if (!t) continue;
+        for (int hi = 0; hi < 4; hi++) {
+            const int64_t hd = hds[hi], n = 37;
+            const size_t stride = (size_t)hd * 3 + 5;
+            uint16_t *kv = malloc(sizeof(uint16_t) * stride * (size_t)n);
+            float q[128], p[37], scores[37], out[128];
+            for (size_t i = 0; i < stride * (size_t)n; i++) kv[i] = slm_fp32_to_fp16(rng_uniform(-2, 2));
+            for (int64_t i = 0; i < hd; i++) q[i] = rng_uniform(-1, 1);
+            for (int64_t j = 0; j < n; j++) p[j] = rng_uniform(0, 1);
+            t->scores_f16(n, hd, q, kv, stride, 0.125f, scores);
+            t->weighted_sum_f16(n, hd, p, kv, stride, out);
+            int bad = 0;
+            for (int64_t j = 0; j < n; j++) {
+                double ref = 0, mag = 0;
+                for (int64_t i = 0; i < hd; i++) {
+                    double kvv = slm_fp16_to_fp32(kv[(size_t)j * stride + (size_t)i]);
+                    ref += kvv * q[i];
+                    mag += fabs(kvv * q[i]);
+                }
+                bad += !(fabs(scores[j] - 0.125 * ref) <= 1e-6 * mag + 1e-7);
+            }
+            for (int64_t i = 0; i < hd; i++) {
+                double ref = 0, mag = 0;
+                for (int64_t j = 0; j < n; j++) {
+                    double kvv = slm_fp16_to_fp32(kv[(size_t)j * stride + (size_t)i]);
+                    ref += p[j] * kvv;
+                    mag += fabs(p[j] * kvv);
+                }
+                bad += !(fabs(out[i] - ref) <= 1e-6 * mag + 1e-7);
+            }
+            CHECKF(bad == 0, "%s attention rows hd=%lld: %d values off", slm_isa_level_name((slm_isa)isa),
+                   (long long)hd, bad);
+            free(kv);
+        }
+    }
 }
 
 int main(void) {
