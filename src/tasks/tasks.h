@@ -52,7 +52,8 @@ int slm_task_extract(slm_context *ctx, const slm_task_params *p, const char *inp
 
 /* Summary of `input` in at most about max_words words (0 = 100) in `style` (free text such as
  * "bullet points"; NULL = plain prose). Input longer than the context is split at sentence or line
- * boundaries, each part summarised, and the summaries combined (repeatedly if needed). */
+ * boundaries, each part summarised, and the summaries combined (repeatedly if needed). A summary cut
+ * by the token cap is returned (0) with finish_reason "length"; callers must pass that on. */
 int slm_task_summarize(slm_context *ctx, const slm_task_params *p, const char *input, int max_words, const char *style,
                        slm_task_result *out, char *err, size_t err_len);
 
