@@ -423,7 +423,12 @@ int64_t gguf_arr_i64(const gguf_kv *kv, uint64_t i) {
     bool is_int = true;
     if (kv->type != GGUF_TYPE_ARRAY || i >= kv->arr_n) return 0;
     load_number(kv->arr_type, kv->data + i * gguf_type_size(kv->arr_type), &d, &n, &is_int);
-    return is_int ? n : (int64_t)d;
+    if (is_int) return n;
+    /* Saturate: converting an out-of-range or NaN double to int64 is undefined behaviour. */
+    if (d != d) return 0;
+    if (d <= -9223372036854775808.0) return INT64_MIN;
+    if (d >= 9223372036854775808.0) return INT64_MAX;
+    return (int64_t)d;
 }
 
 static const gguf_kv *find_typed(const gguf_file *f, const char *key, char *err, size_t err_len, int *rc) {

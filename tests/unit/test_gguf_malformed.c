@@ -579,6 +579,47 @@ static void test_byte_flips(const uint8_t *valid, size_t len) {
     free(buf);
 }
 
+/* Numeric arrays read through the converting accessors: values no int64 can hold (huge floats,
+ * NaN, u64 above INT64_MAX) saturate instead of invoking undefined behaviour (found by fuzz_gguf). */
+static void test_array_conversions(void) {
+    writer w = {0};
+    w_header(&w, 3, 0, 2);
+    w_str(&w, "token_type_as_f64");
+    w_u32(&w, GGUF_TYPE_ARRAY);
+    w_u32(&w, GGUF_TYPE_FLOAT64);
+    w_u64(&w, 5);
+    const double dv[5] = {1e30, -1e30, 0.0 / 0.0, 3.75, -2.5};
+    w_bytes(&w, dv, sizeof dv);
+    w_str(&w, "big_u64");
+    w_u32(&w, GGUF_TYPE_ARRAY);
+    w_u32(&w, GGUF_TYPE_UINT64);
+    w_u64(&w, 2);
+    w_u64(&w, UINT64_MAX);
+    w_u64(&w, 42);
+    gguf_file *f = NULL;
+    char err[256] = "";
+    CHECKF(gguf_open_memory(w.buf, w.len, "conv.gguf", &f, err, sizeof err) == 0, "%s", err);
+    if (f) {
+        const gguf_kv *a = NULL;
+        CHECK(gguf_get_arr(f, "token_type_as_f64", &a, err, sizeof err) == 0 && a);
+        if (a) {
+            CHECK(gguf_arr_i64(a, 0) == INT64_MAX);
+            CHECK(gguf_arr_i64(a, 1) == INT64_MIN);
+            CHECK(gguf_arr_i64(a, 2) == 0);
+            CHECK(gguf_arr_i64(a, 3) == 3 && gguf_arr_i64(a, 4) == -2);
+            CHECK(gguf_arr_i64(a, 5) == 0); /* past the end */
+            CHECK(gguf_arr_f64(a, 3) == 3.75);
+        }
+        CHECK(gguf_get_arr(f, "big_u64", &a, err, sizeof err) == 0 && a);
+        if (a) {
+            CHECK(gguf_arr_i64(a, 0) == INT64_MAX);
+            CHECK(gguf_arr_i64(a, 1) == 42);
+        }
+        gguf_close(f);
+    }
+    w_free(&w);
+}
+
 int main(void) {
 #ifndef TEST_HAVE_ASAN
     limit_memory();
@@ -608,6 +649,7 @@ int main(void) {
     test_truncations(w.buf, w.len);
     test_malformed();
     test_byte_flips(w.buf, w.len);
+    test_array_conversions();
     w_free(&w);
     rmdir(tmp_dir);
     return test_report("test_gguf_malformed");
