@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "kernels/gemm_big.h"
 #include "kernels/kernels_impl.h"
 #include "slm.h"
 
@@ -19,6 +20,7 @@ static slm_isa isa_supported = SLM_ISA_SCALAR;
 static slm_isa isa_selected = SLM_ISA_SCALAR;
 static slm_kernel_table tables[SLM_ISA_COUNT];
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static slm_gemm_big gemm_big_avx512;
 
 static uint64_t read_xcr0(void) {
     uint32_t eax, edx;
@@ -105,6 +107,8 @@ static void init_kernels(void) {
     if (isa_supported >= SLM_ISA_AVX512) {
         tables[SLM_ISA_AVX512] = tables[SLM_ISA_AVX2];
         slm_kernels_fill_avx512(&tables[SLM_ISA_AVX512]);
+        slm_gemm_big_fill_avx512(&gemm_big_avx512);
+        tables[SLM_ISA_AVX512].big = &gemm_big_avx512;
     }
 }
 

@@ -77,6 +77,8 @@ typedef struct slm_kernel_table {
     void (*scores_f16)(int64_t n, int64_t hd, const float *q, const uint16_t *k, size_t stride, float scale,
                        float *scores);
     void (*weighted_sum_f16)(int64_t n, int64_t hd, const float *p, const uint16_t *v, size_t stride, float *out);
+    /* batched GEMM of gemm_big.h; NULL members where the ISA has none */
+    struct slm_gemm_big *big;
 } slm_kernel_table;
 
 void slm_kernels_fill_scalar(slm_kernel_table *t);

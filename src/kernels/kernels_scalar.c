@@ -16,7 +16,10 @@ static void quantize_q8(int64_t k, const float *x, void *dst) {
     for (int64_t b = 0; b < k / SLM_QK; b++) {
         const float *xb = x + b * SLM_QK;
         float amax = 0.0f;
-        for (int i = 0; i < SLM_QK; i++) amax = fmaxf(amax, fabsf(xb[i]));
+        for (int i = 0; i < SLM_QK; i++) {
+            float v = fabsf(xb[i]);
+            amax = v > amax ? v : amax; /* fmaxf, without the libm call */
+        }
         float d = amax / 127.0f;
         float id = d != 0.0f ? 1.0f / d : 0.0f;
         int sum = 0;
@@ -35,7 +38,10 @@ static void quantize_q8k(int64_t k, const float *x, void *dst) {
     for (int64_t b = 0; b < k / SLM_QK_K; b++) {
         const float *xb = x + b * SLM_QK_K;
         float amax = 0.0f;
-        for (int i = 0; i < SLM_QK_K; i++) amax = fmaxf(amax, fabsf(xb[i]));
+        for (int i = 0; i < SLM_QK_K; i++) {
+            float v = fabsf(xb[i]);
+            amax = v > amax ? v : amax;
+        }
         float d = amax / 127.0f;
         float id = d != 0.0f ? 1.0f / d : 0.0f;
         for (int g = 0; g < SLM_QK_K / 16; g++) {

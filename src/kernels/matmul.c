@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/gemm_big.h"
 #include "kernels/kernels_impl.h"
 
 /* Elements dequantized at a time on the exact path: a multiple of every block size, small enough
@@ -66,6 +67,8 @@ size_t slm_act_row_bytes(slm_act_kind kind, int64_t k) {
 #define TOKEN_TILE 64
 
 #define MAX_FUSED 4
+/* Below this many tokens the per-row unpacking of the batched GEMM does not pay off. */
+#define BIG_GEMM_MIN_TOKENS 8
 
 typedef struct fast_job {
     int n_w;
@@ -75,9 +78,13 @@ typedef struct fast_job {
     const slm_type_kernels *kern;       /* all fused weights share the activation format */
     const slm_type_kernels *kern_of[MAX_FUSED];
     const slm_kernel_table *table;
+    slm_pool *pool;
     const float *x;
     int64_t k;
     const uint8_t *act; /* quantized activations, or x itself when the kernel takes f32 */
+    const slm_gemm_big *big; /* non-NULL: the batched GEMM path with canonical rows */
+    uint8_t *xact;           /* canonical activation rows for it */
+    size_t xrow_bytes;
     size_t act_stride;
     int n_tok;
     int64_t rows_per_chunk;
@@ -89,8 +96,38 @@ static void quantize_task(void *arg, int ith, int nth) {
     int64_t t0, t1;
     split_range(job->n_tok, ith, nth, &t0, &t1);
     slm_quantize_act_fn quantize = job->kern->act == SLM_ACT_Q8K ? job->table->quantize_q8k : job->table->quantize_q8;
-    for (int64_t t = t0; t < t1; t++)
-        quantize(job->k, job->x + t * job->k, (uint8_t *)job->act + t * job->act_stride);
+    for (int64_t t = t0; t < t1; t++) {
+        uint8_t *a = (uint8_t *)job->act + t * job->act_stride;
+        quantize(job->k, job->x + t * job->k, a);
+        if (job->big) job->big->convert_act(job->kern->act, job->k, a, job->xact + (size_t)t * job->xrow_bytes);
+    }
+}
+
+/* Rows r0..r1 of weight wi through the batched GEMM: unpack them once into this thread's scratch,
+ * then sweep token tiles small enough to stay in L2 with them. */
+static bool compute_rows_big(const fast_job *job, int wi, int64_t r0, int64_t r1, int ith) {
+    const slm_weight *w = job->w[wi];
+    const slm_gemm_big *big = job->big;
+    const size_t rb = job->xrow_bytes;
+    uint8_t *wbuf = slm_pool_scratch(job->pool, ith, rb * (size_t)(r1 - r0));
+    if (!wbuf) return false;
+    for (int64_t r = r0; r < r1; r++)
+        big->unpack_row(w->type, w->k, (const uint8_t *)w->data + (size_t)r * w->row_bytes, wbuf + (size_t)(r - r0) * rb);
+    int tt = (int)((512 * 1024) / rb);
+    tt = tt < SLM_GEMM_BIG_TILE ? SLM_GEMM_BIG_TILE : tt / SLM_GEMM_BIG_TILE * SLM_GEMM_BIG_TILE;
+    const int64_t m = w->m;
+    for (int tb = 0; tb < job->n_tok; tb += tt) {
+        int te = tb + tt < job->n_tok ? tb + tt : job->n_tok;
+        for (int64_t r = r0; r < r1; r += SLM_GEMM_BIG_TILE) {
+            int nr = r1 - r < SLM_GEMM_BIG_TILE ? (int)(r1 - r) : SLM_GEMM_BIG_TILE;
+            for (int t = tb; t < te; t += SLM_GEMM_BIG_TILE) {
+                int nt = te - t < SLM_GEMM_BIG_TILE ? te - t : SLM_GEMM_BIG_TILE;
+                big->tile(w->k, wbuf + (size_t)(r - r0) * rb, rb, nr, job->xact + (size_t)t * rb, rb, nt,
+                          job->y[wi] + (int64_t)t * m + r, (size_t)m);
+            }
+        }
+    }
+    return true;
 }
 
 static void compute_rows(const fast_job *job, int wi, int64_t r0, int64_t r1) {
@@ -128,7 +165,6 @@ static void compute_rows(const fast_job *job, int wi, int64_t r0, int64_t r1) {
 
 static void compute_task(void *arg, int ith, int nth) {
     fast_job *job = arg;
-    (void)ith;
     (void)nth;
     int wi = 0;
     for (;;) {
@@ -137,14 +173,14 @@ static void compute_task(void *arg, int ith, int nth) {
         while (c >= job->first_chunk[wi + 1]) wi++;
         int64_t r0 = (c - job->first_chunk[wi]) * job->rows_per_chunk;
         int64_t r1 = r0 + job->rows_per_chunk < job->w[wi]->m ? r0 + job->rows_per_chunk : job->w[wi]->m;
-        compute_rows(job, wi, r0, r1);
+        if (!job->big || !compute_rows_big(job, wi, r0, r1, ith)) compute_rows(job, wi, r0, r1);
     }
 }
 
 /* Returns false (having done nothing) if the pool has no memory for the activations. */
 static bool matmul_fast(slm_pool *pool, const slm_kernel_table *table, const slm_weight *const *w, int n_w,
                         const float *x, int n_tok, float *const *y) {
-    fast_job job = {.n_w = n_w, .table = table, .x = x, .k = w[0]->k, .n_tok = n_tok};
+    fast_job job = {.n_w = n_w, .table = table, .pool = pool, .x = x, .k = w[0]->k, .n_tok = n_tok};
     job.kern = &table->types[w[0]->type];
     int64_t total_rows = 0;
     for (int i = 0; i < n_w; i++) {
@@ -158,9 +194,18 @@ static bool matmul_fast(slm_pool *pool, const slm_kernel_table *table, const slm
         job.act_stride = (size_t)job.k * sizeof(float);
     } else {
         job.act_stride = slm_act_row_bytes(job.kern->act, job.k);
-        uint8_t *act = slm_pool_shared_scratch(pool, job.act_stride * (size_t)n_tok);
+        size_t act_bytes = (job.act_stride * (size_t)n_tok + 63) & ~(size_t)63;
+        bool big = table->big && n_tok >= BIG_GEMM_MIN_TOKENS;
+        for (int i = 0; big && i < n_w; i++) big = table->big->type_supported(w[i]->type);
+        size_t xrow = big ? table->big->row_bytes(job.k) : 0;
+        uint8_t *act = slm_pool_shared_scratch(pool, act_bytes + xrow * (size_t)n_tok);
         if (!act) return false;
         job.act = act;
+        if (big) {
+            job.big = table->big;
+            job.xact = act + act_bytes;
+            job.xrow_bytes = xrow;
+        }
         if (n_tok >= 4) {
             slm_pool_run(pool, quantize_task, &job);
         } else {

@@ -283,6 +283,39 @@ static void check_multi(const uint32_t *types, int n_w, int64_t k, int n_tok, sl
     free(x);
 }
 
+/* Every ISA's activation quantizers produce exactly the scalar bytes (so integer kernels agree). */
+static void check_quantizers(void) {
+    const int64_t k = 1024;
+    float x[1024];
+    for (int round = 0; round < 4; round++) {
+        for (int64_t i = 0; i < k; i++) {
+            x[i] = rng_uniform(-3, 3) * (i % 13 == 0 ? 50.0f : 1.0f);
+            if (round == 1 && i < 256) x[i] = 0.0f;          /* an all-zero block */
+            if (round == 2) x[i] = (float)(i % 255) - 127.0f; /* exact .5 ties after scaling */
+            if (round == 3) x[i] *= 1e-30f;                    /* tiny scales */
+        }
+        uint8_t ref8[sizeof(slm_act_q8) * 32], refk[sizeof(block_q8_K) * 4];
+        uint8_t got8[sizeof ref8], gotk[sizeof refk];
+        const slm_kernel_table *scalar = slm_kernels_for_isa(SLM_ISA_SCALAR);
+        memset(ref8, 0, sizeof ref8);
+        memset(refk, 0, sizeof refk);
+        scalar->quantize_q8(k, x, ref8);
+        scalar->quantize_q8k(k, x, refk);
+        for (int isa = SLM_ISA_SCALAR + 1; isa < SLM_ISA_COUNT; isa++) {
+            const slm_kernel_table *t = slm_kernels_for_isa((slm_isa)isa);
+            if (!t) continue;
+            memset(got8, 0, sizeof got8);
+            memset(gotk, 0, sizeof gotk);
+            t->quantize_q8(k, x, got8);
+            t->quantize_q8k(k, x, gotk);
+            CHECKF(memcmp(got8, ref8, sizeof ref8) == 0, "%s quantize_q8 differs from scalar (round %d)",
+                   slm_isa_level_name((slm_isa)isa), round);
+            CHECKF(memcmp(gotk, refk, sizeof refk) == 0, "%s quantize_q8k differs from scalar (round %d)",
+                   slm_isa_level_name((slm_isa)isa), round);
+        }
+    }
+}
+
 /* The vector helpers of every ISA against plain loops. */
 static void check_vector_helpers(void) {
     const int64_t sizes[] = {1, 7, 64, 67, 1000};
@@ -371,6 +404,7 @@ int main(void) {
     CHECK(strcmp(slm_kernels_isa(), slm_isa_level_name(slm_isa_selected())) == 0);
     CHECK(slm_kernels_for_isa(SLM_ISA_SCALAR) != NULL);
     check_vector_helpers();
+    check_quantizers();
     slm_pool *pool1 = slm_pool_new(1), *pool2 = slm_pool_new(2);
     CHECK(pool1 && pool2);
     if (!pool1 || !pool2) return test_report("test_kernels");
