@@ -206,10 +206,48 @@ static void test_random_walk(void) {
     slm_grammar_free(g);
 }
 
+
+/* Hostile grammars: random mutations of a valid grammar either compile or fail with a located
+ * message; an exponentially ambiguous grammar stays bounded (caps drop parses, never hang). */
+static void test_hostile(void) {
+    const char *base = "root ::= (\"a\" | [b-d]+ | \"\\u00e9\")* x{2,4}\nx ::= \"(\" root? \")\" # c\n";
+    uint64_t rng = 0x2545F4914F6CDD1Dull;
+    char buf[256];
+    int ok = 0, located = 0;
+    for (int it = 0; it < 3000; it++) {
+        size_t n = strlen(base);
+        memcpy(buf, base, n + 1);
+        for (int k = 0; k < 3; k++) {
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            size_t at = rng % n;
+            buf[at] = "()[]{}|*+?\"\\:=#\n ax-^\x01\xc3"[(rng >> 20) % 22];
+        }
+        char err[256] = "";
+        slm_grammar *g = NULL;
+        if (slm_grammar_compile_vocab(buf, n, 0, NULL, NULL, NULL, &g, err, sizeof err) == 0) {
+            ok++;
+            slm_grammar_accept_bytes(g, "a(b)", 4);
+            slm_grammar_free(g);
+        } else {
+            located += strncmp(err, "line ", 5) == 0;
+        }
+    }
+    CHECK(ok > 0);
+    CHECKF(located == 3000 - ok, "%d of %d errors without a line/column", 3000 - ok - located, 3000 - ok);
+
+    slm_grammar *g = compile_ok("root ::= a{0,40}\na ::= \"x\" | \"x\" \"x\" | (\"x\" | \"xx\")?\n");
+    if (!g) return;
+    char xs[200];
+    memset(xs, 'x', sizeof xs);
+    CHECK(slm_grammar_accept_bytes(g, xs, 60)); /* many parses: bounded, still alive */
+    slm_grammar_free(g);
+}
+
 int main(void) {
     test_language();
     test_errors();
     test_tokens();
     test_random_walk();
+    test_hostile();
     return test_report("test_grammar");
 }
