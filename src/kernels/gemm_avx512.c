@@ -110,6 +110,24 @@ static void convert_act(slm_act_kind kind, int64_t k, const void *act, uint8_t *
                 ds[2 * b + h] = blk[b].d * (float)sum;
             }
         }
+    } else if (kind == SLM_ACT_Q8P || kind == SLM_ACT_Q8PS) {
+        const int8_t *qs = act;
+        const float *d = slm_act_planar_d(act, k);
+        for (int64_t b = 0; b < k / SLM_QK; b++) {
+            int8_t *dstb = a + b * SLM_QK;
+            if (kind == SLM_ACT_Q8P) {
+                memcpy(dstb, qs + b * SLM_QK, SLM_QK);
+            } else {
+                memcpy(dstb, qs + b * 16, 16);
+                memcpy(dstb + 16, qs + k / 2 + b * 16, 16);
+            }
+            for (int i = 0; i < SLM_QK / 4; i++) as[b * (SLM_QK / 4) + i] = d[b];
+            for (int h = 0; h < 2; h++) {
+                int sum = 0;
+                for (int i = 0; i < 16; i++) sum += dstb[16 * h + i];
+                ds[2 * b + h] = d[b] * (float)sum;
+            }
+        }
     } else {
         const block_q8_K *blk = act;
         for (int64_t b = 0; b < k / SLM_QK_K; b++) {

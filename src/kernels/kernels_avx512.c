@@ -11,6 +11,221 @@
 
 #include "kernels/kernels_simd.inc"
 
+
+/* ---- 512-bit decode kernels over the planar activation layouts (see kernels_impl.h): four
+ * blocks per step, scales converted four at a time, zero points and minimums folded into one
+ * per-block correction vector. Same integers as the scalar kernels. ---- */
+
+static inline __m512 expand4(__m128 s) { /* [s0 x4, s1 x4, s2 x4, s3 x4] */
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                 _mm512_castps128_ps512(s));
+}
+
+static inline __m512 expand8(__m128 s, int half) { /* [s(2h) x8, s(2h+1) x8] */
+    const __m512i idx = half ? _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)
+                             : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(s));
+}
+
+/* Four half floats `stride` bytes apart. */
+static inline __m128 halves4(const void *first, size_t stride) {
+    const uint8_t *p = first;
+    uint16_t h[4];
+    for (int i = 0; i < 4; i++) memcpy(&h[i], p + (size_t)i * stride, 2);
+    uint64_t packed;
+    memcpy(&packed, h, 8);
+    return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)packed));
+}
+
+static inline float hsum128(__m128 v) {
+    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    v = _mm_add_ss(v, _mm_movehdup_ps(v));
+    return _mm_cvtss_f32(v);
+}
+
+static inline __m512i load4x16(const uint8_t *p0, size_t stride) {
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p0));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p0 + stride)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p0 + 2 * stride)), 2);
+    return _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p0 + 3 * stride)), 3);
+}
+
+enum nibble_kind { NIB_Q4_0, NIB_Q4_1, NIB_Q5_0, NIB_Q5_1, NIB_IQ4_NL };
+
+/* The 4- and 5-bit legacy types: u = nibble (+16 with the fifth bit, or through the iq4_nl table
+ * plus 128), w = d*(u - offset) + m. */
+static inline __attribute__((always_inline)) float nibble_dot(int64_t k, const void *w, const void *act,
+                                                              enum nibble_kind kind, size_t bsize, int offset) {
+    const uint8_t *wb = w;
+    const int64_t nb = k / SLM_QK;
+    const int8_t *alo = act, *ahi = (const int8_t *)act + k / 2;
+    const float *ad = slm_act_planar_d(act, k);
+    const int32_t *as = slm_act_planar_sum(act, k);
+    const bool has_min = kind == NIB_Q4_1 || kind == NIB_Q5_1;
+    const bool has_qh = kind == NIB_Q5_0 || kind == NIB_Q5_1;
+    const size_t qs_off = has_min ? 4 : 2;
+    const size_t qs_at = qs_off + (has_qh ? 4 : 0);
+    const __m512i mask = _mm512_set1_epi8(0x0f), zero = _mm512_setzero_si512(), sixteen = _mm512_set1_epi8(0x10);
+    __m512i table = zero;
+    if (kind == NIB_IQ4_NL) {
+        int8_t tu[16];
+        for (int i = 0; i < 16; i++) tu[i] = (int8_t)(slm_iq4nl_values[i] + 128);
+        table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)tu));
+    }
+    __m512 acc = _mm512_setzero_ps();
+    __m128 corr = _mm_setzero_ps(), mins = _mm_setzero_ps();
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        const uint8_t *blk = wb + (size_t)b * bsize;
+        __m512i q = load4x16(blk + qs_at, bsize);
+        __m512i lo = _mm512_and_si512(q, mask), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), mask);
+        if (has_qh) {
+            uint64_t mlo = 0, mhi = 0;
+            for (int i = 0; i < 4; i++) {
+                uint32_t qh;
+                memcpy(&qh, blk + (size_t)i * bsize + qs_off, 4);
+                mlo |= (uint64_t)(qh & 0xffff) << (16 * i);
+                mhi |= (uint64_t)(qh >> 16) << (16 * i);
+            }
+            lo = _mm512_mask_add_epi8(lo, (__mmask64)mlo, lo, sixteen);
+            hi = _mm512_mask_add_epi8(hi, (__mmask64)mhi, hi, sixteen);
+        }
+        if (kind == NIB_IQ4_NL) {
+            lo = _mm512_shuffle_epi8(table, lo);
+            hi = _mm512_shuffle_epi8(table, hi);
+        }
+        __m512i p = _mm512_dpbusd_epi32(zero, lo, _mm512_loadu_si512((const void *)(alo + 16 * b)));
+        p = _mm512_dpbusd_epi32(p, hi, _mm512_loadu_si512((const void *)(ahi + 16 * b)));
+        __m128 da = _mm_loadu_ps(ad + b);
+        __m128 s4 = _mm_mul_ps(halves4(blk, bsize), da);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), expand4(s4), acc);
+        __m128 asum = _mm_cvtepi32_ps(_mm_loadu_si128((const __m128i *)(as + b)));
+        corr = _mm_fmadd_ps(s4, asum, corr);
+        if (has_min) mins = _mm_fmadd_ps(_mm_mul_ps(halves4(blk + 2, bsize), da), asum, mins);
+    }
+    float total = _mm512_reduce_add_ps(acc) - (float)offset * hsum128(corr) + hsum128(mins);
+    for (; b < nb; b++) { /* the last k/32 mod 4 blocks */
+        const uint8_t *blk = wb + (size_t)b * bsize;
+        __m128i q = _mm_loadu_si128((const __m128i *)(blk + qs_at));
+        __m128i lo = _mm_and_si128(q, _mm_set1_epi8(0x0f)), hi = _mm_and_si128(_mm_srli_epi16(q, 4), _mm_set1_epi8(0x0f));
+        if (has_qh) {
+            uint32_t qh;
+            memcpy(&qh, blk + qs_off, 4);
+            lo = _mm_mask_add_epi8(lo, (__mmask16)(qh & 0xffff), lo, _mm_set1_epi8(0x10));
+            hi = _mm_mask_add_epi8(hi, (__mmask16)(qh >> 16), hi, _mm_set1_epi8(0x10));
+        }
+        if (kind == NIB_IQ4_NL) {
+            lo = _mm_shuffle_epi8(_mm512_castsi512_si128(table), lo);
+            hi = _mm_shuffle_epi8(_mm512_castsi512_si128(table), hi);
+        }
+        __m128i p = _mm_dpbusd_epi32(_mm_setzero_si128(), lo, _mm_loadu_si128((const __m128i *)(alo + 16 * b)));
+        p = _mm_dpbusd_epi32(p, hi, _mm_loadu_si128((const __m128i *)(ahi + 16 * b)));
+        __m128i x = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0x4e));
+        x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xb1));
+        int isum = _mm_cvtsi128_si32(x) - offset * as[b];
+        uint16_t h;
+        memcpy(&h, blk, 2);
+        total += _cvtsh_ss(h) * ad[b] * (float)isum;
+        if (has_min) {
+            memcpy(&h, blk + 2, 2);
+            total += _cvtsh_ss(h) * ad[b] * (float)as[b];
+        }
+    }
+    return total;
+}
+
+static float p_vec_dot_q4_0(int64_t k, const void *w, const void *act) {
+    return nibble_dot(k, w, act, NIB_Q4_0, sizeof(block_q4_0), 8);
+}
+static float p_vec_dot_q4_1(int64_t k, const void *w, const void *act) {
+    return nibble_dot(k, w, act, NIB_Q4_1, sizeof(block_q4_1), 0);
+}
+static float p_vec_dot_q5_0(int64_t k, const void *w, const void *act) {
+    return nibble_dot(k, w, act, NIB_Q5_0, sizeof(block_q5_0), 16);
+}
+static float p_vec_dot_q5_1(int64_t k, const void *w, const void *act) {
+    return nibble_dot(k, w, act, NIB_Q5_1, sizeof(block_q5_1), 0);
+}
+static float p_vec_dot_iq4_nl(int64_t k, const void *w, const void *act) {
+    return nibble_dot(k, w, act, NIB_IQ4_NL, sizeof(block_iq4_nl), 128);
+}
+
+/* q8_0: u = w + 128 (xor of the sign bit), two blocks per vector. */
+static float p_vec_dot_q8_0(int64_t k, const void *w, const void *act) {
+    const block_q8_0 *wb = w;
+    const int64_t nb = k / SLM_QK;
+    const int8_t *aq = act;
+    const float *ad = slm_act_planar_d(act, k);
+    const int32_t *as = slm_act_planar_sum(act, k);
+    const __m512i flip = _mm512_set1_epi8((char)0x80), zero = _mm512_setzero_si512();
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    __m128 corr = _mm_setzero_ps();
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        __m512i w01 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)wb[b].qs)),
+                                         _mm256_loadu_si256((const __m256i *)wb[b + 1].qs), 1);
+        __m512i w23 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)wb[b + 2].qs)),
+                                         _mm256_loadu_si256((const __m256i *)wb[b + 3].qs), 1);
+        __m512i p01 = _mm512_dpbusd_epi32(zero, _mm512_xor_si512(w01, flip),
+                                          _mm512_loadu_si512((const void *)(aq + 32 * b)));
+        __m512i p23 = _mm512_dpbusd_epi32(zero, _mm512_xor_si512(w23, flip),
+                                          _mm512_loadu_si512((const void *)(aq + 32 * b + 64)));
+        __m128 s4 = _mm_mul_ps(halves4(&wb[b].d, sizeof(block_q8_0)), _mm_loadu_ps(ad + b));
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p01), expand8(s4, 0), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p23), expand8(s4, 1), acc1);
+        corr = _mm_fmadd_ps(s4, _mm_cvtepi32_ps(_mm_loadu_si128((const __m128i *)(as + b))), corr);
+    }
+    float total = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - 128.0f * hsum128(corr);
+    for (; b < nb; b++) {
+        __m256i u = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)wb[b].qs), _mm256_set1_epi8((char)0x80));
+        __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, _mm256_loadu_si256((const __m256i *)(aq + 32 * b)));
+        int isum = hsum_epi32_256(p) - 128 * as[b];
+        total += half_to_f32(wb[b].d) * ad[b] * (float)isum;
+    }
+    return total;
+}
+
+/* Planar quantizers: the integers and scales of simd_quantize_q8, laid out for the kernels above. */
+static inline __attribute__((always_inline)) void quantize_planar(int64_t k, const float *x, void *dst, bool split) {
+    int8_t *qs = dst;
+    float *d = (float *)((uint8_t *)dst + k);
+    int32_t *sum = (int32_t *)((uint8_t *)dst + k + (k / SLM_QK) * 4);
+    for (int64_t b = 0; b < k / SLM_QK; b++) {
+        const float *xb = x + b * SLM_QK;
+        float db = amax_n(xb, SLM_QK) / 127.0f;
+        float id = db != 0.0f ? 1.0f / db : 0.0f;
+        int8_t tmp[SLM_QK];
+        sum[b] = quantize_32(xb, id, tmp);
+        d[b] = db;
+        if (split) {
+            memcpy(qs + 16 * b, tmp, 16);
+            memcpy(qs + k / 2 + 16 * b, tmp + 16, 16);
+        } else {
+            memcpy(qs + 32 * b, tmp, 32);
+        }
+    }
+}
+
+static void quantize_q8p(int64_t k, const float *x, void *dst) {
+    quantize_planar(k, x, dst, false);
+}
+
+static void quantize_q8ps(int64_t k, const float *x, void *dst) {
+    quantize_planar(k, x, dst, true);
+}
+
+static void slm_kernels_fill_avx512_planar(slm_kernel_table *t) {
+    t->quantize_q8p = quantize_q8p;
+    t->quantize_q8ps = quantize_q8ps;
+    t->types[SLM_TYPE_Q8_0] = (slm_type_kernels){SLM_ACT_Q8P, p_vec_dot_q8_0, NULL};
+    t->types[SLM_TYPE_Q4_0] = (slm_type_kernels){SLM_ACT_Q8PS, p_vec_dot_q4_0, NULL};
+    t->types[SLM_TYPE_Q4_1] = (slm_type_kernels){SLM_ACT_Q8PS, p_vec_dot_q4_1, NULL};
+    t->types[SLM_TYPE_Q5_0] = (slm_type_kernels){SLM_ACT_Q8PS, p_vec_dot_q5_0, NULL};
+    t->types[SLM_TYPE_Q5_1] = (slm_type_kernels){SLM_ACT_Q8PS, p_vec_dot_q5_1, NULL};
+    t->types[SLM_TYPE_IQ4_NL] = (slm_type_kernels){SLM_ACT_Q8PS, p_vec_dot_iq4_nl, NULL};
+}
+
 void slm_kernels_fill_avx512(slm_kernel_table *t) {
     simd_fill_table(t);
+    slm_kernels_fill_avx512_planar(t);
 }

@@ -43,7 +43,18 @@ typedef struct slm_act_q8 {
     int8_t qs[SLM_QK];
 } slm_act_q8;
 
-typedef enum slm_act_kind { SLM_ACT_F32, SLM_ACT_Q8, SLM_ACT_Q8K } slm_act_kind;
+/* Planar layouts (AVX-512 decode kernels), nb = k/32 blocks, same integers and scales as q8:
+ *   int8 qs[k], float d[nb], int32 sum[nb]  (row padded to 64 bytes)
+ * Q8P keeps each block's 32 values in order; Q8PS stores the first 16 of every block in qs[0, k/2)
+ * and the last 16 in qs[k/2, k), matching the low/high nibble halves of the 4- and 5-bit types. */
+typedef enum slm_act_kind { SLM_ACT_F32, SLM_ACT_Q8, SLM_ACT_Q8K, SLM_ACT_Q8P, SLM_ACT_Q8PS, SLM_ACT_KINDS } slm_act_kind;
+
+static inline const float *slm_act_planar_d(const void *row, int64_t k) {
+    return (const float *)((const uint8_t *)row + k);
+}
+static inline const int32_t *slm_act_planar_sum(const void *row, int64_t k) {
+    return (const int32_t *)((const uint8_t *)row + k + (k / SLM_QK) * 4);
+}
 
 /* Dot product of one weight row (k elements of the weight type) with one activation row in the
  * type's activation format. */
@@ -68,6 +79,7 @@ typedef struct slm_kernel_table {
     slm_type_kernels types[SLM_TYPE_COUNT];
     slm_quantize_act_fn quantize_q8;
     slm_quantize_act_fn quantize_q8k;
+    slm_quantize_act_fn quantize_q8p, quantize_q8ps; /* only where a type uses them */
     /* vector helpers behind the public slm_vec_* functions */
     float (*dot_f32)(int64_t n, const float *a, const float *b);
     float (*dot_f16_f32)(int64_t n, const uint16_t *a, const float *b);
@@ -89,6 +101,9 @@ void slm_kernels_fill_avx512(slm_kernel_table *t);
 const slm_kernel_table *slm_kernels_active(void);
 /* The table of a given ISA level, for tests; NULL if this CPU cannot run it. */
 const slm_kernel_table *slm_kernels_for_isa(slm_isa isa);
+
+/* The quantizer of an activation format (NULL for f32). */
+slm_quantize_act_fn slm_act_quantizer(const slm_kernel_table *t, slm_act_kind kind);
 
 /* Bytes of one activation row of k elements in the given format. */
 size_t slm_act_row_bytes(slm_act_kind kind, int64_t k);

@@ -52,10 +52,22 @@ static void matmul_exact(slm_pool *pool, const slm_weight *w, const float *x, in
     slm_pool_run(pool, exact_task, &job);
 }
 
+slm_quantize_act_fn slm_act_quantizer(const slm_kernel_table *t, slm_act_kind kind) {
+    switch (kind) {
+    case SLM_ACT_Q8: return t->quantize_q8;
+    case SLM_ACT_Q8K: return t->quantize_q8k;
+    case SLM_ACT_Q8P: return t->quantize_q8p;
+    case SLM_ACT_Q8PS: return t->quantize_q8ps;
+    default: return NULL;
+    }
+}
+
 size_t slm_act_row_bytes(slm_act_kind kind, int64_t k) {
     switch (kind) {
     case SLM_ACT_Q8: return (size_t)(k / SLM_QK) * sizeof(slm_act_q8);
     case SLM_ACT_Q8K: return (size_t)(k / SLM_QK_K) * sizeof(block_q8_K);
+    case SLM_ACT_Q8P:
+    case SLM_ACT_Q8PS: return ((size_t)k + (size_t)(k / SLM_QK) * 8 + 63) & ~(size_t)63;
     case SLM_ACT_F32:
     default: return (size_t)k * sizeof(float);
     }
@@ -95,7 +107,7 @@ static void quantize_task(void *arg, int ith, int nth) {
     fast_job *job = arg;
     int64_t t0, t1;
     split_range(job->n_tok, ith, nth, &t0, &t1);
-    slm_quantize_act_fn quantize = job->kern->act == SLM_ACT_Q8K ? job->table->quantize_q8k : job->table->quantize_q8;
+    slm_quantize_act_fn quantize = slm_act_quantizer(job->table, job->kern->act);
     for (int64_t t = t0; t < t1; t++) {
         uint8_t *a = (uint8_t *)job->act + t * job->act_stride;
         quantize(job->k, job->x + t * job->k, a);
