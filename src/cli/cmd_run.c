@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "cli/common.h"
 #include "cli/sampling_opts.h"
+#include "sample/json_validate.h"
 #include "slm.h"
 
 static const char *run_help =
@@ -27,15 +28,34 @@ static const char *run_help =
     "  -c, --ctx-size N        context size (default: min(trained, 4096))\n"
     "      --exact             f32 reference path (slow; for checking)\n";
 
-typedef struct stdout_sink {
-    size_t bytes;
-} stdout_sink;
+/* Streams to stdout, or, for schema-constrained output, keeps everything until it is validated. */
+typedef struct output_sink {
+    bool hold;
+    char *buf;
+    size_t len, cap;
+    bool oom;
+} output_sink;
 
-static bool write_stdout(void *user, const char *text, size_t len) {
-    stdout_sink *s = user;
-    fwrite(text, 1, len, stdout);
-    fflush(stdout);
-    s->bytes += len;
+static bool write_output(void *user, const char *text, size_t len) {
+    output_sink *s = user;
+    if (!s->hold) {
+        fwrite(text, 1, len, stdout);
+        fflush(stdout);
+        return true;
+    }
+    if (s->len + len + 1 > s->cap) {
+        size_t cap = s->cap * 2 + len + 256;
+        char *b = realloc(s->buf, cap);
+        if (!b) {
+            s->oom = true;
+            return false;
+        }
+        s->buf = b;
+        s->cap = cap;
+    }
+    memcpy(s->buf + s->len, text, len);
+    s->len += len;
+    s->buf[s->len] = 0;
     return true;
 }
 
@@ -128,21 +148,33 @@ int cmd_run(int argc, char **argv) {
         slm_sampler_set_grammar(smp, grammar);
     }
     slm_generate_params gp = {.max_tokens = (int)n_predict, .ignore_eos = ignore_eos, .stop = stops, .n_stop = n_stop};
-    stdout_sink sink = {0};
+    output_sink sink = {.hold = schema_file != NULL};
     slm_generate_result res;
-    if (slm_generate(ctx, smp, ids, n_ids, &gp, write_stdout, &sink, &res, err, sizeof err)) {
-        cli_fail(verb, "%s", err);
+    int grc = slm_generate(ctx, smp, ids, n_ids, &gp, write_output, &sink, &res, err, sizeof err);
+    if (grc || sink.oom) {
+        free(sink.buf);
+        cli_fail(verb, "%s", sink.oom ? "out of memory" : err);
         goto out;
     }
     if (grammar && !slm_sampler_grammar_done(smp)) {
+        free(sink.buf);
         cli_fail(verb, "output incomplete: generation ended (%s) before the grammar was satisfied", res.finish_reason);
         goto out;
+    }
+    if (schema_file) {
+        int bad = slm_json_validate(constraint_text, sink.buf ? sink.buf : "", sink.len, err, sizeof err);
+        if (!bad) fwrite(sink.buf, 1, sink.len, stdout);
+        free(sink.buf);
+        if (bad) {
+            cli_fail(verb, "output does not validate against %s: %s", schema_file, err);
+            goto out;
+        }
     }
     fprintf(stderr, "\n[%s] prompt %d tokens %.1f ms (%.1f tok/s), generated %d tokens %.1f ms (%.1f tok/s), finish: %s%s\n",
             slm_model_desc(m), res.n_prompt, res.prompt_ms,
             res.prompt_ms > 0 ? (res.n_prompt - res.n_prompt_cached) * 1e3 / res.prompt_ms : 0.0, res.n_generated,
             res.gen_ms, res.gen_ms > 0 ? res.n_generated * 1e3 / res.gen_ms : 0.0, res.finish_reason,
-            so.seed_given ? "" : " (random seed)");
+            so.seed_given || so.params.temperature <= 0 ? "" : " (random seed)");
     status = 0;
 out:
     free(stops);

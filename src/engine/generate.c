@@ -162,7 +162,10 @@ int slm_generate(slm_context *ctx, slm_sampler *sampler, const slm_token *prompt
         }
         slm_token tok = slm_sampler_sample(sampler, logits);
         if (tok < 0) {
-            slm_err(err, err_len, "sampler found no candidate token");
+            /* Every token is masked: a grammar that only allows end-of-generation while EOG is banned
+             * (min_tokens / ignore_eos) is complete, anything else is a dead end worth an error. */
+            if (slm_sampler_grammar_done(sampler)) break;
+            slm_err(err, err_len, "no token can continue the output (all candidates are banned or masked)");
             goto done;
         }
         slm_sampler_accept(sampler, tok);

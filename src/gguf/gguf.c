@@ -296,8 +296,13 @@ static int parse(gguf_file *f, char *err, size_t err_len) {
         uint64_t avail = f->size - data_offset;
         if (t->offset > avail || t->n_bytes > avail - t->offset)
             return slm_err(err, err_len,
-                           "%s: tensor '%s' extends past end of file (offset %" PRIu64 ", size %" PRIu64 ", file %zu)",
-                           f->name, printable(t->name, name, sizeof name), data_offset + t->offset, t->n_bytes, f->size);
+                           "%s: tensor '%s' extends past end of file (data offset %" PRIu64 " + %" PRIu64 ", size %" PRIu64
+                           ", file %zu)",
+                           f->name, printable(t->name, name, sizeof name), data_offset, t->offset, t->n_bytes, f->size);
+        /* Kernels read blocks and floats with typed loads: an oddly aligned file would be undefined behaviour. */
+        if ((data_offset + t->offset) % 8 != 0)
+            return slm_err(err, err_len, "%s: tensor '%s' data at file offset %" PRIu64 " is not 8-byte aligned", f->name,
+                           printable(t->name, name, sizeof name), data_offset + t->offset);
         t->data = f->data + data_offset + t->offset;
     }
     return 0;
