@@ -54,6 +54,15 @@ void slm_vec_scores_f16(int64_t n, int64_t hd, const float *q, const uint16_t *k
                         float *scores);
 void slm_vec_weighted_sum_f16(int64_t n, int64_t hd, const float *p, const uint16_t *v, size_t stride, float *out);
 
+/* Softmax attention of nq query rows sharing one KV head of an f16 cache (the query heads of a GQA
+ * group, and/or several tokens of one sequence), so each cached K/V row is converted once for all
+ * of them. Query i attends to positions j < n[i]:
+ *   s_j = scale * dot(q[i], K_j);  p = softmax(s) (max-subtracted expf, sum in double);
+ *   out[i] = sum_j p_j * V_j        with K_j = k + j*stride, V_j = v + j*stride (hd halves each).
+ * scratch: nq * max(n) floats. out rows must not overlap q rows. */
+void slm_attend_f16(int nq, const int *n, int64_t hd, const float *const *q, const uint16_t *k, const uint16_t *v,
+                    size_t stride, float scale, float *scratch, float *const *out);
+
 /* Name of the selected ISA path; SLM_ISA=scalar|avx2|avx512|amx forces a lower one. */
 const char *slm_kernels_isa(void);
 

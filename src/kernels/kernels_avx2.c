@@ -1,5 +1,6 @@
 /* AVX2 + FMA + F16C kernels: maddubs/madd integer dot products (see kernels_simd.inc). */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "kernels/kernels_impl.h"

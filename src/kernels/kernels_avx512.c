@@ -1,6 +1,7 @@
 /* AVX-512 kernels: the 256-bit integer kernels of kernels_simd.inc with VNNI (vpdpbusd /
  * vpdpwssd) instead of the maddubs+madd pairs. */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "kernels/kernels_impl.h"

@@ -89,6 +89,8 @@ typedef struct slm_kernel_table {
     void (*scores_f16)(int64_t n, int64_t hd, const float *q, const uint16_t *k, size_t stride, float scale,
                        float *scores);
     void (*weighted_sum_f16)(int64_t n, int64_t hd, const float *p, const uint16_t *v, size_t stride, float *out);
+    void (*attend_f16)(int nq, const int *n, int64_t hd, const float *const *q, const uint16_t *k, const uint16_t *v,
+                       size_t stride, float scale, float *scratch, float *const *out);
     /* batched GEMM of gemm_big.h; NULL members where the ISA has none */
     struct slm_gemm_big *big;
 } slm_kernel_table;
@@ -101,6 +103,10 @@ void slm_kernels_fill_avx512(slm_kernel_table *t);
 const slm_kernel_table *slm_kernels_active(void);
 /* The table of a given ISA level, for tests; NULL if this CPU cannot run it. */
 const slm_kernel_table *slm_kernels_for_isa(slm_isa isa);
+
+/* Softmax of each of nq score rows in place (max-subtracted expf, sum in double), shared by the
+ * attend_f16 implementations so every ISA rounds the softmax identically. */
+void slm_softmax_rows(int nq, const int *n, float *scores, size_t row_stride);
 
 /* The quantizer of an activation format (NULL for f32). */
 slm_quantize_act_fn slm_act_quantizer(const slm_kernel_table *t, slm_act_kind kind);

@@ -179,8 +179,23 @@ static void weighted_sum_f16(int64_t n, int64_t hd, const float *p, const uint16
     for (int64_t j = 0; j < n; j++) axpy_f16_f32(hd, out, p[j], v + (size_t)j * stride);
 }
 
+static int max_n(int nq, const int *n) {
+    int m = 0;
+    for (int i = 0; i < nq; i++) m = n[i] > m ? n[i] : m;
+    return m;
+}
+
+static void attend_f16(int nq, const int *n, int64_t hd, const float *const *q, const uint16_t *k, const uint16_t *v,
+                       size_t stride, float scale, float *scratch, float *const *out) {
+    const size_t row = (size_t)max_n(nq, n);
+    for (int i = 0; i < nq; i++) scores_f16(n[i], hd, q[i], k, stride, scale, scratch + (size_t)i * row);
+    slm_softmax_rows(nq, n, scratch, row);
+    for (int i = 0; i < nq; i++) weighted_sum_f16(n[i], hd, scratch + (size_t)i * row, v, stride, out[i]);
+}
+
 void slm_kernels_fill_scalar(slm_kernel_table *t) {
     memset(t, 0, sizeof *t);
+    t->attend_f16 = attend_f16;
     t->scores_f16 = scores_f16;
     t->weighted_sum_f16 = weighted_sum_f16;
     t->dot_f32 = dot_f32;

@@ -1,5 +1,6 @@
 /* Public vector helpers: thin wrappers over the selected ISA's table, which is looked up once and
  * cached because these are called per attention row. */
+#include <math.h>
 #include <stdatomic.h>
 
 #include "kernels/kernels_impl.h"
@@ -42,4 +43,25 @@ void slm_vec_scores_f16(int64_t n, int64_t hd, const float *q, const uint16_t *k
 
 void slm_vec_weighted_sum_f16(int64_t n, int64_t hd, const float *p, const uint16_t *v, size_t stride, float *out) {
     table()->weighted_sum_f16(n, hd, p, v, stride, out);
+}
+
+void slm_attend_f16(int nq, const int *n, int64_t hd, const float *const *q, const uint16_t *k, const uint16_t *v,
+                    size_t stride, float scale, float *scratch, float *const *out) {
+    if (nq > 0) table()->attend_f16(nq, n, hd, q, k, v, stride, scale, scratch, out);
+}
+
+void slm_softmax_rows(int nq, const int *n, float *scores, size_t row_stride) {
+    for (int i = 0; i < nq; i++) {
+        float *s = scores + (size_t)i * row_stride;
+        float max = -INFINITY;
+        for (int j = 0; j < n[i]; j++)
+            if (s[j] > max) max = s[j];
+        double sum = 0;
+        for (int j = 0; j < n[i]; j++) {
+            s[j] = expf(s[j] - max);
+            sum += s[j];
+        }
+        float inv = (float)(1.0 / sum);
+        for (int j = 0; j < n[i]; j++) s[j] *= inv;
+    }
 }

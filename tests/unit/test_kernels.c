@@ -283,6 +283,58 @@ static void check_multi(const uint32_t *types, int n_w, int64_t k, int n_tok, sl
     free(x);
 }
 
+/* Grouped attention: every ISA against a double-precision softmax attention, queries of
+ * different lengths, head sizes on and off the fast path. */
+static void check_attend(void) {
+    const int64_t hds[] = {64, 8, 20, 128};
+    for (int isa = SLM_ISA_SCALAR; isa < SLM_ISA_COUNT; isa++) {
+        const slm_kernel_table *t = slm_kernels_for_isa((slm_isa)isa);
+        if (!t) continue;
+        for (int hi = 0; hi < 4; hi++) {
+            const int64_t hd = hds[hi];
+            const int nq = 6, n[6] = {1, 40, 17, 40, 3, 29};
+            const size_t stride = (size_t)hd * 2 + 3;
+            uint16_t *kc = malloc(sizeof(uint16_t) * stride * 40), *vc = malloc(sizeof(uint16_t) * stride * 40);
+            float *qbuf = malloc(sizeof(float) * (size_t)(nq * hd)), *obuf = malloc(sizeof(float) * (size_t)(nq * hd));
+            float *scratch = malloc(sizeof(float) * nq * 40);
+            const float *qs[6];
+            float *outs[6];
+            for (size_t i = 0; i < stride * 40; i++) {
+                kc[i] = slm_fp32_to_fp16(rng_uniform(-1, 1));
+                vc[i] = slm_fp32_to_fp16(rng_uniform(-1, 1));
+            }
+            for (int i = 0; i < nq; i++) {
+                for (int64_t d = 0; d < hd; d++) qbuf[i * hd + d] = rng_uniform(-2, 2);
+                qs[i] = qbuf + i * hd;
+                outs[i] = obuf + i * hd;
+            }
+            t->attend_f16(nq, n, hd, qs, kc, vc, stride, 0.3f, scratch, outs);
+            int bad = 0;
+            for (int i = 0; i < nq; i++) {
+                double s[40], mx = -1e30, sum = 0;
+                for (int j = 0; j < n[i]; j++) {
+                    s[j] = 0;
+                    for (int64_t d = 0; d < hd; d++) s[j] += (double)qs[i][d] * slm_fp16_to_fp32(kc[(size_t)j * stride + (size_t)d]);
+                    s[j] *= 0.3;
+                    mx = fmax(mx, s[j]);
+                }
+                for (int j = 0; j < n[i]; j++) sum += (s[j] = exp(s[j] - mx));
+                for (int64_t d = 0; d < hd; d++) {
+                    double ref = 0;
+                    for (int j = 0; j < n[i]; j++) ref += s[j] / sum * slm_fp16_to_fp32(vc[(size_t)j * stride + (size_t)d]);
+                    bad += !(fabs(outs[i][d] - ref) <= 2e-5);
+                }
+            }
+            CHECKF(bad == 0, "%s attend_f16 hd=%lld: %d outputs off", slm_isa_level_name((slm_isa)isa), (long long)hd, bad);
+            free(kc);
+            free(vc);
+            free(qbuf);
+            free(obuf);
+            free(scratch);
+        }
+    }
+}
+
 /* Every ISA's activation quantizers produce exactly the scalar bytes (so integer kernels agree). */
 static void check_quantizers(void) {
     const int64_t k = 1024;
@@ -405,6 +457,7 @@ int main(void) {
     CHECK(slm_kernels_for_isa(SLM_ISA_SCALAR) != NULL);
     check_vector_helpers();
     check_quantizers();
+    check_attend();
     slm_pool *pool1 = slm_pool_new(1), *pool2 = slm_pool_new(2);
     CHECK(pool1 && pool2);
     if (!pool1 || !pool2) return test_report("test_kernels");
