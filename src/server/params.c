@@ -205,7 +205,7 @@ bool srv_parse_constraint(srv_server *s, json_t *req, srv_api api, srv_gen_param
         if (fmt && !json_is_null(fmt) && !(json_is_string(fmt) && !*json_string_value(fmt))) {
             field = "format";
             if (json_is_string(fmt) && strcmp(json_string_value(fmt), "json") == 0)
-                schema_text = "{}";
+                schema_text = "{\"type\":\"object\"}";
             else if (json_is_object(fmt))
                 schema_text = schema_owned = json_dumps(fmt, JSON_COMPACT);
             else
@@ -222,7 +222,7 @@ bool srv_parse_constraint(srv_server *s, json_t *req, srv_api api, srv_gen_param
             if (strcmp(t, "text") == 0) {
                 field = NULL;
             } else if (strcmp(t, "json_object") == 0) {
-                schema_text = "{}";
+                schema_text = "{\"type\":\"object\"}";
             } else if (strcmp(t, "json_schema") == 0) {
                 json_t *js = json_object_get(rf, "json_schema");
                 json_t *schema = json_is_object(js) ? json_object_get(js, "schema") : NULL;
