@@ -397,6 +397,9 @@ typedef enum {
     R_OLL_PS,
     R_OLL_SHOW,
     R_OLL_VERSION,
+    R_TASK_CLASSIFY,
+    R_TASK_EXTRACT,
+    R_TASK_SUMMARIZE,
 } route_id;
 
 static const struct route {
@@ -423,6 +426,9 @@ static const struct route {
     {"GET", "/api/ps", R_OLL_PS, "/api/ps", false, true},
     {"POST", "/api/show", R_OLL_SHOW, "/api/show", false, true},
     {"GET", "/api/version", R_OLL_VERSION, "/api/version", false, false},
+    {"POST", "/v1/classify", R_TASK_CLASSIFY, "/v1/classify", false, true},
+    {"POST", "/v1/extract", R_TASK_EXTRACT, "/v1/extract", false, true},
+    {"POST", "/v1/summarize", R_TASK_SUMMARIZE, "/v1/summarize", false, true},
 };
 
 static bool path_matches(const char *pattern, const char *url) {
@@ -562,6 +568,9 @@ static enum MHD_Result dispatch(srv_conn *c, route_id id) {
     case R_OLL_PS: return srv_ollama_tags(c, true);
     case R_OLL_SHOW: return srv_ollama_show(c);
     case R_OLL_VERSION: return srv_ollama_version(c);
+    case R_TASK_CLASSIFY: return srv_task_classify(c);
+    case R_TASK_EXTRACT: return srv_task_extract(c);
+    case R_TASK_SUMMARIZE: return srv_task_summarize(c);
     }
     return srv_reply_error(c, 404, NULL, NULL, "unknown route");
 }

@@ -169,6 +169,11 @@ enum MHD_Result srv_ollama_embed(srv_conn *c, bool legacy);
 enum MHD_Result srv_ollama_tags(srv_conn *c, bool running);
 enum MHD_Result srv_ollama_show(srv_conn *c);
 enum MHD_Result srv_ollama_version(srv_conn *c);
+enum MHD_Result srv_task_classify(srv_conn *c);
+enum MHD_Result srv_task_extract(srv_conn *c);
+enum MHD_Result srv_task_summarize(srv_conn *c);
+/* Frees the task endpoints' context (at shutdown, after the HTTP daemon stopped). */
+void srv_tasks_free(void);
 
 extern const char srv_webpage_html[];
 

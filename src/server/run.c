@@ -206,6 +206,7 @@ int srv_run(const srv_config *cfg) {
     status = 0;
 out_stop:
     if (s->daemon) MHD_stop_daemon(s->daemon);
+    srv_tasks_free();
     srv_sched_free(s->sched);
     if (s->ctx) slm_context_free(s->ctx);
     if (s->model) slm_model_free(s->model);

@@ -305,3 +305,64 @@ test("structured output: json_schema, json_object, grammar, Ollama format", asyn
     (e) => e.status === 400 && e.param === "grammar",
   );
 });
+
+async function post(path, body) {
+  const r = await fetch(URL + path, { method: "POST", headers: { Authorization: `Bearer ${KEY}` }, body: JSON.stringify(body) });
+  return { status: r.status, json: await r.json() };
+}
+
+test("tasks: /v1/classify agrees with `slm classify`", async () => {
+  const inputs = ["The dog was happy and played.", "She cried and was sad."];
+  const r = await post("/v1/classify", { model: MODEL, input: inputs, labels: ["happy", "sad"] });
+  assert.equal(r.status, 200);
+  const cli = execFileSync(BIN, ["classify", MODEL_PATH, "--labels", "happy,sad", "-t", "1"], {
+    input: inputs.map((t) => JSON.stringify({ input: t })).join("\n") + "\n", encoding: "utf8", stdio: ["pipe", "pipe", "ignore"],
+  }).trim().split("\n").map((l) => JSON.parse(l));
+  assert.equal(r.json.data.length, 2);
+  for (let i = 0; i < 2; i++) {
+    const d = r.json.data[i];
+    const sum = d.scores.reduce((s, x) => s + x.score, 0);
+    assert.ok(Math.abs(sum - 1) < 1e-9);
+    assert.equal(d.label, cli[i].label);
+    for (const s of d.scores) assert.ok(Math.abs(s.score - cli[i].probs[s.label]) < 1e-6);
+  }
+  const bad = await post("/v1/classify", { input: "x", labels: ["a", "a"] });
+  assert.equal(bad.status, 400);
+  assert.equal(bad.json.error.param, "labels");
+});
+
+test("tasks: /v1/extract returns schema-valid JSON, equal to `slm extract`", async () => {
+  const schema = { type: "object", properties: { name: { type: "string", maxLength: 10 }, age: { type: "integer", minimum: 0, maximum: 120 } }, required: ["name", "age"] };
+  const r = await post("/v1/extract", { model: MODEL, input: "Lily is 5 years old.", schema });
+  assert.equal(r.status, 200);
+  assert.equal(typeof r.json.data.name, "string");
+  assert.ok(r.json.data.name.length <= 10);
+  assert.ok(Number.isInteger(r.json.data.age) && r.json.data.age >= 0 && r.json.data.age <= 120);
+  const fs = await import("node:fs");
+  const file = `${process.env.TMPDIR || "/tmp"}/slm-extract-schema-${process.pid}.json`;
+  fs.writeFileSync(file, JSON.stringify(schema));
+  try {
+    const cli = execFileSync(BIN, ["extract", MODEL_PATH, "--schema", file, "-p", "Lily is 5 years old.", "-t", "1"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+    assert.deepEqual(r.json.data, JSON.parse(cli));
+  } finally {
+    fs.unlinkSync(file);
+  }
+  const bad = await post("/v1/extract", { input: "x", schema: { type: "object", patternProperties: {} } });
+  assert.equal(bad.status, 400);
+  assert.match(bad.json.error.message, /patternProperties/);
+});
+
+test("tasks: /v1/summarize", async () => {
+  const text = "Once upon a time there was a little girl named Lily. She loved to play outside in the park. One day she saw a big dog.";
+  const r = await post("/v1/summarize", { model: MODEL, input: text, max_words: 20, max_tokens: 40 });
+  assert.equal(r.status, 200);
+  assert.ok(r.json.summary.length > 0);
+  assert.ok(["stop", "length"].includes(r.json.finish_reason));
+  assert.equal(r.json.chunks, 1);
+  assert.ok(r.json.usage.completion_tokens <= 40 && r.json.usage.completion_tokens > 0);
+  const again = await post("/v1/summarize", { model: MODEL, input: text, max_words: 20, max_tokens: 40 });
+  assert.equal(again.json.summary, r.json.summary, "greedy by default: same summary");
+  const empty = await post("/v1/summarize", { input: "" });
+  assert.equal(empty.status, 400);
+  assert.equal(empty.json.error.param, "input");
+});
