@@ -186,6 +186,101 @@ static float p_vec_dot_q8_0(int64_t k, const void *w, const void *act) {
     return total;
 }
 
+
+/* ---- k-quant decode kernels: 64 elements per vector, sub-block scales spread over int16 lanes
+ * by one permute, maddubs + vpdpwssd for the scaled integer sums. ---- */
+
+/* q4_K / q5_K: the 8 six-bit scales (bytes 0..7) and mins (bytes 8..15) of a super-block. */
+static inline __m128i kquant_scales_mins(const uint8_t scales[12]) {
+    uint32_t u[4];
+    memcpy(u, scales, 12);
+    const uint32_t low6 = 0x3f3f3f3fu, low4 = 0x0f0f0f0fu, top2 = 0x03030303u;
+    u[3] = ((u[2] >> 4) & low4) | (((u[1] >> 6) & top2) << 4);
+    uint32_t mins_lo = u[1] & low6;
+    u[1] = (u[2] & low4) | (((u[0] >> 6) & top2) << 4);
+    u[2] = mins_lo;
+    u[0] &= low6;
+    return _mm_loadu_si128((const __m128i *)u);
+}
+
+static float k_vec_dot_q4_K(int64_t k, const void *w, const void *act) {
+    const block_q4_K *wb = w;
+    const block_q8_K *ab = act;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    /* int16 lane i of the step-c scale vector takes scale 2c (i < 16) or 2c+1 */
+    const __m512i pick[4] = {
+        _mm512_set_epi64(0x0001000100010001LL, 0x0001000100010001LL, 0x0001000100010001LL, 0x0001000100010001LL, 0, 0, 0, 0),
+        _mm512_set_epi64(0x0003000300030003LL, 0x0003000300030003LL, 0x0003000300030003LL, 0x0003000300030003LL,
+                         0x0002000200020002LL, 0x0002000200020002LL, 0x0002000200020002LL, 0x0002000200020002LL),
+        _mm512_set_epi64(0x0005000500050005LL, 0x0005000500050005LL, 0x0005000500050005LL, 0x0005000500050005LL,
+                         0x0004000400040004LL, 0x0004000400040004LL, 0x0004000400040004LL, 0x0004000400040004LL),
+        _mm512_set_epi64(0x0007000700070007LL, 0x0007000700070007LL, 0x0007000700070007LL, 0x0007000700070007LL,
+                         0x0006000600060006LL, 0x0006000600060006LL, 0x0006000600060006LL, 0x0006000600060006LL)};
+    __m512 acc = _mm512_setzero_ps();
+    __m256 acc_min = _mm256_setzero_ps();
+    for (int64_t b = 0; b < k / SLM_QK_K; b++) {
+        __m128i sm = kquant_scales_mins(wb[b].scales);
+        __m512i sc16 = _mm512_cvtepu8_epi16(_mm256_zextsi128_si256(sm));
+        __m128i mins8 = _mm_srli_si128(sm, 8);
+        __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins8, mins8));
+        __m256i msum = _mm256_madd_epi16(mins16, _mm256_loadu_si256((const __m256i *)ab[b].bsums));
+        const float da = ab[b].d;
+        acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_set1_ps(-half_to_f32(wb[b].dmin) * da), acc_min);
+        __m512i isum = _mm512_setzero_si512();
+        for (int c = 0; c < 4; c++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(wb[b].qs + 32 * c));
+            __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(q, m4)),
+                                           _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), 1);
+            __m512i p = _mm512_maddubs_epi16(u, _mm512_loadu_si512((const void *)(ab[b].qs + 64 * c)));
+            isum = _mm512_dpwssd_epi32(isum, p, _mm512_permutexvar_epi16(pick[c], sc16));
+        }
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(half_to_f32(wb[b].d) * da), acc);
+    }
+    return _mm512_reduce_add_ps(acc) + hsum_ps_256(acc_min);
+}
+
+static float k_vec_dot_q6_K(int64_t k, const void *w, const void *act) {
+    const block_q6_K *wb = w;
+    const block_q8_K *ab = act;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m256i m2 = _mm256_set1_epi8(0x03);
+    /* int16 lane i of the scale vector for 64 elements starting at group 4j takes scale 4j + i/8 */
+    __m512i pick[4];
+    for (int j = 0; j < 4; j++) {
+        int16_t idx[32];
+        for (int i = 0; i < 32; i++) idx[i] = (int16_t)(4 * j + i / 8);
+        pick[j] = _mm512_loadu_si512((const void *)idx);
+    }
+    __m512 acc = _mm512_setzero_ps();
+    __m256 acc_off = _mm256_setzero_ps();
+    for (int64_t b = 0; b < k / SLM_QK_K; b++) {
+        __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb[b].scales));
+        __m512i sc16 = _mm512_castsi256_si512(sc);
+        const float dd = half_to_f32(wb[b].d) * ab[b].d;
+        /* u = q + 32: subtract 32 * sum over groups of scale * bsum */
+        __m256i off = _mm256_madd_epi16(sc, _mm256_loadu_si256((const __m256i *)ab[b].bsums));
+        acc_off = _mm256_fmadd_ps(_mm256_cvtepi32_ps(off), _mm256_set1_ps(-32.0f * dd), acc_off);
+        __m512i isum = _mm512_setzero_si512();
+        for (int n = 0; n < 2; n++) {
+            __m512i l = _mm512_loadu_si512((const void *)(wb[b].ql + 64 * n));
+            __m256i h = _mm256_loadu_si256((const __m256i *)(wb[b].qh + 32 * n));
+            __m512i h01 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(h, m2)),
+                                             _mm256_and_si256(_mm256_srli_epi16(h, 2), m2), 1);
+            __m512i h23 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(_mm256_srli_epi16(h, 4), m2)),
+                                             _mm256_and_si256(_mm256_srli_epi16(h, 6), m2), 1);
+            __m512i u01 = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_slli_epi16(h01, 4));
+            __m512i u23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4), _mm512_slli_epi16(h23, 4));
+            const int8_t *a = ab[b].qs + 128 * n;
+            __m512i p01 = _mm512_maddubs_epi16(u01, _mm512_loadu_si512((const void *)a));
+            __m512i p23 = _mm512_maddubs_epi16(u23, _mm512_loadu_si512((const void *)(a + 64)));
+            isum = _mm512_dpwssd_epi32(isum, p01, _mm512_permutexvar_epi16(pick[2 * n], sc16));
+            isum = _mm512_dpwssd_epi32(isum, p23, _mm512_permutexvar_epi16(pick[2 * n + 1], sc16));
+        }
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(dd), acc);
+    }
+    return _mm512_reduce_add_ps(acc) + hsum_ps_256(acc_off);
+}
+
 /* Planar quantizers: the integers and scales of simd_quantize_q8, laid out for the kernels above. */
 static inline __attribute__((always_inline)) void quantize_planar(int64_t k, const float *x, void *dst, bool split) {
     int8_t *qs = dst;
@@ -224,6 +319,8 @@ static void slm_kernels_fill_avx512_planar(slm_kernel_table *t) {
     t->types[SLM_TYPE_Q5_0] = (slm_type_kernels){SLM_ACT_Q8PS, p_vec_dot_q5_0, NULL};
     t->types[SLM_TYPE_Q5_1] = (slm_type_kernels){SLM_ACT_Q8PS, p_vec_dot_q5_1, NULL};
     t->types[SLM_TYPE_IQ4_NL] = (slm_type_kernels){SLM_ACT_Q8PS, p_vec_dot_iq4_nl, NULL};
+    t->types[SLM_TYPE_Q4_K].vec_dot = k_vec_dot_q4_K;
+    t->types[SLM_TYPE_Q6_K].vec_dot = k_vec_dot_q6_K;
 }
 
 void slm_kernels_fill_avx512(slm_kernel_table *t) {
