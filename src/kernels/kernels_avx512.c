@@ -81,13 +81,15 @@ static inline __attribute__((always_inline)) float nibble_dot(int64_t k, const v
         __m512i q = load4x16(blk + qs_at, bsize);
         __m512i lo = _mm512_and_si512(q, mask), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), mask);
         if (has_qh) {
-            uint64_t mlo = 0, mhi = 0;
-            for (int i = 0; i < 4; i++) {
-                uint32_t qh;
-                memcpy(&qh, blk + (size_t)i * bsize + qs_off, 4);
-                mlo |= (uint64_t)(qh & 0xffff) << (16 * i);
-                mhi |= (uint64_t)(qh >> 16) << (16 * i);
-            }
+            /* the four 32-bit qh words; their low halves are the fifth bits of the low nibbles */
+            int32_t q0, q1, q2, q3;
+            memcpy(&q0, blk + qs_off, 4);
+            memcpy(&q1, blk + bsize + qs_off, 4);
+            memcpy(&q2, blk + 2 * bsize + qs_off, 4);
+            memcpy(&q3, blk + 3 * bsize + qs_off, 4);
+            __m128i qh = _mm_setr_epi32(q0, q1, q2, q3);
+            __m128i halves = _mm_shuffle_epi8(qh, _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15));
+            uint64_t mlo = (uint64_t)_mm_cvtsi128_si64(halves), mhi = (uint64_t)_mm_extract_epi64(halves, 1);
             lo = _mm512_mask_add_epi8(lo, (__mmask64)mlo, lo, sixteen);
             hi = _mm512_mask_add_epi8(hi, (__mmask64)mhi, hi, sixteen);
         }
