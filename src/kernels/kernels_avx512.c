@@ -283,6 +283,66 @@ static float k_vec_dot_q6_K(int64_t k, const void *w, const void *act) {
     return _mm512_reduce_add_ps(acc) + hsum_ps_256(acc_off);
 }
 
+
+/* ---- float weights, 16 lanes; the tail (k mod 16) through a masked load ---- */
+
+static inline __m512 load_f32_tail(const float *p, int64_t left) {
+    return _mm512_maskz_loadu_ps((__mmask16)((1u << left) - 1), p);
+}
+
+static float z_vec_dot_f32(int64_t k, const void *w, const void *act) {
+    const float *a = w, *x = act;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= k; i += 32) {
+        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(x + i), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(x + i + 16), acc1);
+    }
+    for (; i + 16 <= k; i += 16) acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(x + i), acc0);
+    if (i < k) acc1 = _mm512_fmadd_ps(load_f32_tail(a + i, k - i), load_f32_tail(x + i, k - i), acc1);
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+static float z_vec_dot_f16(int64_t k, const void *w, const void *act) {
+    const uint16_t *a = w;
+    const float *x = act;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= k; i += 32) {
+        acc0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(a + i))), _mm512_loadu_ps(x + i), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(a + i + 16))),
+                               _mm512_loadu_ps(x + i + 16), acc1);
+    }
+    for (; i + 16 <= k; i += 16)
+        acc0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(a + i))), _mm512_loadu_ps(x + i), acc0);
+    if (i < k) {
+        __m256i h = _mm256_maskz_loadu_epi16((__mmask16)((1u << (k - i)) - 1), a + i);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtph_ps(h), load_f32_tail(x + i, k - i), acc1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+static float z_vec_dot_bf16(int64_t k, const void *w, const void *act) {
+    const uint16_t *a = w;
+    const float *x = act;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t i = 0;
+#define BF16X16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(p), 16))
+    for (; i + 32 <= k; i += 32) {
+        acc0 = _mm512_fmadd_ps(BF16X16(_mm256_loadu_si256((const __m256i *)(a + i))), _mm512_loadu_ps(x + i), acc0);
+        acc1 = _mm512_fmadd_ps(BF16X16(_mm256_loadu_si256((const __m256i *)(a + i + 16))), _mm512_loadu_ps(x + i + 16),
+                               acc1);
+    }
+    for (; i + 16 <= k; i += 16)
+        acc0 = _mm512_fmadd_ps(BF16X16(_mm256_loadu_si256((const __m256i *)(a + i))), _mm512_loadu_ps(x + i), acc0);
+    if (i < k) {
+        __m256i h = _mm256_maskz_loadu_epi16((__mmask16)((1u << (k - i)) - 1), a + i);
+        acc1 = _mm512_fmadd_ps(BF16X16(h), load_f32_tail(x + i, k - i), acc1);
+    }
+#undef BF16X16
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
 /* Planar quantizers: the integers and scales of simd_quantize_q8, laid out for the kernels above. */
 static inline __attribute__((always_inline)) void quantize_planar(int64_t k, const float *x, void *dst, bool split) {
     int8_t *qs = dst;
@@ -322,6 +382,9 @@ static void slm_kernels_fill_avx512_planar(slm_kernel_table *t) {
     t->types[SLM_TYPE_Q5_1] = (slm_type_kernels){SLM_ACT_Q8PS, p_vec_dot_q5_1, NULL};
     t->types[SLM_TYPE_IQ4_NL] = (slm_type_kernels){SLM_ACT_Q8PS, p_vec_dot_iq4_nl, NULL};
     t->types[SLM_TYPE_Q4_K].vec_dot = k_vec_dot_q4_K;
+    t->types[SLM_TYPE_F32].vec_dot = z_vec_dot_f32;
+    t->types[SLM_TYPE_F16].vec_dot = z_vec_dot_f16;
+    t->types[SLM_TYPE_BF16].vec_dot = z_vec_dot_bf16;
     t->types[SLM_TYPE_Q6_K].vec_dot = k_vec_dot_q6_K;
 }
 
