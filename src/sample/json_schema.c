@@ -349,7 +349,7 @@ static const char *const format_rules =
     " (\"Z\" | [+-] ([01] [0-9] | \"2\" [0-3]) \":\" [0-5] [0-9])\n"
     "fmt-date-time ::= fmt-date \"T\" fmt-time\n"
     "fmt-email ::= [a-zA-Z0-9_+-]{1,32} (\".\" [a-zA-Z0-9_+-]{1,32}){0,3} \"@\" fmt-label (\".\" fmt-label){1,3}\n"
-    "fmt-label ::= [a-zA-Z0-9] ([a-zA-Z0-9-]{0,30} [a-zA-Z0-9])?\n"
+    "fmt-label ::= [a-zA-Z0-9] ([a-zA-Z0-9-]{0,22} [a-zA-Z0-9])?\n" /* keeps the longest address at 231 <= 254 chars */
     "fmt-uuid ::= fmt-hex{8} \"-\" fmt-hex{4} \"-\" fmt-hex{4} \"-\" fmt-hex{4} \"-\" fmt-hex{12}\n"
     "fmt-hex ::= [0-9a-fA-F]\n";
 
