@@ -22,9 +22,15 @@ static void split_range(int64_t n, int ith, int nth, int64_t *begin, int64_t *en
     *end = n * (ith + 1) / nth;
 }
 
+/* Eight independent f32 partial sums: still plain f32 math (the oracle needs no fast-math), but
+ * without one long dependency chain, so the reference path of a 1B model takes seconds, not minutes. */
 static float dot_f32(const float *a, const float *b, int64_t n) {
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n; i++) sum += a[i] * b[i];
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
+    float sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++) sum += a[i] * b[i];
     return sum;
 }
 
