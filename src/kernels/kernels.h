@@ -14,7 +14,7 @@ typedef struct slm_weight {
     int64_t k, m;
     const void *data;     /* in the model mapping */
     size_t row_bytes;
-    void *packed;         /* optional kernel-specific layout made by slm_weight_prepare, owned by the model */
+    void *packed;         /* reserved for a kernel-specific repacked layout; unused (the kernels read `data`) */
 } slm_weight;
 
 /* y[t*m + r] = dot(row r of w, x[t*k .. t*k+k)) for t < n_tok.
@@ -32,13 +32,6 @@ void slm_matmul_multi(slm_pool *pool, const slm_weight *const *w, int n_w, const
 
 /* Copies row `row` of w dequantized to f32 (embedding lookup). */
 void slm_weight_row_f32(const slm_weight *w, int64_t row, float *dst);
-
-/* Optional, at model load after type/k/m/data/row_bytes are set: lets the fast path build a
- * repacked copy in w->packed. Returns 0, or -1 if memory ran out (the weight still works
- * unpacked). slm_weight_release frees it (safe on a weight never prepared); call it before the
- * mapping goes away. */
-int slm_weight_prepare(slm_weight *w);
-void slm_weight_release(slm_weight *w);
 
 /* Vector helpers for the rest of the forward pass (attention over an f16 or f32 KV cache), on
  * the selected ISA path. f16 means IEEE half floats stored as uint16_t. */

@@ -286,13 +286,3 @@ void slm_matmul_multi(slm_pool *pool, const slm_weight *const *w, int n_w, const
 void slm_weight_row_f32(const slm_weight *w, int64_t row, float *dst) {
     slm_dequantize_row(w->type, (const uint8_t *)w->data + (size_t)row * w->row_bytes, dst, w->k);
 }
-
-int slm_weight_prepare(slm_weight *w) {
-    (void)w;
-    return 0;
-}
-
-void slm_weight_release(slm_weight *w) {
-    free(w->packed);
-    w->packed = NULL;
-}
