@@ -274,6 +274,7 @@ bool srv_wait_done(srv_conn *c, srv_request *r) {
 /* ---------- streaming ---------- */
 
 bool srv_stream_write(srv_stream *st, const char *bytes, size_t n) {
+    if (n == 0) return true;
     if (st->out_len + n > st->out_cap) {
         size_t cap = st->out_cap ? st->out_cap : 4096;
         while (cap < st->out_len + n) cap *= 2;
@@ -320,12 +321,12 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
                 return MHD_CONTENT_READER_END_WITH_ERROR;
             }
         }
-        srv_delta d = {.text = r->text + st->text_seen,
+        /* text and infos stay NULL until the first token: no pointer arithmetic on them before */
+        srv_delta d = {.text = r->text ? r->text + st->text_seen : "",
                        .text_len = r->text_len - st->text_seen,
-                       .infos = r->infos + st->infos_seen,
+                       .infos = r->infos ? r->infos + st->infos_seen : NULL,
                        .n_infos = r->n_infos - st->infos_seen,
                        .done = r->done};
-        if (!r->text) d.text = "";
         bool ok = st->emit(st, r, &d);
         st->text_seen = r->text_len;
         st->infos_seen = r->n_infos;
