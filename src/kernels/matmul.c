@@ -235,6 +235,11 @@ static bool matmul_fast(slm_pool *pool, const slm_kernel_table *table, const slm
     int64_t per = (total_rows + (int64_t)nth * 8 - 1) / ((int64_t)nth * 8);
     per = (per + ROW_TILE - 1) / ROW_TILE * ROW_TILE;
     if (per < ROW_TILE) per = ROW_TILE;
+    if (job.big) { /* the unpacked rows of a chunk should stay in L2 while the token tiles stream by */
+        int64_t cap = (int64_t)((384 * 1024) / job.xrow_bytes) / SLM_GEMM_BIG_TILE * SLM_GEMM_BIG_TILE;
+        if (cap < SLM_GEMM_BIG_TILE) cap = SLM_GEMM_BIG_TILE;
+        if (per > cap) per = cap;
+    }
     job.rows_per_chunk = per;
     job.first_chunk[0] = 0;
     for (int i = 0; i < n_w; i++) job.first_chunk[i + 1] = job.first_chunk[i] + (w[i]->m + per - 1) / per;
