@@ -186,7 +186,10 @@ int srv_run(const srv_config *cfg) {
     fprintf(stderr, "slm serve: %s: draining %d running and %d queued requests (up to %d s; signal again to stop now)\n",
             sig == SIGINT ? "SIGINT" : "SIGTERM", busy, queued, s->cfg.drain_timeout_s);
     atomic_store(&s->draining, true);
-    MHD_quiesce_daemon(s->daemon); /* no new connections; open ones get 503 for new requests */
+    /* No new connections (closing the returned listen socket makes them fail fast); requests on
+     * connections already open get 503. */
+    MHD_socket listen_fd = MHD_quiesce_daemon(s->daemon);
+    if (listen_fd != MHD_INVALID_SOCKET) close(listen_fd);
     double t0 = srv_now();
     bool forced = false;
     for (;;) {
