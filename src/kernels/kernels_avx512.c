@@ -343,6 +343,60 @@ static float z_vec_dot_bf16(int64_t k, const void *w, const void *act) {
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
+
+/* ---- attention rows with 16-lane vectors (head sizes 16..128 in steps of 16), same structure
+ * as attend_one in kernels_simd.inc ---- */
+
+static inline __attribute__((always_inline)) void z_attend_one(int n, int chunks, const float *q, const uint16_t *k,
+                                                              const uint16_t *v, size_t stride, float scale,
+                                                              float *scores, float *out) {
+    __m512 qv[8];
+    for (int c = 0; c < chunks; c++) qv[c] = _mm512_loadu_ps(q + 16 * c);
+    const __m256 vscale = _mm256_set1_ps(scale);
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 half[8];
+        for (int p = 0; p < 8; p++) {
+            const uint16_t *r = k + (size_t)(j + p) * stride;
+            __m512 acc = _mm512_mul_ps(qv[0], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)r)));
+            for (int c = 1; c < chunks; c++)
+                acc = _mm512_fmadd_ps(qv[c], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(r + 16 * c))), acc);
+            half[p] = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
+        }
+        _mm256_storeu_ps(scores + j, _mm256_mul_ps(hsum8_ps(half), vscale));
+    }
+    for (; j < n; j++) {
+        const uint16_t *r = k + (size_t)j * stride;
+        __m512 acc = _mm512_mul_ps(qv[0], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)r)));
+        for (int c = 1; c < chunks; c++)
+            acc = _mm512_fmadd_ps(qv[c], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(r + 16 * c))), acc);
+        scores[j] = scale * _mm512_reduce_add_ps(acc);
+    }
+    simd_softmax(n, scores);
+    __m512 acc[8];
+    for (int c = 0; c < chunks; c++) acc[c] = _mm512_setzero_ps();
+    for (j = 0; j < n; j++) {
+        const uint16_t *r = v + (size_t)j * stride;
+        __m512 pj = _mm512_set1_ps(scores[j]);
+        for (int c = 0; c < chunks; c++)
+            acc[c] = _mm512_fmadd_ps(pj, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(r + 16 * c))), acc[c]);
+    }
+    for (int c = 0; c < chunks; c++) _mm512_storeu_ps(out + 16 * c, acc[c]);
+}
+
+static void z_attend_f16(int nq, const int *n, int64_t hd, const float *const *q, const uint16_t *k,
+                         const uint16_t *v, size_t stride, float scale, float *scratch, float *const *out) {
+    for (int i = 0; i < nq; i++) {
+        switch (hd) {
+        case 16: z_attend_one(n[i], 1, q[i], k, v, stride, scale, scratch, out[i]); break;
+        case 32: z_attend_one(n[i], 2, q[i], k, v, stride, scale, scratch, out[i]); break;
+        case 64: z_attend_one(n[i], 4, q[i], k, v, stride, scale, scratch, out[i]); break;
+        case 128: z_attend_one(n[i], 8, q[i], k, v, stride, scale, scratch, out[i]); break;
+        default: simd_attend_f16(1, n + i, hd, q + i, k, v, stride, scale, scratch, out + i); break;
+        }
+    }
+}
+
 /* Planar quantizers: the integers and scales of simd_quantize_q8, laid out for the kernels above. */
 static inline __attribute__((always_inline)) void quantize_planar(int64_t k, const float *x, void *dst, bool split) {
     int8_t *qs = dst;
@@ -383,6 +437,7 @@ static void slm_kernels_fill_avx512_planar(slm_kernel_table *t) {
     t->types[SLM_TYPE_IQ4_NL] = (slm_type_kernels){SLM_ACT_Q8PS, p_vec_dot_iq4_nl, NULL};
     t->types[SLM_TYPE_Q4_K].vec_dot = k_vec_dot_q4_K;
     t->types[SLM_TYPE_F32].vec_dot = z_vec_dot_f32;
+    t->attend_f16 = z_attend_f16;
     t->types[SLM_TYPE_F16].vec_dot = z_vec_dot_f16;
     t->types[SLM_TYPE_BF16].vec_dot = z_vec_dot_bf16;
     t->types[SLM_TYPE_Q6_K].vec_dot = k_vec_dot_q6_K;

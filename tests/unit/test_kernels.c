@@ -286,11 +286,11 @@ static void check_multi(const uint32_t *types, int n_w, int64_t k, int n_tok, sl
 /* Grouped attention: every ISA against a double-precision softmax attention, queries of
  * different lengths, head sizes on and off the fast path. */
 static void check_attend(void) {
-    const int64_t hds[] = {64, 8, 20, 128};
+    const int64_t hds[] = {64, 8, 20, 128, 16, 32, 48};
     for (int isa = SLM_ISA_SCALAR; isa < SLM_ISA_COUNT; isa++) {
         const slm_kernel_table *t = slm_kernels_for_isa((slm_isa)isa);
         if (!t) continue;
-        for (int hi = 0; hi < 4; hi++) {
+        for (int hi = 0; hi < 7; hi++) {
             const int64_t hd = hds[hi];
             const int nq = 6, n[6] = {1, 40, 17, 40, 3, 29};
             const size_t stride = (size_t)hd * 2 + 3;
