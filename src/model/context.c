@@ -66,7 +66,8 @@ int slm_context_new(slm_model *model, const slm_context_params *params, slm_cont
     c->att_out = alloc_or_null(sizeof(float) * B * (size_t)q_dim, &ok);
     c->hb = alloc_or_null(sizeof(float) * B * (size_t)hp->n_ff, &ok);
     c->hb2 = alloc_or_null(sizeof(float) * B * (size_t)hp->n_ff, &ok);
-    c->att_scores = alloc_or_null(sizeof(float) * (size_t)c->n_threads * (size_t)c->n_ctx, &ok);
+    c->att_scratch_per_thread = (size_t)(hp->n_head / hp->n_head_kv) * (size_t)c->n_ctx;
+    c->att_scores = alloc_or_null(sizeof(float) * (size_t)c->n_threads * c->att_scratch_per_thread, &ok);
     c->out_hidden = alloc_or_null(sizeof(float) * B * (size_t)hp->n_embd, &ok);
     c->all_hidden = c->embeddings ? alloc_or_null(sizeof(float) * B * (size_t)hp->n_embd, &ok) : NULL;
     c->logits_cap = c->n_seq < c->n_batch ? c->n_seq : c->n_batch;

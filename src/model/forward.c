@@ -68,11 +68,8 @@ static void kv_store(slm_context *c, int layer, int n_tokens) {
             memcpy((float *)c->k_cache + off, k, sizeof(float) * (size_t)c->kv_dim);
             memcpy((float *)c->v_cache + off, v, sizeof(float) * (size_t)c->kv_dim);
         } else {
-            uint16_t *kc = (uint16_t *)c->k_cache + off, *vc = (uint16_t *)c->v_cache + off;
-            for (int i = 0; i < c->kv_dim; i++) {
-                kc[i] = slm_fp32_to_fp16(k[i]);
-                vc[i] = slm_fp32_to_fp16(v[i]);
-            }
+            slm_vec_f32_to_f16(c->kv_dim, k, (uint16_t *)c->k_cache + off);
+            slm_vec_f32_to_f16(c->kv_dim, v, (uint16_t *)c->v_cache + off);
         }
     }
 }
@@ -82,29 +79,24 @@ typedef struct attention_job {
     int layer, n_tokens;
 } attention_job;
 
-/* One (token, head) pair: softmax(q·K / sqrt(d)) · V over the token's sequence up to its position. */
-static void attend(slm_context *c, int layer, int t, int h, float *scores) {
+/* Exact path, one (token, head) pair: softmax(q·K / sqrt(d)) · V over the token's sequence up to
+ * its position, in plain f32 over the f32 cache. */
+static void attend_exact(slm_context *c, int layer, int t, int h, float *scores) {
     const slm_hparams *hp = &c->model->hp;
     int hd = hp->head_dim, kvh = h / (hp->n_head / hp->n_head_kv);
-    int seq = c->batch_seq[t], n = c->batch_pos[t] + 1;
+    int n = c->batch_pos[t] + 1;
     const float *q = c->q + (size_t)t * hp->n_head * hd + (size_t)h * hd;
     float *out = c->att_out + (size_t)t * hp->n_head * hd + (size_t)h * hd;
     float scale = 1.0f / sqrtf((float)hd);
-    size_t base = kv_offset(c, layer, seq, 0) + (size_t)kvh * hd;
+    const float *kbase = (const float *)c->k_cache + kv_offset(c, layer, c->batch_seq[t], 0) + (size_t)kvh * hd;
+    const float *vbase = (const float *)c->v_cache + kv_offset(c, layer, c->batch_seq[t], 0) + (size_t)kvh * hd;
     float max = -INFINITY;
     for (int j = 0; j < n; j++) {
+        const float *k = kbase + (size_t)j * c->kv_dim;
         float s = 0;
-        size_t off = base + (size_t)j * c->kv_dim;
-        if (c->exact) {
-            const float *k = (const float *)c->k_cache + off;
-            for (int i = 0; i < hd; i++) s += q[i] * k[i];
-        } else {
-            const uint16_t *k = (const uint16_t *)c->k_cache + off;
-            for (int i = 0; i < hd; i++) s += q[i] * slm_fp16_to_fp32(k[i]);
-        }
-        s *= scale;
-        scores[j] = s;
-        if (s > max) max = s;
+        for (int i = 0; i < hd; i++) s += q[i] * k[i];
+        scores[j] = s * scale;
+        if (scores[j] > max) max = scores[j];
     }
     double sum = 0;
     for (int j = 0; j < n; j++) {
@@ -114,25 +106,43 @@ static void attend(slm_context *c, int layer, int t, int h, float *scores) {
     float inv = (float)(1.0 / sum);
     for (int i = 0; i < hd; i++) out[i] = 0;
     for (int j = 0; j < n; j++) {
+        const float *v = vbase + (size_t)j * c->kv_dim;
         float p = scores[j] * inv;
-        size_t off = base + (size_t)j * c->kv_dim;
-        if (c->exact) {
-            const float *v = (const float *)c->v_cache + off;
-            for (int i = 0; i < hd; i++) out[i] += p * v[i];
-        } else {
-            const uint16_t *v = (const uint16_t *)c->v_cache + off;
-            for (int i = 0; i < hd; i++) out[i] += p * slm_fp16_to_fp32(v[i]);
-        }
+        for (int i = 0; i < hd; i++) out[i] += p * v[i];
     }
+}
+
+/* Fast path, one (token, kv head) pair: the query heads of the GQA group share each converted
+ * K/V row of the f16 cache. */
+static void attend_group_f16(slm_context *c, int layer, int t, int g, float *scratch) {
+    const slm_hparams *hp = &c->model->hp;
+    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    const float *q[SLM_MAX_GQA_GROUP];
+    float *out[SLM_MAX_GQA_GROUP];
+    int n[SLM_MAX_GQA_GROUP];
+    for (int i = 0; i < group; i++) {
+        size_t off = (size_t)t * hp->n_head * hd + (size_t)(g * group + i) * hd;
+        q[i] = c->q + off;
+        out[i] = c->att_out + off;
+        n[i] = c->batch_pos[t] + 1;
+    }
+    size_t base = kv_offset(c, layer, c->batch_seq[t], 0) + (size_t)g * hd;
+    slm_attend_f16(group, n, hd, q, (const uint16_t *)c->k_cache + base, (const uint16_t *)c->v_cache + base,
+                   (size_t)c->kv_dim, 1.0f / sqrtf((float)hd), scratch, out);
 }
 
 static void attention_task(void *arg, int ith, int nth) {
     attention_job *job = arg;
     slm_context *c = job->c;
-    int n_head = c->model->hp.n_head;
-    int total = job->n_tokens * n_head;
-    float *scores = c->att_scores + (size_t)ith * (size_t)c->n_ctx;
-    for (int i = ith; i < total; i += nth) attend(c, job->layer, i / n_head, i % n_head, scores);
+    const slm_hparams *hp = &c->model->hp;
+    float *scratch = c->att_scores + (size_t)ith * c->att_scratch_per_thread;
+    if (c->exact) {
+        int total = job->n_tokens * hp->n_head;
+        for (int i = ith; i < total; i += nth) attend_exact(c, job->layer, i / hp->n_head, i % hp->n_head, scratch);
+    } else {
+        int total = job->n_tokens * hp->n_head_kv;
+        for (int i = ith; i < total; i += nth) attend_group_f16(c, job->layer, i / hp->n_head_kv, i % hp->n_head_kv, scratch);
+    }
 }
 
 static void add_bias(float *y, const float *b, int rows, int n) {
@@ -194,9 +204,9 @@ int slm_decode(slm_context *c, const slm_batch *b, char *err, size_t err_len) {
     for (int l = 0; l < hp->n_layer; l++) {
         const slm_layer *L = &m->layers[l];
         rmsnorm_rows(c->xb, c->x, L->attn_norm, T, E, hp->rms_eps);
-        slm_matmul(c->pool, &L->wq, c->xb, T, c->q, exact);
-        slm_matmul(c->pool, &L->wk, c->xb, T, c->k, exact);
-        slm_matmul(c->pool, &L->wv, c->xb, T, c->v, exact);
+        const slm_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
+        float *qkv_out[3] = {c->q, c->k, c->v};
+        slm_matmul_multi(c->pool, qkv, 3, c->xb, T, qkv_out, exact);
         add_bias(c->q, L->bq, T, q_dim);
         add_bias(c->k, L->bk, T, c->kv_dim);
         add_bias(c->v, L->bv, T, c->kv_dim);
@@ -211,8 +221,9 @@ int slm_decode(slm_context *c, const slm_batch *b, char *err, size_t err_len) {
         add_rows(c->x, c->xb, (size_t)T * E);
 
         rmsnorm_rows(c->xb, c->x, L->ffn_norm, T, E, hp->rms_eps);
-        slm_matmul(c->pool, &L->w_gate, c->xb, T, c->hb, exact);
-        slm_matmul(c->pool, &L->w_up, c->xb, T, c->hb2, exact);
+        const slm_weight *gate_up[2] = {&L->w_gate, &L->w_up};
+        float *gate_up_out[2] = {c->hb, c->hb2};
+        slm_matmul_multi(c->pool, gate_up, 2, c->xb, T, gate_up_out, exact);
         size_t nf = (size_t)T * hp->n_ff;
         for (size_t i = 0; i < nf; i++) {
             float g = c->hb[i];

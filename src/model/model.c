@@ -245,6 +245,9 @@ static int load_hparams(slm_model *m, char *err, size_t err_len) {
     if (hp->n_head % hp->n_head_kv != 0)
         return slm_err(err, err_len, "%s: head count %d is not a multiple of the kv head count %d", gguf_name(m->gguf),
                        hp->n_head, hp->n_head_kv);
+    if (hp->n_head / hp->n_head_kv > SLM_MAX_GQA_GROUP)
+        return slm_err(err, err_len, "%s: %d query heads per kv head (at most %d supported)", gguf_name(m->gguf),
+                       hp->n_head / hp->n_head_kv, SLM_MAX_GQA_GROUP);
     if (hp->n_embd % hp->n_head != 0)
         return slm_err(err, err_len, "%s: embedding length %d is not a multiple of the head count %d", gguf_name(m->gguf),
                        hp->n_embd, hp->n_head);

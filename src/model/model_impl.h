@@ -10,6 +10,9 @@
 #include "slm.h"
 #include "tokenizer/vocab.h"
 
+/* Query heads per KV head the fast attention handles in one group. */
+#define SLM_MAX_GQA_GROUP 64
+
 enum slm_rope_style {
     SLM_ROPE_NORM, /* rotate adjacent pairs (x[2i], x[2i+1]): llama GGUFs (q/k rows are pre-permuted) */
     SLM_ROPE_NEOX  /* rotate (x[i], x[i + d/2]): qwen2 */
@@ -61,7 +64,8 @@ struct slm_context {
     slm_token *seq_tokens;    /* [seq][n_ctx] the tokens behind those positions */
     /* Work buffers sized for n_batch tokens. */
     float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2;
-    float *att_scores;        /* [n_threads][n_ctx] */
+    float *att_scores;        /* [n_threads][att_scratch_per_thread] */
+    size_t att_scratch_per_thread; /* floats: GQA group size x n_ctx */
     float *out_hidden;        /* [n_batch][n_embd] normalised final states of tokens that want logits */
     float *all_hidden;        /* [n_batch][n_embd] final states of every token (embeddings) */
     float *logits;            /* [logits_cap][n_vocab] */
