@@ -292,7 +292,23 @@ static void describe(slm_model *m) {
     if (p >= 1e9) snprintf(size, sizeof size, "%.0fB", p / 1e9);
     else if (p >= 1e6) snprintf(size, sizeof size, "%.0fM", p / 1e6);
     else snprintf(size, sizeof size, "?B");
-    snprintf(m->desc, sizeof m->desc, "%s %s %s", m->arch->name, size, has_ft ? file_type_name(ft) : "?");
+    if (has_ft) {
+        snprintf(m->desc, sizeof m->desc, "%s %s %s", m->arch->name, size, file_type_name(ft));
+        return;
+    }
+    /* No file type recorded: name the type most weight bytes use, marked as a guess. */
+    uint64_t bytes_by_type[SLM_TYPE_COUNT] = {0};
+    for (int64_t i = 0; i < gguf_n_tensors(m->gguf); i++) {
+        const gguf_tensor *t = gguf_tensor_at(m->gguf, i);
+        if (t->n_dims >= 2) bytes_by_type[t->type] += t->n_bytes;
+    }
+    uint32_t best = SLM_TYPE_F32;
+    for (uint32_t t = 0; t < SLM_TYPE_COUNT; t++)
+        if (bytes_by_type[t] > bytes_by_type[best]) best = t;
+    char tname[16];
+    snprintf(tname, sizeof tname, "%s", slm_type_name(best));
+    for (char *p = tname; *p; p++) *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+    snprintf(m->desc, sizeof m->desc, "%s %s %s%s (guessed)", m->arch->name, size, best == SLM_TYPE_F32 ? "all " : "", tname);
 }
 
 int slm_model_load(const char *path, const slm_model_params *params, slm_model **out, char *err, size_t err_len) {
