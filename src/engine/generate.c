@@ -83,7 +83,8 @@ static bool flush_final(pending_text *p, const slm_generate_params *gp, bool at_
     }
     bool go_on = true;
     if (emit > 0 && on_text) go_on = on_text(user, p->buf, emit);
-    memmove(p->buf, p->buf + emit, p->len - emit);
+    /* p->buf is still NULL when nothing was generated: no pointer arithmetic on it */
+    if (p->len > emit) memmove(p->buf, p->buf + emit, p->len - emit);
     p->len -= emit;
     if (p->buf) p->buf[p->len] = 0;
     return go_on;
