@@ -366,3 +366,21 @@ test("tasks: /v1/summarize", async () => {
   assert.equal(empty.status, 400);
   assert.equal(empty.json.error.param, "input");
 });
+
+test("prefix cache: a running request's KV is copied for a new request with the same system prompt", async () => {
+  // a system prompt no earlier test used, so only the running request's slot holds it
+  const system = `You are story teller number ${process.pid}. You tell stories about dogs, cats, birds and the sun.`;
+  const long = openai.chat.completions.create({
+    model: MODEL, messages: [{ role: "system", content: system }, { role: "user", content: "Tell a long story." }],
+    max_tokens: 1500, ignore_eos: true, temperature: 0, stream: true,
+  });
+  const stream = await long;
+  const it = stream[Symbol.asyncIterator]();
+  await it.next(); // the long request is running now
+  const req = { model: MODEL, messages: [{ role: "system", content: system }, { role: "user", content: "Hi" }], max_tokens: 12, temperature: 0 };
+  const shared = await openai.chat.completions.create(req);
+  assert.ok(shared.usage.prompt_tokens_details.cached_tokens >= 20, `cached ${shared.usage.prompt_tokens_details.cached_tokens}`);
+  stream.controller.abort();
+  // the copied KV gives the same text as a cold run of the same prompt in a fresh process
+  assert.equal(shared.choices[0].message.content, slmRun(chatml(req.messages), 12));
+});
