@@ -13,9 +13,12 @@ typedef struct slm_gemm_big {
     size_t (*row_bytes)(int64_t k);
     void (*unpack_row)(uint32_t type, int64_t k, const void *row, uint8_t *dst);
     void (*convert_act)(slm_act_kind kind, int64_t k, const void *act, uint8_t *dst);
-    /* y[t * y_stride + r] for r < nr, t < nt (both <= SLM_GEMM_BIG_TILE); rows 64-byte aligned. */
+    /* Number of 64-element steps of a row of k elements. */
+    int64_t (*steps)(int64_t k);
+    /* y[t * y_stride + r] (=, or += when accumulate) the part of the dot over steps [p0, p1), for
+     * r < nr, t < nt (both <= SLM_GEMM_BIG_TILE); p0 a multiple of 4; rows 64-byte aligned. */
     void (*tile)(int64_t k, const uint8_t *w, size_t w_stride, int nr, const uint8_t *x, size_t x_stride, int nt,
-                 float *y, size_t y_stride);
+                 float *y, size_t y_stride, int64_t p0, int64_t p1, bool accumulate);
 } slm_gemm_big;
 
 void slm_gemm_big_fill_avx512(slm_gemm_big *g);

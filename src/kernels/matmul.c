@@ -87,6 +87,9 @@ size_t slm_act_row_bytes(slm_act_kind kind, int64_t k) {
 #define MAX_FUSED 4
 /* Below this many tokens the per-row unpacking of the batched GEMM does not pay off. */
 #define BIG_GEMM_MIN_TOKENS 8
+/* 64-element steps per k block of the batched GEMM (a multiple of 4): 4 weight + 4 activation
+ * rows of 2048 elements (u8 values + f32 lane scales) are 32 KiB, within L1. */
+#define BIG_K_STEPS 32
 
 typedef struct fast_job {
     int n_w;
@@ -133,15 +136,19 @@ static bool compute_rows_big(const fast_job *job, int wi, int64_t r0, int64_t r1
         big->unpack_row(w->type, w->k, (const uint8_t *)w->data + (size_t)r * w->row_bytes, wbuf + (size_t)(r - r0) * rb);
     int tt = (int)((512 * 1024) / rb);
     tt = tt < SLM_GEMM_BIG_TILE ? SLM_GEMM_BIG_TILE : tt / SLM_GEMM_BIG_TILE * SLM_GEMM_BIG_TILE;
-    const int64_t m = w->m;
+    const int64_t m = w->m, n_steps = big->steps(w->k);
     for (int tb = 0; tb < job->n_tok; tb += tt) {
         int te = tb + tt < job->n_tok ? tb + tt : job->n_tok;
-        for (int64_t r = r0; r < r1; r += SLM_GEMM_BIG_TILE) {
-            int nr = r1 - r < SLM_GEMM_BIG_TILE ? (int)(r1 - r) : SLM_GEMM_BIG_TILE;
-            for (int t = tb; t < te; t += SLM_GEMM_BIG_TILE) {
-                int nt = te - t < SLM_GEMM_BIG_TILE ? te - t : SLM_GEMM_BIG_TILE;
-                big->tile(w->k, wbuf + (size_t)(r - r0) * rb, rb, nr, job->xact + (size_t)t * rb, rb, nt,
-                          job->y[wi] + (int64_t)t * m + r, (size_t)m);
+        /* k blocks keep the rows of one 4x4 tile within L1 */
+        for (int64_t p0 = 0; p0 < n_steps; p0 += BIG_K_STEPS) {
+            int64_t p1 = p0 + BIG_K_STEPS < n_steps ? p0 + BIG_K_STEPS : n_steps;
+            for (int64_t r = r0; r < r1; r += SLM_GEMM_BIG_TILE) {
+                int nr = r1 - r < SLM_GEMM_BIG_TILE ? (int)(r1 - r) : SLM_GEMM_BIG_TILE;
+                for (int t = tb; t < te; t += SLM_GEMM_BIG_TILE) {
+                    int nt = te - t < SLM_GEMM_BIG_TILE ? te - t : SLM_GEMM_BIG_TILE;
+                    big->tile(w->k, wbuf + (size_t)(r - r0) * rb, rb, nr, job->xact + (size_t)t * rb, rb, nt,
+                              job->y[wi] + (int64_t)t * m + r, (size_t)m, p0, p1, p0 > 0);
+                }
             }
         }
     }
