@@ -4,6 +4,7 @@
 #include "server/http.h"
 
 #include <arpa/inet.h>
+#include <math.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -132,12 +133,17 @@ bool srv_json_int(json_t *obj, const char *key, long long lo, long long hi, long
     if (present) *present = false;
     if (!v || json_is_null(v)) return true;
     long long x;
-    if (json_is_integer(v))
+    if (json_is_integer(v)) {
         x = json_integer_value(v);
-    else if (json_is_real(v) && json_real_value(v) == (double)(long long)json_real_value(v))
-        x = (long long)json_real_value(v);
-    else
+    } else if (json_is_real(v) && floor(json_real_value(v)) == json_real_value(v)) {
+        /* 3.0 is accepted as 3; range-check before converting (1e308 does not fit a long long) */
+        double d = json_real_value(v);
+        if (d < (double)lo || d > (double)hi)
+            return srv_failf(f, 400, NULL, key, "'%s' must be between %lld and %lld", key, lo, hi);
+        x = (long long)d;
+    } else {
         return srv_failf(f, 400, NULL, key, "'%s' must be an integer", key);
+    }
     if (x < lo || x > hi) return srv_failf(f, 400, NULL, key, "'%s' must be between %lld and %lld", key, lo, hi);
     *out = x;
     if (present) *present = true;
