@@ -166,7 +166,7 @@ int srv_run(const srv_config *cfg) {
     else
         model_id_from_path(s->cfg.model_path, s->model_id, sizeof s->model_id);
     choose_template(s);
-    if (srv_sched_new(s->model, s->ctx, &s->metrics, s->cfg.queue_size, false, &s->sched, err, sizeof err) != 0) {
+    if (srv_sched_new(s->model, s->ctx, &s->metrics, s->cfg.queue_size, &s->sched, err, sizeof err) != 0) {
         fprintf(stderr, "slm serve: %s\n", err);
         goto out_stop;
     }

@@ -32,7 +32,6 @@ struct srv_sched {
     slm_model *model;
     slm_context *ctx;
     srv_metrics *metrics;
-    bool verbose;
     int n_ctx, n_seq, n_batch, n_vocab, n_embd;
 
     pthread_t thread;
@@ -554,14 +553,13 @@ static void free_buffers(srv_sched *s) {
     free(s->sanitized);
 }
 
-int srv_sched_new(slm_model *model, slm_context *ctx, srv_metrics *metrics, int queue_cap, bool verbose,
-                  srv_sched **out, char *err, size_t err_len) {
+int srv_sched_new(slm_model *model, slm_context *ctx, srv_metrics *metrics, int queue_cap, srv_sched **out, char *err,
+                  size_t err_len) {
     srv_sched *s = calloc(1, sizeof *s);
     if (!s) return snprintf(err, err_len, "out of memory"), -1;
     s->model = model;
     s->ctx = ctx;
     s->metrics = metrics;
-    s->verbose = verbose;
     s->n_ctx = slm_context_n_ctx(ctx);
     s->n_seq = slm_context_n_seq(ctx);
     s->n_batch = slm_context_n_batch(ctx);

@@ -17,8 +17,9 @@ typedef struct srv_sched srv_sched;
 typedef enum { SRV_SUBMIT_OK = 0, SRV_SUBMIT_FULL, SRV_SUBMIT_DRAINING } srv_submit_status;
 
 /* Starts the scheduler thread. The model and context stay owned by the caller and must outlive it. */
-int srv_sched_new(slm_model *model, slm_context *ctx, srv_metrics *metrics, int queue_cap, bool verbose,
-                  srv_sched **out, char *err, size_t err_len);
+/* queue_cap: requests that may wait beyond the slots that are free. */
+int srv_sched_new(slm_model *model, slm_context *ctx, srv_metrics *metrics, int queue_cap, srv_sched **out, char *err,
+                  size_t err_len);
 /* Cancels whatever still runs, stops and joins the thread. */
 void srv_sched_free(srv_sched *s);
 
