@@ -380,13 +380,17 @@ static bool decode_seq(slm_context *c, const slm_token *toks, int n, int seq, bo
     return rc == 0;
 }
 
-/* Every row of logits of a fresh exact decode of toks[0..n) in one batch: out[n][N_VOCAB]. */
-static void fresh_logits(slm_model *m, const slm_token *toks, int n, float *out) {
-    slm_context *c = new_ctx(m, 64, 1, 64, true, false);
+/* Every row of logits of a fresh decode of toks[0..n) in one batch: out[n][N_VOCAB]. */
+static void fresh_logits_path(slm_model *m, const slm_token *toks, int n, bool exact, float *out) {
+    slm_context *c = new_ctx(m, 64, 1, 64, exact, false);
     if (!c) return;
     if (decode_seq(c, toks, n, 0, true))
         for (int i = 0; i < n; i++) memcpy(out + (size_t)i * N_VOCAB, slm_logits(c, i), sizeof(float) * N_VOCAB);
     slm_context_free(c);
+}
+
+static void fresh_logits(slm_model *m, const slm_token *toks, int n, float *out) {
+    fresh_logits_path(m, toks, n, true, out);
 }
 
 /* An error is a value: a negative status and one non-empty line that mentions `must_name`. */
@@ -567,8 +571,9 @@ static void test_batch_equivalence(test_model *tm, bool exact) {
                 memcpy(chunked + (size_t)(i + j) * N_VOCAB, slm_logits(c, j), sizeof(float) * N_VOCAB);
     }
     /* The exact path computes every token independently of its batch-mates; the fast path may
-     * pick a different kernel for one row than for many, so it gets a rounding-sized bound. */
-    double tol = exact ? 1e-5 : 2e-3;
+     * pick a different kernel for one row than for many, so it gets a rounding-sized bound
+     * (measured: 0 for f32/f16 weights, 3e-6 for q8_0, logits of magnitude ~10). */
+    double tol = exact ? 1e-5 : 1e-4;
     double d1 = max_abs_diff(whole, single, N * N_VOCAB), d2 = max_abs_diff(whole, chunked, N * N_VOCAB);
     CHECKF(d1 <= tol, "%s %s: whole batch vs one token per decode differ by %.3g", tm->name, exact ? "exact" : "fast",
            d1);
@@ -580,7 +585,7 @@ out:
 
 /* ---------- 3: several sequences, KV copy and truncate ---------- */
 
-static void test_multi_sequence(test_model *tm) {
+static void test_multi_sequence(test_model *tm, bool exact) {
     if (!tm->model) return;
     static const slm_token A[7] = {1, 270, 271, 272, 273, 274, 275};
     static const slm_token B[5] = {1, 290, 291, 40, 41};
@@ -591,9 +596,13 @@ static void test_multi_sequence(test_model *tm) {
     for (int s = 0; s < 3; s++) {
         alone[s] = malloc(sizeof(float) * (size_t)lens[s] * N_VOCAB);
         if (!alone[s]) abort();
-        fresh_logits(tm->model, seqs[s], lens[s], alone[s]);
+        fresh_logits_path(tm->model, seqs[s], lens[s], exact, alone[s]);
     }
-    slm_context *c = new_ctx(tm->model, 32, 3, 16, true, false);
+    slm_context *c = new_ctx(tm->model, 32, 3, 16, exact, false);
+    /* the exact path computes each token alone: equal to the bit; the fast path may choose kernels
+     * by batch size, so rounding-sized differences are allowed */
+    const double tol = exact ? 1e-5 : 1e-4;
+    const char *path = exact ? "exact" : "fast";
     if (!c) goto out;
 
     /* three mixed batches covering all 18 tokens out of order between sequences; the second gives
@@ -631,8 +640,8 @@ static void test_multi_sequence(test_model *tm) {
         }
         CHECK(slm_logits(c, row) == NULL);
     }
-    CHECKF(worst <= 1e-5 && compared == 16, "%s: interleaved sequences differ from each alone by %.3g (%d rows)",
-           tm->name, worst, compared);
+    CHECKF(worst <= tol && compared == 16, "%s %s: interleaved sequences differ from each alone by %.3g (%d rows)",
+           tm->name, path, worst, compared);
     for (int s = 0; s < 3; s++) {
         CHECK(next[s] == lens[s]);
         CHECK(slm_kv_seq_len(c, s) == lens[s]);
@@ -647,7 +656,7 @@ static void test_multi_sequence(test_model *tm) {
     memcpy(AD, A, 4 * sizeof(slm_token));
     memcpy(AD + 4, D, 3 * sizeof(slm_token));
     float want_ad[7 * N_VOCAB];
-    fresh_logits(tm->model, AD, 7, want_ad);
+    fresh_logits_path(tm->model, AD, 7, exact, want_ad);
     slm_kv_seq_copy(c, 2, 0, 4);
     CHECK(slm_kv_seq_len(c, 2) == 4);
     CHECK(memcmp(slm_kv_seq_tokens(c, 2), A, 4 * sizeof(slm_token)) == 0);
@@ -658,7 +667,7 @@ static void test_multi_sequence(test_model *tm) {
             double e = max_abs_diff(slm_logits(c, i), want_ad + (size_t)(4 + i) * N_VOCAB, N_VOCAB);
             if (e > d) d = e;
         }
-        CHECKF(d <= 1e-5, "%s: copied prefix + continuation differs from recomputing by %.3g", tm->name, d);
+        CHECKF(d <= tol, "%s %s: copied prefix + continuation differs from recomputing by %.3g", tm->name, path, d);
     }
     CHECK(memcmp(slm_kv_seq_tokens(c, 2), AD, sizeof AD) == 0);
 
@@ -669,14 +678,14 @@ static void test_multi_sequence(test_model *tm) {
     memcpy(A8, A, sizeof A);
     A8[7] = 277;
     float want_a8[8 * N_VOCAB];
-    fresh_logits(tm->model, A8, 8, want_a8);
+    fresh_logits_path(tm->model, A8, 8, exact, want_a8);
     if (decode_seq(c, A8 + 7, 1, 1, false))
-        CHECKF(max_abs_diff(slm_logits(c, 0), want_a8 + 7 * N_VOCAB, N_VOCAB) <= 1e-5,
-               "%s: full copy + one token differs from recomputing", tm->name);
+        CHECKF(max_abs_diff(slm_logits(c, 0), want_a8 + 7 * N_VOCAB, N_VOCAB) <= tol,
+               "%s %s: full copy + one token differs from recomputing", tm->name, path);
     /* and the source sequence still continues as if nothing happened */
     if (decode_seq(c, A8 + 7, 1, 0, false))
-        CHECKF(max_abs_diff(slm_logits(c, 0), want_a8 + 7 * N_VOCAB, N_VOCAB) <= 1e-5,
-               "%s: the copy source changed", tm->name);
+        CHECKF(max_abs_diff(slm_logits(c, 0), want_a8 + 7 * N_VOCAB, N_VOCAB) <= tol,
+               "%s %s: the copy source changed", tm->name, path);
 
     /* truncate B's sequence... (now A8 in sequence 1) to 3 positions and re-decode something else */
     slm_kv_seq_truncate(c, 1, 3);
@@ -685,21 +694,23 @@ static void test_multi_sequence(test_model *tm) {
     CHECK(slm_kv_seq_len(c, 1) == 3);
     slm_token AT[6] = {A[0], A[1], A[2], 260, 261, 262};
     float want_at[6 * N_VOCAB];
-    fresh_logits(tm->model, AT, 6, want_at);
+    fresh_logits_path(tm->model, AT, 6, exact, want_at);
     if (decode_seq(c, AT + 3, 3, 1, true)) {
         double d = 0;
         for (int i = 0; i < 3; i++) {
             double e = max_abs_diff(slm_logits(c, i), want_at + (size_t)(3 + i) * N_VOCAB, N_VOCAB);
             if (e > d) d = e;
         }
-        CHECKF(d <= 1e-5, "%s: truncate + re-decode differs from a fresh decode by %.3g", tm->name, d);
+        CHECKF(d <= tol, "%s %s: truncate + re-decode differs from a fresh decode by %.3g", tm->name, path, d);
     }
     CHECK(memcmp(slm_kv_seq_tokens(c, 1), AT, sizeof AT) == 0);
+    slm_kv_seq_copy(c, 2, 0, 0); /* copying nothing leaves an empty destination */
+    CHECK(slm_kv_seq_len(c, 2) == 0 && slm_kv_seq_len(c, 0) == 8);
     slm_kv_seq_truncate(c, 1, 0);
     CHECK(slm_kv_seq_len(c, 1) == 0);
     if (decode_seq(c, B, 5, 1, true))
-        CHECKF(max_abs_diff(slm_logits(c, 4), alone[1] + 4 * N_VOCAB, N_VOCAB) <= 1e-5,
-               "%s: a cleared sequence does not decode like a fresh one", tm->name);
+        CHECKF(max_abs_diff(slm_logits(c, 4), alone[1] + 4 * N_VOCAB, N_VOCAB) <= tol,
+               "%s %s: a cleared sequence does not decode like a fresh one", tm->name, path);
     slm_context_free(c);
 out:
     for (int s = 0; s < 3; s++) free(alone[s]);
@@ -824,6 +835,15 @@ static void test_decode_errors(test_model *tm) {
     err[0] = 0;
     check_error(slm_context_new(tm->model, &p, &bad, err, sizeof err), err, NULL, "negative n_ctx");
     CHECK(bad == NULL);
+    p = slm_context_default_params();
+    p.n_seq = 257;
+    err[0] = 0;
+    check_error(slm_context_new(tm->model, &p, &bad, err, sizeof err), err, "257", "too many sequences");
+    p = slm_context_default_params();
+    p.n_batch = 9000;
+    err[0] = 0;
+    check_error(slm_context_new(tm->model, &p, &bad, err, sizeof err), err, "9000", "batch over the limit");
+    CHECK(bad == NULL);
     /* the default is the trained context (below 4096) */
     p = slm_context_default_params();
     p.n_threads = 1;
@@ -886,6 +906,15 @@ static void test_load_errors(void) {
     s.rope_freqs = true;
     s.bad_shape_tensor = "rope_freqs.weight";
     expect_load_error(&s, "wrong_shape_rope_freqs", "rope_freqs.weight");
+    s = llama_spec();
+    s.bad_shape_tensor = "token_embd.weight";
+    expect_load_error(&s, "embedding_rows_not_vocab", "token_embd.weight");
+    s = llama_spec();
+    s.n_head_kv = 3;
+    expect_load_error(&s, "kv_heads_not_dividing", "kv head count 3");
+    s = llama_spec();
+    s.n_layer = 0;
+    expect_load_error(&s, "zero_layers", "llama.block_count");
     s = qwen2_spec();
     s.omit_tensor = "blk.1.attn_v.bias";
     expect_load_error(&s, "qwen2_missing_bias", "blk.1.attn_v.bias");
@@ -1206,8 +1235,12 @@ int main(void) {
         test_batch_equivalence(&models[i], true);
         test_batch_equivalence(&models[i], false);
     }
-    test_multi_sequence(&models[M_LLAMA_F32]);
-    test_multi_sequence(&models[M_QWEN2_F16]);
+    for (int exact = 1; exact >= 0; exact--) {
+        test_multi_sequence(&models[M_LLAMA_F32], exact);
+        test_multi_sequence(&models[M_QWEN2_F16], exact);
+        test_multi_sequence(&models[M_QWEN2_MQA], exact);
+        test_multi_sequence(&models[M_LLAMA_Q8], exact);
+    }
     test_embeddings_per_sequence(&models[M_QWEN2_MQA]);
     test_decode_errors(&models[M_LLAMA_F32]);
     test_load_errors();
