@@ -944,7 +944,20 @@ typedef struct collected {
     char text[4096];
     size_t len;
     int calls, stop_after; /* stop_after > 0: return false on that call */
+    int bad_utf8_chunks;   /* chunks that are not whole UTF-8 characters */
 } collected;
+
+/* Whether s[0..n) is a sequence of whole, well-formed UTF-8 characters. */
+static bool whole_utf8(const unsigned char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        int len = s[i] < 0x80 ? 1 : (s[i] >> 5) == 6 ? 2 : (s[i] >> 4) == 14 ? 3 : (s[i] >> 3) == 30 ? 4 : 0;
+        if (!len || i + (size_t)len > n) return false;
+        for (int k = 1; k < len; k++)
+            if ((s[i + k] & 0xC0) != 0x80) return false;
+        i += (size_t)len;
+    }
+    return true;
+}
 
 static bool collect(void *user, const char *text, size_t len) {
     collected *c = user;
@@ -952,6 +965,7 @@ static bool collect(void *user, const char *text, size_t len) {
         memcpy(c->text + c->len, text, len);
         c->len += len;
     }
+    if (!whole_utf8((const unsigned char *)text, len)) c->bad_utf8_chunks++;
     c->calls++;
     return !(c->stop_after > 0 && c->calls >= c->stop_after);
 }
@@ -1211,6 +1225,125 @@ static void test_generate(test_model *tm) {
     slm_context_free(c);
 }
 
+/* ---------- 6 (continued): a scripted model, to drive the streaming rules exactly ---------- */
+
+/* A llama model whose greedy output is fixed: attention and feed-forward weights are zero, so the
+ * final state is the normed embedding of the current token; script token i has the one-hot
+ * embedding e_i and output row script[i+1] points at e_i. So after script[0] the model emits
+ * script[1], script[2], ... and then </s>. Script tokens must be distinct (at most n_embd). */
+static void build_scripted_model(const char *path, const slm_token *script, int n) {
+    enum { E = 32, F = 64, L = 1 };
+    if (n > E) abort();
+    gguf_writer w;
+    gw_init(&w);
+    gw_kv_str(&w, "general.architecture", "llama");
+    gw_kv_u32(&w, "llama.context_length", 64);
+    gw_kv_u32(&w, "llama.embedding_length", E);
+    gw_kv_u32(&w, "llama.block_count", L);
+    gw_kv_u32(&w, "llama.feed_forward_length", F);
+    gw_kv_u32(&w, "llama.attention.head_count", 4);
+    gw_kv_u32(&w, "llama.attention.head_count_kv", 2);
+    write_vocab(&w);
+    float *emb = calloc((size_t)N_VOCAB * E, sizeof *emb), *out = calloc((size_t)N_VOCAB * E, sizeof *out);
+    float *zeros = calloc((size_t)E * F, sizeof *zeros), ones[E];
+    if (!emb || !out || !zeros) abort();
+    for (int i = 0; i < E; i++) ones[i] = 1.0f;
+    for (int i = 0; i < n; i++) {
+        emb[(size_t)script[i] * E + i] = 1.0f;
+        slm_token next = i + 1 < n ? script[i + 1] : TOK_EOS;
+        out[(size_t)next * E + i] = 1.0f;
+    }
+    uint64_t vec[1] = {E}, emb_ne[2] = {E, N_VOCAB}, sq[2] = {E, E}, kv[2] = {E, 16}, up[2] = {E, F}, down[2] = {F, E};
+    gw_tensor(&w, "token_embd.weight", GW_TYPE_F32, 2, emb_ne, emb, NULL);
+    gw_tensor(&w, "output.weight", GW_TYPE_F32, 2, emb_ne, out, NULL);
+    gw_tensor(&w, "output_norm.weight", GW_TYPE_F32, 1, vec, ones, NULL);
+    gw_tensor(&w, "blk.0.attn_norm.weight", GW_TYPE_F32, 1, vec, ones, NULL);
+    gw_tensor(&w, "blk.0.ffn_norm.weight", GW_TYPE_F32, 1, vec, ones, NULL);
+    gw_tensor(&w, "blk.0.attn_q.weight", GW_TYPE_F32, 2, sq, zeros, NULL);
+    gw_tensor(&w, "blk.0.attn_k.weight", GW_TYPE_F32, 2, kv, zeros, NULL);
+    gw_tensor(&w, "blk.0.attn_v.weight", GW_TYPE_F32, 2, kv, zeros, NULL);
+    gw_tensor(&w, "blk.0.attn_output.weight", GW_TYPE_F32, 2, sq, zeros, NULL);
+    gw_tensor(&w, "blk.0.ffn_gate.weight", GW_TYPE_F32, 2, up, zeros, NULL);
+    gw_tensor(&w, "blk.0.ffn_up.weight", GW_TYPE_F32, 2, up, zeros, NULL);
+    gw_tensor(&w, "blk.0.ffn_down.weight", GW_TYPE_F32, 2, down, zeros, NULL);
+    if (gw_write_file(&w, path) != 0) abort();
+    gw_free(&w);
+    free(emb), free(out), free(zeros);
+}
+
+static slm_token byte_tok(unsigned char b) { return (slm_token)(FIRST_BYTE_TOKEN + b); }
+
+/* The id of a word token by its text (with SP for the space mark). */
+static slm_token word_tok(const char *text) {
+    for (int i = 0; i < N_WORDS; i++)
+        if (strcmp(word_tokens[i], text) == 0) return (slm_token)(FIRST_WORD_TOKEN + i);
+    abort();
+}
+
+typedef struct scripted_case {
+    const char *what;
+    slm_token script[16];
+    int n;                  /* script[0] ends the prompt; script[1..n) is what the model says */
+    const char *stops[2];
+    int n_stop, max_tokens;
+    const char *want;       /* the text the callback must receive */
+    size_t want_len;
+    const char *finish;
+    int n_generated;
+} scripted_case;
+
+static void test_generate_scripted(void) {
+    const slm_token a = word_tok("a"), b = word_tok("b"), c = word_tok("c"), x = word_tok("!"), the = word_tok(SP "the");
+    const slm_token c3 = byte_tok(0xC3), a9 = byte_tok(0xA9), e2 = byte_tok(0xE2), b82 = byte_tok(0x82),
+                    bac = byte_tok(0xAC), nul = byte_tok(0x00), ff = byte_tok(0xFF);
+    scripted_case cases[] = {
+        {"multi-byte characters from byte tokens stream whole", {TOK_BOS, c3, a9, a, e2, b82, bac, x}, 8, {0}, 0, 0,
+         "\xC3\xA9" "a" "\xE2\x82\xAC" "!", 7, "stop", 7},
+        {"a stop string that is one multi-byte character", {TOK_BOS, c3, a9, a, e2, b82, bac, x}, 8, {"\xE2\x82\xAC"}, 1,
+         0, "\xC3\xA9" "a", 3, "stop", 6},
+        {"a stop string over three tokens", {TOK_BOS, a, b, c, x}, 5, {"zz", "bc!"}, 2, 0, "a", 1, "stop", 4},
+        {"a held stop prefix that does not complete is released", {TOK_BOS, a, b, c}, 4, {"ab!"}, 1, 0, "abc", 3,
+         "stop", 3},
+        {"a held stop prefix is flushed when max_tokens ends", {TOK_BOS, a, b, c}, 4, {"bz"}, 1, 2, "ab", 2, "length",
+         2},
+        {"a NUL byte passes through and the stop after it is found", {TOK_BOS, a, nul, b, c}, 5, {"bc"}, 1, 0, "a\0",
+         2, "stop", 4},
+        {"the space mark renders as a space", {TOK_BOS, the, a, x}, 4, {0}, 0, 0, " thea!", 6, "stop", 3},
+        {"an invalid byte is not held forever", {TOK_BOS, a, ff, b}, 4, {0}, 0, 0, "a\xFF" "b", 3, "stop", 3},
+        {"the earliest of two stop strings wins", {TOK_BOS, a, b, c, x}, 5, {"c!", "b"}, 2, 0, "a", 1, "stop", 2},
+    };
+    char path[320];
+    model_path(path, sizeof path, "scripted");
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        const scripted_case *sc = &cases[k];
+        build_scripted_model(path, sc->script, sc->n);
+        slm_model *m = load(path);
+        if (!m) continue;
+        slm_context *ctx = new_ctx(m, 32, 1, 8, true, false);
+        slm_sampler *smp = greedy_sampler(m, NULL);
+        if (ctx && smp) {
+            slm_generate_params gp = {.max_tokens = sc->max_tokens, .stop = sc->stops, .n_stop = sc->n_stop};
+            collected got = {0};
+            slm_generate_result r;
+            char err[256] = "";
+            int rc = slm_generate(ctx, smp, sc->script, 1, &gp, collect, &got, &r, err, sizeof err);
+            CHECKF(rc == 0, "%s: %s", sc->what, err);
+            bool bytes_ok = got.len == sc->want_len && memcmp(got.text, sc->want, sc->want_len) == 0;
+            CHECKF(rc == 0 && bytes_ok && strcmp(r.finish_reason, sc->finish) == 0 && r.n_generated == sc->n_generated,
+                   "%s: got %zu bytes, %s after %d tokens; want %zu bytes, %s after %d", sc->what, got.len,
+                   rc == 0 ? r.finish_reason : "error", r.n_generated, sc->want_len, sc->finish, sc->n_generated);
+            /* every chunk is whole characters, unless the model itself emitted an invalid byte */
+            bool valid_output = whole_utf8((const unsigned char *)sc->want, sc->want_len);
+            CHECKF(!valid_output || got.bad_utf8_chunks == 0, "%s: %d chunks split a character", sc->what,
+                   got.bad_utf8_chunks);
+        }
+        slm_sampler_free(smp);
+        slm_context_free(ctx);
+        slm_model_free(m);
+    }
+    unlink(path);
+}
+
 /* ---------- main ---------- */
 
 static void remove_tmp_dir(void) {
@@ -1246,6 +1379,7 @@ int main(void) {
     test_load_errors();
     test_generate(&models[M_LLAMA_F32]);
     test_generate(&models[M_QWEN2_F16]);
+    test_generate_scripted();
     remove_tmp_dir();
     return test_report("test_model");
 }
