@@ -18,6 +18,7 @@ srv_cleanup() {
   rm -rf "$SRV_TMP"
 }
 trap srv_cleanup EXIT
+trap 'exit 143' TERM INT # so a ctest timeout still runs srv_cleanup and stops the server
 
 srv_skip() { echo "SKIP: $*" >&2; exit 77; }
 
