@@ -352,12 +352,14 @@ static slm_model *load(const char *path) {
     return rc == 0 ? m : NULL;
 }
 
+static int ctx_threads = 2;
+
 static slm_context *new_ctx(slm_model *m, int n_ctx, int n_seq, int n_batch, bool exact, bool embeddings) {
     slm_context_params p = slm_context_default_params();
     p.n_ctx = n_ctx;
     p.n_seq = n_seq;
     p.n_batch = n_batch;
-    p.n_threads = 2;
+    p.n_threads = ctx_threads;
     p.exact = exact;
     p.embeddings = embeddings;
     char err[512] = "";
@@ -578,6 +580,29 @@ static void test_batch_equivalence(test_model *tm, bool exact) {
     CHECKF(d1 <= tol, "%s %s: whole batch vs one token per decode differ by %.3g", tm->name, exact ? "exact" : "fast",
            d1);
     CHECKF(d2 <= tol, "%s %s: whole batch vs chunks of 3 differ by %.3g", tm->name, exact ? "exact" : "fast", d2);
+
+    /* a batch that asks for no logits still advances the cache */
+    slm_kv_seq_truncate(c, 0, 0);
+    int8_t none[N] = {0};
+    slm_batch nb = {N - 1, prompt12, NULL, NULL, none};
+    char err[256] = "";
+    CHECKF(slm_decode(c, &nb, err, sizeof err) == 0, "batch without logits: %s", err);
+    CHECK(slm_logits(c, 0) == NULL && slm_kv_seq_len(c, 0) == N - 1);
+    if (decode_seq(c, prompt12 + N - 1, 1, 0, false))
+        CHECK(max_abs_diff(slm_logits(c, 0), whole + (size_t)(N - 1) * N_VOCAB, N_VOCAB) <= tol);
+
+    /* the thread count does not change the result */
+    ctx_threads = 1;
+    float *one_thread = malloc(sizeof(float) * N * N_VOCAB);
+    slm_context *c1 = new_ctx(tm->model, 32, 1, 16, exact, false);
+    ctx_threads = 2;
+    if (one_thread && c1 && decode_seq(c1, prompt12, N, 0, true)) {
+        for (int i = 0; i < N; i++) memcpy(one_thread + (size_t)i * N_VOCAB, slm_logits(c1, i), sizeof(float) * N_VOCAB);
+        double d3 = max_abs_diff(whole, one_thread, N * N_VOCAB);
+        CHECKF(d3 <= tol, "%s %s: 1 thread vs 2 threads differ by %.3g", tm->name, exact ? "exact" : "fast", d3);
+    }
+    slm_context_free(c1);
+    free(one_thread);
     slm_context_free(c);
 out:
     free(whole), free(single), free(chunked);
