@@ -1,7 +1,7 @@
 /* The model layer's own contracts, on tiny models this test writes itself (no shared data):
  *  1. an independent double-precision reference forward pass (straight from the math) agrees with
  *     the exact path for llama- and qwen2-style models in f32, f16 and q8_0, and the reference is
- *     shown to tell the variants apart (rope style, freq factors, biases, GQA head mapping);
+ *     shown to tell the variants apart (rope style/width/scaling, freq factors, biases, GQA mapping);
  *  2. one batch, one token per decode and chunks of 3 give the same logits;
  *  3. interleaved multi-sequence batches equal each sequence alone; KV copy/truncate equal recomputing;
  *  4. every misuse and every damaged model is an error value with one line naming the culprit;
@@ -80,6 +80,7 @@ typedef struct tiny_spec {
     bool neox, qkv_bias;    /* the family's math: rope style and q/k/v biases */
     bool tied;              /* no output.weight: the embedding matrix projects to logits */
     bool rope_freqs;        /* write rope_freqs.weight (divisors of each pair's frequency) */
+    int rope_dim;           /* 0: no key, the whole head rotates; else only its first rope_dim values */
     float rope_base;        /* 0: no key, the default 10000 applies */
     float linear_scaling;   /* 0: no rope scaling key */
     float rms_eps;
@@ -171,6 +172,7 @@ static void build_model(const tiny_spec *s, const char *path, ref_model *ref) {
     put_hparam(&mw, "attention.head_count_kv", (uint32_t)s->n_head_kv);
     put_fparam(&mw, "attention.layer_norm_rms_epsilon", s->rms_eps);
     if (s->rope_base > 0) put_fparam(&mw, "rope.freq_base", s->rope_base);
+    if (s->rope_dim > 0) put_hparam(&mw, "rope.dimension_count", (uint32_t)s->rope_dim);
     if (s->linear_scaling > 0) {
         char key[128];
         snprintf(key, sizeof key, "%s.rope.scaling.type", s->arch);
@@ -183,7 +185,8 @@ static void build_model(const tiny_spec *s, const char *path, ref_model *ref) {
     ref->tok_embd = put_tensor(&mw, "token_embd.weight", s->wtype, E, N_VOCAB, -1.0f, 1.0f);
     ref->output_norm = put_tensor(&mw, "output_norm.weight", GW_TYPE_F32, E, 0, 0.8f, 1.2f);
     ref->output = s->tied ? ref->tok_embd : put_matrix(&mw, "output.weight", E, N_VOCAB);
-    if (s->rope_freqs) ref->freq_factors = put_tensor(&mw, "rope_freqs.weight", GW_TYPE_F32, hd / 2, 0, 1.0f, 4.0f);
+    int rope_dim = s->rope_dim > 0 ? s->rope_dim : hd;
+    if (s->rope_freqs) ref->freq_factors = put_tensor(&mw, "rope_freqs.weight", GW_TYPE_F32, rope_dim / 2, 0, 1.0f, 4.0f);
     for (int l = 0; l < s->n_layer; l++) {
         ref_layer *L = &ref->layers[l];
         char name[64];
@@ -215,7 +218,7 @@ static void build_model(const tiny_spec *s, const char *path, ref_model *ref) {
 
 /* Deliberately wrong math, to show the comparison can tell the variants apart. */
 typedef struct ref_variant {
-    bool flip_rope, skip_freq_factors, skip_bias, interleaved_gqa, skip_scaling;
+    bool flip_rope, skip_freq_factors, skip_bias, interleaved_gqa, skip_scaling, full_rotary;
 } ref_variant;
 
 static void ref_rmsnorm(double *out, const double *x, const float *w, int n, double eps) {
@@ -236,14 +239,14 @@ static void ref_matvec(double *y, const float *w, const double *x, int k, int ro
 
 static void ref_rope(const ref_model *m, const ref_variant *var, double *vec, int n_heads, int pos) {
     const tiny_spec *s = &m->spec;
-    int hd = m->head_dim, half = hd / 2;
+    int hd = m->head_dim, rope_dim = s->rope_dim > 0 && !var->full_rotary ? s->rope_dim : hd, half = rope_dim / 2;
     bool neox = s->neox != var->flip_rope;
     double base = s->rope_base > 0 ? s->rope_base : 10000.0;
     double scale = s->linear_scaling > 0 && !var->skip_scaling ? 1.0 / s->linear_scaling : 1.0;
     for (int h = 0; h < n_heads; h++) {
         double *v = vec + (size_t)h * hd;
         for (int i = 0; i < half; i++) {
-            double theta = pos * scale * pow(base, -2.0 * i / hd);
+            double theta = pos * scale * pow(base, -2.0 * i / rope_dim);
             if (m->freq_factors && !var->skip_freq_factors) theta /= m->freq_factors[i];
             int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
             double x0 = v[a], x1 = v[b];
@@ -429,7 +432,8 @@ static tiny_spec qwen2_spec(void) {
 }
 
 /* The variants: both families, all three stored types, tied and untied output, freq factors,
- * linear scaling, grouped (2 heads per kv head), multi-query and multi-head attention. */
+ * linear scaling, partial rotary width, grouped (2 heads per kv head), multi-query and multi-head
+ * attention. */
 static test_model models[5];
 enum { M_LLAMA_F32, M_QWEN2_F16, M_LLAMA_Q8, M_QWEN2_MQA, M_LLAMA_MHA, N_MODELS };
 
@@ -452,14 +456,17 @@ static void build_models(void) {
     s = qwen2_spec();
     s.n_head_kv = 1;
     s.n_layer = 3;
+    s.rope_dim = 4; /* partial rotary: the last half of each head passes through */
     s.seed = 4;
-    models[M_QWEN2_MQA] = (test_model){.name = "qwen2_f32_mqa_untied", .spec = s};
+    models[M_QWEN2_MQA] = (test_model){.name = "qwen2_f32_mqa_rope4", .spec = s};
     s = llama_spec();
     s.n_head_kv = 4;
     s.n_layer = 1;
     s.wtype = GW_TYPE_F16;
+    s.rope_dim = 6;
+    s.rope_freqs = true;
     s.seed = 5;
-    models[M_LLAMA_MHA] = (test_model){.name = "llama_f16_mha", .spec = s};
+    models[M_LLAMA_MHA] = (test_model){.name = "llama_f16_mha_rope6_freqs", .spec = s};
     for (int i = 0; i < N_MODELS; i++) {
         test_model *tm = &models[i];
         model_path(tm->path, sizeof tm->path, tm->name);
@@ -522,13 +529,14 @@ static void test_reference(test_model *tm) {
     }
 
     /* the comparison is sharp enough to see each piece of the math */
-    enum { N_VARIANTS = 5 };
-    ref_variant variants[N_VARIANTS] = {{.flip_rope = true}, {.skip_freq_factors = true}, {.skip_bias = true},
-                                        {.interleaved_gqa = true}, {.skip_scaling = true}};
-    const char *vnames[N_VARIANTS] = {"rope style", "freq factors", "q/k/v biases", "kv head mapping", "rope scaling"};
+    enum { N_VARIANTS = 6 };
+    ref_variant variants[N_VARIANTS] = {{.flip_rope = true},  {.skip_freq_factors = true}, {.skip_bias = true},
+                                        {.interleaved_gqa = true}, {.skip_scaling = true},  {.full_rotary = true}};
+    const char *vnames[N_VARIANTS] = {"rope style",   "freq factors", "q/k/v biases",
+                                      "kv head mapping", "rope scaling", "rotary width"};
     bool applies[N_VARIANTS] = {true, tm->spec.rope_freqs, tm->spec.qkv_bias,
                                 tm->spec.n_head_kv > 1 && tm->spec.n_head_kv < tm->spec.n_head,
-                                tm->spec.linear_scaling > 0};
+                                tm->spec.linear_scaling > 0, tm->spec.rope_dim > 0};
     double *alt = malloc(sizeof(double) * N * N_VOCAB);
     float *got = malloc(sizeof(float) * N * N_VOCAB);
     if (!alt || !got) abort();
