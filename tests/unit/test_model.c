@@ -247,7 +247,8 @@ static void ref_rope(const ref_model *m, const ref_variant *var, double *vec, in
         double *v = vec + (size_t)h * hd;
         for (int i = 0; i < half; i++) {
             double theta = pos * scale * pow(base, -2.0 * i / rope_dim);
-            if (m->freq_factors && !var->skip_freq_factors) theta /= m->freq_factors[i];
+            int n_factors = (s->rope_dim > 0 ? s->rope_dim : hd) / 2; /* the wrong-width variant rotates more */
+            if (m->freq_factors && !var->skip_freq_factors && i < n_factors) theta /= m->freq_factors[i];
             int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
             double x0 = v[a], x1 = v[b];
             v[a] = x0 * cos(theta) - x1 * sin(theta);
