@@ -108,7 +108,8 @@ typedef struct slm_context_params {
 
 /* Default parameters (all zeros means defaults, too). */
 slm_context_params slm_context_default_params(void);
-/* Allocates the KV cache and all work buffers; nothing is allocated while decoding. */
+/* Allocates the KV cache and all work buffers. Decoding allocates nothing, except that the logits
+ * buffer grows once when a batch first asks for more than min(n_seq, n_batch) rows of logits. */
 int slm_context_new(slm_model *model, const slm_context_params *params, slm_context **out, char *err, size_t err_len);
 void slm_context_free(slm_context *ctx);
 /* The model the context runs. */
@@ -123,7 +124,7 @@ int slm_context_n_batch(const slm_context *ctx);
 typedef struct slm_batch {
     int n_tokens;
     const slm_token *tokens;
-    const int32_t *pos;      /* NULL = consecutive, starting at the KV length of seq_id[0] (or 0) */
+    const int32_t *pos;      /* NULL = each token continues its own sequence (its KV length + earlier batch tokens) */
     const int32_t *seq_id;   /* NULL = all sequence 0 */
     const int8_t *logits;    /* which tokens produce logits; NULL = only the last */
 } slm_batch;
