@@ -182,7 +182,7 @@ static void check_matmul(const matmul_case *c, slm_pool *pool1, slm_pool *pool2)
             double mg = 0, bd = 0;
             for (int64_t b0 = 0; b0 < k; b0 += qblock) {
                 double amax = 0, wsum = 0;
-                for (int i = 0; i < qblock; i++) {
+                for (int i = 0; i < qblock && b0 + i < k; i++) { /* float types may have k % 32 != 0 */
                     amax = fmax(amax, fabs(x[t * k + b0 + i]));
                     wsum += fabs(wf[r * k + b0 + i]);
                     mg += fabs(wf[r * k + b0 + i] * x[t * k + b0 + i]);
