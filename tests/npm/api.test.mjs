@@ -376,7 +376,8 @@ test("prefix cache: a running request's KV is copied for a new request with the 
   });
   const stream = await long;
   const it = stream[Symbol.asyncIterator]();
-  await it.next(); // the long request is running now
+  // the first chunk only carries the role; once content arrives the prompt is in the slot's KV
+  for (let c = await it.next(); !c.done && !c.value.choices[0]?.delta?.content; c = await it.next());
   const req = { model: MODEL, messages: [{ role: "system", content: system }, { role: "user", content: "Hi" }], max_tokens: 12, temperature: 0 };
   const shared = await openai.chat.completions.create(req);
   assert.ok(shared.usage.prompt_tokens_details.cached_tokens >= 20, `cached ${shared.usage.prompt_tokens_details.cached_tokens}`);
