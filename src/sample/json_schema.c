@@ -15,6 +15,7 @@
 
 #include "sample/grammar.h"
 #include "sample/grammar_impl.h"
+#include "sample/json_validate.h"
 #include "util/err.h"
 
 #define MAX_NESTING 64
@@ -88,14 +89,18 @@ typedef struct conv {
     size_t err_len;
 } conv;
 
+/* Messages quote keywords, keys and formats from the schema, which may hold control characters:
+ * the message is escaped so it stays one line. */
 __attribute__((format(printf, 2, 3))) static void fail(conv *c, const char *fmt, ...) {
     if (c->failed) return;
     c->failed = true;
     if (!c->err || !c->err_len) return;
+    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(c->err, c->err_len, fmt, ap);
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    slm_json_error_line(line, c->err, c->err_len);
 }
 
 /* GBNF string literal for raw bytes. */
@@ -1187,7 +1192,10 @@ int slm_json_schema_to_gbnf(const char *schema_json, char **gbnf_out, char *err,
     if (!schema_json) return slm_err(err, err_len, "json schema: no schema");
     json_error_t je;
     json_t *root = json_loads(schema_json, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
-    if (!root) return slm_err(err, err_len, "json schema: invalid JSON at line %d, column %d: %s", je.line, je.column, je.text);
+    char why[sizeof je.text * 4];
+    if (!root)
+        return slm_err(err, err_len, "json schema: invalid JSON at line %d, column %d: %s", je.line, je.column,
+                       slm_json_error_line(je.text, why, sizeof why));
     conv c = {.root = root, .err = err, .err_len = err_len};
     const json_t *type = json_object_get(root, "type");
     if (json_is_object(root) && json_object_size(root) == 1 && json_is_string(type) &&

@@ -19,15 +19,19 @@ typedef struct vctx {
     int depth;
 } vctx;
 
+/* Paths and messages quote keys and patterns from the input, which may hold control characters:
+ * the message is escaped so it stays one line. */
 __attribute__((format(printf, 3, 4))) static bool bad(vctx *v, const char *path, const char *fmt, ...) {
     if (v->err && v->err_len) {
-        int n = snprintf(v->err, v->err_len, "%s: ", path);
-        if (n >= 0 && (size_t)n < v->err_len) {
+        char line[1024];
+        int n = snprintf(line, sizeof line, "%s: ", path);
+        if (n >= 0 && (size_t)n < sizeof line) {
             va_list ap;
             va_start(ap, fmt);
-            vsnprintf(v->err + n, v->err_len - (size_t)n, fmt, ap);
+            vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
             va_end(ap);
         }
+        slm_json_error_line(line, v->err, v->err_len);
     }
     return false;
 }
@@ -274,14 +278,30 @@ out:
     return ok;
 }
 
+const char *slm_json_error_line(const char *text, char *buf, size_t cap) {
+    if (!cap) return buf;
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)text; *p && o + 5 <= cap; p++) {
+        if (*p == '\n') o += (size_t)snprintf(buf + o, cap - o, "\\n");
+        else if (*p == '\t') o += (size_t)snprintf(buf + o, cap - o, "\\t");
+        else if (*p < 0x20 || *p == 0x7f) o += (size_t)snprintf(buf + o, cap - o, "\\x%02X", *p);
+        else buf[o++] = (char)*p;
+    }
+    buf[o < cap ? o : cap - 1] = 0;
+    return buf;
+}
+
 int slm_json_validate(const char *schema_json, const char *text, size_t len, char *err, size_t err_len) {
     json_error_t je;
+    char why[sizeof je.text * 4];
     json_t *schema = json_loads(schema_json, JSON_DECODE_ANY, &je);
-    if (!schema) return slm_err(err, err_len, "schema is not valid JSON: %s", je.text);
+    if (!schema)
+        return slm_err(err, err_len, "schema is not valid JSON: %s", slm_json_error_line(je.text, why, sizeof why));
     json_t *x = json_loadb(text, len, JSON_DECODE_ANY, &je);
     if (!x) {
         json_decref(schema);
-        return slm_err(err, err_len, "output is not valid JSON (line %d, column %d): %s", je.line, je.column, je.text);
+        return slm_err(err, err_len, "output is not valid JSON (line %d, column %d): %s", je.line, je.column,
+                       slm_json_error_line(je.text, why, sizeof why));
     }
     vctx v = {.root = schema, .err = err, .err_len = err_len};
     const json_t *t = json_object_get(schema, "type");

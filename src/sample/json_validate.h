@@ -11,4 +11,9 @@
  * {"type":"json_object"} accepts any JSON object. */
 int slm_json_validate(const char *schema_json, const char *text, size_t len, char *err, size_t err_len);
 
+/* Copies jansson's error text (which quotes the input near the error, raw) into buf with control
+ * characters written as \n, \t or \xHH, so an error about hostile input stays on one line.
+ * Returns buf. */
+const char *slm_json_error_line(const char *text, char *buf, size_t cap);
+
 #endif

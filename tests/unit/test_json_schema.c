@@ -179,6 +179,28 @@ static void test_validator(void) {
     CHECK(slm_json_validate("{\"type\":\"string\",\"maxLength\":3}", "\"h\xc3\xa9h\"", 6, err, sizeof err) == 0);
 }
 
+/* Errors quote hostile input (jansson's "near '...'", property names, paths): control characters
+ * are escaped so every message stays one line (fuzz_json_schema found the raw newline). */
+static void test_errors_one_line(void) {
+    char err[512] = "";
+    char *gbnf = NULL;
+    const char *broken = "{\n \"type\": \"string\",\n \"pattern\": \"^\\\n";
+    CHECK(slm_json_schema_to_gbnf(broken, &gbnf, err, sizeof err) != 0 && gbnf == NULL);
+    CHECKF(strchr(err, '\n') == NULL && strstr(err, "invalid JSON at line 4") && strstr(err, "\\n"), "err '%s'", err);
+    const char *keyword = "{\"type\":\"string\",\"maxL\\ngth\":7}"; /* found by fuzz_http_request */
+    CHECK(slm_json_schema_to_gbnf(keyword, &gbnf, err, sizeof err) != 0);
+    CHECKF(strchr(err, '\n') == NULL && strstr(err, "unsupported keyword 'maxL\\ngth'"), "err '%s'", err);
+    const char *closed = "{\"type\":\"object\",\"additionalProperties\":false}";
+    const char *text = "{\"a\\nb\\u0001\":1}";
+    CHECK(slm_json_validate(closed, text, strlen(text), err, sizeof err) != 0);
+    CHECKF(strchr(err, '\n') == NULL && strstr(err, "property 'a\\nb\\x01' is not allowed"), "err '%s'", err);
+    const char *bad_text = "[1,\n\t\x01]";
+    CHECK(slm_json_validate(closed, bad_text, strlen(bad_text), err, sizeof err) != 0);
+    CHECKF(strchr(err, '\n') == NULL && strncmp(err, "output is not valid JSON (line 2", 32) == 0, "err '%s'", err);
+    CHECK(slm_json_validate("{\"type\":\n", "1", 1, err, sizeof err) != 0);
+    CHECKF(strchr(err, '\n') == NULL && strstr(err, "schema is not valid JSON"), "err '%s'", err);
+}
+
 /* ---- token-level: a fake model choosing random allowed tokens from a real vocabulary ---- */
 
 static void token_walks(const char *vocab_path, schema_file *files, int n, int walks_per_schema, const char *label) {
@@ -264,6 +286,7 @@ int main(void) {
     test_corpus_bytes(files, n);
     test_errors();
     test_validator();
+    test_errors_one_line();
     char path[2048];
     snprintf(path, sizeof path, "%s/smollm2-135m-vocab.gguf", test_models_dir());
     token_walks(path, files, n, 6, "smollm2 vocab");
