@@ -42,7 +42,7 @@ if out=$("$SLM_BIN" serve --model "$model" --host 0.0.0.0 --port 0 2>&1); then r
 check "non-loopback bind without a key is refused" $?
 
 # --- one slot, one waiting place: easy to overload
-srv_start -np 1 --queue 1 --api-key k1 --api-key k2 --timeout 20 --quiet
+srv_start -np 1 --queue 1 --api-key k1 --api-key k2 --timeout 120 --quiet
 
 expect "health is public" 200 "$SLM_URL/health"
 body_has "health says ok" '"status":"ok"'
@@ -105,7 +105,7 @@ body_has "metric: histogram bucket" '^slm_time_to_first_token_seconds_bucket{le=
 pids=()
 for i in 1 2 3 4 5; do
   curl -s -o "$SRV_TMP/ov$i.body" -D "$SRV_TMP/ov$i.hdr" -w '%{http_code}\n' "$SLM_URL/v1/completions" "${auth[@]}" \
-    -d '{"prompt":"Once upon a time","max_tokens":600,"ignore_eos":true,"temperature":0}' >"$SRV_TMP/ov$i.code" &
+    -d '{"prompt":"Once upon a time","max_tokens":1500,"ignore_eos":true,"temperature":0}' >"$SRV_TMP/ov$i.code" &
   pids+=($!)
 done
 wait "${pids[@]}"
@@ -115,9 +115,9 @@ n503=$(cat "$SRV_TMP"/ov*.code | grep -c 503 || true)
 check "overload: $n200 x 200 and $n503 x 503 (codes: $(cat "$SRV_TMP"/ov*.code | tr "\n" " "))" $?
 grep -l 503 "$SRV_TMP"/ov*.code | head -1 | sed 's/code$/hdr/' | xargs grep -qi "retry-after: 1"
 check "503 carries Retry-After" $?
-n600=$(cat "$SRV_TMP"/ov*.body | grep -o '"completion_tokens":600' | wc -l)
+n600=$(cat "$SRV_TMP"/ov*.body | grep -o '"completion_tokens":1500' | wc -l)
 [ "$n600" = "$n200" ]
-check "every admitted request generated all 600 tokens ($n600 of $n200)" $?
+check "every admitted request generated all 1500 tokens ($n600 of $n200)" $?
 rejected=$(metric slm_rejected_overload_total)
 [ "$rejected" = "$n503" ]
 check "metrics count the 503s ($rejected)" $?
