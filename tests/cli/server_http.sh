@@ -31,6 +31,15 @@ slot_free_after() {
   done
   echo 99
 }
+# tenths of a second until a slot is busy (gives up at 5 s)
+slot_busy_after() {
+  local i
+  for i in $(seq 0 50); do
+    [ "$(metric slm_slots_busy)" = 1 ] && { echo "$i"; return; }
+    sleep 0.1
+  done
+  echo 99
+}
 json=(-H 'Content-Type: application/json')
 auth=(-H 'Authorization: Bearer k1')
 long_gen='{"prompt":"Once upon a time","max_tokens":2000,"ignore_eos":true,"temperature":0}'
@@ -125,8 +134,8 @@ check "metrics count the 503s ($rejected)" $?
 # client disconnect frees the slot at once
 curl -s -N "$SLM_URL/v1/completions" "${auth[@]}" -d '{"prompt":"Once upon a time","max_tokens":2000,"ignore_eos":true,"stream":true}' >/dev/null &
 cpid=$!
-sleep 0.5
-[ "$(metric slm_slots_busy)" = 1 ]
+busy_after=$(slot_busy_after)
+[ "$busy_after" -le 50 ]
 check "streaming request occupies the slot" $?
 kill "$cpid"; wait "$cpid" 2>/dev/null || true
 freed_after=$(slot_free_after)
@@ -139,7 +148,9 @@ check "no tokens generated after the disconnect" $?
 # same for a non-streaming request
 curl -s "$SLM_URL/v1/completions" "${auth[@]}" -d "$long_gen" >/dev/null &
 cpid=$!
-sleep 0.5
+busy_after=$(slot_busy_after)
+[ "$busy_after" -le 50 ]
+check "non-streaming request occupies the slot" $?
 kill "$cpid"; wait "$cpid" 2>/dev/null || true
 freed_after=$(slot_free_after)
 [ "$freed_after" -le 20 ]
@@ -148,16 +159,29 @@ check "non-streaming disconnect freed the slot (after ${freed_after}00 ms)" $?
 srv_stop
 check "server exits 0 on SIGTERM" $?
 
-# --- CORS on, short time limit
-srv_start -np 2 --cors-origin http://app.example --timeout 1 --quiet
+# --- CORS on
+srv_start -np 2 --cors-origin http://app.example --quiet
 expect "preflight with --cors-origin: 204" 204 -X OPTIONS "$SLM_URL/v1/chat/completions" -H 'Origin: http://app.example' -H 'Access-Control-Request-Method: POST'
 header_has "preflight allows the origin" "access-control-allow-origin: http://app.example"
 header_has "preflight allows Authorization" "access-control-allow-headers: .*authorization"
 expect "allowed origin gets the header" 200 "$SLM_URL/v1/models" -H 'Origin: http://app.example'
 header_has "ACAO on the response" "access-control-allow-origin: http://app.example"
 expect "other origins still refused" 403 "$SLM_URL/v1/models" -H 'Origin: http://other.example'
-expect "request over the time limit: 504" 504 "$SLM_URL/v1/completions" -d "$long_gen"
-body_has "504 says why" "time limit"
+srv_stop
+
+# --- time limit: one slot, three requests of 2000 tokens each; the last cannot finish within 1 s
+srv_start -np 1 --timeout 1 --quiet
+pids=()
+for i in 1 2 3; do
+  curl -s -o "$SRV_TMP/to$i.body" -w '%{http_code}\n' "$SLM_URL/v1/completions" -d "$long_gen" >"$SRV_TMP/to$i.code" &
+  pids+=($!)
+done
+wait "${pids[@]}"
+n504=$(cat "$SRV_TMP"/to*.code | grep -c 504)
+[ "$n504" -ge 1 ] && [ "$(cat "$SRV_TMP"/to*.code | grep -vc '^200$\|^504$')" = 0 ]
+check "requests over the time limit get 504 ($n504 of 3)" $?
+grep -l 504 "$SRV_TMP"/to*.code | head -1 | sed 's/code$/body/' | xargs grep -q "time limit"
+check "504 says why" $?
 srv_stop
 
 # --- SIGTERM drains: an in-flight request finishes, new ones are refused, exit 0
