@@ -18,7 +18,7 @@ cmake --build build -j "$jobs"
 
 # Sanitizer pass: same suite, ASan+UBSan, big models excluded by the tests themselves when
 # SLM_TEST_QUICK=1 (each test says what it skips).
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSLM_SANITIZE=ON -DCMAKE_C_COMPILER=clang >/dev/null
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DSLM_SANITIZE=ON -DCMAKE_C_COMPILER=clang >/dev/null
 cmake --build build-asan -j "$jobs"
 (cd build-asan && SLM_TEST_QUICK=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
    ctest --output-on-failure -j 2 --timeout 900)
