@@ -262,7 +262,7 @@ static long parse_char(parser *p) {
     case 'u': cp = parse_hex(p, 4); break;
     case 'U': cp = parse_hex(p, 8); break;
     default:
-        fail_at(p, start, "unknown escape '\\%c'", c < 0 ? '?' : c);
+        fail_at(p, start, "unknown escape '\\%c'", c >= 32 && c < 127 ? c : '?'); /* errors stay one line */
         return -1;
     }
     if (cp < 0) return -1;

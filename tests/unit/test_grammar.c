@@ -99,6 +99,17 @@ static void test_errors(void) {
     expect_error("root ::= [^\\x00-\\U0010FFFF]\n", "matches no character");
     expect_error("root \"a\"\n", "line 1, column 6: expected '::='");
     expect_error("root ::= \"a\"**\n", "repetition operator applied to a repetition");
+    /* a control or non-ASCII byte after the backslash is not quoted raw (fuzz_grammar found the
+     * two-line "unknown escape '\<newline>'") */
+    static const char *const odd_escapes[] = {"root ::= \"\\\n\"\n", "root ::= [\\\x01]\n", "root ::= \"\\\xc3\xa9\"\n"};
+    for (size_t i = 0; i < sizeof odd_escapes / sizeof *odd_escapes; i++) {
+        char err[256] = "";
+        slm_grammar *g = NULL;
+        CHECK(slm_grammar_compile_vocab(odd_escapes[i], strlen(odd_escapes[i]), 0, NULL, NULL, NULL, &g, err, sizeof err) != 0);
+        CHECKF(strstr(err, "column 11: unknown escape '\\?'") && !strchr(err, '\n') && !strchr(err, '\x01') &&
+                   !strchr(err, '\xc3'),
+               "err '%s'", err);
+    }
 }
 
 /* A small vocabulary: multi-character tokens, a token that ends in the middle of "é" and one that
