@@ -1,6 +1,7 @@
 /* libmicrohttpd glue: the access handler (limits, auth, origin checks, routing), reply helpers in
  * each API's error format, and the blocking wait / streaming used by generation handlers. Runs
  * one thread per connection, so waiting for tokens may block the connection's own thread. */
+#include "sample/json_validate.h"
 #include "server/http.h"
 
 #include <arpa/inet.h>
@@ -17,10 +18,13 @@ bool srv_failf(srv_fail *f, int status, const char *code, const char *param, con
     f->status = status;
     f->code = code;
     snprintf(f->param, sizeof f->param, "%s", param ? param : "");
+    char raw[sizeof f->msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(f->msg, sizeof f->msg, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    /* Messages may quote client text: escape control bytes so an error stays one line. */
+    slm_json_error_line(raw, f->msg, sizeof f->msg);
     return false;
 }
 
