@@ -43,6 +43,7 @@ static const char *const TEMPLATE_NAMES[SLM_CHAT_COUNT] = {
     [SLM_CHAT_GRANITE] = "granite",
     [SLM_CHAT_GIGACHAT] = "gigachat",
     [SLM_CHAT_MEGREZ] = "megrez",
+    [SLM_CHAT_TINYLLAMA] = "tinyllama",
 };
 
 const char *slm_chat_template_name(enum slm_chat_template t) {
@@ -96,6 +97,9 @@ enum slm_chat_template slm_chat_template_detect(const char *text) {
         return SLM_CHAT_LLAMA2;
     }
     if (has(text, "<|assistant|>") && has(text, "<|end|>")) return SLM_CHAT_PHI3;
+    /* TinyLlama-Chat and zephyr-7b end every turn with eos_token ("</s>"); llama.cpp c392e509 takes
+     * them for glmedge and drops the terminator, which changes the prompt these models were tuned on. */
+    if (has(text, "'<|user|>\\n' + message['content'] + eos_token")) return SLM_CHAT_TINYLLAMA;
     if (has(text, "<|assistant|>") && has(text, "<|user|>"))
         return has(text, "</s>") ? SLM_CHAT_FALCON3 : SLM_CHAT_GLMEDGE;
     if (has(text, "<|user|>") && has(text, "<|endoftext|>")) return SLM_CHAT_ZEPHYR;
@@ -419,6 +423,7 @@ static void render(text_buf *b, enum slm_chat_template t, const chat_msg *m, siz
     static const uniform_format falcon3 = {"<|", "|>\n", "\n", "<|assistant|>\n", false};
     static const uniform_format zephyr = {"<|", "|>\n", "<|endoftext|>\n", "<|assistant|>\n", false};
     static const uniform_format glm = {"<|", "|>\n", "", "<|assistant|>", false};
+    static const uniform_format tinyllama = {"<|", "|>\n", "</s>\n", "<|assistant|>\n", false};
     static const uniform_format chatglm3 = {"<|", "|>\n ", "", "<|assistant|>", false};
     static const uniform_format granite = {"<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>\n",
                                            "<|start_of_role|>assistant<|end_of_role|>\n", false};
@@ -478,6 +483,7 @@ static void render(text_buf *b, enum slm_chat_template t, const chat_msg *m, siz
         render_uniform(b, &glm, m, n, add_gen);
         break;
     case SLM_CHAT_GLMEDGE: render_uniform(b, &glm, m, n, add_gen); break;
+    case SLM_CHAT_TINYLLAMA: render_uniform(b, &tinyllama, m, n, add_gen); break;
     case SLM_CHAT_MINICPM: render_minicpm(b, m, n); break;
     case SLM_CHAT_EXAONE3: render_per_role(b, &exaone3, m, n, add_gen); break;
     case SLM_CHAT_RWKV_WORLD: render_rwkv(b, m, n); break;

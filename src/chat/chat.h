@@ -45,6 +45,7 @@ enum slm_chat_template {
     SLM_CHAT_GRANITE,
     SLM_CHAT_GIGACHAT,
     SLM_CHAT_MEGREZ,
+    SLM_CHAT_TINYLLAMA, /* Zephyr layout closed by eos_token </s> (TinyLlama-Chat, zephyr-7b) */
     SLM_CHAT_COUNT
 };
 

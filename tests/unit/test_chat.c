@@ -549,7 +549,29 @@ static void test_public_render(void) {
     slm_model_free(m);
 }
 
+
+/* TinyLlama-1.1B-Chat-v1.0's template as stored in its GGUF, and the prompt its model card shows
+ * (HF apply_chat_template with trim_blocks: the newline after each expression stays). */
+static void test_tinyllama(void) {
+    const char *tmpl =
+        "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\\n' + message['content'] + "
+        "eos_token }}\n{% elif message['role'] == 'system' %}\n{{ '<|system|>\\n' + message['content'] + eos_token }}\n"
+        "{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\\n'  + message['content'] + eos_token }}\n"
+        "{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}";
+    CHECK(slm_chat_template_detect(tmpl) == SLM_CHAT_TINYLLAMA);
+    slm_chat_message msgs[] = {{"system", "You are a friendly chatbot who always responds in the style of a pirate"},
+                               {"user", "How many helicopters can a human eat in one sitting?"}};
+    char *out = NULL, err[256];
+    CHECK(slm_chat_apply(SLM_CHAT_TINYLLAMA, msgs, 2, true, &out, err, sizeof err) == 0);
+    CHECKF(out && !strcmp(out, "<|system|>\nYou are a friendly chatbot who always responds in the style of a pirate</s>\n"
+                               "<|user|>\nHow many helicopters can a human eat in one sitting?</s>\n<|assistant|>\n"),
+           "tinyllama: %s", out ? out : "(null)");
+    free(out);
+    CHECK(slm_chat_template_from_name("tinyllama") == SLM_CHAT_TINYLLAMA);
+}
+
 int main(void) {
+    test_tinyllama();
     test_upstream_cases();
     test_names();
     test_detection_edges();
