@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "cli/common.h"
+#include "cli/task_opts.h"
 #include "slm.h"
 #include "tasks/tasks.h"
 
@@ -31,29 +32,17 @@ int cmd_extract(int argc, char **argv) {
         return argc < 2;
     }
     cli_engine_opts eo = {.model_path = argv[1]};
-    const char *schema_file = NULL, *text = NULL, *file = "-";
+    const char *schema_file = NULL;
+    cli_task_input in = {NULL, "-"};
     slm_task_params tp = {0};
     for (int i = 2; i < argc; i++) {
         int r = cli_engine_opt(verb, argc, argv, &i, &eo);
+        if (r == 0) r = cli_task_opt(verb, argc, argv, &i, &in, &tp);
         if (r < 0) return 1;
         if (r > 0) continue;
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        long v;
-        double d;
         if (!strcmp(a, "--schema") && val) schema_file = val, i++;
-        else if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && val) text = val, i++;
-        else if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && val) file = val, i++;
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
-            if (!cli_parse_int(verb, a, val, 1, 1 << 20, &v)) return 1;
-            tp.max_tokens = (int)v, i++;
-        } else if (!strcmp(a, "--temp")) {
-            if (!cli_parse_float(verb, a, val, &d)) return 1;
-            if (d < 0 || d > 100) return cli_fail(verb, "--temp must be in [0, 100]");
-            tp.temperature = (float)d, i++;
-        } else if (!strcmp(a, "-s") || !strcmp(a, "--seed")) {
-            if (!cli_parse_int(verb, a, val, 0, 0x7fffffffL, &v)) return 1;
-            tp.seed = (uint64_t)v, i++;
-        } else {
+        else {
             return cli_fail(verb, "unknown option or missing value '%s' (see 'slm extract --help')", a);
         }
     }
@@ -61,7 +50,7 @@ int cmd_extract(int argc, char **argv) {
     size_t len;
     char *schema = cli_read_file(verb, schema_file, &len);
     if (!schema) return 1;
-    char *input = text ? strdup(text) : cli_read_file(verb, file, &len);
+    char *input = cli_task_read_input(verb, &in);
     int status = 1;
     slm_model *m = NULL;
     slm_context *ctx = NULL;
