@@ -17,6 +17,39 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
     for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
 }
 
+/* Elementwise steps of a big batch are shared out over the pool; each element is computed the same
+ * way whichever thread does it, so results do not depend on the thread count. */
+#define PARALLEL_MIN_ROWS 8
+
+typedef struct rows_job {
+    float *out, *aux;
+    const float *x, *w;
+    int rows, n;
+    float eps;
+} rows_job;
+
+static void rmsnorm_task(void *arg, int ith, int nth) {
+    const rows_job *j = arg;
+    for (int r = j->rows * ith / nth; r < j->rows * (ith + 1) / nth; r++)
+        rmsnorm(j->out + (size_t)r * j->n, j->x + (size_t)r * j->n, j->w, j->n, j->eps);
+}
+
+static void rmsnorm_rows_pool(slm_pool *pool, float *out, const float *x, const float *w, int rows, int n, float eps) {
+    rows_job job = {out, NULL, x, w, rows, n, eps};
+    if (rows >= PARALLEL_MIN_ROWS) slm_pool_run(pool, rmsnorm_task, &job);
+    else rmsnorm_task(&job, 0, 1);
+}
+
+/* gate[i] = silu(gate[i]) * up[i] */
+static void swiglu_task(void *arg, int ith, int nth) {
+    const rows_job *j = arg;
+    size_t total = (size_t)j->rows * (size_t)j->n;
+    for (size_t i = total * (size_t)ith / (size_t)nth; i < total * (size_t)(ith + 1) / (size_t)nth; i++) {
+        float g = j->out[i];
+        j->out[i] = g / (1.0f + expf(-g)) * j->aux[i];
+    }
+}
+
 static void rmsnorm_rows(float *out, const float *x, const float *w, int rows, int n, float eps) {
     for (int r = 0; r < rows; r++) rmsnorm(out + (size_t)r * n, x + (size_t)r * n, w, n, eps);
 }
@@ -203,7 +236,7 @@ int slm_decode(slm_context *c, const slm_batch *b, char *err, size_t err_len) {
     bool exact = c->exact;
     for (int l = 0; l < hp->n_layer; l++) {
         const slm_layer *L = &m->layers[l];
-        rmsnorm_rows(c->xb, c->x, L->attn_norm, T, E, hp->rms_eps);
+        rmsnorm_rows_pool(c->pool, c->xb, c->x, L->attn_norm, T, E, hp->rms_eps);
         const slm_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
         float *qkv_out[3] = {c->q, c->k, c->v};
         slm_matmul_multi(c->pool, qkv, 3, c->xb, T, qkv_out, exact);
@@ -220,15 +253,13 @@ int slm_decode(slm_context *c, const slm_batch *b, char *err, size_t err_len) {
         slm_matmul(c->pool, &L->wo, c->att_out, T, c->xb, exact);
         add_rows(c->x, c->xb, (size_t)T * E);
 
-        rmsnorm_rows(c->xb, c->x, L->ffn_norm, T, E, hp->rms_eps);
+        rmsnorm_rows_pool(c->pool, c->xb, c->x, L->ffn_norm, T, E, hp->rms_eps);
         const slm_weight *gate_up[2] = {&L->w_gate, &L->w_up};
         float *gate_up_out[2] = {c->hb, c->hb2};
         slm_matmul_multi(c->pool, gate_up, 2, c->xb, T, gate_up_out, exact);
-        size_t nf = (size_t)T * hp->n_ff;
-        for (size_t i = 0; i < nf; i++) {
-            float g = c->hb[i];
-            c->hb[i] = g / (1.0f + expf(-g)) * c->hb2[i];
-        }
+        rows_job act = {c->hb, c->hb2, NULL, NULL, T, hp->n_ff, 0};
+        if (T >= PARALLEL_MIN_ROWS) slm_pool_run(c->pool, swiglu_task, &act);
+        else swiglu_task(&act, 0, 1);
         slm_matmul(c->pool, &L->w_down, c->hb, T, c->xb, exact);
         add_rows(c->x, c->xb, (size_t)T * E);
     }
