@@ -5,7 +5,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "model/model.h"
 #include "slm.h"
+#include "tokenizer/vocab.h"
 #include "util/err.h"
 
 static double now_ms(void) {
@@ -139,6 +141,8 @@ int slm_generate(slm_context *ctx, slm_sampler *sampler, const slm_token *prompt
     const slm_model *m = slm_context_model(ctx);
     int n_vocab = slm_model_n_vocab(m);
     bool ban_eog = gp.min_tokens > 0 || gp.ignore_eos;
+    const slm_token *eog = NULL;
+    int n_eog = slm_vocab_eog_ids(slm_model_vocab(m), &eog);
     if (ban_eog && !(work = malloc(sizeof(float) * (size_t)n_vocab))) {
         slm_err(err, err_len, "out of memory");
         goto done;
@@ -157,8 +161,7 @@ int slm_generate(slm_context *ctx, slm_sampler *sampler, const slm_token *prompt
         const float *logits = slm_logits(ctx, 0);
         if (ban_eog && (gp.ignore_eos || r.n_generated < gp.min_tokens)) {
             memcpy(work, logits, sizeof(float) * (size_t)n_vocab);
-            for (int t = 0; t < n_vocab; t++)
-                if (slm_token_is_eog(m, t)) work[t] = -INFINITY;
+            for (int e = 0; e < n_eog; e++) work[eog[e]] = -INFINITY;
             logits = work;
         }
         slm_token tok = slm_sampler_sample(sampler, logits);

@@ -57,6 +57,7 @@ int slm_context_new(slm_model *model, const slm_context_params *params, slm_cont
     c->k_cache = alloc_or_null(kv_elems * c->kv_elem_size, &ok);
     c->v_cache = alloc_or_null(kv_elems * c->kv_elem_size, &ok);
     c->seq_len = alloc_or_null(sizeof(int) * (size_t)c->n_seq, &ok);
+    c->seq_pending = alloc_or_null(sizeof(int) * (size_t)c->n_seq, &ok);
     c->seq_tokens = alloc_or_null(sizeof(slm_token) * (size_t)c->n_seq * (size_t)c->n_ctx, &ok);
     c->x = alloc_or_null(sizeof(float) * B * (size_t)hp->n_embd, &ok);
     c->xb = alloc_or_null(sizeof(float) * B * (size_t)(hp->n_embd > q_dim ? hp->n_embd : q_dim), &ok);
@@ -94,6 +95,7 @@ void slm_context_free(slm_context *c) {
     free(c->k_cache);
     free(c->v_cache);
     free(c->seq_len);
+    free(c->seq_pending);
     free(c->seq_tokens);
     free(c->x);
     free(c->xb);

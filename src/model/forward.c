@@ -194,6 +194,7 @@ static int check_batch(slm_context *c, const slm_batch *b, int *n_out, char *err
     if (b->n_tokens < 1 || b->n_tokens > c->n_batch)
         return slm_err(err, err_len, "batch of %d tokens (must be 1 to %d)", b->n_tokens, c->n_batch);
     *n_out = 0;
+    memset(c->seq_pending, 0, sizeof(int) * (size_t)c->n_seq);
     for (int t = 0; t < b->n_tokens; t++) {
         slm_token tok = b->tokens[t];
         if (tok < 0 || tok >= m->hp.n_vocab)
@@ -201,9 +202,7 @@ static int check_batch(slm_context *c, const slm_batch *b, int *n_out, char *err
         int seq = b->seq_id ? b->seq_id[t] : 0;
         if (seq < 0 || seq >= c->n_seq)
             return slm_err(err, err_len, "sequence %d at batch index %d is outside [0, %d)", seq, t, c->n_seq);
-        int expect = c->seq_len[seq];
-        for (int u = 0; u < t; u++)
-            if (c->batch_seq[u] == seq) expect++;
+        int expect = c->seq_len[seq] + c->seq_pending[seq]++;
         if (b->pos && b->pos[t] != expect)
             return slm_err(err, err_len, "sequence %d: position %d at batch index %d does not continue the cache (next is %d)",
                            seq, b->pos[t], t, expect);

@@ -61,6 +61,7 @@ struct slm_context {
     void *k_cache, *v_cache;
     size_t kv_elem_size;
     int *seq_len;             /* positions held per sequence */
+    int *seq_pending;         /* while checking a batch: its tokens seen so far per sequence */
     slm_token *seq_tokens;    /* [seq][n_ctx] the tokens behind those positions */
     /* Work buffers sized for n_batch tokens. */
     float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2;
