@@ -99,6 +99,10 @@ int cmd_run(int argc, char **argv) {
             i++;
         } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
             if (!cli_parse_int(verb, a, val, -1, 1 << 24, &n_predict)) goto out;
+            if (n_predict == 0) {
+                cli_fail(verb, "-n 0 would generate nothing: give -1 (until the end) or a positive count");
+                goto out;
+            }
             i++;
         } else if (!strcmp(a, "--stop")) {
             if (!val || !*val) { cli_fail(verb, "--stop needs a non-empty value"); goto out; }

@@ -36,6 +36,9 @@ grep -q "more than the context size 4" "$tmp/err" || fail "prompt past context: 
 "$SLM" run "$M" -p "Once upon a time" -c 16 -n 64 >/dev/null 2>"$tmp/err" && fail "generation past context accepted"
 grep -q "exceeds the context size 16" "$tmp/err" || fail "generation past context: $(cat "$tmp/err")"
 
+"$SLM" run "$M" -p "Once upon a time" -n 0 >/dev/null 2>"$tmp/err" && fail "-n 0 accepted"
+grep -q "would generate nothing" "$tmp/err" || fail "-n 0: $(cat "$tmp/err")"
+
 # Perplexity: llama-perplexity's 2.8382 +/- 0.05426 on the same text and chunking.
 "$SLM" perplexity "$M" -f "$DATA/reference/texts/stories260K-samples.txt" -c 128 -t 2 >"$tmp/ppl" 2>/dev/null || fail "perplexity failed"
 python3 - "$tmp/ppl" "$DATA/reference/stories260K/perplexity.json" <<'PY' || fails=$((fails + 1))
