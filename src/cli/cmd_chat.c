@@ -71,6 +71,7 @@ int cmd_chat(int argc, char **argv) {
         else if (!strcmp(a, "--chat-template") && val) tmpl = argv[++i];
         else if (!strcmp(a, "-n") && val) {
             if (!cli_parse_int(verb, a, val, -1, 1 << 24, &n_predict)) return 1;
+            if (n_predict == 0) return cli_fail(verb, "-n 0 would generate nothing: give -1 or a positive count");
             i++;
         } else return cli_fail(verb, "unknown option or missing value '%s' (see 'slm chat --help')", a);
     }
