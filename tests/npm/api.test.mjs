@@ -302,7 +302,7 @@ test("structured output: json_schema, json_object, grammar, Ollama format", asyn
   );
   await assert.rejects(
     openai.completions.create({ model: MODEL, prompt: "x", grammar: "root ::= (" }),
-    (e) => e.status === 400 && e.param === "grammar",
+    (e) => e.status === 400 && e.param === "grammar" && /line 1, column \d+/.test(e.message),
   );
 });
 
