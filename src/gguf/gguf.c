@@ -353,6 +353,16 @@ int gguf_open(const char *path, gguf_file **out, char *err, size_t err_len) {
     return 0;
 }
 
+void gguf_release_pages(gguf_file *f, const void *p, size_t n) {
+    const uintptr_t base = (uintptr_t)f->data, end = base + f->size;
+    uintptr_t lo = (uintptr_t)p, hi = lo + n;
+    if (!f->mapped || lo < base || hi > end || hi < lo) return;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    lo = (lo + page - 1) / page * page; /* only pages wholly inside the range */
+    hi = hi / page * page;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 void gguf_close(gguf_file *f) {
     if (!f) return;
     for (int64_t i = 0; i < f->n_kv; i++) free((void *)f->kvs[i].strs);

@@ -59,6 +59,9 @@ int gguf_open(const char *path, gguf_file **out, char *err, size_t err_len);
 /* Parses a buffer the caller keeps alive (tests, fuzzing). `name` is used in messages. */
 int gguf_open_memory(const void *data, size_t size, const char *name, gguf_file **out, char *err, size_t err_len);
 void gguf_close(gguf_file *f);
+/* Says the caller will not read [p, p+n) of a mapped file soon: its whole pages leave the process's
+ * memory (they are read back from the file if touched again). Does nothing for in-memory files. */
+void gguf_release_pages(gguf_file *f, const void *p, size_t n);
 
 uint32_t gguf_version(const gguf_file *f);
 size_t gguf_file_size(const gguf_file *f);

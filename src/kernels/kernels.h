@@ -14,7 +14,7 @@ typedef struct slm_weight {
     int64_t k, m;
     const void *data;     /* in the model mapping */
     size_t row_bytes;
-    void *packed;         /* reserved for a kernel-specific repacked layout; unused (the kernels read `data`) */
+    void *packed;         /* NULL, or the copy slm_weight_pack made; `data` stays valid */
 } slm_weight;
 
 /* y[t*m + r] = dot(row r of w, x[t*k .. t*k+k)) for t < n_tok.
@@ -29,6 +29,16 @@ void slm_matmul(slm_pool *pool, const slm_weight *w, const float *x, int n_tok, 
  * once and all rows are shared out in one pool operation. */
 void slm_matmul_multi(slm_pool *pool, const slm_weight *const *w, int n_w, const float *x, int n_tok, float *const *y,
                       bool exact);
+
+/* Weights repacked at load for the selected ISA's fastest kernels (kernels/packed.h).
+ * slm_weight_packed_bytes: the size of w's packed copy, 0 if those kernels have no layout for its
+ * type and shape, or SLM_NO_PACK=1 is set. slm_weight_pack writes the copy into dst (that many
+ * bytes, 64-byte aligned, owned by the caller and kept alive as long as w is used), spread over
+ * the pool's threads, and points w->packed at it; after each slice it calls consumed(ctx, p, n)
+ * (if not NULL) with bytes of w->data it will not read again, so the caller may release them. */
+size_t slm_weight_packed_bytes(const slm_weight *w);
+void slm_weight_pack(slm_pool *pool, slm_weight *w, void *dst, void (*consumed)(void *ctx, const void *p, size_t n),
+                     void *ctx);
 
 /* Copies row `row` of w dequantized to f32 (embedding lookup). */
 void slm_weight_row_f32(const slm_weight *w, int64_t row, float *dst);

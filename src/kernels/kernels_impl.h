@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "kernels/kernels.h"
+#include "kernels/packed.h"
 #include "tensor/quant.h"
 #include "tensor/types.h"
 
@@ -91,6 +92,8 @@ typedef struct slm_kernel_table {
     void (*weighted_sum_f16)(int64_t n, int64_t hd, const float *p, const uint16_t *v, size_t stride, float *out);
     void (*attend_f16)(int nq, const int *n, int64_t hd, const float *const *q, const uint16_t *k, const uint16_t *v,
                        size_t stride, float scale, float *scratch, float *const *out);
+    /* kernels over the R16 layout of packed.h, by weight type; NULL where there is none */
+    slm_packed_gemm_fn packed_gemm[SLM_TYPE_COUNT];
     /* batched GEMM of gemm_big.h; NULL members where the ISA has none */
     struct slm_gemm_big *big;
 } slm_kernel_table;
@@ -98,6 +101,7 @@ typedef struct slm_kernel_table {
 void slm_kernels_fill_scalar(slm_kernel_table *t);
 void slm_kernels_fill_avx2(slm_kernel_table *t);
 void slm_kernels_fill_avx512(slm_kernel_table *t);
+void slm_kernels_fill_packed_avx512(slm_kernel_table *t);
 
 /* The table of the selected ISA (built once). */
 const slm_kernel_table *slm_kernels_active(void);
@@ -115,6 +119,9 @@ slm_quantize_act_fn slm_act_quantizer(const slm_kernel_table *t, slm_act_kind ki
 size_t slm_act_row_bytes(slm_act_kind kind, int64_t k);
 
 
+
+/* slm_weight_packed_bytes for a given table (tests), regardless of SLM_NO_PACK. */
+size_t slm_weight_packed_bytes_for(const slm_kernel_table *table, const slm_weight *w);
 
 /* slm_matmul's fast path with an explicit table (tests run every ISA through this). */
 void slm_matmul_with(slm_pool *pool, const slm_kernel_table *table, const slm_weight *w, const float *x, int n_tok,

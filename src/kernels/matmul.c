@@ -96,8 +96,9 @@ typedef struct fast_job {
     const slm_weight *w[MAX_FUSED];
     float *y[MAX_FUSED];
     int64_t first_chunk[MAX_FUSED + 1]; /* chunk index where weight i starts */
-    const slm_type_kernels *kern;       /* all fused weights share the activation format */
+    slm_act_kind act_kind;              /* all fused weights share the activation format */
     const slm_type_kernels *kern_of[MAX_FUSED];
+    slm_packed_gemm_fn packed_of[MAX_FUSED]; /* non-NULL: weight i is read through its R16 copy */
     const slm_kernel_table *table;
     slm_pool *pool;
     const float *x;
@@ -116,11 +117,11 @@ static void quantize_task(void *arg, int ith, int nth) {
     fast_job *job = arg;
     int64_t t0, t1;
     split_range(job->n_tok, ith, nth, &t0, &t1);
-    slm_quantize_act_fn quantize = slm_act_quantizer(job->table, job->kern->act);
+    slm_quantize_act_fn quantize = slm_act_quantizer(job->table, job->act_kind);
     for (int64_t t = t0; t < t1; t++) {
         uint8_t *a = (uint8_t *)job->act + t * job->act_stride;
         quantize(job->k, job->x + t * job->k, a);
-        if (job->big) job->big->convert_act(job->kern->act, job->k, a, job->xact + (size_t)t * job->xrow_bytes);
+        if (job->big) job->big->convert_act(job->act_kind, job->k, a, job->xact + (size_t)t * job->xrow_bytes);
     }
 }
 
@@ -153,6 +154,20 @@ static bool compute_rows_big(const fast_job *job, int wi, int64_t r0, int64_t r1
         }
     }
     return true;
+}
+
+/* Rows r0..r1 (whole groups of 16) of a packed weight: each token tile meets every group of the
+ * chunk, so the chunk's weights are read from L2 once per tile and the tile stays in L1. */
+static void compute_rows_packed(const fast_job *job, int wi, int64_t r0, int64_t r1) {
+    const slm_weight *w = job->w[wi];
+    const size_t gb = slm_packed_group_bytes(w->type, w->k);
+    const uint8_t *packed = w->packed;
+    for (int t = 0; t < job->n_tok; t += SLM_PACKED_MAX_TOKENS) {
+        int nt = job->n_tok - t < SLM_PACKED_MAX_TOKENS ? job->n_tok - t : SLM_PACKED_MAX_TOKENS;
+        for (int64_t r = r0; r < r1; r += SLM_PACKED_ROWS)
+            job->packed_of[wi](w->k, packed + (size_t)(r / SLM_PACKED_ROWS) * gb, job->act + (size_t)t * job->act_stride,
+                               job->act_stride, nt, job->y[wi] + (int64_t)t * w->m + r, (size_t)w->m);
+    }
 }
 
 static void compute_rows(const fast_job *job, int wi, int64_t r0, int64_t r1) {
@@ -198,29 +213,42 @@ static void compute_task(void *arg, int ith, int nth) {
         while (c >= job->first_chunk[wi + 1]) wi++;
         int64_t r0 = (c - job->first_chunk[wi]) * job->rows_per_chunk;
         int64_t r1 = r0 + job->rows_per_chunk < job->w[wi]->m ? r0 + job->rows_per_chunk : job->w[wi]->m;
-        if (!job->big || !compute_rows_big(job, wi, r0, r1, ith)) compute_rows(job, wi, r0, r1);
+        if (job->packed_of[wi]) compute_rows_packed(job, wi, r0, r1);
+        else if (!job->big || !compute_rows_big(job, wi, r0, r1, ith)) compute_rows(job, wi, r0, r1);
     }
+}
+
+static slm_packed_gemm_fn packed_kernel(const slm_kernel_table *table, const slm_weight *w) {
+    return w->packed && w->type < SLM_TYPE_COUNT ? table->packed_gemm[w->type] : NULL;
+}
+
+/* The activation format w is multiplied with: the packed kernels read the in-order planar one. */
+static slm_act_kind act_kind_of(const slm_kernel_table *table, const slm_weight *w) {
+    return packed_kernel(table, w) ? SLM_ACT_Q8P : table->types[w->type].act;
 }
 
 /* Returns false (having done nothing) if the pool has no memory for the activations. */
 static bool matmul_fast(slm_pool *pool, const slm_kernel_table *table, const slm_weight *const *w, int n_w,
                         const float *x, int n_tok, float *const *y) {
     fast_job job = {.n_w = n_w, .table = table, .pool = pool, .x = x, .k = w[0]->k, .n_tok = n_tok};
-    job.kern = &table->types[w[0]->type];
+    job.act_kind = act_kind_of(table, w[0]);
     int64_t total_rows = 0;
+    bool any_packed = false;
     for (int i = 0; i < n_w; i++) {
         job.w[i] = w[i];
         job.y[i] = y[i];
         job.kern_of[i] = &table->types[w[i]->type];
+        job.packed_of[i] = packed_kernel(table, w[i]);
+        any_packed |= job.packed_of[i] != NULL;
         total_rows += w[i]->m;
     }
-    if (job.kern->act == SLM_ACT_F32) {
+    if (job.act_kind == SLM_ACT_F32) {
         job.act = (const uint8_t *)x;
         job.act_stride = (size_t)job.k * sizeof(float);
     } else {
-        job.act_stride = slm_act_row_bytes(job.kern->act, job.k);
+        job.act_stride = slm_act_row_bytes(job.act_kind, job.k);
         size_t act_bytes = (job.act_stride * (size_t)n_tok + 63) & ~(size_t)63;
-        bool big = table->big && n_tok >= BIG_GEMM_MIN_TOKENS;
+        bool big = table->big && n_tok >= BIG_GEMM_MIN_TOKENS && !any_packed;
         for (int i = 0; big && i < n_w; i++) big = table->big->type_supported(w[i]->type);
         size_t xrow = big ? table->big->row_bytes(job.k) : 0;
         uint8_t *act = slm_pool_shared_scratch(pool, act_bytes + xrow * (size_t)n_tok);
@@ -245,6 +273,11 @@ static bool matmul_fast(slm_pool *pool, const slm_kernel_table *table, const slm
     if (job.big) { /* the unpacked rows of a chunk should stay in L2 while the token tiles stream by */
         int64_t cap = (int64_t)((384 * 1024) / job.xrow_bytes) / SLM_GEMM_BIG_TILE * SLM_GEMM_BIG_TILE;
         if (cap < SLM_GEMM_BIG_TILE) cap = SLM_GEMM_BIG_TILE;
+        if (per > cap) per = cap;
+    }
+    if (any_packed && n_tok > SLM_PACKED_MAX_TOKENS) { /* a chunk's packed rows stay in L2 across token tiles */
+        int64_t cap = (int64_t)((256 * 1024) / slm_packed_group_bytes(w[0]->type, job.k)) * SLM_PACKED_ROWS;
+        if (cap < SLM_PACKED_ROWS) cap = SLM_PACKED_ROWS;
         if (per > cap) per = cap;
     }
     job.rows_per_chunk = per;
@@ -281,7 +314,7 @@ void slm_matmul_multi_with(slm_pool *pool, const slm_kernel_table *table, const 
     bool fusable = n_w <= MAX_FUSED && table;
     for (int i = 0; fusable && i < n_w; i++)
         fusable = fast_path_usable(pool, table, w[i]) && w[i]->k == w[0]->k && w[i]->m > 0 &&
-                  table->types[w[i]->type].act == table->types[w[0]->type].act;
+                  act_kind_of(table, w[i]) == act_kind_of(table, w[0]);
     if (fusable && matmul_fast(pool, table, w, n_w, x, n_tok, y)) return;
     for (int i = 0; i < n_w; i++) slm_matmul_with(pool, table, w[i], x, n_tok, y[i]);
 }
@@ -296,5 +329,9 @@ void slm_matmul_multi(slm_pool *pool, const slm_weight *const *w, int n_w, const
 }
 
 void slm_weight_row_f32(const slm_weight *w, int64_t row, float *dst) {
+    if (w->packed) { /* the source pages may have been released */
+        slm_packed_row_f32(w, row, dst);
+        return;
+    }
     slm_dequantize_row(w->type, (const uint8_t *)w->data + (size_t)row * w->row_bytes, dst, w->k);
 }

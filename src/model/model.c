@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "model/model_impl.h"
 #include "tensor/quant.h"
@@ -232,6 +234,63 @@ static int load_weights(slm_model *m, char *err, size_t err_len) {
     return 0;
 }
 
+/* Every matrix the forward pass multiplies (not tok_embd, which is only looked up by row). */
+static int matmul_weights(slm_model *m, slm_weight **out) {
+    int n = 0;
+    out[n++] = &m->output;
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        slm_layer *L = &m->layers[l];
+        slm_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) out[n++] = ws[i];
+    }
+    return n;
+}
+
+static void release_source(void *gguf, const void *p, size_t n) {
+    gguf_release_pages(gguf, p, n);
+}
+
+/* Repacks the matrices for the fast kernels where they have a layout (kernels/packed.h), into one
+ * arena backed by transparent huge pages (fewer TLB misses while streaming the weights). The
+ * mapped bytes of a packed matrix are handed back to the page cache as they are packed, so the
+ * process holds one copy of the weights, as without packing. If the arena cannot be had, the
+ * unpacked kernels are used. */
+static void pack_weights(slm_model *m) {
+    slm_weight **ws = malloc(sizeof *ws * (size_t)(1 + 7 * m->hp.n_layer));
+    if (!ws) return;
+    int n = matmul_weights(m, ws);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += (slm_weight_packed_bytes(ws[i]) + 63) & ~(size_t)63;
+    const size_t huge = (size_t)2 << 20;
+    size_t map_bytes = (total + huge - 1) / huge * huge + huge;
+    uint8_t *map = total ? mmap(NULL, map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : MAP_FAILED;
+    if (map == MAP_FAILED) {
+        free(ws);
+        return;
+    }
+    /* trim to a 2 MiB-aligned arena so huge pages can back all of it */
+    uint8_t *arena = (uint8_t *)(((uintptr_t)map + huge - 1) & ~(uintptr_t)(huge - 1));
+    size_t arena_bytes = (total + huge - 1) / huge * huge;
+    if (arena > map) munmap(map, (size_t)(arena - map));
+    if (map + map_bytes > arena + arena_bytes) munmap(arena + arena_bytes, (size_t)(map + map_bytes - (arena + arena_bytes)));
+    madvise(arena, arena_bytes, MADV_HUGEPAGE);
+    m->packed_arena = arena;
+    m->packed_arena_bytes = arena_bytes;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    slm_pool *pool = slm_pool_new(cpus < 1 ? 1 : cpus > 8 ? 8 : (int)cpus);
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        size_t bytes = slm_weight_packed_bytes(ws[i]);
+        if (!bytes) continue;
+        slm_weight_pack(pool, ws[i], arena + at, release_source, m->gguf);
+        at += (bytes + 63) & ~(size_t)63;
+    }
+    slm_pool_free(pool);
+    free(ws);
+    /* tied embeddings: the lookups read the packed copy, so the released pages stay released */
+    if (m->tok_embd.data == m->output.data) m->tok_embd.packed = m->output.packed;
+}
+
 static int load_hparams(slm_model *m, char *err, size_t err_len) {
     slm_hparams *hp = &m->hp;
     int rc;
@@ -347,6 +406,7 @@ int slm_model_load(const char *path, const slm_model_params *params, slm_model *
         goto fail;
     }
     if (load_hparams(m, err, err_len) || load_weights(m, err, err_len)) goto fail;
+    pack_weights(m);
     describe(m);
     *out = m;
     return 0;
@@ -377,6 +437,7 @@ void slm_model_free(slm_model *m) {
         free(m->meta_text);
     }
     if (m->vocab) slm_vocab_free(m->vocab);
+    if (m->packed_arena) munmap(m->packed_arena, m->packed_arena_bytes);
     gguf_close(m->gguf);
     free(m);
 }

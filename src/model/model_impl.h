@@ -48,6 +48,8 @@ struct slm_model {
     float *output_norm;
     float *rope_freq_factors; /* n rope_dim/2, owned, or NULL */
     slm_layer *layers;
+    void *packed_arena;       /* the repacked matrices (kernels/packed.h), or NULL */
+    size_t packed_arena_bytes;
     char **meta_text;         /* rendered value of each metadata key, by kv index */
 };
 

@@ -156,6 +156,54 @@ typedef struct matmul_case {
     int n_tok;
 } matmul_case;
 
+/* The repacked layout of an ISA that has one: row lookups give the source's floats, and products
+ * meet the same bounds as the row-major kernels, with any number of tokens and threads. */
+static void check_packed(const slm_kernel_table *table, const slm_weight *w, const float *x, int n_tok,
+                         const float *y_exact, const float *y_scalar, const float *bound, const float *mag,
+                         slm_pool *pool1, slm_pool *pool2) {
+    size_t bytes = slm_weight_packed_bytes_for(table, w);
+    if (!bytes) return;
+    const int64_t k = w->k, m = w->m;
+    slm_weight wp = *w;
+    uint8_t *buf = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    float *y = malloc(sizeof(float) * (size_t)(m * n_tok)), *y2 = malloc(sizeof(float) * (size_t)(m * n_tok));
+    float *row = malloc(sizeof(float) * (size_t)k), *ref = malloc(sizeof(float) * (size_t)k);
+    slm_weight_pack(pool2, &wp, buf, NULL, NULL);
+    CHECK(wp.packed == buf);
+    int bad_rows = 0;
+    for (int64_t r = 0; r < m; r++) {
+        slm_weight_row_f32(&wp, r, row);
+        slm_weight_row_f32(w, r, ref);
+        bad_rows += memcmp(row, ref, sizeof(float) * (size_t)k) != 0;
+    }
+    CHECKF(bad_rows == 0, "packed %s k=%lld m=%lld: %d rows read back differently", slm_type_name(w->type), (long long)k,
+           (long long)m, bad_rows);
+    slm_matmul_with(pool1, table, &wp, x, n_tok, y);
+    slm_matmul_with(pool2, table, &wp, x, n_tok, y2);
+    int bad_exact = 0, bad_scalar = 0, bad_threads = 0;
+    for (int64_t i = 0; i < m * n_tok; i++) {
+        double err = fabs((double)y[i] - y_exact[i]);
+        if (!(err <= bound[i] + 2e-5 * mag[i] + 1e-5)) bad_exact++;
+        if (!(fabs((double)y[i] - y_scalar[i]) <= 1e-5 * mag[i] + 1e-6)) bad_scalar++;
+        if (y[i] != y2[i]) bad_threads++;
+    }
+    CHECKF(bad_exact + bad_scalar + bad_threads == 0,
+           "packed %s k=%lld m=%lld n_tok=%d: %d beyond the rounding bound, %d off the scalar path, %d differ by threads",
+           slm_type_name(w->type), (long long)k, (long long)m, n_tok, bad_exact, bad_scalar, bad_threads);
+    /* fused with an unpacked weight of the same input: each gives what it gives alone */
+    const slm_weight *pair[2] = {&wp, w};
+    float *pair_y[2] = {y2, y};
+    slm_matmul_multi_with(pool2, table, pair, 2, x, n_tok, pair_y);
+    int bad_multi = 0;
+    for (int64_t i = 0; i < m * n_tok; i++) bad_multi += !(fabs((double)y2[i] - y_scalar[i]) <= 1e-5 * mag[i] + 1e-6);
+    CHECKF(bad_multi == 0, "packed %s in slm_matmul_multi: %d outputs off", slm_type_name(w->type), bad_multi);
+    free(buf);
+    free(y);
+    free(y2);
+    free(row);
+    free(ref);
+}
+
 static void check_matmul(const matmul_case *c, slm_pool *pool1, slm_pool *pool2) {
     const uint32_t type = c->type;
     const int64_t k = c->k, m = c->m;
@@ -233,6 +281,7 @@ static void check_matmul(const matmul_case *c, slm_pool *pool1, slm_pool *pool2)
                slm_isa_level_name((slm_isa)isa), slm_type_name(type), (long long)k, (long long)m, n_tok, bad_scalar);
         CHECKF(bad_threads == 0, "%s %s: 1 and 2 threads disagree at %d outputs", slm_isa_level_name((slm_isa)isa),
                slm_type_name(type), bad_threads);
+        check_packed(table, &w, x, n_tok, y_exact, y_scalar, bound, mag, pool1, pool2);
     }
     free(data);
     free(x);
@@ -479,6 +528,12 @@ int main(void) {
         /* A batch longer than one token tile of the GEMM loop. */
         matmul_case big = {type, ks[1], 19, 70};
         check_matmul(&big, pool1, pool2);
+        /* Whole groups of 16 rows, the shape the repacked layouts take: every token-tile width. */
+        const int packed_toks[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 23, 70};
+        for (int i = 0; i < (int)(sizeof packed_toks / sizeof packed_toks[0]); i++) {
+            matmul_case c = {type, ks[i % 3], i % 2 ? 48 : 16, packed_toks[i]};
+            check_matmul(&c, pool1, pool2);
+        }
     }
     const uint32_t legacy[] = {SLM_TYPE_Q5_0, SLM_TYPE_Q8_0, SLM_TYPE_Q5_0};
     const uint32_t kquants[] = {SLM_TYPE_Q4_K, SLM_TYPE_Q6_K};

@@ -1,0 +1,41 @@
+/* Weights repacked at load for the row-interleaved kernels ("R16"): 16 rows are stored together so
+ * one 512-bit register holds 4 consecutive weights of each of the 16 rows, and a VNNI dot product
+ * against a broadcast group of 4 activations advances all 16 rows at once. The per-block
+ * horizontal sums and scale conversions of a row-at-a-time kernel disappear, and a block of 16
+ * rows is loaded once for up to SLM_PACKED_MAX_TOKENS tokens.
+ *
+ * Layout of one group of 16 rows with nb = k/32 blocks (the same bytes per weight as the GGUF type):
+ *   Q8_0: nb x 512 bytes: block b, step j (0..7), row r: the 4 bytes qs[4j..4j+3] of row r, each
+ *         XOR 0x80 (so the kernel reads w + 128 as an unsigned byte);
+ *   Q4_0: nb x 256 bytes: block b, step j (0..3), row r: the 4 packed bytes qs[4j..4j+3] of row r
+ *         (low nibbles = weights 4j..4j+3, high nibbles = weights 16+4j..16+4j+3);
+ *   then the scales: nb x 16 half floats, block-major.
+ * Activations are in the in-order planar format (SLM_ACT_Q8P). */
+#ifndef SLM_KERNELS_PACKED_H
+#define SLM_KERNELS_PACKED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/kernels.h"
+
+#define SLM_PACKED_ROWS 16
+#define SLM_PACKED_MAX_TOKENS 8
+
+/* Whether the R16 layout exists for this type and shape. */
+bool slm_packed_layout_exists(uint32_t type, int64_t k, int64_t m);
+/* Bytes of one group of 16 rows. */
+size_t slm_packed_group_bytes(uint32_t type, int64_t k);
+/* Packs rows [16g, 16g+16) of w into dst (slm_packed_group_bytes bytes). */
+void slm_packed_pack_group(const slm_weight *w, int64_t g, uint8_t *dst);
+
+/* Row `row` of a packed weight, dequantized (the same floats as slm_dequantize_row of the source). */
+void slm_packed_row_f32(const slm_weight *w, int64_t row, float *dst);
+
+/* out[t*out_stride + r] = dot(row r of the group, activation row t) for r < 16, t < nt
+ * (1 <= nt <= SLM_PACKED_MAX_TOKENS); act rows are SLM_ACT_Q8P, act_stride bytes apart. */
+typedef void (*slm_packed_gemm_fn)(int64_t k, const uint8_t *group, const uint8_t *act, size_t act_stride, int nt,
+                                   float *out, size_t out_stride);
+
+#endif

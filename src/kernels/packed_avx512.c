@@ -1,0 +1,89 @@
+/* AVX-512 VNNI kernels over the R16 layout (packed.h). One vpdpbusd multiplies 4 weights of each of
+ * 16 rows by a broadcast group of 4 activations (read straight from memory), so a 32-weight block
+ * of 16 rows costs 8 dot products per token plus one scale step, with no horizontal sums. Weights
+ * are unsigned bytes u = w + offset (128 for q8_0, 8 for q4_0); the offset times the activation
+ * block's integer sum is subtracted in integer arithmetic, so the result is the same integer dot
+ * product the other kernels compute, scaled by the same floats. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels/kernels_impl.h"
+
+static inline int32_t load_i32(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline __attribute__((always_inline)) void r16_tile(int64_t k, const uint8_t *group, const uint8_t *act,
+                                                           size_t act_stride, float *out, size_t out_stride,
+                                                           const int nt, const bool q4) {
+    const int64_t nb = k / SLM_QK;
+    const size_t wblock = q4 ? 256 : 512;
+    const uint16_t *scales = (const uint16_t *)(group + (size_t)nb * wblock);
+    const int32_t offset = q4 ? 8 : 128;
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    const int8_t *aq[SLM_PACKED_MAX_TOKENS];
+    const float *ad[SLM_PACKED_MAX_TOKENS];
+    const int32_t *as[SLM_PACKED_MAX_TOKENS];
+    __m512 acc[SLM_PACKED_MAX_TOKENS];
+    for (int t = 0; t < nt; t++) {
+        const uint8_t *row = act + (size_t)t * act_stride;
+        aq[t] = (const int8_t *)row;
+        ad[t] = slm_act_planar_d(row, k);
+        as[t] = slm_act_planar_sum(row, k);
+        acc[t] = _mm512_setzero_ps();
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *wb = group + (size_t)b * wblock;
+        __m512i w[8];
+        if (q4) {
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                __m512i v = _mm512_loadu_si512((const void *)(wb + 64 * j));
+                w[j] = _mm512_and_si512(v, low4);
+                w[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+            }
+        } else {
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) w[j] = _mm512_loadu_si512((const void *)(wb + 64 * j));
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(scales + b * SLM_PACKED_ROWS)));
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) {
+            const int8_t *q = aq[t] + b * SLM_QK;
+            __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int j = 0; j < 8; j += 2) {
+                s0 = _mm512_dpbusd_epi32(s0, w[j], _mm512_set1_epi32(load_i32(q + 4 * j)));
+                s1 = _mm512_dpbusd_epi32(s1, w[j + 1], _mm512_set1_epi32(load_i32(q + 4 * j + 4)));
+            }
+            __m512i s = _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(as[t][b] * offset));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(ad[t][b])), acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
+}
+
+#define R16_KERNEL(name, q4)                                                                                          \
+    static void name(int64_t k, const uint8_t *group, const uint8_t *act, size_t act_stride, int nt, float *out,      \
+                     size_t out_stride) {                                                                             \
+        switch (nt) {                                                                                                 \
+        case 1: r16_tile(k, group, act, act_stride, out, out_stride, 1, q4); break;                                   \
+        case 2: r16_tile(k, group, act, act_stride, out, out_stride, 2, q4); break;                                   \
+        case 3: r16_tile(k, group, act, act_stride, out, out_stride, 3, q4); break;                                   \
+        case 4: r16_tile(k, group, act, act_stride, out, out_stride, 4, q4); break;                                   \
+        case 5: r16_tile(k, group, act, act_stride, out, out_stride, 5, q4); break;                                   \
+        case 6: r16_tile(k, group, act, act_stride, out, out_stride, 6, q4); break;                                   \
+        case 7: r16_tile(k, group, act, act_stride, out, out_stride, 7, q4); break;                                   \
+        default: r16_tile(k, group, act, act_stride, out, out_stride, 8, q4); break;                                  \
+        }                                                                                                             \
+    }
+
+R16_KERNEL(r16_gemm_q8_0, false)
+R16_KERNEL(r16_gemm_q4_0, true)
+
+void slm_kernels_fill_packed_avx512(slm_kernel_table *t) {
+    t->packed_gemm[SLM_TYPE_Q8_0] = r16_gemm_q8_0;
+    t->packed_gemm[SLM_TYPE_Q4_0] = r16_gemm_q4_0;
+}
