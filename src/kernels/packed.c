@@ -13,20 +13,16 @@ bool slm_packed_layout_exists(uint32_t type, int64_t k, int64_t m) {
            m % SLM_PACKED_ROWS == 0;
 }
 
-static size_t block_weight_bytes(uint32_t type) {
-    return type == SLM_TYPE_Q8_0 ? 512 : 256;
-}
-
 size_t slm_packed_group_bytes(uint32_t type, int64_t k) {
-    const size_t nb = (size_t)(k / SLM_QK);
-    return nb * (block_weight_bytes(type) + SLM_PACKED_ROWS * sizeof(slm_half));
+    const size_t pairs = (size_t)(k / SLM_QK + 1) / 2;
+    return pairs * (2 * slm_packed_block_bytes(type) + 64);
 }
 
 void slm_packed_pack_group(const slm_weight *w, int64_t g, uint8_t *dst) {
     const int64_t nb = w->k / SLM_QK;
-    const size_t wbytes = block_weight_bytes(w->type);
+    const size_t wbytes = slm_packed_block_bytes(w->type);
     const int steps = (int)(wbytes / (SLM_PACKED_ROWS * 4));
-    slm_half *scales = (slm_half *)(dst + (size_t)nb * wbytes);
+    memset(dst, 0, slm_packed_group_bytes(w->type, w->k)); /* the unused half of an odd last pair */
     for (int r = 0; r < SLM_PACKED_ROWS; r++) {
         const uint8_t *row = (const uint8_t *)w->data + (size_t)(g * SLM_PACKED_ROWS + r) * w->row_bytes;
         for (int64_t b = 0; b < nb; b++) {
@@ -41,14 +37,14 @@ void slm_packed_pack_group(const slm_weight *w, int64_t g, uint8_t *dst) {
                 qs = blk->qs;
                 d = blk->d;
             }
-            uint8_t *out = dst + (size_t)b * wbytes + (size_t)r * 4;
+            uint8_t *out = dst + slm_packed_weights_at(wbytes, b) + (size_t)r * 4;
             for (int j = 0; j < steps; j++) {
                 uint8_t *o = out + (size_t)j * SLM_PACKED_ROWS * 4;
                 memcpy(o, qs + 4 * j, 4);
                 if (w->type == SLM_TYPE_Q8_0)
                     for (int i = 0; i < 4; i++) o[i] ^= 0x80;
             }
-            memcpy(&scales[b * SLM_PACKED_ROWS + r], &d, sizeof d);
+            memcpy(dst + slm_packed_scales_at(wbytes, b) + (size_t)r * sizeof d, &d, sizeof d);
         }
     }
 }
@@ -102,15 +98,14 @@ void slm_weight_pack(slm_pool *pool, slm_weight *w, void *dst, void (*consumed)(
 
 void slm_packed_row_f32(const slm_weight *w, int64_t row, float *dst) {
     const int64_t nb = w->k / SLM_QK;
-    const size_t wbytes = block_weight_bytes(w->type);
+    const size_t wbytes = slm_packed_block_bytes(w->type);
     const uint8_t *group = (const uint8_t *)w->packed + (size_t)(row / SLM_PACKED_ROWS) * slm_packed_group_bytes(w->type, w->k);
     const int lane = (int)(row % SLM_PACKED_ROWS);
-    const slm_half *scales = (const slm_half *)(group + (size_t)nb * wbytes);
     for (int64_t b = 0; b < nb; b++) {
         slm_half h;
-        memcpy(&h, &scales[b * SLM_PACKED_ROWS + lane], sizeof h);
+        memcpy(&h, group + slm_packed_scales_at(wbytes, b) + (size_t)lane * sizeof h, sizeof h);
         const float d = slm_fp16_to_fp32(h);
-        const uint8_t *blk = group + (size_t)b * wbytes + (size_t)lane * 4;
+        const uint8_t *blk = group + slm_packed_weights_at(wbytes, b) + (size_t)lane * 4;
         float *out = dst + b * SLM_QK;
         for (int i = 0; i < SLM_QK; i++) {
             if (w->type == SLM_TYPE_Q8_0) {

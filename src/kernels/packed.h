@@ -4,12 +4,15 @@
  * horizontal sums and scale conversions of a row-at-a-time kernel disappear, and a block of 16
  * rows is loaded once for up to SLM_PACKED_MAX_TOKENS tokens.
  *
- * Layout of one group of 16 rows with nb = k/32 blocks (the same bytes per weight as the GGUF type):
- *   Q8_0: nb x 512 bytes: block b, step j (0..7), row r: the 4 bytes qs[4j..4j+3] of row r, each
- *         XOR 0x80 (so the kernel reads w + 128 as an unsigned byte);
- *   Q4_0: nb x 256 bytes: block b, step j (0..3), row r: the 4 packed bytes qs[4j..4j+3] of row r
- *         (low nibbles = weights 4j..4j+3, high nibbles = weights 16+4j..16+4j+3);
- *   then the scales: nb x 16 half floats, block-major.
+ * Layout of one group of 16 rows with nb = k/32 blocks, in pairs of blocks so the weights and their
+ * scales arrive in one sequential stream: [weights of block 2p][weights of block 2p+1][16 scales
+ * of block 2p][16 scales of block 2p+1] (an odd last block leaves its pair's second half unused).
+ * Weights of one block:
+ *   Q8_0: 512 bytes: step j (0..7), row r: the 4 bytes qs[4j..4j+3] of row r, each XOR 0x80 (so
+ *         the kernel reads w + 128 as an unsigned byte);
+ *   Q4_0: 256 bytes: step j (0..3), row r: the 4 packed bytes qs[4j..4j+3] of row r (low nibbles =
+ *         weights 4j..4j+3, high nibbles = weights 16+4j..16+4j+3);
+ * scales: 16 half floats, one per row.
  * Activations are in the in-order planar format (SLM_ACT_Q8P). */
 #ifndef SLM_KERNELS_PACKED_H
 #define SLM_KERNELS_PACKED_H
@@ -19,9 +22,22 @@
 #include <stdint.h>
 
 #include "kernels/kernels.h"
+#include "tensor/types.h"
 
 #define SLM_PACKED_ROWS 16
 #define SLM_PACKED_MAX_TOKENS 8
+
+/* Bytes of one block's weights for 16 rows. */
+static inline size_t slm_packed_block_bytes(uint32_t type) {
+    return type == SLM_TYPE_Q8_0 ? 512 : 256;
+}
+/* Offsets of block b's weights and scales within a group. */
+static inline size_t slm_packed_weights_at(size_t block_bytes, int64_t b) {
+    return (size_t)(b / 2) * (2 * block_bytes + 64) + (size_t)(b % 2) * block_bytes;
+}
+static inline size_t slm_packed_scales_at(size_t block_bytes, int64_t b) {
+    return (size_t)(b / 2) * (2 * block_bytes + 64) + 2 * block_bytes + (size_t)(b % 2) * 32;
+}
 
 /* Whether the R16 layout exists for this type and shape. */
 bool slm_packed_layout_exists(uint32_t type, int64_t k, int64_t m);

@@ -20,7 +20,6 @@ static inline __attribute__((always_inline)) void r16_tile(int64_t k, const uint
                                                            const int nt, const bool q4) {
     const int64_t nb = k / SLM_QK;
     const size_t wblock = q4 ? 256 : 512;
-    const uint16_t *scales = (const uint16_t *)(group + (size_t)nb * wblock);
     const int32_t offset = q4 ? 8 : 128;
     const __m512i low4 = _mm512_set1_epi8(0x0f);
     const int8_t *aq[SLM_PACKED_MAX_TOKENS];
@@ -35,7 +34,7 @@ static inline __attribute__((always_inline)) void r16_tile(int64_t k, const uint
         acc[t] = _mm512_setzero_ps();
     }
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *wb = group + (size_t)b * wblock;
+        const uint8_t *wb = group + slm_packed_weights_at(wblock, b);
         __m512i w[8];
         if (q4) {
 #pragma GCC unroll 4
@@ -48,7 +47,7 @@ static inline __attribute__((always_inline)) void r16_tile(int64_t k, const uint
 #pragma GCC unroll 8
             for (int j = 0; j < 8; j++) w[j] = _mm512_loadu_si512((const void *)(wb + 64 * j));
         }
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(scales + b * SLM_PACKED_ROWS)));
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(group + slm_packed_scales_at(wblock, b))));
 #pragma GCC unroll 8
         for (int t = 0; t < nt; t++) {
             const int8_t *q = aq[t] + b * SLM_QK;

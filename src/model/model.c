@@ -251,31 +251,24 @@ static void release_source(void *gguf, const void *p, size_t n) {
 }
 
 /* Repacks the matrices for the fast kernels where they have a layout (kernels/packed.h), into one
- * arena backed by transparent huge pages (fewer TLB misses while streaming the weights). The
- * mapped bytes of a packed matrix are handed back to the page cache as they are packed, so the
- * process holds one copy of the weights, as without packing. If the arena cannot be had, the
- * unpacked kernels are used. */
+ * arena. The mapped bytes of a packed matrix are handed back to the page cache as they are packed,
+ * so the process holds one copy of the weights, as without packing. Transparent huge pages for
+ * the arena make decoding ~5% cheaper (1B Q4_0) for ~0.1 s more page clearing at load. If the
+ * arena cannot be had, the unpacked kernels are used. */
 static void pack_weights(slm_model *m) {
     slm_weight **ws = malloc(sizeof *ws * (size_t)(1 + 7 * m->hp.n_layer));
     if (!ws) return;
     int n = matmul_weights(m, ws);
     size_t total = 0;
     for (int i = 0; i < n; i++) total += (slm_weight_packed_bytes(ws[i]) + 63) & ~(size_t)63;
-    const size_t huge = (size_t)2 << 20;
-    size_t map_bytes = (total + huge - 1) / huge * huge + huge;
-    uint8_t *map = total ? mmap(NULL, map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : MAP_FAILED;
-    if (map == MAP_FAILED) {
+    uint8_t *arena = total ? mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : MAP_FAILED;
+    if (arena == MAP_FAILED) {
         free(ws);
         return;
     }
-    /* trim to a 2 MiB-aligned arena so huge pages can back all of it */
-    uint8_t *arena = (uint8_t *)(((uintptr_t)map + huge - 1) & ~(uintptr_t)(huge - 1));
-    size_t arena_bytes = (total + huge - 1) / huge * huge;
-    if (arena > map) munmap(map, (size_t)(arena - map));
-    if (map + map_bytes > arena + arena_bytes) munmap(arena + arena_bytes, (size_t)(map + map_bytes - (arena + arena_bytes)));
-    madvise(arena, arena_bytes, MADV_HUGEPAGE);
+    madvise(arena, total, MADV_HUGEPAGE); /* a hint: fewer TLB misses while streaming */
     m->packed_arena = arena;
-    m->packed_arena_bytes = arena_bytes;
+    m->packed_arena_bytes = total;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     slm_pool *pool = slm_pool_new(cpus < 1 ? 1 : cpus > 8 ? 8 : (int)cpus);
     size_t at = 0;
