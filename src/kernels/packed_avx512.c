@@ -9,6 +9,11 @@
 
 #include "kernels/kernels_impl.h"
 
+/* Bytes ahead of the current block to prefetch. With several tokens per block there are ~100
+ * instructions between weight loads, too many for the out-of-order window to keep enough DRAM
+ * reads in flight by itself: measured 1.6-1.8x for 8 tokens, and a few % for one. */
+#define PREFETCH_AHEAD 4096
+
 static inline int32_t load_i32(const int8_t *p) {
     int32_t v;
     memcpy(&v, p, 4);
@@ -35,6 +40,7 @@ static inline __attribute__((always_inline)) void r16_tile(int64_t k, const uint
     }
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *wb = group + slm_packed_weights_at(wblock, b);
+        for (size_t l = 0; l < wblock + 64; l += 64) _mm_prefetch((const char *)(wb + PREFETCH_AHEAD + l), _MM_HINT_T0);
         __m512i w[8];
         if (q4) {
 #pragma GCC unroll 4
