@@ -7,42 +7,87 @@
 #include "kernels/kernels_impl.h"
 #include "kernels/packed.h"
 #include "kernels/pool.h"
+#include "kernels/unpack.h"
 
 bool slm_packed_layout_exists(uint32_t type, int64_t k, int64_t m) {
-    return (type == SLM_TYPE_Q8_0 || type == SLM_TYPE_Q4_0) && k > 0 && k % SLM_QK == 0 && m > 0 &&
-           m % SLM_PACKED_ROWS == 0;
+    const int64_t block = type == SLM_TYPE_Q4_K ? SLM_QK_K : SLM_QK;
+    return (type == SLM_TYPE_Q8_0 || type == SLM_TYPE_Q4_0 || type == SLM_TYPE_Q5_0 || type == SLM_TYPE_Q4_K) && k > 0 &&
+           k % block == 0 && m > 0 && m % SLM_PACKED_ROWS == 0;
 }
 
 size_t slm_packed_group_bytes(uint32_t type, int64_t k) {
+    if (type == SLM_TYPE_Q4_K) return (size_t)(k / SLM_QK_K) * SLM_PACKED_Q4_K_BYTES;
     const size_t pairs = (size_t)(k / SLM_QK + 1) / 2;
     return pairs * (2 * slm_packed_block_bytes(type) + 64);
 }
 
+static void pack_q4_K_group(const slm_weight *w, int64_t g, uint8_t *dst) {
+    const int64_t nsb = w->k / SLM_QK_K;
+    for (int r = 0; r < SLM_PACKED_ROWS; r++) {
+        const block_q4_K *row = (const block_q4_K *)((const uint8_t *)w->data + (size_t)(g * SLM_PACKED_ROWS + r) * w->row_bytes);
+        for (int64_t s = 0; s < nsb; s++) {
+            const block_q4_K *blk = &row[s];
+            uint8_t *sb = dst + (size_t)s * SLM_PACKED_Q4_K_BYTES;
+            for (int p = 0; p < 4; p++)
+                for (int j = 0; j < 8; j++)
+                    memcpy(sb + p * 512 + j * SLM_PACKED_ROWS * 4 + r * 4, blk->qs + 32 * p + 4 * j, 4);
+            for (int j = 0; j < 8; j++) {
+                int sc, mn;
+                slm_kquant_scale_min(j, blk->scales, &sc, &mn);
+                sb[SLM_PACKED_Q4_K_SCALES + j * SLM_PACKED_ROWS + r] = (uint8_t)sc;
+                sb[SLM_PACKED_Q4_K_MINS + j * SLM_PACKED_ROWS + r] = (uint8_t)mn;
+            }
+            memcpy(sb + SLM_PACKED_Q4_K_D + r * 2, &blk->d, 2);
+            memcpy(sb + SLM_PACKED_Q4_K_DMIN + r * 2, &blk->dmin, 2);
+        }
+    }
+}
+
 void slm_packed_pack_group(const slm_weight *w, int64_t g, uint8_t *dst) {
+    if (w->type == SLM_TYPE_Q4_K) {
+        pack_q4_K_group(w, g, dst);
+        return;
+    }
     const int64_t nb = w->k / SLM_QK;
     const size_t wbytes = slm_packed_block_bytes(w->type);
-    const int steps = (int)(wbytes / (SLM_PACKED_ROWS * 4));
-    memset(dst, 0, slm_packed_group_bytes(w->type, w->k)); /* the unused half of an odd last pair */
+    memset(dst, 0, slm_packed_group_bytes(w->type, w->k)); /* the unused half of an odd last pair, the masks */
     for (int r = 0; r < SLM_PACKED_ROWS; r++) {
         const uint8_t *row = (const uint8_t *)w->data + (size_t)(g * SLM_PACKED_ROWS + r) * w->row_bytes;
         for (int64_t b = 0; b < nb; b++) {
             const uint8_t *qs;
             slm_half d;
+            uint32_t qh = 0;
             if (w->type == SLM_TYPE_Q8_0) {
                 const block_q8_0 *blk = (const block_q8_0 *)row + b;
                 qs = (const uint8_t *)blk->qs;
                 d = blk->d;
+            } else if (w->type == SLM_TYPE_Q5_0) {
+                const block_q5_0 *blk = (const block_q5_0 *)row + b;
+                qs = blk->qs;
+                d = blk->d;
+                memcpy(&qh, blk->qh, 4);
             } else {
                 const block_q4_0 *blk = (const block_q4_0 *)row + b;
                 qs = blk->qs;
                 d = blk->d;
             }
-            uint8_t *out = dst + slm_packed_weights_at(wbytes, b) + (size_t)r * 4;
+            uint8_t *out = dst + slm_packed_weights_at(wbytes, b);
+            const int steps = w->type == SLM_TYPE_Q8_0 ? 8 : 4;
             for (int j = 0; j < steps; j++) {
-                uint8_t *o = out + (size_t)j * SLM_PACKED_ROWS * 4;
+                uint8_t *o = out + (size_t)j * SLM_PACKED_ROWS * 4 + (size_t)r * 4;
                 memcpy(o, qs + 4 * j, 4);
                 if (w->type == SLM_TYPE_Q8_0)
                     for (int i = 0; i < 4; i++) o[i] ^= 0x80;
+            }
+            if (w->type == SLM_TYPE_Q5_0) {
+                for (int h = 0; h < 8; h++) {
+                    uint64_t mask;
+                    memcpy(&mask, out + 256 + 8 * h, 8);
+                    const int first = h < 4 ? 4 * h : 16 + 4 * (h - 4);
+                    for (int i = 0; i < 4; i++)
+                        if (qh >> (first + i) & 1) mask |= (uint64_t)1 << (4 * r + i);
+                    memcpy(out + 256 + 8 * h, &mask, 8);
+                }
             }
             memcpy(dst + slm_packed_scales_at(wbytes, b) + (size_t)r * sizeof d, &d, sizeof d);
         }
@@ -97,23 +142,50 @@ void slm_weight_pack(slm_pool *pool, slm_weight *w, void *dst, void (*consumed)(
 }
 
 void slm_packed_row_f32(const slm_weight *w, int64_t row, float *dst) {
-    const int64_t nb = w->k / SLM_QK;
-    const size_t wbytes = slm_packed_block_bytes(w->type);
     const uint8_t *group = (const uint8_t *)w->packed + (size_t)(row / SLM_PACKED_ROWS) * slm_packed_group_bytes(w->type, w->k);
     const int lane = (int)(row % SLM_PACKED_ROWS);
+    if (w->type == SLM_TYPE_Q4_K) { /* the arithmetic of slm_dequantize_row, so the floats match */
+        for (int64_t s = 0; s < w->k / SLM_QK_K; s++) {
+            const uint8_t *sb = group + (size_t)s * SLM_PACKED_Q4_K_BYTES;
+            slm_half hd, hm;
+            memcpy(&hd, sb + SLM_PACKED_Q4_K_D + lane * 2, 2);
+            memcpy(&hm, sb + SLM_PACKED_Q4_K_DMIN + lane * 2, 2);
+            const float d = slm_fp16_to_fp32(hd), dmin = slm_fp16_to_fp32(hm);
+            for (int j = 0; j < 8; j++) {
+                const float dj = d * (float)sb[SLM_PACKED_Q4_K_SCALES + j * SLM_PACKED_ROWS + lane];
+                const float mj = dmin * (float)sb[SLM_PACKED_Q4_K_MINS + j * SLM_PACKED_ROWS + lane];
+                const uint8_t *pair = sb + (j / 2) * 512 + lane * 4;
+                for (int l = 0; l < 32; l++) {
+                    const uint8_t byte = pair[(l / 4) * SLM_PACKED_ROWS * 4 + l % 4];
+                    dst[s * SLM_QK_K + j * 32 + l] = dj * (float)(j % 2 ? byte >> 4 : byte & 0x0f) - mj;
+                }
+            }
+        }
+        return;
+    }
+    const int64_t nb = w->k / SLM_QK;
+    const size_t wbytes = slm_packed_block_bytes(w->type);
     for (int64_t b = 0; b < nb; b++) {
         slm_half h;
         memcpy(&h, group + slm_packed_scales_at(wbytes, b) + (size_t)lane * sizeof h, sizeof h);
         const float d = slm_fp16_to_fp32(h);
-        const uint8_t *blk = group + slm_packed_weights_at(wbytes, b) + (size_t)lane * 4;
+        const uint8_t *blk = group + slm_packed_weights_at(wbytes, b);
         float *out = dst + b * SLM_QK;
         for (int i = 0; i < SLM_QK; i++) {
             if (w->type == SLM_TYPE_Q8_0) {
-                out[i] = d * (float)(int8_t)(blk[(i / 4) * SLM_PACKED_ROWS * 4 + i % 4] ^ 0x80);
+                out[i] = d * (float)(int8_t)(blk[(i / 4) * SLM_PACKED_ROWS * 4 + lane * 4 + i % 4] ^ 0x80);
+                continue;
+            }
+            const int j = i % 16; /* nibble i of the block: low half first, then high */
+            const uint8_t byte = blk[(j / 4) * SLM_PACKED_ROWS * 4 + lane * 4 + j % 4];
+            int q = i < 16 ? byte & 0x0f : byte >> 4;
+            if (w->type == SLM_TYPE_Q5_0) {
+                uint64_t mask;
+                memcpy(&mask, blk + 256 + 8 * ((i < 16 ? 0 : 4) + j / 4), 8);
+                q |= (int)(mask >> (4 * lane + j % 4) & 1) << 4;
+                out[i] = d * (float)(q - 16);
             } else {
-                const int j = i % 16; /* nibble i of the block: low half first, then high */
-                const uint8_t byte = blk[(j / 4) * SLM_PACKED_ROWS * 4 + j % 4];
-                out[i] = d * (float)((i < 16 ? byte & 0x0f : byte >> 4) - 8);
+                out[i] = d * (float)(q - 8);
             }
         }
     }

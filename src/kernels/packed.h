@@ -12,7 +12,13 @@
  *         the kernel reads w + 128 as an unsigned byte);
  *   Q4_0: 256 bytes: step j (0..3), row r: the 4 packed bytes qs[4j..4j+3] of row r (low nibbles =
  *         weights 4j..4j+3, high nibbles = weights 16+4j..16+4j+3);
+ *   Q5_0: the 256 bytes of Q4_0, then 8 masks of 64 bits: mask h has bit 4r+i set when weight
+ *         4h+i (h < 4) or 16+4(h-4)+i (h >= 4) of row r has its fifth bit;
  * scales: 16 half floats, one per row.
+ * Q4_K is laid out per super-block of 256 weights (2368 bytes): 4 pairs of sub-blocks, each 512
+ * bytes: step j (0..7), row r: the 4 bytes qs[32p+4j..32p+4j+3] of row r (low nibbles: sub-block
+ * 2p, high nibbles: sub-block 2p+1); then the 6-bit scales [8 sub-blocks][16 rows] and minimums
+ * [8][16] as bytes, then d [16] and dmin [16] as half floats.
  * Activations are in the in-order planar format (SLM_ACT_Q8P). */
 #ifndef SLM_KERNELS_PACKED_H
 #define SLM_KERNELS_PACKED_H
@@ -27,10 +33,15 @@
 #define SLM_PACKED_ROWS 16
 #define SLM_PACKED_MAX_TOKENS 8
 
-/* Bytes of one block's weights for 16 rows. */
+/* Bytes of one block's weights for 16 rows (legacy types). */
 static inline size_t slm_packed_block_bytes(uint32_t type) {
-    return type == SLM_TYPE_Q8_0 ? 512 : 256;
+    return type == SLM_TYPE_Q8_0 ? 512 : type == SLM_TYPE_Q5_0 ? 320 : 256;
 }
+#define SLM_PACKED_Q4_K_BYTES 2368 /* one super-block of 16 rows */
+#define SLM_PACKED_Q4_K_SCALES 2048
+#define SLM_PACKED_Q4_K_MINS (2048 + 128)
+#define SLM_PACKED_Q4_K_D (2048 + 256)
+#define SLM_PACKED_Q4_K_DMIN (2048 + 256 + 32)
 /* Offsets of block b's weights and scales within a group. */
 static inline size_t slm_packed_weights_at(size_t block_bytes, int64_t b) {
     return (size_t)(b / 2) * (2 * block_bytes + 64) + (size_t)(b % 2) * block_bytes;

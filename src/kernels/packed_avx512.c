@@ -22,10 +22,11 @@ static inline int32_t load_i32(const int8_t *p) {
 
 static inline __attribute__((always_inline)) void r16_tile(int64_t k, const uint8_t *group, const uint8_t *act,
                                                            size_t act_stride, float *out, size_t out_stride,
-                                                           const int nt, const bool q4) {
+                                                           const int nt, const uint32_t type) {
+    const bool q4 = type != SLM_TYPE_Q8_0, q5 = type == SLM_TYPE_Q5_0;
     const int64_t nb = k / SLM_QK;
-    const size_t wblock = q4 ? 256 : 512;
-    const int32_t offset = q4 ? 8 : 128;
+    const size_t wblock = slm_packed_block_bytes(type);
+    const int32_t offset = q5 ? 16 : q4 ? 8 : 128;
     const __m512i low4 = _mm512_set1_epi8(0x0f);
     const int8_t *aq[SLM_PACKED_MAX_TOKENS];
     const float *ad[SLM_PACKED_MAX_TOKENS];
@@ -49,6 +50,15 @@ static inline __attribute__((always_inline)) void r16_tile(int64_t k, const uint
                 w[j] = _mm512_and_si512(v, low4);
                 w[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
             }
+            if (q5) {
+                const __m512i sixteen = _mm512_set1_epi8(16);
+#pragma GCC unroll 8
+                for (int h = 0; h < 8; h++) {
+                    uint64_t bits;
+                    memcpy(&bits, wb + 256 + 8 * h, 8);
+                    w[h] = _mm512_mask_add_epi8(w[h], _cvtu64_mask64(bits), w[h], sixteen);
+                }
+            }
         } else {
 #pragma GCC unroll 8
             for (int j = 0; j < 8; j++) w[j] = _mm512_loadu_si512((const void *)(wb + 64 * j));
@@ -70,25 +80,100 @@ static inline __attribute__((always_inline)) void r16_tile(int64_t k, const uint
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
 }
 
-#define R16_KERNEL(name, q4)                                                                                          \
+/* Q4_K: per sub-block of 32, w = d*sc*q - dmin*m with q in 0..15 (no offset), so the integer dot
+ * needs no correction and the minimum enters as dmin*m times the activations' float sum. */
+static inline __attribute__((always_inline)) void r16_tile_q4_K(int64_t k, const uint8_t *group, const uint8_t *act,
+                                                                size_t act_stride, float *out, size_t out_stride,
+                                                                const int nt) {
+    const int64_t nsb = k / SLM_QK_K;
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    const int8_t *aq[SLM_PACKED_MAX_TOKENS];
+    const float *ad[SLM_PACKED_MAX_TOKENS];
+    const int32_t *as[SLM_PACKED_MAX_TOKENS];
+    __m512 acc[SLM_PACKED_MAX_TOKENS];
+    for (int t = 0; t < nt; t++) {
+        const uint8_t *row = act + (size_t)t * act_stride;
+        aq[t] = (const int8_t *)row;
+        ad[t] = slm_act_planar_d(row, k);
+        as[t] = slm_act_planar_sum(row, k);
+        acc[t] = _mm512_setzero_ps();
+    }
+    for (int64_t sb = 0; sb < nsb; sb++) {
+        const uint8_t *base = group + (size_t)sb * SLM_PACKED_Q4_K_BYTES;
+        for (size_t l = 0; l < SLM_PACKED_Q4_K_BYTES; l += 64)
+            _mm_prefetch((const char *)(base + PREFETCH_AHEAD + l), _MM_HINT_T0);
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(base + SLM_PACKED_Q4_K_D)));
+        const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(base + SLM_PACKED_Q4_K_DMIN)));
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *pair = base + (j / 2) * 512;
+            __m512i w[8];
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++) {
+                __m512i v = _mm512_loadu_si512((const void *)(pair + 64 * g));
+                w[g] = _mm512_and_si512(j % 2 ? _mm512_srli_epi16(v, 4) : v, low4);
+            }
+            const __m512 sc = _mm512_mul_ps(
+                d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                       _mm_loadu_si128((const __m128i *)(base + SLM_PACKED_Q4_K_SCALES + j * SLM_PACKED_ROWS)))));
+            const __m512 mn = _mm512_mul_ps(
+                dmin, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                          _mm_loadu_si128((const __m128i *)(base + SLM_PACKED_Q4_K_MINS + j * SLM_PACKED_ROWS)))));
+            const int64_t b = sb * 8 + j; /* the activation block */
+#pragma GCC unroll 8
+            for (int t = 0; t < nt; t++) {
+                const int8_t *q = aq[t] + b * SLM_QK;
+                __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+                for (int g = 0; g < 8; g += 2) {
+                    s0 = _mm512_dpbusd_epi32(s0, w[g], _mm512_set1_epi32(load_i32(q + 4 * g)));
+                    s1 = _mm512_dpbusd_epi32(s1, w[g + 1], _mm512_set1_epi32(load_i32(q + 4 * g + 4)));
+                }
+                const float da = ad[t][b];
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_mul_ps(sc, _mm512_set1_ps(da)),
+                                         acc[t]);
+                acc[t] = _mm512_fnmadd_ps(mn, _mm512_set1_ps(da * (float)as[t][b]), acc[t]);
+            }
+        }
+    }
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
+}
+
+static void r16_gemm_q4_K(int64_t k, const uint8_t *group, const uint8_t *act, size_t act_stride, int nt, float *out,
+                          size_t out_stride) {
+    switch (nt) {
+    case 1: r16_tile_q4_K(k, group, act, act_stride, out, out_stride, 1); break;
+    case 2: r16_tile_q4_K(k, group, act, act_stride, out, out_stride, 2); break;
+    case 3: r16_tile_q4_K(k, group, act, act_stride, out, out_stride, 3); break;
+    case 4: r16_tile_q4_K(k, group, act, act_stride, out, out_stride, 4); break;
+    case 5: r16_tile_q4_K(k, group, act, act_stride, out, out_stride, 5); break;
+    case 6: r16_tile_q4_K(k, group, act, act_stride, out, out_stride, 6); break;
+    case 7: r16_tile_q4_K(k, group, act, act_stride, out, out_stride, 7); break;
+    default: r16_tile_q4_K(k, group, act, act_stride, out, out_stride, 8); break;
+    }
+}
+
+#define R16_KERNEL(name, type)                                                                                          \
     static void name(int64_t k, const uint8_t *group, const uint8_t *act, size_t act_stride, int nt, float *out,      \
                      size_t out_stride) {                                                                             \
         switch (nt) {                                                                                                 \
-        case 1: r16_tile(k, group, act, act_stride, out, out_stride, 1, q4); break;                                   \
-        case 2: r16_tile(k, group, act, act_stride, out, out_stride, 2, q4); break;                                   \
-        case 3: r16_tile(k, group, act, act_stride, out, out_stride, 3, q4); break;                                   \
-        case 4: r16_tile(k, group, act, act_stride, out, out_stride, 4, q4); break;                                   \
-        case 5: r16_tile(k, group, act, act_stride, out, out_stride, 5, q4); break;                                   \
-        case 6: r16_tile(k, group, act, act_stride, out, out_stride, 6, q4); break;                                   \
-        case 7: r16_tile(k, group, act, act_stride, out, out_stride, 7, q4); break;                                   \
-        default: r16_tile(k, group, act, act_stride, out, out_stride, 8, q4); break;                                  \
+        case 1: r16_tile(k, group, act, act_stride, out, out_stride, 1, type); break;                                   \
+        case 2: r16_tile(k, group, act, act_stride, out, out_stride, 2, type); break;                                   \
+        case 3: r16_tile(k, group, act, act_stride, out, out_stride, 3, type); break;                                   \
+        case 4: r16_tile(k, group, act, act_stride, out, out_stride, 4, type); break;                                   \
+        case 5: r16_tile(k, group, act, act_stride, out, out_stride, 5, type); break;                                   \
+        case 6: r16_tile(k, group, act, act_stride, out, out_stride, 6, type); break;                                   \
+        case 7: r16_tile(k, group, act, act_stride, out, out_stride, 7, type); break;                                   \
+        default: r16_tile(k, group, act, act_stride, out, out_stride, 8, type); break;                                  \
         }                                                                                                             \
     }
 
-R16_KERNEL(r16_gemm_q8_0, false)
-R16_KERNEL(r16_gemm_q4_0, true)
+R16_KERNEL(r16_gemm_q8_0, SLM_TYPE_Q8_0)
+R16_KERNEL(r16_gemm_q4_0, SLM_TYPE_Q4_0)
+R16_KERNEL(r16_gemm_q5_0, SLM_TYPE_Q5_0)
 
 void slm_kernels_fill_packed_avx512(slm_kernel_table *t) {
     t->packed_gemm[SLM_TYPE_Q8_0] = r16_gemm_q8_0;
     t->packed_gemm[SLM_TYPE_Q4_0] = r16_gemm_q4_0;
+    t->packed_gemm[SLM_TYPE_Q5_0] = r16_gemm_q5_0;
+    t->packed_gemm[SLM_TYPE_Q4_K] = r16_gemm_q4_K;
 }
