@@ -20,9 +20,30 @@ static inline int32_t load_i32(const int8_t *p) {
     return v;
 }
 
+/* Where the quantized values, scales and sums of each activation row are; zeroed accumulators. */
+static inline __attribute__((always_inline)) void planar_rows(int64_t k, const uint8_t *act, size_t act_stride, int nt,
+                                                              const int8_t **aq, const float **ad, const int32_t **as,
+                                                              __m512 *acc) {
+    for (int t = 0; t < nt; t++) {
+        const uint8_t *row = act + (size_t)t * act_stride;
+        aq[t] = (const int8_t *)row;
+        ad[t] = slm_act_planar_d(row, k);
+        as[t] = slm_act_planar_sum(row, k);
+        acc[t] = _mm512_setzero_ps();
+    }
+}
+
+static inline __attribute__((always_inline)) void r16_tile_q4_K(int64_t k, const uint8_t *group, const uint8_t *act,
+                                                                size_t act_stride, float *out, size_t out_stride,
+                                                                const int nt);
+
 static inline __attribute__((always_inline)) void r16_tile(int64_t k, const uint8_t *group, const uint8_t *act,
                                                            size_t act_stride, float *out, size_t out_stride,
                                                            const int nt, const uint32_t type) {
+    if (type == SLM_TYPE_Q4_K) {
+        r16_tile_q4_K(k, group, act, act_stride, out, out_stride, nt);
+        return;
+    }
     const bool q4 = type != SLM_TYPE_Q8_0, q5 = type == SLM_TYPE_Q5_0;
     const int64_t nb = k / SLM_QK;
     const size_t wblock = slm_packed_block_bytes(type);
@@ -32,13 +53,7 @@ static inline __attribute__((always_inline)) void r16_tile(int64_t k, const uint
     const float *ad[SLM_PACKED_MAX_TOKENS];
     const int32_t *as[SLM_PACKED_MAX_TOKENS];
     __m512 acc[SLM_PACKED_MAX_TOKENS];
-    for (int t = 0; t < nt; t++) {
-        const uint8_t *row = act + (size_t)t * act_stride;
-        aq[t] = (const int8_t *)row;
-        ad[t] = slm_act_planar_d(row, k);
-        as[t] = slm_act_planar_sum(row, k);
-        acc[t] = _mm512_setzero_ps();
-    }
+    planar_rows(k, act, act_stride, nt, aq, ad, as, acc);
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *wb = group + slm_packed_weights_at(wblock, b);
         for (size_t l = 0; l < wblock + 64; l += 64) _mm_prefetch((const char *)(wb + PREFETCH_AHEAD + l), _MM_HINT_T0);
@@ -91,13 +106,7 @@ static inline __attribute__((always_inline)) void r16_tile_q4_K(int64_t k, const
     const float *ad[SLM_PACKED_MAX_TOKENS];
     const int32_t *as[SLM_PACKED_MAX_TOKENS];
     __m512 acc[SLM_PACKED_MAX_TOKENS];
-    for (int t = 0; t < nt; t++) {
-        const uint8_t *row = act + (size_t)t * act_stride;
-        aq[t] = (const int8_t *)row;
-        ad[t] = slm_act_planar_d(row, k);
-        as[t] = slm_act_planar_sum(row, k);
-        acc[t] = _mm512_setzero_ps();
-    }
+    planar_rows(k, act, act_stride, nt, aq, ad, as, acc);
     for (int64_t sb = 0; sb < nsb; sb++) {
         const uint8_t *base = group + (size_t)sb * SLM_PACKED_Q4_K_BYTES;
         for (size_t l = 0; l < SLM_PACKED_Q4_K_BYTES; l += 64)
@@ -138,20 +147,6 @@ static inline __attribute__((always_inline)) void r16_tile_q4_K(int64_t k, const
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
 }
 
-static void r16_gemm_q4_K(int64_t k, const uint8_t *group, const uint8_t *act, size_t act_stride, int nt, float *out,
-                          size_t out_stride) {
-    switch (nt) {
-    case 1: r16_tile_q4_K(k, group, act, act_stride, out, out_stride, 1); break;
-    case 2: r16_tile_q4_K(k, group, act, act_stride, out, out_stride, 2); break;
-    case 3: r16_tile_q4_K(k, group, act, act_stride, out, out_stride, 3); break;
-    case 4: r16_tile_q4_K(k, group, act, act_stride, out, out_stride, 4); break;
-    case 5: r16_tile_q4_K(k, group, act, act_stride, out, out_stride, 5); break;
-    case 6: r16_tile_q4_K(k, group, act, act_stride, out, out_stride, 6); break;
-    case 7: r16_tile_q4_K(k, group, act, act_stride, out, out_stride, 7); break;
-    default: r16_tile_q4_K(k, group, act, act_stride, out, out_stride, 8); break;
-    }
-}
-
 #define R16_KERNEL(name, type)                                                                                          \
     static void name(int64_t k, const uint8_t *group, const uint8_t *act, size_t act_stride, int nt, float *out,      \
                      size_t out_stride) {                                                                             \
@@ -170,6 +165,7 @@ static void r16_gemm_q4_K(int64_t k, const uint8_t *group, const uint8_t *act, s
 R16_KERNEL(r16_gemm_q8_0, SLM_TYPE_Q8_0)
 R16_KERNEL(r16_gemm_q4_0, SLM_TYPE_Q4_0)
 R16_KERNEL(r16_gemm_q5_0, SLM_TYPE_Q5_0)
+R16_KERNEL(r16_gemm_q4_K, SLM_TYPE_Q4_K)
 
 void slm_kernels_fill_packed_avx512(slm_kernel_table *t) {
     t->packed_gemm[SLM_TYPE_Q8_0] = r16_gemm_q8_0;

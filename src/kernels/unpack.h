@@ -131,6 +131,18 @@ static inline void slm_kquant_scale_min(int j, const uint8_t *s, int *sc, int *m
     }
 }
 
+/* The 8 scales and minimums of q4_K / q5_K (shared layout), each covering two 16-value steps. */
+static inline void unpack_k4_scales(const uint8_t *scales, slm_half d, slm_half dmin, slm_kblock *u) {
+    for (int j = 0; j < 8; j++) {
+        int sc, mn;
+        slm_kquant_scale_min(j, scales, &sc, &mn);
+        u->scale[2 * j] = u->scale[2 * j + 1] = (int16_t)sc;
+        u->min[2 * j] = u->min[2 * j + 1] = (int16_t)mn;
+    }
+    u->d = slm_fp16_to_fp32(d);
+    u->dmin = slm_fp16_to_fp32(dmin);
+}
+
 static inline void slm_unpack_q4_K(const block_q4_K *b, slm_kblock *u) {
     for (int c = 0; c < 4; c++) {
         const uint8_t *qs = b->qs + 32 * c;
@@ -139,14 +151,7 @@ static inline void slm_unpack_q4_K(const block_q4_K *b, slm_kblock *u) {
             u->q[c * 64 + 32 + l] = (int8_t)(qs[l] >> 4);
         }
     }
-    for (int j = 0; j < 8; j++) {
-        int sc, mn;
-        slm_kquant_scale_min(j, b->scales, &sc, &mn);
-        u->scale[2 * j] = u->scale[2 * j + 1] = (int16_t)sc;
-        u->min[2 * j] = u->min[2 * j + 1] = (int16_t)mn;
-    }
-    u->d = slm_fp16_to_fp32(b->d);
-    u->dmin = slm_fp16_to_fp32(b->dmin);
+    unpack_k4_scales(b->scales, b->d, b->dmin, u);
 }
 
 static inline void slm_unpack_q5_K(const block_q5_K *b, slm_kblock *u) {
@@ -158,14 +163,7 @@ static inline void slm_unpack_q5_K(const block_q5_K *b, slm_kblock *u) {
             u->q[c * 64 + 32 + l] = (int8_t)((qs[l] >> 4) | (hi_hi << 4));
         }
     }
-    for (int j = 0; j < 8; j++) {
-        int sc, mn;
-        slm_kquant_scale_min(j, b->scales, &sc, &mn);
-        u->scale[2 * j] = u->scale[2 * j + 1] = (int16_t)sc;
-        u->min[2 * j] = u->min[2 * j + 1] = (int16_t)mn;
-    }
-    u->d = slm_fp16_to_fp32(b->d);
-    u->dmin = slm_fp16_to_fp32(b->dmin);
+    unpack_k4_scales(b->scales, b->d, b->dmin, u);
 }
 
 static inline void slm_unpack_q6_K(const block_q6_K *b, slm_kblock *u) {
