@@ -290,57 +290,38 @@ static inline __m512 load_f32_tail(const float *p, int64_t left) {
     return _mm512_maskz_loadu_ps((__mmask16)((1u << left) - 1), p);
 }
 
-static float z_vec_dot_f32(int64_t k, const void *w, const void *act) {
-    const float *a = w, *x = act;
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= k; i += 32) {
-        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(x + i), acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(x + i + 16), acc1);
-    }
-    for (; i + 16 <= k; i += 16) acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(x + i), acc0);
-    if (i < k) acc1 = _mm512_fmadd_ps(load_f32_tail(a + i, k - i), load_f32_tail(x + i, k - i), acc1);
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+/* 16 weights from element i on as floats; `mask` selects the lanes (all 16 except at the tail). */
+static inline __attribute__((always_inline)) __m512 load_weights16(const void *w, int64_t i, __mmask16 mask,
+                                                                   uint32_t type) {
+    if (type == SLM_TYPE_F32) return _mm512_maskz_loadu_ps(mask, (const float *)w + i);
+    __m256i h = _mm256_maskz_loadu_epi16(mask, (const uint16_t *)w + i);
+    if (type == SLM_TYPE_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); /* bf16: the high half of an f32 */
 }
 
-static float z_vec_dot_f16(int64_t k, const void *w, const void *act) {
-    const uint16_t *a = w;
-    const float *x = act;
+/* Two accumulators over 32-element steps, then 16, then the masked tail. */
+static inline __attribute__((always_inline)) float float_dot(int64_t k, const void *w, const float *x, uint32_t type) {
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 32 <= k; i += 32) {
-        acc0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(a + i))), _mm512_loadu_ps(x + i), acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(a + i + 16))),
-                               _mm512_loadu_ps(x + i + 16), acc1);
+        acc0 = _mm512_fmadd_ps(load_weights16(w, i, 0xffff, type), _mm512_loadu_ps(x + i), acc0);
+        acc1 = _mm512_fmadd_ps(load_weights16(w, i + 16, 0xffff, type), _mm512_loadu_ps(x + i + 16), acc1);
     }
-    for (; i + 16 <= k; i += 16)
-        acc0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(a + i))), _mm512_loadu_ps(x + i), acc0);
-    if (i < k) {
-        __m256i h = _mm256_maskz_loadu_epi16((__mmask16)((1u << (k - i)) - 1), a + i);
-        acc1 = _mm512_fmadd_ps(_mm512_cvtph_ps(h), load_f32_tail(x + i, k - i), acc1);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-}
-
-static float z_vec_dot_bf16(int64_t k, const void *w, const void *act) {
-    const uint16_t *a = w;
-    const float *x = act;
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    int64_t i = 0;
-#define BF16X16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(p), 16))
-    for (; i + 32 <= k; i += 32) {
-        acc0 = _mm512_fmadd_ps(BF16X16(_mm256_loadu_si256((const __m256i *)(a + i))), _mm512_loadu_ps(x + i), acc0);
-        acc1 = _mm512_fmadd_ps(BF16X16(_mm256_loadu_si256((const __m256i *)(a + i + 16))), _mm512_loadu_ps(x + i + 16),
+    for (; i + 16 <= k; i += 16) acc0 = _mm512_fmadd_ps(load_weights16(w, i, 0xffff, type), _mm512_loadu_ps(x + i), acc0);
+    if (i < k)
+        acc1 = _mm512_fmadd_ps(load_weights16(w, i, (__mmask16)((1u << (k - i)) - 1), type), load_f32_tail(x + i, k - i),
                                acc1);
-    }
-    for (; i + 16 <= k; i += 16)
-        acc0 = _mm512_fmadd_ps(BF16X16(_mm256_loadu_si256((const __m256i *)(a + i))), _mm512_loadu_ps(x + i), acc0);
-    if (i < k) {
-        __m256i h = _mm256_maskz_loadu_epi16((__mmask16)((1u << (k - i)) - 1), a + i);
-        acc1 = _mm512_fmadd_ps(BF16X16(h), load_f32_tail(x + i, k - i), acc1);
-    }
-#undef BF16X16
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+static float z_vec_dot_f32(int64_t k, const void *w, const void *act) {
+    return float_dot(k, w, act, SLM_TYPE_F32);
+}
+static float z_vec_dot_f16(int64_t k, const void *w, const void *act) {
+    return float_dot(k, w, act, SLM_TYPE_F16);
+}
+static float z_vec_dot_bf16(int64_t k, const void *w, const void *act) {
+    return float_dot(k, w, act, SLM_TYPE_BF16);
 }
 
 
