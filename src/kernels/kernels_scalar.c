@@ -59,35 +59,31 @@ static void quantize_q8k(int64_t k, const float *x, void *dst) {
 
 /* ---- float weights ---- */
 
+static inline float weight_as_f32(const uint8_t *w, int64_t i, uint32_t type) {
+    if (type == SLM_TYPE_F32) {
+        float f;
+        memcpy(&f, w + 4 * i, 4);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, w + 2 * i, 2);
+    return type == SLM_TYPE_F16 ? slm_fp16_to_fp32(h) : slm_bf16_to_fp32(h);
+}
+
+static inline float float_dot(int64_t k, const void *w, const float *x, uint32_t type) {
+    float sum = 0.0f;
+    for (int64_t i = 0; i < k; i++) sum += weight_as_f32(w, i, type) * x[i];
+    return sum;
+}
+
 static float vec_dot_f32(int64_t k, const void *w, const void *act) {
-    const float *a = w, *x = act;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < k; i++) sum += a[i] * x[i];
-    return sum;
+    return float_dot(k, w, act, SLM_TYPE_F32);
 }
-
 static float vec_dot_f16(int64_t k, const void *w, const void *act) {
-    const uint8_t *p = w;
-    const float *x = act;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < k; i++) {
-        uint16_t h;
-        memcpy(&h, p + 2 * i, 2);
-        sum += slm_fp16_to_fp32(h) * x[i];
-    }
-    return sum;
+    return float_dot(k, w, act, SLM_TYPE_F16);
 }
-
 static float vec_dot_bf16(int64_t k, const void *w, const void *act) {
-    const uint8_t *p = w;
-    const float *x = act;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < k; i++) {
-        uint16_t h;
-        memcpy(&h, p + 2 * i, 2);
-        sum += slm_bf16_to_fp32(h) * x[i];
-    }
-    return sum;
+    return float_dot(k, w, act, SLM_TYPE_BF16);
 }
 
 /* ---- legacy 32-element quants: w = d*q + m ---- */
