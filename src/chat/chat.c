@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/buf.h"
 #include "util/err.h"
 
 static const char *const TEMPLATE_NAMES[SLM_CHAT_COUNT] = {
@@ -128,46 +129,25 @@ enum slm_chat_template slm_chat_template_detect(const char *text) {
     return SLM_CHAT_UNKNOWN;
 }
 
-/* ---------- output buffer ---------- */
+/* ---------- output helpers ---------- */
 
-typedef struct {
-    char *data;
-    size_t len, cap;
-    bool failed; /* an allocation failed; reported once at the end */
-} text_buf;
+static void put(slm_buf *b, const char *s) { slm_buf_puts(b, s); }
 
-static void buf_put(text_buf *b, const char *s, size_t n) {
-    if (b->failed) return;
-    if (n > SIZE_MAX - b->len - 1) {
-        b->failed = true;
-        return;
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap = cap > SIZE_MAX / 2 ? b->len + n + 1 : cap * 2;
-        char *p = realloc(b->data, cap);
-        if (!p) {
-            b->failed = true;
-            return;
-        }
-        b->data = p;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
+/* One turn of most families: fixed text, the message, fixed text. */
+static void put_between(slm_buf *b, const char *before, const char *content, const char *after) {
+    put(b, before);
+    put(b, content);
+    put(b, after);
 }
-
-static void put(text_buf *b, const char *s) { buf_put(b, s, strlen(s)); }
 
 /* The C locale's isspace set, as llama.cpp's trim uses; bytes >= 0x80 are never space. */
 static bool is_trim_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; }
 
-static void put_trimmed(text_buf *b, const char *s) {
+static void put_trimmed(slm_buf *b, const char *s) {
     size_t start = 0, end = strlen(s);
     while (start < end && is_trim_space(s[start])) start++;
     while (end > start && is_trim_space(s[end - 1])) end--;
-    buf_put(b, s + start, end - start);
+    slm_buf_append(b, s + start, end - start);
 }
 
 static bool is_trimmed_empty(const char *s) {
@@ -186,7 +166,7 @@ typedef struct {
     const char *content;
 } chat_msg;
 
-static void render_llama2(text_buf *b, enum slm_chat_template t, const chat_msg *m, size_t n) {
+static void render_llama2(slm_buf *b, enum slm_chat_template t, const chat_msg *m, size_t n) {
     bool system_block = t != SLM_CHAT_LLAMA2;
     bool bos_inside_history = t == SLM_CHAT_LLAMA2_SYS_BOS;
     bool strip = t == SLM_CHAT_LLAMA2_SYS_STRIP;
@@ -197,7 +177,7 @@ static void render_llama2(text_buf *b, enum slm_chat_template t, const chat_msg 
             inside_turn = true;
             put(b, bos_inside_history ? "<s>[INST] " : "[INST] ");
         }
-        void (*content)(text_buf *, const char *) = strip ? put_trimmed : put;
+        void (*content)(slm_buf *, const char *) = strip ? put_trimmed : put;
         if (m[i].role == ROLE_SYSTEM) {
             if (system_block) {
                 put(b, "<<SYS>>\n");
@@ -218,21 +198,15 @@ static void render_llama2(text_buf *b, enum slm_chat_template t, const chat_msg 
     }
 }
 
-static void render_mistral(text_buf *b, enum slm_chat_template t, const chat_msg *m, size_t n) {
+static void render_mistral(slm_buf *b, enum slm_chat_template t, const chat_msg *m, size_t n) {
     if (t == SLM_CHAT_MISTRAL_V7) {
         for (size_t i = 0; i < n; i++) {
             if (m[i].role == ROLE_SYSTEM) {
-                put(b, "[SYSTEM_PROMPT] ");
-                put(b, m[i].content);
-                put(b, "[/SYSTEM_PROMPT]");
+                put_between(b, "[SYSTEM_PROMPT] ", m[i].content, "[/SYSTEM_PROMPT]");
             } else if (m[i].role == ROLE_USER) {
-                put(b, "[INST] ");
-                put(b, m[i].content);
-                put(b, "[/INST]");
+                put_between(b, "[INST] ", m[i].content, "[/INST]");
             } else {
-                put(b, " ");
-                put(b, m[i].content);
-                put(b, "</s>");
+                put_between(b, " ", m[i].content, "</s>");
             }
         }
         return;
@@ -270,7 +244,7 @@ typedef struct {
     bool trim;
 } uniform_format;
 
-static void render_uniform(text_buf *b, const uniform_format *f, const chat_msg *m, size_t n, bool add_gen) {
+static void render_uniform(slm_buf *b, const uniform_format *f, const chat_msg *m, size_t n, bool add_gen) {
     for (size_t i = 0; i < n; i++) {
         put(b, f->prefix);
         put(b, m[i].role_name);
@@ -287,7 +261,7 @@ typedef struct {
     bool trim;
 } per_role_format;
 
-static void render_per_role(text_buf *b, const per_role_format *f, const chat_msg *m, size_t n, bool add_gen) {
+static void render_per_role(slm_buf *b, const per_role_format *f, const chat_msg *m, size_t n, bool add_gen) {
     for (size_t i = 0; i < n; i++) {
         put(b, f->prefix[m[i].role]);
         (f->trim ? put_trimmed : put)(b, m[i].content);
@@ -296,7 +270,7 @@ static void render_per_role(text_buf *b, const per_role_format *f, const chat_ms
     if (add_gen) put(b, f->generation_prompt);
 }
 
-static void render_gemma(text_buf *b, const chat_msg *m, size_t n, bool add_gen) {
+static void render_gemma(slm_buf *b, const chat_msg *m, size_t n, bool add_gen) {
     /* Gemma has no system role: the (last) system text opens the next user turn. */
     const char *system_text = NULL;
     for (size_t i = 0; i < n; i++) {
@@ -305,9 +279,7 @@ static void render_gemma(text_buf *b, const chat_msg *m, size_t n, bool add_gen)
             continue;
         }
         bool model_turn = m[i].role == ROLE_ASSISTANT;
-        put(b, "<start_of_turn>");
-        put(b, model_turn ? "model" : m[i].role_name);
-        put(b, "\n");
+        put_between(b, "<start_of_turn>", model_turn ? "model" : m[i].role_name, "\n");
         if (system_text && !is_trimmed_empty(system_text) && !model_turn) {
             put_trimmed(b, system_text);
             put(b, "\n\n");
@@ -319,7 +291,7 @@ static void render_gemma(text_buf *b, const chat_msg *m, size_t n, bool add_gen)
     if (add_gen) put(b, "<start_of_turn>model\n");
 }
 
-static void render_orion(text_buf *b, const chat_msg *m, size_t n) {
+static void render_orion(slm_buf *b, const chat_msg *m, size_t n) {
     const char *system_text = NULL;
     for (size_t i = 0; i < n; i++) {
         if (m[i].role == ROLE_SYSTEM) {
@@ -340,14 +312,12 @@ static void render_orion(text_buf *b, const chat_msg *m, size_t n) {
     }
 }
 
-static void render_openchat(text_buf *b, const chat_msg *m, size_t n, bool add_gen) {
+static void render_openchat(slm_buf *b, const chat_msg *m, size_t n, bool add_gen) {
     for (size_t i = 0; i < n; i++) {
         if (m[i].role == ROLE_SYSTEM) {
             put(b, m[i].content);
         } else {
-            put(b, "GPT4 Correct ");
-            put(b, m[i].role == ROLE_USER ? "User" : "Assistant");
-            put(b, ": ");
+            put_between(b, "GPT4 Correct ", m[i].role == ROLE_USER ? "User" : "Assistant", ": ");
             put(b, m[i].content);
         }
         put(b, "<|end_of_turn|>");
@@ -355,18 +325,16 @@ static void render_openchat(text_buf *b, const chat_msg *m, size_t n, bool add_g
     if (add_gen) put(b, "GPT4 Correct Assistant:");
 }
 
-static void render_monarch(text_buf *b, const chat_msg *m, size_t n, bool add_gen) {
+static void render_monarch(slm_buf *b, const chat_msg *m, size_t n, bool add_gen) {
     for (size_t i = 0; i < n; i++) {
         if (i > 0) put(b, "<s>"); /* the tokenizer adds the first BOS */
         put(b, m[i].role_name);
-        put(b, "\n");
-        put(b, m[i].content);
-        put(b, "</s>\n");
+        put_between(b, "\n", m[i].content, "</s>\n");
     }
     if (add_gen) put(b, "<s>assistant\n");
 }
 
-static void render_minicpm(text_buf *b, const chat_msg *m, size_t n) {
+static void render_minicpm(slm_buf *b, const chat_msg *m, size_t n) {
     for (size_t i = 0; i < n; i++) {
         if (m[i].role == ROLE_USER) put(b, "<\xe7\x94\xa8\xe6\x88\xb7>"); /* "<用户>" */
         put_trimmed(b, m[i].content);
@@ -374,12 +342,10 @@ static void render_minicpm(text_buf *b, const chat_msg *m, size_t n) {
     }
 }
 
-static void render_rwkv(text_buf *b, const chat_msg *m, size_t n) {
+static void render_rwkv(slm_buf *b, const chat_msg *m, size_t n) {
     for (size_t i = 0; i < n; i++) {
         if (m[i].role == ROLE_USER) {
-            put(b, "User: ");
-            put(b, m[i].content);
-            put(b, "\n\nAssistant:");
+            put_between(b, "User: ", m[i].content, "\n\nAssistant:");
         } else {
             put(b, m[i].content);
             put(b, "\n\n");
@@ -387,7 +353,7 @@ static void render_rwkv(text_buf *b, const chat_msg *m, size_t n) {
     }
 }
 
-static void render_gigachat(text_buf *b, const chat_msg *m, size_t n, bool add_gen) {
+static void render_gigachat(slm_buf *b, const chat_msg *m, size_t n, bool add_gen) {
     size_t first = 0;
     put(b, "<s>");
     if (n > 0 && m[0].role == ROLE_SYSTEM) {
@@ -397,13 +363,10 @@ static void render_gigachat(text_buf *b, const chat_msg *m, size_t n, bool add_g
     }
     for (size_t i = first; i < n; i++) {
         if (m[i].role == ROLE_USER) {
-            put(b, "user<|role_sep|>");
-            put(b, m[i].content);
-            put(b, "<|message_sep|>available functions<|role_sep|>[]<|message_sep|>");
+            put_between(b, "user<|role_sep|>", m[i].content,
+                        "<|message_sep|>available functions<|role_sep|>[]<|message_sep|>");
         } else if (m[i].role == ROLE_ASSISTANT) {
-            put(b, "assistant<|role_sep|>");
-            put(b, m[i].content);
-            put(b, "<|message_sep|>");
+            put_between(b, "assistant<|role_sep|>", m[i].content, "<|message_sep|>");
         }
     }
     if (add_gen) put(b, "assistant<|role_sep|>");
@@ -413,7 +376,7 @@ static void render_gigachat(text_buf *b, const chat_msg *m, size_t n, bool add_g
 #define DS_USER "<\xef\xbd\x9c" "User\xef\xbd\x9c>"
 #define DS_ASSISTANT "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>"
 
-static void render(text_buf *b, enum slm_chat_template t, const chat_msg *m, size_t n, bool add_gen) {
+static void render(slm_buf *b, enum slm_chat_template t, const chat_msg *m, size_t n, bool add_gen) {
     static const uniform_format chatml = {"<|im_start|>", "\n", "<|im_end|>\n", "<|im_start|>assistant\n", false};
     static const uniform_format llama3 = {"<|start_header_id|>", "<|end_header_id|>\n\n", "<|eot_id|>",
                                           "<|start_header_id|>assistant<|end_header_id|>\n\n", true};
@@ -527,14 +490,11 @@ int slm_chat_apply(enum slm_chat_template t, const slm_chat_message *msgs, size_
         m[i].content = msgs[i].content;
     }
 
-    text_buf b = {0};
-    put(&b, ""); /* an empty conversation still yields a valid empty string */
+    slm_buf b = {0};
     render(&b, t, m, n_msgs, add_generation_prompt);
     free(m);
-    if (b.failed) {
-        free(b.data);
-        return slm_err(err, err_len, "chat: out of memory rendering %zu messages", n_msgs);
-    }
-    *out = b.data;
+    /* an empty conversation still yields a valid empty string */
+    *out = slm_buf_take(&b);
+    if (!*out) return slm_err(err, err_len, "chat: out of memory rendering %zu messages", n_msgs);
     return 0;
 }
