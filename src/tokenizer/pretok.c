@@ -3,12 +3,14 @@
  * every piece left by the previous ones, and both its matches and the text between them become
  * pieces, so a lookahead never sees past the end of the piece it runs on. */
 #define PCRE2_CODE_UNIT_WIDTH 8
+#include <limits.h>
 #include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tokenizer/vocab_impl.h"
+#include "util/buf.h"
 #include "util/err.h"
 
 /* llama.cpp's whitespace set (its \s): ASCII \t..\r and space plus the Unicode spaces. Written out
@@ -185,35 +187,32 @@ void pretok_free(pretokenizer *p) {
     p->n_regex = 0;
 }
 
-static int push_span(text_span **spans, size_t *cap, size_t *n, size_t start, size_t len) {
-    if (*n == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 64;
-        text_span *s = realloc(*spans, ncap * sizeof *s);
-        if (!s) return -1;
-        *spans = s;
-        *cap = ncap;
-    }
+static bool push_span(text_span **spans, size_t *cap, size_t *n, size_t start, size_t len) {
+    if (!slm_grow((void **)spans, cap, *n + 1, sizeof **spans, 64)) return false;
     (*spans)[(*n)++] = (text_span){start, len};
-    return 0;
+    return true;
 }
 
-int pretok_split(const pretokenizer *p, const char *text, size_t len, text_span **spans, size_t *cap, char *err,
-                 size_t err_len) {
+void pretok_work_free(pretok_work *w) {
+    free(w->spans);
+    free(w->next);
+    pcre2_match_data_free((pcre2_match_data *)w->match_data);
+    *w = (pretok_work){0};
+}
+
+int pretok_split(const pretokenizer *p, const char *text, size_t len, pretok_work *w, char *err, size_t err_len) {
     size_t n = 0;
     if (len == 0) return 0;
-    if (push_span(spans, cap, &n, 0, len) < 0) return slm_err(err, err_len, "out of memory");
+    if (!push_span(&w->spans, &w->spans_cap, &n, 0, len)) return slm_err(err, err_len, "out of memory");
     if (p->n_regex == 0) return (int)n;
-
-    text_span *next = NULL;
-    size_t next_cap = 0;
-    pcre2_match_data *md = pcre2_match_data_create(8, NULL);
-    if (!md) return slm_err(err, err_len, "out of memory");
-    int rc_total = 0;
-    for (int r = 0; r < p->n_regex && rc_total == 0; r++) {
+    if (!w->match_data && !(w->match_data = pcre2_match_data_create(8, NULL)))
+        return slm_err(err, err_len, "out of memory");
+    pcre2_match_data *md = w->match_data;
+    for (int r = 0; r < p->n_regex; r++) {
         const pcre2_code *code = p->code[r];
         size_t n_next = 0;
-        for (size_t s = 0; s < n && rc_total == 0; s++) {
-            const size_t base = (*spans)[s].start, span_len = (*spans)[s].len;
+        for (size_t s = 0; s < n; s++) {
+            const size_t base = w->spans[s].start, span_len = w->spans[s].len;
             const PCRE2_SPTR subject = (PCRE2_SPTR)(text + base);
             size_t pos = 0, last = 0;
             while (pos < span_len) {
@@ -222,8 +221,7 @@ int pretok_split(const pretokenizer *p, const char *text, size_t len, text_span 
                 if (rc < 0) {
                     PCRE2_UCHAR msg[160];
                     pcre2_get_error_message(rc, msg, sizeof msg);
-                    rc_total = slm_err(err, err_len, "pre-tokenizer regex failed: %s", (const char *)msg);
-                    break;
+                    return slm_err(err, err_len, "pre-tokenizer regex failed: %s", (const char *)msg);
                 }
                 const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
                 size_t ms = ov[0], me = ov[1];
@@ -231,28 +229,23 @@ int pretok_split(const pretokenizer *p, const char *text, size_t len, text_span 
                     pos = ms + utf8_len_from_lead((unsigned char)text[base + ms]);
                     continue;
                 }
-                if ((ms > last && push_span(&next, &next_cap, &n_next, base + last, ms - last) < 0) ||
-                    push_span(&next, &next_cap, &n_next, base + ms, me - ms) < 0) {
-                    rc_total = slm_err(err, err_len, "out of memory");
-                    break;
-                }
+                if ((ms > last && !push_span(&w->next, &w->next_cap, &n_next, base + last, ms - last)) ||
+                    !push_span(&w->next, &w->next_cap, &n_next, base + ms, me - ms))
+                    return slm_err(err, err_len, "out of memory");
                 last = pos = me;
             }
-            if (rc_total == 0 && last < span_len &&
-                push_span(&next, &next_cap, &n_next, base + last, span_len - last) < 0)
-                rc_total = slm_err(err, err_len, "out of memory");
+            if (last < span_len && !push_span(&w->next, &w->next_cap, &n_next, base + last, span_len - last))
+                return slm_err(err, err_len, "out of memory");
         }
-        /* swap buffers */
-        text_span *tmp = *spans;
-        size_t tmp_cap = *cap;
-        *spans = next;
-        *cap = next_cap;
-        next = tmp;
-        next_cap = tmp_cap;
+        /* the pieces of this regex are what the next one splits */
+        text_span *tmp = w->spans;
+        size_t tmp_cap = w->spans_cap;
+        w->spans = w->next;
+        w->spans_cap = w->next_cap;
+        w->next = tmp;
+        w->next_cap = tmp_cap;
         n = n_next;
     }
-    free(next);
-    pcre2_match_data_free(md);
-    if (rc_total < 0) return -1;
+    if (n > INT_MAX) return slm_err(err, err_len, "pre-tokenizer: text splits into too many pieces");
     return (int)n;
 }

@@ -8,6 +8,7 @@
 #include <utf8proc.h>
 
 #include "tokenizer/vocab_impl.h"
+#include "util/buf.h"
 #include "util/err.h"
 
 #define SPACE_MARK "\xE2\x96\x81"
@@ -19,16 +20,7 @@ typedef struct tokvec {
     size_t n, cap;
 } tokvec;
 
-static bool grow(void **ptr, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return true;
-    size_t ncap = *cap ? *cap : 64;
-    while (ncap < need) ncap *= 2;
-    void *p = realloc(*ptr, ncap * elem);
-    if (!p) return false;
-    *ptr = p;
-    *cap = ncap;
-    return true;
-}
+static bool grow(void **ptr, size_t *cap, size_t need, size_t elem) { return slm_grow(ptr, cap, need, elem, 64); }
 
 static bool push_token(tokvec *t, slm_token id) {
     if (!grow((void **)&t->ids, &t->cap, t->n + 1, sizeof *t->ids)) return false;
@@ -135,8 +127,7 @@ typedef struct scratch {
     size_t sym_cap;
     bigram *heap;
     size_t heap_cap, heap_n;
-    text_span *spans;
-    size_t spans_cap;
+    pretok_work pretok;
 } scratch;
 
 static void scratch_free(scratch *s) {
@@ -144,7 +135,7 @@ static void scratch_free(scratch *s) {
     free(s->word);
     free(s->sym);
     free(s->heap);
-    free(s->spans);
+    pretok_work_free(&s->pretok);
 }
 
 /* a goes before b: SPM by higher score, BPE by lower rank; then the leftmost pair. */
@@ -208,6 +199,46 @@ static void merge_pair(scratch *s, int left, int right) {
     if (r->next >= 0) s->sym[r->next].prev = left;
 }
 
+/* Queues the pair (left, right) if it may merge; false only when out of memory. */
+typedef bool (*add_bigram_fn)(const slm_vocab *v, scratch *s, const char *word, int left, int right);
+
+/* Merges the n symbols of `word`, best pair first (SPM: by score, BPE: by rank), until no
+ * adjacent pair can merge. */
+static int merge_symbols(const slm_vocab *v, scratch *s, const char *word, int n, bool by_rank, add_bigram_fn add) {
+    s->heap_n = 0;
+    for (int i = 1; i < n; i++)
+        if (!add(v, s, word, i - 1, i)) return -1;
+    while (s->heap_n) {
+        bigram b = heap_pop(s, by_rank);
+        const symbol *l = &s->sym[b.left], *r = &s->sym[b.right];
+        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue; /* stale: a side merged since */
+        merge_pair(s, b.left, b.right);
+        if (!add(v, s, word, s->sym[b.left].prev, b.left) || !add(v, s, word, b.left, s->sym[b.left].next))
+            return -1;
+    }
+    return 0;
+}
+
+/* Emits the token of each merged symbol; a symbol that is no token becomes the byte_token of
+ * each of its bytes (unk where there is none; nothing if unk is -1 too). */
+static int emit_symbols(const slm_vocab *v, const scratch *s, const char *word, const int32_t byte_token[256],
+                        slm_token unk, tokvec *out) {
+    for (int i = 0; i != -1; i = s->sym[i].next) {
+        const symbol *sy = &s->sym[i];
+        int32_t id = strmap_get(&v->token_to_id, word + sy->start, sy->n);
+        if (id >= 0) {
+            if (!push_token(out, id)) return -1;
+            continue;
+        }
+        for (size_t k = 0; k < sy->n; k++) {
+            int32_t bt = byte_token[(unsigned char)word[sy->start + k]];
+            if (bt < 0) bt = unk;
+            if (bt >= 0 && !push_token(out, bt)) return -1;
+        }
+    }
+    return 0;
+}
+
 /* ---------- SPM ---------- */
 
 static bool spm_try_bigram(const slm_vocab *v, scratch *s, const char *word, int left, int right) {
@@ -241,33 +272,9 @@ static int spm_tokenize(const slm_vocab *v, scratch *s, const char *text, size_t
     int n = split_chars(s, w, wl);
     if (n < 0) return -1;
     if (n == 0) return 0;
-    s->heap_n = 0;
-    for (int i = 1; i < n; i++)
-        if (!spm_try_bigram(v, s, w, i - 1, i)) return -1;
-    while (s->heap_n) {
-        bigram b = heap_pop(s, false);
-        symbol *l = &s->sym[b.left], *r = &s->sym[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue;
-        merge_pair(s, b.left, b.right);
-        if (!spm_try_bigram(v, s, w, s->sym[b.left].prev, b.left) ||
-            !spm_try_bigram(v, s, w, b.left, s->sym[b.left].next))
-            return -1;
-    }
-    for (int i = 0; i != -1; i = s->sym[i].next) {
-        const symbol *sy = &s->sym[i];
-        int32_t id = strmap_get(&v->token_to_id, w + sy->start, sy->n);
-        if (id >= 0) {
-            if (!push_token(out, id)) return -1;
-            continue;
-        }
-        /* not a token: byte fallback, <0xXX> (or the raw byte) per byte */
-        for (size_t k = 0; k < sy->n; k++) {
-            int32_t bt = v->spm_byte_token[(unsigned char)w[sy->start + k]];
-            if (bt < 0) bt = v->unk;
-            if (bt >= 0 && !push_token(out, bt)) return -1;
-        }
-    }
-    return 0;
+    if (merge_symbols(v, s, w, n, false, spm_try_bigram) < 0) return -1;
+    /* a symbol that is not a token falls back to <0xXX> (or the raw byte, or unk) per byte */
+    return emit_symbols(v, s, w, v->spm_byte_token, v->unk, out);
 }
 
 /* ---------- BPE ---------- */
@@ -288,32 +295,9 @@ static int bpe_word(const slm_vocab *v, scratch *s, const char *word, size_t wl,
     }
     int n = split_chars(s, word, wl);
     if (n <= 0) return n;
-    s->heap_n = 0;
-    for (int i = 1; i < n; i++)
-        if (!bpe_add_bigram(v, s, word, i - 1, i)) return -1;
-    while (s->heap_n) {
-        bigram b = heap_pop(s, true);
-        symbol *l = &s->sym[b.left], *r = &s->sym[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue;
-        merge_pair(s, b.left, b.right);
-        if (!bpe_add_bigram(v, s, word, s->sym[b.left].prev, b.left) ||
-            !bpe_add_bigram(v, s, word, b.left, s->sym[b.left].next))
-            return -1;
-    }
-    for (int i = 0; i != -1; i = s->sym[i].next) {
-        const symbol *sy = &s->sym[i];
-        int32_t id = strmap_get(&v->token_to_id, word + sy->start, sy->n);
-        if (id >= 0) {
-            if (!push_token(out, id)) return -1;
-            continue;
-        }
-        /* llama.cpp falls back to the single bytes of the encoded text that are tokens */
-        for (size_t k = 0; k < sy->n; k++) {
-            int32_t bt = v->char_token[(unsigned char)word[sy->start + k]];
-            if (bt >= 0 && !push_token(out, bt)) return -1;
-        }
-    }
-    return 0;
+    if (merge_symbols(v, s, word, n, true, bpe_add_bigram) < 0) return -1;
+    /* llama.cpp falls back to the single bytes of the encoded text that are tokens */
+    return emit_symbols(v, s, word, v->char_token, -1, out);
 }
 
 static int bpe_tokenize(const slm_vocab *v, scratch *s, const char *text, size_t len, tokvec *out, char *err,
@@ -327,11 +311,11 @@ static int bpe_tokenize(const slm_vocab *v, scratch *s, const char *text, size_t
         cl += utf8_encode(cp, s->buf + cl);
         i += used;
     }
-    int n_spans = pretok_split(&v->pretok, s->buf, cl, &s->spans, &s->spans_cap, err, err_len);
+    int n_spans = pretok_split(&v->pretok, s->buf, cl, &s->pretok, err, err_len);
     if (n_spans < 0) return -1;
     for (int k = 0; k < n_spans; k++) {
-        const char *piece = s->buf + s->spans[k].start;
-        size_t pl = s->spans[k].len;
+        const char *piece = s->buf + s->pretok.spans[k].start;
+        size_t pl = s->pretok.spans[k].len;
         if (!grow((void **)&s->word, &s->word_cap, pl * 2 + 1, 1)) return slm_err(err, err_len, "out of memory");
         size_t wl = 0;
         for (size_t i = 0; i < pl; i++) wl += utf8_encode(bytes_to_unicode((uint8_t)piece[i]), s->word + wl);

@@ -83,10 +83,18 @@ typedef struct text_span {
     size_t start, len;
 } text_span;
 
-/* Splits `text` (valid UTF-8) into spans. *spans is a malloc'd array the function may grow
- * (capacity in *cap). Returns the number of spans, or -1 on error (err filled). */
-int pretok_split(const pretokenizer *p, const char *text, size_t len, text_span **spans, size_t *cap, char *err,
-                 size_t err_len);
+/* Work memory of pretok_split, kept across calls so a prompt made of many fragments does not
+ * allocate per fragment. Zero-initialise; free with pretok_work_free. */
+typedef struct pretok_work {
+    text_span *spans, *next; /* the result, and the buffer the next regex splits into */
+    size_t spans_cap, next_cap;
+    void *match_data; /* pcre2_match_data_8 * */
+} pretok_work;
+
+/* Splits `text` (valid UTF-8) into w->spans. Returns the number of spans, or -1 on error (err
+ * filled). */
+int pretok_split(const pretokenizer *p, const char *text, size_t len, pretok_work *w, char *err, size_t err_len);
+void pretok_work_free(pretok_work *w);
 
 /* GPT-2 byte-level alphabet: byte → code point and back. */
 uint32_t bytes_to_unicode(uint8_t b);
