@@ -94,16 +94,6 @@ static json_t *timings_json(const srv_request *r) {
 
 /* ---------- request parsing ---------- */
 
-static bool append_str(char **buf, size_t *len, const char *s) {
-    size_t n = strlen(s);
-    char *p = realloc(*buf, *len + n + 1);
-    if (!p) return false;
-    memcpy(p + *len, s, n + 1);
-    *buf = p;
-    *len += n;
-    return true;
-}
-
 /* Message content: a string, or an array of {type:"text", text} parts (joined). */
 static bool message_content(json_t *content, int idx, char **out, srv_fail *f) {
     char field[64];
@@ -118,23 +108,19 @@ static bool message_content(json_t *content, int idx, char **out, srv_fail *f) {
         return *out ? true : srv_failf(f, 500, NULL, field, "out of memory");
     }
     if (!json_is_array(content)) return srv_failf(f, 400, NULL, field, "'%s' must be a string or an array of text parts", field);
-    size_t i, len = 0;
+    size_t i;
     json_t *part;
-    char *buf = strdup("");
-    if (!buf) return srv_failf(f, 500, NULL, field, "out of memory");
+    slm_buf joined = {0};
     json_array_foreach(content, i, part) {
         json_t *type = json_object_get(part, "type"), *text = json_object_get(part, "text");
         if (!json_is_string(type) || strcmp(json_string_value(type), "text") != 0 || !json_is_string(text)) {
-            free(buf);
+            slm_buf_free(&joined);
             return srv_failf(f, 400, "unsupported", field, "'%s[%zu]': only {\"type\":\"text\",\"text\":...} parts are supported", field, i);
         }
-        if (!append_str(&buf, &len, json_string_value(text))) {
-            free(buf);
-            return srv_failf(f, 500, NULL, field, "out of memory");
-        }
+        slm_buf_append(&joined, json_string_value(text), json_string_length(text));
     }
-    *out = buf;
-    return true;
+    *out = slm_buf_take(&joined);
+    return *out ? true : srv_failf(f, 500, NULL, field, "out of memory");
 }
 
 void srv_chat_msgs_free(srv_chat_msgs *m) {

@@ -98,12 +98,12 @@ enum MHD_Result srv_reply_fail(srv_conn *c, const srv_fail *f) {
 /* ---------- JSON helpers ---------- */
 
 json_t *srv_parse_body(srv_conn *c, srv_fail *f) {
-    if (c->body_len == 0) {
+    if (c->body.len == 0) {
         srv_failf(f, 400, NULL, NULL, "request body is empty; expected a JSON object");
         return NULL;
     }
     json_error_t je;
-    json_t *root = json_loadb(c->body, c->body_len, JSON_REJECT_DUPLICATES, &je);
+    json_t *root = json_loadb(c->body.s, c->body.len, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
         srv_failf(f, 400, NULL, NULL, "invalid JSON at line %d, column %d: %s", je.line, je.column, je.text);
         return NULL;
@@ -284,18 +284,7 @@ bool srv_wait_done(srv_conn *c, srv_request *r) {
 /* ---------- streaming ---------- */
 
 bool srv_stream_write(srv_stream *st, const char *bytes, size_t n) {
-    if (n == 0) return true;
-    if (st->out_len + n > st->out_cap) {
-        size_t cap = st->out_cap ? st->out_cap : 4096;
-        while (cap < st->out_len + n) cap *= 2;
-        char *p = realloc(st->out, cap);
-        if (!p) return false;
-        st->out = p;
-        st->out_cap = cap;
-    }
-    memcpy(st->out + st->out_len, bytes, n);
-    st->out_len += n;
-    return true;
+    return slm_buf_append(&st->out, bytes, n);
 }
 
 bool srv_stream_write_json(srv_stream *st, const char *prefix, json_t *obj, const char *suffix) {
@@ -313,14 +302,15 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     srv_stream *st = cls;
     srv_request *r = st->r;
     for (;;) {
-        if (st->out_off < st->out_len) {
-            size_t n = st->out_len - st->out_off;
+        if (st->out_off < st->out.len) {
+            size_t n = st->out.len - st->out_off;
             if (n > max) n = max;
-            memcpy(buf, st->out + st->out_off, n);
+            memcpy(buf, st->out.s + st->out_off, n);
             st->out_off += n;
             return (ssize_t)n;
         }
-        st->out_off = st->out_len = 0;
+        st->out_off = 0;
+        slm_buf_clear(&st->out);
         if (st->finished) return MHD_CONTENT_READER_END_OF_STREAM;
         pthread_mutex_lock(&r->mu);
         while (!r->done && r->text_len == st->text_seen && r->n_infos == st->infos_seen && st->sent_first) {
@@ -356,7 +346,7 @@ static void stream_free(void *cls) {
     cancel_request(st->srv, st->r);
     srv_request_release(st->r);
     free(st->user);
-    free(st->out);
+    slm_buf_free(&st->out);
     free(st);
 }
 
@@ -659,22 +649,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const c
         size_t n = *upload_size;
         *upload_size = 0;
         if (c->body_too_large) return MHD_YES;
-        if (c->body_len + n > c->srv->cfg.max_body_bytes) {
+        if (n > c->srv->cfg.max_body_bytes - c->body.len) {
             c->body_too_large = true;
             return MHD_YES;
         }
-        if (c->body_len + n + 1 > c->body_cap) {
-            size_t cap = c->body_cap ? c->body_cap : 4096;
-            while (cap < c->body_len + n + 1) cap *= 2;
-            char *p = realloc(c->body, cap);
-            if (!p) return MHD_NO;
-            c->body = p;
-            c->body_cap = cap;
-        }
-        memcpy(c->body + c->body_len, upload_data, n);
-        c->body_len += n;
-        c->body[c->body_len] = 0;
-        return MHD_YES;
+        return slm_buf_append(&c->body, upload_data, n) ? MHD_YES : MHD_NO;
     }
     if (c->body_too_large) {
         char msg[160];
@@ -697,7 +676,7 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **con_cls, 
     srv_metrics_request(&s->metrics, c->route ? c->route : "other", status);
     if (s->cfg.log_requests)
         fprintf(stderr, "%s %s %d %.1f ms\n", c->method, c->url, status, (srv_now() - c->t_start) * 1e3);
-    free(c->body);
+    slm_buf_free(&c->body);
     free(c);
     *con_cls = NULL;
     atomic_fetch_sub(&s->live_conns, 1);

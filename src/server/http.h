@@ -14,6 +14,7 @@
 #include "server/sched.h"
 #include "server/server.h"
 #include "slm.h"
+#include "util/buf.h"
 
 typedef enum { SRV_API_PLAIN, SRV_API_OPENAI, SRV_API_OLLAMA } srv_api;
 
@@ -42,8 +43,7 @@ typedef struct srv_conn {
     struct MHD_Connection *mhd;
     const char *method;
     const char *url;
-    char *body;
-    size_t body_len, body_cap;
+    slm_buf body; /* at most cfg.max_body_bytes */
     bool body_too_large;
     bool replied;
     int status;
@@ -111,8 +111,8 @@ struct srv_stream {
     int fd;
     srv_emit_fn emit;
     void *user; /* formatter state, freed with free() */
-    char *out;
-    size_t out_len, out_off, out_cap;
+    slm_buf out;    /* wire bytes not yet handed to MHD, from out_off on */
+    size_t out_off;
     size_t text_seen;
     int infos_seen;
     bool finished, sent_first;

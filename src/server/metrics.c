@@ -1,6 +1,6 @@
 #include "server/metrics.h"
+#include "util/buf.h"
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,52 +79,18 @@ void srv_metrics_ttft(srv_metrics *m, double seconds) {
     pthread_mutex_unlock(&m->mu);
 }
 
-typedef struct {
-    char *buf;
-    size_t len, cap;
-    bool oom;
-} strbuf;
-
-__attribute__((format(printf, 2, 3))) static void sb_printf(strbuf *sb, const char *fmt, ...) {
-    if (sb->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(sb->buf + sb->len, sb->cap - sb->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            sb->oom = true;
-            return;
-        }
-        if ((size_t)n < sb->cap - sb->len) {
-            sb->len += (size_t)n;
-            return;
-        }
-        size_t cap = sb->cap * 2 + (size_t)n;
-        char *p = realloc(sb->buf, cap);
-        if (!p) {
-            sb->oom = true;
-            return;
-        }
-        sb->buf = p;
-        sb->cap = cap;
-    }
-}
-
 char *srv_metrics_render(srv_metrics *m, int queue_depth, int slots_busy, int slots_total, int n_ctx_slot) {
-    strbuf sb = {malloc(4096), 0, 4096, false};
-    if (!sb.buf) return NULL;
-    sb.buf[0] = 0;
+    slm_buf sb = {0};
     pthread_mutex_lock(&m->mu);
-    sb_printf(&sb, "# HELP slm_requests_total HTTP requests by route and status.\n# TYPE slm_requests_total counter\n");
+    slm_buf_printf(&sb, "# HELP slm_requests_total HTTP requests by route and status.\n# TYPE slm_requests_total counter\n");
     for (int i = 0; i < m->n_requests; i++)
-        sb_printf(&sb, "slm_requests_total{route=\"%s\",code=\"%d\"} %llu\n", m->requests[i].route,
+        slm_buf_printf(&sb, "slm_requests_total{route=\"%s\",code=\"%d\"} %llu\n", m->requests[i].route,
                   m->requests[i].status, (unsigned long long)m->requests[i].count);
-    sb_printf(&sb,
+    slm_buf_printf(&sb,
               "# HELP slm_rejected_overload_total Requests refused with 503 because the queue was full.\n"
               "# TYPE slm_rejected_overload_total counter\nslm_rejected_overload_total %llu\n",
               (unsigned long long)m->rejected_overload);
-    sb_printf(&sb,
+    slm_buf_printf(&sb,
               "# HELP slm_prompt_tokens_total Prompt tokens evaluated (excluding cache hits).\n"
               "# TYPE slm_prompt_tokens_total counter\nslm_prompt_tokens_total %llu\n"
               "# HELP slm_prompt_tokens_cached_total Prompt tokens reused from the prefix cache.\n"
@@ -149,33 +115,29 @@ char *srv_metrics_render(srv_metrics *m, int queue_depth, int slots_busy, int sl
         }
     }
     double span = SRV_RATE_WINDOW - 1;
-    sb_printf(&sb,
+    slm_buf_printf(&sb,
               "# HELP slm_prompt_tokens_per_second Prompt evaluation rate over the last %d s.\n"
               "# TYPE slm_prompt_tokens_per_second gauge\nslm_prompt_tokens_per_second %.2f\n"
               "# HELP slm_generation_tokens_per_second Generation rate over the last %d s.\n"
               "# TYPE slm_generation_tokens_per_second gauge\nslm_generation_tokens_per_second %.2f\n",
               SRV_RATE_WINDOW - 1, (double)sum_p / span, SRV_RATE_WINDOW - 1, (double)sum_g / span);
-    sb_printf(&sb,
+    slm_buf_printf(&sb,
               "# HELP slm_time_to_first_token_seconds From arrival to the first generated token.\n"
               "# TYPE slm_time_to_first_token_seconds histogram\n");
     for (int i = 0; i < SRV_TTFT_BUCKETS; i++)
-        sb_printf(&sb, "slm_time_to_first_token_seconds_bucket{le=\"%g\"} %llu\n", ttft_bounds[i],
+        slm_buf_printf(&sb, "slm_time_to_first_token_seconds_bucket{le=\"%g\"} %llu\n", ttft_bounds[i],
                   (unsigned long long)m->ttft_buckets[i]);
-    sb_printf(&sb,
+    slm_buf_printf(&sb,
               "slm_time_to_first_token_seconds_bucket{le=\"+Inf\"} %llu\n"
               "slm_time_to_first_token_seconds_sum %.6f\nslm_time_to_first_token_seconds_count %llu\n",
               (unsigned long long)m->ttft_count, m->ttft_sum, (unsigned long long)m->ttft_count);
     pthread_mutex_unlock(&m->mu);
-    sb_printf(&sb,
+    slm_buf_printf(&sb,
               "# HELP slm_queue_depth Requests waiting for a slot.\n# TYPE slm_queue_depth gauge\nslm_queue_depth %d\n"
               "# HELP slm_slots_busy Slots generating or prefilling.\n# TYPE slm_slots_busy gauge\nslm_slots_busy %d\n"
               "# HELP slm_slots_total Slots (parallel sequences).\n# TYPE slm_slots_total gauge\nslm_slots_total %d\n"
               "# HELP slm_slot_context_tokens Context positions per slot.\n# TYPE slm_slot_context_tokens gauge\n"
               "slm_slot_context_tokens %d\n",
               queue_depth, slots_busy, slots_total, n_ctx_slot);
-    if (sb.oom) {
-        free(sb.buf);
-        return NULL;
-    }
-    return sb.buf;
+    return slm_buf_take(&sb);
 }

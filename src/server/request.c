@@ -1,5 +1,7 @@
 #include "server/request.h"
+#include "util/buf.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,19 +59,9 @@ void srv_request_release(srv_request *r) {
     free(r);
 }
 
-static bool grow(void **buf, size_t elem, size_t need, size_t *cap) {
-    if (need <= *cap) return true;
-    size_t n = *cap ? *cap : 64;
-    while (n < need) n *= 2;
-    void *p = realloc(*buf, n * elem);
-    if (!p) return false;
-    *buf = p;
-    *cap = n;
-    return true;
-}
-
 bool srv_request_append_text(srv_request *r, const char *s, size_t n) {
-    if (!grow((void **)&r->text, 1, r->text_len + n + 1, &r->text_cap)) return false;
+    if (n > SIZE_MAX - r->text_len - 1 || !slm_grow((void **)&r->text, &r->text_cap, r->text_len + n + 1, 1, 64))
+        return false;
     memcpy(r->text + r->text_len, s, n);
     r->text_len += n;
     r->text[r->text_len] = 0;
@@ -77,14 +69,10 @@ bool srv_request_append_text(srv_request *r, const char *s, size_t n) {
 }
 
 bool srv_request_append_token(srv_request *r, slm_token t, const srv_token_info *info) {
-    size_t cap = (size_t)r->tokens_cap;
-    if (!grow((void **)&r->tokens, sizeof *r->tokens, (size_t)r->n_tokens + 1, &cap)) return false;
-    r->tokens_cap = (int)cap;
+    if (!slm_grow((void **)&r->tokens, &r->tokens_cap, (size_t)r->n_tokens + 1, sizeof *r->tokens, 64)) return false;
     r->tokens[r->n_tokens++] = t;
     if (info) {
-        cap = (size_t)r->infos_cap;
-        if (!grow((void **)&r->infos, sizeof *r->infos, (size_t)r->n_infos + 1, &cap)) return false;
-        r->infos_cap = (int)cap;
+        if (!slm_grow((void **)&r->infos, &r->infos_cap, (size_t)r->n_infos + 1, sizeof *r->infos, 64)) return false;
         r->infos[r->n_infos++] = *info;
     }
     return true;

@@ -71,9 +71,11 @@ typedef struct srv_request {
     char *text; /* released text: valid UTF-8, never part of a stop string */
     size_t text_len, text_cap;
     slm_token *tokens; /* generated tokens (EOG excluded) */
-    int n_tokens, tokens_cap;
+    int n_tokens;
+    size_t tokens_cap;
     srv_token_info *infos; /* one per generated token when gen.logprobs */
-    int n_infos, infos_cap;
+    int n_infos;
+    size_t infos_cap;
     float *embeddings; /* n_embed × n_embd */
     int n_embd;
     int n_embed_done;

@@ -1,4 +1,5 @@
 #include "server/sched.h"
+#include "util/buf.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -55,9 +56,9 @@ struct srv_sched {
     slm_token *eog_tokens;
     int n_eog;
     char *piece;
-    int piece_cap;
+    size_t piece_cap;
     char *sanitized;
-    size_t sanitized_cap;
+    size_t sanitized_cap; /* in 3-byte units: room to sanitize that many input bytes */
 };
 
 static int common_prefix(const slm_token *a, int na, const slm_token *b, int nb) {
@@ -68,20 +69,11 @@ static int common_prefix(const slm_token *a, int na, const slm_token *b, int nb)
 
 /* ---------- releasing text ---------- */
 
-static bool ensure_sanitized(srv_sched *s, size_t n) {
-    if (3 * n <= s->sanitized_cap) return true;
-    size_t cap = 3 * n + 1024;
-    char *p = realloc(s->sanitized, cap);
-    if (!p) return false;
-    s->sanitized = p;
-    s->sanitized_cap = cap;
-    return true;
-}
-
 /* Moves pending[0..n) to the request's text (sanitized to valid UTF-8); caller holds req->mu. */
 static bool release_pending(srv_sched *s, slot *sl, size_t n) {
     if (n == 0) return true;
-    if (!ensure_sanitized(s, n)) return false;
+    /* sanitizing writes at most 3 bytes per input byte */
+    if (!slm_grow((void **)&s->sanitized, &s->sanitized_cap, n, 3, 1024)) return false;
     size_t out = srv_utf8_sanitize(sl->pending, n, s->sanitized);
     bool ok = srv_request_append_text(sl->req, s->sanitized, out);
     memmove(sl->pending, sl->pending + n, sl->n_pending - n);
@@ -242,16 +234,13 @@ static void compute_logprobs(const float *logits, int n_vocab, slm_token tok, in
 }
 
 static const char *token_piece(srv_sched *s, slm_token tok, int *len) {
-    int n = slm_token_to_piece(s->model, tok, false, s->piece, s->piece_cap);
+    int n = slm_token_to_piece(s->model, tok, false, s->piece, (int)s->piece_cap);
     if (n < 0) {
-        char *p = realloc(s->piece, (size_t)-n);
-        if (!p) {
+        if (!slm_grow((void **)&s->piece, &s->piece_cap, (size_t)-(long long)n, 1, 256)) {
             *len = 0;
             return "";
         }
-        s->piece = p;
-        s->piece_cap = -n;
-        n = slm_token_to_piece(s->model, tok, false, s->piece, s->piece_cap);
+        n = slm_token_to_piece(s->model, tok, false, s->piece, (int)s->piece_cap);
         if (n < 0) n = 0;
     }
     *len = n;
@@ -295,16 +284,7 @@ static int sample_slot(srv_sched *s, slot *sl) {
         ok = srv_request_append_token(r, tok, g->logprobs ? &info : NULL);
         int plen;
         const char *piece = token_piece(s, tok, &plen);
-        if (ok && sl->n_pending + (size_t)plen > sl->pending_cap) {
-            size_t cap = sl->n_pending + (size_t)plen + 256;
-            char *p = realloc(sl->pending, cap);
-            if (p) {
-                sl->pending = p;
-                sl->pending_cap = cap;
-            } else {
-                ok = false;
-            }
-        }
+        if (ok) ok = slm_grow((void **)&sl->pending, &sl->pending_cap, sl->n_pending + (size_t)plen, 1, 1024);
         if (ok) {
             memcpy(sl->pending + sl->n_pending, piece, (size_t)plen);
             sl->n_pending += (size_t)plen;
@@ -575,7 +555,7 @@ int srv_sched_new(slm_model *model, slm_context *ctx, srv_metrics *metrics, int 
     s->b_logits = malloc((size_t)s->n_batch);
     s->masked_logits = malloc((size_t)s->n_vocab * sizeof *s->masked_logits);
     s->piece_cap = 256;
-    s->piece = malloc((size_t)s->piece_cap);
+    s->piece = malloc(s->piece_cap);
     bool ok = s->queue && s->slots && s->b_tokens && s->b_pos && s->b_seq && s->b_logits && s->masked_logits && s->piece;
     for (int i = 0; ok && i < s->n_seq; i++) {
         s->slots[i].id = i;
