@@ -413,13 +413,7 @@ static int nearest_level(const int8_t *levels, int n, float v) {
 static void quant_iq4_nl(const float *x, block_iq4_nl *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += SLM_QK) {
         uint8_t L[SLM_QK] = {0};
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < SLM_QK; j++) {
-            if (fabsf(x[j]) > amax) {
-                amax = fabsf(x[j]);
-                max = x[j];
-            }
-        }
+        const float max = signed_absmax(x, SLM_QK), amax = fabsf(max);
         float d = 0.0f;
         if (amax >= GROUP_MAX_EPS) {
             const float id = 1.0f / (max / (float)iq4nl_values[0]);
@@ -440,14 +434,8 @@ static void quant_iq4_nl(const float *x, block_iq4_nl *y, int64_t nb) {
 
 static void quant_q8_K(const float *x, block_q8_K *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += SLM_QK_K) {
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < SLM_QK_K; j++) {
-            if (fabsf(x[j]) > amax) {
-                amax = fabsf(x[j]);
-                max = x[j];
-            }
-        }
-        if (amax == 0.0f) {
+        const float max = signed_absmax(x, SLM_QK_K);
+        if (max == 0.0f) {
             memset(&y[i], 0, sizeof y[i]);
             continue;
         }
@@ -466,41 +454,39 @@ static void quant_q8_K(const float *x, block_q8_K *y, int64_t nb) {
 
 /* ---- k-quant helpers (ggml's make_q*_quants) ---- */
 
+/* Quantizes x with iscale into [-nmax, nmax-1] and gives the x^2-weighted sums of l*x and l*l;
+ * stores l + offset into L unless L is NULL. */
+static void symmetric_sums(int n, int nmax, const float *x, float iscale, int8_t *L, int offset, float *sumlx,
+                           float *suml2) {
+    float slx = 0.0f, sl2 = 0.0f;
+    for (int i = 0; i < n; i++) {
+        const int l = max_i(-nmax, min_i(nmax - 1, nearest_int(iscale * x[i])));
+        if (L) L[i] = (int8_t)(l + offset);
+        const float w = x[i] * x[i];
+        slx += w * x[i] * (float)l;
+        sl2 += w * (float)l * (float)l;
+    }
+    *sumlx = slx;
+    *suml2 = sl2;
+}
+
 /* Symmetric quants in [-nmax, nmax-1] for n values, with weights x^2 (rmse_type 1), searching 19
  * scales around nmax/max for the best weighted fit. L gets l + nmax. Returns the scale. */
 static float fit_symmetric(int n, int nmax, const float *x, int8_t *L) {
-    float max = 0.0f, amax = 0.0f;
-    for (int i = 0; i < n; i++) {
-        if (fabsf(x[i]) > amax) {
-            amax = fabsf(x[i]);
-            max = x[i];
-        }
-    }
-    if (amax < GROUP_MAX_EPS) {
+    const float max = signed_absmax(x, n);
+    if (fabsf(max) < GROUP_MAX_EPS) {
         memset(L, 0, (size_t)n);
         return 0.0f;
     }
     float iscale = (float)-nmax / max;
-    float sumlx = 0.0f, suml2 = 0.0f;
-    for (int i = 0; i < n; i++) {
-        const int l = max_i(-nmax, min_i(nmax - 1, nearest_int(iscale * x[i])));
-        L[i] = (int8_t)(l + nmax);
-        const float w = x[i] * x[i];
-        sumlx += w * x[i] * (float)l;
-        suml2 += w * (float)l * (float)l;
-    }
+    float sumlx, suml2;
+    symmetric_sums(n, nmax, x, iscale, L, nmax, &sumlx, &suml2);
     float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
     float best = scale * sumlx;
     for (int is = -9; is <= 9; is++) {
         if (is == 0) continue;
         iscale = -((float)nmax + 0.1f * (float)is) / max;
-        sumlx = suml2 = 0.0f;
-        for (int i = 0; i < n; i++) {
-            const int l = max_i(-nmax, min_i(nmax - 1, nearest_int(iscale * x[i])));
-            const float w = x[i] * x[i];
-            sumlx += w * x[i] * (float)l;
-            suml2 += w * (float)l * (float)l;
-        }
+        symmetric_sums(n, nmax, x, iscale, NULL, 0, &sumlx, &suml2);
         if (suml2 > 0.0f && sumlx * sumlx > best * suml2) {
             for (int i = 0; i < n; i++)
                 L[i] = (int8_t)(nmax + max_i(-nmax, min_i(nmax - 1, nearest_int(iscale * x[i]))));
@@ -514,26 +500,13 @@ static float fit_symmetric(int n, int nmax, const float *x, int8_t *L) {
 /* ggml's make_q3_quants with rmse: start from nmax/max and greedily move single quants while the
  * weighted fit improves. L gets l + nmax. */
 static float fit_symmetric_greedy(int n, int nmax, const float *x, int8_t *L) {
-    float max = 0.0f, amax = 0.0f;
-    for (int i = 0; i < n; i++) {
-        if (fabsf(x[i]) > amax) {
-            amax = fabsf(x[i]);
-            max = x[i];
-        }
-    }
-    if (amax < GROUP_MAX_EPS) {
+    const float max = signed_absmax(x, n);
+    if (fabsf(max) < GROUP_MAX_EPS) {
         memset(L, 0, (size_t)n);
         return 0.0f;
     }
-    const float iscale = (float)-nmax / max;
-    float sumlx = 0.0f, suml2 = 0.0f;
-    for (int i = 0; i < n; i++) {
-        const int l = max_i(-nmax, min_i(nmax - 1, nearest_int(iscale * x[i])));
-        L[i] = (int8_t)l;
-        const float w = x[i] * x[i];
-        sumlx += w * x[i] * (float)l;
-        suml2 += w * (float)l * (float)l;
-    }
+    float sumlx, suml2;
+    symmetric_sums(n, nmax, x, (float)-nmax / max, L, 0, &sumlx, &suml2);
     for (int itry = 0; itry < 5; itry++) {
         int n_changed = 0;
         for (int i = 0; i < n; i++) {
