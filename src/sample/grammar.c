@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "sample/grammar_impl.h"
+#include "util/buf.h"
 #include "util/err.h"
 
 #define MAX_STACKS 512
@@ -89,23 +90,9 @@ struct slm_grammar {
 
 /* ---------- terminals ---------- */
 
-static bool term_matches(const gram_program *p, const gram_elem *e, uint32_t cp) {
-    if (e->type == GRAM_CHAR) return e->value == cp;
-    const gram_class *c = &p->classes[e->value];
-    if (cp < 128) return (c->ascii[cp >> 6] >> (cp & 63)) & 1;
-    uint32_t lo = c->begin, hi = c->end;
-    while (lo < hi) {
-        uint32_t mid = (lo + hi) / 2;
-        if (p->ranges[mid].hi < cp) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo < c->end && p->ranges[lo].lo <= cp;
-}
-
-/* Can the terminal match some code point in [lo, hi]? (For a code point still being decoded.) */
-static bool term_intersects(const gram_program *p, const gram_elem *e, uint32_t lo, uint32_t hi) {
-    if (e->type == GRAM_CHAR) return e->value >= lo && e->value <= hi;
-    const gram_class *c = &p->classes[e->value];
+/* Does class c have a range overlapping [lo, hi]? Binary search for the first range ending at or
+ * after lo. */
+static bool class_overlaps(const gram_program *p, const gram_class *c, uint32_t lo, uint32_t hi) {
     uint32_t a = c->begin, b = c->end;
     while (a < b) {
         uint32_t mid = (a + b) / 2;
@@ -113,6 +100,19 @@ static bool term_intersects(const gram_program *p, const gram_elem *e, uint32_t 
         else b = mid;
     }
     return a < c->end && p->ranges[a].lo <= hi;
+}
+
+static bool term_matches(const gram_program *p, const gram_elem *e, uint32_t cp) {
+    if (e->type == GRAM_CHAR) return e->value == cp;
+    const gram_class *c = &p->classes[e->value];
+    if (cp < 128) return (c->ascii[cp >> 6] >> (cp & 63)) & 1;
+    return class_overlaps(p, c, cp, cp);
+}
+
+/* Can the terminal match some code point in [lo, hi]? (For a code point still being decoded.) */
+static bool term_intersects(const gram_program *p, const gram_elem *e, uint32_t lo, uint32_t hi) {
+    if (e->type == GRAM_CHAR) return e->value >= lo && e->value <= hi;
+    return class_overlaps(p, &p->classes[e->value], lo, hi);
 }
 
 /* ---------- stack sets ---------- */
@@ -507,12 +507,8 @@ static int build_vocab(slm_grammar *g, int n_vocab, slm_grammar_piece_fn piece, 
         }
         int n = piece(user, t, buf, (int)sizeof buf);
         if (n < 0) n = 0; /* a piece longer than 1 KiB is never allowed */
-        if (used + (size_t)n > cap) {
-            cap = cap * 2 + (size_t)n;
-            char *np = realloc(g->pieces, cap);
-            if (!np) return slm_err(err, err_len, "grammar: out of memory");
-            g->pieces = np;
-        }
+        if (!slm_grow((void **)&g->pieces, &cap, used + (size_t)n, 1, 64))
+            return slm_err(err, err_len, "grammar: out of memory");
         memcpy(g->pieces + used, buf, (size_t)n);
         used += (size_t)n;
         if ((uint32_t)n > g->max_piece) g->max_piece = (uint32_t)n;

@@ -7,10 +7,12 @@
 #include <string.h>
 
 #include "sample/grammar_impl.h"
+#include "util/buf.h"
 
 typedef struct seq {
     gram_elem *v;
-    uint32_t n, cap;
+    uint32_t n;
+    size_t cap;
 } seq;
 
 enum { RULE_NAMED, RULE_GROUP, RULE_REPEAT };
@@ -22,7 +24,8 @@ typedef struct prule {
     size_t def_off; /* where it is defined (for generated rules: the group or operator) */
     size_t ref_off; /* first reference, for "undefined rule" */
     seq *alts;
-    uint32_t n_alts, cap_alts;
+    uint32_t n_alts;
+    size_t cap_alts;
     uint32_t n_generated; /* children generated from this rule, for their names */
 } prule;
 
@@ -30,11 +33,14 @@ typedef struct parser {
     const char *src;
     size_t len, pos;
     prule *rules;
-    uint32_t n_rules, cap_rules;
+    uint32_t n_rules;
+    size_t cap_rules;
     gram_range *ranges;
-    uint32_t n_ranges, cap_ranges;
+    uint32_t n_ranges;
+    size_t cap_ranges;
     gram_class *classes;
-    uint32_t n_classes, cap_classes;
+    uint32_t n_classes;
+    size_t cap_classes;
     uint64_t n_elems;
     int nesting;
     bool failed;
@@ -72,18 +78,10 @@ __attribute__((format(printf, 3, 4))) static void fail_at(parser *p, size_t off,
 
 static void fail_oom(parser *p) { fail_at(p, p->pos, "out of memory"); }
 
-static bool grow(parser *p, void **ptr, uint32_t *cap, uint32_t need, size_t elem) {
-    if (need <= *cap) return true;
-    uint32_t nc = *cap ? *cap : 8;
-    while (nc < need) nc *= 2;
-    void *np = realloc(*ptr, (size_t)nc * elem);
-    if (!np) {
-        fail_oom(p);
-        return false;
-    }
-    *ptr = np;
-    *cap = nc;
-    return true;
+static bool grow(parser *p, void **ptr, size_t *cap, size_t need, size_t elem) {
+    if (slm_grow(ptr, cap, need, elem, 8)) return true;
+    fail_oom(p);
+    return false;
 }
 
 static int rule_new(parser *p, char *name, int kind, size_t off) {
@@ -358,7 +356,8 @@ static int parse_class(parser *p) {
         p->pos++;
     }
     gram_range *tmp = NULL;
-    uint32_t n = 0, cap = 0;
+    uint32_t n = 0;
+    size_t cap = 0;
     while (!p->failed) {
         if (p->pos >= p->len || p->src[p->pos] == '\n') {
             fail_at(p, start, "unterminated character class");

@@ -16,61 +16,13 @@
 #include "sample/grammar.h"
 #include "sample/grammar_impl.h"
 #include "sample/json_validate.h"
+#include "util/buf.h"
 #include "util/err.h"
 
 #define MAX_NESTING 64
 #define MAX_COUNT 10000        /* largest repetition count emitted for lengths and item counts */
 #define INT_LIMIT 9999999999999999LL /* 16 digits: integers jansson reads exactly */
 #define NUM_INT_LIMIT 999999999LL    /* bounded decimals: 9 + 6 digits stay exact in a double */
-
-typedef struct sb {
-    char *s;
-    size_t n, cap;
-    bool oom;
-} sb;
-
-static void sb_putn(sb *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 256;
-        while (nc < b->n + n + 1) nc *= 2;
-        char *ns = realloc(b->s, nc);
-        if (!ns) {
-            b->oom = true;
-            return;
-        }
-        b->s = ns;
-        b->cap = nc;
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = 0;
-}
-
-static void sb_puts(sb *b, const char *s) { sb_putn(b, s, strlen(s)); }
-
-__attribute__((format(printf, 2, 3))) static void sb_printf(sb *b, const char *fmt, ...) {
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n < sizeof buf) {
-        sb_putn(b, buf, (size_t)n);
-        return;
-    }
-    char *big = malloc((size_t)n + 1);
-    if (!big) {
-        b->oom = true;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    sb_putn(b, big, (size_t)n);
-    free(big);
-}
 
 typedef struct ref_entry {
     const json_t *node;
@@ -79,7 +31,7 @@ typedef struct ref_entry {
 
 typedef struct conv {
     json_t *root;
-    sb out;
+    slm_buf out;
     int n_rules;
     ref_entry *refs;
     size_t n_refs, cap_refs;
@@ -104,24 +56,24 @@ __attribute__((format(printf, 2, 3))) static void fail(conv *c, const char *fmt,
 }
 
 /* GBNF string literal for raw bytes. */
-static void put_literal(sb *b, const char *s, size_t n) {
-    sb_putn(b, "\"", 1);
+static void put_literal(slm_buf *b, const char *s, size_t n) {
+    slm_buf_append(b, "\"", 1);
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
         if (ch == '"' || ch == '\\') {
             char e[2] = {'\\', (char)ch};
-            sb_putn(b, e, 2);
+            slm_buf_append(b, e, 2);
         } else if (ch < 0x20 || ch == 0x7F) {
-            sb_printf(b, "\\x%02X", ch);
+            slm_buf_printf(b, "\\x%02X", ch);
         } else {
-            sb_putn(b, (const char *)&ch, 1);
+            slm_buf_append(b, (const char *)&ch, 1);
         }
     }
-    sb_putn(b, "\"", 1);
+    slm_buf_append(b, "\"", 1);
 }
 
 /* Literal for a JSON value in compact form. */
-static bool put_json_literal(conv *c, sb *b, const json_t *v) {
+static bool put_json_literal(conv *c, slm_buf *b, const json_t *v) {
     char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     if (!text) {
         fail(c, "json schema: cannot serialise an enum/const value");
@@ -134,10 +86,10 @@ static bool put_json_literal(conv *c, sb *b, const json_t *v) {
 
 static void new_rule_name(conv *c, char name[32]) { snprintf(name, 32, "s%d", ++c->n_rules); }
 
-static void emit_rule(conv *c, const char *name, const sb *body) {
-    sb_printf(&c->out, "%s ::= ", name);
-    sb_putn(&c->out, body->s ? body->s : "\"\"", body->s ? body->n : 2);
-    sb_puts(&c->out, "\n");
+static void emit_rule(conv *c, const char *name, const slm_buf *body) {
+    slm_buf_printf(&c->out, "%s ::= ", name);
+    slm_buf_append(&c->out, body->s ? body->s : "\"\"", body->s ? body->len : 2);
+    slm_buf_puts(&c->out, "\n");
     if (body->oom) c->out.oom = true;
 }
 
@@ -157,10 +109,10 @@ static bool is_annotation(const char *k) {
 /* ---------- integer and number ranges ---------- */
 
 /* Canonical decimals of the same length in [x, y] (digit strings, x <= y). */
-static void same_len_range(sb *b, const char *x, const char *y, size_t len) {
+static void same_len_range(slm_buf *b, const char *x, const char *y, size_t len) {
     if (len == 0) return;
     if (x[0] == y[0]) {
-        sb_printf(b, "\"%c\" ", x[0]);
+        slm_buf_printf(b, "\"%c\" ", x[0]);
         same_len_range(b, x + 1, y + 1, len - 1);
         return;
     }
@@ -173,37 +125,37 @@ static void same_len_range(sb *b, const char *x, const char *y, size_t len) {
     memset(nines, '9', len);
     memset(zeros, '0', len);
     nines[len] = zeros[len] = 0;
-    sb_puts(b, "(");
+    slm_buf_puts(b, "(");
     bool first = true;
     char start = x[0], end = y[0];
     if (!x_rest_zero) {
-        sb_printf(b, "\"%c\" ", x[0]);
+        slm_buf_printf(b, "\"%c\" ", x[0]);
         same_len_range(b, x + 1, nines, len - 1);
         first = false;
         start = (char)(x[0] + 1);
     }
     if (!y_rest_nine) end = (char)(y[0] - 1);
     if (start <= end) {
-        if (!first) sb_puts(b, " | ");
-        sb_printf(b, "[%c-%c]", start, end);
-        if (len > 1) sb_printf(b, " [0-9]{%zu}", len - 1);
+        if (!first) slm_buf_puts(b, " | ");
+        slm_buf_printf(b, "[%c-%c]", start, end);
+        if (len > 1) slm_buf_printf(b, " [0-9]{%zu}", len - 1);
         first = false;
     }
     if (!y_rest_nine) {
-        if (!first) sb_puts(b, " | ");
-        sb_printf(b, "\"%c\" ", y[0]);
+        if (!first) slm_buf_puts(b, " | ");
+        slm_buf_printf(b, "\"%c\" ", y[0]);
         same_len_range(b, zeros, y + 1, len - 1);
     }
-    sb_puts(b, ")");
+    slm_buf_puts(b, ")");
 }
 
 /* Canonical decimals (no sign, no leading zeros) in [a, b], 0 <= a <= b <= INT_LIMIT. */
-static void nonneg_range(sb *b, long long a, long long hi) {
+static void nonneg_range(slm_buf *b, long long a, long long hi) {
     char sa[24], sh[24];
     snprintf(sa, sizeof sa, "%lld", a);
     snprintf(sh, sizeof sh, "%lld", hi);
     size_t la = strlen(sa), lh = strlen(sh);
-    sb_puts(b, "(");
+    slm_buf_puts(b, "(");
     for (size_t len = la; len <= lh; len++) {
         char lo_s[24], hi_s[24];
         if (len == la) {
@@ -219,26 +171,26 @@ static void nonneg_range(sb *b, long long a, long long hi) {
             memset(hi_s, '9', len);
             hi_s[len] = 0;
         }
-        if (len > la) sb_puts(b, " | ");
-        sb_puts(b, "(");
+        if (len > la) slm_buf_puts(b, " | ");
+        slm_buf_puts(b, "(");
         same_len_range(b, lo_s, hi_s, len);
-        sb_puts(b, ")");
+        slm_buf_puts(b, ")");
     }
-    sb_puts(b, ")");
+    slm_buf_puts(b, ")");
 }
 
 /* Integers in [lo, hi]; appends alternatives to b, returns how many. */
-static int int_range_alts(sb *b, long long lo, long long hi, bool first) {
+static int int_range_alts(slm_buf *b, long long lo, long long hi, bool first) {
     int n = 0;
     if (lo > hi) return 0;
     if (hi >= 0) {
-        if (!first || n) sb_puts(b, " | ");
+        if (!first || n) slm_buf_puts(b, " | ");
         nonneg_range(b, lo > 0 ? lo : 0, hi);
         n++;
     }
     if (lo < 0) {
-        if (!first || n) sb_puts(b, " | ");
-        sb_puts(b, "\"-\" ");
+        if (!first || n) slm_buf_puts(b, " | ");
+        slm_buf_puts(b, "\"-\" ");
         nonneg_range(b, hi < 0 ? -hi : 1, -lo);
         n++;
     }
@@ -256,7 +208,7 @@ static bool get_bound(conv *c, const json_t *s, const char *key, double *out) {
     return true;
 }
 
-static void gen_integer(conv *c, const json_t *s, sb *b) {
+static void gen_integer(conv *c, const json_t *s, slm_buf *b) {
     double v;
     long long lo = -INT_LIMIT, hi = INT_LIMIT;
     if (get_bound(c, s, "minimum", &v) && ceil(v) > (double)lo) lo = v > (double)INT_LIMIT ? INT_LIMIT + 1 : (long long)ceil(v);
@@ -271,15 +223,15 @@ static void gen_integer(conv *c, const json_t *s, sb *b) {
         return;
     }
     if (lo == -INT_LIMIT && hi == INT_LIMIT) {
-        sb_puts(b, "json-integer");
+        slm_buf_puts(b, "json-integer");
         return;
     }
-    sb_puts(b, "(");
+    slm_buf_puts(b, "(");
     int_range_alts(b, lo, hi, true);
-    sb_puts(b, ")");
+    slm_buf_puts(b, ")");
 }
 
-static void gen_number(conv *c, const json_t *s, sb *b) {
+static void gen_number(conv *c, const json_t *s, slm_buf *b) {
     double lo = -INFINITY, hi = INFINITY;
     bool lo_excl = false, hi_excl = false, bounded = false;
     double v;
@@ -289,7 +241,7 @@ static void gen_number(conv *c, const json_t *s, sb *b) {
     if (get_bound(c, s, "exclusiveMaximum", &v) && v <= hi) hi = v, hi_excl = true, bounded = true;
     if (c->failed) return;
     if (!bounded) {
-        sb_puts(b, "json-number");
+        slm_buf_puts(b, "json-number");
         return;
     }
     /* Integers satisfying both bounds, then decimals k.f (value in [k, k+1)) and -k.f (value in
@@ -299,39 +251,39 @@ static void gen_number(conv *c, const json_t *s, sb *b) {
     double lo_c = lo < -L ? -L : lo, hi_c = hi > L ? L : hi;
     long long int_lo = (long long)(lo_excl && lo >= -L ? floor(lo_c) + 1 : ceil(lo_c));
     long long int_hi = (long long)(hi_excl && hi <= L ? ceil(hi_c) - 1 : floor(hi_c));
-    sb alts = {0};
+    slm_buf alts = {0};
     int n = int_range_alts(&alts, int_lo, int_hi, true);
     long long pos_lo = int_lo > 0 ? int_lo : 0, pos_hi = (long long)floor(hi_c) - 1;
     if (hi_c < L && hi_excl && floor(hi_c) == hi_c) pos_hi = (long long)hi_c - 1;
     if (pos_lo <= pos_hi) {
-        if (n++) sb_puts(&alts, " | ");
+        if (n++) slm_buf_puts(&alts, " | ");
         nonneg_range(&alts, pos_lo, pos_hi);
-        sb_puts(&alts, " \".\" [0-9]{1,6}");
+        slm_buf_puts(&alts, " \".\" [0-9]{1,6}");
     }
     /* an exclusive integer bound k0 itself: k0.f with a non-zero fraction (value in (k0, k0+1)) */
     if (lo_excl && lo >= 0 && lo < L && floor(lo) == lo && lo + 1 <= hi_c && (long long)lo < pos_lo) {
-        if (n++) sb_puts(&alts, " | ");
-        sb_printf(&alts, "\"%lld.\" [0-9]{0,5} [1-9]", (long long)lo);
+        if (n++) slm_buf_puts(&alts, " | ");
+        slm_buf_printf(&alts, "\"%lld.\" [0-9]{0,5} [1-9]", (long long)lo);
     }
     if (hi_excl && hi <= 0 && hi > -L && floor(hi) == hi && hi - 1 >= lo_c) {
-        if (n++) sb_puts(&alts, " | ");
-        sb_printf(&alts, "\"-%lld.\" [0-9]{0,5} [1-9]", -(long long)hi);
+        if (n++) slm_buf_puts(&alts, " | ");
+        slm_buf_printf(&alts, "\"-%lld.\" [0-9]{0,5} [1-9]", -(long long)hi);
     }
     long long neg_lo = int_hi < 0 ? -int_hi : 0, neg_hi = -(long long)ceil(lo_c) - 1;
     if (neg_lo <= neg_hi) {
-        if (n++) sb_puts(&alts, " | ");
-        sb_puts(&alts, "\"-\" ");
+        if (n++) slm_buf_puts(&alts, " | ");
+        slm_buf_puts(&alts, "\"-\" ");
         nonneg_range(&alts, neg_lo, neg_hi);
-        sb_puts(&alts, " \".\" [0-9]{1,6}");
+        slm_buf_puts(&alts, " \".\" [0-9]{1,6}");
     }
     if (n == 0) {
         free(alts.s);
         fail(c, "json schema: number range is empty (or has no value with at most 6 decimals)");
         return;
     }
-    sb_puts(b, "(");
-    sb_putn(b, alts.s, alts.n);
-    sb_puts(b, ")");
+    slm_buf_puts(b, "(");
+    slm_buf_append(b, alts.s, alts.len);
+    slm_buf_puts(b, ")");
     if (alts.oom) b->oom = true;
     free(alts.s);
 }
@@ -439,11 +391,11 @@ static void cpset_remove_json_specials(cpset *s) {
     *s = r;
 }
 
-static void put_cp_escaped(sb *b, uint32_t cp) {
+static void put_cp_escaped(slm_buf *b, uint32_t cp) {
     if (cp < 0x20 || cp == '"' || cp == '\\' || cp == ']' || cp == '[' || cp == '-' || cp == '^' || cp >= 0x7F)
-        sb_printf(b, cp <= 0xFFFF ? "\\u%04X" : "\\U%08X", cp);
+        slm_buf_printf(b, cp <= 0xFFFF ? "\\u%04X" : "\\U%08X", cp);
     else
-        sb_printf(b, "%c", (char)cp);
+        slm_buf_printf(b, "%c", (char)cp);
 }
 
 typedef struct rx {
@@ -518,7 +470,7 @@ static long rx_escape(rx *r, cpset *set) {
     }
 }
 
-static void put_cpset(conv *c, sb *b, cpset *set) {
+static void put_cpset(conv *c, slm_buf *b, cpset *set) {
     cpset_remove_json_specials(set);
     if (set->overflow) {
         fail(c, "json schema: pattern: character class too complex");
@@ -528,19 +480,19 @@ static void put_cpset(conv *c, sb *b, cpset *set) {
         fail(c, "json schema: pattern: a character class matches no character allowed in a JSON string");
         return;
     }
-    sb_puts(b, "[");
+    slm_buf_puts(b, "[");
     for (int i = 0; i < set->n; i++) {
         put_cp_escaped(b, set->lo[i]);
         if (set->hi[i] != set->lo[i]) {
-            sb_puts(b, "-");
+            slm_buf_puts(b, "-");
             put_cp_escaped(b, set->hi[i]);
         }
     }
-    sb_puts(b, "]");
+    slm_buf_puts(b, "]");
 }
 
 /* A literal code point as the JSON-encoded text of that character. */
-static void put_json_char(sb *b, uint32_t cp) {
+static void put_json_char(slm_buf *b, uint32_t cp) {
     json_t *s = NULL;
     char utf8[5];
     int n;
@@ -559,9 +511,9 @@ static void put_json_char(sb *b, uint32_t cp) {
     json_decref(s);
 }
 
-static void rx_alt(rx *r, sb *b);
+static void rx_alt(rx *r, slm_buf *b);
 
-static void rx_class(rx *r, sb *b) {
+static void rx_class(rx *r, slm_buf *b) {
     r->pos++; /* '[' */
     cpset set = {0};
     bool negate = false;
@@ -636,12 +588,12 @@ static bool rx_uint(rx *r, unsigned *out) {
     return r->pos > start;
 }
 
-static void rx_concat(rx *r, sb *b) {
-    sb_puts(b, "(\"\"");
+static void rx_concat(rx *r, slm_buf *b) {
+    slm_buf_puts(b, "(\"\"");
     while (!r->c->failed && r->pos < r->len) {
         char ch = r->s[r->pos];
         if (ch == '|' || ch == ')') break;
-        sb atom = {0};
+        slm_buf atom = {0};
         if (ch == '(') {
             if (++r->depth > 32) {
                 rx_fail(r, "nesting depth");
@@ -695,13 +647,13 @@ static void rx_concat(rx *r, sb *b) {
         }
         /* quantifier */
         char q = r->pos < r->len ? r->s[r->pos] : 0;
-        sb_puts(b, " (");
-        sb_putn(b, atom.s ? atom.s : "\"\"", atom.s ? atom.n : 2);
-        sb_puts(b, ")");
+        slm_buf_puts(b, " (");
+        slm_buf_append(b, atom.s ? atom.s : "\"\"", atom.s ? atom.len : 2);
+        slm_buf_puts(b, ")");
         free(atom.s);
         if (q == '*' || q == '+' || q == '?') {
             r->pos++;
-            sb_printf(b, "%c", q);
+            slm_buf_printf(b, "%c", q);
         } else if (q == '{') {
             size_t save = r->pos;
             r->pos++;
@@ -727,8 +679,8 @@ static void rx_concat(rx *r, sb *b) {
                 return;
             }
             r->pos++;
-            if (unbounded) sb_printf(b, "{%u,}", m);
-            else sb_printf(b, "{%u,%u}", m, n);
+            if (unbounded) slm_buf_printf(b, "{%u,}", m);
+            else slm_buf_printf(b, "{%u,%u}", m, n);
         } else {
             continue;
         }
@@ -738,32 +690,32 @@ static void rx_concat(rx *r, sb *b) {
             return;
         }
     }
-    sb_puts(b, ")");
+    slm_buf_puts(b, ")");
 }
 
-static void rx_alt(rx *r, sb *b) {
-    sb_puts(b, "(");
+static void rx_alt(rx *r, slm_buf *b) {
+    slm_buf_puts(b, "(");
     rx_concat(r, b);
     while (!r->c->failed && r->pos < r->len && r->s[r->pos] == '|') {
         r->pos++;
-        sb_puts(b, " | ");
+        slm_buf_puts(b, " | ");
         rx_concat(r, b);
     }
-    sb_puts(b, ")");
+    slm_buf_puts(b, ")");
 }
 
-static void gen_pattern(conv *c, const char *pat, size_t len, sb *b) {
+static void gen_pattern(conv *c, const char *pat, size_t len, slm_buf *b) {
     rx r = {.c = c, .s = pat, .len = len};
     bool anchored_start = len > 0 && pat[0] == '^';
     bool anchored_end = len > 0 && pat[len - 1] == '$' && (len < 2 || pat[len - 2] != '\\');
     if (anchored_start) r.pos = 1;
     if (anchored_end) r.len = len - 1;
-    sb_puts(b, "\"\\\"\" ");
-    if (!anchored_start) sb_puts(b, "json-char* ");
+    slm_buf_puts(b, "\"\\\"\" ");
+    if (!anchored_start) slm_buf_puts(b, "json-char* ");
     rx_alt(&r, b);
     if (!c->failed && r.pos < r.len) rx_fail(&r, "')' without '('");
-    if (!anchored_end) sb_puts(b, " json-char*");
-    sb_puts(b, " \"\\\"\"");
+    if (!anchored_end) slm_buf_puts(b, " json-char*");
+    slm_buf_puts(b, " \"\\\"\"");
 }
 
 /* ---------- schema nodes ---------- */
@@ -781,7 +733,26 @@ static long long get_count(conv *c, const json_t *s, const char *key, long long 
     return d > 1e15 ? (long long)1e15 : (long long)d;
 }
 
-static void gen_string(conv *c, const json_t *s, sb *b) {
+/* minLength/maxLength or minItems/maxItems: *mx is -1 when unbounded and capped at MAX_COUNT
+ * (fewer than allowed is still valid); false (failed) if inconsistent or *mn is too large to emit. */
+static bool get_count_range(conv *c, const json_t *s, const char *min_key, const char *max_key, long long *mn,
+                            long long *mx) {
+    *mn = get_count(c, s, min_key, 0);
+    *mx = get_count(c, s, max_key, -1);
+    if (c->failed) return false;
+    if (*mx >= 0 && *mx < *mn) {
+        fail(c, "json schema: %s is below %s", max_key, min_key);
+        return false;
+    }
+    if (*mn > MAX_COUNT) {
+        fail(c, "json schema: %s above %d is not supported", min_key, MAX_COUNT);
+        return false;
+    }
+    if (*mx > MAX_COUNT) *mx = MAX_COUNT;
+    return true;
+}
+
+static void gen_string(conv *c, const json_t *s, slm_buf *b) {
     const json_t *fmt = json_object_get(s, "format"), *pat = json_object_get(s, "pattern");
     bool has_len = json_object_get(s, "minLength") || json_object_get(s, "maxLength");
     if ((fmt != NULL) + (pat != NULL) + has_len > 1) {
@@ -797,7 +768,7 @@ static void gen_string(conv *c, const json_t *s, sb *b) {
                  json_is_string(fmt) ? json_string_value(fmt) : "?");
             return;
         }
-        sb_printf(b, "\"\\\"\" %s \"\\\"\"", rule);
+        slm_buf_printf(b, "\"\\\"\" %s \"\\\"\"", rule);
         return;
     }
     if (pat) {
@@ -808,26 +779,17 @@ static void gen_string(conv *c, const json_t *s, sb *b) {
         gen_pattern(c, json_string_value(pat), json_string_length(pat), b);
         return;
     }
-    long long mn = get_count(c, s, "minLength", 0), mx = get_count(c, s, "maxLength", -1);
-    if (c->failed) return;
-    if (mx >= 0 && mx < mn) {
-        fail(c, "json schema: maxLength is below minLength");
-        return;
-    }
-    if (mn > MAX_COUNT) {
-        fail(c, "json schema: minLength above %d is not supported", MAX_COUNT);
-        return;
-    }
+    long long mn, mx;
+    if (!get_count_range(c, s, "minLength", "maxLength", &mn, &mx)) return;
     if (mn == 0 && mx < 0) {
-        sb_puts(b, "json-string");
+        slm_buf_puts(b, "json-string");
         return;
     }
-    if (mx > MAX_COUNT) mx = MAX_COUNT; /* fewer characters than allowed is still valid */
-    if (mx < 0) sb_printf(b, "\"\\\"\" json-char{%lld,} \"\\\"\"", mn);
-    else sb_printf(b, "\"\\\"\" json-char{%lld,%lld} \"\\\"\"", mn, mx);
+    if (mx < 0) slm_buf_printf(b, "\"\\\"\" json-char{%lld,} \"\\\"\"", mn);
+    else slm_buf_printf(b, "\"\\\"\" json-char{%lld,%lld} \"\\\"\"", mn, mx);
 }
 
-static void gen_array(conv *c, const json_t *s, sb *b) {
+static void gen_array(conv *c, const json_t *s, slm_buf *b) {
     const json_t *items = json_object_get(s, "items");
     char item[32] = "json-value";
     if (items) {
@@ -837,30 +799,21 @@ static void gen_array(conv *c, const json_t *s, sb *b) {
         }
         if (!gen_schema(c, items, item)) return;
     }
-    long long mn = get_count(c, s, "minItems", 0), mx = get_count(c, s, "maxItems", -1);
-    if (c->failed) return;
-    if (mx >= 0 && mx < mn) {
-        fail(c, "json schema: maxItems is below minItems");
-        return;
-    }
-    if (mn > MAX_COUNT) {
-        fail(c, "json schema: minItems above %d is not supported", MAX_COUNT);
-        return;
-    }
-    if (mx > MAX_COUNT) mx = MAX_COUNT;
+    long long mn, mx;
+    if (!get_count_range(c, s, "minItems", "maxItems", &mn, &mx)) return;
     if (mx == 0) {
-        sb_puts(b, "\"[]\"");
+        slm_buf_puts(b, "\"[]\"");
         return;
     }
     char rest[64];
     long long rmin = mn > 0 ? mn - 1 : 0;
     if (mx < 0) snprintf(rest, sizeof rest, "{%lld,}", rmin);
     else snprintf(rest, sizeof rest, "{%lld,%lld}", rmin, mx - 1);
-    if (mn == 0) sb_printf(b, "\"[\" (%s (\",\" %s)%s)? \"]\"", item, item, rest);
-    else sb_printf(b, "\"[\" %s (\",\" %s)%s \"]\"", item, item, rest);
+    if (mn == 0) slm_buf_printf(b, "\"[\" (%s (\",\" %s)%s)? \"]\"", item, item, rest);
+    else slm_buf_printf(b, "\"[\" %s (\",\" %s)%s \"]\"", item, item, rest);
 }
 
-static void gen_object(conv *c, const json_t *s, sb *b) {
+static void gen_object(conv *c, const json_t *s, slm_buf *b) {
     const json_t *props = json_object_get(s, "properties"), *req = json_object_get(s, "required"),
                  *addl = json_object_get(s, "additionalProperties");
     if (props && !json_is_object(props)) {
@@ -912,12 +865,12 @@ static void gen_object(conv *c, const json_t *s, sb *b) {
     }
     if (k == 0) {
         if (addl && json_is_false(addl)) {
-            sb_puts(b, "\"{}\"");
+            slm_buf_puts(b, "\"{}\"");
         } else {
             /* a map: any keys, values by additionalProperties */
             char vname[32] = "json-value";
             if (addl && json_is_object(addl) && !gen_schema(c, addl, vname)) goto done;
-            sb_printf(b, "\"{\" (json-string \":\" %s (\",\" json-string \":\" %s)*)? \"}\"", vname, vname);
+            slm_buf_printf(b, "\"{\" (json-string \":\" %s (\",\" json-string \":\" %s)*)? \"}\"", vname, vname);
         }
         goto done;
     }
@@ -943,25 +896,25 @@ static void gen_object(conv *c, const json_t *s, sb *b) {
             fail(c, "json schema: property name is not valid UTF-8");
             break;
         }
-        sb kv = {0};
+        slm_buf kv = {0};
         put_literal(&kv, kt, strlen(kt));
         free(kt);
-        sb_printf(&kv, " \":\" %s", vname);
-        sb body = {0};
+        slm_buf_printf(&kv, " \":\" %s", vname);
+        slm_buf body = {0};
         new_rule_name(c, tail[i]);
-        if (required[i]) sb_printf(&body, "\",\" %s %s", kv.s, tail[i + 1]);
-        else sb_printf(&body, "(\",\" %s)? %s", kv.s, tail[i + 1]);
+        if (required[i]) slm_buf_printf(&body, "\",\" %s %s", kv.s, tail[i + 1]);
+        else slm_buf_printf(&body, "(\",\" %s)? %s", kv.s, tail[i + 1]);
         emit_rule(c, tail[i], &body);
         free(body.s);
-        body = (sb){0};
+        body = (slm_buf){0};
         new_rule_name(c, head[i]);
-        if (required[i]) sb_printf(&body, "%s %s", kv.s, tail[i + 1]);
-        else sb_printf(&body, "%s %s | %s", kv.s, tail[i + 1], head[i + 1]);
+        if (required[i]) slm_buf_printf(&body, "%s %s", kv.s, tail[i + 1]);
+        else slm_buf_printf(&body, "%s %s | %s", kv.s, tail[i + 1], head[i + 1]);
         emit_rule(c, head[i], &body);
         free(body.s);
         free(kv.s);
     }
-    sb_printf(b, "\"{\" %s \"}\"", head[0]);
+    slm_buf_printf(b, "\"{\" %s \"}\"", head[0]);
     free(head);
     free(tail);
 done:
@@ -970,29 +923,9 @@ done:
     free(required);
 }
 
-static bool type_matches(const char *t, const json_t *v) {
-    if (!strcmp(t, "null")) return json_is_null(v);
-    if (!strcmp(t, "boolean")) return json_is_boolean(v);
-    if (!strcmp(t, "integer")) return json_is_integer(v) || (json_is_real(v) && floor(json_real_value(v)) == json_real_value(v));
-    if (!strcmp(t, "number")) return json_is_number(v);
-    if (!strcmp(t, "string")) return json_is_string(v);
-    if (!strcmp(t, "array")) return json_is_array(v);
-    if (!strcmp(t, "object")) return json_is_object(v);
-    return false;
-}
-
-static bool value_has_type(const json_t *types, const json_t *v) {
-    if (!types) return true;
-    if (json_is_string(types)) return type_matches(json_string_value(types), v);
-    for (size_t i = 0; i < json_array_size(types); i++)
-        if (json_is_string(json_array_get(types, i)) && type_matches(json_string_value(json_array_get(types, i)), v))
-            return true;
-    return false;
-}
-
-static void gen_type(conv *c, const char *t, const json_t *s, sb *b) {
-    if (!strcmp(t, "null")) sb_puts(b, "\"null\"");
-    else if (!strcmp(t, "boolean")) sb_puts(b, "(\"true\" | \"false\")");
+static void gen_type(conv *c, const char *t, const json_t *s, slm_buf *b) {
+    if (!strcmp(t, "null")) slm_buf_puts(b, "\"null\"");
+    else if (!strcmp(t, "boolean")) slm_buf_puts(b, "(\"true\" | \"false\")");
     else if (!strcmp(t, "integer")) gen_integer(c, s, b);
     else if (!strcmp(t, "number")) gen_number(c, s, b);
     else if (!strcmp(t, "string")) gen_string(c, s, b);
@@ -1084,21 +1017,15 @@ static bool gen_schema(conv *c, const json_t *s, char name[32]) {
         return false;
     }
     /* register before generating the body so references back to this node recurse */
-    if (c->n_refs == c->cap_refs) {
-        size_t nc = c->cap_refs ? c->cap_refs * 2 : 32;
-        ref_entry *nr = realloc(c->refs, nc * sizeof *nr);
-        if (!nr) {
-            fail(c, "json schema: out of memory");
-            return false;
-        }
-        c->refs = nr;
-        c->cap_refs = nc;
+    if (!slm_grow((void **)&c->refs, &c->cap_refs, c->n_refs + 1, sizeof *c->refs, 32)) {
+        fail(c, "json schema: out of memory");
+        return false;
     }
     new_rule_name(c, name);
     c->refs[c->n_refs].node = s;
     strcpy(c->refs[c->n_refs++].name, name);
 
-    sb body = {0};
+    slm_buf body = {0};
     const json_t *ref = json_object_get(s, "$ref"), *cnst = json_object_get(s, "const"),
                  *en = json_object_get(s, "enum"), *types = json_object_get(s, "type");
     const json_t *any = json_object_get(s, "anyOf");
@@ -1114,23 +1041,23 @@ static bool gen_schema(conv *c, const json_t *s, char name[32]) {
         } else {
             const json_t *target = resolve_ref(c, json_string_value(ref));
             char tname[32];
-            if (target && gen_schema(c, target, tname)) sb_puts(&body, tname);
+            if (target && gen_schema(c, target, tname)) slm_buf_puts(&body, tname);
         }
     } else if (cnst) {
-        if (!value_has_type(types, cnst)) fail(c, "json schema: 'const' value does not match 'type'");
+        if (!slm_json_has_type(types, cnst)) fail(c, "json schema: 'const' value does not match 'type'");
         else put_json_literal(c, &body, cnst);
     } else if (en) {
         if (!json_is_array(en) || json_array_size(en) == 0) {
             fail(c, "json schema: 'enum' must be a non-empty array");
         } else {
             int n = 0;
-            sb_puts(&body, "(");
+            slm_buf_puts(&body, "(");
             for (size_t i = 0; i < json_array_size(en) && !c->failed; i++) {
-                if (!value_has_type(types, json_array_get(en, i))) continue;
-                if (n++) sb_puts(&body, " | ");
+                if (!slm_json_has_type(types, json_array_get(en, i))) continue;
+                if (n++) slm_buf_puts(&body, " | ");
                 put_json_literal(c, &body, json_array_get(en, i));
             }
-            sb_puts(&body, ")");
+            slm_buf_puts(&body, ")");
             if (n == 0) fail(c, "json schema: no 'enum' value matches 'type'");
         }
     } else if (any) {
@@ -1141,28 +1068,28 @@ static bool gen_schema(conv *c, const json_t *s, char name[32]) {
         } else if (!json_is_array(any) || json_array_size(any) == 0) {
             fail(c, "json schema: '%s' must be a non-empty array", any_kw);
         } else {
-            sb_puts(&body, "(");
+            slm_buf_puts(&body, "(");
             for (size_t i = 0; i < json_array_size(any) && !c->failed; i++) {
                 char sub[32];
                 if (!gen_schema(c, json_array_get(any, i), sub)) break;
-                sb_printf(&body, "%s%s", i ? " | " : "", sub);
+                slm_buf_printf(&body, "%s%s", i ? " | " : "", sub);
             }
-            sb_puts(&body, ")");
+            slm_buf_puts(&body, ")");
         }
     } else if (types) {
         size_t nt = json_is_string(types) ? 1 : json_array_size(types);
         if (nt == 0) fail(c, "json schema: 'type' is an empty array");
-        sb_puts(&body, "(");
+        slm_buf_puts(&body, "(");
         for (size_t i = 0; i < nt && !c->failed; i++) {
             const json_t *t = json_is_string(types) ? types : json_array_get(types, i);
             if (!json_is_string(t)) {
                 fail(c, "json schema: 'type' entries must be strings");
                 break;
             }
-            if (i) sb_puts(&body, " | ");
+            if (i) slm_buf_puts(&body, " | ");
             gen_type(c, json_string_value(t), s, &body);
         }
-        sb_puts(&body, ")");
+        slm_buf_puts(&body, ")");
     } else {
         /* no type: infer it from the keywords present, else any value */
         const char *t = NULL;
@@ -1177,7 +1104,7 @@ static bool gen_schema(conv *c, const json_t *s, char name[32]) {
                  json_object_get(s, "exclusiveMinimum") || json_object_get(s, "exclusiveMaximum"))
             t = "number";
         if (t) gen_type(c, t, s, &body);
-        else sb_puts(&body, "json-value");
+        else slm_buf_puts(&body, "json-value");
     }
     if (!c->failed) emit_rule(c, name, &body);
     if (body.oom) c->out.oom = true;
@@ -1200,13 +1127,13 @@ int slm_json_schema_to_gbnf(const char *schema_json, char **gbnf_out, char *err,
     const json_t *type = json_object_get(root, "type");
     if (json_is_object(root) && json_object_size(root) == 1 && json_is_string(type) &&
         !strcmp(json_string_value(type), "json_object")) {
-        sb_puts(&c.out, "root ::= json-object\n");
+        slm_buf_puts(&c.out, "root ::= json-object\n");
     } else {
         char name[32];
-        if (gen_schema(&c, root, name)) sb_printf(&c.out, "root ::= %s\n", name);
+        if (gen_schema(&c, root, name)) slm_buf_printf(&c.out, "root ::= %s\n", name);
     }
-    sb_puts(&c.out, json_rules);
-    sb_puts(&c.out, format_rules);
+    slm_buf_puts(&c.out, json_rules);
+    slm_buf_puts(&c.out, format_rules);
     free(c.refs);
     json_decref(root);
     if (!c.failed && c.out.oom) fail(&c, "json schema: out of memory");
@@ -1214,7 +1141,7 @@ int slm_json_schema_to_gbnf(const char *schema_json, char **gbnf_out, char *err,
         /* catch what only the grammar checks see, e.g. a required property that recurses forever */
         gram_program prog;
         char gerr[256];
-        if (gram_parse(c.out.s, c.out.n, &prog, gerr, sizeof gerr) != 0) {
+        if (gram_parse(c.out.s, c.out.len, &prog, gerr, sizeof gerr) != 0) {
             const char *msg = strstr(gerr, ": ");
             fail(&c, "json schema: the schema has no finite valid value or is too large (%s)", msg ? msg + 2 : gerr);
         } else {

@@ -53,6 +53,15 @@ static bool type_is(const char *t, const json_t *x) {
     return false;
 }
 
+bool slm_json_has_type(const json_t *types, const json_t *x) {
+    if (!types) return true;
+    if (json_is_string(types)) return type_is(json_string_value(types), x);
+    for (size_t i = 0; i < json_array_size(types); i++)
+        if (json_is_string(json_array_get(types, i)) && type_is(json_string_value(json_array_get(types, i)), x))
+            return true;
+    return false;
+}
+
 static bool regex_search(const char *pat, const char *s, size_t n) {
     int ec;
     PCRE2_SIZE eo;
@@ -160,11 +169,7 @@ static bool validate(vctx *v, const json_t *s, const json_t *x, const char *path
         if (!validate(v, t, x, path)) goto out;
     }
     if ((k = json_object_get(s, "type"))) {
-        bool m = false;
-        if (json_is_string(k)) m = type_is(json_string_value(k), x);
-        for (size_t i = 0; json_is_array(k) && i < json_array_size(k); i++)
-            m |= json_is_string(json_array_get(k, i)) && type_is(json_string_value(json_array_get(k, i)), x);
-        if (!m) {
+        if (!slm_json_has_type(k, x)) {
             char *t = json_dumps(k, JSON_COMPACT | JSON_ENCODE_ANY);
             bad(v, path, "%s is not of type %s", short_value(x, buf, sizeof buf), t ? t : "?");
             free(t);

@@ -16,4 +16,9 @@ int slm_json_validate(const char *schema_json, const char *text, size_t len, cha
  * Returns buf. */
 const char *slm_json_error_line(const char *text, char *buf, size_t cap);
 
+struct json_t;
+/* Does a schema's "type" (a name such as "integer", or an array of names; NULL = any) admit the
+ * value? An integer-valued real counts as an integer; unknown names admit nothing. */
+bool slm_json_has_type(const struct json_t *types, const struct json_t *value);
+
 #endif
