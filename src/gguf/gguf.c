@@ -207,6 +207,10 @@ static int parse(gguf_file *f, char *err, size_t err_len) {
     if (n_tensors > remaining(&c) / 28)
         return slm_err(err, err_len, "%s: tensor count %" PRIu64 " cannot fit in a %zu-byte file", f->name, n_tensors,
                        f->size);
+    /* the name indexes store item + 1 in 32 bits */
+    if (n_kv >= UINT32_MAX || n_tensors >= UINT32_MAX)
+        return slm_err(err, err_len, "%s: %" PRIu64 " metadata entries and %" PRIu64 " tensors are more than supported",
+                       f->name, n_kv, n_tensors);
 
     f->kvs = calloc(n_kv ? n_kv : 1, sizeof *f->kvs);
     f->kv_index_cap = index_capacity((int64_t)n_kv);
@@ -446,30 +450,41 @@ int64_t gguf_arr_i64(const gguf_kv *kv, uint64_t i) {
     return (int64_t)d;
 }
 
-static const gguf_kv *find_typed(const gguf_file *f, const char *key, char *err, size_t err_len, int *rc) {
-    const gguf_kv *kv = gguf_find(f, key);
-    *rc = kv ? 0 : -1;
-    (void)err;
-    (void)err_len;
-    return kv;
+static bool is_number(const gguf_kv *kv) { return kv->type != GGUF_TYPE_BOOL && gguf_type_size(kv->type) != 0; }
+static bool is_integer(const gguf_kv *kv) {
+    double d;
+    int64_t i;
+    bool is_int = false;
+    return is_number(kv) && load_number(kv->type, kv->data, &d, &i, &is_int) && is_int;
+}
+static bool is_bool(const gguf_kv *kv) { return kv->type == GGUF_TYPE_BOOL; }
+static bool is_string(const gguf_kv *kv) { return kv->type == GGUF_TYPE_STRING; }
+static bool is_string_array(const gguf_kv *kv) {
+    return kv->type == GGUF_TYPE_ARRAY && kv->arr_type == GGUF_TYPE_STRING;
+}
+static bool is_numeric_array(const gguf_kv *kv) {
+    return kv->type == GGUF_TYPE_ARRAY && kv->arr_type != GGUF_TYPE_STRING;
 }
 
-static int wrong_type(const gguf_file *f, const gguf_kv *kv, const char *key, const char *want, char *err, size_t err_len) {
+/* The entry of `key` in *kv: 0 if `accepts` takes it, -1 if absent, -2 (err names the key and
+ * what it should be) otherwise. */
+static int find_as(const gguf_file *f, const char *key, bool (*accepts)(const gguf_kv *), const char *want,
+                   const gguf_kv **kv, char *err, size_t err_len) {
+    *kv = gguf_find(f, key);
+    if (!*kv) return -1;
+    if (accepts(*kv)) return 0;
     slm_err(err, err_len, "%s: key '%s' should be %s, is %s", f->name, key, want,
-            kv->type == GGUF_TYPE_ARRAY ? "an array" : gguf_type_name(kv->type));
+            (*kv)->type == GGUF_TYPE_ARRAY ? "an array" : gguf_type_name((*kv)->type));
     return -2;
 }
 
 int gguf_get_i64(const gguf_file *f, const char *key, int64_t *out, char *err, size_t err_len) {
-    int rc;
-    const gguf_kv *kv = find_typed(f, key, err, err_len, &rc);
-    if (!kv) return rc;
+    const gguf_kv *kv;
+    int rc = find_as(f, key, is_integer, "an integer", &kv, err, err_len);
+    if (rc) return rc;
     double d;
-    int64_t i;
     bool is_int;
-    if (kv->type == GGUF_TYPE_BOOL || !load_number(kv->type, kv->data, &d, &i, &is_int) || !is_int)
-        return wrong_type(f, kv, key, "an integer", err, err_len);
-    *out = i;
+    load_number(kv->type, kv->data, &d, out, &is_int);
     return 0;
 }
 
@@ -486,53 +501,46 @@ int gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out, char *err, 
 }
 
 int gguf_get_f32(const gguf_file *f, const char *key, float *out, char *err, size_t err_len) {
-    int rc;
-    const gguf_kv *kv = find_typed(f, key, err, err_len, &rc);
-    if (!kv) return rc;
+    const gguf_kv *kv;
+    int rc = find_as(f, key, is_number, "a number", &kv, err, err_len);
+    if (rc) return rc;
     double d;
     int64_t i;
     bool is_int;
-    if (kv->type == GGUF_TYPE_BOOL || !load_number(kv->type, kv->data, &d, &i, &is_int))
-        return wrong_type(f, kv, key, "a number", err, err_len);
+    load_number(kv->type, kv->data, &d, &i, &is_int);
     *out = (float)d;
     return 0;
 }
 
 int gguf_get_bool(const gguf_file *f, const char *key, bool *out, char *err, size_t err_len) {
-    int rc;
-    const gguf_kv *kv = find_typed(f, key, err, err_len, &rc);
-    if (!kv) return rc;
-    if (kv->type != GGUF_TYPE_BOOL) return wrong_type(f, kv, key, "a bool", err, err_len);
+    const gguf_kv *kv;
+    int rc = find_as(f, key, is_bool, "a bool", &kv, err, err_len);
+    if (rc) return rc;
     *out = kv->data[0] != 0;
     return 0;
 }
 
 int gguf_get_str(const gguf_file *f, const char *key, gguf_str *out, char *err, size_t err_len) {
-    int rc;
-    const gguf_kv *kv = find_typed(f, key, err, err_len, &rc);
-    if (!kv) return rc;
-    if (kv->type != GGUF_TYPE_STRING) return wrong_type(f, kv, key, "a string", err, err_len);
+    const gguf_kv *kv;
+    int rc = find_as(f, key, is_string, "a string", &kv, err, err_len);
+    if (rc) return rc;
     *out = kv->strs[0];
     return 0;
 }
 
 int gguf_get_str_arr(const gguf_file *f, const char *key, const gguf_str **out, uint64_t *n, char *err, size_t err_len) {
-    int rc;
-    const gguf_kv *kv = find_typed(f, key, err, err_len, &rc);
-    if (!kv) return rc;
-    if (kv->type != GGUF_TYPE_ARRAY || kv->arr_type != GGUF_TYPE_STRING)
-        return wrong_type(f, kv, key, "an array of strings", err, err_len);
+    const gguf_kv *kv;
+    int rc = find_as(f, key, is_string_array, "an array of strings", &kv, err, err_len);
+    if (rc) return rc;
     *out = kv->strs;
     *n = kv->arr_n;
     return 0;
 }
 
 int gguf_get_arr(const gguf_file *f, const char *key, const gguf_kv **out, char *err, size_t err_len) {
-    int rc;
-    const gguf_kv *kv = find_typed(f, key, err, err_len, &rc);
-    if (!kv) return rc;
-    if (kv->type != GGUF_TYPE_ARRAY || kv->arr_type == GGUF_TYPE_STRING)
-        return wrong_type(f, kv, key, "a numeric array", err, err_len);
+    const gguf_kv *kv;
+    int rc = find_as(f, key, is_numeric_array, "a numeric array", &kv, err, err_len);
+    if (rc) return rc;
     *out = kv;
     return 0;
 }

@@ -187,6 +187,26 @@ static void test_valid_file(const uint8_t *buf, size_t len) {
         CHECK(gguf_arr_f64(arr, 2) == 5.0);
     }
     CHECK(gguf_get_arr(f, "v.empty_arr", &arr, err, sizeof err) == 0 && arr && arr->arr_n == 0);
+    /* Every getter refuses the wrong shape with -2, names the key and what it wanted, and leaves
+     * its output as it was. */
+    err[0] = 0;
+    b = false;
+    CHECK(gguf_get_bool(f, "v.u8", &b, err, sizeof err) == -2 && strstr(err, "'v.u8' should be a bool") && !b);
+    err[0] = 0;
+    f32 = 7.0f;
+    CHECK(gguf_get_f32(f, "v.bool", &f32, err, sizeof err) == -2 && strstr(err, "v.bool") && f32 == 7.0f);
+    err[0] = 0;
+    i64 = 42;
+    CHECK(gguf_get_i64(f, "v.f32", &i64, err, sizeof err) == -2 && strstr(err, "should be an integer") && i64 == 42);
+    err[0] = 0;
+    toks = NULL;
+    CHECK(gguf_get_str_arr(f, "v.arr_i32", &toks, &n, err, sizeof err) == -2 && strstr(err, "an array of strings") &&
+          !toks);
+    err[0] = 0;
+    arr = NULL;
+    CHECK(gguf_get_arr(f, "tokenizer.ggml.tokens", &arr, err, sizeof err) == -2 &&
+          strstr(err, "'tokenizer.ggml.tokens' should be a numeric array, is an array") && !arr);
+    CHECK(gguf_get_arr(f, "no.such.key", &arr, err, sizeof err) == -1 && !arr);
 
     const gguf_tensor *t0 = gguf_find_tensor(f, "tok_embd.weight");
     const gguf_tensor *t1 = gguf_find_tensor(f, "blk.0.attn_q.weight");
