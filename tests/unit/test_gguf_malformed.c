@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "gguf/gguf.h"
+#include "gguf_writer.h"
 #include "tensor/types.h"
 #include "test.h"
 
@@ -37,23 +38,11 @@ static void limit_memory(void) {
 
 /* ---- a minimal GGUF writer ---- */
 
-typedef struct writer {
-    uint8_t *buf;
-    size_t len, cap;
-} writer;
+/* One byte stream, written in order, so a test can damage any field: gguf_writer.h's growable
+ * section buffer. */
+typedef gw_buf writer;
 
-static void w_bytes(writer *w, const void *p, size_t n) {
-    if (w->len + n > w->cap) {
-        size_t cap = w->cap ? w->cap : 256;
-        while (cap < w->len + n) cap *= 2;
-        uint8_t *nb = realloc(w->buf, cap);
-        if (!nb) abort();
-        w->buf = nb;
-        w->cap = cap;
-    }
-    if (n) memcpy(w->buf + w->len, p, n);
-    w->len += n;
-}
+static void w_bytes(writer *w, const void *p, size_t n) { gw_buf_put(w, p, n); }
 static void w_u8(writer *w, uint8_t v) { w_bytes(w, &v, 1); }
 static void w_u32(writer *w, uint32_t v) { w_bytes(w, &v, 4); }
 static void w_u64(writer *w, uint64_t v) { w_bytes(w, &v, 8); }
@@ -90,7 +79,7 @@ static void w_pad(writer *w, size_t align) {
     while (w->len % align) w_u8(w, 0);
 }
 static void w_free(writer *w) {
-    free(w->buf);
+    free(w->p);
     memset(w, 0, sizeof *w);
 }
 
@@ -304,7 +293,7 @@ static void reject_case(const char *what, uint32_t version, uint64_t n_tensors, 
     writer w = {0};
     w_header(&w, version, n_tensors, n_kv);
     if (body) body(&w, arg);
-    expect_reject(what, w.buf, w.len, needle);
+    expect_reject(what, w.p, w.len, needle);
     w_free(&w);
 }
 
@@ -478,10 +467,10 @@ static void test_malformed(void) {
     {
         writer w = {0};
         build_valid(&w);
-        memcpy(w.buf, "GGUX", 4);
-        expect_reject("wrong magic", w.buf, w.len, "magic");
-        memcpy(w.buf, "FUGG", 4); /* byte-swapped (big-endian) magic */
-        expect_reject("swapped magic", w.buf, w.len, "magic");
+        memcpy(w.p, "GGUX", 4);
+        expect_reject("wrong magic", w.p, w.len, "magic");
+        memcpy(w.p, "FUGG", 4); /* byte-swapped (big-endian) magic */
+        expect_reject("swapped magic", w.p, w.len, "magic");
         w_free(&w);
     }
     reject_case("version 1", 1, 0, 0, body_pad, 0, "version");
@@ -618,7 +607,7 @@ static void test_array_conversions(void) {
     w_u64(&w, 42);
     gguf_file *f = NULL;
     char err[256] = "";
-    CHECKF(gguf_open_memory(w.buf, w.len, "conv.gguf", &f, err, sizeof err) == 0, "%s", err);
+    CHECKF(gguf_open_memory(w.p, w.len, "conv.gguf", &f, err, sizeof err) == 0, "%s", err);
     if (f) {
         const gguf_kv *a = NULL;
         CHECK(gguf_get_arr(f, "token_type_as_f64", &a, err, sizeof err) == 0 && a);
@@ -652,23 +641,23 @@ int main(void) {
     }
     writer w = {0};
     build_valid(&w);
-    test_valid_file(w.buf, w.len);
+    test_valid_file(w.p, w.len);
     /* A file of exactly the header with no entries is valid too. */
     {
         writer e = {0};
         w_header(&e, 2, 0, 0);
         gguf_file *f = NULL;
         char err[256] = "";
-        CHECKF(gguf_open_memory(e.buf, e.len, "empty.gguf", &f, err, sizeof err) == 0, "%s", err);
+        CHECKF(gguf_open_memory(e.p, e.len, "empty.gguf", &f, err, sizeof err) == 0, "%s", err);
         if (f) {
             CHECK(gguf_n_kv(f) == 0 && gguf_n_tensors(f) == 0 && gguf_version(f) == 2);
             gguf_close(f);
         }
         w_free(&e);
     }
-    test_truncations(w.buf, w.len);
+    test_truncations(w.p, w.len);
     test_malformed();
-    test_byte_flips(w.buf, w.len);
+    test_byte_flips(w.p, w.len);
     test_array_conversions();
     w_free(&w);
     rmdir(tmp_dir);
