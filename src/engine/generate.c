@@ -8,33 +8,13 @@
 #include "model/model.h"
 #include "slm.h"
 #include "tokenizer/vocab.h"
+#include "util/buf.h"
 #include "util/err.h"
 
 static double now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-/* Text produced but not yet handed to the caller. */
-typedef struct pending_text {
-    char *buf;
-    size_t len, cap;
-} pending_text;
-
-static int pending_append(pending_text *p, const char *s, size_t n) {
-    if (p->len + n + 1 > p->cap) {
-        size_t cap = p->cap ? p->cap : 256;
-        while (cap < p->len + n + 1) cap *= 2;
-        char *b = realloc(p->buf, cap);
-        if (!b) return -1;
-        p->buf = b;
-        p->cap = cap;
-    }
-    memcpy(p->buf + p->len, s, n);
-    p->len += n;
-    p->buf[p->len] = 0;
-    return 0;
 }
 
 /* Length of the longest prefix of buf[0..len) that ends on a UTF-8 character boundary. */
@@ -58,8 +38,11 @@ static size_t stop_prefix_hold(const char *text, size_t len, const char *const *
     size_t hold = 0;
     for (int s = 0; s < n_stop; s++) {
         size_t sl = strlen(stop[s]);
-        for (size_t k = sl > 1 ? sl - 1 : 0; k > hold; k--)
-            if (k <= len && memcmp(text + len - k, stop[s], k) == 0) {
+        /* only suffixes of the pending text can match: a long stop string costs nothing per token */
+        size_t k = sl > 1 ? sl - 1 : 0;
+        if (k > len) k = len;
+        for (; k > hold; k--)
+            if (memcmp(text + len - k, stop[s], k) == 0) {
                 hold = k;
                 break;
             }
@@ -68,27 +51,28 @@ static size_t stop_prefix_hold(const char *text, size_t len, const char *const *
 }
 
 /* Emits what is final in p; returns false if the caller asked to stop. *stopped set if a stop string matched. */
-static bool flush_final(pending_text *p, const slm_generate_params *gp, bool at_end, slm_text_fn on_text, void *user,
+static bool flush_final(slm_buf *p, const slm_generate_params *gp, bool at_end, slm_text_fn on_text, void *user,
                         bool *stopped) {
     size_t emit = p->len;
     for (int s = 0; s < gp->n_stop; s++) {
         if (!gp->stop[s][0]) continue;
-        char *hit = strstr(p->buf ? p->buf : "", gp->stop[s]);
-        if (hit && (size_t)(hit - p->buf) < emit) {
-            emit = (size_t)(hit - p->buf);
+        /* memmem, not strstr: byte tokens can put a NUL in the text before the stop string */
+        const char *hit = p->s ? memmem(p->s, p->len, gp->stop[s], strlen(gp->stop[s])) : NULL;
+        if (hit && (size_t)(hit - p->s) < emit) {
+            emit = (size_t)(hit - p->s);
             *stopped = true;
         }
     }
     if (!*stopped && !at_end) {
-        emit -= stop_prefix_hold(p->buf, p->len, gp->stop, gp->n_stop);
-        emit = utf8_complete_prefix(p->buf, emit);
+        emit -= stop_prefix_hold(p->s, p->len, gp->stop, gp->n_stop);
+        emit = utf8_complete_prefix(p->s, emit);
     }
     bool go_on = true;
-    if (emit > 0 && on_text) go_on = on_text(user, p->buf, emit);
-    /* p->buf is still NULL when nothing was generated: no pointer arithmetic on it */
-    if (p->len > emit) memmove(p->buf, p->buf + emit, p->len - emit);
+    if (emit > 0 && on_text) go_on = on_text(user, p->s, emit);
+    /* p->s is still NULL when nothing was generated: no pointer arithmetic on it */
+    if (p->len > emit) memmove(p->s, p->s + emit, p->len - emit);
     p->len -= emit;
-    if (p->buf) p->buf[p->len] = 0;
+    if (p->s) p->s[p->len] = 0;
     return go_on;
 }
 
@@ -121,7 +105,7 @@ int slm_generate(slm_context *ctx, slm_sampler *sampler, const slm_token *prompt
     int n_batch = slm_context_n_batch(ctx);
     int32_t *seq_ids = malloc(sizeof(int32_t) * (size_t)n_batch);
     float *work = NULL;
-    pending_text pend = {0};
+    slm_buf pend = {0}; /* text produced but not yet final */
     int rc = -1;
     if (!seq_ids) {
         slm_err(err, err_len, "out of memory");
@@ -183,13 +167,13 @@ int slm_generate(slm_context *ctx, slm_sampler *sampler, const slm_token *prompt
                 goto done;
             }
             int n2 = slm_token_to_piece(m, tok, false, big, -n);
-            int bad = n2 < 0 || pending_append(&pend, big, (size_t)n2);
+            bool ok = n2 >= 0 && slm_buf_append(&pend, big, (size_t)n2);
             free(big);
-            if (bad) {
+            if (!ok) {
                 slm_err(err, err_len, "out of memory");
                 goto done;
             }
-        } else if (pending_append(&pend, piece, (size_t)n)) {
+        } else if (!slm_buf_append(&pend, piece, (size_t)n)) {
             slm_err(err, err_len, "out of memory");
             goto done;
         }
@@ -208,7 +192,7 @@ int slm_generate(slm_context *ctx, slm_sampler *sampler, const slm_token *prompt
 done:
     free(seq_ids);
     free(work);
-    free(pend.buf);
+    slm_buf_free(&pend);
     if (res) *res = r;
     return rc;
 }

@@ -1,12 +1,14 @@
 /* classify / extract / summarize on the public API (see tasks.h). */
 #include "tasks/tasks.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sample/json_validate.h"
+#include "util/buf.h"
 #include "util/err.h"
 
 void slm_task_result_free(slm_task_result *r) {
@@ -256,29 +258,8 @@ out:
 
 /* ---------- generation helper ---------- */
 
-typedef struct growbuf {
-    char *s;
-    size_t n, cap;
-    bool oom;
-} growbuf;
-
 static bool on_text(void *user, const char *text, size_t len) {
-    growbuf *b = user;
-    if (b->n + len + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap * 2 : 1024;
-        while (nc < b->n + len + 1) nc *= 2;
-        char *ns = realloc(b->s, nc);
-        if (!ns) {
-            b->oom = true;
-            return false;
-        }
-        b->s = ns;
-        b->cap = nc;
-    }
-    memcpy(b->s + b->n, text, len);
-    b->n += len;
-    b->s[b->n] = 0;
-    return true;
+    return slm_buf_append(user, text, len);
 }
 
 /* Generates from `prompt` (text) with an optional grammar; text in *out (malloc'd). */
@@ -307,17 +288,15 @@ static int generate_text(slm_context *ctx, const slm_task_params *p, const char 
     if (grammar) slm_sampler_set_grammar(s, grammar);
     slm_generate_params gp = {.max_tokens = max_tokens, .seq = p->seq};
     slm_generate_result res = {0};
-    growbuf b = {0};
+    slm_buf b = {0};
     int rc = slm_generate(ctx, s, toks, n, &gp, on_text, &b, &res, err, err_len);
     free(toks);
     slm_sampler_free(s);
-    if (rc == 0 && b.oom) rc = slm_err(err, err_len, "out of memory");
     if (rc) {
-        free(b.s);
+        slm_buf_free(&b);
         return -1;
     }
-    if (!b.s) b.s = calloc(1, 1);
-    *out = b.s;
+    if (!(*out = slm_buf_take(&b))) return slm_err(err, err_len, "out of memory");
     *finish = res.finish_reason;
     acc->n_prompt += res.n_prompt;
     acc->n_generated += res.n_generated;
@@ -376,19 +355,30 @@ int slm_task_extract(slm_context *ctx, const slm_task_params *p, const char *inp
 
 static char *summary_prompt(const slm_model *m, const slm_task_params *p, const char *text, int max_words,
                             const char *style, bool partial, bool *chat, char *err, size_t err_len) {
-    char system[512];
-    snprintf(system, sizeof system, "You summarise %s in at most %d words%s%s.",
-             partial ? "one part of a longer text" : "texts", max_words, style ? ", style: " : "", style ? style : "");
-    size_t n = strlen(text) + 32;
-    char *user = malloc(n);
-    if (!user) {
-        slm_err(err, err_len, "out of memory");
-        return NULL;
-    }
-    snprintf(user, n, "Text:\n%s", text);
-    char *prompt = render_prompt(m, p, system, user, "Summary:", chat, err, err_len);
-    free(user);
+    /* the style is caller text of any length: never cut into a fixed buffer */
+    slm_buf system = {0}, user = {0};
+    slm_buf_printf(&system, "You summarise %s in at most %d words",
+                   partial ? "one part of a longer text" : "texts", max_words);
+    if (style) slm_buf_printf(&system, ", style: %s", style);
+    slm_buf_puts(&system, ".");
+    slm_buf_puts(&user, "Text:\n");
+    slm_buf_puts(&user, text);
+    char *prompt = NULL;
+    if (system.oom || user.oom) slm_err(err, err_len, "out of memory");
+    else prompt = render_prompt(m, p, system.s, user.s, "Summary:", chat, err, err_len);
+    slm_buf_free(&system);
+    slm_buf_free(&user);
     return prompt;
+}
+
+/* Detokenizes into *buf, growing it as needed; the length, or -1. */
+static int detokenize_into(const slm_model *m, const slm_token *t, int n, char **buf, size_t *cap) {
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int len = slm_detokenize(m, t, n, true, false, *buf, *cap > INT_MAX ? INT_MAX : (int)*cap);
+        if (len >= 0) return len;
+        if (len == INT_MIN || !slm_grow((void **)buf, cap, (size_t)-len, 1, 256)) return -1;
+    }
+    return -1;
 }
 
 /* Splits `text` into parts of at most `budget` tokens, preferring to cut after a sentence or line. */
@@ -399,8 +389,9 @@ static int split_text(const slm_model *m, const char *text, int budget, char ***
     if (!t) return -1;
     int cap = n / (budget > 1 ? budget / 2 : 1) + 2, k = 0;
     char **out = calloc((size_t)cap, sizeof *out);
-    char *buf = malloc((size_t)budget * 64 + 64);
-    if (!out || !buf) {
+    char *buf = NULL;
+    size_t buf_cap = 0;
+    if (!out || !slm_grow((void **)&buf, &buf_cap, (size_t)budget * 8 + 64, 1, 256)) {
         free(t);
         free(out);
         free(buf);
@@ -421,17 +412,16 @@ static int split_text(const slm_model *m, const char *text, int budget, char ***
                 }
             }
         }
-        int len = slm_detokenize(m, t + i, end - i, true, false, buf, budget * 64 + 64);
-        if (len < 0 || k >= cap) {
+        int len = detokenize_into(m, t + i, end - i, &buf, &buf_cap);
+        char *part = len < 0 || k >= cap ? NULL : strndup(buf, (size_t)len);
+        if (!part) {
             for (int q = 0; q < k; q++) free(out[q]);
             free(out);
             free(buf);
             free(t);
-            return slm_err(err, err_len, "summarize: cannot split the input");
+            return slm_err(err, err_len, "summarize: cannot split the input%s", len < 0 || k >= cap ? "" : ": out of memory");
         }
-        out[k] = strndup(buf, (size_t)len);
-        if (!out[k]) break;
-        k++;
+        out[k++] = part;
         i = end;
     }
     free(buf);
@@ -492,7 +482,7 @@ int slm_task_summarize(slm_context *ctx, const slm_task_params *p, const char *i
         int n_parts = 0;
         if (split_text(m, text, budget, &parts, &n_parts, err, err_len)) goto out;
         if (level == 0) out->n_chunks = n_parts;
-        growbuf joined = {0};
+        slm_buf joined = {0};
         int prc = 0;
         for (int i = 0; i < n_parts; i++) {
             char *prompt = prc ? NULL : summary_prompt(m, p, parts[i], max_words, style, true, &chat, err, err_len);
@@ -502,25 +492,28 @@ int slm_task_summarize(slm_context *ctx, const slm_task_params *p, const char *i
             if (!prc) prc = generate_text(ctx, p, prompt, chat, NULL, max_new, &summary, &finish, out, err, err_len);
             free(prompt);
             if (!prc) {
-                on_text(&joined, summary, strlen(summary));
-                on_text(&joined, "\n", 1);
+                slm_buf_puts(&joined, summary);
+                slm_buf_puts(&joined, "\n");
             }
             free(summary);
             free(parts[i]);
         }
         free(parts);
         if (prc || joined.oom) {
-            free(joined.s);
+            slm_buf_free(&joined);
             if (!prc) slm_err(err, err_len, "out of memory");
             goto out;
         }
-        if (joined.n >= strlen(text)) {
-            free(joined.s);
+        if (joined.len >= strlen(text)) {
+            slm_buf_free(&joined);
             slm_err(err, err_len, "summarize: part summaries are not shorter than the input; giving up");
             goto out;
         }
         free(text);
-        text = joined.s ? joined.s : strdup("");
+        if (!(text = slm_buf_take(&joined))) {
+            slm_err(err, err_len, "out of memory");
+            goto out;
+        }
     }
     slm_err(err, err_len, "summarize: input too long (more than 8 map-reduce levels)");
 out:
