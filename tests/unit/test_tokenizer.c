@@ -6,83 +6,11 @@
 #include <time.h>
 
 #include "gguf/gguf.h"
+#include "gguf_writer.h"
 #include "test.h"
 #include "tokenizer/vocab_impl.h"
 
-/* ---------- a minimal GGUF v3 writer (metadata only) ---------- */
-
-typedef struct gbuf {
-    unsigned char *p;
-    size_t n, cap;
-    uint64_t n_kv;
-} gbuf;
-
-static void put(gbuf *b, const void *d, size_t n) {
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-        if (!b->p) abort();
-    }
-    memcpy(b->p + b->n, d, n);
-    b->n += n;
-}
-static void put_u32(gbuf *b, uint32_t v) { put(b, &v, 4); }
-static void put_u64(gbuf *b, uint64_t v) { put(b, &v, 8); }
-static void put_str(gbuf *b, const char *s) {
-    put_u64(b, strlen(s));
-    put(b, s, strlen(s));
-}
-static void kv_head(gbuf *b, const char *key, uint32_t type) {
-    put_str(b, key);
-    put_u32(b, type);
-    b->n_kv++;
-}
-static void kv_str(gbuf *b, const char *key, const char *val) {
-    kv_head(b, key, GGUF_TYPE_STRING);
-    put_str(b, val);
-}
-static void kv_u32(gbuf *b, const char *key, uint32_t val) {
-    kv_head(b, key, GGUF_TYPE_UINT32);
-    put_u32(b, val);
-}
-static void kv_bool(gbuf *b, const char *key, bool val) {
-    kv_head(b, key, GGUF_TYPE_BOOL);
-    unsigned char c = val;
-    put(b, &c, 1);
-}
-static void kv_str_arr(gbuf *b, const char *key, const char *const *vals, int n) {
-    kv_head(b, key, GGUF_TYPE_ARRAY);
-    put_u32(b, GGUF_TYPE_STRING);
-    put_u64(b, (uint64_t)n);
-    for (int i = 0; i < n; i++) put_str(b, vals[i]);
-}
-static void kv_i32_arr(gbuf *b, const char *key, const int32_t *vals, int n) {
-    kv_head(b, key, GGUF_TYPE_ARRAY);
-    put_u32(b, GGUF_TYPE_INT32);
-    put_u64(b, (uint64_t)n);
-    put(b, vals, (size_t)n * 4);
-}
-static void kv_f32_arr(gbuf *b, const char *key, const float *vals, int n) {
-    kv_head(b, key, GGUF_TYPE_ARRAY);
-    put_u32(b, GGUF_TYPE_FLOAT32);
-    put_u64(b, (uint64_t)n);
-    put(b, vals, (size_t)n * 4);
-}
-
-/* Wraps the key/values in a GGUF header (0 tensors, padded to 32 bytes). */
-static unsigned char *finish(gbuf *kvs, size_t *size) {
-    gbuf out = {0};
-    put(&out, "GGUF", 4);
-    put_u32(&out, 3);
-    put_u64(&out, 0);
-    put_u64(&out, kvs->n_kv);
-    put(&out, kvs->p, kvs->n);
-    static const unsigned char zeros[32];
-    put(&out, zeros, (32 - out.n % 32) % 32);
-    free(kvs->p);
-    *size = out.n;
-    return out.p;
-}
+/* Vocabularies are metadata-only GGUFs written with tests/gguf_writer.h. */
 
 typedef struct loaded {
     unsigned char *bytes;
@@ -90,9 +18,11 @@ typedef struct loaded {
     slm_vocab *v;
 } loaded;
 
-static int load(gbuf *kvs, loaded *l, char *err, size_t err_len) {
+/* Opens the file `kvs` describes and loads its vocabulary; frees the writer. */
+static int load(gguf_writer *kvs, loaded *l, char *err, size_t err_len) {
     size_t size;
-    l->bytes = finish(kvs, &size);
+    l->bytes = gw_finish(kvs, &size);
+    gw_free(kvs);
     l->v = NULL;
     l->f = NULL;
     if (gguf_open_memory(l->bytes, size, "test.gguf", &l->f, err, err_len)) return -1;
@@ -103,6 +33,14 @@ static void unload(loaded *l) {
     slm_vocab_free(l->v);
     if (l->f) gguf_close(l->f);
     free(l->bytes);
+}
+
+/* The vocabulary of `kvs`, or NULL (the test failed with the error, nothing is left loaded). */
+static const slm_vocab *must_load(gguf_writer *kvs, loaded *l) {
+    char err[256];
+    CHECKF(load(kvs, l, err, sizeof err) == 0, "%s", err);
+    if (!l->v) unload(l);
+    return l->v;
 }
 
 static bool ids_eq(const slm_token *got, int n_got, const slm_token *want, int n_want) {
@@ -176,7 +114,7 @@ static void test_byte_alphabet(void) {
 
 /* ---------- SPM ---------- */
 
-static void build_spm(gbuf *b, const char *model) {
+static void build_spm(gguf_writer *b, const char *model) {
     static char names[256][8];
     const char *toks[300];
     float scores[300];
@@ -195,25 +133,21 @@ static void build_spm(gbuf *b, const char *model) {
     } normal[] = {{"\xE2\x96\x81", -1}, {"a", -2}, {"b", -2}, {"c", -2}, {"\342\226\201a", -1.5f},
                   {"ab", -1}, {"\342\226\201ab", -0.5f}};
     for (size_t i = 0; i < sizeof normal / sizeof *normal; i++) toks[n] = normal[i].t, scores[n] = normal[i].s, types[n++] = 1;
-    kv_str(b, "tokenizer.ggml.model", model);
-    kv_str_arr(b, "tokenizer.ggml.tokens", toks, n);
-    kv_f32_arr(b, "tokenizer.ggml.scores", scores, n);
-    kv_i32_arr(b, "tokenizer.ggml.token_type", types, n);
+    gw_kv_str(b, "tokenizer.ggml.model", model);
+    gw_kv_str_arr(b, "tokenizer.ggml.tokens", toks, n);
+    gw_kv_f32_arr(b, "tokenizer.ggml.scores", scores, n);
+    gw_kv_i32_arr(b, "tokenizer.ggml.token_type", types, n);
 }
 
 enum { SPM_SPACE = 259, SPM_A, SPM_B, SPM_C, SPM_SPACE_A, SPM_AB, SPM_SPACE_AB };
 
 static void test_spm(void) {
-    gbuf b = {0};
+    gguf_writer b = {0};
     build_spm(&b, "llama");
     loaded l;
     char err[256];
-    CHECKF(load(&b, &l, err, sizeof err) == 0, "%s", err);
-    if (!l.v) {
-        unload(&l);
-        return;
-    }
-    const slm_vocab *v = l.v;
+    const slm_vocab *v = must_load(&b, &l);
+    if (!v) return;
     slm_token out[64];
     CHECK(slm_vocab_bos(v) == 1 && slm_vocab_eos(v) == 2 && slm_vocab_get_add_bos(v));
     CHECK(slm_vocab_is_eog(v, 2) && !slm_vocab_is_eog(v, 1) && slm_vocab_is_control(v, 1));
@@ -264,7 +198,7 @@ static void test_spm(void) {
 
 static char bpe_names[256][4];
 
-static void build_bpe(gbuf *b, const char *pre) {
+static void build_bpe(gguf_writer *b, const char *pre) {
     const char *toks[300];
     int32_t types[300];
     int n = 0;
@@ -278,28 +212,24 @@ static void build_bpe(gbuf *b, const char *pre) {
     toks[n] = "<|endoftext|>", types[n++] = 3;
     toks[n] = "<tool>", types[n++] = 4;
     const char *merges[] = {"h e", "l l", "he ll", "hell o", "\xC4\xA0 h", "\xC4\xA0h e"};
-    kv_str(b, "tokenizer.ggml.model", "gpt2");
-    if (pre) kv_str(b, "tokenizer.ggml.pre", pre);
-    kv_str_arr(b, "tokenizer.ggml.tokens", toks, n);
-    kv_i32_arr(b, "tokenizer.ggml.token_type", types, n);
-    kv_str_arr(b, "tokenizer.ggml.merges", merges, 6);
-    kv_u32(b, "tokenizer.ggml.bos_token_id", 262);
-    kv_u32(b, "tokenizer.ggml.eos_token_id", 262);
+    gw_kv_str(b, "tokenizer.ggml.model", "gpt2");
+    if (pre) gw_kv_str(b, "tokenizer.ggml.pre", pre);
+    gw_kv_str_arr(b, "tokenizer.ggml.tokens", toks, n);
+    gw_kv_i32_arr(b, "tokenizer.ggml.token_type", types, n);
+    gw_kv_str_arr(b, "tokenizer.ggml.merges", merges, 6);
+    gw_kv_u32(b, "tokenizer.ggml.bos_token_id", 262);
+    gw_kv_u32(b, "tokenizer.ggml.eos_token_id", 262);
 }
 
 enum { BPE_HE = 256, BPE_LL, BPE_HELL, BPE_HELLO, BPE_SP_H, BPE_SP_HE, BPE_EOT, BPE_TOOL };
 
 static void test_bpe(void) {
-    gbuf b = {0};
+    gguf_writer b = {0};
     build_bpe(&b, "gpt-2");
     loaded l;
     char err[256];
-    CHECKF(load(&b, &l, err, sizeof err) == 0, "%s", err);
-    if (!l.v) {
-        unload(&l);
-        return;
-    }
-    const slm_vocab *v = l.v;
+    const slm_vocab *v = must_load(&b, &l);
+    if (!v) return;
     slm_token out[256];
     CHECK(!slm_vocab_get_add_bos(v) && slm_vocab_is_eog(v, BPE_EOT));
     int n = tok(v, "hello", true, false, out, 256);
@@ -375,26 +305,21 @@ static void test_bpe(void) {
 /* ---------- WordPiece ---------- */
 
 static void test_wpm(void) {
-    gbuf b = {0};
+    gguf_writer b = {0};
     const char *toks[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "\xE2\x96\x81hello", "\xE2\x96\x81world",
                           "\xE2\x96\x81hel", "lo", "\xE2\x96\x81!", "\xE2\x96\x81,", "\342\226\201cafe"};
     int32_t types[] = {3, 2, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1};
-    kv_str(&b, "tokenizer.ggml.model", "bert");
-    kv_str(&b, "tokenizer.ggml.pre", "bert-bge");
-    kv_str_arr(&b, "tokenizer.ggml.tokens", toks, 12);
-    kv_i32_arr(&b, "tokenizer.ggml.token_type", types, 12);
-    kv_u32(&b, "tokenizer.ggml.unknown_token_id", 1);
-    kv_u32(&b, "tokenizer.ggml.cls_token_id", 2);
-    kv_u32(&b, "tokenizer.ggml.seperator_token_id", 3);
-    kv_u32(&b, "tokenizer.ggml.padding_token_id", 0);
+    gw_kv_str(&b, "tokenizer.ggml.model", "bert");
+    gw_kv_str(&b, "tokenizer.ggml.pre", "bert-bge");
+    gw_kv_str_arr(&b, "tokenizer.ggml.tokens", toks, 12);
+    gw_kv_i32_arr(&b, "tokenizer.ggml.token_type", types, 12);
+    gw_kv_u32(&b, "tokenizer.ggml.unknown_token_id", 1);
+    gw_kv_u32(&b, "tokenizer.ggml.cls_token_id", 2);
+    gw_kv_u32(&b, "tokenizer.ggml.seperator_token_id", 3);
+    gw_kv_u32(&b, "tokenizer.ggml.padding_token_id", 0);
     loaded l;
-    char err[256];
-    CHECKF(load(&b, &l, err, sizeof err) == 0, "%s", err);
-    if (!l.v) {
-        unload(&l);
-        return;
-    }
-    const slm_vocab *v = l.v;
+    const slm_vocab *v = must_load(&b, &l);
+    if (!v) return;
     slm_token out[64];
     int n = tok(v, "Hello, WORLD!", true, false, out, 64);
     CHECK(ids_eq(out, n, (slm_token[]){2, 5, 10, 6, 9, 3}, 6));
@@ -414,7 +339,7 @@ static void test_wpm(void) {
  * never an error, and byte-level BPE gives valid UTF-8 input back exactly. */
 static void test_random_input(void) {
     char err[256];
-    gbuf b1 = {0}, b2 = {0};
+    gguf_writer b1 = {0}, b2 = {0};
     build_spm(&b1, "llama");
     build_bpe(&b2, "llama-bpe");
     loaded spm, bpe;
@@ -465,49 +390,49 @@ static void test_random_input(void) {
 static void test_errors(void) {
     char err[256];
     loaded l;
-    gbuf b = {0};
+    gguf_writer b = {0};
     build_spm(&b, "t5");
     CHECK(load(&b, &l, err, sizeof err) < 0 && strstr(err, "'t5'") != NULL);
     unload(&l);
 
-    b = (gbuf){0};
+    b = (gguf_writer){0};
     build_bpe(&b, "no-such-pre");
     CHECK(load(&b, &l, err, sizeof err) < 0 && strstr(err, "'no-such-pre'") != NULL);
     unload(&l);
 
-    b = (gbuf){0};
-    kv_str(&b, "tokenizer.ggml.model", "llama");
+    b = (gguf_writer){0};
+    gw_kv_str(&b, "tokenizer.ggml.model", "llama");
     CHECK(load(&b, &l, err, sizeof err) < 0 && strstr(err, "tokenizer.ggml.tokens") != NULL);
     unload(&l);
 
-    b = (gbuf){0};
+    b = (gguf_writer){0};
     const char *dup[] = {"a", "b", "a"};
-    kv_str(&b, "tokenizer.ggml.model", "llama");
-    kv_str_arr(&b, "tokenizer.ggml.tokens", dup, 3);
+    gw_kv_str(&b, "tokenizer.ggml.model", "llama");
+    gw_kv_str_arr(&b, "tokenizer.ggml.tokens", dup, 3);
     CHECK(load(&b, &l, err, sizeof err) < 0 && strstr(err, "duplicate") != NULL);
     unload(&l);
 
-    b = (gbuf){0};
+    b = (gguf_writer){0};
     const char *two[] = {"a", "b"};
     float one_score[] = {0};
-    kv_str(&b, "tokenizer.ggml.model", "llama");
-    kv_str_arr(&b, "tokenizer.ggml.tokens", two, 2);
-    kv_f32_arr(&b, "tokenizer.ggml.scores", one_score, 1);
+    gw_kv_str(&b, "tokenizer.ggml.model", "llama");
+    gw_kv_str_arr(&b, "tokenizer.ggml.tokens", two, 2);
+    gw_kv_f32_arr(&b, "tokenizer.ggml.scores", one_score, 1);
     CHECK(load(&b, &l, err, sizeof err) < 0 && strstr(err, "scores") != NULL);
     unload(&l);
 
-    b = (gbuf){0};
-    kv_str(&b, "tokenizer.ggml.model", "gpt2");
-    kv_str_arr(&b, "tokenizer.ggml.tokens", two, 2);
+    b = (gguf_writer){0};
+    gw_kv_str(&b, "tokenizer.ggml.model", "gpt2");
+    gw_kv_str_arr(&b, "tokenizer.ggml.tokens", two, 2);
     CHECK(load(&b, &l, err, sizeof err) < 0 && strstr(err, "merges") != NULL);
     unload(&l);
 
     /* add_bos without a usable BOS id (the default 1 exists here, so point it out of range) */
-    b = (gbuf){0};
-    kv_str(&b, "tokenizer.ggml.model", "gpt2");
-    kv_str_arr(&b, "tokenizer.ggml.tokens", two, 2);
-    kv_str_arr(&b, "tokenizer.ggml.merges", (const char *[]){"a b"}, 1);
-    kv_bool(&b, "tokenizer.ggml.add_bos_token", true);
+    b = (gguf_writer){0};
+    gw_kv_str(&b, "tokenizer.ggml.model", "gpt2");
+    gw_kv_str_arr(&b, "tokenizer.ggml.tokens", two, 2);
+    gw_kv_str_arr(&b, "tokenizer.ggml.merges", (const char *[]){"a b"}, 1);
+    gw_kv_bool(&b, "tokenizer.ggml.add_bos_token", true);
     CHECK(load(&b, &l, err, sizeof err) < 0 && strstr(err, "add_bos_token") != NULL);
     unload(&l);
 }
