@@ -135,7 +135,7 @@ enum MHD_Result srv_task_classify(srv_conn *c) {
         labels[i] = json_string_value(l);
         for (size_t k = 0; k < i; k++)
             if (strcmp(labels[k], labels[i]) == 0) {
-                srv_failf(&f, 400, NULL, "labels", "'labels' has '%s' twice", labels[i]);
+                srv_failf(&f, 400, NULL, "labels", "'labels' has '%.64s' twice", labels[i]);
                 goto fail;
             }
     }

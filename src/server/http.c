@@ -77,6 +77,13 @@ static const char *openai_error_type(int status) {
 }
 
 enum MHD_Result srv_reply_error(srv_conn *c, int status, const char *code, const char *param, const char *msg) {
+    /* Messages quote client text and are cut to fixed sizes, possibly inside a UTF-8 character;
+     * JSON needs valid UTF-8, or the client would get a 500 instead of this status. */
+    size_t len = srv_utf8_complete_prefix(msg, strlen(msg));
+    char *clean = malloc(3 * len + 1);
+    if (!clean) return srv_reply_json(c, 500, NULL);
+    clean[srv_utf8_sanitize(msg, len, clean)] = 0;
+    msg = clean;
     json_t *o;
     if (c->api == SRV_API_OLLAMA) {
         o = json_pack("{s:s}", "error", msg);
@@ -88,6 +95,7 @@ enum MHD_Result srv_reply_error(srv_conn *c, int status, const char *code, const
         }
         o = e ? json_pack("{s:o}", "error", e) : NULL;
     }
+    free(clean);
     return srv_reply_json(c, status, o);
 }
 

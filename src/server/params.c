@@ -44,7 +44,7 @@ static bool parse_logit_bias(srv_server *s, json_t *v, srv_gen_params *p, srv_fa
         char *end;
         long id = strtol(key, &end, 10);
         if (!*key || *end || id < 0 || id >= s->n_vocab)
-            return srv_failf(f, 400, NULL, "logit_bias", "'logit_bias' key '%s' is not a token id in [0, %d)", key, s->n_vocab);
+            return srv_failf(f, 400, NULL, "logit_bias", "'logit_bias' key '%.64s' is not a token id in [0, %d)", key, s->n_vocab);
         if (!json_is_number(val)) return srv_failf(f, 400, NULL, "logit_bias", "'logit_bias' values must be numbers");
         double b = json_number_value(val);
         if (b < -100 || b > 100) return srv_failf(f, 400, NULL, "logit_bias", "'logit_bias' values must be in [-100, 100]");
