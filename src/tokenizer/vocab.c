@@ -350,20 +350,24 @@ static size_t render_piece(const slm_vocab *v, int32_t id, char *out) {
     return 0;
 }
 
-static int build_pieces(slm_vocab *v) {
+/* Renders every token once, so token_to_piece and detokenize only copy. A piece must fit the int
+ * lengths of the rendering API (copy_piece would otherwise have to drop it). */
+static int build_pieces(slm_vocab *v, const gguf_file *f, char *err, size_t err_len) {
     size_t total = 0;
     v->piece_off = malloc((size_t)v->n_tokens * sizeof *v->piece_off);
     v->piece_len = malloc((size_t)v->n_tokens * sizeof *v->piece_len);
-    if (!v->piece_off || !v->piece_len) return -1;
+    if (!v->piece_off || !v->piece_len) return slm_err(err, err_len, "out of memory building the token pieces");
     for (int32_t i = 0; i < v->n_tokens; i++) {
         size_t n = render_piece(v, i, NULL);
-        if (total + n > UINT32_MAX) return -1;
+        if (n > (size_t)INT_MAX / 2 || total + n > UINT32_MAX)
+            return slm_err(err, err_len, "%s: token %d renders to %zu bytes; the token texts are too long",
+                           gguf_name(f), i, n);
         v->piece_off[i] = (uint32_t)total;
         v->piece_len[i] = (uint32_t)n;
         total += n;
     }
     v->piece_arena = malloc(total + 1);
-    if (!v->piece_arena) return -1;
+    if (!v->piece_arena) return slm_err(err, err_len, "out of memory building the token pieces");
     for (int32_t i = 0; i < v->n_tokens; i++) render_piece(v, i, v->piece_arena + v->piece_off[i]);
     return 0;
 }
@@ -473,10 +477,11 @@ int slm_vocab_load(const gguf_file *f, slm_vocab **out, char *err, size_t err_le
     }
 
     detect_by_text(v);
-    if (build_eog(v) < 0 || build_special_cache(v) < 0 || build_pieces(v) < 0) {
+    if (build_eog(v) < 0 || build_special_cache(v) < 0) {
         slm_err(err, err_len, "out of memory building the vocabulary tables");
         goto fail;
     }
+    if (build_pieces(v, f, err, err_len) < 0) goto fail;
     apply_name_quirks(v, f);
     build_byte_tables(v);
     *out = v;

@@ -435,6 +435,23 @@ static void test_errors(void) {
     gw_kv_bool(&b, "tokenizer.ggml.add_bos_token", true);
     CHECK(load(&b, &l, err, sizeof err) < 0 && strstr(err, "add_bos_token") != NULL);
     unload(&l);
+
+    /* A BPE token of characters outside the byte alphabet renders as one [UNK_BYTE_0x...<whole
+     * token>] per character: 20000 of them (60 KB) would be a 1.2 GB piece. One clear error,
+     * not a giant allocation or a piece detokenize has to drop. */
+    enum { N_WIDE = 20000 };
+    char *wide = malloc(3 * N_WIDE + 1);
+    if (wide) {
+        for (int i = 0; i < N_WIDE; i++) memcpy(wide + 3 * i, "\xE4\xB8\xAD", 3); /* U+4E2D */
+        wide[3 * N_WIDE] = 0;
+        b = (gguf_writer){0};
+        gw_kv_str(&b, "tokenizer.ggml.model", "gpt2");
+        gw_kv_str_arr(&b, "tokenizer.ggml.tokens", (const char *[]){"a", "b", wide}, 3);
+        gw_kv_str_arr(&b, "tokenizer.ggml.merges", (const char *[]){"a b"}, 1);
+        CHECKF(load(&b, &l, err, sizeof err) < 0 && strstr(err, "token 2 renders to") != NULL, "%s", err);
+        unload(&l);
+        free(wide);
+    }
 }
 
 int main(void) {
