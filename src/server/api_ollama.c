@@ -30,12 +30,6 @@ static void rfc3339_time(long long t, char *out, size_t cap) {
     strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static enum MHD_Result reply_model_not_found(srv_conn *c, const char *name) {
-    char msg[400];
-    snprintf(msg, sizeof msg, "model '%.200s' not found; this server serves '%.150s'", name, c->srv->model_id);
-    return srv_reply_error(c, 404, "model_not_found", "model", msg);
-}
-
 /* The name to echo back: Ollama clients expect "name:tag". */
 static void echo_name(const srv_server *s, char *out, size_t cap) { snprintf(out, cap, "%s:latest", s->model_id); }
 
@@ -62,12 +56,6 @@ static json_t *context_tokens(const srv_request *r) {
     for (int i = 0; i < r->n_prompt; i++) json_array_append_new(a, json_integer(r->prompt[i]));
     for (int i = 0; i < r->n_tokens; i++) json_array_append_new(a, json_integer(r->tokens[i]));
     return a;
-}
-
-static const char *failure_message(const srv_request *r) {
-    if (r->finish == SRV_FINISH_TIMEOUT) return "request exceeded the server's time limit";
-    if (r->finish == SRV_FINISH_CANCELLED) return "server is shutting down";
-    return r->error[0] ? r->error : "generation failed";
 }
 
 static json_t *final_object(const oll_state *u, srv_request *r, const char *text, size_t len) {
@@ -97,7 +85,7 @@ static bool emit_ollama(srv_stream *st, srv_request *r, const srv_delta *d) {
     }
     if (ok && d->done) {
         if (r->finish != SRV_FINISH_STOP && r->finish != SRV_FINISH_LENGTH)
-            return srv_stream_write_json(st, "", json_pack("{s:s}", "error", failure_message(r)), "\n");
+            return srv_stream_write_json(st, "", json_pack("{s:s}", "error", srv_finish_message(r)), "\n");
         ok = srv_stream_write_json(st, "", final_object(u, r, "", 0), "\n");
     }
     return ok;
@@ -129,7 +117,7 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
         !srv_json_string(req, "template", &tmpl, &f))
         goto fail;
     if (!srv_model_matches(s, model)) {
-        ret = reply_model_not_found(c, model);
+        ret = srv_reply_model_not_found(c, model);
         goto out;
     }
     if (tmpl && *tmpl) {
@@ -193,13 +181,9 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
             srv_failf(&f, 500, NULL, NULL, "out of memory");
             goto fail;
         }
-        for (size_t i = 0; i < n_ctx_in; i++) {
-            json_t *t = json_array_get(ctx, i);
-            if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= s->n_vocab) {
-                srv_failf(&f, 400, NULL, "context", "'context' must hold token ids in [0, %d)", s->n_vocab);
-                goto fail;
-            }
-            r->prompt[i] = (slm_token)json_integer_value(t);
+        if (n_ctx_in && !srv_json_token_ids(ctx, s->n_vocab, r->prompt)) {
+            srv_failf(&f, 400, NULL, "context", "'context' must hold token ids in [0, %d)", s->n_vocab);
+            goto fail;
         }
         if (n_fresh) memcpy(r->prompt + n_ctx_in, fresh, (size_t)n_fresh * sizeof *fresh);
     }
@@ -227,8 +211,7 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
         goto out;
     }
     if (r->finish != SRV_FINISH_STOP && r->finish != SRV_FINISH_LENGTH) {
-        int status = r->finish == SRV_FINISH_TIMEOUT ? 504 : r->finish == SRV_FINISH_CANCELLED ? 503 : 500;
-        ret = srv_reply_error(c, status, NULL, NULL, failure_message(r));
+        ret = srv_reply_finish_error(c, r);
         goto out;
     }
     ret = srv_reply_json(c, 200, final_object(&u, r, r->text ? r->text : "", r->text_len));
@@ -257,7 +240,7 @@ enum MHD_Result srv_ollama_embed(srv_conn *c, bool legacy) {
     const char *model = NULL;
     if (!srv_json_string(req, "model", &model, &f)) goto fail;
     if (!srv_model_matches(s, model)) {
-        ret = reply_model_not_found(c, model);
+        ret = srv_reply_model_not_found(c, model);
         goto out;
     }
     const char *field = legacy ? "prompt" : "input";
@@ -276,8 +259,7 @@ enum MHD_Result srv_ollama_embed(srv_conn *c, bool legacy) {
         goto out;
     }
     if (r->finish != SRV_FINISH_STOP) {
-        ret = srv_reply_error(c, r->finish == SRV_FINISH_TIMEOUT ? 504 : r->finish == SRV_FINISH_CANCELLED ? 503 : 500,
-                              NULL, NULL, failure_message(r));
+        ret = srv_reply_finish_error(c, r);
         goto out;
     }
     json_t *all = json_array();
@@ -364,7 +346,7 @@ enum MHD_Result srv_ollama_show(srv_conn *c) {
         return srv_reply_error(c, 400, NULL, "model", "'model' is required");
     }
     if (!srv_model_matches(s, want)) {
-        enum MHD_Result r = reply_model_not_found(c, want);
+        enum MHD_Result r = srv_reply_model_not_found(c, want);
         json_decref(req);
         return r;
     }

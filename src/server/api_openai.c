@@ -16,12 +16,6 @@ typedef struct oai_state {
     size_t text_offset; /* completions logprobs: where the next token's text starts */
 } oai_state;
 
-static enum MHD_Result reply_model_not_found(srv_conn *c, const char *name) {
-    char msg[400];
-    snprintf(msg, sizeof msg, "model '%.200s' does not exist; this server serves '%.150s'", name, c->srv->model_id);
-    return srv_reply_error(c, 404, "model_not_found", "model", msg);
-}
-
 /* ---------- logprobs ---------- */
 
 /* The token's bytes as JSON text (invalid UTF-8 replaced) and as a byte array. */
@@ -184,14 +178,10 @@ static bool completion_prompt(srv_server *s, json_t *prompt, int limit, slm_toke
                              limit, s->n_ctx);
         slm_token *t = malloc(len * sizeof *t);
         if (!t) return srv_failf(f, 500, NULL, "prompt", "out of memory");
-        for (size_t i = 0; i < len; i++) {
-            json_t *e = json_array_get(prompt, i);
-            if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) >= s->n_vocab) {
-                free(t);
-                return srv_failf(f, 400, NULL, "prompt",
-                                 "'prompt' must be a string, an array with one string, or token ids in [0, %d)", s->n_vocab);
-            }
-            t[i] = (slm_token)json_integer_value(e);
+        if (!srv_json_token_ids(prompt, s->n_vocab, t)) {
+            free(t);
+            return srv_failf(f, 400, NULL, "prompt",
+                             "'prompt' must be a string, an array with one string, or token ids in [0, %d)", s->n_vocab);
         }
         *toks = t;
         *n = (int)len;
@@ -208,10 +198,7 @@ static json_t *chunk_base(const oai_state *u) {
 }
 
 static bool emit_error_event(srv_stream *st, srv_request *r) {
-    const char *msg = r->finish == SRV_FINISH_TIMEOUT     ? "request exceeded the server's time limit"
-                      : r->finish == SRV_FINISH_CANCELLED ? "server is shutting down"
-                                                          : (r->error[0] ? r->error : "generation failed");
-    json_t *e = json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", msg, "type", "server_error", "param", "code",
+    json_t *e = json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", srv_finish_message(r), "type", "server_error", "param", "code",
                           srv_finish_name(r->finish));
     return srv_stream_write_json(st, "data: ", e, "\n\n") && srv_stream_write(st, "data: [DONE]\n\n", 14);
 }
@@ -262,14 +249,6 @@ static bool emit_openai(srv_stream *st, srv_request *r, const srv_delta *d) {
 
 /* ---------- generation endpoints ---------- */
 
-static enum MHD_Result finish_error_reply(srv_conn *c, srv_request *r) {
-    switch (r->finish) {
-    case SRV_FINISH_TIMEOUT: return srv_reply_error(c, 504, "timeout", NULL, "request exceeded the server's time limit");
-    case SRV_FINISH_CANCELLED: return srv_reply_error(c, 503, "shutting_down", NULL, "server is shutting down");
-    default: return srv_reply_error(c, 500, "engine_error", NULL, r->error[0] ? r->error : "generation failed");
-    }
-}
-
 static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
     srv_server *s = c->srv;
     srv_fail f = {0};
@@ -283,7 +262,7 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
     bool stream = false, include_usage = false;
     if (!srv_json_string(req, "model", &model, &f) || !srv_json_bool(req, "stream", &stream, &f)) goto fail;
     if (!srv_model_matches(s, model)) {
-        ret = reply_model_not_found(c, model);
+        ret = srv_reply_model_not_found(c, model);
         goto out;
     }
     json_t *so = json_object_get(req, "stream_options");
@@ -358,7 +337,7 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
     }
     if (r->finish != SRV_FINISH_STOP && r->finish != SRV_FINISH_LENGTH) {
         free(u);
-        ret = finish_error_reply(c, r);
+        ret = srv_reply_finish_error(c, r);
         goto out;
     }
     json_t *resp = chunk_base(u);
@@ -448,7 +427,7 @@ bool srv_build_embed_request(srv_server *s, json_t *inputs, const char *field, b
                 srv_request_release(r);
                 return false;
             }
-        } else if (allow_tokens && json_is_array(e)) {
+        } else if (allow_tokens && json_is_array(e)) { /* also the single flat token list: e is inputs then */
             size_t len = json_array_size(e);
             if (len == 0 || len > (size_t)limit) {
                 srv_request_release(r);
@@ -460,34 +439,9 @@ bool srv_build_embed_request(srv_server *s, json_t *inputs, const char *field, b
                 srv_request_release(r);
                 return srv_failf(f, 500, NULL, name, "out of memory");
             }
-            for (size_t k = 0; k < len; k++) {
-                json_t *t = json_array_get(e, k);
-                if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= s->n_vocab) {
-                    srv_request_release(r);
-                    return srv_failf(f, 400, NULL, name, "'%s' must hold token ids in [0, %d)", name, s->n_vocab);
-                }
-                r->embed_inputs[i][k] = (slm_token)json_integer_value(t);
-            }
-            r->embed_lens[i] = (int)len;
-        } else if (allow_tokens && single && json_is_array(inputs)) {
-            /* a single flat token list */
-            size_t len = json_array_size(inputs);
-            if (len > (size_t)limit) {
+            if (!srv_json_token_ids(e, s->n_vocab, r->embed_inputs[i])) {
                 srv_request_release(r);
-                return srv_failf(f, 400, "context_length_exceeded", name, "'%s' has %zu tokens; at most %d", name, len, limit);
-            }
-            r->embed_inputs[i] = malloc(len * sizeof(slm_token));
-            if (!r->embed_inputs[i]) {
-                srv_request_release(r);
-                return srv_failf(f, 500, NULL, name, "out of memory");
-            }
-            for (size_t k = 0; k < len; k++) {
-                json_t *t = json_array_get(inputs, k);
-                if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= s->n_vocab) {
-                    srv_request_release(r);
-                    return srv_failf(f, 400, NULL, name, "'%s' must hold token ids in [0, %d)", name, s->n_vocab);
-                }
-                r->embed_inputs[i][k] = (slm_token)json_integer_value(t);
+                return srv_failf(f, 400, NULL, name, "'%s' must hold token ids in [0, %d)", name, s->n_vocab);
             }
             r->embed_lens[i] = (int)len;
         } else {
@@ -517,7 +471,7 @@ enum MHD_Result srv_openai_embeddings(srv_conn *c) {
         !srv_json_int(req, "dimensions", 1, 1 << 20, &dims, &have_dims, &f))
         goto fail;
     if (!srv_model_matches(s, model)) {
-        ret = reply_model_not_found(c, model);
+        ret = srv_reply_model_not_found(c, model);
         goto out;
     }
     if (strcmp(enc, "float") != 0 && strcmp(enc, "base64") != 0) {
@@ -543,7 +497,7 @@ enum MHD_Result srv_openai_embeddings(srv_conn *c) {
         goto out;
     }
     if (r->finish != SRV_FINISH_STOP) {
-        ret = finish_error_reply(c, r);
+        ret = srv_reply_finish_error(c, r);
         goto out;
     }
     json_t *data = json_array();
@@ -583,7 +537,7 @@ enum MHD_Result srv_openai_models(srv_conn *c, const char *id) {
     if (id) {
         if (!srv_model_matches(s, id)) {
             json_decref(m);
-            return reply_model_not_found(c, id);
+            return srv_reply_model_not_found(c, id);
         }
         return srv_reply_json(c, 200, m);
     }

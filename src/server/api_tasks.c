@@ -20,12 +20,6 @@ static pthread_mutex_t task_mu = PTHREAD_MUTEX_INITIALIZER;
 static slm_context *task_ctx; /* guarded by task_mu; freed with the process */
 static atomic_int task_waiting;
 
-static enum MHD_Result reply_model_not_found(srv_conn *c, const char *name) {
-    char msg[400];
-    snprintf(msg, sizeof msg, "model '%.200s' does not exist; this server serves '%.150s'", name, c->srv->model_id);
-    return srv_reply_error(c, 404, "model_not_found", "model", msg);
-}
-
 /* Takes the task context (creating it on first use); false with a reply already sent. */
 static bool task_enter(srv_conn *c) {
     srv_server *s = c->srv;
@@ -75,7 +69,7 @@ static bool task_common(srv_conn *c, json_t *req, slm_task_params *tp, srv_fail 
     if (!srv_json_string(req, "model", &model, f)) return false;
     if (!srv_model_matches(s, model)) {
         *model_ok = false;
-        reply_model_not_found(c, model);
+        srv_reply_model_not_found(c, model);
         return false;
     }
     memset(tp, 0, sizeof *tp);

@@ -103,6 +103,21 @@ enum MHD_Result srv_reply_fail(srv_conn *c, const srv_fail *f) {
     return srv_reply_error(c, f->status ? f->status : 400, f->code, f->param, f->msg);
 }
 
+enum MHD_Result srv_reply_model_not_found(srv_conn *c, const char *name) {
+    char msg[400];
+    snprintf(msg, sizeof msg, "model '%.200s' %s; this server serves '%.150s'", name,
+             c->api == SRV_API_OLLAMA ? "not found" : "does not exist", c->srv->model_id);
+    return srv_reply_error(c, 404, "model_not_found", "model", msg);
+}
+
+enum MHD_Result srv_reply_finish_error(srv_conn *c, const srv_request *r) {
+    switch (r->finish) {
+    case SRV_FINISH_TIMEOUT: return srv_reply_error(c, 504, "timeout", NULL, srv_finish_message(r));
+    case SRV_FINISH_CANCELLED: return srv_reply_error(c, 503, "shutting_down", NULL, srv_finish_message(r));
+    default: return srv_reply_error(c, 500, "engine_error", NULL, srv_finish_message(r));
+    }
+}
+
 /* ---------- JSON helpers ---------- */
 
 json_t *srv_parse_body(srv_conn *c, srv_fail *f) {
@@ -171,6 +186,16 @@ bool srv_json_number(json_t *obj, const char *key, double lo, double hi, double 
     if (!(x >= lo && x <= hi)) return srv_failf(f, 400, NULL, key, "'%s' must be between %g and %g", key, lo, hi);
     *out = x;
     if (present) *present = true;
+    return true;
+}
+
+bool srv_json_token_ids(json_t *arr, int n_vocab, slm_token *out) {
+    size_t i;
+    json_t *t;
+    json_array_foreach(arr, i, t) {
+        if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= n_vocab) return false;
+        out[i] = (slm_token)json_integer_value(t);
+    }
     return true;
 }
 

@@ -72,6 +72,10 @@ enum MHD_Result srv_reply_json(srv_conn *c, int status, json_t *obj);
 /* The error body of c->api: OpenAI {"error":{message,type,param,code}}, Ollama {"error":msg}. */
 enum MHD_Result srv_reply_error(srv_conn *c, int status, const char *code, const char *param, const char *msg);
 enum MHD_Result srv_reply_fail(srv_conn *c, const srv_fail *f);
+/* 404 for a "model" field naming another model. */
+enum MHD_Result srv_reply_model_not_found(srv_conn *c, const char *name);
+/* The error for a request that ended other than stop/length: 504 timeout, 503 shutdown, else 500. */
+enum MHD_Result srv_reply_finish_error(srv_conn *c, const srv_request *r);
 
 /* ---------- generation plumbing ---------- */
 
@@ -130,6 +134,9 @@ bool srv_json_string(json_t *obj, const char *key, const char **out, srv_fail *f
 bool srv_json_bool(json_t *obj, const char *key, bool *out, srv_fail *f);
 bool srv_json_int(json_t *obj, const char *key, long long lo, long long hi, long long *out, bool *present, srv_fail *f);
 bool srv_json_number(json_t *obj, const char *key, double lo, double hi, double *out, bool *present, srv_fail *f);
+/* Copies a JSON array of token ids into out (room for its size); false if any is not an integer
+ * in [0, n_vocab). */
+bool srv_json_token_ids(json_t *arr, int n_vocab, slm_token *out);
 /* Parses the body as a JSON object; fails 400 with position on a syntax error. */
 json_t *srv_parse_body(srv_conn *c, srv_fail *f);
 

@@ -101,6 +101,12 @@ const char *srv_finish_name(srv_finish f) {
     }
 }
 
+const char *srv_finish_message(const srv_request *r) {
+    if (r->finish == SRV_FINISH_TIMEOUT) return "request exceeded the server's time limit";
+    if (r->finish == SRV_FINISH_CANCELLED) return "server is shutting down";
+    return r->error[0] ? r->error : "generation failed";
+}
+
 /* Expected length of a sequence from its lead byte; 0 for a byte that cannot start one. */
 static int utf8_seq_len(unsigned char c) {
     if (c < 0x80) return 1;

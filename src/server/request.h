@@ -101,6 +101,8 @@ bool srv_request_append_token(srv_request *r, slm_token t, const srv_token_info 
 void srv_request_finish(srv_request *r, srv_finish why, const char *error);
 
 const char *srv_finish_name(srv_finish f);
+/* One line for a request that did not end with stop/length (timeout, shutdown, engine error). */
+const char *srv_finish_message(const srv_request *r);
 double srv_now(void);
 
 /* Length of the longest prefix of s[0..n) that ends on a complete UTF-8 character. */

@@ -132,29 +132,25 @@ rejected=$(metric slm_rejected_overload_total)
 check "metrics count the 503s ($rejected)" $?
 
 # client disconnect frees the slot at once
-curl -s -N "$SLM_URL/v1/completions" "${auth[@]}" -d '{"prompt":"Once upon a time","max_tokens":2000,"ignore_eos":true,"stream":true}' >/dev/null &
-cpid=$!
-busy_after=$(slot_busy_after)
-[ "$busy_after" -le 50 ]
-check "streaming request occupies the slot" $?
-kill "$cpid"; wait "$cpid" 2>/dev/null || true
-freed_after=$(slot_free_after)
-[ "$freed_after" -le 20 ]
-check "disconnect freed the slot (after ${freed_after}00 ms)" $?
+disconnect_frees_slot() { # disconnect_frees_slot WHAT BODY [curl flags...]: starts a long request, kills the client
+  local what=$1 body=$2 cpid busy_after freed_after
+  shift 2
+  curl -s "$@" "$SLM_URL/v1/completions" "${auth[@]}" -d "$body" >/dev/null &
+  cpid=$!
+  busy_after=$(slot_busy_after)
+  [ "$busy_after" -le 50 ]
+  check "$what request occupies the slot" $?
+  kill "$cpid"; wait "$cpid" 2>/dev/null || true
+  freed_after=$(slot_free_after)
+  [ "$freed_after" -le 20 ]
+  check "$what disconnect freed the slot (after ${freed_after}00 ms)" $?
+}
+disconnect_frees_slot streaming '{"prompt":"Once upon a time","max_tokens":2000,"ignore_eos":true,"stream":true}' -N
 gen_before=$(metric slm_generated_tokens_total)
 sleep 0.3
 [ "$(metric slm_generated_tokens_total)" = "$gen_before" ]
 check "no tokens generated after the disconnect" $?
-# same for a non-streaming request
-curl -s "$SLM_URL/v1/completions" "${auth[@]}" -d "$long_gen" >/dev/null &
-cpid=$!
-busy_after=$(slot_busy_after)
-[ "$busy_after" -le 50 ]
-check "non-streaming request occupies the slot" $?
-kill "$cpid"; wait "$cpid" 2>/dev/null || true
-freed_after=$(slot_free_after)
-[ "$freed_after" -le 20 ]
-check "non-streaming disconnect freed the slot (after ${freed_after}00 ms)" $?
+disconnect_frees_slot non-streaming "$long_gen"
 
 srv_stop
 check "server exits 0 on SIGTERM" $?
