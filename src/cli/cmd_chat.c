@@ -11,6 +11,7 @@
 #include "cli/common.h"
 #include "cli/sampling_opts.h"
 #include "slm.h"
+#include "util/buf.h"
 
 static const char *chat_help =
     "usage: slm chat MODEL [--system TEXT] [--chat-template NAME] [-n N] [sampling options]\n"
@@ -22,23 +23,9 @@ static const char *chat_help =
     "%s"
     "  -t N, -c N            threads, context size\n";
 
-typedef struct reply {
-    char *text;
-    size_t len, cap;
-} reply;
-
+/* Streams the reply and keeps it for the history. */
 static bool on_reply_text(void *user, const char *text, size_t len) {
-    reply *r = user;
-    if (r->len + len + 1 > r->cap) {
-        size_t cap = (r->cap ? r->cap * 2 : 1024) + len;
-        char *t = realloc(r->text, cap);
-        if (!t) return false;
-        r->text = t;
-        r->cap = cap;
-    }
-    memcpy(r->text + r->len, text, len);
-    r->len += len;
-    r->text[r->len] = 0;
+    if (!slm_buf_append(user, text, len)) return false;
     fwrite(text, 1, len, stdout);
     fflush(stdout);
     return true;
@@ -115,13 +102,15 @@ int cmd_chat(int argc, char **argv) {
             continue;
         }
         if (got == 0) continue;
-        if (n + 2 > cap) {
-            slm_chat_message *h = realloc(hist, sizeof *hist * cap * 2);
-            if (!h) goto out;
-            hist = h;
-            cap *= 2;
+        if (strlen(line) != (size_t)got) {
+            cli_fail(verb, "the line holds a NUL byte; not sent");
+            continue;
         }
-        if (!(hist[n] = (slm_chat_message){"user", strdup(line)}).content) goto out;
+        if (!slm_grow((void **)&hist, &cap, n + 2, sizeof *hist, 16) ||
+            !(hist[n] = (slm_chat_message){"user", strdup(line)}).content) {
+            cli_fail(verb, "out of memory");
+            goto out;
+        }
         n++;
         if (slm_chat_render(m, tmpl, hist, n, true, &rendered, err, sizeof err)) {
             cli_fail(verb, "%s", err);
@@ -132,22 +121,25 @@ int cmd_chat(int argc, char **argv) {
         if (cli_tokenize(verb, m, rendered, strlen(rendered), true, true, &ids, &n_ids)) goto out;
         free(rendered);
         rendered = NULL;
-        reply rep = {0};
+        slm_buf rep = {0};
         slm_generate_params gp = {.max_tokens = (int)n_predict};
         slm_generate_result res;
         int rc = slm_generate(ctx, smp, ids, n_ids, &gp, on_reply_text, &rep, &res, err, sizeof err);
         free(ids);
         fputc('\n', stdout);
         fflush(stdout);
-        if (rc) {
-            free(rep.text);
-            cli_fail(verb, "%s", err);
+        if (rc || rep.oom) {
+            slm_buf_free(&rep);
+            cli_fail(verb, "%s", rc ? err : "out of memory");
             n--; /* drop the turn that did not fit; the conversation goes on */
             free((char *)hist[n].content);
             continue;
         }
-        hist[n++] = (slm_chat_message){"assistant", rep.text ? rep.text : strdup("")};
-        if (!hist[n - 1].content) goto out;
+        hist[n++] = (slm_chat_message){"assistant", slm_buf_take(&rep)};
+        if (!hist[n - 1].content) {
+            cli_fail(verb, "out of memory");
+            goto out;
+        }
     }
     status = 0;
 out:

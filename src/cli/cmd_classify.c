@@ -50,10 +50,8 @@ static void emit_error(long line, const json_t *id, const char *msg) {
 
 int cmd_classify(int argc, char **argv) {
     const char *verb = "classify";
-    if (argc < 2 || cli_is_help(argv[1])) {
-        fputs(classify_help, argc < 2 ? stderr : stdout);
-        return argc < 2;
-    }
+    int status;
+    if (cli_usage(argc, argv, classify_help, &status)) return status;
     cli_engine_opts eo = {.model_path = argv[1]};
     const char *label_arg = NULL;
     bool multi = false;
@@ -69,14 +67,18 @@ int cmd_classify(int argc, char **argv) {
     char *label_buf = strdup(label_arg);
     const char **labels = calloc(strlen(label_arg) + 1, sizeof *labels);
     int n_labels = 0;
-    if (!label_buf || !labels) return cli_fail(verb, "out of memory");
+    if (!label_buf || !labels) {
+        free(label_buf);
+        free(labels);
+        return cli_fail(verb, "out of memory");
+    }
     for (char *save = NULL, *tok = strtok_r(label_buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         while (*tok == ' ') tok++;
         size_t l = strlen(tok);
         while (l && tok[l - 1] == ' ') tok[--l] = 0;
         if (l) labels[n_labels++] = tok;
     }
-    int status = 1;
+    status = 1;
     slm_model *m = NULL;
     slm_context *ctx = NULL;
     double *probs = calloc((size_t)n_labels + 1, sizeof *probs);
@@ -86,7 +88,18 @@ int cmd_classify(int argc, char **argv) {
         cli_fail(verb, "--labels needs %s", multi ? "at least one label" : "at least two labels");
         goto out;
     }
-    if (!probs || cli_engine_open(verb, &eo, false, &m, &ctx)) goto out;
+    /* the same check the task makes per line, once up front: not one error line per input */
+    for (int i = 0; i < n_labels; i++)
+        for (int j = 0; j < i; j++)
+            if (!strcmp(labels[i], labels[j])) {
+                cli_fail(verb, "--labels: '%s' is given twice", labels[i]);
+                goto out;
+            }
+    if (!probs) {
+        cli_fail(verb, "out of memory");
+        goto out;
+    }
+    if (cli_engine_open(verb, &eo, false, &m, &ctx)) goto out;
     status = 0;
     long lineno = 0, done = 0, failed = 0;
     double t0 = now_s(), last = t0;

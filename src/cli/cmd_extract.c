@@ -27,10 +27,8 @@ static const char *extract_help =
 
 int cmd_extract(int argc, char **argv) {
     const char *verb = "extract";
-    if (argc < 2 || cli_is_help(argv[1])) {
-        fputs(extract_help, argc < 2 ? stderr : stdout);
-        return argc < 2;
-    }
+    int status;
+    if (cli_usage(argc, argv, extract_help, &status)) return status;
     cli_engine_opts eo = {.model_path = argv[1]};
     const char *schema_file = NULL;
     cli_task_input in = {NULL, "-"};
@@ -47,11 +45,10 @@ int cmd_extract(int argc, char **argv) {
         }
     }
     if (!schema_file) return cli_fail(verb, "--schema is required");
-    size_t len;
-    char *schema = cli_read_file(verb, schema_file, &len);
+    char *schema = cli_read_text(verb, schema_file);
     if (!schema) return 1;
     char *input = cli_task_read_input(verb, &in);
-    int status = 1;
+    status = 1;
     slm_model *m = NULL;
     slm_context *ctx = NULL;
     slm_task_result res = {0};

@@ -63,10 +63,8 @@ static int top_logits(const float *logits, int n_vocab, int top, scored *best) {
 
 int cmd_logits(int argc, char **argv) {
     const char *verb = "logits";
-    if (argc < 2 || cli_is_help(argv[1])) {
-        fputs(logits_help, argc < 2 ? stderr : stdout);
-        return argc < 2;
-    }
+    int status;
+    if (cli_usage(argc, argv, logits_help, &status)) return status;
     cli_engine_opts eo = {.model_path = argv[1]};
     const char *ids_arg = NULL, *prompt = NULL;
     long top = 40;
@@ -97,7 +95,7 @@ int cmd_logits(int argc, char **argv) {
         free(ids);
         return 1;
     }
-    int status = 1;
+    status = 1;
     scored *best = NULL;
     int8_t *want = NULL;
     if (prompt && cli_tokenize(verb, m, prompt, strlen(prompt), true, parse_special, &ids, &n)) goto out;

@@ -19,10 +19,8 @@ static const char *ppl_help =
 
 int cmd_perplexity(int argc, char **argv) {
     const char *verb = "perplexity";
-    if (argc < 2 || cli_is_help(argv[1])) {
-        fputs(ppl_help, argc < 2 ? stderr : stdout);
-        return argc < 2;
-    }
+    int status;
+    if (cli_usage(argc, argv, ppl_help, &status)) return status;
     cli_engine_opts eo = {.model_path = argv[1]};
     const char *file = NULL;
     for (int i = 2; i < argc; i++) {
@@ -45,7 +43,8 @@ int cmd_perplexity(int argc, char **argv) {
         free(text);
         return 1;
     }
-    int status = 1, n_tok = 0, n_ctx = eo.n_ctx;
+    status = 1;
+    int n_tok = 0, n_ctx = eo.n_ctx;
     slm_token *toks = NULL;
     int8_t *want = NULL;
     if (cli_tokenize(verb, m, text, len, true, false, &toks, &n_tok)) goto out;

@@ -9,6 +9,7 @@
 #include "cli/sampling_opts.h"
 #include "sample/json_validate.h"
 #include "slm.h"
+#include "util/buf.h"
 
 static const char *run_help =
     "usage: slm run MODEL -p TEXT [options]\n"
@@ -31,31 +32,14 @@ static const char *run_help =
 /* Streams to stdout, or, for schema-constrained output, keeps everything until it is validated. */
 typedef struct output_sink {
     bool hold;
-    char *buf;
-    size_t len, cap;
-    bool oom;
+    slm_buf held;
 } output_sink;
 
 static bool write_output(void *user, const char *text, size_t len) {
     output_sink *s = user;
-    if (!s->hold) {
-        fwrite(text, 1, len, stdout);
-        fflush(stdout);
-        return true;
-    }
-    if (s->len + len + 1 > s->cap) {
-        size_t cap = s->cap * 2 + len + 256;
-        char *b = realloc(s->buf, cap);
-        if (!b) {
-            s->oom = true;
-            return false;
-        }
-        s->buf = b;
-        s->cap = cap;
-    }
-    memcpy(s->buf + s->len, text, len);
-    s->len += len;
-    s->buf[s->len] = 0;
+    if (s->hold) return slm_buf_append(&s->held, text, len);
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
     return true;
 }
 
@@ -144,8 +128,7 @@ int cmd_run(int argc, char **argv) {
     if (!so.seed_given) so.params.seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 20);
     if (slm_sampler_new(m, &so.params, &smp, err, sizeof err)) { cli_fail(verb, "%s", err); goto out; }
     if (schema_file || grammar_file) {
-        size_t len;
-        if (!(constraint_text = cli_read_file(verb, schema_file ? schema_file : grammar_file, &len))) goto out;
+        if (!(constraint_text = cli_read_text(verb, schema_file ? schema_file : grammar_file))) goto out;
         int rc = schema_file ? slm_grammar_from_json_schema(m, constraint_text, &grammar, err, sizeof err)
                              : slm_grammar_compile(m, constraint_text, &grammar, err, sizeof err);
         if (rc) { cli_fail(verb, "%s: %s", schema_file ? schema_file : grammar_file, err); goto out; }
@@ -155,20 +138,21 @@ int cmd_run(int argc, char **argv) {
     output_sink sink = {.hold = schema_file != NULL};
     slm_generate_result res;
     int grc = slm_generate(ctx, smp, ids, n_ids, &gp, write_output, &sink, &res, err, sizeof err);
-    if (grc || sink.oom) {
-        free(sink.buf);
-        cli_fail(verb, "%s", sink.oom ? "out of memory" : err);
+    if (grc || sink.held.oom) {
+        slm_buf_free(&sink.held);
+        cli_fail(verb, "%s", grc ? err : "out of memory");
         goto out;
     }
     if (grammar && !slm_sampler_grammar_done(smp)) {
-        free(sink.buf);
+        slm_buf_free(&sink.held);
         cli_fail(verb, "output incomplete: generation ended (%s) before the grammar was satisfied", res.finish_reason);
         goto out;
     }
     if (schema_file) {
-        int bad = slm_json_validate(constraint_text, sink.buf ? sink.buf : "", sink.len, err, sizeof err);
-        if (!bad) fwrite(sink.buf, 1, sink.len, stdout);
-        free(sink.buf);
+        const slm_buf *out = &sink.held;
+        int bad = slm_json_validate(constraint_text, out->s ? out->s : "", out->len, err, sizeof err);
+        if (!bad) fwrite(out->s ? out->s : "", 1, out->len, stdout);
+        slm_buf_free(&sink.held);
         if (bad) {
             cli_fail(verb, "output does not validate against %s: %s", schema_file, err);
             goto out;

@@ -27,10 +27,8 @@ static const char *summarize_help =
 
 int cmd_summarize(int argc, char **argv) {
     const char *verb = "summarize";
-    if (argc < 2 || cli_is_help(argv[1])) {
-        fputs(summarize_help, argc < 2 ? stderr : stdout);
-        return argc < 2;
-    }
+    int status;
+    if (cli_usage(argc, argv, summarize_help, &status)) return status;
     cli_engine_opts eo = {.model_path = argv[1]};
     const char *style = NULL;
     cli_task_input in = {NULL, "-"};
@@ -51,7 +49,7 @@ int cmd_summarize(int argc, char **argv) {
         }
     }
     char *input = cli_task_read_input(verb, &in);
-    int status = 1;
+    status = 1;
     slm_model *m = NULL;
     slm_context *ctx = NULL;
     slm_task_result res = {0};

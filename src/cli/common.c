@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "util/buf.h"
 
 int cli_engine_opt(const char *verb, int argc, char **argv, int *i, cli_engine_opts *o) {
     const char *a = argv[*i];
@@ -73,27 +74,49 @@ int cli_tokenize(const char *verb, const slm_model *m, const char *text, size_t 
 char *cli_read_file(const char *verb, const char *path, size_t *len) {
     FILE *fp = strcmp(path, "-") ? fopen(path, "rb") : stdin;
     if (!fp) return cli_fail(verb, "%s: cannot open", path), NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t got = fread(buf + n, 1, cap - n - 1, fp);
-        n += got;
-        if (n + 1 < cap) {
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+    bool ok = true;
+    for (;;) {
+        if (!slm_grow((void **)&buf, &cap, n + (1 << 16) + 1, 1, 1 << 16)) {
+            cli_fail(verb, "%s: out of memory", path);
+            ok = false;
+            break;
+        }
+        n += fread(buf + n, 1, cap - n - 1, fp);
+        if (n + 1 < cap) { /* a short read: end of file or an error */
             if (ferror(fp)) {
-                free(buf);
-                buf = NULL;
                 cli_fail(verb, "%s: read error", path);
+                ok = false;
             }
             break;
         }
-        char *b = realloc(buf, cap * 2);
-        if (!b) free(buf);
-        buf = b;
-        cap *= 2;
     }
     if (fp != stdin) fclose(fp);
-    if (!buf) return NULL;
+    if (!ok) {
+        free(buf);
+        return NULL;
+    }
     buf[n] = 0;
     *len = n;
     return buf;
+}
+
+char *cli_read_text(const char *verb, const char *path) {
+    size_t len;
+    char *text = cli_read_file(verb, path, &len);
+    if (text && strlen(text) != len) {
+        cli_fail(verb, "%s: contains a NUL byte at offset %zu; expected text", strcmp(path, "-") ? path : "stdin",
+                 strlen(text));
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+bool cli_usage(int argc, char **argv, const char *help, int *status) {
+    if (argc >= 2 && !cli_is_help(argv[1])) return false;
+    fputs(help, argc < 2 ? stderr : stdout);
+    *status = argc < 2;
+    return true;
 }

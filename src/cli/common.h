@@ -24,5 +24,11 @@ int cli_tokenize(const char *verb, const slm_model *m, const char *text, size_t 
                  slm_token **out, int *n);
 /* Reads a whole file (or stdin for "-") into a malloc'd NUL-terminated buffer. */
 char *cli_read_file(const char *verb, const char *path, size_t *len);
+/* The same for text used as a C string (schemas, grammars, task inputs): a NUL byte inside is an
+ * error, never a silent cut. */
+char *cli_read_text(const char *verb, const char *path);
+/* With no arguments after the verb or -h/--help first, prints `help` (to stderr for the former),
+ * sets *status (1 / 0) and returns true: the verb returns *status. */
+bool cli_usage(int argc, char **argv, const char *help, int *status);
 
 #endif

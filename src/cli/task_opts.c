@@ -32,8 +32,7 @@ int cli_task_opt(const char *verb, int argc, char **argv, int *i, cli_task_input
 }
 
 char *cli_task_read_input(const char *verb, const cli_task_input *in) {
-    size_t len;
-    if (!in->text) return cli_read_file(verb, in->file ? in->file : "-", &len);
+    if (!in->text) return cli_read_text(verb, in->file ? in->file : "-");
     char *copy = strdup(in->text);
     if (!copy) cli_fail(verb, "out of memory");
     return copy;

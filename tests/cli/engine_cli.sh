@@ -102,5 +102,38 @@ grep -q "chatml" "$tmp/err" || fail "chat error does not list template names: $(
 printf 'Hello\nTell me a story\n' | "$SLM" chat "$M" --chat-template chatml -n 8 --temp 0 >"$tmp/chat" 2>/dev/null || fail "chat failed"
 [ "$(wc -l <"$tmp/chat")" -eq 2 ] || fail "chat: expected 2 reply lines, got $(wc -l <"$tmp/chat")"
 
+# A stop string far longer than the output costs nothing and changes nothing.
+long_stop=$(head -c 100000 /dev/zero | tr '\0' x)
+out=$("$SLM" run "$M" -p "Once upon a time" -n 27 --temp 0 -t 1 --stop "$long_stop" 2>/dev/null)
+expect_eq "$out" ", there was a little girl named Lily. She loved to play outside in the park." "long stop string"
+
+# Text files used as C strings: a NUL byte inside is one error line, never a silent cut.
+printf '{"type":"object"}\0{"type":"string"}' >"$tmp/nul.json"
+"$SLM" run "$M" -p hi -n 4 --json-schema "$tmp/nul.json" >/dev/null 2>"$tmp/err" && fail "schema with NUL accepted"
+[ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "NUL byte at offset 17" "$tmp/err" || fail "schema with NUL: $(cat "$tmp/err")"
+printf '{"type":"object"}' >"$tmp/obj.json"
+printf 'Tom is 7.\0 He likes cats.' | "$SLM" extract "$M" --schema "$tmp/obj.json" -n 8 >/dev/null 2>"$tmp/err" \
+  && fail "extract input with NUL accepted"
+[ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "stdin: contains a NUL byte at offset 9" "$tmp/err" || fail "extract NUL: $(cat "$tmp/err")"
+printf 'Tom is 7.\0 He likes cats.' | "$SLM" summarize "$M" -n 8 >/dev/null 2>"$tmp/err" && fail "summarize input with NUL accepted"
+grep -q "NUL byte" "$tmp/err" || fail "summarize NUL: $(cat "$tmp/err")"
+
+# classify: repeated labels are one up-front error, not one error per input line.
+printf '"a"\n"b"\n' | "$SLM" classify "$M" --labels "yes, no,yes" >"$tmp/out" 2>"$tmp/err" && fail "repeated label accepted"
+[ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "'yes' is given twice" "$tmp/err" || fail "repeated label: $(cat "$tmp/err")"
+[ -s "$tmp/out" ] && fail "repeated label still wrote output: $(cat "$tmp/out")"
+
+# chat: a line holding a NUL byte is refused and the conversation goes on.
+printf 'a\0b\nHello\n' | "$SLM" chat "$M" --chat-template chatml -n 4 --temp 0 >"$tmp/chat" 2>"$tmp/err" || fail "chat after NUL line failed"
+grep -q "NUL byte" "$tmp/err" || fail "chat NUL line not reported: $(cat "$tmp/err")"
+[ "$(wc -l <"$tmp/chat")" -eq 1 ] || fail "chat after NUL line: expected 1 reply line, got $(wc -l <"$tmp/chat")"
+
+# Task verbs: usage on no arguments (exit 1), help on --help (exit 0).
+for v in extract summarize classify; do
+  "$SLM" $v >/dev/null 2>"$tmp/err" && fail "slm $v without arguments succeeded"
+  grep -q "usage: slm $v" "$tmp/err" || fail "slm $v without arguments: $(cat "$tmp/err")"
+  "$SLM" $v --help | grep -q "usage: slm $v" || fail "slm $v --help"
+done
+
 [ $fails -eq 0 ] && echo "engine_cli: all passed" || echo "engine_cli: $fails failures" >&2
 exit $((fails > 0))
