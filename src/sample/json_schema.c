@@ -939,36 +939,12 @@ static const json_t *resolve_ref(conv *c, const char *ref) {
         fail(c, "json schema: $ref '%s' is not supported (only local refs starting with '#')", ref);
         return NULL;
     }
-    const json_t *node = c->root;
-    const char *p = ref + 1;
-    while (*p) {
-        if (*p != '/') {
-            fail(c, "json schema: $ref '%s' is not a JSON pointer", ref);
-            return NULL;
-        }
-        p++;
-        char tok[256];
-        size_t n = 0;
-        while (*p && *p != '/' && n < sizeof tok - 1) {
-            if (p[0] == '~' && p[1] == '0') tok[n++] = '~', p += 2;
-            else if (p[0] == '~' && p[1] == '1') tok[n++] = '/', p += 2;
-            else tok[n++] = *p++;
-        }
-        tok[n] = 0;
-        if (json_is_object(node)) {
-            node = json_object_get(node, tok);
-        } else if (json_is_array(node)) {
-            char *end;
-            long i = strtol(tok, &end, 10);
-            node = (*end || i < 0) ? NULL : json_array_get(node, (size_t)i);
-        } else {
-            node = NULL;
-        }
-        if (!node) {
-            fail(c, "json schema: $ref '%s' does not resolve", ref);
-            return NULL;
-        }
+    if (ref[1] && ref[1] != '/') {
+        fail(c, "json schema: $ref '%s' is not a JSON pointer", ref);
+        return NULL;
     }
+    const json_t *node = slm_json_pointer(c->root, ref);
+    if (!node) fail(c, "json schema: $ref '%s' does not resolve", ref);
     return node;
 }
 

@@ -106,25 +106,36 @@ static bool valid_format(const char *fmt, const char *s, size_t n, bool *known) 
     return false;
 }
 
-static const json_t *resolve(vctx *v, const char *ref) {
+const json_t *slm_json_pointer(const json_t *root, const char *ref) {
     if (ref[0] != '#') return NULL;
-    const json_t *node = v->root;
+    char *tok = malloc(strlen(ref)); /* every segment is shorter than the whole reference */
+    if (!tok) return NULL;
+    const json_t *node = root;
     const char *p = ref + 1;
     while (*p && node) {
-        if (*p != '/') return NULL;
+        if (*p != '/') {
+            node = NULL;
+            break;
+        }
         p++;
-        char tok[256];
         size_t n = 0;
-        while (*p && *p != '/' && n < sizeof tok - 1) {
+        while (*p && *p != '/') {
             if (p[0] == '~' && p[1] == '0') tok[n++] = '~', p += 2;
             else if (p[0] == '~' && p[1] == '1') tok[n++] = '/', p += 2;
             else tok[n++] = *p++;
         }
         tok[n] = 0;
-        if (json_is_object(node)) node = json_object_get(node, tok);
-        else if (json_is_array(node)) node = json_array_get(node, (size_t)strtoul(tok, NULL, 10));
-        else node = NULL;
+        if (json_is_object(node)) {
+            node = json_object_get(node, tok);
+        } else if (json_is_array(node)) {
+            char *end;
+            long i = strtol(tok, &end, 10);
+            node = (!n || *end || i < 0) ? NULL : json_array_get(node, (size_t)i);
+        } else {
+            node = NULL;
+        }
     }
+    free(tok);
     return node;
 }
 
@@ -161,7 +172,7 @@ static bool validate(vctx *v, const json_t *s, const json_t *x, const char *path
     char buf[80];
     const json_t *k;
     if ((k = json_object_get(s, "$ref"))) {
-        const json_t *t = json_is_string(k) ? resolve(v, json_string_value(k)) : NULL;
+        const json_t *t = json_is_string(k) ? slm_json_pointer(v->root, json_string_value(k)) : NULL;
         if (!t) {
             bad(v, path, "$ref does not resolve");
             goto out;

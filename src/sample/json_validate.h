@@ -20,5 +20,8 @@ struct json_t;
 /* Does a schema's "type" (a name such as "integer", or an array of names; NULL = any) admit the
  * value? An integer-valued real counts as an integer; unknown names admit nothing. */
 bool slm_json_has_type(const struct json_t *types, const struct json_t *value);
+/* The node a local $ref ("#", "#/$defs/a", "#/items/0"; ~0 and ~1 escapes) points to in root, or
+ * NULL if it is not local or does not resolve. */
+const struct json_t *slm_json_pointer(const struct json_t *root, const char *ref);
 
 #endif

@@ -179,6 +179,31 @@ static void test_validator(void) {
     CHECK(slm_json_validate("{\"type\":\"string\",\"maxLength\":3}", "\"h\xc3\xa9h\"", 6, err, sizeof err) == 0);
 }
 
+/* $ref is resolved by one JSON-pointer reader for the grammar and the validator: keys of any length,
+ * ~0/~1 escapes, strict array indices; both sides agree on what resolves. */
+static void test_refs(void) {
+    char key[400];
+    memset(key, 'k', sizeof key - 1);
+    key[sizeof key - 1] = 0;
+    char schema[1024];
+    snprintf(schema, sizeof schema, "{\"$defs\":{\"%s\":{\"type\":\"integer\"},\"a/b~c\":{\"type\":\"string\"}},"
+             "\"type\":\"object\",\"properties\":{\"n\":{\"$ref\":\"#/$defs/%s\"},"
+             "\"s\":{\"$ref\":\"#/$defs/a~1b~0c\"}},\"required\":[\"n\",\"s\"]}", key, key);
+    char err[512] = "";
+    char *gbnf = NULL;
+    CHECKF(slm_json_schema_to_gbnf(schema, &gbnf, err, sizeof err) == 0, "long/escaped ref keys: %s", err);
+    free(gbnf);
+    const char *ok = "{\"n\":3,\"s\":\"x\"}";
+    CHECKF(slm_json_validate(schema, ok, strlen(ok), err, sizeof err) == 0, "long/escaped ref keys: %s", err);
+    expect_invalid(schema, "{\"n\":\"x\",\"s\":\"x\"}", "$.n: \"x\" is not of type");
+    const char *bad_index = "{\"$defs\":{\"l\":[{\"type\":\"integer\"}]},\"$ref\":\"#/$defs/l/x\"}";
+    expect_schema_error(bad_index, "does not resolve");
+    expect_invalid(bad_index, "1", "$ref does not resolve");
+    const char *index0 = "{\"$defs\":{\"l\":[{\"type\":\"integer\"}]},\"$ref\":\"#/$defs/l/0\"}";
+    CHECKF(slm_json_validate(index0, "1", 1, err, sizeof err) == 0, "index ref: %s", err);
+    expect_schema_error("{\"$ref\":\"#defs\"}", "not a JSON pointer");
+}
+
 /* Errors quote hostile input (jansson's "near '...'", property names, paths): control characters
  * are escaped so every message stays one line (fuzz_json_schema found the raw newline). */
 static void test_errors_one_line(void) {
@@ -286,6 +311,7 @@ int main(void) {
     test_corpus_bytes(files, n);
     test_errors();
     test_validator();
+    test_refs();
     test_errors_one_line();
     char path[2048];
     snprintf(path, sizeof path, "%s/smollm2-135m-vocab.gguf", test_models_dir());
