@@ -11,6 +11,8 @@ typedef struct oll_state {
     bool chat;
     char model[280];
     srv_server *srv;
+    char line_head[2048]; /* {"model":<model>,"created_at":" dumped once; "" if it did not fit */
+    size_t line_head_len;
 } oll_state;
 
 static void rfc3339_now(char *out, size_t cap) {
@@ -71,10 +73,39 @@ static json_t *final_object(const oll_state *u, srv_request *r, const char *text
     return o;
 }
 
+static void make_line_head(oll_state *u) {
+    json_t *obj = json_pack("{s:s}", "model", u->model);
+    char *base = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    json_decref(obj);
+    static const char created[] = ",\"created_at\":\"";
+    size_t n = base ? strlen(base) : 0;
+    if (n >= 2 && n - 1 + sizeof created < sizeof u->line_head) {
+        memcpy(u->line_head, base, n - 1);
+        memcpy(u->line_head + n - 1, created, sizeof created);
+        u->line_head_len = n - 1 + sizeof created - 1;
+    }
+    free(base);
+}
+
+/* A text line written straight into the stream (the per-token path allocates nothing); the same
+ * bytes as line_base + message/response + done:false through jansson. */
+static bool emit_text_line(srv_stream *st, const oll_state *u, const srv_delta *d) {
+    static const char chat_mid[] = "\",\"message\":{\"role\":\"assistant\",\"content\":";
+    static const char gen_mid[] = "\",\"response\":";
+    char ts[48];
+    rfc3339_now(ts, sizeof ts);
+    return srv_stream_write(st, u->line_head, u->line_head_len) && srv_stream_write(st, ts, strlen(ts)) &&
+           (u->chat ? srv_stream_write(st, chat_mid, sizeof chat_mid - 1) : srv_stream_write(st, gen_mid, sizeof gen_mid - 1)) &&
+           srv_stream_write_json_string(st, d->text, d->text_len) &&
+           (u->chat ? srv_stream_write(st, "},\"done\":false}\n", 16) : srv_stream_write(st, ",\"done\":false}\n", 15));
+}
+
 static bool emit_ollama(srv_stream *st, srv_request *r, const srv_delta *d) {
     oll_state *u = st->user;
     bool ok = true;
-    if (d->text_len > 0) {
+    if (d->text_len > 0 && u->line_head_len) {
+        ok = emit_text_line(st, u, d);
+    } else if (d->text_len > 0) {
         json_t *o = line_base(u);
         if (u->chat)
             json_object_set_new(o, "message", json_pack("{s:s, s:s%}", "role", "assistant", "content", d->text, d->text_len));
@@ -203,6 +234,7 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
             goto fail;
         }
         *us = u;
+        make_line_head(us);
         ret = srv_reply_stream(c, r, "application/x-ndjson", emit_ollama, us);
         goto out;
     }

@@ -14,6 +14,9 @@ typedef struct oai_state {
     char model[256];
     srv_server *srv;
     size_t text_offset; /* completions logprobs: where the next token's text starts */
+    /* "data: " + chunk_base without its closing brace, dumped once; "" if it did not fit */
+    char chunk_head[2048];
+    size_t chunk_head_len;
 } oai_state;
 
 /* ---------- logprobs ---------- */
@@ -197,6 +200,32 @@ static json_t *chunk_base(const oai_state *u) {
                      "created", (json_int_t)u->created, "model", u->model, "system_fingerprint", "slm-" SLM_VERSION);
 }
 
+static void make_chunk_head(oai_state *u) {
+    json_t *obj = chunk_base(u);
+    char *base = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    json_decref(obj);
+    size_t n = base ? strlen(base) : 0;
+    if (n >= 2 && n - 1 + 6 < sizeof u->chunk_head) {
+        memcpy(u->chunk_head, "data: ", 6);
+        memcpy(u->chunk_head + 6, base, n - 1);
+        u->chunk_head_len = n - 1 + 6;
+    }
+    free(base);
+}
+
+/* A plain text delta written straight into the stream: the per-token path allocates nothing. Bytes
+ * are the same as the jansson-built chunk. */
+static bool emit_text_chunk(srv_stream *st, const oai_state *u, const srv_delta *d) {
+    static const char chat_mid[] = ",\"choices\":[{\"index\":0,\"delta\":{\"content\":";
+    static const char chat_end[] = "},\"logprobs\":null,\"finish_reason\":null}]}\n\n";
+    static const char text_mid[] = ",\"choices\":[{\"index\":0,\"text\":";
+    static const char text_end[] = ",\"logprobs\":null,\"finish_reason\":null}]}\n\n";
+    return srv_stream_write(st, u->chunk_head, u->chunk_head_len) &&
+           (u->chat ? srv_stream_write(st, chat_mid, sizeof chat_mid - 1) : srv_stream_write(st, text_mid, sizeof text_mid - 1)) &&
+           srv_stream_write_json_string(st, d->text, d->text_len) &&
+           (u->chat ? srv_stream_write(st, chat_end, sizeof chat_end - 1) : srv_stream_write(st, text_end, sizeof text_end - 1));
+}
+
 static bool emit_error_event(srv_stream *st, srv_request *r) {
     json_t *e = json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", srv_finish_message(r), "type", "server_error", "param", "code",
                           srv_finish_name(r->finish));
@@ -215,7 +244,9 @@ static bool emit_openai(srv_stream *st, srv_request *r, const srv_delta *d) {
                                       "", "logprobs", "finish_reason"));
         ok = srv_stream_write_json(st, "data: ", c, "\n\n");
     }
-    if (ok && (d->text_len > 0 || d->n_infos > 0)) {
+    if (ok && d->text_len > 0 && !r->gen.logprobs && u->chunk_head_len) {
+        ok = emit_text_chunk(st, u, d);
+    } else if (ok && (d->text_len > 0 || d->n_infos > 0)) {
         json_t *c = chunk_base(u);
         json_t *lp = r->gen.logprobs ? (u->chat ? chat_logprobs(s, d->infos, d->n_infos)
                                                 : completion_logprobs(s, d->infos, d->n_infos, &u->text_offset))
@@ -327,6 +358,7 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
     snprintf(u->model, sizeof u->model, "%s", s->model_id);
     srv_new_id(s, chat ? "chatcmpl" : "cmpl", u->id, sizeof u->id);
     if (stream) {
+        make_chunk_head(u);
         ret = srv_reply_stream(c, r, "text/event-stream", emit_openai, u);
         goto out;
     }

@@ -320,6 +320,31 @@ bool srv_stream_write(srv_stream *st, const char *bytes, size_t n) {
     return slm_buf_append(&st->out, bytes, n);
 }
 
+bool srv_stream_write_json_string(srv_stream *st, const char *text, size_t n) {
+    bool ok = srv_stream_write(st, "\"", 1);
+    size_t run = 0; /* start of the bytes that need no escape */
+    for (size_t i = 0; ok && i < n; i++) {
+        unsigned char ch = (unsigned char)text[i];
+        if (ch >= 0x20 && ch != '"' && ch != '\\') continue;
+        char esc[8];
+        size_t len = 2;
+        esc[0] = '\\';
+        switch (ch) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        default: len = (size_t)snprintf(esc, sizeof esc, "\\u%04X", ch);
+        }
+        ok = srv_stream_write(st, text + run, i - run) && srv_stream_write(st, esc, len);
+        run = i + 1;
+    }
+    return ok && srv_stream_write(st, text + run, n - run) && srv_stream_write(st, "\"", 1);
+}
+
 bool srv_stream_write_json(srv_stream *st, const char *prefix, json_t *obj, const char *suffix) {
     char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
     json_decref(obj);

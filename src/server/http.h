@@ -123,6 +123,9 @@ struct srv_stream {
 };
 
 bool srv_stream_write(srv_stream *st, const char *bytes, size_t n);
+/* Appends text (valid UTF-8) as a JSON string literal, escaped exactly as jansson dumps it, with
+ * no allocation: the per-token path of the stream formatters. */
+bool srv_stream_write_json_string(srv_stream *st, const char *text, size_t n);
 /* Appends json (compact) framed as prefix + json + suffix; steals obj. */
 bool srv_stream_write_json(srv_stream *st, const char *prefix, json_t *obj, const char *suffix);
 /* Starts a chunked streaming response driven by `emit`; takes ownership of user. */
