@@ -120,16 +120,6 @@ static inline void slm_unpack_q3_K(const block_q3_K *b, slm_kblock *u) {
     u->dmin = 0.0f;
 }
 
-/* The 6-bit scale and min of 32-element group j of q4_K / q5_K. */
-static inline void slm_kquant_scale_min(int j, const uint8_t *s, int *sc, int *mn) {
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *mn = s[j + 4] & 63;
-    } else {
-        *sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
-        *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
-}
 
 /* The 8 scales and minimums of q4_K / q5_K (shared layout), each covering two 16-value steps. */
 static inline void unpack_k4_scales(const uint8_t *scales, slm_half d, slm_half dmin, slm_kblock *u) {

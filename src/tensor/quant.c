@@ -158,15 +158,12 @@ static void dequant_q3_K(const block_q3_K *x, float *y, int64_t nb) {
     }
 }
 
-/* Scale and min of sub-block j (0..7) of q4_K/q5_K: 6 bits each, packed into 12 bytes. */
+/* Scale and min of sub-block j (0..7) of q4_K/q5_K as bytes (slm_kquant_scale_min). */
 static void scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (uint8_t)((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
+    int s, mn;
+    slm_kquant_scale_min(j, q, &s, &mn);
+    *sc = (uint8_t)s;
+    *m = (uint8_t)mn;
 }
 
 static void dequant_q4_K(const block_q4_K *x, float *y, int64_t nb) {

@@ -29,4 +29,15 @@ void slm_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
  * ggml's quantize_row_*_ref. Returns 0, or -1 for a type without a quantizer. */
 int slm_quantize_row(uint32_t type, const float *src, void *dst, int64_t n);
 
+/* The 6-bit scale and min of 32-element group j of q4_K / q5_K. */
+static inline void slm_kquant_scale_min(int j, const uint8_t *s, int *sc, int *mn) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *mn = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+        *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
 #endif
