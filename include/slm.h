@@ -177,6 +177,10 @@ void slm_sampler_accept(slm_sampler *s, slm_token token);
 /* Records a prompt token: penalty history only (the grammar constrains the output, not the prompt). */
 void slm_sampler_accept_prompt(slm_sampler *s, slm_token token);
 void slm_sampler_reset(slm_sampler *s);
+/* Tokens that may not be sampled until changed again (e.g. end-of-generation during min_tokens /
+ * ignore_eos); ids is borrowed and must outlive its use. NULL/0 lifts the ban. A list holding an id
+ * outside the vocabulary is ignored as a whole. */
+void slm_sampler_set_banned(slm_sampler *s, const slm_token *ids, int n);
 
 /* ---------- grammar constraint ---------- */
 

@@ -104,8 +104,8 @@ int slm_generate(slm_context *ctx, slm_sampler *sampler, const slm_token *prompt
     double t0 = now_ms();
     int n_batch = slm_context_n_batch(ctx);
     int32_t *seq_ids = malloc(sizeof(int32_t) * (size_t)n_batch);
-    float *work = NULL;
     slm_buf pend = {0}; /* text produced but not yet final */
+    const bool ban_eog = gp.min_tokens > 0 || gp.ignore_eos;
     int rc = -1;
     if (!seq_ids) {
         slm_err(err, err_len, "out of memory");
@@ -123,14 +123,8 @@ int slm_generate(slm_context *ctx, slm_sampler *sampler, const slm_token *prompt
 
     double t1 = now_ms();
     const slm_model *m = slm_context_model(ctx);
-    int n_vocab = slm_model_n_vocab(m);
-    bool ban_eog = gp.min_tokens > 0 || gp.ignore_eos;
     const slm_token *eog = NULL;
     int n_eog = slm_vocab_eog_ids(slm_model_vocab(m), &eog);
-    if (ban_eog && !(work = malloc(sizeof(float) * (size_t)n_vocab))) {
-        slm_err(err, err_len, "out of memory");
-        goto done;
-    }
     char piece[256];
     bool stopped = false, cancelled = false;
     for (;;) {
@@ -143,11 +137,7 @@ int slm_generate(slm_context *ctx, slm_sampler *sampler, const slm_token *prompt
             break;
         }
         const float *logits = slm_logits(ctx, 0);
-        if (ban_eog && (gp.ignore_eos || r.n_generated < gp.min_tokens)) {
-            memcpy(work, logits, sizeof(float) * (size_t)n_vocab);
-            for (int e = 0; e < n_eog; e++) work[eog[e]] = -INFINITY;
-            logits = work;
-        }
+        if (ban_eog) slm_sampler_set_banned(sampler, eog, gp.ignore_eos || r.n_generated < gp.min_tokens ? n_eog : 0);
         slm_token tok = slm_sampler_sample(sampler, logits);
         if (tok < 0) {
             /* Every token is masked: a grammar that only allows end-of-generation while EOG is banned
@@ -190,8 +180,8 @@ int slm_generate(slm_context *ctx, slm_sampler *sampler, const slm_token *prompt
     r.gen_ms = now_ms() - t1;
     rc = 0;
 done:
+    if (ban_eog) slm_sampler_set_banned(sampler, NULL, 0); /* the caller's sampler, as it was */
     free(seq_ids);
-    free(work);
     slm_buf_free(&pend);
     if (res) *res = r;
     return rc;

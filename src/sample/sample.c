@@ -48,6 +48,8 @@ struct slm_sampler {
     int32_t *overlay_at;   /* n_vocab: index in overlay_ids, valid where overlay_mark is set */
     uint8_t *overlay_mark; /* n_vocab */
     int n_overlay;
+    const slm_token *banned; /* borrowed, see slm_sampler_set_banned */
+    int n_banned;
 
     uint64_t rng[4];
     slm_grammar *grammar;
@@ -241,6 +243,15 @@ void slm_sampler_reset(slm_sampler *s) {
     if (s->grammar) slm_grammar_reset(s->grammar);
 }
 
+void slm_sampler_set_banned(slm_sampler *s, const slm_token *ids, int n) {
+    if (!s) return;
+    int kept = 0;
+    for (int i = 0; ids && i < n; i++) kept += ids[i] >= 0 && ids[i] < s->n_vocab;
+    /* out-of-vocabulary ids cannot be sampled anyway; keeping the list whole keeps it borrowed */
+    s->banned = kept == n ? ids : NULL;
+    s->n_banned = kept == n && ids ? n : 0;
+}
+
 void slm_sampler_set_grammar(slm_sampler *s, slm_grammar *g) {
     if (!s) return;
     s->grammar = g;
@@ -290,6 +301,15 @@ static void overlay_build(slm_sampler *s, const float *logits) {
             s->overlay_vals[s->n_overlay++] = logits[t];
         }
         s->overlay_vals[s->overlay_at[t]] += p->logit_bias[i].bias;
+    }
+    for (int i = 0; i < s->n_banned; i++) {
+        slm_token t = s->banned[i];
+        if (!s->overlay_mark[t]) {
+            s->overlay_at[t] = s->n_overlay;
+            s->overlay_mark[t] = 1;
+            s->overlay_ids[s->n_overlay++] = t;
+        }
+        s->overlay_vals[s->overlay_at[t]] = -INFINITY;
     }
 }
 

@@ -685,7 +685,40 @@ static void test_grammar(void) {
     slm_grammar_free(g);
 }
 
+/* Banned tokens are never sampled, whatever their logit or the temperature; lifting the ban (or a
+ * list with an id outside the vocabulary, ignored whole) restores them; the logits are not modified. */
+static void test_banned(void) {
+    float logits[6] = {0.1f, 9.0f, 0.2f, 8.5f, -1.0f, 0.0f};
+    const slm_token eog[2] = {1, 3}, bad[2] = {1, 6};
+    slm_sampler_params p = slm_sampler_default_params();
+    p.temperature = 0.0f;
+    slm_sampler *s = make(6, &p);
+    CHECK(slm_sampler_sample(s, logits) == 1);
+    slm_sampler_set_banned(s, eog, 2);
+    CHECK(slm_sampler_sample(s, logits) == 2);
+    CHECK(logits[1] == 9.0f && logits[3] == 8.5f);
+    slm_sampler_set_banned(s, bad, 2);
+    CHECK(slm_sampler_sample(s, logits) == 1);
+    slm_sampler_set_banned(s, NULL, 0);
+    CHECK(slm_sampler_sample(s, logits) == 1);
+    slm_sampler_free(s);
+    p.temperature = 5.0f;
+    p.top_k = 0;
+    p.top_p = 1.0f;
+    p.min_p = 0.0f;
+    s = make(6, &p);
+    slm_sampler_set_banned(s, eog, 2);
+    int hits = 0;
+    for (int i = 0; i < 2000; i++) {
+        slm_token t = slm_sampler_sample(s, logits);
+        hits += t == 1 || t == 3;
+    }
+    CHECKF(hits == 0, "banned tokens sampled %d times in 2000 draws", hits);
+    slm_sampler_free(s);
+}
+
 int main(void) {
+    test_banned();
     test_greedy();
     test_top_k();
     check_top_p(0);
