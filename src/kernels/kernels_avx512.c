@@ -383,6 +383,7 @@ static inline __attribute__((always_inline)) void quantize_planar(int64_t k, con
     int8_t *qs = dst;
     float *d = (float *)((uint8_t *)dst + k);
     int32_t *sum = (int32_t *)((uint8_t *)dst + k + (k / SLM_QK) * 4);
+    int32_t *sum_lo = (int32_t *)((uint8_t *)dst + k + (k / SLM_QK) * 8);
     for (int64_t b = 0; b < k / SLM_QK; b++) {
         const float *xb = x + b * SLM_QK;
         float db = amax_n(xb, SLM_QK) / 127.0f;
@@ -390,6 +391,9 @@ static inline __attribute__((always_inline)) void quantize_planar(int64_t k, con
         int8_t tmp[SLM_QK];
         sum[b] = quantize_32(xb, id, tmp);
         d[b] = db;
+        int32_t lo = 0;
+        for (int i = 0; i < SLM_QK / 2; i++) lo += tmp[i];
+        sum_lo[b] = lo;
         if (split) {
             memcpy(qs + 16 * b, tmp, 16);
             memcpy(qs + k / 2 + 16 * b, tmp + 16, 16);

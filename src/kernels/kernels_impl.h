@@ -45,7 +45,8 @@ typedef struct slm_act_q8 {
 } slm_act_q8;
 
 /* Planar layouts (AVX-512 decode kernels), nb = k/32 blocks, same integers and scales as q8:
- *   int8 qs[k], float d[nb], int32 sum[nb]  (row padded to 64 bytes)
+ *   int8 qs[k], float d[nb], int32 sum[nb], int32 sum_lo[nb]  (row padded to 64 bytes)
+ * where sum_lo is the sum of a block's first 16 values (types with a scale per 16 weights).
  * Q8P keeps each block's 32 values in order; Q8PS stores the first 16 of every block in qs[0, k/2)
  * and the last 16 in qs[k/2, k), matching the low/high nibble halves of the 4- and 5-bit types. */
 typedef enum slm_act_kind { SLM_ACT_F32, SLM_ACT_Q8, SLM_ACT_Q8K, SLM_ACT_Q8P, SLM_ACT_Q8PS, SLM_ACT_KINDS } slm_act_kind;
@@ -55,6 +56,9 @@ static inline const float *slm_act_planar_d(const void *row, int64_t k) {
 }
 static inline const int32_t *slm_act_planar_sum(const void *row, int64_t k) {
     return (const int32_t *)((const uint8_t *)row + k + (k / SLM_QK) * 4);
+}
+static inline const int32_t *slm_act_planar_sum_lo(const void *row, int64_t k) {
+    return (const int32_t *)((const uint8_t *)row + k + (k / SLM_QK) * 8);
 }
 
 /* Dot product of one weight row (k elements of the weight type) with one activation row in the

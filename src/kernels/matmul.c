@@ -73,7 +73,7 @@ size_t slm_act_row_bytes(slm_act_kind kind, int64_t k) {
     case SLM_ACT_Q8: return (size_t)(k / SLM_QK) * sizeof(slm_act_q8);
     case SLM_ACT_Q8K: return (size_t)(k / SLM_QK_K) * sizeof(block_q8_K);
     case SLM_ACT_Q8P:
-    case SLM_ACT_Q8PS: return ((size_t)k + (size_t)(k / SLM_QK) * 8 + 63) & ~(size_t)63;
+    case SLM_ACT_Q8PS: return ((size_t)k + (size_t)(k / SLM_QK) * 12 + 63) & ~(size_t)63;
     case SLM_ACT_F32:
     default: return (size_t)k * sizeof(float);
     }

@@ -10,13 +10,15 @@
 #include "kernels/unpack.h"
 
 bool slm_packed_layout_exists(uint32_t type, int64_t k, int64_t m) {
-    const int64_t block = type == SLM_TYPE_Q4_K ? SLM_QK_K : SLM_QK;
-    return (type == SLM_TYPE_Q8_0 || type == SLM_TYPE_Q4_0 || type == SLM_TYPE_Q5_0 || type == SLM_TYPE_Q4_K) && k > 0 &&
+    const int64_t block = type == SLM_TYPE_Q4_K || type == SLM_TYPE_Q6_K ? SLM_QK_K : SLM_QK;
+    return (type == SLM_TYPE_Q8_0 || type == SLM_TYPE_Q4_0 || type == SLM_TYPE_Q5_0 || type == SLM_TYPE_Q4_K ||
+            type == SLM_TYPE_Q6_K) && k > 0 &&
            k % block == 0 && m > 0 && m % SLM_PACKED_ROWS == 0;
 }
 
 size_t slm_packed_group_bytes(uint32_t type, int64_t k) {
     if (type == SLM_TYPE_Q4_K) return (size_t)(k / SLM_QK_K) * SLM_PACKED_Q4_K_BYTES;
+    if (type == SLM_TYPE_Q6_K) return (size_t)(k / SLM_QK_K) * SLM_PACKED_Q6_K_BYTES;
     const size_t pairs = (size_t)(k / SLM_QK + 1) / 2;
     return pairs * (2 * slm_packed_block_bytes(type) + 64);
 }
@@ -43,9 +45,36 @@ static void pack_q4_K_group(const slm_weight *w, int64_t g, uint8_t *dst) {
     }
 }
 
+static void pack_q6_K_group(const slm_weight *w, int64_t g, uint8_t *dst) {
+    const int64_t nsb = w->k / SLM_QK_K;
+    memset(dst, 0, slm_packed_group_bytes(w->type, w->k)); /* the top-bit fields are or-ed in, the padding */
+    for (int r = 0; r < SLM_PACKED_ROWS; r++) {
+        const block_q6_K *row = (const block_q6_K *)((const uint8_t *)w->data + (size_t)(g * SLM_PACKED_ROWS + r) * w->row_bytes);
+        for (int64_t s = 0; s < nsb; s++) {
+            slm_kblock u;
+            slm_unpack_q6_K(&row[s], &u);
+            uint8_t *sb = dst + (size_t)s * SLM_PACKED_Q6_K_BYTES;
+            for (int b = 0; b < 8; b++) {
+                uint8_t *nib = sb + b * SLM_PACKED_Q6_K_BLOCK, *top = nib + 256;
+                for (int e = 0; e < 32; e++) {
+                    const int q = u.q[32 * b + e] + 32, half = e / 16, j = (e % 16) / 4, i = e % 4;
+                    nib[j * 64 + r * 4 + i] |= (uint8_t)((q & 0x0f) << (4 * half));
+                    top[half * 64 + r * 4 + i] |= (uint8_t)((q >> 4) << (2 * j));
+                }
+            }
+            for (int j = 0; j < 16; j++) sb[SLM_PACKED_Q6_K_SCALES + j * SLM_PACKED_ROWS + r] = (uint8_t)row[s].scales[j];
+            memcpy(sb + SLM_PACKED_Q6_K_D + r * 2, &row[s].d, 2);
+        }
+    }
+}
+
 void slm_packed_pack_group(const slm_weight *w, int64_t g, uint8_t *dst) {
     if (w->type == SLM_TYPE_Q4_K) {
         pack_q4_K_group(w, g, dst);
+        return;
+    }
+    if (w->type == SLM_TYPE_Q6_K) {
+        pack_q6_K_group(w, g, dst);
         return;
     }
     const int64_t nb = w->k / SLM_QK;
@@ -159,6 +188,23 @@ void slm_packed_row_f32(const slm_weight *w, int64_t row, float *dst) {
                     const uint8_t byte = pair[(l / 4) * SLM_PACKED_ROWS * 4 + l % 4];
                     dst[s * SLM_QK_K + j * 32 + l] = dj * (float)(j % 2 ? byte >> 4 : byte & 0x0f) - mj;
                 }
+            }
+        }
+        return;
+    }
+    if (w->type == SLM_TYPE_Q6_K) { /* d * sc * (q - 32), as slm_dequantize_row computes it */
+        for (int64_t s = 0; s < w->k / SLM_QK_K; s++) {
+            const uint8_t *sb = group + (size_t)s * SLM_PACKED_Q6_K_BYTES;
+            slm_half hd;
+            memcpy(&hd, sb + SLM_PACKED_Q6_K_D + lane * 2, 2);
+            const float d = slm_fp16_to_fp32(hd);
+            for (int e = 0; e < SLM_QK_K; e++) {
+                const uint8_t *nib = sb + (e / 32) * SLM_PACKED_Q6_K_BLOCK, *top = nib + 256;
+                const int half = (e % 32) / 16, j = (e % 16) / 4, i = e % 4;
+                const int q = (nib[j * 64 + lane * 4 + i] >> (4 * half) & 0x0f) |
+                              (top[half * 64 + lane * 4 + i] >> (2 * j) & 3) << 4;
+                const float sc = (float)(int8_t)sb[SLM_PACKED_Q6_K_SCALES + (e / 16) * SLM_PACKED_ROWS + lane];
+                dst[s * SLM_QK_K + e] = d * sc * (float)(q - 32);
             }
         }
         return;

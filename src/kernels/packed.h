@@ -19,6 +19,12 @@
  * bytes: step j (0..7), row r: the 4 bytes qs[32p+4j..32p+4j+3] of row r (low nibbles: sub-block
  * 2p, high nibbles: sub-block 2p+1); then the 6-bit scales [8 sub-blocks][16 rows] and minimums
  * [8][16] as bytes, then d [16] and dmin [16] as half floats.
+ * Q6_K is laid out per super-block of 256 weights (3392 bytes): 8 blocks of 32 weights, 384 bytes
+ * each: 256 bytes of low nibbles as in Q4_0 (step j, row r, byte i: low nibble = weight 4j+i of the
+ * block, high nibble = weight 16+4j+i), then 128 bytes of top bits: half h (0, 1), byte 4r+i holds
+ * at bits 2j..2j+1 the top two bits of weight 16h+4j+i. Values are the unsigned q (0..63) of
+ * w = d*sc*(q-32). Then the int8 scales [16 groups of 16][16 rows], d [16] as half floats and 32
+ * bytes of padding that keep the super-blocks 64-byte aligned.
  * Activations are in the in-order planar format (SLM_ACT_Q8P). */
 #ifndef SLM_KERNELS_PACKED_H
 #define SLM_KERNELS_PACKED_H
@@ -42,6 +48,10 @@ static inline size_t slm_packed_block_bytes(uint32_t type) {
 #define SLM_PACKED_Q4_K_MINS (2048 + 128)
 #define SLM_PACKED_Q4_K_D (2048 + 256)
 #define SLM_PACKED_Q4_K_DMIN (2048 + 256 + 32)
+#define SLM_PACKED_Q6_K_BYTES 3392
+#define SLM_PACKED_Q6_K_BLOCK 384
+#define SLM_PACKED_Q6_K_SCALES 3072
+#define SLM_PACKED_Q6_K_D 3328
 /* Offsets of block b's weights and scales within a group. */
 static inline size_t slm_packed_weights_at(size_t block_bytes, int64_t b) {
     return (size_t)(b / 2) * (2 * block_bytes + 64) + (size_t)(b % 2) * block_bytes;

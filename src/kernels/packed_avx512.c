@@ -37,11 +37,19 @@ static inline __attribute__((always_inline)) void r16_tile_q4_K(int64_t k, const
                                                                 size_t act_stride, float *out, size_t out_stride,
                                                                 const int nt);
 
+static inline __attribute__((always_inline)) void r16_tile_q6_K(int64_t k, const uint8_t *group, const uint8_t *act,
+                                                                size_t act_stride, float *out, size_t out_stride,
+                                                                const int nt);
+
 static inline __attribute__((always_inline)) void r16_tile(int64_t k, const uint8_t *group, const uint8_t *act,
                                                            size_t act_stride, float *out, size_t out_stride,
                                                            const int nt, const uint32_t type) {
     if (type == SLM_TYPE_Q4_K) {
         r16_tile_q4_K(k, group, act, act_stride, out, out_stride, nt);
+        return;
+    }
+    if (type == SLM_TYPE_Q6_K) {
+        r16_tile_q6_K(k, group, act, act_stride, out, out_stride, nt);
         return;
     }
     const bool q4 = type != SLM_TYPE_Q8_0, q5 = type == SLM_TYPE_Q5_0;
@@ -147,6 +155,69 @@ static inline __attribute__((always_inline)) void r16_tile_q4_K(int64_t k, const
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
 }
 
+/* Q6_K: w = d*sc*(q-32) with q in 0..63 and an int8 scale per 16 weights. Each half-block's integer
+ * dot starts from -32 times its activation sum (so it is the dot with q-32), is multiplied by its
+ * scale as integers and the two halves are added before the one float step per block. The top
+ * two bits of each weight come out of the packed bit fields through two 16-entry byte tables. */
+static inline __attribute__((always_inline)) void r16_tile_q6_K(int64_t k, const uint8_t *group, const uint8_t *act,
+                                                                size_t act_stride, float *out, size_t out_stride,
+                                                                const int nt) {
+    const int64_t nsb = k / SLM_QK_K;
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    /* index: two 2-bit fields; table_a gives the first at bits 4-5, table_b the second */
+    const __m512i table_a = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48));
+    const __m512i table_b = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 0, 0, 0, 16, 16, 16, 16, 32, 32, 32, 32, 48, 48, 48, 48));
+    const int8_t *aq[SLM_PACKED_MAX_TOKENS];
+    const float *ad[SLM_PACKED_MAX_TOKENS];
+    const int32_t *as[SLM_PACKED_MAX_TOKENS], *as_lo[SLM_PACKED_MAX_TOKENS];
+    __m512 acc[SLM_PACKED_MAX_TOKENS];
+    planar_rows(k, act, act_stride, nt, aq, ad, as, acc);
+    for (int t = 0; t < nt; t++) as_lo[t] = slm_act_planar_sum_lo(act + (size_t)t * act_stride, k);
+    for (int64_t sb = 0; sb < nsb; sb++) {
+        const uint8_t *base = group + (size_t)sb * SLM_PACKED_Q6_K_BYTES;
+        for (size_t l = 0; l < SLM_PACKED_Q6_K_BYTES; l += 64)
+            _mm_prefetch((const char *)(base + PREFETCH_AHEAD + l), _MM_HINT_T0);
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(base + SLM_PACKED_Q6_K_D)));
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *blk = base + j * SLM_PACKED_Q6_K_BLOCK;
+            __m512i w[8];
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                const __m512i top = _mm512_loadu_si512((const void *)(blk + 256 + 64 * h));
+                const __m512i idx01 = _mm512_and_si512(top, low4);
+                const __m512i idx23 = _mm512_and_si512(_mm512_srli_epi16(top, 4), low4);
+                const __m512i hb[4] = {_mm512_shuffle_epi8(table_a, idx01), _mm512_shuffle_epi8(table_b, idx01),
+                                       _mm512_shuffle_epi8(table_a, idx23), _mm512_shuffle_epi8(table_b, idx23)};
+#pragma GCC unroll 4
+                for (int g = 0; g < 4; g++) {
+                    __m512i v = _mm512_loadu_si512((const void *)(blk + 64 * g));
+                    if (h) v = _mm512_srli_epi16(v, 4);
+                    w[4 * h + g] = _mm512_ternarylogic_epi32(v, hb[g], low4, 0xEC); /* (v & low4) | hb */
+                }
+            }
+            const __m512i sc_lo = _mm512_cvtepi8_epi32(
+                _mm_loadu_si128((const __m128i *)(base + SLM_PACKED_Q6_K_SCALES + 2 * j * SLM_PACKED_ROWS)));
+            const __m512i sc_hi = _mm512_cvtepi8_epi32(
+                _mm_loadu_si128((const __m128i *)(base + SLM_PACKED_Q6_K_SCALES + (2 * j + 1) * SLM_PACKED_ROWS)));
+            const int64_t b = sb * 8 + j; /* the activation block */
+#pragma GCC unroll 8
+            for (int t = 0; t < nt; t++) {
+                const int8_t *q = aq[t] + b * SLM_QK;
+                const int32_t lo = as_lo[t][b];
+                __m512i s_lo = _mm512_set1_epi32(-32 * lo), s_hi = _mm512_set1_epi32(-32 * (as[t][b] - lo));
+#pragma GCC unroll 4
+                for (int g = 0; g < 4; g++) {
+                    s_lo = _mm512_dpbusd_epi32(s_lo, w[g], _mm512_set1_epi32(load_i32(q + 4 * g)));
+                    s_hi = _mm512_dpbusd_epi32(s_hi, w[4 + g], _mm512_set1_epi32(load_i32(q + 16 + 4 * g)));
+                }
+                const __m512i x = _mm512_add_epi32(_mm512_mullo_epi32(s_lo, sc_lo), _mm512_mullo_epi32(s_hi, sc_hi));
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(x), _mm512_mul_ps(dw, _mm512_set1_ps(ad[t][b])), acc[t]);
+            }
+        }
+    }
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
+}
+
 #define R16_KERNEL(name, type)                                                                                          \
     static void name(int64_t k, const uint8_t *group, const uint8_t *act, size_t act_stride, int nt, float *out,      \
                      size_t out_stride) {                                                                             \
@@ -166,10 +237,12 @@ R16_KERNEL(r16_gemm_q8_0, SLM_TYPE_Q8_0)
 R16_KERNEL(r16_gemm_q4_0, SLM_TYPE_Q4_0)
 R16_KERNEL(r16_gemm_q5_0, SLM_TYPE_Q5_0)
 R16_KERNEL(r16_gemm_q4_K, SLM_TYPE_Q4_K)
+R16_KERNEL(r16_gemm_q6_K, SLM_TYPE_Q6_K)
 
 void slm_kernels_fill_packed_avx512(slm_kernel_table *t) {
     t->packed_gemm[SLM_TYPE_Q8_0] = r16_gemm_q8_0;
     t->packed_gemm[SLM_TYPE_Q4_0] = r16_gemm_q4_0;
     t->packed_gemm[SLM_TYPE_Q5_0] = r16_gemm_q5_0;
     t->packed_gemm[SLM_TYPE_Q4_K] = r16_gemm_q4_K;
+    t->packed_gemm[SLM_TYPE_Q6_K] = r16_gemm_q6_K;
 }
