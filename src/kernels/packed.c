@@ -45,25 +45,41 @@ static void pack_q4_K_group(const slm_weight *w, int64_t g, uint8_t *dst) {
     }
 }
 
+static inline uint32_t load_u32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Four bytes at a time: element e = 128n + 32c + l of a source block has its low four bits in
+ * ql[64n + 32(c%2) + l] (low nibble for c < 2, high for c >= 2) and its top two in bits 2c of
+ * qh[32n + l]. Block b of the packed layout holds elements 32b..32b+31, so c = b % 4. */
 static void pack_q6_K_group(const slm_weight *w, int64_t g, uint8_t *dst) {
     const int64_t nsb = w->k / SLM_QK_K;
-    memset(dst, 0, slm_packed_group_bytes(w->type, w->k)); /* the top-bit fields are or-ed in, the padding */
     for (int r = 0; r < SLM_PACKED_ROWS; r++) {
         const block_q6_K *row = (const block_q6_K *)((const uint8_t *)w->data + (size_t)(g * SLM_PACKED_ROWS + r) * w->row_bytes);
         for (int64_t s = 0; s < nsb; s++) {
-            slm_kblock u;
-            slm_unpack_q6_K(&row[s], &u);
+            const block_q6_K *src = &row[s];
             uint8_t *sb = dst + (size_t)s * SLM_PACKED_Q6_K_BYTES;
             for (int b = 0; b < 8; b++) {
-                uint8_t *nib = sb + b * SLM_PACKED_Q6_K_BLOCK, *top = nib + 256;
-                for (int e = 0; e < 32; e++) {
-                    const int q = u.q[32 * b + e] + 32, half = e / 16, j = (e % 16) / 4, i = e % 4;
-                    nib[j * 64 + r * 4 + i] |= (uint8_t)((q & 0x0f) << (4 * half));
-                    top[half * 64 + r * 4 + i] |= (uint8_t)((q >> 4) << (2 * j));
+                const int n = b / 4, c = b % 4;
+                const uint8_t *ql = src->ql + 64 * n + 32 * (c % 2), *qh = src->qh + 32 * n;
+                uint8_t *nib = sb + b * SLM_PACKED_Q6_K_BLOCK + r * 4, *top = nib + 256;
+                for (int j = 0; j < 4; j++) {
+                    const uint32_t lo = load_u32(ql + 4 * j) >> (4 * (c / 2)) & 0x0f0f0f0fu;
+                    const uint32_t hi = load_u32(ql + 16 + 4 * j) >> (4 * (c / 2)) & 0x0f0f0f0fu;
+                    const uint32_t word = lo | hi << 4;
+                    memcpy(nib + j * 64, &word, 4);
+                }
+                for (int half = 0; half < 2; half++) {
+                    uint32_t word = 0;
+                    for (int j = 0; j < 4; j++) word |= (load_u32(qh + 16 * half + 4 * j) >> (2 * c) & 0x03030303u) << (2 * j);
+                    memcpy(top + half * 64, &word, 4);
                 }
             }
-            for (int j = 0; j < 16; j++) sb[SLM_PACKED_Q6_K_SCALES + j * SLM_PACKED_ROWS + r] = (uint8_t)row[s].scales[j];
-            memcpy(sb + SLM_PACKED_Q6_K_D + r * 2, &row[s].d, 2);
+            for (int j = 0; j < 16; j++) sb[SLM_PACKED_Q6_K_SCALES + j * SLM_PACKED_ROWS + r] = (uint8_t)src->scales[j];
+            memcpy(sb + SLM_PACKED_Q6_K_D + r * 2, &src->d, 2);
+            if (r == 0) memset(sb + SLM_PACKED_Q6_K_D + 32, 0, SLM_PACKED_Q6_K_BYTES - SLM_PACKED_Q6_K_D - 32);
         }
     }
 }
