@@ -104,12 +104,14 @@ static inline __attribute__((always_inline)) void r16_tile(int64_t k, const uint
 }
 
 /* Q4_K: per sub-block of 32, w = d*sc*q - dmin*m with q in 0..15 (no offset), so the integer dot
- * needs no correction and the minimum enters as dmin*m times the activations' float sum. */
+ * needs no correction and the minimum enters as dmin*m times the activations' float sum. The odd
+ * sub-block of a pair is its bytes' high nibbles, used in place (v & 0xf0 = 16q) with d/16 as its
+ * scale: both factors are exact powers of two apart, so the products are the same floats. */
 static inline __attribute__((always_inline)) void r16_tile_q4_K(int64_t k, const uint8_t *group, const uint8_t *act,
                                                                 size_t act_stride, float *out, size_t out_stride,
                                                                 const int nt) {
     const int64_t nsb = k / SLM_QK_K;
-    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    const __m512i low4 = _mm512_set1_epi8(0x0f), high4 = _mm512_set1_epi8((char)0xf0);
     const int8_t *aq[SLM_PACKED_MAX_TOKENS];
     const float *ad[SLM_PACKED_MAX_TOKENS];
     const int32_t *as[SLM_PACKED_MAX_TOKENS];
@@ -120,17 +122,16 @@ static inline __attribute__((always_inline)) void r16_tile_q4_K(int64_t k, const
         for (size_t l = 0; l < SLM_PACKED_Q4_K_BYTES; l += 64)
             _mm_prefetch((const char *)(base + PREFETCH_AHEAD + l), _MM_HINT_T0);
         const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(base + SLM_PACKED_Q4_K_D)));
+        const __m512 d16 = _mm512_mul_ps(d, _mm512_set1_ps(1.0f / 16.0f));
         const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(base + SLM_PACKED_Q4_K_DMIN)));
         for (int j = 0; j < 8; j++) {
             const uint8_t *pair = base + (j / 2) * 512;
+            const __m512i nibbles = j % 2 ? high4 : low4;
             __m512i w[8];
 #pragma GCC unroll 8
-            for (int g = 0; g < 8; g++) {
-                __m512i v = _mm512_loadu_si512((const void *)(pair + 64 * g));
-                w[g] = _mm512_and_si512(j % 2 ? _mm512_srli_epi16(v, 4) : v, low4);
-            }
+            for (int g = 0; g < 8; g++) w[g] = _mm512_and_si512(_mm512_loadu_si512((const void *)(pair + 64 * g)), nibbles);
             const __m512 sc = _mm512_mul_ps(
-                d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                j % 2 ? d16 : d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
                        _mm_loadu_si128((const __m128i *)(base + SLM_PACKED_Q4_K_SCALES + j * SLM_PACKED_ROWS)))));
             const __m512 mn = _mm512_mul_ps(
                 dmin, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
@@ -145,9 +146,9 @@ static inline __attribute__((always_inline)) void r16_tile_q4_K(int64_t k, const
                     s0 = _mm512_dpbusd_epi32(s0, w[g], _mm512_set1_epi32(load_i32(q + 4 * g)));
                     s1 = _mm512_dpbusd_epi32(s1, w[g + 1], _mm512_set1_epi32(load_i32(q + 4 * g + 4)));
                 }
+                const __m512i s = _mm512_add_epi32(s0, s1);
                 const float da = ad[t][b];
-                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_mul_ps(sc, _mm512_set1_ps(da)),
-                                         acc[t]);
+                acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), sc), _mm512_set1_ps(da), acc[t]);
                 acc[t] = _mm512_fnmadd_ps(mn, _mm512_set1_ps(da * (float)as[t][b]), acc[t]);
             }
         }
