@@ -27,6 +27,19 @@ assert (pp['n_prompt'], pp['n_gen']) == (16, 0) and (tg['n_prompt'], tg['n_gen']
 assert 'bandwidth_fraction' in tg and tg['bandwidth_gbs'] == 10
 PY"
 
+# Measured bandwidth: probed before and after the decode test in a child process, so the 512 MB
+# probe buffer is not in the reported peak RSS; the limit is the better probe.
+json="$("$slm" bench "$model" -p 0 -n 8 -t 2 -r 1 --json)"
+check "measured bandwidth: two probes, the limit is their max, peak RSS without the probe buffer" "python3 - \"\$json\" <<'PY'
+import json, sys
+tg, = json.loads(sys.argv[1])
+before, after = tg['bandwidth_probes_gbs']
+assert before > 0 and after > 0, (before, after)
+assert tg['bandwidth_gbs'] == max(before, after), tg
+assert abs(tg['bandwidth_fraction'] - tg['avg_ts'] * tg['model_size'] / 1e9 / tg['bandwidth_gbs']) < 1e-6, tg
+assert tg['peak_rss_bytes'] < 256 << 20, tg['peak_rss_bytes']
+PY"
+
 table="$("$slm" bench "$model" -p 8 -n 4 -r 1 --bandwidth 10)"
 check "table has pp8 and tg4 rows" "grep -q ' pp8 ' <<<\"\$table\" && grep -q ' tg4 ' <<<\"\$table\""
 
