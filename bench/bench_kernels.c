@@ -50,7 +50,10 @@ static int make_weight(const slm_kernel_table *table, slm_pool *pool, uint32_t t
     const size_t rb = slm_row_bytes(type, k);
     uint8_t *data = malloc(rb * (size_t)m);
     float *row = malloc(sizeof(float) * (size_t)k);
-    if (!data || !row) return -1;
+    if (!data || !row) {
+        fprintf(stderr, "bench_kernels: out of memory\n");
+        return -1;
+    }
     for (int64_t r = 0; r < m; r++) {
         for (int64_t i = 0; i < k; i++) row[i] = frand();
         slm_quantize_row(type, row, data + (size_t)r * rb, k);
@@ -58,9 +61,11 @@ static int make_weight(const slm_kernel_table *table, slm_pool *pool, uint32_t t
     free(row);
     *w = (slm_weight){.type = type, .k = k, .m = m, .data = data, .row_bytes = rb};
     const size_t bytes = slm_weight_packed_bytes_for(table, w);
-    if (!bytes) return -1;
-    void *packed = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-    if (!packed) return -1;
+    void *packed = bytes ? aligned_alloc(64, (bytes + 63) & ~(size_t)63) : NULL;
+    if (!packed) {
+        fprintf(stderr, "bench_kernels: %s: %s\n", slm_type_name(type), bytes ? "out of memory" : "no packed layout");
+        return -1;
+    }
     slm_weight_pack(pool, w, packed, NULL, NULL);
     free(data); /* the kernels read only the packed copy */
     w->data = NULL;

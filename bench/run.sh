@@ -28,6 +28,11 @@ rounds="${ROUNDS:-1}"
 all_models="smollm2-135m:q8_0 smollm2-135m:q4_0 smollm2-135m:q4_k_m llama3.2-1b:q4_0 llama3.2-1b:q8_0 llama3.2-1b:q4_k_m llama3.2-1b:q4_k stories260K"
 models="${MODELS:-$all_models}"
 
+for var in threads p n reps rounds; do
+    case "${!var}" in
+    '' | *[!0-9]* | 0) echo "bench/run.sh: $var must be a positive integer, got '${!var}'" >&2; exit 1 ;;
+    esac
+done
 [ -x "$slm" ] || { echo "bench/run.sh: no slm binary at $slm (build it, or set SLM_BIN)" >&2; exit 1; }
 [ -f "$synth" ] || { echo "bench/run.sh: $synth not found (set SLM_TEST_DATA to the shared folder)" >&2; exit 1; }
 if [ -n "${LLAMA_BENCH:-}" ] && [ ! -x "$LLAMA_BENCH" ]; then

@@ -56,6 +56,7 @@ static inline uint32_t load_u32(const uint8_t *p) {
  * qh[32n + l]. Block b of the packed layout holds elements 32b..32b+31, so c = b % 4. */
 static void pack_q6_K_group(const slm_weight *w, int64_t g, uint8_t *dst) {
     const int64_t nsb = w->k / SLM_QK_K;
+    memset(dst, 0, slm_packed_group_bytes(w->type, w->k)); /* the padding */
     for (int r = 0; r < SLM_PACKED_ROWS; r++) {
         const block_q6_K *row = (const block_q6_K *)((const uint8_t *)w->data + (size_t)(g * SLM_PACKED_ROWS + r) * w->row_bytes);
         for (int64_t s = 0; s < nsb; s++) {
@@ -79,7 +80,6 @@ static void pack_q6_K_group(const slm_weight *w, int64_t g, uint8_t *dst) {
             }
             for (int j = 0; j < 16; j++) sb[SLM_PACKED_Q6_K_SCALES + j * SLM_PACKED_ROWS + r] = (uint8_t)src->scales[j];
             memcpy(sb + SLM_PACKED_Q6_K_D + r * 2, &src->d, 2);
-            if (r == 0) memset(sb + SLM_PACKED_Q6_K_D + 32, 0, SLM_PACKED_Q6_K_BYTES - SLM_PACKED_Q6_K_D - 32);
         }
     }
 }

@@ -20,6 +20,18 @@ static inline int32_t load_i32(const int8_t *p) {
     return v;
 }
 
+/* init + the integer dot of one 32-weight block of 16 rows (w[0..7], 4 weights of each row per
+ * register) with the activations q[0..31], in two chains so the vpdpbusd latencies overlap. */
+static inline __attribute__((always_inline)) __m512i dot_block(__m512i init, const __m512i w[8], const int8_t *q) {
+    __m512i s0 = init, s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int g = 0; g < 8; g += 2) {
+        s0 = _mm512_dpbusd_epi32(s0, w[g], _mm512_set1_epi32(load_i32(q + 4 * g)));
+        s1 = _mm512_dpbusd_epi32(s1, w[g + 1], _mm512_set1_epi32(load_i32(q + 4 * g + 4)));
+    }
+    return _mm512_add_epi32(s0, s1);
+}
+
 /* Where the quantized values, scales and sums of each activation row are; zeroed accumulators. */
 static inline __attribute__((always_inline)) void planar_rows(int64_t k, const uint8_t *act, size_t act_stride, int nt,
                                                               const int8_t **aq, const float **ad, const int32_t **as,
@@ -89,14 +101,7 @@ static inline __attribute__((always_inline)) void r16_tile(int64_t k, const uint
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(group + slm_packed_scales_at(wblock, b))));
 #pragma GCC unroll 8
         for (int t = 0; t < nt; t++) {
-            const int8_t *q = aq[t] + b * SLM_QK;
-            __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
-#pragma GCC unroll 4
-            for (int j = 0; j < 8; j += 2) {
-                s0 = _mm512_dpbusd_epi32(s0, w[j], _mm512_set1_epi32(load_i32(q + 4 * j)));
-                s1 = _mm512_dpbusd_epi32(s1, w[j + 1], _mm512_set1_epi32(load_i32(q + 4 * j + 4)));
-            }
-            __m512i s = _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(as[t][b] * offset));
+            const __m512i s = dot_block(_mm512_set1_epi32(-as[t][b] * offset), w, aq[t] + b * SLM_QK);
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(ad[t][b])), acc[t]);
         }
     }
@@ -139,14 +144,7 @@ static inline __attribute__((always_inline)) void r16_tile_q4_K(int64_t k, const
             const int64_t b = sb * 8 + j; /* the activation block */
 #pragma GCC unroll 8
             for (int t = 0; t < nt; t++) {
-                const int8_t *q = aq[t] + b * SLM_QK;
-                __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
-#pragma GCC unroll 4
-                for (int g = 0; g < 8; g += 2) {
-                    s0 = _mm512_dpbusd_epi32(s0, w[g], _mm512_set1_epi32(load_i32(q + 4 * g)));
-                    s1 = _mm512_dpbusd_epi32(s1, w[g + 1], _mm512_set1_epi32(load_i32(q + 4 * g + 4)));
-                }
-                const __m512i s = _mm512_add_epi32(s0, s1);
+                const __m512i s = dot_block(_mm512_setzero_si512(), w, aq[t] + b * SLM_QK);
                 const float da = ad[t][b];
                 acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), sc), _mm512_set1_ps(da), acc[t]);
                 acc[t] = _mm512_fnmadd_ps(mn, _mm512_set1_ps(da * (float)as[t][b]), acc[t]);
