@@ -41,9 +41,19 @@ for preset in smollm2-135m qwen2.5-0.5b; do # vocab-only files for the tokenizer
 done
 for t in f32 q8_0 q3_k; do gen tiny-smollm2-$t tiny-smollm2 $t; done
 for t in bf16 f16 q2_k q3_k q4_0 q4_1 q4_k q5_0 q5_1 q5_k q6_k q8_0; do gen tiny256-smollm2-$t tiny256-smollm2 $t; done
+# more families (phi3, gemma, gemma2) and the embedding models (bert, nomic-bert)
+for fam in tiny-phi3 tiny-gemma tiny-gemma2; do
+  for t in f32 q8_0 q4_0 q4_k_m; do gen $fam-$t $fam $t; done
+done
+gen bge-small-f16 bge-small f16
+gen bge-small-q8_0 bge-small q8_0
 [ "$which" = small ] && exit 0
 for t in f16 q8_0 q4_0 q4_k_m; do gen smollm2-135m-$t smollm2-135m $t; done
 gen qwen2.5-0.5b-q8_0 qwen2.5-0.5b q8_0
 gen qwen2.5-0.5b-q4_k_m qwen2.5-0.5b q4_k_m
 gen llama3.2-1b-q4_0 llama3.2-1b q4_0
 gen llama3.2-1b-q4_k_m llama3.2-1b q4_k_m
+gen nomic-embed-f16 nomic-embed f16
+gen nomic-embed-q8_0 nomic-embed q8_0
+for t in f16 q8_0 q4_0 q4_k_m; do gen phi3-mini-4l-$t phi3-mini-4l $t; done
+for t in f16 q8_0 q4_0 q4_k_m; do gen gemma2-2b-$t gemma2-2b $t; done

@@ -388,9 +388,9 @@ static int wpm_tokenize(const slm_vocab *v, scratch *s, const char *text, size_t
         if (cp == 0 || cp == 0xFFFD || cat == UTF8PROC_CATEGORY_CC || cat == UTF8PROC_CATEGORY_CF ||
             cat == UTF8PROC_CATEGORY_CS || cat == UTF8PROC_CATEGORY_CO)
             continue;
-        if (v->strip_accents &&
-            (cat == UTF8PROC_CATEGORY_MN || cat == UTF8PROC_CATEGORY_MC || cat == UTF8PROC_CATEGORY_ME))
-            continue;
+        /* Combining marks that are not part of a precomposed character (Devanagari vowel signs,
+         * a combining acute after its letter) stay in the word, as in llama.cpp: such a word then
+         * usually has no WordPiece split and becomes [UNK]. */
         uint32_t lc = v->lowercase ? (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp) : cp;
         bool punct = cat >= UTF8PROC_CATEGORY_PC && cat <= UTF8PROC_CATEGORY_PO;
         bool symbol = cat >= UTF8PROC_CATEGORY_SM && cat <= UTF8PROC_CATEGORY_SO;
