@@ -15,44 +15,37 @@
 
 #include "sample/grammar.h"
 #include "sample/grammar_impl.h"
+#include "sample/json_schema_impl.h"
 #include "sample/json_validate.h"
 #include "util/buf.h"
 #include "util/err.h"
 
 #define MAX_NESTING 64
 #define MAX_COUNT 10000        /* largest repetition count emitted for lengths and item counts */
-#define INT_LIMIT 9999999999999999LL /* 16 digits: integers jansson reads exactly */
-#define NUM_INT_LIMIT 999999999LL    /* bounded decimals: 9 + 6 digits stay exact in a double */
-
-typedef struct ref_entry {
-    const json_t *node;
-    char name[32];
-} ref_entry;
-
-typedef struct conv {
-    json_t *root;
-    slm_buf out;
-    int n_rules;
-    ref_entry *refs;
-    size_t n_refs, cap_refs;
-    int depth;
-    bool failed;
-    char *err;
-    size_t err_len;
-} conv;
 
 /* Messages quote keywords, keys and formats from the schema, which may hold control characters:
  * the message is escaped so it stays one line. */
-__attribute__((format(printf, 2, 3))) static void fail(conv *c, const char *fmt, ...) {
+__attribute__((format(printf, 2, 0))) static void vfail(conv *c, const char *fmt, va_list ap) {
     if (c->failed) return;
     c->failed = true;
     if (!c->err || !c->err_len) return;
     char line[1024];
+    vsnprintf(line, sizeof line, fmt, ap);
+    slm_json_error_line(line, c->err, c->err_len);
+}
+
+__attribute__((format(printf, 2, 3))) static void fail(conv *c, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    vfail(c, fmt, ap);
     va_end(ap);
-    slm_json_error_line(line, c->err, c->err_len);
+}
+
+void js_fail(conv *c, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(c, fmt, ap);
+    va_end(ap);
 }
 
 /* GBNF string literal for raw bytes. */
@@ -71,6 +64,8 @@ static void put_literal(slm_buf *b, const char *s, size_t n) {
     }
     slm_buf_append(b, "\"", 1);
 }
+
+void js_put_literal(slm_buf *b, const char *s, size_t n) { put_literal(b, s, n); }
 
 /* Literal for a JSON value in compact form. */
 static bool put_json_literal(conv *c, slm_buf *b, const json_t *v) {
@@ -106,188 +101,6 @@ static bool is_annotation(const char *k) {
            !strcmp(k, "definitions");
 }
 
-/* ---------- integer and number ranges ---------- */
-
-/* Canonical decimals of the same length in [x, y] (digit strings, x <= y). */
-static void same_len_range(slm_buf *b, const char *x, const char *y, size_t len) {
-    if (len == 0) return;
-    if (x[0] == y[0]) {
-        slm_buf_printf(b, "\"%c\" ", x[0]);
-        same_len_range(b, x + 1, y + 1, len - 1);
-        return;
-    }
-    bool x_rest_zero = true, y_rest_nine = true;
-    for (size_t i = 1; i < len; i++) {
-        if (x[i] != '0') x_rest_zero = false;
-        if (y[i] != '9') y_rest_nine = false;
-    }
-    char nines[24], zeros[24];
-    memset(nines, '9', len);
-    memset(zeros, '0', len);
-    nines[len] = zeros[len] = 0;
-    slm_buf_puts(b, "(");
-    bool first = true;
-    char start = x[0], end = y[0];
-    if (!x_rest_zero) {
-        slm_buf_printf(b, "\"%c\" ", x[0]);
-        same_len_range(b, x + 1, nines, len - 1);
-        first = false;
-        start = (char)(x[0] + 1);
-    }
-    if (!y_rest_nine) end = (char)(y[0] - 1);
-    if (start <= end) {
-        if (!first) slm_buf_puts(b, " | ");
-        slm_buf_printf(b, "[%c-%c]", start, end);
-        if (len > 1) slm_buf_printf(b, " [0-9]{%zu}", len - 1);
-        first = false;
-    }
-    if (!y_rest_nine) {
-        if (!first) slm_buf_puts(b, " | ");
-        slm_buf_printf(b, "\"%c\" ", y[0]);
-        same_len_range(b, zeros, y + 1, len - 1);
-    }
-    slm_buf_puts(b, ")");
-}
-
-/* Canonical decimals (no sign, no leading zeros) in [a, b], 0 <= a <= b <= INT_LIMIT. */
-static void nonneg_range(slm_buf *b, long long a, long long hi) {
-    char sa[24], sh[24];
-    snprintf(sa, sizeof sa, "%lld", a);
-    snprintf(sh, sizeof sh, "%lld", hi);
-    size_t la = strlen(sa), lh = strlen(sh);
-    slm_buf_puts(b, "(");
-    for (size_t len = la; len <= lh; len++) {
-        char lo_s[24], hi_s[24];
-        if (len == la) {
-            strcpy(lo_s, sa);
-        } else {
-            memset(lo_s, '0', len);
-            lo_s[0] = '1';
-            lo_s[len] = 0;
-        }
-        if (len == lh) {
-            strcpy(hi_s, sh);
-        } else {
-            memset(hi_s, '9', len);
-            hi_s[len] = 0;
-        }
-        if (len > la) slm_buf_puts(b, " | ");
-        slm_buf_puts(b, "(");
-        same_len_range(b, lo_s, hi_s, len);
-        slm_buf_puts(b, ")");
-    }
-    slm_buf_puts(b, ")");
-}
-
-/* Integers in [lo, hi]; appends alternatives to b, returns how many. */
-static int int_range_alts(slm_buf *b, long long lo, long long hi, bool first) {
-    int n = 0;
-    if (lo > hi) return 0;
-    if (hi >= 0) {
-        if (!first || n) slm_buf_puts(b, " | ");
-        nonneg_range(b, lo > 0 ? lo : 0, hi);
-        n++;
-    }
-    if (lo < 0) {
-        if (!first || n) slm_buf_puts(b, " | ");
-        slm_buf_puts(b, "\"-\" ");
-        nonneg_range(b, hi < 0 ? -hi : 1, -lo);
-        n++;
-    }
-    return n;
-}
-
-static bool get_bound(conv *c, const json_t *s, const char *key, double *out) {
-    const json_t *v = json_object_get(s, key);
-    if (!v) return false;
-    if (!json_is_number(v)) {
-        fail(c, "json schema: '%s' must be a number", key);
-        return false;
-    }
-    *out = json_number_value(v);
-    return true;
-}
-
-static void gen_integer(conv *c, const json_t *s, slm_buf *b) {
-    double v;
-    long long lo = -INT_LIMIT, hi = INT_LIMIT;
-    if (get_bound(c, s, "minimum", &v) && ceil(v) > (double)lo) lo = v > (double)INT_LIMIT ? INT_LIMIT + 1 : (long long)ceil(v);
-    if (get_bound(c, s, "exclusiveMinimum", &v) && floor(v) + 1 > (double)lo)
-        lo = v > (double)INT_LIMIT ? INT_LIMIT + 1 : (long long)floor(v) + 1;
-    if (get_bound(c, s, "maximum", &v) && floor(v) < (double)hi) hi = v < (double)-INT_LIMIT ? -INT_LIMIT - 1 : (long long)floor(v);
-    if (get_bound(c, s, "exclusiveMaximum", &v) && ceil(v) - 1 < (double)hi)
-        hi = v < (double)-INT_LIMIT ? -INT_LIMIT - 1 : (long long)ceil(v) - 1;
-    if (c->failed) return;
-    if (lo > hi) {
-        fail(c, "json schema: integer range is empty");
-        return;
-    }
-    if (lo == -INT_LIMIT && hi == INT_LIMIT) {
-        slm_buf_puts(b, "json-integer");
-        return;
-    }
-    slm_buf_puts(b, "(");
-    int_range_alts(b, lo, hi, true);
-    slm_buf_puts(b, ")");
-}
-
-static void gen_number(conv *c, const json_t *s, slm_buf *b) {
-    double lo = -INFINITY, hi = INFINITY;
-    bool lo_excl = false, hi_excl = false, bounded = false;
-    double v;
-    if (get_bound(c, s, "minimum", &v)) lo = v, bounded = true;
-    if (get_bound(c, s, "exclusiveMinimum", &v) && v >= lo) lo = v, lo_excl = true, bounded = true;
-    if (get_bound(c, s, "maximum", &v)) hi = v, bounded = true;
-    if (get_bound(c, s, "exclusiveMaximum", &v) && v <= hi) hi = v, hi_excl = true, bounded = true;
-    if (c->failed) return;
-    if (!bounded) {
-        slm_buf_puts(b, "json-number");
-        return;
-    }
-    /* Integers satisfying both bounds, then decimals k.f (value in [k, k+1)) and -k.f (value in
-     * (-(k+1), -k]) whose whole interval lies inside the bounds. Values are kept to 9 integer and
-     * 6 fraction digits so the text converts to a double on the right side of the bound. */
-    const double L = (double)NUM_INT_LIMIT;
-    double lo_c = lo < -L ? -L : lo, hi_c = hi > L ? L : hi;
-    long long int_lo = (long long)(lo_excl && lo >= -L ? floor(lo_c) + 1 : ceil(lo_c));
-    long long int_hi = (long long)(hi_excl && hi <= L ? ceil(hi_c) - 1 : floor(hi_c));
-    slm_buf alts = {0};
-    int n = int_range_alts(&alts, int_lo, int_hi, true);
-    long long pos_lo = int_lo > 0 ? int_lo : 0, pos_hi = (long long)floor(hi_c) - 1;
-    if (hi_c < L && hi_excl && floor(hi_c) == hi_c) pos_hi = (long long)hi_c - 1;
-    if (pos_lo <= pos_hi) {
-        if (n++) slm_buf_puts(&alts, " | ");
-        nonneg_range(&alts, pos_lo, pos_hi);
-        slm_buf_puts(&alts, " \".\" [0-9]{1,6}");
-    }
-    /* an exclusive integer bound k0 itself: k0.f with a non-zero fraction (value in (k0, k0+1)) */
-    if (lo_excl && lo >= 0 && lo < L && floor(lo) == lo && lo + 1 <= hi_c && (long long)lo < pos_lo) {
-        if (n++) slm_buf_puts(&alts, " | ");
-        slm_buf_printf(&alts, "\"%lld.\" [0-9]{0,5} [1-9]", (long long)lo);
-    }
-    if (hi_excl && hi <= 0 && hi > -L && floor(hi) == hi && hi - 1 >= lo_c) {
-        if (n++) slm_buf_puts(&alts, " | ");
-        slm_buf_printf(&alts, "\"-%lld.\" [0-9]{0,5} [1-9]", -(long long)hi);
-    }
-    long long neg_lo = int_hi < 0 ? -int_hi : 0, neg_hi = -(long long)ceil(lo_c) - 1;
-    if (neg_lo <= neg_hi) {
-        if (n++) slm_buf_puts(&alts, " | ");
-        slm_buf_puts(&alts, "\"-\" ");
-        nonneg_range(&alts, neg_lo, neg_hi);
-        slm_buf_puts(&alts, " \".\" [0-9]{1,6}");
-    }
-    if (n == 0) {
-        free(alts.s);
-        fail(c, "json schema: number range is empty (or has no value with at most 6 decimals)");
-        return;
-    }
-    slm_buf_puts(b, "(");
-    slm_buf_append(b, alts.s, alts.len);
-    slm_buf_puts(b, ")");
-    if (alts.oom) b->oom = true;
-    free(alts.s);
-}
-
 /* ---------- strings: formats and patterns ---------- */
 
 static const char *format_rule(const char *fmt) {
@@ -319,404 +132,6 @@ static const char *const json_rules =
     "json-number ::= json-integer (\".\" [0-9]{1,15})? ([eE] [-+]? [0-9]{1,2})?\n"
     "json-integer ::= \"-\"? (\"0\" | [1-9] [0-9]{0,15})\n";
 
-/* A parsed regex character set as sorted code point ranges. */
-typedef struct cpset {
-    uint32_t lo[128], hi[128];
-    int n;
-    bool overflow;
-} cpset;
-
-static void cpset_add(cpset *s, uint32_t lo, uint32_t hi) {
-    if (s->n >= 128) {
-        s->overflow = true;
-        return;
-    }
-    s->lo[s->n] = lo;
-    s->hi[s->n] = hi;
-    s->n++;
-}
-
-static void cpset_normalise(cpset *s) {
-    for (int i = 1; i < s->n; i++)
-        for (int j = i; j > 0 && s->lo[j - 1] > s->lo[j]; j--) {
-            uint32_t t = s->lo[j];
-            s->lo[j] = s->lo[j - 1];
-            s->lo[j - 1] = t;
-            t = s->hi[j];
-            s->hi[j] = s->hi[j - 1];
-            s->hi[j - 1] = t;
-        }
-    int m = 0;
-    for (int i = 0; i < s->n; i++) {
-        if (m && s->lo[i] <= s->hi[m - 1] + 1) {
-            if (s->hi[i] > s->hi[m - 1]) s->hi[m - 1] = s->hi[i];
-        } else {
-            s->lo[m] = s->lo[i];
-            s->hi[m] = s->hi[i];
-            m++;
-        }
-    }
-    s->n = m;
-}
-
-static void cpset_complement(cpset *s) {
-    cpset_normalise(s);
-    cpset r = {0};
-    uint32_t next = 0;
-    for (int i = 0; i < s->n; i++) {
-        if (s->lo[i] > next) cpset_add(&r, next, s->lo[i] - 1);
-        next = s->hi[i] + 1;
-    }
-    if (next <= 0x10FFFF) cpset_add(&r, next, 0x10FFFF);
-    r.overflow |= s->overflow;
-    *s = r;
-}
-
-/* Removes what a JSON string cannot hold unescaped: control characters, '"' and '\'. */
-static void cpset_remove_json_specials(cpset *s) {
-    cpset bad = {0};
-    cpset_add(&bad, 0, 0x1F);
-    cpset_add(&bad, '"', '"');
-    cpset_add(&bad, '\\', '\\');
-    cpset_complement(&bad);
-    cpset r = {0};
-    cpset_normalise(s);
-    for (int i = 0; i < s->n; i++)
-        for (int j = 0; j < bad.n; j++) {
-            uint32_t lo = s->lo[i] > bad.lo[j] ? s->lo[i] : bad.lo[j];
-            uint32_t hi = s->hi[i] < bad.hi[j] ? s->hi[i] : bad.hi[j];
-            if (lo <= hi) cpset_add(&r, lo, hi);
-        }
-    r.overflow |= s->overflow;
-    *s = r;
-}
-
-static void put_cp_escaped(slm_buf *b, uint32_t cp) {
-    if (cp < 0x20 || cp == '"' || cp == '\\' || cp == ']' || cp == '[' || cp == '-' || cp == '^' || cp >= 0x7F)
-        slm_buf_printf(b, cp <= 0xFFFF ? "\\u%04X" : "\\U%08X", cp);
-    else
-        slm_buf_printf(b, "%c", (char)cp);
-}
-
-typedef struct rx {
-    conv *c;
-    const char *s;
-    size_t pos, len;
-    int depth;
-} rx;
-
-static void rx_fail(rx *r, const char *what) {
-    fail(r->c, "json schema: pattern: unsupported %s at offset %zu (see docs/grammar.md for the regex subset)", what,
-         r->pos);
-}
-
-static long rx_utf8(rx *r) {
-    const unsigned char *p = (const unsigned char *)r->s + r->pos;
-    size_t left = r->len - r->pos;
-    if (p[0] < 0x80) {
-        r->pos++;
-        return p[0];
-    }
-    int n = (p[0] & 0xE0) == 0xC0 ? 2 : (p[0] & 0xF0) == 0xE0 ? 3 : (p[0] & 0xF8) == 0xF0 ? 4 : 0;
-    if (!n || left < (size_t)n) return -1;
-    uint32_t cp = p[0] & (0x7F >> n);
-    for (int i = 1; i < n; i++) cp = (cp << 6) | (p[i] & 0x3F);
-    r->pos += (size_t)n;
-    return cp;
-}
-
-static void add_shorthand(cpset *set, char k) {
-    cpset t = {0};
-    char lower = (char)(k | 0x20);
-    if (lower == 'd') {
-        cpset_add(&t, '0', '9');
-    } else if (lower == 'w') {
-        cpset_add(&t, '0', '9');
-        cpset_add(&t, 'A', 'Z');
-        cpset_add(&t, 'a', 'z');
-        cpset_add(&t, '_', '_');
-    } else { /* s: PCRE's whitespace set; only the space survives JSON-special removal */
-        cpset_add(&t, '\t', '\r');
-        cpset_add(&t, ' ', ' ');
-    }
-    if (k != lower) cpset_complement(&t);
-    for (int i = 0; i < t.n; i++) cpset_add(set, t.lo[i], t.hi[i]);
-}
-
-/* One escaped character (after '\'); -1 for a class shorthand added to `set` (if given), -2 error. */
-static long rx_escape(rx *r, cpset *set) {
-    if (r->pos >= r->len) {
-        rx_fail(r, "trailing backslash");
-        return -2;
-    }
-    char e = r->s[r->pos++];
-    switch (e) {
-    case 'd': case 'D': case 'w': case 'W': case 's': case 'S':
-        if (!set) return -3;
-        add_shorthand(set, e);
-        return -1;
-    case 'n': return '\n';
-    case 't': return '\t';
-    case 'r': return '\r';
-    case 'f': return '\f';
-    case 'v': return '\v';
-    default:
-        if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z') || (e >= '0' && e <= '9')) {
-            r->pos--;
-            rx_fail(r, "escape");
-            return -2;
-        }
-        return (unsigned char)e;
-    }
-}
-
-static void put_cpset(conv *c, slm_buf *b, cpset *set) {
-    cpset_remove_json_specials(set);
-    if (set->overflow) {
-        fail(c, "json schema: pattern: character class too complex");
-        return;
-    }
-    if (set->n == 0) {
-        fail(c, "json schema: pattern: a character class matches no character allowed in a JSON string");
-        return;
-    }
-    slm_buf_puts(b, "[");
-    for (int i = 0; i < set->n; i++) {
-        put_cp_escaped(b, set->lo[i]);
-        if (set->hi[i] != set->lo[i]) {
-            slm_buf_puts(b, "-");
-            put_cp_escaped(b, set->hi[i]);
-        }
-    }
-    slm_buf_puts(b, "]");
-}
-
-/* A literal code point as the JSON-encoded text of that character. */
-static void put_json_char(slm_buf *b, uint32_t cp) {
-    json_t *s = NULL;
-    char utf8[5];
-    int n;
-    if (cp < 0x80) utf8[0] = (char)cp, n = 1;
-    else if (cp < 0x800) utf8[0] = (char)(0xC0 | (cp >> 6)), utf8[1] = (char)(0x80 | (cp & 0x3F)), n = 2;
-    else if (cp < 0x10000)
-        utf8[0] = (char)(0xE0 | (cp >> 12)), utf8[1] = (char)(0x80 | ((cp >> 6) & 0x3F)), utf8[2] = (char)(0x80 | (cp & 0x3F)), n = 3;
-    else
-        utf8[0] = (char)(0xF0 | (cp >> 18)), utf8[1] = (char)(0x80 | ((cp >> 12) & 0x3F)),
-        utf8[2] = (char)(0x80 | ((cp >> 6) & 0x3F)), utf8[3] = (char)(0x80 | (cp & 0x3F)), n = 4;
-    s = json_stringn(utf8, (size_t)n);
-    char *t = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
-    if (t && strlen(t) >= 2) put_literal(b, t + 1, strlen(t) - 2);
-    else b->oom = true;
-    free(t);
-    json_decref(s);
-}
-
-static void rx_alt(rx *r, slm_buf *b);
-
-static void rx_class(rx *r, slm_buf *b) {
-    r->pos++; /* '[' */
-    cpset set = {0};
-    bool negate = false;
-    if (r->pos < r->len && r->s[r->pos] == '^') {
-        negate = true;
-        r->pos++;
-    }
-    bool first = true;
-    while (!r->c->failed) {
-        if (r->pos >= r->len) {
-            rx_fail(r, "unterminated class");
-            return;
-        }
-        char ch = r->s[r->pos];
-        if (ch == ']' && !first) {
-            r->pos++;
-            break;
-        }
-        first = false;
-        if (ch == '[' && r->pos + 1 < r->len && r->s[r->pos + 1] == ':') {
-            rx_fail(r, "POSIX class");
-            return;
-        }
-        long lo;
-        if (ch == '\\') {
-            r->pos++;
-            lo = rx_escape(r, &set);
-            if (lo == -2) return;
-            if (lo == -1) continue;
-        } else {
-            lo = rx_utf8(r);
-            if (lo < 0) {
-                rx_fail(r, "byte (invalid UTF-8)");
-                return;
-            }
-        }
-        long hi = lo;
-        if (r->pos + 1 < r->len && r->s[r->pos] == '-' && r->s[r->pos + 1] != ']') {
-            r->pos++;
-            if (r->s[r->pos] == '\\') {
-                r->pos++;
-                hi = rx_escape(r, NULL);
-                if (hi < 0) {
-                    if (hi == -3) rx_fail(r, "shorthand as a range end");
-                    return;
-                }
-            } else {
-                hi = rx_utf8(r);
-            }
-            if (hi < lo) {
-                rx_fail(r, "reversed range");
-                return;
-            }
-        }
-        cpset_add(&set, (uint32_t)lo, (uint32_t)hi);
-    }
-    if (negate) cpset_complement(&set);
-    put_cpset(r->c, b, &set);
-}
-
-static bool rx_uint(rx *r, unsigned *out) {
-    size_t start = r->pos;
-    unsigned long v = 0;
-    while (r->pos < r->len && r->s[r->pos] >= '0' && r->s[r->pos] <= '9') {
-        v = v * 10 + (unsigned long)(r->s[r->pos++] - '0');
-        if (v > 1000) {
-            rx_fail(r, "repetition count above 1000");
-            return false;
-        }
-    }
-    *out = (unsigned)v;
-    return r->pos > start;
-}
-
-static void rx_concat(rx *r, slm_buf *b) {
-    slm_buf_puts(b, "(\"\"");
-    while (!r->c->failed && r->pos < r->len) {
-        char ch = r->s[r->pos];
-        if (ch == '|' || ch == ')') break;
-        slm_buf atom = {0};
-        if (ch == '(') {
-            if (++r->depth > 32) {
-                rx_fail(r, "nesting depth");
-                free(atom.s);
-                return;
-            }
-            r->pos++;
-            if (r->pos < r->len && r->s[r->pos] == '?') {
-                if (r->pos + 1 < r->len && r->s[r->pos + 1] == ':') {
-                    r->pos += 2;
-                } else {
-                    rx_fail(r, "group syntax (lookaround, named group or flags)");
-                    free(atom.s);
-                    return;
-                }
-            }
-            rx_alt(r, &atom);
-            if (r->pos >= r->len || r->s[r->pos] != ')') {
-                if (!r->c->failed) rx_fail(r, "unclosed group");
-                free(atom.s);
-                return;
-            }
-            r->pos++;
-            r->depth--;
-        } else if (ch == '[') {
-            rx_class(r, &atom);
-        } else if (ch == '.') {
-            r->pos++;
-            cpset set = {0};
-            cpset_add(&set, '\n', '\n');
-            cpset_complement(&set);
-            put_cpset(r->c, &atom, &set);
-        } else if (ch == '\\') {
-            r->pos++;
-            cpset set = {0};
-            long cp = rx_escape(r, &set);
-            if (cp == -1) put_cpset(r->c, &atom, &set);
-            else if (cp >= 0) put_json_char(&atom, (uint32_t)cp);
-        } else if (ch == '^' || ch == '$') {
-            rx_fail(r, "anchor inside the pattern (only a leading ^ and a trailing $ are supported)");
-        } else if (ch == '*' || ch == '+' || ch == '?' || ch == '{') {
-            rx_fail(r, "quantifier with nothing to repeat");
-        } else {
-            long cp = rx_utf8(r);
-            if (cp < 0) rx_fail(r, "byte (invalid UTF-8)");
-            else put_json_char(&atom, (uint32_t)cp);
-        }
-        if (r->c->failed) {
-            free(atom.s);
-            return;
-        }
-        /* quantifier */
-        char q = r->pos < r->len ? r->s[r->pos] : 0;
-        slm_buf_puts(b, " (");
-        slm_buf_append(b, atom.s ? atom.s : "\"\"", atom.s ? atom.len : 2);
-        slm_buf_puts(b, ")");
-        free(atom.s);
-        if (q == '*' || q == '+' || q == '?') {
-            r->pos++;
-            slm_buf_printf(b, "%c", q);
-        } else if (q == '{') {
-            size_t save = r->pos;
-            r->pos++;
-            unsigned m = 0, n = 0;
-            if (!rx_uint(r, &m)) {
-                if (!r->c->failed) {
-                    r->pos = save;
-                    rx_fail(r, "'{' (escape it as \\{)");
-                }
-                return;
-            }
-            n = m;
-            bool unbounded = false;
-            if (r->pos < r->len && r->s[r->pos] == ',') {
-                r->pos++;
-                if (!rx_uint(r, &n)) {
-                    if (r->c->failed) return;
-                    unbounded = true;
-                }
-            }
-            if (r->pos >= r->len || r->s[r->pos] != '}' || (!unbounded && n < m)) {
-                rx_fail(r, "repetition syntax");
-                return;
-            }
-            r->pos++;
-            if (unbounded) slm_buf_printf(b, "{%u,}", m);
-            else slm_buf_printf(b, "{%u,%u}", m, n);
-        } else {
-            continue;
-        }
-        if (r->pos < r->len && r->s[r->pos] == '?') r->pos++; /* lazy: same language */
-        if (r->pos < r->len && (r->s[r->pos] == '+' || r->s[r->pos] == '*' || r->s[r->pos] == '{')) {
-            rx_fail(r, "possessive or stacked quantifier");
-            return;
-        }
-    }
-    slm_buf_puts(b, ")");
-}
-
-static void rx_alt(rx *r, slm_buf *b) {
-    slm_buf_puts(b, "(");
-    rx_concat(r, b);
-    while (!r->c->failed && r->pos < r->len && r->s[r->pos] == '|') {
-        r->pos++;
-        slm_buf_puts(b, " | ");
-        rx_concat(r, b);
-    }
-    slm_buf_puts(b, ")");
-}
-
-static void gen_pattern(conv *c, const char *pat, size_t len, slm_buf *b) {
-    rx r = {.c = c, .s = pat, .len = len};
-    bool anchored_start = len > 0 && pat[0] == '^';
-    bool anchored_end = len > 0 && pat[len - 1] == '$' && (len < 2 || pat[len - 2] != '\\');
-    if (anchored_start) r.pos = 1;
-    if (anchored_end) r.len = len - 1;
-    slm_buf_puts(b, "\"\\\"\" ");
-    if (!anchored_start) slm_buf_puts(b, "json-char* ");
-    rx_alt(&r, b);
-    if (!c->failed && r.pos < r.len) rx_fail(&r, "')' without '('");
-    if (!anchored_end) slm_buf_puts(b, " json-char*");
-    slm_buf_puts(b, " \"\\\"\"");
-}
 
 /* ---------- schema nodes ---------- */
 
@@ -776,7 +191,7 @@ static void gen_string(conv *c, const json_t *s, slm_buf *b) {
             fail(c, "json schema: 'pattern' must be a string");
             return;
         }
-        gen_pattern(c, json_string_value(pat), json_string_length(pat), b);
+        js_gen_pattern(c, json_string_value(pat), json_string_length(pat), b);
         return;
     }
     long long mn, mx;
@@ -926,8 +341,8 @@ done:
 static void gen_type(conv *c, const char *t, const json_t *s, slm_buf *b) {
     if (!strcmp(t, "null")) slm_buf_puts(b, "\"null\"");
     else if (!strcmp(t, "boolean")) slm_buf_puts(b, "(\"true\" | \"false\")");
-    else if (!strcmp(t, "integer")) gen_integer(c, s, b);
-    else if (!strcmp(t, "number")) gen_number(c, s, b);
+    else if (!strcmp(t, "integer")) js_gen_integer(c, s, b);
+    else if (!strcmp(t, "number")) js_gen_number(c, s, b);
     else if (!strcmp(t, "string")) gen_string(c, s, b);
     else if (!strcmp(t, "array")) gen_array(c, s, b);
     else if (!strcmp(t, "object")) gen_object(c, s, b);
