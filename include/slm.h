@@ -232,6 +232,34 @@ int slm_generate(slm_context *ctx, slm_sampler *sampler, const slm_token *prompt
 /* Name of the kernel path chosen at start-up: "scalar", "avx2", "avx512", "amx". */
 const char *slm_isa_name(void);
 
+/* ---------- untrusted text inside prompts ---------- */
+
+/* A byte range [off, off + len) of a text. */
+typedef struct slm_text_span {
+    size_t off, len;
+} slm_text_span;
+
+/* slm_tokenize, except that inside the `plain` byte ranges (ascending, non-overlapping) control-token
+ * texts are plain text even with parse_special, as with parse_special false. */
+int slm_tokenize_plain(const slm_model *model, const char *text, size_t len, bool add_special, bool parse_special,
+                       const slm_text_span *plain, size_t n_plain, slm_token *out, int cap, char *err, size_t err_len);
+/* slm_chat_render that also returns where each message's content landed in *out: *spans (malloc'd,
+ * ascending, *n_spans of them; NULL when there are none). */
+int slm_chat_render_spans(const slm_model *model, const char *template_name, const slm_chat_message *msgs,
+                          size_t n_msgs, bool add_generation_prompt, char **out, slm_text_span **spans, size_t *n_spans,
+                          char *err, size_t err_len);
+/* Renders the messages and tokenizes the prompt so that only the template's own markers become
+ * special tokens: texts like "<|im_end|>" inside message contents stay plain text, so a message
+ * cannot forge a turn; benign conversations give the same ids as render + slm_tokenize(parse_special).
+ * *out (malloc'd) gets *n_out ids; *rendered_out, if not NULL, the malloc'd rendered text. */
+int slm_chat_tokenize(const slm_model *model, const char *template_name, const slm_chat_message *msgs, size_t n_msgs,
+                      bool add_generation_prompt, bool add_special, slm_token **out, int *n_out, char **rendered_out,
+                      char *err, size_t err_len);
+/* Bytes of text above which slm_tokenize certainly yields more than n_tokens tokens, or SIZE_MAX
+ * when the vocabulary gives no such guarantee (WordPiece drops whitespace): a caller can refuse an
+ * oversize input before reading or tokenizing all of it. */
+size_t slm_tokenize_max_bytes(const slm_model *model, bool parse_special, int n_tokens);
+
 #ifdef __cplusplus
 }
 #endif

@@ -150,6 +150,44 @@ static void put_trimmed(slm_buf *b, const char *s) {
     slm_buf_append(b, s + start, end - start);
 }
 
+/* Where the renderers write: the text and the byte ranges that message contents landed in. The
+ * renderers only see &out->b (the first member); put_content* record the ranges through it. */
+typedef struct chat_out {
+    slm_buf b;
+    slm_text_span *spans;
+    size_t n_spans, cap_spans;
+    bool oom;
+} chat_out;
+
+static void record_content(slm_buf *b, size_t start) {
+    chat_out *o = (chat_out *)b;
+    if (b->oom || b->len == start) return;
+    if (!slm_grow((void **)&o->spans, &o->cap_spans, o->n_spans + 1, sizeof *o->spans, 16)) {
+        o->oom = true;
+        return;
+    }
+    o->spans[o->n_spans++] = (slm_text_span){start, b->len - start};
+}
+
+/* Message content: text of the conversation, never the template's own markers. */
+static void put_content(slm_buf *b, const char *s) {
+    size_t start = b->len;
+    put(b, s);
+    record_content(b, start);
+}
+
+static void put_content_trimmed(slm_buf *b, const char *s) {
+    size_t start = b->len;
+    put_trimmed(b, s);
+    record_content(b, start);
+}
+
+static void put_turn(slm_buf *b, const char *before, const char *content, const char *after) {
+    put(b, before);
+    put_content(b, content);
+    put(b, after);
+}
+
 static bool is_trimmed_empty(const char *s) {
     for (; *s; s++)
         if (!is_trim_space(*s)) return false;
@@ -177,7 +215,7 @@ static void render_llama2(slm_buf *b, enum slm_chat_template t, const chat_msg *
             inside_turn = true;
             put(b, bos_inside_history ? "<s>[INST] " : "[INST] ");
         }
-        void (*content)(slm_buf *, const char *) = strip ? put_trimmed : put;
+        void (*content)(slm_buf *, const char *) = strip ? put_content_trimmed : put_content;
         if (m[i].role == ROLE_SYSTEM) {
             if (system_block) {
                 put(b, "<<SYS>>\n");
@@ -202,11 +240,11 @@ static void render_mistral(slm_buf *b, enum slm_chat_template t, const chat_msg 
     if (t == SLM_CHAT_MISTRAL_V7) {
         for (size_t i = 0; i < n; i++) {
             if (m[i].role == ROLE_SYSTEM) {
-                put_between(b, "[SYSTEM_PROMPT] ", m[i].content, "[/SYSTEM_PROMPT]");
+                put_turn(b, "[SYSTEM_PROMPT] ", m[i].content, "[/SYSTEM_PROMPT]");
             } else if (m[i].role == ROLE_USER) {
-                put_between(b, "[INST] ", m[i].content, "[/INST]");
+                put_turn(b, "[INST] ", m[i].content, "[/INST]");
             } else {
-                put_between(b, " ", m[i].content, "</s>");
+                put_turn(b, " ", m[i].content, "</s>");
             }
         }
         return;
@@ -223,15 +261,15 @@ static void render_mistral(slm_buf *b, enum slm_chat_template t, const chat_msg 
             inside_turn = true;
         }
         if (m[i].role == ROLE_SYSTEM) {
-            put(b, m[i].content);
+            put_content(b, m[i].content);
             put(b, "\n\n");
         } else if (m[i].role == ROLE_USER) {
-            put(b, m[i].content);
+            put_content(b, m[i].content);
             put(b, lead);
             put(b, "[/INST]");
         } else {
             put(b, trail);
-            (trim_assistant ? put_trimmed : put)(b, m[i].content);
+            (trim_assistant ? put_content_trimmed : put_content)(b, m[i].content);
             put(b, "</s>");
             inside_turn = false;
         }
@@ -249,7 +287,7 @@ static void render_uniform(slm_buf *b, const uniform_format *f, const chat_msg *
         put(b, f->prefix);
         put(b, m[i].role_name);
         put(b, f->infix);
-        (f->trim ? put_trimmed : put)(b, m[i].content);
+        (f->trim ? put_content_trimmed : put_content)(b, m[i].content);
         put(b, f->suffix);
     }
     if (add_gen) put(b, f->generation_prompt);
@@ -264,7 +302,7 @@ typedef struct {
 static void render_per_role(slm_buf *b, const per_role_format *f, const chat_msg *m, size_t n, bool add_gen) {
     for (size_t i = 0; i < n; i++) {
         put(b, f->prefix[m[i].role]);
-        (f->trim ? put_trimmed : put)(b, m[i].content);
+        (f->trim ? put_content_trimmed : put_content)(b, m[i].content);
         put(b, f->suffix[m[i].role]);
     }
     if (add_gen) put(b, f->generation_prompt);
@@ -281,11 +319,11 @@ static void render_gemma(slm_buf *b, const chat_msg *m, size_t n, bool add_gen) 
         bool model_turn = m[i].role == ROLE_ASSISTANT;
         put_between(b, "<start_of_turn>", model_turn ? "model" : m[i].role_name, "\n");
         if (system_text && !is_trimmed_empty(system_text) && !model_turn) {
-            put_trimmed(b, system_text);
+            put_content_trimmed(b, system_text);
             put(b, "\n\n");
             system_text = NULL;
         }
-        put_trimmed(b, m[i].content);
+        put_content_trimmed(b, m[i].content);
         put(b, "<end_of_turn>\n");
     }
     if (add_gen) put(b, "<start_of_turn>model\n");
@@ -299,14 +337,14 @@ static void render_orion(slm_buf *b, const chat_msg *m, size_t n) {
         } else if (m[i].role == ROLE_USER) {
             put(b, "Human: ");
             if (system_text && *system_text) {
-                put(b, system_text);
+                put_content(b, system_text);
                 put(b, "\n\n");
                 system_text = NULL;
             }
-            put(b, m[i].content);
+            put_content(b, m[i].content);
             put(b, "\n\nAssistant: </s>");
         } else {
-            put(b, m[i].content);
+            put_content(b, m[i].content);
             put(b, "</s>");
         }
     }
@@ -315,10 +353,10 @@ static void render_orion(slm_buf *b, const chat_msg *m, size_t n) {
 static void render_openchat(slm_buf *b, const chat_msg *m, size_t n, bool add_gen) {
     for (size_t i = 0; i < n; i++) {
         if (m[i].role == ROLE_SYSTEM) {
-            put(b, m[i].content);
+            put_content(b, m[i].content);
         } else {
             put_between(b, "GPT4 Correct ", m[i].role == ROLE_USER ? "User" : "Assistant", ": ");
-            put(b, m[i].content);
+            put_content(b, m[i].content);
         }
         put(b, "<|end_of_turn|>");
     }
@@ -329,7 +367,7 @@ static void render_monarch(slm_buf *b, const chat_msg *m, size_t n, bool add_gen
     for (size_t i = 0; i < n; i++) {
         if (i > 0) put(b, "<s>"); /* the tokenizer adds the first BOS */
         put(b, m[i].role_name);
-        put_between(b, "\n", m[i].content, "</s>\n");
+        put_turn(b, "\n", m[i].content, "</s>\n");
     }
     if (add_gen) put(b, "<s>assistant\n");
 }
@@ -337,7 +375,7 @@ static void render_monarch(slm_buf *b, const chat_msg *m, size_t n, bool add_gen
 static void render_minicpm(slm_buf *b, const chat_msg *m, size_t n) {
     for (size_t i = 0; i < n; i++) {
         if (m[i].role == ROLE_USER) put(b, "<\xe7\x94\xa8\xe6\x88\xb7>"); /* "<用户>" */
-        put_trimmed(b, m[i].content);
+        put_content_trimmed(b, m[i].content);
         if (m[i].role == ROLE_USER) put(b, "<AI>");
     }
 }
@@ -345,9 +383,9 @@ static void render_minicpm(slm_buf *b, const chat_msg *m, size_t n) {
 static void render_rwkv(slm_buf *b, const chat_msg *m, size_t n) {
     for (size_t i = 0; i < n; i++) {
         if (m[i].role == ROLE_USER) {
-            put_between(b, "User: ", m[i].content, "\n\nAssistant:");
+            put_turn(b, "User: ", m[i].content, "\n\nAssistant:");
         } else {
-            put(b, m[i].content);
+            put_content(b, m[i].content);
             put(b, "\n\n");
         }
     }
@@ -357,16 +395,16 @@ static void render_gigachat(slm_buf *b, const chat_msg *m, size_t n, bool add_ge
     size_t first = 0;
     put(b, "<s>");
     if (n > 0 && m[0].role == ROLE_SYSTEM) {
-        put(b, m[0].content);
+        put_content(b, m[0].content);
         put(b, "<|message_sep|>");
         first = 1;
     }
     for (size_t i = first; i < n; i++) {
         if (m[i].role == ROLE_USER) {
-            put_between(b, "user<|role_sep|>", m[i].content,
+            put_turn(b, "user<|role_sep|>", m[i].content,
                         "<|message_sep|>available functions<|role_sep|>[]<|message_sep|>");
         } else if (m[i].role == ROLE_ASSISTANT) {
-            put_between(b, "assistant<|role_sep|>", m[i].content, "<|message_sep|>");
+            put_turn(b, "assistant<|role_sep|>", m[i].content, "<|message_sep|>");
         }
     }
     if (add_gen) put(b, "assistant<|role_sep|>");
@@ -459,6 +497,14 @@ static void render(slm_buf *b, enum slm_chat_template t, const chat_msg *m, size
 
 int slm_chat_apply(enum slm_chat_template t, const slm_chat_message *msgs, size_t n_msgs, bool add_generation_prompt,
                    char **out, char *err, size_t err_len) {
+    return slm_chat_apply_spans(t, msgs, n_msgs, add_generation_prompt, out, NULL, NULL, err, err_len);
+}
+
+int slm_chat_apply_spans(enum slm_chat_template t, const slm_chat_message *msgs, size_t n_msgs,
+                         bool add_generation_prompt, char **out, slm_text_span **spans, size_t *n_spans, char *err,
+                         size_t err_len) {
+    if (spans) *spans = NULL;
+    if (n_spans) *n_spans = 0;
     if (!out) return slm_err(err, err_len, "chat: no output pointer");
     *out = NULL;
     if (!slm_chat_template_name(t))
@@ -490,11 +536,19 @@ int slm_chat_apply(enum slm_chat_template t, const slm_chat_message *msgs, size_
         m[i].content = msgs[i].content;
     }
 
-    slm_buf b = {0};
-    render(&b, t, m, n_msgs, add_generation_prompt);
+    chat_out o = {0};
+    render(&o.b, t, m, n_msgs, add_generation_prompt);
     free(m);
     /* an empty conversation still yields a valid empty string */
-    *out = slm_buf_take(&b);
-    if (!*out) return slm_err(err, err_len, "chat: out of memory rendering %zu messages", n_msgs);
+    *out = slm_buf_take(&o.b);
+    if (!*out || o.oom) {
+        free(*out);
+        *out = NULL;
+        free(o.spans);
+        return slm_err(err, err_len, "chat: out of memory rendering %zu messages", n_msgs);
+    }
+    if (spans) *spans = o.spans;
+    else free(o.spans);
+    if (n_spans) *n_spans = o.n_spans;
     return 0;
 }

@@ -62,5 +62,11 @@ const char *slm_chat_known_names(void);
  * contents non-NULL; anything else is an error naming the message. */
 int slm_chat_apply(enum slm_chat_template t, const slm_chat_message *msgs, size_t n_msgs, bool add_generation_prompt,
                    char **out, char *err, size_t err_len);
+/* slm_chat_apply that also reports the byte ranges of *out that hold message contents (each
+ * message's possibly trimmed content; empty ones omitted): *spans malloc'd, ascending, or NULL.
+ * spans / n_spans may be NULL. */
+int slm_chat_apply_spans(enum slm_chat_template t, const slm_chat_message *msgs, size_t n_msgs,
+                         bool add_generation_prompt, char **out, slm_text_span **spans, size_t *n_spans, char *err,
+                         size_t err_len);
 
 #endif

@@ -30,3 +30,13 @@ int slm_detokenize(const slm_model *model, const slm_token *tokens, int n, bool 
                    char *buf, int cap) {
     return slm_vocab_detokenize(slm_model_vocab(model), tokens, n, remove_special, render_special, buf, cap);
 }
+
+int slm_tokenize_plain(const slm_model *model, const char *text, size_t len, bool add_special, bool parse_special,
+                       const slm_text_span *plain, size_t n_plain, slm_token *out, int cap, char *err, size_t err_len) {
+    return slm_vocab_tokenize_plain(slm_model_vocab(model), text, len, add_special, parse_special, plain, n_plain, out,
+                                    cap, err, err_len);
+}
+
+size_t slm_tokenize_max_bytes(const slm_model *model, bool parse_special, int n_tokens) {
+    return slm_vocab_max_text_bytes(slm_model_vocab(model), parse_special, n_tokens);
+}

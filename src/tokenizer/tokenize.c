@@ -46,10 +46,35 @@ static bool push_frag(fragvec *v, int32_t token, size_t off, size_t len) {
     return true;
 }
 
+/* True if [off, off + len) overlaps one of the plain spans (ascending, non-overlapping). */
+static bool in_plain(const slm_text_span *plain, size_t n_plain, size_t off, size_t len) {
+    size_t lo = 0, hi = n_plain; /* first span ending after off */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (plain[mid].off + plain[mid].len <= off) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n_plain && plain[lo].off < off + len;
+}
+
+/* The first match of the special token at or after `from` that may become the token: any match
+ * for user-defined tokens and with parse_special outside the plain spans; control and unknown
+ * tokens never match across or inside a plain span (there they are text). */
+static const char *find_special(const char *text, size_t from, size_t end, const char *tt, size_t tl, bool restricted,
+                                const slm_text_span *plain, size_t n_plain) {
+    while (from < end) {
+        const char *m = memmem(text + from, end - from, tt, tl);
+        if (!m || !restricted || !in_plain(plain, n_plain, (size_t)(m - text), tl)) return m;
+        from = (size_t)(m - text) + 1;
+    }
+    return NULL;
+}
+
 /* Splits the text around special tokens, longest token first, as llama.cpp's
- * tokenizer_st_partition: control and unknown tokens only with parse_special, user-defined
- * tokens always. */
-static int partition(const slm_vocab *v, const char *text, size_t len, bool parse_special, fragvec *cur) {
+ * tokenizer_st_partition: control and unknown tokens only with parse_special (and outside the
+ * plain spans), user-defined tokens always. */
+static int partition(const slm_vocab *v, const char *text, size_t len, bool parse_special, const slm_text_span *plain,
+                     size_t n_plain, fragvec *cur) {
     fragvec next = {0};
     cur->n = 0;
     if (len == 0) return 0;
@@ -57,12 +82,14 @@ static int partition(const slm_vocab *v, const char *text, size_t len, bool pars
     for (int s = 0; s < v->n_special; s++) {
         const int32_t id = v->special_tokens[s];
         const uint32_t attr = v->tok_attr[id];
-        if (!parse_special && (attr & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN))) continue;
+        const bool restricted = (attr & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN)) != 0;
+        if (!parse_special && restricted) continue;
         const char *tt = v->tok_text[id];
         const size_t tl = v->tok_len[id];
         bool found = false;
         for (size_t i = 0; i < cur->n && !found; i++)
-            found = cur->f[i].token < 0 && memmem(text + cur->f[i].off, cur->f[i].len, tt, tl) != NULL;
+            found = cur->f[i].token < 0 && find_special(text, cur->f[i].off, cur->f[i].off + cur->f[i].len, tt, tl,
+                                                        restricted, plain, n_plain) != NULL;
         if (!found) continue;
         next.n = 0;
         for (size_t i = 0; i < cur->n; i++) {
@@ -73,7 +100,7 @@ static int partition(const slm_vocab *v, const char *text, size_t len, bool pars
             }
             size_t base = fr.off, blen = fr.len;
             while (blen > 0) {
-                const char *m = memmem(text + base, blen, tt, tl);
+                const char *m = find_special(text, base, base + blen, tt, tl, restricted, plain, n_plain);
                 if (!m) {
                     if (!push_frag(&next, -1, base, blen)) goto oom;
                     break;
@@ -411,16 +438,31 @@ static int wpm_tokenize(const slm_vocab *v, scratch *s, const char *text, size_t
 
 int slm_vocab_tokenize(const slm_vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
                         slm_token *out, int cap, char *err, size_t err_len) {
+    return slm_vocab_tokenize_plain(v, text, len, add_special, parse_special, NULL, 0, out, cap, err, err_len);
+}
+
+int slm_vocab_tokenize_plain(const slm_vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
+                             const slm_text_span *plain, size_t n_plain, slm_token *out, int cap, char *err,
+                             size_t err_len) {
     if (!text && len) return slm_err(err, err_len, "tokenize: NULL text"), INT_MIN;
     if (cap < 0 || (cap > 0 && !out)) return slm_err(err, err_len, "tokenize: bad output buffer"), INT_MIN;
     if (len > (size_t)1 << 30) return slm_err(err, err_len, "tokenize: text of %zu bytes is too long", len), INT_MIN;
+    if (n_plain && !plain) return slm_err(err, err_len, "tokenize: %zu plain spans but no span array", n_plain), INT_MIN;
+    for (size_t i = 0; i < n_plain; i++) {
+        if (plain[i].off > len || plain[i].len > len - plain[i].off)
+            return slm_err(err, err_len, "tokenize: plain span %zu [%zu, +%zu) lies outside the %zu-byte text", i,
+                           plain[i].off, plain[i].len, len),
+                   INT_MIN;
+        if (i && plain[i].off < plain[i - 1].off + plain[i - 1].len)
+            return slm_err(err, err_len, "tokenize: plain span %zu overlaps or precedes span %zu", i, i - 1), INT_MIN;
+    }
 
     tokvec toks = {0};
     fragvec frags = {0};
     scratch s = {0};
     int rc = 0;
     bool failed = false;
-    if (partition(v, text, len, parse_special, &frags) < 0) goto oom;
+    if (partition(v, text, len, parse_special, plain, n_plain, &frags) < 0) goto oom;
     const bool lead = add_special && (v->kind == VOCAB_WPM || v->add_bos);
     if (lead && !push_token(&toks, v->bos)) goto oom;
     bool prev_special = true;
@@ -475,4 +517,42 @@ done:
     free(frags.f);
     scratch_free(&s);
     return failed ? INT_MIN : rc;
+}
+
+/* ---------- a size bound for callers that must not tokenize unbounded input ---------- */
+
+/* Every input byte ends up inside some token's text (never dropped) and no token text is longer
+ * than max_token_len, so a text of more than n * max_token_len bytes has more than n tokens. That
+ * holds unless the vocabulary can drop input: WordPiece (whitespace, control characters), special
+ * tokens that strip the whitespace next to them, SPM without byte fallback or unk, byte-level BPE
+ * without a token for every byte or with a merge whose result is no token. */
+size_t slm_vocab_max_text_bytes(const slm_vocab *v, bool parse_special, int n_tokens) {
+    if (!v || n_tokens < 0 || v->max_token_len <= 0) return SIZE_MAX;
+    if (v->kind == VOCAB_WPM) return SIZE_MAX;
+    for (int s = 0; s < v->n_special; s++) {
+        uint32_t attr = v->tok_attr[v->special_tokens[s]];
+        if (!parse_special && (attr & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN))) continue;
+        if (attr & (TOK_ATTR_LSTRIP | TOK_ATTR_RSTRIP)) return SIZE_MAX;
+    }
+    if (v->kind == VOCAB_SPM) {
+        if (v->unk < 0)
+            for (int b = 0; b < 256; b++)
+                if (v->spm_byte_token[b] < 0) return SIZE_MAX;
+    } else {
+        for (int b = 0; b < 256; b++) {
+            char one[4];
+            size_t n = utf8_encode(bytes_to_unicode((uint8_t)b), one);
+            if (strmap_get(&v->token_to_id, one, n) < 0) return SIZE_MAX;
+        }
+        for (uint32_t i = 0; v->merges.slots && i <= v->merges.mask; i++) {
+            const strmap_slot *sl = &v->merges.slots[i];
+            if (sl->value < 0) continue;
+            const char *sp = memchr(sl->key, ' ', sl->len);
+            if (!sp || memchr(sp + 1, ' ', sl->len - (size_t)(sp - sl->key) - 1)) continue; /* can never match */
+            strmap_part parts[2] = {{sl->key, (size_t)(sp - sl->key)}, {sp + 1, sl->len - (size_t)(sp - sl->key) - 1}};
+            if (strmap_get_parts(&v->token_to_id, parts, 2) < 0) return SIZE_MAX;
+        }
+    }
+    if ((size_t)n_tokens > SIZE_MAX / (size_t)v->max_token_len) return SIZE_MAX;
+    return (size_t)n_tokens * (size_t)v->max_token_len;
 }

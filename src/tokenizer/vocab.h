@@ -53,6 +53,13 @@ slm_token slm_vocab_find(const slm_vocab *v, const char *text, size_t len);
  * render as "". Safe to call from several threads on one vocab. */
 int slm_vocab_tokenize(const slm_vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
                        slm_token *out, int cap, char *err, size_t err_len);
+/* slm_vocab_tokenize where special-token texts inside the `plain` byte ranges (ascending,
+ * non-overlapping) are text, as with parse_special false (see slm_tokenize_plain in slm.h). */
+int slm_vocab_tokenize_plain(const slm_vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
+                             const slm_text_span *plain, size_t n_plain, slm_token *out, int cap, char *err,
+                             size_t err_len);
+/* See slm_tokenize_max_bytes in slm.h. */
+size_t slm_vocab_max_text_bytes(const slm_vocab *v, bool parse_special, int n_tokens);
 int slm_vocab_token_to_piece(const slm_vocab *v, slm_token t, bool render_special, char *buf, int cap);
 int slm_vocab_detokenize(const slm_vocab *v, const slm_token *tokens, int n, bool remove_special,
                          bool render_special, char *buf, int cap);
