@@ -53,6 +53,8 @@ uint64_t slm_model_size_bytes(const slm_model *model);
 const char *slm_model_meta(const slm_model *model, const char *key);
 /* Prints metadata and the tensor table, human readable, to `fp` (a FILE*). */
 void slm_model_print_info(const slm_model *model, void *fp);
+/* True for encoder-only embedding models (bert, nomic-bert): no logits; decode whole inputs and call slm_embedding. */
+bool slm_model_is_embedding(const slm_model *model);
 
 /* ---------- vocabulary ---------- */
 
@@ -118,6 +120,8 @@ const slm_model *slm_context_model(const slm_context *ctx);
 int slm_context_n_ctx(const slm_context *ctx);
 int slm_context_n_seq(const slm_context *ctx);
 int slm_context_n_batch(const slm_context *ctx);
+/* Bytes of the KV cache (keys and values, all layers and sequences); sliding-window layers hold only their window. */
+size_t slm_context_kv_bytes(const slm_context *ctx);
 
 /* One forward pass over a batch of tokens, each with its position and sequence. Positions of a
  * sequence must continue what its KV cache holds (pos == slm_kv_seq_len). Past the context is an error. */

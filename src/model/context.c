@@ -48,14 +48,32 @@ int slm_context_new(slm_model *model, const slm_context_params *params, slm_cont
     c->exact = p.exact;
     c->embeddings = p.embeddings;
     c->kv_dim = hp->n_head_kv * hp->head_dim;
-    c->kv_elem_size = p.exact ? sizeof(float) : sizeof(uint16_t);
+    /* encoders attend in f32 like llama.cpp's BERT graphs, which use no KV cache */
+    c->kv_f32 = p.exact || model->arch->encoder;
+    c->kv_elem_size = c->kv_f32 ? sizeof(float) : sizeof(uint16_t);
+    /* LongRoPE: the long factors when the context is longer than the original one, for every position */
+    c->rope_factors = model->rope_long ? (c->n_ctx > hp->n_ctx_orig ? model->rope_long : model->rope_short)
+                                       : model->rope_freq_factors;
 
     bool ok = true;
-    size_t kv_elems = (size_t)hp->n_layer * (size_t)c->n_seq * (size_t)c->n_ctx * (size_t)c->kv_dim;
+    c->kv_slots = alloc_or_null(sizeof(int) * (size_t)hp->n_layer, &ok);
+    c->kv_layer_off = alloc_or_null(sizeof(size_t) * (size_t)hp->n_layer, &ok);
+    size_t kv_elems = 0;
+    for (int l = 0; ok && l < hp->n_layer; l++) {
+        /* a sliding-window layer keeps window + n_batch - 1 positions: the window of the first
+         * token of a batch is still there when the batch's last token has been stored */
+        int window = model->layers[l].window;
+        int64_t ring = window > 0 ? (int64_t)window + c->n_batch - 1 : c->n_ctx;
+        c->kv_slots[l] = ring < c->n_ctx ? (int)ring : c->n_ctx;
+        c->kv_layer_off[l] = kv_elems;
+        kv_elems += (size_t)c->n_seq * (size_t)c->kv_slots[l] * (size_t)c->kv_dim;
+    }
+    c->kv_elems = kv_elems;
     size_t B = (size_t)c->n_batch;
     int q_dim = hp->n_head * hp->head_dim;
     c->k_cache = alloc_or_null(kv_elems * c->kv_elem_size, &ok);
     c->v_cache = alloc_or_null(kv_elems * c->kv_elem_size, &ok);
+    c->seq_batch_n = alloc_or_null(sizeof(int) * (size_t)c->n_seq, &ok);
     c->seq_len = alloc_or_null(sizeof(int) * (size_t)c->n_seq, &ok);
     c->seq_pending = alloc_or_null(sizeof(int) * (size_t)c->n_seq, &ok);
     c->seq_tokens = alloc_or_null(sizeof(slm_token) * (size_t)c->n_seq * (size_t)c->n_ctx, &ok);
@@ -67,7 +85,7 @@ int slm_context_new(slm_model *model, const slm_context_params *params, slm_cont
     c->att_out = alloc_or_null(sizeof(float) * B * (size_t)q_dim, &ok);
     c->hb = alloc_or_null(sizeof(float) * B * (size_t)hp->n_ff, &ok);
     c->hb2 = alloc_or_null(sizeof(float) * B * (size_t)hp->n_ff, &ok);
-    c->att_scratch_per_thread = (size_t)(hp->n_head / hp->n_head_kv) * (size_t)c->n_ctx;
+    c->att_scratch_per_thread = (size_t)(hp->n_head / hp->n_head_kv) * (size_t)c->n_ctx + (size_t)hp->head_dim;
     c->att_scores = alloc_or_null(sizeof(float) * (size_t)c->n_threads * c->att_scratch_per_thread, &ok);
     c->out_hidden = alloc_or_null(sizeof(float) * B * (size_t)hp->n_embd, &ok);
     c->all_hidden = c->embeddings ? alloc_or_null(sizeof(float) * B * (size_t)hp->n_embd, &ok) : NULL;
@@ -83,7 +101,7 @@ int slm_context_new(slm_model *model, const slm_context_params *params, slm_cont
     if (!ok || !c->pool) {
         slm_context_free(c);
         return slm_err(err, err_len, "out of memory allocating a context of %d positions x %d sequences (KV cache %zu MB)",
-                       p.n_ctx, p.n_seq, kv_elems * 2 * (p.exact ? 4 : 2) >> 20);
+                       p.n_ctx, p.n_seq, kv_elems * 2 * c->kv_elem_size >> 20);
     }
     *out = c;
     return 0;
@@ -94,6 +112,9 @@ void slm_context_free(slm_context *c) {
     if (c->pool) slm_pool_free(c->pool);
     free(c->k_cache);
     free(c->v_cache);
+    free(c->kv_slots);
+    free(c->kv_layer_off);
+    free(c->seq_batch_n);
     free(c->seq_len);
     free(c->seq_pending);
     free(c->seq_tokens);
@@ -134,25 +155,74 @@ const slm_token *slm_kv_seq_tokens(const slm_context *c, int seq) {
     return seq >= 0 && seq < c->n_seq ? c->seq_tokens + (size_t)seq * (size_t)c->n_ctx : NULL;
 }
 
+size_t slm_context_kv_bytes(const slm_context *c) { return 2 * c->kv_elems * c->kv_elem_size; }
+
+/* Whether the ring layers of sequence `seq`, holding `len` positions, still hold the window the
+ * position p0 attends to (so the cache can continue from p0). */
+static bool rings_hold(const slm_context *c, int len, int p0) {
+    for (int l = 0; l < c->model->hp.n_layer; l++) {
+        int slots = c->kv_slots[l], window = c->model->layers[l].window;
+        if (slots >= c->n_ctx || p0 == 0) continue;
+        int need_lo = p0 - window + 1 > 0 ? p0 - window + 1 : 0;
+        int have_lo = len - slots > 0 ? len - slots : 0;
+        if (need_lo < have_lo) return false;
+    }
+    return true;
+}
+
+/* Recomputes the first n positions of `seq` from its tokens (a ring layer overwrote what they need). */
+static void replay(slm_context *c, int seq, int n) {
+    slm_token *toks = malloc(sizeof(slm_token) * (size_t)(n ? n : 1));
+    int32_t *seqs = malloc(sizeof(int32_t) * (size_t)c->n_batch);
+    int8_t *want = calloc((size_t)c->n_batch, 1);
+    c->seq_len[seq] = 0;
+    if (toks && seqs && want) {
+        memcpy(toks, c->seq_tokens + (size_t)seq * (size_t)c->n_ctx, sizeof(slm_token) * (size_t)n);
+        for (int i = 0; i < c->n_batch; i++) seqs[i] = seq;
+        char err[256];
+        for (int i = 0; i < n; i += c->n_batch) {
+            slm_batch b = {n - i < c->n_batch ? n - i : c->n_batch, toks + i, NULL, seqs, want};
+            if (slm_decode(c, &b, err, sizeof err)) {
+                c->seq_len[seq] = 0;
+                break;
+            }
+        }
+    }
+    free(toks);
+    free(seqs);
+    free(want);
+}
+
 void slm_kv_seq_truncate(slm_context *c, int seq, int p0) {
     if (seq < 0 || seq >= c->n_seq || p0 < 0) return;
-    if (p0 < c->seq_len[seq]) c->seq_len[seq] = p0;
+    if (p0 >= c->seq_len[seq]) return;
+    if (!c->model->arch->encoder && !rings_hold(c, c->seq_len[seq], p0)) {
+        replay(c, seq, p0);
+        return;
+    }
+    c->seq_len[seq] = p0;
 }
 
 void slm_kv_seq_copy(slm_context *c, int dst, int src, int n) {
     if (dst < 0 || dst >= c->n_seq || src < 0 || src >= c->n_seq || dst == src || n < 0) return;
     if (n > c->seq_len[src]) n = c->seq_len[src];
-    size_t row = (size_t)c->kv_dim * c->kv_elem_size;
-    for (int l = 0; l < c->model->hp.n_layer; l++) {
-        size_t base = (size_t)l * (size_t)c->n_seq * (size_t)c->n_ctx;
-        char *kd = (char *)c->k_cache + (base + (size_t)dst * (size_t)c->n_ctx) * row;
-        char *ks = (char *)c->k_cache + (base + (size_t)src * (size_t)c->n_ctx) * row;
-        char *vd = (char *)c->v_cache + (base + (size_t)dst * (size_t)c->n_ctx) * row;
-        char *vs = (char *)c->v_cache + (base + (size_t)src * (size_t)c->n_ctx) * row;
-        memcpy(kd, ks, (size_t)n * row);
-        memcpy(vd, vs, (size_t)n * row);
-    }
     memcpy(c->seq_tokens + (size_t)dst * (size_t)c->n_ctx, c->seq_tokens + (size_t)src * (size_t)c->n_ctx,
            (size_t)n * sizeof(slm_token));
+    if (!c->model->arch->encoder && !rings_hold(c, c->seq_len[src], n)) {
+        replay(c, dst, n);
+        return;
+    }
+    size_t row = (size_t)c->kv_dim * c->kv_elem_size;
+    for (int l = 0; l < c->model->hp.n_layer; l++) {
+        size_t slots = (size_t)c->kv_slots[l];
+        size_t rows = slots < (size_t)c->n_ctx ? slots : (size_t)n; /* a ring is copied whole */
+        size_t base = c->kv_layer_off[l] * c->kv_elem_size;
+        char *kd = (char *)c->k_cache + base + (size_t)dst * slots * row;
+        char *ks = (char *)c->k_cache + base + (size_t)src * slots * row;
+        char *vd = (char *)c->v_cache + base + (size_t)dst * slots * row;
+        char *vs = (char *)c->v_cache + base + (size_t)src * slots * row;
+        memcpy(kd, ks, rows * row);
+        memcpy(vd, vs, rows * row);
+    }
     c->seq_len[dst] = n;
 }

@@ -1,7 +1,11 @@
 /* The forward pass shared by every architecture family: embeddings, pre-norm attention with RoPE
  * and grouped KV heads, SwiGLU feed-forward, final norm and output projection. Families differ only
- * by the flags of their slm_arch (biases, rope style). A batch may mix tokens of several sequences. */
+ * by the flags of their slm_arch: biases, rope style, fused matrices (phi3), GeGLU and scaled
+ * embeddings (gemma), post-norms, soft-caps and sliding windows (gemma2), and the post-LayerNorm
+ * bidirectional encoder of the embedding models (bert, nomic-bert). A batch may mix tokens of
+ * several sequences. */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +20,42 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
     float scale = 1.0f / sqrtf((float)(ss / n) + eps);
     for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
 }
+
+/* out = (x - mean) / sqrt(var + eps) * w + b, the sums in double like ggml_norm. In place is fine. */
+static void layernorm(float *out, const float *x, const float *w, const float *b, int n, float eps) {
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += (double)x[i];
+    float mean = (float)(sum / n);
+    double sum2 = 0;
+    for (int i = 0; i < n; i++) {
+        float v = x[i] - mean;
+        out[i] = v;
+        sum2 += (double)(v * v);
+    }
+    float scale = 1.0f / sqrtf((float)(sum2 / n) + eps);
+    for (int i = 0; i < n; i++) out[i] = out[i] * scale * w[i] + b[i];
+}
+
+/* GELU as llama.cpp computes it, on both of its paths: the tanh approximation evaluated in f32 for
+ * every f16 input, stored as f16, and looked up by the input rounded to f16 (0 below -10, x above 10). */
+static uint16_t gelu_table[1 << 16];
+static pthread_once_t gelu_once = PTHREAD_ONCE_INIT;
+
+static void gelu_init(void) {
+    for (int i = 0; i < 1 << 16; i++) {
+        float x = slm_fp16_to_fp32((uint16_t)i);
+        float y = 0.5f * x * (1.0f + tanhf(0.79788456080286535587989211986876f * x * (1.0f + 0.044715f * x * x)));
+        gelu_table[i] = slm_fp32_to_fp16(y);
+    }
+}
+
+static inline float gelu(float x) {
+    if (x <= -10.0f) return 0.0f;
+    if (x >= 10.0f) return x;
+    return slm_fp16_to_fp32(gelu_table[slm_fp32_to_fp16(x)]);
+}
+
+static inline float softcap(float x, float cap) { return tanhf(x * (1.0f / cap)) * cap; }
 
 /* Elementwise steps of a big batch are shared out over the pool; each element is computed the same
  * way whichever thread does it, so results do not depend on the thread count. */
@@ -50,6 +90,16 @@ static void swiglu_task(void *arg, int ith, int nth) {
     }
 }
 
+/* gate[i] = gelu(gate[i]) * up[i] (GeGLU); without up (bert): gelu(x[i] + bias[i % n]) */
+static void gelu_task(void *arg, int ith, int nth) {
+    const rows_job *j = arg;
+    size_t total = (size_t)j->rows * (size_t)j->n;
+    for (size_t i = total * (size_t)ith / (size_t)nth; i < total * (size_t)(ith + 1) / (size_t)nth; i++) {
+        if (j->aux) j->out[i] = gelu(j->out[i]) * j->aux[i];
+        else j->out[i] = gelu(j->w ? j->out[i] + j->w[i % (size_t)j->n] : j->out[i]);
+    }
+}
+
 static void rmsnorm_rows(float *out, const float *x, const float *w, int rows, int n, float eps) {
     for (int r = 0; r < rows; r++) rmsnorm(out + (size_t)r * n, x + (size_t)r * n, w, n, eps);
 }
@@ -60,14 +110,16 @@ static void rope_tables(slm_context *c, int n_tokens) {
     const slm_model *m = c->model;
     int half = m->hp.rope_dim / 2;
     float theta_scale = powf(m->hp.rope_base, -2.0f / (float)m->hp.rope_dim);
+    const float *factors = c->rope_factors;
+    float mscale = m->hp.rope_attn_factor;
     for (int t = 0; t < n_tokens; t++) {
         float theta = (float)c->batch_pos[t];
         for (int i = 0; i < half; i++) {
             float th = theta;
-            if (m->rope_freq_factors) th /= m->rope_freq_factors[i];
+            if (factors) th /= factors[i];
             th *= m->hp.rope_freq_scale;
-            c->rope_cos[(size_t)t * half + i] = cosf(th);
-            c->rope_sin[(size_t)t * half + i] = sinf(th);
+            c->rope_cos[(size_t)t * half + i] = cosf(th) * mscale;
+            c->rope_sin[(size_t)t * half + i] = sinf(th) * mscale;
             theta *= theta_scale;
         }
     }
@@ -89,15 +141,17 @@ static void rope_apply(const slm_context *c, float *vec, int n_heads, int t) {
     }
 }
 
+/* Element offset of the cached row of `pos` (ring layers keep only their last kv_slots positions). */
 static size_t kv_offset(const slm_context *c, int layer, int seq, int pos) {
-    return (((size_t)layer * (size_t)c->n_seq + (size_t)seq) * (size_t)c->n_ctx + (size_t)pos) * (size_t)c->kv_dim;
+    size_t slots = (size_t)c->kv_slots[layer];
+    return c->kv_layer_off[layer] + ((size_t)seq * slots + (size_t)pos % slots) * (size_t)c->kv_dim;
 }
 
 static void kv_store(slm_context *c, int layer, int n_tokens) {
     for (int t = 0; t < n_tokens; t++) {
         size_t off = kv_offset(c, layer, c->batch_seq[t], c->batch_pos[t]);
         const float *k = c->k + (size_t)t * c->kv_dim, *v = c->v + (size_t)t * c->kv_dim;
-        if (c->exact) {
+        if (c->kv_f32) {
             memcpy((float *)c->k_cache + off, k, sizeof(float) * (size_t)c->kv_dim);
             memcpy((float *)c->v_cache + off, v, sizeof(float) * (size_t)c->kv_dim);
         } else {
@@ -107,49 +161,83 @@ static void kv_store(slm_context *c, int layer, int n_tokens) {
     }
 }
 
+/* The positions [lo, hi) token t attends to in a layer: its sequence up to itself (within the
+ * layer's window), or for an encoder every token of its sequence in this batch. */
+static void key_range(const slm_context *c, int layer, int t, int *lo, int *hi) {
+    int pos = c->batch_pos[t], window = c->model->layers[layer].window;
+    if (c->model->arch->encoder) {
+        *lo = 0;
+        *hi = c->seq_batch_n[c->batch_seq[t]];
+        return;
+    }
+    *hi = pos + 1;
+    *lo = window > 0 && pos + 1 > window ? pos + 1 - window : 0; /* masked when pos - key >= window */
+}
+
+/* The scale applied to q.k: 1 where the graph scales Q beforehand. */
+static float attn_scale(const slm_model *m) { return m->arch->q_prescale ? 1.0f : 1.0f / sqrtf((float)m->hp.head_dim); }
+
+/* In-place softmax (max-subtracted expf, sum in double), after the optional soft-cap. */
+static void softmax_capped(float *s, int n, float cap) {
+    float max = -INFINITY;
+    for (int j = 0; j < n; j++) {
+        if (cap > 0) s[j] = softcap(s[j], cap);
+        if (s[j] > max) max = s[j];
+    }
+    double sum = 0;
+    for (int j = 0; j < n; j++) {
+        s[j] = expf(s[j] - max);
+        sum += s[j];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int j = 0; j < n; j++) s[j] *= inv;
+}
+
 typedef struct attention_job {
     slm_context *c;
     int layer, n_tokens;
 } attention_job;
 
-/* Exact path, one (token, head) pair: softmax(q·K / sqrt(d)) · V over the token's sequence up to
- * its position, in plain f32 over the f32 cache. */
+/* f32 cache (exact path, encoders), one (token, head) pair: softmax(q·K * scale) · V over the
+ * token's key range, in plain f32. */
 static void attend_exact(slm_context *c, int layer, int t, int h, float *scores) {
     const slm_hparams *hp = &c->model->hp;
     int hd = hp->head_dim, kvh = h / (hp->n_head / hp->n_head_kv);
-    int n = c->batch_pos[t] + 1;
+    int lo, hi;
+    key_range(c, layer, t, &lo, &hi);
+    int n = hi - lo, seq = c->batch_seq[t];
     const float *q = c->q + (size_t)t * hp->n_head * hd + (size_t)h * hd;
     float *out = c->att_out + (size_t)t * hp->n_head * hd + (size_t)h * hd;
-    float scale = 1.0f / sqrtf((float)hd);
-    const float *kbase = (const float *)c->k_cache + kv_offset(c, layer, c->batch_seq[t], 0) + (size_t)kvh * hd;
-    const float *vbase = (const float *)c->v_cache + kv_offset(c, layer, c->batch_seq[t], 0) + (size_t)kvh * hd;
-    float max = -INFINITY;
+    float scale = attn_scale(c->model);
+    const float *kc = (const float *)c->k_cache + (size_t)kvh * hd, *vc = (const float *)c->v_cache + (size_t)kvh * hd;
     for (int j = 0; j < n; j++) {
-        const float *k = kbase + (size_t)j * c->kv_dim;
+        const float *k = kc + kv_offset(c, layer, seq, lo + j);
         float s = 0;
         for (int i = 0; i < hd; i++) s += q[i] * k[i];
         scores[j] = s * scale;
-        if (scores[j] > max) max = scores[j];
     }
-    double sum = 0;
-    for (int j = 0; j < n; j++) {
-        scores[j] = expf(scores[j] - max);
-        sum += scores[j];
-    }
-    float inv = (float)(1.0 / sum);
+    softmax_capped(scores, n, hp->attn_softcap);
     for (int i = 0; i < hd; i++) out[i] = 0;
     for (int j = 0; j < n; j++) {
-        const float *v = vbase + (size_t)j * c->kv_dim;
-        float p = scores[j] * inv;
+        const float *v = vc + kv_offset(c, layer, seq, lo + j);
+        float p = scores[j];
         for (int i = 0; i < hd; i++) out[i] += p * v[i];
     }
 }
 
 /* Fast path, one (token, kv head) pair: the query heads of the GQA group share each converted
- * K/V row of the f16 cache. */
+ * K/V row of the f16 cache. A soft-capped layer, or a window that wraps around its ring, takes
+ * the per-head route (scores, cap, softmax, weighted sum over at most two slot ranges). */
 static void attend_group_f16(slm_context *c, int layer, int t, int g, float *scratch) {
     const slm_hparams *hp = &c->model->hp;
     int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    int lo, hi;
+    key_range(c, layer, t, &lo, &hi);
+    int n_keys = hi - lo, slots = c->kv_slots[layer], first = lo % slots;
+    const uint16_t *kb = (const uint16_t *)c->k_cache + kv_offset(c, layer, c->batch_seq[t], 0) + (size_t)g * hd;
+    const uint16_t *vb = (const uint16_t *)c->v_cache + kv_offset(c, layer, c->batch_seq[t], 0) + (size_t)g * hd;
+    size_t stride = (size_t)c->kv_dim;
+    float scale = attn_scale(c->model);
     const float *q[SLM_MAX_GQA_GROUP];
     float *out[SLM_MAX_GQA_GROUP];
     int n[SLM_MAX_GQA_GROUP];
@@ -157,11 +245,25 @@ static void attend_group_f16(slm_context *c, int layer, int t, int g, float *scr
         size_t off = (size_t)t * hp->n_head * hd + (size_t)(g * group + i) * hd;
         q[i] = c->q + off;
         out[i] = c->att_out + off;
-        n[i] = c->batch_pos[t] + 1;
+        n[i] = n_keys;
     }
-    size_t base = kv_offset(c, layer, c->batch_seq[t], 0) + (size_t)g * hd;
-    slm_attend_f16(group, n, hd, q, (const uint16_t *)c->k_cache + base, (const uint16_t *)c->v_cache + base,
-                   (size_t)c->kv_dim, 1.0f / sqrtf((float)hd), scratch, out);
+    if (hp->attn_softcap <= 0 && first + n_keys <= slots) {
+        slm_attend_f16(group, n, hd, q, kb + (size_t)first * stride, vb + (size_t)first * stride, stride, scale, scratch,
+                       out);
+        return;
+    }
+    int len_a = n_keys < slots - first ? n_keys : slots - first, len_b = n_keys - len_a;
+    float *tmp = scratch + (size_t)group * (size_t)c->n_ctx;
+    for (int i = 0; i < group; i++) {
+        slm_vec_scores_f16(len_a, hd, q[i], kb + (size_t)first * stride, stride, scale, scratch);
+        if (len_b) slm_vec_scores_f16(len_b, hd, q[i], kb, stride, scale, scratch + len_a);
+        softmax_capped(scratch, n_keys, hp->attn_softcap);
+        slm_vec_weighted_sum_f16(len_a, hd, scratch, vb + (size_t)first * stride, stride, out[i]);
+        if (len_b) {
+            slm_vec_weighted_sum_f16(len_b, hd, scratch + len_a, vb, stride, tmp);
+            for (int d = 0; d < hd; d++) out[i][d] += tmp[d];
+        }
+    }
 }
 
 static void attention_task(void *arg, int ith, int nth) {
@@ -169,7 +271,7 @@ static void attention_task(void *arg, int ith, int nth) {
     slm_context *c = job->c;
     const slm_hparams *hp = &c->model->hp;
     float *scratch = c->att_scores + (size_t)ith * c->att_scratch_per_thread;
-    if (c->exact) {
+    if (c->kv_f32) {
         int total = job->n_tokens * hp->n_head;
         for (int i = ith; i < total; i += nth) attend_exact(c, job->layer, i / hp->n_head, i % hp->n_head, scratch);
     } else {
@@ -188,9 +290,11 @@ static void add_rows(float *x, const float *y, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
-/* Resolves positions and sequences, checking them against the KV cache. */
+/* Resolves positions and sequences, checking them against the KV cache. An encoder has no cache
+ * to continue: each sequence of its batch starts afresh at position 0. */
 static int check_batch(slm_context *c, const slm_batch *b, int *n_out, char *err, size_t err_len) {
     const slm_model *m = c->model;
+    const bool encoder = m->arch->encoder;
     if (b->n_tokens < 1 || b->n_tokens > c->n_batch)
         return slm_err(err, err_len, "batch of %d tokens (must be 1 to %d)", b->n_tokens, c->n_batch);
     *n_out = 0;
@@ -202,6 +306,7 @@ static int check_batch(slm_context *c, const slm_batch *b, int *n_out, char *err
         int seq = b->seq_id ? b->seq_id[t] : 0;
         if (seq < 0 || seq >= c->n_seq)
             return slm_err(err, err_len, "sequence %d at batch index %d is outside [0, %d)", seq, t, c->n_seq);
+        if (encoder && c->seq_pending[seq] == 0) c->seq_len[seq] = 0;
         int expect = c->seq_len[seq] + c->seq_pending[seq]++;
         if (b->pos && b->pos[t] != expect)
             return slm_err(err, err_len, "sequence %d: position %d at batch index %d does not continue the cache (next is %d)",
@@ -211,17 +316,72 @@ static int check_batch(slm_context *c, const slm_batch *b, int *n_out, char *err
         c->batch_seq[t] = seq;
         c->batch_pos[t] = expect;
         bool want = b->logits ? b->logits[t] != 0 : t == b->n_tokens - 1;
+        if (want && encoder)
+            return slm_err(err, err_len, "%s is an embedding model (%s): it has no logits; ask for none and use slm_embedding",
+                           gguf_name(m->gguf), m->arch->name);
         if (want) c->out_rows[(*n_out)++] = t;
     }
+    if (encoder) memcpy(c->seq_batch_n, c->seq_pending, sizeof(int) * (size_t)c->n_seq);
     return 0;
+}
+
+static void scale_rows(float *x, float s, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+
+static void act_run(slm_context *c, void (*fn)(void *, int, int), rows_job *job) {
+    if (job->rows >= PARALLEL_MIN_ROWS) slm_pool_run(c->pool, fn, job);
+    else fn(job, 0, 1);
+}
+
+/* Input embeddings: the token rows (gemma: times sqrt(n_embd)); encoders add token type 0 and the
+ * learned position, then LayerNorm. */
+static void embed_tokens(slm_context *c, const slm_batch *b, int T) {
+    const slm_model *m = c->model;
+    const slm_hparams *hp = &m->hp;
+    int E = hp->n_embd;
+    for (int t = 0; t < T; t++) {
+        float *x = c->x + (size_t)t * E;
+        slm_weight_row_f32(&m->tok_embd, b->tokens[t], x);
+        if (m->arch->embd_scale) scale_rows(x, sqrtf((float)E), (size_t)E);
+        if (!m->arch->encoder) continue;
+        if (m->tok_type0) add_rows(x, m->tok_type0, (size_t)E);
+        if (m->pos_embd.data) {
+            float *row = c->xb + (size_t)t * E;
+            slm_weight_row_f32(&m->pos_embd, c->batch_pos[t], row);
+            add_rows(x, row, (size_t)E);
+        }
+        layernorm(x, x, m->tok_norm, m->tok_norm_b, E, hp->rms_eps);
+    }
+}
+
+/* The feed-forward block on c->xb (T rows), result in c->xb. */
+static void feed_forward(slm_context *c, const slm_layer *L, int T) {
+    const slm_model *m = c->model;
+    const slm_hparams *hp = &m->hp;
+    bool exact = c->exact;
+    if (m->arch->ffn_gated) {
+        const slm_weight *gate_up[2] = {&L->w_gate, &L->w_up};
+        float *gate_up_out[2] = {c->hb, c->hb2};
+        slm_matmul_multi(c->pool, gate_up, 2, c->xb, T, gate_up_out, exact);
+        rows_job act = {c->hb, c->hb2, NULL, NULL, T, hp->n_ff, 0};
+        act_run(c, m->arch->gelu ? gelu_task : swiglu_task, &act);
+    } else {
+        slm_matmul(c->pool, &L->w_up, c->xb, T, c->hb, exact);
+        rows_job act = {c->hb, NULL, NULL, L->b_up, T, hp->n_ff, 0};
+        act_run(c, gelu_task, &act);
+    }
+    slm_matmul(c->pool, &L->w_down, c->hb, T, c->xb, exact);
+    add_bias(c->xb, L->b_down, T, hp->n_embd);
 }
 
 int slm_decode(slm_context *c, const slm_batch *b, char *err, size_t err_len) {
     const slm_model *m = c->model;
     const slm_hparams *hp = &m->hp;
+    const slm_arch *a = m->arch;
     c->n_logits = 0;
     if (!b || !b->tokens) return slm_err(err, err_len, "empty batch");
-    int n_out;
+    int n_out = 0;
     if (check_batch(c, b, &n_out, err, err_len)) return -1;
     if (n_out > c->logits_cap) { /* grows only when a batch asks for more logits rows than ever before */
         float *bigger = realloc(c->logits, sizeof(float) * (size_t)n_out * (size_t)hp->n_vocab);
@@ -229,44 +389,71 @@ int slm_decode(slm_context *c, const slm_batch *b, char *err, size_t err_len) {
         c->logits = bigger;
         c->logits_cap = n_out;
     }
+    if (a->gelu) pthread_once(&gelu_once, gelu_init);
     int T = b->n_tokens, E = hp->n_embd, q_dim = hp->n_head * hp->head_dim;
-    for (int t = 0; t < T; t++) slm_weight_row_f32(&m->tok_embd, b->tokens[t], c->x + (size_t)t * E);
-    rope_tables(c, T);
+    embed_tokens(c, b, T);
+    if (!a->learned_pos) rope_tables(c, T);
     bool exact = c->exact;
     for (int l = 0; l < hp->n_layer; l++) {
         const slm_layer *L = &m->layers[l];
-        rmsnorm_rows_pool(c->pool, c->xb, c->x, L->attn_norm, T, E, hp->rms_eps);
+        /* attention: pre-norm (decoders) or straight from the residual stream (encoders) */
+        const float *att_in = c->x;
+        if (!a->encoder) {
+            rmsnorm_rows_pool(c->pool, c->xb, c->x, L->attn_norm, T, E, hp->rms_eps);
+            att_in = c->xb;
+        }
         const slm_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
         float *qkv_out[3] = {c->q, c->k, c->v};
-        slm_matmul_multi(c->pool, qkv, 3, c->xb, T, qkv_out, exact);
+        slm_matmul_multi(c->pool, qkv, 3, att_in, T, qkv_out, exact);
         add_bias(c->q, L->bq, T, q_dim);
         add_bias(c->k, L->bk, T, c->kv_dim);
         add_bias(c->v, L->bv, T, c->kv_dim);
-        for (int t = 0; t < T; t++) {
-            rope_apply(c, c->q + (size_t)t * q_dim, hp->n_head, t);
-            rope_apply(c, c->k + (size_t)t * c->kv_dim, hp->n_head_kv, t);
-        }
+        if (!a->learned_pos)
+            for (int t = 0; t < T; t++) {
+                rope_apply(c, c->q + (size_t)t * q_dim, hp->n_head, t);
+                rope_apply(c, c->k + (size_t)t * c->kv_dim, hp->n_head_kv, t);
+            }
+        if (a->q_prescale) scale_rows(c->q, hp->q_scale, (size_t)T * q_dim);
         kv_store(c, l, T);
         attention_job job = {c, l, T};
         slm_pool_run(c->pool, attention_task, &job);
         slm_matmul(c->pool, &L->wo, c->att_out, T, c->xb, exact);
+        add_bias(c->xb, L->bo, T, E);
+        if (a->encoder) { /* x = LN(x + attn), then x = LN(x + ffn(x)) */
+            for (int t = 0; t < T; t++) {
+                float *x = c->x + (size_t)t * E, *y = c->xb + (size_t)t * E;
+                add_rows(y, x, (size_t)E);
+                layernorm(x, y, L->attn_norm, L->attn_norm_b, E, hp->rms_eps);
+            }
+            memcpy(c->xb, c->x, sizeof(float) * (size_t)T * E);
+            feed_forward(c, L, T);
+            for (int t = 0; t < T; t++) {
+                float *x = c->x + (size_t)t * E, *y = c->xb + (size_t)t * E;
+                add_rows(y, x, (size_t)E);
+                layernorm(x, y, L->ffn_norm, L->ffn_norm_b, E, hp->rms_eps);
+            }
+            continue;
+        }
+        if (L->post_attn_norm) rmsnorm_rows_pool(c->pool, c->xb, c->xb, L->post_attn_norm, T, E, hp->rms_eps);
         add_rows(c->x, c->xb, (size_t)T * E);
 
         rmsnorm_rows_pool(c->pool, c->xb, c->x, L->ffn_norm, T, E, hp->rms_eps);
-        const slm_weight *gate_up[2] = {&L->w_gate, &L->w_up};
-        float *gate_up_out[2] = {c->hb, c->hb2};
-        slm_matmul_multi(c->pool, gate_up, 2, c->xb, T, gate_up_out, exact);
-        rows_job act = {c->hb, c->hb2, NULL, NULL, T, hp->n_ff, 0};
-        if (T >= PARALLEL_MIN_ROWS) slm_pool_run(c->pool, swiglu_task, &act);
-        else swiglu_task(&act, 0, 1);
-        slm_matmul(c->pool, &L->w_down, c->hb, T, c->xb, exact);
+        feed_forward(c, L, T);
+        if (L->post_ffn_norm) rmsnorm_rows_pool(c->pool, c->xb, c->xb, L->post_ffn_norm, T, E, hp->rms_eps);
         add_rows(c->x, c->xb, (size_t)T * E);
     }
-    for (int r = 0; r < n_out; r++)
-        rmsnorm(c->out_hidden + (size_t)r * E, c->x + (size_t)c->out_rows[r] * E, m->output_norm, E, hp->rms_eps);
-    if (n_out) slm_matmul(c->pool, &m->output, c->out_hidden, n_out, c->logits, exact);
+    if (n_out) {
+        for (int r = 0; r < n_out; r++)
+            rmsnorm(c->out_hidden + (size_t)r * E, c->x + (size_t)c->out_rows[r] * E, m->output_norm, E, hp->rms_eps);
+        slm_matmul(c->pool, &m->output, c->out_hidden, n_out, c->logits, exact);
+        if (hp->final_softcap > 0) {
+            float *lg = c->logits;
+            for (size_t i = 0; i < (size_t)n_out * (size_t)hp->n_vocab; i++) lg[i] = softcap(lg[i], hp->final_softcap);
+        }
+    }
     if (c->embeddings) {
-        rmsnorm_rows(c->all_hidden, c->x, m->output_norm, T, E, hp->rms_eps);
+        if (a->encoder) memcpy(c->all_hidden, c->x, sizeof(float) * (size_t)T * E);
+        else rmsnorm_rows(c->all_hidden, c->x, m->output_norm, T, E, hp->rms_eps);
         memcpy(c->last_seq, c->batch_seq, sizeof(int32_t) * (size_t)T);
         c->last_n_tokens = T;
     }
@@ -282,17 +469,32 @@ int slm_decode(slm_context *c, const slm_batch *b, char *err, size_t err_len) {
     return 0;
 }
 
+/* Pools the final hidden states of `seq` in the last batch: the model's pooling for encoders
+ * (CLS = position 0, mean, last), the mean for decoders; then L2 normalisation like llama.cpp
+ * (sum of squares in double, each value times float(1/norm)). */
 int slm_embedding(const slm_context *c, int seq, float *out, char *err, size_t err_len) {
     if (!c->embeddings) return slm_err(err, err_len, "context was created without embeddings");
-    int E = c->model->hp.n_embd, n = 0;
+    const slm_model *m = c->model;
+    int E = m->hp.n_embd, n = 0;
+    enum slm_pooling pool = m->arch->encoder ? m->hp.pooling : SLM_POOL_MEAN;
     for (int i = 0; i < E; i++) out[i] = 0;
+    int last = -1;
     for (int t = 0; t < c->last_n_tokens; t++) {
         if (c->last_seq[t] != seq) continue;
-        const float *h = c->all_hidden + (size_t)t * E;
-        for (int i = 0; i < E; i++) out[i] += h[i];
         n++;
+        last = t;
+        if (pool == SLM_POOL_CLS && c->batch_pos[t] == 0) memcpy(out, c->all_hidden + (size_t)t * E, sizeof(float) * (size_t)E);
     }
     if (n == 0) return slm_err(err, err_len, "the last batch had no tokens of sequence %d", seq);
+    if (pool == SLM_POOL_LAST) memcpy(out, c->all_hidden + (size_t)last * E, sizeof(float) * (size_t)E);
+    if (pool == SLM_POOL_MEAN) {
+        float inv_n = m->arch->encoder ? 1.0f / (float)n : 1.0f; /* decoders: the sum (same direction) */
+        for (int t = 0; t < c->last_n_tokens; t++) {
+            if (c->last_seq[t] != seq) continue;
+            const float *h = c->all_hidden + (size_t)t * E;
+            for (int i = 0; i < E; i++) out[i] += h[i] * inv_n;
+        }
+    }
     double norm = 0;
     for (int i = 0; i < E; i++) norm += (double)out[i] * out[i];
     float inv = norm > 0 ? (float)(1.0 / sqrt(norm)) : 0.0f;

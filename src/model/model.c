@@ -13,9 +13,20 @@
 #include "util/err.h"
 
 static const slm_arch known_archs[] = {
-    {"llama", false, SLM_ROPE_NORM},
-    {"qwen2", true, SLM_ROPE_NEOX},
+    {.name = "llama", .rope_style = SLM_ROPE_NORM, .ffn_gated = true},
+    {.name = "qwen2", .qkv_bias = true, .rope_style = SLM_ROPE_NEOX, .ffn_gated = true},
+    {.name = "phi3", .rope_style = SLM_ROPE_NEOX, .fused_qkv = true, .fused_gate_up = true, .q_prescale = true,
+     .ffn_gated = true},
+    {.name = "gemma", .rope_style = SLM_ROPE_NEOX, .gelu = true, .q_prescale = true, .embd_scale = true,
+     .ffn_gated = true},
+    {.name = "gemma2", .rope_style = SLM_ROPE_NEOX, .gelu = true, .q_prescale = true, .embd_scale = true,
+     .post_norms = true, .softcap = true, .alt_swa = true, .ffn_gated = true},
+    {.name = "bert", .qkv_bias = true, .rope_style = SLM_ROPE_NEOX, .gelu = true, .encoder = true, .learned_pos = true},
+    {.name = "nomic-bert", .rope_style = SLM_ROPE_NEOX, .fused_qkv = true, .encoder = true, .ffn_gated = true},
 };
+#define SUPPORTED_ARCHS "llama, qwen2, phi3, gemma, gemma2, bert, nomic-bert"
+
+bool slm_model_is_embedding(const slm_model *m) { return m->arch && m->arch->encoder; }
 
 const slm_vocab *slm_model_vocab(const slm_model *m) { return m->vocab; }
 const gguf_file *slm_model_gguf(const slm_model *m) { return m->gguf; }
@@ -149,6 +160,15 @@ static int load_matrix(slm_model *m, const char *name, int64_t k, int64_t rows, 
     return 0;
 }
 
+/* Rows [row0, row0 + rows) of a fused matrix as a weight of their own (rows are contiguous). */
+static slm_weight weight_rows(const slm_weight *w, int64_t row0, int64_t rows) {
+    slm_weight v = *w;
+    v.data = (const uint8_t *)w->data + (size_t)row0 * w->row_bytes;
+    v.m = rows;
+    v.packed = NULL;
+    return v;
+}
+
 /* Vectors (norm weights, biases) are copied to f32 so the forward pass needs no per-type code for them. */
 static int load_vector(slm_model *m, const char *name, int64_t n, bool required, float **out, char *err, size_t err_len) {
     int rc;
@@ -198,9 +218,26 @@ static int load_weights(slm_model *m, char *err, size_t err_len) {
         return slm_err(err, err_len, "%s: tensor 'token_embd.weight' has %" PRId64 " rows, the vocabulary has %d tokens", fn,
                        emb->ne[1], hp->n_vocab);
     if ((rc = load_matrix(m, "token_embd.weight", hp->n_embd, hp->n_vocab, true, &m->tok_embd, err, err_len))) return rc;
-    if ((rc = load_vector(m, "output_norm.weight", hp->n_embd, true, &m->output_norm, err, err_len))) return rc;
-    if ((rc = load_matrix(m, "output.weight", hp->n_embd, hp->n_vocab, false, &m->output, err, err_len))) return rc;
-    if (!m->output.data) m->output = m->tok_embd; /* tied embeddings */
+    const slm_arch *a = m->arch;
+    if (a->encoder) {
+        const gguf_tensor *tt = gguf_find_tensor(m->gguf, "token_types.weight");
+        if (tt) {
+            slm_weight types = {0};
+            int64_t n_types = tt->ne[1] >= 1 && tt->ne[1] <= 1024 ? tt->ne[1] : 1;
+            if ((rc = load_matrix(m, "token_types.weight", hp->n_embd, n_types, true, &types, err, err_len))) return rc;
+            if (!(m->tok_type0 = malloc(sizeof(float) * (size_t)hp->n_embd))) return slm_err(err, err_len, "out of memory");
+            slm_weight_row_f32(&types, 0, m->tok_type0); /* llama.cpp always uses token type 0 */
+        }
+        if (a->learned_pos &&
+            (rc = load_matrix(m, "position_embd.weight", hp->n_embd, hp->n_ctx_train, true, &m->pos_embd, err, err_len)))
+            return rc;
+        if ((rc = load_vector(m, "token_embd_norm.weight", hp->n_embd, true, &m->tok_norm, err, err_len))) return rc;
+        if ((rc = load_vector(m, "token_embd_norm.bias", hp->n_embd, true, &m->tok_norm_b, err, err_len))) return rc;
+    } else {
+        if ((rc = load_vector(m, "output_norm.weight", hp->n_embd, true, &m->output_norm, err, err_len))) return rc;
+        if ((rc = load_matrix(m, "output.weight", hp->n_embd, hp->n_vocab, false, &m->output, err, err_len))) return rc;
+        if (!m->output.data) m->output = m->tok_embd; /* tied embeddings */
+    }
     if (gguf_find_tensor(m->gguf, "rope_freqs.weight")) {
         if ((rc = load_vector(m, "rope_freqs.weight", hp->rope_dim / 2, true, &m->rope_freq_factors, err, err_len)))
             return rc;
@@ -208,26 +245,74 @@ static int load_weights(slm_model *m, char *err, size_t err_len) {
             if (!(m->rope_freq_factors[i] > 0))
                 return slm_err(err, err_len, "%s: tensor 'rope_freqs.weight' has a non-positive factor at %d", fn, i);
     }
+    if (gguf_find_tensor(m->gguf, "rope_factors_long.weight") || gguf_find_tensor(m->gguf, "rope_factors_short.weight")) {
+        /* LongRoPE: both sets, one chosen per context by its length */
+        if ((rc = load_vector(m, "rope_factors_long.weight", hp->rope_dim / 2, true, &m->rope_long, err, err_len)) ||
+            (rc = load_vector(m, "rope_factors_short.weight", hp->rope_dim / 2, true, &m->rope_short, err, err_len)))
+            return rc;
+        for (int i = 0; i < hp->rope_dim / 2; i++)
+            if (!(m->rope_long[i] > 0) || !(m->rope_short[i] > 0))
+                return slm_err(err, err_len, "%s: LongRoPE factor %d is not positive", fn, i);
+    }
     int q_dim = hp->n_head * hp->head_dim, kv_dim = hp->n_head_kv * hp->head_dim;
+    if (a->fused_qkv && q_dim != hp->n_embd)
+        return slm_err(err, err_len, "%s: fused attn_qkv needs n_head x head_dim (%d) = n_embd (%d)", fn, q_dim, hp->n_embd);
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers) return slm_err(err, err_len, "out of memory");
     for (int l = 0; l < hp->n_layer; l++) {
         slm_layer *L = &m->layers[l];
         char name[96];
 #define NAME(s) (snprintf(name, sizeof name, "blk.%d." s, l), name)
-        if ((rc = load_vector(m, NAME("attn_norm.weight"), hp->n_embd, true, &L->attn_norm, err, err_len))) return rc;
-        if ((rc = load_vector(m, NAME("ffn_norm.weight"), hp->n_embd, true, &L->ffn_norm, err, err_len))) return rc;
-        if ((rc = load_matrix(m, NAME("attn_q.weight"), hp->n_embd, q_dim, true, &L->wq, err, err_len))) return rc;
-        if ((rc = load_matrix(m, NAME("attn_k.weight"), hp->n_embd, kv_dim, true, &L->wk, err, err_len))) return rc;
-        if ((rc = load_matrix(m, NAME("attn_v.weight"), hp->n_embd, kv_dim, true, &L->wv, err, err_len))) return rc;
+        if (a->encoder) {
+            if ((rc = load_vector(m, NAME("attn_output_norm.weight"), hp->n_embd, true, &L->attn_norm, err, err_len)) ||
+                (rc = load_vector(m, NAME("attn_output_norm.bias"), hp->n_embd, true, &L->attn_norm_b, err, err_len)) ||
+                (rc = load_vector(m, NAME("layer_output_norm.weight"), hp->n_embd, true, &L->ffn_norm, err, err_len)) ||
+                (rc = load_vector(m, NAME("layer_output_norm.bias"), hp->n_embd, true, &L->ffn_norm_b, err, err_len)))
+                return rc;
+        } else {
+            if ((rc = load_vector(m, NAME("attn_norm.weight"), hp->n_embd, true, &L->attn_norm, err, err_len))) return rc;
+            if ((rc = load_vector(m, NAME("ffn_norm.weight"), hp->n_embd, true, &L->ffn_norm, err, err_len))) return rc;
+        }
+        if (a->post_norms &&
+            ((rc = load_vector(m, NAME("post_attention_norm.weight"), hp->n_embd, true, &L->post_attn_norm, err, err_len)) ||
+             (rc = load_vector(m, NAME("post_ffw_norm.weight"), hp->n_embd, true, &L->post_ffn_norm, err, err_len))))
+            return rc;
+        if (a->fused_qkv) {
+            slm_weight qkv = {0};
+            if ((rc = load_matrix(m, NAME("attn_qkv.weight"), hp->n_embd, q_dim + 2 * kv_dim, true, &qkv, err, err_len)))
+                return rc;
+            L->wq = weight_rows(&qkv, 0, q_dim);
+            L->wk = weight_rows(&qkv, q_dim, kv_dim);
+            L->wv = weight_rows(&qkv, q_dim + kv_dim, kv_dim);
+        } else {
+            if ((rc = load_matrix(m, NAME("attn_q.weight"), hp->n_embd, q_dim, true, &L->wq, err, err_len))) return rc;
+            if ((rc = load_matrix(m, NAME("attn_k.weight"), hp->n_embd, kv_dim, true, &L->wk, err, err_len))) return rc;
+            if ((rc = load_matrix(m, NAME("attn_v.weight"), hp->n_embd, kv_dim, true, &L->wv, err, err_len))) return rc;
+        }
         if ((rc = load_matrix(m, NAME("attn_output.weight"), q_dim, hp->n_embd, true, &L->wo, err, err_len))) return rc;
-        if ((rc = load_matrix(m, NAME("ffn_gate.weight"), hp->n_embd, hp->n_ff, true, &L->w_gate, err, err_len))) return rc;
-        if ((rc = load_matrix(m, NAME("ffn_up.weight"), hp->n_embd, hp->n_ff, true, &L->w_up, err, err_len))) return rc;
+        if (a->fused_gate_up) {
+            slm_weight gu = {0};
+            if ((rc = load_matrix(m, NAME("ffn_up.weight"), hp->n_embd, 2 * (int64_t)hp->n_ff, true, &gu, err, err_len)))
+                return rc;
+            L->w_gate = weight_rows(&gu, 0, hp->n_ff);
+            L->w_up = weight_rows(&gu, hp->n_ff, hp->n_ff);
+        } else {
+            if (a->ffn_gated &&
+                (rc = load_matrix(m, NAME("ffn_gate.weight"), hp->n_embd, hp->n_ff, true, &L->w_gate, err, err_len)))
+                return rc;
+            if ((rc = load_matrix(m, NAME("ffn_up.weight"), hp->n_embd, hp->n_ff, true, &L->w_up, err, err_len))) return rc;
+        }
         if ((rc = load_matrix(m, NAME("ffn_down.weight"), hp->n_ff, hp->n_embd, true, &L->w_down, err, err_len))) return rc;
-        bool bias = m->arch->qkv_bias;
+        bool bias = a->qkv_bias;
         if ((rc = load_vector(m, NAME("attn_q.bias"), q_dim, bias, &L->bq, err, err_len))) return rc;
         if ((rc = load_vector(m, NAME("attn_k.bias"), kv_dim, bias, &L->bk, err, err_len))) return rc;
         if ((rc = load_vector(m, NAME("attn_v.bias"), kv_dim, bias, &L->bv, err, err_len))) return rc;
+        if (a->learned_pos &&
+            ((rc = load_vector(m, NAME("attn_output.bias"), hp->n_embd, true, &L->bo, err, err_len)) ||
+             (rc = load_vector(m, NAME("ffn_up.bias"), hp->n_ff, true, &L->b_up, err, err_len)) ||
+             (rc = load_vector(m, NAME("ffn_down.bias"), hp->n_embd, true, &L->b_down, err, err_len))))
+            return rc;
+        L->window = hp->n_swa > 0 && (!a->alt_swa || l % 2 == 0) ? hp->n_swa : 0;
 #undef NAME
     }
     for (int64_t i = 0; i < gguf_n_tensors(m->gguf); i++) m->n_bytes += gguf_tensor_at(m->gguf, i)->n_bytes;
@@ -237,11 +322,12 @@ static int load_weights(slm_model *m, char *err, size_t err_len) {
 /* Every matrix the forward pass multiplies (not tok_embd, which is only looked up by row). */
 static int matmul_weights(slm_model *m, slm_weight **out) {
     int n = 0;
-    out[n++] = &m->output;
+    if (m->output.data) out[n++] = &m->output;
     for (int l = 0; l < m->hp.n_layer; l++) {
         slm_layer *L = &m->layers[l];
         slm_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) out[n++] = ws[i];
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+            if (ws[i]->data) out[n++] = ws[i];
     }
     return n;
 }
@@ -315,8 +401,36 @@ static int load_hparams(slm_model *m, char *err, size_t err_len) {
     if (hp->rope_dim % 2)
         return slm_err(err, err_len, "%s: rope dimension %d is odd", gguf_name(m->gguf), hp->rope_dim);
     if ((rc = get_fparam(m, "rope.freq_base", 10000.0f, 1.0f, 1e12f, &hp->rope_base, err, err_len))) return rc;
-    if ((rc = get_fparam(m, "attention.layer_norm_rms_epsilon", 1e-5f, 0.0f, 1.0f, &hp->rms_eps, err, err_len)))
+    if ((rc = get_fparam(m, m->arch->encoder ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon",
+                         m->arch->encoder ? 1e-12f : 1e-5f, 0.0f, 1.0f, &hp->rms_eps, err, err_len)))
         return rc;
+    const slm_arch *a = m->arch;
+    if ((rc = get_fparam(m, "rope.scaling.attn_factor", 1.0f, 1e-3f, 1e3f, &hp->rope_attn_factor, err, err_len))) return rc;
+    if ((rc = get_hparam(m, "rope.scaling.original_context_length", false, hp->n_ctx_train, 1, 1 << 24, &hp->n_ctx_orig,
+                         err, err_len)))
+        return rc;
+    hp->n_swa = 0;
+    if (!strcmp(a->name, "phi3") || a->alt_swa) {
+        if ((rc = get_hparam(m, "attention.sliding_window", false, a->alt_swa ? 4096 : 0, 0, 1 << 30, &hp->n_swa, err,
+                             err_len)))
+            return rc;
+    }
+    hp->q_scale = 1.0f / sqrtf((float)hp->head_dim);
+    hp->attn_softcap = hp->final_softcap = 0;
+    if (a->softcap) {
+        if ((rc = get_fparam(m, "attn_logit_softcapping", 50.0f, 1e-3f, 1e6f, &hp->attn_softcap, err, err_len)) ||
+            (rc = get_fparam(m, "final_logit_softcapping", 30.0f, 1e-3f, 1e6f, &hp->final_softcap, err, err_len)))
+            return rc;
+        /* llama.cpp c392e509 has no key for query_pre_attn_scalar: it picks it by the model type,
+         * which it reads from the layer count (46 layers = Gemma-2-27B: n_embd / n_head). */
+        if (hp->n_layer == 46) hp->q_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
+    }
+    hp->pooling = SLM_POOL_NONE;
+    if (a->encoder) {
+        int pt;
+        if ((rc = get_hparam(m, "pooling_type", false, SLM_POOL_MEAN, 0, 3, &pt, err, err_len))) return rc;
+        hp->pooling = pt == SLM_POOL_NONE ? SLM_POOL_MEAN : (enum slm_pooling)pt;
+    }
     /* Rope scaling other than linear (and llama3's freq factors tensor) would silently change the math. */
     hp->rope_freq_scale = 1.0f;
     char key[128];
@@ -395,7 +509,7 @@ int slm_model_load(const char *path, const slm_model_params *params, slm_model *
     if (!m->arch) {
         char name[64];
         snprintf(name, sizeof name, "%.*s", (int)(arch.len < 48 ? arch.len : 48), arch.ptr);
-        slm_err(err, err_len, "%s: unsupported architecture '%s' (supported: llama, qwen2)", path, name);
+        slm_err(err, err_len, "%s: unsupported architecture '%s' (supported: " SUPPORTED_ARCHS ")", path, name);
         goto fail;
     }
     if (load_hparams(m, err, err_len) || load_weights(m, err, err_len)) goto fail;
@@ -420,11 +534,23 @@ void slm_model_free(slm_model *m) {
             free(L->bq);
             free(L->bk);
             free(L->bv);
+            free(L->bo);
+            free(L->b_up);
+            free(L->b_down);
+            free(L->attn_norm_b);
+            free(L->ffn_norm_b);
+            free(L->post_attn_norm);
+            free(L->post_ffn_norm);
         }
         free(m->layers);
     }
     free(m->output_norm);
     free(m->rope_freq_factors);
+    free(m->rope_long);
+    free(m->rope_short);
+    free(m->tok_type0);
+    free(m->tok_norm);
+    free(m->tok_norm_b);
     if (m->meta_text) {
         for (int64_t i = 0; m->gguf && i < gguf_n_kv(m->gguf); i++) free(m->meta_text[i]);
         free(m->meta_text);

@@ -23,16 +23,39 @@ typedef struct slm_arch {
     const char *name;
     bool qkv_bias;
     enum slm_rope_style rope_style;
+    bool fused_qkv;     /* blk.N.attn_qkv = Q | K | V rows (phi3, nomic-bert) */
+    bool fused_gate_up; /* blk.N.ffn_up = gate | up rows (phi3) */
+    bool gelu;          /* feed-forward activation: tanh-GELU from ggml's f16 table instead of SiLU */
+    bool q_prescale;    /* Q is multiplied by the attention scale before QK^T (llama.cpp's phi3/gemma graphs) */
+    bool embd_scale;    /* input embeddings times sqrt(n_embd) (gemma) */
+    bool post_norms;    /* gemma2: RMSNorm of the attention and FFN outputs before each residual add */
+    bool softcap;       /* gemma2: attention logit and final logit soft-caps */
+    bool alt_swa;       /* gemma2: sliding window on even layers only (phi3: on every layer) */
+    bool encoder;       /* bert family: bidirectional, post-LayerNorm, pooled embeddings, no logits */
+    bool learned_pos;   /* bert: position_embd rows instead of RoPE */
+    bool ffn_gated;     /* gate and up projections (false: bert's up -> GELU -> down) */
 } slm_arch;
+
+enum slm_pooling { SLM_POOL_NONE = 0, SLM_POOL_MEAN = 1, SLM_POOL_CLS = 2, SLM_POOL_LAST = 3 };
 
 typedef struct slm_hparams {
     int n_vocab, n_ctx_train, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, rope_dim;
     float rope_base, rope_freq_scale, rms_eps;
+    float rope_attn_factor;   /* multiplies cos and sin (phi3 LongRoPE), 1 otherwise */
+    int n_ctx_orig;           /* rope.scaling.original_context_length: above it the long factors apply */
+    int n_swa;                /* sliding window of the windowed layers, 0 = none */
+    float attn_softcap, final_softcap; /* 0 = none */
+    float q_scale;            /* attention scale */
+    enum slm_pooling pooling; /* encoders */
 } slm_hparams;
 
 typedef struct slm_layer {
-    float *attn_norm, *ffn_norm;  /* owned f32 copies (n_embd) */
+    float *attn_norm, *ffn_norm;  /* owned f32 copies (n_embd); encoders: attn_output_norm, layer_output_norm */
+    float *attn_norm_b, *ffn_norm_b; /* encoders' LayerNorm biases */
+    float *post_attn_norm, *post_ffn_norm; /* gemma2 */
     float *bq, *bk, *bv;          /* owned f32 biases or NULL */
+    float *bo, *b_up, *b_down;    /* bert biases or NULL */
+    int window;                   /* sliding window of this layer, 0 = global */
     slm_weight wq, wk, wv, wo, w_gate, w_up, w_down;
 } slm_layer;
 
@@ -47,6 +70,10 @@ struct slm_model {
     slm_weight tok_embd, output;
     float *output_norm;
     float *rope_freq_factors; /* n rope_dim/2, owned, or NULL */
+    float *rope_long, *rope_short; /* phi3 LongRoPE factors (rope_dim/2 each), owned, or NULL */
+    slm_weight pos_embd;      /* bert: learned positions, or data NULL */
+    float *tok_type0;         /* encoders: token type 0 row (n_embd), or NULL */
+    float *tok_norm, *tok_norm_b; /* encoders: LayerNorm of the input embeddings */
     slm_layer *layers;
     void *packed_arena;       /* the repacked matrices (kernels/packed.h), or NULL */
     size_t packed_arena_bytes;
@@ -59,16 +86,24 @@ struct slm_context {
     int n_ctx, n_seq, n_batch, n_threads;
     bool exact, embeddings;
     int kv_dim;
-    /* KV cache: [layer][seq][pos][kv_dim], f32 on the exact path, f16 otherwise. */
+    /* KV cache: [layer][seq][slot][kv_dim], f32 on the exact path (and for encoders), f16 otherwise.
+     * Layer l holds kv_slots[l] positions per sequence: n_ctx, or for a sliding-window layer only
+     * window + n_batch - 1 of them as a ring (position p in slot p % kv_slots[l]). */
     void *k_cache, *v_cache;
     size_t kv_elem_size;
+    bool kv_f32;
+    int *kv_slots;
+    size_t *kv_layer_off;     /* element offset of each layer's block */
+    size_t kv_elems;          /* elements of each of k_cache and v_cache */
+    const float *rope_factors; /* the factors this context uses (llama3 freqs, LongRoPE long/short), or NULL */
     int *seq_len;             /* positions held per sequence */
     int *seq_pending;         /* while checking a batch: its tokens seen so far per sequence */
     slm_token *seq_tokens;    /* [seq][n_ctx] the tokens behind those positions */
     /* Work buffers sized for n_batch tokens. */
     float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2;
     float *att_scores;        /* [n_threads][att_scratch_per_thread] */
-    size_t att_scratch_per_thread; /* floats: GQA group size x n_ctx */
+    size_t att_scratch_per_thread; /* floats: GQA group size x n_ctx + head_dim */
+    int *seq_batch_n;         /* encoders: tokens of each sequence in the current batch */
     float *out_hidden;        /* [n_batch][n_embd] normalised final states of tokens that want logits */
     float *all_hidden;        /* [n_batch][n_embd] final states of every token (embeddings) */
     float *logits;            /* [logits_cap][n_vocab] */

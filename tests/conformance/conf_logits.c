@@ -2,7 +2,8 @@
  * (../shared/reference/<model>/logits*.jsonl, greedy*.jsonl, logits_full_0.f32), with the
  * tolerances of the reference README:
  *   exact path (f32 weights/activations/KV) vs *_exact.jsonl: max |Δlogit| <= 1e-3 σ, |Δlse| <= 1e-3 σ,
- *     top-1 identical except near ties, greedy identical up to the first near tie;
+ *     top-1 identical except near ties, greedy identical up to the first near tie (GELU models, whose
+ *     llama.cpp GELU is an f16 table: max 1e-2 σ, mean 1e-3 σ, |Δlse| 1e-2 σ);
  *   normal path, unquantized weights vs logits.jsonl: max <= 0.05 σ, mean <= 0.006 σ, top-1 except near ties;
  *   normal path, quantized weights: mean <= 0.15 σ, max <= 1.5 σ, |Δlse| <= 0.05 σ, top-1 >= 70%.
  * Usage: conf_logits [model-id ...]  (default: every model whose GGUF is present; SLM_TEST_QUICK=1
@@ -21,34 +22,55 @@ typedef struct model_case {
     bool real;      /* file in shared/models, else generated into SLM_TEST_MODELS */
     bool quantized; /* weights in a quantized format */
     bool big;       /* skipped in quick mode */
+    bool gelu;      /* GELU through ggml's f16 table: the README's looser exact-path tolerance */
 } model_case;
 
 static const model_case cases[] = {
-    {"stories260K", true, false, false},
-    {"llama-2-tiny-random", true, false, false},
-    {"tiny-smollm2-f32", false, false, false},
-    {"tiny-smollm2-q8_0", false, true, false},
-    {"tiny-smollm2-q3_k", false, true, false},
-    {"tiny256-smollm2-bf16", false, false, false},
-    {"tiny256-smollm2-f16", false, false, false},
-    {"tiny256-smollm2-q2_k", false, true, false},
-    {"tiny256-smollm2-q3_k", false, true, false},
-    {"tiny256-smollm2-q4_0", false, true, false},
-    {"tiny256-smollm2-q4_1", false, true, false},
-    {"tiny256-smollm2-q4_k", false, true, false},
-    {"tiny256-smollm2-q5_0", false, true, false},
-    {"tiny256-smollm2-q5_1", false, true, false},
-    {"tiny256-smollm2-q5_k", false, true, false},
-    {"tiny256-smollm2-q6_k", false, true, false},
-    {"tiny256-smollm2-q8_0", false, true, false},
-    {"smollm2-135m-f16", false, false, true},
-    {"smollm2-135m-q8_0", false, true, true},
-    {"smollm2-135m-q4_0", false, true, true},
-    {"smollm2-135m-q4_k_m", false, true, true},
-    {"qwen2.5-0.5b-q8_0", false, true, true},
-    {"qwen2.5-0.5b-q4_k_m", false, true, true},
-    {"llama3.2-1b-q4_0", false, true, true},
-    {"llama3.2-1b-q4_k_m", false, true, true},
+    {"stories260K", true, false, false, false},
+    {"llama-2-tiny-random", true, false, false, false},
+    {"tiny-smollm2-f32", false, false, false, false},
+    {"tiny-smollm2-q8_0", false, true, false, false},
+    {"tiny-smollm2-q3_k", false, true, false, false},
+    {"tiny256-smollm2-bf16", false, false, false, false},
+    {"tiny256-smollm2-f16", false, false, false, false},
+    {"tiny256-smollm2-q2_k", false, true, false, false},
+    {"tiny256-smollm2-q3_k", false, true, false, false},
+    {"tiny256-smollm2-q4_0", false, true, false, false},
+    {"tiny256-smollm2-q4_1", false, true, false, false},
+    {"tiny256-smollm2-q4_k", false, true, false, false},
+    {"tiny256-smollm2-q5_0", false, true, false, false},
+    {"tiny256-smollm2-q5_1", false, true, false, false},
+    {"tiny256-smollm2-q5_k", false, true, false, false},
+    {"tiny256-smollm2-q6_k", false, true, false, false},
+    {"tiny256-smollm2-q8_0", false, true, false, false},
+    {"smollm2-135m-f16", false, false, true, false},
+    {"smollm2-135m-q8_0", false, true, true, false},
+    {"smollm2-135m-q4_0", false, true, true, false},
+    {"smollm2-135m-q4_k_m", false, true, true, false},
+    {"qwen2.5-0.5b-q8_0", false, true, true, false},
+    {"qwen2.5-0.5b-q4_k_m", false, true, true, false},
+    {"llama3.2-1b-q4_0", false, true, true, false},
+    {"llama3.2-1b-q4_k_m", false, true, true, false},
+    {"tiny-phi3-f32", false, false, false, false},
+    {"tiny-phi3-q8_0", false, true, false, false},
+    {"tiny-phi3-q4_0", false, true, false, false},
+    {"tiny-phi3-q4_k_m", false, true, false, false},
+    {"tiny-gemma-f32", false, false, false, true},
+    {"tiny-gemma-q8_0", false, true, false, true},
+    {"tiny-gemma-q4_0", false, true, false, true},
+    {"tiny-gemma-q4_k_m", false, true, false, true},
+    {"tiny-gemma2-f32", false, false, false, true},
+    {"tiny-gemma2-q8_0", false, true, false, true},
+    {"tiny-gemma2-q4_0", false, true, false, true},
+    {"tiny-gemma2-q4_k_m", false, true, false, true},
+    {"phi3-mini-4l-f16", false, false, true, false},
+    {"phi3-mini-4l-q8_0", false, true, true, false},
+    {"phi3-mini-4l-q4_0", false, true, true, false},
+    {"phi3-mini-4l-q4_k_m", false, true, true, false},
+    {"gemma2-2b-f16", false, false, true, true},
+    {"gemma2-2b-q8_0", false, true, true, true},
+    {"gemma2-2b-q4_0", false, true, true, true},
+    {"gemma2-2b-q4_k_m", false, true, true, true},
 };
 
 typedef struct ref_pos {
@@ -263,7 +285,9 @@ static void run_case(const model_case *mc, const char *shared, const char *model
         snprintf(jpath, sizeof jpath, "%s/%s", dir, exact ? "logits_exact.jsonl" : "logits.jsonl");
         json_t *lines = load_jsonl(jpath);
         float *full0 = exact ? NULL : load_full0(dir, slm_model_n_vocab(m), 16);
-        double tol_max = exact ? 1e-3 : mc->quantized ? 1.5 : 0.05;
+        /* exact path of GELU models (gemma, gemma2): max 1e-2 sigma, mean and |dlse| 1e-3 / 1e-2 sigma */
+        double tol_max = exact ? (mc->gelu ? 1e-2 : 1e-3) : mc->quantized ? 1.5 : 0.05;
+        double tol_lse_exact = mc->gelu ? 1e-2 : 1e-3;
         double tie_gap = 2 * tol_max * sigma;
         stats st;
         if (!lines || compare_logits(ctx, m, lines, full0, sigma, tie_gap, &st)) {
@@ -276,7 +300,8 @@ static void run_case(const model_case *mc, const char *shared, const char *model
                     mc->id, exact ? "exact" : "normal", max_s, mean_s, lse_s, 100 * agree, disagree_clear, st.top1_checked);
             if (exact || !mc->quantized) {
                 CHECKF(max_s <= tol_max, "%s %s: max |dlogit| %.5f sigma > %.4f", mc->id, exact ? "exact" : "normal", max_s, tol_max);
-                if (exact) CHECKF(lse_s <= 1e-3, "%s exact: |dlse| %.5f sigma", mc->id, lse_s);
+                if (exact) CHECKF(lse_s <= tol_lse_exact, "%s exact: |dlse| %.5f sigma", mc->id, lse_s);
+                if (exact && mc->gelu) CHECKF(mean_s <= 1e-3, "%s exact: mean |dlogit| %.5f sigma > 0.001", mc->id, mean_s);
                 else CHECKF(mean_s <= 0.006, "%s normal: mean |dlogit| %.5f sigma > 0.006", mc->id, mean_s);
                 CHECKF(disagree_clear == 0, "%s %s: top-1 differs at %ld positions that are not near ties", mc->id,
                        exact ? "exact" : "normal", disagree_clear);
