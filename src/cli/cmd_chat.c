@@ -17,7 +17,9 @@ static const char *chat_help =
     "usage: slm chat MODEL [--system TEXT] [--chat-template NAME] [-n N] [sampling options]\n"
     "\n"
     "Reads one user message per line from stdin and streams the assistant's reply to stdout.\n"
-    "Lines '/reset' (forget the conversation) and '/exit' are commands.\n"
+    "Lines '/reset' (forget the conversation) and '/exit' are commands. Messages are text: special-token\n"
+    "texts in them (e.g. <|im_end|>) never become control tokens, only the template's own markers do.\n"
+    "A line longer than 4 MiB ends the session with an error.\n"
     "  --chat-template NAME  override the model's template (%s)\n"
     "  -n N                  at most N tokens per reply\n"
     "%s"
@@ -62,6 +64,7 @@ int cmd_chat(int argc, char **argv) {
             i++;
         } else return cli_fail(verb, "unknown option or missing value '%s' (see 'slm chat --help')", a);
     }
+    if (tmpl && !cli_check_chat_template(verb, tmpl)) return 1;
     slm_model *m;
     slm_context *ctx;
     if (cli_engine_open(verb, &eo, false, &m, &ctx)) return 1;
@@ -76,6 +79,7 @@ int cmd_chat(int argc, char **argv) {
     size_t cap = 16, n = 0;
     slm_chat_message *hist = malloc(sizeof *hist * cap);
     char *line = NULL, *rendered = NULL;
+    slm_token *ids = NULL;
     size_t line_cap = 0;
     int status = 1;
     bool tty = isatty(0);
@@ -91,7 +95,8 @@ int cmd_chat(int argc, char **argv) {
     if (system && !(hist[n++] = (slm_chat_message){"system", strdup(system)}).content) goto out;
     for (;;) {
         if (tty) fputs("> ", stderr);
-        ssize_t got = getline(&line, &line_cap, stdin);
+        long got = cli_read_line(verb, stdin, CLI_MAX_LINE_BYTES, &line, &line_cap);
+        if (got == -2) goto out;
         if (got < 0) break;
         while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = 0;
         if (!strcmp(line, "/exit")) break;
@@ -112,20 +117,18 @@ int cmd_chat(int argc, char **argv) {
             goto out;
         }
         n++;
-        if (slm_chat_render(m, tmpl, hist, n, true, &rendered, err, sizeof err)) {
+        /* the template's markers are special tokens, the messages plain text */
+        int n_ids;
+        if (slm_chat_tokenize(m, tmpl, hist, n, true, true, &ids, &n_ids, NULL, err, sizeof err)) {
             cli_fail(verb, "%s", err);
             goto out;
         }
-        slm_token *ids;
-        int n_ids;
-        if (cli_tokenize(verb, m, rendered, strlen(rendered), true, true, &ids, &n_ids)) goto out;
-        free(rendered);
-        rendered = NULL;
         slm_buf rep = {0};
         slm_generate_params gp = {.max_tokens = (int)n_predict};
         slm_generate_result res;
         int rc = slm_generate(ctx, smp, ids, n_ids, &gp, on_reply_text, &rep, &res, err, sizeof err);
         free(ids);
+        ids = NULL;
         fputc('\n', stdout);
         fflush(stdout);
         if (rc || rep.oom) {
@@ -147,6 +150,7 @@ out:
     free(hist);
     free(line);
     free(rendered);
+    free(ids);
     slm_sampler_free(smp);
     slm_context_free(ctx);
     slm_model_free(m);

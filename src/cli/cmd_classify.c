@@ -16,7 +16,7 @@ static const char *classify_help =
     "Reads one input per line: a JSON object with \"input\" (or \"text\") and an optional \"id\", or a JSON\n"
     "string. Writes one JSON object per line: {\"id\",\"label\",\"probs\":{label:p}} (multi-label: \"labels\"\n"
     "lists those with p >= 0.5). A bad line gives {\"line\":N,\"error\":...} and the exit status 1.\n"
-    "Progress goes to stderr.\n"
+    "Progress goes to stderr. A line longer than 4 MiB ends the run with an error.\n"
     "\n"
     "      --labels LIST       comma-separated labels (required)\n"
     "      --multi-label       score each label independently (yes/no)\n"
@@ -103,8 +103,8 @@ int cmd_classify(int argc, char **argv) {
     status = 0;
     long lineno = 0, done = 0, failed = 0;
     double t0 = now_s(), last = t0;
-    ssize_t len;
-    while ((len = getline(&line, &cap, stdin)) >= 0) {
+    long len;
+    while ((len = cli_read_line(verb, stdin, CLI_MAX_LINE_BYTES, &line, &cap)) >= 0) {
         lineno++;
         while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
         if (len == 0) continue;
@@ -165,7 +165,7 @@ int cmd_classify(int argc, char **argv) {
     double t = now_s();
     fprintf(stderr, "\rclassify: %ld lines, %ld errors, %.1f lines/s\n", done + failed, failed,
             t > t0 ? (double)(done + failed) / (t - t0) : 0.0);
-    if (failed) status = 1;
+    if (failed || len == -2) status = 1;
 out:
     free(line);
     free(probs);

@@ -16,9 +16,9 @@ static const char *extract_help =
     "comes from -p, -f FILE or stdin. Exit status 1 with one error line if the schema is unsupported,\n"
     "the input does not fit the context, or the output was cut by -n before it was complete.\n"
     "\n"
-    "      --schema FILE       JSON Schema, or {\"type\":\"json_object\"} for any object (required)\n"
+    "      --schema FILE       JSON Schema, or {\"type\":\"json_object\"} for any object (required; at most 4 MiB)\n"
     "  -p, --prompt TEXT       the input text\n"
-    "  -f, --file FILE         read the input text from FILE ('-' = stdin, the default)\n"
+    "  -f, --file FILE         read the input text from FILE ('-' = stdin, the default; at most 16 MiB)\n"
     "  -n, --n-predict N       token cap (default 512)\n"
     "      --temp T            temperature (default 0: greedy)\n"
     "  -s, --seed N            seed for temperature > 0\n"
@@ -45,7 +45,7 @@ int cmd_extract(int argc, char **argv) {
         }
     }
     if (!schema_file) return cli_fail(verb, "--schema is required");
-    char *schema = cli_read_text(verb, schema_file);
+    char *schema = cli_read_text(verb, schema_file, CLI_MAX_CONSTRAINT_BYTES, "the 4 MiB limit for a JSON Schema");
     if (!schema) return 1;
     char *input = cli_task_read_input(verb, &in);
     status = 1;

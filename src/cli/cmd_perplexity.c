@@ -15,7 +15,8 @@ static const char *ppl_help =
     "\n"
     "Perplexity of FILE the way llama-perplexity computes it: chunks of CTX tokens (default 512),\n"
     "each from an empty cache with BOS first; the logits of positions CTX/2..CTX-2 score the next token.\n"
-    "Prints the running estimate after each chunk and the final PPL +/- its standard error.\n";
+    "Prints the running estimate after each chunk and the final PPL +/- its standard error.\n"
+    "FILE holds at most 16 MiB (it is tokenized whole, as llama-perplexity does; split a longer text).\n";
 
 int cmd_perplexity(int argc, char **argv) {
     const char *verb = "perplexity";
@@ -35,7 +36,7 @@ int cmd_perplexity(int argc, char **argv) {
     if (eo.n_ctx < 4) return cli_fail(verb, "context %d is too small to score anything", eo.n_ctx);
     if (eo.n_batch == 0) eo.n_batch = eo.n_ctx;
     size_t len;
-    char *text = cli_read_file(verb, file, &len);
+    char *text = cli_read_file(verb, file, CLI_MAX_TEXT_BYTES, "the 16 MiB limit for a perplexity text", &len);
     if (!text) return 1;
     slm_model *m;
     slm_context *ctx;

@@ -16,14 +16,17 @@ static const char *run_help =
     "\n"
     "Generates a continuation of TEXT and streams only the generated text to stdout.\n"
     "\n"
-    "  -p, --prompt TEXT       the prompt (tokenized with BOS as the model asks; no special-token parsing)\n"
-    "  -f, --file FILE         read the prompt from FILE ('-' = stdin)\n"
+    "  -p, --prompt TEXT       the prompt, raw: no chat template; BOS as the model asks; special-token texts\n"
+    "                          such as <|im_start|> stay text unless --special\n"
+    "  -f, --file FILE         read the prompt from FILE ('-' = stdin); a file too large to fit the context\n"
+    "                          (or over 16 MiB) is refused before it is read\n"
     "  -n, --n-predict N       tokens to generate (default: until end of generation or the context is full)\n"
     "      --stop TEXT         stop before this text (repeatable)\n"
     "      --ignore-eos        keep generating past end-of-generation tokens\n"
-    "      --special           parse special-token texts in the prompt\n"
-    "      --json-schema FILE  constrain the output to JSON matching the schema\n"
-    "      --grammar FILE      constrain the output with a GBNF grammar (docs/grammar.md)\n"
+    "      --special           parse special-token texts in the prompt into control tokens (the explicit\n"
+    "                          opt-in for a hand-written template; never for untrusted text)\n"
+    "      --json-schema FILE  constrain the output to JSON matching the schema (file of at most 4 MiB)\n"
+    "      --grammar FILE      constrain the output with a GBNF grammar (docs/grammar.md; at most 4 MiB)\n"
     "%s"
     "  -t, --threads N         threads (default: all cores)\n"
     "  -c, --ctx-size N        context size (default: min(trained, 4096))\n"
@@ -114,13 +117,25 @@ int cmd_run(int argc, char **argv) {
     if (!prompt && !prompt_file) { cli_fail(verb, "no prompt: give -p TEXT or -f FILE"); goto out; }
     if (prompt && prompt_file) { cli_fail(verb, "give only one of -p and -f"); goto out; }
     size_t prompt_len = 0;
+    if (cli_engine_open(verb, &eo, false, &m, &ctx)) goto out;
     if (prompt_file) {
-        if (!(prompt_buf = cli_read_file(verb, prompt_file, &prompt_len))) goto out;
+        /* refuse a file that cannot fit the context before reading or tokenizing it */
+        int n_ctx = slm_context_n_ctx(ctx);
+        size_t fit = slm_tokenize_max_bytes(m, parse_special, n_ctx);
+        char why[160], limit[32];
+        if (fit < CLI_MAX_TEXT_BYTES)
+            snprintf(why, sizeof why, "%zu bytes, the most that can fit the %d-token context with this vocabulary",
+                     fit, n_ctx);
+        else
+            snprintf(why, sizeof why, "the %s limit for a prompt file",
+                     cli_format_bytes(CLI_MAX_TEXT_BYTES, limit, sizeof limit));
+        if (!(prompt_buf = cli_read_file(verb, prompt_file, fit < CLI_MAX_TEXT_BYTES ? fit : CLI_MAX_TEXT_BYTES, why,
+                                         &prompt_len)))
+            goto out;
         prompt = prompt_buf;
     } else {
         prompt_len = strlen(prompt);
     }
-    if (cli_engine_open(verb, &eo, false, &m, &ctx)) goto out;
     int n_ids;
     if (cli_tokenize(verb, m, prompt, prompt_len, true, parse_special, &ids, &n_ids)) goto out;
     if (n_ids == 0) { cli_fail(verb, "the prompt has no tokens"); goto out; }
@@ -128,7 +143,10 @@ int cmd_run(int argc, char **argv) {
     if (!so.seed_given) so.params.seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 20);
     if (slm_sampler_new(m, &so.params, &smp, err, sizeof err)) { cli_fail(verb, "%s", err); goto out; }
     if (schema_file || grammar_file) {
-        if (!(constraint_text = cli_read_text(verb, schema_file ? schema_file : grammar_file))) goto out;
+        if (!(constraint_text = cli_read_text(verb, schema_file ? schema_file : grammar_file, CLI_MAX_CONSTRAINT_BYTES,
+                                              schema_file ? "the 4 MiB limit for a JSON Schema"
+                                                          : "the 4 MiB limit for a grammar")))
+            goto out;
         int rc = schema_file ? slm_grammar_from_json_schema(m, constraint_text, &grammar, err, sizeof err)
                              : slm_grammar_compile(m, constraint_text, &grammar, err, sizeof err);
         if (rc) { cli_fail(verb, "%s: %s", schema_file ? schema_file : grammar_file, err); goto out; }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/common.h"
 #include "server/server.h"
 
 static const char *serve_help =
@@ -90,6 +91,8 @@ int cmd_serve(int argc, char **argv) {
             c.threads = (int)v;
         } else if (!strcmp(a, "--chat-template")) {
             if (!take(verb, argc, argv, &i, &c.chat_template)) goto out;
+            /* refused here, not by every chat request later */
+            if (!cli_check_chat_template(verb, c.chat_template)) goto out;
         } else if (!strcmp(a, "--api-key")) {
             const char *k;
             if (!take(verb, argc, argv, &i, &k)) goto out;

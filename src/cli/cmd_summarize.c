@@ -18,7 +18,7 @@ static const char *summarize_help =
     "      --max-words N       target length (default 100)\n"
     "      --style TEXT        e.g. \"bullet points\", \"one sentence\"\n"
     "  -p, --prompt TEXT       the input text\n"
-    "  -f, --file FILE         read the input from FILE ('-' = stdin, the default)\n"
+    "  -f, --file FILE         read the input from FILE ('-' = stdin, the default; at most 16 MiB)\n"
     "  -n, --n-predict N       token cap per generation (default 2 * max-words + 32)\n"
     "      --temp T            temperature (default 0: greedy)\n"
     "  -s, --seed N            seed for temperature > 0\n"

@@ -91,7 +91,7 @@ int cmd_tokenize(int argc, char **argv) {
     char *owned = NULL;
     const char *text;
     if (!text_arg || strcmp(text_arg, "-") == 0) {
-        owned = cli_read_file("tokenize", "-", &len);
+        owned = cli_read_file("tokenize", "-", CLI_MAX_TEXT_BYTES, "the 16 MiB limit for a text to tokenize", &len);
         if (!owned) return 1;
         text = owned;
     } else {

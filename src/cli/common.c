@@ -1,8 +1,11 @@
 #include "cli/common.h"
 
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "util/buf.h"
@@ -71,40 +74,76 @@ int cli_tokenize(const char *verb, const slm_model *m, const char *text, size_t 
     }
 }
 
-char *cli_read_file(const char *verb, const char *path, size_t *len) {
-    FILE *fp = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!fp) return cli_fail(verb, "%s: cannot open", path), NULL;
+const char *cli_format_bytes(size_t n, char *buf, size_t cap) {
+    if (n >= (1u << 20) && n % (1u << 20) == 0) snprintf(buf, cap, "%zu MiB", n >> 20);
+    else if (n >= 1024 && n % 1024 == 0) snprintf(buf, cap, "%zu KiB", n >> 10);
+    else snprintf(buf, cap, "%zu bytes", n);
+    return buf;
+}
+
+char *cli_read_file(const char *verb, const char *path, size_t max, const char *why, size_t *len) {
+    bool from_stdin = !strcmp(path, "-");
+    const char *name = from_stdin ? "stdin" : path;
+    FILE *fp = from_stdin ? stdin : fopen(path, "rb");
+    if (!fp) return cli_fail(verb, "%s: cannot open: %s", path, strerror(errno)), NULL;
     char *buf = NULL;
-    size_t cap = 0, n = 0;
-    bool ok = true;
-    for (;;) {
-        if (!slm_grow((void **)&buf, &cap, n + (1 << 16) + 1, 1, 1 << 16)) {
-            cli_fail(verb, "%s: out of memory", path);
-            ok = false;
-            break;
+    size_t cap = 0, n = 0, first = (size_t)1 << 16;
+    bool ok = false;
+    struct stat st;
+    if (fstat(fileno(fp), &st) == 0) {
+        if (S_ISDIR(st.st_mode)) {
+            cli_fail(verb, "%s: is a directory, not a file", name);
+            goto done;
         }
-        n += fread(buf + n, 1, cap - n - 1, fp);
-        if (n + 1 < cap) { /* a short read: end of file or an error */
+        /* a regular file says its size: refuse it before reading a byte */
+        if (S_ISREG(st.st_mode) && st.st_size > 0) {
+            if ((uintmax_t)st.st_size > max) {
+                cli_fail(verb, "%s: %jd bytes, more than %s", name, (intmax_t)st.st_size, why);
+                goto done;
+            }
+            first = (size_t)st.st_size + 1; /* one read, and one byte to see the end */
+        }
+    }
+    for (;;) {
+        /* never more than max + 1 bytes: the extra byte tells a too-long input */
+        size_t want = n + first;
+        if (want > max + 1 || want < n) want = max + 1;
+        if (!slm_grow((void **)&buf, &cap, want + 1, 1, first + 1)) {
+            cli_fail(verb, "%s: out of memory", name);
+            goto done;
+        }
+        size_t room = (cap - 1 < max + 1 ? cap - 1 : max + 1) - n;
+        size_t got = fread(buf + n, 1, room, fp);
+        n += got;
+        if (n > max) {
+            cli_fail(verb, "%s: more than %s", name, why);
+            goto done;
+        }
+        if (got < room) { /* a short read: end of file or an error */
             if (ferror(fp)) {
-                cli_fail(verb, "%s: read error", path);
-                ok = false;
+                cli_fail(verb, "%s: read error: %s", name, strerror(errno));
+                goto done;
             }
             break;
         }
+        first = n; /* doubling */
     }
+    ok = true;
+done:
     if (fp != stdin) fclose(fp);
     if (!ok) {
         free(buf);
         return NULL;
     }
+    if (!buf && !(buf = malloc(1))) return cli_fail(verb, "%s: out of memory", name), NULL;
     buf[n] = 0;
     *len = n;
     return buf;
 }
 
-char *cli_read_text(const char *verb, const char *path) {
+char *cli_read_text(const char *verb, const char *path, size_t max, const char *why) {
     size_t len;
-    char *text = cli_read_file(verb, path, &len);
+    char *text = cli_read_file(verb, path, max, why, &len);
     if (text && strlen(text) != len) {
         cli_fail(verb, "%s: contains a NUL byte at offset %zu; expected text", strcmp(path, "-") ? path : "stdin",
                  strlen(text));
@@ -112,6 +151,42 @@ char *cli_read_text(const char *verb, const char *path) {
         return NULL;
     }
     return text;
+}
+
+long cli_read_line(const char *verb, FILE *fp, size_t max, char **line, size_t *cap) {
+    size_t n = 0;
+    int c = EOF;
+    flockfile(fp);
+    while ((c = getc_unlocked(fp)) != EOF && c != '\n') {
+        if (n == max) {
+            funlockfile(fp);
+            char limit[32];
+            return cli_fail(verb, "an input line is longer than %s; stopping", cli_format_bytes(max, limit, sizeof limit)),
+                   -2;
+        }
+        if (n + 2 > *cap && !slm_grow((void **)line, cap, n + 2, 1, 256)) {
+            funlockfile(fp);
+            return cli_fail(verb, "out of memory for an input line of %zu bytes", n), -2;
+        }
+        (*line)[n++] = (char)c;
+    }
+    funlockfile(fp);
+    if (c == EOF && ferror(fp)) return cli_fail(verb, "read error on the input: %s", strerror(errno)), -2;
+    if (c == EOF && n == 0) return -1;
+    if (!*line && !slm_grow((void **)line, cap, 1, 1, 256)) return cli_fail(verb, "out of memory"), -2;
+    (*line)[n] = 0;
+    return (long)n;
+}
+
+bool cli_check_chat_template(const char *verb, const char *name) {
+    static const slm_chat_message probe = {"user", "hi"};
+    char err[1024], *out = NULL;
+    if (slm_chat_render(NULL, name, &probe, 1, true, &out, err, sizeof err) == 0) {
+        free(out);
+        return true;
+    }
+    cli_fail(verb, "--chat-template: %s", err);
+    return false;
 }
 
 bool cli_usage(int argc, char **argv, const char *help, int *status) {

@@ -3,6 +3,7 @@
 #define SLM_CLI_COMMON_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "slm.h"
 
@@ -22,11 +23,29 @@ int cli_engine_open(const char *verb, const cli_engine_opts *o, bool embeddings,
 /* Tokenizes into a malloc'd array; prints one error line and returns -1 on failure. */
 int cli_tokenize(const char *verb, const slm_model *m, const char *text, size_t len, bool add_special, bool parse_special,
                  slm_token **out, int *n);
-/* Reads a whole file (or stdin for "-") into a malloc'd NUL-terminated buffer. */
-char *cli_read_file(const char *verb, const char *path, size_t *len);
+/* Most bytes a verb reads from one file: a JSON Schema or grammar, and any other text (prompt,
+ * task input, perplexity text) when no tighter bound is known. Stated in the verbs' --help. */
+#define CLI_MAX_CONSTRAINT_BYTES ((size_t)4 << 20)
+#define CLI_MAX_TEXT_BYTES ((size_t)16 << 20)
+/* Longest line that chat and classify read from stdin. */
+#define CLI_MAX_LINE_BYTES ((size_t)4 << 20)
+
+/* Reads a whole file (or stdin for "-") into a malloc'd NUL-terminated buffer of at most `max`
+ * bytes. A larger regular file is refused before reading (its size is known), a pipe or device as
+ * soon as more than `max` bytes arrived: one error line naming the file and "why" (the limit, e.g.
+ * "the 4 MiB limit for a schema"). */
+char *cli_read_file(const char *verb, const char *path, size_t max, const char *why, size_t *len);
 /* The same for text used as a C string (schemas, grammars, task inputs): a NUL byte inside is an
  * error, never a silent cut. */
-char *cli_read_text(const char *verb, const char *path);
+char *cli_read_text(const char *verb, const char *path, size_t max, const char *why);
+/* One line of `fp` without its '\n' into *line (malloc'd, grown; NUL-terminated). Returns its
+ * length, -1 at the end of the input, -2 after printing one error line (read error, out of memory,
+ * or a line longer than `max` bytes, of which nothing more is read). */
+long cli_read_line(const char *verb, FILE *fp, size_t max, char **line, size_t *cap);
+/* "4 MiB", "512 KiB" or "1234 bytes" into buf. */
+const char *cli_format_bytes(size_t n, char *buf, size_t cap);
+/* True if `name` is a chat template name slm knows; else prints one error line listing them. */
+bool cli_check_chat_template(const char *verb, const char *name);
 /* With no arguments after the verb or -h/--help first, prints `help` (to stderr for the former),
  * sets *status (1 / 0) and returns true: the verb returns *status. */
 bool cli_usage(int argc, char **argv, const char *help, int *status);

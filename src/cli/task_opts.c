@@ -32,7 +32,8 @@ int cli_task_opt(const char *verb, int argc, char **argv, int *i, cli_task_input
 }
 
 char *cli_task_read_input(const char *verb, const cli_task_input *in) {
-    if (!in->text) return cli_read_text(verb, in->file ? in->file : "-");
+    if (!in->text)
+        return cli_read_text(verb, in->file ? in->file : "-", CLI_MAX_TEXT_BYTES, "the 16 MiB limit for an input text");
     char *copy = strdup(in->text);
     if (!copy) cli_fail(verb, "out of memory");
     return copy;
