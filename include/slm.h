@@ -202,6 +202,33 @@ void slm_sampler_set_grammar(slm_sampler *s, slm_grammar *g);
 /* True when the grammar has reached an accepting state (the output is complete). */
 bool slm_sampler_grammar_done(const slm_sampler *s);
 
+/* Return codes of the *_limited grammar compilers (the plain ones return them too): */
+#define SLM_GRAMMAR_INVALID (-1)   /* the grammar or schema is wrong or unsupported (err says what and where) */
+#define SLM_GRAMMAR_TOO_LARGE (-2) /* a size limit or the deadline was exceeded (err names the limit) */
+#define SLM_GRAMMAR_CANCELLED (-3) /* the cancel callback asked to stop */
+
+/* Bounds on one grammar compile, so hostile input costs bounded time and memory. Zero fields take
+ * the defaults (those of slm_grammar_compile: 1048576 rules, 2097152 alternatives, 4194304
+ * elements, no deadline). Rules and elements count after desugaring: x{0,1000} is 1000 rules. */
+typedef struct slm_grammar_limits {
+    int max_rules;        /* rules, including those generated for groups and repetitions */
+    int max_alternatives; /* alternatives over all rules */
+    int max_elements;     /* terminals and rule references after expanding repetitions (at most 4194304) */
+    double deadline;      /* give up at this CLOCK_MONOTONIC time in seconds (see slm_grammar_now); 0 = none */
+    bool (*cancel)(void *user); /* polled about every millisecond while compiling; true stops it; NULL = never */
+    void *cancel_user;          /* passed to cancel */
+} slm_grammar_limits;
+
+/* slm_grammar_compile within `limits` (NULL = defaults); returns 0 or one of the SLM_GRAMMAR_* codes. */
+int slm_grammar_compile_limited(const slm_model *model, const char *gbnf, const slm_grammar_limits *limits,
+                                slm_grammar **out, char *err, size_t err_len);
+/* slm_grammar_from_json_schema within `limits` (NULL = defaults); returns 0 or one of the SLM_GRAMMAR_* codes. */
+int slm_grammar_from_json_schema_limited(const slm_model *model, const char *schema_json,
+                                         const slm_grammar_limits *limits, slm_grammar **out, char *err,
+                                         size_t err_len);
+/* The clock slm_grammar_limits.deadline is read against: CLOCK_MONOTONIC in seconds. */
+double slm_grammar_now(void);
+
 /* ---------- generation loop (one sequence) ---------- */
 
 /* Receives generated text as it becomes final: whole UTF-8 characters only, never a prefix of a

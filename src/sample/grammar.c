@@ -135,6 +135,7 @@ static void emit_reset(slm_grammar *g) {
 /* Adds a stack to the set being built, dropping duplicates; past the caps the stack is dropped
  * (the language shrinks but every accepted text stays valid). */
 static void emit_stack(slm_grammar *g, const uint32_t *stk, uint32_t depth) {
+    if (g->n_emit >= MAX_STACKS) return; /* full: dropped whether or not it is a duplicate */
     uint32_t h = hash_words(stk, depth) ^ depth;
     for (uint32_t i = 0; i < g->n_emit; i++) {
         if (g->emit_hash[i] != h) continue;
@@ -160,7 +161,7 @@ static void expand(slm_grammar *g, const uint32_t *stk, uint32_t depth, uint32_t
     work[depth] = depth;
     top = depth + 1;
     uint32_t *cur = g->cur_stack;
-    while (top > 0) {
+    while (top > 0 && g->n_emit < MAX_STACKS) { /* once the set is full nothing more can be emitted */
         uint32_t d = work[top - 1];
         top -= d + 1;
         memcpy(cur, &work[top], d * sizeof *cur);
@@ -489,7 +490,7 @@ static int cmp_piece(const void *a, const void *b) {
 }
 
 static int build_vocab(slm_grammar *g, int n_vocab, slm_grammar_piece_fn piece, slm_grammar_eog_fn is_eog, void *user,
-                       char *err, size_t err_len) {
+                       gram_guard *guard, char *err, size_t err_len) {
     g->n_vocab = n_vocab;
     g->piece_off = malloc(((size_t)n_vocab + 1) * sizeof *g->piece_off);
     g->is_eog = calloc((size_t)n_vocab + 1, 1);
@@ -499,6 +500,10 @@ static int build_vocab(slm_grammar *g, int n_vocab, slm_grammar_piece_fn piece, 
     if (!g->pieces) return slm_err(err, err_len, "grammar: out of memory");
     char buf[1024];
     for (int t = 0; t < n_vocab; t++) {
+        if (!gram_guard_ok(guard)) {
+            slm_err(err, err_len, "grammar: %s", gram_guard_message(guard));
+            return guard->status;
+        }
         g->piece_off[t] = (uint32_t)used;
         if (is_eog(user, t)) {
             g->is_eog[t] = 1;
@@ -583,20 +588,20 @@ static int no_piece(void *user, slm_token t, char *buf, int cap) {
     return 0;
 }
 
-int slm_grammar_compile_vocab(const char *gbnf, size_t len, int n_vocab, slm_grammar_piece_fn piece,
-                              slm_grammar_eog_fn is_eog, void *user, slm_grammar **out, char *err, size_t err_len) {
+int gram_grammar_new(gram_program *prog, gram_guard *guard, int n_vocab, slm_grammar_piece_fn piece,
+                     slm_grammar_eog_fn is_eog, void *user, slm_grammar **out, char *err, size_t err_len) {
     *out = NULL;
-    if (!gbnf) return slm_err(err, err_len, "grammar: no grammar text");
-    if (n_vocab < 0) return slm_err(err, err_len, "grammar: negative vocabulary size");
     slm_grammar *g = calloc(1, sizeof *g);
-    if (!g) return slm_err(err, err_len, "grammar: out of memory");
-    if (gram_parse(gbnf, len, &g->prog, err, err_len) != 0) {
-        free(g);
-        return -1;
+    if (!g) {
+        gram_program_free(prog);
+        return slm_err(err, err_len, "grammar: out of memory");
     }
-    if (build_vocab(g, n_vocab, piece ? piece : no_piece, is_eog ? is_eog : no_eog, user, err, err_len) != 0) {
+    g->prog = *prog;
+    memset(prog, 0, sizeof *prog);
+    int rc = build_vocab(g, n_vocab, piece ? piece : no_piece, is_eog ? is_eog : no_eog, user, guard, err, err_len);
+    if (rc != 0) {
         slm_grammar_free(g);
-        return -1;
+        return rc;
     }
     g->bits_words = ((uint32_t)n_vocab + 63) / 64 + 1;
     g->arena = malloc(ARENA_WORDS * sizeof *g->arena);
@@ -637,6 +642,25 @@ int slm_grammar_compile_vocab(const char *gbnf, size_t len, int n_vocab, slm_gra
     return 0;
 }
 
+int slm_grammar_compile_vocab_limited(const char *gbnf, size_t len, const slm_grammar_limits *limits, int n_vocab,
+                                      slm_grammar_piece_fn piece, slm_grammar_eog_fn is_eog, void *user,
+                                      slm_grammar **out, char *err, size_t err_len) {
+    *out = NULL;
+    if (!gbnf) return slm_err(err, err_len, "grammar: no grammar text");
+    if (n_vocab < 0) return slm_err(err, err_len, "grammar: negative vocabulary size");
+    gram_guard guard;
+    gram_guard_init(&guard, limits);
+    gram_program prog;
+    int rc = gram_parse(gbnf, len, &guard, &prog, err, err_len);
+    if (rc != 0) return rc;
+    return gram_grammar_new(&prog, &guard, n_vocab, piece, is_eog, user, out, err, err_len);
+}
+
+int slm_grammar_compile_vocab(const char *gbnf, size_t len, int n_vocab, slm_grammar_piece_fn piece,
+                              slm_grammar_eog_fn is_eog, void *user, slm_grammar **out, char *err, size_t err_len) {
+    return slm_grammar_compile_vocab_limited(gbnf, len, NULL, n_vocab, piece, is_eog, user, out, err, err_len);
+}
+
 void slm_grammar_free(slm_grammar *g) {
     if (!g) return;
     gram_program_free(&g->prog);
@@ -671,11 +695,23 @@ static int model_piece(void *user, slm_token t, char *buf, int cap) {
 
 static bool model_eog(void *user, slm_token t) { return slm_token_is_eog((const slm_model *)user, t); }
 
-int slm_grammar_compile(const slm_model *model, const char *gbnf, slm_grammar **out, char *err, size_t err_len) {
+int slm_grammar_compile_limited(const slm_model *model, const char *gbnf, const slm_grammar_limits *limits,
+                                slm_grammar **out, char *err, size_t err_len) {
     if (!out) return slm_err(err, err_len, "grammar: no output pointer");
     *out = NULL;
     if (!model) return slm_err(err, err_len, "grammar: no model");
     if (!gbnf) return slm_err(err, err_len, "grammar: no grammar text");
-    return slm_grammar_compile_vocab(gbnf, strlen(gbnf), slm_model_n_vocab(model), model_piece, model_eog,
-                                     (void *)model, out, err, err_len);
+    return slm_grammar_compile_vocab_limited(gbnf, strlen(gbnf), limits, slm_model_n_vocab(model), model_piece,
+                                             model_eog, (void *)model, out, err, err_len);
+}
+
+int slm_grammar_compile(const slm_model *model, const char *gbnf, slm_grammar **out, char *err, size_t err_len) {
+    return slm_grammar_compile_limited(model, gbnf, NULL, out, err, err_len);
+}
+
+/* model_piece / model_eog for the JSON Schema front door (json_schema.c). */
+int gram_grammar_new_for_model(gram_program *prog, gram_guard *guard, const slm_model *model, slm_grammar **out,
+                               char *err, size_t err_len) {
+    return gram_grammar_new(prog, guard, slm_model_n_vocab(model), model_piece, model_eog, (void *)model, out, err,
+                            err_len);
 }

@@ -29,6 +29,10 @@ typedef bool (*slm_grammar_eog_fn)(void *user, slm_token t);
  * the byte-level functions below are useful). slm_grammar_compile is this with the model's vocab. */
 int slm_grammar_compile_vocab(const char *gbnf, size_t len, int n_vocab, slm_grammar_piece_fn piece,
                               slm_grammar_eog_fn is_eog, void *user, slm_grammar **out, char *err, size_t err_len);
+/* slm_grammar_compile_vocab within `limits` (NULL = defaults); returns 0 or an SLM_GRAMMAR_* code. */
+int slm_grammar_compile_vocab_limited(const char *gbnf, size_t len, const slm_grammar_limits *limits, int n_vocab,
+                                      slm_grammar_piece_fn piece, slm_grammar_eog_fn is_eog, void *user,
+                                      slm_grammar **out, char *err, size_t err_len);
 /* Advances the parse by raw bytes; false (state unchanged) if they cannot continue it. */
 bool slm_grammar_accept_bytes(slm_grammar *g, const char *bytes, size_t n);
 /* True if the bytes could continue the parse (nothing is consumed). */

@@ -7,8 +7,12 @@
 #ifndef SLM_SAMPLE_GRAMMAR_IMPL_H
 #define SLM_SAMPLE_GRAMMAR_IMPL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "sample/grammar.h"
+#include "slm.h"
 
 enum { GRAM_END = 0, GRAM_CHAR = 1, GRAM_CLASS = 2, GRAM_RULE = 3 };
 
@@ -39,15 +43,47 @@ typedef struct gram_program {
     uint32_t n_classes;
 } gram_program;
 
-/* Parses GBNF text (docs/grammar.md) into a program and checks it: undefined rules, a missing
- * root, left recursion and rules that derive no finite string are errors. Errors tied to a place in
- * the text read "line L, column C: message". */
-int gram_parse(const char *src, size_t len, gram_program *out, char *err, size_t err_len);
-void gram_program_free(gram_program *p);
-
 /* Limits that keep hostile grammars from exhausting memory or time. */
 #define GRAM_MAX_ELEMS (4u << 20)
 #define GRAM_MAX_REPEAT 100000u
 #define GRAM_MAX_NESTING 100
+/* Defaults of slm_grammar_limits (0 fields); elements can never exceed GRAM_MAX_ELEMS. */
+#define GRAM_DEFAULT_MAX_RULES (1u << 20)
+#define GRAM_DEFAULT_MAX_ALTS (2u << 20)
+
+/* The resolved form of slm_grammar_limits, shared by every stage of one compile. Long loops call
+ * gram_guard_ok, which polls the cancel callback and the clock every 1024 calls (a few µs apart). */
+typedef struct gram_guard {
+    uint32_t max_rules, max_alts, max_elems;
+    double deadline; /* CLOCK_MONOTONIC seconds, 0 = none */
+    bool (*cancel)(void *user);
+    void *cancel_user;
+    uint32_t tick;
+    int status; /* 0 while running; SLM_GRAMMAR_TOO_LARGE (deadline) or SLM_GRAMMAR_CANCELLED once stopped */
+} gram_guard;
+
+/* Fills g from l (NULL = defaults), clamping to the hard limits. */
+void gram_guard_init(gram_guard *g, const slm_grammar_limits *l);
+/* Polls cancel and the deadline now; false (status set) when compiling must stop. */
+bool gram_guard_poll(gram_guard *g);
+static inline bool gram_guard_ok(gram_guard *g) { return g->status == 0 && ((++g->tick & 1023) || gram_guard_poll(g)); }
+/* "compile cancelled" or the deadline message, for a stopped guard. */
+const char *gram_guard_message(const gram_guard *g);
+/* CLOCK_MONOTONIC in seconds. */
+double gram_now(void);
+
+/* Parses GBNF text (docs/grammar.md) into a program and checks it: undefined rules, a missing
+ * root, left recursion and rules that derive no finite string are errors. Errors tied to a place in
+ * the text read "line L, column C: message". Returns 0, SLM_GRAMMAR_INVALID, SLM_GRAMMAR_TOO_LARGE
+ * (a limit of `guard` or its deadline) or SLM_GRAMMAR_CANCELLED; guard NULL = default limits. */
+int gram_parse(const char *src, size_t len, gram_guard *guard, gram_program *out, char *err, size_t err_len);
+void gram_program_free(gram_program *p);
+
+/* slm_grammar_compile_vocab for an already parsed program (taken over: freed on failure too). */
+int gram_grammar_new(gram_program *prog, gram_guard *guard, int n_vocab, slm_grammar_piece_fn piece,
+                     slm_grammar_eog_fn is_eog, void *user, slm_grammar **out, char *err, size_t err_len);
+/* gram_grammar_new with the model's vocabulary. */
+int gram_grammar_new_for_model(gram_program *prog, gram_guard *guard, const slm_model *model, slm_grammar **out,
+                               char *err, size_t err_len);
 
 #endif

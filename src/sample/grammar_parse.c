@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sample/grammar_impl.h"
 #include "util/buf.h"
@@ -19,6 +20,7 @@ enum { RULE_NAMED, RULE_GROUP, RULE_REPEAT };
 
 typedef struct prule {
     char *name;
+    uint32_t name_len;
     int kind;
     bool defined;
     size_t def_off; /* where it is defined (for generated rules: the group or operator) */
@@ -35,6 +37,12 @@ typedef struct parser {
     prule *rules;
     uint32_t n_rules;
     size_t cap_rules;
+    uint32_t *name_tab; /* open-addressing hash of the named rules: rule index + 1, 0 = empty */
+    size_t name_cap;    /* power of two */
+    uint32_t n_named;
+    uint64_t n_alts;
+    gram_guard *guard;
+    int code; /* the return code once failed: SLM_GRAMMAR_INVALID unless a limit stopped the compile */
     gram_range *ranges;
     uint32_t n_ranges;
     size_t cap_ranges;
@@ -78,36 +86,142 @@ __attribute__((format(printf, 3, 4))) static void fail_at(parser *p, size_t off,
 
 static void fail_oom(parser *p) { fail_at(p, p->pos, "out of memory"); }
 
-static bool grow(parser *p, void **ptr, size_t *cap, size_t need, size_t elem) {
-    if (slm_grow(ptr, cap, need, elem, 8)) return true;
+/* A size limit crossed at the current place. */
+#define fail_limit(p, ...)                     \
+    do {                                       \
+        if (!(p)->failed) (p)->code = SLM_GRAMMAR_TOO_LARGE; \
+        fail_at((p), (p)->pos, __VA_ARGS__);   \
+    } while (0)
+
+/* Cancelled or past the deadline: a message without a place. */
+static void fail_stopped(parser *p) {
+    if (p->failed) return;
+    p->failed = true;
+    p->code = p->guard->status;
+    if (p->err && p->err_len) snprintf(p->err, p->err_len, "grammar: %s", gram_guard_message(p->guard));
+}
+
+static bool keep_going(parser *p) {
+    if (gram_guard_ok(p->guard)) return true;
+    fail_stopped(p);
+    return false;
+}
+
+/* ---------- limits and cancellation ---------- */
+
+double gram_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double slm_grammar_now(void) { return gram_now(); }
+
+void gram_guard_init(gram_guard *g, const slm_grammar_limits *l) {
+    memset(g, 0, sizeof *g);
+    g->max_rules = GRAM_DEFAULT_MAX_RULES;
+    g->max_alts = GRAM_DEFAULT_MAX_ALTS;
+    g->max_elems = GRAM_MAX_ELEMS;
+    if (!l) return;
+    if (l->max_rules > 0 && (uint32_t)l->max_rules < g->max_rules) g->max_rules = (uint32_t)l->max_rules;
+    if (l->max_alternatives > 0 && (uint32_t)l->max_alternatives < g->max_alts) g->max_alts = (uint32_t)l->max_alternatives;
+    if (l->max_elements > 0 && (uint32_t)l->max_elements < g->max_elems) g->max_elems = (uint32_t)l->max_elements;
+    g->deadline = l->deadline > 0 ? l->deadline : 0;
+    g->cancel = l->cancel;
+    g->cancel_user = l->cancel_user;
+}
+
+bool gram_guard_poll(gram_guard *g) {
+    if (g->status) return false;
+    if (g->cancel && g->cancel(g->cancel_user)) g->status = SLM_GRAMMAR_CANCELLED;
+    else if (g->deadline > 0 && gram_now() >= g->deadline) g->status = SLM_GRAMMAR_TOO_LARGE;
+    return g->status == 0;
+}
+
+const char *gram_guard_message(const gram_guard *g) {
+    return g->status == SLM_GRAMMAR_CANCELLED ? "compile cancelled" : "compile took longer than its time limit (deadline)";
+}
+
+static bool grow_min(parser *p, void **ptr, size_t *cap, size_t need, size_t elem, size_t min_cap) {
+    if (slm_grow(ptr, cap, need, elem, min_cap)) return true;
     fail_oom(p);
     return false;
 }
 
+static bool grow(parser *p, void **ptr, size_t *cap, size_t need, size_t elem) {
+    return grow_min(p, ptr, cap, need, elem, 8);
+}
+
 static int rule_new(parser *p, char *name, int kind, size_t off) {
-    if (!grow(p, (void **)&p->rules, &p->cap_rules, p->n_rules + 1, sizeof(prule))) {
+    if (p->n_rules >= p->guard->max_rules) {
+        free(name);
+        fail_limit(p, "grammar has more than %u rules (limit)", p->guard->max_rules);
+        return -1;
+    }
+    if (!keep_going(p) || !grow(p, (void **)&p->rules, &p->cap_rules, p->n_rules + 1, sizeof(prule))) {
         free(name);
         return -1;
     }
     prule *r = &p->rules[p->n_rules];
     memset(r, 0, sizeof *r);
     r->name = name;
+    r->name_len = (uint32_t)strlen(name);
     r->kind = kind;
     r->def_off = off;
     r->ref_off = off;
     return (int)p->n_rules++;
 }
 
+static uint32_t name_hash(const char *s, size_t n) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+    h ^= h >> 16; /* murmur3's finaliser: FNV alone clusters similar names like s1, s2, ... */
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    return h ^ (h >> 16);
+}
+
+/* Doubles the named-rule table (rehashing) when it is half full. */
+static bool name_tab_reserve(parser *p) {
+    if ((size_t)(p->n_named + 1) * 2 <= p->name_cap) return true;
+    size_t cap = p->name_cap ? p->name_cap * 2 : 256;
+    uint32_t *tab = calloc(cap, sizeof *tab);
+    if (!tab) {
+        fail_oom(p);
+        return false;
+    }
+    for (size_t i = 0; i < p->name_cap; i++) {
+        if (!p->name_tab[i]) continue;
+        const prule *r = &p->rules[p->name_tab[i] - 1];
+        size_t slot = name_hash(r->name, r->name_len) & (cap - 1);
+        while (tab[slot]) slot = (slot + 1) & (cap - 1);
+        tab[slot] = p->name_tab[i];
+    }
+    free(p->name_tab);
+    p->name_tab = tab;
+    p->name_cap = cap;
+    return true;
+}
+
 static int rule_find_or_add(parser *p, const char *name, size_t len, size_t off) {
-    for (uint32_t i = 0; i < p->n_rules; i++)
-        if (p->rules[i].kind == RULE_NAMED && strlen(p->rules[i].name) == len && !memcmp(p->rules[i].name, name, len))
-            return (int)i;
+    if (!name_tab_reserve(p)) return -1;
+    size_t slot = name_hash(name, len) & (p->name_cap - 1);
+    for (; p->name_tab[slot]; slot = (slot + 1) & (p->name_cap - 1)) {
+        const prule *r = &p->rules[p->name_tab[slot] - 1];
+        if (r->name_len == len && !memcmp(r->name, name, len)) return (int)(p->name_tab[slot] - 1);
+    }
     char *copy = strndup(name, len);
     if (!copy) {
         fail_oom(p);
         return -1;
     }
-    return rule_new(p, copy, RULE_NAMED, off);
+    int id = rule_new(p, copy, RULE_NAMED, off);
+    if (id >= 0) {
+        p->name_tab[slot] = (uint32_t)id + 1;
+        p->n_named++;
+    }
+    return id;
 }
 
 static int rule_generated(parser *p, uint32_t parent, int kind, size_t off) {
@@ -125,19 +239,25 @@ static int rule_generated(parser *p, uint32_t parent, int kind, size_t off) {
 
 /* Adds an empty alternative to rule r; returns its index or -1. */
 static int alt_new(parser *p, uint32_t r) {
+    if (++p->n_alts > p->guard->max_alts) {
+        fail_limit(p, "grammar has more than %u alternatives (limit)", p->guard->max_alts);
+        return -1;
+    }
     prule *pr = &p->rules[r];
-    if (!grow(p, (void **)&pr->alts, &pr->cap_alts, pr->n_alts + 1, sizeof(seq))) return -1;
+    /* most rules (groups, repetitions) have one or two alternatives of a few elements: small first blocks */
+    if (!grow_min(p, (void **)&pr->alts, &pr->cap_alts, pr->n_alts + 1, sizeof(seq), 2)) return -1;
     memset(&pr->alts[pr->n_alts], 0, sizeof(seq));
     return (int)pr->n_alts++;
 }
 
 static bool push(parser *p, uint32_t r, uint32_t a, uint32_t type, uint32_t value) {
-    if (++p->n_elems > GRAM_MAX_ELEMS) {
-        fail_at(p, p->pos, "grammar too large (more than %u elements after expanding repetitions)", GRAM_MAX_ELEMS);
+    if (++p->n_elems > p->guard->max_elems) {
+        fail_limit(p, "grammar too large (more than %u elements after expanding repetitions)", p->guard->max_elems);
         return false;
     }
+    if (!keep_going(p)) return false;
     seq *s = &p->rules[r].alts[a];
-    if (!grow(p, (void **)&s->v, &s->cap, s->n + 1, sizeof(gram_elem))) return false;
+    if (!grow_min(p, (void **)&s->v, &s->cap, s->n + 1, sizeof(gram_elem), 4)) return false;
     s->v[s->n++] = (gram_elem){type, value};
     return true;
 }
@@ -635,32 +755,72 @@ static void parse_grammar(parser *p) {
 
 /* ---------- static checks on the flattened program ---------- */
 
-static void compute_fixpoint(const gram_program *g, bool *flag, bool productive) {
-    bool changed = true;
-    while (changed) {
-        changed = false;
-        for (uint32_t r = 0; r < g->n_rules; r++) {
-            if (flag[r]) continue;
-            for (uint32_t a = g->rule_alt_begin[r]; a < g->rule_alt_begin[r + 1] && !flag[r]; a++) {
-                bool ok = true;
-                for (const gram_elem *e = &g->elems[g->alt_start[a]]; e->type != GRAM_END; e++) {
-                    if (e->type == GRAM_RULE ? !flag[e->value] : !productive) {
-                        ok = false;
-                        break;
-                    }
+/* The least fixpoint of "rule r has an alternative whose every element is satisfied", where a rule
+ * reference is satisfied once its rule is flagged and a terminal only when `productive` (nullable:
+ * never). A worklist over the reverse index "rule → alternatives referring to it" keeps this linear
+ * in the program size. false if out of memory or stopped by the guard. */
+static bool compute_fixpoint(const gram_program *g, bool *flag, bool productive, parser *p) {
+    uint32_t n_alts = g->rule_alt_begin[g->n_rules];
+    uint32_t *need = malloc(((size_t)n_alts + 1) * sizeof *need);
+    uint32_t *alt_rule = malloc(((size_t)n_alts + 1) * sizeof *alt_rule);
+    uint32_t *occ_begin = calloc((size_t)g->n_rules + 2, sizeof *occ_begin);
+    uint32_t *queue = malloc(((size_t)g->n_rules + 1) * sizeof *queue);
+    uint32_t *occ = NULL;
+    bool ok = false;
+    if (!need || !alt_rule || !occ_begin || !queue) goto done;
+    for (uint32_t r = 0; r < g->n_rules; r++)
+        for (uint32_t a = g->rule_alt_begin[r]; a < g->rule_alt_begin[r + 1]; a++) {
+            alt_rule[a] = r;
+            uint32_t n = 0;
+            bool blocked = false; /* a terminal when computing nullable: never satisfied */
+            for (const gram_elem *e = &g->elems[g->alt_start[a]]; e->type != GRAM_END; e++) {
+                if (e->type == GRAM_RULE) {
+                    n++;
+                    occ_begin[e->value + 2]++;
+                } else if (!productive) {
+                    blocked = true;
                 }
-                if (ok) {
-                    flag[r] = true;
-                    changed = true;
-                }
+            }
+            need[a] = n + blocked;
+        }
+    for (uint32_t r = 0; r < g->n_rules; r++) occ_begin[r + 2] += occ_begin[r + 1];
+    occ = malloc(((size_t)occ_begin[g->n_rules + 1] + 1) * sizeof *occ);
+    if (!occ) goto done;
+    /* occ_begin[r + 1] is the fill cursor of rule r; afterwards occ_begin[r] .. occ_begin[r + 1] */
+    for (uint32_t a = 0; a < n_alts; a++)
+        for (const gram_elem *e = &g->elems[g->alt_start[a]]; e->type != GRAM_END; e++)
+            if (e->type == GRAM_RULE) occ[occ_begin[e->value + 1]++] = a;
+    uint32_t head = 0, tail = 0;
+    for (uint32_t a = 0; a < n_alts; a++)
+        if (need[a] == 0 && !flag[alt_rule[a]]) {
+            flag[alt_rule[a]] = true;
+            queue[tail++] = alt_rule[a];
+        }
+    while (head < tail) {
+        if (!keep_going(p)) goto done;
+        uint32_t s = queue[head++];
+        for (uint32_t i = occ_begin[s]; i < occ_begin[s + 1]; i++) {
+            uint32_t a = occ[i];
+            if (--need[a] == 0 && !flag[alt_rule[a]]) {
+                flag[alt_rule[a]] = true;
+                queue[tail++] = alt_rule[a];
             }
         }
     }
+    ok = true;
+done:
+    if (!ok && !p->failed) fail_oom(p);
+    free(need);
+    free(alt_rule);
+    free(occ_begin);
+    free(queue);
+    free(occ);
+    return ok;
 }
 
 /* Finds a cycle in the "can start with" graph; returns a rule on it or -1. Iterative DFS so a long
  * chain of rules cannot overflow the C stack. */
-static long find_left_recursion(const gram_program *g, const bool *nullable) {
+static long find_left_recursion(const gram_program *g, const bool *nullable, parser *p) {
     uint8_t *color = calloc(g->n_rules, 1);
     uint32_t *stack_rule = malloc((size_t)g->n_rules * sizeof *stack_rule);
     uint32_t *stack_alt = malloc((size_t)g->n_rules * sizeof *stack_alt);
@@ -677,6 +837,10 @@ static long find_left_recursion(const gram_program *g, const bool *nullable) {
         color[start] = 1;
         sp = 1;
         while (sp && found < 0) {
+            if (!keep_going(p)) {
+                found = -3;
+                break;
+            }
             uint32_t r = stack_rule[sp - 1];
             uint32_t *a = &stack_alt[sp - 1], *e = &stack_elem[sp - 1];
             if (*a >= g->rule_alt_begin[r + 1]) {
@@ -734,14 +898,21 @@ static void parser_free(parser *p) {
         free(p->rules[i].name);
     }
     free(p->rules);
+    free(p->name_tab);
     free(p->ranges);
     free(p->classes);
 }
 
-int gram_parse(const char *src, size_t len, gram_program *out, char *err, size_t err_len) {
+int gram_parse(const char *src, size_t len, gram_guard *guard, gram_program *out, char *err, size_t err_len) {
     memset(out, 0, sizeof *out);
-    parser p = {.src = src, .len = len, .err = err, .err_len = err_len};
-    if (memchr(src, 0, len)) fail_at(&p, (size_t)((const char *)memchr(src, 0, len) - src), "NUL byte in grammar");
+    gram_guard defaults;
+    if (!guard) {
+        gram_guard_init(&defaults, NULL);
+        guard = &defaults;
+    }
+    parser p = {.src = src, .len = len, .err = err, .err_len = err_len, .guard = guard, .code = SLM_GRAMMAR_INVALID};
+    if (!gram_guard_poll(guard)) fail_stopped(&p);
+    if (!p.failed && memchr(src, 0, len)) fail_at(&p, (size_t)((const char *)memchr(src, 0, len) - src), "NUL byte in grammar");
     if (!p.failed) parse_grammar(&p);
     int root = -1;
     for (uint32_t i = 0; !p.failed && i < p.n_rules; i++) {
@@ -751,7 +922,7 @@ int gram_parse(const char *src, size_t len, gram_program *out, char *err, size_t
     if (!p.failed && root < 0) fail_at(&p, p.len, "the grammar has no 'root' rule");
     if (p.failed) {
         parser_free(&p);
-        return -1;
+        return p.code;
     }
     /* flatten */
     uint32_t n_alts = 0;
@@ -792,15 +963,16 @@ int gram_parse(const char *src, size_t len, gram_program *out, char *err, size_t
     p.ranges = NULL;
     p.classes = NULL;
 
-    compute_fixpoint(g, nullable, false);
-    compute_fixpoint(g, productive, true);
+    if (!compute_fixpoint(g, nullable, false, &p) || !compute_fixpoint(g, productive, true, &p)) goto fail;
     for (uint32_t i = 0; i < g->n_rules && !p.failed; i++)
         if (!productive[i])
             fail_at(&p, p.rules[i].def_off, "rule '%s' can never finish: every alternative recurses into itself",
                     p.rules[i].name);
     if (!p.failed) {
-        long lr = find_left_recursion(g, nullable);
-        if (lr == -2) {
+        long lr = find_left_recursion(g, nullable, &p);
+        if (lr == -3) {
+            fail_stopped(&p);
+        } else if (lr == -2) {
             fail_oom(&p);
         } else if (lr >= 0) {
             if (p.rules[lr].kind == RULE_REPEAT)
@@ -819,5 +991,5 @@ fail:
     free(productive);
     parser_free(&p);
     gram_program_free(g);
-    return -1;
+    return p.code;
 }

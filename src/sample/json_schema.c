@@ -28,6 +28,7 @@
 __attribute__((format(printf, 2, 0))) static void vfail(conv *c, const char *fmt, va_list ap) {
     if (c->failed) return;
     c->failed = true;
+    if (!c->code) c->code = SLM_GRAMMAR_INVALID;
     if (!c->err || !c->err_len) return;
     char line[1024];
     vsnprintf(line, sizeof line, fmt, ap);
@@ -80,6 +81,54 @@ static bool put_json_literal(conv *c, slm_buf *b, const json_t *v) {
 }
 
 static void new_rule_name(conv *c, char name[32]) { snprintf(name, 32, "s%d", ++c->n_rules); }
+
+/* Polls the guard (cancel, deadline); false (failed) when the conversion must stop. */
+static bool keep_going(conv *c) {
+    if (c->failed) return false;
+    if (gram_guard_ok(c->guard)) return true;
+    c->code = c->guard->status;
+    fail(c, "json schema: %s", gram_guard_message(c->guard));
+    return false;
+}
+
+static size_t ptr_hash(const void *p) {
+    uint64_t x = (uint64_t)(uintptr_t)p;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return (size_t)x;
+}
+
+/* The memoised rule of schema node s, or NULL. */
+static const char *ref_find(const conv *c, const json_t *s) {
+    if (!c->ref_tab_cap) return NULL;
+    for (size_t slot = ptr_hash(s) & (c->ref_tab_cap - 1); c->ref_tab[slot]; slot = (slot + 1) & (c->ref_tab_cap - 1))
+        if (c->refs[c->ref_tab[slot] - 1].node == s) return c->refs[c->ref_tab[slot] - 1].name;
+    return NULL;
+}
+
+static bool ref_add(conv *c, const json_t *s, const char *name) {
+    if (!slm_grow((void **)&c->refs, &c->cap_refs, c->n_refs + 1, sizeof *c->refs, 32)) return false;
+    if ((c->n_refs + 1) * 2 > c->ref_tab_cap) {
+        size_t cap = c->ref_tab_cap ? c->ref_tab_cap * 2 : 64;
+        uint32_t *tab = calloc(cap, sizeof *tab);
+        if (!tab) return false;
+        for (size_t i = 0; i < c->n_refs; i++) {
+            size_t slot = ptr_hash(c->refs[i].node) & (cap - 1);
+            while (tab[slot]) slot = (slot + 1) & (cap - 1);
+            tab[slot] = (uint32_t)i + 1;
+        }
+        free(c->ref_tab);
+        c->ref_tab = tab;
+        c->ref_tab_cap = cap;
+    }
+    size_t slot = ptr_hash(s) & (c->ref_tab_cap - 1);
+    while (c->ref_tab[slot]) slot = (slot + 1) & (c->ref_tab_cap - 1);
+    c->ref_tab[slot] = (uint32_t)c->n_refs + 1;
+    c->refs[c->n_refs].node = s;
+    snprintf(c->refs[c->n_refs++].name, sizeof c->refs->name, "%s", name);
+    return true;
+}
 
 static void emit_rule(conv *c, const char *name, const slm_buf *body) {
     slm_buf_printf(&c->out, "%s ::= ", name);
@@ -228,6 +277,26 @@ static void gen_array(conv *c, const json_t *s, slm_buf *b) {
     else slm_buf_printf(b, "\"[\" %s (\",\" %s)%s \"]\"", item, item, rest);
 }
 
+static size_t str_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return (size_t)(h ^ (h >> 29));
+}
+
+/* tab (power-of-two cap, entries index + 1) maps names to their first index in keys. */
+static void name_slot_set(uint32_t *tab, size_t cap, const char **keys, const char *name, size_t index) {
+    size_t slot = str_hash(name) & (cap - 1);
+    for (; tab[slot]; slot = (slot + 1) & (cap - 1))
+        if (!strcmp(keys[tab[slot] - 1], name)) return;
+    tab[slot] = (uint32_t)index + 1;
+}
+
+static size_t name_slot_find(const uint32_t *tab, size_t cap, const char **keys, const char *name, size_t absent) {
+    for (size_t slot = str_hash(name) & (cap - 1); tab[slot]; slot = (slot + 1) & (cap - 1))
+        if (!strcmp(keys[tab[slot] - 1], name)) return tab[slot] - 1;
+    return absent;
+}
+
 static void gen_object(conv *c, const json_t *s, slm_buf *b) {
     const json_t *props = json_object_get(s, "properties"), *req = json_object_get(s, "required"),
                  *addl = json_object_get(s, "additionalProperties");
@@ -245,6 +314,7 @@ static void gen_object(conv *c, const json_t *s, slm_buf *b) {
     }
     /* property list: declared properties, then required names not declared (any value) */
     size_t n = (props ? json_object_size(props) : 0) + (req ? json_array_size(req) : 0);
+    uint32_t *index_tab = NULL;
     const char **keys = calloc(n + 1, sizeof *keys);
     const json_t **schemas = calloc(n + 1, sizeof *schemas);
     bool *required = calloc(n + 1, sizeof *required);
@@ -259,14 +329,22 @@ static void gen_object(conv *c, const json_t *s, slm_buf *b) {
             keys[k] = key;
             schemas[k++] = val;
         }
+    /* index of each name in keys (a hash, so many properties stay linear) */
+    size_t tab_cap = 16;
+    while (tab_cap < 2 * (n + 1)) tab_cap *= 2;
+    index_tab = calloc(tab_cap, sizeof *index_tab);
+    if (!index_tab) {
+        fail(c, "json schema: out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < k; i++) name_slot_set(index_tab, tab_cap, keys, keys[i], i);
     for (size_t i = 0; req && i < json_array_size(req); i++) {
         const json_t *r = json_array_get(req, i);
         if (!json_is_string(r)) {
             fail(c, "json schema: 'required' must list strings");
             goto done;
         }
-        size_t j = 0;
-        while (j < k && strcmp(keys[j], json_string_value(r)) != 0) j++;
+        size_t j = name_slot_find(index_tab, tab_cap, keys, json_string_value(r), k);
         if (j == k) {
             if (addl && json_is_false(addl)) {
                 fail(c, "json schema: required property '%s' is not allowed by additionalProperties false",
@@ -274,6 +352,7 @@ static void gen_object(conv *c, const json_t *s, slm_buf *b) {
                 goto done;
             }
             keys[k] = json_string_value(r);
+            name_slot_set(index_tab, tab_cap, keys, keys[k], k);
             schemas[k++] = NULL;
         }
         required[j] = true;
@@ -333,6 +412,7 @@ static void gen_object(conv *c, const json_t *s, slm_buf *b) {
     free(head);
     free(tail);
 done:
+    free(index_tab);
     free(keys);
     free(schemas);
     free(required);
@@ -388,11 +468,12 @@ static bool gen_schema(conv *c, const json_t *s, char name[32]) {
         fail(c, "json schema: a schema must be an object or a boolean");
         return false;
     }
-    for (size_t i = 0; i < c->n_refs; i++)
-        if (c->refs[i].node == s) {
-            strcpy(name, c->refs[i].name);
-            return true;
-        }
+    const char *memo = ref_find(c, s);
+    if (memo) {
+        strcpy(name, memo);
+        return true;
+    }
+    if (!keep_going(c)) return false;
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)s, key, v) {
@@ -408,13 +489,16 @@ static bool gen_schema(conv *c, const json_t *s, char name[32]) {
         return false;
     }
     /* register before generating the body so references back to this node recurse */
-    if (!slm_grow((void **)&c->refs, &c->cap_refs, c->n_refs + 1, sizeof *c->refs, 32)) {
-        fail(c, "json schema: out of memory");
+    if ((uint32_t)c->n_rules >= c->guard->max_rules) {
+        c->code = SLM_GRAMMAR_TOO_LARGE;
+        fail(c, "json schema: grammar has more than %u rules (limit)", c->guard->max_rules);
         return false;
     }
     new_rule_name(c, name);
-    c->refs[c->n_refs].node = s;
-    strcpy(c->refs[c->n_refs++].name, name);
+    if (!ref_add(c, s, name)) {
+        fail(c, "json schema: out of memory");
+        return false;
+    }
 
     slm_buf body = {0};
     const json_t *ref = json_object_get(s, "$ref"), *cnst = json_object_get(s, "const"),
@@ -443,7 +527,7 @@ static bool gen_schema(conv *c, const json_t *s, char name[32]) {
         } else {
             int n = 0;
             slm_buf_puts(&body, "(");
-            for (size_t i = 0; i < json_array_size(en) && !c->failed; i++) {
+            for (size_t i = 0; i < json_array_size(en) && keep_going(c); i++) {
                 if (!slm_json_has_type(types, json_array_get(en, i))) continue;
                 if (n++) slm_buf_puts(&body, " | ");
                 put_json_literal(c, &body, json_array_get(en, i));
@@ -504,7 +588,11 @@ static bool gen_schema(conv *c, const json_t *s, char name[32]) {
     return !c->failed;
 }
 
-int slm_json_schema_to_gbnf(const char *schema_json, char **gbnf_out, char *err, size_t err_len) {
+/* Converts and parses the result (catching what only the grammar checks see, e.g. a required
+ * property that recurses forever). The GBNF goes to *gbnf_out and, if prog_out is given, the parsed
+ * program to it. Returns 0 or an SLM_GRAMMAR_* code. */
+static int convert(const char *schema_json, gram_guard *guard, char **gbnf_out, gram_program *prog_out, char *err,
+                   size_t err_len) {
     if (!gbnf_out) return slm_err(err, err_len, "json schema: no output pointer");
     *gbnf_out = NULL;
     if (!schema_json) return slm_err(err, err_len, "json schema: no schema");
@@ -514,7 +602,7 @@ int slm_json_schema_to_gbnf(const char *schema_json, char **gbnf_out, char *err,
     if (!root)
         return slm_err(err, err_len, "json schema: invalid JSON at line %d, column %d: %s", je.line, je.column,
                        slm_json_error_line(je.text, why, sizeof why));
-    conv c = {.root = root, .err = err, .err_len = err_len};
+    conv c = {.root = root, .guard = guard, .err = err, .err_len = err_len};
     const json_t *type = json_object_get(root, "type");
     if (json_is_object(root) && json_object_size(root) == 1 && json_is_string(type) &&
         !strcmp(json_string_value(type), "json_object")) {
@@ -526,36 +614,73 @@ int slm_json_schema_to_gbnf(const char *schema_json, char **gbnf_out, char *err,
     slm_buf_puts(&c.out, json_rules);
     slm_buf_puts(&c.out, format_rules);
     free(c.refs);
+    free(c.ref_tab);
     json_decref(root);
     if (!c.failed && c.out.oom) fail(&c, "json schema: out of memory");
     if (!c.failed) {
-        /* catch what only the grammar checks see, e.g. a required property that recurses forever */
         gram_program prog;
         char gerr[256];
-        if (gram_parse(c.out.s, c.out.len, &prog, gerr, sizeof gerr) != 0) {
+        int rc = gram_parse(c.out.s, c.out.len, guard, &prog, gerr, sizeof gerr);
+        if (rc == SLM_GRAMMAR_CANCELLED || (rc == SLM_GRAMMAR_TOO_LARGE && guard->status)) {
+            c.code = rc;
+            fail(&c, "json schema: %s", gram_guard_message(guard));
+        } else if (rc != 0) {
             const char *msg = strstr(gerr, ": ");
+            c.code = rc;
             fail(&c, "json schema: the schema has no finite valid value or is too large (%s)", msg ? msg + 2 : gerr);
+        } else if (prog_out) {
+            *prog_out = prog;
         } else {
             gram_program_free(&prog);
         }
     }
     if (c.failed) {
         free(c.out.s);
-        return -1;
+        return c.code ? c.code : SLM_GRAMMAR_INVALID;
     }
     *gbnf_out = c.out.s;
     return 0;
 }
 
-int slm_grammar_from_json_schema(const slm_model *model, const char *schema_json, slm_grammar **out, char *err,
-                                 size_t err_len) {
+int slm_json_schema_to_gbnf_limited(const char *schema_json, const slm_grammar_limits *limits, char **gbnf_out,
+                                    char *err, size_t err_len) {
+    gram_guard guard;
+    gram_guard_init(&guard, limits);
+    return convert(schema_json, &guard, gbnf_out, NULL, err, err_len);
+}
+
+int slm_json_schema_to_gbnf(const char *schema_json, char **gbnf_out, char *err, size_t err_len) {
+    return slm_json_schema_to_gbnf_limited(schema_json, NULL, gbnf_out, err, err_len);
+}
+
+int slm_grammar_from_json_schema_limited(const slm_model *model, const char *schema_json,
+                                         const slm_grammar_limits *limits, slm_grammar **out, char *err,
+                                         size_t err_len) {
     if (!out) return slm_err(err, err_len, "json schema: no output pointer");
     *out = NULL;
+    gram_guard guard;
+    gram_guard_init(&guard, limits);
     char *gbnf = NULL;
-    if (slm_json_schema_to_gbnf(schema_json, &gbnf, err, err_len) != 0) return -1;
-    char gerr[256];
-    int rc = slm_grammar_compile(model, gbnf, out, gerr, sizeof gerr);
-    if (rc != 0) slm_err(err, err_len, "json schema: the generated grammar does not compile: %s", gerr);
+    gram_program prog;
+    int rc = convert(schema_json, &guard, &gbnf, &prog, err, err_len);
+    if (rc != 0) return rc;
     free(gbnf);
+    char gerr[256];
+    if (!model) {
+        gram_program_free(&prog);
+        slm_err(gerr, sizeof gerr, "grammar: no model");
+        rc = SLM_GRAMMAR_INVALID;
+    } else {
+        rc = gram_grammar_new_for_model(&prog, &guard, model, out, gerr, sizeof gerr);
+    }
+    if (rc == SLM_GRAMMAR_CANCELLED || (rc == SLM_GRAMMAR_TOO_LARGE && guard.status))
+        slm_err(err, err_len, "json schema: %s", gram_guard_message(&guard));
+    else if (rc != 0)
+        slm_err(err, err_len, "json schema: the generated grammar does not compile: %s", gerr);
     return rc;
+}
+
+int slm_grammar_from_json_schema(const slm_model *model, const char *schema_json, slm_grammar **out, char *err,
+                                 size_t err_len) {
+    return slm_grammar_from_json_schema_limited(model, schema_json, NULL, out, err, err_len);
 }

@@ -6,7 +6,9 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
+#include "sample/grammar_impl.h"
 #include "util/buf.h"
 
 #define INT_LIMIT 9999999999999999LL /* 16 digits: integers jansson reads exactly */
@@ -23,8 +25,12 @@ typedef struct conv {
     int n_rules;
     ref_entry *refs;
     size_t n_refs, cap_refs;
+    uint32_t *ref_tab; /* open-addressing hash of refs by node: index + 1, 0 = empty */
+    size_t ref_tab_cap; /* power of two */
     int depth;
     bool failed;
+    int code; /* SLM_GRAMMAR_* once failed */
+    gram_guard *guard;
     char *err;
     size_t err_len;
 } conv;

@@ -254,11 +254,135 @@ static void test_hostile(void) {
     slm_grammar_free(g);
 }
 
+/* ---- compile cost, limits and cancellation (hostile sizes must stay cheap) ---- */
+
+static double seconds(void) { return slm_grammar_now(); }
+
+/* n rules chained r0 -> r1 -> ... (every rule refers to a later one, the fixpoint's worst order). */
+static char *chain_grammar(int n, size_t *len) {
+    char *s = malloc((size_t)n * 40 + 64);
+    size_t k = (size_t)sprintf(s, "root ::= r0\n");
+    for (int i = 0; i < n - 1; i++) k += (size_t)sprintf(s + k, "r%d ::= \"a\" r%d | \"b\"\n", i, i + 1);
+    k += (size_t)sprintf(s + k, "r%d ::= \"a\"\n", n - 1);
+    *len = k;
+    return s;
+}
+
+static int cancel_calls;
+static bool cancel_always(void *user) {
+    (void)user;
+    cancel_calls++;
+    return true;
+}
+static bool cancel_after_3(void *user) {
+    int *n = user;
+    return ++*n > 3;
+}
+
+static void test_compile_limits(void) {
+    size_t len;
+    char *src = chain_grammar(100000, &len);
+    char err[256] = "";
+    slm_grammar *g = NULL;
+    double t0 = seconds();
+    int rc = slm_grammar_compile_vocab(src, len, 0, NULL, NULL, NULL, &g, err, sizeof err);
+    double dt = seconds() - t0;
+    CHECKF(rc == 0 && g, "100k rules: %s", err);
+    CHECKF(dt < 5.0, "100k-rule grammar took %.2f s to compile", dt); /* was ~77 s (quadratic) */
+    fprintf(stderr, "100k-rule grammar: compiled in %.3f s\n", dt);
+    if (g) {
+        /* byte by byte, as tokens arrive (one accept_bytes call interns at most the state table's worth) */
+        bool ok = true;
+        for (int i = 0; i < 99999 && ok; i++) ok = slm_grammar_accept_bytes(g, "a", 1);
+        CHECK(ok && !slm_grammar_is_done(g));
+        CHECK(slm_grammar_accept_bytes(g, "a", 1) && slm_grammar_is_done(g));
+        CHECK(!slm_grammar_accept_bytes(g, "a", 1));
+        CHECK(matches(g, "aaab"));
+        slm_grammar_free(g);
+    }
+
+    /* size limits: a clear error naming the limit, SLM_GRAMMAR_TOO_LARGE */
+    slm_grammar_limits lim = {.max_rules = 65536};
+    g = NULL;
+    t0 = seconds();
+    rc = slm_grammar_compile_vocab_limited(src, len, &lim, 0, NULL, NULL, NULL, &g, err, sizeof err);
+    CHECKF(rc == SLM_GRAMMAR_TOO_LARGE && !g && strstr(err, "grammar has more than 65536 rules (limit)"),
+           "max_rules: rc %d err '%s'", rc, err);
+    CHECKF(seconds() - t0 < 5.0, "the rule limit took %.2f s", seconds() - t0);
+    lim = (slm_grammar_limits){.max_alternatives = 1000};
+    rc = slm_grammar_compile_vocab_limited(src, len, &lim, 0, NULL, NULL, NULL, &g, err, sizeof err);
+    CHECKF(rc == SLM_GRAMMAR_TOO_LARGE && strstr(err, "more than 1000 alternatives (limit)"), "rc %d err '%s'", rc, err);
+    lim = (slm_grammar_limits){.max_elements = 500};
+    rc = slm_grammar_compile_vocab_limited(src, len, &lim, 0, NULL, NULL, NULL, &g, err, sizeof err);
+    CHECKF(rc == SLM_GRAMMAR_TOO_LARGE && strstr(err, "more than 500 elements"), "rc %d err '%s'", rc, err);
+    const char *rep = "root ::= \"x\"{0,20000}";
+    lim = (slm_grammar_limits){.max_rules = 10000};
+    rc = slm_grammar_compile_vocab_limited(rep, strlen(rep), &lim, 0, NULL, NULL, NULL, &g, err, sizeof err);
+    CHECKF(rc == SLM_GRAMMAR_TOO_LARGE && strstr(err, "more than 10000 rules"), "repetition rules: rc %d err '%s'", rc, err);
+
+    /* deadline: past → stops with the time-limit error; far future → compiles */
+    lim = (slm_grammar_limits){.deadline = seconds() - 1};
+    rc = slm_grammar_compile_vocab_limited(src, len, &lim, 0, NULL, NULL, NULL, &g, err, sizeof err);
+    CHECKF(rc == SLM_GRAMMAR_TOO_LARGE && !g && strstr(err, "time limit"), "deadline: rc %d err '%s'", rc, err);
+    lim = (slm_grammar_limits){.deadline = seconds() + 3600};
+    rc = slm_grammar_compile_vocab_limited(src, len, &lim, 0, NULL, NULL, NULL, &g, err, sizeof err);
+    CHECKF(rc == 0 && g, "far deadline: %s", err);
+    slm_grammar_free(g);
+    g = NULL;
+
+    /* cancellation: before the compile starts, and part-way through */
+    cancel_calls = 0;
+    lim = (slm_grammar_limits){.cancel = cancel_always};
+    rc = slm_grammar_compile_vocab_limited(src, len, &lim, 0, NULL, NULL, NULL, &g, err, sizeof err);
+    CHECKF(rc == SLM_GRAMMAR_CANCELLED && !g && !strcmp(err, "grammar: compile cancelled") && cancel_calls == 1,
+           "cancel before: rc %d err '%s' calls %d", rc, err, cancel_calls);
+    int polls = 0;
+    lim = (slm_grammar_limits){.cancel = cancel_after_3, .cancel_user = &polls};
+    t0 = seconds();
+    rc = slm_grammar_compile_vocab_limited(src, len, &lim, 0, NULL, NULL, NULL, &g, err, sizeof err);
+    CHECKF(rc == SLM_GRAMMAR_CANCELLED && !g && strstr(err, "cancelled") && polls == 4,
+           "cancel during: rc %d err '%s' polls %d", rc, err, polls);
+    CHECKF(seconds() - t0 < 5.0, "cancel took %.2f s", seconds() - t0);
+    /* a syntax error stays SLM_GRAMMAR_INVALID */
+    rc = slm_grammar_compile_vocab_limited("root ::= (", 10, NULL, 0, NULL, NULL, NULL, &g, err, sizeof err);
+    CHECK(rc == SLM_GRAMMAR_INVALID && !g);
+    free(src);
+
+    /* many names: rule lookup must not be quadratic (was a linear scan per reference) */
+    size_t cap = 200000 * 24 + 64, k = 0;
+    char *wide = malloc(cap);
+    k += (size_t)sprintf(wide + k, "root ::= n0");
+    for (int i = 1; i < 60000; i++) k += (size_t)sprintf(wide + k, " | n%d", i);
+    k += (size_t)sprintf(wide + k, "\n");
+    for (int i = 0; i < 60000; i++) k += (size_t)sprintf(wide + k, "n%d ::= \"v%d;\"\n", i, i);
+    t0 = seconds();
+    g = compile_ok(wide);
+    dt = seconds() - t0;
+    CHECKF(dt < 5.0, "60000 alternatives took %.2f s", dt);
+    fprintf(stderr, "60000-alternative root: compiled in %.3f s\n", dt);
+    free(wide);
+    if (!g) return;
+    /* run time with a huge alternative set: every step is bounded (the stack set is capped) */
+    t0 = seconds();
+    CHECK(matches(g, "v0;"));
+    CHECK(matches(g, "v17;"));
+    CHECK(!matches(g, "v17"));
+    int alive = 0;
+    for (int i = 0; i < 200; i++) {
+        slm_grammar_reset(g);
+        alive += slm_grammar_accept_bytes(g, "v", 1) && slm_grammar_accept_bytes(g, "1", 1);
+    }
+    CHECK(alive == 200);
+    CHECKF(seconds() - t0 < 5.0, "steps over 60000 alternatives took %.2f s", seconds() - t0);
+    slm_grammar_free(g);
+}
+
 int main(void) {
     test_language();
     test_errors();
     test_tokens();
     test_random_walk();
     test_hostile();
+    test_compile_limits();
     return test_report("test_grammar");
 }

@@ -305,6 +305,128 @@ static void token_walks(const char *vocab_path, schema_file *files, int n, int w
     slm_model_free(m);
 }
 
+/* ---- compile cost, limits and cancellation: a 60000-branch anyOf (~1 MB) ---- */
+
+static char *big_anyof(int n) {
+    char *s = malloc((size_t)n * 24 + 64);
+    size_t k = (size_t)sprintf(s, "{\"anyOf\":[");
+    for (int i = 0; i < n; i++) k += (size_t)sprintf(s + k, "%s{\"const\":%d}", i ? "," : "", i);
+    sprintf(s + k, "]}");
+    return s;
+}
+
+static int js_polls;
+static bool js_cancel_always(void *user) {
+    (void)user;
+    js_polls++;
+    return true;
+}
+static bool js_cancel_after_3(void *user) {
+    int *n = user;
+    return ++*n > 3;
+}
+
+static void test_compile_cost(void) {
+    char *schema = big_anyof(60000);
+    CHECK(strlen(schema) > 900000);
+    char err[512] = "";
+    char *gbnf = NULL;
+    double t0 = now_us();
+    int rc = slm_json_schema_to_gbnf(schema, &gbnf, err, sizeof err);
+    CHECKF(rc == 0 && gbnf, "60000-branch anyOf: %s", err);
+    slm_grammar *g = NULL;
+    if (gbnf) rc = slm_grammar_compile_vocab(gbnf, strlen(gbnf), 0, NULL, NULL, NULL, &g, err, sizeof err);
+    double dt = (now_us() - t0) / 1e6;
+    CHECKF(rc == 0 && g, "60000-branch anyOf grammar: %s", err);
+    CHECKF(dt < 5.0, "60000-branch anyOf took %.2f s to convert and compile", dt); /* was 23-77 s */
+    fprintf(stderr, "60000-branch anyOf (%zu bytes): converted and compiled in %.3f s\n", strlen(schema), dt);
+    if (g) {
+        CHECK(slm_grammar_matches(g, "17", 2));
+        CHECK(!slm_grammar_matches(g, "17.5", 4));
+        slm_grammar_free(g);
+    }
+    free(gbnf);
+    gbnf = NULL;
+
+    slm_grammar_limits lim = {.max_rules = 10000};
+    t0 = now_us();
+    rc = slm_json_schema_to_gbnf_limited(schema, &lim, &gbnf, err, sizeof err);
+    CHECKF(rc == SLM_GRAMMAR_TOO_LARGE && !gbnf && strstr(err, "json schema: grammar has more than 10000 rules (limit)"),
+           "max_rules: rc %d err '%s'", rc, err);
+    CHECKF((now_us() - t0) / 1e6 < 5.0, "the rule limit took %.2f s", (now_us() - t0) / 1e6);
+    lim = (slm_grammar_limits){.max_elements = 100000};
+    rc = slm_json_schema_to_gbnf_limited(schema, &lim, &gbnf, err, sizeof err);
+    CHECKF(rc == SLM_GRAMMAR_TOO_LARGE && !gbnf && strstr(err, "more than 100000 elements"), "max_elements: rc %d err '%s'",
+           rc, err);
+    lim = (slm_grammar_limits){.deadline = slm_grammar_now() - 1};
+    rc = slm_json_schema_to_gbnf_limited(schema, &lim, &gbnf, err, sizeof err);
+    CHECKF(rc == SLM_GRAMMAR_TOO_LARGE && !gbnf && strstr(err, "json schema: ") && strstr(err, "time limit"),
+           "deadline: rc %d err '%s'", rc, err);
+
+    js_polls = 0;
+    lim = (slm_grammar_limits){.cancel = js_cancel_always};
+    rc = slm_json_schema_to_gbnf_limited(schema, &lim, &gbnf, err, sizeof err);
+    CHECKF(rc == SLM_GRAMMAR_CANCELLED && !gbnf && !strcmp(err, "json schema: compile cancelled") && js_polls == 1,
+           "cancel before: rc %d err '%s' polls %d", rc, err, js_polls);
+    int polls = 0;
+    lim = (slm_grammar_limits){.cancel = js_cancel_after_3, .cancel_user = &polls};
+    t0 = now_us();
+    rc = slm_json_schema_to_gbnf_limited(schema, &lim, &gbnf, err, sizeof err);
+    CHECKF(rc == SLM_GRAMMAR_CANCELLED && !gbnf && strstr(err, "cancelled") && polls == 4, "cancel during: rc %d err '%s' polls %d",
+           rc, err, polls);
+    CHECKF((now_us() - t0) / 1e6 < 5.0, "cancel took %.2f s", (now_us() - t0) / 1e6);
+    /* an unsupported schema stays SLM_GRAMMAR_INVALID under limits */
+    rc = slm_json_schema_to_gbnf_limited("{\"not\":{}}", &(slm_grammar_limits){.max_rules = 10}, &gbnf, err, sizeof err);
+    CHECK(rc == SLM_GRAMMAR_INVALID && !gbnf);
+
+    /* with a real vocabulary: the public entry points */
+    char path[2048];
+    snprintf(path, sizeof path, "%s/smollm2-135m-vocab.gguf", test_models_dir());
+    slm_model_params mp = {.vocab_only = true};
+    slm_model *m = NULL;
+    if (slm_model_load(path, &mp, &m, err, sizeof err) == 0) {
+        t0 = now_us();
+        rc = slm_grammar_from_json_schema_limited(m, schema, NULL, &g, err, sizeof err);
+        dt = (now_us() - t0) / 1e6;
+        CHECKF(rc == 0 && g, "from_json_schema_limited: %s", err);
+        CHECKF(dt < 5.0, "60000-branch anyOf with a 49152-token vocabulary took %.2f s", dt);
+        if (g) {
+            t0 = now_us();
+            CHECK(slm_grammar_count_allowed(g) > 0);
+            CHECKF((now_us() - t0) / 1e6 < 5.0, "first mask took %.2f s", (now_us() - t0) / 1e6);
+            slm_grammar_free(g);
+            g = NULL;
+        }
+        polls = 0;
+        lim = (slm_grammar_limits){.cancel = js_cancel_after_3, .cancel_user = &polls};
+        rc = slm_grammar_from_json_schema_limited(m, schema, &lim, &g, err, sizeof err);
+        CHECKF(rc == SLM_GRAMMAR_CANCELLED && !g && !strcmp(err, "json schema: compile cancelled"), "rc %d err '%s'", rc, err);
+        lim = (slm_grammar_limits){.max_rules = 1000};
+        rc = slm_grammar_from_json_schema_limited(m, schema, &lim, &g, err, sizeof err);
+        CHECKF(rc == SLM_GRAMMAR_TOO_LARGE && !g && strstr(err, "more than 1000 rules (limit)"), "rc %d err '%s'", rc, err);
+        slm_model_free(m);
+    } else {
+        fprintf(stderr, "compile cost with a vocabulary: skipped (%s)\n", err);
+    }
+    free(schema);
+
+    /* 20000 properties, all required: the required list is matched by hash, not by scanning */
+    size_t cap = 20000 * 48 + 64, k = 0;
+    char *wide = malloc(cap);
+    k += (size_t)sprintf(wide + k, "{\"type\":\"object\",\"properties\":{");
+    for (int i = 0; i < 20000; i++) k += (size_t)sprintf(wide + k, "%s\"p%d\":{\"type\":\"integer\"}", i ? "," : "", i);
+    k += (size_t)sprintf(wide + k, "},\"required\":[");
+    for (int i = 19999; i >= 0; i--) k += (size_t)sprintf(wide + k, "\"p%d\"%s", i, i ? "," : "");
+    sprintf(wide + k, "]}");
+    t0 = now_us();
+    rc = slm_json_schema_to_gbnf(wide, &gbnf, err, sizeof err);
+    dt = (now_us() - t0) / 1e6;
+    CHECKF(rc == 0, "20000 required properties: %s", err);
+    CHECKF(dt < 5.0, "20000 required properties took %.2f s", dt);
+    free(gbnf);
+    free(wide);
+}
+
 int main(void) {
     schema_file *files = NULL;
     int n = load_corpus(&files);
@@ -313,6 +435,7 @@ int main(void) {
     test_validator();
     test_refs();
     test_errors_one_line();
+    test_compile_cost();
     char path[2048];
     snprintf(path, sizeof path, "%s/smollm2-135m-vocab.gguf", test_models_dir());
     token_walks(path, files, n, 6, "smollm2 vocab");
