@@ -172,10 +172,14 @@ typedef struct slm_sampler_params {
 } slm_sampler_params;
 
 slm_sampler_params slm_sampler_default_params(void);
+/* Creates a sampler; an invalid parameter, or a logit_bias banning every token ("no token is possible"), is an error. */
 int slm_sampler_new(const slm_model *model, const slm_sampler_params *params, slm_sampler **out, char *err, size_t err_len);
 void slm_sampler_free(slm_sampler *s);
 /* Picks the next token from `logits` (n_vocab floats, not modified). */
 slm_token slm_sampler_sample(slm_sampler *s, const float *logits);
+/* Returned by slm_sampler_sample when no token is possible (logit_bias, the banned list and the
+ * grammar forbid every token, or every logit is -inf/NaN; also for NULL arguments): a client error. */
+#define SLM_NO_TOKEN (-1)
 /* Records a generated token: penalty history and grammar state advance. */
 void slm_sampler_accept(slm_sampler *s, slm_token token);
 /* Records a prompt token: penalty history only (the grammar constrains the output, not the prompt). */

@@ -129,11 +129,32 @@ static int validate(const slm_sampler_params *p, int n_vocab, char *err, size_t 
     return 0;
 }
 
+/* Up front what slm_sampler_sample would find at every step: logit_bias bans every token. */
+static int check_not_all_banned(const slm_sampler_params *p, int n_vocab, char *err, size_t err_len) {
+    if (p->n_logit_bias < n_vocab) return 0;
+    uint8_t *banned = calloc((size_t)n_vocab, 1);
+    if (!banned) return slm_err(err, err_len, "sampler: out of memory");
+    int n_banned = 0;
+    for (int i = 0; i < p->n_logit_bias; i++)
+        if (p->logit_bias[i].bias == -INFINITY && !banned[p->logit_bias[i].token]) {
+            banned[p->logit_bias[i].token] = 1;
+            n_banned++;
+        }
+    free(banned);
+    if (n_banned == n_vocab)
+        return slm_err(err, err_len, "sampler: no token is possible: logit_bias bans all %d tokens", n_vocab);
+    return 0;
+}
+
 int slm_sampler_new(const slm_model *model, const slm_sampler_params *params, slm_sampler **out, char *err,
                     size_t err_len) {
     if (out) *out = NULL;
     if (!model) return slm_err(err, err_len, "sampler: no model");
-    return slm_sampler_new_for_vocab(slm_model_n_vocab(model), params, out, err, err_len);
+    int n_vocab = slm_model_n_vocab(model);
+    slm_sampler_params p = params ? *params : slm_sampler_default_params();
+    if (n_vocab > 0 && validate(&p, n_vocab, err, err_len) == 0 && check_not_all_banned(&p, n_vocab, err, err_len))
+        return -1;
+    return slm_sampler_new_for_vocab(n_vocab, params, out, err, err_len);
 }
 
 int slm_sampler_new_for_vocab(int n_vocab, const slm_sampler_params *params, slm_sampler **out, char *err,
@@ -593,7 +614,7 @@ static slm_token sample_stochastic(slm_sampler *s, const float *l) {
     candidate *c = s->cand;
     float max = 0;
     int n = filter_candidates(s, l, &max);
-    if (n == 0) return -1;
+    if (n == 0) return SLM_NO_TOKEN;
     /* Temperature, softmax over the survivors, draw. Divide (not multiply by 1/T): a denormal T
      * would turn 0 * inf into NaN for the best token. */
     double sum = set_weights(c, n, max, s->params.temperature);
@@ -609,11 +630,11 @@ static slm_token sample_stochastic(slm_sampler *s, const float *l) {
 /* Greedy: the best of top-1, so penalties, bias and the lowest-id tie rule come for free. */
 static slm_token pick(slm_sampler *s, const float *l) {
     if (s->params.temperature > 0) return sample_stochastic(s, l);
-    return select_top_k(s, l, 1, s->cand) == 1 ? s->cand[0].id : -1;
+    return select_top_k(s, l, 1, s->cand) == 1 ? s->cand[0].id : SLM_NO_TOKEN;
 }
 
 slm_token slm_sampler_sample(slm_sampler *s, const float *logits) {
-    if (!s || !logits) return -1;
+    if (!s || !logits) return SLM_NO_TOKEN;
     overlay_build(s, logits);
     slm_token tok = pick(s, logits);
     if (s->grammar && (tok < 0 || !slm_grammar_allows(s->grammar, tok))) {

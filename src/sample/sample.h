@@ -4,7 +4,9 @@
 
 #include "slm.h"
 
-/* slm_sampler_new for a vocabulary size instead of a model (what slm_sampler_new calls). */
+/* slm_sampler_new for a vocabulary size instead of a model (what slm_sampler_new calls). It does
+ * not refuse a logit_bias that bans every token (slm_sampler_new does), so tests can reach the
+ * SLM_NO_TOKEN path of slm_sampler_sample. */
 int slm_sampler_new_for_vocab(int n_vocab, const slm_sampler_params *params, slm_sampler **out, char *err,
                               size_t err_len);
 

@@ -717,6 +717,88 @@ static void test_banned(void) {
     slm_sampler_free(s);
 }
 
+/* No possible token: logit_bias (and the grammar) forbid everything → SLM_NO_TOKEN, never an id;
+ * slm_sampler_new refuses a logit_bias that bans the whole vocabulary up front. */
+static void test_no_token(void) {
+    _Static_assert(SLM_NO_TOKEN < 0, "SLM_NO_TOKEN is not a token id");
+    slm_logit_bias all[TOY_N];
+    for (int t = 0; t < TOY_N; t++) all[t] = (slm_logit_bias){t, -INFINITY};
+    float l[TOY_N] = {3, 0, 5, 4, 0, 0, 9, 10, 20};
+    for (int mode = 0; mode < 3; mode++) {
+        slm_sampler_params p = mode == 0 ? plain_params(0.0f) : mode == 1 ? plain_params(1.0f) : slm_sampler_default_params();
+        p.logit_bias = all;
+        p.n_logit_bias = TOY_N;
+        slm_sampler *s = make(TOY_N, &p);
+        if (!s) continue;
+        CHECKF(slm_sampler_sample(s, l) == SLM_NO_TOKEN, "all banned, mode %d", mode);
+        slm_sampler_free(s);
+    }
+
+    /* the grammar allows "yes", "y", "n", "no" (ids 0, 2, 3, 4); logit_bias bans exactly those */
+    char err[256];
+    slm_grammar *g = NULL;
+    const char *src = "root ::= \"yes\" | \"no\"";
+    if (slm_grammar_compile_vocab(src, strlen(src), TOY_N, toy_piece, toy_eog, NULL, &g, err, sizeof err) != 0) {
+        CHECKF(0, "grammar compile: %s", err);
+        return;
+    }
+    slm_logit_bias grammar_ok[] = {{0, -INFINITY}, {2, -INFINITY}, {3, -INFINITY}, {4, -INFINITY}};
+    for (int mode = 0; mode < 3; mode++) {
+        slm_sampler_params p = mode == 0 ? plain_params(0.0f) : mode == 1 ? plain_params(1.0f) : slm_sampler_default_params();
+        p.logit_bias = grammar_ok;
+        p.n_logit_bias = 4;
+        slm_sampler *s = make(TOY_N, &p);
+        if (!s) continue;
+        slm_token free_pick = slm_sampler_sample(s, l); /* without the grammar: some unbanned token */
+        CHECK(free_pick >= 0 && free_pick != 0 && free_pick != 2 && free_pick != 3 && free_pick != 4);
+        slm_sampler_set_grammar(s, g);
+        for (int i = 0; i < 20; i++) CHECKF(slm_sampler_sample(s, l) == SLM_NO_TOKEN, "grammar ∧ bias, mode %d", mode);
+        slm_sampler_free(s);
+    }
+    slm_logit_bias all_but_n[] = {{0, -INFINITY}, {2, -INFINITY}, {3, -INFINITY}};
+    slm_sampler_params p = plain_params(0.0f);
+    p.logit_bias = all_but_n;
+    p.n_logit_bias = 3;
+    slm_sampler *s = make(TOY_N, &p);
+    if (s) {
+        slm_sampler_set_grammar(s, g);
+        CHECK(slm_sampler_sample(s, l) == 4); /* "n": the only allowed, unbanned token */
+        slm_sampler_free(s);
+    }
+    slm_grammar_free(g);
+
+    /* slm_sampler_new (a model): every token banned is an error up front; all but one is fine */
+    char path[2048];
+    snprintf(path, sizeof path, "%s/smollm2-135m-vocab.gguf", test_models_dir());
+    slm_model_params mp = {.vocab_only = true};
+    slm_model *m = NULL;
+    if (slm_model_load(path, &mp, &m, err, sizeof err) != 0) {
+        fprintf(stderr, "sampler_new ban check: skipped (%s)\n", err);
+        return;
+    }
+    int nv = slm_model_n_vocab(m);
+    slm_logit_bias *bans = malloc((size_t)(nv + 1) * sizeof *bans);
+    for (int t = 0; t < nv; t++) bans[t] = (slm_logit_bias){(slm_token)(nv - 1 - t), -INFINITY};
+    bans[nv] = (slm_logit_bias){5, 2.0f}; /* a finite bias on top does not lift a ban */
+    p = slm_sampler_default_params();
+    p.logit_bias = bans;
+    p.n_logit_bias = nv + 1;
+    s = NULL;
+    err[0] = 0;
+    CHECK(slm_sampler_new(m, &p, &s, err, sizeof err) != 0 && !s);
+    CHECKF(strstr(err, "no token is possible") != NULL, "err '%s'", err);
+    bans[0].bias = -1000.0f; /* token nv-1 now only discouraged */
+    CHECKF(slm_sampler_new(m, &p, &s, err, sizeof err) == 0 && s, "%s", err);
+    if (s) {
+        float *ll = calloc((size_t)nv, sizeof *ll);
+        CHECK(slm_sampler_sample(s, ll) == nv - 1);
+        free(ll);
+        slm_sampler_free(s);
+    }
+    free(bans);
+    slm_model_free(m);
+}
+
 int main(void) {
     test_banned();
     test_greedy();
@@ -735,6 +817,7 @@ int main(void) {
     test_distribution();
     test_non_finite();
     test_grammar();
+    test_no_token();
     test_random_robustness();
     test_speed();
     return test_report("test_sample");
