@@ -233,6 +233,16 @@ int slm_grammar_from_json_schema_limited(const slm_model *model, const char *sch
 /* The clock slm_grammar_limits.deadline is read against: CLOCK_MONOTONIC in seconds. */
 double slm_grammar_now(void);
 
+/* ---------- JSON validation ---------- */
+
+/* 0 if `text` (len bytes) is one JSON value valid against `schema_json` (the subset of docs/grammar.md;
+ * {"type":"json_object"} accepts any object), else -1 with err naming the first violation and where,
+ * e.g. "$.items[2].price: 12.5 is above the maximum 10". */
+int slm_json_validate(const char *schema_json, const char *text, size_t len, char *err, size_t err_len);
+/* Copies `text` (e.g. a JSON parser's error message, which quotes raw input) into buf with control
+ * characters written as \n, \t or \xHH so it stays one line, and returns buf. */
+const char *slm_json_error_line(const char *text, char *buf, size_t cap);
+
 /* ---------- generation loop (one sequence) ---------- */
 
 /* Receives generated text as it becomes final: whole UTF-8 characters only, never a prefix of a

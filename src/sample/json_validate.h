@@ -1,20 +1,13 @@
 /* Validation of JSON texts against the JSON Schema subset slm_json_schema_to_gbnf supports: every
- * constrained result passes through here before it is returned. */
+ * constrained result passes through here before it is returned. The public part, slm_json_validate
+ * and slm_json_error_line, is declared in slm.h; these are the internal helpers on jansson values. */
 #ifndef SLM_SAMPLE_JSON_VALIDATE_H
 #define SLM_SAMPLE_JSON_VALIDATE_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
-/* 0 if `text` (len bytes) is one JSON value valid against `schema_json`; else -1 with err naming
- * the first violation and where, e.g. "$.items[2].price: 12.5 is above the maximum 10". The schema
- * {"type":"json_object"} accepts any JSON object. */
-int slm_json_validate(const char *schema_json, const char *text, size_t len, char *err, size_t err_len);
-
-/* Copies jansson's error text (which quotes the input near the error, raw) into buf with control
- * characters written as \n, \t or \xHH, so an error about hostile input stays on one line.
- * Returns buf. */
-const char *slm_json_error_line(const char *text, char *buf, size_t cap);
+#include "slm.h"
 
 struct json_t;
 /* Does a schema's "type" (a name such as "integer", or an array of names; NULL = any) admit the
