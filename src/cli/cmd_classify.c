@@ -8,7 +8,6 @@
 #include "cli/cli.h"
 #include "cli/common.h"
 #include "slm.h"
-#include "tasks/tasks.h"
 
 static const char *classify_help =
     "usage: slm classify MODEL --labels A,B,C [options] < inputs.jsonl > out.jsonl\n"
@@ -48,6 +47,23 @@ static void emit_error(long line, const json_t *id, const char *msg) {
     emit(o);
 }
 
+typedef struct classify_job {
+    const slm_task_params *tp;
+    const char *input;
+    const char *const *labels;
+    int n_labels;
+    bool multi;
+    double *probs;
+    char *err;
+    size_t err_len;
+} classify_job;
+
+static int run_classify(slm_engine *e, slm_gate_call *call, void *user) {
+    (void)call;
+    classify_job *j = user;
+    return slm_task_classify(e, j->tp, j->input, j->labels, j->n_labels, j->multi, j->probs, NULL, j->err, j->err_len);
+}
+
 int cmd_classify(int argc, char **argv) {
     const char *verb = "classify";
     int status;
@@ -79,8 +95,9 @@ int cmd_classify(int argc, char **argv) {
         if (l) labels[n_labels++] = tok;
     }
     status = 1;
-    slm_model *m = NULL;
-    slm_context *ctx = NULL;
+    const slm_model *m = NULL;
+    slm_engine *engine = NULL;
+    slm_gate *gate = NULL;
     double *probs = calloc((size_t)n_labels + 1, sizeof *probs);
     char *line = NULL;
     size_t cap = 0;
@@ -99,7 +116,7 @@ int cmd_classify(int argc, char **argv) {
         cli_fail(verb, "out of memory");
         goto out;
     }
-    if (cli_engine_open(verb, &eo, false, &m, &ctx)) goto out;
+    if (cli_engine_start(verb, &eo, &engine, &gate, &m)) goto out;
     status = 0;
     long lineno = 0, done = 0, failed = 0;
     double t0 = now_s(), last = t0;
@@ -135,7 +152,8 @@ int cmd_classify(int argc, char **argv) {
         }
         char err[512];
         slm_task_params tp = {0};
-        if (slm_task_classify(ctx, &tp, input, labels, n_labels, multi, probs, err, sizeof err)) {
+        classify_job job = {&tp, input, labels, n_labels, multi, probs, err, sizeof err};
+        if (slm_gate_run_task(gate, "cli", "classify", run_classify, &job, err, sizeof err)) {
             emit_error(lineno, id, err);
             failed++;
         } else {
@@ -171,7 +189,7 @@ out:
     free(probs);
     free(labels);
     free(label_buf);
-    slm_context_free(ctx);
-    slm_model_free(m);
+    slm_gate_free(gate);
+    slm_engine_free(engine);
     return status;
 }

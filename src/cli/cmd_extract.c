@@ -7,7 +7,6 @@
 #include "cli/common.h"
 #include "cli/task_opts.h"
 #include "slm.h"
-#include "tasks/tasks.h"
 
 static const char *extract_help =
     "usage: slm extract MODEL --schema FILE [-p TEXT | -f FILE] [options]\n"
@@ -24,6 +23,20 @@ static const char *extract_help =
     "  -s, --seed N            seed for temperature > 0\n"
     "  -t, --threads N         threads (default: all cores)\n"
     "  -c, --ctx-size N        context size (default: min(trained, 4096))\n";
+
+typedef struct extract_job {
+    const slm_task_params *tp;
+    const char *input, *schema;
+    slm_task_result *res;
+    char *err;
+    size_t err_len;
+} extract_job;
+
+static int run_extract(slm_engine *e, slm_gate_call *call, void *user) {
+    (void)call;
+    extract_job *j = user;
+    return slm_task_extract(e, j->tp, j->input, j->schema, j->res, j->err, j->err_len);
+}
 
 int cmd_extract(int argc, char **argv) {
     const char *verb = "extract";
@@ -49,12 +62,14 @@ int cmd_extract(int argc, char **argv) {
     if (!schema) return 1;
     char *input = cli_task_read_input(verb, &in);
     status = 1;
-    slm_model *m = NULL;
-    slm_context *ctx = NULL;
+    const slm_model *m = NULL;
+    slm_engine *engine = NULL;
+    slm_gate *gate = NULL;
     slm_task_result res = {0};
-    if (!input || cli_engine_open(verb, &eo, false, &m, &ctx)) goto out;
+    if (!input || cli_engine_start(verb, &eo, &engine, &gate, &m)) goto out;
     char err[1024];
-    int rc = slm_task_extract(ctx, &tp, input, schema, &res, err, sizeof err);
+    extract_job job = {&tp, input, schema, &res, err, sizeof err};
+    int rc = slm_gate_run_task(gate, "cli", "extract", run_extract, &job, err, sizeof err);
     if (rc) {
         cli_fail(verb, "%s", err);
         goto out;
@@ -67,7 +82,7 @@ out:
     slm_task_result_free(&res);
     free(schema);
     free(input);
-    slm_context_free(ctx);
-    slm_model_free(m);
+    slm_gate_free(gate);
+    slm_engine_free(engine);
     return status;
 }

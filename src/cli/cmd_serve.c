@@ -12,7 +12,7 @@ static const char *serve_help =
     "\n"
     "OpenAI- and Ollama-compatible HTTP server with continuous batching (docs/server.md).\n"
     "\n"
-    "  -m, --model PATH        GGUF model (default: $SLM_MODEL)\n"
+    "  -m, --model PATH        GGUF model; repeat to serve several (requests choose by \"model\"; default: $SLM_MODEL)\n"
     "      --alias NAME        model id shown to clients (default: file name without .gguf)\n"
     "      --host ADDR         address to bind (default 127.0.0.1; non-loopback needs an API key)\n"
     "      --port N            port (default 8080; 0 = any free port)\n"
@@ -54,7 +54,7 @@ int cmd_serve(int argc, char **argv) {
     const char *verb = "serve";
     srv_config c;
     srv_config_defaults(&c);
-    c.model_path = getenv("SLM_MODEL");
+    const char *env_model = getenv("SLM_MODEL");
     char *env_keys = NULL;
     const char *keys_env = getenv("SLM_API_KEYS");
     int status = 1;
@@ -65,7 +65,12 @@ int cmd_serve(int argc, char **argv) {
             fputs(serve_help, stdout);
             return 0;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            if (!take(verb, argc, argv, &i, &c.model_path)) goto out;
+            if (c.n_models == SRV_MAX_MODELS) {
+                cli_fail(verb, "at most %d --model", SRV_MAX_MODELS);
+                goto out;
+            }
+            if (!take(verb, argc, argv, &i, &c.model_paths[c.n_models])) goto out;
+            c.n_models++;
         } else if (!strcmp(a, "--alias")) {
             if (!take(verb, argc, argv, &i, &c.alias)) goto out;
             if (!*c.alias || strlen(c.alias) > 200) {
@@ -161,7 +166,14 @@ int cmd_serve(int argc, char **argv) {
             c.api_keys[c.n_api_keys++] = k;
         }
     }
-    if (!c.model_path || !*c.model_path) {
+    if (c.n_models == 0 && env_model && *env_model) c.model_paths[c.n_models++] = env_model;
+    for (int k = 0; k < c.n_models; k++)
+        for (int j = 0; j < k; j++)
+            if (!strcmp(c.model_paths[j], c.model_paths[k])) {
+                cli_fail(verb, "--model %s is given twice", c.model_paths[k]);
+                goto out;
+            }
+    if (c.n_models == 0 || !*c.model_paths[0]) {
         cli_fail(verb, "no model: give --model PATH or set SLM_MODEL");
         goto out;
     }

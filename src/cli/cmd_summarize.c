@@ -7,7 +7,6 @@
 #include "cli/common.h"
 #include "cli/task_opts.h"
 #include "slm.h"
-#include "tasks/tasks.h"
 
 static const char *summarize_help =
     "usage: slm summarize MODEL [-p TEXT | -f FILE] [options]\n"
@@ -24,6 +23,21 @@ static const char *summarize_help =
     "  -s, --seed N            seed for temperature > 0\n"
     "  -t, --threads N         threads (default: all cores)\n"
     "  -c, --ctx-size N        context size (default: min(trained, 4096))\n";
+
+typedef struct summarize_job {
+    const slm_task_params *tp;
+    const char *input, *style;
+    int max_words;
+    slm_task_result *res;
+    char *err;
+    size_t err_len;
+} summarize_job;
+
+static int run_summarize(slm_engine *e, slm_gate_call *call, void *user) {
+    (void)call;
+    summarize_job *j = user;
+    return slm_task_summarize(e, j->tp, j->input, j->max_words, j->style, j->res, j->err, j->err_len);
+}
 
 int cmd_summarize(int argc, char **argv) {
     const char *verb = "summarize";
@@ -50,12 +64,14 @@ int cmd_summarize(int argc, char **argv) {
     }
     char *input = cli_task_read_input(verb, &in);
     status = 1;
-    slm_model *m = NULL;
-    slm_context *ctx = NULL;
+    const slm_model *m = NULL;
+    slm_engine *engine = NULL;
+    slm_gate *gate = NULL;
     slm_task_result res = {0};
-    if (!input || cli_engine_open(verb, &eo, false, &m, &ctx)) goto out;
+    if (!input || cli_engine_start(verb, &eo, &engine, &gate, &m)) goto out;
     char err[1024];
-    int rc = slm_task_summarize(ctx, &tp, input, (int)max_words, style, &res, err, sizeof err);
+    summarize_job job = {&tp, input, style, (int)max_words, &res, err, sizeof err};
+    int rc = slm_gate_run_task(gate, "cli", "summarize", run_summarize, &job, err, sizeof err);
     if (rc) {
         if (rc == SLM_TASK_INCOMPLETE && res.text) fprintf(stdout, "%s\n", res.text);
         cli_fail(verb, "%s", err);
@@ -70,7 +86,7 @@ int cmd_summarize(int argc, char **argv) {
 out:
     slm_task_result_free(&res);
     free(input);
-    slm_context_free(ctx);
-    slm_model_free(m);
+    slm_gate_free(gate);
+    slm_engine_free(engine);
     return status;
 }

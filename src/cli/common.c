@@ -53,6 +53,33 @@ int cli_engine_open(const char *verb, const cli_engine_opts *o, bool embeddings,
     return 0;
 }
 
+int cli_engine_start(const char *verb, const cli_engine_opts *o, slm_engine **engine, slm_gate **gate,
+                     const slm_model **model) {
+    char err[512];
+    *engine = NULL;
+    *gate = NULL;
+    *model = NULL;
+    if (!o->model_path) return cli_fail(verb, "no model given (see 'slm %s --help')", verb), -1;
+    slm_model *m = NULL;
+    if (slm_model_load(o->model_path, NULL, &m, err, sizeof err)) return cli_fail(verb, "%s", err), -1;
+    slm_context_params cp = slm_context_default_params();
+    cp.n_ctx = o->n_ctx;
+    cp.n_batch = o->n_batch;
+    cp.exact = o->exact;
+    if (slm_engine_new(&(slm_engine_params){.n_threads = o->n_threads}, engine, err, sizeof err) ||
+        slm_engine_add_model(*engine, "model", m, &cp, true, err, sizeof err) ||
+        slm_gate_new(*engine, gate, err, sizeof err)) {
+        slm_gate_free(*gate);
+        *gate = NULL;
+        slm_engine_free(*engine);
+        *engine = NULL;
+        slm_model_free(m);
+        return cli_fail(verb, "%s", err), -1;
+    }
+    *model = m;
+    return 0;
+}
+
 int cli_tokenize(const char *verb, const slm_model *m, const char *text, size_t len, bool add_special, bool parse_special,
                  slm_token **out, int *n) {
     char err[512];

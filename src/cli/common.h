@@ -6,6 +6,8 @@
 #include <stdio.h>
 
 #include "slm.h"
+#include "slm_engine.h"
+#include "slm_gate.h"
 
 typedef struct cli_engine_opts {
     const char *model_path;
@@ -20,6 +22,11 @@ typedef struct cli_engine_opts {
 int cli_engine_opt(const char *verb, int argc, char **argv, int *i, cli_engine_opts *o);
 /* Loads the model and makes a context; prints one error line and returns -1 on failure. */
 int cli_engine_open(const char *verb, const cli_engine_opts *o, bool embeddings, slm_model **model, slm_context **ctx);
+/* Loads the model into a new engine (which owns it) with one sequence, behind a gate the verb's
+ * calls go through; prints one error line and returns -1 on failure. The engine is stepped by
+ * whoever waits on it. Free the gate, then the engine. */
+int cli_engine_start(const char *verb, const cli_engine_opts *o, slm_engine **engine, slm_gate **gate,
+                     const slm_model **model);
 /* Tokenizes into a malloc'd array; prints one error line and returns -1 on failure. */
 int cli_tokenize(const char *verb, const slm_model *m, const char *text, size_t len, bool add_special, bool parse_special,
                  slm_token **out, int *n);

@@ -2,7 +2,7 @@
 #ifndef SLM_CLI_TASK_OPTS_H
 #define SLM_CLI_TASK_OPTS_H
 
-#include "tasks/tasks.h"
+#include "slm_engine.h"
 
 typedef struct cli_task_input {
     const char *text; /* -p TEXT, or NULL */

@@ -9,6 +9,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sched.h>
@@ -47,7 +48,13 @@ struct slm_pool {
     void *arg;
     _Atomic int stop;
     pool_scratch *scratch; /* one per thread, then one shared */
+    pthread_mutex_t op_lock; /* slm_pool_lock: one forward pass at a time */
+    int refs;                /* slm_pool_acquire users; guarded by shared_mu */
+    struct slm_pool *next_shared;
 };
+
+static pthread_mutex_t shared_mu = PTHREAD_MUTEX_INITIALIZER;
+static slm_pool *shared_pools; /* acquired pools, one per thread count */
 
 typedef struct worker_start {
     slm_pool *pool;
@@ -122,6 +129,7 @@ slm_pool *slm_pool_new(int n_threads) {
     slm_pool *pool = calloc(1, sizeof *pool);
     if (!pool) return NULL;
     pool->n_threads = n_threads;
+    pthread_mutex_init(&pool->op_lock, NULL);
     pool->scratch = calloc((size_t)n_threads + 1, sizeof *pool->scratch);
     pool->threads = calloc((size_t)n_threads, sizeof *pool->threads);
     if (!pool->scratch || !pool->threads) {
@@ -192,4 +200,43 @@ void *slm_pool_scratch(slm_pool *pool, int ith, size_t bytes) {
 void *slm_pool_shared_scratch(slm_pool *pool, size_t bytes) {
     if (!pool) return NULL;
     return grow_scratch(&pool->scratch[pool->n_threads], bytes);
+}
+
+slm_pool *slm_pool_acquire(int n_threads) {
+    if (n_threads < 1) n_threads = 1;
+    pthread_mutex_lock(&shared_mu);
+    slm_pool *p = shared_pools;
+    while (p && p->n_threads != n_threads) p = p->next_shared;
+    if (!p) {
+        p = slm_pool_new(n_threads);
+        if (p) {
+            p->next_shared = shared_pools;
+            shared_pools = p;
+        }
+    }
+    if (p) p->refs++;
+    pthread_mutex_unlock(&shared_mu);
+    return p;
+}
+
+void slm_pool_release(slm_pool *pool) {
+    if (!pool) return;
+    pthread_mutex_lock(&shared_mu);
+    bool last = --pool->refs == 0;
+    if (last)
+        for (slm_pool **pp = &shared_pools; *pp; pp = &(*pp)->next_shared)
+            if (*pp == pool) {
+                *pp = pool->next_shared;
+                break;
+            }
+    pthread_mutex_unlock(&shared_mu);
+    if (last) slm_pool_free(pool);
+}
+
+void slm_pool_lock(slm_pool *pool) {
+    if (pool) pthread_mutex_lock(&pool->op_lock);
+}
+
+void slm_pool_unlock(slm_pool *pool) {
+    if (pool) pthread_mutex_unlock(&pool->op_lock);
 }

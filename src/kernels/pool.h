@@ -1,4 +1,4 @@
-/* A persistent pool of worker threads: created once per context, woken per operation. */
+/* A persistent pool of worker threads: created once per process (per thread count), woken per operation. */
 #ifndef SLM_KERNELS_POOL_H
 #define SLM_KERNELS_POOL_H
 
@@ -10,6 +10,14 @@ typedef void (*slm_task_fn)(void *arg, int ith, int nth);
 
 /* NULL on allocation or thread-creation failure. n_threads < 1 counts as 1 (runs inline). */
 slm_pool *slm_pool_new(int n_threads);
+/* The process's shared pool of n_threads threads (created on first use, reference counted), so
+ * every context of a process runs on one set of workers; release it with slm_pool_release. */
+slm_pool *slm_pool_acquire(int n_threads);
+void slm_pool_release(slm_pool *pool);
+/* Holds the pool for a whole multi-step operation (a forward pass): contexts sharing a pool, used
+ * from different threads, take turns instead of mixing their work and scratch memory. */
+void slm_pool_lock(slm_pool *pool);
+void slm_pool_unlock(slm_pool *pool);
 void slm_pool_free(slm_pool *pool);
 int slm_pool_size(const slm_pool *pool);
 /* Runs fn on every thread (the caller is thread 0) and returns when all are done.

@@ -97,7 +97,7 @@ int slm_context_new(slm_model *model, const slm_context_params *params, slm_cont
     c->out_rows = alloc_or_null(sizeof(int) * B, &ok);
     c->rope_cos = alloc_or_null(sizeof(float) * B * (size_t)(hp->rope_dim / 2), &ok);
     c->rope_sin = alloc_or_null(sizeof(float) * B * (size_t)(hp->rope_dim / 2), &ok);
-    if (ok) c->pool = slm_pool_new(c->n_threads);
+    if (ok) c->pool = slm_pool_acquire(c->n_threads);
     if (!ok || !c->pool) {
         slm_context_free(c);
         return slm_err(err, err_len, "out of memory allocating a context of %d positions x %d sequences (KV cache %zu MB)",
@@ -109,7 +109,7 @@ int slm_context_new(slm_model *model, const slm_context_params *params, slm_cont
 
 void slm_context_free(slm_context *c) {
     if (!c) return;
-    if (c->pool) slm_pool_free(c->pool);
+    if (c->pool) slm_pool_release(c->pool);
     free(c->k_cache);
     free(c->v_cache);
     free(c->kv_slots);

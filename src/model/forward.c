@@ -375,7 +375,7 @@ static void feed_forward(slm_context *c, const slm_layer *L, int T) {
     add_bias(c->xb, L->b_down, T, hp->n_embd);
 }
 
-int slm_decode(slm_context *c, const slm_batch *b, char *err, size_t err_len) {
+static int decode_pass(slm_context *c, const slm_batch *b, char *err, size_t err_len) {
     const slm_model *m = c->model;
     const slm_hparams *hp = &m->hp;
     const slm_arch *a = m->arch;
@@ -472,6 +472,14 @@ int slm_decode(slm_context *c, const slm_batch *b, char *err, size_t err_len) {
 /* Pools the final hidden states of `seq` in the last batch: the model's pooling for encoders
  * (CLS = position 0, mean, last), the mean for decoders; then L2 normalisation like llama.cpp
  * (sum of squares in double, each value times float(1/norm)). */
+/* Contexts share the process's kernel pool: a pass holds it from start to end. */
+int slm_decode(slm_context *c, const slm_batch *b, char *err, size_t err_len) {
+    slm_pool_lock(c->pool);
+    int rc = decode_pass(c, b, err, err_len);
+    slm_pool_unlock(c->pool);
+    return rc;
+}
+
 int slm_embedding(const slm_context *c, int seq, float *out, char *err, size_t err_len) {
     if (!c->embeddings) return slm_err(err, err_len, "context was created without embeddings");
     const slm_model *m = c->model;

@@ -33,7 +33,7 @@ static void rfc3339_time(long long t, char *out, size_t cap) {
 }
 
 /* The name to echo back: Ollama clients expect "name:tag". */
-static void echo_name(const srv_server *s, char *out, size_t cap) { snprintf(out, cap, "%s:latest", s->model_id); }
+static void echo_name(const srv_model *M, char *out, size_t cap) { snprintf(out, cap, "%s:latest", M->id); }
 
 static json_t *line_base(const oll_state *u) {
     char ts[48];
@@ -42,8 +42,8 @@ static json_t *line_base(const oll_state *u) {
 }
 
 /* Durations in nanoseconds, as Ollama reports them. */
-static void add_stats(json_t *o, const srv_request *r) {
-    double end = r->t_end > 0 ? r->t_end : srv_now();
+static void add_stats(json_t *o, const slm_request *r) {
+    double end = r->t_end > 0 ? r->t_end : slm_now();
     double first = r->t_first > 0 ? r->t_first : end;
     json_object_set_new(o, "total_duration", json_integer((json_int_t)((end - r->t_submit) * 1e9)));
     json_object_set_new(o, "load_duration", json_integer(0));
@@ -53,21 +53,21 @@ static void add_stats(json_t *o, const srv_request *r) {
     json_object_set_new(o, "eval_duration", json_integer((json_int_t)((end - first) * 1e9)));
 }
 
-static json_t *context_tokens(const srv_request *r) {
+static json_t *context_tokens(const slm_request *r) {
     json_t *a = json_array();
     for (int i = 0; i < r->n_prompt; i++) json_array_append_new(a, json_integer(r->prompt[i]));
     for (int i = 0; i < r->n_tokens; i++) json_array_append_new(a, json_integer(r->tokens[i]));
     return a;
 }
 
-static json_t *final_object(const oll_state *u, srv_request *r, const char *text, size_t len) {
+static json_t *final_object(const oll_state *u, slm_request *r, const char *text, size_t len) {
     json_t *o = line_base(u);
     if (u->chat)
         json_object_set_new(o, "message", json_pack("{s:s, s:s%}", "role", "assistant", "content", text, len));
     else
         json_object_set_new(o, "response", json_stringn(text, len));
     json_object_set_new(o, "done", json_true());
-    json_object_set_new(o, "done_reason", json_string(srv_finish_name(r->finish)));
+    json_object_set_new(o, "done_reason", json_string(slm_finish_name(r->finish)));
     if (!u->chat) json_object_set_new(o, "context", context_tokens(r));
     add_stats(o, r);
     return o;
@@ -100,7 +100,7 @@ static bool emit_text_line(srv_stream *st, const oll_state *u, const srv_delta *
            (u->chat ? srv_stream_write(st, "},\"done\":false}\n", 16) : srv_stream_write(st, ",\"done\":false}\n", 15));
 }
 
-static bool emit_ollama(srv_stream *st, srv_request *r, const srv_delta *d) {
+static bool emit_ollama(srv_stream *st, slm_request *r, const srv_delta *d) {
     oll_state *u = st->user;
     bool ok = true;
     if (d->text_len > 0 && u->line_head_len) {
@@ -115,8 +115,8 @@ static bool emit_ollama(srv_stream *st, srv_request *r, const srv_delta *d) {
         ok = srv_stream_write_json(st, "", o, "\n");
     }
     if (ok && d->done) {
-        if (r->finish != SRV_FINISH_STOP && r->finish != SRV_FINISH_LENGTH)
-            return srv_stream_write_json(st, "", json_pack("{s:s}", "error", srv_finish_message(r)), "\n");
+        if (r->finish != SLM_FINISH_STOP && r->finish != SLM_FINISH_LENGTH)
+            return srv_stream_write_json(st, "", json_pack("{s:s}", "error", slm_finish_message(r)), "\n");
         ok = srv_stream_write_json(st, "", final_object(u, r, "", 0), "\n");
     }
     return ok;
@@ -136,7 +136,7 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
     srv_server *s = c->srv;
     srv_fail f = {0};
     json_t *req = srv_parse_body(c, &f);
-    srv_request *r = NULL;
+    slm_request *r = NULL;
     srv_chat_msgs msgs = {0};
     char *rendered = NULL;
     slm_token *fresh = NULL;
@@ -147,8 +147,9 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
     if (!srv_json_string(req, "model", &model, &f) || !srv_json_bool(req, "stream", &stream, &f) ||
         !srv_json_string(req, "template", &tmpl, &f))
         goto fail;
-    if (!srv_model_matches(s, model)) {
-        ret = srv_reply_model_not_found(c, model);
+    const srv_model *M = srv_pick_model(c, model);
+    if (!M) {
+        ret = MHD_YES;
         goto out;
     }
     if (tmpl && *tmpl) {
@@ -156,22 +157,22 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
         goto fail;
     }
     oll_state u = {.chat = chat, .srv = s};
-    echo_name(s, u.model, sizeof u.model);
-    r = srv_request_new(SRV_TASK_GENERATE);
+    echo_name(M, u.model, sizeof u.model);
+    r = slm_request_new(SLM_REQ_GENERATE);
     if (!r) {
         srv_failf(&f, 500, NULL, NULL, "out of memory");
         goto fail;
     }
-    if (!srv_parse_ollama_options(s, req, &r->gen, &f)) goto fail;
-    int limit = s->n_ctx - 1;
+    if (!srv_parse_ollama_options(s, M, req, &r->gen, &f)) goto fail;
+    int limit = M->n_ctx - 1;
     if (chat) {
         if (!srv_parse_messages(req, &msgs, &f)) goto fail;
         if (msgs.n == 0) {
             ret = reply_load(c, &u);
             goto out;
         }
-        if (!srv_render_chat(s, msgs.msgs, msgs.n, &rendered, &f)) goto fail;
-        if (!srv_tokenize(s, rendered, true, true, "messages", limit, &r->prompt, &r->n_prompt, &f)) goto fail;
+        if (!srv_render_chat(M, msgs.msgs, msgs.n, &rendered, &f)) goto fail;
+        if (!srv_tokenize(M, rendered, true, true, "messages", limit, &r->prompt, &r->n_prompt, &f)) goto fail;
     } else {
         if (!srv_json_string(req, "prompt", &prompt, &f) || !srv_json_string(req, "system", &system, &f) ||
             !srv_json_bool(req, "raw", &raw, &f))
@@ -187,7 +188,7 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
             goto out;
         }
         if (n_ctx_in > (size_t)limit) {
-            srv_failf(&f, 400, NULL, "context", "'context' has %zu tokens; the context per slot is %d", n_ctx_in, s->n_ctx);
+            srv_failf(&f, 400, NULL, "context", "'context' has %zu tokens; the context per slot is %d", n_ctx_in, M->n_ctx);
             goto fail;
         }
         const char *text = prompt;
@@ -196,14 +197,14 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
             size_t n = 0;
             if (system && *system) m[n++] = (slm_chat_message){"system", system};
             m[n++] = (slm_chat_message){"user", prompt};
-            if (!srv_render_chat(s, m, n, &rendered, &f)) goto fail;
+            if (!srv_render_chat(M, m, n, &rendered, &f)) goto fail;
             text = rendered;
         }
         int n_fresh = 0;
-        if (*text && !srv_tokenize(s, text, n_ctx_in == 0, true, "prompt", limit, &fresh, &n_fresh, &f)) goto fail;
+        if (*text && !srv_tokenize(M, text, n_ctx_in == 0, true, "prompt", limit, &fresh, &n_fresh, &f)) goto fail;
         if (n_ctx_in + (size_t)n_fresh > (size_t)limit) {
             srv_failf(&f, 400, NULL, "prompt", "'context' plus 'prompt' is %zu tokens; the context per slot is %d (never truncated)",
-                      n_ctx_in + (size_t)n_fresh, s->n_ctx);
+                      n_ctx_in + (size_t)n_fresh, M->n_ctx);
             goto fail;
         }
         r->n_prompt = (int)n_ctx_in + n_fresh;
@@ -212,8 +213,8 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
             srv_failf(&f, 500, NULL, NULL, "out of memory");
             goto fail;
         }
-        if (n_ctx_in && !srv_json_token_ids(ctx, s->n_vocab, r->prompt)) {
-            srv_failf(&f, 400, NULL, "context", "'context' must hold token ids in [0, %d)", s->n_vocab);
+        if (n_ctx_in && !srv_json_token_ids(ctx, M->n_vocab, r->prompt)) {
+            srv_failf(&f, 400, NULL, "context", "'context' must hold token ids in [0, %d)", M->n_vocab);
             goto fail;
         }
         if (n_fresh) memcpy(r->prompt + n_ctx_in, fresh, (size_t)n_fresh * sizeof *fresh);
@@ -242,7 +243,7 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
         ret = MHD_NO;
         goto out;
     }
-    if (r->finish != SRV_FINISH_STOP && r->finish != SRV_FINISH_LENGTH) {
+    if (r->finish != SLM_FINISH_STOP && r->finish != SLM_FINISH_LENGTH) {
         ret = srv_reply_finish_error(c, r);
         goto out;
     }
@@ -254,7 +255,7 @@ out:
     free(fresh);
     free(rendered);
     srv_chat_msgs_free(&msgs);
-    srv_request_release(r);
+    slm_request_release(r);
     json_decref(req);
     return ret;
 }
@@ -263,16 +264,16 @@ enum MHD_Result srv_ollama_chat(srv_conn *c) { return ollama_generate(c, true); 
 enum MHD_Result srv_ollama_generate(srv_conn *c) { return ollama_generate(c, false); }
 
 enum MHD_Result srv_ollama_embed(srv_conn *c, bool legacy) {
-    srv_server *s = c->srv;
     srv_fail f = {0};
     json_t *req = srv_parse_body(c, &f);
-    srv_request *r = NULL;
+    slm_request *r = NULL;
     enum MHD_Result ret;
     if (!req) return srv_reply_fail(c, &f);
     const char *model = NULL;
     if (!srv_json_string(req, "model", &model, &f)) goto fail;
-    if (!srv_model_matches(s, model)) {
-        ret = srv_reply_model_not_found(c, model);
+    const srv_model *M = srv_pick_model(c, model);
+    if (!M) {
+        ret = MHD_YES;
         goto out;
     }
     const char *field = legacy ? "prompt" : "input";
@@ -281,7 +282,7 @@ enum MHD_Result srv_ollama_embed(srv_conn *c, bool legacy) {
         srv_failf(&f, 400, NULL, field, "'%s' is required%s", field, legacy ? " and must be a string" : "");
         goto fail;
     }
-    if (!srv_build_embed_request(s, input, field, false, &r, &f)) goto fail;
+    if (!srv_build_embed_request(M, input, field, false, &r, &f)) goto fail;
     if (!srv_submit(c, r)) {
         ret = MHD_YES;
         goto out;
@@ -290,14 +291,14 @@ enum MHD_Result srv_ollama_embed(srv_conn *c, bool legacy) {
         ret = MHD_NO;
         goto out;
     }
-    if (r->finish != SRV_FINISH_STOP) {
+    if (r->finish != SLM_FINISH_STOP) {
         ret = srv_reply_finish_error(c, r);
         goto out;
     }
     json_t *all = json_array();
     for (int i = 0; i < r->n_embed; i++) {
         json_t *v = json_array();
-        for (int k = 0; k < s->n_embd; k++) json_array_append_new(v, json_real(r->embeddings[(size_t)i * (size_t)s->n_embd + (size_t)k]));
+        for (int k = 0; k < M->n_embd; k++) json_array_append_new(v, json_real(r->embeddings[(size_t)i * (size_t)M->n_embd + (size_t)k]));
         json_array_append_new(all, v);
     }
     if (legacy) {
@@ -306,7 +307,7 @@ enum MHD_Result srv_ollama_embed(srv_conn *c, bool legacy) {
         ret = srv_reply_json(c, 200, json_pack("{s:o}", "embedding", one));
     } else {
         char name[280];
-        echo_name(s, name, sizeof name);
+        echo_name(M, name, sizeof name);
         json_t *o = json_pack("{s:s, s:o}", "model", name, "embeddings", all);
         json_object_set_new(o, "total_duration", json_integer((json_int_t)((r->t_end - r->t_submit) * 1e9)));
         json_object_set_new(o, "load_duration", json_integer(0));
@@ -317,14 +318,14 @@ enum MHD_Result srv_ollama_embed(srv_conn *c, bool legacy) {
 fail:
     ret = srv_reply_fail(c, &f);
 out:
-    srv_request_release(r);
+    slm_request_release(r);
     json_decref(req);
     return ret;
 }
 
 /* "llama 135M Q8_0" -> words 2 and 3 */
-static void desc_word(const srv_server *s, int which, char *out, size_t cap) {
-    const char *d = slm_model_desc(s->model);
+static void desc_word(const srv_model *M, int which, char *out, size_t cap) {
+    const char *d = slm_model_desc(M->model);
     out[0] = 0;
     for (int w = 0; d && *d; w++) {
         while (*d == ' ') d++;
@@ -337,33 +338,37 @@ static void desc_word(const srv_server *s, int which, char *out, size_t cap) {
     }
 }
 
-static json_t *details_json(const srv_server *s) {
+static json_t *details_json(const srv_model *M) {
     char params[32], quant[32];
-    desc_word(s, 1, params, sizeof params);
-    desc_word(s, 2, quant, sizeof quant);
-    const char *arch = slm_model_arch(s->model);
+    desc_word(M, 1, params, sizeof params);
+    desc_word(M, 2, quant, sizeof quant);
+    const char *arch = slm_model_arch(M->model);
     return json_pack("{s:s, s:s, s:s, s:[s], s:s, s:s}", "parent_model", "", "format", "gguf", "family", arch, "families",
                      arch, "parameter_size", params, "quantization_level", quant);
 }
 
 enum MHD_Result srv_ollama_tags(srv_conn *c, bool running) {
     srv_server *s = c->srv;
-    char name[280], modified[40];
-    echo_name(s, name, sizeof name);
-    rfc3339_time(s->created, modified, sizeof modified);
-    json_t *m = json_pack("{s:s, s:s, s:I, s:s, s:o}", "name", name, "model", name, "size",
-                          (json_int_t)slm_model_size_bytes(s->model), "digest", "", "details", details_json(s));
-    if (running) {
-        json_object_set_new(m, "expires_at", json_string("9999-12-31T23:59:59Z")); /* resident until the server stops */
-        json_object_set_new(m, "size_vram", json_integer(0));
-    } else {
-        json_object_set_new(m, "modified_at", json_string(modified));
+    json_t *models = json_array();
+    for (int i = 0; i < s->n_models; i++) {
+        const srv_model *M = &s->models[i];
+        char name[280], modified[40];
+        echo_name(M, name, sizeof name);
+        rfc3339_time(M->created, modified, sizeof modified);
+        json_t *m = json_pack("{s:s, s:s, s:I, s:s, s:o}", "name", name, "model", name, "size",
+                              (json_int_t)slm_model_size_bytes(M->model), "digest", "", "details", details_json(M));
+        if (running) {
+            json_object_set_new(m, "expires_at", json_string("9999-12-31T23:59:59Z")); /* resident until the server stops */
+            json_object_set_new(m, "size_vram", json_integer(0));
+        } else {
+            json_object_set_new(m, "modified_at", json_string(modified));
+        }
+        json_array_append_new(models, m);
     }
-    return srv_reply_json(c, 200, json_pack("{s:[o]}", "models", m));
+    return srv_reply_json(c, 200, json_pack("{s:o}", "models", models));
 }
 
 enum MHD_Result srv_ollama_show(srv_conn *c) {
-    srv_server *s = c->srv;
     srv_fail f = {0};
     json_t *req = srv_parse_body(c, &f);
     if (!req) return srv_reply_fail(c, &f);
@@ -377,28 +382,25 @@ enum MHD_Result srv_ollama_show(srv_conn *c) {
         json_decref(req);
         return srv_reply_error(c, 400, NULL, "model", "'model' is required");
     }
-    if (!srv_model_matches(s, want)) {
-        enum MHD_Result r = srv_reply_model_not_found(c, want);
-        json_decref(req);
-        return r;
-    }
+    const srv_model *M = srv_pick_model(c, want);
     json_decref(req);
-    const char *arch = slm_model_arch(s->model);
+    if (!M) return MHD_YES;
+    const char *arch = slm_model_arch(M->model);
     json_t *info = json_object();
     json_object_set_new(info, "general.architecture", json_string(arch));
     char key[128];
     snprintf(key, sizeof key, "%s.context_length", arch);
-    json_object_set_new(info, key, json_integer(slm_model_n_ctx_train(s->model)));
+    json_object_set_new(info, key, json_integer(slm_model_n_ctx_train(M->model)));
     snprintf(key, sizeof key, "%s.embedding_length", arch);
-    json_object_set_new(info, key, json_integer(s->n_embd));
-    const char *mname = slm_model_meta(s->model, "general.name");
+    json_object_set_new(info, key, json_integer(M->n_embd));
+    const char *mname = slm_model_meta(M->model, "general.name");
     if (mname) json_object_set_new(info, "general.name", json_string(mname));
-    const char *tmpl = slm_model_meta(s->model, "tokenizer.chat_template");
+    const char *tmpl = slm_model_meta(M->model, "tokenizer.chat_template");
     char params[160];
-    snprintf(params, sizeof params, "num_ctx %d", s->n_ctx);
+    snprintf(params, sizeof params, "num_ctx %d", M->n_ctx);
     return srv_reply_json(c, 200,
                           json_pack("{s:s, s:s, s:s, s:o, s:o, s:[s, s]}", "modelfile", "", "parameters", params, "template",
-                                    tmpl ? tmpl : "", "details", details_json(s), "model_info", info, "capabilities",
+                                    tmpl ? tmpl : "", "details", details_json(M), "model_info", info, "capabilities",
                                     "completion", "embedding"));
 }
 

@@ -13,6 +13,7 @@ typedef struct oai_state {
     long long created;
     char model[256];
     srv_server *srv;
+    const srv_model *model_ref;
     size_t text_offset; /* completions logprobs: where the next token's text starts */
     /* "data: " + chunk_base without its closing brace, dumped once; "" if it did not fit */
     char chunk_head[2048];
@@ -22,19 +23,19 @@ typedef struct oai_state {
 /* ---------- logprobs ---------- */
 
 /* The token's bytes as JSON text (invalid UTF-8 replaced) and as a byte array. */
-static json_t *token_text(srv_server *s, slm_token t, json_t **bytes_out) {
+static json_t *token_text(const srv_model *M, slm_token t, json_t **bytes_out) {
     char piece[256], clean[768];
-    int n = slm_token_to_piece(s->model, t, false, piece, (int)sizeof piece);
+    int n = slm_token_to_piece(M->model, t, false, piece, (int)sizeof piece);
     if (n < 0) n = 0; /* a piece over 256 bytes: shown empty rather than cut */
     if (bytes_out) {
         *bytes_out = json_array();
         for (int i = 0; i < n; i++) json_array_append_new(*bytes_out, json_integer((unsigned char)piece[i]));
     }
-    size_t m = srv_utf8_sanitize(piece, (size_t)n, clean);
+    size_t m = slm_utf8_sanitize(piece, (size_t)n, clean);
     return json_stringn(clean, m);
 }
 
-static json_t *chat_logprob_entry(srv_server *s, const srv_token_info *info) {
+static json_t *chat_logprob_entry(const srv_model *s, const slm_token_info *info) {
     json_t *bytes;
     json_t *tok = token_text(s, info->token, &bytes);
     json_t *top = json_array();
@@ -46,13 +47,13 @@ static json_t *chat_logprob_entry(srv_server *s, const srv_token_info *info) {
     return json_pack("{s:o, s:f, s:o, s:o}", "token", tok, "logprob", (double)info->logprob, "bytes", bytes, "top_logprobs", top);
 }
 
-static json_t *chat_logprobs(srv_server *s, const srv_token_info *infos, int n) {
+static json_t *chat_logprobs(const srv_model *s, const slm_token_info *infos, int n) {
     json_t *content = json_array();
     for (int i = 0; i < n; i++) json_array_append_new(content, chat_logprob_entry(s, &infos[i]));
     return json_pack("{s:o}", "content", content);
 }
 
-static json_t *completion_logprobs(srv_server *s, const srv_token_info *infos, int n, size_t *offset) {
+static json_t *completion_logprobs(const srv_model *s, const slm_token_info *infos, int n, size_t *offset) {
     json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
     for (int i = 0; i < n; i++) {
         json_t *t = token_text(s, infos[i].token, NULL);
@@ -72,14 +73,14 @@ static json_t *completion_logprobs(srv_server *s, const srv_token_info *infos, i
     return json_pack("{s:o, s:o, s:o, s:o}", "tokens", tokens, "token_logprobs", lps, "top_logprobs", tops, "text_offset", offs);
 }
 
-static json_t *usage_json(const srv_request *r) {
+static json_t *usage_json(const slm_request *r) {
     return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", r->n_prompt, "completion_tokens", r->n_tokens,
                      "total_tokens", r->n_prompt + r->n_tokens, "prompt_tokens_details", "cached_tokens",
                      r->n_prompt_cached);
 }
 
 /* llama.cpp-style timings; the chat page shows tok/s from these. */
-static json_t *timings_json(const srv_request *r) {
+static json_t *timings_json(const slm_request *r) {
     double prompt_ms = r->t_first > 0 ? (r->t_first - r->t_start) * 1e3 : 0;
     double gen_ms = r->t_first > 0 && r->t_end > r->t_first ? (r->t_end - r->t_first) * 1e3 : 0;
     int n_after_first = r->n_tokens > 1 ? r->n_tokens - 1 : 0;
@@ -166,25 +167,25 @@ bool srv_parse_messages(json_t *req, srv_chat_msgs *out, srv_fail *f) {
 }
 
 /* Text prompt (string, [string], [int] or [[int]]) to tokens. */
-static bool completion_prompt(srv_server *s, json_t *prompt, int limit, slm_token **toks, int *n, srv_fail *f) {
+static bool completion_prompt(const srv_model *M, json_t *prompt, int limit, slm_token **toks, int *n, srv_fail *f) {
     if (json_is_array(prompt) && json_array_size(prompt) == 1 &&
         (json_is_string(json_array_get(prompt, 0)) || json_is_array(json_array_get(prompt, 0))))
         prompt = json_array_get(prompt, 0);
     if (json_is_string(prompt))
-        return srv_tokenize(s, json_string_value(prompt), true, false, "prompt", limit, toks, n, f);
+        return srv_tokenize(M, json_string_value(prompt), true, false, "prompt", limit, toks, n, f);
     if (json_is_array(prompt)) {
         size_t len = json_array_size(prompt);
         if (len == 0) return srv_failf(f, 400, NULL, "prompt", "'prompt' is empty");
         if (len > (size_t)limit)
             return srv_failf(f, 400, "context_length_exceeded", "prompt",
                              "'prompt' has %zu tokens but this server allows at most %d (context per slot is %d)", len,
-                             limit, s->n_ctx);
+                             limit, M->n_ctx);
         slm_token *t = malloc(len * sizeof *t);
         if (!t) return srv_failf(f, 500, NULL, "prompt", "out of memory");
-        if (!srv_json_token_ids(prompt, s->n_vocab, t)) {
+        if (!srv_json_token_ids(prompt, M->n_vocab, t)) {
             free(t);
             return srv_failf(f, 400, NULL, "prompt",
-                             "'prompt' must be a string, an array with one string, or token ids in [0, %d)", s->n_vocab);
+                             "'prompt' must be a string, an array with one string, or token ids in [0, %d)", M->n_vocab);
         }
         *toks = t;
         *n = (int)len;
@@ -226,17 +227,17 @@ static bool emit_text_chunk(srv_stream *st, const oai_state *u, const srv_delta 
            (u->chat ? srv_stream_write(st, chat_end, sizeof chat_end - 1) : srv_stream_write(st, text_end, sizeof text_end - 1));
 }
 
-static bool emit_error_event(srv_stream *st, srv_request *r) {
-    json_t *e = json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", srv_finish_message(r), "type", "server_error", "param", "code",
-                          srv_finish_name(r->finish));
+static bool emit_error_event(srv_stream *st, slm_request *r) {
+    json_t *e = json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", slm_finish_message(r), "type", "server_error", "param", "code",
+                          slm_finish_name(r->finish));
     return srv_stream_write_json(st, "data: ", e, "\n\n") && srv_stream_write(st, "data: [DONE]\n\n", 14);
 }
 
-static bool emit_openai(srv_stream *st, srv_request *r, const srv_delta *d) {
+static bool emit_openai(srv_stream *st, slm_request *r, const srv_delta *d) {
     oai_state *u = st->user;
-    srv_server *s = u->srv;
+    const srv_model *s = u->model_ref;
     bool ok = true;
-    bool failed = d->done && r->finish != SRV_FINISH_STOP && r->finish != SRV_FINISH_LENGTH;
+    bool failed = d->done && r->finish != SLM_FINISH_STOP && r->finish != SLM_FINISH_LENGTH;
     if (u->chat && !st->sent_first && !failed) {
         json_t *c = chunk_base(u);
         json_object_set_new(c, "choices",
@@ -261,7 +262,7 @@ static bool emit_openai(srv_stream *st, srv_request *r, const srv_delta *d) {
     if (ok && d->done) {
         if (failed) return emit_error_event(st, r);
         json_t *c = chunk_base(u);
-        const char *fr = srv_finish_name(r->finish);
+        const char *fr = slm_finish_name(r->finish);
         json_t *choice = u->chat ? json_pack("{s:i, s:{}, s:n, s:s}", "index", 0, "delta", "logprobs", "finish_reason", fr)
                                  : json_pack("{s:i, s:s, s:n, s:s}", "index", 0, "text", "", "logprobs", "finish_reason", fr);
         json_object_set_new(c, "choices", json_pack("[o]", choice));
@@ -284,7 +285,7 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
     srv_server *s = c->srv;
     srv_fail f = {0};
     json_t *req = srv_parse_body(c, &f);
-    srv_request *r = NULL;
+    slm_request *r = NULL;
     srv_chat_msgs msgs = {0};
     char *rendered = NULL;
     enum MHD_Result ret;
@@ -292,8 +293,9 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
     const char *model = NULL;
     bool stream = false, include_usage = false;
     if (!srv_json_string(req, "model", &model, &f) || !srv_json_bool(req, "stream", &stream, &f)) goto fail;
-    if (!srv_model_matches(s, model)) {
-        ret = srv_reply_model_not_found(c, model);
+    const srv_model *M = srv_pick_model(c, model);
+    if (!M) {
+        ret = MHD_YES;
         goto out;
     }
     json_t *so = json_object_get(req, "stream_options");
@@ -308,36 +310,36 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
         }
         if (!srv_json_bool(so, "include_usage", &include_usage, &f)) goto fail;
     }
-    r = srv_request_new(SRV_TASK_GENERATE);
+    r = slm_request_new(SLM_REQ_GENERATE);
     if (!r) {
         srv_failf(&f, 500, NULL, NULL, "out of memory");
         goto fail;
     }
-    if (!srv_parse_openai_sampling(s, req, chat, &r->gen, &f)) goto fail;
-    int limit = s->n_ctx - 1; /* room for at least one generated token */
+    if (!srv_parse_openai_sampling(s, M, req, chat, &r->gen, &f)) goto fail;
+    int limit = M->n_ctx - 1; /* room for at least one generated token */
     if (chat) {
         if (!srv_parse_messages(req, &msgs, &f)) goto fail;
         if (msgs.n == 0) {
             srv_failf(&f, 400, NULL, "messages", "'messages' must not be empty");
             goto fail;
         }
-        if (!srv_render_chat(s, msgs.msgs, msgs.n, &rendered, &f)) goto fail;
-        if (!srv_tokenize(s, rendered, true, true, "messages", limit, &r->prompt, &r->n_prompt, &f)) goto fail;
+        if (!srv_render_chat(M, msgs.msgs, msgs.n, &rendered, &f)) goto fail;
+        if (!srv_tokenize(M, rendered, true, true, "messages", limit, &r->prompt, &r->n_prompt, &f)) goto fail;
     } else {
         json_t *prompt = json_object_get(req, "prompt");
         if (!prompt) {
             srv_failf(&f, 400, NULL, "prompt", "'prompt' is required");
             goto fail;
         }
-        if (!completion_prompt(s, prompt, limit, &r->prompt, &r->n_prompt, &f)) goto fail;
+        if (!completion_prompt(M, prompt, limit, &r->prompt, &r->n_prompt, &f)) goto fail;
     }
     if (r->n_prompt == 0) {
         srv_failf(&f, 400, NULL, chat ? "messages" : "prompt", "the prompt has no tokens");
         goto fail;
     }
-    if (r->gen.max_tokens > 0 && r->n_prompt + r->gen.max_tokens > s->n_ctx) {
+    if (r->gen.max_tokens > 0 && r->n_prompt + r->gen.max_tokens > M->n_ctx) {
         srv_failf(&f, 400, "context_length_exceeded", chat ? "max_completion_tokens" : "max_tokens",
-                  "the context per slot is %d tokens, but %d were requested (%d in the prompt, %d to generate)", s->n_ctx,
+                  "the context per slot is %d tokens, but %d were requested (%d in the prompt, %d to generate)", M->n_ctx,
                   r->n_prompt + r->gen.max_tokens, r->n_prompt, r->gen.max_tokens);
         goto fail;
     }
@@ -355,7 +357,8 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
     u->include_usage = include_usage;
     u->created = (long long)time(NULL);
     u->srv = s;
-    snprintf(u->model, sizeof u->model, "%s", s->model_id);
+    u->model_ref = M;
+    snprintf(u->model, sizeof u->model, "%s", M->id);
     srv_new_id(s, chat ? "chatcmpl" : "cmpl", u->id, sizeof u->id);
     if (stream) {
         make_chunk_head(u);
@@ -367,20 +370,20 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
         ret = MHD_NO; /* client is gone: close without an answer */
         goto out;
     }
-    if (r->finish != SRV_FINISH_STOP && r->finish != SRV_FINISH_LENGTH) {
+    if (r->finish != SLM_FINISH_STOP && r->finish != SLM_FINISH_LENGTH) {
         free(u);
         ret = srv_reply_finish_error(c, r);
         goto out;
     }
     json_t *resp = chunk_base(u);
     json_object_set_new(resp, "object", json_string(chat ? "chat.completion" : "text_completion"));
-    json_t *lp = r->gen.logprobs ? (chat ? chat_logprobs(s, r->infos, r->n_infos) : completion_logprobs(s, r->infos, r->n_infos, &u->text_offset))
+    json_t *lp = r->gen.logprobs ? (chat ? chat_logprobs(M, r->infos, r->n_infos) : completion_logprobs(M, r->infos, r->n_infos, &u->text_offset))
                                  : json_null();
     const char *text = r->text ? r->text : "";
     json_t *choice = chat ? json_pack("{s:i, s:{s:s, s:s%}, s:o, s:s}", "index", 0, "message", "role", "assistant", "content",
-                                      text, r->text_len, "logprobs", lp, "finish_reason", srv_finish_name(r->finish))
+                                      text, r->text_len, "logprobs", lp, "finish_reason", slm_finish_name(r->finish))
                           : json_pack("{s:i, s:s%, s:o, s:s}", "index", 0, "text", text, r->text_len, "logprobs", lp,
-                                      "finish_reason", srv_finish_name(r->finish));
+                                      "finish_reason", slm_finish_name(r->finish));
     json_object_set_new(resp, "choices", json_pack("[o]", choice));
     json_object_set_new(resp, "usage", usage_json(r));
     json_object_set_new(resp, "timings", timings_json(r));
@@ -392,7 +395,7 @@ fail:
 out:
     free(rendered);
     srv_chat_msgs_free(&msgs);
-    srv_request_release(r);
+    slm_request_release(r);
     json_decref(req);
     return ret;
 }
@@ -420,7 +423,7 @@ static char *base64_floats(const float *v, int n) {
     return out;
 }
 
-bool srv_build_embed_request(srv_server *s, json_t *inputs, const char *field, bool allow_tokens, srv_request **out, srv_fail *f) {
+bool srv_build_embed_request(const srv_model *M, json_t *inputs, const char *field, bool allow_tokens, slm_request **out, srv_fail *f) {
     *out = NULL;
     json_t *list = inputs;
     bool single = json_is_string(inputs) ||
@@ -431,17 +434,17 @@ bool srv_build_embed_request(srv_server *s, json_t *inputs, const char *field, b
     size_t n = single ? 1 : json_array_size(list);
     if (n == 0) return srv_failf(f, 400, NULL, field, "'%s' is empty", field);
     if (n > 512) return srv_failf(f, 400, NULL, field, "'%s' has more than 512 inputs", field);
-    srv_request *r = srv_request_new(SRV_TASK_EMBED);
+    slm_request *r = slm_request_new(SLM_REQ_EMBED);
     if (!r) return srv_failf(f, 500, NULL, field, "out of memory");
     r->embed_inputs = calloc(n, sizeof *r->embed_inputs);
     r->embed_lens = calloc(n, sizeof *r->embed_lens);
-    r->embeddings = calloc(n * (size_t)s->n_embd, sizeof *r->embeddings);
-    r->n_embd = s->n_embd;
+    r->embeddings = calloc(n * (size_t)M->n_embd, sizeof *r->embeddings);
+    r->n_embd = M->n_embd;
     if (!r->embed_inputs || !r->embed_lens || !r->embeddings) {
-        srv_request_release(r);
+        slm_request_release(r);
         return srv_failf(f, 500, NULL, field, "out of memory");
     }
-    int limit = s->n_batch < s->n_ctx ? s->n_batch : s->n_ctx;
+    int limit = M->n_batch < M->n_ctx ? M->n_batch : M->n_ctx;
     for (size_t i = 0; i < n; i++) {
         json_t *e = single ? inputs : json_array_get(list, i);
         char name[64];
@@ -452,36 +455,36 @@ bool srv_build_embed_request(srv_server *s, json_t *inputs, const char *field, b
         r->n_embed = (int)i + 1; /* so release frees what exists */
         if (json_is_string(e)) {
             if (!*json_string_value(e)) {
-                srv_request_release(r);
+                slm_request_release(r);
                 return srv_failf(f, 400, NULL, name, "'%s' is an empty string", name);
             }
-            if (!srv_tokenize(s, json_string_value(e), true, false, name, limit, &r->embed_inputs[i], &r->embed_lens[i], f)) {
-                srv_request_release(r);
+            if (!srv_tokenize(M, json_string_value(e), true, false, name, limit, &r->embed_inputs[i], &r->embed_lens[i], f)) {
+                slm_request_release(r);
                 return false;
             }
         } else if (allow_tokens && json_is_array(e)) { /* also the single flat token list: e is inputs then */
             size_t len = json_array_size(e);
             if (len == 0 || len > (size_t)limit) {
-                srv_request_release(r);
+                slm_request_release(r);
                 return srv_failf(f, 400, len ? "context_length_exceeded" : NULL, name,
                                  "'%s' must have between 1 and %d tokens (got %zu)", name, limit, len);
             }
             r->embed_inputs[i] = malloc(len * sizeof(slm_token));
             if (!r->embed_inputs[i]) {
-                srv_request_release(r);
+                slm_request_release(r);
                 return srv_failf(f, 500, NULL, name, "out of memory");
             }
-            if (!srv_json_token_ids(e, s->n_vocab, r->embed_inputs[i])) {
-                srv_request_release(r);
-                return srv_failf(f, 400, NULL, name, "'%s' must hold token ids in [0, %d)", name, s->n_vocab);
+            if (!srv_json_token_ids(e, M->n_vocab, r->embed_inputs[i])) {
+                slm_request_release(r);
+                return srv_failf(f, 400, NULL, name, "'%s' must hold token ids in [0, %d)", name, M->n_vocab);
             }
             r->embed_lens[i] = (int)len;
         } else {
-            srv_request_release(r);
+            slm_request_release(r);
             return srv_failf(f, 400, NULL, name, "'%s' must be a string%s", name, allow_tokens ? " or an array of token ids" : "");
         }
         if (r->embed_lens[i] == 0) {
-            srv_request_release(r);
+            slm_request_release(r);
             return srv_failf(f, 400, NULL, name, "'%s' has no tokens", name);
         }
     }
@@ -490,10 +493,9 @@ bool srv_build_embed_request(srv_server *s, json_t *inputs, const char *field, b
 }
 
 enum MHD_Result srv_openai_embeddings(srv_conn *c) {
-    srv_server *s = c->srv;
     srv_fail f = {0};
     json_t *req = srv_parse_body(c, &f);
-    srv_request *r = NULL;
+    slm_request *r = NULL;
     enum MHD_Result ret;
     if (!req) return srv_reply_fail(c, &f);
     const char *model = NULL, *enc = "float";
@@ -502,16 +504,17 @@ enum MHD_Result srv_openai_embeddings(srv_conn *c) {
     if (!srv_json_string(req, "model", &model, &f) || !srv_json_string(req, "encoding_format", &enc, &f) ||
         !srv_json_int(req, "dimensions", 1, 1 << 20, &dims, &have_dims, &f))
         goto fail;
-    if (!srv_model_matches(s, model)) {
-        ret = srv_reply_model_not_found(c, model);
+    const srv_model *M = srv_pick_model(c, model);
+    if (!M) {
+        ret = MHD_YES;
         goto out;
     }
     if (strcmp(enc, "float") != 0 && strcmp(enc, "base64") != 0) {
         srv_failf(&f, 400, NULL, "encoding_format", "'encoding_format' must be float or base64");
         goto fail;
     }
-    if (have_dims && dims != s->n_embd) {
-        srv_failf(&f, 400, NULL, "dimensions", "'dimensions' must be %d for this model (no truncation)", s->n_embd);
+    if (have_dims && dims != M->n_embd) {
+        srv_failf(&f, 400, NULL, "dimensions", "'dimensions' must be %d for this model (no truncation)", M->n_embd);
         goto fail;
     }
     json_t *input = json_object_get(req, "input");
@@ -519,7 +522,7 @@ enum MHD_Result srv_openai_embeddings(srv_conn *c) {
         srv_failf(&f, 400, NULL, "input", "'input' is required");
         goto fail;
     }
-    if (!srv_build_embed_request(s, input, "input", true, &r, &f)) goto fail;
+    if (!srv_build_embed_request(M, input, "input", true, &r, &f)) goto fail;
     if (!srv_submit(c, r)) {
         ret = MHD_YES;
         goto out;
@@ -528,50 +531,52 @@ enum MHD_Result srv_openai_embeddings(srv_conn *c) {
         ret = MHD_NO;
         goto out;
     }
-    if (r->finish != SRV_FINISH_STOP) {
+    if (r->finish != SLM_FINISH_STOP) {
         ret = srv_reply_finish_error(c, r);
         goto out;
     }
     json_t *data = json_array();
     bool b64 = strcmp(enc, "base64") == 0;
     for (int i = 0; i < r->n_embed; i++) {
-        const float *v = r->embeddings + (size_t)i * (size_t)s->n_embd;
+        const float *v = r->embeddings + (size_t)i * (size_t)M->n_embd;
         json_t *emb;
         if (b64) {
-            char *t = base64_floats(v, s->n_embd);
+            char *t = base64_floats(v, M->n_embd);
             emb = t ? json_string(t) : NULL;
             free(t);
         } else {
             emb = json_array();
-            for (int k = 0; k < s->n_embd; k++) json_array_append_new(emb, json_real(v[k]));
+            for (int k = 0; k < M->n_embd; k++) json_array_append_new(emb, json_real(v[k]));
         }
         json_array_append_new(data, json_pack("{s:s, s:i, s:o}", "object", "embedding", "index", i, "embedding", emb));
     }
     ret = srv_reply_json(c, 200,
-                         json_pack("{s:s, s:o, s:s, s:{s:i, s:i}}", "object", "list", "data", data, "model", s->model_id, "usage",
+                         json_pack("{s:s, s:o, s:s, s:{s:i, s:i}}", "object", "list", "data", data, "model", M->id, "usage",
                                    "prompt_tokens", r->n_embed_tokens, "total_tokens", r->n_embed_tokens));
     goto out;
 fail:
     ret = srv_reply_fail(c, &f);
 out:
-    srv_request_release(r);
+    slm_request_release(r);
     json_decref(req);
     return ret;
 }
 
 /* ---------- models ---------- */
 
+static json_t *model_json(const srv_model *M) {
+    return json_pack("{s:s, s:s, s:I, s:s, s:{s:i, s:i, s:I, s:s}}", "id", M->id, "object", "model", "created",
+                     (json_int_t)M->created, "owned_by", "slm", "meta", "n_ctx_per_slot", M->n_ctx, "n_embd", M->n_embd,
+                     "size", (json_int_t)slm_model_size_bytes(M->model), "desc", slm_model_desc(M->model));
+}
+
 enum MHD_Result srv_openai_models(srv_conn *c, const char *id) {
     srv_server *s = c->srv;
-    json_t *m = json_pack("{s:s, s:s, s:I, s:s, s:{s:i, s:i, s:I, s:s}}", "id", s->model_id, "object", "model", "created",
-                          (json_int_t)s->created, "owned_by", "slm", "meta", "n_ctx_per_slot", s->n_ctx, "n_embd", s->n_embd,
-                          "size", (json_int_t)slm_model_size_bytes(s->model), "desc", slm_model_desc(s->model));
     if (id) {
-        if (!srv_model_matches(s, id)) {
-            json_decref(m);
-            return srv_reply_model_not_found(c, id);
-        }
-        return srv_reply_json(c, 200, m);
+        const srv_model *M = srv_pick_model(c, id);
+        return M ? srv_reply_json(c, 200, model_json(M)) : MHD_YES;
     }
-    return srv_reply_json(c, 200, json_pack("{s:s, s:[o]}", "object", "list", "data", m));
+    json_t *data = json_array();
+    for (int i = 0; i < s->n_models; i++) json_array_append_new(data, model_json(&s->models[i]));
+    return srv_reply_json(c, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }

@@ -1,80 +1,38 @@
-/* Task endpoints on top of src/tasks: POST /v1/classify, /v1/extract, /v1/summarize.
- *
- * The tasks drive slm_decode themselves on a (context, sequence) they own for the whole task, so
- * they cannot share the scheduler's batched context. They run on a second, single-sequence context
- * created on first use, one task at a time (a mutex), with the same context size per slot. A task
- * is not interrupted by a client disconnect; its input is bounded instead. */
-#include <pthread.h>
+/* Task endpoints: POST /v1/classify, /v1/extract, /v1/summarize. The tasks submit ordinary requests
+ * to the engine (see slm_engine.h), so they batch with chat traffic, queue like any request, and
+ * are cancelled when the client disconnects or the server shuts down. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "server/http.h"
-#include "tasks/tasks.h"
 
 #define TASK_MAX_INPUTS 64
 #define TASK_MAX_LABELS 64
 #define TASK_MAX_INPUT_BYTES (256u << 10)
 
-static pthread_mutex_t task_mu = PTHREAD_MUTEX_INITIALIZER;
-static slm_context *task_ctx; /* guarded by task_mu; freed with the process */
-static atomic_int task_waiting;
-
-/* Takes the task context (creating it on first use); false with a reply already sent. */
-static bool task_enter(srv_conn *c) {
-    srv_server *s = c->srv;
-    if (atomic_load(&s->draining)) {
-        srv_reply_error(c, 503, "shutting_down", NULL, "server is shutting down");
-        return false;
-    }
-    if (atomic_fetch_add(&task_waiting, 1) >= (s->cfg.queue_size > 0 ? s->cfg.queue_size : 1)) {
-        atomic_fetch_sub(&task_waiting, 1);
-        srv_metrics_overload(&s->metrics);
-        srv_reply_error(c, 503, "overloaded", NULL, "too many task requests waiting; retry shortly");
-        return false;
-    }
-    pthread_mutex_lock(&task_mu);
-    atomic_fetch_sub(&task_waiting, 1);
-    if (!task_ctx) {
-        slm_context_params cp = slm_context_default_params();
-        cp.n_seq = 1;
-        cp.n_ctx = s->n_ctx;
-        cp.n_batch = s->n_batch;
-        cp.n_threads = s->cfg.threads;
-        char err[256];
-        if (slm_context_new(s->model, &cp, &task_ctx, err, sizeof err) != 0) {
-            task_ctx = NULL;
-            pthread_mutex_unlock(&task_mu);
-            srv_reply_error(c, 500, "engine_error", NULL, err);
-            return false;
-        }
-    }
-    return true;
+static bool task_should_cancel(void *user) {
+    srv_conn *c = user;
+    return atomic_load(&c->srv->draining) || srv_conn_gone(c);
 }
 
-static void task_leave(void) { pthread_mutex_unlock(&task_mu); }
-
-void srv_tasks_free(void) {
-    pthread_mutex_lock(&task_mu);
-    if (task_ctx) slm_context_free(task_ctx);
-    task_ctx = NULL;
-    pthread_mutex_unlock(&task_mu);
-}
-
-/* Common fields: model, input (string; an array of strings where allowed), temperature, seed, max_tokens. */
+/* Common fields: model, temperature, seed, max_tokens; picks the model (404 replied if unknown). */
 static bool task_common(srv_conn *c, json_t *req, slm_task_params *tp, srv_fail *f, bool *model_ok) {
     srv_server *s = c->srv;
     const char *model = NULL;
     *model_ok = true;
     if (!srv_json_string(req, "model", &model, f)) return false;
-    if (!srv_model_matches(s, model)) {
+    const srv_model *M = srv_pick_model(c, model);
+    if (!M) {
         *model_ok = false;
-        srv_reply_model_not_found(c, model);
         return false;
     }
     memset(tp, 0, sizeof *tp);
-    tp->seq = 0;
-    tp->template_name = s->cfg.chat_template;
+    tp->model = M->id;
+    tp->template_name = M->template_name[0] ? M->template_name : NULL;
+    tp->deadline = slm_now() + s->cfg.request_timeout_s;
+    tp->should_cancel = task_should_cancel;
+    tp->cancel_user = c;
     double d;
     long long n;
     bool have;
@@ -82,8 +40,61 @@ static bool task_common(srv_conn *c, json_t *req, slm_task_params *tp, srv_fail 
     if (have) tp->temperature = (float)d;
     if (!srv_json_int(req, "seed", 0, 1LL << 62, &n, &have, f)) return false;
     tp->seed = have ? (uint64_t)n : srv_random_seed(s);
-    if (!srv_json_int(req, "max_tokens", 1, s->n_ctx, &n, &have, f)) return false;
+    if (!srv_json_int(req, "max_tokens", 1, M->n_ctx, &n, &have, f)) return false;
     if (have) tp->max_tokens = (int)n;
+    return true;
+}
+
+/* A task the engine did not run to the end: 503 (full or shutting down), 504 (time limit), or
+ * nothing at all for a client that is gone. */
+static enum MHD_Result reply_refused(srv_conn *c, const slm_task_result *res) {
+    if (res->refused_why == SLM_FINISH_TIMEOUT)
+        return srv_reply_error(c, 504, "timeout", NULL, "request exceeded the server's time limit");
+    if (res->refused_why == SLM_FINISH_CANCELLED && !atomic_load(&c->srv->draining)) return MHD_NO;
+    if (atomic_load(&c->srv->draining)) return srv_reply_error(c, 503, "shutting_down", NULL, "server is shutting down");
+    srv_metrics_overload(&c->srv->metrics);
+    return srv_reply_error(c, 503, "overloaded", NULL, "server is at capacity (all slots busy and the queue is full); retry shortly");
+}
+
+/* The task calls the local backend runs (through the gate); results go back through the struct. */
+typedef struct task_job {
+    slm_task_params tp;
+    const char *input;
+    const char *const *labels; /* classify */
+    int n_labels;
+    bool multi;
+    double *probs;
+    const char *schema;        /* extract */
+    int max_words;             /* summarize */
+    const char *style;
+    slm_task_result res;
+    char err[384];
+} task_job;
+
+static int run_classify(slm_engine *e, slm_gate_call *call, void *user) {
+    (void)call;
+    task_job *j = user;
+    return slm_task_classify(e, &j->tp, j->input, j->labels, j->n_labels, j->multi, j->probs, &j->res, j->err, sizeof j->err);
+}
+
+static int run_extract(slm_engine *e, slm_gate_call *call, void *user) {
+    (void)call;
+    task_job *j = user;
+    return slm_task_extract(e, &j->tp, j->input, j->schema, &j->res, j->err, sizeof j->err);
+}
+
+static int run_summarize(slm_engine *e, slm_gate_call *call, void *user) {
+    (void)call;
+    task_job *j = user;
+    return slm_task_summarize(e, &j->tp, j->input, j->max_words, j->style, &j->res, j->err, sizeof j->err);
+}
+
+/* Runs a task call through the gate; false when refused (the reply is sent). */
+static bool run_task(srv_conn *c, slm_call_task_fn fn, task_job *j, int *rc) {
+    if (!srv_submit_task(c, fn, j)) return false;
+    *rc = c->call.task_rc;
+    c->call.prompt_tokens += j->res.n_prompt;
+    c->call.completion_tokens += j->res.n_generated;
     return true;
 }
 
@@ -102,7 +113,6 @@ static json_t *usage_json(const slm_task_result *r) {
 }
 
 enum MHD_Result srv_task_classify(srv_conn *c) {
-    srv_server *s = c->srv;
     srv_fail f = {0};
     json_t *req = srv_parse_body(c, &f);
     if (!req) return srv_reply_fail(c, &f);
@@ -151,15 +161,19 @@ enum MHD_Result srv_task_classify(srv_conn *c) {
         srv_failf(&f, 500, NULL, NULL, "out of memory");
         goto fail;
     }
-    if (!task_enter(c)) {
-        ret = MHD_YES;
-        goto out;
-    }
     for (size_t i = 0; i < n_inputs; i++) {
-        char err[384];
-        if (slm_task_classify(task_ctx, &tp, texts[i], labels, (int)n_labels, multi, probs, err, sizeof err) != 0) {
-            task_leave();
-            srv_failf(&f, 400, NULL, json_is_array(input) ? "input" : "input", "classification failed: %s", err);
+        task_job j = {.tp = tp, .input = texts[i], .labels = labels, .n_labels = (int)n_labels, .multi = multi, .probs = probs};
+        int rc;
+        if (!run_task(c, run_classify, &j, &rc)) {
+            ret = MHD_YES;
+            goto out;
+        }
+        if (rc == SLM_TASK_REFUSED) {
+            ret = reply_refused(c, &j.res);
+            goto out;
+        }
+        if (rc != 0) {
+            srv_failf(&f, 400, NULL, "input", "classification failed: %s", j.err);
             goto fail;
         }
         size_t best = 0;
@@ -170,8 +184,7 @@ enum MHD_Result srv_task_classify(srv_conn *c) {
         }
         json_array_append_new(data, json_pack("{s:i, s:s, s:o}", "index", (int)i, "label", labels[best], "scores", scores));
     }
-    task_leave();
-    ret = srv_reply_json(c, 200, json_pack("{s:s, s:s, s:b, s:O}", "object", "classification", "model", s->model_id,
+    ret = srv_reply_json(c, 200, json_pack("{s:s, s:s, s:b, s:O}", "object", "classification", "model", c->model->id,
                                            "multi_label", multi, "data", data));
     goto out;
 fail:
@@ -184,7 +197,6 @@ out:
 }
 
 enum MHD_Result srv_task_extract(srv_conn *c) {
-    srv_server *s = c->srv;
     srv_fail f = {0};
     json_t *req = srv_parse_body(c, &f);
     if (!req) return srv_reply_fail(c, &f);
@@ -206,13 +218,18 @@ enum MHD_Result srv_task_extract(srv_conn *c) {
         srv_failf(&f, 500, NULL, NULL, "out of memory");
         goto fail;
     }
-    if (!task_enter(c)) {
+    task_job j = {.tp = tp, .input = input, .schema = schema_text};
+    int rc;
+    if (!run_task(c, run_extract, &j, &rc)) {
         ret = MHD_YES;
         goto out;
     }
-    char err[384];
-    int rc = slm_task_extract(task_ctx, &tp, input, schema_text, &res, err, sizeof err);
-    task_leave();
+    res = j.res;
+    const char *err = j.err;
+    if (rc == SLM_TASK_REFUSED) {
+        ret = reply_refused(c, &res);
+        goto out;
+    }
     if (rc == SLM_TASK_INCOMPLETE) {
         ret = srv_reply_error(c, 422, "incomplete_output", "max_tokens",
                               "the output reached max_tokens or the context end before the JSON was complete");
@@ -229,7 +246,7 @@ enum MHD_Result srv_task_extract(srv_conn *c) {
         goto out;
     }
     ret = srv_reply_json(c, 200,
-                         json_pack("{s:s, s:s, s:o, s:s, s:o}", "object", "extraction", "model", s->model_id, "data", obj,
+                         json_pack("{s:s, s:s, s:o, s:s, s:o}", "object", "extraction", "model", c->model->id, "data", obj,
                                    "finish_reason", res.finish_reason ? res.finish_reason : "stop", "usage", usage_json(&res)));
     goto out;
 fail:
@@ -242,7 +259,6 @@ out:
 }
 
 enum MHD_Result srv_task_summarize(srv_conn *c) {
-    srv_server *s = c->srv;
     srv_fail f = {0};
     json_t *req = srv_parse_body(c, &f);
     if (!req) return srv_reply_fail(c, &f);
@@ -256,13 +272,18 @@ enum MHD_Result srv_task_summarize(srv_conn *c) {
     if (!input_string(json_object_get(req, "input"), "input", &input, &f)) goto fail;
     if (!srv_json_string(req, "style", &style, &f) || !srv_json_int(req, "max_words", 1, 2000, &max_words, &have, &f))
         goto fail;
-    if (!task_enter(c)) {
+    task_job j = {.tp = tp, .input = input, .max_words = (int)max_words, .style = style};
+    int rc;
+    if (!run_task(c, run_summarize, &j, &rc)) {
         ret = MHD_YES;
         goto out;
     }
-    char err[384];
-    int rc = slm_task_summarize(task_ctx, &tp, input, (int)max_words, style, &res, err, sizeof err);
-    task_leave();
+    res = j.res;
+    const char *err = j.err;
+    if (rc == SLM_TASK_REFUSED) {
+        ret = reply_refused(c, &res);
+        goto out;
+    }
     if (rc != 0) {
         srv_failf(&f, 400, NULL, "input", "summarization failed: %s", err);
         goto fail;
@@ -273,9 +294,9 @@ enum MHD_Result srv_task_summarize(srv_conn *c) {
         srv_failf(&f, 500, NULL, NULL, "out of memory");
         goto fail;
     }
-    len = srv_utf8_sanitize(res.text ? res.text : "", len, clean);
+    len = slm_utf8_sanitize(res.text ? res.text : "", len, clean);
     ret = srv_reply_json(c, 200,
-                         json_pack("{s:s, s:s, s:s%, s:s, s:i, s:i, s:o}", "object", "summary", "model", s->model_id, "summary",
+                         json_pack("{s:s, s:s, s:s%, s:s, s:i, s:i, s:o}", "object", "summary", "model", c->model->id, "summary",
                                    clean, len, "finish_reason", res.finish_reason ? res.finish_reason : "stop",
                                    "chunks", res.n_chunks, "rounds", res.n_rounds, "usage", usage_json(&res)));
     free(clean);

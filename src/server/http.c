@@ -38,6 +38,7 @@ static void add_common_headers(srv_conn *c, struct MHD_Response *resp, int statu
     }
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE) MHD_add_response_header(resp, "Retry-After", "1");
     if (status == MHD_HTTP_UNAUTHORIZED) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+    if (c->call.request_id[0]) MHD_add_response_header(resp, "x-request-id", c->call.request_id);
 }
 
 enum MHD_Result srv_reply_bytes(srv_conn *c, int status, const char *content_type, const char *body, size_t len) {
@@ -79,10 +80,10 @@ static const char *openai_error_type(int status) {
 enum MHD_Result srv_reply_error(srv_conn *c, int status, const char *code, const char *param, const char *msg) {
     /* Messages quote client text and are cut to fixed sizes, possibly inside a UTF-8 character;
      * JSON needs valid UTF-8, or the client would get a 500 instead of this status. */
-    size_t len = srv_utf8_complete_prefix(msg, strlen(msg));
+    size_t len = slm_utf8_complete_prefix(msg, strlen(msg));
     char *clean = malloc(3 * len + 1);
     if (!clean) return srv_reply_json(c, 500, NULL);
-    clean[srv_utf8_sanitize(msg, len, clean)] = 0;
+    clean[slm_utf8_sanitize(msg, len, clean)] = 0;
     msg = clean;
     json_t *o;
     if (c->api == SRV_API_OLLAMA) {
@@ -103,18 +104,25 @@ enum MHD_Result srv_reply_fail(srv_conn *c, const srv_fail *f) {
     return srv_reply_error(c, f->status ? f->status : 400, f->code, f->param, f->msg);
 }
 
-enum MHD_Result srv_reply_model_not_found(srv_conn *c, const char *name) {
-    char msg[400];
-    snprintf(msg, sizeof msg, "model '%.200s' %s; this server serves '%.150s'", name,
-             c->api == SRV_API_OLLAMA ? "not found" : "does not exist", c->srv->model_id);
-    return srv_reply_error(c, 404, "model_not_found", "model", msg);
+const srv_model *srv_pick_model(srv_conn *c, const char *name) {
+    srv_server *s = c->srv;
+    int k = slm_engine_find(s->engine, name);
+    if (k >= 0 && k < s->n_models) return c->model = &s->models[k];
+    char list[300] = "";
+    for (int i = 0; i < s->n_models; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s'%.100s'", i ? ", " : "", s->models[i].id);
+    char msg[600];
+    snprintf(msg, sizeof msg, "model '%.200s' %s; this server serves %s", name,
+             c->api == SRV_API_OLLAMA ? "not found" : "does not exist", list);
+    srv_reply_error(c, 404, "model_not_found", "model", msg);
+    return NULL;
 }
 
-enum MHD_Result srv_reply_finish_error(srv_conn *c, const srv_request *r) {
+enum MHD_Result srv_reply_finish_error(srv_conn *c, const slm_request *r) {
     switch (r->finish) {
-    case SRV_FINISH_TIMEOUT: return srv_reply_error(c, 504, "timeout", NULL, srv_finish_message(r));
-    case SRV_FINISH_CANCELLED: return srv_reply_error(c, 503, "shutting_down", NULL, srv_finish_message(r));
-    default: return srv_reply_error(c, 500, "engine_error", NULL, srv_finish_message(r));
+    case SLM_FINISH_TIMEOUT: return srv_reply_error(c, 504, "timeout", NULL, slm_finish_message(r));
+    case SLM_FINISH_CANCELLED: return srv_reply_error(c, 503, "shutting_down", NULL, slm_finish_message(r));
+    default: return srv_reply_error(c, 500, "engine_error", NULL, slm_finish_message(r));
     }
 }
 
@@ -201,14 +209,7 @@ bool srv_json_token_ids(json_t *arr, int n_vocab, slm_token *out) {
 
 /* ---------- generation plumbing ---------- */
 
-bool srv_model_matches(const srv_server *s, const char *name) {
-    if (!name || !*name) return true;
-    size_t n = strlen(s->model_id);
-    if (strncmp(name, s->model_id, n) != 0) return false;
-    return name[n] == 0 || strcmp(name + n, ":latest") == 0;
-}
-
-bool srv_tokenize(srv_server *s, const char *text, bool add_special, bool parse_special, const char *field, int limit,
+bool srv_tokenize(const srv_model *s, const char *text, bool add_special, bool parse_special, const char *field, int limit,
                   slm_token **out, int *n_out, srv_fail *f) {
     size_t len = strlen(text);
     /* A token is at least one byte, plus BOS/EOS: this bound always suffices. */
@@ -234,7 +235,7 @@ bool srv_tokenize(srv_server *s, const char *text, bool add_special, bool parse_
     return true;
 }
 
-bool srv_render_chat(srv_server *s, const slm_chat_message *msgs, size_t n, char **out, srv_fail *f) {
+bool srv_render_chat(const srv_model *s, const slm_chat_message *msgs, size_t n, char **out, srv_fail *f) {
     char err[256];
     if (slm_chat_render(s->model, s->template_name[0] ? s->template_name : NULL, msgs, n, true, out, err, sizeof err) !=
         0)
@@ -257,19 +258,44 @@ void srv_new_id(srv_server *s, const char *prefix, char *out, size_t cap) {
     snprintf(out, cap, "%s-%016llx", prefix, (unsigned long long)srv_random_seed(s));
 }
 
-bool srv_submit(srv_conn *c, srv_request *r) {
+/* The reply for a call the gate or its backend refused. */
+static void reply_refused(srv_conn *c) {
+    const slm_gate_call *call = &c->call;
+    if (call->status == 503 && call->error_code && strcmp(call->error_code, "overloaded") == 0)
+        srv_metrics_overload(&c->srv->metrics);
+    srv_reply_error(c, call->status ? call->status : 500, call->error_code, NULL,
+                    call->error[0] ? call->error : "refused");
+}
+
+static bool gate_submit(srv_conn *c) {
     srv_server *s = c->srv;
-    r->t_submit = srv_now();
-    r->deadline = r->t_submit + s->cfg.request_timeout_s;
-    srv_submit_status st = atomic_load(&s->draining) ? SRV_SUBMIT_DRAINING : srv_sched_submit(s->sched, r);
-    if (st == SRV_SUBMIT_OK) return true;
-    if (st == SRV_SUBMIT_FULL) {
-        srv_metrics_overload(&s->metrics);
-        srv_reply_error(c, 503, "overloaded", NULL, "server is at capacity (all slots busy and the queue is full); retry shortly");
-    } else {
+    if (atomic_load(&s->draining)) {
         srv_reply_error(c, 503, "shutting_down", NULL, "server is shutting down");
+        return false;
     }
+    c->call.model = c->model ? c->model->id : "";
+    if (slm_gate_submit(s->gate, &c->call)) return true;
+    reply_refused(c);
     return false;
+}
+
+bool srv_submit(srv_conn *c, slm_request *r) {
+    srv_server *s = c->srv;
+    r->t_submit = slm_now();
+    r->deadline = r->t_submit + s->cfg.request_timeout_s;
+    if (c->model) snprintf(r->model, sizeof r->model, "%s", c->model->id);
+    c->call.kind = r->kind == SLM_REQ_EMBED ? SLM_CALL_EMBED : SLM_CALL_GENERATE;
+    if (c->call.request) slm_request_release(c->call.request);
+    slm_request_retain(r); /* the call keeps it for the record phase */
+    c->call.request = r;
+    return gate_submit(c);
+}
+
+bool srv_submit_task(srv_conn *c, slm_call_task_fn fn, void *user) {
+    c->call.kind = SLM_CALL_TASK;
+    c->call.task = fn;
+    c->call.task_user = user;
+    return gate_submit(c);
 }
 
 static int conn_fd(srv_conn *c) {
@@ -285,7 +311,9 @@ static bool client_gone(int fd) {
     return (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
 }
 
-static void timed_wait(srv_request *r, int ms) {
+bool srv_conn_gone(srv_conn *c) { return client_gone(conn_fd(c)); }
+
+static void timed_wait(slm_request *r, int ms) {
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_nsec += (long)ms * 1000000L;
@@ -294,19 +322,16 @@ static void timed_wait(srv_request *r, int ms) {
     pthread_cond_timedwait(&r->cv, &r->mu, &until);
 }
 
-static void cancel_request(srv_server *s, srv_request *r) {
-    atomic_store(&r->cancelled, true);
-    srv_sched_notify_cancel(s->sched);
-}
+static void cancel_call(srv_server *s, slm_gate_call *call) { slm_gate_cancel(s->gate, call); }
 
-bool srv_wait_done(srv_conn *c, srv_request *r) {
+bool srv_wait_done(srv_conn *c, slm_request *r) {
     int fd = conn_fd(c);
     pthread_mutex_lock(&r->mu);
     while (!r->done) {
         timed_wait(r, 50);
         if (!r->done && client_gone(fd)) {
             pthread_mutex_unlock(&r->mu);
-            cancel_request(c->srv, r);
+            cancel_call(c->srv, &c->call);
             return false;
         }
     }
@@ -358,7 +383,7 @@ bool srv_stream_write_json(srv_stream *st, const char *prefix, json_t *obj, cons
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     srv_stream *st = cls;
-    srv_request *r = st->r;
+    slm_request *r = st->r;
     for (;;) {
         if (st->out_off < st->out.len) {
             size_t n = st->out.len - st->out_off;
@@ -375,7 +400,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
             timed_wait(r, 50);
             if (client_gone(st->fd)) {
                 pthread_mutex_unlock(&r->mu);
-                cancel_request(st->srv, r);
+                cancel_call(st->srv, &st->call);
                 return MHD_CONTENT_READER_END_WITH_ERROR;
             }
         }
@@ -392,7 +417,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
         if (r->done) st->finished = true;
         pthread_mutex_unlock(&r->mu);
         if (!ok) {
-            cancel_request(st->srv, r);
+            cancel_call(st->srv, &st->call);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
     }
@@ -401,23 +426,24 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
 static void stream_free(void *cls) {
     srv_stream *st = cls;
     /* Harmless when finished; when the client vanished mid-stream this frees the slot now. */
-    cancel_request(st->srv, st->r);
-    srv_request_release(st->r);
+    cancel_call(st->srv, &st->call);
+    slm_request_release(st->r);
     free(st->user);
     slm_buf_free(&st->out);
     free(st);
 }
 
-enum MHD_Result srv_reply_stream(srv_conn *c, srv_request *r, const char *content_type, srv_emit_fn emit, void *user) {
+enum MHD_Result srv_reply_stream(srv_conn *c, slm_request *r, const char *content_type, srv_emit_fn emit, void *user) {
     srv_stream *st = calloc(1, sizeof *st);
     if (!st) {
         free(user);
-        cancel_request(c->srv, r);
+        cancel_call(c->srv, &c->call);
         return srv_reply_error(c, 500, NULL, NULL, "out of memory");
     }
     st->srv = c->srv;
     st->r = r;
-    srv_request_retain(r);
+    st->call = (slm_gate_call){.kind = c->call.kind, .request = r, .backend = c->call.backend};
+    slm_request_retain(r);
     st->fd = conn_fd(c);
     st->emit = emit;
     st->user = user;
@@ -508,26 +534,15 @@ static const struct route *find_route(const char *method, const char *url, bool 
     return NULL;
 }
 
-static bool keys_equal(const char *a, const char *b) {
-    size_t la = strlen(a), lb = strlen(b);
-    unsigned char diff = (unsigned char)(la != lb);
-    for (size_t i = 0; i < la; i++) diff |= (unsigned char)(a[i] ^ b[i % (lb ? lb : 1)]);
-    return diff == 0;
-}
-
-static bool authorized(const srv_server *s, struct MHD_Connection *mhd) {
-    if (s->cfg.n_api_keys == 0) return true;
+/* The credential as the client sent it: "Authorization: Bearer KEY" or "x-api-key: KEY". */
+static const char *presented_key(struct MHD_Connection *mhd) {
     const char *h = MHD_lookup_connection_value(mhd, MHD_HEADER_KIND, "Authorization");
-    const char *key = NULL;
     if (h && strncasecmp(h, "Bearer ", 7) == 0) {
-        key = h + 7;
+        const char *key = h + 7;
         while (*key == ' ') key++;
+        return key;
     }
-    if (!key) key = MHD_lookup_connection_value(mhd, MHD_HEADER_KIND, "x-api-key");
-    if (!key || !*key) return false;
-    bool ok = false;
-    for (int i = 0; i < s->cfg.n_api_keys; i++) ok |= keys_equal(key, s->cfg.api_keys[i]);
-    return ok;
+    return MHD_lookup_connection_value(mhd, MHD_HEADER_KIND, "x-api-key");
 }
 
 /* Host names a loopback listener answers to; anything else is a DNS-rebinding attempt. */
@@ -590,19 +605,26 @@ static enum MHD_Result reply_preflight(srv_conn *c) {
 static enum MHD_Result reply_health(srv_conn *c) {
     srv_server *s = c->srv;
     if (!atomic_load(&s->ready)) return srv_reply_json(c, 503, json_pack("{s:s}", "status", "loading"));
-    int queued, busy;
-    srv_sched_counts(s->sched, &queued, &busy);
+    int queued, busy, slots = 0;
+    slm_engine_counts(s->engine, -1, &queued, &busy);
+    json_t *models = json_array();
+    for (int i = 0; i < s->n_models; i++) {
+        slots += s->models[i].n_seq;
+        json_array_append_new(models, json_string(s->models[i].id));
+    }
     return srv_reply_json(c, 200,
-                          json_pack("{s:s, s:s, s:i, s:i, s:i, s:i}", "status", atomic_load(&s->draining) ? "draining" : "ok",
-                                    "model", s->model_id, "slots_total", s->n_seq, "slots_busy", busy, "queue_depth",
-                                    queued, "n_ctx_per_slot", s->n_ctx));
+                          json_pack("{s:s, s:s, s:o, s:i, s:i, s:i, s:i}", "status",
+                                    atomic_load(&s->draining) ? "draining" : "ok", "model", s->models[0].id, "models",
+                                    models, "slots_total", slots, "slots_busy", busy, "queue_depth", queued,
+                                    "n_ctx_per_slot", s->models[0].n_ctx));
 }
 
 static enum MHD_Result reply_metrics(srv_conn *c) {
     srv_server *s = c->srv;
-    int queued = 0, busy = 0;
-    if (atomic_load(&s->ready)) srv_sched_counts(s->sched, &queued, &busy);
-    char *text = srv_metrics_render(&s->metrics, queued, busy, s->n_seq, s->n_ctx);
+    int queued = 0, busy = 0, slots = 0;
+    if (atomic_load(&s->ready)) slm_engine_counts(s->engine, -1, &queued, &busy);
+    for (int i = 0; i < s->n_models; i++) slots += s->models[i].n_seq;
+    char *text = srv_metrics_render(&s->metrics, queued, busy, slots, s->n_models ? s->models[0].n_ctx : 0);
     if (!text) return srv_reply_error(c, 500, NULL, NULL, "out of memory");
     enum MHD_Result r = srv_reply_bytes(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));
     free(text);
@@ -657,8 +679,10 @@ static bool screen_headers(srv_conn *c, const struct route **route_out) {
             srv_reply_error(c, 404, "unknown_route", NULL, "no such route");
         return false;
     }
-    if (!rt->is_public && !authorized(s, c->mhd)) {
-        srv_reply_error(c, 401, "invalid_api_key", NULL, "missing or invalid API key (send 'Authorization: Bearer <key>')");
+    c->call.endpoint = rt->label;
+    c->call.credential = presented_key(c->mhd);
+    if (!rt->is_public && !slm_gate_admit(s->gate, &c->call)) {
+        reply_refused(c);
         return false;
     }
     if (rt->needs_model && !atomic_load(&s->ready)) {
@@ -693,8 +717,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const c
         c->mhd = mhd;
         c->method = method;
         c->url = url;
-        c->t_start = srv_now();
+        c->t_start = slm_now();
         c->api = strncmp(url, "/api/", 5) == 0 ? SRV_API_OLLAMA : SRV_API_OPENAI;
+        slm_gate_call_init(&c->call, SLM_CALL_GENERATE, "http", "other");
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (ci && ci->client_addr) {
+            const struct sockaddr *sa = ci->client_addr;
+            if (sa->sa_family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->client, sizeof c->client);
+            else if (sa->sa_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->client, sizeof c->client);
+        }
+        c->call.client = c->client;
         const struct route *rt;
         if (!screen_headers(c, &rt)) return c->replied ? MHD_YES : MHD_NO;
         return MHD_YES;
@@ -732,8 +766,18 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **con_cls, 
     int status = c->replied ? c->status : 499; /* 499: the client left before an answer */
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && c->status == 200) status = 499;
     srv_metrics_request(&s->metrics, c->route ? c->route : "other", status);
+    slm_request *r = c->call.request;
+    if (r) {
+        pthread_mutex_lock(&r->mu);
+        c->call.prompt_tokens = r->kind == SLM_REQ_EMBED ? r->n_embed_tokens : r->n_prompt;
+        c->call.completion_tokens = r->n_tokens;
+        pthread_mutex_unlock(&r->mu);
+    }
+    if (c->call.status == 0) c->call.status = status;
+    if (s->gate) slm_gate_finish(s->gate, &c->call);
+    slm_request_release(r);
     if (s->cfg.log_requests)
-        fprintf(stderr, "%s %s %d %.1f ms\n", c->method, c->url, status, (srv_now() - c->t_start) * 1e3);
+        fprintf(stderr, "%s %s %d %.1f ms\n", c->method, c->url, status, (slm_now() - c->t_start) * 1e3);
     slm_buf_free(&c->body);
     free(c);
     *con_cls = NULL;

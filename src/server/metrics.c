@@ -141,3 +141,11 @@ char *srv_metrics_render(srv_metrics *m, int queue_depth, int slots_busy, int sl
               queue_depth, slots_busy, slots_total, n_ctx_slot);
     return slm_buf_take(&sb);
 }
+
+static void observe_forward(void *user, int n_prompt, int n_gen, int n_embed) { srv_metrics_forward(user, n_prompt, n_gen, n_embed); }
+static void observe_cached(void *user, int n) { srv_metrics_prompt_cached(user, n); }
+static void observe_ttft(void *user, double s) { srv_metrics_ttft(user, s); }
+
+slm_engine_observer srv_metrics_observer(srv_metrics *m) {
+    return (slm_engine_observer){.user = m, .forward = observe_forward, .prompt_cached = observe_cached, .first_token = observe_ttft};
+}

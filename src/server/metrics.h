@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "slm_engine.h"
+
 enum { SRV_TTFT_BUCKETS = 10, SRV_RATE_WINDOW = 10 };
 
 typedef struct srv_metrics {
@@ -37,6 +39,8 @@ void srv_metrics_overload(srv_metrics *m);
 void srv_metrics_forward(srv_metrics *m, int n_prompt, int n_gen, int n_embed);
 void srv_metrics_prompt_cached(srv_metrics *m, int n_cached);
 void srv_metrics_ttft(srv_metrics *m, double seconds);
+/* The engine hooks that feed these counters (forward passes, cached prompt tokens, first tokens). */
+slm_engine_observer srv_metrics_observer(srv_metrics *m);
 /* Appends the exposition text to a malloc'd buffer; gauges passed in by the caller. */
 char *srv_metrics_render(srv_metrics *m, int queue_depth, int slots_busy, int slots_total, int n_ctx_slot);
 

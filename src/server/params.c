@@ -7,16 +7,16 @@
 
 #include "server/http.h"
 
-static bool add_stop(srv_gen_params *p, const char *s, const char *field, srv_fail *f) {
+static bool add_stop(slm_gen_params *p, const char *s, const char *field, srv_fail *f) {
     if (!*s) return srv_failf(f, 400, NULL, field, "'%s' entries must not be empty", field);
     if (strlen(s) > 256) return srv_failf(f, 400, NULL, field, "'%s' entries must be at most 256 bytes", field);
-    if (p->n_stop >= SRV_MAX_STOP) return srv_failf(f, 400, NULL, field, "'%s' has more than %d entries", field, SRV_MAX_STOP);
+    if (p->n_stop >= SLM_MAX_STOP) return srv_failf(f, 400, NULL, field, "'%s' has more than %d entries", field, SLM_MAX_STOP);
     if (!(p->stop[p->n_stop] = strdup(s))) return srv_failf(f, 500, NULL, field, "out of memory");
     p->n_stop++;
     return true;
 }
 
-static bool parse_stop(json_t *v, const char *field, srv_gen_params *p, srv_fail *f) {
+static bool parse_stop(json_t *v, const char *field, slm_gen_params *p, srv_fail *f) {
     if (!v || json_is_null(v)) return true;
     if (json_is_string(v)) return add_stop(p, json_string_value(v), field, f);
     if (!json_is_array(v)) return srv_failf(f, 400, NULL, field, "'%s' must be a string or an array of strings", field);
@@ -29,7 +29,7 @@ static bool parse_stop(json_t *v, const char *field, srv_gen_params *p, srv_fail
     return true;
 }
 
-static bool parse_logit_bias(srv_server *s, json_t *v, srv_gen_params *p, srv_fail *f) {
+static bool parse_logit_bias(const srv_model *M, json_t *v, slm_gen_params *p, srv_fail *f) {
     if (!v || json_is_null(v)) return true;
     if (!json_is_object(v)) return srv_failf(f, 400, NULL, "logit_bias", "'logit_bias' must be an object of token id -> bias");
     size_t n = json_object_size(v);
@@ -43,8 +43,8 @@ static bool parse_logit_bias(srv_server *s, json_t *v, srv_gen_params *p, srv_fa
     json_object_foreach(v, key, val) {
         char *end;
         long id = strtol(key, &end, 10);
-        if (!*key || *end || id < 0 || id >= s->n_vocab)
-            return srv_failf(f, 400, NULL, "logit_bias", "'logit_bias' key '%.64s' is not a token id in [0, %d)", key, s->n_vocab);
+        if (!*key || *end || id < 0 || id >= M->n_vocab)
+            return srv_failf(f, 400, NULL, "logit_bias", "'logit_bias' key '%.64s' is not a token id in [0, %d)", key, M->n_vocab);
         if (!json_is_number(val)) return srv_failf(f, 400, NULL, "logit_bias", "'logit_bias' values must be numbers");
         double b = json_number_value(val);
         if (b < -100 || b > 100) return srv_failf(f, 400, NULL, "logit_bias", "'logit_bias' values must be in [-100, 100]");
@@ -71,7 +71,7 @@ static bool refuse_unsupported(json_t *req, srv_fail *f) {
     return true;
 }
 
-bool srv_parse_openai_sampling(srv_server *s, json_t *req, bool chat, srv_gen_params *p, srv_fail *f) {
+bool srv_parse_openai_sampling(srv_server *s, const srv_model *M, json_t *req, bool chat, slm_gen_params *p, srv_fail *f) {
     slm_sampler_params *sp = &p->sampling;
     /* OpenAI's documented defaults: plain temperature-1 sampling over the whole distribution. */
     sp->temperature = 1.0f;
@@ -116,14 +116,14 @@ bool srv_parse_openai_sampling(srv_server *s, json_t *req, bool chat, srv_gen_pa
     if (have) p->min_tokens = (int)n;
     if (!srv_json_bool(req, "ignore_eos", &p->ignore_eos, f)) return false;
     if (!parse_stop(json_object_get(req, "stop"), "stop", p, f)) return false;
-    if (!parse_logit_bias(s, json_object_get(req, "logit_bias"), p, f)) return false;
+    if (!parse_logit_bias(M, json_object_get(req, "logit_bias"), p, f)) return false;
 
     if (!srv_json_int(req, "n", 1, 1, &n, &have, f)) return srv_failf(f, 400, NULL, "n", "'n' must be 1 (one choice per request)");
     if (!srv_json_int(req, "best_of", 1, 1, &n, &have, f)) return srv_failf(f, 400, NULL, "best_of", "'best_of' must be 1");
     if (chat) {
         bool lp = false;
         if (!srv_json_bool(req, "logprobs", &lp, f)) return false;
-        if (!srv_json_int(req, "top_logprobs", 0, SRV_MAX_TOP_LOGPROBS, &n, &have, f)) return false;
+        if (!srv_json_int(req, "top_logprobs", 0, SLM_MAX_TOP_LOGPROBS, &n, &have, f)) return false;
         if (have && !lp) return srv_failf(f, 400, NULL, "top_logprobs", "'top_logprobs' requires 'logprobs': true");
         p->logprobs = lp;
         p->top_logprobs = have ? (int)n : 0;
@@ -135,10 +135,10 @@ bool srv_parse_openai_sampling(srv_server *s, json_t *req, bool chat, srv_gen_pa
         if (!srv_json_bool(req, "echo", &echo, f)) return false;
         if (echo) return srv_failf(f, 400, "unsupported", "echo", "'echo' is not supported by this server");
     }
-    return srv_parse_constraint(s, req, SRV_API_OPENAI, p, f);
+    return srv_parse_constraint(M, req, SRV_API_OPENAI, p, f);
 }
 
-bool srv_parse_ollama_options(srv_server *s, json_t *req, srv_gen_params *p, srv_fail *f) {
+bool srv_parse_ollama_options(srv_server *s, const srv_model *M, json_t *req, slm_gen_params *p, srv_fail *f) {
     slm_sampler_params *sp = &p->sampling;
     /* Ollama's defaults. */
     sp->temperature = 0.8f;
@@ -193,11 +193,11 @@ bool srv_parse_ollama_options(srv_server *s, json_t *req, srv_gen_params *p, srv
         if (!parse_stop(stop, "options.stop", p, f)) return false;
 #undef OPT
     }
-    return srv_parse_constraint(s, req, SRV_API_OLLAMA, p, f);
+    return srv_parse_constraint(M, req, SRV_API_OLLAMA, p, f);
 }
 
 /* Structured output. The grammar layer compiles the constraint; until it can, refuse it. */
-bool srv_parse_constraint(srv_server *s, json_t *req, srv_api api, srv_gen_params *p, srv_fail *f) {
+bool srv_parse_constraint(const srv_model *M, json_t *req, srv_api api, slm_gen_params *p, srv_fail *f) {
     const char *schema_text = NULL, *gbnf = NULL, *field = NULL;
     char *schema_owned = NULL;
     if (api == SRV_API_OLLAMA) {
@@ -259,8 +259,8 @@ bool srv_parse_constraint(srv_server *s, json_t *req, srv_api api, srv_gen_param
     if (!field) return true;
     if (!schema_text && !gbnf) return srv_failf(f, 500, NULL, field, "out of memory");
     char err[384];
-    int rc = gbnf ? slm_grammar_compile(s->model, gbnf, &p->grammar, err, sizeof err)
-                  : slm_grammar_from_json_schema(s->model, schema_text, &p->grammar, err, sizeof err);
+    int rc = gbnf ? slm_grammar_compile(M->model, gbnf, &p->grammar, err, sizeof err)
+                  : slm_grammar_from_json_schema(M->model, schema_text, &p->grammar, err, sizeof err);
     free(schema_owned);
     if (rc != 0) {
         p->grammar = NULL;

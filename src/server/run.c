@@ -49,22 +49,72 @@ static void model_id_from_path(const char *path, char *out, size_t cap) {
 }
 
 /* The model's own template if it renders, else chatml (as llama.cpp does), said out loud. */
-static void choose_template(srv_server *s) {
-    if (s->cfg.chat_template) {
-        snprintf(s->template_name, sizeof s->template_name, "%s", s->cfg.chat_template);
+static void choose_template(const srv_config *cfg, srv_model *m) {
+    if (cfg->chat_template) {
+        snprintf(m->template_name, sizeof m->template_name, "%s", cfg->chat_template);
         return;
     }
     slm_chat_message probe[2] = {{"system", "s"}, {"user", "u"}};
     char *out = NULL, err[256];
-    if (slm_chat_render(s->model, NULL, probe, 2, true, &out, err, sizeof err) == 0) {
+    if (slm_chat_render(m->model, NULL, probe, 2, true, &out, err, sizeof err) == 0) {
         free(out);
-        s->template_name[0] = 0;
+        m->template_name[0] = 0;
         return;
     }
-    snprintf(s->template_name, sizeof s->template_name, "chatml");
+    snprintf(m->template_name, sizeof m->template_name, "chatml");
     char *semi = strchr(err, ';'); /* keep the reason, not the list of names */
     if (semi) *semi = 0;
-    fprintf(stderr, "slm serve: %s; using chatml for chat requests (--chat-template to choose)\n", err);
+    fprintf(stderr, "slm serve: %s: %s; using chatml for chat requests (--chat-template to choose)\n", m->id, err);
+}
+
+/* Loads every --model into the engine and starts it; false with one line printed. */
+static bool load_models(srv_server *s) {
+    char err[512];
+    for (int i = 0; i < s->cfg.n_models; i++) {
+        const char *path = s->cfg.model_paths[i];
+        srv_model *m = &s->models[i];
+        if (i == 0 && s->cfg.alias)
+            snprintf(m->id, sizeof m->id, "%s", s->cfg.alias);
+        else
+            model_id_from_path(path, m->id, sizeof m->id);
+        slm_model *model = NULL;
+        if (slm_model_load(path, NULL, &model, err, sizeof err) != 0) {
+            fprintf(stderr, "slm serve: %s\n", err);
+            return false;
+        }
+        slm_context_params cp = slm_context_default_params();
+        cp.n_seq = s->cfg.parallel;
+        cp.n_ctx = s->cfg.ctx_size;
+        cp.n_batch = s->cfg.batch_size;
+        cp.embeddings = true;
+        if (slm_engine_add_model(s->engine, m->id, model, &cp, true, err, sizeof err) != 0) {
+            slm_model_free(model);
+            fprintf(stderr, "slm serve: %s: %s\n", m->id, err);
+            return false;
+        }
+        const slm_context *ctx = slm_engine_context_at(s->engine, i);
+        m->index = i;
+        m->model = model;
+        m->n_ctx = slm_context_n_ctx(ctx);
+        m->n_seq = slm_context_n_seq(ctx);
+        m->n_batch = slm_context_n_batch(ctx);
+        m->n_vocab = slm_model_n_vocab(model);
+        m->n_embd = slm_model_n_embd(model);
+        struct stat st;
+        m->created = stat(path, &st) == 0 ? (long long)st.st_mtime : (long long)time(NULL);
+        choose_template(&s->cfg, m);
+        s->n_models = i + 1;
+        fprintf(stderr,
+                "slm serve: model '%s' (%s, %s kernels); %d slots x %d tokens of context each (trained %d), batch %d, "
+                "queue %d; template %s\n",
+                m->id, slm_model_desc(model), slm_isa_name(), m->n_seq, m->n_ctx, slm_model_n_ctx_train(model),
+                m->n_batch, s->cfg.queue_size, m->template_name[0] ? m->template_name : "from the model");
+    }
+    if (slm_engine_start(s->engine, err, sizeof err) != 0) {
+        fprintf(stderr, "slm serve: %s\n", err);
+        return false;
+    }
+    return true;
 }
 
 static int write_port_file(const char *path, int port) {
@@ -84,7 +134,7 @@ int srv_run(const srv_config *cfg) {
     srv_metrics_init(&s->metrics);
     int status = 1;
 
-    if (!s->cfg.model_path || !*s->cfg.model_path) {
+    if (s->cfg.n_models < 1 || !s->cfg.model_paths[0] || !*s->cfg.model_paths[0]) {
         fprintf(stderr, "slm serve: no model: give --model PATH or set SLM_MODEL\n");
         goto out_free;
     }
@@ -118,11 +168,21 @@ int srv_run(const srv_config *cfg) {
     signal(SIGPIPE, SIG_IGN);
 
     char err[512];
+    /* The engine (empty until the models load) and the gate exist before the first connection. */
+    slm_engine_params ep = {.n_threads = s->cfg.threads,
+                            .queue_cap = s->cfg.queue_size > 0 ? s->cfg.queue_size : -1,
+                            .observer = srv_metrics_observer(&s->metrics)};
+    if (slm_engine_new(&ep, &s->engine, err, sizeof err) != 0 || slm_gate_new(s->engine, &s->gate, err, sizeof err) != 0 ||
+        slm_gate_add_static_keys(s->gate, s->cfg.api_keys, s->cfg.n_api_keys, err, sizeof err) != 0) {
+        fprintf(stderr, "slm serve: %s\n", err);
+        freeaddrinfo(ai);
+        goto out_stop;
+    }
     s->daemon = srv_http_start(s, ai->ai_addr, err, sizeof err);
     freeaddrinfo(ai);
     if (!s->daemon) {
         fprintf(stderr, "slm serve: %s\n", err);
-        goto out_free;
+        goto out_stop;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_LISTEN_FD);
     struct sockaddr_storage ss;
@@ -140,41 +200,8 @@ int srv_run(const srv_config *cfg) {
         goto out_stop;
     }
 
-    if (slm_model_load(s->cfg.model_path, NULL, &s->model, err, sizeof err) != 0) {
-        fprintf(stderr, "slm serve: %s\n", err);
-        goto out_stop;
-    }
-    slm_context_params cp = slm_context_default_params();
-    cp.n_seq = s->cfg.parallel;
-    cp.n_ctx = s->cfg.ctx_size;
-    cp.n_batch = s->cfg.batch_size;
-    cp.n_threads = s->cfg.threads;
-    cp.embeddings = true;
-    if (slm_context_new(s->model, &cp, &s->ctx, err, sizeof err) != 0) {
-        fprintf(stderr, "slm serve: %s\n", err);
-        goto out_stop;
-    }
-    s->n_ctx = slm_context_n_ctx(s->ctx);
-    s->n_seq = slm_context_n_seq(s->ctx);
-    s->n_batch = slm_context_n_batch(s->ctx);
-    s->n_vocab = slm_model_n_vocab(s->model);
-    s->n_embd = slm_model_n_embd(s->model);
-    struct stat st;
-    s->created = stat(s->cfg.model_path, &st) == 0 ? (long long)st.st_mtime : (long long)time(NULL);
-    if (s->cfg.alias)
-        snprintf(s->model_id, sizeof s->model_id, "%s", s->cfg.alias);
-    else
-        model_id_from_path(s->cfg.model_path, s->model_id, sizeof s->model_id);
-    choose_template(s);
-    if (srv_sched_new(s->model, s->ctx, &s->metrics, s->cfg.queue_size, &s->sched, err, sizeof err) != 0) {
-        fprintf(stderr, "slm serve: %s\n", err);
-        goto out_stop;
-    }
-    fprintf(stderr,
-            "slm serve: model '%s' (%s, %s kernels); %d slots x %d tokens of context each (trained %d), batch %d, "
-            "queue %d; template %s; auth %s; CORS %s\n",
-            s->model_id, slm_model_desc(s->model), slm_isa_name(), s->n_seq, s->n_ctx, slm_model_n_ctx_train(s->model),
-            s->n_batch, s->cfg.queue_size, s->template_name[0] ? s->template_name : "from the model",
+    if (!load_models(s)) goto out_stop;
+    fprintf(stderr, "slm serve: %d model%s; auth %s; CORS %s\n", s->n_models, s->n_models == 1 ? "" : "s",
             s->cfg.n_api_keys ? "API key required" : "off (loopback only)", s->cfg.cors_origin ? s->cfg.cors_origin : "off");
     atomic_store(&s->ready, true);
     fprintf(stderr, "slm serve: ready on http://%s:%d\n", shown_host, s->bound_port);
@@ -182,7 +209,7 @@ int srv_run(const srv_config *cfg) {
     int sig = sigwaitinfo(&sigs, NULL);
     while (sig < 0 && errno == EINTR) sig = sigwaitinfo(&sigs, NULL);
     int queued, busy;
-    srv_sched_counts(s->sched, &queued, &busy);
+    slm_engine_counts(s->engine, -1, &queued, &busy);
     fprintf(stderr, "slm serve: %s: draining %d running and %d queued requests (up to %d s; signal again to stop now)\n",
             sig == SIGINT ? "SIGINT" : "SIGTERM", busy, queued, s->cfg.drain_timeout_s);
     atomic_store(&s->draining, true);
@@ -190,29 +217,27 @@ int srv_run(const srv_config *cfg) {
      * connections already open get 503. */
     MHD_socket listen_fd = MHD_quiesce_daemon(s->daemon);
     if (listen_fd != MHD_INVALID_SOCKET) close(listen_fd);
-    double t0 = srv_now();
+    double t0 = slm_now();
     bool forced = false;
     for (;;) {
-        srv_sched_counts(s->sched, &queued, &busy);
+        slm_engine_counts(s->engine, -1, &queued, &busy);
         if (queued + busy == 0 && atomic_load(&s->live_conns) == 0) break;
-        if (queued + busy == 0 && srv_now() - t0 > s->cfg.drain_timeout_s + 5) break; /* responses stuck writing */
+        if (queued + busy == 0 && slm_now() - t0 > s->cfg.drain_timeout_s + 5) break; /* responses stuck writing */
         struct timespec tick = {0, 100 * 1000000L};
         int got = sigtimedwait(&sigs, NULL, &tick);
-        if ((got > 0 || srv_now() - t0 > s->cfg.drain_timeout_s) && !forced) {
+        if ((got > 0 || slm_now() - t0 > s->cfg.drain_timeout_s) && !forced) {
             forced = true;
-            int cut = srv_sched_drain(s->sched, 0);
+            int cut = slm_engine_drain(s->engine, 0);
             fprintf(stderr, "slm serve: cancelled %d requests that had not finished\n", cut);
-            t0 = srv_now() - s->cfg.drain_timeout_s + 2; /* two more seconds for their responses to go out */
+            t0 = slm_now() - s->cfg.drain_timeout_s + 2; /* two more seconds for their responses to go out */
         }
     }
     fprintf(stderr, "slm serve: drained, exiting\n");
     status = 0;
 out_stop:
     if (s->daemon) MHD_stop_daemon(s->daemon);
-    srv_tasks_free();
-    srv_sched_free(s->sched);
-    if (s->ctx) slm_context_free(s->ctx);
-    if (s->model) slm_model_free(s->model);
+    slm_gate_free(s->gate);
+    slm_engine_free(s->engine);
 out_free:
     srv_metrics_destroy(&s->metrics);
     free(s);

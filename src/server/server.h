@@ -6,10 +6,12 @@
 #include <stddef.h>
 
 #define SRV_MAX_API_KEYS 64
+#define SRV_MAX_MODELS 8
 
 typedef struct srv_config {
-    const char *model_path;
-    const char *alias;         /* model id served to clients; NULL = file name without .gguf */
+    const char *model_paths[SRV_MAX_MODELS]; /* --model, repeatable: one engine serves them all */
+    int n_models;
+    const char *alias;         /* id of the first model; NULL = file name without .gguf */
     const char *chat_template; /* NULL = the model's own (chatml if it has none) */
     const char *host;          /* default 127.0.0.1 */
     int port;                  /* default 8080; 0 = any free port */

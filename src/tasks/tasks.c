@@ -1,5 +1,5 @@
-/* classify / extract / summarize on the public API (see tasks.h). */
-#include "tasks/tasks.h"
+/* classify / extract / summarize as requests to the engine (see slm_engine.h). */
+#include "slm_engine.h"
 
 #include <limits.h>
 #include <math.h>
@@ -70,41 +70,73 @@ static slm_token *tokenize(const slm_model *m, const char *text, bool special, i
     return NULL;
 }
 
-/* Decodes the prompt into `seq` reusing any cached prefix; copies the last position's logits. */
-static int feed(slm_context *ctx, int seq, const slm_token *toks, int n, float *last, char *err, size_t err_len) {
-    int n_ctx = slm_context_n_ctx(ctx);
-    if (n < 1) return slm_err(err, err_len, "empty prompt");
-    if (n >= n_ctx) return slm_err(err, err_len, "the input needs %d tokens, the context holds %d", n, n_ctx);
-    const slm_token *cached = slm_kv_seq_tokens(ctx, seq);
-    int n_cached = slm_kv_seq_len(ctx, seq), common = 0;
-    while (cached && common < n_cached && common < n - 1 && cached[common] == toks[common]) common++;
-    slm_kv_seq_truncate(ctx, seq, common);
-    int n_batch = slm_context_n_batch(ctx);
-    int32_t *seqs = malloc(sizeof *seqs * (size_t)n_batch);
-    if (!seqs) return slm_err(err, err_len, "out of memory");
-    for (int i = 0; i < n_batch; i++) seqs[i] = seq;
-    for (int i = common; i < n; i += n_batch) {
-        int k = n - i < n_batch ? n - i : n_batch;
-        slm_batch b = {k, toks + i, NULL, seqs, NULL};
-        if (slm_decode(ctx, &b, err, err_len)) {
-            free(seqs);
-            return -1;
-        }
-    }
-    free(seqs);
-    const float *l = slm_logits(ctx, 0);
-    if (!l) return slm_err(err, err_len, "no logits after the prompt");
-    memcpy(last, l, sizeof *last * (size_t)slm_model_n_vocab(slm_context_model(ctx)));
+/* ---------- requests on the engine ---------- */
+
+/* The task's model: its index, the model and the positions one sequence holds. */
+typedef struct task_model {
+    int index;
+    const slm_model *m;
+    int n_ctx, n_batch;
+} task_model;
+
+static int find_model(slm_engine *e, const slm_task_params *p, task_model *tm, char *err, size_t err_len) {
+    if (!e) return slm_err(err, err_len, "no engine");
+    tm->index = slm_engine_find(e, p->model);
+    if (tm->index < 0) return slm_err(err, err_len, "model '%s' is not loaded", p->model ? p->model : "");
+    tm->m = slm_engine_model_at(e, tm->index);
+    tm->n_ctx = slm_context_n_ctx(slm_engine_context_at(e, tm->index));
+    tm->n_batch = slm_context_n_batch(slm_engine_context_at(e, tm->index));
     return 0;
 }
 
-static double log_softmax_at(const float *l, int n, int idx) {
-    float mx = -INFINITY;
-    for (int i = 0; i < n; i++)
-        if (l[i] > mx) mx = l[i];
-    double s = 0;
-    for (int i = 0; i < n; i++) s += exp((double)l[i] - mx);
-    return (double)l[idx] - mx - log(s);
+static slm_request *new_request(slm_engine *e, const task_model *tm, const slm_task_params *p, slm_request_kind kind,
+                                slm_token *prompt, int n_prompt) {
+    slm_request *r = slm_request_new(kind);
+    if (!r) return NULL;
+    snprintf(r->model, sizeof r->model, "%s", slm_engine_model_name(e, tm->index));
+    r->prompt = prompt;
+    r->n_prompt = n_prompt;
+    r->deadline = p->deadline;
+    return r;
+}
+
+static int refused(slm_task_result *res, slm_finish why, char *err, size_t err_len) {
+    if (res) res->refused_why = why;
+    if (why == SLM_FINISH_CANCELLED) slm_err(err, err_len, "task cancelled");
+    else if (why == SLM_FINISH_TIMEOUT) slm_err(err, err_len, "task exceeded its time limit");
+    else slm_err(err, err_len, "the engine is at capacity or shutting down; retry shortly");
+    return SLM_TASK_REFUSED;
+}
+
+/* Submits reqs[0..n) and waits for all of them; when the queue is full, waits for an earlier one
+ * to finish before submitting more. 0, SLM_TASK_REFUSED, or -1 with err on a request's error. */
+static int run_all(slm_engine *e, const slm_task_params *p, slm_request **reqs, int n, slm_task_result *res, char *err,
+                   size_t err_len) {
+    int submitted = 0, waited = 0, rc = 0;
+    slm_finish bad = SLM_FINISH_NONE;
+    while (waited < n) {
+        while (rc == 0 && submitted < n) {
+            slm_submit_status st = slm_engine_submit(e, reqs[submitted]);
+            if (st == SLM_SUBMIT_OK) {
+                submitted++;
+                continue;
+            }
+            if (st != SLM_SUBMIT_FULL || submitted == waited) rc = SLM_TASK_REFUSED;
+            break;
+        }
+        if (waited == submitted) break;
+        slm_request *r = reqs[waited++];
+        slm_finish f = slm_engine_wait(e, r, NULL, p->should_cancel, p->cancel_user);
+        if (f == SLM_FINISH_CANCELLED || f == SLM_FINISH_TIMEOUT) {
+            if (rc == 0) rc = SLM_TASK_REFUSED, bad = f;
+            for (int i = waited; i < submitted; i++) slm_engine_cancel(e, reqs[i]);
+        } else if (f == SLM_FINISH_ERROR && rc == 0) {
+            rc = slm_err(err, err_len, "%s", r->error);
+            for (int i = waited; i < submitted; i++) slm_engine_cancel(e, reqs[i]);
+        }
+    }
+    if (rc == SLM_TASK_REFUSED) return refused(res, bad, err, err_len);
+    return rc;
 }
 
 /* ---------- classify ---------- */
@@ -122,59 +154,30 @@ static char *join_labels(const char *const *labels, int n) {
     return s;
 }
 
-/* log P(continuation tokens [+ end token] | prompt already in seq at length base). */
-static int score_continuation(slm_context *ctx, int seq, int base, const float *prompt_logits, const slm_token *cont,
-                              int k, slm_token end, double *out, char *err, size_t err_len) {
-    const slm_model *m = slm_context_model(ctx);
-    int nv = slm_model_n_vocab(m);
-    double lp = log_softmax_at(prompt_logits, nv, cont[0]);
-    bool need_tail = k > 1 || end >= 0;
-    if (need_tail) {
-        if (base + k > slm_context_n_ctx(ctx)) return slm_err(err, err_len, "a label does not fit in the context");
-        int8_t *want = malloc((size_t)k);
-        int32_t *seqs = malloc(sizeof *seqs * (size_t)k);
-        if (!want || !seqs) {
-            free(want);
-            free(seqs);
-            return slm_err(err, err_len, "out of memory");
-        }
-        for (int j = 0; j < k; j++) want[j] = 1, seqs[j] = seq;
-        slm_kv_seq_truncate(ctx, seq, base);
-        slm_batch b = {k, cont, NULL, seqs, want};
-        int rc = slm_decode(ctx, &b, err, err_len);
-        free(want);
-        free(seqs);
-        if (rc) return -1;
-        for (int j = 1; j < k; j++) lp += log_softmax_at(slm_logits(ctx, j - 1), nv, cont[j]);
-        if (end >= 0) lp += log_softmax_at(slm_logits(ctx, k - 1), nv, end);
-        slm_kv_seq_truncate(ctx, seq, base);
-    }
-    *out = lp;
-    return 0;
-}
-
-int slm_task_classify(slm_context *ctx, const slm_task_params *p, const char *input, const char *const *labels,
-                      int n_labels, bool multi_label, double *probs, char *err, size_t err_len) {
+int slm_task_classify(slm_engine *e, const slm_task_params *p, const char *input, const char *const *labels,
+                      int n_labels, bool multi_label, double *probs, slm_task_result *usage, char *err, size_t err_len) {
     slm_task_params dp = {0};
     if (!p) p = &dp;
-    if (!ctx || !input || !labels || !probs) return slm_err(err, err_len, "classify: missing argument");
+    if (usage) memset(usage, 0, sizeof *usage);
+    if (!input || !labels || !probs) return slm_err(err, err_len, "classify: missing argument");
     if (n_labels < 1) return slm_err(err, err_len, "classify: no labels");
     if (!multi_label && n_labels < 2) return slm_err(err, err_len, "classify: need at least two labels (or multi_label)");
+    if (n_labels > SLM_MAX_SCORE) return slm_err(err, err_len, "classify: at most %d labels", SLM_MAX_SCORE);
     for (int i = 0; i < n_labels; i++) {
         if (!labels[i] || !labels[i][0]) return slm_err(err, err_len, "classify: label %d is empty", i + 1);
         for (int j = 0; j < i; j++)
             if (!strcmp(labels[i], labels[j])) return slm_err(err, err_len, "classify: label '%s' is repeated", labels[i]);
     }
-    const slm_model *m = slm_context_model(ctx);
-    int nv = slm_model_n_vocab(m);
+    task_model tm;
+    if (find_model(e, p, &tm, err, err_len)) return -1;
+    const slm_model *m = tm.m;
     slm_token end = slm_token_eos(m);
-    float *prompt_logits = malloc(sizeof *prompt_logits * (size_t)nv);
     char *label_list = join_labels(labels, n_labels);
     char *user = NULL, *prompt = NULL;
-    slm_token *toks = NULL, *cont = NULL;
-    double *scores = calloc((size_t)n_labels * 2, sizeof *scores);
-    int rc = -1, n_toks = 0;
-    if (!prompt_logits || !label_list || !scores) {
+    int n_req = multi_label ? n_labels : 1;
+    slm_request **reqs = calloc((size_t)n_req, sizeof *reqs);
+    int rc = -1;
+    if (!label_list || !reqs) {
         slm_err(err, err_len, "out of memory");
         goto out;
     }
@@ -185,11 +188,9 @@ int slm_task_classify(slm_context *ctx, const slm_task_params *p, const char *in
         slm_err(err, err_len, "out of memory");
         goto out;
     }
-    for (int i = 0; i < (multi_label ? n_labels : 1); i++) {
+    for (int i = 0; i < n_req; i++) {
         bool chat;
         free(prompt);
-        free(toks);
-        toks = NULL;
         if (multi_label) {
             snprintf(user, ulen, "Text: %s\n\nDoes this text belong to the category \"%s\"? Answer yes or no.", input,
                      labels[i]);
@@ -199,120 +200,140 @@ int slm_task_classify(slm_context *ctx, const slm_task_params *p, const char *in
             prompt = render_prompt(m, p, "You classify texts into exactly one of the given categories.", user,
                                    "Category:", &chat, err, err_len);
         }
-        if (!prompt || !(toks = tokenize(m, prompt, chat, &n_toks, err, err_len))) goto out;
-        if (feed(ctx, p->seq, toks, n_toks, prompt_logits, err, err_len)) goto out;
+        int n_toks = 0;
+        slm_token *toks = prompt ? tokenize(m, prompt, chat, &n_toks, err, err_len) : NULL;
+        if (!toks) goto out;
+        if (n_toks < 1 || n_toks >= tm.n_ctx) {
+            free(toks);
+            slm_err(err, err_len, "the input needs %d tokens, the context holds %d", n_toks, tm.n_ctx);
+            goto out;
+        }
+        if (!(reqs[i] = new_request(e, &tm, p, SLM_REQ_SCORE, toks, n_toks))) {
+            free(toks);
+            slm_err(err, err_len, "out of memory");
+            goto out;
+        }
         /* chat models answer at the start of the assistant turn; plain prompts continue after ": " */
         const char *prefix = chat ? "" : " ";
         const char *const yes_no[2] = {"yes", "no"};
         int n_cand = multi_label ? 2 : n_labels;
         for (int c = 0; c < n_cand; c++) {
             const char *text = multi_label ? yes_no[c] : labels[c];
-            char *t = malloc(strlen(prefix) + strlen(text) + 1);
-            if (!t) {
-                slm_err(err, err_len, "out of memory");
-                goto out;
-            }
-            strcpy(t, prefix);
-            strcat(t, text);
+            slm_buf t = {0};
+            slm_buf_puts(&t, prefix);
+            slm_buf_puts(&t, text);
             int k = 0;
-            free(cont);
-            cont = tokenize(m, t, false, &k, err, err_len);
-            free(t);
+            slm_token *cont = t.oom ? NULL : tokenize(m, t.s, false, &k, err, err_len);
+            slm_buf_free(&t);
             if (!cont) goto out;
             if (k == 0) {
+                free(cont);
                 slm_err(err, err_len, "classify: label '%s' has no tokens", text);
                 goto out;
             }
             /* yes/no: the first token decides; labels: the whole label and the end of the answer */
-            double lp = 0;
-            if (score_continuation(ctx, p->seq, n_toks, prompt_logits, cont, multi_label ? 1 : k,
-                                   multi_label || !chat ? -1 : end, &lp, err, err_len))
+            if (multi_label) k = 1;
+            else if (chat && end >= 0) {
+                slm_token *grown = realloc(cont, sizeof *cont * (size_t)(k + 1));
+                if (!grown) {
+                    free(cont);
+                    slm_err(err, err_len, "out of memory");
+                    goto out;
+                }
+                cont = grown;
+                cont[k++] = end;
+            }
+            if (k > tm.n_batch || n_toks - 1 + k > tm.n_ctx) {
+                free(cont);
+                slm_err(err, err_len, "classify: label '%s' does not fit in the context", text);
                 goto out;
-            if (multi_label) scores[2 * i + c] = lp;
-            else scores[c] = lp;
+            }
+            reqs[i]->score_conts[c] = cont;
+            reqs[i]->score_lens[c] = k;
+            reqs[i]->n_score = c + 1;
         }
     }
+    rc = run_all(e, p, reqs, n_req, usage, err, err_len);
+    if (rc) goto out;
     if (multi_label) {
         for (int i = 0; i < n_labels; i++) {
-            double a = scores[2 * i], b = scores[2 * i + 1], mx = a > b ? a : b;
+            double a = reqs[i]->scores[0], b = reqs[i]->scores[1], mx = a > b ? a : b;
             probs[i] = exp(a - mx) / (exp(a - mx) + exp(b - mx));
         }
     } else {
+        const double *scores = reqs[0]->scores;
         double mx = -INFINITY, s = 0;
         for (int i = 0; i < n_labels; i++)
             if (scores[i] > mx) mx = scores[i];
         for (int i = 0; i < n_labels; i++) s += exp(scores[i] - mx);
         for (int i = 0; i < n_labels; i++) probs[i] = exp(scores[i] - mx) / s;
     }
-    rc = 0;
+    if (usage)
+        for (int i = 0; i < n_req; i++) usage->n_prompt += reqs[i]->n_prompt;
 out:
-    free(prompt_logits);
+    for (int i = 0; reqs && i < n_req; i++) slm_request_release(reqs[i]);
+    free(reqs);
     free(label_list);
     free(user);
     free(prompt);
-    free(toks);
-    free(cont);
-    free(scores);
     return rc;
 }
 
 /* ---------- generation helper ---------- */
 
-static bool on_text(void *user, const char *text, size_t len) {
-    return slm_buf_append(user, text, len);
+/* A GENERATE request for `prompt` (text) with an optional grammar (the request takes it). */
+static slm_request *generate_request(slm_engine *e, const task_model *tm, const slm_task_params *p, const char *prompt,
+                                     bool special, slm_grammar *grammar, int max_tokens, char *err, size_t err_len) {
+    int n = 0;
+    slm_token *toks = tokenize(tm->m, prompt, special, &n, err, err_len);
+    if (!toks) {
+        slm_grammar_free(grammar);
+        return NULL;
+    }
+    if (n < 1 || n >= tm->n_ctx) {
+        free(toks);
+        slm_grammar_free(grammar);
+        slm_err(err, err_len, "the input needs %d tokens, the context holds %d", n, tm->n_ctx);
+        return NULL;
+    }
+    slm_request *r = new_request(e, tm, p, SLM_REQ_GENERATE, toks, n);
+    if (!r) {
+        free(toks);
+        slm_grammar_free(grammar);
+        slm_err(err, err_len, "out of memory");
+        return NULL;
+    }
+    r->gen.max_tokens = max_tokens < tm->n_ctx - n ? max_tokens : tm->n_ctx - n;
+    r->gen.sampling.temperature = p->temperature;
+    r->gen.sampling.seed = p->seed;
+    if (p->temperature <= 0) r->gen.sampling.repeat_penalty = 1.1f; /* greedy small models loop otherwise */
+    r->gen.grammar = grammar;
+    r->gen.raw_bytes = true;
+    return r;
 }
 
-/* Generates from `prompt` (text) with an optional grammar; text in *out (malloc'd). */
-static int generate_text(slm_context *ctx, const slm_task_params *p, const char *prompt, bool special,
-                         slm_grammar *grammar, int max_tokens, char **out, const char **finish, slm_task_result *acc,
-                         char *err, size_t err_len) {
-    const slm_model *m = slm_context_model(ctx);
-    int n = 0;
-    slm_token *toks = tokenize(m, prompt, special, &n, err, err_len);
-    if (!toks) return -1;
-    int n_ctx = slm_context_n_ctx(ctx);
-    if (n >= n_ctx) {
-        free(toks);
-        return slm_err(err, err_len, "the input needs %d tokens, the context holds %d", n, n_ctx);
-    }
-    if (max_tokens > n_ctx - n) max_tokens = n_ctx - n;
-    slm_sampler_params sp = slm_sampler_default_params();
-    sp.temperature = p->temperature;
-    sp.seed = p->seed;
-    if (p->temperature <= 0) sp.repeat_penalty = 1.1f; /* greedy small models loop otherwise */
-    slm_sampler *s = NULL;
-    if (slm_sampler_new(m, &sp, &s, err, err_len)) {
-        free(toks);
-        return -1;
-    }
-    if (grammar) slm_sampler_set_grammar(s, grammar);
-    slm_generate_params gp = {.max_tokens = max_tokens, .seq = p->seq};
-    slm_generate_result res = {0};
-    slm_buf b = {0};
-    int rc = slm_generate(ctx, s, toks, n, &gp, on_text, &b, &res, err, err_len);
-    free(toks);
-    slm_sampler_free(s);
-    if (rc) {
-        slm_buf_free(&b);
-        return -1;
-    }
-    if (!(*out = slm_buf_take(&b))) return slm_err(err, err_len, "out of memory");
-    *finish = res.finish_reason;
-    acc->n_prompt += res.n_prompt;
-    acc->n_generated += res.n_generated;
+/* The finished request's text into *out (malloc'd); usage into acc. */
+static int take_text(slm_request *r, char **out, const char **finish, slm_task_result *acc, char *err, size_t err_len) {
+    *out = strndup(r->text ? r->text : "", r->text_len);
+    if (!*out) return slm_err(err, err_len, "out of memory");
+    *finish = r->finish == SLM_FINISH_LENGTH ? "length" : "stop";
+    acc->n_prompt += r->n_prompt;
+    acc->n_generated += r->n_tokens;
     acc->n_rounds++;
     return 0;
 }
 
 /* ---------- extract ---------- */
 
-int slm_task_extract(slm_context *ctx, const slm_task_params *p, const char *input, const char *schema_json,
+int slm_task_extract(slm_engine *e, const slm_task_params *p, const char *input, const char *schema_json,
                      slm_task_result *out, char *err, size_t err_len) {
     slm_task_params dp = {0};
     if (!p) p = &dp;
     memset(out, 0, sizeof *out);
-    if (!ctx || !input || !schema_json) return slm_err(err, err_len, "extract: missing argument");
-    const slm_model *m = slm_context_model(ctx);
+    if (!input || !schema_json) return slm_err(err, err_len, "extract: missing argument");
+    task_model tm;
+    if (find_model(e, p, &tm, err, err_len)) return -1;
+    const slm_model *m = tm.m;
     slm_grammar *g = NULL;
     if (slm_grammar_from_json_schema(m, schema_json, &g, err, err_len)) return -1;
     size_t slen = strlen(schema_json) + 256;
@@ -329,10 +350,14 @@ int slm_task_extract(slm_context *ctx, const slm_task_params *p, const char *inp
     char *prompt = render_prompt(m, p, system, input, "JSON:", &chat, err, err_len);
     free(system);
     int rc = -1;
-    if (prompt) {
+    slm_request *r = prompt ? generate_request(e, &tm, p, prompt, chat, g, p->max_tokens > 0 ? p->max_tokens : 512,
+                                               err, err_len)
+                            : NULL;
+    if (!prompt) slm_grammar_free(g);
+    if (r) {
         const char *finish = "stop";
-        rc = generate_text(ctx, p, prompt, chat, g, p->max_tokens > 0 ? p->max_tokens : 512, &out->text, &finish, out,
-                           err, err_len);
+        rc = run_all(e, p, &r, 1, out, err, err_len);
+        if (rc == 0) rc = take_text(r, &out->text, &finish, out, err, err_len);
         out->finish_reason = finish;
         out->n_chunks = 1;
         if (rc == 0 && strcmp(finish, "stop") != 0) {
@@ -346,8 +371,8 @@ int slm_task_extract(slm_context *ctx, const slm_task_params *p, const char *inp
             }
         }
     }
+    slm_request_release(r);
     free(prompt);
-    slm_grammar_free(g);
     return rc;
 }
 
@@ -431,16 +456,18 @@ static int split_text(const slm_model *m, const char *text, int budget, char ***
     return 0;
 }
 
-int slm_task_summarize(slm_context *ctx, const slm_task_params *p, const char *input, int max_words, const char *style,
+int slm_task_summarize(slm_engine *e, const slm_task_params *p, const char *input, int max_words, const char *style,
                        slm_task_result *out, char *err, size_t err_len) {
     slm_task_params dp = {0};
     if (!p) p = &dp;
     memset(out, 0, sizeof *out);
-    if (!ctx || !input) return slm_err(err, err_len, "summarize: missing argument");
+    if (!input) return slm_err(err, err_len, "summarize: missing argument");
     if (max_words <= 0) max_words = 100;
     if (max_words > 2000) return slm_err(err, err_len, "summarize: max_words above 2000");
-    const slm_model *m = slm_context_model(ctx);
-    int n_ctx = slm_context_n_ctx(ctx);
+    task_model tm;
+    if (find_model(e, p, &tm, err, err_len)) return -1;
+    const slm_model *m = tm.m;
+    int n_ctx = tm.n_ctx;
     int max_new = p->max_tokens > 0 ? p->max_tokens : max_words * 2 + 32;
     /* prompt overhead without the text */
     bool chat;
@@ -468,8 +495,12 @@ int slm_task_summarize(slm_context *ctx, const slm_task_params *p, const char *i
             const char *finish = "stop";
             char *summary = NULL;
             if (!prompt) goto out;
-            rc = generate_text(ctx, p, prompt, chat, NULL, max_new, &summary, &finish, out, err, err_len);
+            slm_request *r = generate_request(e, &tm, p, prompt, chat, NULL, max_new, err, err_len);
             free(prompt);
+            if (!r) goto out;
+            rc = run_all(e, p, &r, 1, out, err, err_len);
+            if (rc == 0) rc = take_text(r, &summary, &finish, out, err, err_len);
+            slm_request_release(r);
             if (rc) goto out;
             out->text = summary;
             out->finish_reason = finish;
@@ -482,26 +513,35 @@ int slm_task_summarize(slm_context *ctx, const slm_task_params *p, const char *i
         int n_parts = 0;
         if (split_text(m, text, budget, &parts, &n_parts, err, err_len)) goto out;
         if (level == 0) out->n_chunks = n_parts;
+        /* every part in one batch: the engine decodes them side by side */
         slm_buf joined = {0};
         int prc = 0;
+        slm_request **reqs = calloc((size_t)n_parts, sizeof *reqs);
+        if (!reqs) prc = slm_err(err, err_len, "out of memory");
+        for (int i = 0; !prc && i < n_parts; i++) {
+            char *prompt = summary_prompt(m, p, parts[i], max_words, style, true, &chat, err, err_len);
+            if (!prompt || !(reqs[i] = generate_request(e, &tm, p, prompt, chat, NULL, max_new, err, err_len))) prc = -1;
+            free(prompt);
+        }
+        if (!prc) prc = run_all(e, p, reqs, n_parts, out, err, err_len);
         for (int i = 0; i < n_parts; i++) {
-            char *prompt = prc ? NULL : summary_prompt(m, p, parts[i], max_words, style, true, &chat, err, err_len);
             char *summary = NULL;
             const char *finish = "stop";
-            if (!prc && !prompt) prc = -1;
-            if (!prc) prc = generate_text(ctx, p, prompt, chat, NULL, max_new, &summary, &finish, out, err, err_len);
-            free(prompt);
+            if (!prc) prc = take_text(reqs[i], &summary, &finish, out, err, err_len);
             if (!prc) {
                 slm_buf_puts(&joined, summary);
                 slm_buf_puts(&joined, "\n");
             }
             free(summary);
+            if (reqs) slm_request_release(reqs[i]);
             free(parts[i]);
         }
+        free(reqs);
         free(parts);
         if (prc || joined.oom) {
             slm_buf_free(&joined);
             if (!prc) slm_err(err, err_len, "out of memory");
+            if (prc == SLM_TASK_REFUSED) rc = prc;
             goto out;
         }
         if (joined.len >= strlen(text)) {

@@ -5,7 +5,7 @@
 #include <math.h>
 
 #include "sample/json_validate.h"
-#include "tasks/tasks.h"
+#include "slm_engine.h"
 #include "test.h"
 
 static void run(const char *path) {
@@ -17,9 +17,10 @@ static void run(const char *path) {
     }
     slm_context_params cp = slm_context_default_params();
     cp.n_ctx = 512;
-    cp.n_threads = 2;
-    slm_context *ctx = NULL;
-    if (slm_context_new(m, &cp, &ctx, err, sizeof err) != 0) {
+    slm_engine *ctx = NULL; /* the tasks run on an engine, stepped by this thread */
+    if (slm_engine_new(&(slm_engine_params){.n_threads = 2}, &ctx, err, sizeof err) != 0 ||
+        slm_engine_add_model(ctx, "m", m, &cp, false, err, sizeof err) != 0) {
+        slm_engine_free(ctx);
         CHECKF(0, "%s", err);
         slm_model_free(m);
         return;
@@ -27,22 +28,22 @@ static void run(const char *path) {
     slm_task_params tp = {0};
     const char *labels[] = {"sport", "politics", "cooking"};
     double p1[3], p2[3], p3[3];
-    CHECKF(slm_task_classify(ctx, &tp, "The team won the match.", labels, 3, false, p1, err, sizeof err) == 0, "%s", err);
+    CHECKF(slm_task_classify(ctx, &tp, "The team won the match.", labels, 3, false, p1, NULL, err, sizeof err) == 0, "%s", err);
     CHECK(fabs(p1[0] + p1[1] + p1[2] - 1.0) < 1e-9);
     /* something else in the cache, then the same question again: identical answer */
-    CHECKF(slm_task_classify(ctx, &tp, "Bake the bread for an hour.", labels, 3, false, p2, err, sizeof err) == 0, "%s", err);
-    CHECKF(slm_task_classify(ctx, &tp, "The team won the match.", labels, 3, false, p3, err, sizeof err) == 0, "%s", err);
+    CHECKF(slm_task_classify(ctx, &tp, "Bake the bread for an hour.", labels, 3, false, p2, NULL, err, sizeof err) == 0, "%s", err);
+    CHECKF(slm_task_classify(ctx, &tp, "The team won the match.", labels, 3, false, p3, NULL, err, sizeof err) == 0, "%s", err);
     for (int i = 0; i < 3; i++) CHECKF(fabs(p1[i] - p3[i]) < 1e-4, "label %d: %f vs %f", i, p1[i], p3[i]);
     CHECK(fabs(p1[0] - p2[0]) > 1e-6 || fabs(p1[1] - p2[1]) > 1e-6);
-    CHECKF(slm_task_classify(ctx, &tp, "x", labels, 3, true, p2, err, sizeof err) == 0, "%s", err);
+    CHECKF(slm_task_classify(ctx, &tp, "x", labels, 3, true, p2, NULL, err, sizeof err) == 0, "%s", err);
     for (int i = 0; i < 3; i++) CHECK(p2[i] > 0 && p2[i] < 1);
     const char *dup[] = {"a", "a"};
-    CHECK(slm_task_classify(ctx, &tp, "x", dup, 2, false, p2, err, sizeof err) != 0 && strstr(err, "repeated"));
+    CHECK(slm_task_classify(ctx, &tp, "x", dup, 2, false, p2, NULL, err, sizeof err) != 0 && strstr(err, "repeated"));
     /* an input longer than the context is an error naming the sizes */
     char *big = malloc(20000);
     for (int i = 0; i < 19999; i++) big[i] = "abc def. "[i % 9];
     big[19999] = 0;
-    CHECK(slm_task_classify(ctx, &tp, big, labels, 3, false, p2, err, sizeof err) != 0 && strstr(err, "context holds"));
+    CHECK(slm_task_classify(ctx, &tp, big, labels, 3, false, p2, NULL, err, sizeof err) != 0 && strstr(err, "context holds"));
 
     const char *schema = "{\"type\":\"object\",\"properties\":{\"sentiment\":{\"enum\":[\"pos\",\"neg\"]},"
                          "\"score\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":5}},\"required\":[\"sentiment\",\"score\"],"
@@ -82,7 +83,7 @@ static void run(const char *path) {
     free(big);
     fprintf(stderr, "%s: classify %.3f/%.3f/%.3f, extract %d/6 valid (rest reported incomplete)\n", path, p1[0], p1[1],
             p1[2], valid);
-    slm_context_free(ctx);
+    slm_engine_free(ctx);
     slm_model_free(m);
 }
 

@@ -1,4 +1,5 @@
-#include "server/request.h"
+/* Requests: the job a front end hands the engine and the channel its results come back through. */
+#include "engine/request_impl.h"
 #include "util/buf.h"
 
 #include <stdint.h>
@@ -7,31 +8,32 @@
 #include <string.h>
 #include <time.h>
 
-double srv_now(void) {
+double slm_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-void srv_gen_params_init(srv_gen_params *p) {
+void slm_gen_params_init(slm_gen_params *p) {
     memset(p, 0, sizeof *p);
     p->sampling = slm_sampler_default_params();
 }
 
-void srv_gen_params_free(srv_gen_params *p) {
+void slm_gen_params_free(slm_gen_params *p) {
     free(p->logit_bias);
     for (int i = 0; i < p->n_stop; i++) free(p->stop[i]);
     if (p->grammar) slm_grammar_free(p->grammar);
     memset(p, 0, sizeof *p);
 }
 
-srv_request *srv_request_new(srv_task_kind kind) {
-    srv_request *r = calloc(1, sizeof *r);
+slm_request *slm_request_new(slm_request_kind kind) {
+    slm_request *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     atomic_init(&r->refs, 1);
     atomic_init(&r->cancelled, false);
     r->kind = kind;
-    srv_gen_params_init(&r->gen);
+    r->seq = -1;
+    slm_gen_params_init(&r->gen);
     pthread_mutex_init(&r->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -41,15 +43,16 @@ srv_request *srv_request_new(srv_task_kind kind) {
     return r;
 }
 
-void srv_request_retain(srv_request *r) { atomic_fetch_add(&r->refs, 1); }
+void slm_request_retain(slm_request *r) { atomic_fetch_add(&r->refs, 1); }
 
-void srv_request_release(srv_request *r) {
+void slm_request_release(slm_request *r) {
     if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
     free(r->prompt);
     for (int i = 0; i < r->n_embed; i++) free(r->embed_inputs ? r->embed_inputs[i] : NULL);
     free(r->embed_inputs);
     free(r->embed_lens);
-    srv_gen_params_free(&r->gen);
+    for (int i = 0; i < r->n_score; i++) free(r->score_conts[i]);
+    slm_gen_params_free(&r->gen);
     free(r->text);
     free(r->tokens);
     free(r->infos);
@@ -59,7 +62,7 @@ void srv_request_release(srv_request *r) {
     free(r);
 }
 
-bool srv_request_append_text(srv_request *r, const char *s, size_t n) {
+bool slm_request_append_text(slm_request *r, const char *s, size_t n) {
     if (n > SIZE_MAX - r->text_len - 1 || !slm_grow((void **)&r->text, &r->text_cap, r->text_len + n + 1, 1, 64))
         return false;
     memcpy(r->text + r->text_len, s, n);
@@ -68,7 +71,7 @@ bool srv_request_append_text(srv_request *r, const char *s, size_t n) {
     return true;
 }
 
-bool srv_request_append_token(srv_request *r, slm_token t, const srv_token_info *info) {
+bool slm_request_append_token(slm_request *r, slm_token t, const slm_token_info *info) {
     if (!slm_grow((void **)&r->tokens, &r->tokens_cap, (size_t)r->n_tokens + 1, sizeof *r->tokens, 64)) return false;
     r->tokens[r->n_tokens++] = t;
     if (info) {
@@ -78,32 +81,32 @@ bool srv_request_append_token(srv_request *r, slm_token t, const srv_token_info 
     return true;
 }
 
-void srv_request_finish(srv_request *r, srv_finish why, const char *error) {
+void slm_request_finish(slm_request *r, slm_finish why, const char *error) {
     pthread_mutex_lock(&r->mu);
     if (!r->done) {
         r->done = true;
         r->finish = why;
-        r->t_end = srv_now();
+        r->t_end = slm_now();
         if (error) snprintf(r->error, sizeof r->error, "%s", error);
     }
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
 }
 
-const char *srv_finish_name(srv_finish f) {
+const char *slm_finish_name(slm_finish f) {
     switch (f) {
-    case SRV_FINISH_STOP: return "stop";
-    case SRV_FINISH_LENGTH: return "length";
-    case SRV_FINISH_CANCELLED: return "cancelled";
-    case SRV_FINISH_TIMEOUT: return "timeout";
-    case SRV_FINISH_ERROR: return "error";
+    case SLM_FINISH_STOP: return "stop";
+    case SLM_FINISH_LENGTH: return "length";
+    case SLM_FINISH_CANCELLED: return "cancelled";
+    case SLM_FINISH_TIMEOUT: return "timeout";
+    case SLM_FINISH_ERROR: return "error";
     default: return "none";
     }
 }
 
-const char *srv_finish_message(const srv_request *r) {
-    if (r->finish == SRV_FINISH_TIMEOUT) return "request exceeded the server's time limit";
-    if (r->finish == SRV_FINISH_CANCELLED) return "server is shutting down";
+const char *slm_finish_message(const slm_request *r) {
+    if (r->finish == SLM_FINISH_TIMEOUT) return "request exceeded the server's time limit";
+    if (r->finish == SLM_FINISH_CANCELLED) return "server is shutting down";
     return r->error[0] ? r->error : "generation failed";
 }
 
@@ -116,7 +119,7 @@ static int utf8_seq_len(unsigned char c) {
     return 0;
 }
 
-size_t srv_utf8_complete_prefix(const char *s, size_t n) {
+size_t slm_utf8_complete_prefix(const char *s, size_t n) {
     /* Only the last 3 bytes can belong to an unfinished character. */
     size_t start = n > 3 ? n - 3 : 0;
     for (size_t i = n; i > start; i--) {
@@ -129,7 +132,7 @@ size_t srv_utf8_complete_prefix(const char *s, size_t n) {
     return n;
 }
 
-size_t srv_utf8_sanitize(const char *s, size_t n, char *out) {
+size_t slm_utf8_sanitize(const char *s, size_t n, char *out) {
     const unsigned char *u = (const unsigned char *)s;
     size_t o = 0;
     for (size_t i = 0; i < n;) {
