@@ -1,22 +1,83 @@
 /* slm perplexity: llama-perplexity's method, so the numbers compare one to one. The text is
- * tokenized once (BOS first); each chunk of n_ctx tokens starts from an empty cache with its first
- * token replaced by BOS, and only the second half of each chunk is scored. */
+ * tokenized with BOS first; each chunk of n_ctx tokens starts from an empty cache with its first
+ * token replaced by BOS, and only the second half of each chunk is scored. The text streams: it is
+ * read and tokenized in pieces of PPL_PIECE bytes cut at line ends, and each chunk is scored and
+ * dropped as soon as its tokens are there, so memory does not grow with the text. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "cli/common.h"
 #include "slm.h"
+#include "util/buf.h"
+
+/* A text up to this size is tokenized in one piece, exactly as llama-perplexity does. */
+#define PPL_PIECE ((size_t)2 << 20)
 
 static const char *ppl_help =
     "usage: slm perplexity MODEL -f FILE [-c CTX] [-t N] [-b N] [--exact]\n"
     "\n"
-    "Perplexity of FILE the way llama-perplexity computes it: chunks of CTX tokens (default 512),\n"
-    "each from an empty cache with BOS first; the logits of positions CTX/2..CTX-2 score the next token.\n"
-    "Prints the running estimate after each chunk and the final PPL +/- its standard error.\n"
-    "FILE holds at most 16 MiB (it is tokenized whole, as llama-perplexity does; split a longer text).\n";
+    "Perplexity of FILE ('-' = stdin) the way llama-perplexity computes it: chunks of CTX tokens\n"
+    "(default 512), each from an empty cache with BOS first; the logits of positions CTX/2..CTX-2 score\n"
+    "the next token. Prints the running estimate after each chunk and the final PPL +/- its standard error.\n"
+    "The text streams in 2 MiB pieces cut at line ends, so any length runs in bounded memory; up to\n"
+    "2 MiB it is tokenized whole as llama-perplexity does, beyond that the tokens at a cut may differ.\n"
+    "A NUL byte in the text is an error.\n";
+
+/* Where to end a piece of `n` bytes that is not the end of the text: after the last newline, else
+ * before the last space, else at the last UTF-8 character boundary. Always in 1..n. */
+static size_t piece_end(const char *buf, size_t n) {
+    for (size_t i = n; i > 0; i--)
+        if (buf[i - 1] == '\n') return i;
+    for (size_t i = n - 1; i > 0; i--)
+        if (buf[i] == ' ') return i;
+    for (size_t i = n - 1; i > 0; i--)
+        if (((unsigned char)buf[i] & 0xC0) != 0x80) return i;
+    return n;
+}
+
+typedef struct ppl_state {
+    int n_ctx, n_batch, n_vocab, first;
+    int8_t *want;
+    double nll_sum, nll2_sum;
+    long count;
+    int n_chunks;
+} ppl_state;
+
+/* Scores one chunk of n_ctx tokens (chunk[0] is replaced by BOS as llama-perplexity does). */
+static int score_chunk(const char *verb, slm_context *ctx, const slm_model *m, ppl_state *st, slm_token *chunk) {
+    char err[512];
+    slm_token bos = slm_token_bos(m);
+    if (slm_vocab_add_bos(m) && bos >= 0) chunk[0] = bos;
+    slm_kv_seq_truncate(ctx, 0, 0);
+    for (int start = 0; start < st->n_ctx; start += st->n_batch) {
+        int n = st->n_ctx - start < st->n_batch ? st->n_ctx - start : st->n_batch;
+        for (int j = 0; j < n; j++) st->want[j] = start + j >= st->first && start + j < st->n_ctx - 1;
+        slm_batch b = {n, chunk + start, NULL, NULL, st->want};
+        if (slm_decode(ctx, &b, err, sizeof err)) return cli_fail(verb, "%s", err), -1;
+        int row = 0;
+        for (int j = 0; j < n; j++) {
+            if (!st->want[j]) continue;
+            const float *lg = slm_logits(ctx, row++);
+            float max = -INFINITY;
+            for (int i = 0; i < st->n_vocab; i++)
+                if (lg[i] > max) max = lg[i];
+            double sum = 0;
+            for (int i = 0; i < st->n_vocab; i++) sum += exp((double)lg[i] - max);
+            double nll = max + log(sum) - lg[chunk[start + j + 1]];
+            st->nll_sum += nll;
+            st->nll2_sum += nll * nll;
+            st->count++;
+        }
+    }
+    st->n_chunks++;
+    printf("[%d]%.4f,", st->n_chunks, exp(st->nll_sum / st->count));
+    fflush(stdout);
+    return 0;
+}
 
 int cmd_perplexity(int argc, char **argv) {
     const char *verb = "perplexity";
@@ -35,73 +96,92 @@ int cmd_perplexity(int argc, char **argv) {
     if (eo.n_ctx == 0) eo.n_ctx = 512;
     if (eo.n_ctx < 4) return cli_fail(verb, "context %d is too small to score anything", eo.n_ctx);
     if (eo.n_batch == 0) eo.n_batch = eo.n_ctx;
-    size_t len;
-    char *text = cli_read_file(verb, file, CLI_MAX_TEXT_BYTES, "the 16 MiB limit for a perplexity text", &len);
-    if (!text) return 1;
-    slm_model *m;
-    slm_context *ctx;
-    if (cli_engine_open(verb, &eo, false, &m, &ctx)) {
-        free(text);
-        return 1;
+    bool from_stdin = !strcmp(file, "-");
+    const char *name = from_stdin ? "stdin" : file;
+    FILE *fp = from_stdin ? stdin : fopen(file, "rb");
+    if (!fp) return cli_fail(verb, "%s: cannot open", file);
+    struct stat sb;
+    if (fstat(fileno(fp), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        if (!from_stdin) fclose(fp);
+        return cli_fail(verb, "%s: is a directory, not a file", name);
     }
+    slm_model *m = NULL;
+    slm_context *ctx = NULL;
+    char *buf = NULL;
+    slm_token *pending = NULL, *toks = NULL;
+    size_t n_pending = 0, cap_pending = 0;
+    ppl_state st = {.n_ctx = eo.n_ctx};
     status = 1;
-    int n_tok = 0, n_ctx = eo.n_ctx;
-    slm_token *toks = NULL;
-    int8_t *want = NULL;
-    if (cli_tokenize(verb, m, text, len, true, false, &toks, &n_tok)) goto out;
-    int n_chunks = n_tok / n_ctx;
-    if (n_chunks < 1) {
-        cli_fail(verb, "%s has %d tokens, fewer than one chunk of %d", file, n_tok, n_ctx);
+    if (cli_engine_open(verb, &eo, false, &m, &ctx)) goto out;
+    st.n_vocab = slm_model_n_vocab(m);
+    st.n_batch = slm_context_n_batch(ctx);
+    st.first = st.n_ctx / 2;
+    buf = malloc(PPL_PIECE + 1);
+    st.want = malloc((size_t)st.n_batch);
+    if (!buf || !st.want) {
+        cli_fail(verb, "out of memory");
         goto out;
     }
-    fprintf(stderr, "perplexity: %d tokens, %d chunks of %d\n", n_tok, n_chunks, n_ctx);
-    int n_vocab = slm_model_n_vocab(m), n_batch = slm_context_n_batch(ctx), first = n_ctx / 2;
-    want = malloc((size_t)n_batch);
-    if (!want) { cli_fail(verb, "out of memory"); goto out; }
-    double nll_sum = 0, nll2_sum = 0;
-    long count = 0;
-    char err[512];
-    slm_token bos = slm_token_bos(m);
-    for (int c = 0; c < n_chunks; c++) {
-        slm_token *chunk = toks + (size_t)c * n_ctx;
-        slm_token saved = chunk[0];
-        if (slm_vocab_add_bos(m) && bos >= 0) chunk[0] = bos;
-        slm_kv_seq_truncate(ctx, 0, 0);
-        for (int start = 0; start < n_ctx; start += n_batch) {
-            int n = n_ctx - start < n_batch ? n_ctx - start : n_batch;
-            for (int j = 0; j < n; j++) want[j] = start + j >= first && start + j < n_ctx - 1;
-            slm_batch b = {n, chunk + start, NULL, NULL, want};
-            if (slm_decode(ctx, &b, err, sizeof err)) {
-                cli_fail(verb, "%s", err);
+    size_t have = 0, offset = 0; /* bytes held in buf; bytes of the text before buf[0] */
+    long n_tok_total = 0;
+    bool eof = false, first_piece = true;
+    for (;;) {
+        if (!eof) {
+            size_t room = PPL_PIECE - have, got = fread(buf + have, 1, room, fp);
+            if (got < room) {
+                if (ferror(fp)) {
+                    cli_fail(verb, "%s: read error", name);
+                    goto out;
+                }
+                eof = true;
+            }
+            const char *nul = memchr(buf + have, 0, got);
+            if (nul) {
+                cli_fail(verb, "%s: contains a NUL byte at offset %zu; expected text", name,
+                         offset + (size_t)(nul - buf));
                 goto out;
             }
-            int row = 0;
-            for (int j = 0; j < n; j++) {
-                if (!want[j]) continue;
-                const float *lg = slm_logits(ctx, row++);
-                float max = -INFINITY;
-                for (int i = 0; i < n_vocab; i++) if (lg[i] > max) max = lg[i];
-                double sum = 0;
-                for (int i = 0; i < n_vocab; i++) sum += exp((double)lg[i] - max);
-                double nll = max + log(sum) - lg[chunk[start + j + 1]];
-                nll_sum += nll;
-                nll2_sum += nll * nll;
-                count++;
-            }
+            have += got;
         }
-        chunk[0] = saved;
-        printf("[%d]%.4f,", c + 1, exp(nll_sum / count));
-        fflush(stdout);
+        size_t cut = eof ? have : piece_end(buf, have);
+        int n = 0;
+        if (cli_tokenize(verb, m, buf, cut, first_piece, false, &toks, &n)) goto out;
+        first_piece = false;
+        n_tok_total += n;
+        if (!slm_grow((void **)&pending, &cap_pending, n_pending + (size_t)n, sizeof *pending, (size_t)st.n_ctx)) {
+            cli_fail(verb, "out of memory");
+            goto out;
+        }
+        if (n) memcpy(pending + n_pending, toks, (size_t)n * sizeof *toks);
+        n_pending += (size_t)n;
+        free(toks);
+        toks = NULL;
+        size_t used = 0;
+        for (; n_pending - used >= (size_t)st.n_ctx; used += (size_t)st.n_ctx)
+            if (score_chunk(verb, ctx, m, &st, pending + used)) goto out;
+        memmove(pending, pending + used, (n_pending - used) * sizeof *pending);
+        n_pending -= used;
+        memmove(buf, buf + cut, have - cut);
+        have -= cut;
+        offset += cut;
+        if (eof && have == 0) break;
     }
-    double mean = nll_sum / count, var = nll2_sum / count - mean * mean;
+    if (st.n_chunks < 1) {
+        cli_fail(verb, "%s has %ld tokens, fewer than one chunk of %d", name, n_tok_total, st.n_ctx);
+        goto out;
+    }
+    double mean = st.nll_sum / st.count, var = st.nll2_sum / st.count - mean * mean;
     double ppl = exp(mean);
-    double err_ppl = count > 1 ? ppl * sqrt(var / (count - 1)) : 0;
+    double err_ppl = st.count > 1 ? ppl * sqrt(var / (st.count - 1)) : 0;
     printf("\nFinal estimate: PPL = %.4f +/- %.5f\n", ppl, err_ppl);
+    fprintf(stderr, "perplexity: %ld tokens, %d chunks of %d\n", n_tok_total, st.n_chunks, st.n_ctx);
     status = 0;
 out:
-    free(want);
+    if (fp && fp != stdin) fclose(fp);
+    free(st.want);
+    free(pending);
     free(toks);
-    free(text);
+    free(buf);
     slm_context_free(ctx);
     slm_model_free(m);
     return status;

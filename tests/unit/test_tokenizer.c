@@ -454,7 +454,107 @@ static void test_errors(void) {
     }
 }
 
+/* ---------- plain spans and the size bound ---------- */
+
+/* Inside plain spans a control token's text is text (as with parse_special false), user-defined
+ * tokens still match; outside, parse_special decides as before. */
+static void test_plain_spans(void) {
+    gguf_writer b = {0};
+    build_bpe(&b, "gpt-2");
+    loaded l;
+    char err[256];
+    const slm_vocab *v = must_load(&b, &l);
+    if (!v) return;
+    const char *text = "he<|endoftext|>ll<tool>o<|endoftext|>";
+    size_t len = strlen(text);
+    slm_token a[64], c[64];
+    int n_plain_all = slm_vocab_tokenize_plain(v, text, len, false, true, &(slm_text_span){0, len}, 1, a, 64, err,
+                                               sizeof err);
+    int n_raw = slm_vocab_tokenize(v, text, len, false, false, c, 64, err, sizeof err);
+    CHECK(n_plain_all > 0 && ids_eq(a, n_plain_all, c, n_raw));
+    bool has_tool = false, has_eot = false;
+    for (int i = 0; i < n_plain_all; i++) has_tool |= a[i] == BPE_TOOL, has_eot |= a[i] == BPE_EOT;
+    CHECK(has_tool && !has_eot);
+    /* a span over the first marker only: the second is still special */
+    int n = slm_vocab_tokenize_plain(v, text, len, false, true, &(slm_text_span){2, 13}, 1, a, 64, err, sizeof err);
+    CHECK(n > 2 && a[n - 1] == BPE_EOT && a[0] == BPE_HE);
+    for (int i = 0; i < n - 1; i++) CHECK(a[i] != BPE_EOT);
+    /* no spans: the same as slm_vocab_tokenize */
+    n = slm_vocab_tokenize_plain(v, text, len, false, true, NULL, 0, a, 64, err, sizeof err);
+    int n2 = slm_vocab_tokenize(v, text, len, false, true, c, 64, err, sizeof err);
+    CHECK(ids_eq(a, n, c, n2));
+    /* a span ending inside a marker keeps that marker text (it is not matched across the edge) */
+    n = slm_vocab_tokenize_plain(v, text, len, false, true, &(slm_text_span){0, 3}, 1, a, 64, err, sizeof err);
+    CHECK(n > 0 && a[n - 1] == BPE_EOT);
+    for (int i = 0; i < n - 1; i++) CHECK(a[i] != BPE_EOT);
+    /* malformed spans are one error, never a crash */
+    CHECK(slm_vocab_tokenize_plain(v, text, len, false, true, &(slm_text_span){len, 1}, 1, a, 64, err, sizeof err) ==
+          SLM_TOKENIZE_ERROR);
+    CHECK(slm_vocab_tokenize_plain(v, text, len, false, true, &(slm_text_span){SIZE_MAX, 2}, 1, a, 64, err,
+                                   sizeof err) == SLM_TOKENIZE_ERROR);
+    CHECK(slm_vocab_tokenize_plain(v, text, len, false, true, (slm_text_span[]){{4, 2}, {1, 1}}, 2, a, 64, err,
+                                   sizeof err) == SLM_TOKENIZE_ERROR);
+    unload(&l);
+}
+
+/* Random texts one byte longer than the bound always give more than n tokens. */
+static void check_bound(const slm_vocab *v, const char *what, int n_tokens) {
+    char err[256];
+    size_t bound = slm_vocab_max_text_bytes(v, true, n_tokens);
+    CHECKF(bound != SIZE_MAX && bound == (size_t)n_tokens * (size_t)v->max_token_len, "%s: bound %zu", what, bound);
+    if (bound == SIZE_MAX) return;
+    char *text = malloc(bound + 1);
+    slm_token *out = malloc(sizeof *out * (bound * 4 + 8));
+    uint32_t seed = 12345;
+    static const char alphabet[] = "abhello <|endoftext|><tool>\n\xC3\xA9\xE2\x96\x81";
+    for (int round = 0; text && out && round < 200; round++) {
+        for (size_t i = 0; i <= bound; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            text[i] = round % 2 ? (char)(seed >> 24) : alphabet[(seed >> 24) % (sizeof alphabet - 1)];
+        }
+        int n = slm_vocab_tokenize(v, text, bound + 1, false, true, out, (int)(bound * 4 + 8), err, sizeof err);
+        CHECKF(n > n_tokens, "%s: %zu bytes gave %d tokens, bound for %d", what, bound + 1, n, n_tokens);
+    }
+    free(text);
+    free(out);
+}
+
+static void test_max_text_bytes(void) {
+    gguf_writer b = {0};
+    loaded l;
+    build_spm(&b, "llama");
+    const slm_vocab *v = must_load(&b, &l);
+    if (v) {
+        check_bound(v, "spm", 10);
+        CHECK(slm_vocab_max_text_bytes(v, false, INT32_MAX) == (size_t)INT32_MAX * (size_t)v->max_token_len);
+        CHECK(slm_vocab_max_text_bytes(v, false, -1) == SIZE_MAX);
+        unload(&l);
+    }
+    b = (gguf_writer){0};
+    build_bpe(&b, "gpt-2");
+    if ((v = must_load(&b, &l))) {
+        check_bound(v, "bpe", 7);
+        unload(&l);
+    }
+    /* WordPiece drops whitespace and control characters: no bound */
+    b = (gguf_writer){0};
+    const char *toks[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "\xE2\x96\x81\x61"};
+    int32_t types[] = {3, 2, 3, 3, 1};
+    gw_kv_str(&b, "tokenizer.ggml.model", "bert");
+    gw_kv_str_arr(&b, "tokenizer.ggml.tokens", toks, 5);
+    gw_kv_i32_arr(&b, "tokenizer.ggml.token_type", types, 5);
+    gw_kv_u32(&b, "tokenizer.ggml.unknown_token_id", 1);
+    gw_kv_u32(&b, "tokenizer.ggml.cls_token_id", 2);
+    gw_kv_u32(&b, "tokenizer.ggml.seperator_token_id", 3);
+    if ((v = must_load(&b, &l))) {
+        CHECK(slm_vocab_max_text_bytes(v, false, 10) == SIZE_MAX);
+        unload(&l);
+    }
+}
+
 int main(void) {
+    test_plain_spans();
+    test_max_text_bytes();
     test_strmap();
     test_byte_alphabet();
     test_spm();
