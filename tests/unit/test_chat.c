@@ -725,6 +725,47 @@ static void check_injection(const slm_model *m, const char *model_name, const ch
     free(rendered);
 }
 
+/* Every family writes message text through the content writers: each occurrence of a message's
+ * text in the output lies inside a reported span (a renderer that forgot would let it through as
+ * special tokens). */
+static void test_content_spans_cover_messages(void) {
+    static const slm_chat_message msgs[] = {
+        {"system", " sysQQ one "}, {"user", "userQQ two"}, {"assistant", "  asstQQ three"}, {"user", "userQQ four  "},
+    };
+    for (int t = 0; t < SLM_CHAT_COUNT; t++)
+        for (int add_gen = 0; add_gen < 2; add_gen++) {
+            char err[256], *out = NULL;
+            slm_text_span *spans = NULL;
+            size_t n_spans = 0;
+            int rc = slm_chat_apply_spans((enum slm_chat_template)t, msgs, 4, add_gen, &out, &spans, &n_spans, err,
+                                          sizeof err);
+            CHECKF(rc == 0, "%s: %s", slm_chat_template_name((enum slm_chat_template)t), err);
+            if (rc) continue;
+            size_t len = strlen(out), hits = 0;
+            for (size_t i = 0; i < n_spans; i++) {
+                CHECK(spans[i].len > 0 && spans[i].off + spans[i].len <= len);
+                if (i) CHECK(spans[i].off >= spans[i - 1].off + spans[i - 1].len);
+            }
+            for (const char *p = out; (p = strstr(p, "QQ")); p += 2) {
+                size_t at = (size_t)(p - out);
+                bool inside = false;
+                for (size_t i = 0; i < n_spans; i++) inside |= at >= spans[i].off && at + 2 <= spans[i].off + spans[i].len;
+                CHECKF(inside, "%s: message text at byte %zu outside every content span",
+                       slm_chat_template_name((enum slm_chat_template)t), at);
+                hits++;
+            }
+            CHECKF(hits >= 3, "%s: only %zu message texts rendered", slm_chat_template_name((enum slm_chat_template)t),
+                   hits);
+            /* without span outputs the text is the same */
+            char *plain = NULL;
+            CHECK(slm_chat_apply((enum slm_chat_template)t, msgs, 4, add_gen, &plain, err, sizeof err) == 0);
+            CHECK(plain && strcmp(plain, out) == 0);
+            free(plain);
+            free(spans);
+            free(out);
+        }
+}
+
 static void test_chat_tokenize(void) {
     static const struct {
         const char *name;
@@ -788,6 +829,7 @@ static void test_chat_tokenize(void) {
 int main(void) {
     test_tinyllama();
     test_chat_tokenize();
+    test_content_spans_cover_messages();
     test_upstream_cases();
     test_names();
     test_detection_edges();
