@@ -8,6 +8,8 @@
 #include "cli/cli.h"
 #include "slm.h"
 
+int cmd_embed(int argc, char **argv); /* cmd_embed.c */
+
 static const struct verb {
     const char *name;
     slm_verb_fn fn;
@@ -18,6 +20,7 @@ static const struct verb {
     {"serve", cmd_serve, "OpenAI- and Ollama-compatible HTTP server"},
     {"show", cmd_show, "print a model's metadata and tensors"},
     {"tokenize", cmd_tokenize, "print the tokens of a text"},
+    {"embed", cmd_embed, "L2-normalised embeddings of input lines (bert, nomic-bert, any model)"},
     {"logits", cmd_logits, "teacher-forced logits of every position, as JSON lines"},
     {"perplexity", cmd_perplexity, "perplexity of a text file (llama-perplexity's method)"},
     {"bench", cmd_bench, "prompt and generation speed"},

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "slm.h"
 #include "test.h"
@@ -175,6 +176,64 @@ static void run_path(slm_model *m, const model_case *mc, const char *dir, bool e
     free(in);
 }
 
+/* `slm embed MODEL --json < texts` (the binary of this build): one {"embedding": [...]} line per
+ * input line, equal to llama.cpp's within the normal path's tolerance. */
+static void check_cli(const model_case *mc, const char *model_path, const char *dir) {
+    char ref[8300], in_path[] = "/tmp/conf_embed_in_XXXXXX", cmd[16384];
+    snprintf(ref, sizeof ref, "%s/embeddings.jsonl", dir);
+    int fd = mkstemp(in_path);
+    FILE *fin = fd >= 0 ? fdopen(fd, "w") : NULL, *fr = fopen(ref, "r");
+    if (!fin || !fr) {
+        CHECKF(0, "%s: cannot prepare the slm embed input", mc->id);
+        if (fin) fclose(fin);
+        if (fr) fclose(fr);
+        return;
+    }
+    json_t *refs = json_array();
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, fr) > 0) {
+        json_t *j = json_loads(line, 0, NULL);
+        if (!j) continue;
+        fprintf(fin, "%s\n", json_string_value(json_object_get(j, "text")));
+        json_array_append_new(refs, j);
+    }
+    fclose(fr);
+    fclose(fin);
+    snprintf(cmd, sizeof cmd, "%s/slm embed '%s' --json < '%s'", SLM_BINARY_DIR, model_path, in_path);
+    FILE *p = popen(cmd, "r");
+    size_t n = 0;
+    double max_d = 0, min_cos = 1;
+    while (p && getline(&line, &cap, p) > 0) {
+        json_t *j = json_loads(line, 0, NULL), *want = json_object_get(json_array_get(refs, n), "embedding");
+        json_t *got = json_object_get(j, "embedding");
+        size_t E = json_array_size(want);
+        CHECKF(j && json_array_size(got) == E && E > 0, "%s: slm embed line %zu is not {\"embedding\": [%zu values]}", mc->id,
+               n, E);
+        if (j && json_array_size(got) == E && E > 0) {
+            float *a = malloc(E * sizeof(float)), *b = malloc(E * sizeof(float));
+            for (size_t i = 0; a && b && i < E; i++) {
+                a[i] = (float)json_number_value(json_array_get(got, i));
+                b[i] = (float)json_number_value(json_array_get(want, i));
+            }
+            if (a && b) compare(a, b, (int)E, &max_d, &min_cos);
+            free(a);
+            free(b);
+        }
+        json_decref(j);
+        n++;
+    }
+    int status = p ? pclose(p) : -1;
+    CHECKF(status == 0 && n == json_array_size(refs), "%s: slm embed gave %zu lines for %zu inputs (status %d)", mc->id, n,
+           json_array_size(refs), status);
+    double tol = mc->quantized ? 0.03 : 2e-3;
+    fprintf(stderr, "%-18s slm embed --json: %zu lines, max|d| %.2e, min cosine %.7f\n", mc->id, n, max_d, min_cos);
+    CHECKF(max_d <= tol, "%s: slm embed max |d| %.3g > %.0e", mc->id, max_d, tol);
+    free(line);
+    json_decref(refs);
+    unlink(in_path);
+}
+
 static void run_case(const model_case *mc, const char *shared, const char *models) {
     char path[4096], dir[4096], err[512];
     snprintf(path, sizeof path, "%s/%s.gguf", models, mc->id);
@@ -201,6 +260,7 @@ static void run_case(const model_case *mc, const char *shared, const char *model
     }
     for (int exact = 1; exact >= 0; exact--) run_path(m, mc, dir, exact);
     slm_model_free(m);
+    if (!mc->big) check_cli(mc, path, dir);
 }
 
 int main(int argc, char **argv) {

@@ -195,7 +195,8 @@ static int compare_logits(slm_context *ctx, const slm_model *m, json_t *ref_line
 }
 
 /* Greedy continuation vs greedy*.jsonl: identical up to the first near tie. Returns mismatches. */
-static int compare_greedy(slm_context *ctx, const slm_model *m, json_t *greedy, double tie_gap, const char *what) {
+static int compare_greedy(slm_context *ctx, const slm_model *m, json_t *greedy, double tie_gap, const char *what,
+                          size_t max_steps) {
     int bad = 0;
     size_t i;
     json_t *line;
@@ -208,7 +209,7 @@ static int compare_greedy(slm_context *ctx, const slm_model *m, json_t *greedy, 
         slm_kv_seq_truncate(ctx, 0, 0);
         slm_batch b = {n, ids, NULL, NULL, NULL};
         if (slm_decode(ctx, &b, err, sizeof err)) return 1;
-        for (size_t step = 0; step < json_array_size(want_ids); step++) {
+        for (size_t step = 0; step < json_array_size(want_ids) && step < max_steps; step++) {
             const float *lg = slm_logits(ctx, 0);
             int arg = 0;
             for (int t = 1; t < n_vocab; t++)
@@ -272,9 +273,17 @@ static void run_case(const model_case *mc, const char *shared, const char *model
         json_decref(mj);
         return;
     }
-    for (int exact = 1; exact >= 0; exact--) {
+    /* gemma2-2b's quantized paths are the noisiest (README): mean 0.25, max 2.5, |dlse| 0.5 sigma, no top-1 */
+    bool loose = mc->quantized && strncmp(mc->id, "gemma2-2b-", 10) == 0;
+    /* n_ctx 256 as the references; then, where the folder has them, n_ctx 8192 (phi3 LongRoPE long factors) */
+    for (int variant = 0; variant < 4; variant++) {
+        int exact = variant % 2 == 0, long_ctx = variant >= 2;
+        snprintf(jpath, sizeof jpath, "%s/%s%s.jsonl", dir, exact ? "logits_exact" : "logits", long_ctx ? "_ctx8192" : "");
+        FILE *probe_ref = long_ctx ? fopen(jpath, "r") : NULL;
+        if (long_ctx && !probe_ref) continue;
+        if (probe_ref) fclose(probe_ref);
         slm_context_params cp = slm_context_default_params();
-        cp.n_ctx = 256;
+        cp.n_ctx = long_ctx ? 8192 : 256;
         cp.n_batch = 256;
         cp.exact = exact;
         slm_context *ctx;
@@ -282,9 +291,8 @@ static void run_case(const model_case *mc, const char *shared, const char *model
             CHECKF(0, "%s: context: %s", mc->id, err);
             continue;
         }
-        snprintf(jpath, sizeof jpath, "%s/%s", dir, exact ? "logits_exact.jsonl" : "logits.jsonl");
         json_t *lines = load_jsonl(jpath);
-        float *full0 = exact ? NULL : load_full0(dir, slm_model_n_vocab(m), 16);
+        float *full0 = exact || long_ctx ? NULL : load_full0(dir, slm_model_n_vocab(m), 16);
         /* exact path of GELU models (gemma, gemma2): max 1e-2 sigma, mean and |dlse| 1e-3 / 1e-2 sigma */
         double tol_max = exact ? (mc->gelu ? 1e-2 : 1e-3) : mc->quantized ? 1.5 : 0.05;
         double tol_lse_exact = mc->gelu ? 1e-2 : 1e-3;
@@ -296,8 +304,9 @@ static void run_case(const model_case *mc, const char *shared, const char *model
             double max_s = st.max_d / sigma, mean_s = st.sum_d / (double)st.n_d / sigma, lse_s = st.max_lse / sigma;
             double agree = (double)st.top1_agree / (double)st.positions;
             long disagree_clear = st.top1_clear_miss;
-            fprintf(stderr, "%-22s %-6s max|d| %.5f sigma  mean %.5f sigma  lse %.5f sigma  top1 %.1f%% (%ld clear misses / %ld)\n",
-                    mc->id, exact ? "exact" : "normal", max_s, mean_s, lse_s, 100 * agree, disagree_clear, st.top1_checked);
+            fprintf(stderr, "%-22s %-6s%s max|d| %.5f sigma  mean %.5f sigma  lse %.5f sigma  top1 %.1f%% (%ld clear misses / %ld)\n",
+                    mc->id, exact ? "exact" : "normal", long_ctx ? " n_ctx 8192" : "", max_s, mean_s, lse_s, 100 * agree,
+                    disagree_clear, st.top1_checked);
             if (exact || !mc->quantized) {
                 CHECKF(max_s <= tol_max, "%s %s: max |dlogit| %.5f sigma > %.4f", mc->id, exact ? "exact" : "normal", max_s, tol_max);
                 if (exact) CHECKF(lse_s <= tol_lse_exact, "%s exact: |dlse| %.5f sigma", mc->id, lse_s);
@@ -305,6 +314,10 @@ static void run_case(const model_case *mc, const char *shared, const char *model
                 else CHECKF(mean_s <= 0.006, "%s normal: mean |dlogit| %.5f sigma > 0.006", mc->id, mean_s);
                 CHECKF(disagree_clear == 0, "%s %s: top-1 differs at %ld positions that are not near ties", mc->id,
                        exact ? "exact" : "normal", disagree_clear);
+            } else if (loose) {
+                CHECKF(max_s <= 2.5, "%s normal: max |dlogit| %.4f sigma > 2.5", mc->id, max_s);
+                CHECKF(mean_s <= 0.25, "%s normal: mean |dlogit| %.4f sigma > 0.25", mc->id, mean_s);
+                CHECKF(lse_s <= 0.5, "%s normal: |dlse| %.4f sigma > 0.5", mc->id, lse_s);
             } else {
                 CHECKF(max_s <= 1.5, "%s normal: max |dlogit| %.4f sigma > 1.5", mc->id, max_s);
                 CHECKF(mean_s <= 0.15, "%s normal: mean |dlogit| %.4f sigma > 0.15", mc->id, mean_s);
@@ -315,11 +328,12 @@ static void run_case(const model_case *mc, const char *shared, const char *model
         json_decref(lines);
         free(full0);
         /* Greedy: exact path always; normal path for unquantized weights (quantized: not asserted, see README). */
-        if (exact || !mc->quantized) {
+        if ((exact || !mc->quantized) && !long_ctx) {
             snprintf(jpath, sizeof jpath, "%s/%s", dir, exact ? "greedy_exact.jsonl" : "greedy.jsonl");
             json_t *greedy = load_jsonl(jpath);
             if (greedy) {
-                int bad = compare_greedy(ctx, m, greedy, tie_gap, exact ? "exact" : "normal");
+                /* big models: the first 8 steps (one-token decodes of a 1-2.6B model on the f32 path are slow) */
+                int bad = compare_greedy(ctx, m, greedy, tie_gap, exact ? "exact" : "normal", mc->big ? 8 : SIZE_MAX);
                 CHECKF(bad == 0, "%s %s: %d greedy continuations differ before a near tie", mc->id, exact ? "exact" : "normal", bad);
                 json_decref(greedy);
             }
