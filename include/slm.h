@@ -66,9 +66,13 @@ bool slm_token_is_control(const slm_model *model, slm_token token);
 /* Whether tokenizing with add_special adds BOS / EOS. */
 bool slm_vocab_add_bos(const slm_model *model);
 
+/* What slm_tokenize returns on invalid input (err filled); any other negative value is the
+ * negated number of tokens needed. */
+#define SLM_TOKENIZE_ERROR INT32_MIN
+
 /* Tokenizes `len` bytes of `text`. Returns the number of tokens written to `out` (at most `cap`),
- * or, if `cap` is too small, the negated number needed; a different negative value with `err`
- * filled on invalid input. add_special: BOS/EOS (or CLS/SEP) as the vocab asks; parse_special:
+ * or, if `cap` is too small, the negated number needed; SLM_TOKENIZE_ERROR with `err` filled on
+ * invalid input. add_special: BOS/EOS (or CLS/SEP) as the vocab asks; parse_special:
  * control-token texts like "<|im_start|>" become their ids. */
 int slm_tokenize(const slm_model *model, const char *text, size_t len, bool add_special, bool parse_special,
                  slm_token *out, int cap, char *err, size_t err_len);

@@ -15,7 +15,7 @@
 #include <unistd.h>
 #include <time.h>
 
-#include "cli/cli.h"
+#include "cli.h"
 #include "slm.h"
 
 #define VERB "bench"

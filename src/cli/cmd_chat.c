@@ -7,11 +7,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
-#include "cli/common.h"
-#include "cli/sampling_opts.h"
+#include "cli.h"
+#include "common.h"
+#include "sampling_opts.h"
 #include "slm.h"
-#include "util/buf.h"
+#include "slm_buf.h"
 
 static const char *chat_help =
     "usage: slm chat MODEL [--system TEXT] [--chat-template NAME] [-n N] [sampling options]\n"

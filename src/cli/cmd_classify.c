@@ -5,8 +5,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "cli/cli.h"
-#include "cli/common.h"
+#include "cli.h"
+#include "common.h"
 #include "slm.h"
 
 static const char *classify_help =

@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
-#include "cli/common.h"
-#include "cli/task_opts.h"
+#include "cli.h"
+#include "common.h"
+#include "task_opts.h"
 #include "slm.h"
 
 static const char *extract_help =

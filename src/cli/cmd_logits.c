@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
-#include "cli/common.h"
+#include "cli.h"
+#include "common.h"
 #include "slm.h"
 
 static const char *logits_help =

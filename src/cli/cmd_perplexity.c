@@ -9,10 +9,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cli/cli.h"
-#include "cli/common.h"
+#include "cli.h"
+#include "common.h"
 #include "slm.h"
-#include "util/buf.h"
+#include "slm_buf.h"
 
 /* A text up to this size is tokenized in one piece, exactly as llama-perplexity does. */
 #define PPL_PIECE ((size_t)2 << 20)

@@ -4,12 +4,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "cli/cli.h"
-#include "cli/common.h"
-#include "cli/sampling_opts.h"
-#include "sample/json_validate.h"
+#include "cli.h"
+#include "common.h"
+#include "sampling_opts.h"
 #include "slm.h"
-#include "util/buf.h"
+#include "slm_buf.h"
 
 static const char *run_help =
     "usage: slm run MODEL -p TEXT [options]\n"

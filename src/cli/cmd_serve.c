@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
-#include "cli/common.h"
-#include "server/server.h"
+#include "cli.h"
+#include "common.h"
+#include "../server/server.h"
 
 static const char *serve_help =
     "usage: slm serve --model PATH [options]\n"

@@ -4,10 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
-#include "cli/common.h"
+#include "cli.h"
+#include "common.h"
 #include "slm.h"
-#include "tokenizer/vocab.h"
 
 static const char usage_text[] =
     "usage: slm tokenize MODEL [TEXT|-] [--ids] [--no-bos] [--special]\n"

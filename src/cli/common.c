@@ -1,4 +1,4 @@
-#include "cli/common.h"
+#include "common.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -7,8 +7,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cli/cli.h"
-#include "util/buf.h"
+#include "cli.h"
+#include "slm_buf.h"
 
 int cli_engine_opt(const char *verb, int argc, char **argv, int *i, cli_engine_opts *o) {
     const char *a = argv[*i];

@@ -5,7 +5,7 @@
 #include <errno.h>
 #include <math.h>
 
-#include "cli/cli.h"
+#include "cli.h"
 #include "slm.h"
 
 int cmd_embed(int argc, char **argv); /* cmd_embed.c */

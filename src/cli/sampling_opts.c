@@ -1,8 +1,8 @@
-#include "cli/sampling_opts.h"
+#include "sampling_opts.h"
 
 #include <string.h>
 
-#include "cli/cli.h"
+#include "cli.h"
 
 const char *cli_sampling_help =
     "      --temp T            temperature (default 0.8; 0 = greedy)\n"

@@ -1,10 +1,10 @@
-#include "cli/task_opts.h"
+#include "task_opts.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
-#include "cli/common.h"
+#include "cli.h"
+#include "common.h"
 
 int cli_task_opt(const char *verb, int argc, char **argv, int *i, cli_task_input *in, slm_task_params *tp) {
     const char *a = argv[*i], *val = *i + 1 < argc ? argv[*i + 1] : NULL;

@@ -6,7 +6,6 @@
 #include "slm.h"
 #include "tokenizer/vocab.h"
 
-const slm_vocab *slm_model_vocab(const slm_model *model);
 const gguf_file *slm_model_gguf(const slm_model *model);
 
 #endif

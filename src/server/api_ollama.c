@@ -5,7 +5,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "server/http.h"
+#include "calls.h"
+#include "handlers.h"
+#include "messages.h"
+#include "params.h"
+#include "replies.h"
 
 typedef struct oll_state {
     bool chat;

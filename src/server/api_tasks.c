@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/http.h"
+#include "calls.h"
+#include "handlers.h"
+#include "replies.h"
 
 #define TASK_MAX_INPUTS 64
 #define TASK_MAX_LABELS 64

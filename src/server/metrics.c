@@ -1,5 +1,5 @@
-#include "server/metrics.h"
-#include "util/buf.h"
+#include "metrics.h"
+#include "slm_buf.h"
 
 #include <stdbool.h>
 #include <stdio.h>

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/http.h"
+#include "params.h"
+
+#include "calls.h"
 
 static bool add_stop(slm_gen_params *p, const char *s, const char *field, srv_fail *f) {
     if (!*s) return srv_failf(f, 400, NULL, field, "'%s' entries must not be empty", field);

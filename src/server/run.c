@@ -12,7 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server/http.h"
+#include "state.h"
+#include "transport.h"
 
 void srv_config_defaults(srv_config *c) {
     memset(c, 0, sizeof *c);

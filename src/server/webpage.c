@@ -1,6 +1,6 @@
 /* The chat page served at GET /: one self-contained HTML document (no external assets). It streams
  * replies from /v1/chat/completions and shows tokens per second. */
-#include "server/http.h"
+#include "handlers.h"
 
 const char srv_webpage_html[] =
     "<!doctype html>\n"

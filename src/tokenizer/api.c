@@ -1,5 +1,4 @@
 /* The public vocabulary functions of slm.h, forwarding to the model's vocab. */
-#include "model/model.h"
 #include "tokenizer/vocab_impl.h"
 #include "util/err.h"
 

@@ -12,6 +12,9 @@
 #include "slm.h"
 
 typedef struct slm_vocab slm_vocab;
+/* The vocabulary a model owns (defined by the model, which loads it): the tokenizer's way in
+ * from the public API without depending on the model layer. */
+const slm_vocab *slm_model_vocab(const slm_model *model);
 
 /* Reads tokenizer.ggml.* from the file; an unsupported model/pre-tokenizer is an error naming it. */
 int slm_vocab_load(const gguf_file *f, slm_vocab **out, char *err, size_t err_len);
@@ -45,9 +48,7 @@ float slm_vocab_token_score(const slm_vocab *v, slm_token t);
 /* The id whose stored text is exactly these bytes, or -1. */
 slm_token slm_vocab_find(const slm_vocab *v, const char *text, size_t len);
 
-/* Returned by slm_vocab_tokenize (and slm_tokenize) on invalid input, with err filled; any other
- * negative value is the negated number of tokens needed. */
-#define SLM_TOKENIZE_ERROR INT32_MIN
+/* slm_vocab_tokenize returns SLM_TOKENIZE_ERROR (slm.h) on invalid input, like slm_tokenize. */
 
 /* Same contracts as slm_tokenize / slm_token_to_piece / slm_detokenize in slm.h. Invalid ids
  * render as "". Safe to call from several threads on one vocab. */

@@ -1,0 +1,105 @@
+/* From a parsed request to a gate call: the model it names, its tokens, submission through the
+ * gate (and the reply when the gate refuses). */
+#include "calls.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "replies.h"
+
+const srv_model *srv_pick_model(srv_conn *c, const char *name) {
+    srv_server *s = c->srv;
+    int k = slm_engine_find(s->engine, name);
+    if (k >= 0 && k < s->n_models) return c->model = &s->models[k];
+    char list[300] = "";
+    for (int i = 0; i < s->n_models; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s'%.100s'", i ? ", " : "", s->models[i].id);
+    char msg[600];
+    snprintf(msg, sizeof msg, "model '%.200s' %s; this server serves %s", name,
+             c->api == SRV_API_OLLAMA ? "not found" : "does not exist", list);
+    srv_reply_error(c, 404, "model_not_found", "model", msg);
+    return NULL;
+}
+
+bool srv_tokenize(const srv_model *s, const char *text, bool add_special, bool parse_special, const char *field, int limit,
+                  slm_token **out, int *n_out, srv_fail *f) {
+    size_t len = strlen(text);
+    /* A token is at least one byte, plus BOS/EOS: this bound always suffices. */
+    size_t cap = len + 8;
+    if (cap > (size_t)1 << 26) return srv_failf(f, 413, NULL, field, "'%s' is too long", field);
+    slm_token *toks = malloc(cap * sizeof *toks);
+    if (!toks) return srv_failf(f, 500, NULL, field, "out of memory");
+    char err[256];
+    int n = slm_tokenize(s->model, text, len, add_special, parse_special, toks, (int)cap, err, sizeof err);
+    if (n < 0) {
+        free(toks);
+        return srv_failf(f, 400, NULL, field, "'%s' cannot be tokenized: %s", field, n < -(int)cap ? "too long" : err);
+    }
+    if (n > limit) {
+        free(toks);
+        return srv_failf(f, 400, "context_length_exceeded", field,
+                         "'%s' has %d tokens but this server allows at most %d (context per slot is %d; "
+                         "prompts are never truncated)",
+                         field, n, limit, s->n_ctx);
+    }
+    *out = toks;
+    *n_out = n;
+    return true;
+}
+
+bool srv_render_chat(const srv_model *s, const slm_chat_message *msgs, size_t n, char **out, srv_fail *f) {
+    char err[256];
+    if (slm_chat_render(s->model, s->template_name[0] ? s->template_name : NULL, msgs, n, true, out, err, sizeof err) !=
+        0)
+        return srv_failf(f, 400, NULL, "messages", "cannot render the chat template: %s", err);
+    return true;
+}
+
+uint64_t srv_random_seed(srv_server *s) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (atomic_fetch_add(&s->id_counter, 1) << 17);
+    /* splitmix64 finaliser */
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+void srv_new_id(srv_server *s, const char *prefix, char *out, size_t cap) {
+    snprintf(out, cap, "%s-%016llx", prefix, (unsigned long long)srv_random_seed(s));
+}
+
+static bool gate_submit(srv_conn *c) {
+    srv_server *s = c->srv;
+    if (atomic_load(&s->draining)) {
+        srv_reply_error(c, 503, "shutting_down", NULL, "server is shutting down");
+        return false;
+    }
+    c->call.model = c->model ? c->model->id : "";
+    if (slm_gate_submit(s->gate, &c->call)) return true;
+    srv_reply_refused(c);
+    return false;
+}
+
+bool srv_submit(srv_conn *c, slm_request *r) {
+    srv_server *s = c->srv;
+    r->t_submit = slm_now();
+    r->deadline = r->t_submit + s->cfg.request_timeout_s;
+    if (c->model) snprintf(r->model, sizeof r->model, "%s", c->model->id);
+    c->call.kind = r->kind == SLM_REQ_EMBED ? SLM_CALL_EMBED : SLM_CALL_GENERATE;
+    if (c->call.request) slm_request_release(c->call.request);
+    slm_request_retain(r); /* the call keeps it for the record phase */
+    c->call.request = r;
+    return gate_submit(c);
+}
+
+bool srv_submit_task(srv_conn *c, slm_call_task_fn fn, void *user) {
+    c->call.kind = SLM_CALL_TASK;
+    c->call.task = fn;
+    c->call.task_user = user;
+    return gate_submit(c);
+}
+

@@ -1,0 +1,27 @@
+/* From a parsed request to a gate call: the model it names, tokens, submission through the gate. */
+#ifndef SLM_SERVER_CALLS_H
+#define SLM_SERVER_CALLS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "fields.h"
+#include "state.h"
+
+/* The served model a request's "model" field names (absent = the first); NULL after a 404 reply. */
+const srv_model *srv_pick_model(srv_conn *c, const char *name);
+/* Tokenizes text into a malloc'd array; fails (400, naming `field`) if longer than the slot context. */
+bool srv_tokenize(const srv_model *m, const char *text, bool add_special, bool parse_special, const char *field,
+                  int limit, slm_token **out, int *n_out, srv_fail *f);
+/* Renders chat messages with the served template. */
+bool srv_render_chat(const srv_model *m, const slm_chat_message *msgs, size_t n, char **out, srv_fail *f);
+/* Deadline, then through the gate to a backend: replies itself (503 full or draining, or what a
+ * gate stage refused) and returns false when the request was not taken. */
+bool srv_submit(srv_conn *c, slm_request *r);
+/* A task call through the gate (the local backend runs fn); false with the reply sent when refused. */
+bool srv_submit_task(srv_conn *c, slm_call_task_fn fn, void *user);
+uint64_t srv_random_seed(srv_server *s);
+/* New id like "chatcmpl-<hex>". */
+void srv_new_id(srv_server *s, const char *prefix, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,27 @@
+/* The API handlers the route table points to (OpenAI, Ollama, tasks). */
+#ifndef SLM_SERVER_HANDLERS_H
+#define SLM_SERVER_HANDLERS_H
+
+#include <microhttpd.h>
+#include <stdbool.h>
+
+#include "state.h"
+
+
+enum MHD_Result srv_openai_chat(srv_conn *c);
+enum MHD_Result srv_openai_completions(srv_conn *c);
+enum MHD_Result srv_openai_embeddings(srv_conn *c);
+enum MHD_Result srv_openai_models(srv_conn *c, const char *id /* NULL = list */);
+enum MHD_Result srv_ollama_chat(srv_conn *c);
+enum MHD_Result srv_ollama_generate(srv_conn *c);
+enum MHD_Result srv_ollama_embed(srv_conn *c, bool legacy);
+enum MHD_Result srv_ollama_tags(srv_conn *c, bool running);
+enum MHD_Result srv_ollama_show(srv_conn *c);
+enum MHD_Result srv_ollama_version(srv_conn *c);
+enum MHD_Result srv_task_classify(srv_conn *c);
+enum MHD_Result srv_task_extract(srv_conn *c);
+enum MHD_Result srv_task_summarize(srv_conn *c);
+
+extern const char srv_webpage_html[];
+
+#endif
