@@ -80,6 +80,7 @@ struct slm_grammar {
 
     /* scratch for one step */
     uint32_t *step_out;
+    uint32_t *carry; /* a state kept across a flush in run_bytes */
     uint32_t *work;
     uint32_t *emit;
     uint32_t emit_used;
@@ -336,19 +337,26 @@ static int32_t step(slm_grammar *g, int32_t sid, uint8_t b) {
     return *t = ns;
 }
 
-/* Runs bytes from the current state; the resulting state id, or T_DEAD. */
+/* Runs bytes from the current state; the resulting state id, or T_DEAD. When the memo fills up
+ * part-way, the state reached so far is carried over a flush, so a long text (slm_grammar_matches
+ * on a whole output) may pass through any number of states. */
 static int32_t run_bytes(slm_grammar *g, const char *s, size_t n) {
-    for (int attempt = 0; attempt < 2; attempt++) {
-        int32_t sid = g->cur_sid;
-        size_t i = 0;
-        for (; i < n; i++) {
-            sid = step(g, sid, (uint8_t)s[i]);
-            if (sid < 0) break;
+    int32_t sid = g->cur_sid;
+    for (size_t i = 0; i < n; i++) {
+        int32_t next = step(g, sid, (uint8_t)s[i]);
+        if (next == T_FULL) {
+            uint32_t len = g->st_len[sid];
+            memcpy(g->carry, &g->arena[g->st_off[sid]], len * sizeof *g->carry);
+            flush(g);
+            sid = intern(g, g->carry, len); /* an empty table holds the current state and this one */
+            if (sid < 0) return T_DEAD;
+            next = step(g, sid, (uint8_t)s[i]);
+            if (next == T_FULL) return T_DEAD;
         }
-        if (sid != T_FULL) return sid;
-        flush(g);
+        if (next < 0) return next;
+        sid = next;
     }
-    return T_DEAD;
+    return sid;
 }
 
 static void set_current(slm_grammar *g, int32_t sid) {
@@ -615,10 +623,11 @@ int gram_grammar_new(gram_program *prog, gram_guard *guard, int n_vocab, slm_gra
     g->cur_words = malloc(MAX_STATE_WORDS * sizeof *g->cur_words);
     g->root_words = malloc(MAX_STATE_WORDS * sizeof *g->root_words);
     g->step_out = malloc(MAX_STATE_WORDS * sizeof *g->step_out);
+    g->carry = malloc(MAX_STATE_WORDS * sizeof *g->carry);
     g->work = malloc(WORK_WORDS * sizeof *g->work);
     g->emit = malloc(MAX_STATE_WORDS * sizeof *g->emit);
     if (!g->arena || !g->st_off || !g->st_len || !g->st_mask || !g->trans || !g->hash_tab || !g->mask_bits ||
-        !g->walk_bits || !g->cur_words || !g->root_words || !g->step_out || !g->work || !g->emit) {
+        !g->walk_bits || !g->cur_words || !g->root_words || !g->step_out || !g->carry || !g->work || !g->emit) {
         slm_grammar_free(g);
         return slm_err(err, err_len, "grammar: out of memory");
     }
@@ -682,6 +691,7 @@ void slm_grammar_free(slm_grammar *g) {
     free(g->cur_words);
     free(g->root_words);
     free(g->step_out);
+    free(g->carry);
     free(g->work);
     free(g->emit);
     free(g);

@@ -298,6 +298,16 @@ static void test_compile_limits(void) {
         CHECK(slm_grammar_accept_bytes(g, "a", 1) && slm_grammar_is_done(g));
         CHECK(!slm_grammar_accept_bytes(g, "a", 1));
         CHECK(matches(g, "aaab"));
+        /* one call through 100000 distinct states: the memo is flushed on the way, the state carried
+         * over (slm_grammar_matches on a long output used to give a false "no") */
+        char *as = malloc(100000);
+        memset(as, 'a', 100000);
+        CHECK(slm_grammar_matches(g, as, 100000));
+        CHECK(!slm_grammar_matches(g, as, 99999));
+        as[70000] = 'b';
+        CHECK(slm_grammar_matches(g, as, 70001));
+        CHECK(!slm_grammar_matches(g, as, 70002));
+        free(as);
         slm_grammar_free(g);
     }
 
