@@ -150,9 +150,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     slm_grammar *g = NULL;
     int rc = slm_grammar_compile_vocab((const char *)data, gbnf_len, N_VOCAB, fuzz_piece, fuzz_eog, NULL, &g, err,
                                        sizeof err);
+    /* Small limits change only where the compile stops: what fits compiles the same, an error found
+     * before any limit is the same error, and a crossed limit is SLM_GRAMMAR_TOO_LARGE naming it. */
+    slm_grammar_limits lim = {.max_rules = 8 + (int)(size % 32), .max_alternatives = 16, .max_elements = 64};
+    char lerr[256] = "";
+    slm_grammar *lg = NULL;
+    int lrc = slm_grammar_compile_vocab_limited((const char *)data, gbnf_len, &lim, N_VOCAB, fuzz_piece, fuzz_eog, NULL,
+                                                &lg, lerr, sizeof lerr);
+    if ((lrc == 0) != (lg != NULL)) __builtin_trap();
+    if (lrc == 0 && rc != 0) __builtin_trap();
+    if (lrc == SLM_GRAMMAR_INVALID && (rc != SLM_GRAMMAR_INVALID || strcmp(err, lerr) != 0)) __builtin_trap();
+    if (lrc == SLM_GRAMMAR_TOO_LARGE && !strstr(lerr, "(limit)") && !strstr(lerr, "elements after expanding"))
+        __builtin_trap();
+    if (lrc != 0 && lrc != SLM_GRAMMAR_INVALID && lrc != SLM_GRAMMAR_TOO_LARGE) __builtin_trap();
+    slm_grammar_free(lg);
     if (rc != 0) {
         /* refused with one line of error and nothing allocated */
-        if (g || err[0] == 0 || strchr(err, '\n')) __builtin_trap();
+        if (g || err[0] == 0 || strchr(err, '\n') || (rc != SLM_GRAMMAR_INVALID && rc != SLM_GRAMMAR_TOO_LARGE))
+            __builtin_trap();
         return 0;
     }
     if (!g) __builtin_trap();

@@ -101,7 +101,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     char *gbnf = NULL;
     err[0] = 0;
-    if (slm_json_schema_to_gbnf(schema, &gbnf, err, sizeof err) != 0) {
+    int rc = slm_json_schema_to_gbnf(schema, &gbnf, err, sizeof err);
+    /* Small limits change only where the conversion stops: what fits gives the same grammar, an
+     * error found before any limit is the same error, a crossed limit is SLM_GRAMMAR_TOO_LARGE. */
+    slm_grammar_limits lim = {.max_rules = 4 + (int)(size % 64), .max_alternatives = 64, .max_elements = 256};
+    char lerr[512] = "";
+    char *lgbnf = NULL;
+    int lrc = slm_json_schema_to_gbnf_limited(schema, &lim, &lgbnf, lerr, sizeof lerr);
+    if ((lrc == 0) != (lgbnf != NULL)) __builtin_trap();
+    if (lrc == 0 && (rc != 0 || strcmp(gbnf, lgbnf) != 0)) __builtin_trap();
+    if (lrc == SLM_GRAMMAR_INVALID && (rc != SLM_GRAMMAR_INVALID || strcmp(err, lerr) != 0)) __builtin_trap();
+    if (lrc == SLM_GRAMMAR_TOO_LARGE && !strstr(lerr, "(limit)") && !strstr(lerr, "elements after expanding"))
+        __builtin_trap();
+    if (lrc != 0 && lrc != SLM_GRAMMAR_INVALID && lrc != SLM_GRAMMAR_TOO_LARGE) __builtin_trap();
+    free(lgbnf);
+    if (rc != 0) {
         if (gbnf || !one_line(err)) __builtin_trap();
         static const char gbnf_check[] = "json schema: the schema has no finite valid value or is too large (";
         if (strncmp(err, gbnf_check, sizeof gbnf_check - 1) == 0 && is_gbnf_syntax_error(err + sizeof gbnf_check - 1))
