@@ -142,7 +142,6 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
     json_t *req = srv_parse_body(c, &f);
     slm_request *r = NULL;
     srv_chat_msgs msgs = {0};
-    char *rendered = NULL;
     slm_token *fresh = NULL;
     enum MHD_Result ret;
     if (!req) return srv_reply_fail(c, &f);
@@ -175,8 +174,7 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
             ret = reply_load(c, &u);
             goto out;
         }
-        if (!srv_render_chat(M, msgs.msgs, msgs.n, &rendered, &f)) goto fail;
-        if (!srv_tokenize(M, rendered, true, true, "messages", limit, &r->prompt, &r->n_prompt, &f)) goto fail;
+        if (!srv_chat_tokenize(M, msgs.msgs, msgs.n, true, "messages", limit, &r->prompt, &r->n_prompt, &f)) goto fail;
     } else {
         if (!srv_json_string(req, "prompt", &prompt, &f) || !srv_json_string(req, "system", &system, &f) ||
             !srv_json_bool(req, "raw", &raw, &f))
@@ -195,17 +193,17 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
             srv_failf(&f, 400, NULL, "context", "'context' has %zu tokens; the context per slot is %d", n_ctx_in, M->n_ctx);
             goto fail;
         }
-        const char *text = prompt;
-        if (!raw && *prompt) {
+        int n_fresh = 0;
+        if (!raw && *prompt) { /* the prompt is a user message: text, never control tokens */
             slm_chat_message m[2];
             size_t n = 0;
             if (system && *system) m[n++] = (slm_chat_message){"system", system};
             m[n++] = (slm_chat_message){"user", prompt};
-            if (!srv_render_chat(M, m, n, &rendered, &f)) goto fail;
-            text = rendered;
+            if (!srv_chat_tokenize(M, m, n, n_ctx_in == 0, "prompt", limit, &fresh, &n_fresh, &f)) goto fail;
+        } else if (*prompt && /* "raw": true is the documented opt-in for a prompt with control tokens */
+                   !srv_tokenize(M, prompt, n_ctx_in == 0, true, "prompt", limit, &fresh, &n_fresh, &f)) {
+            goto fail;
         }
-        int n_fresh = 0;
-        if (*text && !srv_tokenize(M, text, n_ctx_in == 0, true, "prompt", limit, &fresh, &n_fresh, &f)) goto fail;
         if (n_ctx_in + (size_t)n_fresh > (size_t)limit) {
             srv_failf(&f, 400, NULL, "prompt", "'context' plus 'prompt' is %zu tokens; the context per slot is %d (never truncated)",
                       n_ctx_in + (size_t)n_fresh, M->n_ctx);
@@ -257,7 +255,6 @@ fail:
     ret = srv_reply_fail(c, &f);
 out:
     free(fresh);
-    free(rendered);
     srv_chat_msgs_free(&msgs);
     slm_request_release(r);
     json_decref(req);

@@ -217,7 +217,6 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
     json_t *req = srv_parse_body(c, &f);
     slm_request *r = NULL;
     srv_chat_msgs msgs = {0};
-    char *rendered = NULL;
     enum MHD_Result ret;
     if (!req) return srv_reply_fail(c, &f);
     const char *model = NULL;
@@ -253,8 +252,7 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
             srv_failf(&f, 400, NULL, "messages", "'messages' must not be empty");
             goto fail;
         }
-        if (!srv_render_chat(M, msgs.msgs, msgs.n, &rendered, &f)) goto fail;
-        if (!srv_tokenize(M, rendered, true, true, "messages", limit, &r->prompt, &r->n_prompt, &f)) goto fail;
+        if (!srv_chat_tokenize(M, msgs.msgs, msgs.n, true, "messages", limit, &r->prompt, &r->n_prompt, &f)) goto fail;
     } else {
         json_t *prompt = json_object_get(req, "prompt");
         if (!prompt) {
@@ -323,7 +321,6 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
 fail:
     ret = srv_reply_fail(c, &f);
 out:
-    free(rendered);
     srv_chat_msgs_free(&msgs);
     slm_request_release(r);
     json_decref(req);

@@ -31,7 +31,7 @@ static bool task_common(srv_conn *c, json_t *req, slm_task_params *tp, srv_fail 
     }
     memset(tp, 0, sizeof *tp);
     tp->model = M->id;
-    tp->template_name = M->template_name[0] ? M->template_name : NULL;
+    tp->template_name = c->srv->cfg.chat_template; /* as the CLI verbs: the model's own template, else a plain prompt */
     tp->deadline = slm_now() + s->cfg.request_timeout_s;
     tp->should_cancel = task_should_cancel;
     tp->cancel_user = c;

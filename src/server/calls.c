@@ -49,11 +49,23 @@ bool srv_tokenize(const srv_model *s, const char *text, bool add_special, bool p
     return true;
 }
 
-bool srv_render_chat(const srv_model *s, const slm_chat_message *msgs, size_t n, char **out, srv_fail *f) {
+bool srv_chat_tokenize(const srv_model *s, const slm_chat_message *msgs, size_t n, bool add_special, const char *field,
+                       int limit, slm_token **out, int *n_out, srv_fail *f) {
     char err[256];
-    if (slm_chat_render(s->model, s->template_name[0] ? s->template_name : NULL, msgs, n, true, out, err, sizeof err) !=
-        0)
-        return srv_failf(f, 400, NULL, "messages", "cannot render the chat template: %s", err);
+    slm_token *ids = NULL;
+    int n_ids = 0;
+    if (slm_chat_tokenize(s->model, s->template_name[0] ? s->template_name : NULL, msgs, n, true, add_special, &ids,
+                          &n_ids, NULL, err, sizeof err) != 0)
+        return srv_failf(f, 400, NULL, field, "cannot render the chat template: %s", err);
+    if (n_ids > limit) {
+        free(ids);
+        return srv_failf(f, 400, "context_length_exceeded", field,
+                         "'%s' has %d tokens but this server allows at most %d (context per slot is %d; "
+                         "prompts are never truncated)",
+                         field, n_ids, limit, s->n_ctx);
+    }
+    *out = ids;
+    *n_out = n_ids;
     return true;
 }
 

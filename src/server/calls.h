@@ -13,8 +13,11 @@ const srv_model *srv_pick_model(srv_conn *c, const char *name);
 /* Tokenizes text into a malloc'd array; fails (400, naming `field`) if longer than the slot context. */
 bool srv_tokenize(const srv_model *m, const char *text, bool add_special, bool parse_special, const char *field,
                   int limit, slm_token **out, int *n_out, srv_fail *f);
-/* Renders chat messages with the served template. */
-bool srv_render_chat(const srv_model *m, const slm_chat_message *msgs, size_t n, char **out, srv_fail *f);
+/* Renders chat messages with the served template and tokenizes them: only the template's own
+ * markers become control tokens, message contents stay text (a user cannot forge a turn). Fails
+ * (400, naming `field`) past `limit` tokens. */
+bool srv_chat_tokenize(const srv_model *m, const slm_chat_message *msgs, size_t n, bool add_special, const char *field,
+                       int limit, slm_token **out, int *n_out, srv_fail *f);
 /* Deadline, then through the gate to a backend: replies itself (503 full or draining, or what a
  * gate stage refused) and returns false when the request was not taken. */
 bool srv_submit(srv_conn *c, slm_request *r);
