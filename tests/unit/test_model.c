@@ -965,6 +965,19 @@ static void test_load_errors(void) {
     s = llama_spec();
     s.omit_key = "general.architecture";
     expect_load_error(&s, "missing_arch", "general.architecture");
+    /* the other families validate their own tensors: a llama-shaped file under their names */
+    s = llama_spec();
+    s.arch = "phi3";
+    expect_load_error(&s, "phi3_needs_fused_qkv", "attn_qkv.weight");
+    s = llama_spec();
+    s.arch = "gemma2";
+    expect_load_error(&s, "gemma2_needs_post_norms", "post_attention_norm.weight");
+    s = llama_spec();
+    s.arch = "bert";
+    expect_load_error(&s, "bert_needs_positions", "position_embd.weight");
+    s = llama_spec();
+    s.arch = "nomic-bert";
+    expect_load_error(&s, "nomic_bert_needs_input_norm", "token_embd_norm.weight");
 
     char path[320], err[512] = "";
     model_path(path, sizeof path, "does_not_exist");

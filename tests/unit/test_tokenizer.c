@@ -325,6 +325,8 @@ static void test_wpm(void) {
     CHECK(ids_eq(out, n, (slm_token[]){2, 5, 10, 6, 9, 3}, 6));
     n = tok(v, "Caf\xC3\xA9", false, false, out, 64); /* accents stripped after NFD */
     CHECK(ids_eq(out, n, (slm_token[]){11}, 1));
+    n = tok(v, "Cafe\xCC\x81 hello", false, false, out, 64); /* a combining acute stays (llama.cpp): [UNK] */
+    CHECK(ids_eq(out, n, (slm_token[]){1, 5}, 2));
     n = tok(v, "helo hello", false, false, out, 64); /* "▁hel" + unmatched "o" → [UNK] */
     CHECK(ids_eq(out, n, (slm_token[]){1, 5}, 2));
     n = tok(v, "hello\xE2\x80\x8Bworld", false, false, out, 64); /* U+200B (Cf) is dropped, no split */
