@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sample/json_validate.h"
 #include "util/buf.h"
 #include "util/err.h"
 
@@ -18,32 +17,6 @@ void slm_task_result_free(slm_task_result *r) {
 }
 
 /* ---------- prompts ---------- */
-
-/* The prompt text: the chat template with a system and a user message, or, for models without a
- * template, "system\n\nuser\n\n<plain_tail>". */
-static char *render_prompt(const slm_model *m, const slm_task_params *p, const char *system, const char *user,
-                           const char *plain_tail, bool *chat, char *err, size_t err_len) {
-    slm_chat_message msgs[2] = {{"system", system}, {"user", user}};
-    char *out = NULL;
-    char cerr[256];
-    if (slm_chat_render(m, p->template_name, msgs, 2, true, &out, cerr, sizeof cerr) == 0) {
-        *chat = true;
-        return out;
-    }
-    if (p->template_name) {
-        slm_err(err, err_len, "%s", cerr);
-        return NULL;
-    }
-    *chat = false;
-    size_t n = strlen(system) + strlen(user) + strlen(plain_tail) + 8;
-    out = malloc(n);
-    if (!out) {
-        slm_err(err, err_len, "out of memory");
-        return NULL;
-    }
-    snprintf(out, n, "%s\n\n%s\n\n%s", system, user, plain_tail);
-    return out;
-}
 
 static slm_token *tokenize(const slm_model *m, const char *text, bool special, int *n, char *err, size_t err_len) {
     size_t len = strlen(text);
@@ -68,6 +41,38 @@ static slm_token *tokenize(const slm_model *m, const char *text, bool special, i
     }
     slm_err(err, err_len, "tokenizer size mismatch");
     return NULL;
+}
+
+/* The prompt's tokens: the chat template with a system and a user message (whose contents stay
+ * text: control-token texts inside them are never control tokens), or, for models without a
+ * template, "system\n\nuser\n\n<plain_tail>" tokenized as plain text. */
+static slm_token *render_tokens(const slm_model *m, const slm_task_params *p, const char *system, const char *user,
+                                const char *plain_tail, bool *chat, int *n, char *err, size_t err_len) {
+    slm_chat_message msgs[2] = {{"system", system}, {"user", user}};
+    slm_token *ids = NULL;
+    char cerr[256], *probe = NULL;
+    if (slm_chat_render(m, p->template_name, msgs, 2, true, &probe, cerr, sizeof cerr) == 0) {
+        free(probe);
+        *chat = true;
+        if (slm_chat_tokenize(m, p->template_name, msgs, 2, true, true, &ids, n, NULL, cerr, sizeof cerr) == 0) return ids;
+        slm_err(err, err_len, "%s", cerr);
+        return NULL;
+    }
+    if (p->template_name) {
+        slm_err(err, err_len, "%s", cerr);
+        return NULL;
+    }
+    *chat = false;
+    slm_buf text = {0};
+    slm_buf_printf(&text, "%s\n\n%s\n\n%s", system, user, plain_tail);
+    if (text.oom) {
+        slm_buf_free(&text);
+        slm_err(err, err_len, "out of memory");
+        return NULL;
+    }
+    ids = tokenize(m, text.s, false, n, err, err_len);
+    slm_buf_free(&text);
+    return ids;
 }
 
 /* ---------- requests on the engine ---------- */
@@ -173,7 +178,7 @@ int slm_task_classify(slm_engine *e, const slm_task_params *p, const char *input
     const slm_model *m = tm.m;
     slm_token end = slm_token_eos(m);
     char *label_list = join_labels(labels, n_labels);
-    char *user = NULL, *prompt = NULL;
+    char *user = NULL;
     int n_req = multi_label ? n_labels : 1;
     slm_request **reqs = calloc((size_t)n_req, sizeof *reqs);
     int rc = -1;
@@ -189,19 +194,18 @@ int slm_task_classify(slm_engine *e, const slm_task_params *p, const char *input
         goto out;
     }
     for (int i = 0; i < n_req; i++) {
-        bool chat;
-        free(prompt);
+        bool chat = false;
+        int n_toks = 0;
+        slm_token *toks;
         if (multi_label) {
             snprintf(user, ulen, "Text: %s\n\nDoes this text belong to the category \"%s\"? Answer yes or no.", input,
                      labels[i]);
-            prompt = render_prompt(m, p, "You answer yes or no.", user, "Answer:", &chat, err, err_len);
+            toks = render_tokens(m, p, "You answer yes or no.", user, "Answer:", &chat, &n_toks, err, err_len);
         } else {
             snprintf(user, ulen, "Text: %s\n\nCategories: %s\nAnswer with the category only.", input, label_list);
-            prompt = render_prompt(m, p, "You classify texts into exactly one of the given categories.", user,
-                                   "Category:", &chat, err, err_len);
+            toks = render_tokens(m, p, "You classify texts into exactly one of the given categories.", user, "Category:",
+                                 &chat, &n_toks, err, err_len);
         }
-        int n_toks = 0;
-        slm_token *toks = prompt ? tokenize(m, prompt, chat, &n_toks, err, err_len) : NULL;
         if (!toks) goto out;
         if (n_toks < 1 || n_toks >= tm.n_ctx) {
             free(toks);
@@ -275,17 +279,15 @@ out:
     free(reqs);
     free(label_list);
     free(user);
-    free(prompt);
     return rc;
 }
 
 /* ---------- generation helper ---------- */
 
-/* A GENERATE request for `prompt` (text) with an optional grammar (the request takes it). */
-static slm_request *generate_request(slm_engine *e, const task_model *tm, const slm_task_params *p, const char *prompt,
-                                     bool special, slm_grammar *grammar, int max_tokens, char *err, size_t err_len) {
-    int n = 0;
-    slm_token *toks = tokenize(tm->m, prompt, special, &n, err, err_len);
+/* A GENERATE request for the prompt tokens (taken, NULL after a failure upstream) with an optional
+ * grammar (taken too). */
+static slm_request *generate_request(slm_engine *e, const task_model *tm, const slm_task_params *p, slm_token *toks,
+                                     int n, slm_grammar *grammar, int max_tokens, char *err, size_t err_len) {
     if (!toks) {
         slm_grammar_free(grammar);
         return NULL;
@@ -347,13 +349,11 @@ int slm_task_extract(slm_engine *e, const slm_task_params *p, const char *input,
              "matching this JSON Schema:\n%s",
              schema_json);
     bool chat;
-    char *prompt = render_prompt(m, p, system, input, "JSON:", &chat, err, err_len);
+    int n_toks = 0;
+    slm_token *toks = render_tokens(m, p, system, input, "JSON:", &chat, &n_toks, err, err_len);
     free(system);
     int rc = -1;
-    slm_request *r = prompt ? generate_request(e, &tm, p, prompt, chat, g, p->max_tokens > 0 ? p->max_tokens : 512,
-                                               err, err_len)
-                            : NULL;
-    if (!prompt) slm_grammar_free(g);
+    slm_request *r = generate_request(e, &tm, p, toks, n_toks, g, p->max_tokens > 0 ? p->max_tokens : 512, err, err_len);
     if (r) {
         const char *finish = "stop";
         rc = run_all(e, p, &r, 1, out, err, err_len);
@@ -372,14 +372,13 @@ int slm_task_extract(slm_engine *e, const slm_task_params *p, const char *input,
         }
     }
     slm_request_release(r);
-    free(prompt);
     return rc;
 }
 
 /* ---------- summarize ---------- */
 
-static char *summary_prompt(const slm_model *m, const slm_task_params *p, const char *text, int max_words,
-                            const char *style, bool partial, bool *chat, char *err, size_t err_len) {
+static slm_token *summary_tokens(const slm_model *m, const slm_task_params *p, const char *text, int max_words,
+                                 const char *style, bool partial, int *n, char *err, size_t err_len) {
     /* the style is caller text of any length: never cut into a fixed buffer */
     slm_buf system = {0}, user = {0};
     slm_buf_printf(&system, "You summarise %s in at most %d words",
@@ -388,12 +387,13 @@ static char *summary_prompt(const slm_model *m, const slm_task_params *p, const 
     slm_buf_puts(&system, ".");
     slm_buf_puts(&user, "Text:\n");
     slm_buf_puts(&user, text);
-    char *prompt = NULL;
+    slm_token *ids = NULL;
+    bool chat;
     if (system.oom || user.oom) slm_err(err, err_len, "out of memory");
-    else prompt = render_prompt(m, p, system.s, user.s, "Summary:", chat, err, err_len);
+    else ids = render_tokens(m, p, system.s, user.s, "Summary:", &chat, n, err, err_len);
     slm_buf_free(&system);
     slm_buf_free(&user);
-    return prompt;
+    return ids;
 }
 
 /* Detokenizes into *buf, growing it as needed; the length, or -1. */
@@ -470,12 +470,8 @@ int slm_task_summarize(slm_engine *e, const slm_task_params *p, const char *inpu
     int n_ctx = tm.n_ctx;
     int max_new = p->max_tokens > 0 ? p->max_tokens : max_words * 2 + 32;
     /* prompt overhead without the text */
-    bool chat;
-    char *empty = summary_prompt(m, p, "", max_words, style, true, &chat, err, err_len);
-    if (!empty) return -1;
     int overhead = 0;
-    slm_token *et = tokenize(m, empty, chat, &overhead, err, err_len);
-    free(empty);
+    slm_token *et = summary_tokens(m, p, "", max_words, style, true, &overhead, err, err_len);
     if (!et) return -1;
     free(et);
     int budget = n_ctx - overhead - max_new - 16;
@@ -491,12 +487,11 @@ int slm_task_summarize(slm_engine *e, const slm_task_params *p, const char *inpu
         if (!tt) goto out;
         free(tt);
         if (n_tok <= budget) {
-            char *prompt = summary_prompt(m, p, text, max_words, style, false, &chat, err, err_len);
+            int n_prompt = 0;
+            slm_token *prompt = summary_tokens(m, p, text, max_words, style, false, &n_prompt, err, err_len);
             const char *finish = "stop";
             char *summary = NULL;
-            if (!prompt) goto out;
-            slm_request *r = generate_request(e, &tm, p, prompt, chat, NULL, max_new, err, err_len);
-            free(prompt);
+            slm_request *r = generate_request(e, &tm, p, prompt, n_prompt, NULL, max_new, err, err_len);
             if (!r) goto out;
             rc = run_all(e, p, &r, 1, out, err, err_len);
             if (rc == 0) rc = take_text(r, &summary, &finish, out, err, err_len);
@@ -519,9 +514,9 @@ int slm_task_summarize(slm_engine *e, const slm_task_params *p, const char *inpu
         slm_request **reqs = calloc((size_t)n_parts, sizeof *reqs);
         if (!reqs) prc = slm_err(err, err_len, "out of memory");
         for (int i = 0; !prc && i < n_parts; i++) {
-            char *prompt = summary_prompt(m, p, parts[i], max_words, style, true, &chat, err, err_len);
-            if (!prompt || !(reqs[i] = generate_request(e, &tm, p, prompt, chat, NULL, max_new, err, err_len))) prc = -1;
-            free(prompt);
+            int n_prompt = 0;
+            slm_token *prompt = summary_tokens(m, p, parts[i], max_words, style, true, &n_prompt, err, err_len);
+            if (!(reqs[i] = generate_request(e, &tm, p, prompt, n_prompt, NULL, max_new, err, err_len))) prc = -1;
         }
         if (!prc) prc = run_all(e, p, reqs, n_parts, out, err, err_len);
         for (int i = 0; i < n_parts; i++) {
