@@ -119,6 +119,8 @@ slm_request *slm_request_new(slm_request_kind kind);
 void slm_request_retain(slm_request *r);
 /* Drops a reference; the last one frees the request and everything it owns. */
 void slm_request_release(slm_request *r);
+/* With r->mu held: waits up to ms milliseconds for the engine to add output or finish r. */
+void slm_request_wait(slm_request *r, int ms);
 /* Fills gen with defaults (slm_sampler_default_params, no limits). */
 void slm_gen_params_init(slm_gen_params *p);
 /* Frees what gen owns and resets it to zeros. */

@@ -93,6 +93,15 @@ void slm_request_finish(slm_request *r, slm_finish why, const char *error) {
     pthread_mutex_unlock(&r->mu);
 }
 
+void slm_request_wait(slm_request *r, int ms) {
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += (long)ms * 1000000L;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&r->cv, &r->mu, &until);
+}
+
 const char *slm_finish_name(slm_finish f) {
     switch (f) {
     case SLM_FINISH_STOP: return "stop";

@@ -23,6 +23,13 @@ const srv_model *srv_pick_model(srv_conn *c, const char *name) {
     return NULL;
 }
 
+static bool too_long(const srv_model *s, const char *field, int n, int limit, srv_fail *f) {
+    return srv_failf(f, 400, "context_length_exceeded", field,
+                     "'%s' has %d tokens but this server allows at most %d (context per slot is %d; "
+                     "prompts are never truncated)",
+                     field, n, limit, s->n_ctx);
+}
+
 bool srv_tokenize(const srv_model *s, const char *text, bool add_special, bool parse_special, const char *field, int limit,
                   slm_token **out, int *n_out, srv_fail *f) {
     size_t len = strlen(text);
@@ -39,10 +46,7 @@ bool srv_tokenize(const srv_model *s, const char *text, bool add_special, bool p
     }
     if (n > limit) {
         free(toks);
-        return srv_failf(f, 400, "context_length_exceeded", field,
-                         "'%s' has %d tokens but this server allows at most %d (context per slot is %d; "
-                         "prompts are never truncated)",
-                         field, n, limit, s->n_ctx);
+        return too_long(s, field, n, limit, f);
     }
     *out = toks;
     *n_out = n;
@@ -59,10 +63,7 @@ bool srv_chat_tokenize(const srv_model *s, const slm_chat_message *msgs, size_t 
         return srv_failf(f, 400, NULL, field, "cannot render the chat template: %s", err);
     if (n_ids > limit) {
         free(ids);
-        return srv_failf(f, 400, "context_length_exceeded", field,
-                         "'%s' has %d tokens but this server allows at most %d (context per slot is %d; "
-                         "prompts are never truncated)",
-                         field, n_ids, limit, s->n_ctx);
+        return too_long(s, field, n_ids, limit, f);
     }
     *out = ids;
     *n_out = n_ids;

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 void srv_add_common_headers(srv_conn *c, struct MHD_Response *resp, int status) {
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
@@ -114,22 +113,13 @@ static bool client_gone(int fd) {
 
 bool srv_conn_gone(srv_conn *c) { return client_gone(conn_fd(c)); }
 
-static void timed_wait(slm_request *r, int ms) {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += (long)ms * 1000000L;
-    until.tv_sec += until.tv_nsec / 1000000000L;
-    until.tv_nsec %= 1000000000L;
-    pthread_cond_timedwait(&r->cv, &r->mu, &until);
-}
-
 static void cancel_call(srv_server *s, slm_gate_call *call) { slm_gate_cancel(s->gate, call); }
 
 bool srv_wait_done(srv_conn *c, slm_request *r) {
     int fd = conn_fd(c);
     pthread_mutex_lock(&r->mu);
     while (!r->done) {
-        timed_wait(r, 50);
+        slm_request_wait(r, 50);
         if (!r->done && client_gone(fd)) {
             pthread_mutex_unlock(&r->mu);
             cancel_call(c->srv, &c->call);
@@ -198,7 +188,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
         if (st->finished) return MHD_CONTENT_READER_END_OF_STREAM;
         pthread_mutex_lock(&r->mu);
         while (!r->done && r->text_len == st->text_seen && r->n_infos == st->infos_seen && st->sent_first) {
-            timed_wait(r, 50);
+            slm_request_wait(r, 50);
             if (client_gone(st->fd)) {
                 pthread_mutex_unlock(&r->mu);
                 cancel_call(st->srv, &st->call);
