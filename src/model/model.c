@@ -573,7 +573,16 @@ void slm_model_print_info(const slm_model *m, void *fp_) {
                 "heads: %d (kv %d, dim %d)\nfeed-forward: %d\nrope: dim %d, base %g%s\nrms eps: %g\n",
                 m->arch->name, m->n_params, hp->n_vocab, hp->n_ctx_train, hp->n_embd, hp->n_layer, hp->n_head,
                 hp->n_head_kv, hp->head_dim, hp->n_ff, hp->rope_dim, (double)hp->rope_base,
-                m->rope_freq_factors ? ", freq factors" : "", (double)hp->rms_eps);
+                m->rope_freq_factors ? ", freq factors" : m->rope_long ? ", LongRoPE long/short factors" : "",
+                (double)hp->rms_eps);
+        if (m->arch->learned_pos) fprintf(fp, "positions: learned (%d), no rope\n", hp->n_ctx_train);
+        if (hp->n_swa)
+            fprintf(fp, "sliding window: %d (%s)\n", hp->n_swa, m->arch->alt_swa ? "even layers" : "every layer");
+        if (hp->attn_softcap > 0)
+            fprintf(fp, "soft-caps: attention %g, final %g\n", (double)hp->attn_softcap, (double)hp->final_softcap);
+        if (m->arch->encoder)
+            fprintf(fp, "embedding model: bidirectional, %s pooling, L2-normalised\n",
+                    hp->pooling == SLM_POOL_CLS ? "CLS" : hp->pooling == SLM_POOL_LAST ? "last-token" : "mean");
     }
     fprintf(fp, "\nmetadata (%" PRId64 " keys):\n", gguf_n_kv(f));
     for (int64_t i = 0; i < gguf_n_kv(f); i++) {
