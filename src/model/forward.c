@@ -306,8 +306,15 @@ static int check_batch(slm_context *c, const slm_batch *b, int *n_out, char *err
         int seq = b->seq_id ? b->seq_id[t] : 0;
         if (seq < 0 || seq >= c->n_seq)
             return slm_err(err, err_len, "sequence %d at batch index %d is outside [0, %d)", seq, t, c->n_seq);
+        bool want = b->logits ? b->logits[t] != 0 : t == b->n_tokens - 1;
+        if (want && encoder)
+            return slm_err(err, err_len, "the model is an embedding model (%s): it has no logits; ask for none and use "
+                           "slm_embedding", m->arch->name);
         if (encoder && c->seq_pending[seq] == 0) c->seq_len[seq] = 0;
         int expect = c->seq_len[seq] + c->seq_pending[seq]++;
+        if (b->pos && b->pos[t] != expect && encoder)
+            return slm_err(err, err_len, "the model is an embedding model (%s): each input must come whole in one batch, "
+                           "from position 0 (sequence %d starts at %d)", m->arch->name, seq, b->pos[t]);
         if (b->pos && b->pos[t] != expect)
             return slm_err(err, err_len, "sequence %d: position %d at batch index %d does not continue the cache (next is %d)",
                            seq, b->pos[t], t, expect);
@@ -315,10 +322,6 @@ static int check_batch(slm_context *c, const slm_batch *b, int *n_out, char *err
             return slm_err(err, err_len, "sequence %d: position %d is past the context size %d", seq, expect, c->n_ctx);
         c->batch_seq[t] = seq;
         c->batch_pos[t] = expect;
-        bool want = b->logits ? b->logits[t] != 0 : t == b->n_tokens - 1;
-        if (want && encoder)
-            return slm_err(err, err_len, "%s is an embedding model (%s): it has no logits; ask for none and use slm_embedding",
-                           gguf_name(m->gguf), m->arch->name);
         if (want) c->out_rows[(*n_out)++] = t;
     }
     if (encoder) memcpy(c->seq_batch_n, c->seq_pending, sizeof(int) * (size_t)c->n_seq);
