@@ -26,6 +26,11 @@ static const char *serve_help =
     "      --cors-origin ORIGIN  send CORS headers for this origin ('*' = any); default: no CORS\n"
     "      --max-body-bytes N  largest request body (default 4194304)\n"
     "      --max-header-bytes N  memory for request headers per connection (default 32768)\n"
+    "      --max-body-total N  request bodies held in memory, all connections together; 503 over it (default 67108864)\n"
+    "      --header-timeout S  a request's headers must arrive within S seconds, however slowly they trickle (default 10)\n"
+    "      --body-timeout S    its body within S seconds after the headers (default 30)\n"
+    "      --stream-buffer-bytes N  output a streaming client may leave unread before it is dropped (default 262144)\n"
+    "      --reserve-connections N  slots kept free of slow clients, oldest shed first (default max-connections/8, at least 4)\n"
     "      --timeout S         longest a request may take, queueing included (default 600)\n"
     "      --idle-timeout S    close idle connections after S seconds (default 60)\n"
     "      --queue N           requests that may wait for a slot before 503 (default 128)\n"
@@ -59,6 +64,7 @@ int cmd_serve(int argc, char **argv) {
     const char *keys_env = getenv("SLM_API_KEYS");
     int status = 1;
     long v;
+    bool total_given = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_is_help(a)) {
@@ -124,6 +130,22 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--max-header-bytes")) {
             if (!take_int(verb, argc, argv, &i, 4096, 1L << 24, &v)) goto out;
             c.max_header_bytes = (size_t)v;
+        } else if (!strcmp(a, "--max-body-total")) {
+            if (!take_int(verb, argc, argv, &i, 1024, 1L << 40, &v)) goto out;
+            c.max_body_total = (size_t)v;
+            total_given = true;
+        } else if (!strcmp(a, "--header-timeout")) {
+            if (!take_int(verb, argc, argv, &i, 1, 3600, &v)) goto out;
+            c.header_timeout_s = (int)v;
+        } else if (!strcmp(a, "--body-timeout")) {
+            if (!take_int(verb, argc, argv, &i, 1, 86400, &v)) goto out;
+            c.body_timeout_s = (int)v;
+        } else if (!strcmp(a, "--stream-buffer-bytes")) {
+            if (!take_int(verb, argc, argv, &i, 16384, 1L << 30, &v)) goto out;
+            c.stream_buffer_bytes = (size_t)v;
+        } else if (!strcmp(a, "--reserve-connections")) {
+            if (!take_int(verb, argc, argv, &i, 1, 1 << 16, &v)) goto out;
+            c.reserve_connections = (int)v;
         } else if (!strcmp(a, "--timeout")) {
             if (!take_int(verb, argc, argv, &i, 1, 86400, &v)) goto out;
             c.request_timeout_s = (int)v;
@@ -165,6 +187,11 @@ int cmd_serve(int argc, char **argv) {
             }
             c.api_keys[c.n_api_keys++] = k;
         }
+    }
+    if (!total_given && c.max_body_total < 2 * c.max_body_bytes) c.max_body_total = 2 * c.max_body_bytes;
+    if (c.max_body_total < c.max_body_bytes) {
+        cli_fail(verb, "--max-body-total (%zu) must be at least --max-body-bytes (%zu)", c.max_body_total, c.max_body_bytes);
+        goto out;
     }
     if (c.n_models == 0 && env_model && *env_model) c.model_paths[c.n_models++] = env_model;
     for (int k = 0; k < c.n_models; k++)

@@ -120,7 +120,7 @@ static bool emit_ollama(srv_stream *st, slm_request *r, const srv_delta *d) {
     }
     if (ok && d->done) {
         if (r->finish != SLM_FINISH_STOP && r->finish != SLM_FINISH_LENGTH)
-            return srv_stream_write_json(st, "", json_pack("{s:s}", "error", slm_finish_message(r)), "\n");
+            return srv_stream_write_json(st, "", json_pack("{s:s, s:i}", "error", slm_finish_message(r), "status", srv_finish_status(r)), "\n");
         ok = srv_stream_write_json(st, "", final_object(u, r, "", 0), "\n");
     }
     return ok;
@@ -166,7 +166,7 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
         srv_failf(&f, 500, NULL, NULL, "out of memory");
         goto fail;
     }
-    if (!srv_parse_ollama_options(s, M, req, &r->gen, &f)) goto fail;
+    if (!srv_parse_ollama_options(c, M, req, &r->gen, &f)) goto fail;
     int limit = M->n_ctx - 1;
     if (chat) {
         if (!srv_parse_messages(req, &msgs, &f)) goto fail;

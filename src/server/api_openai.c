@@ -158,8 +158,11 @@ static bool emit_text_chunk(srv_stream *st, const oai_state *u, const srv_delta 
 }
 
 static bool emit_error_event(srv_stream *st, slm_request *r) {
-    json_t *e = json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", slm_finish_message(r), "type", "server_error", "param", "code",
-                          slm_finish_name(r->finish));
+    int status = srv_finish_status(r);
+    bool client = status == 400;
+    json_t *e = json_pack("{s:{s:s, s:s, s:n, s:s, s:i}}", "error", "message", slm_finish_message(r), "type",
+                          client ? "invalid_request_error" : "server_error", "param", "code",
+                          client ? "no_token_possible" : slm_finish_name(r->finish), "status", status);
     return srv_stream_write_json(st, "data: ", e, "\n\n") && srv_stream_write(st, "data: [DONE]\n\n", 14);
 }
 
@@ -244,7 +247,7 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
         srv_failf(&f, 500, NULL, NULL, "out of memory");
         goto fail;
     }
-    if (!srv_parse_openai_sampling(s, M, req, chat, &r->gen, &f)) goto fail;
+    if (!srv_parse_openai_sampling(c, M, req, chat, &r->gen, &f)) goto fail;
     int limit = M->n_ctx - 1; /* room for at least one generated token */
     if (chat) {
         if (!srv_parse_messages(req, &msgs, &f)) goto fail;

@@ -7,6 +7,9 @@
 
 #include "state.h"
 
+/* srv_fail.status for "the client is gone (or the work was cancelled for it): send nothing". */
+#define SRV_STATUS_GONE 499
+
 /* Field-level failure from a parser: HTTP status, the offending field and one line. */
 typedef struct srv_fail {
     int status;

@@ -8,6 +8,7 @@
 #include "params.h"
 
 #include "calls.h"
+#include "replies.h"
 
 static bool add_stop(slm_gen_params *p, const char *s, const char *field, srv_fail *f) {
     if (!*s) return srv_failf(f, 400, NULL, field, "'%s' entries must not be empty", field);
@@ -54,6 +55,12 @@ static bool parse_logit_bias(const srv_model *M, json_t *v, slm_gen_params *p, s
         p->logit_bias[k].bias = b <= -100 ? -INFINITY : (float)b;
         k++;
     }
+    /* keys are distinct token ids (a JSON object, duplicates refused): banning as many as the
+     * vocabulary holds leaves no token to sample */
+    int banned = 0;
+    for (int i = 0; i < k; i++) banned += isinf(p->logit_bias[i].bias) != 0;
+    if (banned >= M->n_vocab)
+        return srv_failf(f, 400, "no_token_possible", "logit_bias", "no token is possible: 'logit_bias' bans every token of the vocabulary");
     p->sampling.logit_bias = p->logit_bias;
     p->sampling.n_logit_bias = k;
     return true;
@@ -73,7 +80,8 @@ static bool refuse_unsupported(json_t *req, srv_fail *f) {
     return true;
 }
 
-bool srv_parse_openai_sampling(srv_server *s, const srv_model *M, json_t *req, bool chat, slm_gen_params *p, srv_fail *f) {
+bool srv_parse_openai_sampling(srv_conn *c, const srv_model *M, json_t *req, bool chat, slm_gen_params *p, srv_fail *f) {
+    srv_server *s = c->srv;
     slm_sampler_params *sp = &p->sampling;
     /* OpenAI's documented defaults: plain temperature-1 sampling over the whole distribution. */
     sp->temperature = 1.0f;
@@ -137,10 +145,11 @@ bool srv_parse_openai_sampling(srv_server *s, const srv_model *M, json_t *req, b
         if (!srv_json_bool(req, "echo", &echo, f)) return false;
         if (echo) return srv_failf(f, 400, "unsupported", "echo", "'echo' is not supported by this server");
     }
-    return srv_parse_constraint(M, req, SRV_API_OPENAI, p, f);
+    return srv_parse_constraint(c, M, req, SRV_API_OPENAI, p, f);
 }
 
-bool srv_parse_ollama_options(srv_server *s, const srv_model *M, json_t *req, slm_gen_params *p, srv_fail *f) {
+bool srv_parse_ollama_options(srv_conn *c, const srv_model *M, json_t *req, slm_gen_params *p, srv_fail *f) {
+    srv_server *s = c->srv;
     slm_sampler_params *sp = &p->sampling;
     /* Ollama's defaults. */
     sp->temperature = 0.8f;
@@ -195,11 +204,20 @@ bool srv_parse_ollama_options(srv_server *s, const srv_model *M, json_t *req, sl
         if (!parse_stop(stop, "options.stop", p, f)) return false;
 #undef OPT
     }
-    return srv_parse_constraint(M, req, SRV_API_OLLAMA, p, f);
+    return srv_parse_constraint(c, M, req, SRV_API_OLLAMA, p, f);
 }
 
-/* Structured output. The grammar layer compiles the constraint; until it can, refuse it. */
-bool srv_parse_constraint(const srv_model *M, json_t *req, srv_api api, slm_gen_params *p, srv_fail *f) {
+#define SRV_CONSTRAINT_SECONDS 5.0
+
+/* Compiling stops when the client hangs up or the server drains. */
+static bool constraint_cancel(void *user) {
+    srv_conn *c = user;
+    return atomic_load(&c->srv->draining) || srv_conn_gone(c);
+}
+
+/* Structured output, compiled within limits: at most SRV_CONSTRAINT_SECONDS (or the request's time
+ * limit if smaller), cancelled when the client leaves or the server drains. */
+bool srv_parse_constraint(srv_conn *c, const srv_model *M, json_t *req, srv_api api, slm_gen_params *p, srv_fail *f) {
     const char *schema_text = NULL, *gbnf = NULL, *field = NULL;
     char *schema_owned = NULL;
     if (api == SRV_API_OLLAMA) {
@@ -261,12 +279,22 @@ bool srv_parse_constraint(const srv_model *M, json_t *req, srv_api api, slm_gen_
     if (!field) return true;
     if (!schema_text && !gbnf) return srv_failf(f, 500, NULL, field, "out of memory");
     char err[384];
-    int rc = gbnf ? slm_grammar_compile(M->model, gbnf, &p->grammar, err, sizeof err)
-                  : slm_grammar_from_json_schema(M->model, schema_text, &p->grammar, err, sizeof err);
+    double budget = SRV_CONSTRAINT_SECONDS;
+    if (c->srv->cfg.request_timeout_s > 0 && c->srv->cfg.request_timeout_s < budget) budget = c->srv->cfg.request_timeout_s;
+    slm_grammar_limits lim = {0}; /* zero sizes: the defaults */
+    lim.deadline = slm_grammar_now() + budget;
+    lim.cancel = constraint_cancel;
+    lim.cancel_user = c;
+    int rc = gbnf ? slm_grammar_compile_limited(M->model, gbnf, &lim, &p->grammar, err, sizeof err)
+                  : slm_grammar_from_json_schema_limited(M->model, schema_text, &lim, &p->grammar, err, sizeof err);
     free(schema_owned);
-    if (rc != 0) {
-        p->grammar = NULL;
-        return srv_failf(f, 400, "invalid_constraint", field, "'%s': %s", field, err);
+    if (rc == 0) return true;
+    p->grammar = NULL;
+    if (rc == SLM_GRAMMAR_CANCELLED) {
+        if (atomic_load(&c->srv->draining)) return srv_failf(f, 503, "shutting_down", NULL, "server is shutting down");
+        return srv_failf(f, SRV_STATUS_GONE, NULL, field, "client gone while compiling '%s'", field);
     }
-    return true;
+    if (rc == SLM_GRAMMAR_TOO_LARGE)
+        return srv_failf(f, 400, "constraint_too_large", field, "'%s' is too large to compile: %s", field, err);
+    return srv_failf(f, 400, "invalid_constraint", field, "'%s': %s", field, err);
 }

@@ -11,10 +11,10 @@
 /* ---------- sampling fields ---------- */
 
 /* OpenAI + llama.cpp/vLLM extension fields of a chat or completion request. */
-bool srv_parse_openai_sampling(srv_server *s, const srv_model *m, json_t *req, bool chat, slm_gen_params *p, srv_fail *f);
+bool srv_parse_openai_sampling(srv_conn *c, const srv_model *m, json_t *req, bool chat, slm_gen_params *p, srv_fail *f);
 /* Ollama's "options" object plus the top-level "format". */
-bool srv_parse_ollama_options(srv_server *s, const srv_model *m, json_t *req, slm_gen_params *p, srv_fail *f);
+bool srv_parse_ollama_options(srv_conn *c, const srv_model *m, json_t *req, slm_gen_params *p, srv_fail *f);
 /* Structured output: response_format / format / grammar. */
-bool srv_parse_constraint(const srv_model *m, json_t *req, srv_api api, slm_gen_params *p, srv_fail *f);
+bool srv_parse_constraint(srv_conn *c, const srv_model *m, json_t *req, srv_api api, slm_gen_params *p, srv_fail *f);
 
 #endif

@@ -2,8 +2,11 @@
  * from a request's channel. Runs on the connection's own thread (thread per connection). */
 #include "replies.h"
 
+#include <linux/sockios.h>
 #include <poll.h>
 #include <stdio.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +19,7 @@ void srv_add_common_headers(srv_conn *c, struct MHD_Response *resp, int status) 
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE) MHD_add_response_header(resp, "Retry-After", "1");
     if (status == MHD_HTTP_UNAUTHORIZED) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
     if (c->call.request_id[0]) MHD_add_response_header(resp, "x-request-id", c->call.request_id);
+    if (c->close_after) MHD_add_response_header(resp, "Connection", "close");
 }
 
 enum MHD_Result srv_reply_bytes(srv_conn *c, int status, const char *content_type, const char *body, size_t len) {
@@ -78,6 +82,7 @@ enum MHD_Result srv_reply_error(srv_conn *c, int status, const char *code, const
 }
 
 enum MHD_Result srv_reply_fail(srv_conn *c, const srv_fail *f) {
+    if (f->status == SRV_STATUS_GONE) return MHD_NO; /* the client left: close without an answer */
     return srv_reply_error(c, f->status ? f->status : 400, f->code, f->param, f->msg);
 }
 
@@ -90,7 +95,19 @@ enum MHD_Result srv_reply_refused(srv_conn *c) {
                            call->error[0] ? call->error : "refused");
 }
 
+int srv_finish_status(const slm_request *r) {
+    switch (r->finish) {
+    case SLM_FINISH_TIMEOUT: return 504;
+    case SLM_FINISH_CANCELLED: return 503;
+    case SLM_FINISH_ERROR: return r->error_is_client ? 400 : 500;
+    default: return 500;
+    }
+}
+
 enum MHD_Result srv_reply_finish_error(srv_conn *c, const slm_request *r) {
+    /* the request asked the impossible (every token banned by logit_bias and the grammar): its fault */
+    if (r->finish == SLM_FINISH_ERROR && r->error_is_client)
+        return srv_reply_error(c, 400, "no_token_possible", NULL, slm_finish_message(r));
     switch (r->finish) {
     case SLM_FINISH_TIMEOUT: return srv_reply_error(c, 504, "timeout", NULL, slm_finish_message(r));
     case SLM_FINISH_CANCELLED: return srv_reply_error(c, 503, "shutting_down", NULL, slm_finish_message(r));
@@ -99,6 +116,8 @@ enum MHD_Result srv_reply_finish_error(srv_conn *c, const slm_request *r) {
 }
 
 static int conn_fd(srv_conn *c) {
+    if (!c->mhd) return -1;
+    if (c->sock) return c->sock->fd;
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
     return ci ? ci->connect_fd : -1;
 }
@@ -171,16 +190,18 @@ bool srv_stream_write_json(srv_stream *st, const char *prefix, json_t *obj, cons
     return ok;
 }
 
-static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+ssize_t srv_stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     srv_stream *st = cls;
     slm_request *r = st->r;
     for (;;) {
+        if (st->dropped) return MHD_CONTENT_READER_END_WITH_ERROR;
         if (st->out_off < st->out.len) {
             size_t n = st->out.len - st->out_off;
             if (n > max) n = max;
             memcpy(buf, st->out.s + st->out_off, n);
             st->out_off += n;
+            atomic_store(&st->out_pending, st->out.len - st->out_off);
             return (ssize_t)n;
         }
         st->out_off = 0;
@@ -207,6 +228,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
         st->sent_first = true;
         if (r->done) st->finished = true;
         pthread_mutex_unlock(&r->mu);
+        atomic_store(&st->out_pending, st->out.len);
         if (!ok) {
             cancel_call(st->srv, &st->call);
             return MHD_CONTENT_READER_END_WITH_ERROR;
@@ -214,8 +236,60 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     }
 }
 
-static void stream_free(void *cls) {
+/* Output a stream holds for a client that does not read it: engine text and token facts not yet
+ * formatted, wire bytes not yet handed over, and what waits in the socket's send queue. Caller
+ * holds socks_mu (the stream cannot be freed meanwhile). */
+static size_t stream_backlog(srv_stream *st) {
+    slm_request *r = st->r;
+    pthread_mutex_lock(&r->mu);
+    size_t n = (r->text_len - st->text_seen) + (size_t)(r->n_infos - st->infos_seen) * sizeof(slm_token_info);
+    pthread_mutex_unlock(&r->mu);
+    n += atomic_load(&st->out_pending);
+    int outq = 0;
+    if (st->fd >= 0 && ioctl(st->fd, SIOCOUTQ, &outq) == 0 && outq > 0) n += (size_t)outq;
+    return n;
+}
+
+int srv_streams_check(srv_server *s) {
+    int n = 0;
+    for (srv_stream *st = s->streams; st; st = st->s_next) {
+        if (st->dropped || stream_backlog(st) <= s->cfg.stream_buffer_bytes) continue;
+        /* the client stopped reading: free its sequence and its buffers now */
+        st->dropped = true;
+        if (s->gate) slm_gate_cancel(s->gate, &st->call);
+        if (st->fd >= 0) shutdown(st->fd, SHUT_RDWR);
+        atomic_fetch_add(&s->n_shed, 1);
+        n++;
+    }
+    return n;
+}
+
+size_t srv_stream_backlog(srv_stream *st) { return stream_backlog(st); }
+
+void srv_stream_register(srv_server *s, srv_stream *st) {
+    pthread_mutex_lock(&s->socks_mu);
+    st->s_prev = NULL;
+    st->s_next = s->streams;
+    if (s->streams) s->streams->s_prev = st;
+    s->streams = st;
+    pthread_mutex_unlock(&s->socks_mu);
+}
+
+static void stream_unlink(srv_stream *st) {
+    srv_server *s = st->srv;
+    pthread_mutex_lock(&s->socks_mu);
+    if (st->s_prev)
+        st->s_prev->s_next = st->s_next;
+    else if (s->streams == st)
+        s->streams = st->s_next;
+    if (st->s_next) st->s_next->s_prev = st->s_prev;
+    st->s_prev = st->s_next = NULL;
+    pthread_mutex_unlock(&s->socks_mu);
+}
+
+void srv_stream_free(void *cls) {
     srv_stream *st = cls;
+    stream_unlink(st);
     /* Harmless when finished; when the client vanished mid-stream this frees the slot now. */
     cancel_call(st->srv, &st->call);
     slm_request_release(st->r);
@@ -238,9 +312,16 @@ enum MHD_Result srv_reply_stream(srv_conn *c, slm_request *r, const char *conten
     st->fd = conn_fd(c);
     st->emit = emit;
     st->user = user;
-    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, st, stream_free);
+    if (st->fd >= 0) {
+        /* the kernel's share of a stalled client's backlog stays a fraction of the bound */
+        int sndbuf = (int)(c->srv->cfg.stream_buffer_bytes / 4);
+        if (sndbuf < 4096) sndbuf = 4096;
+        setsockopt(st->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    }
+    srv_stream_register(c->srv, st);
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, srv_stream_read, st, srv_stream_free);
     if (!resp) {
-        stream_free(st);
+        srv_stream_free(st);
         return MHD_NO;
     }
     MHD_add_response_header(resp, "Content-Type", content_type);

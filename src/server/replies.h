@@ -20,8 +20,14 @@ enum MHD_Result srv_reply_json(srv_conn *c, int status, json_t *obj);
 /* The error body of c->api: OpenAI {"error":{message,type,param,code}}, Ollama {"error":msg}. */
 enum MHD_Result srv_reply_error(srv_conn *c, int status, const char *code, const char *param, const char *msg);
 enum MHD_Result srv_reply_fail(srv_conn *c, const srv_fail *f);
-/* The error for a request that ended other than stop/length: 504 timeout, 503 shutdown, else 500. */
+/* The error for a request that ended other than stop/length: 504 timeout, 503 shutdown, 400 when
+ * the request itself asked the impossible (ERROR with error_is_client), else 500. */
 enum MHD_Result srv_reply_finish_error(srv_conn *c, const slm_request *r);
+/* The HTTP status srv_reply_finish_error would answer for r (streams put it in their error event). */
+int srv_finish_status(const slm_request *r);
+/* Drops streams whose client left more than cfg.stream_buffer_bytes unread (caller holds
+ * socks_mu); returns how many. */
+int srv_streams_check(srv_server *s);
 
 /* Blocks until the request is done; false if the client hung up meanwhile (the request is then
  * cancelled and nothing should be sent). */
@@ -54,6 +60,9 @@ struct srv_stream {
     size_t text_seen;
     int infos_seen;
     bool finished, sent_first;
+    atomic_size_t out_pending; /* out.len - out_off, readable by the watchdog */
+    atomic_bool dropped;       /* cut by the watchdog: the client stopped reading */
+    struct srv_stream *s_prev, *s_next; /* srv_server.streams, under socks_mu */
 };
 
 bool srv_stream_write(srv_stream *st, const char *bytes, size_t n);
@@ -62,6 +71,13 @@ bool srv_stream_write(srv_stream *st, const char *bytes, size_t n);
 bool srv_stream_write_json_string(srv_stream *st, const char *text, size_t n);
 /* Appends json (compact) framed as prefix + json + suffix; steals obj. */
 bool srv_stream_write_json(srv_stream *st, const char *prefix, json_t *obj, const char *suffix);
+/* The stream's pieces, public for the fuzz target: libmicrohttpd's content reader (blocks until
+ * there is output, the request is done or the client left), the free callback (unregisters,
+ * cancels, releases), the registry the watchdog checks, and the backlog it measures. */
+ssize_t srv_stream_read(void *cls, uint64_t pos, char *buf, size_t max);
+void srv_stream_free(void *cls);
+void srv_stream_register(srv_server *s, srv_stream *st);
+size_t srv_stream_backlog(srv_stream *st);
 /* Starts a chunked streaming response driven by `emit`; takes ownership of user. */
 enum MHD_Result srv_reply_stream(srv_conn *c, slm_request *r, const char *content_type, srv_emit_fn emit, void *user);
 

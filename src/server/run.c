@@ -25,6 +25,11 @@ void srv_config_defaults(srv_config *c) {
     c->threads = 0;
     c->max_body_bytes = 4u << 20;
     c->max_header_bytes = 32u << 10;
+    c->max_body_total = 64u << 20;
+    c->header_timeout_s = 10;
+    c->body_timeout_s = 30;
+    c->stream_buffer_bytes = 256u << 10;
+    c->reserve_connections = 0; /* 0 = max_connections / 8, at least 4 */
     c->request_timeout_s = 600;
     c->idle_timeout_s = 60;
     c->queue_size = 128;
@@ -132,6 +137,7 @@ int srv_run(const srv_config *cfg) {
     srv_server *s = calloc(1, sizeof *s);
     if (!s) return fprintf(stderr, "slm serve: out of memory\n"), 1;
     s->cfg = *cfg;
+    pthread_mutex_init(&s->socks_mu, NULL);
     srv_metrics_init(&s->metrics);
     int status = 1;
 
@@ -236,11 +242,12 @@ int srv_run(const srv_config *cfg) {
     fprintf(stderr, "slm serve: drained, exiting\n");
     status = 0;
 out_stop:
-    if (s->daemon) MHD_stop_daemon(s->daemon);
+    srv_http_stop(s);
     slm_gate_free(s->gate);
     slm_engine_free(s->engine);
 out_free:
     srv_metrics_destroy(&s->metrics);
+    pthread_mutex_destroy(&s->socks_mu);
     free(s);
     return status;
 }

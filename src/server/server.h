@@ -25,6 +25,11 @@ typedef struct srv_config {
     const char *cors_origin;   /* NULL = no CORS headers at all */
     size_t max_body_bytes;
     size_t max_header_bytes;
+    size_t max_body_total;     /* request bodies held in memory, all connections together (503 over it) */
+    int header_timeout_s;      /* absolute: a request's headers must be in this long after it starts */
+    int body_timeout_s;        /* absolute: its body must be in this long after the headers */
+    size_t stream_buffer_bytes; /* output a streaming client may leave unread before it is dropped */
+    int reserve_connections;   /* connection slots kept free of slow clients (shed oldest first) */
     int request_timeout_s;     /* whole request, queueing included */
     int idle_timeout_s;        /* idle connection */
     int queue_size;            /* requests waiting for a slot before 503 */

@@ -3,6 +3,7 @@
 #define SLM_SERVER_STATE_H
 
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -40,7 +41,35 @@ typedef struct srv_server {
     int bound_port;
     atomic_ullong id_counter;
     atomic_int live_conns; /* requests whose response is not yet complete */
+    /* Connections (transport.c): every open socket with its absolute deadline, the streams with
+     * their buffered output, and the bytes of request bodies held in memory. */
+    pthread_mutex_t socks_mu;
+    struct srv_sock *socks;   /* open connections, oldest first */
+    int n_socks;
+    struct srv_stream *streams; /* streamed responses in flight */
+    pthread_t watchdog;
+    bool watchdog_running;
+    atomic_bool stopping;
+    atomic_size_t body_bytes; /* request bodies held, all connections (at most cfg.max_body_total) */
+    atomic_ullong n_shed;     /* connections cut: header/body deadline, shed for the reserve, stalled readers */
 } srv_server;
+
+/* Where a connection is in its life, for the watchdog (transport.c). */
+typedef enum {
+    SRV_SOCK_HEADERS, /* waiting for (the rest of) a request's headers, or idle between requests */
+    SRV_SOCK_BODY,    /* headers in, reading the body */
+    SRV_SOCK_BUSY,    /* request being answered: never shed */
+} srv_sock_phase;
+
+/* One TCP connection (MHD's socket_context); lives from accept to close. */
+typedef struct srv_sock {
+    struct srv_sock *prev, *next;
+    struct MHD_Connection *mhd;
+    int fd;
+    srv_sock_phase phase;
+    double deadline; /* slm_now() time the phase must be over by; 0 = none */
+    bool cut;        /* shut down by the watchdog or to keep the reserve */
+} srv_sock;
 
 /* Per HTTP request (MHD's con_cls). */
 typedef struct srv_conn {
@@ -49,7 +78,12 @@ typedef struct srv_conn {
     const char *method;
     const char *url;
     slm_buf body; /* at most cfg.max_body_bytes */
+    size_t body_reserved; /* bytes of srv_server.body_bytes this request holds */
     bool body_too_large;
+    bool body_over_budget; /* the server-wide body budget was full */
+    size_t discarded;      /* body bytes dropped after an early answer or past a limit */
+    bool close_after;      /* the reply carries Connection: close */
+    srv_sock *sock;        /* its connection (NULL in the fuzz target) */
     bool replied;
     int status;
     const char *route; /* metrics label */
