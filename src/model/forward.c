@@ -199,7 +199,7 @@ typedef struct attention_job {
 } attention_job;
 
 /* f32 cache (exact path, encoders), one (token, head) pair: softmax(q·K * scale) · V over the
- * token's key range, in plain f32. */
+ * token's key range, in plain f32 (the ISA's dot/axpy kernels on an encoder's fast path). */
 static void attend_exact(slm_context *c, int layer, int t, int h, float *scores) {
     const slm_hparams *hp = &c->model->hp;
     int hd = hp->head_dim, kvh = h / (hp->n_head / hp->n_head_kv);
@@ -210,10 +210,13 @@ static void attend_exact(slm_context *c, int layer, int t, int h, float *scores)
     float *out = c->att_out + (size_t)t * hp->n_head * hd + (size_t)h * hd;
     float scale = attn_scale(c->model);
     const float *kc = (const float *)c->k_cache + (size_t)kvh * hd, *vc = (const float *)c->v_cache + (size_t)kvh * hd;
+    const bool simd = !c->exact; /* encoders' fast path: the same sums on the ISA's vector kernels */
     for (int j = 0; j < n; j++) {
         const float *k = kc + kv_offset(c, layer, seq, lo + j);
         float s = 0;
-        for (int i = 0; i < hd; i++) s += q[i] * k[i];
+        if (simd) s = slm_vec_dot_f32(hd, q, k);
+        else
+            for (int i = 0; i < hd; i++) s += q[i] * k[i];
         scores[j] = s * scale;
     }
     softmax_capped(scores, n, hp->attn_softcap);
@@ -221,7 +224,9 @@ static void attend_exact(slm_context *c, int layer, int t, int h, float *scores)
     for (int j = 0; j < n; j++) {
         const float *v = vc + kv_offset(c, layer, seq, lo + j);
         float p = scores[j];
-        for (int i = 0; i < hd; i++) out[i] += p * v[i];
+        if (simd) slm_vec_axpy_f32(hd, out, p, v);
+        else
+            for (int i = 0; i < hd; i++) out[i] += p * v[i];
     }
 }
 
