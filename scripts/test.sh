@@ -22,4 +22,21 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DSLM_SANITIZE=ON -DCMAKE_C_
 cmake --build build-asan -j "$jobs"
 (cd build-asan && SLM_TEST_QUICK=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
    ctest --output-on-failure -j 2 --timeout 900)
+# Fuzz targets (clang, libFuzzer + ASan/UBSan): a fixed number of executions each from the seed
+# corpus, so the suite fails on a crash, a leak or a sanitizer report. fuzz/run.sh runs them for longer.
+cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DSLM_FUZZ=ON -DCMAKE_C_COMPILER=clang >/dev/null
+fuzzers=(fuzz_http_request fuzz_grammar fuzz_json_schema fuzz_gguf fuzz_tokenizer)
+cmake --build build-fuzz -j "$jobs" --target "${fuzzers[@]}" # only these link libFuzzer and the sanitizers
+fuzz_work=$(mktemp -d)
+root=$PWD
+for t in "${fuzzers[@]}"; do
+  name=${t#fuzz_}
+  mkdir -p "$fuzz_work/$name"
+  cp "fuzz/corpus/$name/"* "$fuzz_work/$name/" 2>/dev/null || true
+  echo "test: $t: 20000 runs"
+  (cd "$fuzz_work" && ASAN_OPTIONS=detect_leaks=1 timeout 120 "$root/build-fuzz/$t" -runs=20000 -max_len=4096 \
+     -rss_limit_mb=3072 -timeout=30 "$fuzz_work/$name" >"$fuzz_work/$name.log" 2>&1) ||
+    { tail -40 "$fuzz_work/$name.log" >&2; echo "test: $t failed (log above)" >&2; exit 1; }
+done
+rm -rf "$fuzz_work"
 echo "test: all passed"
