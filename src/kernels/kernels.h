@@ -65,6 +65,9 @@ void slm_vec_weighted_sum_f16(int64_t n, int64_t hd, const float *p, const uint1
  * scratch: nq * max(n) floats. out rows must not overlap q rows. */
 void slm_attend_f16(int nq, const int *n, int64_t hd, const float *const *q, const uint16_t *k, const uint16_t *v,
                     size_t stride, float scale, float *scratch, float *const *out);
+/* Gemma-2's capped softmax of n scores in place: s = cap * tanh(s / cap) when cap > 0, then
+ * softmax (max-subtracted exp, sum in double). The vector paths compute tanh from their exp. */
+void slm_vec_softmax_capped(int64_t n, float *s, float cap);
 
 /* Name of the selected ISA path; SLM_ISA=scalar|avx2|avx512|amx forces a lower one. */
 const char *slm_kernels_isa(void);

@@ -96,6 +96,7 @@ typedef struct slm_kernel_table {
     void (*weighted_sum_f16)(int64_t n, int64_t hd, const float *p, const uint16_t *v, size_t stride, float *out);
     void (*attend_f16)(int nq, const int *n, int64_t hd, const float *const *q, const uint16_t *k, const uint16_t *v,
                        size_t stride, float scale, float *scratch, float *const *out);
+    void (*softmax_capped)(int64_t n, float *s, float cap); /* behind slm_vec_softmax_capped */
     /* kernels over the R16 layout of packed.h, by weight type; NULL where there is none */
     slm_packed_gemm_fn packed_gemm[SLM_TYPE_COUNT];
     /* batched GEMM of gemm_big.h; NULL members where the ISA has none */
@@ -115,6 +116,8 @@ const slm_kernel_table *slm_kernels_for_isa(slm_isa isa);
 /* Softmax of each of nq score rows in place (max-subtracted expf, sum in double), shared by the
  * attend_f16 implementations so every ISA rounds the softmax identically. */
 void slm_softmax_rows(int nq, const int *n, float *scores, size_t row_stride);
+/* The scalar slm_vec_softmax_capped (libm tanhf), also the tail of the vector versions. */
+void slm_softmax_capped_scalar(int64_t n, float *s, float cap);
 
 /* The quantizer of an activation format (NULL for f32). */
 slm_quantize_act_fn slm_act_quantizer(const slm_kernel_table *t, slm_act_kind kind);

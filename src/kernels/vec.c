@@ -50,6 +50,19 @@ void slm_attend_f16(int nq, const int *n, int64_t hd, const float *const *q, con
     if (nq > 0) table()->attend_f16(nq, n, hd, q, k, v, stride, scale, scratch, out);
 }
 
+void slm_softmax_capped_scalar(int64_t n, float *s, float cap) {
+    if (cap > 0)
+        for (int64_t j = 0; j < n; j++) s[j] = tanhf(s[j] * (1.0f / cap)) * cap;
+    int ni = (int)n;
+    slm_softmax_rows(1, &ni, s, 0);
+}
+
+void slm_vec_softmax_capped(int64_t n, float *s, float cap) {
+    const slm_kernel_table *t = table();
+    if (t->softmax_capped) t->softmax_capped(n, s, cap);
+    else slm_softmax_capped_scalar(n, s, cap);
+}
+
 void slm_softmax_rows(int nq, const int *n, float *scores, size_t row_stride) {
     for (int i = 0; i < nq; i++) {
         float *s = scores + (size_t)i * row_stride;

@@ -262,7 +262,7 @@ static void attend_group_f16(slm_context *c, int layer, int t, int g, float *scr
     for (int i = 0; i < group; i++) {
         slm_vec_scores_f16(len_a, hd, q[i], kb + (size_t)first * stride, stride, scale, scratch);
         if (len_b) slm_vec_scores_f16(len_b, hd, q[i], kb, stride, scale, scratch + len_a);
-        softmax_capped(scratch, n_keys, hp->attn_softcap);
+        slm_vec_softmax_capped(n_keys, scratch, hp->attn_softcap);
         slm_vec_weighted_sum_f16(len_a, hd, scratch, vb + (size_t)first * stride, stride, out[i]);
         if (len_b) {
             slm_vec_weighted_sum_f16(len_b, hd, scratch + len_a, vb, stride, tmp);
