@@ -94,8 +94,26 @@ static enum MHD_Result reply_metrics(srv_conn *c) {
     for (int i = 0; i < s->n_models; i++) slots += s->models[i].n_seq;
     char *text = srv_metrics_render(&s->metrics, queued, busy, slots, s->n_models ? s->models[0].n_ctx : 0);
     if (!text) return srv_reply_error(c, 500, NULL, NULL, "out of memory");
-    enum MHD_Result r = srv_reply_bytes(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));
+    /* the transport's own counters: connections it cut, bodies it holds */
+    pthread_mutex_lock(&s->socks_mu);
+    int open = s->n_socks;
+    pthread_mutex_unlock(&s->socks_mu);
+    slm_buf b = {0};
+    slm_buf_puts(&b, text);
     free(text);
+    slm_buf_printf(&b,
+                   "# HELP slm_connections_cut_total Connections cut: header or body deadline passed, shed for the reserve, or a stream reader that stopped reading.\n"
+                   "# TYPE slm_connections_cut_total counter\nslm_connections_cut_total %llu\n"
+                   "# HELP slm_connections_open Open connections.\n# TYPE slm_connections_open gauge\nslm_connections_open %d\n"
+                   "# HELP slm_request_body_bytes Request body bytes held in memory (at most --max-body-total).\n"
+                   "# TYPE slm_request_body_bytes gauge\nslm_request_body_bytes %zu\n",
+                   (unsigned long long)atomic_load(&s->n_shed), open, (size_t)atomic_load(&s->body_bytes));
+    if (b.oom) {
+        slm_buf_free(&b);
+        return srv_reply_error(c, 500, NULL, NULL, "out of memory");
+    }
+    enum MHD_Result r = srv_reply_bytes(c, 200, "text/plain; version=0.0.4; charset=utf-8", b.s, b.len);
+    slm_buf_free(&b);
     return r;
 }
 

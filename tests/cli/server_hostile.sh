@@ -309,6 +309,9 @@ check "slow headers: /health answered every time" $? "$out"
 check "slow headers: /health within 2 s" $? "$out"
 [ "$(fact cut "$out")" = "$(fact opened "$out")" ]
 check "slow headers: every trickling connection cut (deadline or reserve)" $? "$out"
+cut=$(metric slm_connections_cut_total)
+[ "${cut:-0}" -ge 100 ]
+check "slow headers: slm_connections_cut_total counts them" $? "cut=$cut"
 grep -q '^data: \[DONE\]' "$SRV_TMP/stream_during_flood"
 check "slow headers: a running stream is served to its end" $? "$(tail -c 200 "$SRV_TMP/stream_during_flood")"
 
