@@ -463,7 +463,11 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **con_cls, 
     if (tls_conn == c) tls_conn = NULL;
     int status = c->replied ? c->status : 499; /* 499: the client left before an answer */
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && c->status == 200) status = 499;
-    if (!c->replied && c->sock && c->sock->cut) status = 408; /* its deadline passed, or shed for the reserve */
+    if (!c->replied && c->sock) { /* its deadline passed, or shed for the reserve */
+        pthread_mutex_lock(&s->socks_mu);
+        if (c->sock->cut) status = 408;
+        pthread_mutex_unlock(&s->socks_mu);
+    }
     srv_metrics_request(&s->metrics, c->route ? c->route : "other", status);
     slm_request *r = c->call.request;
     if (r) {
