@@ -307,6 +307,29 @@ static void score_slot(slm_engine *e, emodel *m, slot *sl) {
     if (sl->score_index == r->n_score) finish_slot(e, m, sl, SLM_FINISH_STOP, NULL, false);
 }
 
+/* The pooled embeddings of this pass's inputs into their requests; a request whose inputs are all
+ * done finishes. */
+static void embed_results(slm_engine *e, emodel *m) {
+    char err[256];
+    for (int k = 0; k < m->n_emb; k++) {
+        slot *sl = &m->slots[m->emb_owner[k]];
+        slm_request *r = sl->req;
+        if (!r) continue; /* an earlier input of the same request failed */
+        float *dst = r->embeddings + (size_t)m->emb_input[k] * (size_t)m->n_embd;
+        if (slm_embedding(m->ctx, m->emb_seq[k], dst, err, sizeof err) != 0) {
+            finish_slot(e, m, sl, SLM_FINISH_ERROR, err, false);
+            continue;
+        }
+        pthread_mutex_lock(&r->mu);
+        r->n_embed_done++;
+        r->n_embed_tokens += r->embed_lens[m->emb_input[k]];
+        bool all = r->n_embed_done == r->n_embed;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        if (all) finish_slot(e, m, sl, SLM_FINISH_STOP, NULL, false);
+    }
+}
+
 /* ---------- one pass ---------- */
 
 static void queue_remove_at(emodel *m, int k) {
@@ -362,6 +385,8 @@ static void fail_batch(slm_engine *e, emodel *m, const char *err) {
         slm_kv_seq_truncate(m->ctx, sl->id, 0);
         finish_slot(e, m, sl, SLM_FINISH_ERROR, err, false);
     }
+    for (int k = 0; k < m->n_emb; k++) slm_kv_seq_truncate(m->ctx, m->emb_seq[k], 0); /* lent sequences too */
+    m->n_emb = 0;
 }
 
 static void add_token(emodel *m, int *n, slm_token t, int pos, int seq, bool logits) {
@@ -427,19 +452,36 @@ static int run_model_pass(slm_engine *e, emodel *m) {
     int n = 0, n_logits = 0, budget = m->n_batch;
     int n_prompt_fed = 0, n_embed_fed = 0, n_scored = 0;
     for (int i = 0; i < m->n_seq; i++) m->slots[i].batch_role = IN_BATCH_NONE;
-    /* Whole embedding inputs go first: pooling needs every token of an input in one pass. */
+    /* Whole embedding inputs go first: pooling needs every token of an input in one pass. A request
+     * with several inputs also borrows the sequences of free slots for this pass (an embedding keeps
+     * nothing in the KV), so its inputs are encoded side by side. */
+    m->n_emb = 0;
+    for (int i = 0; i < m->n_seq; i++) m->seq_used[i] = m->slots[i].req != NULL;
     for (int i = 0; i < m->n_seq; i++) {
         slot *sl = &m->slots[i];
-        if (!sl->req || sl->req->kind != SLM_REQ_EMBED) continue;
-        int len = sl->req->embed_lens[sl->embed_index];
-        if (len > budget) continue;
-        slm_kv_seq_truncate(m->ctx, sl->id, 0);
-        const slm_token *in = sl->req->embed_inputs[sl->embed_index];
-        for (int k = 0; k < len; k++) add_token(m, &n, in[k], k, sl->id, false);
-        budget -= len;
-        n_embed_fed += len;
-        sl->batch_role = IN_BATCH_EMBED;
-        sl->batch_n = len;
+        slm_request *r = sl->req;
+        if (!r || r->kind != SLM_REQ_EMBED) continue;
+        int seq = sl->id, free_from = 0;
+        while (sl->embed_index < r->n_embed && r->embed_lens[sl->embed_index] <= budget) {
+            if (seq < 0) { /* the own sequence is taken: a free one */
+                while (free_from < m->n_seq && m->seq_used[free_from]) free_from++;
+                if (free_from == m->n_seq) break;
+                seq = free_from;
+            }
+            m->seq_used[seq] = true;
+            int len = r->embed_lens[sl->embed_index];
+            slm_kv_seq_truncate(m->ctx, seq, 0);
+            const slm_token *in = r->embed_inputs[sl->embed_index];
+            for (int k = 0; k < len; k++) add_token(m, &n, in[k], k, seq, false);
+            m->emb_seq[m->n_emb] = seq;
+            m->emb_owner[m->n_emb] = i;
+            m->emb_input[m->n_emb] = sl->embed_index++;
+            m->n_emb++;
+            budget -= len;
+            n_embed_fed += len;
+            sl->batch_role = IN_BATCH_EMBED;
+            seq = -1;
+        }
     }
     /* One token for every generating slot. */
     for (int i = 0; i < m->n_seq && budget > 0; i++) {
@@ -506,21 +548,9 @@ static int run_model_pass(slm_engine *e, emodel *m) {
             n_gen += sample_slot(e, m, sl);
         } else if (sl->batch_role == IN_BATCH_SCORE) {
             score_slot(e, m, sl);
-        } else if (sl->batch_role == IN_BATCH_EMBED) {
-            slm_request *r = sl->req;
-            float *dst = r->embeddings + (size_t)sl->embed_index * (size_t)m->n_embd;
-            if (slm_embedding(m->ctx, sl->id, dst, err, sizeof err) != 0) {
-                finish_slot(e, m, sl, SLM_FINISH_ERROR, err, false);
-                continue;
-            }
-            pthread_mutex_lock(&r->mu);
-            r->n_embed_done = ++sl->embed_index;
-            r->n_embed_tokens += sl->batch_n;
-            pthread_cond_broadcast(&r->cv);
-            pthread_mutex_unlock(&r->mu);
-            if (sl->embed_index == r->n_embed) finish_slot(e, m, sl, SLM_FINISH_STOP, NULL, false);
         }
     }
+    embed_results(e, m);
     if (e->params.observer.forward)
         e->params.observer.forward(e->params.observer.user, n_prompt_fed + n_scored, n_gen, n_embed_fed);
     return n;

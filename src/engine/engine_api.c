@@ -22,6 +22,10 @@ static void emodel_free(emodel *m) {
     free(m->b_seq);
     free(m->b_logits);
     free(m->plan);
+    free(m->emb_seq);
+    free(m->emb_owner);
+    free(m->emb_input);
+    free(m->seq_used);
     free(m->eog_tokens);
     if (m->own_ctx) slm_context_free(m->ctx);
     if (m->own_model) slm_model_free(m->model);
@@ -61,7 +65,12 @@ static int add_emodel(slm_engine *e, const char *name, slm_model *model, slm_con
     m->b_seq = malloc((size_t)m->n_batch * sizeof *m->b_seq);
     m->b_logits = malloc((size_t)m->n_batch);
     m->plan = calloc((size_t)m->n_seq, sizeof *m->plan);
-    bool ok = m->queue && m->slots && m->b_tokens && m->b_pos && m->b_seq && m->b_logits && m->plan;
+    m->emb_seq = calloc((size_t)m->n_seq, sizeof *m->emb_seq);
+    m->emb_owner = calloc((size_t)m->n_seq, sizeof *m->emb_owner);
+    m->emb_input = calloc((size_t)m->n_seq, sizeof *m->emb_input);
+    m->seq_used = calloc((size_t)m->n_seq, sizeof *m->seq_used);
+    bool ok = m->queue && m->slots && m->b_tokens && m->b_pos && m->b_seq && m->b_logits && m->plan && m->emb_seq &&
+              m->emb_owner && m->emb_input && m->seq_used;
     for (int i = 0; ok && i < m->n_seq; i++) m->slots[i].id = i;
     if (ok) {
         int n_eog = 0;

@@ -47,6 +47,11 @@ typedef struct emodel {
     int32_t *b_pos, *b_seq;
     int8_t *b_logits;
     int *plan; /* prompt tokens each slot takes in this pass */
+    /* embedding inputs in this pass: input emb_input[k] of the request in slot emb_owner[k], fed on
+     * sequence emb_seq[k] (its own, or a free slot's lent for this pass) */
+    int *emb_seq, *emb_owner, *emb_input;
+    int n_emb;
+    bool *seq_used;
     slm_token *eog_tokens;
     int n_eog;
 } emodel;

@@ -388,6 +388,56 @@ static void test_threaded(slm_model *m) {
     slm_engine_free(e);
 }
 
+/* One EMBED request with more inputs than sequences: its inputs borrow the free sequences, so a
+ * pass encodes several; each embedding equals the one a single-input forward pass gives. */
+static void test_embed_batching(slm_model *m) {
+    pass_log log = {0};
+    slm_engine_params ep = {.n_threads = 1, .observer = {.user = &log, .forward = on_forward}};
+    slm_engine *e = NULL;
+    char err[256];
+    slm_context_params cp = slm_context_default_params();
+    cp.n_seq = 4;
+    cp.n_ctx = 64;
+    cp.n_batch = 256;
+    cp.embeddings = true;
+    if (slm_engine_new(&ep, &e, err, sizeof err) != 0 || slm_engine_add_model(e, "m", m, &cp, false, err, sizeof err) != 0) {
+        CHECKF(0, "%s", err);
+        slm_engine_free(e);
+        return;
+    }
+    const char *texts[6] = {"Once upon a time", "The cat sat", "A dog", "Lily went to the park to play", "Tom", "Hello there"};
+    slm_request *r = slm_request_new(SLM_REQ_EMBED);
+    r->n_embed = 6;
+    r->embed_inputs = calloc(6, sizeof *r->embed_inputs);
+    r->embed_lens = calloc(6, sizeof *r->embed_lens);
+    int E = slm_model_n_embd(m);
+    r->embeddings = calloc((size_t)6 * (size_t)E, sizeof(float));
+    r->n_embd = E;
+    for (int i = 0; i < 6; i++) r->embed_inputs[i] = tokens_of(m, texts[i], &r->embed_lens[i]);
+    CHECK(slm_engine_submit(e, r) == SLM_SUBMIT_OK);
+    slm_engine_step(e);
+    CHECKF(r->n_embed_done == 4, "first pass encoded %d inputs (4 sequences)", r->n_embed_done);
+    step_until_done(e, &r, 1);
+    CHECKF(r->finish == SLM_FINISH_STOP && log.passes == 2, "%s after %d passes", slm_finish_name(r->finish), log.passes);
+    slm_context *c = NULL;
+    cp.n_seq = 1;
+    cp.n_threads = 1;
+    CHECK(slm_context_new(m, &cp, &c, err, sizeof err) == 0);
+    float *want = malloc(sizeof(float) * (size_t)E);
+    for (int i = 0; c && i < 6; i++) {
+        slm_kv_seq_truncate(c, 0, 0);
+        slm_batch b = {r->embed_lens[i], r->embed_inputs[i], NULL, NULL, NULL};
+        CHECK(slm_decode(c, &b, err, sizeof err) == 0 && slm_embedding(c, 0, want, err, sizeof err) == 0);
+        double d = 0;
+        for (int k = 0; k < E; k++) d = fmax(d, fabs(want[k] - r->embeddings[(size_t)i * (size_t)E + (size_t)k]));
+        CHECKF(d < 1e-4, "input %d: embedding differs from a single-input pass by %g", i, d);
+    }
+    free(want);
+    slm_context_free(c);
+    slm_request_release(r);
+    slm_engine_free(e);
+}
+
 /* ---------- the gate ---------- */
 
 typedef struct stage_trace {
@@ -489,6 +539,7 @@ int main(void) {
     test_score_with_chat(m);
     test_two_models(m, m2);
     test_threaded(m);
+    test_embed_batching(m);
     test_gate(m);
     slm_model_free(m);
     slm_model_free(m2);
