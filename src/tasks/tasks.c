@@ -81,7 +81,7 @@ static slm_token *render_tokens(const slm_model *m, const slm_task_params *p, co
 typedef struct task_model {
     int index;
     const slm_model *m;
-    int n_ctx, n_batch;
+    int n_ctx, n_batch, n_seq;
 } task_model;
 
 static int find_model(slm_engine *e, const slm_task_params *p, task_model *tm, char *err, size_t err_len) {
@@ -91,6 +91,7 @@ static int find_model(slm_engine *e, const slm_task_params *p, task_model *tm, c
     tm->m = slm_engine_model_at(e, tm->index);
     tm->n_ctx = slm_context_n_ctx(slm_engine_context_at(e, tm->index));
     tm->n_batch = slm_context_n_batch(slm_engine_context_at(e, tm->index));
+    tm->n_seq = slm_context_n_seq(slm_engine_context_at(e, tm->index));
     return 0;
 }
 
@@ -113,14 +114,15 @@ static int refused(slm_task_result *res, slm_finish why, char *err, size_t err_l
     return SLM_TASK_REFUSED;
 }
 
-/* Submits reqs[0..n) and waits for all of them; when the queue is full, waits for an earlier one
- * to finish before submitting more. 0, SLM_TASK_REFUSED, or -1 with err on a request's error. */
-static int run_all(slm_engine *e, const slm_task_params *p, slm_request **reqs, int n, slm_task_result *res, char *err,
-                   size_t err_len) {
+/* Submits reqs[0..n) and waits for all of them, with at most `window` in flight (a task with many
+ * parts must not fill the shared queue); when the queue is full, waits for an earlier one to finish
+ * before submitting more. 0, SLM_TASK_REFUSED, or -1 with err on a request's error. */
+static int run_all(slm_engine *e, const slm_task_params *p, slm_request **reqs, int n, int window,
+                   slm_task_result *res, char *err, size_t err_len) {
     int submitted = 0, waited = 0, rc = 0;
     slm_finish bad = SLM_FINISH_NONE;
     while (waited < n) {
-        while (rc == 0 && submitted < n) {
+        while (rc == 0 && submitted < n && submitted - waited < (window > 0 ? window : 1)) {
             slm_submit_status st = slm_engine_submit(e, reqs[submitted]);
             if (st == SLM_SUBMIT_OK) {
                 submitted++;
@@ -257,7 +259,7 @@ int slm_task_classify(slm_engine *e, const slm_task_params *p, const char *input
             reqs[i]->n_score = c + 1;
         }
     }
-    rc = run_all(e, p, reqs, n_req, usage, err, err_len);
+    rc = run_all(e, p, reqs, n_req, tm.n_seq, usage, err, err_len);
     if (rc) goto out;
     if (multi_label) {
         for (int i = 0; i < n_labels; i++) {
@@ -356,7 +358,7 @@ int slm_task_extract(slm_engine *e, const slm_task_params *p, const char *input,
     slm_request *r = generate_request(e, &tm, p, toks, n_toks, g, p->max_tokens > 0 ? p->max_tokens : 512, err, err_len);
     if (r) {
         const char *finish = "stop";
-        rc = run_all(e, p, &r, 1, out, err, err_len);
+        rc = run_all(e, p, &r, 1, 1, out, err, err_len);
         if (rc == 0) rc = take_text(r, &out->text, &finish, out, err, err_len);
         out->finish_reason = finish;
         out->n_chunks = 1;
@@ -493,7 +495,7 @@ int slm_task_summarize(slm_engine *e, const slm_task_params *p, const char *inpu
             char *summary = NULL;
             slm_request *r = generate_request(e, &tm, p, prompt, n_prompt, NULL, max_new, err, err_len);
             if (!r) goto out;
-            rc = run_all(e, p, &r, 1, out, err, err_len);
+            rc = run_all(e, p, &r, 1, 1, out, err, err_len);
             if (rc == 0) rc = take_text(r, &summary, &finish, out, err, err_len);
             slm_request_release(r);
             if (rc) goto out;
@@ -518,7 +520,7 @@ int slm_task_summarize(slm_engine *e, const slm_task_params *p, const char *inpu
             slm_token *prompt = summary_tokens(m, p, parts[i], max_words, style, true, &n_prompt, err, err_len);
             if (!(reqs[i] = generate_request(e, &tm, p, prompt, n_prompt, NULL, max_new, err, err_len))) prc = -1;
         }
-        if (!prc) prc = run_all(e, p, reqs, n_parts, out, err, err_len);
+        if (!prc) prc = run_all(e, p, reqs, n_parts, tm.n_seq, out, err, err_len);
         for (int i = 0; i < n_parts; i++) {
             char *summary = NULL;
             const char *finish = "stop";
