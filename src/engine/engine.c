@@ -82,6 +82,7 @@ static void finish_slot(slm_engine *e, emodel *m, slot *sl, slm_finish why, cons
 static const char *invalid_request(const emodel *m, const slm_request *r) {
     switch (r->kind) {
     case SLM_REQ_GENERATE:
+        if (slm_model_is_embedding(m->model)) return "an embedding model has no logits to generate from";
         if (r->n_prompt < 1) return "empty prompt";
         if (r->n_prompt > m->n_ctx) return "prompt length does not fit the slot's context";
         break;
@@ -91,6 +92,7 @@ static const char *invalid_request(const emodel *m, const slm_request *r) {
                 return "embedding input longer than one batch or the slot's context";
         break;
     case SLM_REQ_SCORE:
+        if (slm_model_is_embedding(m->model)) return "an embedding model has no logits to score with";
         if (r->n_prompt < 1) return "empty prompt";
         for (int i = 0; i < r->n_score; i++)
             if (r->score_lens[i] < 1 || r->score_lens[i] > m->n_batch || r->n_prompt - 1 + r->score_lens[i] > m->n_ctx)

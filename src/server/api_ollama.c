@@ -150,7 +150,7 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
     if (!srv_json_string(req, "model", &model, &f) || !srv_json_bool(req, "stream", &stream, &f) ||
         !srv_json_string(req, "template", &tmpl, &f))
         goto fail;
-    const srv_model *M = srv_pick_model(c, model);
+    const srv_model *M = srv_pick_generative(c, model);
     if (!M) {
         ret = MHD_YES;
         goto out;

@@ -225,7 +225,7 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
     const char *model = NULL;
     bool stream = false, include_usage = false;
     if (!srv_json_string(req, "model", &model, &f) || !srv_json_bool(req, "stream", &stream, &f)) goto fail;
-    const srv_model *M = srv_pick_model(c, model);
+    const srv_model *M = srv_pick_generative(c, model);
     if (!M) {
         ret = MHD_YES;
         goto out;

@@ -24,7 +24,7 @@ static bool task_common(srv_conn *c, json_t *req, slm_task_params *tp, srv_fail 
     const char *model = NULL;
     *model_ok = true;
     if (!srv_json_string(req, "model", &model, f)) return false;
-    const srv_model *M = srv_pick_model(c, model);
+    const srv_model *M = srv_pick_generative(c, model);
     if (!M) {
         *model_ok = false;
         return false;

@@ -23,6 +23,18 @@ const srv_model *srv_pick_model(srv_conn *c, const char *name) {
     return NULL;
 }
 
+const srv_model *srv_pick_generative(srv_conn *c, const char *name) {
+    const srv_model *M = srv_pick_model(c, name);
+    if (M && slm_model_is_embedding(M->model)) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "model '%.200s' is an embedding model: it has no logits to generate from (use %s)", M->id,
+                 c->api == SRV_API_OLLAMA ? "/api/embed" : "/v1/embeddings");
+        srv_reply_error(c, 400, "model_not_generative", "model", msg);
+        return NULL;
+    }
+    return M;
+}
+
 static bool too_long(const srv_model *s, const char *field, int n, int limit, srv_fail *f) {
     return srv_failf(f, 400, "context_length_exceeded", field,
                      "'%s' has %d tokens but this server allows at most %d (context per slot is %d; "

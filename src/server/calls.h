@@ -10,6 +10,8 @@
 
 /* The served model a request's "model" field names (absent = the first); NULL after a 404 reply. */
 const srv_model *srv_pick_model(srv_conn *c, const char *name);
+/* srv_pick_model for generation and tasks: an embedding-only model is a 400 (NULL, replied). */
+const srv_model *srv_pick_generative(srv_conn *c, const char *name);
 /* Tokenizes text into a malloc'd array; fails (400, naming `field`) if longer than the slot context. */
 bool srv_tokenize(const srv_model *m, const char *text, bool add_special, bool parse_special, const char *field,
                   int limit, slm_token **out, int *n_out, srv_fail *f);
