@@ -79,6 +79,14 @@ double gram_now(void);
 int gram_parse(const char *src, size_t len, gram_guard *guard, gram_program *out, char *err, size_t err_len);
 void gram_program_free(gram_program *p);
 
+/* The static checks of grammar_check.c. */
+enum { GRAM_CHECK_OOM = -2, GRAM_CHECK_STOPPED = -3 };
+/* Least fixpoint of "an alternative whose every element is satisfied": nullable rules
+ * (productive = false) or rules that can finish (true); 0 or a GRAM_CHECK_* code. */
+int gram_fixpoint(const gram_program *g, bool *flag, bool productive, gram_guard *guard);
+/* A rule on a left-recursive cycle, -1 if none, or a GRAM_CHECK_* code. */
+long gram_find_left_recursion(const gram_program *g, const bool *nullable, gram_guard *guard);
+
 /* slm_grammar_compile_vocab for an already parsed program (taken over: freed on failure too). */
 int gram_grammar_new(gram_program *prog, gram_guard *guard, int n_vocab, slm_grammar_piece_fn piece,
                      slm_grammar_eog_fn is_eog, void *user, slm_grammar **out, char *err, size_t err_len);
