@@ -6,7 +6,7 @@
 #
 # Environment: SLM_BIN (default build/slm), BENCH_MODELS (where models are generated, default
 # build/bench-models), THREADS (2), P (512), N (128), R (5), ROUNDS (1), MODELS (space-separated
-# subset of the names below), BANDWIDTH (GB/s for slm's %-of-limit column; measured when unset).
+# subset of the names below, or "families" for the Phi-3 / Gemma-2 shapes), BANDWIDTH (GB/s for slm's %-of-limit column; measured when unset).
 # Each model is run by slm and then by llama-bench before moving on, so both see the same machine
 # load. This machine's memory bandwidth drifts by 1.5x within seconds, so ROUNDS > 1 repeats each
 # pair and the table gives medians, with the ratio as the median of the per-round ratios and its
@@ -26,7 +26,10 @@ reps="${R:-5}"
 rounds="${ROUNDS:-1}"
 # llama3.2-1b:q4_k is all Q4_K (embeddings too), for the Q4_K bandwidth target; q4_k_m mixes in Q6_K.
 all_models="smollm2-135m:q8_0 smollm2-135m:q4_0 smollm2-135m:q4_k_m llama3.2-1b:q4_0 llama3.2-1b:q8_0 llama3.2-1b:q4_k_m llama3.2-1b:q4_k stories260K"
+# Issue 12's families: Phi-3.5-mini's shape with 4 of its 32 layers, and Gemma-2-2B at full depth.
+family_models="phi3-mini-4l:q4_0 phi3-mini-4l:q4_k_m phi3-mini-4l:q8_0 gemma2-2b:q4_0 gemma2-2b:q4_k_m gemma2-2b:q8_0"
 models="${MODELS:-$all_models}"
+[ "$models" = families ] && models="$family_models"
 
 for var in threads p n reps rounds; do
     case "${!var}" in
