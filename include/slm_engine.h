@@ -189,7 +189,8 @@ void slm_engine_cancel(slm_engine *e, slm_request *r);
 /* Asked every few milliseconds while waiting; true cancels the request (client gone, shutdown). */
 typedef bool (*slm_cancel_fn)(void *user);
 /* Waits until r is done, handing each new piece of text to on_text (may be NULL). Steps the
- * engine itself when no scheduler thread runs. Returns r->finish. */
+ * engine itself when no scheduler thread runs. Returns r->finish; SLM_FINISH_ERROR (r untouched)
+ * when the engine is idle without ever having finished r (it was not submitted to this engine). */
 slm_finish slm_engine_wait(slm_engine *e, slm_request *r, slm_text_fn on_text, slm_cancel_fn should_cancel, void *user);
 /* One scheduling pass (admission, one forward pass per model with work, sampling); returns the
  * number of tokens it processed. For engines without a thread, and for tests. */

@@ -205,8 +205,14 @@ slm_finish slm_engine_wait(slm_engine *e, slm_request *r, slm_text_fn on_text, s
     size_t seen = 0;
     bool cancelled = false;
     for (;;) {
-        if (!e->started) slm_engine_step(e);
+        /* stepped by this thread: no progress and nothing queued or running means r was never
+         * submitted here; waiting would spin for ever */
+        bool idle = !e->started && slm_engine_step(e) == 0 && !engine_has_work(e);
         pthread_mutex_lock(&r->mu);
+        if (idle && !r->done) {
+            pthread_mutex_unlock(&r->mu);
+            return SLM_FINISH_ERROR;
+        }
         if (e->started && !r->done && r->text_len == seen) slm_request_wait(r, 20);
         bool done = r->done;
         size_t len = r->text_len;

@@ -51,14 +51,14 @@ static slm_token *render_tokens(const slm_model *m, const slm_task_params *p, co
     slm_chat_message msgs[2] = {{"system", system}, {"user", user}};
     slm_token *ids = NULL;
     char cerr[256], *probe = NULL;
-    if (slm_chat_render(m, p->template_name, msgs, 2, true, &probe, cerr, sizeof cerr) == 0) {
-        free(probe);
+    if (slm_chat_tokenize(m, p->template_name, msgs, 2, true, true, &ids, n, NULL, cerr, sizeof cerr) == 0) {
         *chat = true;
-        if (slm_chat_tokenize(m, p->template_name, msgs, 2, true, true, &ids, n, NULL, cerr, sizeof cerr) == 0) return ids;
-        slm_err(err, err_len, "%s", cerr);
-        return NULL;
+        return ids;
     }
-    if (p->template_name) {
+    /* Only a model without a template falls back to a plain prompt; a template that renders but
+     * does not tokenize (rare: the text itself) is an error. Rendered again only on this path. */
+    if (p->template_name || slm_chat_render(m, NULL, msgs, 2, true, &probe, (char[8]){0}, 8) == 0) {
+        free(probe);
         slm_err(err, err_len, "%s", cerr);
         return NULL;
     }

@@ -156,6 +156,10 @@ static void test_admission(slm_model *m) {
     /* a request for a model the engine does not have */
     snprintf(r[3]->model, sizeof r[3]->model, "nope");
     CHECK(slm_engine_submit(e, r[3]) == SLM_SUBMIT_NO_MODEL);
+    /* waiting on a request never submitted returns instead of spinning */
+    slm_request *stray = gen_request(m, "x", 2);
+    CHECK(slm_engine_wait(e, stray, NULL, NULL, NULL) == SLM_FINISH_ERROR && !stray->done);
+    slm_request_release(stray);
     /* an empty prompt is an error of that request only */
     slm_request *bad = slm_request_new(SLM_REQ_GENERATE);
     CHECK(slm_engine_submit(e, bad) == SLM_SUBMIT_OK);
