@@ -111,6 +111,8 @@ typedef struct slm_request {
     bool error_is_client;    /* ERROR caused by what the request asked (a 4xx), not by the engine */
     char error[256];
     int n_prompt_cached;
+    int remote_prompt_tokens;     /* usage as a remote backend reported it (0 = count the tokens here) */
+    int remote_completion_tokens;
     double t_start, t_first, t_end; /* sequence assigned, first token, finished */
 } slm_request;
 

@@ -42,12 +42,21 @@ struct slm_gate_call {
     const char *credential;  /* the secret as presented (never logged or stored), or NULL */
     const char *model;       /* the model the caller named ("" = default) */
     slm_request *request;    /* GENERATE / EMBED: the engine request (borrowed) */
+    /* GENERATE: the caller's text as a remote backend must see it (after input policy). A chat
+     * has messages; a completion has prompt. Input stages may replace them (slm_gate_inspect). */
+    slm_chat_message *messages;
+    size_t n_messages;
+    const char *prompt;
+    bool stream;             /* the client reads the reply as it is generated */
+    bool inspected;          /* the input phase has run */
     slm_call_task_fn task;   /* TASK */
     void *task_user;
     /* decisions */
     char request_id[40];     /* set by slm_gate_call_init; responses carry it */
     char principal[64];      /* who is calling, set by an admit stage (a key's name), "" = anonymous */
     int backend;             /* chosen by the route phase; 0 = the local engine */
+    const char *route;       /* "local" or "upstream": where the call ran (set by slm_gate_submit) */
+    void *backend_state;     /* a remote backend's per-call state (its own to free in cancel/finish) */
     int task_rc;             /* TASK: what the task returned */
     /* outcome: a stage or backend that refuses sets status (an HTTP status) and error */
     int status;
@@ -96,7 +105,12 @@ int slm_gate_add_static_keys(slm_gate *g, const char *const *keys, int n, char *
 void slm_gate_call_init(slm_gate_call *call, slm_call_kind kind, const char *front_end, const char *endpoint);
 /* Runs the admit phase; false with call->status (401/403/429…) and error set. */
 bool slm_gate_admit(slm_gate *g, slm_gate_call *call);
-/* Runs input policy and route, then hands the call to the chosen backend; false with status/error. */
+/* Runs the input policy phase on the call's texts (messages / prompt), which stages may rewrite;
+ * false with status/error (e.g. 400 when policy blocks). Front ends call it before tokenizing.
+ * slm_gate_submit runs it itself when the front end did not. */
+bool slm_gate_inspect(slm_gate *g, slm_gate_call *call);
+/* Runs input policy (unless inspected), then route, then hands the call to the chosen backend;
+ * false with status/error. */
 bool slm_gate_submit(slm_gate *g, slm_gate_call *call);
 /* Cancels the call at its backend (client gone). */
 void slm_gate_cancel(slm_gate *g, slm_gate_call *call);

@@ -2,7 +2,8 @@
 # Installs the Debian packages slm builds and tests with. Idempotent: does nothing when all are present.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config python3 clang libclang-rt-14-dev
-      libpcre2-dev libutf8proc-dev libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev)
+      libpcre2-dev libutf8proc-dev libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev
+      libsodium-dev libyaml-dev)
 if [ "${1:-}" = "--test" ]; then pkgs+=(hyperfine chromium chromium-driver); fi
 missing=()
 for p in "${pkgs[@]}"; do

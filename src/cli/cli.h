@@ -17,6 +17,9 @@ int cmd_serve(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
 int cmd_summarize(int argc, char **argv);
+int cmd_redact(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
+int cmd_keys(int argc, char **argv);
 
 /* Prints "slm <verb>: <msg>" to stderr and returns the exit status 1. */
 int cli_fail(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

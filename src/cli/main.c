@@ -27,6 +27,9 @@ static const struct verb {
     {"classify", cmd_classify, "pick labels for inputs (JSONL in, JSONL out)"},
     {"extract", cmd_extract, "extract JSON matching a schema"},
     {"summarize", cmd_summarize, "summarize a text"},
+    {"keys", cmd_keys, "create, list and revoke API keys (scopes, limits, budgets)"},
+    {"redact", cmd_redact, "find and mask personal data in text (JSONL or plain text)"},
+    {"audit", cmd_audit, "verify and query the tamper-evident audit log"},
 };
 
 static void usage(FILE *fp) {

@@ -138,12 +138,19 @@ static bool run_phase(slm_gate *g, slm_gate_phase phase, slm_gate_call *call) {
 
 bool slm_gate_admit(slm_gate *g, slm_gate_call *call) { return run_phase(g, SLM_PHASE_ADMIT, call); }
 
+bool slm_gate_inspect(slm_gate *g, slm_gate_call *call) {
+    call->inspected = true;
+    return run_phase(g, SLM_PHASE_INPUT, call);
+}
+
 bool slm_gate_submit(slm_gate *g, slm_gate_call *call) {
     call->backend = 0;
-    if (!run_phase(g, SLM_PHASE_INPUT, call) || !run_phase(g, SLM_PHASE_ROUTE, call)) return false;
+    if (!call->inspected && !slm_gate_inspect(g, call)) return false;
+    if (!run_phase(g, SLM_PHASE_ROUTE, call)) return false;
     if (call->backend < 0 || call->backend >= g->n_backends)
         return slm_gate_refuse(call, 500, "gate_error", "route chose backend %d, which does not exist", call->backend);
     const slm_gate_backend *b = &g->backends[call->backend];
+    call->route = call->backend == 0 ? "local" : "upstream";
     return b->submit(b->state, call);
 }
 
