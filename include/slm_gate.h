@@ -27,6 +27,14 @@ typedef enum { SLM_PHASE_ADMIT, SLM_PHASE_INPUT, SLM_PHASE_ROUTE, SLM_PHASE_OUTP
 typedef enum { SLM_CALL_GENERATE, SLM_CALL_EMBED, SLM_CALL_TASK } slm_call_kind;
 
 typedef struct slm_gate_call slm_gate_call;
+/* A transformation of the generated text (restoring masked values, masking leaked data), set by an
+ * input stage. feed appends what may be shown now to *out (a malloc'd buffer the caller owns,
+ * *out_len its length); flush appends the rest at the end. Both return 0, or -1 when out of memory. */
+typedef struct slm_gate_filter {
+    int (*feed)(void *state, const char *piece, size_t len, char **out, size_t *out_len);
+    int (*flush)(void *state, char **out, size_t *out_len);
+    void *state;
+} slm_gate_filter;
 /* A task call's work, run by the local backend: classify/extract/summarize on the engine.
  * Returns 0 or a SLM_TASK_* code; it fills what the front end needs through `user`. */
 typedef int (*slm_call_task_fn)(slm_engine *engine, slm_gate_call *call, void *user);
@@ -49,11 +57,17 @@ struct slm_gate_call {
     const char *prompt;
     bool stream;             /* the client reads the reply as it is generated */
     bool inspected;          /* the input phase has run */
+    bool finished;           /* slm_gate_finish has run (it runs once) */
     slm_call_task_fn task;   /* TASK */
     void *task_user;
     /* decisions */
     char request_id[40];     /* set by slm_gate_call_init; responses carry it */
     char principal[64];      /* who is calling, set by an admit stage (a key's name), "" = anonymous */
+    bool admin;              /* the principal may manage keys and read the ledger */
+    bool local_only;         /* the principal's calls never leave the machine */
+    void *policy;            /* the governance stages' per-call state (theirs to free at record) */
+    slm_gate_filter filter;  /* generated text passes through it when feed is set */
+    int retry_after_s;       /* with a 429: when the client may try again */
     int backend;             /* chosen by the route phase; 0 = the local engine */
     const char *route;       /* "local" or "upstream": where the call ran (set by slm_gate_submit) */
     void *backend_state;     /* a remote backend's per-call state (its own to free in cancel/finish) */
@@ -95,6 +109,8 @@ int slm_gate_add_stage(slm_gate *g, const slm_gate_stage *stage, char *err, size
 /* Adds a backend; returns its index (for route stages to choose), or -1 with err. Before serving only. */
 int slm_gate_add_backend(slm_gate *g, const slm_gate_backend *backend, char *err, size_t err_len);
 
+/* Runs fn(arg) when the gate is freed (stage state that owns more than memory). */
+int slm_gate_on_free(slm_gate *g, void (*fn)(void *), void *arg);
 /* Zeroed memory of `size` bytes that lives as long as the gate (stage state); NULL when out of memory. */
 void *slm_gate_keep(slm_gate *g, size_t size);
 /* Adds the admit stage for static keys (--api-key): every admitted call must present one of
@@ -112,9 +128,15 @@ bool slm_gate_inspect(slm_gate *g, slm_gate_call *call);
 /* Runs input policy (unless inspected), then route, then hands the call to the chosen backend;
  * false with status/error. */
 bool slm_gate_submit(slm_gate *g, slm_gate_call *call);
+/* Passes generated text through the call's output filter (a copy when there is none): appends
+ * what may be shown now to *out (malloc'd, caller frees; *out_len its length). end = true after the
+ * last piece flushes what the filter held back. Returns 0, or -1 when out of memory. */
+int slm_gate_output(slm_gate_call *call, const char *piece, size_t len, bool end, char **out, size_t *out_len);
 /* Cancels the call at its backend (client gone). */
 void slm_gate_cancel(slm_gate *g, slm_gate_call *call);
-/* After the response is complete (or failed, with call->status set): output policy, then record. */
+/* When the response is ready to be sent, before its last bytes (or failed, with call->status set):
+ * output policy, then record (so the audit record is durable before the client sees the end).
+ * Runs once; later calls do nothing. */
 void slm_gate_finish(slm_gate *g, slm_gate_call *call);
 /* A whole task call at once (the CLI's task verbs): init, admit, submit (the local backend runs
  * fn), finish. Returns fn's result, or -1 with err when the gate refused the call. */

@@ -18,6 +18,11 @@ struct slm_gate {
     int n_backends;
     void **kept; /* slm_gate_keep allocations */
     int n_kept;
+    struct {
+        void (*fn)(void *);
+        void *arg;
+    } on_free[SLM_GATE_MAX_STAGES];
+    int n_on_free;
 };
 
 /* ---------- the local backend: the engine ---------- */
@@ -62,6 +67,7 @@ int slm_gate_new(slm_engine *engine, slm_gate **out, char *err, size_t err_len) 
 
 void slm_gate_free(slm_gate *g) {
     if (!g) return;
+    for (int i = g->n_on_free - 1; i >= 0; i--) g->on_free[i].fn(g->on_free[i].arg);
     for (int i = 0; i < g->n_kept; i++) free(g->kept[i]);
     free(g->kept);
     free(g);
@@ -77,6 +83,13 @@ void *slm_gate_keep(slm_gate *g, size_t size) {
 }
 
 slm_engine *slm_gate_engine(const slm_gate *g) { return g->engine; }
+
+int slm_gate_on_free(slm_gate *g, void (*fn)(void *), void *arg) {
+    if (g->n_on_free == SLM_GATE_MAX_STAGES) return -1;
+    g->on_free[g->n_on_free].fn = fn;
+    g->on_free[g->n_on_free++].arg = arg;
+    return 0;
+}
 
 int slm_gate_add_stage(slm_gate *g, const slm_gate_stage *stage, char *err, size_t err_len) {
     if (!stage || !stage->run || stage->phase < 0 || stage->phase >= SLM_PHASES)
@@ -154,6 +167,24 @@ bool slm_gate_submit(slm_gate *g, slm_gate_call *call) {
     return b->submit(b->state, call);
 }
 
+static int append(char **out, size_t *out_len, const char *s, size_t n) {
+    char *grown = realloc(*out, *out_len + n + 1);
+    if (!grown) return -1;
+    memcpy(grown + *out_len, s, n);
+    *out_len += n;
+    grown[*out_len] = 0;
+    *out = grown;
+    return 0;
+}
+
+int slm_gate_output(slm_gate_call *call, const char *piece, size_t len, bool end, char **out, size_t *out_len) {
+    if (!call->filter.feed) return append(out, out_len, piece ? piece : "", len);
+    if (len && call->filter.feed(call->filter.state, piece, len, out, out_len) != 0) return -1;
+    if (end && call->filter.flush && call->filter.flush(call->filter.state, out, out_len) != 0) return -1;
+    if (!*out) return append(out, out_len, "", 0);
+    return 0;
+}
+
 void slm_gate_cancel(slm_gate *g, slm_gate_call *call) {
     if (call->backend < 0 || call->backend >= g->n_backends) return;
     const slm_gate_backend *b = &g->backends[call->backend];
@@ -161,6 +192,8 @@ void slm_gate_cancel(slm_gate *g, slm_gate_call *call) {
 }
 
 void slm_gate_finish(slm_gate *g, slm_gate_call *call) {
+    if (call->finished) return;
+    call->finished = true;
     call->t_end = slm_now();
     if (call->status == 0 || call->status < 400) run_phase(g, SLM_PHASE_OUTPUT, call);
     run_phase(g, SLM_PHASE_RECORD, call);
