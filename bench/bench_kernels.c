@@ -8,6 +8,10 @@
  *                                   turns each round so they see the same machine; GB/s of the
  *                                   GGUF bytes, best and median over the rounds
  *
+ *   bench_kernels float [TOKENS] [K] [M] [THREADS] [ROUNDS]
+ *                                   the float-weight GEMM (F16, BF16, F32) of the selected ISA
+ *                                   (SLM_ISA lowers it) against the per-token dot, GFLOP/s
+ *
  * The compute rate says how far a kernel is from being memory-bound: decode on two threads at
  * 65 GB/s needs about 12.5 bytes per TSC tick (2.6 GHz) per core. Random weights from the
  * reference quantizer. Built by CMake as bench_kernels; not a test. */
@@ -137,7 +141,64 @@ static int bench_dram(const slm_kernel_table *table, int n_tok, int rounds) {
     return 0;
 }
 
+/* The float-weight GEMM against the per-(row, token) dot it replaces: GFLOP/s of slm_matmul_with
+ * on an m x k weight (F16, BF16, F32) with n_tok tokens, THREADS threads, best and median of the
+ * rounds; the two paths alternate so they see the same machine. */
+static int bench_float(int n_tok, int64_t k, int64_t m, int threads, int rounds) {
+    const slm_kernel_table *best = slm_kernels_active();
+    slm_kernel_table per_token = *best;
+    per_token.fgemm = (slm_float_gemm){0};
+    slm_pool *pool = slm_pool_new(threads);
+    float *x = malloc(sizeof(float) * (size_t)(k * n_tok)), *y = malloc(sizeof(float) * (size_t)(m * n_tok));
+    float *row = malloc(sizeof(float) * (size_t)k);
+    if (!pool || !x || !y || !row) return 1;
+    for (int64_t i = 0; i < k * n_tok; i++) x[i] = frand();
+    static const uint32_t ftypes[] = {SLM_TYPE_F16, SLM_TYPE_BF16, SLM_TYPE_F32};
+    printf("| type | m x k | tokens | threads | GEMM GFLOP/s best / median | per-token dot GFLOP/s best / median |"
+           " speed-up (medians) |\n|---|---|---:|---:|---:|---:|---:|\n");
+    for (int ti = 0; ti < 3; ti++) {
+        const uint32_t type = ftypes[ti];
+        const size_t rb = slm_row_bytes(type, k);
+        uint8_t *data = malloc(rb * (size_t)m);
+        if (!data) return 1;
+        for (int64_t r = 0; r < m; r++) {
+            for (int64_t i = 0; i < k; i++) row[i] = frand();
+            slm_quantize_row(type, row, data + (size_t)r * rb, k);
+        }
+        slm_weight w = {.type = type, .k = k, .m = m, .data = data, .row_bytes = rb};
+        double rate[2][DRAM_MAX_ROUNDS];
+        for (int r = 0; r < rounds; r++)
+            for (int path = 0; path < 2; path++) {
+                double t0 = now_s();
+                slm_matmul_with(pool, path ? &per_token : best, &w, x, n_tok, y);
+                rate[path][r] = 2.0 * (double)m * (double)k * n_tok / (now_s() - t0) / 1e9;
+            }
+        for (int path = 0; path < 2; path++) qsort(rate[path], (size_t)rounds, sizeof(double), cmp_double);
+        printf("| %s | %lld x %lld | %d | %d | %.1f / %.1f | %.1f / %.1f | %.2fx |\n", slm_type_name(type), (long long)m,
+               (long long)k, n_tok, threads, rate[0][rounds - 1], rate[0][rounds / 2], rate[1][rounds - 1],
+               rate[1][rounds / 2], rate[0][rounds / 2] / rate[1][rounds / 2]);
+        free(data);
+    }
+    free(x);
+    free(y);
+    free(row);
+    slm_pool_free(pool);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "float") == 0) {
+        const int n_tok = argc > 2 ? atoi(argv[2]) : 128;
+        const long long k = argc > 3 ? atoll(argv[3]) : 768, m = argc > 4 ? atoll(argv[4]) : 3072;
+        const int threads = argc > 5 ? atoi(argv[5]) : 1, rounds = argc > 6 ? atoi(argv[6]) : 9;
+        if (n_tok < 1 || n_tok > 8192 || k < 1 || k > 65536 || m < 1 || m > 65536 || threads < 1 || threads > 64 ||
+            rounds < 1 || rounds > DRAM_MAX_ROUNDS) {
+            fprintf(stderr, "bench_kernels: float TOKENS (1..8192) K M (1..65536) THREADS (1..64) ROUNDS (1..%d)\n",
+                    DRAM_MAX_ROUNDS);
+            return 1;
+        }
+        return bench_float(n_tok, (int64_t)k, (int64_t)m, threads, rounds);
+    }
     const slm_kernel_table *table = slm_kernels_for_isa(SLM_ISA_AVX512);
     if (!table) {
         fprintf(stderr, "bench_kernels: this CPU has no AVX-512 VNNI path (the packed kernels are AVX-512 only)\n");
@@ -158,6 +219,7 @@ int main(int argc, char **argv) {
         }
         return bench_dram(table, n_tok, rounds);
     }
-    fprintf(stderr, "usage: bench_kernels cache [TOKENS] | dram [TOKENS] [ROUNDS]\n");
+    fprintf(stderr, "usage: bench_kernels cache [TOKENS] | dram [TOKENS] [ROUNDS] | float [TOKENS] [K] [M] [THREADS] "
+                    "[ROUNDS]\n");
     return 1;
 }

@@ -325,6 +325,86 @@ static float z_vec_dot_bf16(int64_t k, const void *w, const void *act) {
 }
 
 
+/* ---- float-weight GEMM tile (kernels_impl.h, slm_float_gemm): two groups (32 rows) by up to 12
+ * tokens = 24 zmm accumulators; per column, two aligned weight loads and one embedded-broadcast
+ * FMA operand per token. The packing is kernels_simd.inc's. ---- */
+#define Z_FGEMM_TOKENS 12
+
+static inline __attribute__((always_inline)) void z_fgemm_micro(int64_t kb, const float *g0, const float *g1,
+                                                                int ng, __mmask16 m0, __mmask16 m1, const float *x,
+                                                                size_t x_stride, int nt, float *y, size_t y_stride,
+                                                                bool accumulate) {
+    __m512 acc0[Z_FGEMM_TOKENS], acc1[Z_FGEMM_TOKENS];
+    _Pragma("GCC unroll 12")
+    for (int j = 0; j < nt; j++) acc0[j] = acc1[j] = _mm512_setzero_ps();
+    for (int64_t kk = 0; kk < kb; kk++) {
+        const __m512 w0 = _mm512_load_ps(g0 + kk * SLM_FGEMM_GROUP);
+        const __m512 w1 = ng == 2 ? _mm512_load_ps(g1 + kk * SLM_FGEMM_GROUP) : w0;
+        _Pragma("GCC unroll 12")
+        for (int j = 0; j < nt; j++) {
+            const __m512 xv = _mm512_set1_ps(x[(size_t)j * x_stride + (size_t)kk]);
+            acc0[j] = _mm512_fmadd_ps(w0, xv, acc0[j]);
+            if (ng == 2) acc1[j] = _mm512_fmadd_ps(w1, xv, acc1[j]);
+        }
+    }
+    _Pragma("GCC unroll 12")
+    for (int j = 0; j < nt; j++) {
+        float *out = y + (size_t)j * y_stride;
+        if (accumulate) acc0[j] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, out), acc0[j]);
+        _mm512_mask_storeu_ps(out, m0, acc0[j]);
+        if (ng == 2) {
+            if (accumulate) acc1[j] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, out + 16), acc1[j]);
+            _mm512_mask_storeu_ps(out + 16, m1, acc1[j]);
+        }
+    }
+}
+
+#define Z_FGEMM_CASE(NG, NT)                                                                               \
+    case NT: z_fgemm_micro(kb, g0, g1, NG, m0, m1, xt, x_stride, NT, yt, y_stride, accumulate); break
+
+static inline __attribute__((always_inline)) void z_fgemm_rows(int64_t kb, const float *g0, const float *g1, int ng,
+                                                               __mmask16 m0, __mmask16 m1, const float *x,
+                                                               size_t x_stride, int nt, float *y, size_t y_stride,
+                                                               bool accumulate) {
+    int t = 0;
+    for (; t + Z_FGEMM_TOKENS <= nt; t += Z_FGEMM_TOKENS)
+        z_fgemm_micro(kb, g0, g1, ng, m0, m1, x + (size_t)t * x_stride, x_stride, Z_FGEMM_TOKENS,
+                      y + (size_t)t * y_stride, y_stride, accumulate);
+    const float *xt = x + (size_t)t * x_stride;
+    float *yt = y + (size_t)t * y_stride;
+    switch (nt - t) {
+        Z_FGEMM_CASE(ng, 11);
+        Z_FGEMM_CASE(ng, 10);
+        Z_FGEMM_CASE(ng, 9);
+        Z_FGEMM_CASE(ng, 8);
+        Z_FGEMM_CASE(ng, 7);
+        Z_FGEMM_CASE(ng, 6);
+        Z_FGEMM_CASE(ng, 5);
+        Z_FGEMM_CASE(ng, 4);
+        Z_FGEMM_CASE(ng, 3);
+        Z_FGEMM_CASE(ng, 2);
+        Z_FGEMM_CASE(ng, 1);
+    default: break;
+    }
+}
+
+static inline __mmask16 z_rows_mask(int rows) {
+    return rows >= 16 ? (__mmask16)0xffff : rows <= 0 ? (__mmask16)0 : (__mmask16)((1u << rows) - 1);
+}
+
+static void z_fgemm_tile(int64_t kb, const float *panel, size_t group_stride, int nr, const float *x,
+                         size_t x_stride, int nt, float *y, size_t y_stride, bool accumulate) {
+    for (int r = 0; r < nr; r += 2 * SLM_FGEMM_GROUP) {
+        const float *g0 = panel + (size_t)(r / SLM_FGEMM_GROUP) * group_stride;
+        const int rows = nr - r;
+        if (rows > SLM_FGEMM_GROUP)
+            z_fgemm_rows(kb, g0, g0 + group_stride, 2, z_rows_mask(rows), z_rows_mask(rows - SLM_FGEMM_GROUP), x,
+                         x_stride, nt, y + r, y_stride, accumulate);
+        else
+            z_fgemm_rows(kb, g0, g0, 1, z_rows_mask(rows), 0, x, x_stride, nt, y + r, y_stride, accumulate);
+    }
+}
+
 /* ---- attention rows with 16-lane vectors (head sizes 16..128 in steps of 16), same structure
  * as attend_one in kernels_simd.inc ---- */
 
@@ -424,6 +504,7 @@ static void slm_kernels_fill_avx512_planar(slm_kernel_table *t) {
     t->types[SLM_TYPE_F32].vec_dot = z_vec_dot_f32;
     t->attend_f16 = z_attend_f16;
     t->types[SLM_TYPE_F16].vec_dot = z_vec_dot_f16;
+    t->fgemm.tile = z_fgemm_tile;
     t->types[SLM_TYPE_BF16].vec_dot = z_vec_dot_bf16;
     t->types[SLM_TYPE_Q6_K].vec_dot = k_vec_dot_q6_K;
 }

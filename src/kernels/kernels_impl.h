@@ -80,6 +80,29 @@ typedef struct slm_type_kernels {
 } slm_type_kernels;
 
 /* Per-ISA tables, indexed by enum slm_type; a NULL vec_dot falls back to the scalar entry. */
+/* The float-weight GEMM (F32, F16, BF16 weights times f32 activations, batches of tokens): the rows
+ * a thread works on are converted to f32 once per call into panels of SLM_FGEMM_GROUP-row groups
+ * laid out k-major, group[kk * 16 + i] = weight (row i, column kk), so a kernel multiplies 16
+ * rows at once with one broadcast activation, and the 16 sums of a token land next to each other in
+ * y (which is token-major). Every (row, token) sum runs over k in order, one f32 FMA per term. */
+#define SLM_FGEMM_GROUP 16
+typedef struct slm_float_gemm {
+    /* Converts nr <= 16 rows (row_bytes apart, k weights of `type` each) into one group of k * 16
+     * floats at dst (64-byte aligned); the lanes of rows nr..15 are zero. */
+    void (*pack)(uint32_t type, int64_t k, const uint8_t *rows, size_t row_bytes, int nr, float *dst);
+    /* For r < nr (nr <= 32: row r is lane r % 16 of group r / 16, the groups group_stride floats
+     * apart) and t < nt (any number):
+     *   y[t * y_stride + r] (=, or += when accumulate) sum over kk < kb of
+     *       group[kk * 16 + r % 16] * x[t * x_stride + kk]
+     * The caller splits k into blocks of kb (pointing group and x at the block) so a block of
+     * panel stays in L1 while the tokens stream past it. */
+    void (*tile)(int64_t kb, const float *panel, size_t group_stride, int nr, const float *x, size_t x_stride, int nt,
+                 float *y, size_t y_stride, bool accumulate);
+} slm_float_gemm;
+
+/* The portable slm_float_gemm pack (any nr; also the tail of the vector ones). */
+void slm_fgemm_pack_scalar(uint32_t type, int64_t k, const uint8_t *rows, size_t row_bytes, int nr, float *dst);
+
 typedef struct slm_kernel_table {
     slm_type_kernels types[SLM_TYPE_COUNT];
     slm_quantize_act_fn quantize_q8;
@@ -101,6 +124,8 @@ typedef struct slm_kernel_table {
     slm_packed_gemm_fn packed_gemm[SLM_TYPE_COUNT];
     /* batched GEMM of gemm_big.h; NULL members where the ISA has none */
     struct slm_gemm_big *big;
+    /* batched GEMM of float weights (every ISA has one) */
+    slm_float_gemm fgemm;
 } slm_kernel_table;
 
 void slm_kernels_fill_scalar(slm_kernel_table *t);

@@ -189,6 +189,42 @@ static void attend_f16(int nq, const int *n, int64_t hd, const float *const *q, 
     for (int i = 0; i < nq; i++) weighted_sum_f16(n[i], hd, scratch + (size_t)i * row, v, stride, out[i]);
 }
 
+/* ---- float-weight GEMM (kernels_impl.h, slm_float_gemm) ---- */
+
+void slm_fgemm_pack_scalar(uint32_t type, int64_t k, const uint8_t *rows, size_t row_bytes, int nr, float *dst) {
+    for (int i = 0; i < SLM_FGEMM_GROUP; i++) {
+        const uint8_t *row = rows + (size_t)i * row_bytes;
+        for (int64_t kk = 0; kk < k; kk++) dst[kk * SLM_FGEMM_GROUP + i] = i < nr ? weight_as_f32(row, kk, type) : 0.0f;
+    }
+}
+
+/* 16 rows (one group) by FGEMM_SCALAR_TOKENS tokens of accumulators; the lane loop vectorises
+ * with the baseline SSE2. */
+#define FGEMM_SCALAR_TOKENS 4
+
+static void fgemm_tile(int64_t kb, const float *panel, size_t group_stride, int nr, const float *x, size_t x_stride,
+                       int nt, float *y, size_t y_stride, bool accumulate) {
+    for (int g = 0; g * SLM_FGEMM_GROUP < nr; g++) {
+        const float *group = panel + (size_t)g * group_stride;
+        const int rows = nr - g * SLM_FGEMM_GROUP < SLM_FGEMM_GROUP ? nr - g * SLM_FGEMM_GROUP : SLM_FGEMM_GROUP;
+        for (int t0 = 0; t0 < nt; t0 += FGEMM_SCALAR_TOKENS) {
+            const int n = nt - t0 < FGEMM_SCALAR_TOKENS ? nt - t0 : FGEMM_SCALAR_TOKENS;
+            float acc[FGEMM_SCALAR_TOKENS][SLM_FGEMM_GROUP] = {{0}};
+            for (int64_t kk = 0; kk < kb; kk++) {
+                const float *wv = group + kk * SLM_FGEMM_GROUP;
+                for (int j = 0; j < n; j++) {
+                    const float xv = x[(size_t)(t0 + j) * x_stride + (size_t)kk];
+                    for (int i = 0; i < SLM_FGEMM_GROUP; i++) acc[j][i] += wv[i] * xv;
+                }
+            }
+            for (int j = 0; j < n; j++) {
+                float *out = y + (size_t)(t0 + j) * y_stride + (size_t)g * SLM_FGEMM_GROUP;
+                for (int i = 0; i < rows; i++) out[i] = accumulate ? out[i] + acc[j][i] : acc[j][i];
+            }
+        }
+    }
+}
+
 void slm_kernels_fill_scalar(slm_kernel_table *t) {
     memset(t, 0, sizeof *t);
     t->attend_f16 = attend_f16;
@@ -202,6 +238,7 @@ void slm_kernels_fill_scalar(slm_kernel_table *t) {
     t->f32_to_f16 = f32_to_f16;
     t->quantize_q8 = quantize_q8;
     t->quantize_q8k = quantize_q8k;
+    t->fgemm = (slm_float_gemm){slm_fgemm_pack_scalar, fgemm_tile};
     t->types[SLM_TYPE_F32] = (slm_type_kernels){SLM_ACT_F32, vec_dot_f32, NULL};
     t->types[SLM_TYPE_F16] = (slm_type_kernels){SLM_ACT_F32, vec_dot_f16, NULL};
     t->types[SLM_TYPE_BF16] = (slm_type_kernels){SLM_ACT_F32, vec_dot_bf16, NULL};
