@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "common.h"
 #include "../server/server.h"
+#include "slm_govern.h"
 
 static const char *serve_help =
     "usage: slm serve --model PATH [options]\n"
@@ -37,6 +38,16 @@ static const char *serve_help =
     "      --max-connections N simultaneous connections (default 512)\n"
     "      --drain-timeout S   on SIGTERM, time allowed for running requests (default 30)\n"
     "      --port-file PATH    write the bound port to PATH once listening\n"
+    "      --data-dir DIR      state (keys, ledger, audit log); default $SLM_HOME, else ~/.local/share/slm\n"
+    "                          (/var/lib/slm for root)\n"
+    "      --no-data-dir       run stateless: no stored keys, no ledger, no audit log\n"
+    "      --audit-content M   what the audit log keeps of texts: none|hash|redacted|full (default redacted)\n"
+    "      --audit-sign        sign audit records (ed25519; the key pair is kept in the data directory)\n"
+    "      --no-audit          no audit log even with a data directory\n"
+    "      --pii MODE          personal-data policy for keys without their own: off|detect|mask|block (default detect)\n"
+    "      --pii-output        also mask personal data found in generated text\n"
+    "      --air-gapped        make no outbound connection at all (no upstream, no pull)\n"
+    "      --price NAME=IN,OUT a served model's price in USD per 1M input / output tokens (ledger, budgets)\n"
     "      --quiet             no per-request log lines\n";
 
 static bool take(const char *verb, int argc, char **argv, int *i, const char **out) {
@@ -104,6 +115,51 @@ int cmd_serve(int argc, char **argv) {
             if (!take(verb, argc, argv, &i, &c.chat_template)) goto out;
             /* refused here, not by every chat request later */
             if (!cli_check_chat_template(verb, c.chat_template)) goto out;
+        } else if (!strcmp(a, "--data-dir")) {
+            if (!take(verb, argc, argv, &i, &c.data_dir)) goto out;
+        } else if (!strcmp(a, "--no-data-dir")) {
+            c.no_data_dir = true;
+        } else if (!strcmp(a, "--no-audit")) {
+            c.no_audit = true;
+        } else if (!strcmp(a, "--audit-sign")) {
+            c.audit_sign = true;
+        } else if (!strcmp(a, "--audit-content")) {
+            const char *v;
+            if (!take(verb, argc, argv, &i, &v)) goto out;
+            if ((c.audit_content = slm_audit_content_parse(v)) < 0) {
+                cli_fail(verb, "--audit-content: '%s' is not none, hash, redacted or full", v);
+                goto out;
+            }
+        } else if (!strcmp(a, "--pii")) {
+            const char *v;
+            if (!take(verb, argc, argv, &i, &v)) goto out;
+            if ((c.pii_policy = slm_pii_policy_parse(v)) < 0) {
+                cli_fail(verb, "--pii: '%s' is not off, detect, mask or block", v);
+                goto out;
+            }
+        } else if (!strcmp(a, "--pii-output")) {
+            c.pii_output = true;
+        } else if (!strcmp(a, "--price")) {
+            const char *v;
+            if (!take(verb, argc, argv, &i, &v)) goto out;
+            const char *eq = strchr(v, '=');
+            char *end1 = NULL, *end2 = NULL;
+            double in = eq ? strtod(eq + 1, &end1) : -1;
+            double outp = end1 && *end1 == ',' ? strtod(end1 + 1, &end2) : -1;
+            if (!eq || eq == v || !end2 || *end2 || !(in >= 0 && in < 1e9) || !(outp >= 0 && outp < 1e9)) {
+                cli_fail(verb, "--price '%s': expected NAME=INPUT,OUTPUT (USD per 1M tokens, e.g. local=0.1,0.4)", v);
+                goto out;
+            }
+            if (c.n_prices == SRV_MAX_MODELS) {
+                cli_fail(verb, "at most %d --price", SRV_MAX_MODELS);
+                goto out;
+            }
+            *(char *)eq = 0; /* argv is ours to cut */
+            c.prices[c.n_prices].model = v;
+            c.prices[c.n_prices].input = in;
+            c.prices[c.n_prices++].output = outp;
+        } else if (!strcmp(a, "--air-gapped")) {
+            c.air_gapped = true;
         } else if (!strcmp(a, "--api-key")) {
             const char *k;
             if (!take(verb, argc, argv, &i, &k)) goto out;

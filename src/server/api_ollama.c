@@ -142,6 +142,7 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
     json_t *req = srv_parse_body(c, &f);
     slm_request *r = NULL;
     srv_chat_msgs msgs = {0};
+    slm_chat_message gen_msgs[2]; /* /api/generate's system + prompt, as the gate sees them */
     slm_token *fresh = NULL;
     enum MHD_Result ret;
     if (!req) return srv_reply_fail(c, &f);
@@ -174,6 +175,10 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
             ret = reply_load(c, &u);
             goto out;
         }
+        if (!srv_inspect(c, msgs.msgs, msgs.n, NULL, stream)) {
+            ret = MHD_YES;
+            goto out;
+        }
         if (!srv_chat_tokenize(M, msgs.msgs, msgs.n, true, "messages", limit, &r->prompt, &r->n_prompt, &f)) goto fail;
     } else {
         if (!srv_json_string(req, "prompt", &prompt, &f) || !srv_json_string(req, "system", &system, &f) ||
@@ -195,14 +200,20 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
         }
         int n_fresh = 0;
         if (!raw && *prompt) { /* the prompt is a user message: text, never control tokens */
-            slm_chat_message m[2];
             size_t n = 0;
-            if (system && *system) m[n++] = (slm_chat_message){"system", system};
-            m[n++] = (slm_chat_message){"user", prompt};
-            if (!srv_chat_tokenize(M, m, n, n_ctx_in == 0, "prompt", limit, &fresh, &n_fresh, &f)) goto fail;
-        } else if (*prompt && /* "raw": true is the documented opt-in for a prompt with control tokens */
-                   !srv_tokenize(M, prompt, n_ctx_in == 0, true, "prompt", limit, &fresh, &n_fresh, &f)) {
-            goto fail;
+            if (system && *system) gen_msgs[n++] = (slm_chat_message){"system", system};
+            gen_msgs[n++] = (slm_chat_message){"user", prompt};
+            if (!srv_inspect(c, gen_msgs, n, NULL, stream)) {
+                ret = MHD_YES;
+                goto out;
+            }
+            if (!srv_chat_tokenize(M, gen_msgs, n, n_ctx_in == 0, "prompt", limit, &fresh, &n_fresh, &f)) goto fail;
+        } else if (*prompt) { /* "raw": true is the documented opt-in for a prompt with control tokens */
+            if (!srv_inspect(c, NULL, 0, prompt, stream)) {
+                ret = MHD_YES;
+                goto out;
+            }
+            if (!srv_tokenize(M, c->call.prompt, n_ctx_in == 0, true, "prompt", limit, &fresh, &n_fresh, &f)) goto fail;
         }
         if (n_ctx_in + (size_t)n_fresh > (size_t)limit) {
             srv_failf(&f, 400, NULL, "prompt", "'context' plus 'prompt' is %zu tokens; the context per slot is %d (never truncated)",
@@ -249,11 +260,15 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
         ret = srv_reply_finish_error(c, r);
         goto out;
     }
-    ret = srv_reply_json(c, 200, final_object(&u, r, r->text ? r->text : "", r->text_len));
+    size_t text_len;
+    char *text = srv_final_text(c, r, &text_len);
+    ret = text ? srv_reply_json(c, 200, final_object(&u, r, text, text_len)) : srv_reply_error(c, 500, NULL, NULL, "out of memory");
+    free(text);
     goto out;
 fail:
     ret = srv_reply_fail(c, &f);
 out:
+    srv_forget_texts(c);
     free(fresh);
     srv_chat_msgs_free(&msgs);
     slm_request_release(r);

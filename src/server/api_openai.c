@@ -255,6 +255,10 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
             srv_failf(&f, 400, NULL, "messages", "'messages' must not be empty");
             goto fail;
         }
+        if (!srv_inspect(c, msgs.msgs, msgs.n, NULL, stream)) {
+            ret = MHD_YES;
+            goto out;
+        }
         if (!srv_chat_tokenize(M, msgs.msgs, msgs.n, true, "messages", limit, &r->prompt, &r->n_prompt, &f)) goto fail;
     } else {
         json_t *prompt = json_object_get(req, "prompt");
@@ -262,7 +266,21 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
             srv_failf(&f, 400, NULL, "prompt", "'prompt' is required");
             goto fail;
         }
-        if (!completion_prompt(M, prompt, limit, &r->prompt, &r->n_prompt, &f)) goto fail;
+        if (!srv_inspect(c, NULL, 0, json_is_string(prompt) ? json_string_value(prompt) : NULL, stream)) {
+            ret = MHD_YES;
+            goto out;
+        }
+        json_t *policed = NULL; /* the prompt as input policy left it (masked), when it changed it */
+        if (json_is_string(prompt) && c->call.prompt != json_string_value(prompt)) {
+            policed = json_string(c->call.prompt);
+            if (!policed) {
+                srv_failf(&f, 500, NULL, NULL, "out of memory");
+                goto fail;
+            }
+        }
+        bool prompt_ok = completion_prompt(M, policed ? policed : prompt, limit, &r->prompt, &r->n_prompt, &f);
+        json_decref(policed);
+        if (!prompt_ok) goto fail;
     }
     if (r->n_prompt == 0) {
         srv_failf(&f, 400, NULL, chat ? "messages" : "prompt", "the prompt has no tokens");
@@ -310,11 +328,20 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
     json_object_set_new(resp, "object", json_string(chat ? "chat.completion" : "text_completion"));
     json_t *lp = r->gen.logprobs ? (chat ? chat_logprobs(M, r->infos, r->n_infos) : completion_logprobs(M, r->infos, r->n_infos, &u->text_offset))
                                  : json_null();
-    const char *text = r->text ? r->text : "";
+    size_t text_len;
+    char *text = srv_final_text(c, r, &text_len);
+    if (!text) {
+        json_decref(lp);
+        json_decref(resp);
+        free(u);
+        ret = srv_reply_error(c, 500, NULL, NULL, "out of memory");
+        goto out;
+    }
     json_t *choice = chat ? json_pack("{s:i, s:{s:s, s:s%}, s:o, s:s}", "index", 0, "message", "role", "assistant", "content",
-                                      text, r->text_len, "logprobs", lp, "finish_reason", slm_finish_name(r->finish))
-                          : json_pack("{s:i, s:s%, s:o, s:s}", "index", 0, "text", text, r->text_len, "logprobs", lp,
+                                      text, text_len, "logprobs", lp, "finish_reason", slm_finish_name(r->finish))
+                          : json_pack("{s:i, s:s%, s:o, s:s}", "index", 0, "text", text, text_len, "logprobs", lp,
                                       "finish_reason", slm_finish_name(r->finish));
+    free(text);
     json_object_set_new(resp, "choices", json_pack("[o]", choice));
     json_object_set_new(resp, "usage", usage_json(r));
     json_object_set_new(resp, "timings", timings_json(r));
@@ -324,6 +351,7 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
 fail:
     ret = srv_reply_fail(c, &f);
 out:
+    srv_forget_texts(c);
     srv_chat_msgs_free(&msgs);
     slm_request_release(r);
     json_decref(req);

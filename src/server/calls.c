@@ -109,6 +109,37 @@ static bool gate_submit(srv_conn *c) {
     return false;
 }
 
+bool srv_inspect(srv_conn *c, slm_chat_message *msgs, size_t n, const char *prompt, bool stream) {
+    srv_server *s = c->srv;
+    c->call.model = c->model ? c->model->id : "";
+    c->call.messages = msgs;
+    c->call.n_messages = n;
+    c->call.prompt = prompt;
+    c->call.stream = stream;
+    if (slm_gate_inspect(s->gate, &c->call)) return true;
+    srv_reply_refused(c);
+    return false;
+}
+
+void srv_forget_texts(srv_conn *c) {
+    c->call.messages = NULL;
+    c->call.n_messages = 0;
+    c->call.prompt = NULL;
+}
+
+char *srv_final_text(srv_conn *c, slm_request *r, size_t *len) {
+    char *out = NULL;
+    *len = 0;
+    pthread_mutex_lock(&r->mu);
+    int rc = slm_gate_output(&c->call, r->text ? r->text : "", r->text_len, true, &out, len);
+    pthread_mutex_unlock(&r->mu);
+    if (rc != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
 bool srv_submit(srv_conn *c, slm_request *r) {
     srv_server *s = c->srv;
     r->t_submit = slm_now();

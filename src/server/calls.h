@@ -25,6 +25,16 @@ bool srv_chat_tokenize(const srv_model *m, const slm_chat_message *msgs, size_t 
 bool srv_submit(srv_conn *c, slm_request *r);
 /* A task call through the gate (the local backend runs fn); false with the reply sent when refused. */
 bool srv_submit_task(srv_conn *c, slm_call_task_fn fn, void *user);
+/* Runs the gate's input policy on a generation's texts before they are tokenized (chat: msgs, which
+ * a stage may rewrite in place, e.g. masking personal data; completion: prompt, then read
+ * c->call.prompt). Replies itself and returns false when policy refuses the call. */
+bool srv_inspect(srv_conn *c, slm_chat_message *msgs, size_t n, const char *prompt, bool stream);
+/* The handler's texts are about to be freed: the call stops pointing at them (the gate's stages
+ * copied what they keep). */
+void srv_forget_texts(srv_conn *c);
+/* The generated text of r as the client may see it (through the call's output filter); malloc'd,
+ * *len set; NULL when out of memory. Call with r done. */
+char *srv_final_text(srv_conn *c, slm_request *r, size_t *len);
 uint64_t srv_random_seed(srv_server *s);
 /* New id like "chatcmpl-<hex>". */
 void srv_new_id(srv_server *s, const char *prefix, char *out, size_t cap);

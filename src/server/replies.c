@@ -19,10 +19,33 @@ void srv_add_common_headers(srv_conn *c, struct MHD_Response *resp, int status) 
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE) MHD_add_response_header(resp, "Retry-After", "1");
     if (status == MHD_HTTP_UNAUTHORIZED) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
     if (c->call.request_id[0]) MHD_add_response_header(resp, "x-request-id", c->call.request_id);
+    if (c->call.route) MHD_add_response_header(resp, "x-slm-route", c->call.route);
+    if (status == 429 && c->call.retry_after_s > 0) {
+        char secs[16];
+        snprintf(secs, sizeof secs, "%d", c->call.retry_after_s);
+        MHD_add_response_header(resp, "Retry-After", secs);
+    }
     if (c->close_after) MHD_add_response_header(resp, "Connection", "close");
 }
 
+void srv_finish_call(srv_server *s, slm_gate_call *call, int status) {
+    if (call->finished || !s->gate) return;
+    slm_request *r = call->request;
+    if (r) {
+        pthread_mutex_lock(&r->mu);
+        call->prompt_tokens = r->kind == SLM_REQ_EMBED ? r->n_embed_tokens
+                              : r->remote_prompt_tokens ? r->remote_prompt_tokens
+                                                        : r->n_prompt;
+        call->completion_tokens = r->remote_completion_tokens ? r->remote_completion_tokens : r->n_tokens;
+        pthread_mutex_unlock(&r->mu);
+    }
+    if (call->status == 0) call->status = status;
+    slm_gate_finish(s->gate, call);
+}
+
 enum MHD_Result srv_reply_bytes(srv_conn *c, int status, const char *content_type, const char *body, size_t len) {
+    /* the record is durable before the client holds the answer */
+    srv_finish_call(c->srv, &c->call, status);
     struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (!resp) return MHD_NO;
     MHD_add_response_header(resp, "Content-Type", content_type);
@@ -52,7 +75,6 @@ static const char *openai_error_type(int status) {
     case 403: return "permission_error";
     case 404: return "not_found_error";
     case 413: return "invalid_request_error";
-    case 429:
     case 503: return "overloaded_error";
     default: return status >= 500 ? "server_error" : "invalid_request_error";
     }
@@ -70,7 +92,12 @@ enum MHD_Result srv_reply_error(srv_conn *c, int status, const char *code, const
     if (c->api == SRV_API_OLLAMA) {
         o = json_pack("{s:s}", "error", msg);
     } else {
-        json_t *e = json_pack("{s:s, s:s}", "message", msg, "type", openai_error_type(status));
+        /* OpenAI's shapes: an exhausted budget is type and code insufficient_quota */
+        const char *type = status != 429 ? openai_error_type(status)
+                           : code && strcmp(code, "insufficient_quota") == 0 ? "insufficient_quota"
+                           : code && strcmp(code, "rate_limit_exceeded") == 0 ? "rate_limit_error"
+                                                                              : "overloaded_error";
+        json_t *e = json_pack("{s:s, s:s}", "message", msg, "type", type);
         if (e) {
             json_object_set_new(e, "param", param && *param ? json_string(param) : json_null());
             json_object_set_new(e, "code", code ? json_string(code) : json_null());
@@ -222,7 +249,23 @@ ssize_t srv_stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
                        .infos = r->infos ? r->infos + st->infos_seen : NULL,
                        .n_infos = r->n_infos - st->infos_seen,
                        .done = r->done};
-        bool ok = st->emit(st, r, &d);
+        bool ok = true;
+        if (st->origin && st->origin->filter.feed) {
+            /* what the client may see: masked values restored, leaked personal data masked */
+            st->filtered_len = 0;
+            if (st->filtered) st->filtered[0] = 0;
+            ok = slm_gate_output(st->origin, d.text, d.text_len, d.done, &st->filtered, &st->filtered_len) == 0;
+            d.text = st->filtered ? st->filtered : "";
+            d.text_len = st->filtered_len;
+        }
+        if (ok && d.done && st->origin) {
+            /* the record is durable before the stream's last bytes leave */
+            pthread_mutex_unlock(&r->mu);
+            bool fine = r->finish == SLM_FINISH_STOP || r->finish == SLM_FINISH_LENGTH;
+            srv_finish_call(st->srv, st->origin, fine ? 200 : srv_finish_status(r));
+            pthread_mutex_lock(&r->mu);
+        }
+        if (ok) ok = st->emit(st, r, &d);
         st->text_seen = r->text_len;
         st->infos_seen = r->n_infos;
         st->sent_first = true;
@@ -294,6 +337,7 @@ void srv_stream_free(void *cls) {
     cancel_call(st->srv, &st->call);
     slm_request_release(st->r);
     free(st->user);
+    free(st->filtered);
     slm_buf_free(&st->out);
     free(st);
 }
@@ -308,6 +352,7 @@ enum MHD_Result srv_reply_stream(srv_conn *c, slm_request *r, const char *conten
     st->srv = c->srv;
     st->r = r;
     st->call = (slm_gate_call){.kind = c->call.kind, .request = r, .backend = c->call.backend};
+    st->origin = &c->call;
     slm_request_retain(r);
     st->fd = conn_fd(c);
     st->emit = emit;

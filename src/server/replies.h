@@ -29,6 +29,10 @@ int srv_finish_status(const slm_request *r);
  * socks_mu); returns how many. */
 int srv_streams_check(srv_server *s);
 
+/* Finishes the connection's gate call (record: ledger, audit) with the response's status and
+ * the request's token counts, before the response's last bytes leave. */
+void srv_finish_call(srv_server *s, slm_gate_call *call, int status);
+
 /* Blocks until the request is done; false if the client hung up meanwhile (the request is then
  * cancelled and nothing should be sent). */
 bool srv_wait_done(srv_conn *c, slm_request *r);
@@ -52,6 +56,9 @@ struct srv_stream {
     srv_server *srv;
     slm_request *r;
     slm_gate_call call; /* backend and request, to cancel at the right place */
+    slm_gate_call *origin; /* the connection's call: output filter, and finished before the last bytes */
+    char *filtered;        /* output filter scratch */
+    size_t filtered_len;
     int fd;
     srv_emit_fn emit;
     void *user; /* formatter state, freed with free() */

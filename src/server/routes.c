@@ -29,6 +29,10 @@ typedef enum {
     R_TASK_CLASSIFY,
     R_TASK_EXTRACT,
     R_TASK_SUMMARIZE,
+    R_ADMIN_KEYS,
+    R_ADMIN_KEY_CREATE,
+    R_ADMIN_KEY_REVOKE,
+    R_ADMIN_LEDGER,
 } route_id;
 
 static const srv_route routes[] = {
@@ -51,6 +55,10 @@ static const srv_route routes[] = {
     {"POST", "/v1/classify", R_TASK_CLASSIFY, "/v1/classify", false, true},
     {"POST", "/v1/extract", R_TASK_EXTRACT, "/v1/extract", false, true},
     {"POST", "/v1/summarize", R_TASK_SUMMARIZE, "/v1/summarize", false, true},
+    {"GET", "/v1/keys", R_ADMIN_KEYS, "/v1/keys", false, false},
+    {"POST", "/v1/keys", R_ADMIN_KEY_CREATE, "/v1/keys", false, false},
+    {"DELETE", "/v1/keys/*", R_ADMIN_KEY_REVOKE, "/v1/keys/{name}", false, false},
+    {"GET", "/v1/ledger/summary", R_ADMIN_LEDGER, "/v1/ledger/summary", false, false},
 };
 
 static bool path_matches(const char *pattern, const char *url) {
@@ -138,6 +146,10 @@ enum MHD_Result srv_dispatch(srv_conn *c, const srv_route *route) {
     case R_TASK_CLASSIFY: return srv_task_classify(c);
     case R_TASK_EXTRACT: return srv_task_extract(c);
     case R_TASK_SUMMARIZE: return srv_task_summarize(c);
+    case R_ADMIN_KEYS:
+    case R_ADMIN_KEY_CREATE: return srv_admin_keys(c);
+    case R_ADMIN_KEY_REVOKE: return srv_admin_key_revoke(c, c->url + strlen("/v1/keys/"));
+    case R_ADMIN_LEDGER: return srv_admin_ledger(c);
     }
     return srv_reply_error(c, 404, NULL, NULL, "unknown route");
 }

@@ -37,6 +37,20 @@ typedef struct srv_config {
     int drain_timeout_s;       /* SIGTERM: how long in-flight requests may take to finish */
     bool log_requests;
     const char *port_file;     /* if set, the bound port is written here once listening (tests) */
+    /* governance (slm_govern.h) */
+    const char *data_dir;      /* NULL = the default (slm_data_dir_default) */
+    bool no_data_dir;          /* stateless: no stored keys, ledger or audit log */
+    bool no_audit;
+    bool audit_sign;
+    int audit_content;         /* slm_audit_content */
+    int pii_policy;            /* slm_pii_policy for keys without their own */
+    bool pii_output;           /* mask personal data found in generated text */
+    bool air_gapped;           /* no outbound connection whatsoever */
+    struct {
+        const char *model;         /* a served model's id */
+        double input, output;      /* USD per 1M tokens */
+    } prices[SRV_MAX_MODELS];
+    int n_prices;
 } srv_config;
 
 /* Fills safe defaults. */

@@ -13,6 +13,7 @@
 #include "slm.h"
 #include "slm_engine.h"
 #include "slm_gate.h"
+#include "slm_store.h"
 #include "slm_buf.h"
 
 typedef enum { SRV_API_PLAIN, SRV_API_OPENAI, SRV_API_OLLAMA } srv_api;
@@ -31,6 +32,9 @@ typedef struct srv_server {
     srv_config cfg;
     slm_engine *engine;     /* owns the models, their contexts and the kernel pool */
     slm_gate *gate;         /* every call goes through it */
+    slm_store *store;       /* the data directory's state store (keys, ledger); NULL without one */
+    struct slm_audit *audit; /* the audit log; NULL when off */
+    struct slm_pii *pii;    /* the PII detector; NULL when the guard is off */
     srv_model models[SRV_MAX_MODELS];
     int n_models;
     srv_metrics metrics;

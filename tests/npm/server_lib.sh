@@ -57,7 +57,10 @@ srv_start() {
   local model
   model=$(srv_model_path)
   rm -f "$SRV_TMP/port"
-  "$SLM_BIN" serve --model "$model" --port 0 --port-file "$SRV_TMP/port" "$@" >"$SRV_TMP/server.log" 2>&1 &
+  # each test server keeps its state (keys, ledger, audit log) in its own directory unless told
+  local state=(--data-dir "$SRV_TMP/data")
+  case " $* " in *" --data-dir "* | *" --no-data-dir "*) state=() ;; esac
+  "$SLM_BIN" serve --model "$model" --port 0 --port-file "$SRV_TMP/port" "${state[@]}" "$@" >"$SRV_TMP/server.log" 2>&1 &
   SRV_PID=$!
   for _ in $(seq 300); do
     [ -s "$SRV_TMP/port" ] && break
