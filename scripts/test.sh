@@ -27,7 +27,8 @@ cmake --build build-asan -j "$jobs"
 # Fuzz targets (clang, libFuzzer + ASan/UBSan): a fixed number of executions each from the seed
 # corpus, so the suite fails on a crash, a leak or a sanitizer report. fuzz/run.sh runs them for longer.
 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DSLM_FUZZ=ON -DCMAKE_C_COMPILER=clang >/dev/null
-fuzzers=(fuzz_http_request fuzz_grammar fuzz_json_schema fuzz_gguf fuzz_tokenizer)
+fuzzers=()
+for f in fuzz/fuzz_*.c; do fuzzers+=("$(basename "$f" .c)"); done
 cmake --build build-fuzz -j "$jobs" --target "${fuzzers[@]}" # only these link libFuzzer and the sanitizers
 fuzz_work=$(mktemp -d)
 root=$PWD
