@@ -71,6 +71,8 @@ struct slm_gate_call {
     int backend;             /* chosen by the route phase; 0 = the local engine */
     const char *route;       /* "local" or "upstream": where the call ran (set by slm_gate_submit) */
     void *backend_state;     /* a remote backend's per-call state (its own to free in cancel/finish) */
+    const char *route_reason; /* why the route stage chose the backend (static string), NULL = no decision */
+    double route_score;      /* the learned router's score when it decided, else -1 */
     int task_rc;             /* TASK: what the task returned */
     /* outcome: a stage or backend that refuses sets status (an HTTP status) and error */
     int status;

@@ -83,6 +83,14 @@ typedef struct slm_govern_config {
     void *cost_user;
 } slm_govern_config;
 
+/* For the route stage: how many pieces of personal data the input stage found in the call's
+ * texts, or -1 when it did not look (no detector, policy off). */
+int slm_govern_pii_found(const slm_gate_call *call);
+/* Masks the call's texts now (unless already masked) and sets the output filter that restores the
+ * values in the reply: what a route does before sending personal data upstream. 0, or -1 when the
+ * call cannot be masked (no governance state, out of memory). */
+int slm_govern_mask_call(slm_gate_call *call);
+
 /* Adds the governance stages to the gate (config is copied; what it points to is borrowed and must
  * outlive the gate). Without a store and static keys every caller is admitted anonymously. */
 int slm_govern_install(slm_gate *g, const slm_govern_config *cfg, char *err, size_t err_len);
