@@ -2,6 +2,7 @@
  * meanwhile), starts the scheduler, then waits for SIGTERM/SIGINT and drains. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "slm_audit.h"
+#include "slm_govern.h"
+#include "slm_net.h"
+#include "slm_pii.h"
 #include "state.h"
 #include "transport.h"
 
@@ -36,6 +41,66 @@ void srv_config_defaults(srv_config *c) {
     c->max_connections = 512;
     c->drain_timeout_s = 30;
     c->log_requests = true;
+    c->audit_content = SLM_AUDIT_CONTENT_REDACTED;
+    c->pii_policy = SLM_PII_POLICY_DETECT;
+}
+
+/* The data directory's state store and audit log, and the PII detector: opened before the
+ * listener so a misconfigured directory stops the start-up with one line. */
+static int open_governance(srv_server *s, char *err, size_t err_len) {
+    const srv_config *c = &s->cfg;
+    if (c->air_gapped) slm_net_set_air_gapped(true);
+    if (!c->no_data_dir) {
+        char def[PATH_MAX];
+        const char *dir = c->data_dir ? c->data_dir : slm_data_dir_default(def, sizeof def);
+        if (!dir) return snprintf(err, err_len, "cannot work out the data directory: give --data-dir"), -1;
+        if (slm_store_open(dir, &s->store, err, err_len)) return -1;
+        if (!c->no_audit) {
+            slm_audit_options ao = {.sign = c->audit_sign};
+            if (slm_audit_open(dir, &ao, &s->audit, err, err_len)) return -1;
+        }
+    }
+    if (c->pii_policy != SLM_PII_POLICY_OFF || c->pii_output || s->audit) {
+        s->pii = slm_pii_new(err, err_len);
+        if (!s->pii) return -1;
+    }
+    return 0;
+}
+
+/* USD for a call at the --price of its model (0 for a model without one). */
+static double call_cost(void *user, const char *model, const char *route, int prompt_tokens, int completion_tokens,
+                        double *frontier_cost) {
+    (void)route;
+    const srv_config *c = user;
+    *frontier_cost = 0;
+    for (int i = 0; i < c->n_prices; i++)
+        if (strcmp(c->prices[i].model, model) == 0)
+            return (prompt_tokens * c->prices[i].input + completion_tokens * c->prices[i].output) / 1e6;
+    return 0;
+}
+
+static int install_governance(srv_server *s, char *err, size_t err_len) {
+    const srv_config *c = &s->cfg;
+    slm_govern_config gc = {.store = s->store,
+                            .static_keys = s->cfg.api_keys,
+                            .n_static_keys = s->cfg.n_api_keys,
+                            .audit = s->audit,
+                            .audit_content = (slm_audit_content)c->audit_content,
+                            .pii = s->pii,
+                            .pii_policy = (slm_pii_policy)c->pii_policy,
+                            .pii_output = c->pii_output,
+                            .cost = call_cost,
+                            .cost_user = &s->cfg};
+    return slm_govern_install(s->gate, &gc, err, err_len);
+}
+
+static void close_governance(srv_server *s) {
+    slm_audit_close(s->audit);
+    slm_store_close(s->store);
+    slm_pii_free(s->pii);
+    s->audit = NULL;
+    s->store = NULL;
+    s->pii = NULL;
 }
 
 static bool is_loopback(const struct sockaddr *a) {
@@ -153,7 +218,14 @@ int srv_run(const srv_config *cfg) {
         fprintf(stderr, "slm serve: --host %s: %s\n", s->cfg.host, gai_strerror(gai));
         goto out_free;
     }
-    if (!is_loopback(ai->ai_addr) && s->cfg.n_api_keys == 0 && !s->cfg.insecure_no_auth) {
+    char err[512];
+    if (open_governance(s, err, sizeof err) != 0) {
+        fprintf(stderr, "slm serve: %s\n", err);
+        freeaddrinfo(ai);
+        goto out_free;
+    }
+    int stored_keys = s->store ? slm_store_key_count(s->store) : 0;
+    if (!is_loopback(ai->ai_addr) && s->cfg.n_api_keys == 0 && stored_keys <= 0 && !s->cfg.insecure_no_auth) {
         fprintf(stderr,
                 "slm serve: refusing to listen on non-loopback address %s without an API key; give --api-key KEY "
                 "(or SLM_API_KEYS), or --insecure-no-auth if you really mean it\n",
@@ -174,13 +246,12 @@ int srv_run(const srv_config *cfg) {
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    char err[512];
     /* The engine (empty until the models load) and the gate exist before the first connection. */
     slm_engine_params ep = {.n_threads = s->cfg.threads,
                             .queue_cap = s->cfg.queue_size > 0 ? s->cfg.queue_size : -1,
                             .observer = srv_metrics_observer(&s->metrics)};
     if (slm_engine_new(&ep, &s->engine, err, sizeof err) != 0 || slm_gate_new(s->engine, &s->gate, err, sizeof err) != 0 ||
-        slm_gate_add_static_keys(s->gate, s->cfg.api_keys, s->cfg.n_api_keys, err, sizeof err) != 0) {
+        install_governance(s, err, sizeof err) != 0) {
         fprintf(stderr, "slm serve: %s\n", err);
         freeaddrinfo(ai);
         goto out_stop;
@@ -208,8 +279,17 @@ int srv_run(const srv_config *cfg) {
     }
 
     if (!load_models(s)) goto out_stop;
+    stored_keys = s->store ? slm_store_key_count(s->store) : 0;
     fprintf(stderr, "slm serve: %d model%s; auth %s; CORS %s\n", s->n_models, s->n_models == 1 ? "" : "s",
-            s->cfg.n_api_keys ? "API key required" : "off (loopback only)", s->cfg.cors_origin ? s->cfg.cors_origin : "off");
+            s->cfg.n_api_keys || stored_keys > 0 ? "API key required" : "off (no key exists)",
+            s->cfg.cors_origin ? s->cfg.cors_origin : "off");
+    static const char *const content_names[] = {"none", "hash", "redacted", "full"};
+    fprintf(stderr, "slm serve: data dir %s; audit %s%s%s; PII guard %s%s; network %s\n",
+            s->store ? slm_store_dir(s->store) : "none (stateless)", s->audit ? "on, content " : "off",
+            s->audit ? content_names[s->cfg.audit_content & 3] : "", s->audit && s->cfg.audit_sign ? ", signed" : "",
+            s->pii ? slm_pii_policy_name((slm_pii_policy)s->cfg.pii_policy) : "off",
+            s->cfg.pii_output ? " (+ generated text)" : "",
+            s->cfg.air_gapped ? "AIR-GAPPED: no outbound connection will be made" : "outbound only to configured upstreams");
     atomic_store(&s->ready, true);
     fprintf(stderr, "slm serve: ready on http://%s:%d\n", shown_host, s->bound_port);
 
@@ -246,6 +326,7 @@ out_stop:
     slm_gate_free(s->gate);
     slm_engine_free(s->engine);
 out_free:
+    close_governance(s);
     srv_metrics_destroy(&s->metrics);
     pthread_mutex_destroy(&s->socks_mu);
     free(s);
