@@ -1,0 +1,85 @@
+/* Internals shared by the PII detector (pii_scan.c, pii_names.c) and the masking/filter code. */
+#ifndef SLM_PII_INTERNAL_H
+#define SLM_PII_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "slm_pii.h"
+
+/* An internal candidate kind beyond the public types: a placeholder of the mask being restored. */
+#define PII_KIND_PLACEHOLDER SLM_PII_TYPES
+
+typedef struct {
+    size_t start, end;
+    int kind;  /* slm_pii_type, or PII_KIND_PLACEHOLDER */
+    int prio;  /* overlap resolution: higher wins, then longer, then earlier */
+} pii_cand;
+
+/* Left context any rule may read before a candidate's start: the filter keeps this much already
+ * emitted text so that a candidate is decided exactly as in a one-shot scan. */
+#define PII_MAX_LOOKBEHIND 200
+#define PII_FILTER_CONTEXT 512
+
+typedef struct pii_scan pii_scan;
+struct pii_scan {
+    const slm_pii *d;
+    const unsigned char *s; /* text */
+    size_t n;               /* its length */
+    char *low;              /* ASCII-lowercased copy, for keyword search */
+    size_t from;            /* candidates starting before this are not wanted */
+    bool final;             /* the text is complete (false: more may follow, in the filter) */
+    size_t attempt;         /* start of the entity the current rule is deciding */
+    size_t stable;          /* in a partial text: the earliest start of an undecided entity */
+    pii_cand *c;
+    size_t nc, capc;
+    bool oom;
+};
+
+/* Byte at i, or 0 past the end; past the end of a partial text, marks the current attempt as
+ * undecided (its outcome may change when more text arrives). */
+static inline unsigned pii_at(pii_scan *x, size_t i) {
+    if (i < x->n) return x->s[i];
+    if (!x->final && x->attempt < x->stable) x->stable = x->attempt;
+    return 0;
+}
+
+void pii_add(pii_scan *x, size_t start, size_t end, int kind, int prio);
+/* Runs every rule over x->s[0..n) and appends candidates starting at >= x->from. */
+void pii_scan_all(pii_scan *x);
+/* Rules for names, places and postal addresses (pii_names.c), run at each word start. */
+void pii_scan_names(pii_scan *x);
+/* Resolves overlaps (priority, then length, then position); returns the winners sorted by start,
+ * with their count in *n_out; NULL with *n_out 0 when there are none; sets x->oom on failure. */
+pii_cand *pii_resolve(pii_scan *x, const pii_cand *c, size_t nc, size_t *n_out);
+
+/* Keyword search in the lowercased text: does any of words occur in low[lo..hi)? */
+bool pii_ctx_any(const pii_scan *x, size_t lo, size_t hi, const char *const *words);
+size_t pii_back(size_t pos, size_t window);
+
+/* Gazetteers (pii_gazetteer_data.c): sorted lower-case keys. */
+typedef enum { GZ_FIRST, GZ_LAST, GZ_CITY, GZ_CITY_PREFIX, GZ_CITY_SUFFIX, GZ_STREET, GZ_COUNTRY, GZ_COUNT } pii_gz;
+/* Is the word (any case; folded here) in the list? */
+bool pii_gz_has(pii_gz list, const unsigned char *w, size_t len);
+/* Folds ASCII and Latin-1 capitals to lower case into out (at most cap bytes); returns the length,
+ * or 0 when the word does not fit. */
+size_t pii_fold(const unsigned char *w, size_t len, char *out, size_t cap);
+
+static inline bool pii_is_digit(unsigned c) { return c >= '0' && c <= '9'; }
+static inline bool pii_is_upper(unsigned c) { return c >= 'A' && c <= 'Z'; }
+static inline bool pii_is_lower(unsigned c) { return c >= 'a' && c <= 'z'; }
+static inline bool pii_is_alpha(unsigned c) { return pii_is_upper(c) || pii_is_lower(c); }
+static inline bool pii_is_alnum(unsigned c) { return pii_is_alpha(c) || pii_is_digit(c); }
+static inline bool pii_is_space(unsigned c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+static inline bool pii_is_hex(unsigned c) {
+    return pii_is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+/* A word character: ASCII letter/digit or a byte of a multi-byte Latin letter (lead bytes C3-C9
+ * and their continuation bytes); other non-ASCII (dashes, quotes, NBSP, currency) is punctuation. */
+bool pii_is_word_at(const unsigned char *s, size_t n, size_t i);
+
+
+
+bool pii_scan_init(pii_scan *x, const slm_pii *d, const char *s, size_t n, size_t from, bool final);
+void pii_scan_done(pii_scan *x);
+#endif

@@ -1,0 +1,776 @@
+/* PERSON, LOCATION and ADDRESS: context rules (greetings, sign-offs, "Name:", "lives in",
+ * "Wohnort:", "né le", honorifics), capitalisation, and gazetteers of first names, last names,
+ * cities and street words compiled from Faker's locales (pii_gazetteer_data.c).
+ *
+ * Names: a run of capitalised words is a PERSON after a strong trigger ("Dear", "Name:", "Hallo",
+ * "titulaire", an honorific, a sign-off), after a weak one ("to", "for", "from") when it starts with
+ * a known first name, and with no trigger when it is a known first name followed by a known last
+ * name. Places: a run after "lives in"/"Wohnort:"/"ville :" (or after an IP address), or after
+ * "from"/"in"/"aus" when it is a known city or shaped like one ("North ...", "...ville").
+ * Addresses: parsed forward from a house number, a unit word or a street word, segment by segment
+ * (", " or a line break), up to a postcode with its town (US state + ZIP, UK postcode, 4-5 digit
+ * European codes) and an optional country. */
+#include <string.h>
+
+#include "pii/pii_internal.h"
+
+extern const char *const pii_gz_first[], *const pii_gz_last[], *const pii_gz_city[], *const pii_gz_city_prefix[],
+    *const pii_gz_city_suffix[], *const pii_gz_street[], *const pii_gz_country[];
+extern const size_t pii_gz_first_count, pii_gz_last_count, pii_gz_city_count, pii_gz_city_prefix_count,
+    pii_gz_city_suffix_count, pii_gz_street_count, pii_gz_country_count;
+
+size_t pii_fold(const unsigned char *w, size_t len, char *out, size_t cap) {
+    if (len >= cap) return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned c = w[i];
+        if (c >= 'A' && c <= 'Z') c += 32;
+        else if (i > 0 && w[i - 1] == 0xC3 && c >= 0x80 && c <= 0x9E && c != 0x97) c += 0x20;
+        else if (i > 0 && (w[i - 1] == 0xC4 || w[i - 1] == 0xC5) && c >= 0x80 && c <= 0xBF && (c & 1) == 0 &&
+                 !(w[i - 1] == 0xC4 && c >= 0xB8) && !(w[i - 1] == 0xC5 && c <= 0x88))
+            c += 1;
+        out[i] = (char)c;
+    }
+    out[len] = 0;
+    return len;
+}
+
+static int cmp_key(const char *a, const char *key, size_t klen) {
+    int r = strncmp(a, key, klen);
+    if (r) return r;
+    return a[klen] ? 1 : 0;
+}
+
+static bool sorted_has(const char *const *arr, size_t n, const char *key, size_t klen) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int r = cmp_key(arr[mid], key, klen);
+        if (r == 0) return true;
+        if (r < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return false;
+}
+
+bool pii_gz_has(pii_gz list, const unsigned char *w, size_t len) {
+    char buf[64];
+    if (!pii_fold(w, len, buf, sizeof buf)) return false;
+    switch (list) {
+    case GZ_FIRST: return sorted_has(pii_gz_first, pii_gz_first_count, buf, len);
+    case GZ_LAST: return sorted_has(pii_gz_last, pii_gz_last_count, buf, len);
+    case GZ_CITY: return sorted_has(pii_gz_city, pii_gz_city_count, buf, len);
+    case GZ_CITY_PREFIX: return sorted_has(pii_gz_city_prefix, pii_gz_city_prefix_count, buf, len);
+    case GZ_CITY_SUFFIX: return sorted_has(pii_gz_city_suffix, pii_gz_city_suffix_count, buf, len);
+    case GZ_STREET: return sorted_has(pii_gz_street, pii_gz_street_count, buf, len);
+    case GZ_COUNTRY: return sorted_has(pii_gz_country, pii_gz_country_count, buf, len);
+    default: return false;
+    }
+}
+
+static bool in_list(const char *const *list, const char *w, size_t len) {
+    for (const char *const *l = list; *l; l++)
+        if (strlen(*l) == len && memcmp(*l, w, len) == 0) return true;
+    return false;
+}
+
+/* ---------- words ---------- */
+
+static bool is_cap_at(const pii_scan *x, size_t p) {
+    if (p >= x->n) return false;
+    unsigned c = x->s[p];
+    if (pii_is_upper(c)) return true;
+    if (p + 1 < x->n) {
+        unsigned d = x->s[p + 1];
+        if (c == 0xC3 && d >= 0x80 && d <= 0x9E && d != 0x97) return true;
+        if ((c == 0xC4 || c == 0xC5) && (d & 1) == 0 && !(c == 0xC4 && d >= 0xB8) && !(c == 0xC5 && d <= 0x88))
+            return true;
+    }
+    return false;
+}
+
+/* End of the word at p: letters/digits, with inner hyphens and apostrophes ("Horst-Günter", "O'Neil"). */
+static size_t word_end(pii_scan *x, size_t p) {
+    size_t i = p;
+    for (;;) {
+        while (i < x->n && pii_is_word_at(x->s, x->n, i)) i++;
+        if (i == x->n) pii_at(x, i); /* may continue */
+        unsigned c = pii_at(x, i);
+        if ((c == '-' || c == '\'') && pii_is_word_at(x->s, x->n, i + 1) && i > p) {
+            i++;
+            continue;
+        }
+        if (c == 0xE2 && pii_at(x, i + 1) == 0x80 && pii_at(x, i + 2) == 0x99 && pii_is_word_at(x->s, x->n, i + 3) &&
+            i > p) {
+            i += 3;
+            continue;
+        }
+        if (i + 1 >= x->n && (c == '-' || c == '\'' ) ) pii_at(x, i + 1);
+        break;
+    }
+    return i;
+}
+
+static bool has_letter(const pii_scan *x, size_t a, size_t b) {
+    for (size_t i = a; i < b; i++)
+        if (pii_is_alpha(x->s[i]) || x->s[i] >= 0xC3) return true;
+    return false;
+}
+
+static bool all_digits(const pii_scan *x, size_t a, size_t b) {
+    for (size_t i = a; i < b; i++)
+        if (!pii_is_digit(x->s[i])) return false;
+    return a < b;
+}
+
+/* Lower-case word comparisons against small lists (the lowercased copy of the text). */
+static bool low_in(const pii_scan *x, size_t a, size_t b, const char *const *list) {
+    return in_list(list, x->low + a, b - a);
+}
+
+/* Capitalised words that are not names: function words, greetings, roles, months, days, and
+ * nouns often capitalised at a sentence start or in German. */
+static const char *const NOT_NAME[] = {
+    "i", "a", "an", "the", "this", "that", "these", "those", "my", "your", "our", "his", "her", "their", "we",
+    "you", "he", "she", "it", "they", "me", "us", "hi", "hello", "hey", "dear", "thanks", "thank", "please",
+    "regards", "best", "kind", "sincerely", "cheers", "yours", "mr", "mrs", "ms", "miss", "dr", "prof", "sir",
+    "madam", "madame", "monsieur", "mme", "mlle", "herr", "frau", "fräulein", "team", "all", "everyone", "there",
+    "customer", "client", "cliente", "patient", "patientin", "support", "service", "admin", "user", "friend",
+    "friends", "colleagues", "kunde", "kundin", "damen", "herren", "liebe", "lieber", "hallo", "bonjour", "salut",
+    "cher", "chère", "mesdames", "messieurs", "name", "nom", "monday", "tuesday", "wednesday", "thursday", "friday",
+    "saturday", "sunday", "january", "february", "march", "april", "may", "june", "july", "august", "september",
+    "october", "november", "december", "montag", "dienstag", "mittwoch", "donnerstag", "freitag", "samstag",
+    "sonntag", "lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche", "ticket", "invoice",
+    "order", "account", "holder", "phone", "email", "e-mail", "address", "subject", "re", "fw", "fwd", "from",
+    "to", "cc", "date", "ok", "yes", "no", "not", "and", "or", "but", "for", "with", "in", "on", "at", "of", "by",
+    "is", "are", "was", "be", "can", "could", "would", "should", "will", "shall", "do", "does", "did", "have",
+    "has", "had", "if", "when", "where", "why", "how", "what", "which", "who", "whom", "here", "now", "then",
+    "also", "just", "still", "new", "old", "good", "great", "happy", "welcome", "sorry", "note", "notes", "update",
+    "urgent", "important", "attention", "summary", "discharge", "referral", "statement", "security", "alert",
+    "escalation", "refund", "payment", "bank", "card", "credit", "debit", "iban", "bic", "swift", "ssn", "dob",
+    "api", "key", "token", "secret", "password", "login", "server", "ip", "url", "http", "https", "www",
+    "aws", "github", "slack", "stripe", "google", "openai", "microsoft", "apple", "amazon", "facebook", "linkedin",
+    "dropbox", "onedrive", "office", "english", "german", "french", "spanish", "italian", "dutch", "deutsch",
+    "français", "englisch", "anglais", "allemand", "ihre", "ihr", "ihnen", "sie", "du", "dein", "deine", "wir",
+    "ich", "mein", "meine", "bitte", "danke", "vielen", "dank", "grüße", "gruß", "viele", "freundlichen",
+    "mit", "und", "oder", "der", "die", "das", "den", "dem", "des", "ein", "eine", "einen", "sehr", "geehrte",
+    "geehrter", "guten", "tag", "morgen", "abend", "je", "tu", "il", "elle", "nous", "vous", "ils", "elles",
+    "le", "la", "les", "un", "une", "mon", "ma", "mes", "votre", "vos", "notre", "merci", "cordialement",
+    "bien", "à", "de", "et", "ou", "pour", "avec", "dans", "sur", "par", "est", "rue", "avenue", "street", "road",
+    "lane", "drive", "apt", "suite", "flat", "studio", "unit", "box", "po", "north", "south", "east", "west",
+    "lake", "port", "mount", "saint", "sainte", "san", "santa", "st", "nurse", "doctor", "teacher", "carpenter",
+    "pharmacist", "engineer", "manager", "analyst", "developer", "designer", "accountant", "lawyer", "director",
+    "ceo", "cto", "hr", "it", "qa", "pr", "tel", "fax", "mobile", "handy", "telefon", "adresse", "wohnort",
+    "geburtsdatum", "geboren", "konto", "kontoinhaber", "kontoinhaberin", "titulaire", "courriel", "ville",
+    "date", "naissance", "tél", "mobil", "hinweis", "sicherheitshinweis", "neue", "anmeldung", "rechnung",
+    "facture", "commande", "bestellung", "lastschrift", "prélèvement", "virement", "überweisung", "transfer",
+    "wire", "sepa", "eur", "usd", "gbp", "chf", "visa", "mastercard", "amex", "best,", "write", "draft", "can",
+    "could", "summarize", "translate", "rewrite", "explain", "help", "send", "call", "reply", "see", "let",
+    "thanks,", "regards,", "ps", "p.s", "nb", "fyi", "asap", "eta", "pdf", "csv", "json", "yaml", "sql",
+    "python", "java", "javascript", "linux", "windows", "mac", "ios", "android", "chrome", "firefox", "wi-fi",
+    "wifi", "tcp", "udp", "dns", "vpn", "ssh", "ssl", "tls", "cpu", "gpu", "ram", "usb", "bp", "hba1c", "mg",
+    "covid", "mrt", "mri", "ct", "ekg", "ecg", "inc", "ltd", "llc", "gmbh", "ag", "sa", "sarl", "co", "corp",
+    "company", "university", "hospital", "clinic", "klinik", "hôpital", "école", "school", "department",
+    "christmas", "easter", "weihnachten", "noël", "ostern", NULL};
+
+static bool not_name(const pii_scan *x, size_t a, size_t b) {
+    if (b - a > 40) return true;
+    return low_in(x, a, b, NOT_NAME);
+}
+
+/* ---------- triggers ---------- */
+
+typedef enum { TRIG_NONE, TRIG_WEAK, TRIG_STRONG } trig;
+
+static const char *const HONORIFIC[] = {"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "herr", "frau", "fräulein",
+                                        "madame", "mme", "mlle", "mademoiselle", "monsieur", "m", "sir", "dame",
+                                        "señor", "señora", "sr", "sra", "srta", "don", "doña", "signor", "signora",
+                                        "sig", "sig.ra", "dott", "mevrouw", "meneer", "dhr", "mevr", "pan", "pani",
+                                        "lord", "lady", NULL};
+
+/* Phrases that end right before a person's name (lower case, without trailing punctuation). */
+static const char *const PERSON_STRONG[] = {
+    "hi", "hello", "hey", "dear", "greetings", "good morning", "good afternoon", "good evening", "hallo", "hallo,",
+    "liebe", "lieber", "moin", "servus", "guten tag", "bonjour", "bonsoir", "salut", "cher", "chère", "coucou",
+    "hola", "buenos días", "estimado", "estimada", "ciao", "buongiorno", "caro", "cara", "gentile", "beste",
+    "geachte", "hoi", "olá", "caro", "querido", "querida", "hej", "witam",
+    "name", "full name", "my name is", "name is", "i am", "i'm", "im", "this is", "it's", "je m'appelle",
+    "je suis", "ich heiße", "ich heisse", "ich bin", "mein name ist", "me llamo", "mi chiamo", "mijn naam is",
+    "ik ben", "nom", "prénom", "vorname", "nachname", "nombre", "nome", "naam", "surname", "last name",
+    "first name", "holder", "account holder", "cardholder", "card holder", "kontoinhaber", "kontoinhaberin",
+    "inhaber", "inhaberin", "titulaire", "bénéficiaire", "beneficiary", "payee", "recipient", "empfänger",
+    "patient", "patientin", "patiente", "pt", "customer", "client", "cliente", "caller", "kunde", "kundin",
+    "contact", "contact person", "ansprechpartner", "ansprechpartnerin", "employee", "mitarbeiter",
+    "mitarbeiterin", "user", "member", "applicant", "tenant", "landlord", "guest", "passenger", "driver",
+    "from", "to", "cc", "attn", "attention", "von", "an", "de", "à", "à l'attention de", "signed", "gez",
+    "regards", "best regards", "kind regards", "warm regards", "best", "best wishes", "thanks", "thank you",
+    "many thanks", "cheers", "sincerely", "yours sincerely", "yours truly", "yours", "love", "take care",
+    "viele grüße", "liebe grüße", "beste grüße", "freundliche grüße", "mit freundlichen grüßen", "grüße", "gruß",
+    "lg", "vg", "mfg", "cordialement", "bien cordialement", "bien à vous", "amicalement", "bisous", "merci",
+    "salutations", "atentamente", "saludos", "cordiali saluti", "saluti", "met vriendelijke groet", "groeten",
+    "statement for", "summary for", "letter for", "on file for", "account of", "next of kin", "daughter", "son",
+    "wife", "husband", "mother", "father", "brother", "sister", "partner", "spouse", "tochter", "sohn", "frau",
+    "mann", "mutter", "vater", "fille", "fils", "épouse", "mari", "mère", "père", "assigned to", "owner",
+    "signed by", "prepared by", "written by", "approved by", "requested by", "reported by", "caller is",
+    "referred by", "seen by", "treated by", "physician", "gp", "doctor", "nurse", "dr", "on behalf of",
+    "la cliente", "le client", "der kunde", "die kundin", "emergency contact", "notfallkontakt", "contact d'urgence",
+    "am", "invite", "meet", "met", "ask", "tell", "told", "called", "named", "calls", "call", "email", "e-mail",
+    "message", "write to", "reply to", "forward to", "send to", "cc:", "with", "and", "colleague", "kollege",
+    "kollegin", "collègue", "manager", "boss", "chef", "cheffe", "neighbour", "neighbor", "nachbar", "voisin",
+    "voisine", "friend", "freund", "freundin", "ami", "amie", NULL};
+
+/* Strong triggers that also take an all-lower-case name ("my name is frank price"). */
+static const char *const PERSON_LOWER_OK[] = {"my name is", "name is", "je m'appelle", "ich heiße", "ich heisse",
+                                              "mein name ist", "me llamo", "mi chiamo", "mijn naam is", "name",
+                                              "i'm", "i am", "this is", NULL};
+
+/* Weak triggers: the run must start with a known first name. */
+static const char *const PERSON_WEAK[] = {"to", "for", "from", "by", "with", "and", "of", "an", "à", "für", "pour",
+                                          "avec", "et", "und", "mit", "para", "per", "voor", "met", "–", "-", "—",
+                                          "says", "said", "asked", "wrote", NULL};
+
+/* Trigger words that are roles or verbs usable only as weak triggers when lowercase-initial in text
+ * (these came in through PERSON_STRONG but read as ordinary words): the run then needs a known first
+ * name. */
+static const char *const PERSON_STRONG_NEEDS_NAME[] = {
+    "from", "to", "cc", "von", "an", "de", "à", "am", "invite", "meet", "met", "ask", "tell", "told", "called",
+    "named", "calls", "call", "email", "e-mail", "message", "write to", "reply to", "forward to", "send to",
+    "with", "and", "user", "member", "owner", "love", "contact", "it's", "this is", "im", "son", "mann", "frau",
+    "friend", "freund", "ami", "amie", "pt", "gp", "merci", "thanks", "thank you", "best", "yours", "doctor",
+    "nurse", "physician", "manager", "boss", "chef", "colleague", "driver", "guest", "passenger", NULL};
+
+/* Looks back from p over spaces, then over one piece of punctuation (":", ",", "(", dashes), then
+ * over spaces again; returns the position where the trigger phrase should end. */
+static size_t skip_back_punct(const pii_scan *x, size_t p, bool *newline) {
+    size_t i = p;
+    *newline = false;
+    while (i > 0 && p - i < 32 && (x->s[i - 1] == ' ' || x->s[i - 1] == '\t' || x->s[i - 1] == '\n' || x->s[i - 1] == '\r')) {
+        if (x->s[i - 1] == '\n') *newline = true;
+        i--;
+    }
+    if (i > 0 && (x->s[i - 1] == ':' || x->s[i - 1] == ',' || x->s[i - 1] == '(' || x->s[i - 1] == ';' ||
+                  x->s[i - 1] == '"' || x->s[i - 1] == '\'')) {
+        i--;
+        while (i > 0 && p - i < 64 && (x->s[i - 1] == ' ' || x->s[i - 1] == '\n' || x->s[i - 1] == '\t' || x->s[i - 1] == '\r')) {
+            if (x->s[i - 1] == '\n') *newline = true;
+            i--;
+        }
+    }
+    return i;
+}
+
+/* Does the lowercased text ending at e end with one of the phrases (at a word boundary)? Returns
+ * the phrase's start or SIZE_MAX. */
+static size_t ends_with_phrase(const pii_scan *x, size_t e, const char *const *list, const char **which) {
+    size_t best = (size_t)-1;
+    for (const char *const *l = list; *l; l++) {
+        size_t k = strlen(*l);
+        if (k > e) continue;
+        if (memcmp(x->low + e - k, *l, k) != 0) continue;
+        size_t st = e - k;
+        if (st > 0 && pii_is_word_at(x->s, x->n, st - 1)) continue;
+        if (best == (size_t)-1 || st < best) {
+            best = st;
+            if (which) *which = *l;
+        }
+    }
+    return best;
+}
+
+/* The trigger class for a name starting at p; *lower_ok when an all-lowercase name may follow. */
+static trig person_trigger(const pii_scan *x, size_t p, bool *lower_ok, bool *needs_name) {
+    *lower_ok = false;
+    *needs_name = false;
+    bool nl;
+    size_t e = skip_back_punct(x, p, &nl);
+    /* an honorific right before ("Mr. ", "Frau ") */
+    size_t h = e;
+    if (h > 0 && x->s[h - 1] == '.') h--;
+    size_t hs = h;
+    while (hs > 0 && pii_is_word_at(x->s, x->n, hs - 1) && h - hs < 16) hs--;
+    if (hs < h && low_in(x, hs, h, HONORIFIC) && (x->s[hs] != 'm' || h - hs > 1)) return TRIG_STRONG;
+    if (hs < h && h - hs == 1 && x->s[hs] == 'M' && h < e) return TRIG_STRONG; /* "M. Dupont" */
+    const char *which = NULL;
+    if (ends_with_phrase(x, e, PERSON_STRONG, &which) != (size_t)-1) {
+        if (in_list(PERSON_LOWER_OK, which, strlen(which))) *lower_ok = true;
+        if (in_list(PERSON_STRONG_NEEDS_NAME, which, strlen(which))) *needs_name = true;
+        return TRIG_STRONG;
+    }
+    if (ends_with_phrase(x, e, PERSON_WEAK, NULL) != (size_t)-1) return TRIG_WEAK;
+    /* a name alone on the last line, after a sign-off line, is handled by the sign-off phrases;
+     * a name at the start of a line after a blank line reads as a signature only with a first name */
+    if (nl) return TRIG_WEAK;
+    return TRIG_NONE;
+}
+
+static const char *const PARTICLES[] = {"van", "von", "de", "du", "der", "den", "da", "di", "del", "della", "dos",
+                                        "das", "le", "la", "ten", "ter", "zu", "vom", "zum", "d'", "l'", "st.", "mc",
+                                        "bin", "ibn", "al", NULL};
+
+/* A run of up to 4 name words from p separated by single spaces. Returns the count; ends[] holds
+ * each word's end, starts[] its start. lower: accept lower-case words. */
+static int name_run(pii_scan *x, size_t p, bool lower, size_t *starts, size_t *ends) {
+    int k = 0;
+    size_t i = p;
+    while (k < 4) {
+        bool cap = is_cap_at(x, i);
+        if (!cap && !(lower && pii_is_lower(x->s[i]))) {
+            /* a particle inside a name: "Ludwig van Beethoven" */
+            if (k > 0 && pii_is_lower(x->s[i])) {
+                size_t e = word_end(x, i);
+                if (low_in(x, i, e, PARTICLES) && pii_at(x, e) == ' ' && is_cap_at(x, e + 1)) {
+                    starts[k] = i;
+                    ends[k] = e;
+                    k++;
+                    i = e + 1;
+                    continue;
+                }
+            }
+            break;
+        }
+        size_t e = word_end(x, i);
+        if (e == i || !has_letter(x, i, e)) break;
+        for (size_t j = i; j < e; j++)
+            if (pii_is_digit(x->s[j])) return k;
+        if (not_name(x, i, e)) break;
+        /* all capitals longer than 3 (acronyms, shouting) are not names */
+        starts[k] = i;
+        ends[k] = e;
+        k++;
+        if (pii_at(x, e) != ' ') break;
+        i = e + 1;
+        if (i >= x->n) {
+            pii_at(x, i);
+            break;
+        }
+    }
+    return k;
+}
+
+static void scan_person(pii_scan *x, size_t p) {
+    bool lower_ok, needs_name;
+    trig t = person_trigger(x, p, &lower_ok, &needs_name);
+    bool cap = is_cap_at(x, p);
+    if (!cap && !(t == TRIG_STRONG && lower_ok)) return;
+    size_t st[4], en[4];
+    int k = name_run(x, p, !cap, st, en);
+    if (k == 0) return;
+    if (!cap && k > 2) k = 2;
+    bool first = pii_gz_has(GZ_FIRST, x->s + st[0], en[0] - st[0]);
+    bool last_known = k >= 2 && (pii_gz_has(GZ_LAST, x->s + st[k - 1], en[k - 1] - st[k - 1]) ||
+                                 pii_gz_has(GZ_FIRST, x->s + st[k - 1], en[k - 1] - st[k - 1]));
+    bool first_is_last = pii_gz_has(GZ_LAST, x->s + st[0], en[0] - st[0]);
+    if (!cap) {
+        /* lower case: both words known names */
+        if (!first || (k == 2 && !last_known)) return;
+    }
+    if (t == TRIG_STRONG && needs_name) t = TRIG_WEAK;
+    bool ok = false;
+    if (t == TRIG_STRONG) ok = true;
+    else if (t == TRIG_WEAK) ok = first || (k >= 2 && last_known) || (k == 1 && first_is_last && false);
+    else ok = k >= 2 && first && last_known;
+    if (!ok) return;
+    /* drop a trailing particle */
+    while (k > 1 && low_in(x, st[k - 1], en[k - 1], PARTICLES)) k--;
+    pii_add(x, p, en[k - 1], SLM_PII_PERSON, t == TRIG_STRONG ? 42 : 40);
+}
+
+/* ---------- LOCATION ---------- */
+
+static const char *const LOC_STRONG[] = {
+    "lives in", "living in", "live in", "lived in", "based in", "located in", "resides in", "residing in",
+    "resident of", "resident in", "home in", "wohnort", "wohnhaft in", "wohnhaft", "wohnt in", "lebt in", "wohne in",
+    "ville", "habite à", "habite a", "j'habite à", "domicilié à", "domiciliée à", "résidant à", "résidente à",
+    "réside à", "demeurant à", "city", "town", "stadt", "ort", "ciudad", "città", "plaats", "woonplaats",
+    "vive en", "vivo en", "reside en", "abita a", "vivo a", "residente a", "woont in", "woon in", "moved to",
+    "relocated to", "born in", "geboren in", "né à", "née à", "hometown", "place of residence", "residence",
+    "localité", "commune", "lieu", "location", "standort", "from the city of", NULL};
+static const char *const LOC_WEAK[] = {"from", "in", "aus", "near", "at", "à", "de", "nach", "bei", "en", "a",
+                                       "to", "visiting", "around", "outside", "von", "depuis", "desde", "da", "uit",
+                                       "nahe", "près de", "près", NULL};
+
+static bool city_shaped(pii_scan *x, const size_t *st, const size_t *en, int k) {
+    if (k >= 2 && pii_gz_has(GZ_CITY_PREFIX, x->s + st[0], en[0] - st[0])) return true;
+    /* a suffix ("Smithburgh", "Lake Dominictown", "Gimenez-sur-Mer") */
+    size_t w0 = st[k - 1], w1 = en[k - 1];
+    char buf[64];
+    size_t len = pii_fold(x->s + w0, w1 - w0, buf, sizeof buf);
+    if (!len) return false;
+    for (size_t cut = 2; cut + 2 < len; cut++) {
+        if ((buf[cut] & 0xC0) == 0x80) continue;
+        if (pii_gz_has(GZ_CITY_SUFFIX, (const unsigned char *)buf + cut, len - cut)) return true;
+    }
+    return false;
+}
+
+static bool after_ip(const pii_scan *x, size_t e) {
+    /* "... from 198.51.100.7 (City)", "IP-Adresse 1.2.3.4 aus City" */
+    size_t i = e;
+    while (i > 0 && e - i < 8 && x->s[i - 1] == ' ') i--;
+    size_t j = i;
+    int dots = 0, colons = 0;
+    while (j > 0 && (pii_is_hex(x->s[j - 1]) || x->s[j - 1] == '.' || x->s[j - 1] == ':') && i - j < 45) {
+        dots += x->s[j - 1] == '.';
+        colons += x->s[j - 1] == ':';
+        j--;
+    }
+    return i > j && (dots == 3 || colons >= 2);
+}
+
+static void scan_location(pii_scan *x, size_t p) {
+    if (!is_cap_at(x, p)) return;
+    bool nl;
+    size_t e = skip_back_punct(x, p, &nl);
+    size_t before_aus = e;
+    const char *which = NULL;
+    trig t = TRIG_NONE;
+    if (ends_with_phrase(x, e, LOC_STRONG, &which) != (size_t)-1) t = TRIG_STRONG;
+    else if (e > 0 && x->s[e - 1] == '(' ) t = after_ip(x, e - 1) ? TRIG_STRONG : TRIG_WEAK;
+    else {
+        size_t ws = ends_with_phrase(x, e, LOC_WEAK, &which);
+        if (ws != (size_t)-1) t = after_ip(x, ws) ? TRIG_STRONG : TRIG_WEAK;
+    }
+    (void)before_aus;
+    if (p > 0 && x->s[p - 1] == '(' && after_ip(x, p - 1)) t = TRIG_STRONG;
+    if (t == TRIG_NONE) return;
+    /* strong triggers with a colon need it ("Ort:"), the bare words are ordinary nouns */
+    if (t == TRIG_STRONG && which &&
+        (strcmp(which, "city") == 0 || strcmp(which, "town") == 0 || strcmp(which, "stadt") == 0 ||
+         strcmp(which, "ort") == 0 || strcmp(which, "ville") == 0 || strcmp(which, "lieu") == 0 ||
+         strcmp(which, "location") == 0 || strcmp(which, "commune") == 0 || strcmp(which, "standort") == 0 ||
+         strcmp(which, "residence") == 0 || strcmp(which, "ciudad") == 0 || strcmp(which, "città") == 0 ||
+         strcmp(which, "plaats") == 0 || strcmp(which, "localité") == 0 || strcmp(which, "wohnhaft") == 0)) {
+        size_t i = p;
+        while (i > 0 && x->s[i - 1] == ' ') i--;
+        if (!(i > 0 && x->s[i - 1] == ':')) t = TRIG_WEAK;
+    }
+    size_t st[4], en[4];
+    int k = 0;
+    size_t i = p;
+    while (k < 4) {
+        if (!is_cap_at(x, i)) {
+            if (k > 0 && pii_is_lower(x->s[i])) {
+                size_t we = word_end(x, i);
+                static const char *const LOC_PART[] = {"am", "an", "der", "im", "sur", "sous", "le", "la", "de",
+                                                       "en", "upon", "on", "del", "di", "ob", "bei", NULL};
+                if (low_in(x, i, we, LOC_PART) && pii_at(x, we) == ' ' && is_cap_at(x, we + 1)) {
+                    st[k] = i;
+                    en[k] = we;
+                    k++;
+                    i = we + 1;
+                    continue;
+                }
+            }
+            break;
+        }
+        size_t we = word_end(x, i);
+        if (we == i) break;
+        bool digit = false;
+        for (size_t j = i; j < we; j++) digit |= pii_is_digit(x->s[j]);
+        if (digit) break;
+        if (k > 0 && not_name(x, i, we) && !pii_gz_has(GZ_CITY_PREFIX, x->s + i, we - i)) break;
+        if (k == 0 && not_name(x, i, we) && !pii_gz_has(GZ_CITY_PREFIX, x->s + i, we - i) &&
+            !pii_gz_has(GZ_CITY, x->s + i, we - i))
+            return;
+        st[k] = i;
+        en[k] = we;
+        k++;
+        if (pii_at(x, we) != ' ') break;
+        i = we + 1;
+        if (i >= x->n) {
+            pii_at(x, i);
+            break;
+        }
+    }
+    if (k == 0) return;
+    /* the longest prefix of the run that is a known city, for weak triggers */
+    int best = 0;
+    for (int m = k; m >= 1; m--) {
+        if (pii_gz_has(GZ_CITY, x->s + st[0], en[m - 1] - st[0]) || city_shaped(x, st, en, m)) {
+            best = m;
+            break;
+        }
+    }
+    if (t == TRIG_WEAK) {
+        if (!best) return;
+        k = best;
+    } else {
+        if (k > 3) k = best ? best : 3;
+    }
+    while (k > 1 && low_in(x, st[k - 1], en[k - 1], (const char *const[]){"am", "an", "der", "im", "sur", "sous",
+                                                                         "le", "la", "de", "en", "upon", "on",
+                                                                         "del", "di", "ob", "bei", NULL}))
+        k--;
+    pii_add(x, p, en[k - 1], SLM_PII_LOCATION, t == TRIG_STRONG ? 50 : 45);
+}
+
+/* ---------- ADDRESS ---------- */
+
+static const char *const UNIT_WORDS[] = {"apt", "apt.", "apartment", "suite", "ste", "ste.", "unit", "flat",
+                                         "studio", "box", "po", "p.o.", "bldg", "building", "floor", "fl", "room",
+                                         "rm", "no", "no.", "nr", "nr.", "n°", "bis", "ter", "etage", "étage",
+                                         "bâtiment", "bat", "appt", "appartement", "wohnung", "whg", "og", "eg",
+                                         "piso", "puerta", "scala", "interno", "psc", "cmr", "unit", "usns", "usnv",
+                                         "uss", "uscgc", "apo", "fpo", "dpo", "c/o", NULL};
+static const char *const ADDR_START[] = {"flat", "studio", "unit", "apartment", "apt", "suite", "psc", "cmr",
+                                         "usns", "usnv", "uss", "uscgc", "po box", "p.o. box", NULL};
+static const char *const ADDR_PART[] = {"de", "du", "des", "la", "le", "les", "d'", "l'", "von", "van", "am", "an",
+                                        "der", "den", "im", "in", "sur", "sous", "en", "of", "the", "upon", "on",
+                                        "bei", "del", "della", "di", "da", "do", "dos", "das", "y", "et", "und",
+                                        "and", "aan", "op", "het", "ob", "vor", "zum", "zur", NULL};
+static const char *const STREET_SUFFIX_DE[] = {"straße", "strasse", "str.", "weg", "gasse", "platz", "ring",
+                                               "allee", "damm", "ufer", "chaussee", "steig", "pfad", "markt", "hof",
+                                               "straat", "laan", "plein", "gracht", "kade", "dijk", "singel",
+                                               "steeg", "gatan", "vägen", "gade", "vej", "veien", "gata", "tie",
+                                               "katu", "utca", "ulica", "berg", "graben", "wall", "brücke",
+                                               "park", "feld", "garten", "stieg", "twiete", "kamp", "höhe",
+                                               "siedlung", NULL};
+
+static bool ends_with_street_suffix(const pii_scan *x, size_t a, size_t b) {
+    char buf[64];
+    size_t len = pii_fold(x->s + a, b - a, buf, sizeof buf);
+    if (!len) return false;
+    for (const char *const *s = STREET_SUFFIX_DE; *s; s++) {
+        size_t k = strlen(*s);
+        if (len > k + 1 && memcmp(buf + len - k, *s, k) == 0) return true;
+    }
+    return false;
+}
+
+typedef enum { TOK_END, TOK_NUM, TOK_CAP, TOK_STREET, TOK_PART, TOK_UNIT, TOK_CAPS, TOK_OTHER } addr_tok;
+
+/* Classifies the token at i (end in *e): a house number/postcode, a capitalised word, a street word,
+ * a particle, a unit word, an all-capitals code. */
+static addr_tok addr_token(pii_scan *x, size_t i, size_t *e) {
+    unsigned c = pii_at(x, i);
+    if (!c) return TOK_END;
+    if (pii_is_digit(c)) {
+        size_t j = i;
+        while (pii_is_digit(pii_at(x, j))) j++;
+        if (j - i > 6) return TOK_OTHER;
+        /* 12a, 6/4, 12-14 */
+        if ((pii_at(x, j) == '/' || pii_at(x, j) == '-') && pii_is_digit(pii_at(x, j + 1))) {
+            j++;
+            while (pii_is_digit(pii_at(x, j))) j++;
+        }
+        if (pii_is_alpha(pii_at(x, j)) && !pii_is_alpha(pii_at(x, j + 1))) j++;
+        if (pii_is_word_at(x->s, x->n, j)) return TOK_OTHER;
+        *e = j;
+        return TOK_NUM;
+    }
+    size_t j = word_end(x, i);
+    if (j == i) {
+        if (c == 'n' || c == 'N') return TOK_OTHER;
+        return TOK_OTHER;
+    }
+    size_t je = j;
+    bool dot = pii_at(x, j) == '.' ;
+    bool all_caps = true, digits = false;
+    for (size_t k = i; k < j; k++) {
+        if (pii_is_lower(x->s[k]) || x->s[k] >= 0x80) all_caps = false;
+        if (pii_is_digit(x->s[k])) digits = true;
+    }
+    if (dot && (low_in(x, i, j + 1, UNIT_WORDS) || low_in(x, i, j + 1, STREET_SUFFIX_DE) ||
+                pii_gz_has(GZ_STREET, x->s + i, j + 1 - i)))
+        je = j + 1;
+    *e = je;
+    if (low_in(x, i, je, UNIT_WORDS) || low_in(x, i, j, UNIT_WORDS)) return TOK_UNIT;
+    if (digits) {
+        /* UK postcode halves and codes like "PA9W" */
+        if (all_caps && j - i <= 4) return TOK_CAPS;
+        return TOK_OTHER;
+    }
+    if (all_caps && j - i >= 2 && j - i <= 5) return TOK_CAPS;
+    if (pii_gz_has(GZ_STREET, x->s + i, je - i) || pii_gz_has(GZ_STREET, x->s + i, j - i)) return TOK_STREET;
+    if (is_cap_at(x, i)) return ends_with_street_suffix(x, i, j) ? TOK_STREET : TOK_CAP;
+    if (low_in(x, i, j, ADDR_PART)) return TOK_PART;
+    if (ends_with_street_suffix(x, i, j)) return TOK_STREET;
+    return TOK_OTHER;
+}
+
+static bool uk_postcode(const pii_scan *x, size_t a, size_t b, size_t c, size_t d) {
+    /* outward [A-Z]{1,2}[0-9][A-Z0-9]? inward [0-9][A-Z]{2} */
+    size_t n1 = b - a;
+    if (n1 < 2 || n1 > 4 || d - c != 3) return false;
+    const unsigned char *s = x->s;
+    size_t i = a;
+    if (!pii_is_upper(s[i])) return false;
+    i++;
+    if (pii_is_upper(s[i])) i++;
+    if (i >= b || !pii_is_digit(s[i])) return false;
+    i++;
+    if (i < b && !(pii_is_upper(s[i]) || pii_is_digit(s[i]))) return false;
+    if (i < b) i++;
+    if (i != b) return false;
+    return pii_is_digit(s[c]) && pii_is_upper(s[c + 1]) && pii_is_upper(s[c + 2]);
+}
+
+/* A town after a postcode: capitalised words with particles; returns its end or 0. */
+static size_t town_after(pii_scan *x, size_t i) {
+    size_t end = 0;
+    int words = 0;
+    while (words < 5) {
+        size_t e;
+        addr_tok t = addr_token(x, i, &e);
+        if (t == TOK_CAP || t == TOK_STREET || (t == TOK_CAPS && words == 0 && e - i <= 3) ||
+            (t == TOK_CAPS && words > 0)) {
+            if (t == TOK_CAPS && words == 0 && e - i <= 2) return 0;
+            end = e;
+            words++;
+        } else if (t == TOK_PART && words > 0) {
+            size_t e2;
+            if (pii_at(x, e) != ' ' || addr_token(x, e + 1, &e2) != TOK_CAP) break;
+        } else
+            break;
+        if (pii_at(x, e) != ' ') break;
+        i = e + 1;
+    }
+    return end;
+}
+
+/* An optional ", Country" (or a line break and a country) after an address's end. */
+static size_t country_after(pii_scan *x, size_t e) {
+    size_t i = e;
+    if (pii_at(x, i) == ',') i++;
+    if (pii_at(x, i) == ' ' || pii_at(x, i) == '\n') i++;
+    else return e;
+    if (!is_cap_at(x, i)) return e;
+    size_t best = e;
+    size_t j = i;
+    for (int w = 0; w < 4; w++) {
+        size_t we = word_end(x, j);
+        if (we == j) break;
+        if (pii_gz_has(GZ_COUNTRY, x->s + i, we - i)) best = we;
+        static const char *const MORE[] = {"usa", "u.s.a", "us", "uk", "deutschland", "germany", "france",
+                                           "österreich", "schweiz", "suisse", "españa", "italia", "nederland",
+                                           "belgique", "belgië", "united states", "united kingdom", NULL};
+        if (low_in(x, i, we, MORE)) best = we;
+        if (pii_at(x, we) != ' ') break;
+        j = we + 1;
+    }
+    return best;
+}
+
+/* Parses an address from p; adds it when it reaches a postcode anchor. */
+static void scan_address(pii_scan *x, size_t p) {
+    size_t i = p;
+    int seg = 0, seg_tokens = 0, tokens = 0;
+    bool street_seen = false, num_seen = false;
+    size_t e;
+    addr_tok t0 = addr_token(x, p, &e);
+    if (t0 == TOK_NUM) {
+        /* a house number followed by a street (or "12, rue ...") */
+        if (e - p > 6) return;
+    } else if (t0 == TOK_UNIT) {
+        if (!low_in(x, p, e, ADDR_START) && !(e > p && low_in(x, p, e - (x->s[e - 1] == '.'), ADDR_START))) return;
+    } else if (t0 == TOK_STREET) {
+        /* "rue ...", "Hauptstraße 5", "Calle Mayor 3" */
+    } else
+        return;
+    size_t limit = p + 200;
+    while (i < limit) {
+        addr_tok t = addr_token(x, i, &e);
+        if (t == TOK_END || t == TOK_OTHER) return;
+        /* anchors at a segment start (after the street part) */
+        if (seg >= 1 && seg_tokens == 0 && (street_seen || num_seen)) {
+            size_t e2, e3;
+            /* US: "ST 12345" / military "APO AE 12345" */
+            if (t == TOK_CAPS && e - i == 2 && pii_at(x, e) == ' ' && addr_token(x, e + 1, &e2) == TOK_NUM &&
+                e2 - (e + 1) == 5 && all_digits(x, e + 1, e2)) {
+                size_t end = e2;
+                if (pii_at(x, end) == '-' && end + 5 <= x->n && all_digits(x, end + 1, end + 5)) end += 5;
+                if (pii_is_word_at(x->s, x->n, end)) return;
+                pii_add(x, p, country_after(x, end), SLM_PII_ADDRESS, 55);
+                return;
+            }
+            if (t == TOK_UNIT && e - i == 3 && pii_at(x, e) == ' ' && addr_token(x, e + 1, &e2) == TOK_CAPS &&
+                e2 - e - 1 == 2 && pii_at(x, e2) == ' ' && addr_token(x, e2 + 1, &e3) == TOK_NUM && e3 - e2 - 1 == 5) {
+                pii_add(x, p, e3, SLM_PII_ADDRESS, 55);
+                return;
+            }
+            /* European: "12345 Town", "27 597 Town", "1234 AB Town", "1010 Wien" */
+            if (t == TOK_NUM && all_digits(x, i, e) && (e - i == 5 || e - i == 4 || e - i == 2)) {
+                size_t te = e;
+                if (e - i == 2) {
+                    if (!(pii_at(x, e) == ' ' && addr_token(x, e + 1, &e2) == TOK_NUM && e2 - e - 1 == 3 &&
+                          all_digits(x, e + 1, e2)))
+                        goto not_anchor;
+                    te = e2;
+                }
+                if (e - i == 4 && pii_at(x, te) == ' ' && addr_token(x, te + 1, &e2) == TOK_CAPS && e2 - te - 1 == 2)
+                    te = e2; /* Dutch "1234 AB" */
+                if (pii_at(x, te) == ' ') {
+                    size_t town = town_after(x, te + 1);
+                    if (town) {
+                        pii_add(x, p, country_after(x, town), SLM_PII_ADDRESS, 55);
+                        return;
+                    }
+                }
+            }
+        not_anchor:;
+        }
+        /* UK postcode: two tokens at the end of a segment */
+        if (t == TOK_CAPS && seg >= 1 && (street_seen || num_seen) && pii_at(x, e) == ' ') {
+            size_t e2;
+            addr_tok t2 = addr_token(x, e + 1, &e2);
+            if ((t2 == TOK_CAPS || t2 == TOK_NUM) && uk_postcode(x, i, e, e + 1, e2) &&
+                !pii_is_word_at(x->s, x->n, e2)) {
+                pii_add(x, p, country_after(x, e2), SLM_PII_ADDRESS, 55);
+                return;
+            }
+        }
+        if (t == TOK_NUM) num_seen = true;
+        if (t == TOK_STREET || t == TOK_UNIT) street_seen = true;
+        if (t == TOK_PART && seg_tokens == 0 && seg > 0) return;
+        tokens++;
+        seg_tokens++;
+        if (tokens > 18) return;
+        /* separators: one space inside a segment; ", " or a line break between segments */
+        unsigned c = pii_at(x, e);
+        if (c == ' ') {
+            i = e + 1;
+        } else if (c == ',' && (pii_at(x, e + 1) == ' ' || pii_at(x, e + 1) == '\n')) {
+            i = e + 2;
+            seg++;
+            seg_tokens = 0;
+        } else if (c == '\n') {
+            i = e + 1;
+            seg++;
+            seg_tokens = 0;
+        } else if (c == '\r' && pii_at(x, e + 1) == '\n') {
+            i = e + 2;
+            seg++;
+            seg_tokens = 0;
+        } else
+            return;
+        if (seg > 5) return;
+        /* the first segment must name a street: a number and a word, or a street word */
+        if (seg == 1 && seg_tokens == 0 && !street_seen && !(num_seen && tokens >= 2) &&
+            !(num_seen && tokens == 1))
+            return;
+    }
+}
+
+/* ---------- driver ---------- */
+
+void pii_scan_names(pii_scan *x) {
+    size_t n = x->n;
+    for (size_t p = x->from; p < n; p++) {
+        unsigned c = x->s[p];
+        if (c < 0x80 && !pii_is_alnum(c)) continue;
+        if (p > 0 && pii_is_word_at(x->s, n, p - 1)) continue;
+        if (c >= 0x80 && !(c >= 0xC3 && c <= 0xC9)) continue;
+        x->attempt = p;
+        if (pii_is_digit(c)) {
+            scan_address(x, p);
+            continue;
+        }
+        if (p > 0 && (x->s[p - 1] == '-' || x->s[p - 1] == '_' || x->s[p - 1] == '/' || x->s[p - 1] == '@' ||
+                      x->s[p - 1] == '.' || x->s[p - 1] == '\''))
+            continue;
+        scan_address(x, p);
+        x->attempt = p;
+        scan_person(x, p);
+        x->attempt = p;
+        scan_location(x, p);
+    }
+}
