@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A mock OpenAI-compatible API for slm's upstream tests (python3 standard library only).
 
-    python3 upstream_mock.py [--port 0] [--host 127.0.0.1]
+    python3 upstream_mock.py [--port 0] [--host 127.0.0.1] [--tls-cert CERT.pem --tls-key KEY.pem]
 
 Prints the port it listens on (one line), then serves until killed.
 
@@ -38,7 +38,7 @@ import argparse
 import json
 import select
 import socket
-import sys
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -300,8 +300,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--tls-cert", help="serve https with this certificate (PEM)")
+    ap.add_argument("--tls-key", help="the certificate's private key (PEM)")
     a = ap.parse_args()
     srv = Server((a.host, a.port), Handler)
+    if a.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(a.tls_cert, a.tls_key)
+        # a client that rejects the certificate makes accept() fail: socketserver ignores that (OSError)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     print(srv.server_address[1], flush=True)
     try:
         srv.serve_forever(poll_interval=0.05)

@@ -29,18 +29,23 @@ static int route_to = 1;     /* the backend the route stage picks */
 
 /* ---------- the mock ---------- */
 
-static bool start_mock(void) {
+/* Starts the mock (https with cert/key when given); returns its pid and sets *port, or -1. */
+static pid_t spawn_mock(const char *cert, const char *key, int *port) {
     int fds[2];
-    if (pipe(fds) != 0) return false;
+    *port = 0;
+    if (pipe(fds) != 0) return -1;
     char script[4200];
     snprintf(script, sizeof script, "%.4000s/tests/cli/upstream_mock.py", SLM_SOURCE_DIR);
-    mock_pid = fork();
-    if (mock_pid < 0) return false;
-    if (mock_pid == 0) {
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
         dup2(fds[1], 1);
         close(fds[0]);
         close(fds[1]);
-        execlp("python3", "python3", script, "--port", "0", (char *)NULL);
+        if (cert)
+            execlp("python3", "python3", script, "--port", "0", "--tls-cert", cert, "--tls-key", key, (char *)NULL);
+        else
+            execlp("python3", "python3", script, "--port", "0", (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
@@ -53,9 +58,14 @@ static bool start_mock(void) {
     }
     line[n] = 0;
     close(fds[0]);
-    mock_port = atoi(line);
+    *port = atoi(line);
+    return pid;
+}
+
+static bool start_mock(void) {
+    mock_pid = spawn_mock(NULL, NULL, &mock_port);
     snprintf(mock_url, sizeof mock_url, "http://127.0.0.1:%d/v1", mock_port);
-    return mock_port > 0;
+    return mock_pid > 0 && mock_port > 0;
 }
 
 static void stop_mock(void) {
@@ -529,6 +539,92 @@ static void test_timeouts_and_cancel(slm_engine *e) {
     /* freeing the upstream cancels what is in flight and waits for it */
     slm_gate_free(g);
     slm_upstream_free(u);
+
+    /* headers at once, then silence longer than the idle limit: cut, reported as such */
+    slm_upstream_config c = {.name = "frontier", .url = mock_url, .model = "fault:slow:700", .first_byte_timeout_s = 5,
+                             .idle_timeout_s = 0.25, .max_retries = -1};
+    char err[256];
+    CHECK(slm_upstream_new(&c, &u, err, sizeof err) == 0);
+    g = gate_with(e, u);
+    run_call(g, &(spec){.chat = true, .text = "idle"}, &o);
+    CHECKF(o.finish == SLM_FINISH_ERROR && strstr(o.error, "sent nothing for 0.2") && o.seconds < 0.6, "%s (%.2f s)",
+           o.error, o.seconds);
+    slm_gate_free(g);
+    slm_upstream_free(u);
+
+    /* free while a call is in flight: the worker is cancelled and joined */
+    u = upstream_with(mock_url, "fault:hang", 5, 2);
+    g = gate_with(e, u);
+    slm_request *r = slm_request_new(SLM_REQ_GENERATE);
+    slm_gate_call call;
+    slm_gate_call_init(&call, SLM_CALL_GENERATE, "test", "/v1/completions");
+    call.request = r;
+    call.prompt = "never answered";
+    CHECK(slm_gate_submit(g, &call));
+    usleep(100 * 1000);
+    double t0 = slm_now();
+    slm_upstream_free(u);
+    CHECK(slm_now() - t0 < 0.2);
+    pthread_mutex_lock(&r->mu);
+    CHECK(r->done && r->finish == SLM_FINISH_CANCELLED);
+    pthread_mutex_unlock(&r->mu);
+    slm_request_release(r);
+    slm_gate_free(g);
+}
+
+/* https: the certificate is always verified; only the CA file can be chosen. */
+static void test_tls(slm_engine *e) {
+    char dir[] = "/tmp/slm-up-tls-XXXXXX";
+    if (!mkdtemp(dir)) {
+        CHECK(0);
+        return;
+    }
+    char cmd[1024], cert[128], key[128];
+    snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+    snprintf(key, sizeof key, "%s/key.pem", dir);
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1 "
+             "-addext subjectAltName=IP:127.0.0.1 -keyout %s -out %s >/dev/null 2>&1", key, cert);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "test_upstream: openssl cannot make a test certificate: TLS checks skipped\n");
+        rmdir(dir);
+        return;
+    }
+    int port;
+    pid_t pid = spawn_mock(cert, key, &port);
+    CHECK(pid > 0 && port > 0);
+    char url[128];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/v1", port);
+    /* not signed by a CA we trust: refused, not retried */
+    slm_upstream *u = upstream_with(url, "gpt-test", 5, 2);
+    slm_gate *g = gate_with(e, u);
+    outcome o;
+    run_call(g, &(spec){.chat = true, .text = "secure?"}, &o);
+    CHECKF(o.finish == SLM_FINISH_ERROR && strstr(o.error, "127.0.0.1") && no_key(o.error) &&
+           (strstr(o.error, "certificate") || strstr(o.error, "SSL")), "%s", o.error);
+    slm_upstream_stats st;
+    slm_upstream_get_stats(u, &st);
+    CHECK(st.attempts == 1);
+    slm_gate_free(g);
+    slm_upstream_free(u);
+    /* trusted through ca_file: the exact reply */
+    slm_upstream_config c = {.name = "frontier", .url = url, .model = "gpt-test", .api_key = KEY, .ca_file = cert};
+    char err[256];
+    CHECK(slm_upstream_new(&c, &u, err, sizeof err) == 0);
+    g = gate_with(e, u);
+    run_call(g, &(spec){.chat = true, .text = "secure?"}, &o);
+    char want[256];
+    mock_reply("secure?", want, sizeof want);
+    CHECKF(o.finish == SLM_FINISH_STOP && strcmp(o.text, want) == 0, "%s", o.error);
+    slm_gate_free(g);
+    slm_upstream_free(u);
+    if (pid > 0) {
+        kill(pid, SIGTERM);
+        waitpid(pid, NULL, 0);
+    }
+    unlink(cert);
+    unlink(key);
+    rmdir(dir);
 }
 
 static void test_breaker(slm_engine *e) {
@@ -767,6 +863,7 @@ int main(void) {
     test_stream_exact(e);
     test_retries(e);
     test_timeouts_and_cancel(e);
+    test_tls(e);
     test_breaker(e);
     test_refused_no_fallback(e);
 
