@@ -214,7 +214,7 @@ static const char *const PERSON_STRONG[] = {
     "referred by", "seen by", "treated by", "physician", "gp", "doctor", "nurse", "dr", "on behalf of",
     "la cliente", "le client", "der kunde", "die kundin", "emergency contact", "notfallkontakt", "contact d'urgence",
     "am", "invite", "meet", "met", "ask", "tell", "told", "called", "named", "calls", "call", "email", "e-mail",
-    "message", "write to", "reply to", "forward to", "send to", "cc:", "with", "and", "colleague", "kollege",
+    "message", "write to", "reply to", "forward to", "send to", "cc:", "with", "colleague", "kollege",
     "kollegin", "collègue", "manager", "boss", "chef", "cheffe", "neighbour", "neighbor", "nachbar", "voisin",
     "voisine", "friend", "freund", "freundin", "ami", "amie", NULL};
 
@@ -224,8 +224,8 @@ static const char *const PERSON_LOWER_OK[] = {"my name is", "name is", "je m'app
                                               "i'm", "i am", "this is", NULL};
 
 /* Weak triggers: the run must start with a known first name. */
-static const char *const PERSON_WEAK[] = {"to", "for", "from", "by", "with", "and", "of", "an", "à", "für", "pour",
-                                          "avec", "et", "und", "mit", "para", "per", "voor", "met", "–", "-", "—",
+static const char *const PERSON_WEAK[] = {"to", "for", "from", "by", "with", "of", "an", "à", "für", "pour",
+                                          "avec", "mit", "para", "per", "voor", "met", "–", "-", "—",
                                           "says", "said", "asked", "wrote", NULL};
 
 /* Trigger words that are roles or verbs usable only as weak triggers when lowercase-initial in text
@@ -234,7 +234,7 @@ static const char *const PERSON_WEAK[] = {"to", "for", "from", "by", "with", "an
 static const char *const PERSON_STRONG_NEEDS_NAME[] = {
     "from", "to", "cc", "von", "an", "de", "à", "am", "invite", "meet", "met", "ask", "tell", "told", "called",
     "named", "calls", "call", "email", "e-mail", "message", "write to", "reply to", "forward to", "send to",
-    "with", "and", "user", "member", "owner", "love", "contact", "it's", "this is", "im", "son", "mann", "frau",
+    "with", "user", "member", "owner", "love", "contact", "it's", "this is", "im", "son", "mann", "frau",
     "friend", "freund", "ami", "amie", "pt", "gp", "merci", "thanks", "thank you", "best", "yours", "doctor",
     "nurse", "physician", "manager", "boss", "chef", "colleague", "driver", "guest", "passenger", NULL};
 
@@ -317,12 +317,20 @@ static int name_run(pii_scan *x, size_t p, bool lower, size_t *starts, size_t *e
             /* a particle inside a name: "Ludwig van Beethoven" */
             if (k > 0 && pii_is_lower(x->s[i])) {
                 size_t e = word_end(x, i);
-                if (low_in(x, i, e, PARTICLES) && pii_at(x, e) == ' ' && is_cap_at(x, e + 1)) {
-                    starts[k] = i;
-                    ends[k] = e;
-                    k++;
-                    i = e + 1;
-                    continue;
+                if (low_in(x, i, e, PARTICLES) && pii_at(x, e) == ' ') {
+                    size_t j = e + 1;
+                    if (pii_is_lower(pii_at(x, j))) { /* "van der" */
+                        size_t e2 = word_end(x, j);
+                        if (!low_in(x, j, e2, PARTICLES) || pii_at(x, e2) != ' ') break;
+                        j = e2 + 1;
+                    }
+                    if (is_cap_at(x, j) && k < 3) {
+                        starts[k] = i;
+                        ends[k] = j - 1;
+                        k++;
+                        i = j;
+                        continue;
+                    }
                 }
             }
             break;
@@ -331,8 +339,14 @@ static int name_run(pii_scan *x, size_t p, bool lower, size_t *starts, size_t *e
         if (e == i || !has_letter(x, i, e)) break;
         for (size_t j = i; j < e; j++)
             if (pii_is_digit(x->s[j])) return k;
-        if (not_name(x, i, e)) break;
-        /* all capitals longer than 3 (acronyms, shouting) are not names */
+        if (not_name(x, i, e)) {
+            /* "April Becker", "June Riley": a month that is also a first name, before a last name */
+            static const char *const MONTH_FIRST[] = {"april", "may", "june", "july", "august", NULL};
+            size_t e2 = 0;
+            if (!(k == 0 && low_in(x, i, e, MONTH_FIRST) && pii_at(x, e) == ' ' && is_cap_at(x, e + 1) &&
+                  (e2 = word_end(x, e + 1)) > e + 1 && pii_gz_has(GZ_LAST, x->s + e + 1, e2 - e - 1)))
+                break;
+        }
         starts[k] = i;
         ends[k] = e;
         k++;
@@ -385,7 +399,7 @@ static const char *const LOC_STRONG[] = {
     "relocated to", "born in", "geboren in", "né à", "née à", "hometown", "place of residence", "residence",
     "localité", "commune", "lieu", "location", "standort", "from the city of", NULL};
 static const char *const LOC_WEAK[] = {"from", "in", "aus", "near", "at", "à", "de", "nach", "bei", "en", "a",
-                                       "to", "visiting", "around", "outside", "von", "depuis", "desde", "da", "uit",
+                                       "visiting", "around", "outside", "von", "depuis", "desde", "da", "uit",
                                        "nahe", "près de", "près", NULL};
 
 static bool city_shaped(pii_scan *x, const size_t *st, const size_t *en, int k) {
@@ -492,6 +506,11 @@ static void scan_location(pii_scan *x, size_t p) {
     }
     if (t == TRIG_WEAK) {
         if (!best) return;
+        /* "from Michelle Lee", "à Martin Couturier": a first name followed by another name is a person */
+        if (k >= 2 && pii_gz_has(GZ_FIRST, x->s + st[0], en[0] - st[0]) &&
+            !pii_gz_has(GZ_CITY_PREFIX, x->s + st[0], en[0] - st[0]) &&
+            !pii_gz_has(GZ_CITY, x->s + st[0], en[1] - st[0]))
+            return;
         k = best;
     } else {
         if (k > 3) k = best ? best : 3;
@@ -674,7 +693,8 @@ static void scan_address(pii_scan *x, size_t p) {
         if (seg >= 1 && seg_tokens == 0 && (street_seen || num_seen)) {
             size_t e2, e3;
             /* US: "ST 12345" / military "APO AE 12345" */
-            if (t == TOK_CAPS && e - i == 2 && pii_at(x, e) == ' ' && addr_token(x, e + 1, &e2) == TOK_NUM &&
+            if ((t == TOK_CAPS || t == TOK_UNIT) && e - i == 2 && pii_is_upper(x->s[i]) && pii_is_upper(x->s[i + 1]) &&
+                pii_at(x, e) == ' ' && addr_token(x, e + 1, &e2) == TOK_NUM &&
                 e2 - (e + 1) == 5 && all_digits(x, e + 1, e2)) {
                 size_t end = e2;
                 if (pii_at(x, end) == '-' && end + 5 <= x->n && all_digits(x, end + 1, end + 5)) end += 5;
@@ -708,13 +728,14 @@ static void scan_address(pii_scan *x, size_t p) {
             }
         not_anchor:;
         }
-        /* UK postcode: two tokens at the end of a segment */
-        if (t == TOK_CAPS && seg >= 1 && (street_seen || num_seen) && pii_at(x, e) == ' ') {
-            size_t e2;
-            addr_tok t2 = addr_token(x, e + 1, &e2);
-            if ((t2 == TOK_CAPS || t2 == TOK_NUM) && uk_postcode(x, i, e, e + 1, e2) &&
-                !pii_is_word_at(x->s, x->n, e2)) {
-                pii_add(x, p, country_after(x, e2), SLM_PII_ADDRESS, 55);
+        /* UK postcode: "SW1A 1AA", "L0 4QU" */
+        if (seg >= 1 && (street_seen || num_seen) && pii_is_upper(x->s[i])) {
+            size_t a = i;
+            while (a - i < 5 && (pii_is_upper(pii_at(x, a)) || pii_is_digit(pii_at(x, a)))) a++;
+            if (pii_at(x, a) == ' ' && pii_is_digit(pii_at(x, a + 1)) && pii_is_upper(pii_at(x, a + 2)) &&
+                pii_is_upper(pii_at(x, a + 3)) && !pii_is_word_at(x->s, x->n, a + 4) && a + 4 <= x->n &&
+                uk_postcode(x, i, a, a + 1, a + 4)) {
+                pii_add(x, p, country_after(x, a + 4), SLM_PII_ADDRESS, 55);
                 return;
             }
         }

@@ -510,6 +510,8 @@ static bool left_boundary_num(const pii_scan *x, size_t p) {
     if (pii_is_word_at(x->s, x->n, p - 1)) return false;
     if ((c == '-' || c == '.' || c == '/' || c == '_' || c == ',') && p >= 2 && pii_is_alnum(x->s[p - 2])) return false;
     if (c == '#') return false;
+    /* not the second group of a longer grouped number ("tracking 4016 0846 5179 4740") */
+    if ((c == ' ' || c == '-') && p >= 2 && pii_is_digit(x->s[p - 2])) return false;
     return true;
 }
 
