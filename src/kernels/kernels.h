@@ -69,6 +69,14 @@ void slm_attend_f16(int nq, const int *n, int64_t hd, const float *const *q, con
  * softmax (max-subtracted exp, sum in double). The vector paths compute tanh from their exp. */
 void slm_vec_softmax_capped(int64_t n, float *s, float cap);
 
+/* GELU exactly as llama.cpp computes it (ggml's f16 table of the tanh approximation, evaluated in
+ * f32 and stored as f16, looked up by the input rounded to f16; 0 at or below -10, the input at or
+ * above 10), with the bias add before and the GeGLU product after it fused in: for i < n,
+ *   x[i] = gelu(x[i] + bias[i]) * mul[i]      (bias and mul may each be NULL: no add / no product)
+ * The vector paths give the same bits as the scalar one (hardware f16 rounding is round-to-nearest-
+ * even, like slm_fp32_to_fp16); a NaN stays a NaN. */
+void slm_vec_gelu(int64_t n, float *x, const float *bias, const float *mul);
+
 /* Name of the selected ISA path; SLM_ISA=scalar|avx2|avx512|amx forces a lower one. */
 const char *slm_kernels_isa(void);
 

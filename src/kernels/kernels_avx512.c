@@ -405,6 +405,25 @@ static void z_fgemm_tile(int64_t kb, const float *panel, size_t group_stride, in
     }
 }
 
+/* ---- GELU by table, 16 lanes (see simd_gelu); the tail through masks ---- */
+
+static void z_gelu(int64_t n, float *x, const float *bias, const float *mul, const uint16_t *table) {
+    const __m512 lo = _mm512_set1_ps(-10.0f), hi = _mm512_set1_ps(10.0f);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+        if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, bias + i));
+        const __mmask16 inside = _mm512_mask_cmp_ps_mask(m, v, lo, _CMP_GT_OQ) & _mm512_cmp_ps_mask(v, hi, _CMP_LT_OQ);
+        const __m512i idx = _mm512_cvtepu16_epi32(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        const __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), inside, idx, table, 2);
+        __m512 y = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+        const __mmask16 keep = _mm512_cmp_ps_mask(v, hi, _CMP_GE_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        y = _mm512_mask_mov_ps(y, keep, v);
+        if (mul) y = _mm512_mul_ps(y, _mm512_maskz_loadu_ps(m, mul + i));
+        _mm512_mask_storeu_ps(x + i, m, y);
+    }
+}
+
 /* ---- attention rows with 16-lane vectors (head sizes 16..128 in steps of 16), same structure
  * as attend_one in kernels_simd.inc ---- */
 
@@ -505,6 +524,7 @@ static void slm_kernels_fill_avx512_planar(slm_kernel_table *t) {
     t->attend_f16 = z_attend_f16;
     t->types[SLM_TYPE_F16].vec_dot = z_vec_dot_f16;
     t->fgemm.tile = z_fgemm_tile;
+    t->gelu = z_gelu;
     t->types[SLM_TYPE_BF16].vec_dot = z_vec_dot_bf16;
     t->types[SLM_TYPE_Q6_K].vec_dot = k_vec_dot_q6_K;
 }

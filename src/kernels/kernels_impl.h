@@ -120,6 +120,8 @@ typedef struct slm_kernel_table {
     void (*attend_f16)(int nq, const int *n, int64_t hd, const float *const *q, const uint16_t *k, const uint16_t *v,
                        size_t stride, float scale, float *scratch, float *const *out);
     void (*softmax_capped)(int64_t n, float *s, float cap); /* behind slm_vec_softmax_capped */
+    /* behind slm_vec_gelu; table: slm_gelu_table() */
+    void (*gelu)(int64_t n, float *x, const float *bias, const float *mul, const uint16_t *table);
     /* kernels over the R16 layout of packed.h, by weight type; NULL where there is none */
     slm_packed_gemm_fn packed_gemm[SLM_TYPE_COUNT];
     /* batched GEMM of gemm_big.h; NULL members where the ISA has none */
@@ -143,6 +145,16 @@ const slm_kernel_table *slm_kernels_for_isa(slm_isa isa);
 void slm_softmax_rows(int nq, const int *n, float *scores, size_t row_stride);
 /* The scalar slm_vec_softmax_capped (libm tanhf), also the tail of the vector versions. */
 void slm_softmax_capped_scalar(int64_t n, float *s, float cap);
+
+/* ggml's GELU table: 65536 halves, entry h = f16(tanh-GELU(f32(h))) evaluated in f32 (built once). */
+const uint16_t *slm_gelu_table(void);
+/* slm_vec_gelu of one value (kernels.h), the scalar path and the reference of the vector ones. */
+static inline float slm_gelu_lookup(float v, const uint16_t *table) {
+    if (v <= -10.0f) return 0.0f;
+    if (v >= 10.0f) return v;
+    return slm_fp16_to_fp32(table[slm_fp32_to_fp16(v)]);
+}
+void slm_gelu_scalar(int64_t n, float *x, const float *bias, const float *mul, const uint16_t *table);
 
 /* The quantizer of an activation format (NULL for f32). */
 slm_quantize_act_fn slm_act_quantizer(const slm_kernel_table *t, slm_act_kind kind);

@@ -1,6 +1,7 @@
 /* Public vector helpers: thin wrappers over the selected ISA's table, which is looked up once and
  * cached because these are called per attention row. */
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "kernels/kernels_impl.h"
@@ -48,6 +49,37 @@ void slm_vec_weighted_sum_f16(int64_t n, int64_t hd, const float *p, const uint1
 void slm_attend_f16(int nq, const int *n, int64_t hd, const float *const *q, const uint16_t *k, const uint16_t *v,
                     size_t stride, float scale, float *scratch, float *const *out) {
     if (nq > 0) table()->attend_f16(nq, n, hd, q, k, v, stride, scale, scratch, out);
+}
+
+static uint16_t gelu_table[1 << 16];
+static pthread_once_t gelu_once = PTHREAD_ONCE_INIT;
+
+/* The same f32 evaluation as ggml's table (and forward.c's until now), so every entry matches. */
+static void gelu_init(void) {
+    for (int i = 0; i < 1 << 16; i++) {
+        float x = slm_fp16_to_fp32((uint16_t)i);
+        float y = 0.5f * x * (1.0f + tanhf(0.79788456080286535587989211986876f * x * (1.0f + 0.044715f * x * x)));
+        gelu_table[i] = slm_fp32_to_fp16(y);
+    }
+}
+
+const uint16_t *slm_gelu_table(void) {
+    pthread_once(&gelu_once, gelu_init);
+    return gelu_table;
+}
+
+void slm_gelu_scalar(int64_t n, float *x, const float *bias, const float *mul, const uint16_t *table) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = slm_gelu_lookup(bias ? x[i] + bias[i] : x[i], table);
+        x[i] = mul ? g * mul[i] : g;
+    }
+}
+
+void slm_vec_gelu(int64_t n, float *x, const float *bias, const float *mul) {
+    if (n <= 0) return;
+    const slm_kernel_table *t = table();
+    if (t->gelu) t->gelu(n, x, bias, mul, slm_gelu_table());
+    else slm_gelu_scalar(n, x, bias, mul, slm_gelu_table());
 }
 
 void slm_softmax_capped_scalar(int64_t n, float *s, float cap) {
