@@ -30,6 +30,7 @@ static const struct verb {
     {"keys", cmd_keys, "create, list and revoke API keys (scopes, limits, budgets)"},
     {"redact", cmd_redact, "find and mask personal data in text (JSONL or plain text)"},
     {"audit", cmd_audit, "verify and query the tamper-evident audit log"},
+    {"router", cmd_router, "train and evaluate the request router (local model vs frontier API)"},
 };
 
 static void usage(FILE *fp) {
