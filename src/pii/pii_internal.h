@@ -55,6 +55,8 @@ pii_cand *pii_resolve(pii_scan *x, const pii_cand *c, size_t nc, size_t *n_out);
 
 /* Keyword search in the lowercased text: does any of words occur in low[lo..hi)? */
 bool pii_ctx_any(const pii_scan *x, size_t lo, size_t hi, const char *const *words);
+/* The same, matching only at the start of a word ("tel" not inside "Bestellung"). */
+bool pii_ctx_word_any(const pii_scan *x, size_t lo, size_t hi, const char *const *words);
 size_t pii_back(size_t pos, size_t window);
 
 /* Gazetteers (pii_gazetteer_data.c): sorted lower-case keys. */

@@ -19,15 +19,28 @@ extern const char *const pii_gz_first[], *const pii_gz_last[], *const pii_gz_cit
 extern const size_t pii_gz_first_count, pii_gz_last_count, pii_gz_city_count, pii_gz_city_prefix_count,
     pii_gz_city_suffix_count, pii_gz_street_count, pii_gz_country_count;
 
+/* Is the Latin Extended-A code point (U+0100..U+017F) a capital? Pairs alternate capital/small,
+ * starting on an even code point except in U+0139..U+0148 and U+0179..U+017E. */
+static bool ext_a_upper(unsigned cp) {
+    if (cp < 0x100 || cp > 0x17F || cp == 0x138 || cp == 0x149 || cp == 0x17F) return false;
+    if ((cp >= 0x139 && cp <= 0x148) || (cp >= 0x179 && cp <= 0x17E)) return cp & 1;
+    if (cp == 0x178) return true;
+    return (cp & 1) == 0;
+}
+
 size_t pii_fold(const unsigned char *w, size_t len, char *out, size_t cap) {
     if (len >= cap) return 0;
     for (size_t i = 0; i < len; i++) {
         unsigned c = w[i];
         if (c >= 'A' && c <= 'Z') c += 32;
         else if (i > 0 && w[i - 1] == 0xC3 && c >= 0x80 && c <= 0x9E && c != 0x97) c += 0x20;
-        else if (i > 0 && (w[i - 1] == 0xC4 || w[i - 1] == 0xC5) && c >= 0x80 && c <= 0xBF && (c & 1) == 0 &&
-                 !(w[i - 1] == 0xC4 && c >= 0xB8) && !(w[i - 1] == 0xC5 && c <= 0x88))
-            c += 1;
+        else if (i > 0 && (w[i - 1] == 0xC4 || w[i - 1] == 0xC5) && c >= 0x80 && c <= 0xBF) {
+            unsigned cp = ((w[i - 1] & 0x1Fu) << 6) | (c & 0x3Fu);
+            if (ext_a_upper(cp) && cp != 0x178) {
+                unsigned lo = cp + 1;
+                if ((lo >> 6) == (cp >> 6)) c = 0x80 | (lo & 0x3F); /* same lead byte (not U+013F->0x140 edge) */
+            }
+        }
         out[i] = (char)c;
     }
     out[len] = 0;
@@ -82,7 +95,7 @@ static bool is_cap_at(const pii_scan *x, size_t p) {
     if (p + 1 < x->n) {
         unsigned d = x->s[p + 1];
         if (c == 0xC3 && d >= 0x80 && d <= 0x9E && d != 0x97) return true;
-        if ((c == 0xC4 || c == 0xC5) && (d & 1) == 0 && !(c == 0xC4 && d >= 0xB8) && !(c == 0xC5 && d <= 0x88))
+        if ((c == 0xC4 || c == 0xC5) && d >= 0x80 && d <= 0xBF && ext_a_upper(((c & 0x1Fu) << 6) | (d & 0x3Fu)))
             return true;
     }
     return false;
@@ -156,7 +169,7 @@ static const char *const NOT_NAME[] = {
     "geehrter", "guten", "tag", "morgen", "abend", "je", "tu", "il", "elle", "nous", "vous", "ils", "elles",
     "le", "la", "les", "un", "une", "mon", "ma", "mes", "votre", "vos", "notre", "merci", "cordialement",
     "bien", "à", "de", "et", "ou", "pour", "avec", "dans", "sur", "par", "est", "rue", "avenue", "street", "road",
-    "lane", "drive", "apt", "suite", "flat", "studio", "unit", "box", "po", "north", "south", "east", "west",
+    "apt", "suite", "flat", "studio", "unit", "box", "po", "north", "south", "east", "west",
     "lake", "port", "mount", "saint", "sainte", "san", "santa", "st", "nurse", "doctor", "teacher", "carpenter",
     "pharmacist", "engineer", "manager", "analyst", "developer", "designer", "accountant", "lawyer", "director",
     "ceo", "cto", "hr", "it", "qa", "pr", "tel", "fax", "mobile", "handy", "telefon", "adresse", "wohnort",
@@ -216,7 +229,10 @@ static const char *const PERSON_STRONG[] = {
     "am", "invite", "meet", "met", "ask", "tell", "told", "called", "named", "calls", "call", "email", "e-mail",
     "message", "write to", "reply to", "forward to", "send to", "cc:", "with", "colleague", "kollege",
     "kollegin", "collègue", "manager", "boss", "chef", "cheffe", "neighbour", "neighbor", "nachbar", "voisin",
-    "voisine", "friend", "freund", "freundin", "ami", "amie", NULL};
+    "voisine", "friend", "freund", "freundin", "ami", "amie", "new hire", "hire", "reach", "ping", "visit",
+    "assistant", "secretary", "sekretärin", "intern", "candidate", "bewerber", "bewerberin", "candidat",
+    "candidate", "author", "speaker", "host", "organizer", "trainer", "coach", "teacher", "lehrer", "lehrerin",
+    "professeur", "student", "studentin", "étudiant", "étudiante", NULL};
 
 /* Strong triggers that also take an all-lower-case name ("my name is frank price"). */
 static const char *const PERSON_LOWER_OK[] = {"my name is", "name is", "je m'appelle", "ich heiße", "ich heisse",
@@ -236,7 +252,8 @@ static const char *const PERSON_STRONG_NEEDS_NAME[] = {
     "named", "calls", "call", "email", "e-mail", "message", "write to", "reply to", "forward to", "send to",
     "with", "user", "member", "owner", "love", "contact", "it's", "this is", "im", "son", "mann", "frau",
     "friend", "freund", "ami", "amie", "pt", "gp", "merci", "thanks", "thank you", "best", "yours", "doctor",
-    "nurse", "physician", "manager", "boss", "chef", "colleague", "driver", "guest", "passenger", NULL};
+    "nurse", "physician", "manager", "boss", "chef", "colleague", "driver", "guest", "passenger", "hire", "reach",
+    "ping", "visit", "host", "author", "speaker", "student", "teacher", "trainer", "coach", "candidate", NULL};
 
 /* Looks back from p over spaces, then over one piece of punctuation (":", ",", "(", dashes), then
  * over spaces again; returns the position where the trigger phrase should end. */
@@ -360,18 +377,35 @@ static int name_run(pii_scan *x, size_t p, bool lower, size_t *starts, size_t *e
     return k;
 }
 
+/* Is the word (or one of its hyphen-joined parts) in the list? "Edwards-Smith", "Anne-Agathe". */
+static bool gz_word_or_part(pii_gz list, const pii_scan *x, size_t a, size_t b) {
+    if (pii_gz_has(list, x->s + a, b - a)) return true;
+    size_t st = a;
+    for (size_t i = a; i <= b; i++) {
+        if (i == b || x->s[i] == '-') {
+            if (i > st && st > a - 0 && (st != a || i != b) && pii_gz_has(list, x->s + st, i - st)) return true;
+            st = i + 1;
+        }
+    }
+    return false;
+}
+
 static void scan_person(pii_scan *x, size_t p) {
     bool lower_ok, needs_name;
     trig t = person_trigger(x, p, &lower_ok, &needs_name);
     bool cap = is_cap_at(x, p);
+    if (!cap && t == TRIG_STRONG && !needs_name) lower_ok = true; /* "la cliente daisy Noel" */
     if (!cap && !(t == TRIG_STRONG && lower_ok)) return;
     size_t st[4], en[4];
     int k = name_run(x, p, !cap, st, en);
     if (k == 0) return;
     if (!cap && k > 2) k = 2;
-    bool first = pii_gz_has(GZ_FIRST, x->s + st[0], en[0] - st[0]);
-    bool last_known = k >= 2 && (pii_gz_has(GZ_LAST, x->s + st[k - 1], en[k - 1] - st[k - 1]) ||
+    bool first = gz_word_or_part(GZ_FIRST, x, st[0], en[0]);
+    bool last_known = k >= 2 && (gz_word_or_part(GZ_LAST, x, st[k - 1], en[k - 1]) ||
                                  pii_gz_has(GZ_FIRST, x->s + st[k - 1], en[k - 1] - st[k - 1]));
+    bool particle = false;
+    for (int j = 1; j < k; j++) particle |= !is_cap_at(x, st[j]);
+    if (k >= 2 && particle) last_known = true; /* "Elizabeth van Vliet" */
     bool first_is_last = pii_gz_has(GZ_LAST, x->s + st[0], en[0] - st[0]);
     if (!cap) {
         /* lower case: both words known names */
@@ -399,7 +433,9 @@ static const char *const LOC_STRONG[] = {
     "relocated to", "born in", "geboren in", "né à", "née à", "hometown", "place of residence", "residence",
     "localité", "commune", "lieu", "location", "standort", "from the city of", NULL};
 static const char *const LOC_WEAK[] = {"from", "in", "aus", "near", "at", "à", "de", "nach", "bei", "en", "a",
-                                       "visiting", "around", "outside", "von", "depuis", "desde", "da", "uit",
+                                       "to", "visiting", "visited", "visit", "trip to", "travel to", "flight to",
+                                       "flew to", "drove to", "arrived in", "staying in", "stay in", "hotel in",
+                                       "office in", "nahe", "in der nähe von", "près de", "vers", "naar", "em", "around", "outside", "von", "depuis", "desde", "da", "uit",
                                        "nahe", "près de", "près", NULL};
 
 static bool city_shaped(pii_scan *x, const size_t *st, const size_t *en, int k) {
@@ -482,7 +518,10 @@ static void scan_location(pii_scan *x, size_t p) {
         for (size_t j = i; j < we; j++) digit |= pii_is_digit(x->s[j]);
         if (digit) break;
         if (k > 0 && not_name(x, i, we) && !pii_gz_has(GZ_CITY_PREFIX, x->s + i, we - i)) break;
-        if (k == 0 && not_name(x, i, we) && !pii_gz_has(GZ_CITY_PREFIX, x->s + i, we - i) &&
+        static const char *const ARTICLE[] = {"le", "la", "les", "el", "los", "las", "il", "lo", "den", "de",
+                                              "l'", "the", NULL};
+        bool article = k == 0 && low_in(x, i, we, ARTICLE) && pii_at(x, we) == ' ' && is_cap_at(x, we + 1);
+        if (k == 0 && !article && not_name(x, i, we) && !pii_gz_has(GZ_CITY_PREFIX, x->s + i, we - i) &&
             !pii_gz_has(GZ_CITY, x->s + i, we - i))
             return;
         st[k] = i;
@@ -532,6 +571,14 @@ static const char *const UNIT_WORDS[] = {"apt", "apt.", "apartment", "suite", "s
                                          "uss", "uscgc", "apo", "fpo", "dpo", "c/o", NULL};
 static const char *const ADDR_START[] = {"flat", "studio", "unit", "apartment", "apt", "suite", "psc", "cmr",
                                          "usns", "usnv", "uss", "uscgc", "po box", "p.o. box", NULL};
+/* Street-type words and abbreviations that open a street name in many locales. */
+static const char *const STREET_OPEN[] = {"r.", "av", "av.", "avda", "avda.", "ul.", "pl.", "al.", "os.", "c/",
+                                          "c.", "rua", "travessa", "largo", "praça", "estrada", "via", "viale",
+                                          "piazza", "piazzale", "borgo", "contrada", "vicolo", "corso", "calle",
+                                          "avenida", "paseo", "plaza", "camino", "ronda", "carrer", "rambla",
+                                          "cesta", "ulica", "aleja", "rue", "chemin", "boulevard", "bd", "bd.",
+                                          "impasse", "allée", "quai", "cours", "place", "route", "avenue",
+                                          "sentier", "passage", "square", "voie", "rond-point", NULL};
 static const char *const ADDR_PART[] = {"de", "du", "des", "la", "le", "les", "d'", "l'", "von", "van", "am", "an",
                                         "der", "den", "im", "in", "sur", "sous", "en", "of", "the", "upon", "on",
                                         "bei", "del", "della", "di", "da", "do", "dos", "das", "y", "et", "und",
@@ -542,7 +589,8 @@ static const char *const STREET_SUFFIX_DE[] = {"straße", "strasse", "str.", "we
                                                "steeg", "gatan", "vägen", "gade", "vej", "veien", "gata", "tie",
                                                "katu", "utca", "ulica", "berg", "graben", "wall", "brücke",
                                                "park", "feld", "garten", "stieg", "twiete", "kamp", "höhe",
-                                               "siedlung", NULL};
+                                               "siedlung", "boulevard", "kaai", "pad", "hof", "eggen", "veien", "vegen", "gaten",
+                                               "torget", "stræde", "allé", "vænget", NULL};
 
 static bool ends_with_street_suffix(const pii_scan *x, size_t a, size_t b) {
     char buf[64];
@@ -593,6 +641,11 @@ static addr_tok addr_token(pii_scan *x, size_t i, size_t *e) {
         je = j + 1;
     *e = je;
     if (low_in(x, i, je, UNIT_WORDS) || low_in(x, i, j, UNIT_WORDS)) return TOK_UNIT;
+    if (dot && low_in(x, i, j + 1, STREET_OPEN)) {
+        *e = j + 1;
+        return TOK_STREET;
+    }
+    if (low_in(x, i, j, STREET_OPEN)) return TOK_STREET;
     if (digits) {
         /* UK postcode halves and codes like "PA9W" */
         if (all_caps && j - i <= 4) return TOK_CAPS;
@@ -669,11 +722,61 @@ static size_t country_after(pii_scan *x, size_t e) {
     return best;
 }
 
+/* A European postcode at i: 5 or 4 digits, "27 597", "1234 AB", "8015-349", "01-075", "123 45";
+ * returns its end or 0. */
+static size_t postcode_at(pii_scan *x, size_t i) {
+    size_t e = i;
+    while (pii_is_digit(pii_at(x, e)) && e - i < 6) e++;
+    size_t n = e - i;
+    if (n == 0 || pii_is_alpha(pii_at(x, e))) return 0;
+    if (n == 5 || n == 4) {
+        if (n == 4 && pii_at(x, e) == '-' && pii_is_digit(pii_at(x, e + 1))) {
+            size_t f = e + 1;
+            while (pii_is_digit(pii_at(x, f))) f++;
+            return f - e - 1 == 3 ? f : 0;
+        }
+        if (n == 4 && pii_at(x, e) == ' ' && pii_is_upper(pii_at(x, e + 1)) && pii_is_upper(pii_at(x, e + 2)) &&
+            !pii_is_word_at(x->s, x->n, e + 3))
+            return e + 3;
+        return pii_is_digit(pii_at(x, e + 1)) && pii_at(x, e) == '.' ? 0 : e;
+    }
+    if (n == 2 && pii_at(x, e) == '-' ) {
+        size_t f = e + 1;
+        while (pii_is_digit(pii_at(x, f))) f++;
+        return f - e - 1 == 3 && !pii_is_word_at(x->s, x->n, f) ? f : 0;
+    }
+    if ((n == 2 || n == 3) && pii_at(x, e) == ' ' && pii_is_digit(pii_at(x, e + 1))) {
+        size_t f = e + 1;
+        while (pii_is_digit(pii_at(x, f))) f++;
+        if (n == 2 && f - e - 1 == 3 && !pii_is_word_at(x->s, x->n, f)) return f;
+        if (n == 3 && f - e - 1 == 2 && !pii_is_word_at(x->s, x->n, f)) return f;
+    }
+    return 0;
+}
+
+/* A Canadian postcode "A1A 1A1" / "A1A1A1" at i; its end or 0. */
+static size_t ca_postcode_at(pii_scan *x, size_t i) {
+    if (!(pii_is_upper(pii_at(x, i)) && pii_is_digit(pii_at(x, i + 1)) && pii_is_upper(pii_at(x, i + 2)))) return 0;
+    size_t j = i + 3;
+    if (pii_at(x, j) == ' ') j++;
+    if (!(pii_is_digit(pii_at(x, j)) && pii_is_upper(pii_at(x, j + 1)) && pii_is_digit(pii_at(x, j + 2)))) return 0;
+    if (pii_is_word_at(x->s, x->n, j + 3)) return 0;
+    return j + 3;
+}
+
+/* An Italian province code after a town: " (MB)". */
+static size_t province_after(pii_scan *x, size_t e) {
+    if (pii_at(x, e) == ' ' && pii_at(x, e + 1) == '(' && pii_is_upper(pii_at(x, e + 2)) &&
+        pii_is_upper(pii_at(x, e + 3)) && pii_at(x, e + 4) == ')')
+        return e + 5;
+    return e;
+}
+
 /* Parses an address from p; adds it when it reaches a postcode anchor. */
 static void scan_address(pii_scan *x, size_t p) {
     size_t i = p;
     int seg = 0, seg_tokens = 0, tokens = 0;
-    bool street_seen = false, num_seen = false;
+    bool street_seen = false, num_seen = false, need_number = false;
     size_t e;
     addr_tok t0 = addr_token(x, p, &e);
     if (t0 == TOK_NUM) {
@@ -682,7 +785,9 @@ static void scan_address(pii_scan *x, size_t p) {
     } else if (t0 == TOK_UNIT) {
         if (!low_in(x, p, e, ADDR_START) && !(e > p && low_in(x, p, e - (x->s[e - 1] == '.'), ADDR_START))) return;
     } else if (t0 == TOK_STREET) {
-        /* "rue ...", "Hauptstraße 5", "Calle Mayor 3" */
+        /* "rue ...", "Hauptstraße 5", "Calle Mayor 3"; a capitalised street word alone ("Ring",
+         * "Lane": also surnames) needs a house number in its segment */
+        if (is_cap_at(x, p) && !ends_with_street_suffix(x, p, e)) need_number = true;
     } else
         return;
     size_t limit = p + 200;
@@ -707,26 +812,45 @@ static void scan_address(pii_scan *x, size_t p) {
                 pii_add(x, p, e3, SLM_PII_ADDRESS, 55);
                 return;
             }
-            /* European: "12345 Town", "27 597 Town", "1234 AB Town", "1010 Wien" */
-            if (t == TOK_NUM && all_digits(x, i, e) && (e - i == 5 || e - i == 4 || e - i == 2)) {
-                size_t te = e;
-                if (e - i == 2) {
-                    if (!(pii_at(x, e) == ' ' && addr_token(x, e + 1, &e2) == TOK_NUM && e2 - e - 1 == 3 &&
-                          all_digits(x, e + 1, e2)))
-                        goto not_anchor;
-                    te = e2;
-                }
-                if (e - i == 4 && pii_at(x, te) == ' ' && addr_token(x, te + 1, &e2) == TOK_CAPS && e2 - te - 1 == 2)
-                    te = e2; /* Dutch "1234 AB" */
-                if (pii_at(x, te) == ' ') {
-                    size_t town = town_after(x, te + 1);
+            /* European: "12345 Town", "27 597 Town", "1234 AB Town", "1010 Wien", "8015-349 Setúbal",
+             * "01-075 Koło", "123 45 Stad"; a town may follow on the next line */
+            size_t pc = postcode_at(x, i);
+            if (pc) {
+                unsigned sep = pii_at(x, pc);
+                if (sep == ' ' || sep == '\n') {
+                    size_t town = town_after(x, pc + 1);
                     if (town) {
-                        pii_add(x, p, country_after(x, town), SLM_PII_ADDRESS, 55);
+                        pii_add(x, p, country_after(x, province_after(x, town)), SLM_PII_ADDRESS, 55);
+                        return;
+                    }
+                }
+                /* "Huelva, 19874": a postcode closing the address */
+                if (seg >= 2 && !pii_is_word_at(x->s, x->n, pc) && (sep != ',' || !pii_is_alpha(pii_at(x, pc + 2))) &&
+                    e - i == 5) {
+                    pii_add(x, p, pc, SLM_PII_ADDRESS, 55);
+                    return;
+                }
+            }
+            /* Canada "BC C2K 3G5", Australia "VIC, 2971" / "WA 6000" */
+            if (pii_is_upper(x->s[i]) && e - i >= 2 && e - i <= 3) {
+                bool caps = true;
+                for (size_t k2 = i; k2 < e; k2++) caps &= pii_is_upper(x->s[k2]);
+                size_t q = e;
+                if (caps && pii_at(x, q) == ',') q++;
+                if (caps && pii_at(x, q) == ' ') {
+                    q++;
+                    size_t ca = ca_postcode_at(x, q);
+                    if (ca) {
+                        pii_add(x, p, country_after(x, ca), SLM_PII_ADDRESS, 55);
+                        return;
+                    }
+                    if (pii_is_digit(pii_at(x, q)) && addr_token(x, q, &e2) == TOK_NUM && e2 - q == 4 &&
+                        all_digits(x, q, e2) && !pii_is_word_at(x->s, x->n, e2)) {
+                        pii_add(x, p, country_after(x, e2), SLM_PII_ADDRESS, 55);
                         return;
                     }
                 }
             }
-        not_anchor:;
         }
         /* UK postcode: "SW1A 1AA", "L0 4QU" */
         if (seg >= 1 && (street_seen || num_seen) && pii_is_upper(x->s[i])) {
@@ -747,7 +871,11 @@ static void scan_address(pii_scan *x, size_t p) {
         if (tokens > 18) return;
         /* separators: one space inside a segment; ", " or a line break between segments */
         unsigned c = pii_at(x, e);
-        if (c == ' ') {
+        if (c == ' ' && pii_at(x, e + 1) == '\n') {
+            i = e + 2;
+            seg++;
+            seg_tokens = 0;
+        } else if (c == ' ') {
             i = e + 1;
         } else if (c == ',' && (pii_at(x, e + 1) == ' ' || pii_at(x, e + 1) == '\n')) {
             i = e + 2;
@@ -768,6 +896,7 @@ static void scan_address(pii_scan *x, size_t p) {
         if (seg == 1 && seg_tokens == 0 && !street_seen && !(num_seen && tokens >= 2) &&
             !(num_seen && tokens == 1))
             return;
+        if (seg == 1 && seg_tokens == 0 && need_number && !num_seen) return;
     }
 }
 

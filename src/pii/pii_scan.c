@@ -38,6 +38,23 @@ bool pii_ctx_any(const pii_scan *x, size_t lo, size_t hi, const char *const *wor
     return false;
 }
 
+bool pii_ctx_word_any(const pii_scan *x, size_t lo, size_t hi, const char *const *words) {
+    if (hi > x->n) hi = x->n;
+    if (lo >= hi) return false;
+    for (const char *const *w = words; *w; w++) {
+        size_t k = strlen(*w);
+        const char *from = x->low + lo, *end = x->low + hi;
+        while (from < end) {
+            const char *f = memmem(from, (size_t)(end - from), *w, k);
+            if (!f) break;
+            size_t at = (size_t)(f - x->low);
+            if (at == 0 || !pii_is_alpha((unsigned char)x->low[at - 1])) return true;
+            from = f + 1;
+        }
+    }
+    return false;
+}
+
 bool pii_is_word_at(const unsigned char *s, size_t n, size_t i) {
     if (i >= n) return false;
     unsigned c = s[i];
@@ -420,8 +437,12 @@ static void scan_iban(pii_scan *x, size_t p) {
             break;
     }
     int want = iban_country_len(v);
+    /* the registered length first; then any length (generators and new countries get it wrong,
+     * and a random string passes mod 97 once in 97) */
+    for (int pass = 0; pass < 2; pass++)
     for (size_t len = nv; len >= 15; len--) {
-        if (want && (int)len != want) continue;
+        if (pass == 0 && want && (int)len != want) continue;
+        if (pass == 0 && !want) continue;
         /* the IBAN must end at a boundary: not inside a longer run of letters/digits */
         size_t e = ends[len - 1];
         if (pii_is_alnum(pii_at(x, e))) continue;
@@ -652,7 +673,9 @@ static void scan_ipv6(pii_scan *x, size_t p) {
 static const char *const PHONE_POS[] = {"phone", "tel", "call", "contact", "reach", "mobile", "cell", "sms", "text me",
                                         "whatsapp", "fax", "ring", "telefon", "rückruf", "handy", "mobil", "erreich",
                                         "anruf", "numéro", "téléphone", "tél", "portable", "appel", "joindre", "móvil",
-                                        "teléfono", "telefono", "cellulare", "bellen", "number", "nummer", NULL};
+                                        "teléfono", "telefono", "cellulare", "bellen", "number", "nummer", "reply", "text",
+                                        "stop to", "dial", "kontakt", "appeler", "rappel", "llamar", "chiamare",
+                                        "tlf", "tfn", "ph.", "ph:", "mob", "nº tel", NULL};
 static const char *const PHONE_NEG[] = {"order", "invoice", "ticket", "tracking", "reference", "ref ", "ref:", "ref.",
                                         "isbn", "version", "build", "account", "acct", "konto", "iban", "bestell",
                                         "rechnung", "sendung", "commande", "facture", "suivi", "référence", "case",
@@ -739,8 +762,9 @@ static void scan_phone(pii_scan *x, size_t p) {
     unsigned nx = pii_at(x, end);
     if (pii_is_alnum(nx) || nx == '@' || nx == '_') return;
     if ((nx == '.' || nx == '-' || nx == '/' || nx == ',') && pii_is_digit(pii_at(x, end + 1))) return;
-    if (digits < 9) return;
     (void)mixed;
+    if (digits < 8) return;
+    if (digits == 8 && !(plus || pii_ctx_word_any(x, pii_back(p, 24), p, PHONE_POS))) return;
     bool strong = plus || paren || ext ||
                   (digits >= 11 && x->s[p] == '0' && x->s[p + 1] == '0' && seps > 0);
     if (sepkind == '.' && !paren && !plus) {
@@ -756,9 +780,9 @@ static void scan_phone(pii_scan *x, size_t p) {
         if (groups >= 3 && glen[0] == 4 && glen[1] == 2 && glen[2] == 2 && sepkind != ' ') return;
     }
     size_t lo = pii_back(p, 36);
-    bool neg = pii_ctx_any(x, lo, p, PHONE_NEG);
-    bool pos = pii_ctx_any(x, pii_back(p, 40), p, PHONE_POS);
-    if (neg && !(pos && pii_ctx_any(x, pii_back(p, 16), p, PHONE_POS))) return;
+    bool neg = pii_ctx_word_any(x, lo, p, PHONE_NEG);
+    bool pos = pii_ctx_word_any(x, pii_back(p, 40), p, PHONE_POS);
+    if (neg && !(pos && pii_ctx_word_any(x, pii_back(p, 16), p, PHONE_POS))) return;
     if (!strong && groups == 1) {
         /* a bare run of digits: a phone only when called one, or in a national format with a
          * trunk prefix */
