@@ -323,6 +323,15 @@ static const char *const PARTICLES[] = {"van", "von", "de", "du", "der", "den", 
                                         "das", "le", "la", "ten", "ter", "zu", "vom", "zum", "d'", "l'", "st.", "mc",
                                         "bin", "ibn", "al", NULL};
 
+/* Street-type words and abbreviations that open a street name in many locales. */
+static const char *const STREET_OPEN[] = {"r.", "av", "av.", "avda", "avda.", "ul.", "pl.", "al.", "os.", "c/",
+                                          "c.", "rua", "travessa", "largo", "praça", "estrada", "via", "viale",
+                                          "piazza", "piazzale", "borgo", "contrada", "vicolo", "corso", "calle",
+                                          "avenida", "paseo", "plaza", "camino", "ronda", "carrer", "rambla",
+                                          "cesta", "ulica", "aleja", "rue", "chemin", "boulevard", "bd", "bd.",
+                                          "impasse", "allée", "quai", "cours", "place", "route", "avenue",
+                                          "sentier", "passage", "square", "voie", "rond-point", NULL};
+
 /* A run of up to 4 name words from p separated by single spaces. Returns the count; ends[] holds
  * each word's end, starts[] its start. lower: accept lower-case words. */
 static int name_run(pii_scan *x, size_t p, bool lower, size_t *starts, size_t *ends) {
@@ -354,6 +363,7 @@ static int name_run(pii_scan *x, size_t p, bool lower, size_t *starts, size_t *e
         }
         size_t e = word_end(x, i);
         if (e == i || !has_letter(x, i, e)) break;
+        if (low_in(x, i, e, STREET_OPEN) || (pii_at(x, e) == '.' && low_in(x, i, e + 1, STREET_OPEN))) break;
         for (size_t j = i; j < e; j++)
             if (pii_is_digit(x->s[j])) return k;
         if (not_name(x, i, e)) {
@@ -571,14 +581,6 @@ static const char *const UNIT_WORDS[] = {"apt", "apt.", "apartment", "suite", "s
                                          "uss", "uscgc", "apo", "fpo", "dpo", "c/o", NULL};
 static const char *const ADDR_START[] = {"flat", "studio", "unit", "apartment", "apt", "suite", "psc", "cmr",
                                          "usns", "usnv", "uss", "uscgc", "po box", "p.o. box", NULL};
-/* Street-type words and abbreviations that open a street name in many locales. */
-static const char *const STREET_OPEN[] = {"r.", "av", "av.", "avda", "avda.", "ul.", "pl.", "al.", "os.", "c/",
-                                          "c.", "rua", "travessa", "largo", "praça", "estrada", "via", "viale",
-                                          "piazza", "piazzale", "borgo", "contrada", "vicolo", "corso", "calle",
-                                          "avenida", "paseo", "plaza", "camino", "ronda", "carrer", "rambla",
-                                          "cesta", "ulica", "aleja", "rue", "chemin", "boulevard", "bd", "bd.",
-                                          "impasse", "allée", "quai", "cours", "place", "route", "avenue",
-                                          "sentier", "passage", "square", "voie", "rond-point", NULL};
 static const char *const ADDR_PART[] = {"de", "du", "des", "la", "le", "les", "d'", "l'", "von", "van", "am", "an",
                                         "der", "den", "im", "in", "sur", "sous", "en", "of", "the", "upon", "on",
                                         "bei", "del", "della", "di", "da", "do", "dos", "das", "y", "et", "und",
@@ -787,7 +789,7 @@ static void scan_address(pii_scan *x, size_t p) {
     } else if (t0 == TOK_STREET) {
         /* "rue ...", "Hauptstraße 5", "Calle Mayor 3"; a capitalised street word alone ("Ring",
          * "Lane": also surnames) needs a house number in its segment */
-        if (is_cap_at(x, p) && !ends_with_street_suffix(x, p, e)) need_number = true;
+        if (is_cap_at(x, p) && !ends_with_street_suffix(x, p, e) && !low_in(x, p, e, STREET_OPEN)) need_number = true;
     } else
         return;
     size_t limit = p + 200;
