@@ -37,7 +37,38 @@ bool slm_net_air_gapped(void) { return atomic_load(&air_gapped); }
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc = CURLE_FAILED_INIT;
-static void curl_init(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
+/* Name lookups and TLS sessions are shared by every transfer of the process (a resumed TLS session
+ * saves a round trip per call). Connections are not: libcurl does not support sharing its
+ * connection cache between threads. */
+static CURLSH *share;
+static pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *user) {
+    (void)h;
+    (void)access;
+    (void)user;
+    if (data >= 0 && data < CURL_LOCK_DATA_LAST) pthread_mutex_lock(&share_mu[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *user) {
+    (void)h;
+    (void)user;
+    if (data >= 0 && data < CURL_LOCK_DATA_LAST) pthread_mutex_unlock(&share_mu[data]);
+}
+
+static void curl_init(void) {
+    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (curl_init_rc != CURLE_OK) return;
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_init(&share_mu[i], NULL);
+    share = curl_share_init();
+    if (share && (curl_share_setopt(share, CURLSHOPT_LOCKFUNC, share_lock) != CURLSHE_OK ||
+                  curl_share_setopt(share, CURLSHOPT_UNLOCKFUNC, share_unlock) != CURLSHE_OK ||
+                  curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK ||
+                  curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK)) {
+        curl_share_cleanup(share); /* works without: every transfer then resolves and handshakes afresh */
+        share = NULL;
+    }
+}
 
 const char *slm_net_result_name(slm_net_result r) {
     switch (r) {
@@ -313,6 +344,7 @@ static slm_net_result run(const slm_net_request *rq, slm_net_response *rs, const
     SET(CURLOPT_OPENSOCKETFUNCTION, open_socket);
     SET(CURLOPT_OPENSOCKETDATA, NULL);
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
+    if (share) SET(CURLOPT_SHARE, share);
     if (post) {
         SET(CURLOPT_POST, 1L);
         SET(CURLOPT_POSTFIELDS, rq->body ? rq->body : "");

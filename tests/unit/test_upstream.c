@@ -530,12 +530,12 @@ static void test_timeouts_and_cancel(slm_engine *e) {
     /* slow but alive: the idle limit (first_byte 0.4 s here) is between bytes, not the whole stream */
     slm_gate_free(g);
     slm_upstream_free(u);
-    u = upstream_with(mock_url, "fault:slow:100", 0.4, -1);
+    u = upstream_with(mock_url, "fault:slow:60", 0.4, -1);
     g = gate_with(e, u);
     char want[256];
     run_call(g, &(spec){.chat = true, .text = "slow"}, &o);
     mock_reply("slow", want, sizeof want);
-    CHECKF(o.finish == SLM_FINISH_STOP && strcmp(o.text, want) == 0 && o.seconds > 0.8, "%s (%.2f s)", o.error, o.seconds);
+    CHECKF(o.finish == SLM_FINISH_STOP && strcmp(o.text, want) == 0 && o.seconds > 0.5, "%s (%.2f s)", o.error, o.seconds);
     /* freeing the upstream cancels what is in flight and waits for it */
     slm_gate_free(g);
     slm_upstream_free(u);
@@ -630,7 +630,7 @@ static void test_tls(slm_engine *e) {
 static void test_breaker(slm_engine *e) {
     slm_upstream_config c = {.name = "frontier", .url = mock_url, .model = "gpt-test", .api_key = KEY,
                              .first_byte_timeout_s = 2, .max_retries = -1, .breaker_threshold = 3,
-                             .breaker_cooldown_s = 0.5};
+                             .breaker_cooldown_s = 0.3};
     slm_upstream *u = NULL;
     char err[256];
     CHECK(slm_upstream_new(&c, &u, err, sizeof err) == 0);
@@ -648,11 +648,11 @@ static void test_breaker(slm_engine *e) {
     CHECKF(!o.submitted && o.status == 503 && strcmp(o.code, "upstream_unavailable") == 0 &&
            strstr(o.call_error, "frontier"), "%d %s %s", o.status, o.code, o.call_error);
     CHECK(mock_log_count() == 3);
-    usleep(600 * 1000);
+    usleep(350 * 1000);
     CHECK(!slm_upstream_is_open(u));
     run_call(g, &(spec){.chat = true, .text = "x"}, &o); /* the trial fails (503): open again */
     CHECK(o.finish == SLM_FINISH_ERROR && slm_upstream_is_open(u));
-    usleep(600 * 1000);
+    usleep(350 * 1000);
     run_call(g, &(spec){.chat = true, .text = "x"}, &o); /* the trial succeeds: closed */
     CHECK(o.finish == SLM_FINISH_STOP && !slm_upstream_is_open(u));
     run_call(g, &(spec){.chat = true, .text = "x"}, &o);
