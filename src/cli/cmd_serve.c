@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "common.h"
 #include "../server/server.h"
+#include "slm_config.h"
 #include "slm_govern.h"
 
 static const char *serve_help =
@@ -47,6 +48,7 @@ static const char *serve_help =
     "      --pii MODE          personal-data policy for keys without their own: off|detect|mask|block (default detect)\n"
     "      --pii-output        also mask personal data found in generated text\n"
     "      --air-gapped        make no outbound connection at all (no upstream, no pull)\n"
+    "      --config FILE       YAML config: server settings, models, upstreams, routes (docs/config.md)\n"
     "      --price NAME=IN,OUT a served model's price in USD per 1M input / output tokens (ledger, budgets)\n"
     "      --quiet             no per-request log lines\n";
 
@@ -66,6 +68,38 @@ static bool take_int(const char *verb, int argc, char **argv, int *i, long lo, l
     return cli_parse_int(verb, flag, v, lo, hi, out);
 }
 
+/* What a --config file sets: server settings, the named models, and (for the server) its
+ * upstreams, routes and prices. */
+static bool apply_config(const char *verb, const slm_config *f, srv_config *c, char **keys_copy) {
+    c->file = f;
+    if (f->host) c->host = f->host;
+    if (f->port >= 0) c->port = f->port;
+    if (f->data_dir) c->data_dir = f->data_dir;
+    if (f->air_gapped >= 0) c->air_gapped = f->air_gapped;
+    if (f->audit_sign >= 0) c->audit_sign = f->audit_sign;
+    if (f->pii_output >= 0) c->pii_output = f->pii_output;
+    if (f->audit_content) c->audit_content = slm_audit_content_parse(f->audit_content);
+    if (f->pii) c->pii_policy = slm_pii_policy_parse(f->pii);
+    for (int i = 0; i < f->n_models; i++) {
+        if (c->n_models == SRV_MAX_MODELS) return cli_fail(verb, "at most %d models", SRV_MAX_MODELS), false;
+        c->model_names[c->n_models] = f->models[i].name;
+        c->model_paths[c->n_models++] = f->models[i].path;
+    }
+    if (f->api_keys_env) {
+        const char *list = getenv(f->api_keys_env);
+        if (!list || !*list)
+            return cli_fail(verb, "the environment variable %s (server.api_keys_env) is not set", f->api_keys_env), false;
+        if (!(*keys_copy = strdup(list))) return cli_fail(verb, "out of memory"), false;
+        for (char *k = strtok(*keys_copy, ","); k; k = strtok(NULL, ",")) {
+            while (*k == ' ') k++;
+            if (!*k) continue;
+            if (c->n_api_keys == SRV_MAX_API_KEYS) return cli_fail(verb, "at most %d API keys", SRV_MAX_API_KEYS), false;
+            c->api_keys[c->n_api_keys++] = k;
+        }
+    }
+    return true;
+}
+
 int cmd_serve(int argc, char **argv) {
     const char *verb = "serve";
     srv_config c;
@@ -76,6 +110,26 @@ int cmd_serve(int argc, char **argv) {
     int status = 1;
     long v;
     bool total_given = false;
+    slm_config *file = NULL;
+    char *file_keys = NULL;
+    /* the config file first: flags given beside it override what it says */
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--config")) {
+            char err[600];
+            if (i + 1 >= argc) {
+                cli_fail(verb, "--config needs a file");
+                goto out;
+            }
+            if (file) {
+                cli_fail(verb, "--config is given twice");
+                goto out;
+            }
+            if (slm_config_load(argv[i + 1], &file, err, sizeof err)) {
+                cli_fail(verb, "%s", err);
+                goto out;
+            }
+            if (!apply_config(verb, file, &c, &file_keys)) goto out;
+        }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_is_help(a)) {
@@ -115,6 +169,8 @@ int cmd_serve(int argc, char **argv) {
             if (!take(verb, argc, argv, &i, &c.chat_template)) goto out;
             /* refused here, not by every chat request later */
             if (!cli_check_chat_template(verb, c.chat_template)) goto out;
+        } else if (!strcmp(a, "--config")) {
+            i++; /* read above */
         } else if (!strcmp(a, "--data-dir")) {
             if (!take(verb, argc, argv, &i, &c.data_dir)) goto out;
         } else if (!strcmp(a, "--no-data-dir")) {
@@ -262,6 +318,8 @@ int cmd_serve(int argc, char **argv) {
     }
     status = srv_run(&c);
 out:
+    slm_config_free(file);
+    free(file_keys);
     free(env_keys);
     return status;
 }

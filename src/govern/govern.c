@@ -33,6 +33,7 @@ typedef struct call_policy {
     char **owned; /* masked message texts */
     int n_owned;
     json_t *content; /* the request's texts for the audit record, taken when policy ran */
+    char requested[256]; /* the model the caller named, before routing resolved it */
 } call_policy;
 
 static double unix_now(void) {
@@ -187,6 +188,7 @@ static bool guard_input(void *state, slm_gate_call *call) {
     govern *gv = state;
     call_policy *p = policy_of(gv, call);
     if (!p) return slm_gate_refuse(call, 500, "out_of_memory", "out of memory");
+    snprintf(p->requested, sizeof p->requested, "%s", call->model ? call->model : "");
     if (!gv->cfg.pii || p->pii_policy == SLM_PII_POLICY_OFF) {
         if (gv->cfg.audit) p->content = request_content(gv, call);
         return true;
@@ -267,7 +269,8 @@ static bool check_scope(void *state, slm_gate_call *call) {
     (void)state;
     call_policy *p = call->policy;
     if (!p || !p->has_key) return true;
-    if (p->key.models[0] && !in_list(p->key.models, call->model ? call->model : ""))
+    /* the name the caller sent (a route such as "auto") or what it resolved to may be in scope */
+    if (p->key.models[0] && !in_list(p->key.models, p->requested) && !in_list(p->key.models, call->model ? call->model : ""))
         return slm_gate_refuse(call, 403, "model_not_allowed", "key '%s' may not use model '%.200s' (allowed: %s)",
                                p->key.name, call->model ? call->model : "", p->key.models);
     if (call->local_only && call->backend != 0)

@@ -77,10 +77,11 @@ static json_t *completion_logprobs(const srv_model *s, const slm_token_info *inf
     return json_pack("{s:o, s:o, s:o, s:o}", "tokens", tokens, "token_logprobs", lps, "top_logprobs", tops, "text_offset", offs);
 }
 
-static json_t *usage_json(const slm_request *r) {
-    return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", r->n_prompt, "completion_tokens", r->n_tokens,
-                     "total_tokens", r->n_prompt + r->n_tokens, "prompt_tokens_details", "cached_tokens",
-                     r->n_prompt_cached);
+static json_t *usage_json(const srv_server *s, const slm_request *r) {
+    int prompt, completion;
+    srv_usage(s, r, &prompt, &completion);
+    return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", prompt, "completion_tokens", completion, "total_tokens",
+                     prompt + completion, "prompt_tokens_details", "cached_tokens", r->n_prompt_cached);
 }
 
 /* llama.cpp-style timings; the chat page shows tok/s from these. */
@@ -204,7 +205,8 @@ static bool emit_openai(srv_stream *st, slm_request *r, const srv_delta *d) {
         if (ok && u->include_usage) {
             c = chunk_base(u);
             json_object_set_new(c, "choices", json_array());
-            json_object_set_new(c, "usage", usage_json(r));
+            json_object_set_new(c, "usage", usage_json(u->srv, r));
+            if (st->origin && st->origin->route) json_object_set_new(c, "route", json_string(st->origin->route));
             ok = srv_stream_write_json(st, "data: ", c, "\n\n");
         }
         if (ok) ok = srv_stream_write(st, "data: [DONE]\n\n", 14);
@@ -343,7 +345,8 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
                                       "finish_reason", slm_finish_name(r->finish));
     free(text);
     json_object_set_new(resp, "choices", json_pack("[o]", choice));
-    json_object_set_new(resp, "usage", usage_json(r));
+    json_object_set_new(resp, "usage", usage_json(s, r));
+    if (c->call.route) json_object_set_new(resp, "route", json_string(c->call.route));
     json_object_set_new(resp, "timings", timings_json(r));
     free(u);
     ret = srv_reply_json(c, 200, resp);

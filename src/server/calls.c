@@ -8,10 +8,23 @@
 #include <time.h>
 
 #include "replies.h"
+#include "setup.h"
+#include "slm_route.h"
 
 const srv_model *srv_pick_model(srv_conn *c, const char *name) {
     srv_server *s = c->srv;
     int k = slm_engine_find(s->engine, name);
+    const slm_route_target *t = k < 0 ? srv_find_target(s, name) : NULL;
+    if (t) {
+        /* a route or an upstream: the local model tokenizes (limits, usage) and serves what stays */
+        c->target = t->name;
+        k = t->is_route ? slm_engine_find(s->engine, t->local_name) : 0;
+        for (int i = 0; !t->is_route && i < s->n_models; i++)
+            if (!slm_model_is_embedding(s->models[i].model)) {
+                k = i;
+                break;
+            }
+    }
     if (k >= 0 && k < s->n_models) return c->model = &s->models[k];
     char list[300] = "";
     for (int i = 0; i < s->n_models; i++)
@@ -82,6 +95,22 @@ bool srv_chat_tokenize(const srv_model *s, const slm_chat_message *msgs, size_t 
     return true;
 }
 
+void srv_usage(const srv_server *s, const slm_request *r, int *prompt_tokens, int *completion_tokens) {
+    *prompt_tokens = r->kind == SLM_REQ_EMBED ? r->n_embed_tokens
+                     : r->remote_prompt_tokens > 0 ? r->remote_prompt_tokens
+                                                   : r->n_prompt;
+    *completion_tokens = r->remote_completion_tokens > 0 ? r->remote_completion_tokens : r->n_tokens;
+    if (*completion_tokens == 0 && r->text_len > 0 && r->kind == SLM_REQ_GENERATE) {
+        /* text from an upstream that sent no usage: count it with the local tokenizer */
+        int k = slm_engine_find(s->engine, r->model);
+        const slm_model *m = k >= 0 && k < s->n_models ? s->models[k].model : NULL;
+        if (m) {
+            int n = slm_tokenize(m, r->text, r->text_len, false, false, NULL, 0, NULL, 0);
+            *completion_tokens = n == SLM_TOKENIZE_ERROR ? 0 : n < 0 ? -n : n;
+        }
+    }
+}
+
 uint64_t srv_random_seed(srv_server *s) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -103,7 +132,7 @@ static bool gate_submit(srv_conn *c) {
         srv_reply_error(c, 503, "shutting_down", NULL, "server is shutting down");
         return false;
     }
-    c->call.model = c->model ? c->model->id : "";
+    if (!c->call.inspected) c->call.model = c->target ? c->target : c->model ? c->model->id : "";
     if (slm_gate_submit(s->gate, &c->call)) return true;
     srv_reply_refused(c);
     return false;
@@ -111,7 +140,7 @@ static bool gate_submit(srv_conn *c) {
 
 bool srv_inspect(srv_conn *c, slm_chat_message *msgs, size_t n, const char *prompt, bool stream) {
     srv_server *s = c->srv;
-    c->call.model = c->model ? c->model->id : "";
+    c->call.model = c->target ? c->target : c->model ? c->model->id : "";
     c->call.messages = msgs;
     c->call.n_messages = n;
     c->call.prompt = prompt;

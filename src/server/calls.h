@@ -35,6 +35,10 @@ void srv_forget_texts(srv_conn *c);
 /* The generated text of r as the client may see it (through the call's output filter); malloc'd,
  * *len set; NULL when out of memory. Call with r done. */
 char *srv_final_text(srv_conn *c, slm_request *r, size_t *len);
+/* Token counts of a finished (or finishing) request, as the API reports them: a remote backend's own
+ * usage when it sent one, else the tokens generated here, else the reply text tokenized with the
+ * local model. Call with r->mu held. */
+void srv_usage(const srv_server *s, const slm_request *r, int *prompt_tokens, int *completion_tokens);
 uint64_t srv_random_seed(srv_server *s);
 /* New id like "chatcmpl-<hex>". */
 void srv_new_id(srv_server *s, const char *prefix, char *out, size_t cap);

@@ -2,6 +2,8 @@
  * from a request's channel. Runs on the connection's own thread (thread per connection). */
 #include "replies.h"
 
+#include "calls.h"
+
 #include <linux/sockios.h>
 #include <poll.h>
 #include <stdio.h>
@@ -33,10 +35,7 @@ void srv_finish_call(srv_server *s, slm_gate_call *call, int status) {
     slm_request *r = call->request;
     if (r) {
         pthread_mutex_lock(&r->mu);
-        call->prompt_tokens = r->kind == SLM_REQ_EMBED ? r->n_embed_tokens
-                              : r->remote_prompt_tokens ? r->remote_prompt_tokens
-                                                        : r->n_prompt;
-        call->completion_tokens = r->remote_completion_tokens ? r->remote_completion_tokens : r->n_tokens;
+        srv_usage(s, r, &call->prompt_tokens, &call->completion_tokens);
         pthread_mutex_unlock(&r->mu);
     }
     if (call->status == 0) call->status = status;

@@ -13,10 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "slm_audit.h"
+#include "setup.h"
 #include "slm_govern.h"
-#include "slm_net.h"
-#include "slm_pii.h"
 #include "state.h"
 #include "transport.h"
 
@@ -45,63 +43,6 @@ void srv_config_defaults(srv_config *c) {
     c->pii_policy = SLM_PII_POLICY_DETECT;
 }
 
-/* The data directory's state store and audit log, and the PII detector: opened before the
- * listener so a misconfigured directory stops the start-up with one line. */
-static int open_governance(srv_server *s, char *err, size_t err_len) {
-    const srv_config *c = &s->cfg;
-    if (c->air_gapped) slm_net_set_air_gapped(true);
-    if (!c->no_data_dir) {
-        char def[PATH_MAX];
-        const char *dir = c->data_dir ? c->data_dir : slm_data_dir_default(def, sizeof def);
-        if (!dir) return snprintf(err, err_len, "cannot work out the data directory: give --data-dir"), -1;
-        if (slm_store_open(dir, &s->store, err, err_len)) return -1;
-        if (!c->no_audit) {
-            slm_audit_options ao = {.sign = c->audit_sign};
-            if (slm_audit_open(dir, &ao, &s->audit, err, err_len)) return -1;
-        }
-    }
-    if (c->pii_policy != SLM_PII_POLICY_OFF || c->pii_output || s->audit) {
-        s->pii = slm_pii_new(err, err_len);
-        if (!s->pii) return -1;
-    }
-    return 0;
-}
-
-/* USD for a call at the --price of its model (0 for a model without one). */
-static double call_cost(void *user, const char *model, const char *route, int prompt_tokens, int completion_tokens,
-                        double *frontier_cost) {
-    (void)route;
-    const srv_config *c = user;
-    *frontier_cost = 0;
-    for (int i = 0; i < c->n_prices; i++)
-        if (strcmp(c->prices[i].model, model) == 0)
-            return (prompt_tokens * c->prices[i].input + completion_tokens * c->prices[i].output) / 1e6;
-    return 0;
-}
-
-static int install_governance(srv_server *s, char *err, size_t err_len) {
-    const srv_config *c = &s->cfg;
-    slm_govern_config gc = {.store = s->store,
-                            .static_keys = s->cfg.api_keys,
-                            .n_static_keys = s->cfg.n_api_keys,
-                            .audit = s->audit,
-                            .audit_content = (slm_audit_content)c->audit_content,
-                            .pii = s->pii,
-                            .pii_policy = (slm_pii_policy)c->pii_policy,
-                            .pii_output = c->pii_output,
-                            .cost = call_cost,
-                            .cost_user = &s->cfg};
-    return slm_govern_install(s->gate, &gc, err, err_len);
-}
-
-static void close_governance(srv_server *s) {
-    slm_audit_close(s->audit);
-    slm_store_close(s->store);
-    slm_pii_free(s->pii);
-    s->audit = NULL;
-    s->store = NULL;
-    s->pii = NULL;
-}
 
 static bool is_loopback(const struct sockaddr *a) {
     if (a->sa_family == AF_INET) return (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127;
@@ -144,7 +85,9 @@ static bool load_models(srv_server *s) {
     for (int i = 0; i < s->cfg.n_models; i++) {
         const char *path = s->cfg.model_paths[i];
         srv_model *m = &s->models[i];
-        if (i == 0 && s->cfg.alias)
+        if (s->cfg.model_names[i])
+            snprintf(m->id, sizeof m->id, "%s", s->cfg.model_names[i]);
+        else if (i == 0 && s->cfg.alias)
             snprintf(m->id, sizeof m->id, "%s", s->cfg.alias);
         else
             model_id_from_path(path, m->id, sizeof m->id);
@@ -219,7 +162,7 @@ int srv_run(const srv_config *cfg) {
         goto out_free;
     }
     char err[512];
-    if (open_governance(s, err, sizeof err) != 0) {
+    if (srv_open_state(s, err, sizeof err) != 0) {
         fprintf(stderr, "slm serve: %s\n", err);
         freeaddrinfo(ai);
         goto out_free;
@@ -251,7 +194,7 @@ int srv_run(const srv_config *cfg) {
                             .queue_cap = s->cfg.queue_size > 0 ? s->cfg.queue_size : -1,
                             .observer = srv_metrics_observer(&s->metrics)};
     if (slm_engine_new(&ep, &s->engine, err, sizeof err) != 0 || slm_gate_new(s->engine, &s->gate, err, sizeof err) != 0 ||
-        install_governance(s, err, sizeof err) != 0) {
+        srv_setup_gate(s, err, sizeof err) != 0) {
         fprintf(stderr, "slm serve: %s\n", err);
         freeaddrinfo(ai);
         goto out_stop;
@@ -326,7 +269,7 @@ out_stop:
     slm_gate_free(s->gate);
     slm_engine_free(s->engine);
 out_free:
-    close_governance(s);
+    srv_close_state(s);
     srv_metrics_destroy(&s->metrics);
     pthread_mutex_destroy(&s->socks_mu);
     free(s);

@@ -12,6 +12,8 @@ typedef struct srv_config {
     const char *model_paths[SRV_MAX_MODELS]; /* --model, repeatable: one engine serves them all */
     int n_models;
     const char *alias;         /* id of the first model; NULL = file name without .gguf */
+    const char *model_names[SRV_MAX_MODELS]; /* ids from the config file (NULL = as above) */
+    const struct slm_config *file; /* --config: upstreams, routes and prices (borrowed) */
     const char *chat_template; /* NULL = the model's own (chatml if it has none) */
     const char *host;          /* default 127.0.0.1 */
     int port;                  /* default 8080; 0 = any free port */

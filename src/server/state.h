@@ -35,6 +35,11 @@ typedef struct srv_server {
     slm_store *store;       /* the data directory's state store (keys, ledger); NULL without one */
     struct slm_audit *audit; /* the audit log; NULL when off */
     struct slm_pii *pii;    /* the PII detector; NULL when the guard is off */
+    struct slm_upstream *upstreams[SRV_MAX_MODELS]; /* the config's upstream APIs, gate backends 1.. */
+    int n_upstreams;
+    struct slm_router *routers[SRV_MAX_MODELS];     /* the routes' learned routers */
+    int n_routers;
+    struct slm_route_table *routes; /* names clients may send besides the models: routes, upstreams */
     srv_model models[SRV_MAX_MODELS];
     int n_models;
     srv_metrics metrics;
@@ -92,6 +97,7 @@ typedef struct srv_conn {
     int status;
     const char *route; /* metrics label */
     const srv_model *model; /* the model the request named (srv_pick_model) */
+    const char *target; /* the route or upstream the request named (its "model"), NULL = a local model */
     slm_gate_call call;     /* this request's way through the gate */
     char client[64];        /* peer address */
     srv_api api;

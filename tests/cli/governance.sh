@@ -61,7 +61,7 @@ grep -q '"type":"insufficient_quota"' "$SRV_TMP/body" && grep -q '"code":"insuff
 check "429 insufficient_quota in OpenAI's shape" $?
 
 # PII policy: block names the types; mask sends placeholders to the model
-pii='{"messages":[{"role":"user","content":"Mail jane.doe@example.com or call +1 415 555 0134"}],"max_tokens":2}'
+pii='{"messages":[{"role":"user","content":"Mail jane.doe@mailbox.org or call +1 415 555 0134"}],"max_tokens":2}'
 [ "$(post "$blocker" /v1/chat/completions "$pii")" = 400 ]; check "pii block: 400" $?
 grep -q '"code":"pii_blocked"' "$SRV_TMP/body" && grep -q 'EMAIL' "$SRV_TMP/body"; check "400 names EMAIL" $?
 [ "$(post "$masker" /v1/chat/completions "$pii")" = 200 ]; check "pii mask: 200" $?
@@ -109,7 +109,7 @@ assert any(x.get("status") == 429 and x.get("error") == "insufficient_quota" for
 m = by_id[sys.argv[3]]
 assert m["pii"]["action"] == "masked" and m["pii"]["found"]["EMAIL"] == 1, m
 text = open(sys.argv[1]).read()
-assert "jane.doe@example.com" not in text, "personal data reached the audit log"
+assert "jane.doe@mailbox.org" not in text, "personal data reached the audit log"
 for x in recs:
     assert "slm-" not in json.dumps(x.get("key", "")), "a secret in the audit log"
 EOF

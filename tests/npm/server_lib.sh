@@ -52,6 +52,18 @@ srv_npm_install() {
   ) 9>"$lock"
 }
 
+# srv_mock_upstream: starts tests/cli/upstream_mock.py (a mock OpenAI-compatible API) on a free
+# loopback port; sets MOCK_URL (base URL with /v1) and MOCK_PID; stopped with the test.
+srv_mock_upstream() {
+  python3 "$SLM_SRC/tests/cli/upstream_mock.py" --port 0 >"$SRV_TMP/mock.port" 2>"$SRV_TMP/mock.log" &
+  MOCK_PID=$!
+  for _ in $(seq 100); do [ -s "$SRV_TMP/mock.port" ] && break; sleep 0.05; done
+  [ -s "$SRV_TMP/mock.port" ] || { cat "$SRV_TMP/mock.log" >&2; echo "mock upstream did not start" >&2; exit 1; }
+  MOCK_URL="http://127.0.0.1:$(head -1 "$SRV_TMP/mock.port")/v1"
+  export MOCK_URL
+  trap 'kill $MOCK_PID 2>/dev/null; srv_cleanup' EXIT
+}
+
 # srv_start [serve flags...]: starts the server on a free port; sets SLM_URL and SRV_PID.
 srv_start() {
   local model
@@ -60,7 +72,10 @@ srv_start() {
   # each test server keeps its state (keys, ledger, audit log) in its own directory unless told
   local state=(--data-dir "$SRV_TMP/data")
   case " $* " in *" --data-dir "* | *" --no-data-dir "*) state=() ;; esac
-  "$SLM_BIN" serve --model "$model" --port 0 --port-file "$SRV_TMP/port" "${state[@]}" "$@" >"$SRV_TMP/server.log" 2>&1 &
+  # a --config that names its own models replaces the default --model
+  local model_arg=(--model "$model")
+  case " $* " in *" --config "*) model_arg=() ;; esac
+  "$SLM_BIN" serve "${model_arg[@]}" --port 0 --port-file "$SRV_TMP/port" "${state[@]}" "$@" >"$SRV_TMP/server.log" 2>&1 &
   SRV_PID=$!
   for _ in $(seq 300); do
     [ -s "$SRV_TMP/port" ] && break

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Governance and routing through the official `openai` npm client (tests/npm/governance.test.mjs):
+# 401, 403 (model outside the key's scope; an upstream for a local-only key), 429 (rpm, and a spent
+# budget as insufficient_quota), the PII mask round trip through a mock upstream (it sees
+# placeholders, the client gets its values back, streamed and not) and block. Then the air gap:
+# with the same upstream configured and --air-gapped, a routed request is answered locally, the
+# upstream named directly is refused, and a listener standing in for the upstream sees no connection.
+set -euo pipefail
+. "$SLM_SRC/tests/npm/server_lib.sh"
+srv_require_node
+srv_require_curl
+srv_npm_install
+srv_mock_upstream
+model=$(srv_model_path)
+D="$SRV_TMP/state"
+key() { "$SLM_BIN" keys create --data-dir "$D" "$@" 2>/dev/null; }
+export KEY_ADMIN=$(key --name ops --admin)
+export KEY_APP=$(key --name app)
+export KEY_SCOPED=$(key --name scoped --models local)
+export KEY_LOCAL_ONLY=$(key --name lab --local-only)
+export KEY_RPM=$(key --name batch --rpm 2)
+export KEY_BUDGET=$(key --name trial --budget 0.0001/day)
+export KEY_MASK=$(key --name clinic --pii mask)
+export KEY_BLOCK=$(key --name bank --pii block)
+export SLM_TEST_FRONTIER_KEY="frontier-secret-$$"
+cat >"$SRV_TMP/slm.yaml" <<YAML
+models:
+  local: { path: $model, price: { input: 0.0, output: 0.0 } }
+upstreams:
+  frontier:
+    url: $MOCK_URL
+    model: gpt-mock
+    key_env: SLM_TEST_FRONTIER_KEY
+    price: { input: 2.5, output: 10.0 }
+YAML
+srv_start --config "$SRV_TMP/slm.yaml" --data-dir "$D" --quiet
+export SLM_BIN
+node --test --test-concurrency=1 "$SLM_NPM_DIR/governance.test.mjs"
+srv_stop
+"$SLM_BIN" audit verify --data-dir "$D" >/dev/null || { echo "FAIL: audit verify" >&2; exit 1; }
+! grep -rq "jane.doe@mailbox.org" "$D/audit" || { echo "FAIL: personal data in the audit log" >&2; exit 1; }
+! grep -rqF "$SLM_TEST_FRONTIER_KEY" "$D" "$SRV_TMP/server.log" || { echo "FAIL: the upstream key leaked" >&2; exit 1; }
+
+# the air gap: the upstream is a bare listener that counts connections
+cat >"$SRV_TMP/listener.py" <<'PY'
+import socket, sys, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0)); s.listen(16)
+print(s.getsockname()[1], flush=True)
+n = 0
+while True:
+    c, _ = s.accept(); n += 1
+    open(sys.argv[1], "w").write(str(n)); c.close()
+PY
+python3 "$SRV_TMP/listener.py" "$SRV_TMP/connections" >"$SRV_TMP/listener.port" &
+LISTENER=$!
+trap 'kill $LISTENER $MOCK_PID 2>/dev/null; srv_cleanup' EXIT
+for _ in $(seq 100); do [ -s "$SRV_TMP/listener.port" ] && break; sleep 0.05; done
+cat >"$SRV_TMP/gapped.yaml" <<YAML
+models:
+  local: { path: $model }
+upstreams:
+  frontier: { url: "http://127.0.0.1:$(cat "$SRV_TMP/listener.port")/v1", model: gpt-mock }
+routes:
+  auto: { local: local, upstream: frontier, frontier_share: 1.0 }
+YAML
+srv_start --config "$SRV_TMP/gapped.yaml" --data-dir "$SRV_TMP/gapped" --air-gapped --quiet
+grep -q "AIR-GAPPED" "$SRV_TMP/server.log" || { echo "FAIL: start-up does not show the air gap" >&2; exit 1; }
+chat='{"messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":4}'
+code=$(curl -s -D "$SRV_TMP/h" -o "$SRV_TMP/b" -w '%{http_code}' "$SLM_URL/v1/chat/completions" -d "${chat/\{/\{\"model\":\"auto\",}")
+[ "$code" = 200 ] && grep -qi '^x-slm-route: local' "$SRV_TMP/h" || { echo "FAIL: air-gapped auto: $code $(cat "$SRV_TMP/b")" >&2; exit 1; }
+code=$(curl -s -o "$SRV_TMP/b" -w '%{http_code}' "$SLM_URL/v1/chat/completions" -d "${chat/\{/\{\"model\":\"frontier\",}")
+[ "$code" = 403 ] && grep -q '"code":"air_gapped"' "$SRV_TMP/b" || { echo "FAIL: air-gapped upstream: $code $(cat "$SRV_TMP/b")" >&2; exit 1; }
+sleep 0.3
+[ ! -s "$SRV_TMP/connections" ] || { echo "FAIL: the upstream saw $(cat "$SRV_TMP/connections") connections" >&2; exit 1; }
+srv_stop
+echo "server_governance: air gap held (0 connections)"
