@@ -775,6 +775,91 @@ static int connections_within(int s, int ms) {
     return n;
 }
 
+/* A real `slm serve` as the upstream (issue 14's stand-in for the frontier API): slm's own SSE must
+ * parse, and greedy text and usage must equal the engine's own run of the same prompt. */
+static void test_real_server(slm_engine *e, slm_model *m, const char *model_path) {
+    const char *bin = getenv("SLM_BIN");
+    if (!bin || access(bin, X_OK) != 0) {
+        fprintf(stderr, "test_upstream: SLM_BIN unset or not executable: the real-server check is skipped\n");
+        return;
+    }
+    char dir[] = "/tmp/slm-up-srv-XXXXXX";
+    if (!mkdtemp(dir)) return;
+    char port_file[128];
+    snprintf(port_file, sizeof port_file, "%s/port", dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execl(bin, bin, "serve", "--model", model_path, "--port", "0", "--port-file", port_file, "--no-data-dir", "-np",
+              "2", "-t", "1", "-c", "256", (char *)NULL);
+        _exit(127);
+    }
+    int port = 0;
+    for (int i = 0; i < 200 && port == 0; i++) {
+        FILE *f = fopen(port_file, "r");
+        if (f) {
+            if (fscanf(f, "%d", &port) != 1) port = 0;
+            fclose(f);
+        }
+        if (port == 0) usleep(50 * 1000);
+    }
+    CHECKF(port > 0, "slm serve did not start");
+    char url[128], health[160];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1", port);
+    snprintf(health, sizeof health, "http://127.0.0.1:%d/health", port);
+    for (int i = 0; port > 0 && i < 200; i++) {
+        slm_net_request rq = {.url = health, .total_timeout_s = 2};
+        slm_net_response rs;
+        bool ok = slm_net_perform(&rq, &rs) == SLM_NET_OK && rs.status == 200;
+        slm_net_response_free(&rs);
+        if (ok) break;
+        usleep(50 * 1000);
+    }
+    /* the reference: greedy on the engine */
+    const char *text = "Once upon a time";
+    slm_token toks[64];
+    char err[256];
+    int n = slm_tokenize(m, text, strlen(text), true, false, toks, 64, err, sizeof err);
+    slm_engine *le = NULL;
+    slm_context_params cp = slm_context_default_params();
+    cp.n_ctx = 256;
+    CHECK(slm_engine_new(&(slm_engine_params){.n_threads = 1}, &le, err, sizeof err) == 0 &&
+          slm_engine_add_model(le, "stories", m, &cp, false, err, sizeof err) == 0);
+    slm_request *ref = slm_request_new(SLM_REQ_GENERATE);
+    ref->prompt = malloc(sizeof *ref->prompt * (size_t)n);
+    memcpy(ref->prompt, toks, sizeof *toks * (size_t)n);
+    ref->n_prompt = n;
+    ref->gen.max_tokens = 24;
+    ref->gen.sampling.temperature = 0;
+    CHECK(slm_engine_submit(le, ref) == SLM_SUBMIT_OK);
+    slm_finish ref_finish = slm_engine_wait(le, ref, NULL, NULL, NULL);
+
+    slm_upstream *u = upstream_with(url, "stories260K", 10, 0);
+    slm_gate *g = gate_with(e, u);
+    outcome o;
+    run_call(g, &(spec){.text = text, .max_tokens = 24}, &o);
+    CHECKF(o.finish == ref_finish && strcmp(o.text, ref->text ? ref->text : "") == 0, "%d/%d '%s' vs '%s' %s", o.finish,
+           ref_finish, o.text, ref->text, o.error);
+    CHECKF(o.prompt_tokens == n && o.completion_tokens == ref->n_tokens, "usage %d %d vs %d %d", o.prompt_tokens,
+           o.completion_tokens, n, ref->n_tokens);
+    /* a chat through slm's chat endpoint streams too */
+    run_call(g, &(spec){.chat = true, .text = "Tell me a story.", .max_tokens = 8}, &o);
+    CHECKF((o.finish == SLM_FINISH_LENGTH || o.finish == SLM_FINISH_STOP) && o.completion_tokens > 0 &&
+           o.prompt_tokens > 0, "%d %s", o.finish, o.error);
+    slm_gate_free(g);
+    slm_upstream_free(u);
+    slm_request_release(ref);
+    slm_engine_free(le);
+    if (pid > 0) {
+        kill(pid, SIGTERM);
+        waitpid(pid, NULL, 0);
+    }
+    unlink(port_file);
+    rmdir(dir);
+}
+
 static void test_air_gap(slm_engine *e, slm_model *m) {
     int port;
     int s = listener(&port);
@@ -874,6 +959,7 @@ int main(void) {
         snprintf(path, sizeof path, "%.4000s/models/stories260K.gguf", shared);
         CHECKF(slm_model_load(path, NULL, &m, err, sizeof err) == 0, "%s", err);
         if (m) test_fallback(m);
+        if (m) test_real_server(e, m, path);
     }
     test_air_gap(e, m); /* last: the air gap cannot be lifted */
     slm_model_free(m);
