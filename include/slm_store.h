@@ -89,6 +89,19 @@ typedef struct slm_ledger_totals {
 int slm_store_ledger_totals(slm_store *s, double since, const char *by, slm_ledger_totals **out, char *err,
                             size_t err_len);
 
+/* One time bucket of the ledger, for the dashboard's plots. */
+typedef struct slm_ledger_bucket {
+    double start;                   /* unix seconds, a multiple of the bucket width */
+    long long requests, local_requests, prompt_tokens, completion_tokens;
+    double cost, frontier_cost;
+    double latency_p50_ms, latency_p95_ms; /* over the bucket's requests */
+    double completion_tokens_per_s; /* sum of completion tokens / sum of latency */
+} slm_ledger_bucket;
+/* The ledger since `since` in buckets of `width` seconds (oldest first; empty buckets omitted;
+ * *out malloc'd). Returns the bucket count or -1. */
+int slm_store_ledger_series(slm_store *s, double since, double width, slm_ledger_bucket **out, char *err,
+                            size_t err_len);
+
 #ifdef __cplusplus
 }
 #endif

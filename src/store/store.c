@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <sqlite3.h>
@@ -456,6 +457,101 @@ int slm_store_ledger_totals(slm_store *s, double since, const char *by, slm_ledg
     rc = n;
 out:
     free(rows);
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double percentile(double *v, size_t n, double q) {
+    if (n == 0) return 0;
+    qsort(v, n, sizeof *v, cmp_double);
+    size_t i = (size_t)(q * (double)(n - 1) + 0.5);
+    return v[i < n ? i : n - 1];
+}
+
+int slm_store_ledger_series(slm_store *s, double since, double width, slm_ledger_bucket **out, char *err,
+                            size_t err_len) {
+    *out = NULL;
+    if (!(width >= 1)) return slm_err(err, err_len, "bucket width must be at least 1 second");
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = NULL;
+    int n = 0, cap = 0, rc = -1;
+    slm_ledger_bucket *rows = NULL;
+    double *lat = NULL;
+    size_t n_lat = 0, cap_lat = 0;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT time, route, prompt_tokens, completion_tokens, cost, frontier_cost, latency_ms"
+                           " FROM ledger WHERE time >= ? ORDER BY time",
+                           -1, &st, NULL) != SQLITE_OK) {
+        db_fail(s, err, err_len, "reading the ledger");
+        goto out;
+    }
+    sqlite3_bind_double(st, 1, since);
+    double latency_sum = 0;
+    int step;
+    for (;;) {
+        step = sqlite3_step(st);
+        double t = step == SQLITE_ROW ? sqlite3_column_double(st, 0) : 0;
+        double start = step == SQLITE_ROW ? floor(t / width) * width : -1;
+        /* close the current bucket when the next row starts another one (or the rows end) */
+        if (n > 0 && rows[n - 1].start != start && n_lat > 0) {
+            slm_ledger_bucket *b = &rows[n - 1];
+            b->completion_tokens_per_s = latency_sum > 0 ? (double)b->completion_tokens / (latency_sum / 1e3) : 0;
+            b->latency_p95_ms = percentile(lat, n_lat, 0.95);
+            b->latency_p50_ms = percentile(lat, n_lat, 0.50);
+            n_lat = 0;
+            latency_sum = 0;
+        }
+        if (step != SQLITE_ROW) break;
+        if (n == 0 || rows[n - 1].start != start) {
+            if (n == cap) {
+                cap = cap ? 2 * cap : 64;
+                slm_ledger_bucket *grown = realloc(rows, sizeof *grown * (size_t)cap);
+                if (!grown) {
+                    slm_err(err, err_len, "out of memory");
+                    goto out;
+                }
+                rows = grown;
+            }
+            memset(&rows[n], 0, sizeof rows[n]);
+            rows[n++].start = start;
+        }
+        slm_ledger_bucket *b = &rows[n - 1];
+        const unsigned char *route = sqlite3_column_text(st, 1);
+        b->requests++;
+        if (route && strcmp((const char *)route, "local") == 0) b->local_requests++;
+        b->prompt_tokens += sqlite3_column_int64(st, 2);
+        b->completion_tokens += sqlite3_column_int64(st, 3);
+        b->cost += sqlite3_column_double(st, 4);
+        b->frontier_cost += sqlite3_column_double(st, 5);
+        double ms = sqlite3_column_double(st, 6);
+        latency_sum += ms;
+        if (n_lat == cap_lat) {
+            cap_lat = cap_lat ? 2 * cap_lat : 256;
+            double *grown = realloc(lat, sizeof *grown * cap_lat);
+            if (!grown) {
+                slm_err(err, err_len, "out of memory");
+                goto out;
+            }
+            lat = grown;
+        }
+        lat[n_lat++] = ms;
+    }
+    if (step != SQLITE_DONE) {
+        db_fail(s, err, err_len, "reading the ledger");
+        goto out;
+    }
+    *out = rows;
+    rows = NULL;
+    rc = n;
+out:
+    free(rows);
+    free(lat);
     sqlite3_finalize(st);
     pthread_mutex_unlock(&s->mu);
     return rc;

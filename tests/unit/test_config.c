@@ -95,11 +95,22 @@ static void test_store(void) {
     e.route = "upstream";
     CHECK(slm_store_ledger_add(s, &e, err, sizeof err) == 0);
     CHECK(fabs(slm_store_spend(s, "app", 0) - 0.5) < 1e-12 && fabs(slm_store_spend(s, "app", 1500) - 0.25) < 1e-12);
+    e.latency_ms = 0;
     slm_ledger_totals *t = NULL;
     int n = slm_store_ledger_totals(s, 0, "route", &t, err, sizeof err);
     CHECK(n == 2 && strcmp(t[0].group, "local") == 0 && t[0].local_requests == 1 && t[1].local_requests == 0);
     free(t);
     CHECK(slm_store_ledger_totals(s, 0, "colour", &t, err, sizeof err) < 0);
+    e.time = 2500;
+    e.latency_ms = 100;
+    e.completion_tokens = 30;
+    CHECK(slm_store_ledger_add(s, &e, err, sizeof err) == 0);
+    slm_ledger_bucket *b = NULL;
+    n = slm_store_ledger_series(s, 0, 1000, &b, err, sizeof err);
+    CHECK(n == 2 && b[0].start == 1000 && b[0].requests == 1 && b[0].local_requests == 1 && b[1].start == 2000 &&
+          b[1].requests == 2 && b[1].local_requests == 0 && b[1].latency_p95_ms == 100 && b[1].latency_p50_ms == 100 &&
+          fabs(b[1].completion_tokens_per_s - 300) < 1e-9);
+    free(b);
     CHECK(slm_store_key_revoke(s, "app", err, sizeof err) == 1 && slm_store_key_revoke(s, "app", err, sizeof err) == 0);
     CHECK(slm_store_key_lookup(s, hash, &got, err, sizeof err) == 0 && slm_store_key_count(s) == 0);
     /* a name can be reused once revoked; the old secret stays dead */
