@@ -20,6 +20,7 @@ int cmd_summarize(int argc, char **argv);
 int cmd_redact(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
+int cmd_ledger(int argc, char **argv);
 int cmd_router(int argc, char **argv);
 
 /* Prints "slm <verb>: <msg>" to stderr and returns the exit status 1. */

@@ -28,6 +28,7 @@ static const struct verb {
     {"extract", cmd_extract, "extract JSON matching a schema"},
     {"summarize", cmd_summarize, "summarize a text"},
     {"keys", cmd_keys, "create, list and revoke API keys (scopes, limits, budgets)"},
+    {"ledger", cmd_ledger, "what requests cost, local vs upstream, and the savings"},
     {"redact", cmd_redact, "find and mask personal data in text (JSONL or plain text)"},
     {"audit", cmd_audit, "verify and query the tamper-evident audit log"},
     {"router", cmd_router, "train and evaluate the request router (local model vs frontier API)"},

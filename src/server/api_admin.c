@@ -111,3 +111,29 @@ enum MHD_Result srv_admin_ledger(srv_conn *c) {
     }
     return srv_reply_json(c, 200, o);
 }
+
+enum MHD_Result srv_admin_ledger_series(srv_conn *c) {
+    if (!admin_only(c)) return MHD_YES;
+    const char *since_s = MHD_lookup_connection_value(c->mhd, MHD_GET_ARGUMENT_KIND, "since");
+    const char *width_s = MHD_lookup_connection_value(c->mhd, MHD_GET_ARGUMENT_KIND, "bucket");
+    double since = 0, width = 60;
+    char *end;
+    if (since_s && ((since = strtod(since_s, &end)), end == since_s || *end || !isfinite(since) || since < 0))
+        return srv_reply_error(c, 400, NULL, "since", "'since' must be unix seconds");
+    if (width_s && ((width = strtod(width_s, &end)), end == width_s || *end || !(width >= 1 && width <= 31 * 86400)))
+        return srv_reply_error(c, 400, NULL, "bucket", "'bucket' must be seconds in [1, 2678400]");
+    char err[512];
+    slm_ledger_bucket *b = NULL;
+    int n = slm_store_ledger_series(c->srv->store, since, width, &b, err, sizeof err);
+    if (n < 0) return srv_reply_error(c, 500, NULL, NULL, err);
+    json_t *data = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(
+            data, json_pack("{s:f, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "start", b[i].start, "requests",
+                            (json_int_t)b[i].requests, "local_requests", (json_int_t)b[i].local_requests, "prompt_tokens",
+                            (json_int_t)b[i].prompt_tokens, "completion_tokens", (json_int_t)b[i].completion_tokens, "cost",
+                            b[i].cost, "frontier_cost", b[i].frontier_cost, "latency_p50_ms", b[i].latency_p50_ms,
+                            "latency_p95_ms", b[i].latency_p95_ms, "tokens_per_s", b[i].completion_tokens_per_s));
+    free(b);
+    return srv_reply_json(c, 200, json_pack("{s:s, s:f, s:o}", "object", "list", "bucket", width, "data", data));
+}

@@ -24,7 +24,9 @@ enum MHD_Result srv_task_summarize(srv_conn *c);
 enum MHD_Result srv_admin_keys(srv_conn *c);
 enum MHD_Result srv_admin_key_revoke(srv_conn *c, const char *name);
 enum MHD_Result srv_admin_ledger(srv_conn *c);
+enum MHD_Result srv_admin_ledger_series(srv_conn *c);
 
 extern const char srv_webpage_html[];
+extern const char srv_dashboard_html[];
 
 #endif

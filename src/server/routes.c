@@ -33,6 +33,8 @@ typedef enum {
     R_ADMIN_KEY_CREATE,
     R_ADMIN_KEY_REVOKE,
     R_ADMIN_LEDGER,
+    R_ADMIN_LEDGER_SERIES,
+    R_DASHBOARD,
 } route_id;
 
 static const srv_route routes[] = {
@@ -59,6 +61,8 @@ static const srv_route routes[] = {
     {"POST", "/v1/keys", R_ADMIN_KEY_CREATE, "/v1/keys", false, false},
     {"DELETE", "/v1/keys/*", R_ADMIN_KEY_REVOKE, "/v1/keys/{name}", false, false},
     {"GET", "/v1/ledger/summary", R_ADMIN_LEDGER, "/v1/ledger/summary", false, false},
+    {"GET", "/v1/ledger/series", R_ADMIN_LEDGER_SERIES, "/v1/ledger/series", false, false},
+    {"GET", "/dashboard", R_DASHBOARD, "/dashboard", true, false},
 };
 
 static bool path_matches(const char *pattern, const char *url) {
@@ -150,6 +154,9 @@ enum MHD_Result srv_dispatch(srv_conn *c, const srv_route *route) {
     case R_ADMIN_KEY_CREATE: return srv_admin_keys(c);
     case R_ADMIN_KEY_REVOKE: return srv_admin_key_revoke(c, c->url + strlen("/v1/keys/"));
     case R_ADMIN_LEDGER: return srv_admin_ledger(c);
+    case R_ADMIN_LEDGER_SERIES: return srv_admin_ledger_series(c);
+    case R_DASHBOARD:
+        return srv_reply_bytes(c, 200, "text/html; charset=utf-8", srv_dashboard_html, strlen(srv_dashboard_html));
     }
     return srv_reply_error(c, 404, NULL, NULL, "unknown route");
 }
