@@ -91,13 +91,13 @@ size_t slm_act_row_bytes(slm_act_kind kind, int64_t k) {
  * rows of 2048 elements (u8 values + f32 lane scales) are 32 KiB, within L1. */
 #define BIG_K_STEPS 32
 
-/* The float-weight GEMM (slm_float_gemm): from this many tokens on, converting a chunk's rows once
- * beats converting every row for every token (bench_kernels float, F16 3072 x 768, one thread on
- * the AVX-512 path: 0.48x the per-token dots at 4 tokens, 0.77x at 8, 1.14x at 16, 2.4x at 128;
- * converting costs about as much as 12 tokens of multiplies). Columns per block: 32 rows x 128 floats = 16 KiB of
- * panel stay in L1 while the tokens stream past; tokens per sweep: their 128-column slice
- * (256 x 512 bytes) stays in L2. */
-#define FGEMM_MIN_TOKENS 12
+/* The float-weight GEMM (slm_float_gemm) takes every batch of two tokens or more, so a token's
+ * result does not depend on what else is in its batch (its sums run in the same order whether it
+ * is encoded alone or beside others; conf_embed checks batched == one at a time). Converting the
+ * rows costs about as much as 12 tokens of per-token dots (bench_kernels float, F16 3072 x 768,
+ * one thread, AVX-512: 0.48x the per-token dots at 4 tokens, 0.77x at 8, 1.14x at 16, 2.4x at
+ * 128), a price paid only by small multi-sequence decode steps of float-weight models. */
+#define FGEMM_MIN_TOKENS 2
 #define FGEMM_K_BLOCK 128
 #define FGEMM_TOKEN_BLOCK 256
 #define FGEMM_TILE_ROWS (2 * SLM_FGEMM_GROUP)
