@@ -231,13 +231,17 @@ int slm_audit_verify(const char *data_dir, FILE *report, char *err, size_t err_l
     char head_path[PATH_MAX + 8];
     snprintf(head_path, sizeof head_path, "%s/HEAD", dir);
     char head_problem[PATH_MAX + 600] = "";
+    bool head_damaged = false; /* a crash never damages both slots: always bad, unlike a missing HEAD of an empty log */
     if (access(head_path, F_OK) == 0) {
         char *hb;
         size_t hl;
         if (audit_read_file(head_path, 0, &hb, &hl, err, err_len)) return -1;
         char why[400];
         if (audit_head_parse(hb, hl, v.have_pk ? v.pk : NULL, &v.head, why, sizeof why) == 0) v.have_head = true;
-        else snprintf(head_problem, sizeof head_problem, "%s is damaged: %s", head_path, why);
+        else {
+            snprintf(head_problem, sizeof head_problem, "%s is damaged: %s", head_path, why);
+            head_damaged = true;
+        }
         free(hb);
     } else {
         snprintf(head_problem, sizeof head_problem, "%s is missing: records removed from the tail would go unnoticed",
@@ -265,7 +269,7 @@ int slm_audit_verify(const char *data_dir, FILE *report, char *err, size_t err_l
     if (rc) return rc;
     uint64_t last = v.expect_seq - 1;
     if (head_problem[0]) {
-        if (last > 0 || v.torn) {
+        if (last > 0 || v.torn || head_damaged) {
             say(&v, "bad: %s", head_problem);
             return 1;
         }

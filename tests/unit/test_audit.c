@@ -185,6 +185,7 @@ static void test_bad_input(void) {
     CHECK(slm_audit_append(a, "{\"a\":", err, sizeof err) == -1 && strstr(err, "not valid JSON"));
     CHECK(slm_audit_append(a, "{\"a\":1,\"a\":2}", err, sizeof err) == -1);
     CHECK(slm_audit_append(a, "{}", err, sizeof err) == 0);
+    CHECK(slm_audit_append(a, NULL, err, sizeof err) == -1);
     CHECK(slm_audit_append(a, "{\"text\":\"line\\nbreak \\u00e9\"}", err, sizeof err) == 0);
     /* a second writer on the same log is refused */
     slm_audit *b;
@@ -294,6 +295,11 @@ static void delete_head(const char *dir) {
     snprintf(p, sizeof p, "%s/audit/HEAD", dir);
     remove(p);
 }
+static void damage_head(const char *dir) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/audit/HEAD", dir);
+    write_file(p, "{\"seq\":12}", 10);
+}
 static void copy_record(const char *dir) { /* a valid line of file 1 pasted into file 3 */
     lines L;
     split_lines(log_file(dir, 1), &L);
@@ -357,6 +363,7 @@ static void test_tampering(void) {
     tamper_case("deleted tail", false, delete_tail, "the log ends at seq 10 but HEAD records seq 12");
     tamper_case("deleted last file", false, delete_last_file, "the log ends at seq 9 but HEAD records seq 12");
     tamper_case("deleted HEAD", false, delete_head, "HEAD is missing");
+    tamper_case("damaged HEAD", false, damage_head, "HEAD is damaged: no valid slot");
     tamper_case("copied record", false, copy_record, "bad: record seq 9 (audit-000003.jsonl line 3");
     tamper_case("newline removed", false, strip_newline, "audit-000002.jsonl line 3");
     tamper_case("edited signature", true, edit_sig, "bad: record seq 4 (audit-000002.jsonl line 2, offset"); /* signed: 2 per file */
