@@ -113,6 +113,8 @@ static size_t mock_log_count(void) {
 
 /* ---------- calls through a gate ---------- */
 
+static bool no_key(const char *s) { return !strstr(s, KEY) && !strstr(s, "SECRET-0123"); }
+
 static bool route_stage(void *state, slm_gate_call *call) {
     (void)state;
     call->backend = route_to;
@@ -204,6 +206,7 @@ static void run_call(slm_gate *g, const spec *s, outcome *o) {
         o->route = call.route;
         slm_gate_finish(g, &call);
         slm_request_release(r);
+        CHECKF(no_key(o->call_error), "the key leaked into an error: %s", o->call_error);
         return;
     }
     double t_cancel = 0;
@@ -231,6 +234,7 @@ static void run_call(slm_gate *g, const spec *s, outcome *o) {
     o->route = call.route;
     slm_gate_finish(g, &call);
     slm_request_release(r);
+    CHECKF(no_key(o->error) && no_key(o->call_error), "the key leaked into an error: %s / %s", o->error, o->call_error);
 }
 
 /* What the mock answers for `text`, cut like it cuts (pieces of 4 characters). */
@@ -245,8 +249,6 @@ static int n_pieces(const char *s) {
     for (; *s; s++) chars += ((unsigned char)*s & 0xC0) != 0x80;
     return (chars + 3) / 4;
 }
-
-static bool no_key(const char *s) { return !strstr(s, KEY) && !strstr(s, "SECRET-0123"); }
 
 /* ---------- SSE framing ---------- */
 
@@ -319,6 +321,64 @@ static void test_sse(void) {
     CHECKF(strcmp(msg, "<html> <b>Bad gateway</b> </html>") == 0, "%s", msg);
     up_error_message("{\"error\":\"nope\"}", 16, msg, sizeof msg);
     CHECK(strcmp(msg, "nope") == 0);
+}
+
+/* Hostile streams: random splits never change what is parsed, and random mutations (bytes flipped,
+ * CR/LF/':' inserted, truncation) never crash the framing or the chunk parser (run under ASan). */
+static uint64_t xorshift(uint64_t *x) {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+static void test_sse_random(void) {
+    const char *base = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"h\\u00e9llo\"},\"finish_reason\":null}]}\r\n\r\n"
+                       ": ping\n\nevent: error\ndata: {\"error\":{\"message\":\"x\"}}\n\n"
+                       "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\r\rdata: [DONE]\n\n";
+    size_t n = strlen(base);
+    sse_log whole = {0};
+    up_sse p = {0};
+    CHECK(up_sse_feed(&p, base, n, sse_collect, &whole) == 0 && whole.n == 4);
+    up_sse_free(&p);
+    uint64_t x = 0x1234567887654321ull;
+#define NEXT() xorshift(&x)
+    int split_mismatch = 0;
+    for (int it = 0; it < 300; it++) {
+        sse_log l = {0};
+        up_sse q = {0};
+        for (size_t i = 0; i < n;) {
+            size_t k = 1 + NEXT() % 9;
+            if (k > n - i) k = n - i;
+            up_sse_feed(&q, base + i, k, sse_collect, &l);
+            i += k;
+        }
+        split_mismatch += strcmp(l.all, whole.all) != 0;
+        up_sse_free(&q);
+    }
+    CHECK(split_mismatch == 0);
+    char buf[512];
+    for (int it = 0; it < 2000; it++) {
+        size_t len = n < sizeof buf ? n : sizeof buf;
+        memcpy(buf, base, len);
+        for (int k = 0; k < 1 + (int)(NEXT() % 6); k++) {
+            static const char ins[] = "\r\n:{}\"\\\x00\xff\xc3";
+            size_t at = NEXT() % len;
+            char c = (char)NEXT();
+            if (NEXT() & 1) c = ins[NEXT() % (sizeof ins - 1)];
+            buf[at] = c;
+        }
+        len = 1 + NEXT() % len;
+        up_sse q = {0};
+        sse_log l = {0};
+        up_sse_feed(&q, buf, len, sse_collect, &l);
+        up_sse_free(&q);
+        up_chunk c;
+        up_chunk_parse((NEXT() & 1) ? "error" : "message", buf, len, &c);
+        CHECK(c.kind != UP_CHUNK_OK || c.text_len == 0 || (c.text && strlen(c.text) <= c.text_len));
+        up_chunk_free(&c);
+    }
+#undef NEXT
 }
 
 /* ---------- the network client on its own ---------- */
@@ -934,6 +994,7 @@ static void test_config(void) {
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     test_sse();
+    test_sse_random();
     test_config();
     if (!start_mock()) {
         fprintf(stderr, "test_upstream: cannot start the mock upstream (python3 %s/tests/cli/upstream_mock.py)\n",
