@@ -43,6 +43,9 @@ struct slm_upstream {
     double open_until;   /* while tripped: refuse until then */
     bool trial_in_flight;
     slm_upstream_stats stats;
+    /* learned from the upstream's 400s, so later calls go out right the first time */
+    atomic_bool no_stream_options;     /* it rejects stream_options: usage is then counted here */
+    atomic_bool max_completion_tokens; /* it wants max_completion_tokens instead of max_tokens */
 };
 
 struct up_job {
@@ -215,6 +218,7 @@ typedef enum {
 
 typedef struct up_outcome {
     up_attempt kind;
+    int status;             /* HTTP status of an answer; 0 when none came */
     up_health health;
     bool client_fault;      /* the upstream blamed the request (400, 413, 422) */
     double retry_after_s;   /* 429: how long the upstream asked to wait; -1 = not said */
@@ -308,6 +312,7 @@ static void attempt(up_job *j, up_outcome *o) {
         up_error_message(rs.body, rs.body_len, msg, sizeof msg);
         slm_net_scrub(msg, u->api_key);
         snprintf(o->error, sizeof o->error, "HTTP %d%s%s", rs.status, msg[0] ? ": " : "", msg);
+        o->status = rs.status;
         if (rs.status == 429 || rs.status == 408 || rs.status >= 500) {
             o->kind = UP_ATTEMPT_RETRY;
             o->health = UP_HEALTH_FAILED;
@@ -342,6 +347,31 @@ static bool backoff_sleep(up_job *j, double seconds) {
     bool ok = !atomic_load(&j->r->cancelled) && !u->closing;
     pthread_mutex_unlock(&u->mu);
     return ok;
+}
+
+/* Some OpenAI-compatible APIs reject parts of a standard request with a 400 naming them: servers
+ * without stream_options, and models that want max_completion_tokens instead of max_tokens. The
+ * body is adapted once and resent (not counted as a retry); the upstream remembers it. Returns true
+ * when the body changed. */
+static bool adapt_body(up_job *j, const char *error) {
+    json_t *o = json_loadb(j->body, j->body_len, 0, NULL);
+    if (!o) return false;
+    bool changed = false;
+    if (strstr(error, "stream_options") && json_object_get(o, "stream_options")) {
+        changed = json_object_del(o, "stream_options") == 0;
+        atomic_store(&j->u->no_stream_options, true);
+    } else if (strstr(error, "max_completion_tokens") && json_object_get(o, "max_tokens")) {
+        changed = json_object_set(o, "max_completion_tokens", json_object_get(o, "max_tokens")) == 0 &&
+                  json_object_del(o, "max_tokens") == 0;
+        atomic_store(&j->u->max_completion_tokens, true);
+    }
+    char *text = changed ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+    json_decref(o);
+    if (!text) return false;
+    free(j->body);
+    j->body = text;
+    j->body_len = strlen(text);
+    return true;
 }
 
 /* ---------- the worker ---------- */
@@ -386,11 +416,16 @@ static void *worker(void *arg) {
     pthread_mutex_unlock(&r->mu);
 
     up_outcome o = {0};
-    int tries = 0;
+    int tries = 0, adaptations = 0;
     for (;;) {
         tries++;
         attempt(j, &o);
         if (o.kind == UP_ATTEMPT_OK || o.kind == UP_ATTEMPT_CANCELLED || o.kind == UP_ATTEMPT_DEADLINE) break;
+        if (o.status == 400 && j->delivered == 0 && adaptations < 2 && adapt_body(j, o.error)) {
+            adaptations++;
+            tries--;
+            continue;
+        }
         if (j->delivered > 0 || o.kind == UP_ATTEMPT_FATAL || tries > u->max_retries) break;
         double delay = u->retry_base_s * pow(2.0, tries - 1);
         if (delay > UP_BACKOFF_CAP_S) delay = UP_BACKOFF_CAP_S;
@@ -489,10 +524,14 @@ static char *build_body(const slm_upstream *u, const slm_gate_call *call, size_t
         ok = set_new(o, "prompt", json_string(call->prompt));
         if (!ok) slm_err(err, err_len, "the prompt is not valid UTF-8 text");
     }
-    json_t *opts = json_object();
-    ok = ok && set_new(o, "stream", json_true()) && set_new(o, "stream_options", opts) &&
-         set_new(opts, "include_usage", json_true());
-    if (ok && g->max_tokens > 0) ok = set_new(o, "max_tokens", json_integer(g->max_tokens));
+    ok = ok && set_new(o, "stream", json_true());
+    if (ok && !atomic_load(&u->no_stream_options)) {
+        json_t *opts = json_object();
+        ok = set_new(o, "stream_options", opts) && set_new(opts, "include_usage", json_true());
+    }
+    if (ok && g->max_tokens > 0)
+        ok = set_new(o, atomic_load(&u->max_completion_tokens) ? "max_completion_tokens" : "max_tokens",
+                     json_integer(g->max_tokens));
     if (ok) ok = set_new(o, "temperature", json_param(g->sampling.temperature > 0 ? g->sampling.temperature : 0.0f));
     if (ok && g->sampling.top_p > 0 && g->sampling.top_p < 1) ok = set_new(o, "top_p", json_param(g->sampling.top_p));
     if (ok && g->sampling.frequency_penalty != 0)
@@ -509,7 +548,7 @@ static char *build_body(const slm_upstream *u, const slm_gate_call *call, size_t
                 if (!ok) slm_err(err, err_len, "stop string %d is not valid UTF-8 text", i);
             }
     }
-    char *text = ok ? json_dumps(o, JSON_COMPACT) : NULL;
+    char *text = ok ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(o);
     if (ok && !text) slm_err(err, err_len, "out of memory building the upstream request");
     if (!ok && err && !err[0]) slm_err(err, err_len, "out of memory building the upstream request");

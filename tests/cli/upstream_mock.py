@@ -28,6 +28,8 @@ queued fault, else "ok". Faults:
   nodone        content chunks, then a clean end without finish_reason or [DONE]
   longline      2 MiB without a line break
   crlf          CRLF line ends, comments and an event split across writes
+  strict        400 for a request with stream_options, or with max_tokens (wants max_completion_tokens),
+                like some OpenAI-compatible servers and OpenAI's reasoning models
 
 The reply is deterministic: "Mock reply to: <last user message or prompt> — ünïcødé ✓", sent in
 pieces of 4 characters (one piece = one completion token). max_tokens cuts it (finish_reason
@@ -81,7 +83,7 @@ def plan(body, chat):
             cut = min(cut, text.index(s))
     text = text[:cut]
     pieces = [text[i:i + 4] for i in range(0, len(text), 4)]
-    mt = body.get("max_tokens")
+    mt = body.get("max_tokens", body.get("max_completion_tokens"))
     if isinstance(mt, int) and mt > 0 and len(pieces) > mt:
         pieces = pieces[:mt]
         finish = "length"
@@ -210,6 +212,13 @@ class Handler(BaseHTTPRequestHandler):
             return
         if kind == "close":
             return self.cut()
+        if kind == "strict" and "stream_options" in body:
+            return self.send_json(400, {"error": {"message": "Unrecognized request argument supplied: stream_options",
+                                                  "type": "invalid_request_error"}})
+        if kind == "strict" and "max_tokens" in body:
+            return self.send_json(400, {"error": {"message": "Unsupported parameter: 'max_tokens' is not supported with "
+                                                  "this model. Use 'max_completion_tokens' instead.",
+                                                  "type": "invalid_request_error", "param": "max_tokens"}})
 
         pieces, finish = plan(body, chat)
         usage = {"prompt_tokens": prompt_words(body, chat), "completion_tokens": len(pieces)}

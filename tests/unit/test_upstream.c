@@ -483,6 +483,26 @@ static void test_stream_exact(slm_engine *e) {
            o.error);
     slm_gate_free(g);
     slm_upstream_free(u);
+
+    /* a stricter API: stream_options and max_tokens refused with a 400 naming them. The body is
+     * adapted and resent (no retry counted), then the upstream sends the adapted body at once */
+    u = upstream_with(mock_url, "fault:strict", 5, -1);
+    g = gate_with(e, u);
+    mock_reset();
+    run_call(g, &(spec){.chat = true, .text = "strict", .max_tokens = 2}, &o);
+    CHECKF(o.finish == SLM_FINISH_LENGTH && strcmp(o.text, "Mock rep") == 0 && o.prompt_tokens == 0, "%d '%s' %s",
+           o.finish, o.text, o.error);
+    log = mock_log();
+    CHECK(json_array_size(log) == 3);
+    b = json_object_get(json_array_get(log, 2), "body");
+    CHECK(!json_object_get(b, "stream_options") && !json_object_get(b, "max_tokens") &&
+          json_integer_value(json_object_get(b, "max_completion_tokens")) == 2);
+    json_decref(log);
+    mock_reset();
+    run_call(g, &(spec){.chat = true, .text = "strict", .max_tokens = 2}, &o);
+    CHECK(o.finish == SLM_FINISH_LENGTH && mock_log_count() == 1);
+    slm_gate_free(g);
+    slm_upstream_free(u);
 }
 
 static void test_retries(slm_engine *e) {
