@@ -80,6 +80,7 @@ struct slm_gate_call {
     char error[256];
     double t_start, t_end;
     int prompt_tokens, completion_tokens; /* filled by the front end before slm_gate_finish */
+    double cost_usd, frontier_cost_usd;   /* set by the record stage (at the configured prices) */
 };
 
 /* A pipeline stage: returns true to go on, false to stop the call (after setting status/error). */

@@ -405,6 +405,8 @@ static bool record(void *state, slm_gate_call *call) {
     if (call->route && gv->cfg.cost)
         cost = gv->cfg.cost(gv->cfg.cost_user, call->model ? call->model : "", call->route, call->prompt_tokens,
                             call->completion_tokens, &frontier);
+    call->cost_usd = cost;
+    call->frontier_cost_usd = frontier;
     if (call->route && gv->cfg.store) {
         slm_ledger_entry e = {.request_id = call->request_id,
                               .time = unix_now(),

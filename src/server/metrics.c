@@ -79,6 +79,17 @@ void srv_metrics_ttft(srv_metrics *m, double seconds) {
     pthread_mutex_unlock(&m->mu);
 }
 
+void srv_metrics_call(srv_metrics *m, bool upstream, int prompt_tokens, int completion_tokens, double cost,
+                      double frontier_cost) {
+    pthread_mutex_lock(&m->mu);
+    m->route_calls[upstream]++;
+    m->route_prompt_tokens[upstream] += (uint64_t)(prompt_tokens > 0 ? prompt_tokens : 0);
+    m->route_completion_tokens[upstream] += (uint64_t)(completion_tokens > 0 ? completion_tokens : 0);
+    m->cost_usd += cost;
+    m->frontier_cost_usd += frontier_cost;
+    pthread_mutex_unlock(&m->mu);
+}
+
 char *srv_metrics_render(srv_metrics *m, int queue_depth, int slots_busy, int slots_total, int n_ctx_slot) {
     slm_buf sb = {0};
     pthread_mutex_lock(&m->mu);
@@ -104,6 +115,20 @@ char *srv_metrics_render(srv_metrics *m, int queue_depth, int slots_busy, int sl
               (unsigned long long)m->prompt_tokens, (unsigned long long)m->prompt_tokens_cached,
               (unsigned long long)m->generated_tokens, (unsigned long long)m->embedded_tokens,
               (unsigned long long)m->forward_passes);
+    slm_buf_printf(&sb, "# HELP slm_route_calls_total Calls served, by where they ran.\n# TYPE slm_route_calls_total counter\n");
+    for (int u = 0; u < 2; u++)
+        slm_buf_printf(&sb, "slm_route_calls_total{route=\"%s\"} %llu\n", u ? "upstream" : "local",
+                       (unsigned long long)m->route_calls[u]);
+    slm_buf_printf(&sb, "# HELP slm_route_tokens_total Tokens of served calls, by route and kind.\n# TYPE slm_route_tokens_total counter\n");
+    for (int u = 0; u < 2; u++)
+        slm_buf_printf(&sb, "slm_route_tokens_total{route=\"%s\",kind=\"prompt\"} %llu\nslm_route_tokens_total{route=\"%s\",kind=\"completion\"} %llu\n",
+                       u ? "upstream" : "local", (unsigned long long)m->route_prompt_tokens[u], u ? "upstream" : "local",
+                       (unsigned long long)m->route_completion_tokens[u]);
+    slm_buf_printf(&sb,
+                   "# HELP slm_cost_usd_total Spend at the configured prices.\n# TYPE slm_cost_usd_total counter\nslm_cost_usd_total %.9f\n"
+                   "# HELP slm_frontier_cost_usd_total What the same calls would have cost on the frontier API.\n"
+                   "# TYPE slm_frontier_cost_usd_total counter\nslm_frontier_cost_usd_total %.9f\n",
+                   m->cost_usd, m->frontier_cost_usd);
     /* Rates over the last full seconds of the window (the current second is still filling). */
     int64_t now = now_second();
     uint64_t sum_p = 0, sum_g = 0;

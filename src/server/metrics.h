@@ -4,6 +4,7 @@
 #define SLM_SERVER_METRICS_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,12 +30,18 @@ typedef struct srv_metrics {
     int64_t rate_second[SRV_RATE_WINDOW];
     uint64_t rate_prompt[SRV_RATE_WINDOW], rate_gen[SRV_RATE_WINDOW];
     uint64_t forward_passes;
+    /* the hybrid router: calls per route, tokens and spend, and the frontier counterfactual */
+    uint64_t route_calls[2], route_prompt_tokens[2], route_completion_tokens[2]; /* [0] local, [1] upstream */
+    double cost_usd, frontier_cost_usd;
 } srv_metrics;
 
 void srv_metrics_init(srv_metrics *m);
 void srv_metrics_destroy(srv_metrics *m);
 void srv_metrics_request(srv_metrics *m, const char *route, int status);
 void srv_metrics_overload(srv_metrics *m);
+/* A call that reached a backend: where it ran, its tokens, what it cost and would have cost. */
+void srv_metrics_call(srv_metrics *m, bool upstream, int prompt_tokens, int completion_tokens, double cost,
+                      double frontier_cost);
 /* One forward pass: prompt tokens fed (cached ones are counted at admission), tokens generated. */
 void srv_metrics_forward(srv_metrics *m, int n_prompt, int n_gen, int n_embed);
 void srv_metrics_prompt_cached(srv_metrics *m, int n_cached);

@@ -40,6 +40,9 @@ void srv_finish_call(srv_server *s, slm_gate_call *call, int status) {
     }
     if (call->status == 0) call->status = status;
     slm_gate_finish(s->gate, call);
+    if (call->route)
+        srv_metrics_call(&s->metrics, call->backend != 0, call->prompt_tokens, call->completion_tokens, call->cost_usd,
+                         call->frontier_cost_usd);
 }
 
 enum MHD_Result srv_reply_bytes(srv_conn *c, int status, const char *content_type, const char *body, size_t len) {

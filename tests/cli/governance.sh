@@ -95,6 +95,17 @@ assert d["groups"]["payg"]["requests"] == 1 and d["groups"]["payg"]["cost"] > 0.
 EOF
 check "ledger counts the calls and the budgeted key's cost" $?
 
+curl -s -H "Authorization: Bearer $admin" "$SLM_URL/metrics" >"$SRV_TMP/metrics"
+python3 - "$SRV_TMP/metrics" <<'EOF'
+import re, sys
+m = dict(re.findall(r'^(slm_[a-z_]+(?:\{[^}]*\})?) (\S+)$', open(sys.argv[1]).read(), re.M))
+assert float(m['slm_route_calls_total{route="local"}']) >= 6, m
+assert float(m['slm_route_calls_total{route="upstream"}']) == 0
+assert float(m["slm_cost_usd_total"]) > 0.001
+assert float(m['slm_route_tokens_total{route="local",kind="completion"}']) >= 20
+EOF
+check "Prometheus counters of routes, tokens and spend" $?
+
 srv_stop
 "$SLM_BIN" audit verify --data-dir "$D" >"$SRV_TMP/verify" 2>&1; check "audit verify passes ($(cat "$SRV_TMP/verify"))" $?
 "$SLM_BIN" audit query --json --data-dir "$D" >"$SRV_TMP/audit.jsonl"
