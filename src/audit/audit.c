@@ -517,12 +517,16 @@ static int recover_torn(slm_audit *a, unsigned file, uint64_t from, uint64_t to,
                      "\"event\":\"audit.recovered\",\"recovered\":{\"bytes\":%llu,\"file\":\"%s\",\"offset\":%llu,"
                      "\"sha256\":\"%s\"}",
                      (unsigned long long)(len + needs_newline), name, (unsigned long long)from, sha);
+    /* the recovery record must follow the torn bytes in the same file, however full it is */
+    size_t rotate_bytes = a->rotate_bytes;
+    a->rotate_bytes = SIZE_MAX;
     pthread_mutex_lock(&a->mu);
     uint64_t seq;
     int rc = queue_record(a, needs_newline ? "\n" : "", inner, (size_t)n, &seq);
     if (rc) rc = slm_err(err, err_len, "out of memory");
     else rc = commit_until(a, seq, err, err_len);
     pthread_mutex_unlock(&a->mu);
+    a->rotate_bytes = rotate_bytes;
     return rc;
 }
 

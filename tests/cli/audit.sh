@@ -71,7 +71,7 @@ for i in $(seq 1 20); do
     fail "run $i: verify rc $rc: $out"
     break
   fi
-  torn=$((torn + $(grep -c "torn record" <<<"$out")))
+  torn=$((torn + $(grep -c '^warning: audit-' <<<"$out")))
   # every acknowledged record is there, under the seq its append returned
   "$BIN" audit query --json --data-dir "$d" >"$tmp/log.jsonl" || { fail "run $i: query"; break; }
   missing=$(python3 - "$tmp/acked" "$tmp/log.jsonl" <<'EOF'

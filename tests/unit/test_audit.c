@@ -468,13 +468,29 @@ static void test_torn(void) {
                strstr(rep, "ok: 6 records in 3 files"),
            "%s", rep);
 
+    rm_rf(dir);
+    free(dir);
+
+    /* a torn record after a full file: the recovery record stays beside it, the next goes to a new file */
+    dir = make_log(6, 700, false);
+    append_file(log_file(dir, 2), "{\"seq\":7,", 9);
+    CHECKF(slm_audit_open(dir, &(slm_audit_options){.rotate_bytes = 700}, &a, err, sizeof err) == 0, "%s", err);
+    CHECK(append_n(a, 7, 1) == 0);
+    slm_audit_close(a);
+    lines R;
+    split_lines(log_file(dir, 2), &R);
+    CHECK(R.n == 5 && strstr(R.line[4], "\"event\":\"audit.recovered\""));
+    free(R.buf);
+    CHECKF(verify(dir, rep, sizeof rep) == 0 && strstr(rep, "ok: 8 records in 3 files"), "%s", rep);
+
     /* a changed record that HEAD covers is not taken for a torn one: open refuses */
     lines M;
     split_lines(log_file(dir, 3), &M);
+    CHECK(M.n == 1);
     char *p = strstr(M.line[M.n - 1], "\"status\":200");
     p[9] = '5';
     join_lines(log_file(dir, 3), &M);
-    CHECK(slm_audit_open(dir, NULL, &a, err, sizeof err) == -1 && strstr(err, "HEAD records seq 6"));
+    CHECKF(slm_audit_open(dir, NULL, &a, err, sizeof err) == -1 && strstr(err, "HEAD records seq 8"), "%s", err);
     CHECK(verify(dir, rep, sizeof rep) == 1);
     rm_rf(dir);
     free(dir);
