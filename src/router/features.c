@@ -271,6 +271,18 @@ static void prompt_dense(const char *prompt, double *out) {
     out[21] = lg((double)lines);
     out[22] = (double)capitalized / nw;
     out[23] = contains(&v, "most likely", true) || contains(&v, " best ", true) || contains(&v, "most appropriate", true);
+    /* asks for a computation, whatever the subject */
+    static const char *const compute[] = {"calculate", "compute", "how many", "how much", "what is the value",
+                                          "solve", "evaluate", "simplify", "probability", "determine the",
+                                          "find the", "what is the minimum", "what is the maximum", "equal to"};
+    size_t compute_hits = 0;
+    for (size_t k = 0; k < sizeof compute / sizeof *compute; k++) compute_hits += count_of(&v, compute[k], true);
+    out[24] = lg((double)compute_hits);
+    /* looks like code: statement punctuation and keywords */
+    static const char *const code[] = {";", "{", "}", "==", "def ", "return", "print", "for (", "while ", "else"};
+    size_t code_hits = 0;
+    for (size_t k = 0; k < sizeof code / sizeof *code; k++) code_hits += count_of(&v, code[k], false);
+    out[25] = lg((double)code_hits);
 }
 
 /* ---- arithmetic of "<<expr=result>>" ---- */

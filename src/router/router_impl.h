@@ -11,7 +11,7 @@
 #define RT_MAGIC "SLMROUTR"
 #define RT_VERSION 1u
 #define RT_N_QUANTILES 1001 /* score quantiles at 0, 0.001, ..., 1 */
-#define RT_PROMPT_DENSE 24
+#define RT_PROMPT_DENSE 26
 #define RT_ANSWER_DENSE 20
 #define RT_MAX_DENSE (RT_PROMPT_DENSE + RT_ANSWER_DENSE)
 #define RT_MIN_HASH_BITS 10
