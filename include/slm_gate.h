@@ -56,6 +56,7 @@ struct slm_gate_call {
     size_t n_messages;
     const char *prompt;
     bool stream;             /* the client reads the reply as it is generated */
+    bool exceeds_local;      /* the prompt does not fit the local model's context (only a remote backend can serve it) */
     bool inspected;          /* the input phase has run */
     bool finished;           /* slm_gate_finish has run (it runs once) */
     slm_call_task_fn task;   /* TASK */

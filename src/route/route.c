@@ -77,13 +77,29 @@ static bool decide(void *state, slm_gate_call *call) {
         return true;
     }
     if (call->kind != SLM_CALL_GENERATE || r->upstream_backend < 0) return go_local(call, r, "not_generation");
-    if (call->local_only) return go_local(call, r, "local_only");
-    if (slm_net_air_gapped()) return go_local(call, r, "air_gapped");
+    const char *stay = call->local_only ? "local_only" : slm_net_air_gapped() ? "air_gapped" : NULL;
     /* personal data: a hard rule before any score (block and local never ask the router) */
-    int pii = r->pii == SLM_ROUTE_PII_MASK ? 0 : pii_in(t, call);
+    int pii = stay || r->pii == SLM_ROUTE_PII_MASK ? 0 : pii_in(t, call);
     if (pii > 0 && r->pii == SLM_ROUTE_PII_BLOCK)
         return slm_gate_refuse(call, 400, "pii_blocked", "route '%s' refuses requests that contain personal data", r->name);
-    if (pii > 0) return go_local(call, r, "pii");
+    if (pii > 0) stay = "pii";
+    if (stay && call->exceeds_local)
+        return slm_gate_refuse(call, 400, "context_length_exceeded",
+                               "the prompt is longer than the local model's context, and this call may not leave the "
+                               "machine (%s)",
+                               stay);
+    if (stay) return go_local(call, r, stay);
+    if (call->exceeds_local) {
+        /* only the upstream can read it: masked first when the route says so */
+        if (r->pii == SLM_ROUTE_PII_MASK && pii_in(t, call) > 0 && slm_govern_mask_call(call) != 0)
+            return slm_gate_refuse(call, 400, "context_length_exceeded",
+                                   "the prompt is longer than the local model's context and its personal data cannot be "
+                                   "masked for the upstream");
+        call->backend = r->upstream_backend;
+        call->model = r->upstream_name;
+        call->route_reason = "too_long";
+        return true;
+    }
     if (r->router) {
         call->route_score = slm_router_score(r->router, question_of(call), NULL);
         if (!(call->route_score > r->threshold)) return go_local(call, r, "router");

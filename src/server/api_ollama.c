@@ -168,7 +168,7 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
         goto fail;
     }
     if (!srv_parse_ollama_options(c, M, req, &r->gen, &f)) goto fail;
-    int limit = M->n_ctx - 1;
+    int limit = srv_prompt_limit(c, M);
     if (chat) {
         if (!srv_parse_messages(req, &msgs, &f)) goto fail;
         if (msgs.n == 0) {
@@ -236,6 +236,7 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
         srv_failf(&f, 400, NULL, chat ? "messages" : "prompt", "the prompt has no tokens");
         goto fail;
     }
+    srv_mark_prompt(c, M, r->n_prompt);
     if (!srv_submit(c, r)) {
         ret = MHD_YES;
         goto out;

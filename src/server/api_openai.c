@@ -250,7 +250,7 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
         goto fail;
     }
     if (!srv_parse_openai_sampling(c, M, req, chat, &r->gen, &f)) goto fail;
-    int limit = M->n_ctx - 1; /* room for at least one generated token */
+    int limit = srv_prompt_limit(c, M); /* room for at least one generated token */
     if (chat) {
         if (!srv_parse_messages(req, &msgs, &f)) goto fail;
         if (msgs.n == 0) {
@@ -288,7 +288,9 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
         srv_failf(&f, 400, NULL, chat ? "messages" : "prompt", "the prompt has no tokens");
         goto fail;
     }
-    if (r->gen.max_tokens > 0 && r->n_prompt + r->gen.max_tokens > M->n_ctx) {
+    srv_mark_prompt(c, M, r->n_prompt);
+    /* (a route with an upstream may still send it there: the local model then stops at its context) */
+    if (limit == M->n_ctx - 1 && r->gen.max_tokens > 0 && r->n_prompt + r->gen.max_tokens > M->n_ctx) {
         srv_failf(&f, 400, "context_length_exceeded", chat ? "max_completion_tokens" : "max_tokens",
                   "the context per slot is %d tokens, but %d were requested (%d in the prompt, %d to generate)", M->n_ctx,
                   r->n_prompt + r->gen.max_tokens, r->n_prompt, r->gen.max_tokens);

@@ -150,6 +150,16 @@ bool srv_inspect(srv_conn *c, slm_chat_message *msgs, size_t n, const char *prom
     return false;
 }
 
+int srv_prompt_limit(const srv_conn *c, const srv_model *M) {
+    const slm_route_target *t = c->target ? srv_find_target(c->srv, c->target) : NULL;
+    if (t && t->upstream_backend >= 0) return 1 << 22;
+    return M->n_ctx - 1;
+}
+
+void srv_mark_prompt(srv_conn *c, const srv_model *M, int n_prompt) {
+    c->call.exceeds_local = n_prompt > M->n_ctx - 1;
+}
+
 void srv_forget_texts(srv_conn *c) {
     c->call.messages = NULL;
     c->call.n_messages = 0;

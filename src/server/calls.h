@@ -32,6 +32,12 @@ bool srv_inspect(srv_conn *c, slm_chat_message *msgs, size_t n, const char *prom
 /* The handler's texts are about to be freed: the call stops pointing at them (the gate's stages
  * copied what they keep). */
 void srv_forget_texts(srv_conn *c);
+/* The most prompt tokens a generation may have: the local slot's context less one, or, when the
+ * request named a route with an upstream, far more (a prompt too long for the local model is the
+ * route's to send upstream). */
+int srv_prompt_limit(const srv_conn *c, const srv_model *M);
+/* After tokenizing: marks the call when its prompt only fits an upstream. */
+void srv_mark_prompt(srv_conn *c, const srv_model *M, int n_prompt);
 /* The generated text of r as the client may see it (through the call's output filter); malloc'd,
  * *len set; NULL when out of memory. Call with r done. */
 char *srv_final_text(srv_conn *c, slm_request *r, size_t *len);

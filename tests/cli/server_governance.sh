@@ -32,8 +32,10 @@ upstreams:
     model: gpt-mock
     key_env: SLM_TEST_FRONTIER_KEY
     price: { input: 2.5, output: 10.0 }
+routes:
+  auto: { local: local, upstream: frontier, on_upstream_error: local }
 YAML
-srv_start --config "$SRV_TMP/slm.yaml" --data-dir "$D" --quiet
+srv_start --config "$SRV_TMP/slm.yaml" --data-dir "$D" -c 256 --quiet
 export SLM_BIN
 node --test --test-concurrency=1 "$SLM_NPM_DIR/governance.test.mjs"
 srv_stop

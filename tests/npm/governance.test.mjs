@@ -89,3 +89,17 @@ test("admin: keys listed without secrets, the ledger counts both routes", async 
   const denied = await fetch(`${URL}/v1/keys`, { headers: { Authorization: `Bearer ${process.env.KEY_APP}` } });
   assert.equal(denied.status, 403);
 });
+
+test("route auto: short prompts stay local, a prompt longer than the local context goes upstream", async () => {
+  const short = await client(process.env.KEY_APP).chat.completions.create({ model: "auto", messages: [{ role: "user", content: "Once upon a time" }], max_tokens: 4 }).withResponse();
+  assert.equal(short.response.headers.get("x-slm-route"), "local");
+  assert.equal(short.data.route, "local");
+  const long = "word ".repeat(400).trim();
+  const up = await client(process.env.KEY_APP).chat.completions.create({ model: "auto", messages: [{ role: "user", content: long }], max_tokens: 300 }).withResponse();
+  assert.equal(up.response.headers.get("x-slm-route"), "upstream");
+  assert.equal(up.data.route, "upstream");
+  assert.ok(up.data.choices[0].message.content.startsWith("Mock reply to: word word"));
+  assert.equal(up.data.usage.prompt_tokens, 400); // the upstream's own count (the mock counts words)
+  // a local-only key cannot send it anywhere: the context error, not a silent truncation
+  await assert.rejects(ask(process.env.KEY_LOCAL_ONLY, "auto", long), (e) => e.status === 400 && e.code === "context_length_exceeded" && /local_only/.test(e.message));
+});
