@@ -43,6 +43,23 @@ srv_stop
 ! grep -rq "jane.doe@mailbox.org" "$D/audit" || { echo "FAIL: personal data in the audit log" >&2; exit 1; }
 ! grep -rqF "$SLM_TEST_FRONTIER_KEY" "$D" "$SRV_TMP/server.log" || { echo "FAIL: the upstream key leaked" >&2; exit 1; }
 
+# DLP on generated text (--pii-output): the upstream's reply carries an e-mail address (the mock
+# echoes the prompt, sent unmasked under the detect policy); the client gets it masked, streamed or not
+srv_start --config "$SRV_TMP/slm.yaml" --no-data-dir --pii-output --quiet
+dlp='{"model":"frontier","messages":[{"role":"user","content":"Write to jane.doe@mailbox.org please"}],"max_tokens":200'
+got=$(curl -s "$SLM_URL/v1/chat/completions" -d "$dlp}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["choices"][0]["message"]["content"])')
+[ "$got" = "Mock reply to: Write to [EMAIL_1] please — ünïcødé ✓" ] || { echo "FAIL: DLP reply: $got" >&2; exit 1; }
+got=$(curl -sN "$SLM_URL/v1/chat/completions" -d "$dlp,\"stream\":true}" | python3 -c '
+import json, sys
+out = ""
+for line in sys.stdin:
+    if line.startswith("data: {"):
+        for ch in json.loads(line[6:])["choices"]:
+            out += ch.get("delta", {}).get("content") or ""
+print(out)')
+[ "$got" = "Mock reply to: Write to [EMAIL_1] please — ünïcødé ✓" ] || { echo "FAIL: DLP stream: $got" >&2; exit 1; }
+srv_stop
+
 # the air gap: the upstream is a bare listener that counts connections
 cat >"$SRV_TMP/listener.py" <<'PY'
 import socket, sys, threading
