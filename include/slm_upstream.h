@@ -40,20 +40,24 @@ typedef struct slm_upstream_config {
     int breaker_threshold;       /* consecutive failed calls that open the circuit; 0 = 5 */
     double breaker_cooldown_s;   /* how long an open circuit refuses before one trial call; 0 = 30 */
     const char *ca_file;         /* PEM CA bundle for https; NULL = the system's (verification is always on) */
+    int max_in_flight;           /* calls running at once (one worker thread each); more are refused
+                                  * (503 upstream_busy) or go to the fallback; 0 = 256 */
 } slm_upstream_config;
 
 typedef struct slm_upstream slm_upstream;
 
 /* Validates and copies cfg (url must be http:// or https://; name, url and model non-empty). */
 int slm_upstream_new(const slm_upstream_config *cfg, slm_upstream **out, char *err, size_t err_len);
-/* Cancels in-flight calls (their requests finish CANCELLED) and joins their workers. */
+/* Cancels in-flight calls (their requests finish CANCELLED) and joins their workers. Free it
+ * before the fallback engine: a worker may hand its request to the engine until it is joined. */
 void slm_upstream_free(slm_upstream *u);
 const char *slm_upstream_name(const slm_upstream *u);
 
 /* A gate backend (add it with slm_gate_add_backend) that runs GENERATE calls on the upstream.
  * submit refuses (false, status/error set) with 400 unsupported_call (not GENERATE, no
- * messages/prompt), 403 air_gapped, 503 upstream_unavailable (circuit open) unless a fallback takes
- * the call; cancel marks the request cancelled and wakes its worker. The call must stay alive until
+ * messages/prompt), 400 invalid_request (text that is not UTF-8), 403 air_gapped, 503
+ * upstream_unavailable (circuit open), 503 upstream_busy (max_in_flight reached), 503
+ * shutting_down, unless a fallback takes the call; cancel marks the request cancelled and wakes its worker. The call must stay alive until
  * its request is done or slm_gate_cancel returned; read call->route after r->done (or after the
  * first text, under r->mu). */
 slm_gate_backend slm_upstream_backend(slm_upstream *u);
@@ -76,6 +80,8 @@ typedef struct slm_upstream_stats {
     long fallbacks;      /* calls handed to the local fallback */
     long breaker_opens;  /* times the circuit opened */
     long refused_open;   /* calls refused or diverted because the circuit was open */
+    long refused_busy;   /* calls refused or diverted because max_in_flight were running */
+    long in_flight;      /* calls running now (a server draining for shutdown waits for 0) */
 } slm_upstream_stats;
 void slm_upstream_get_stats(const slm_upstream *u, slm_upstream_stats *out);
 

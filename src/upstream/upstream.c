@@ -29,7 +29,7 @@ struct slm_upstream {
     char *name, *url, *model, *api_key, *ca_file;
     char *chat_url, *completions_url;
     double timeout_s, first_byte_s, idle_s, connect_s, retry_base_s, retry_after_max_s, cooldown_s;
-    int max_retries, breaker_threshold;
+    int max_retries, breaker_threshold, max_in_flight;
     slm_engine *fallback;
 
     pthread_mutex_t mu;
@@ -392,9 +392,14 @@ static bool hand_to_fallback(up_job *j, const char *why) {
     r->remote_prompt_tokens = r->remote_completion_tokens = 0;
     pthread_mutex_unlock(&r->mu);
     pthread_mutex_lock(&u->mu);
-    if (j->call) j->call->route = "local";
-    u->stats.fallbacks++;
+    bool closing = u->closing;
+    if (j->call && !closing) j->call->route = "local";
+    if (!closing) u->stats.fallbacks++;
     pthread_mutex_unlock(&u->mu);
+    if (closing) { /* shutting down: the engine may be going too */
+        finish_request(r, SLM_FINISH_CANCELLED, NULL, false);
+        return false;
+    }
     slm_submit_status st = slm_engine_submit(u->fallback, r);
     if (st == SLM_SUBMIT_OK) return true;
     char msg[256];
@@ -609,14 +614,18 @@ static bool up_submit(void *state, slm_gate_call *call) {
 
     pthread_mutex_lock(&u->mu);
     double wait_s = 0;
-    bool admitted = !u->closing && breaker_admit(u, &j->trial, &wait_s);
-    if (!admitted && !u->closing) u->stats.refused_open++;
-    bool closing = u->closing;
+    bool closing = u->closing, busy = !closing && u->n_jobs >= u->max_in_flight;
+    bool admitted = !closing && !busy && breaker_admit(u, &j->trial, &wait_s);
+    if (busy) u->stats.refused_busy++;
+    else if (!admitted && !closing) u->stats.refused_open++;
     pthread_mutex_unlock(&u->mu);
     if (!admitted) {
         job_free(j);
         if (closing) return slm_gate_refuse(call, 503, "shutting_down", "server is shutting down");
         if (u->fallback) return submit_local(u, call);
+        if (busy)
+            return slm_gate_refuse(call, 503, "upstream_busy", "upstream '%.40s' has %d calls running, its limit; retry shortly",
+                                   u->name, u->max_in_flight);
         return slm_gate_refuse(call, 503, "upstream_unavailable",
                                "upstream '%.40s' is unavailable after repeated failures; retrying it in %.0f s",
                                u->name, ceil(wait_s));
@@ -692,6 +701,7 @@ int slm_upstream_new(const slm_upstream_config *cfg, slm_upstream **out, char *e
         return slm_err(err, err_len, "upstream '%.40s': the API key contains a line break", name);
     if (cfg->timeout_s < 0 || cfg->first_byte_timeout_s < 0 || cfg->idle_timeout_s < 0 || cfg->connect_timeout_s < 0 ||
         cfg->retry_base_s < 0 || cfg->retry_after_max_s < 0 || cfg->breaker_cooldown_s < 0 || cfg->breaker_threshold < 0 ||
+        cfg->max_in_flight < 0 ||
         !isfinite(cfg->timeout_s) || !isfinite(cfg->first_byte_timeout_s) || !isfinite(cfg->idle_timeout_s) ||
         !isfinite(cfg->connect_timeout_s) || !isfinite(cfg->retry_base_s) || !isfinite(cfg->retry_after_max_s) ||
         !isfinite(cfg->breaker_cooldown_s))
@@ -730,6 +740,7 @@ int slm_upstream_new(const slm_upstream_config *cfg, slm_upstream **out, char *e
     u->retry_after_max_s = cfg->retry_after_max_s > 0 ? cfg->retry_after_max_s : 30;
     u->breaker_threshold = cfg->breaker_threshold > 0 ? cfg->breaker_threshold : 5;
     u->cooldown_s = cfg->breaker_cooldown_s > 0 ? cfg->breaker_cooldown_s : 30;
+    u->max_in_flight = cfg->max_in_flight > 0 ? cfg->max_in_flight : 256;
     *out = u;
     return 0;
 }
@@ -773,5 +784,6 @@ void slm_upstream_get_stats(const slm_upstream *u, slm_upstream_stats *out) {
     slm_upstream *m = (slm_upstream *)u;
     pthread_mutex_lock(&m->mu);
     *out = m->stats;
+    out->in_flight = m->n_jobs;
     pthread_mutex_unlock(&m->mu);
 }

@@ -632,8 +632,10 @@ static void test_timeouts_and_cancel(slm_engine *e) {
     slm_gate_free(g);
     slm_upstream_free(u);
 
-    /* free while a call is in flight: the worker is cancelled and joined */
-    u = upstream_with(mock_url, "fault:hang", 5, 2);
+    /* free while a call is in flight: the worker is cancelled and joined. With max_in_flight 1 a
+     * second call meanwhile is refused */
+    c = (slm_upstream_config){.name = "frontier", .url = mock_url, .model = "fault:hang", .max_in_flight = 1};
+    CHECK(slm_upstream_new(&c, &u, err, sizeof err) == 0);
     g = gate_with(e, u);
     slm_request *r = slm_request_new(SLM_REQ_GENERATE);
     slm_gate_call call;
@@ -641,6 +643,11 @@ static void test_timeouts_and_cancel(slm_engine *e) {
     call.request = r;
     call.prompt = "never answered";
     CHECK(slm_gate_submit(g, &call));
+    run_call(g, &(spec){.text = "me too"}, &o);
+    CHECKF(!o.submitted && o.status == 503 && strcmp(o.code, "upstream_busy") == 0, "%d %s", o.status, o.code);
+    slm_upstream_stats st;
+    slm_upstream_get_stats(u, &st);
+    CHECK(st.in_flight == 1 && st.refused_busy == 1);
     usleep(100 * 1000);
     double t0 = slm_now();
     slm_upstream_free(u);
