@@ -1,9 +1,195 @@
 /* The PII guard's public entry points: type names, the detector object, one-shot scans and the
  * overlap resolution shared with the streaming filter. */
+#include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "pii/pii_internal.h"
+
+/* ---------- word sets: the rules' word lists, built once ----------
+ * One lexicon holds every word and phrase of every list with a bit per list, so the several
+ * questions the rules ask about one word ("a first name? a street word? a month?") cost one hash
+ * lookup, and the last answer is memoised per thread. A Bloom filter answers most misses. */
+
+#define MAX_SETS 64
+typedef struct {
+    const char *const *list;
+    /* the last word of every phrase (after its last space), to reject a phrase search at once */
+    const char **last_keys;
+    uint32_t *last_lens;
+    size_t last_mask;
+} word_set;
+static word_set sets[MAX_SETS];
+static size_t n_sets;
+static bool sets_oom;
+
+typedef struct {
+    const char *key;
+    uint32_t len;
+    uint64_t lists; /* bit i: in sets[i] */
+} lex_entry;
+static lex_entry *lex;
+static size_t lex_mask, lex_count;
+static uint64_t *bloom;
+static size_t bloom_mask;
+
+static uint64_t hash_bytes(const char *w, size_t len) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)w[i]) * 1099511628211ull;
+    return h ^ (h >> 29);
+}
+
+/* list pointer -> set index, open addressing on the pointer's bits */
+#define SLOT_BITS 8
+static int slot_of[1 << SLOT_BITS];
+
+static size_t ptr_slot(const void *p) { return (size_t)(((uintptr_t)p >> 3) * 0x9E3779B1u) >> 4 & ((1u << SLOT_BITS) - 1); }
+
+static int set_index(const char *const *list) {
+    for (size_t slot = ptr_slot(list); slot_of[slot]; slot = (slot + 1) & ((1u << SLOT_BITS) - 1))
+        if (sets[slot_of[slot] - 1].list == list) return slot_of[slot] - 1;
+    return -1;
+}
+
+static bool lex_grow(void) {
+    size_t cap = lex_mask ? (lex_mask + 1) * 2 : 1 << 16;
+    lex_entry *t = calloc(cap, sizeof *t);
+    if (!t) return false;
+    for (size_t i = 0; lex && i <= lex_mask; i++) {
+        if (!lex[i].key) continue;
+        size_t h = (size_t)hash_bytes(lex[i].key, lex[i].len) & (cap - 1);
+        while (t[h].key) h = (h + 1) & (cap - 1);
+        t[h] = lex[i];
+    }
+    free(lex);
+    lex = t;
+    lex_mask = cap - 1;
+    return true;
+}
+
+static void lex_add(const char *w, size_t len, int id) {
+    if ((lex_count + 1) * 2 > lex_mask + 1 && !lex_grow()) {
+        sets_oom = true;
+        return;
+    }
+    size_t h = (size_t)hash_bytes(w, len) & lex_mask;
+    while (lex[h].key && !(lex[h].len == len && memcmp(lex[h].key, w, len) == 0)) h = (h + 1) & lex_mask;
+    if (!lex[h].key) {
+        lex[h].key = w;
+        lex[h].len = (uint32_t)len;
+        lex_count++;
+    }
+    lex[h].lists |= 1ull << id;
+}
+
+void pii_sets_register(const char *const *list) {
+    size_t n = 0;
+    while (list[n]) n++;
+    pii_sets_register_n(list, n);
+}
+
+void pii_sets_register_n(const char *const *list, size_t n) {
+    if (n_sets == MAX_SETS || set_index(list) >= 0) {
+        sets_oom |= n_sets == MAX_SETS;
+        return;
+    }
+    size_t cap = 16;
+    while (cap < n * 2) cap *= 2;
+    word_set *ws = &sets[n_sets];
+    ws->last_keys = calloc(cap, sizeof *ws->last_keys);
+    ws->last_lens = calloc(cap, sizeof *ws->last_lens);
+    if (!ws->last_keys || !ws->last_lens) {
+        sets_oom = true;
+        return;
+    }
+    ws->list = list;
+    ws->last_mask = cap - 1;
+    size_t slot = ptr_slot(list);
+    while (slot_of[slot]) slot = (slot + 1) & ((1u << SLOT_BITS) - 1);
+    slot_of[slot] = (int)n_sets + 1;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(list[i]);
+        lex_add(list[i], len, (int)n_sets);
+        const char *sp = strrchr(list[i], ' ');
+        const char *lw = sp ? sp + 1 : list[i];
+        size_t ll = strlen(lw);
+        size_t g = (size_t)hash_bytes(lw, ll) & ws->last_mask;
+        while (ws->last_keys[g] && !(ws->last_lens[g] == ll && memcmp(ws->last_keys[g], lw, ll) == 0))
+            g = (g + 1) & ws->last_mask;
+        ws->last_keys[g] = lw;
+        ws->last_lens[g] = (uint32_t)ll;
+    }
+    n_sets++;
+}
+
+static void bloom_build(void) {
+    size_t bits = 1 << 16;
+    while (bits < lex_count * 10) bits *= 2;
+    bloom = calloc(bits / 64, sizeof *bloom);
+    if (!bloom) {
+        sets_oom = true;
+        return;
+    }
+    bloom_mask = bits - 1;
+    for (size_t i = 0; i <= lex_mask; i++) {
+        if (!lex[i].key) continue;
+        uint64_t h = hash_bytes(lex[i].key, lex[i].len);
+        size_t b1 = (size_t)(h >> 20) & bloom_mask, b2 = (size_t)(h >> 40) & bloom_mask;
+        bloom[b1 / 64] |= 1ull << (b1 % 64);
+        bloom[b2 / 64] |= 1ull << (b2 % 64);
+    }
+}
+
+/* The lists a word is in (bit per set), memoised for the last word asked on this thread. */
+static uint64_t lex_lists(const char *w, size_t len) {
+    static _Thread_local char memo[48];
+    static _Thread_local size_t memo_len = (size_t)-1;
+    static _Thread_local uint64_t memo_lists;
+    if (len == memo_len && memcmp(memo, w, len) == 0) return memo_lists;
+    uint64_t h = hash_bytes(w, len), lists = 0;
+    size_t b1 = (size_t)(h >> 20) & bloom_mask, b2 = (size_t)(h >> 40) & bloom_mask;
+    if ((bloom[b1 / 64] >> (b1 % 64) & 1) && (bloom[b2 / 64] >> (b2 % 64) & 1)) {
+        for (size_t k = (size_t)h & lex_mask; lex[k].key; k = (k + 1) & lex_mask)
+            if (lex[k].len == len && memcmp(lex[k].key, w, len) == 0) {
+                lists = lex[k].lists;
+                break;
+            }
+    }
+    if (len <= sizeof memo) {
+        memcpy(memo, w, len);
+        memo_len = len;
+        memo_lists = lists;
+    }
+    return lists;
+}
+
+bool pii_in_set(const char *const *list, const char *w, size_t len) {
+    int id = set_index(list);
+    if (id < 0) {
+        /* not registered (a programming error the tests catch): a plain scan */
+        for (const char *const *l = list; *l; l++)
+            if (strlen(*l) == len && memcmp(*l, w, len) == 0) return true;
+        return false;
+    }
+    return lex_lists(w, len) >> id & 1;
+}
+
+bool pii_in_set_last_word(const char *const *list, const char *w, size_t len) {
+    int id = set_index(list);
+    if (id < 0) return true;
+    const word_set *ws = &sets[id];
+    for (size_t h = (size_t)hash_bytes(w, len) & ws->last_mask; ws->last_keys[h]; h = (h + 1) & ws->last_mask)
+        if (ws->last_lens[h] == len && memcmp(ws->last_keys[h], w, len) == 0) return true;
+    return false;
+}
+
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+static void tables_init(void) {
+    pii_scan_register_sets();
+    pii_names_register_sets();
+    bloom_build();
+}
 
 struct slm_pii {
     int unused; /* the rules and gazetteers are static data; the object keeps the API future-proof */
@@ -25,7 +211,8 @@ int slm_pii_type_parse(const char *name) {
 }
 
 slm_pii *slm_pii_new(char *err, size_t err_len) {
-    slm_pii *d = calloc(1, sizeof *d);
+    pthread_once(&tables_once, tables_init);
+    slm_pii *d = sets_oom ? NULL : calloc(1, sizeof *d);
     if (!d && err && err_len) {
         strncpy(err, "out of memory", err_len - 1);
         err[err_len - 1] = 0;

@@ -78,9 +78,25 @@ static inline bool pii_is_hex(unsigned c) {
 }
 /* A word character: ASCII letter/digit or a byte of a multi-byte Latin letter (lead bytes C3-C9
  * and their continuation bytes); other non-ASCII (dashes, quotes, NBSP, currency) is punctuation. */
-bool pii_is_word_at(const unsigned char *s, size_t n, size_t i);
+static inline bool pii_is_word_at(const unsigned char *s, size_t n, size_t i) {
+    if (i >= n) return false;
+    unsigned c = s[i];
+    if (c < 0x80) return pii_is_alnum(c);
+    if (c >= 0xC3 && c <= 0xC9) return true;
+    if (c >= 0x80 && c <= 0xBF && i > 0 && s[i - 1] >= 0xC3 && s[i - 1] <= 0xC9) return true;
+    return false;
+}
 
 
+
+/* Word lists as hash sets (exact bytes): registered once by slm_pii_new, then read-only. */
+void pii_sets_register(const char *const *list);
+void pii_sets_register_n(const char *const *list, size_t n);
+bool pii_in_set(const char *const *list, const char *w, size_t len);
+/* Is w the last word (after the last space) of one of the list's phrases? */
+bool pii_in_set_last_word(const char *const *list, const char *w, size_t len);
+void pii_scan_register_sets(void);
+void pii_names_register_sets(void);
 
 bool pii_scan_init(pii_scan *x, const slm_pii *d, const char *s, size_t n, size_t from, bool final);
 void pii_scan_done(pii_scan *x);

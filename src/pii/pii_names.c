@@ -68,23 +68,28 @@ static bool sorted_has(const char *const *arr, size_t n, const char *key, size_t
 bool pii_gz_has(pii_gz list, const unsigned char *w, size_t len) {
     char buf[64];
     if (!pii_fold(w, len, buf, sizeof buf)) return false;
+    (void)sorted_has;
     switch (list) {
-    case GZ_FIRST: return sorted_has(pii_gz_first, pii_gz_first_count, buf, len);
-    case GZ_LAST: return sorted_has(pii_gz_last, pii_gz_last_count, buf, len);
-    case GZ_CITY: return sorted_has(pii_gz_city, pii_gz_city_count, buf, len);
-    case GZ_CITY_PREFIX: return sorted_has(pii_gz_city_prefix, pii_gz_city_prefix_count, buf, len);
-    case GZ_CITY_SUFFIX: return sorted_has(pii_gz_city_suffix, pii_gz_city_suffix_count, buf, len);
-    case GZ_STREET: return sorted_has(pii_gz_street, pii_gz_street_count, buf, len);
-    case GZ_COUNTRY: return sorted_has(pii_gz_country, pii_gz_country_count, buf, len);
+    case GZ_FIRST: return pii_in_set(pii_gz_first, buf, len);
+    case GZ_LAST: return pii_in_set(pii_gz_last, buf, len);
+    case GZ_CITY: return pii_in_set(pii_gz_city, buf, len);
+    case GZ_CITY_PREFIX: return pii_in_set(pii_gz_city_prefix, buf, len);
+    case GZ_CITY_SUFFIX: return pii_in_set(pii_gz_city_suffix, buf, len);
+    case GZ_STREET: return pii_in_set(pii_gz_street, buf, len);
+    case GZ_COUNTRY: return pii_in_set(pii_gz_country, buf, len);
     default: return false;
     }
 }
 
-static bool in_list(const char *const *list, const char *w, size_t len) {
-    for (const char *const *l = list; *l; l++)
-        if (strlen(*l) == len && memcmp(*l, w, len) == 0) return true;
-    return false;
-}
+static bool in_list(const char *const *list, const char *w, size_t len) { return pii_in_set(list, w, len); }
+
+static const char *const MONTH_FIRST[] = {"april", "may", "june", "july", "august", NULL};
+
+static const char *const LOC_PART[] = {"am", "an", "der", "im", "sur", "sous", "le", "la", "de", "en", "upon", "on", "del", "di", "ob", "bei", NULL};
+
+static const char *const ARTICLE[] = {"le", "la", "les", "el", "los", "las", "il", "lo", "den", "de", "l'", "the", NULL};
+
+static const char *const MORE[] = {"usa", "u.s.a", "us", "uk", "deutschland", "germany", "france", "österreich", "schweiz", "suisse", "españa", "italia", "nederland", "belgique", "belgië", "united states", "united kingdom", NULL};
 
 /* ---------- words ---------- */
 
@@ -275,20 +280,38 @@ static size_t skip_back_punct(const pii_scan *x, size_t p, bool *newline) {
     return i;
 }
 
-/* Does the lowercased text ending at e end with one of the phrases (at a word boundary)? Returns
- * the phrase's start or SIZE_MAX. */
-static size_t ends_with_phrase(const pii_scan *x, size_t e, const char *const *list, const char **which) {
+/* Does the lowercased text ending at e end with one of the phrases (a phrase starts after a space
+ * or at a word boundary)? Returns the longest phrase's start or SIZE_MAX; which and which_len get the
+ * matched text. Phrases have at most 5 words. */
+static size_t ends_with_phrase(const pii_scan *x, size_t e, const char *const *list, const char **which,
+                               size_t *which_len) {
     size_t best = (size_t)-1;
-    for (const char *const *l = list; *l; l++) {
-        size_t k = strlen(*l);
-        if (k > e) continue;
-        if (memcmp(x->low + e - k, *l, k) != 0) continue;
-        size_t st = e - k;
-        if (st > 0 && pii_is_word_at(x->s, x->n, st - 1)) continue;
-        if (best == (size_t)-1 || st < best) {
-            best = st;
-            if (which) *which = *l;
+    size_t i = e;
+    {
+        /* the token ending at e must be some phrase's last word */
+        size_t t = e;
+        while (t > 0 && x->s[t - 1] != ' ' && x->s[t - 1] != '\n' && x->s[t - 1] != '\t' && e - t < 40) t--;
+        size_t t2 = t;
+        while (t2 < e && t2 - t < 3 && !pii_is_word_at(x->s, x->n, t2)) t2++;
+        if (t == e || (!pii_in_set_last_word(list, x->low + t, e - t) && !pii_in_set_last_word(list, x->low + t2, e - t2)))
+            return best;
+    }
+    for (int w = 0; w < 4 && i > 0; w++) {
+        size_t tok_end = i;
+        while (i > 0 && x->s[i - 1] != ' ' && x->s[i - 1] != '\n' && x->s[i - 1] != '\t' && tok_end - i < 40) i--;
+        /* a phrase may also start inside the token after punctuation: "(holder" */
+        size_t st2 = i;
+        while (st2 < tok_end && st2 - i < 3 && !pii_is_word_at(x->s, x->n, st2)) st2++;
+        for (size_t st = i; st < tok_end; st = st == i && st2 > i ? st2 : tok_end) {
+            if (in_list(list, x->low + st, e - st)) {
+                best = st;
+                if (which) *which = x->low + st;
+                if (which_len) *which_len = e - st;
+                break;
+            }
         }
+        if (i == 0 || x->s[i - 1] != ' ') break;
+        i--;
     }
     return best;
 }
@@ -307,12 +330,13 @@ static trig person_trigger(const pii_scan *x, size_t p, bool *lower_ok, bool *ne
     if (hs < h && low_in(x, hs, h, HONORIFIC) && (x->s[hs] != 'm' || h - hs > 1)) return TRIG_STRONG;
     if (hs < h && h - hs == 1 && x->s[hs] == 'M' && h < e) return TRIG_STRONG; /* "M. Dupont" */
     const char *which = NULL;
-    if (ends_with_phrase(x, e, PERSON_STRONG, &which) != (size_t)-1) {
-        if (in_list(PERSON_LOWER_OK, which, strlen(which))) *lower_ok = true;
-        if (in_list(PERSON_STRONG_NEEDS_NAME, which, strlen(which))) *needs_name = true;
+    size_t wl = 0;
+    if (ends_with_phrase(x, e, PERSON_STRONG, &which, &wl) != (size_t)-1) {
+        if (in_list(PERSON_LOWER_OK, which, wl)) *lower_ok = true;
+        if (in_list(PERSON_STRONG_NEEDS_NAME, which, wl)) *needs_name = true;
         return TRIG_STRONG;
     }
-    if (ends_with_phrase(x, e, PERSON_WEAK, NULL) != (size_t)-1) return TRIG_WEAK;
+    if (ends_with_phrase(x, e, PERSON_WEAK, NULL, NULL) != (size_t)-1) return TRIG_WEAK;
     /* a name alone on the last line, after a sign-off line, is handled by the sign-off phrases;
      * a name at the start of a line after a blank line reads as a signature only with a first name */
     if (nl) return TRIG_WEAK;
@@ -368,7 +392,6 @@ static int name_run(pii_scan *x, size_t p, bool lower, size_t *starts, size_t *e
             if (pii_is_digit(x->s[j])) return k;
         if (not_name(x, i, e)) {
             /* "April Becker", "June Riley": a month that is also a first name, before a last name */
-            static const char *const MONTH_FIRST[] = {"april", "may", "june", "july", "august", NULL};
             size_t e2 = 0;
             if (!(k == 0 && low_in(x, i, e, MONTH_FIRST) && pii_at(x, e) == ' ' && is_cap_at(x, e + 1) &&
                   (e2 = word_end(x, e + 1)) > e + 1 && pii_gz_has(GZ_LAST, x->s + e + 1, e2 - e - 1)))
@@ -400,8 +423,9 @@ static bool gz_word_or_part(pii_gz list, const pii_scan *x, size_t a, size_t b) 
     return false;
 }
 
-static void scan_person(pii_scan *x, size_t p) {
+static void scan_person(pii_scan *x, size_t p, size_t we) {
     bool lower_ok, needs_name;
+    if (!is_cap_at(x, p) && !pii_gz_has(GZ_FIRST, x->s + p, we - p)) return; /* lower case: only a first name */
     trig t = person_trigger(x, p, &lower_ok, &needs_name);
     bool cap = is_cap_at(x, p);
     if (!cap && t == TRIG_STRONG && !needs_name) lower_ok = true; /* "la cliente daisy Noel" */
@@ -442,6 +466,10 @@ static const char *const LOC_STRONG[] = {
     "vive en", "vivo en", "reside en", "abita a", "vivo a", "residente a", "woont in", "woon in", "moved to",
     "relocated to", "born in", "geboren in", "né à", "née à", "hometown", "place of residence", "residence",
     "localité", "commune", "lieu", "location", "standort", "from the city of", NULL};
+/* Labels that name a place only as a form field ("Ort: Celle", "ville : Colas"). */
+static const char *const LOC_NEEDS_COLON[] = {"city", "town", "stadt", "ort", "ville", "lieu", "location", "commune",
+                                              "standort", "residence", "ciudad", "città", "plaats", "localité",
+                                              "wohnhaft", NULL};
 static const char *const LOC_WEAK[] = {"from", "in", "aus", "near", "at", "à", "de", "nach", "bei", "en", "a",
                                        "to", "visiting", "visited", "visit", "trip to", "travel to", "flight to",
                                        "flew to", "drove to", "arrived in", "staying in", "stay in", "hotel in",
@@ -482,23 +510,19 @@ static void scan_location(pii_scan *x, size_t p) {
     size_t e = skip_back_punct(x, p, &nl);
     size_t before_aus = e;
     const char *which = NULL;
+    size_t wl = 0;
     trig t = TRIG_NONE;
-    if (ends_with_phrase(x, e, LOC_STRONG, &which) != (size_t)-1) t = TRIG_STRONG;
+    if (ends_with_phrase(x, e, LOC_STRONG, &which, &wl) != (size_t)-1) t = TRIG_STRONG;
     else if (e > 0 && x->s[e - 1] == '(' ) t = after_ip(x, e - 1) ? TRIG_STRONG : TRIG_WEAK;
     else {
-        size_t ws = ends_with_phrase(x, e, LOC_WEAK, &which);
+        size_t ws = ends_with_phrase(x, e, LOC_WEAK, &which, &wl);
         if (ws != (size_t)-1) t = after_ip(x, ws) ? TRIG_STRONG : TRIG_WEAK;
     }
     (void)before_aus;
     if (p > 0 && x->s[p - 1] == '(' && after_ip(x, p - 1)) t = TRIG_STRONG;
     if (t == TRIG_NONE) return;
     /* strong triggers with a colon need it ("Ort:"), the bare words are ordinary nouns */
-    if (t == TRIG_STRONG && which &&
-        (strcmp(which, "city") == 0 || strcmp(which, "town") == 0 || strcmp(which, "stadt") == 0 ||
-         strcmp(which, "ort") == 0 || strcmp(which, "ville") == 0 || strcmp(which, "lieu") == 0 ||
-         strcmp(which, "location") == 0 || strcmp(which, "commune") == 0 || strcmp(which, "standort") == 0 ||
-         strcmp(which, "residence") == 0 || strcmp(which, "ciudad") == 0 || strcmp(which, "città") == 0 ||
-         strcmp(which, "plaats") == 0 || strcmp(which, "localité") == 0 || strcmp(which, "wohnhaft") == 0)) {
+    if (t == TRIG_STRONG && which && in_list(LOC_NEEDS_COLON, which, wl)) {
         size_t i = p;
         while (i > 0 && x->s[i - 1] == ' ') i--;
         if (!(i > 0 && x->s[i - 1] == ':')) t = TRIG_WEAK;
@@ -510,8 +534,6 @@ static void scan_location(pii_scan *x, size_t p) {
         if (!is_cap_at(x, i)) {
             if (k > 0 && pii_is_lower(x->s[i])) {
                 size_t we = word_end(x, i);
-                static const char *const LOC_PART[] = {"am", "an", "der", "im", "sur", "sous", "le", "la", "de",
-                                                       "en", "upon", "on", "del", "di", "ob", "bei", NULL};
                 if (low_in(x, i, we, LOC_PART) && pii_at(x, we) == ' ' && is_cap_at(x, we + 1)) {
                     st[k] = i;
                     en[k] = we;
@@ -528,8 +550,6 @@ static void scan_location(pii_scan *x, size_t p) {
         for (size_t j = i; j < we; j++) digit |= pii_is_digit(x->s[j]);
         if (digit) break;
         if (k > 0 && not_name(x, i, we) && !pii_gz_has(GZ_CITY_PREFIX, x->s + i, we - i)) break;
-        static const char *const ARTICLE[] = {"le", "la", "les", "el", "los", "las", "il", "lo", "den", "de",
-                                              "l'", "the", NULL};
         bool article = k == 0 && low_in(x, i, we, ARTICLE) && pii_at(x, we) == ' ' && is_cap_at(x, we + 1);
         if (k == 0 && !article && not_name(x, i, we) && !pii_gz_has(GZ_CITY_PREFIX, x->s + i, we - i) &&
             !pii_gz_has(GZ_CITY, x->s + i, we - i))
@@ -564,9 +584,7 @@ static void scan_location(pii_scan *x, size_t p) {
     } else {
         if (k > 3) k = best ? best : 3;
     }
-    while (k > 1 && low_in(x, st[k - 1], en[k - 1], (const char *const[]){"am", "an", "der", "im", "sur", "sous",
-                                                                         "le", "la", "de", "en", "upon", "on",
-                                                                         "del", "di", "ob", "bei", NULL}))
+    while (k > 1 && low_in(x, st[k - 1], en[k - 1], LOC_PART))
         k--;
     pii_add(x, p, en[k - 1], SLM_PII_LOCATION, t == TRIG_STRONG ? 50 : 45);
 }
@@ -595,13 +613,12 @@ static const char *const STREET_SUFFIX_DE[] = {"straße", "strasse", "str.", "we
                                                "torget", "stræde", "allé", "vænget", NULL};
 
 static bool ends_with_street_suffix(const pii_scan *x, size_t a, size_t b) {
+    if (b - a < 5) return false;
     char buf[64];
     size_t len = pii_fold(x->s + a, b - a, buf, sizeof buf);
     if (!len) return false;
-    for (const char *const *s = STREET_SUFFIX_DE; *s; s++) {
-        size_t k = strlen(*s);
-        if (len > k + 1 && memcmp(buf + len - k, *s, k) == 0) return true;
-    }
+    for (size_t k = 2; k <= 8 && k + 2 <= len; k++)
+        if (in_list(STREET_SUFFIX_DE, buf + len - k, k)) return true;
     return false;
 }
 
@@ -714,9 +731,6 @@ static size_t country_after(pii_scan *x, size_t e) {
         size_t we = word_end(x, j);
         if (we == j) break;
         if (pii_gz_has(GZ_COUNTRY, x->s + i, we - i)) best = we;
-        static const char *const MORE[] = {"usa", "u.s.a", "us", "uk", "deutschland", "germany", "france",
-                                           "österreich", "schweiz", "suisse", "españa", "italia", "nederland",
-                                           "belgique", "belgië", "united states", "united kingdom", NULL};
         if (low_in(x, i, we, MORE)) best = we;
         if (pii_at(x, we) != ' ') break;
         j = we + 1;
@@ -919,10 +933,48 @@ void pii_scan_names(pii_scan *x) {
         if (p > 0 && (x->s[p - 1] == '-' || x->s[p - 1] == '_' || x->s[p - 1] == '/' || x->s[p - 1] == '@' ||
                       x->s[p - 1] == '.' || x->s[p - 1] == '\''))
             continue;
-        scan_address(x, p);
+        size_t we = word_end(x, p);
+        if (we > p + 60) continue;
+        bool cap = is_cap_at(x, p);
+        /* an address opens with a number (above), a unit word ("Flat", "PSC"), a street word
+         * ("rue", "Via", "ul.") or a compound street name ("Jesselplatz") */
+        size_t wd = pii_at(x, we) == '.' ? we + 1 : we;
+        if (in_list(STREET_OPEN, x->low + p, we - p) || in_list(STREET_OPEN, x->low + p, wd - p) ||
+            (cap && (in_list(ADDR_START, x->low + p, we - p) || ends_with_street_suffix(x, p, we))))
+            scan_address(x, p);
         x->attempt = p;
-        scan_person(x, p);
+        if (!(pii_is_alpha(c) || c >= 0xC3)) continue;
+        scan_person(x, p, we);
         x->attempt = p;
-        scan_location(x, p);
+        if (cap) scan_location(x, p);
     }
+}
+
+void pii_names_register_sets(void) {
+    pii_sets_register_n(pii_gz_first, pii_gz_first_count);
+    pii_sets_register_n(pii_gz_last, pii_gz_last_count);
+    pii_sets_register_n(pii_gz_city, pii_gz_city_count);
+    pii_sets_register_n(pii_gz_city_prefix, pii_gz_city_prefix_count);
+    pii_sets_register_n(pii_gz_city_suffix, pii_gz_city_suffix_count);
+    pii_sets_register_n(pii_gz_street, pii_gz_street_count);
+    pii_sets_register_n(pii_gz_country, pii_gz_country_count);
+    pii_sets_register(MONTH_FIRST);
+    pii_sets_register(LOC_PART);
+    pii_sets_register(ARTICLE);
+    pii_sets_register(MORE);
+    pii_sets_register(NOT_NAME);
+    pii_sets_register(HONORIFIC);
+    pii_sets_register(PERSON_STRONG);
+    pii_sets_register(PERSON_LOWER_OK);
+    pii_sets_register(PERSON_WEAK);
+    pii_sets_register(PERSON_STRONG_NEEDS_NAME);
+    pii_sets_register(PARTICLES);
+    pii_sets_register(STREET_OPEN);
+    pii_sets_register(LOC_STRONG);
+    pii_sets_register(LOC_NEEDS_COLON);
+    pii_sets_register(LOC_WEAK);
+    pii_sets_register(UNIT_WORDS);
+    pii_sets_register(ADDR_START);
+    pii_sets_register(ADDR_PART);
+    pii_sets_register(STREET_SUFFIX_DE);
 }

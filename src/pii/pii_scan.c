@@ -55,14 +55,7 @@ bool pii_ctx_word_any(const pii_scan *x, size_t lo, size_t hi, const char *const
     return false;
 }
 
-bool pii_is_word_at(const unsigned char *s, size_t n, size_t i) {
-    if (i >= n) return false;
-    unsigned c = s[i];
-    if (c < 0x80) return pii_is_alnum(c);
-    if (c >= 0xC3 && c <= 0xC9) return true;
-    if (c >= 0x80 && c <= 0xBF && i > 0 && s[i - 1] >= 0xC3 && s[i - 1] <= 0xC9) return true;
-    return false;
-}
+
 
 /* prev byte is not a letter/digit (or the text starts at p) */
 static bool word_start(const pii_scan *x, size_t p) { return p == 0 || !pii_is_word_at(x->s, x->n, p - 1); }
@@ -814,19 +807,11 @@ static const char *const MONTHS[] = {
 
 /* A month name at p (lowercased text), returning its end (with an abbreviation's dot), or 0. */
 static size_t month_at(pii_scan *x, size_t p) {
-    size_t best = 0;
-    for (const char *const *m = MONTHS; *m; m++) {
-        size_t k = strlen(*m);
-        if (p + k <= x->n && memcmp(x->low + p, *m, k) == 0 && !pii_is_word_at(x->s, x->n, p + k) && p + k > best)
-            best = p + k;
-    }
-    if (!best) {
-        /* undecided: the word runs to the end of a partial text */
-        size_t e = p;
-        while (pii_is_word_at(x->s, x->n, e)) e++;
-        if (e == x->n) pii_at(x, e);
-        return 0;
-    }
+    size_t e = p;
+    while (pii_is_word_at(x->s, x->n, e) && e - p < 12) e++;
+    if (e == x->n) pii_at(x, e); /* undecided: the word runs to the end of a partial text */
+    if (pii_is_word_at(x->s, x->n, e) || !pii_in_set(MONTHS, x->low + p, e - p)) return 0;
+    size_t best = e;
     if (pii_at(x, best) == '.') best++;
     return best;
 }
@@ -1019,3 +1004,5 @@ void pii_scan_all(pii_scan *x) {
     x->attempt = x->from;
     pii_scan_names(x);
 }
+
+void pii_scan_register_sets(void) { pii_sets_register(MONTHS); }
