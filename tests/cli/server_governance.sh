@@ -38,6 +38,17 @@ YAML
 srv_start --config "$SRV_TMP/slm.yaml" --data-dir "$D" -c 256 --quiet
 export SLM_BIN
 node --test --test-concurrency=1 "$SLM_NPM_DIR/governance.test.mjs"
+# an upstream stream that breaks after it started: the client gets the text so far, then an error
+# event, and the response ends (never hangs); nothing is retried after the first byte
+curl -s -X POST "${MOCK_URL%/v1}/control/reset" >/dev/null
+curl -s "${MOCK_URL%/v1}/control/faults" -d '{"faults":["break:3"]}' >/dev/null
+timeout 20 curl -sN -H "Authorization: Bearer $KEY_APP" "$SLM_URL/v1/chat/completions" \
+  -d '{"model":"frontier","stream":true,"max_tokens":200,"messages":[{"role":"user","content":"tell me"}]}' >"$SRV_TMP/broken"
+rc=$?
+[ "$rc" = 0 ] && grep -q '"content":"Mock' "$SRV_TMP/broken" && grep -q '"error"' "$SRV_TMP/broken" ||
+  { echo "FAIL: broken upstream stream (curl $rc): $(cat "$SRV_TMP/broken")" >&2; exit 1; }
+[ "$(curl -s "${MOCK_URL%/v1}/control/log" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["requests"]))')" = 1 ] ||
+  { echo "FAIL: a stream that broke after its first byte was retried" >&2; exit 1; }
 srv_stop
 "$SLM_BIN" audit verify --data-dir "$D" >/dev/null || { echo "FAIL: audit verify" >&2; exit 1; }
 ! grep -rq "jane.doe@mailbox.org" "$D/audit" || { echo "FAIL: personal data in the audit log" >&2; exit 1; }
