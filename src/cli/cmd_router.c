@@ -283,7 +283,7 @@ static int cmd_eval_or_bench(int argc, char **argv, bool bench) {
         } else if (json) {
             json_t *o = metrics_json(&m, true);
             json_object_set_new(o, "random", metrics_json(&rnd, false));
-            char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
+            char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
             json_decref(o);
             if (!text) rc = cli_fail(VERB, "out of memory");
             else puts(text), free(text);

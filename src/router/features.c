@@ -295,7 +295,7 @@ typedef struct arith {
 } arith;
 
 static void arith_space(arith *a) {
-    while (a->pos < a->len && (a->s[a->pos] == ' ' || a->s[a->pos] == '$' || a->s[a->pos] == ',')) a->pos++;
+    while (a->pos < a->len && (a->s[a->pos] == ' ' || a->s[a->pos] == '$')) a->pos++;
 }
 static double arith_sum(arith *a);
 static double arith_atom(arith *a) {
@@ -330,6 +330,8 @@ static double arith_atom(arith *a) {
                 else v = v * 10 + (d - '0');
             } else if (d == '.' && scale == 0) {
                 scale = 0.1;
+            } else if (d == ',' && scale == 0 && any && a->pos + 1 < a->len && isdigit((unsigned char)a->s[a->pos + 1])) {
+                /* thousands separator: 1,200 */
             } else {
                 break;
             }
