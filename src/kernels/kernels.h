@@ -65,6 +65,17 @@ void slm_vec_weighted_sum_f16(int64_t n, int64_t hd, const float *p, const uint1
  * scratch: nq * max(n) floats. out rows must not overlap q rows. */
 void slm_attend_f16(int nq, const int *n, int64_t hd, const float *const *q, const uint16_t *k, const uint16_t *v,
                     size_t stride, float scale, float *scratch, float *const *out);
+/* Softmax attention of nq queries over the same n keys of an f32 cache (the tokens of one encoded
+ * sequence for one head: an encoder's every token sees the whole sequence). For i < nq:
+ *   s_j = scale * dot(q[i], K_j);  p = softmax(s) (max-subtracted expf, sum in double);
+ *   out[i] = sum_j p_j * V_j        with K_j = k + j*stride, V_j = v + j*stride (hd floats each).
+ * Each K/V row is read once per block of queries instead of once per query; the AVX-512 path
+ * multiplies blocks of queries by blocks of keys with the sums in registers.
+ * scratch: slm_attend_f32_scratch(nq, n, hd) floats, (hd + 4) * (n rounded up to 32) (it does
+ * not grow with nq). out rows must not overlap q rows. */
+size_t slm_attend_f32_scratch(int nq, int n, int64_t hd);
+void slm_attend_f32(int nq, int n, int64_t hd, const float *const *q, const float *k, const float *v, size_t stride,
+                    float scale, float *scratch, float *const *out);
 /* Gemma-2's capped softmax of n scores in place: s = cap * tanh(s / cap) when cap > 0, then
  * softmax (max-subtracted exp, sum in double). The vector paths compute tanh from their exp. */
 void slm_vec_softmax_capped(int64_t n, float *s, float cap);

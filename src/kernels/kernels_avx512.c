@@ -424,6 +424,92 @@ static void z_gelu(int64_t n, float *x, const float *bias, const float *mul, con
     }
 }
 
+/* ---- slm_attend_f32 in blocks (head sizes 16..128 in steps of 16): K transposed once into
+ * scratch (hd rows of n_pad keys, zero padded), scores of 4 queries x 32 keys per register tile
+ * (the keys in the lanes, no horizontal sums), the softmax of slm_softmax_rows per query, then
+ * 4 queries x 32 output dims per tile summed over the keys. ---- */
+#define ZA_QUERIES 4
+
+static inline __attribute__((always_inline)) void za_scores(int nqb, const float *const *q, int64_t hd, const float *kt,
+                                                           size_t n_pad, int j0, float scale, float *scores) {
+    __m512 acc[ZA_QUERIES][2];
+    for (int i = 0; i < nqb; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int64_t d = 0; d < hd; d++) {
+        const __m512 k0 = _mm512_loadu_ps(kt + (size_t)d * n_pad + (size_t)j0);
+        const __m512 k1 = _mm512_loadu_ps(kt + (size_t)d * n_pad + (size_t)j0 + 16);
+        _Pragma("GCC unroll 4")
+        for (int i = 0; i < nqb; i++) {
+            const __m512 qv = _mm512_set1_ps(q[i][d]);
+            acc[i][0] = _mm512_fmadd_ps(k0, qv, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(k1, qv, acc[i][1]);
+        }
+    }
+    const __m512 vscale = _mm512_set1_ps(scale);
+    for (int i = 0; i < nqb; i++) {
+        _mm512_storeu_ps(scores + (size_t)i * n_pad + (size_t)j0, _mm512_mul_ps(acc[i][0], vscale));
+        _mm512_storeu_ps(scores + (size_t)i * n_pad + (size_t)j0 + 16, _mm512_mul_ps(acc[i][1], vscale));
+    }
+}
+
+/* out[i][d0 .. d0 + 16*nd) = sum over j < n of p[i][j] * V_j[d0 ..] for the nqb queries of a block */
+static inline __attribute__((always_inline)) void za_weighted(int nqb, int nd, int n, const float *p, size_t n_pad,
+                                                             const float *v, size_t stride, int64_t d0,
+                                                             float *const *out) {
+    __m512 acc[ZA_QUERIES][2];
+    for (int i = 0; i < nqb; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int j = 0; j < n; j++) {
+        const float *vj = v + (size_t)j * stride + d0;
+        const __m512 v0 = _mm512_loadu_ps(vj);
+        const __m512 v1 = nd == 2 ? _mm512_loadu_ps(vj + 16) : v0;
+        _Pragma("GCC unroll 4")
+        for (int i = 0; i < nqb; i++) {
+            const __m512 pv = _mm512_set1_ps(p[(size_t)i * n_pad + (size_t)j]);
+            acc[i][0] = _mm512_fmadd_ps(v0, pv, acc[i][0]);
+            if (nd == 2) acc[i][1] = _mm512_fmadd_ps(v1, pv, acc[i][1]);
+        }
+    }
+    for (int i = 0; i < nqb; i++) {
+        _mm512_storeu_ps(out[i] + d0, acc[i][0]);
+        if (nd == 2) _mm512_storeu_ps(out[i] + d0 + 16, acc[i][1]);
+    }
+}
+
+static inline __attribute__((always_inline)) void za_block(int nqb, int n, int64_t hd, const float *const *q,
+                                                          const float *kt, const float *v, size_t stride, size_t n_pad,
+                                                          float scale, float *scores, float *const *out) {
+    for (int j0 = 0; j0 < n; j0 += 32) za_scores(nqb, q, hd, kt, n_pad, j0, scale, scores);
+    for (int i = 0; i < nqb; i++) slm_softmax_rows(1, &n, scores + (size_t)i * n_pad, 0);
+    int64_t d0 = 0;
+    for (; d0 + 32 <= hd; d0 += 32) za_weighted(nqb, 2, n, scores, n_pad, v, stride, d0, out);
+    if (d0 < hd) za_weighted(nqb, 1, n, scores, n_pad, v, stride, d0, out);
+}
+
+static void z_attend_f32(int nq, int n, int64_t hd, const float *const *q, const float *k, const float *v,
+                         size_t stride, float scale, float *scratch, float *const *out) {
+    if (hd % 16 != 0 || hd > 128) {
+        slm_attend_f32_rows(slm_kernels_for_isa(SLM_ISA_AVX512), nq, n, hd, q, k, v, stride, scale, scratch, out);
+        return;
+    }
+    /* 32-key score tiles reach n rounded up to 32: the transposed K is zero padded that far
+     * (slm_attend_f32_scratch: the scores of one block of queries, then K) */
+    const size_t n_tile = ((size_t)n + 31) & ~(size_t)31;
+    float *scores = scratch, *kt = scratch + (size_t)ZA_QUERIES * n_tile;
+    for (int64_t d = 0; d < hd; d++) {
+        float *row = kt + (size_t)d * n_tile;
+        for (int j = 0; j < n; j++) row[j] = k[(size_t)j * stride + (size_t)d];
+        for (size_t j = (size_t)n; j < n_tile; j++) row[j] = 0.0f;
+    }
+    int i = 0;
+    for (; i + ZA_QUERIES <= nq; i += ZA_QUERIES)
+        za_block(ZA_QUERIES, n, hd, q + i, kt, v, stride, n_tile, scale, scores, out + i);
+    switch (nq - i) {
+    case 3: za_block(3, n, hd, q + i, kt, v, stride, n_tile, scale, scores, out + i); break;
+    case 2: za_block(2, n, hd, q + i, kt, v, stride, n_tile, scale, scores, out + i); break;
+    case 1: za_block(1, n, hd, q + i, kt, v, stride, n_tile, scale, scores, out + i); break;
+    default: break;
+    }
+}
+
 /* ---- attention rows with 16-lane vectors (head sizes 16..128 in steps of 16), same structure
  * as attend_one in kernels_simd.inc ---- */
 
@@ -525,6 +611,7 @@ static void slm_kernels_fill_avx512_planar(slm_kernel_table *t) {
     t->types[SLM_TYPE_F16].vec_dot = z_vec_dot_f16;
     t->fgemm.tile = z_fgemm_tile;
     t->gelu = z_gelu;
+    t->attend_f32 = z_attend_f32;
     t->types[SLM_TYPE_BF16].vec_dot = z_vec_dot_bf16;
     t->types[SLM_TYPE_Q6_K].vec_dot = k_vec_dot_q6_K;
 }

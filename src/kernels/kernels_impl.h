@@ -120,6 +120,9 @@ typedef struct slm_kernel_table {
     void (*attend_f16)(int nq, const int *n, int64_t hd, const float *const *q, const uint16_t *k, const uint16_t *v,
                        size_t stride, float scale, float *scratch, float *const *out);
     void (*softmax_capped)(int64_t n, float *s, float cap); /* behind slm_vec_softmax_capped */
+    /* behind slm_attend_f32; NULL: slm_attend_f32_rows on this table's dot/axpy */
+    void (*attend_f32)(int nq, int n, int64_t hd, const float *const *q, const float *k, const float *v, size_t stride,
+                       float scale, float *scratch, float *const *out);
     /* behind slm_vec_gelu; table: slm_gelu_table() */
     void (*gelu)(int64_t n, float *x, const float *bias, const float *mul, const uint16_t *table);
     /* kernels over the R16 layout of packed.h, by weight type; NULL where there is none */
@@ -155,6 +158,11 @@ static inline float slm_gelu_lookup(float v, const uint16_t *table) {
     return slm_fp16_to_fp32(table[slm_fp32_to_fp16(v)]);
 }
 void slm_gelu_scalar(int64_t n, float *x, const float *bias, const float *mul, const uint16_t *table);
+
+/* slm_attend_f32 one query at a time with a table's dot_f32 / axpy_f32 (the paths without a
+ * blocked kernel, and the blocked kernel's fallback for head sizes it does not take). */
+void slm_attend_f32_rows(const slm_kernel_table *t, int nq, int n, int64_t hd, const float *const *q, const float *k,
+                         const float *v, size_t stride, float scale, float *scratch, float *const *out);
 
 /* The quantizer of an activation format (NULL for f32). */
 slm_quantize_act_fn slm_act_quantizer(const slm_kernel_table *t, slm_act_kind kind);

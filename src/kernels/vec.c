@@ -82,6 +82,37 @@ void slm_vec_gelu(int64_t n, float *x, const float *bias, const float *mul) {
     else slm_gelu_scalar(n, x, bias, mul, slm_gelu_table());
 }
 
+/* The blocked kernel's: scores of 4 queries and K transposed, n rounded up to 32 keys (more than
+ * the n floats of one query's scores that slm_attend_f32_rows needs). */
+size_t slm_attend_f32_scratch(int nq, int n, int64_t hd) {
+    (void)nq;
+    const size_t n_tile = ((size_t)(n > 0 ? n : 0) + 31) & ~(size_t)31;
+    return ((size_t)(hd > 0 ? hd : 0) + 4) * n_tile;
+}
+
+void slm_attend_f32_rows(const slm_kernel_table *t, int nq, int n, int64_t hd, const float *const *q, const float *k,
+                         const float *v, size_t stride, float scale, float *scratch, float *const *out) {
+    for (int i = 0; i < nq; i++) {
+        for (int j = 0; j < n; j++) scratch[j] = t->dot_f32(hd, q[i], k + (size_t)j * stride) * scale;
+        slm_softmax_rows(1, &n, scratch, 0);
+        for (int64_t d = 0; d < hd; d++) out[i][d] = 0.0f;
+        for (int j = 0; j < n; j++) t->axpy_f32(hd, out[i], scratch[j], v + (size_t)j * stride);
+    }
+}
+
+void slm_attend_f32(int nq, int n, int64_t hd, const float *const *q, const float *k, const float *v, size_t stride,
+                    float scale, float *scratch, float *const *out) {
+    if (nq <= 0 || hd <= 0) return;
+    if (n <= 0) { /* nothing to attend to: a zero output, as an empty sum */
+        for (int i = 0; i < nq; i++)
+            for (int64_t d = 0; d < hd; d++) out[i][d] = 0.0f;
+        return;
+    }
+    const slm_kernel_table *t = table();
+    if (t->attend_f32) t->attend_f32(nq, n, hd, q, k, v, stride, scale, scratch, out);
+    else slm_attend_f32_rows(t, nq, n, hd, q, k, v, stride, scale, scratch, out);
+}
+
 void slm_softmax_capped_scalar(int64_t n, float *s, float cap) {
     if (cap > 0)
         for (int64_t j = 0; j < n; j++) s[j] = tanhf(s[j] * (1.0f / cap)) * cap;
