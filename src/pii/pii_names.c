@@ -612,13 +612,20 @@ static const char *const STREET_SUFFIX_DE[] = {"straße", "strasse", "str.", "we
                                                "siedlung", "boulevard", "kaai", "pad", "hof", "eggen", "veien", "vegen", "gaten",
                                                "torget", "stræde", "allé", "vænget", NULL};
 
+/* Street suffixes by their last byte, so a word is compared with the few that can match. */
+static const char *suffix_by_last[256][8];
+
 static bool ends_with_street_suffix(const pii_scan *x, size_t a, size_t b) {
     if (b - a < 5) return false;
+    const char *const *cands = suffix_by_last[(unsigned char)x->low[b - 1]];
+    if (!cands[0]) return false;
     char buf[64];
     size_t len = pii_fold(x->s + a, b - a, buf, sizeof buf);
     if (!len) return false;
-    for (size_t k = 2; k <= 8 && k + 2 <= len; k++)
-        if (in_list(STREET_SUFFIX_DE, buf + len - k, k)) return true;
+    for (int i = 0; i < 8 && cands[i]; i++) {
+        size_t k = strlen(cands[i]);
+        if (len > k + 1 && memcmp(buf + len - k, cands[i], k) == 0) return true;
+    }
     return false;
 }
 
@@ -951,6 +958,15 @@ void pii_scan_names(pii_scan *x) {
 }
 
 void pii_names_register_sets(void) {
+    for (const char *const *sfx = STREET_SUFFIX_DE; *sfx; sfx++) {
+        size_t k = strlen(*sfx);
+        const char **slot = suffix_by_last[(unsigned char)(*sfx)[k - 1]];
+        for (int i = 0; i < 7; i++)
+            if (!slot[i]) {
+                slot[i] = *sfx;
+                break;
+            }
+    }
     pii_sets_register_n(pii_gz_first, pii_gz_first_count);
     pii_sets_register_n(pii_gz_last, pii_gz_last_count);
     pii_sets_register_n(pii_gz_city, pii_gz_city_count);

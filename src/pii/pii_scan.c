@@ -30,32 +30,64 @@ void pii_add(pii_scan *x, size_t start, size_t end, int kind, int prio) {
 
 size_t pii_back(size_t pos, size_t window) { return pos > window ? pos - window : 0; }
 
-bool pii_ctx_any(const pii_scan *x, size_t lo, size_t hi, const char *const *words) {
+/* Keyword lists for context windows: per list, the words' lengths and a table of their first
+ * bytes, so a window is searched in one pass (most positions fail the first-byte test). */
+#define MAX_KW_LISTS 24
+typedef struct {
+    const char *const *list;
+    size_t n;
+    unsigned char len[96];
+    bool first[256];
+} kw_list;
+static kw_list kw_lists[MAX_KW_LISTS];
+static size_t n_kw_lists;
+
+static void kw_register(const char *const *list) {
+    if (n_kw_lists == MAX_KW_LISTS) return;
+    kw_list *k = &kw_lists[n_kw_lists];
+    size_t n = 0;
+    while (list[n] && n < sizeof k->len) {
+        k->len[n] = (unsigned char)strlen(list[n]);
+        k->first[(unsigned char)list[n][0]] = true;
+        n++;
+    }
+    if (list[n]) return; /* too long a list: the plain search below handles it */
+    k->list = list;
+    k->n = n;
+    n_kw_lists++;
+}
+
+static const kw_list *kw_find(const char *const *list) {
+    for (size_t i = 0; i < n_kw_lists; i++)
+        if (kw_lists[i].list == list) return &kw_lists[i];
+    return NULL;
+}
+
+/* The last position in low[lo..hi) where a keyword starts (at a word start when word_start),
+ * or SIZE_MAX. */
+static size_t kw_last(const pii_scan *x, size_t lo, size_t hi, const char *const *words, bool at_word_start) {
     if (hi > x->n) hi = x->n;
-    if (lo >= hi) return false;
-    for (const char *const *w = words; *w; w++)
-        if (memmem(x->low + lo, hi - lo, *w, strlen(*w))) return true;
-    return false;
+    if (lo >= hi) return (size_t)-1;
+    const kw_list *k = kw_find(words);
+    for (size_t i = hi; i-- > lo;) {
+        unsigned char c = (unsigned char)x->low[i];
+        if (k && !k->first[c]) continue;
+        if (at_word_start && i > 0 && pii_is_alpha((unsigned char)x->low[i - 1])) continue;
+        for (size_t w = 0; k ? w < k->n : words[w] != NULL; w++) {
+            size_t len = k ? k->len[w] : strlen(words[w]);
+            if ((unsigned char)words[w][0] == c && i + len <= hi && memcmp(x->low + i, words[w], len) == 0) return i;
+        }
+    }
+    return (size_t)-1;
+}
+
+bool pii_ctx_any(const pii_scan *x, size_t lo, size_t hi, const char *const *words) {
+    return kw_last(x, lo, hi, words, false) != (size_t)-1;
 }
 
 bool pii_ctx_word_any(const pii_scan *x, size_t lo, size_t hi, const char *const *words) {
-    if (hi > x->n) hi = x->n;
-    if (lo >= hi) return false;
-    for (const char *const *w = words; *w; w++) {
-        size_t k = strlen(*w);
-        const char *from = x->low + lo, *end = x->low + hi;
-        while (from < end) {
-            const char *f = memmem(from, (size_t)(end - from), *w, k);
-            if (!f) break;
-            size_t at = (size_t)(f - x->low);
-            if (at == 0 || !pii_is_alpha((unsigned char)x->low[at - 1])) return true;
-            from = f + 1;
-        }
-    }
-    return false;
+    return kw_last(x, lo, hi, words, true) != (size_t)-1;
 }
-
-
 
 /* prev byte is not a letter/digit (or the text starts at p) */
 static bool word_start(const pii_scan *x, size_t p) { return p == 0 || !pii_is_word_at(x->s, x->n, p - 1); }
@@ -169,9 +201,10 @@ static void scan_url(pii_scan *x, size_t p) {
 
 static size_t run_of(pii_scan *x, size_t p, const char *set_extra) {
     size_t i = p;
+    char e0 = set_extra[0], e1 = e0 ? set_extra[1] : 0;
     for (;;) {
         unsigned c = pii_at(x, i);
-        if (pii_is_alnum(c) || (c && strchr(set_extra, (int)c))) i++;
+        if (pii_is_alnum(c) || (c && (c == (unsigned char)e0 || c == (unsigned char)e1))) i++;
         else break;
     }
     return i;
@@ -806,10 +839,15 @@ static const char *const MONTHS[] = {
     "julho", "setembro", "outubro", "novembro", "dezembro", NULL};
 
 /* A month name at p (lowercased text), returning its end (with an abbreviation's dot), or 0. */
+static bool month_shape[26][16]; /* (first letter, length) pairs of the month names */
+
 static size_t month_at(pii_scan *x, size_t p) {
+    unsigned c0 = (unsigned char)x->low[p];
+    if (c0 < 'a' || c0 > 'z') return 0;
     size_t e = p;
     while (pii_is_word_at(x->s, x->n, e) && e - p < 12) e++;
     if (e == x->n) pii_at(x, e); /* undecided: the word runs to the end of a partial text */
+    if (e - p >= 16 || !month_shape[c0 - 'a'][e - p]) return 0;
     if (pii_is_word_at(x->s, x->n, e) || !pii_in_set(MONTHS, x->low + p, e - p)) return 0;
     size_t best = e;
     if (pii_at(x, best) == '.') best++;
@@ -902,21 +940,6 @@ typedef struct {
     size_t last_date_end;
 } scan_state;
 
-/* The last occurrence of a birth keyword in low[lo..hi), or SIZE_MAX. */
-static size_t last_keyword(const pii_scan *x, size_t lo, size_t hi, const char *const *words) {
-    size_t best = (size_t)-1;
-    for (const char *const *w = words; *w; w++) {
-        size_t k = strlen(*w);
-        for (size_t i = hi >= k ? hi - k + 1 : 0; i-- > lo;) {
-            if (memcmp(x->low + i, *w, k) == 0) {
-                if (best == (size_t)-1 || i > best) best = i;
-                break;
-            }
-        }
-    }
-    return best;
-}
-
 static void scan_date(pii_scan *x, size_t p, scan_state *st) {
     (void)st;
     size_t e = date_at(x, p);
@@ -924,7 +947,7 @@ static void scan_date(pii_scan *x, size_t p, scan_state *st) {
     if (pii_is_alnum(pii_at(x, e))) return;
     /* a birth keyword shortly before, with no other year in between ("born 1980 ... meeting on
      * 2024-05-01" is not a birth date) */
-    size_t k = last_keyword(x, pii_back(p, 56), p, DOB_WORDS);
+    size_t k = kw_last(x, pii_back(p, 56), p, DOB_WORDS, false);
     if (k == (size_t)-1) return;
     for (size_t i = k; i + 4 <= p; i++)
         if (pii_is_digit(x->s[i]) && pii_is_digit(x->s[i + 1]) && pii_is_digit(x->s[i + 2]) &&
@@ -1005,4 +1028,21 @@ void pii_scan_all(pii_scan *x) {
     pii_scan_names(x);
 }
 
-void pii_scan_register_sets(void) { pii_sets_register(MONTHS); }
+void pii_scan_register_sets(void) {
+    pii_sets_register(MONTHS);
+    for (const char *const *m = MONTHS; *m; m++) {
+        size_t len = 0; /* in bytes, as the text is measured */
+        while ((*m)[len]) len++;
+        unsigned c = (unsigned char)(*m)[0];
+        if (c >= 'a' && c <= 'z' && len < 16) month_shape[c - 'a'][len] = true;
+    }
+    kw_register(SECRET_WORDS);
+    kw_register(CARD_NEG);
+    kw_register(CARD_POS);
+    kw_register(SSN_CTX);
+    kw_register(SSN_NEG);
+    kw_register(VERSION_WORDS);
+    kw_register(PHONE_POS);
+    kw_register(PHONE_NEG);
+    kw_register(DOB_WORDS);
+}
