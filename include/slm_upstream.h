@@ -40,6 +40,7 @@ typedef struct slm_upstream_config {
     int breaker_threshold;       /* consecutive failed calls that open the circuit; 0 = 5 */
     double breaker_cooldown_s;   /* how long an open circuit refuses before one trial call; 0 = 30 */
     const char *ca_file;         /* PEM CA bundle for https; NULL = the system's (verification is always on) */
+    size_t max_text_bytes;       /* text one call may receive; more ends it with an error; 0 = 32 MiB */
     int max_in_flight;           /* calls running at once (one worker thread each); more are refused
                                   * (503 upstream_busy) or go to the fallback; 0 = 256 */
 } slm_upstream_config;

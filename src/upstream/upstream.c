@@ -22,6 +22,7 @@
 
 #define UP_BACKOFF_CAP_S 8.0
 #define UP_MAX_JSON_BODY (16u << 20)
+#define UP_MAX_TEXT (32u << 20) /* default: a hostile upstream cannot grow a request's text without bound */
 
 typedef struct up_job up_job;
 
@@ -30,6 +31,7 @@ struct slm_upstream {
     char *chat_url, *completions_url;
     double timeout_s, first_byte_s, idle_s, connect_s, retry_base_s, retry_after_max_s, cooldown_s;
     int max_retries, breaker_threshold, max_in_flight;
+    size_t max_text;
     slm_engine *fallback;
 
     pthread_mutex_t mu;
@@ -159,6 +161,11 @@ static int apply_chunk(up_job *j, up_chunk *c) {
     }
     if (c->kind == UP_CHUNK_ERROR) {
         snprintf(j->stream_error, sizeof j->stream_error, "%s", c->error);
+        return -1;
+    }
+    if (c->text_len > j->u->max_text - j->delivered) {
+        snprintf(j->stream_error, sizeof j->stream_error, "upstream sent more than %zu bytes of text (max_text_bytes)",
+                 j->u->max_text);
         return -1;
     }
     if (c->text_len && !deliver(j, c->text, c->text_len)) {
@@ -741,6 +748,7 @@ int slm_upstream_new(const slm_upstream_config *cfg, slm_upstream **out, char *e
     u->breaker_threshold = cfg->breaker_threshold > 0 ? cfg->breaker_threshold : 5;
     u->cooldown_s = cfg->breaker_cooldown_s > 0 ? cfg->breaker_cooldown_s : 30;
     u->max_in_flight = cfg->max_in_flight > 0 ? cfg->max_in_flight : 256;
+    u->max_text = cfg->max_text_bytes > 0 ? cfg->max_text_bytes : UP_MAX_TEXT;
     *out = u;
     return 0;
 }

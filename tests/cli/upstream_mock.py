@@ -27,6 +27,7 @@ queued fault, else "ok". Faults:
   json          a non-streamed JSON answer even when a stream was asked for
   nodone        content chunks, then a clean end without finish_reason or [DONE]
   longline      2 MiB without a line break
+  flood         64 KiB content chunks without end (until the client hangs up)
   crlf          CRLF line ends, comments and an event split across writes
   strict        400 for a request with stream_options, or with max_tokens (wants max_completion_tokens),
                 like some OpenAI-compatible servers and OpenAI's reasoning models
@@ -41,6 +42,7 @@ import json
 import select
 import socket
 import ssl
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -270,6 +272,11 @@ class Handler(BaseHTTPRequestHandler):
             if kind == "longline":
                 self.chunk("data: {\"x\": \"" + "a" * (2 << 20))
                 return self.cut()
+            if kind == "flood":
+                data = ("data: " + json.dumps(piece(1, "x" * 65536)) + eol + eol).encode()
+                for _ in range(4096):  # 256 MiB at most
+                    self.chunk(data)
+                return self.cut()
             if kind == "malformed":
                 self.chunk("data: {\"choices\": [ this is not json" + eol + eol)
                 return self.cut()
@@ -303,6 +310,12 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request, client_address):
+        # clients that hang up (cut streams, timeouts, rejected certificates) are expected here
+        if isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 def main():

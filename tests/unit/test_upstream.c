@@ -161,7 +161,7 @@ typedef struct outcome {
     char call_error[256];
     const char *route;
     slm_finish finish;
-    char text[4096];
+    char text[4096];         /* the start of it */
     size_t text_len;
     char error[256];
     bool client_fault;
@@ -585,6 +585,16 @@ static void test_retries(slm_engine *e) {
     CHECKF(o.finish == SLM_FINISH_ERROR && strstr(o.error, "longer than"), "%s", o.error);
     slm_gate_free(g);
     slm_upstream_free(u);
+    /* text without end: cut at the cap (300000 bytes here), what arrived kept */
+    slm_upstream_config c = {.name = "frontier", .url = mock_url, .model = "fault:flood", .max_text_bytes = 300000};
+    char err[256];
+    CHECK(slm_upstream_new(&c, &u, err, sizeof err) == 0);
+    g = gate_with(e, u);
+    run_call(g, &(spec){.chat = true, .text = "x"}, &o);
+    CHECKF(o.finish == SLM_FINISH_ERROR && strstr(o.error, "more than 300000 bytes of text") && o.text_len == 4 * 65536,
+           "%s (%zu bytes)", o.error, o.text_len);
+    slm_gate_free(g);
+    slm_upstream_free(u);
 }
 
 static void test_timeouts_and_cancel(slm_engine *e) {
@@ -597,7 +607,7 @@ static void test_timeouts_and_cancel(slm_engine *e) {
            "%s after %.2f s", o.error, o.seconds);
     /* the request's own deadline comes first: TIMEOUT */
     run_call(g, &(spec){.chat = true, .text = "hello?", .deadline_in = 0.2}, &o);
-    CHECKF(o.finish == SLM_FINISH_TIMEOUT && o.seconds < 0.35, "%d after %.2f s", o.finish, o.seconds);
+    CHECKF(o.finish == SLM_FINISH_TIMEOUT && o.seconds < 0.8, "%d after %.2f s", o.finish, o.seconds);
     slm_gate_free(g);
     slm_upstream_free(u);
 
@@ -605,7 +615,7 @@ static void test_timeouts_and_cancel(slm_engine *e) {
     u = upstream_with(mock_url, "fault:slow:150", 5, 2);
     g = gate_with(e, u);
     run_call(g, &(spec){.chat = true, .text = "a long answer please", .cancel_on_text = true}, &o);
-    CHECKF(o.finish == SLM_FINISH_CANCELLED && o.cancel_to_done < 0.1 && o.text_len > 0 && o.text_len < 20,
+    CHECKF(o.finish == SLM_FINISH_CANCELLED && o.cancel_to_done < 0.25 && o.text_len > 0 && o.text_len < 20,
            "%d, %.3f s after cancel, %zu bytes", o.finish, o.cancel_to_done, o.text_len);
     /* slow but alive: the idle limit (first_byte 0.4 s here) is between bytes, not the whole stream */
     slm_gate_free(g);
@@ -627,7 +637,7 @@ static void test_timeouts_and_cancel(slm_engine *e) {
     CHECK(slm_upstream_new(&c, &u, err, sizeof err) == 0);
     g = gate_with(e, u);
     run_call(g, &(spec){.chat = true, .text = "idle"}, &o);
-    CHECKF(o.finish == SLM_FINISH_ERROR && strstr(o.error, "sent nothing for 0.2") && o.seconds < 0.6, "%s (%.2f s)",
+    CHECKF(o.finish == SLM_FINISH_ERROR && strstr(o.error, "sent nothing for 0.2") && o.seconds < 1.0, "%s (%.2f s)",
            o.error, o.seconds);
     slm_gate_free(g);
     slm_upstream_free(u);
@@ -651,7 +661,7 @@ static void test_timeouts_and_cancel(slm_engine *e) {
     usleep(100 * 1000);
     double t0 = slm_now();
     slm_upstream_free(u);
-    CHECK(slm_now() - t0 < 0.2);
+    CHECK(slm_now() - t0 < 0.5);
     pthread_mutex_lock(&r->mu);
     CHECK(r->done && r->finish == SLM_FINISH_CANCELLED);
     pthread_mutex_unlock(&r->mu);
@@ -717,7 +727,7 @@ static void test_tls(slm_engine *e) {
 static void test_breaker(slm_engine *e) {
     slm_upstream_config c = {.name = "frontier", .url = mock_url, .model = "gpt-test", .api_key = KEY,
                              .first_byte_timeout_s = 2, .max_retries = -1, .breaker_threshold = 3,
-                             .breaker_cooldown_s = 0.3};
+                             .breaker_cooldown_s = 0.5};
     slm_upstream *u = NULL;
     char err[256];
     CHECK(slm_upstream_new(&c, &u, err, sizeof err) == 0);
@@ -735,11 +745,11 @@ static void test_breaker(slm_engine *e) {
     CHECKF(!o.submitted && o.status == 503 && strcmp(o.code, "upstream_unavailable") == 0 &&
            strstr(o.call_error, "frontier"), "%d %s %s", o.status, o.code, o.call_error);
     CHECK(mock_log_count() == 3);
-    usleep(350 * 1000);
+    usleep(550 * 1000);
     CHECK(!slm_upstream_is_open(u));
     run_call(g, &(spec){.chat = true, .text = "x"}, &o); /* the trial fails (503): open again */
     CHECK(o.finish == SLM_FINISH_ERROR && slm_upstream_is_open(u));
-    usleep(350 * 1000);
+    usleep(550 * 1000);
     run_call(g, &(spec){.chat = true, .text = "x"}, &o); /* the trial succeeds: closed */
     CHECK(o.finish == SLM_FINISH_STOP && !slm_upstream_is_open(u));
     run_call(g, &(spec){.chat = true, .text = "x"}, &o);
