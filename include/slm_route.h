@@ -43,6 +43,8 @@ slm_route_table *slm_route_install(slm_gate *g, const slm_route_target *targets,
                                    char *err, size_t err_len);
 /* The target a model name denotes ("name:latest" accepted), or NULL for a plain local model. */
 const slm_route_target *slm_route_find(const slm_route_table *t, const char *name);
+/* The i-th target (routes first, then upstreams), NULL past the end. */
+const slm_route_target *slm_route_at(const slm_route_table *t, int i);
 
 #ifdef __cplusplus
 }

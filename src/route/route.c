@@ -27,6 +27,10 @@ const slm_route_target *slm_route_find(const slm_route_table *t, const char *nam
     return NULL;
 }
 
+const slm_route_target *slm_route_at(const slm_route_table *t, int i) {
+    return t && i >= 0 && i < t->n ? &t->targets[i] : NULL;
+}
+
 /* The text a prompt router judges: the last user turn (earlier turns are context, not the ask). */
 static const char *question_of(const slm_gate_call *call) {
     for (size_t i = call->n_messages; i-- > 0;)

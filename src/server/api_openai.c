@@ -9,6 +9,7 @@
 #include "messages.h"
 #include "params.h"
 #include "replies.h"
+#include "slm_route.h"
 
 typedef struct oai_state {
     bool chat;
@@ -472,5 +473,12 @@ enum MHD_Result srv_openai_models(srv_conn *c, const char *id) {
     }
     json_t *data = json_array();
     for (int i = 0; i < s->n_models; i++) json_array_append_new(data, model_json(&s->models[i]));
+    /* the config's routes and upstreams are names a client may send as well */
+    const slm_route_target *t;
+    for (int i = 0; (t = slm_route_at(s->routes, i)); i++)
+        json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s, s:{s:s, s:s, s:s?}}", "id", t->name, "object", "model", "created",
+                                              (json_int_t)s->models[0].created, "owned_by", "slm", "meta", "kind",
+                                              t->is_route ? "route" : "upstream", "local",
+                                              t->is_route ? t->local_name : "", "upstream", t->upstream_name));
     return srv_reply_json(c, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }

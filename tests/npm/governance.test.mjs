@@ -20,6 +20,11 @@ test("401: unknown and missing keys", async () => {
   assert.equal((await none.json()).error.code, "invalid_api_key");
 });
 
+test("models: the local model, the route and the upstream are listed", async () => {
+  const ids = (await client(process.env.KEY_APP).models.list()).data.map((m) => m.id);
+  assert.deepEqual(ids, ["local", "auto", "frontier"]);
+});
+
 test("local and upstream calls say where they went", async () => {
   const local = await client(process.env.KEY_APP).chat.completions.create({ model: "local", messages: [{ role: "user", content: "Once upon a time" }], max_tokens: 4 }).withResponse();
   assert.equal(local.response.headers.get("x-slm-route"), "local");
