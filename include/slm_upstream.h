@@ -56,7 +56,8 @@ const char *slm_upstream_name(const slm_upstream *u);
 
 /* A gate backend (add it with slm_gate_add_backend) that runs GENERATE calls on the upstream.
  * submit refuses (false, status/error set) with 400 unsupported_call (not GENERATE, no
- * messages/prompt), 400 invalid_request (text that is not UTF-8), 403 air_gapped, 503
+ * messages/prompt), 400 invalid_request (text that is not UTF-8), 400 unsupported_parameter (a
+ * grammar/JSON schema, logprobs or logit_bias: local-engine features), 403 air_gapped, 503
  * upstream_unavailable (circuit open), 503 upstream_busy (max_in_flight reached), 503
  * shutting_down, unless a fallback takes the call; cancel marks the request cancelled and wakes its worker. The call must stay alive until
  * its request is done or slm_gate_cancel returned; read call->route after r->done (or after the

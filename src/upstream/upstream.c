@@ -430,6 +430,10 @@ static void *worker(void *arg) {
     up_outcome o = {0};
     int tries = 0, adaptations = 0;
     for (;;) {
+        if (net_should_cancel(j)) { /* before the first attempt too: no connection for a call already gone */
+            o.kind = UP_ATTEMPT_CANCELLED;
+            break;
+        }
         tries++;
         attempt(j, &o);
         if (o.kind == UP_ATTEMPT_OK || o.kind == UP_ATTEMPT_CANCELLED || o.kind == UP_ATTEMPT_DEADLINE) break;
@@ -595,6 +599,18 @@ static bool up_submit(void *state, slm_gate_call *call) {
     bool chat = call->messages && call->n_messages > 0;
     if (!chat && !call->prompt)
         return slm_gate_refuse(call, 400, "unsupported_call", "call has neither messages nor a prompt for the upstream");
+    /* what only the local engine can do (token ids of its own vocabulary, its grammar sampler) is
+     * not silently dropped on the way out */
+    const slm_gen_params *g = &call->request->gen;
+    const char *local_only = g->grammar                    ? "a grammar or JSON schema (response_format)"
+                             : g->logprobs                 ? "logprobs"
+                             : g->sampling.n_logit_bias > 0 ? "logit_bias"
+                                                           : NULL;
+    if (local_only) {
+        if (u->fallback) return submit_local(u, call);
+        return slm_gate_refuse(call, 400, "unsupported_parameter", "upstream '%.40s' cannot honour %s; use a local model",
+                               u->name, local_only);
+    }
     if (slm_net_air_gapped()) {
         if (u->fallback) return submit_local(u, call);
         char host[128];

@@ -543,6 +543,24 @@ static void test_retries(slm_engine *e) {
            strstr(o.error, "mock upstream failure"), "%s", o.error);
     CHECK(mock_log_count() == 3);
 
+    /* what only the local engine can do is refused, not silently dropped: nothing is sent */
+    mock_reset();
+    {
+        slm_request *r = slm_request_new(SLM_REQ_GENERATE);
+        r->gen.logprobs = true;
+        slm_gate_call call;
+        slm_gate_call_init(&call, SLM_CALL_GENERATE, "test", "/v1/completions");
+        call.request = r;
+        call.prompt = "x";
+        CHECK(!slm_gate_submit(g, &call) && call.status == 400 && strcmp(call.error_code, "unsupported_parameter") == 0 &&
+              strstr(call.error, "logprobs"));
+        slm_gate_call_init(&call, SLM_CALL_EMBED, "test", "/v1/embeddings");
+        call.request = r;
+        CHECK(!slm_gate_submit(g, &call) && call.status == 400 && strcmp(call.error_code, "unsupported_call") == 0);
+        slm_request_release(r);
+        CHECK(mock_log_count() == 0);
+    }
+
     /* a client error is not retried and is blamed on the request; the message is passed on */
     mock_reset();
     mock_faults("[\"400\"]");
