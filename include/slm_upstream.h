@@ -11,7 +11,8 @@
  * cap); after the first byte of text there is no retry: the request ends with SLM_FINISH_ERROR,
  * the text so far kept. A circuit breaker stops trying after consecutive failed calls. When a
  * local fallback engine is set, a call that fails before any text (or is refused by the breaker or
- * the air gap) is handed to it instead and call->route becomes "local". */
+ * the air gap) is handed to it instead and call->route becomes "local"; a timed-out attempt is then
+ * not retried (a hung upstream would cost a whole time limit per try). */
 #ifndef SLM_UPSTREAM_H
 #define SLM_UPSTREAM_H
 

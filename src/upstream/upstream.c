@@ -228,6 +228,7 @@ typedef struct up_outcome {
     int status;             /* HTTP status of an answer; 0 when none came */
     up_health health;
     bool client_fault;      /* the upstream blamed the request (400, 413, 422) */
+    bool timed_out;         /* a time limit of the attempt fired */
     double retry_after_s;   /* 429: how long the upstream asked to wait; -1 = not said */
     char error[256];
 } up_outcome;
@@ -290,6 +291,7 @@ static void attempt(up_job *j, up_outcome *o) {
         snprintf(o->error, sizeof o->error, "%s", j->stream_error[0] ? j->stream_error : rs.error);
     } else if (nr != SLM_NET_OK) {
         bool transient = nr == SLM_NET_CONNECT || nr == SLM_NET_TIMEOUT || nr == SLM_NET_BROKEN || nr == SLM_NET_ERROR;
+        o->timed_out = nr == SLM_NET_TIMEOUT;
         o->kind = transient ? UP_ATTEMPT_RETRY : UP_ATTEMPT_FATAL;
         o->health = UP_HEALTH_FAILED;
         snprintf(o->error, sizeof o->error, "%s", rs.error);
@@ -443,6 +445,8 @@ static void *worker(void *arg) {
             continue;
         }
         if (j->delivered > 0 || o.kind == UP_ATTEMPT_FATAL || tries > u->max_retries) break;
+        /* a hung upstream costs a whole time limit per try: the local engine answers sooner */
+        if (o.timed_out && u->fallback) break;
         double delay = u->retry_base_s * pow(2.0, tries - 1);
         if (delay > UP_BACKOFF_CAP_S) delay = UP_BACKOFF_CAP_S;
         delay *= 0.5 + 0.5 * rand01(j);

@@ -840,6 +840,15 @@ static void test_fallback(slm_model *m) {
     CHECKF(o.submitted && o.finish == SLM_FINISH_LENGTH && strcmp(o.text, ref->text) == 0, "%d '%s' vs '%s' %s",
            o.finish, o.text, ref->text, o.error);
     CHECK(o.route && strcmp(o.route, "local") == 0 && o.prompt_tokens == 0);
+    /* a hung upstream (SIGSTOP): one first-byte limit (0.3 s), no retries, then local */
+    slm_upstream_free(u);
+    slm_gate_free(g);
+    u = upstream_with(mock_url, "fault:hang", 0.3, 2);
+    slm_upstream_set_fallback(u, e);
+    g = gate_with(e, u);
+    run_call(g, &(spec){.text = text, .max_tokens = 20, .prompt = toks, .n_prompt = n}, &o);
+    CHECKF(o.finish == SLM_FINISH_LENGTH && strcmp(o.text, ref->text) == 0 && o.seconds < 0.9 && o.route &&
+           strcmp(o.route, "local") == 0, "%d %.2f s %s", o.finish, o.seconds, o.error);
     /* with the circuit open the fallback takes the call at once */
     slm_upstream_free(u);
     slm_gate_free(g);
