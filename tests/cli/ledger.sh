@@ -147,6 +147,20 @@ grep -q "^  served locally     57.1%$" "$SRV_TMP/table.txt" || fail "table: $(ca
 grep -Eq '^  savings            \$[0-9.]+ \([0-9]+\.[0-9]%\)$' "$SRV_TMP/table.txt" || fail "table: $(cat "$SRV_TMP/table.txt")"
 grep -Eq '^local +4 ' "$SRV_TMP/table.txt" && grep -Eq '^upstream +3 ' "$SRV_TMP/table.txt" || fail "table: $(cat "$SRV_TMP/table.txt")"
 
+# a key name with a terminal escape in the ledger (written straight into the store): the table shows
+# it escaped, the JSON carries it as it is
+python3 -c '
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1])
+db.execute("INSERT INTO ledger (request_id, time, key, model, route, prompt_tokens, completion_tokens, cost,"
+           " frontier_cost, latency_ms, status) VALUES (?, ?, ?, ?, ?, 1, 2, 0, 0, 1, 200)",
+           ("x", time.time(), "evil\x1b[31mred", "local", "local"))
+db.commit()' "$D/state.db"
+report --by key >"$SRV_TMP/table.txt"
+grep -qF 'evil\x1b[31mred ' "$SRV_TMP/table.txt" || fail "escaped key name: $(cat -v "$SRV_TMP/table.txt")"
+! grep -q $'\x1b' "$SRV_TMP/table.txt" || fail "the table sent a raw escape byte to the terminal"
+report --json --by key | python3 -c 'import json,sys; g=json.load(sys.stdin)["groups"]; assert g["evil\x1b[31mred"]["requests"] == 1, g'
+
 # hostile arguments: one error line each, exit 2, nothing on stdout
 bad() {
   local rc=0
