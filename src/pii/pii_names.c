@@ -91,6 +91,41 @@ static const char *const ARTICLE[] = {"le", "la", "les", "el", "los", "las", "il
 
 static const char *const MORE[] = {"usa", "u.s.a", "us", "uk", "deutschland", "germany", "france", "österreich", "schweiz", "suisse", "españa", "italia", "nederland", "belgique", "belgië", "united states", "united kingdom", NULL};
 
+/* Words after a name that make it a company ("Miller Ltd", "Schmidt GmbH", "Dubois SARL"). */
+static const char *const COMPANY_WORDS[] = {"inc", "inc.", "llc", "ltd", "ltd.", "plc", "gmbh", "ag", "kg", "ohg",
+                                            "sa", "s.a.", "sarl", "s.a.r.l.", "sas", "bv", "b.v.", "nv", "n.v.",
+                                            "spa", "s.p.a.", "srl", "s.r.l.", "sl", "s.l.", "co", "co.", "corp",
+                                            "corp.", "corporation", "company", "group", "gruppe", "groupe",
+                                            "holding", "holdings", "partners", "partner", "associates", "bank",
+                                            "solutions", "systems", "technologies", "consulting", "services",
+                                            "international", "industries", "enterprises", "ventures", "labs",
+                                            "studios", "media", "&", "und", "and", "et", "e", "y", "pty", "lp",
+                                            "llp", "se", "ab", "oy", "as", "a/s", NULL};
+
+/* Words that place a person in the sentence, required before a weak place trigger ("I'm from",
+ * "the customer is in"), so "the train from Berlin" stays unmarked. */
+static const char *const PERSON_ANCHOR[] = {"i", "i'm", "im", "me", "my", "we", "our", "us", "he", "she", "his",
+                                            "her", "they", "their", "them", "you", "your", "ich", "mich", "mir",
+                                            "mein", "meine", "wir", "unser", "er", "sie", "ihr", "je", "j'",
+                                            "moi", "mon", "ma", "mes", "nous", "il", "elle", "ils", "elles", "yo",
+                                            "mi", "io", "ik", "mijn", "eu", "customer", "patient", "client",
+                                            "cliente", "user", "kunde", "kundin", "caller", "lives", "born",
+                                            "moved", "login", "sign-in", "signed", "device", "anmeldung",
+                                            "connexion", "ip", "address", "adresse", "name", "nom", NULL};
+
+static bool person_anchor_before(const pii_scan *x, size_t p) {
+    size_t lo = p > 120 ? p - 120 : 0;
+    for (size_t i = lo; i < p; i++) {
+        if (i > lo && pii_is_word_at(x->s, x->n, i - 1)) continue;
+        if (!pii_is_word_at(x->s, x->n, i)) continue;
+        size_t e = i;
+        while (e < p && (pii_is_word_at(x->s, x->n, e) || x->s[e] == '\'' || x->s[e] == '-')) e++;
+        if (pii_in_set(PERSON_ANCHOR, x->low + i, e - i)) return true;
+        i = e;
+    }
+    return false;
+}
+
 /* ---------- words ---------- */
 
 static bool is_cap_at(const pii_scan *x, size_t p) {
@@ -448,9 +483,24 @@ static void scan_person(pii_scan *x, size_t p, size_t we) {
     if (t == TRIG_STRONG && needs_name) t = TRIG_WEAK;
     bool ok = false;
     if (t == TRIG_STRONG) ok = true;
-    else if (t == TRIG_WEAK) ok = first || (k >= 2 && last_known) || (k == 1 && first_is_last && false);
+    else if (t == TRIG_WEAK)
+        ok = (first && !(k == 1 && pii_gz_has(GZ_CITY, x->s + st[0], en[0] - st[0]))) || (k >= 2 && last_known) ||
+             (k == 1 && first_is_last && false);
     else ok = k >= 2 && first && last_known;
     if (!ok) return;
+    /* a company: "Miller Ltd", "Morgan Stanley Group" */
+    {
+        size_t a = en[k - 1];
+        if (pii_at(x, a) == ',') a++;
+        if (pii_at(x, a) == ' ') {
+            size_t b = a + 1;
+            while (b < x->n && !pii_is_space(x->s[b]) && x->s[b] != ',' && b - a < 12) b++;
+            if (b == x->n) pii_at(x, b);
+            size_t bb = b;
+            if (bb > a + 1 && x->s[bb - 1] == '.' && !in_list(COMPANY_WORDS, x->low + a + 1, bb - a - 1)) bb--;
+            if (in_list(COMPANY_WORDS, x->low + a + 1, bb - a - 1) && t != TRIG_STRONG) return;
+        }
+    }
     /* drop a trailing particle */
     while (k > 1 && low_in(x, st[k - 1], en[k - 1], PARTICLES)) k--;
     pii_add(x, p, en[k - 1], SLM_PII_PERSON, t == TRIG_STRONG ? 42 : 40);
@@ -575,6 +625,7 @@ static void scan_location(pii_scan *x, size_t p) {
     }
     if (t == TRIG_WEAK) {
         if (!best) return;
+        if (!person_anchor_before(x, p)) return;
         /* "from Michelle Lee", "à Martin Couturier": a first name followed by another name is a person */
         if (k >= 2 && pii_gz_has(GZ_FIRST, x->s + st[0], en[0] - st[0]) &&
             !pii_gz_has(GZ_CITY_PREFIX, x->s + st[0], en[0] - st[0]) &&

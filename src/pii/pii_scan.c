@@ -223,6 +223,8 @@ static bool looks_random(const pii_scan *x, size_t a, size_t b) {
     }
     if (maxrun >= 5) return false;
     if (memmem(x->low + a, b - a, "xxxx", 4) || memmem(x->low + a, b - a, "your", 4) ||
+        memmem(x->low + a, b - a, "example", 7) || memmem(x->low + a, b - a, "dummy", 5) ||
+        memmem(x->low + a, b - a, "placeholder", 11) ||
         memmem(x->low + a, b - a, "here", 4) || memmem(x->low + a, b - a, "token", 5))
         return false;
     return dg > 0 && (up + lo) > 0;
@@ -298,6 +300,7 @@ static void scan_aws_secret(pii_scan *x, size_t p) {
         dg += pii_is_digit(x->s[i]);
     }
     if (!up || !lo || !dg) return; /* hex digests and git hashes are single-case */
+    if (memmem(x->low + p, 40, "example", 7)) return; /* the AWS documentation's sample key */
     if (!pii_ctx_any(x, pii_back(p, 80), p, SECRET_WORDS)) return;
     pii_add(x, p, e, SLM_PII_SECRET, 94);
 }
@@ -329,7 +332,8 @@ static void scan_secret(pii_scan *x, size_t p) {
         if (prefix_at(x, p, "AKIA") || prefix_at(x, p, "ASIA")) {
             size_t e = p + 4;
             while (pii_is_upper(pii_at(x, e)) || pii_is_digit(pii_at(x, e))) e++;
-            if (e - p == 20 && !pii_is_alnum(pii_at(x, e))) pii_add(x, p, e, SLM_PII_SECRET, 95);
+            if (e - p == 20 && !pii_is_alnum(pii_at(x, e)) && !memmem(x->low + p, 20, "example", 7))
+                pii_add(x, p, e, SLM_PII_SECRET, 95);
             return;
         }
         if (prefix_at(x, p, "AIza")) {
@@ -602,7 +606,9 @@ static const char *const VERSION_WORDS[] = {"version", "firmware", "section", "r
                                             "revision", "kapitel", "abschnitt", "chapitre", "paragraphe", "§",
                                             "chapter", "clause", "v.", "ver.", "versión", "versione", "versie",
                                             "fixes", "update", "upgrade", "sdk", "driver", "treiber", "pin ", "==",
-                                            NULL};
+                                            "paragraph", "para", "item", "step", "article", "art.", "appendix",
+                                            "anhang", "absatz", "ziffer", "figure", "fig.", "table", "rfc", "iso",
+                                            "release", "kernel", "package", "version", "rev", "edition", NULL};
 
 static void scan_ipv4(pii_scan *x, size_t p) {
     size_t i = p;
@@ -708,7 +714,9 @@ static const char *const PHONE_NEG[] = {"order", "invoice", "ticket", "tracking"
                                         "serial", "id ", "id:", "no.", "nr.", "kunden", "customer number", "client n",
                                         "dossier", "auftrag", "vertrag", "contract", "policy", "claim", "booking",
                                         "reservation", "confirmation", "transaction", "shipment", "parcel", "package",
-                                        "route", "ssn", "social security", "amount", "total", "balance", "sku",
+                                        "route", "ssn", "social security", "amount", "total", "balance", "sku", "po number",
+                                        "po#", "purchase order", "confirmation code", "code", "tracking id",
+                                        "aktenzeichen", "vorgang", "bon de commande", "numéro de commande",
                                         "item", "article", "artikel", "ean", "upc", "batch", "lot ", "série", NULL};
 
 static void scan_phone(pii_scan *x, size_t p) {
