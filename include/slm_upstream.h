@@ -8,8 +8,10 @@
  * Each call runs on its own worker thread, which drives the transfer through slm_net (the only
  * outbound client). Failures before any text reached the request (refused, timeout, 429, 5xx,
  * broken stream) are retried with exponential backoff and jitter (429 waits Retry-After, up to a
- * cap); after the first byte of text there is no retry: the request ends with SLM_FINISH_ERROR,
- * the text so far kept. A circuit breaker stops trying after consecutive failed calls. When a
+ * cap); after the first byte of text reached a streaming client (call->stream) there is no retry:
+ * the request ends with SLM_FINISH_ERROR, the text so far kept. For a client that does not stream
+ * (it reads r->text only once r->done), the partial text is discarded and the call retried or
+ * handed to the fallback like any failure before output. A circuit breaker stops trying after consecutive failed calls. When a
  * local fallback engine is set, a call that fails before any text (or is refused by the breaker or
  * the air gap) is handed to it instead and call->route becomes "local"; a timed-out attempt is then
  * not retried (a hung upstream would cost a whole time limit per try). */

@@ -59,6 +59,7 @@ struct up_job {
     size_t body_len;
     const char *url;
     bool trial;          /* the breaker's half-open trial call */
+    bool client_streams; /* call->stream: text in the request may already have reached the client */
     uint64_t rng;
     /* the attempt in progress */
     slm_net_response *rs;
@@ -385,6 +386,17 @@ static bool adapt_body(up_job *j, const char *error) {
 
 /* ---------- the worker ---------- */
 
+/* Forgets the text of a failed attempt (a client that does not stream has not seen any of it). */
+static void discard_text(up_job *j) {
+    slm_request *r = j->r;
+    pthread_mutex_lock(&r->mu);
+    r->text_len = 0;
+    if (r->text) r->text[0] = 0;
+    r->t_first = 0;
+    pthread_mutex_unlock(&r->mu);
+    j->delivered = 0;
+}
+
 static void job_free(up_job *j) {
     reset_attempt(j);
     free(j->body);
@@ -439,6 +451,7 @@ static void *worker(void *arg) {
         tries++;
         attempt(j, &o);
         if (o.kind == UP_ATTEMPT_OK || o.kind == UP_ATTEMPT_CANCELLED || o.kind == UP_ATTEMPT_DEADLINE) break;
+        if (j->delivered > 0 && !j->client_streams) discard_text(j); /* nobody has seen it: start afresh */
         if (o.status == 400 && j->delivered == 0 && adaptations < 2 && adapt_body(j, o.error)) {
             adaptations++;
             tries--;
@@ -636,6 +649,7 @@ static bool up_submit(void *state, slm_gate_call *call) {
     j->body = body;
     j->body_len = body_len;
     j->url = chat ? u->chat_url : u->completions_url;
+    j->client_streams = call->stream;
     j->rng = (uint64_t)(uintptr_t)j ^ (uint64_t)(slm_now() * 1e9) ^ 0x9E3779B97F4A7C15ull;
     if (!j->rng) j->rng = 1;
 

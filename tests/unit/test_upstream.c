@@ -144,6 +144,7 @@ static slm_upstream *upstream_with(const char *url, const char *model, double fi
 
 typedef struct spec {
     bool chat;
+    bool stream;               /* the client reads the text as it comes (call->stream) */
     const char *text;
     int max_tokens;
     float temperature;
@@ -191,6 +192,7 @@ static void run_call(slm_gate *g, const spec *s, outcome *o) {
     slm_gate_call call;
     slm_gate_call_init(&call, SLM_CALL_GENERATE, "test", s->chat ? "/v1/chat/completions" : "/v1/completions");
     call.request = r;
+    call.stream = s->stream;
     if (s->chat) {
         call.messages = msgs;
         call.n_messages = 2;
@@ -583,17 +585,25 @@ static void test_retries(slm_engine *e) {
     CHECKF(o.finish == SLM_FINISH_STOP && strcmp(o.text, want) == 0, "%s", o.error);
     mock_reset();
     mock_faults("[\"break:3\", \"ok\"]");
-    run_call(g, &(spec){.chat = true, .text = "broken"}, &o);
+    run_call(g, &(spec){.chat = true, .stream = true, .text = "broken"}, &o);
     CHECKF(o.finish == SLM_FINISH_ERROR && strcmp(o.text, "Mock reply t") == 0 && o.seconds < 2 &&
            strncmp(o.error, "upstream stream broke after 12 bytes: ", 38) == 0, "'%s' %s", o.text, o.error);
     CHECK(mock_log_count() == 1);
+    /* ... unless the client does not stream: it has seen nothing yet, so the partial text is
+     * discarded and the call retried */
+    mock_reset();
+    mock_faults("[\"break:3\", \"ok\"]");
+    run_call(g, &(spec){.chat = true, .text = "broken"}, &o);
+    mock_reply("broken", want, sizeof want);
+    CHECKF(o.finish == SLM_FINISH_STOP && strcmp(o.text, want) == 0, "'%s' %s", o.text, o.error);
+    CHECK(mock_log_count() == 2);
     /* an error event mid-stream, a clean end without [DONE], malformed JSON, an endless line */
     mock_reset();
     mock_faults("[\"sse_error\", \"nodone\", \"malformed\", \"malformed\", \"malformed\", \"longline\"]");
-    run_call(g, &(spec){.chat = true, .text = "x"}, &o);
+    run_call(g, &(spec){.chat = true, .stream = true, .text = "x"}, &o);
     CHECKF(o.finish == SLM_FINISH_ERROR && strcmp(o.text, "Mock") == 0 &&
            strcmp(o.error, "upstream stream broke after 4 bytes: mock overloaded mid-stream") == 0, "%s", o.error);
-    run_call(g, &(spec){.chat = true, .text = "x"}, &o);
+    run_call(g, &(spec){.chat = true, .stream = true, .text = "x"}, &o);
     mock_reply("x", want, sizeof want);
     CHECKF(o.finish == SLM_FINISH_ERROR && strcmp(o.text, want) == 0 && strstr(o.error, "without [DONE]"), "%s", o.error);
     run_call(g, &(spec){.chat = true, .text = "x"}, &o);
@@ -608,7 +618,7 @@ static void test_retries(slm_engine *e) {
     char err[256];
     CHECK(slm_upstream_new(&c, &u, err, sizeof err) == 0);
     g = gate_with(e, u);
-    run_call(g, &(spec){.chat = true, .text = "x"}, &o);
+    run_call(g, &(spec){.chat = true, .stream = true, .text = "x"}, &o);
     CHECKF(o.finish == SLM_FINISH_ERROR && strstr(o.error, "more than 300000 bytes of text") && o.text_len == 4 * 65536,
            "%s (%zu bytes)", o.error, o.text_len);
     slm_gate_free(g);
@@ -632,7 +642,7 @@ static void test_timeouts_and_cancel(slm_engine *e) {
     /* cancellation mid-stream (chunks every 150 ms): stops at once, text so far kept */
     u = upstream_with(mock_url, "fault:slow:150", 5, 2);
     g = gate_with(e, u);
-    run_call(g, &(spec){.chat = true, .text = "a long answer please", .cancel_on_text = true}, &o);
+    run_call(g, &(spec){.chat = true, .stream = true, .text = "a long answer please", .cancel_on_text = true}, &o);
     CHECKF(o.finish == SLM_FINISH_CANCELLED && o.cancel_to_done < 0.25 && o.text_len > 0 && o.text_len < 20,
            "%d, %.3f s after cancel, %zu bytes", o.finish, o.cancel_to_done, o.text_len);
     /* slow but alive: the idle limit (first_byte 0.4 s here) is between bytes, not the whole stream */
