@@ -135,7 +135,10 @@ static void test_names_places(void) {
     NONE("Card used at Morris, Harper and Bradley for $5.", "PERSON");
     FOUND("Customer lives in New Sheryl.", "LOCATION", "New Sheryl");
     FOUND("Wohnort: Celle.", "LOCATION", "Celle");
-    FOUND("a carpenter from Lake Brian.", "LOCATION", "Lake Brian");
+    FOUND("I'm Keith Salazar, a carpenter from Lake Brian.", "LOCATION", "Lake Brian");
+    NONE("The train from Berlin to Munich takes four hours.", NULL);
+    NONE("Miller Ltd and Schmidt GmbH signed the contract.", NULL);
+    NONE("Use the AWS sample key AKIAIOSFODNN7EXAMPLE in the tutorial.", NULL);
     FOUND("signed in from 172.20.158.102 (Smithburgh).", "LOCATION", "Smithburgh");
     FOUND("Statement for Collin Giles, 40403 Gallegos Walks Suite 251, Katherineton, SC 17607: closing", "ADDRESS",
           "40403 Gallegos Walks Suite 251, Katherineton, SC 17607");
