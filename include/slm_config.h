@@ -52,7 +52,7 @@ typedef struct slm_config_route {
     slm_route_pii pii;     /* personal data found: stay local, mask before sending, or refuse */
     bool fallback_local;   /* on_upstream_error: local (else error) */
     bool cascade;          /* answer locally first, escalate below the confidence threshold */
-    double cascade_threshold;
+    double cascade_threshold; /* -1: the threshold the router calibrated for frontier_share */
 } slm_config_route;
 
 typedef struct slm_config {

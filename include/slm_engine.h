@@ -123,6 +123,12 @@ void slm_request_retain(slm_request *r);
 void slm_request_release(slm_request *r);
 /* With r->mu held: waits up to ms milliseconds for the engine to add output or finish r. */
 void slm_request_wait(slm_request *r, int ms);
+/* For backends that produce a request's results (the engine, a remote API, the cascade):
+ * with r->mu held, append text / a token (false only when memory runs out); then finish it once,
+ * which wakes its waiters (takes the lock itself). */
+bool slm_request_append_text(slm_request *r, const char *s, size_t n);
+bool slm_request_append_token(slm_request *r, slm_token t, const slm_token_info *info);
+void slm_request_finish(slm_request *r, slm_finish why, const char *error);
 /* Fills gen with defaults (slm_sampler_default_params, no limits). */
 void slm_gen_params_init(slm_gen_params *p);
 /* Frees what gen owns and resets it to zeros. */

@@ -31,6 +31,7 @@ typedef struct slm_route_target {
     const struct slm_router *router;  /* NULL = hard rules only (everything else stays local) */
     double threshold;                 /* router score above this → upstream */
     slm_route_pii pii;
+    int cascade_backend;              /* gate backend index of the route's cascade, -1 = none */
 } slm_route_target;
 
 typedef struct slm_route_table slm_route_table;
@@ -45,6 +46,17 @@ slm_route_table *slm_route_install(slm_gate *g, const slm_route_target *targets,
 const slm_route_target *slm_route_find(const slm_route_table *t, const char *name);
 /* The i-th target (routes first, then upstreams), NULL past the end. */
 const slm_route_target *slm_route_at(const slm_route_table *t, int i);
+
+/* The cascade backend: the local model answers a non-streamed call first (on a private copy of
+ * the request); the cascade router scores (question, answer); above the threshold the call is
+ * re-run on the upstream, else the local answer is the reply. call->route says where the reply
+ * came from, call->route_score the score. */
+typedef struct slm_cascade slm_cascade;
+slm_cascade *slm_cascade_new(slm_engine *engine, slm_gate_backend upstream, const struct slm_router *router,
+                             double threshold, char *err, size_t err_len);
+/* Waits for the calls in flight to finish. */
+void slm_cascade_free(slm_cascade *c);
+slm_gate_backend slm_cascade_backend(slm_cascade *c);
 
 #ifdef __cplusplus
 }

@@ -247,7 +247,7 @@ static int routes_pair(parse *p, const char *key, const yaml_node_t *k, const ya
     r->frontier_share = 0.3;
     r->pii = SLM_ROUTE_PII_LOCAL;
     r->fallback_local = true;
-    r->cascade_threshold = 0.5;
+    r->cascade_threshold = -1; /* calibrated from frontier_share unless given */
     if (!(r->name = strdup(key))) return fail_at(p, k, "out of memory");
     if (each_pair(p, v, "a route", route_pair, r)) return -1;
     if (!r->local) return fail_at(p, v, "route '%s' needs 'local' (a model name)", key);

@@ -4,10 +4,7 @@
 
 #include "slm_engine.h"
 
-/* Caller holds r->mu. Return false only when memory runs out. */
-bool slm_request_append_text(slm_request *r, const char *s, size_t n);
-bool slm_request_append_token(slm_request *r, slm_token t, const slm_token_info *info);
-/* Marks the request finished (once) and wakes its waiters; takes the lock itself. */
-void slm_request_finish(slm_request *r, slm_finish why, const char *error);
+/* The producer calls (slm_request_append_text, _append_token, _finish) are public in
+ * slm_engine.h, for remote backends too. */
 
 #endif

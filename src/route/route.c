@@ -10,6 +10,7 @@
 #include "slm_net.h"
 #include "slm_pii.h"
 #include "slm_router.h"
+#include "route/route_impl.h"
 #include "util/err.h"
 
 struct slm_route_table {
@@ -31,8 +32,7 @@ const slm_route_target *slm_route_at(const slm_route_table *t, int i) {
     return t && i >= 0 && i < t->n ? &t->targets[i] : NULL;
 }
 
-/* The text a prompt router judges: the last user turn (earlier turns are context, not the ask). */
-static const char *question_of(const slm_gate_call *call) {
+const char *route_question(const slm_gate_call *call) {
     for (size_t i = call->n_messages; i-- > 0;)
         if (call->messages[i].role && strcmp(call->messages[i].role, "user") == 0 && call->messages[i].content)
             return call->messages[i].content;
@@ -104,9 +104,19 @@ static bool decide(void *state, slm_gate_call *call) {
         call->route_reason = "too_long";
         return true;
     }
+    const slm_request *req = call->request;
+    if (r->cascade_backend >= 0 && !call->stream && req && !req->gen.grammar && req->gen.sampling.n_logit_bias == 0) {
+        /* the local model answers first; the cascade decides after reading its answer */
+        if (r->pii == SLM_ROUTE_PII_MASK && pii_in(t, call) > 0 && slm_govern_mask_call(call) != 0)
+            return go_local(call, r, "pii");
+        call->backend = r->cascade_backend;
+        call->model = r->local_name;
+        call->route_reason = "cascade";
+        return true;
+    }
     if (r->router) {
-        call->route_score = slm_router_score(r->router, question_of(call), NULL);
-        if (!(call->route_score > r->threshold)) return go_local(call, r, "router");
+        call->route_score = slm_router_score(r->router, route_question(call), NULL);
+        if (!(call->route_score >= r->threshold)) return go_local(call, r, "router");
     } else {
         return go_local(call, r, "no_router");
     }

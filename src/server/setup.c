@@ -38,12 +38,13 @@ int srv_open_state(srv_server *s, char *err, size_t err_len) {
 }
 
 void srv_close_state(srv_server *s) {
+    for (int i = 0; i < s->n_cascades; i++) slm_cascade_free(s->cascades[i]);
     for (int i = 0; i < s->n_upstreams; i++) slm_upstream_free(s->upstreams[i]);
     for (int i = 0; i < s->n_routers; i++) slm_router_free(s->routers[i]);
     slm_audit_close(s->audit);
     slm_store_close(s->store);
     slm_pii_free(s->pii);
-    s->n_upstreams = s->n_routers = 0;
+    s->n_upstreams = s->n_routers = s->n_cascades = 0;
     s->audit = NULL;
     s->store = NULL;
     s->pii = NULL;
@@ -149,23 +150,44 @@ static int add_routes(srv_server *s, char *err, size_t err_len) {
         const slm_config_route *cr = &f->routes[i];
         slm_route_target t = {.name = cr->name, .is_route = true, .local_name = cr->local, .upstream_backend = -1,
                               .pii = cr->pii, .threshold = 2};
+        int up = -1;
         for (int u = 0; cr->upstream && u < f->n_upstreams; u++)
             if (!strcmp(f->upstreams[u].name, cr->upstream)) {
+                up = u;
                 t.upstream_backend = backend_of[u];
                 t.upstream_name = f->upstreams[u].name;
             }
+        t.cascade_backend = -1;
         if (cr->router && t.upstream_backend >= 0) {
             slm_router *r = load_router(cr->router, err, err_len);
             if (!r) return -1;
             s->routers[s->n_routers++] = r;
-            t.router = r;
-            t.threshold = slm_router_threshold_for_share(r, cr->frontier_share);
+            bool cascade_router = slm_router_kind(r) == SLM_ROUTER_CASCADE;
+            if (cr->cascade != cascade_router)
+                return snprintf(err, err_len, "route '%s': %s", cr->name,
+                                cr->cascade ? "cascade: needs a cascade router (slm router train --kind cascade)"
+                                            : "its router is a cascade router: add 'cascade: {}' to the route"),
+                       -1;
+            double threshold = slm_router_threshold_for_share(r, cr->frontier_share);
+            if (cr->cascade) {
+                if (cr->cascade_threshold >= 0) threshold = cr->cascade_threshold;
+                slm_gate_backend upb = slm_upstream_backend(s->upstreams[up]);
+                slm_cascade *cas = slm_cascade_new(s->engine, upb, r, threshold, err, err_len);
+                if (!cas) return -1;
+                s->cascades[s->n_cascades++] = cas;
+                slm_gate_backend cb = slm_cascade_backend(cas);
+                if ((t.cascade_backend = slm_gate_add_backend(s->gate, &cb, err, err_len)) < 0) return -1;
+            } else {
+                t.router = r;
+                t.threshold = threshold;
+            }
         }
         targets[n++] = t;
     }
     for (int u = 0; u < f->n_upstreams; u++)
         targets[n++] = (slm_route_target){.name = f->upstreams[u].name, .is_route = false, .local_name = "",
-                                          .upstream_backend = backend_of[u], .upstream_name = f->upstreams[u].name};
+                                          .upstream_backend = backend_of[u], .upstream_name = f->upstreams[u].name,
+                                          .cascade_backend = -1};
     s->routes = slm_route_install(s->gate, targets, n, s->pii, err, err_len);
     return s->routes ? 0 : -1;
 }

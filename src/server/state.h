@@ -39,6 +39,8 @@ typedef struct srv_server {
     int n_upstreams;
     struct slm_router *routers[SRV_MAX_MODELS];     /* the routes' learned routers */
     int n_routers;
+    struct slm_cascade *cascades[SRV_MAX_MODELS];   /* the routes' cascade backends */
+    int n_cascades;
     struct slm_route_table *routes; /* names clients may send besides the models: routes, upstreams */
     srv_model models[SRV_MAX_MODELS];
     int n_models;

@@ -23,6 +23,9 @@ export KEY_BUDGET=$(key --name trial --budget 0.0001/day)
 export KEY_MASK=$(key --name clinic --pii mask)
 export KEY_BLOCK=$(key --name bank --pii block)
 export SLM_TEST_FRONTIER_KEY="frontier-secret-$$"
+# a cascade router trained on the GSM8K labels with the local model's answers (../shared/router-data)
+"$SLM_BIN" router train --kind cascade --data "${SLM_TEST_DATA:-$SLM_SRC/../shared}/router-data/gsm8k/gsm8k_dev.csv" \
+  -o "$SRV_TMP/cascade.router" >/dev/null 2>&1 || srv_skip "no router-data to train the cascade router on"
 cat >"$SRV_TMP/slm.yaml" <<YAML
 models:
   local: { path: $model, price: { input: 0.0, output: 0.0 } }
@@ -34,6 +37,8 @@ upstreams:
     price: { input: 2.5, output: 10.0 }
 routes:
   auto: { local: local, upstream: frontier, on_upstream_error: local }
+  careful: { local: local, upstream: frontier, router: $SRV_TMP/cascade.router, cascade: { threshold: 0 } }
+  thrifty: { local: local, upstream: frontier, router: $SRV_TMP/cascade.router, cascade: { threshold: 1 } }
 YAML
 srv_start --config "$SRV_TMP/slm.yaml" --data-dir "$D" -c 256 --quiet
 export SLM_BIN

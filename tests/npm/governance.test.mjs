@@ -22,7 +22,7 @@ test("401: unknown and missing keys", async () => {
 
 test("models: the local model, the route and the upstream are listed", async () => {
   const ids = (await client(process.env.KEY_APP).models.list()).data.map((m) => m.id);
-  assert.deepEqual(ids, ["local", "auto", "frontier"]);
+  assert.deepEqual(ids, ["local", "auto", "careful", "thrifty", "frontier"]);
 });
 
 test("local and upstream calls say where they went", async () => {
@@ -107,4 +107,21 @@ test("route auto: short prompts stay local, a prompt longer than the local conte
   assert.equal(up.data.usage.prompt_tokens, 400); // the upstream's own count (the mock counts words)
   // a local-only key cannot send it anywhere: the context error, not a silent truncation
   await assert.rejects(ask(process.env.KEY_LOCAL_ONLY, "auto", long), (e) => e.status === 400 && e.code === "context_length_exceeded" && /local_only/.test(e.message));
+});
+
+test("cascade: the local answer first, the upstream when the cascade router doubts it", async () => {
+  const q = [{ role: "user", content: "Tom has 3 apples and buys 4 more. How many apples does he have?" }];
+  const doubt = await client(process.env.KEY_APP).chat.completions.create({ model: "careful", messages: q, max_tokens: 200 }).withResponse();
+  assert.equal(doubt.response.headers.get("x-slm-route"), "upstream");
+  assert.equal(doubt.data.choices[0].message.content, `Mock reply to: ${q[0].content} — ünïcødé ✓`);
+  const trust = await client(process.env.KEY_APP).chat.completions.create({ model: "thrifty", messages: q, max_tokens: 8 }).withResponse();
+  assert.equal(trust.response.headers.get("x-slm-route"), "local");
+  assert.equal(trust.data.usage.completion_tokens, 8);
+  assert.ok(!trust.data.choices[0].message.content.startsWith("Mock reply"));
+  // a stream cannot be taken back once sent: streamed calls on a cascade route are answered locally
+  const stream = await client(process.env.KEY_APP).chat.completions.create({ model: "careful", messages: q, max_tokens: 8, stream: true }).withResponse();
+  let text = "";
+  for await (const c of stream.data) text += c.choices[0]?.delta?.content ?? "";
+  assert.equal(stream.response.headers.get("x-slm-route"), "local");
+  assert.ok(text.length > 0 && !text.startsWith("Mock reply"));
 });
