@@ -100,6 +100,12 @@ test("dashboard: asks for an admin key, empty state, then the ledger's totals, p
     await page.waitForFunction(() => /admin API key/.test(document.getElementById("status").textContent));
     assert.equal(await page.getAttribute("#key", "aria-invalid"), "true");
     assert.equal(await page.evaluate(() => document.activeElement.id), "key");
+    // a key no HTTP header can carry: said plainly, nothing sent
+    const before = log.series.length;
+    await page.fill("#key", "slm-clé secrète");
+    await page.click("#keyform button");
+    await page.waitForFunction(() => /printable ASCII/.test(document.getElementById("status").textContent));
+    assert.equal(log.series.length, before);
     // a key that is not an admin key: the server's reason, still asking
     await page.fill("#key", KEY_APP);
     await page.click("#keyform button");
@@ -118,6 +124,7 @@ test("dashboard: asks for an admin key, empty state, then the ledger's totals, p
     for (const id of ["chart-share", "chart-cost", "chart-tps", "chart-latency"]) {
       assert.equal(await text(page, `#${id} text.empty`), "No requests in this range yet", id);
       assert.ok((await text(page, `#${id} > title`)).length > 10, `${id} has a title`);
+      assert.equal(await page.getAttribute(`#${id}`, "aria-describedby"), `${id}-desc`);
     }
     assert.equal(await text(page, "#groups-body td.empty"), "No requests in this range yet");
     assert.equal(await text(page, "#t-cost"), "$0.000000");
