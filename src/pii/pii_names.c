@@ -110,7 +110,9 @@ static const char *const PERSON_ANCHOR[] = {"i", "i'm", "im", "me", "my", "we", 
                                             "moi", "mon", "ma", "mes", "nous", "il", "elle", "ils", "elles", "yo",
                                             "mi", "io", "ik", "mijn", "eu", "customer", "patient", "client",
                                             "cliente", "user", "kunde", "kundin", "caller", "lives", "born",
-                                            "moved", "login", "sign-in", "signed", "device", "anmeldung",
+                                            "moved", "login", "sign-in", "signed", "device", "anmeldung", "geb",
+                                            "geb.", "geboren", "né", "née", "nato", "nata", "nacido", "nacida",
+                                            "wohnhaft", "lebt", "wohnt", "habite", "vive", "vivo",
                                             "connexion", "ip", "address", "adresse", "name", "nom", NULL};
 
 static bool person_anchor_before(const pii_scan *x, size_t p) {
@@ -246,7 +248,12 @@ static const char *const PERSON_STRONG[] = {
     "liebe", "lieber", "moin", "servus", "guten tag", "bonjour", "bonsoir", "salut", "cher", "chère", "coucou",
     "hola", "buenos días", "estimado", "estimada", "ciao", "buongiorno", "caro", "cara", "gentile", "beste",
     "geachte", "hoi", "olá", "caro", "querido", "querida", "hej", "witam",
-    "name", "full name", "my name is", "name is", "i am", "i'm", "im", "this is", "it's", "je m'appelle",
+    "name", "full name", "my name is", "name is", "mi nombre es", "mi nombre", "ik heet", "heet",
+    "il mio nome è", "chamo-me", "o meu nome é", "meu nome é", "nazywam się", "jmenuji se", "jag heter",
+    "mitt namn är", "jeg heter", "mit navn er", "nimeni on", "nome completo", "nombre completo",
+    "nom complet", "vollständiger name", "patient name", "customer name", "client name", "account name",
+    "cardholder name", "sender", "absender", "expéditeur", "remitente", "mittente", "afzender", "envoyé par",
+    "sent by", "gesendet von", "firmado", "signé", "i am", "i'm", "im", "this is", "it's", "je m'appelle",
     "je suis", "ich heiße", "ich heisse", "ich bin", "mein name ist", "me llamo", "mi chiamo", "mijn naam is",
     "ik ben", "nom", "prénom", "vorname", "nachname", "nombre", "nome", "naam", "surname", "last name",
     "first name", "holder", "account holder", "cardholder", "card holder", "kontoinhaber", "kontoinhaberin",
@@ -276,6 +283,7 @@ static const char *const PERSON_STRONG[] = {
 
 /* Strong triggers that also take an all-lower-case name ("my name is frank price"). */
 static const char *const PERSON_LOWER_OK[] = {"my name is", "name is", "je m'appelle", "ich heiße", "ich heisse",
+                                              "mi nombre es", "ik heet", "jag heter", "jeg heter",
                                               "mein name ist", "me llamo", "mi chiamo", "mijn naam is", "name",
                                               "i'm", "i am", "this is", NULL};
 
@@ -514,16 +522,21 @@ static const char *const LOC_STRONG[] = {
     "ville", "habite à", "habite a", "j'habite à", "domicilié à", "domiciliée à", "résidant à", "résidente à",
     "réside à", "demeurant à", "city", "town", "stadt", "ort", "ciudad", "città", "plaats", "woonplaats",
     "vive en", "vivo en", "reside en", "abita a", "vivo a", "residente a", "woont in", "woon in", "moved to",
+    "abito a", "abito in", "vive a", "moro em", "mora em", "vivo em", "vive em", "mieszkam w", "mieszka w",
+    "bor i", "bor på", "asun", "asuu", "habito en", "resido en", "domicilio en", "domicilio", "residenza",
+    "woonachtig in", "wohnhaft in", "zuhause in", "daheim in", "lebe in", "wohnen in", "leben in",
+    "habitant à", "habitante de", "vecino de", "originaire de", "originally from", "grew up in",
+    "aufgewachsen in", "stamme aus", "komme aus", "je viens de", "soy de", "sono di", "kom uit",
     "relocated to", "born in", "geboren in", "né à", "née à", "hometown", "place of residence", "residence",
     "localité", "commune", "lieu", "location", "standort", "from the city of", NULL};
 /* Labels that name a place only as a form field ("Ort: Celle", "ville : Colas"). */
 static const char *const LOC_NEEDS_COLON[] = {"city", "town", "stadt", "ort", "ville", "lieu", "location", "commune",
                                               "standort", "residence", "ciudad", "città", "plaats", "localité",
                                               "wohnhaft", NULL};
-static const char *const LOC_WEAK[] = {"from", "in", "aus", "near", "at", "à", "de", "nach", "bei", "en", "a",
+static const char *const LOC_WEAK[] = {"from", "in", "aus", "near", "at", "à", "nach", "bei",
                                        "to", "visiting", "visited", "visit", "trip to", "travel to", "flight to",
                                        "flew to", "drove to", "arrived in", "staying in", "stay in", "hotel in",
-                                       "office in", "nahe", "in der nähe von", "près de", "vers", "naar", "em", "around", "outside", "von", "depuis", "desde", "da", "uit",
+                                       "office in", "nahe", "in der nähe von", "près de", "vers", "naar", "around", "outside", "von", "depuis", "desde", "da", "uit",
                                        "nahe", "près de", "près", NULL};
 
 static bool city_shaped(pii_scan *x, const size_t *st, const size_t *en, int k) {
