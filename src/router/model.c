@@ -227,6 +227,7 @@ static void score_end_group(rt_sink *s) {
 
 double rt_standardize(double x, float mean, float std) {
     double z = (x - mean) / std;
+    if (isnan(z)) return 0;
     return z > 8 ? 8 : z < -8 ? -8 : z;
 }
 
