@@ -93,17 +93,67 @@ static json_t *totals_json(const slm_ledger_totals *t) {
                      t->requests ? (double)t->local_requests / (double)t->requests : 0.0);
 }
 
-/* A group name as table text: key names are user data, so control bytes (a terminal escape in a key
- * name) are shown as \xNN instead of being sent to the terminal. */
-static void printable(const char *s, char *out, size_t cap) {
+/* The length of the valid UTF-8 sequence at s (shortest form, no surrogates, at most U+10FFFF) and
+ * its code point; 0 when the bytes there are not UTF-8. */
+static size_t utf8_seq(const unsigned char *s, unsigned *cp) {
+    size_t n = s[0] < 0x80 ? 1 : (s[0] & 0xe0) == 0xc0 ? 2 : (s[0] & 0xf0) == 0xe0 ? 3 : (s[0] & 0xf8) == 0xf0 ? 4 : 0;
+    if (n == 0) return 0;
+    unsigned v = n == 1 ? s[0] : s[0] & (0x7fu >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0;
+        v = v << 6 | (s[i] & 0x3fu);
+    }
+    static const unsigned shortest[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (v < shortest[n] || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) return 0;
+    *cp = v;
+    return n;
+}
+
+/* A group name as table text: key and model names are user data, so control characters (a terminal
+ * escape, C1 controls such as CSI) and bytes that are not UTF-8 are shown as \xNN / \uNNNN instead
+ * of reaching the terminal. */
+static void printable(const char *name, char *out, size_t cap) {
+    const unsigned char *s = (const unsigned char *)(*name ? name : "(none)");
     size_t o = 0;
-    if (!*s) s = "(none)";
-    for (; *s && o + 5 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c < 0x20 || c == 0x7f) o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
-        else out[o++] = (char)c;
+    while (*s && o + 8 < cap) {
+        unsigned cp = 0;
+        size_t n = utf8_seq(s, &cp);
+        if (n == 0 || cp < 0x20 || cp == 0x7f) {
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", *s);
+            n = 1;
+        } else if (cp >= 0x80 && cp <= 0x9f) {
+            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", cp);
+        } else {
+            memcpy(out + o, s, n);
+            o += n;
+        }
+        s += n;
     }
     out[o] = '\0';
+}
+
+/* A group name as a JSON object key: JSON text is UTF-8, so bytes that are not are replaced by U+FFFD
+ * (jansson would refuse the key and the group would vanish from the report). */
+static char *json_name(const char *name) {
+    size_t len = strlen(name);
+    char *out = malloc(3 * len + 1);
+    if (!out) return NULL;
+    size_t o = 0;
+    for (const unsigned char *s = (const unsigned char *)name; *s;) {
+        unsigned cp;
+        size_t n = utf8_seq(s, &cp);
+        if (n == 0) {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            s++;
+        } else {
+            memcpy(out + o, s, n);
+            o += n;
+            s += n;
+        }
+    }
+    out[o] = '\0';
+    return out;
 }
 
 static void print_money(char *out, size_t cap, double usd) {
@@ -141,7 +191,7 @@ static void print_summary(const slm_ledger_totals *t, const char *dir, const cha
 }
 
 static void print_groups(const char *by, const slm_ledger_totals *g, int n) {
-    char name[1100];
+    char name[4 * sizeof g->group + 8]; /* every byte escaped as \xNN still fits: no name is cut */
     int width = (int)strlen(by);
     for (int i = 0; i < n; i++) {
         printable(g[i].group, name, sizeof name);
@@ -234,7 +284,21 @@ static int report(int argc, char **argv) {
         json_t *o = totals_json(total);
         if (o && by) {
             json_t *g = json_object();
-            for (int i = 0; g && i < n_groups; i++) json_object_set_new(g, groups[i].group, totals_json(&groups[i]));
+            for (int i = 0; g && i < n_groups; i++) {
+                char *name = json_name(groups[i].group);
+                if (!name || json_object_set_new(g, name, totals_json(&groups[i])) != 0) {
+                    free(name);
+                    json_decref(g);
+                    g = NULL;
+                    break;
+                }
+                free(name);
+            }
+            if (!g) {
+                json_decref(o);
+                fprintf(stderr, "slm ledger: out of memory\n");
+                goto out;
+            }
             json_object_set_new(o, "by", json_string(by));
             json_object_set_new(o, "groups", g);
         }

@@ -161,6 +161,18 @@ grep -qF 'evil\x1b[31mred ' "$SRV_TMP/table.txt" || fail "escaped key name: $(ca
 ! grep -q $'\x1b' "$SRV_TMP/table.txt" || fail "the table sent a raw escape byte to the terminal"
 report --json --by key | python3 -c 'import json,sys; g=json.load(sys.stdin)["groups"]; assert g["evil\x1b[31mred"]["requests"] == 1, g'
 
+# a name that is not UTF-8 (0xff) with a C1 CSI (U+009B): escaped in the table, U+FFFD in the JSON
+python3 -c '
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1])
+db.execute("INSERT INTO ledger (request_id, time, key, model, route, prompt_tokens, completion_tokens, cost,"
+           " frontier_cost, latency_ms, status) VALUES (?, ?, CAST(? AS TEXT), ?, ?, 1, 2, 0, 0, 1, 200)",
+           ("y", time.time(), b"bad\xff\xc2\x9bname", "local", "local"))
+db.commit()' "$D/state.db"
+report --by key >"$SRV_TMP/table.txt"
+grep -qF 'bad\xff\u009bname ' "$SRV_TMP/table.txt" || fail "escaped non-UTF-8 name: $(cat -v "$SRV_TMP/table.txt")"
+report --json --by key | python3 -c 'import json,sys; g=json.load(sys.stdin)["groups"]; assert g["bad\ufffd\u009bname"]["requests"] == 1 and len(g) == 4, g'
+
 # hostile arguments: one error line each, exit 2, nothing on stdout
 bad() {
   local rc=0
