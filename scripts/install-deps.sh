@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config python3 clang libclang-rt-14-dev
       libpcre2-dev libutf8proc-dev libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev
-      libsodium-dev libyaml-dev)
+      libsodium-dev libyaml-dev libpoppler-glib-dev libarchive-dev libxml2-dev)
 if [ "${1:-}" = "--test" ]; then pkgs+=(hyperfine chromium chromium-driver); fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -22,6 +22,7 @@ int cmd_audit(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 int cmd_ledger(int argc, char **argv);
 int cmd_router(int argc, char **argv);
+int cmd_rag(int argc, char **argv);
 
 /* Prints "slm <verb>: <msg>" to stderr and returns the exit status 1. */
 int cli_fail(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -32,6 +32,7 @@ static const struct verb {
     {"redact", cmd_redact, "find and mask personal data in text (JSONL or plain text)"},
     {"audit", cmd_audit, "verify and query the tamper-evident audit log"},
     {"router", cmd_router, "train and evaluate the request router (local model vs frontier API)"},
+    {"rag", cmd_rag, "retrieval: collections, ingest, search, answers with citations"},
 };
 
 static void usage(FILE *fp) {

@@ -1,0 +1,40 @@
+/* Internals of src/rag: text extraction and chunking (tested through tests/unit/test_rag.c). */
+#ifndef SLM_RAG_INTERNAL_H
+#define SLM_RAG_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Extracted text: UTF-8, pages separated by '\f', headings as markdown lines ("## Title"). */
+typedef struct rag_text {
+    char *data; /* malloc'd, NUL-terminated */
+    size_t len;
+    int n_pages; /* 0 = not paged */
+} rag_text;
+
+/* "txt", "md", "html", "pdf", "docx" from a file name's extension (case-insensitive); NULL = unsupported. */
+const char *rag_format_of(const char *name);
+/* Extracts the text of `len` bytes in `format`. More than max_text bytes of text, invalid input
+ * (not that format, a zip bomb, binary junk) is an error with one line in err. */
+int rag_extract(const char *format, const void *bytes, size_t len, size_t max_text, rag_text *out, char *err,
+                size_t err_len);
+void rag_text_free(rag_text *t);
+
+typedef struct rag_chunk_span {
+    size_t start, end; /* byte range of the text, trimmed of surrounding whitespace */
+    int page;          /* 1-based when the text is paged, else 0 */
+    char *heading;     /* malloc'd heading path "A > B", "" = none */
+} rag_chunk_span;
+
+/* Cuts text into chunks of about chunk_tokens tokens (estimated as 4 bytes each) at paragraph,
+ * heading and page boundaries, long paragraphs at sentence or word ends; consecutive chunks of a
+ * section share about overlap_tokens. Headings are markdown lines when `headings`. *out malloc'd
+ * (rag_chunks_free). Returns the count or -1 (out of memory). */
+int rag_chunk(const char *text, size_t len, bool paged, bool headings, int chunk_tokens, int overlap_tokens,
+              rag_chunk_span **out);
+void rag_chunks_free(rag_chunk_span *c, int n);
+
+/* True if the bytes are valid UTF-8 without NUL or other C0 controls except \t \n \r \f. */
+bool rag_text_plausible(const char *s, size_t n);
+
+#endif
