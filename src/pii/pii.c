@@ -7,6 +7,17 @@
 
 #include "pii/pii_internal.h"
 
+const unsigned char pii_ctype[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 0, 0, 0, 0, 0, 0,
+    0, 10, 10, 10, 10, 10, 10, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0,
+    0, 12, 12, 12, 12, 12, 12, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 32, 32, 32, 32, 32, 32, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 /* ---------- word sets: the rules' word lists, built once ----------
  * One lexicon holds every word and phrase of every list with a bit per list, so the several
  * questions the rules ask about one word ("a first name? a street word? a month?") cost one hash
@@ -83,6 +94,9 @@ static void lex_add(const char *w, size_t len, int id) {
     lex[h].lists |= 1ull << id;
 }
 
+/* A one-word entry is its own last word. */
+static void lex_lists_bit_also_last(const char *w, size_t len, int id) { lex_add(w, len, id + 32); }
+
 void pii_sets_register(const char *const *list) {
     size_t n = 0;
     while (list[n]) n++;
@@ -90,8 +104,8 @@ void pii_sets_register(const char *const *list) {
 }
 
 void pii_sets_register_n(const char *const *list, size_t n) {
-    if (n_sets == MAX_SETS || set_index(list) >= 0) {
-        sets_oom |= n_sets == MAX_SETS;
+    if (n_sets == 32 || set_index(list) >= 0) { /* bits 0-31: in the list; 32-63: last word of a phrase */
+        sets_oom |= n_sets == 32;
         return;
     }
     size_t cap = 16;
@@ -119,6 +133,8 @@ void pii_sets_register_n(const char *const *list, size_t n) {
             g = (g + 1) & ws->last_mask;
         ws->last_keys[g] = lw;
         ws->last_lens[g] = (uint32_t)ll;
+        if (sp) lex_add(lw, ll, (int)n_sets + 32);
+        else lex_lists_bit_also_last(list[i], len, (int)n_sets);
     }
     n_sets++;
 }
@@ -178,10 +194,7 @@ bool pii_in_set(const char *const *list, const char *w, size_t len) {
 bool pii_in_set_last_word(const char *const *list, const char *w, size_t len) {
     int id = set_index(list);
     if (id < 0) return true;
-    const word_set *ws = &sets[id];
-    for (size_t h = (size_t)hash_bytes(w, len) & ws->last_mask; ws->last_keys[h]; h = (h + 1) & ws->last_mask)
-        if (ws->last_lens[h] == len && memcmp(ws->last_keys[h], w, len) == 0) return true;
-    return false;
+    return lex_lists(w, len) >> (32 + id) & 1;
 }
 
 static pthread_once_t tables_once = PTHREAD_ONCE_INIT;

@@ -67,15 +67,18 @@ bool pii_gz_has(pii_gz list, const unsigned char *w, size_t len);
  * or 0 when the word does not fit. */
 size_t pii_fold(const unsigned char *w, size_t len, char *out, size_t cap);
 
-static inline bool pii_is_digit(unsigned c) { return c >= '0' && c <= '9'; }
-static inline bool pii_is_upper(unsigned c) { return c >= 'A' && c <= 'Z'; }
-static inline bool pii_is_lower(unsigned c) { return c >= 'a' && c <= 'z'; }
-static inline bool pii_is_alpha(unsigned c) { return pii_is_upper(c) || pii_is_lower(c); }
-static inline bool pii_is_alnum(unsigned c) { return pii_is_alpha(c) || pii_is_digit(c); }
-static inline bool pii_is_space(unsigned c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
-static inline bool pii_is_hex(unsigned c) {
-    return pii_is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+/* Character classes of a byte, one table lookup (pii.c). */
+enum { PII_C_DIGIT = 1, PII_C_UPPER = 2, PII_C_LOWER = 4, PII_C_HEX = 8, PII_C_SPACE = 16, PII_C_LATIN_LEAD = 32 };
+extern const unsigned char pii_ctype[256];
+static inline bool pii_is_digit(unsigned c) { return c < 256 && (pii_ctype[c] & PII_C_DIGIT); }
+static inline bool pii_is_upper(unsigned c) { return c < 256 && (pii_ctype[c] & PII_C_UPPER); }
+static inline bool pii_is_lower(unsigned c) { return c < 256 && (pii_ctype[c] & PII_C_LOWER); }
+static inline bool pii_is_alpha(unsigned c) { return c < 256 && (pii_ctype[c] & (PII_C_UPPER | PII_C_LOWER)); }
+static inline bool pii_is_alnum(unsigned c) {
+    return c < 256 && (pii_ctype[c] & (PII_C_UPPER | PII_C_LOWER | PII_C_DIGIT));
 }
+static inline bool pii_is_space(unsigned c) { return c < 256 && (pii_ctype[c] & PII_C_SPACE); }
+static inline bool pii_is_hex(unsigned c) { return c < 256 && (pii_ctype[c] & PII_C_HEX); }
 /* A word character: ASCII letter/digit or a byte of a multi-byte Latin letter (lead bytes C3-C9
  * and their continuation bytes); other non-ASCII (dashes, quotes, NBSP, currency) is punctuation. */
 static inline bool pii_is_word_at(const unsigned char *s, size_t n, size_t i) {

@@ -626,6 +626,9 @@ static void scan_ipv4(pii_scan *x, size_t p) {
     unsigned nx = pii_at(x, i);
     if (pii_is_alnum(nx) || ((nx == '.' || nx == '-') && pii_is_digit(pii_at(x, i + 1)))) return;
     if (pii_ctx_any(x, pii_back(p, 28), p, VERSION_WORDS)) return;
+    /* loopback and "any" are localhost, not anyone's address */
+    if ((x->s[p] == '1' && i - p >= 7 && memcmp(x->s + p, "127.", 4) == 0) || (i - p == 7 && memcmp(x->s + p, "0.0.0.0", 7) == 0))
+        return;
     pii_add(x, p, i, SLM_PII_IP_ADDRESS, 74);
 }
 
@@ -694,6 +697,7 @@ static void scan_ipv6(pii_scan *x, size_t p) {
     /* trailing sentence punctuation or a ":port"-less colon */
     while (e > p && (x->s[e - 1] == '.' || (x->s[e - 1] == ':' && !(e - p >= 2 && x->s[e - 2] == ':')))) e--;
     if (!ipv6_valid(x->s + p, e - p)) return;
+    if (e - p == 3 && memcmp(x->s + p, "::1", 3) == 0) return; /* loopback */
     int letters = 0;
     for (size_t i = p; i < e; i++) letters += pii_is_alpha(x->s[i]);
     (void)letters;
@@ -723,7 +727,7 @@ static void scan_phone(pii_scan *x, size_t p) {
     size_t i = p;
     bool plus = false, paren = false, ext = false;
     int digits = 0, seps = 0, groups = 0, glen[16] = {0};
-    char sepkind = 0;
+    char sepkind = 0, first_sep = 0;
     bool mixed = false;
     int paren_depth = 0;
     if (x->s[p] == '+') {
@@ -773,6 +777,7 @@ static void scan_phone(pii_scan *x, size_t p) {
             if (c == '.' && seps > 0 && sepkind != '.') break;
             if (sepkind && sepkind != (char)c) mixed = true;
             sepkind = (char)c;
+            if (!first_sep) first_sep = (char)c;
             seps++;
             i++;
             prev = 's';
@@ -811,7 +816,20 @@ static void scan_phone(pii_scan *x, size_t p) {
         for (int k = 0; k < groups; k++)
             if (glen[k] > 8) return;
         /* a date followed by a number ("2021-06-24 1234") is not a phone */
-        if (groups >= 3 && glen[0] == 4 && glen[1] == 2 && glen[2] == 2 && sepkind != ' ') return;
+        if (groups >= 3 && first_sep != ' ') {
+            /* the first three groups as numbers: a date ("2026-12-05 08", "05.12.2026 10") is no phone */
+            int v[3] = {0, 0, 0}, g = 0;
+            for (size_t k = p; k < end && g < 3; k++) {
+                if (pii_is_digit(x->s[k])) v[g] = v[g] * 10 + (x->s[k] - '0');
+                else if (k > p && pii_is_digit(x->s[k - 1])) g++;
+            }
+            if (glen[0] == 4 && glen[1] <= 2 && glen[2] <= 2 && v[0] >= 1900 && v[0] <= 2099 && v[1] >= 1 &&
+                v[1] <= 12 && v[2] >= 1 && v[2] <= 31)
+                return;
+            if (glen[0] <= 2 && glen[1] <= 2 && glen[2] == 4 && v[2] >= 1900 && v[2] <= 2099 && v[0] >= 1 &&
+                v[0] <= 31 && v[1] >= 1 && v[1] <= 31)
+                return;
+        }
     }
     size_t lo = pii_back(p, 36);
     bool neg = pii_ctx_word_any(x, lo, p, PHONE_NEG);

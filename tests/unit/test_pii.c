@@ -112,6 +112,8 @@ static void test_structured(void) {
     NONE("Bestellung 1368188115 wurde am 2025-01-23 versendet.", NULL);
     NONE("ISBN 978-0-8151-8152-1 is out of print", NULL);
     NONE("Invoice RE7278401 dated 2024-01-20: $37.72 due", NULL);
+    NONE("backup at 2026-12-05 08:10 UTC on 127.0.0.1 and ::1", NULL);
+    FOUND("tel. 0351-81 86 83", "PHONE", "0351-81 86 83");
     /* birth dates need a birth context */
     FOUND("Geburtsdatum: 27.11.1952, Name", "DATE_OF_BIRTH", "27.11.1952");
     FOUND("DOB June 26, 1963, SSN", "DATE_OF_BIRTH", "June 26, 1963");
