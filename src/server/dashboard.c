@@ -38,7 +38,7 @@ const char srv_dashboard_html[] =
     ".card dt{font-size:12px;color:#6b7280}\n"
     ".card dd{margin:2px 0 0;font-size:22px;font-variant-numeric:tabular-nums}\n"
     ".card .sub{display:block;font-size:12px;color:#6b7280}\n"
-    ".charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:16px}\n"
+    ".charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(420px,100%),1fr));gap:16px}\n"
     "figure{margin:0;background:#fff;border:1px solid #dde1e8;border-radius:10px;padding:10px 14px}\n"
     "figure h2,section h2{font-size:15px;margin:0 0 6px}\n"
     "figcaption{font-size:12px;color:#6b7280;display:flex;flex-wrap:wrap;gap:4px 14px}\n"
