@@ -7,6 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <archive.h>
+#include <archive_entry.h>
+
 #include "rag/rag_internal.h"
 #include "slm_rag.h"
 #include "test.h"
@@ -343,12 +346,124 @@ static void test_vector_search(void) {
     slm_rag_close(r);
 }
 
+/* A minimal PDF with one text line per page (offsets in the xref computed as written). */
+static size_t make_pdf(char *out, size_t cap, const char *const *pages, int n) {
+    size_t off[64], len = 0;
+    int obj = 0;
+#define W(...) len += (size_t)snprintf(out + len, cap - len, __VA_ARGS__)
+    W("%%PDF-1.4\n");
+    off[++obj] = len;
+    W("1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n");
+    off[++obj] = len;
+    W("2 0 obj << /Type /Pages /Count %d /Kids [", n);
+    for (int i = 0; i < n; i++) W(" %d 0 R", 4 + 2 * i);
+    W(" ] >> endobj\n");
+    off[++obj] = len;
+    W("3 0 obj << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> endobj\n");
+    for (int i = 0; i < n; i++) {
+        char stream[512];
+        int sl = snprintf(stream, sizeof stream, "BT /F1 12 Tf 72 720 Td (%s) Tj ET", pages[i]);
+        off[++obj] = len;
+        W("%d 0 obj << /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >> endobj\n",
+          obj, obj + 1);
+        off[++obj] = len;
+        W("%d 0 obj << /Length %d >> stream\n%s\nendstream endobj\n", obj, sl, stream);
+    }
+    size_t xref = len;
+    W("xref\n0 %d\n0000000000 65535 f \n", obj + 1);
+    for (int i = 1; i <= obj; i++) W("%010zu 00000 n \n", off[i]);
+    W("trailer << /Size %d /Root 1 0 R >>\nstartxref\n%zu\n%%%%EOF\n", obj + 1, xref);
+#undef W
+    return len;
+}
+
+/* A zip holding one entry (deflated), written with libarchive; *out malloc'd. */
+static size_t make_zip(const char *entry, const char *data, size_t len, size_t repeat, char **out) {
+    size_t cap = len * repeat / 50 + (1 << 20), used = 0;
+    *out = malloc(cap);
+    struct archive *a = archive_write_new();
+    archive_write_set_format_zip(a);
+    archive_write_open_memory(a, *out, cap, &used);
+    struct archive_entry *e = archive_entry_new();
+    archive_entry_set_pathname(e, entry);
+    archive_entry_set_size(e, (la_int64_t)(len * repeat));
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0644);
+    archive_write_header(a, e);
+    for (size_t i = 0; i < repeat; i++) archive_write_data(a, data, len);
+    archive_entry_free(e);
+    archive_write_close(a);
+    archive_write_free(a);
+    return used;
+}
+
+static void test_extract(void) {
+    char err[512];
+    rag_text t;
+    const char *html = "<html><head><title>Manual</title><style>p{x:1}</style><script>alert('x')</script></head>"
+                       "<body><h1>Start</h1><p>Hello   <b>bold</b>\nworld.</p><pre>a  b\n c</pre><h2>Next &amp; last</h2>"
+                       "<ul><li>one</li><li>two</li></ul></body></html>";
+    CHECK(rag_extract("html", html, strlen(html), 1 << 20, &t, err, sizeof err) == 0);
+    CHECKF(t.data && strcmp(t.data, "# Manual\n\n# Start\n\nHello bold world.\n\na  b\n c\n\n## Next & last\n\none\n\ntwo") == 0,
+           "[%s]", t.data ? t.data : err);
+    rag_text_free(&t);
+    CHECK(rag_extract("html", "\0\1\2binary", 9, 1 << 20, &t, err, sizeof err) < 0 && strstr(err, "binary"));
+
+    const char *pages[] = {"first page words", "second page words"};
+    char pdf[8192];
+    size_t pl = make_pdf(pdf, sizeof pdf, pages, 2);
+    CHECKF(rag_extract("pdf", pdf, pl, 1 << 20, &t, err, sizeof err) == 0, "%s", err);
+    CHECKF(t.data && t.n_pages == 2 && strstr(t.data, "first page words") && strchr(t.data, '\f') &&
+               strstr(strchr(t.data, '\f'), "second page words"),
+           "[%s]", t.data ? t.data : "");
+    if (t.data) {
+        rag_chunk_span *c;
+        int n = rag_chunk(t.data, t.len, true, true, 256, 32, &c);
+        CHECK(n == 2 && c[0].page == 1 && c[1].page == 2);
+        rag_chunks_free(c, n);
+    }
+    rag_text_free(&t);
+    CHECK(rag_extract("pdf", "hello, I am not a PDF", 21, 1 << 20, &t, err, sizeof err) < 0 && strstr(err, "not a PDF"));
+    CHECK(rag_extract("pdf", "%PDF-1.4\ngarbage garbage", 24, 1 << 20, &t, err, sizeof err) < 0 && strstr(err, "PDF"));
+
+    const char *docxml =
+        "<?xml version=\"1.0\"?><w:document xmlns:w=\"http://schemas.openxmlformats.org/wordprocessingml/2006/main\"><w:body>"
+        "<w:p><w:pPr><w:pStyle w:val=\"Heading1\"/></w:pPr><w:r><w:t>Intro</w:t></w:r></w:p>"
+        "<w:p><w:r><w:t xml:space=\"preserve\">Some </w:t></w:r><w:r><w:t>text</w:t><w:tab/><w:t>here.</w:t></w:r></w:p>"
+        "</w:body></w:document>";
+    char *zip;
+    size_t zl = make_zip("word/document.xml", docxml, strlen(docxml), 1, &zip);
+    CHECKF(rag_extract("docx", zip, zl, 1 << 20, &t, err, sizeof err) == 0, "%s", err);
+    CHECKF(t.data && strcmp(t.data, "# Intro\n\nSome text\there.") == 0, "[%s]", t.data ? t.data : "");
+    rag_text_free(&t);
+    free(zip);
+    /* a zip bomb: 80 MB of spaces in a small archive stops at the limit */
+    char spaces[65536];
+    memset(spaces, ' ', sizeof spaces);
+    zl = make_zip("word/document.xml", spaces, sizeof spaces, 1280, &zip);
+    CHECK(zl < (1 << 20));
+    CHECKF(rag_extract("docx", zip, zl, 1 << 20, &t, err, sizeof err) < 0 && strstr(err, "zip bomb"), "%s", err);
+    free(zip);
+    zl = make_zip("other.xml", "x", 1, 1, &zip);
+    CHECK(rag_extract("docx", zip, zl, 1 << 20, &t, err, sizeof err) < 0 && strstr(err, "no word/document.xml"));
+    free(zip);
+    CHECK(rag_extract("docx", "PK\3\4junkjunkjunk", 16, 1 << 20, &t, err, sizeof err) < 0);
+    CHECK(rag_extract("docx", "plain", 5, 1 << 20, &t, err, sizeof err) < 0 && strstr(err, "not a docx"));
+    /* text over the limit is refused, not cut */
+    CHECK(rag_extract("txt", "abcdef", 6, 4, &t, err, sizeof err) < 0 && strstr(err, "limit"));
+    CHECK(rag_extract("txt", "\xEF\xBB\xBFok", 5, 4, &t, err, sizeof err) == 0 && t.len == 2);
+    rag_text_free(&t);
+    CHECK(rag_format_of("a/b.PDF") && strcmp(rag_format_of("a/b.PDF"), "pdf") == 0);
+    CHECK(!rag_format_of("a.b/c") && !rag_format_of("x.exe") && !rag_format_of("noext."));
+}
+
 int main(void) {
     snprintf(tmp_dir, sizeof tmp_dir, "/tmp/slm_test_rag_%d", (int)getpid());
     test_chunking();
     test_fts_query();
     test_rrf();
     test_vectors();
+    test_extract();
     test_store();
     test_grammar();
     test_vector_search();
