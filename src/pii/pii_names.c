@@ -860,7 +860,34 @@ static size_t province_after(pii_scan *x, size_t e) {
 }
 
 /* Parses an address from p; adds it when it reaches a postcode anchor. */
+/* What the parse saw of the first segments, for an address without a postcode. */
+typedef struct {
+    size_t seg0_end, seg1_end;
+    int seg0_tokens, seg1_tokens;
+    bool seg0_street_last, seg0_num_first, seg1_caps_only;
+    int seg_reached;
+} addr_state;
+
+static void scan_address_core(pii_scan *x, size_t p, addr_state *as);
+
+/* Parses an address from p; without a postcode, a house number with a street ("221B Baker
+ * Street", "Hauptstraße 5") and an optional town segment still count. */
 static void scan_address(pii_scan *x, size_t p) {
+    addr_state as = {0};
+    as.seg1_caps_only = true;
+    size_t before = x->nc;
+    scan_address_core(x, p, &as);
+    if (x->nc > before) return;
+    bool street = (as.seg0_num_first && as.seg0_street_last && as.seg0_tokens >= 3) ||
+                  (!as.seg0_num_first && as.seg0_street_last == false && as.seg0_tokens == 2 && as.seg0_end);
+    if (!street || !as.seg0_end) return;
+    size_t end = as.seg0_end;
+    if (as.seg_reached >= 1 && as.seg1_end && as.seg1_caps_only && as.seg1_tokens >= 1 && as.seg1_tokens <= 3)
+        end = as.seg1_end;
+    pii_add(x, p, end, SLM_PII_ADDRESS, 52);
+}
+
+static void scan_address_core(pii_scan *x, size_t p, addr_state *as) {
     size_t i = p;
     int seg = 0, seg_tokens = 0, tokens = 0;
     bool street_seen = false, num_seen = false, need_number = false;
@@ -956,6 +983,22 @@ static void scan_address(pii_scan *x, size_t p) {
         tokens++;
         seg_tokens++;
         if (tokens > 18) return;
+        if (seg == 0 && t != TOK_PART) {
+            as->seg0_end = e;
+            as->seg0_tokens = seg_tokens;
+            as->seg0_num_first = t0 == TOK_NUM;
+            as->seg0_street_last = t == TOK_STREET && seg_tokens >= 3;
+            /* "Hauptstraße 5": a compound street name and its number */
+            if (t0 == TOK_STREET && seg_tokens == 2 && t == TOK_NUM && ends_with_street_suffix(x, p, word_end(x, p)))
+                as->seg0_street_last = false, as->seg0_tokens = 2;
+            else if (t0 == TOK_STREET)
+                as->seg0_end = as->seg0_tokens == 2 && t == TOK_NUM ? e : 0;
+        } else if (seg == 1) {
+            as->seg_reached = 1;
+            as->seg1_end = e;
+            as->seg1_tokens = seg_tokens;
+            if (t != TOK_CAP) as->seg1_caps_only = false;
+        }
         /* separators: one space inside a segment; ", " or a line break between segments */
         unsigned c = pii_at(x, e);
         if (c == ' ' && pii_at(x, e + 1) == '\n') {

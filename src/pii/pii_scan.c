@@ -712,6 +712,10 @@ static const char *const PHONE_POS[] = {"phone", "tel", "call", "contact", "reac
                                         "teléfono", "telefono", "cellulare", "bellen", "number", "nummer", "reply", "text",
                                         "stop to", "dial", "kontakt", "appeler", "rappel", "llamar", "chiamare",
                                         "tlf", "tfn", "ph.", "ph:", "mob", "nº tel", NULL};
+/* Words that make a number a phone even right after a reference word ("order line phone ..."). */
+static const char *const PHONE_STRONG[] = {"phone", "tel", "call", "mobile", "cell", "telefon", "handy", "rückruf",
+                                           "téléphone", "tél", "portable", "teléfono", "telefono", "cellulare",
+                                           "fax", "whatsapp", "sms", NULL};
 static const char *const PHONE_NEG[] = {"order", "invoice", "ticket", "tracking", "reference", "ref ", "ref:", "ref.",
                                         "isbn", "version", "build", "account", "acct", "konto", "iban", "bestell",
                                         "rechnung", "sendung", "commande", "facture", "suivi", "référence", "case",
@@ -832,9 +836,15 @@ static void scan_phone(pii_scan *x, size_t p) {
         }
     }
     size_t lo = pii_back(p, 36);
+    /* reference words count within the number's own sentence only */
+    for (size_t k = p; k > lo + 1; k--)
+        if ((x->s[k - 2] == '.' || x->s[k - 2] == '?' || x->s[k - 2] == '!' || x->s[k - 2] == ';') && x->s[k - 1] == ' ') {
+            lo = k;
+            break;
+        }
     bool neg = pii_ctx_word_any(x, lo, p, PHONE_NEG);
     bool pos = pii_ctx_word_any(x, pii_back(p, 40), p, PHONE_POS);
-    if (neg && !(pos && pii_ctx_word_any(x, pii_back(p, 16), p, PHONE_POS))) return;
+    if (neg && !(pos && pii_ctx_word_any(x, pii_back(p, 16), p, PHONE_STRONG))) return;
     if (!strong && groups == 1) {
         /* a bare run of digits: a phone only when called one, or in a national format with a
          * trunk prefix */
@@ -1070,5 +1080,6 @@ void pii_scan_register_sets(void) {
     kw_register(VERSION_WORDS);
     kw_register(PHONE_POS);
     kw_register(PHONE_NEG);
+    kw_register(PHONE_STRONG);
     kw_register(DOB_WORDS);
 }

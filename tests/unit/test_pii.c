@@ -125,6 +125,10 @@ static void test_structured(void) {
 }
 
 static void test_names_places(void) {
+    FOUND("I live at 221B Baker Street, London.", "ADDRESS", "221B Baker Street, London");
+    FOUND("Meine Adresse: Hauptstraße 5, Berlin", "ADDRESS", "Hauptstraße 5, Berlin");
+    NONE("We have 3 new stores and 12 open positions.", NULL);
+    NONE("The PO number is 0712-345-678.", NULL);
     FOUND("Dear Mr. Collins, thanks", "PERSON", "Collins");
     FOUND("Hi Anna,\nsee you", "PERSON", "Anna");
     FOUND("Name: Mesut Textor, Telefon", "PERSON", "Mesut Textor");
