@@ -11,10 +11,11 @@
  * cap); after the first byte of text reached a streaming client (call->stream) there is no retry:
  * the request ends with SLM_FINISH_ERROR, the text so far kept. For a client that does not stream
  * (it reads r->text only once r->done), the partial text is discarded and the call retried or
- * handed to the fallback like any failure before output. A circuit breaker stops trying after consecutive failed calls. When a
- * local fallback engine is set, a call that fails before any text (or is refused by the breaker or
- * the air gap) is handed to it instead and call->route becomes "local"; a timed-out attempt is then
- * not retried (a hung upstream would cost a whole time limit per try). */
+ * handed to the fallback like any failure before output. A circuit breaker stops trying after
+ * consecutive failed calls. When a local fallback engine is set, a call that fails before any text
+ * (or is refused by the breaker or the air gap) is handed to it instead and call->route becomes
+ * "local"; a timed-out attempt is then not retried (a hung upstream would cost a whole time limit
+ * per try). */
 #ifndef SLM_UPSTREAM_H
 #define SLM_UPSTREAM_H
 
@@ -50,7 +51,8 @@ typedef struct slm_upstream_config {
 
 typedef struct slm_upstream slm_upstream;
 
-/* Validates and copies cfg (url must be http:// or https://; name, url and model non-empty). */
+/* Validates and copies cfg (url must be http:// or https:// with a host; model non-empty; an
+ * empty name becomes "upstream"). */
 int slm_upstream_new(const slm_upstream_config *cfg, slm_upstream **out, char *err, size_t err_len);
 /* Cancels in-flight calls (their requests finish CANCELLED) and joins their workers. Free it
  * before the fallback engine: a worker may hand its request to the engine until it is joined. */
