@@ -160,6 +160,14 @@ int slm_rag_top_k(const float *scores, size_t n, int k, int *out);
 /* The system message for answering `question` from the hits: the chunks numbered [1]..[n] with
  * their documents, and the instruction to cite them. *out malloc'd. */
 int slm_rag_prompt(const slm_rag_hit *hits, int n, char **out, char *err, size_t err_len);
+/* For a chat completion with retrieval (the server's "rag" extension): the text to retrieve for is
+ * the last user message (NULL if there is none). */
+const char *slm_rag_query_of(const slm_chat_message *msgs, size_t n);
+/* The messages to generate from: the sources (slm_rag_prompt) as the system message, put ahead of
+ * an existing first system message's text. *out (malloc'd, *n_out entries) points into msgs and
+ * *system (malloc'd): free both after generating. */
+int slm_rag_augment_messages(const slm_chat_message *msgs, size_t n, const slm_rag_hit *hits, int n_hits,
+                             slm_chat_message **out, size_t *n_out, char **system, char *err, size_t err_len);
 /* A GBNF grammar for the answer: free text in which '[' may only open a citation [1]..[n].
  * *out malloc'd. */
 int slm_rag_citation_grammar(int n, char **out, char *err, size_t err_len);

@@ -388,8 +388,127 @@ int cmd_rag(int argc, char **argv) {
     return rc;
 }
 
+typedef struct answer_sink {
+    char *text;
+    size_t len, cap;
+    bool echo, oom;
+} answer_sink;
+
+static bool on_answer(void *user, const char *text, size_t len) {
+    answer_sink *s = user;
+    if (s->len + len + 1 > s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 4096;
+        while (cap < s->len + len + 1) cap *= 2;
+        char *p = realloc(s->text, cap);
+        if (!p) {
+            s->oom = true;
+            return false;
+        }
+        s->text = p;
+        s->cap = cap;
+    }
+    memcpy(s->text + s->len, text, len);
+    s->len += len;
+    s->text[s->len] = 0;
+    if (s->echo) {
+        fwrite(text, 1, len, stdout);
+        fflush(stdout);
+    }
+    return true;
+}
+
 static int rag_ask(const rag_args *a, slm_rag *r) {
-    (void)a;
-    (void)r;
-    return cli_fail("rag", "ask is not built yet");
+    if (a->n_pos != 2) return cli_fail("rag", "usage: slm rag ask NAME \"QUESTION\" --model GEN.gguf");
+    if (!a->model) return cli_fail("rag", "ask needs a generative model (--model GEN.gguf)");
+    slm_rag_db_collection c;
+    slm_rag_embedder *emb = NULL;
+    slm_rag_search_opts o;
+    if (open_collection(a, r, a->pos[0], false, &c, &emb) || search_opts(a, &c, &o)) return 1;
+    if (o.mode != SLM_RAG_BM25 && open_collection(a, r, a->pos[0], true, &c, &emb)) return 1;
+    if (a->top <= 0) o.top_k = 5;
+    char err[1024];
+    slm_rag_hit *h = NULL;
+    int n = slm_rag_search(r, a->pos[0], a->pos[1], &o, emb, &h, err, sizeof err);
+    slm_rag_embedder_free(emb);
+    if (n < 0) return cli_fail("rag", "%s", err);
+    if (n == 0) {
+        slm_rag_hits_free(h, 0);
+        return cli_fail("rag", "nothing in '%s' matches the question", a->pos[0]);
+    }
+    int rc = 1;
+    char *system = NULL, *gbnf = NULL, *cites = NULL;
+    slm_model *m = NULL;
+    slm_context *ctx = NULL;
+    slm_sampler *smp = NULL;
+    slm_grammar *g = NULL;
+    slm_token *ids = NULL;
+    answer_sink sink = {.echo = !a->json};
+    cli_engine_opts eo = {.model_path = a->model, .n_threads = (int)a->threads};
+    if (slm_rag_prompt(h, n, &system, err, sizeof err) || slm_rag_citation_grammar(n, &gbnf, err, sizeof err)) {
+        cli_fail("rag", "%s", err);
+        goto out;
+    }
+    if (cli_engine_open("rag", &eo, false, &m, &ctx)) goto out;
+    slm_chat_message msgs[2] = {{"system", system}, {"user", a->pos[1]}};
+    int n_ids = 0;
+    if (slm_chat_tokenize(m, NULL, msgs, 2, true, true, &ids, &n_ids, NULL, err, sizeof err)) {
+        cli_fail("rag", "%s", err);
+        goto out;
+    }
+    slm_sampler_params sp = slm_sampler_default_params();
+    sp.temperature = 0;
+    if (slm_sampler_new(m, &sp, &smp, err, sizeof err) || slm_grammar_compile(m, gbnf, &g, err, sizeof err)) {
+        cli_fail("rag", "%s", err);
+        goto out;
+    }
+    slm_sampler_set_grammar(smp, g);
+    slm_generate_params gp = {.max_tokens = (int)a->max_tokens};
+    slm_generate_result res;
+    if (slm_generate(ctx, smp, ids, n_ids, &gp, on_answer, &sink, &res, err, sizeof err) || sink.oom) {
+        cli_fail("rag", "%s", sink.oom ? "out of memory" : err);
+        goto out;
+    }
+    if (slm_rag_citations_json(r, h, n, sink.text ? sink.text : "", &cites, err, sizeof err)) {
+        cli_fail("rag", "%s", err);
+        goto out;
+    }
+    if (a->json) {
+        json_error_t je;
+        json_t *o2 = json_pack("{s:s%, s:o, s:s}", "answer", sink.text ? sink.text : "", sink.len, "citations",
+                               json_loads(cites, 0, &je), "finish_reason", res.finish_reason);
+        char *s = o2 ? json_dumps(o2, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+        if (s) puts(s);
+        free(s);
+        json_decref(o2);
+    } else {
+        json_error_t je;
+        json_t *arr = json_loads(cites, 0, &je);
+        printf("\n\n");
+        size_t i;
+        json_t *v;
+        json_array_foreach(arr, i, v) {
+            const char *quote = json_string_value(json_object_get(v, "quote"));
+            printf("[%lld] %s", (long long)json_integer_value(json_object_get(v, "index")),
+                   json_string_value(json_object_get(v, "document")));
+            if (json_object_get(v, "page")) printf(" p.%lld", (long long)json_integer_value(json_object_get(v, "page")));
+            printf(" (chunk %lld, bytes %lld-%lld): %.120s%s\n", (long long)json_integer_value(json_object_get(v, "chunk_id")),
+                   (long long)json_integer_value(json_object_get(v, "start")),
+                   (long long)json_integer_value(json_object_get(v, "end")), quote ? quote : "",
+                   quote && strlen(quote) > 120 ? "..." : "");
+        }
+        json_decref(arr);
+    }
+    rc = fflush(stdout) == 0 ? 0 : cli_fail("rag", "cannot write the output");
+out:
+    free(system);
+    free(gbnf);
+    free(cites);
+    free(ids);
+    free(sink.text);
+    slm_sampler_free(smp);
+    slm_grammar_free(g);
+    slm_context_free(ctx);
+    slm_model_free(m);
+    slm_rag_hits_free(h, n);
+    return rc;
 }

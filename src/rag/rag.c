@@ -727,6 +727,47 @@ int slm_rag_prompt(const slm_rag_hit *hits, int n, char **out, char *err, size_t
     return 0;
 }
 
+const char *slm_rag_query_of(const slm_chat_message *msgs, size_t n) {
+    for (size_t i = n; i-- > 0;)
+        if (msgs[i].role && strcmp(msgs[i].role, "user") == 0 && msgs[i].content) return msgs[i].content;
+    return NULL;
+}
+
+int slm_rag_augment_messages(const slm_chat_message *msgs, size_t n, const slm_rag_hit *hits, int n_hits,
+                             slm_chat_message **out, size_t *n_out, char **system, char *err, size_t err_len) {
+    *out = NULL;
+    *n_out = 0;
+    *system = NULL;
+    char *sources;
+    if (slm_rag_prompt(hits, n_hits, &sources, err, err_len)) return -1;
+    bool merge = n > 0 && msgs[0].role && strcmp(msgs[0].role, "system") == 0 && msgs[0].content;
+    if (merge) {
+        size_t a = strlen(sources), b = strlen(msgs[0].content);
+        char *s = malloc(a + b + 2);
+        if (!s) {
+            free(sources);
+            return slm_err(err, err_len, "out of memory");
+        }
+        memcpy(s, sources, a);
+        s[a] = '\n';
+        memcpy(s + a + 1, msgs[0].content, b + 1);
+        free(sources);
+        sources = s;
+    }
+    slm_chat_message *m = malloc(sizeof *m * (n + 1));
+    if (!m) {
+        free(sources);
+        return slm_err(err, err_len, "out of memory");
+    }
+    size_t k = 0;
+    m[k++] = (slm_chat_message){"system", sources};
+    for (size_t i = merge ? 1 : 0; i < n; i++) m[k++] = msgs[i];
+    *out = m;
+    *n_out = k;
+    *system = sources;
+    return 0;
+}
+
 int slm_rag_citation_grammar(int n, char **out, char *err, size_t err_len) {
     *out = NULL;
     if (n < 1 || n > 1000) return slm_err(err, err_len, "a citation grammar needs 1..1000 sources, not %d", n);

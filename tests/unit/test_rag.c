@@ -217,6 +217,19 @@ static void test_store(void) {
         free(text);
         char *prompt;
         CHECK(slm_rag_prompt(h, n, &prompt, err, sizeof err) == 0 && strstr(prompt, "[1] engines — Engines > Fuel\n## Fuel"));
+        slm_chat_message in[3] = {{"system", "Be brief."}, {"user", "fuel?"}, {"assistant", "x"}}, *outm;
+        size_t n_out;
+        char *sys;
+        CHECK(strcmp(slm_rag_query_of(in, 3), "fuel?") == 0 && slm_rag_query_of(in + 2, 1) == NULL);
+        CHECK(slm_rag_augment_messages(in, 3, h, n, &outm, &n_out, &sys, err, sizeof err) == 0);
+        CHECK(n_out == 3 && strcmp(outm[0].role, "system") == 0 && strncmp(outm[0].content, prompt, strlen(prompt)) == 0 &&
+              strcmp(outm[0].content + strlen(prompt), "\nBe brief.") == 0 && outm[1].content == in[1].content);
+        free(outm);
+        free(sys);
+        CHECK(slm_rag_augment_messages(in + 1, 1, h, n, &outm, &n_out, &sys, err, sizeof err) == 0);
+        CHECK(n_out == 2 && strcmp(outm[0].content, prompt) == 0 && strcmp(outm[1].content, "fuel?") == 0);
+        free(outm);
+        free(sys);
         free(prompt);
     }
     slm_rag_hits_free(h, n);
@@ -457,6 +470,78 @@ static void test_extract(void) {
     CHECK(!rag_format_of("a.b/c") && !rag_format_of("x.exe") && !rag_format_of("noext."));
 }
 
+static bool collect_text(void *user, const char *text, size_t len) {
+    struct {
+        char *s;
+        size_t *n;
+    } *sk = user;
+    if (*sk->n + len < 4095) {
+        memcpy(sk->s + *sk->n, text, len);
+        *sk->n += len;
+        sk->s[*sk->n] = 0;
+    }
+    return true;
+}
+
+/* The citation grammar holds against a model pushed towards a citation that points nowhere: with
+ * '[' and '9' favoured by a large bias, every '[' still opens [1], [2] or [3]. */
+static void test_citation_constraint(void) {
+    char path[4200], err[512];
+    snprintf(path, sizeof path, "%s/tiny-smollm2-f32.gguf", test_models_dir());
+    slm_model *m = NULL;
+    if (access(path, R_OK) != 0 || slm_model_load(path, NULL, &m, err, sizeof err) != 0) {
+        fprintf(stderr, "test_rag: %s absent, the citation constraint is not tested\n", path);
+        return;
+    }
+    slm_context *ctx = NULL;
+    slm_context_params cp = slm_context_default_params();
+    cp.n_ctx = 256;
+    CHECK(slm_context_new(m, &cp, &ctx, err, sizeof err) == 0);
+    slm_token open_t, nine_t;
+    CHECK(slm_tokenize(m, "[", 1, false, false, &open_t, 1, err, sizeof err) == 1);
+    CHECK(slm_tokenize(m, "9", 1, false, false, &nine_t, 1, err, sizeof err) == 1);
+    slm_logit_bias bias[2] = {{open_t, 40}, {nine_t, 30}};
+    slm_sampler_params sp = slm_sampler_default_params();
+    sp.temperature = 0;
+    sp.logit_bias = bias;
+    sp.n_logit_bias = 2;
+    slm_sampler *smp = NULL;
+    char *gbnf = NULL;
+    slm_grammar *g = NULL;
+    CHECK(slm_sampler_new(m, &sp, &smp, err, sizeof err) == 0);
+    CHECK(slm_rag_citation_grammar(3, &gbnf, err, sizeof err) == 0);
+    CHECKF(slm_grammar_compile(m, gbnf, &g, err, sizeof err) == 0, "%s", err);
+    if (ctx && smp && g) {
+        slm_sampler_set_grammar(smp, g);
+        slm_token prompt[4];
+        int np = slm_tokenize(m, "Answer", 6, true, false, prompt, 4, err, sizeof err);
+        char out[4096] = "";
+        size_t len = 0;
+        slm_generate_params gp = {.max_tokens = 40};
+        slm_generate_result res;
+        struct sink {
+            char *s;
+            size_t *n;
+        } sk = {out, &len};
+
+
+        CHECK(np > 0);
+        CHECKF(slm_generate(ctx, smp, prompt, np, &gp, collect_text, &sk, &res, err, sizeof err) == 0, "%s", err);
+        int opens = 0;
+        bool ok = true;
+        for (const char *p = out; (p = strchr(p, '[')); p++) {
+            opens++;
+            if (!(p[1] >= '1' && p[1] <= '3' && (p[2] == ']' || p[2] == 0))) ok = false;
+        }
+        CHECKF(opens >= 3 && ok, "opens %d: [%s]", opens, out);
+    }
+    free(gbnf);
+    slm_grammar_free(g);
+    slm_sampler_free(smp);
+    slm_context_free(ctx);
+    slm_model_free(m);
+}
+
 int main(void) {
     snprintf(tmp_dir, sizeof tmp_dir, "/tmp/slm_test_rag_%d", (int)getpid());
     test_chunking();
@@ -466,6 +551,7 @@ int main(void) {
     test_extract();
     test_store();
     test_grammar();
+    test_citation_constraint();
     test_vector_search();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp_dir);
