@@ -634,32 +634,39 @@ int slm_rag_search(slm_rag *r, const char *collection, const char *query, const 
     } else {
         fi = vi, fs = vs, nf = nv, vi = NULL, vs = NULL;
     }
-    slm_rag_db_chunk *ch = NULL;
-    if (slm_rag_db_chunks_get(r->db, fi, nf, &ch, err, err_len)) goto out;
-    slm_rag_hit *h = calloc((size_t)(nf + 1), sizeof *h);
+    /* chunks are read one by one until top_k are kept: per document, most candidates are not needed */
+    slm_rag_hit *h = calloc((size_t)(o.top_k + 1), sizeof *h);
     if (!h) {
-        slm_rag_db_chunks_free(ch, nf);
         slm_err(err, err_len, "out of memory");
         goto out;
     }
     int n = 0;
     for (int i = 0; i < nf && n < o.top_k; i++) {
+        slm_rag_db_chunk *ch = NULL;
+        if (slm_rag_db_chunks_get(r->db, &fi[i], 1, &ch, err, err_len)) {
+            slm_rag_hits_free(h, n);
+            goto out;
+        }
         if (o.per_document) {
             bool seen = false;
-            for (int j = 0; j < n && !seen; j++) seen = h[j].doc_id == ch[i].doc;
-            if (seen) continue;
+            for (int j = 0; j < n && !seen; j++) seen = h[j].doc_id == ch->doc;
+            if (seen) {
+                slm_rag_db_chunks_free(ch, 1);
+                continue;
+            }
         }
         slm_rag_hit *x = &h[n++];
-        x->chunk_id = ch[i].id;
-        x->doc_id = ch[i].doc;
+        x->chunk_id = ch->id;
+        x->doc_id = ch->doc;
         x->score = fs[i];
-        x->start = ch[i].start;
-        x->end = ch[i].end;
-        x->page = ch[i].page;
-        x->heading = ch[i].heading, ch[i].heading = NULL;
-        x->text = ch[i].text, ch[i].text = NULL;
-        x->doc_name = ch[i].doc_name, ch[i].doc_name = NULL;
-        x->doc_path = ch[i].doc_path, ch[i].doc_path = NULL;
+        x->start = ch->start;
+        x->end = ch->end;
+        x->page = ch->page;
+        x->heading = ch->heading, ch->heading = NULL;
+        x->text = ch->text, ch->text = NULL;
+        x->doc_name = ch->doc_name, ch->doc_name = NULL;
+        x->doc_path = ch->doc_path, ch->doc_path = NULL;
+        slm_rag_db_chunks_free(ch, 1);
         if (o.mode == SLM_RAG_BM25) x->bm25_rank = i + 1;
         else
             for (int j = 0; j < nb; j++)
@@ -669,7 +676,6 @@ int slm_rag_search(slm_rag *r, const char *collection, const char *query, const 
             for (int j = 0; j < nv; j++)
                 if (vi[j] == x->chunk_id) x->vector_rank = j + 1;
     }
-    slm_rag_db_chunks_free(ch, nf);
     *hits = h;
     rc = n;
 out:
