@@ -16,6 +16,7 @@ queued fault, else "ok". Faults:
   ok            normal answer
   500 / 503     error status with an OpenAI error body
   429:N         429 with Retry-After: N
+  429date:N     429 with Retry-After as an HTTP date N seconds from now
   400           a client error with a message
   401echo       401 whose message echoes the Authorization header (a key leak the client must scrub)
   hang          read the request, never answer
@@ -193,6 +194,10 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "429":
             return self.send_json(429, {"error": {"message": "mock rate limit", "type": "rate_limit_error"}},
                                   {"Retry-After": arg or "1"})
+        if kind == "429date":  # Retry-After as an HTTP date, arg seconds from now (may be negative)
+            when = self.date_time_string(time.time() + int(arg or "0"))
+            return self.send_json(429, {"error": {"message": "mock rate limit", "type": "rate_limit_error"}},
+                                  {"Retry-After": when})
         if kind == "400":
             return self.send_json(400, {"error": {"message": "mock: this model's maximum context length is 10 tokens",
                                                   "type": "invalid_request_error"}})

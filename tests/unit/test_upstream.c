@@ -407,6 +407,17 @@ static void test_net_basics(void) {
     rq = (slm_net_request){.url = url, .body = body, .body_len = strlen(body), .bearer_token = KEY, .total_timeout_s = 5};
     CHECK(slm_net_perform(&rq, &rs) == SLM_NET_OK && rs.status == 400 && rs.body && strstr(rs.body, "maximum context"));
     slm_net_response_free(&rs);
+    /* Retry-After in seconds and as an HTTP date (in the past: 0; ahead: about that far) */
+    const char *const retry_faults[] = {"{\"model\":\"fault:429:7\"}", "{\"model\":\"fault:429date:-30\"}",
+                                        "{\"model\":\"fault:429date:100\"}"};
+    const double retry_want[][2] = {{7, 7}, {0, 0}, {98, 101}};
+    for (int i = 0; i < 3; i++) {
+        rq = (slm_net_request){.url = url, .body = retry_faults[i], .body_len = strlen(retry_faults[i]), .total_timeout_s = 5};
+        CHECK(slm_net_perform(&rq, &rs) == SLM_NET_OK && rs.status == 429);
+        CHECKF(rs.retry_after_s >= retry_want[i][0] && rs.retry_after_s <= retry_want[i][1], "%d: %.1f", i,
+               rs.retry_after_s);
+        slm_net_response_free(&rs);
+    }
     /* refused: a port nobody listens on */
     int s = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
