@@ -21,6 +21,11 @@ int cmd_redact(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 int cmd_ledger(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+int cmd_cp(int argc, char **argv);
+int cmd_bundle(int argc, char **argv);
 int cmd_router(int argc, char **argv);
 int cmd_rag(int argc, char **argv);
 

@@ -1,4 +1,7 @@
+#include <limits.h>
 #include "common.h"
+#include "slm_models.h"
+#include "slm_store.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -33,12 +36,20 @@ int cli_engine_opt(const char *verb, int argc, char **argv, int *i, cli_engine_o
     return 1;
 }
 
+int cli_model_load(const char *verb, const char *arg, const slm_model_params *mp, slm_model **model) {
+    char path[PATH_MAX], def[PATH_MAX], err[PATH_MAX + 512];
+    const char *dir = slm_data_dir_default(def, sizeof def);
+    if (slm_models_resolve(dir, arg, path, sizeof path, err, sizeof err)) return cli_fail(verb, "%s", err), -1;
+    if (slm_model_load(path, mp, model, err, sizeof err)) return cli_fail(verb, "%s", err), -1;
+    return 0;
+}
+
 int cli_engine_open(const char *verb, const cli_engine_opts *o, bool embeddings, slm_model **model, slm_context **ctx) {
     char err[512];
     *model = NULL;
     *ctx = NULL;
     if (!o->model_path) return cli_fail(verb, "no model given (see 'slm %s --help')", verb), -1;
-    if (slm_model_load(o->model_path, NULL, model, err, sizeof err)) return cli_fail(verb, "%s", err), -1;
+    if (cli_model_load(verb, o->model_path, NULL, model)) return -1;
     slm_context_params cp = slm_context_default_params();
     cp.n_threads = o->n_threads;
     cp.n_ctx = o->n_ctx;
@@ -61,7 +72,7 @@ int cli_engine_start(const char *verb, const cli_engine_opts *o, slm_engine **en
     *model = NULL;
     if (!o->model_path) return cli_fail(verb, "no model given (see 'slm %s --help')", verb), -1;
     slm_model *m = NULL;
-    if (slm_model_load(o->model_path, NULL, &m, err, sizeof err)) return cli_fail(verb, "%s", err), -1;
+    if (cli_model_load(verb, o->model_path, NULL, &m)) return -1;
     slm_context_params cp = slm_context_default_params();
     cp.n_ctx = o->n_ctx;
     cp.n_batch = o->n_batch;

@@ -20,6 +20,8 @@ typedef struct cli_engine_opts {
 /* Consumes argv[*i] (and its value) if it is -t/--threads, -c/--ctx-size, -b/--batch-size or --exact.
  * Returns 1 if consumed, 0 if not an engine option, -1 on a bad value (message printed). */
 int cli_engine_opt(const char *verb, int argc, char **argv, int *i, cli_engine_opts *o);
+/* Loads a model given as a file path or a store name (slm import / pull); one error line and -1 on failure. */
+int cli_model_load(const char *verb, const char *arg, const slm_model_params *mp, slm_model **model);
 /* Loads the model and makes a context; prints one error line and returns -1 on failure. */
 int cli_engine_open(const char *verb, const cli_engine_opts *o, bool embeddings, slm_model **model, slm_context **ctx);
 /* Loads the model into a new engine (which owns it) with one sequence, behind a gate the verb's

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "setup.h"
+#include "slm_models.h"
 #include "slm_govern.h"
 #include "state.h"
 #include "transport.h"
@@ -92,6 +93,11 @@ static bool load_models(srv_server *s) {
         else
             model_id_from_path(path, m->id, sizeof m->id);
         slm_model *model = NULL;
+        /* a file, or a model in the data directory's store */
+        char resolved[PATH_MAX];
+        char def[PATH_MAX];
+        const char *dir = s->store ? slm_store_dir(s->store) : s->cfg.data_dir ? s->cfg.data_dir : slm_data_dir_default(def, sizeof def);
+        if (slm_models_resolve(dir, path, resolved, sizeof resolved, err, sizeof err) == 0) path = resolved;
         if (slm_model_load(path, NULL, &model, err, sizeof err) != 0) {
             fprintf(stderr, "slm serve: %s\n", err);
             return false;

@@ -1,0 +1,164 @@
+/* The model store verbs: slm list, import, rm, cp, bundle (see include/slm_models.h). */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "slm_models.h"
+#include "slm_store.h"
+
+/* Takes --data-dir DIR out of argv (anywhere), leaving the rest in order; returns the new argc. */
+static int take_data_dir(int argc, char **argv, const char **dir, char *def, size_t cap) {
+    int n = 0;
+    *dir = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--data-dir") == 0 && i + 1 < argc) {
+            *dir = argv[++i];
+            continue;
+        }
+        argv[n++] = argv[i];
+    }
+    if (!*dir) *dir = slm_data_dir_default(def, cap);
+    return n;
+}
+
+static void human_size(uint64_t n, char *out, size_t cap) {
+    const char *unit[] = {"B", "KB", "MB", "GB", "TB"};
+    double v = (double)n;
+    int u = 0;
+    while (v >= 1000 && u < 4) {
+        v /= 1000;
+        u++;
+    }
+    snprintf(out, cap, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
+}
+
+int cmd_list(int argc, char **argv) {
+    char def[PATH_MAX], err[512];
+    const char *dir;
+    argc = take_data_dir(argc, argv, &dir, def, sizeof def);
+    bool json = argc > 1 && strcmp(argv[1], "--json") == 0;
+    if (argc > 1 && (cli_is_help(argv[1]) || !json)) {
+        fputs("usage: slm list [--json] [--data-dir D]\n\nThe models in the store: name:tag, digest, size, architecture.\n",
+              cli_is_help(argv[1]) ? stdout : stderr);
+        return !cli_is_help(argv[1]);
+    }
+    if (!dir) return cli_fail("list", "cannot work out the data directory: give --data-dir");
+    slm_model_entry *v;
+    int n = slm_models_list(dir, &v, err, sizeof err);
+    if (n < 0) return cli_fail("list", "%s", err);
+    if (!json) printf("%-32s %-14s %-10s %-10s %s\n", "NAME", "ID", "SIZE", "ARCH", "MODIFIED");
+    for (int i = 0; i < n; i++) {
+        char size[32], when[32], ref[160];
+        human_size(v[i].size, size, sizeof size);
+        time_t t = (time_t)v[i].created;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(when, sizeof when, "%Y-%m-%d %H:%M", &tm);
+        snprintf(ref, sizeof ref, "%s:%s", v[i].name, v[i].tag);
+        if (json)
+            printf("{\"name\":\"%s\",\"digest\":\"%s\",\"size\":%llu,\"arch\":\"%s\",\"created\":%.0f}\n", ref, v[i].digest,
+                   (unsigned long long)v[i].size, v[i].arch, v[i].created);
+        else
+            printf("%-32s %-14.12s %-10s %-10s %s\n", ref, v[i].digest + 7, size, v[i].arch, when);
+    }
+    free(v);
+    return 0;
+}
+
+int cmd_import(int argc, char **argv) {
+    char def[PATH_MAX], err[512];
+    const char *dir, *name = NULL, *file = NULL;
+    argc = take_data_dir(argc, argv, &dir, def, sizeof def);
+    for (int i = 1; i < argc; i++) {
+        if (cli_is_help(argv[i])) {
+            puts("usage: slm import FILE.gguf --name NAME[:TAG] [--data-dir D]\n\nCopies a GGUF into the store "
+                 "(content-addressed: the same file under two names is stored once).");
+            return 0;
+        } else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc) {
+            name = argv[++i];
+        } else if (!file && argv[i][0] != '-') {
+            file = argv[i];
+        } else {
+            return cli_fail("import", "unexpected argument '%s' (see --help)", argv[i]);
+        }
+    }
+    if (!file || !name) return cli_fail("import", "usage: slm import FILE.gguf --name NAME[:TAG]");
+    if (!dir) return cli_fail("import", "cannot work out the data directory: give --data-dir");
+    slm_model_entry e;
+    if (slm_models_import(dir, file, name, &e, err, sizeof err)) return cli_fail("import", "%s", err);
+    fprintf(stderr, "slm import: %s:%s (%s, %llu bytes, %s)\n", e.name, e.tag, e.arch, (unsigned long long)e.size, e.digest);
+    return 0;
+}
+
+int cmd_rm(int argc, char **argv) {
+    char def[PATH_MAX], err[512];
+    const char *dir;
+    argc = take_data_dir(argc, argv, &dir, def, sizeof def);
+    if (argc < 2 || cli_is_help(argv[1])) {
+        fputs("usage: slm rm NAME[:TAG]... [--data-dir D]\n", argc < 2 ? stderr : stdout);
+        return argc < 2;
+    }
+    if (!dir) return cli_fail("rm", "cannot work out the data directory: give --data-dir");
+    int rc = 0;
+    for (int i = 1; i < argc; i++) {
+        int r = slm_models_rm(dir, argv[i], err, sizeof err);
+        if (r < 0) rc = cli_fail("rm", "%s", err);
+        else if (r == 0) rc = cli_fail("rm", "no model named '%s' in the store", argv[i]);
+        else fprintf(stderr, "slm rm: deleted '%s'\n", argv[i]);
+    }
+    return rc;
+}
+
+int cmd_cp(int argc, char **argv) {
+    char def[PATH_MAX], err[512];
+    const char *dir;
+    argc = take_data_dir(argc, argv, &dir, def, sizeof def);
+    if (argc != 3 || cli_is_help(argv[1])) {
+        fputs("usage: slm cp SRC DST [--data-dir D]\n", argc == 2 && cli_is_help(argv[1]) ? stdout : stderr);
+        return !(argc == 2 && cli_is_help(argv[1]));
+    }
+    if (!dir) return cli_fail("cp", "cannot work out the data directory: give --data-dir");
+    if (slm_models_cp(dir, argv[1], argv[2], err, sizeof err)) return cli_fail("cp", "%s", err);
+    return 0;
+}
+
+int cmd_bundle(int argc, char **argv) {
+    char def[PATH_MAX], err[512];
+    const char *dir;
+    argc = take_data_dir(argc, argv, &dir, def, sizeof def);
+    static const char *help = "usage: slm bundle export NAME... -o FILE.tar [--data-dir D]\n"
+                              "       slm bundle import FILE.tar [--data-dir D]\n\n"
+                              "Carries models into an air-gapped site: every blob is checked against its sha256, and\n"
+                              "nothing from a damaged bundle becomes visible.\n";
+    if (argc < 2 || cli_is_help(argv[1])) {
+        fputs(help, argc < 2 ? stderr : stdout);
+        return argc < 2;
+    }
+    if (!dir) return cli_fail("bundle", "cannot work out the data directory: give --data-dir");
+    if (strcmp(argv[1], "export") == 0) {
+        const char *out = NULL;
+        const char **refs = calloc((size_t)argc, sizeof *refs);
+        if (!refs) return cli_fail("bundle", "out of memory");
+        int n = 0;
+        for (int i = 2; i < argc; i++) {
+            if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) out = argv[++i];
+            else refs[n++] = argv[i];
+        }
+        int rc = 0;
+        if (!out || n == 0) rc = cli_fail("bundle", "usage: slm bundle export NAME... -o FILE.tar");
+        else if (slm_models_bundle_export(dir, refs, n, out, err, sizeof err)) rc = cli_fail("bundle", "%s", err);
+        else fprintf(stderr, "slm bundle: %d model%s written to %s\n", n, n == 1 ? "" : "s", out);
+        free(refs);
+        return rc;
+    }
+    if (strcmp(argv[1], "import") == 0 && argc == 3) {
+        int n = slm_models_bundle_import(dir, argv[2], err, sizeof err);
+        if (n < 0) return cli_fail("bundle", "%s", err);
+        fprintf(stderr, "slm bundle: %d model%s imported from %s\n", n, n == 1 ? "" : "s", argv[2]);
+        return 0;
+    }
+    return cli_fail("bundle", "unknown command '%s' (export, import; see --help)", argv[1]);
+}

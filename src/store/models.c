@@ -1,0 +1,555 @@
+/* The model store: content-addressed blobs and name:tag manifests (see slm_models.h). */
+#include "slm_models.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "slm.h"
+#include "util/err.h"
+
+#define COPY_CHUNK ((size_t)1 << 20)
+
+static bool name_ok(const char *s, size_t n) {
+    if (n == 0 || n > 64 || s[0] == '.' || s[0] == '-') return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+              c == '-'))
+            return false;
+    }
+    return true;
+}
+
+int slm_models_parse_name(const char *ref, char *name, size_t name_cap, char *tag, size_t tag_cap, char *err,
+                          size_t err_len) {
+    const char *colon = ref ? strchr(ref, ':') : NULL;
+    size_t n = colon ? (size_t)(colon - ref) : (ref ? strlen(ref) : 0);
+    const char *t = colon ? colon + 1 : "latest";
+    if (!ref || !name_ok(ref, n) || !name_ok(t, strlen(t)) || n >= name_cap || strlen(t) >= tag_cap)
+        return slm_err(err, err_len,
+                       "model name '%.80s': expected NAME[:TAG], each 1-64 of letters, digits, '.', '_', '-'",
+                       ref ? ref : "");
+    memcpy(name, ref, n);
+    name[n] = 0;
+    snprintf(tag, tag_cap, "%s", t);
+    return 0;
+}
+
+static int mkdirs(const char *path, char *err, size_t err_len) {
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) return slm_err(err, err_len, "path too long");
+    for (char *p = tmp + 1;; p++) {
+        if (*p == '/' || *p == 0) {
+            char c = *p;
+            *p = 0;
+            if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+                return slm_err(err, err_len, "cannot create %s: %s", tmp, strerror(errno));
+            *p = c;
+            if (!c) break;
+        }
+    }
+    return 0;
+}
+
+bool slm_models_blob_path(const char *data_dir, const char *digest, char *path, size_t cap) {
+    const char *hex = digest && strncmp(digest, "sha256:", 7) == 0 ? digest + 7 : NULL;
+    if (!hex || strlen(hex) != 64 || strspn(hex, "0123456789abcdef") != 64) {
+        if (cap) path[0] = 0;
+        return false;
+    }
+    snprintf(path, cap, "%s/models/blobs/sha256-%s", data_dir, hex);
+    return access(path, R_OK) == 0;
+}
+
+static void manifest_path(const char *data_dir, const char *name, const char *tag, char *out, size_t cap) {
+    snprintf(out, cap, "%s/models/manifests/%s/%s.json", data_dir, name, tag);
+}
+
+static void hex_of(const unsigned char *d, char *out) {
+    for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* Reads the GGUF's architecture through the model loader (vocab only: cheap), which also proves
+ * slm can read the file at all. */
+static int gguf_arch(const char *path, char *arch, size_t cap, char *err, size_t err_len) {
+    slm_model_params mp = {0};
+    mp.vocab_only = true;
+    slm_model *m;
+    char e[400];
+    if (slm_model_load(path, &mp, &m, e, sizeof e) != 0) return slm_err(err, err_len, "%s", e);
+    const char *a = slm_model_meta(m, "general.architecture"); /* a vocab-only load leaves slm_model_arch unset */
+    if (!a || !*a) a = slm_model_arch(m);
+    snprintf(arch, cap, "%s", a && *a ? a : "unknown");
+    slm_model_free(m);
+    return 0;
+}
+
+static int write_manifest(const char *data_dir, const slm_model_entry *e, char *err, size_t err_len) {
+    char dir[PATH_MAX], path[PATH_MAX + 80], tmp[PATH_MAX + 96];
+    snprintf(dir, sizeof dir, "%s/models/manifests/%s", data_dir, e->name);
+    if (mkdirs(dir, err, err_len)) return -1;
+    manifest_path(data_dir, e->name, e->tag, path, sizeof path);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    json_t *o = json_pack("{s:i, s:s, s:s, s:s, s:I, s:f, s:s, s:s}", "schema", 1, "name", e->name, "tag", e->tag, "digest",
+                          e->digest, "size", (json_int_t)e->size, "created", e->created, "format", "gguf", "arch", e->arch);
+    int rc = o ? json_dump_file(o, tmp, JSON_INDENT(2) | JSON_SORT_KEYS) : -1;
+    json_decref(o);
+    if (rc != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return slm_err(err, err_len, "cannot write the manifest %s: %s", path, strerror(errno));
+    }
+    return 0;
+}
+
+static int read_manifest(const char *path, slm_model_entry *e, char *err, size_t err_len) {
+    json_error_t je;
+    json_t *o = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    const char *name, *tag, *digest, *arch = "unknown";
+    json_int_t size = 0;
+    double created = 0;
+    if (!o || json_unpack_ex(o, &je, 0, "{s:s, s:s, s:s, s:I, s?F, s?s}", "name", &name, "tag", &tag, "digest", &digest,
+                             "size", &size, "created", &created, "arch", &arch) != 0) {
+        json_decref(o);
+        return slm_err(err, err_len, "manifest %s is damaged: %s", path, je.text);
+    }
+    memset(e, 0, sizeof *e);
+    snprintf(e->name, sizeof e->name, "%s", name);
+    snprintf(e->tag, sizeof e->tag, "%s", tag);
+    snprintf(e->digest, sizeof e->digest, "%s", digest);
+    snprintf(e->arch, sizeof e->arch, "%s", arch);
+    e->size = size > 0 ? (uint64_t)size : 0;
+    e->created = created;
+    json_decref(o);
+    return 0;
+}
+
+/* Copies src into a temporary blob while hashing it, then renames it to its digest. */
+static int store_blob(const char *data_dir, const char *src, char *digest, uint64_t *size, char *err, size_t err_len) {
+    char dir[PATH_MAX], tmp[PATH_MAX + 32], final[PATH_MAX + 96];
+    snprintf(dir, sizeof dir, "%s/models/blobs", data_dir);
+    if (mkdirs(dir, err, err_len)) return -1;
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0) return slm_err(err, err_len, "cannot open %s: %s", src, strerror(errno));
+    snprintf(tmp, sizeof tmp, "%s/.partial-XXXXXX", dir);
+    int out = mkstemp(tmp);
+    if (out < 0) {
+        close(in);
+        return slm_err(err, err_len, "cannot create a file in %s: %s", dir, strerror(errno));
+    }
+    unsigned char *buf = malloc(COPY_CHUNK);
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    uint64_t total = 0;
+    int rc = buf ? 0 : slm_err(err, err_len, "out of memory");
+    while (rc == 0) {
+        ssize_t n = read(in, buf, COPY_CHUNK);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) rc = slm_err(err, err_len, "cannot read %s: %s", src, strerror(errno));
+        if (n <= 0) break;
+        crypto_hash_sha256_update(&st, buf, (unsigned long long)n);
+        for (ssize_t off = 0; rc == 0 && off < n;) {
+            ssize_t w = write(out, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) rc = slm_err(err, err_len, "cannot write to %s: %s", dir, w < 0 ? strerror(errno) : "disk full");
+            else off += w;
+        }
+        total += (uint64_t)n;
+    }
+    free(buf);
+    close(in);
+    if (rc == 0 && fsync(out) != 0) rc = slm_err(err, err_len, "cannot sync %s: %s", tmp, strerror(errno));
+    close(out);
+    if (rc == 0) {
+        unsigned char d[32];
+        crypto_hash_sha256_final(&st, d);
+        char hex[65];
+        hex_of(d, hex);
+        snprintf(digest, 72, "sha256:%s", hex);
+        snprintf(final, sizeof final, "%s/sha256-%s", dir, hex);
+        chmod(tmp, 0644);
+        if (rename(tmp, final) != 0) rc = slm_err(err, err_len, "cannot store the blob %s: %s", final, strerror(errno));
+        *size = total;
+    }
+    if (rc) unlink(tmp);
+    return rc;
+}
+
+int slm_models_tag_blob(const char *data_dir, const char *digest, const char *ref, slm_model_entry *entry, char *err,
+                        size_t err_len) {
+    slm_model_entry e = {0};
+    char path[PATH_MAX + 96];
+    if (slm_models_parse_name(ref, e.name, sizeof e.name, e.tag, sizeof e.tag, err, err_len)) return -1;
+    if (!slm_models_blob_path(data_dir, digest, path, sizeof path))
+        return slm_err(err, err_len, "no blob %s in the store", digest);
+    struct stat sb;
+    if (stat(path, &sb) != 0) return slm_err(err, err_len, "cannot stat %s: %s", path, strerror(errno));
+    if (gguf_arch(path, e.arch, sizeof e.arch, err, err_len)) return -1;
+    snprintf(e.digest, sizeof e.digest, "%s", digest);
+    e.size = (uint64_t)sb.st_size;
+    e.created = (double)time(NULL);
+    if (write_manifest(data_dir, &e, err, err_len)) return -1;
+    if (entry) *entry = e;
+    return 0;
+}
+
+int slm_models_import(const char *data_dir, const char *gguf_path, const char *ref, slm_model_entry *entry, char *err,
+                      size_t err_len) {
+    char name[72], tag[72], arch[32], digest[72];
+    uint64_t size = 0;
+    if (slm_models_parse_name(ref, name, sizeof name, tag, sizeof tag, err, err_len)) return -1;
+    if (gguf_arch(gguf_path, arch, sizeof arch, err, err_len)) return -1;
+    if (sodium_init() < 0) return slm_err(err, err_len, "libsodium failed to start");
+    if (store_blob(data_dir, gguf_path, digest, &size, err, err_len)) return -1;
+    return slm_models_tag_blob(data_dir, digest, ref, entry, err, err_len);
+}
+
+static int cmp_entry(const void *a, const void *b) {
+    const slm_model_entry *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : strcmp(x->tag, y->tag);
+}
+
+int slm_models_list(const char *data_dir, slm_model_entry **out, char *err, size_t err_len) {
+    *out = NULL;
+    char root[PATH_MAX + 32];
+    snprintf(root, sizeof root, "%s/models/manifests", data_dir);
+    DIR *d = opendir(root);
+    if (!d) return errno == ENOENT ? 0 : slm_err(err, err_len, "cannot read %s: %s", root, strerror(errno));
+    slm_model_entry *v = NULL;
+    int n = 0, cap = 0, rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        char sub[PATH_MAX + 400];
+        snprintf(sub, sizeof sub, "%s/%s", root, de->d_name);
+        DIR *t = opendir(sub);
+        if (!t) continue;
+        struct dirent *te;
+        while (rc == 0 && (te = readdir(t))) {
+            size_t len = strlen(te->d_name);
+            if (te->d_name[0] == '.' || len < 6 || strcmp(te->d_name + len - 5, ".json") != 0) continue;
+            char path[PATH_MAX + 800];
+            snprintf(path, sizeof path, "%s/%s", sub, te->d_name);
+            if (n == cap) {
+                cap = cap ? 2 * cap : 16;
+                slm_model_entry *g = realloc(v, sizeof *g * (size_t)cap);
+                if (!g) {
+                    rc = slm_err(err, err_len, "out of memory");
+                    break;
+                }
+                v = g;
+            }
+            if (read_manifest(path, &v[n], err, err_len) == 0) n++;
+            else rc = -1;
+        }
+        closedir(t);
+    }
+    closedir(d);
+    if (rc) {
+        free(v);
+        return -1;
+    }
+    qsort(v, (size_t)n, sizeof *v, cmp_entry);
+    *out = v;
+    return n;
+}
+
+int slm_models_find(const char *data_dir, const char *ref, slm_model_entry *entry, char *path, char *err,
+                    size_t err_len) {
+    char name[72], tag[72], mpath[PATH_MAX + 160];
+    if (slm_models_parse_name(ref, name, sizeof name, tag, sizeof tag, err, err_len)) return -1;
+    manifest_path(data_dir, name, tag, mpath, sizeof mpath);
+    if (access(mpath, F_OK) != 0) return 0;
+    slm_model_entry e;
+    if (read_manifest(mpath, &e, err, err_len)) return -1;
+    char blob[PATH_MAX + 96];
+    if (!slm_models_blob_path(data_dir, e.digest, blob, sizeof blob))
+        return slm_err(err, err_len, "model %s:%s names blob %s, which is missing from the store", name, tag, e.digest);
+    size_t blob_len = strlen(blob);
+    if (blob_len >= PATH_MAX) return slm_err(err, err_len, "the store's path is too long");
+    if (path) memcpy(path, blob, blob_len + 1);
+    if (entry) *entry = e;
+    return 1;
+}
+
+/* Removes every blob no manifest names (partial downloads older than a day too). */
+static void collect_garbage(const char *data_dir) {
+    slm_model_entry *v = NULL;
+    char err[256];
+    int n = slm_models_list(data_dir, &v, err, sizeof err);
+    if (n < 0) return;
+    char dir[PATH_MAX + 32];
+    snprintf(dir, sizeof dir, "%s/models/blobs", data_dir);
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            if (strncmp(de->d_name, "sha256-", 7) != 0) continue;
+            bool used = false;
+            for (int i = 0; i < n && !used; i++) used = strcmp(v[i].digest + 7, de->d_name + 7) == 0;
+            if (!used) {
+                char p[PATH_MAX + 400];
+                snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+                unlink(p);
+            }
+        }
+        closedir(d);
+    }
+    free(v);
+}
+
+int slm_models_rm(const char *data_dir, const char *ref, char *err, size_t err_len) {
+    char name[72], tag[72], mpath[PATH_MAX + 160];
+    if (slm_models_parse_name(ref, name, sizeof name, tag, sizeof tag, err, err_len)) return -1;
+    manifest_path(data_dir, name, tag, mpath, sizeof mpath);
+    if (unlink(mpath) != 0) {
+        if (errno == ENOENT) return 0;
+        return slm_err(err, err_len, "cannot remove %s: %s", mpath, strerror(errno));
+    }
+    char dir[PATH_MAX + 100];
+    snprintf(dir, sizeof dir, "%s/models/manifests/%s", data_dir, name);
+    rmdir(dir); /* only when it was the last tag */
+    collect_garbage(data_dir);
+    return 1;
+}
+
+int slm_models_cp(const char *data_dir, const char *src, const char *dst, char *err, size_t err_len) {
+    slm_model_entry e;
+    int found = slm_models_find(data_dir, src, &e, NULL, err, err_len);
+    if (found <= 0) return found == 0 ? slm_err(err, err_len, "no model named '%s' in the store", src) : -1;
+    slm_model_entry d = e;
+    if (slm_models_parse_name(dst, d.name, sizeof d.name, d.tag, sizeof d.tag, err, err_len)) return -1;
+    d.created = (double)time(NULL);
+    return write_manifest(data_dir, &d, err, err_len);
+}
+
+int slm_models_resolve(const char *data_dir, const char *arg, char *out, size_t cap, char *err, size_t err_len) {
+    struct stat sb;
+    if (stat(arg, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        snprintf(out, cap, "%s", arg);
+        return 0;
+    }
+    char e2[300] = "";
+    char path[PATH_MAX];
+    int found = data_dir ? slm_models_find(data_dir, arg, NULL, path, e2, sizeof e2) : 0;
+    if (found == 1) {
+        snprintf(out, cap, "%s", path);
+        return 0;
+    }
+    if (found < 0 && strstr(e2, "expected NAME[:TAG]") == NULL) return slm_err(err, err_len, "%s", e2);
+    return slm_err(err, err_len, "model '%.200s' is neither a file nor a model in the store%s%s", arg,
+                   data_dir ? " at " : "", data_dir ? data_dir : "");
+}
+
+/* ---------- bundles ---------- */
+
+static int add_file(struct archive *a, const char *name, const char *path, char *err, size_t err_len) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) return slm_err(err, err_len, "cannot stat %s: %s", path, strerror(errno));
+    struct archive_entry *e = archive_entry_new();
+    archive_entry_set_pathname(e, name);
+    archive_entry_set_size(e, sb.st_size);
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0644);
+    archive_entry_set_mtime(e, sb.st_mtime, 0);
+    int rc = archive_write_header(a, e) == ARCHIVE_OK ? 0 : slm_err(err, err_len, "%s", archive_error_string(a));
+    archive_entry_free(e);
+    int fd = rc ? -1 : open(path, O_RDONLY | O_CLOEXEC);
+    if (!rc && fd < 0) rc = slm_err(err, err_len, "cannot open %s: %s", path, strerror(errno));
+    char *buf = rc ? NULL : malloc(COPY_CHUNK);
+    if (!rc && !buf) rc = slm_err(err, err_len, "out of memory");
+    while (!rc) {
+        ssize_t n = read(fd, buf, COPY_CHUNK);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) rc = slm_err(err, err_len, "cannot read %s: %s", path, strerror(errno));
+        if (n <= 0) break;
+        if (archive_write_data(a, buf, (size_t)n) != n) rc = slm_err(err, err_len, "%s", archive_error_string(a));
+    }
+    free(buf);
+    if (fd >= 0) close(fd);
+    return rc;
+}
+
+int slm_models_bundle_export(const char *data_dir, const char *const *refs, int n_refs, const char *tar_path, char *err,
+                             size_t err_len) {
+    if (n_refs <= 0) return slm_err(err, err_len, "no model to export");
+    char tmp[PATH_MAX + 32];
+    snprintf(tmp, sizeof tmp, "%s.partial", tar_path);
+    struct archive *a = archive_write_new();
+    archive_write_set_format_pax_restricted(a);
+    if (archive_write_open_filename(a, tmp) != ARCHIVE_OK) {
+        slm_err(err, err_len, "cannot write %s: %s", tmp, archive_error_string(a));
+        archive_write_free(a);
+        return -1;
+    }
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < n_refs; i++) {
+        slm_model_entry e;
+        char blob[PATH_MAX], mpath[PATH_MAX + 160], name[300];
+        int found = slm_models_find(data_dir, refs[i], &e, blob, err, err_len);
+        if (found <= 0) {
+            rc = found == 0 ? slm_err(err, err_len, "no model named '%s' in the store", refs[i]) : -1;
+            break;
+        }
+        manifest_path(data_dir, e.name, e.tag, mpath, sizeof mpath);
+        snprintf(name, sizeof name, "manifests/%s/%s.json", e.name, e.tag);
+        rc = add_file(a, name, mpath, err, err_len);
+        bool seen = false; /* a blob shared by two names goes in once */
+        for (int j = 0; j < i && !seen; j++) {
+            slm_model_entry o;
+            if (slm_models_find(data_dir, refs[j], &o, NULL, NULL, 0) == 1) seen = strcmp(o.digest, e.digest) == 0;
+        }
+        snprintf(name, sizeof name, "blobs/sha256-%s", e.digest + 7);
+        if (!rc && !seen) rc = add_file(a, name, blob, err, err_len);
+    }
+    if (archive_write_close(a) != ARCHIVE_OK && rc == 0) rc = slm_err(err, err_len, "%s", archive_error_string(a));
+    archive_write_free(a);
+    if (rc == 0 && rename(tmp, tar_path) != 0) rc = slm_err(err, err_len, "cannot write %s: %s", tar_path, strerror(errno));
+    if (rc) unlink(tmp);
+    return rc;
+}
+
+/* Extracts one blob entry into the store's blob folder, checking it hashes to its name. */
+static int import_blob(struct archive *a, const char *data_dir, const char *hex, char *err, size_t err_len) {
+    char dir[PATH_MAX + 32], tmp[PATH_MAX + 64], final[PATH_MAX + 128];
+    snprintf(dir, sizeof dir, "%s/models/blobs", data_dir);
+    if (mkdirs(dir, err, err_len)) return -1;
+    snprintf(tmp, sizeof tmp, "%s/.partial-XXXXXX", dir);
+    int fd = mkstemp(tmp);
+    if (fd < 0) return slm_err(err, err_len, "cannot create a file in %s: %s", dir, strerror(errno));
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    int rc = 0;
+    const void *buf;
+    size_t size;
+    la_int64_t off;
+    for (;;) {
+        int r = archive_read_data_block(a, &buf, &size, &off);
+        if (r == ARCHIVE_EOF) break;
+        if (r != ARCHIVE_OK) {
+            rc = slm_err(err, err_len, "bundle: %s", archive_error_string(a));
+            break;
+        }
+        crypto_hash_sha256_update(&st, buf, size);
+        if (pwrite(fd, buf, size, off) != (ssize_t)size) {
+            rc = slm_err(err, err_len, "cannot write %s: %s", tmp, strerror(errno));
+            break;
+        }
+    }
+    if (rc == 0 && fsync(fd) != 0) rc = slm_err(err, err_len, "cannot sync %s", tmp);
+    close(fd);
+    if (rc == 0) {
+        unsigned char d[32];
+        char got[65];
+        crypto_hash_sha256_final(&st, d);
+        hex_of(d, got);
+        if (strcmp(got, hex) != 0)
+            rc = slm_err(err, err_len, "bundle: blob sha256-%.16s… is corrupt (its content hashes to %.16s…)", hex, got);
+    }
+    snprintf(final, sizeof final, "%s/sha256-%s", dir, hex);
+    if (rc == 0) {
+        chmod(tmp, 0644);
+        if (rename(tmp, final) != 0) rc = slm_err(err, err_len, "cannot store %s: %s", final, strerror(errno));
+    }
+    if (rc) unlink(tmp);
+    return rc;
+}
+
+int slm_models_bundle_import(const char *data_dir, const char *tar_path, char *err, size_t err_len) {
+    if (sodium_init() < 0) return slm_err(err, err_len, "libsodium failed to start");
+    struct archive *a = archive_read_new();
+    archive_read_support_format_tar(a);
+    if (archive_read_open_filename(a, tar_path, 1 << 16) != ARCHIVE_OK) {
+        slm_err(err, err_len, "cannot read bundle %s: %s", tar_path, archive_error_string(a));
+        archive_read_free(a);
+        return -1;
+    }
+    /* manifests are kept in memory until every blob is in and checked */
+    enum { MAX_MODELS = 256 };
+    slm_model_entry *entries = calloc(MAX_MODELS, sizeof *entries);
+    int n = 0, rc = entries ? 0 : slm_err(err, err_len, "out of memory");
+    struct archive_entry *e;
+    while (rc == 0) {
+        int r = archive_read_next_header(a, &e);
+        if (r == ARCHIVE_EOF) break;
+        if (r != ARCHIVE_OK) {
+            rc = slm_err(err, err_len, "bundle %s: %s", tar_path, archive_error_string(a));
+            break;
+        }
+        const char *p = archive_entry_pathname(e);
+        if (!p || archive_entry_filetype(e) != AE_IFREG) continue;
+        if (strncmp(p, "blobs/sha256-", 13) == 0 && strlen(p + 13) == 64 && strspn(p + 13, "0123456789abcdef") == 64) {
+            char hex[65];
+            snprintf(hex, sizeof hex, "%s", p + 13);
+            rc = import_blob(a, data_dir, hex, err, err_len);
+        } else if (strncmp(p, "manifests/", 10) == 0) {
+            if (archive_entry_size(e) > 65536) {
+                rc = slm_err(err, err_len, "bundle: manifest %.100s is too large", p);
+                break;
+            }
+            char text[65537];
+            la_ssize_t got = archive_read_data(a, text, sizeof text - 1);
+            if (got < 0) {
+                rc = slm_err(err, err_len, "bundle: %s", archive_error_string(a));
+                break;
+            }
+            text[got] = 0;
+            json_error_t je;
+            json_t *o = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+            const char *name = NULL, *tag = NULL, *digest = NULL;
+            if (!o || json_unpack(o, "{s:s, s:s, s:s}", "name", &name, "tag", &tag, "digest", &digest) != 0) {
+                json_decref(o);
+                rc = slm_err(err, err_len, "bundle: manifest %.100s is not valid", p);
+                break;
+            }
+            if (n == MAX_MODELS) {
+                json_decref(o);
+                rc = slm_err(err, err_len, "bundle: more than %d models", MAX_MODELS);
+                break;
+            }
+            char ref[160];
+            snprintf(ref, sizeof ref, "%s:%s", name, tag);
+            if (slm_models_parse_name(ref, entries[n].name, sizeof entries[n].name, entries[n].tag,
+                                      sizeof entries[n].tag, err, err_len) != 0 ||
+                strlen(digest) >= sizeof entries[n].digest) {
+                json_decref(o);
+                rc = -1;
+                break;
+            }
+            snprintf(entries[n++].digest, sizeof entries[0].digest, "%s", digest);
+            json_decref(o);
+        } else {
+            rc = slm_err(err, err_len, "bundle: unexpected entry '%.100s' (only manifests/ and blobs/)", p);
+        }
+    }
+    archive_read_free(a);
+    /* every manifest's blob must be present and verified before any name appears */
+    char blob[PATH_MAX + 96];
+    for (int i = 0; rc == 0 && i < n; i++)
+        if (!slm_models_blob_path(data_dir, entries[i].digest, blob, sizeof blob))
+            rc = slm_err(err, err_len, "bundle: model %s:%s needs blob %s, which the bundle does not hold", entries[i].name,
+                         entries[i].tag, entries[i].digest);
+    for (int i = 0; rc == 0 && i < n; i++) {
+        char ref[160];
+        snprintf(ref, sizeof ref, "%s:%s", entries[i].name, entries[i].tag);
+        rc = slm_models_tag_blob(data_dir, entries[i].digest, ref, NULL, err, err_len);
+    }
+    free(entries);
+    if (rc) {
+        collect_garbage(data_dir); /* blobs this import brought in and nothing names */
+        return -1;
+    }
+    return n;
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The model store: import (content-addressed: two names, one blob), list, show and run by name, cp,
+# rm (the blob goes with its last name), bundles (export/import round trip; a corrupted blob or a
+# missing one is refused and nothing becomes visible), hostile names and files.
+set -uo pipefail
+: "${SLM_BIN:?}"
+data="${SLM_TEST_DATA:-$SLM_SRC/../shared}"
+M="$data/models/stories260K.gguf"
+[ -f "$M" ] || { echo "SKIP: no $M (set SLM_TEST_DATA)"; exit 77; }
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0 fail=0
+check() { if [ "$2" = 0 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1" >&2; fi; }
+S() { "$SLM_BIN" "$@" --data-dir "$T/d"; }
+digest=$(sha256sum "$M" | cut -d' ' -f1)
+
+S import "$M" --name stories 2>/dev/null; check "import" $?
+S import "$M" --name stories:v2 2>/dev/null; check "import a second tag" $?
+[ "$(ls "$T/d/models/blobs")" = "sha256-$digest" ]; check "one blob named by its sha256" $?
+S cp stories copy 2>/dev/null; check "cp" $?
+[ "$(S list --json | python3 -c 'import json,sys; print(" ".join(json.loads(l)["name"] for l in sys.stdin))')" = \
+  "copy:latest stories:latest stories:v2" ]; check "list names all three" $?
+S list --json | head -1 | grep -q "\"arch\":\"llama\",.*\"digest\"\|\"digest\":\"sha256:$digest\"" ; check "list shows the digest" $?
+"$SLM_BIN" show stories --data-dir "$T/d" >"$T/show"; grep -q "sha256-$digest" "$T/show"; check "show by name" $?
+want=$("$SLM_BIN" run "$M" -p "Once upon a time" -n 8 --temp 0 2>/dev/null)
+got=$(SLM_HOME="$T/d" "$SLM_BIN" run stories:v2 -p "Once upon a time" -n 8 --temp 0 2>/dev/null)
+[ -n "$want" ] && [ "$got" = "$want" ]; check "run by name equals run by path" $?
+
+S bundle export stories copy -o "$T/b.tar" 2>/dev/null; check "bundle export" $?
+[ "$(tar tf "$T/b.tar" | grep -c '^blobs/')" = 1 ]; check "a shared blob is bundled once" $?
+"$SLM_BIN" bundle import "$T/b.tar" --data-dir "$T/e" 2>/dev/null; check "bundle import" $?
+[ "$("$SLM_BIN" list --json --data-dir "$T/e" | wc -l)" = 2 ]; check "both names arrive" $?
+# a corrupted blob: the bundle is refused and nothing appears
+python3 - "$T/b.tar" "$T/bad.tar" <<'PY'
+import sys, tarfile, io
+src, dst = tarfile.open(sys.argv[1]), tarfile.open(sys.argv[2], "w")
+for m in src.getmembers():
+    data = src.extractfile(m).read()
+    if m.name.startswith("blobs/"):
+        data = bytearray(data); data[len(data) // 2] ^= 1; data = bytes(data)
+    dst.addfile(m, io.BytesIO(data))
+dst.close()
+PY
+"$SLM_BIN" bundle import "$T/bad.tar" --data-dir "$T/f" 2>"$T/err"; [ $? = 1 ] && grep -q "corrupt" "$T/err"
+check "a corrupted blob is refused ($(cat "$T/err"))" $?
+[ "$("$SLM_BIN" list --json --data-dir "$T/f" | wc -l)" = 0 ] && [ -z "$(ls "$T/f/models/blobs" 2>/dev/null)" ]
+check "nothing from the bad bundle stays" $?
+python3 - "$T/b.tar" "$T/noblob.tar" <<'PY'
+import sys, tarfile, io
+src, dst = tarfile.open(sys.argv[1]), tarfile.open(sys.argv[2], "w")
+for m in src.getmembers():
+    if not m.name.startswith("blobs/"): dst.addfile(m, src.extractfile(m))
+dst.close()
+PY
+"$SLM_BIN" bundle import "$T/noblob.tar" --data-dir "$T/g" 2>"$T/err"; [ $? = 1 ] && grep -q "does not hold" "$T/err"
+check "a manifest without its blob is refused" $?
+head -c 5000 /dev/urandom >"$T/junk.tar"
+"$SLM_BIN" bundle import "$T/junk.tar" --data-dir "$T/g" 2>"$T/err"; [ $? = 1 ] && [ "$(wc -l <"$T/err")" = 1 ]
+check "junk is one error line" $?
+
+S rm stories 2>/dev/null; check "rm one name" $?
+[ -e "$T/d/models/blobs/sha256-$digest" ]; check "the blob stays while other names use it" $?
+S rm stories:v2 copy 2>/dev/null; check "rm the others" $?
+[ -z "$(ls "$T/d/models/blobs")" ]; check "the blob goes with its last name" $?
+S rm stories 2>"$T/err"; [ $? = 1 ] && grep -q "no model named" "$T/err"; check "rm of a missing name" $?
+S import /etc/hostname --name x 2>"$T/err"; [ $? = 1 ] && grep -q "GGUF" "$T/err"; check "a non-GGUF is refused" $?
+S import "$M" --name "../evil" 2>"$T/err"; [ $? = 1 ] && [ ! -e "$T/d/models/evil" ]; check "a path in a name is refused" $?
+"$SLM_BIN" show no-such-model --data-dir "$T/d" 2>"$T/err"; [ $? = 1 ] && grep -q "neither a file nor a model" "$T/err"
+check "an unknown name says what was tried" $?
+
+echo "models: $pass passed, $fail failed"
+[ "$fail" = 0 ]
