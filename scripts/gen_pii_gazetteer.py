@@ -102,18 +102,14 @@ def main():
         os.path.dirname(os.path.abspath(__file__)), '..', 'src', 'pii', 'pii_gazetteer_data.c')
     first = collect(person, 'person', FIRST)
     last = collect(person, 'person', LAST)
-    city = collect(address, 'address', CITY) | {c.strip() for line in EXTRA_CITY for c in [line] for c in []}
-    for line in EXTRA_CITY:
-        for c in line.split(' '):
-            pass
-    # the hand list is space separated with multi-word names; keep whole known multi-word names too
+    city = collect(address, 'address', CITY)
+    # the hand list is space separated; these multi-word names are kept whole
     extra = []
     for line in EXTRA_CITY:
         words = line.split(' ')
         i = 0
         while i < len(words):
             w = words[i]
-            # join well-known two/three-word names
             for n in (3, 2):
                 cand = ' '.join(words[i:i + n])
                 if cand in ('New York', 'Los Angeles', 'San Antonio', 'San Diego', 'San Jose', 'Hong Kong',
