@@ -237,6 +237,7 @@ void slm_pii_free(slm_pii *d) { free(d); }
 
 size_t slm_pii_cp_offset(const char *text, size_t byte_off) {
     size_t n = 0;
+    if (!text) return 0;
     for (size_t i = 0; i < byte_off; i++) n += ((unsigned char)text[i] & 0xC0) != 0x80;
     return n;
 }

@@ -85,7 +85,7 @@ static void sb_put(sbuf *b, const char *s, size_t n) {
         b->p = p;
         b->cap = cap;
     }
-    memcpy(b->p + b->len, s, n);
+    if (n) memcpy(b->p + b->len, s, n);
     b->len += n;
     b->p[b->len] = 0;
 }
@@ -93,6 +93,7 @@ static void sb_put(sbuf *b, const char *s, size_t n) {
 char *slm_pii_mask_apply(slm_pii_mask *m, const char *text, size_t len, const slm_pii_span *spans, int n,
                          size_t *out_len) {
     if (!m || (!text && len) || n < 0 || (n > 0 && !spans)) return NULL;
+    if (!text) text = "";
     size_t prev = 0;
     for (int i = 0; i < n; i++) {
         if (spans[i].start < prev || spans[i].end <= spans[i].start || spans[i].end > len ||
@@ -185,14 +186,15 @@ static void find_placeholders(pii_scan *x, const slm_pii_mask *m) {
  * result to out. */
 static int process(slm_pii_filter *f, bool final, sbuf *out) {
     pii_scan x;
-    if (!pii_scan_init(&x, f->d, f->buf ? f->buf : "", f->len, f->emitted, final)) return -1;
+    const char *buf = f->buf ? f->buf : "";
+    if (!pii_scan_init(&x, f->d, buf, f->len, f->emitted, final)) return -1;
     if (f->flags & SLM_PII_FILTER_REDACT) pii_scan_all(&x);
     if (f->flags & SLM_PII_FILTER_RESTORE) find_placeholders(&x, f->m);
     size_t q = final ? f->len : x.stable;
     if (!final && (f->flags & SLM_PII_FILTER_REDACT)) {
         /* the last word may still grow into an entity */
         size_t t = f->len;
-        while (t > f->emitted && !pii_is_space((unsigned char)f->buf[t - 1])) t--;
+        while (t > f->emitted && !pii_is_space((unsigned char)buf[t - 1])) t--;
         if (t < q) q = t;
     }
     if (q < f->emitted) q = f->emitted;
@@ -217,8 +219,8 @@ static int process(slm_pii_filter *f, bool final, sbuf *out) {
     }
     size_t pos = f->emitted;
     for (size_t i = 0; i < nw; i++) {
-        sb_put(out, f->buf + pos, w[i].start - pos);
-        const char *val = f->buf + w[i].start;
+        sb_put(out, buf + pos, w[i].start - pos);
+        const char *val = buf + w[i].start;
         size_t vlen = w[i].end - w[i].start;
         if (w[i].kind == PII_KIND_PLACEHOLDER) {
             size_t ol = 0;
@@ -232,7 +234,7 @@ static int process(slm_pii_filter *f, bool final, sbuf *out) {
         }
         pos = w[i].end;
     }
-    sb_put(out, f->buf + pos, q - pos);
+    sb_put(out, buf + pos, q - pos);
     free(w);
     pii_scan_done(&x);
     if (out->oom) return -1;
@@ -301,6 +303,7 @@ int slm_pii_filter_flush(slm_pii_filter *f, char **out, size_t *out_len) {
 
 char *slm_pii_filter_oneshot(const slm_pii *d, slm_pii_mask *m, unsigned flags, const char *text, size_t len,
                              size_t *out_len) {
+    if (!text && len) return NULL;
     slm_pii_filter *f = slm_pii_filter_new(d, m, flags);
     if (!f) return NULL;
     char *out = NULL;

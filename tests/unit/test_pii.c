@@ -310,6 +310,22 @@ static void test_filter(void) {
     CHECK(slm_pii_filter_feed(f, "x", 1, &out, &out_len) == -1); /* closed after flush */
     slm_pii_filter_free(f);
     free(out);
+    /* empty texts */
+    size_t el = 1;
+    char *e = slm_pii_filter_oneshot(det, NULL, SLM_PII_FILTER_REDACT, NULL, 0, &el);
+    CHECK(e && e[0] == 0 && el == 0);
+    free(e);
+    slm_pii_mask *em = slm_pii_mask_new();
+    e = slm_pii_mask_apply(em, NULL, 0, NULL, 0, &el);
+    CHECK(e && e[0] == 0 && el == 0);
+    free(e);
+    slm_pii_mask_free(em);
+    f = slm_pii_filter_new(det, NULL, SLM_PII_FILTER_REDACT);
+    out = NULL;
+    out_len = 0;
+    CHECK(slm_pii_filter_feed(f, NULL, 0, &out, &out_len) == 0 && slm_pii_filter_flush(f, &out, &out_len) == 0);
+    CHECK(out == NULL && out_len == 0);
+    slm_pii_filter_free(f);
     /* restore only, no mask: text passes through unchanged */
     f = slm_pii_filter_new(det, NULL, SLM_PII_FILTER_RESTORE);
     out = NULL;
