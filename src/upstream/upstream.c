@@ -659,6 +659,13 @@ static bool up_submit(void *state, slm_gate_call *call) {
     bool admitted = !closing && !busy && breaker_admit(u, &j->trial, &wait_s);
     if (busy) u->stats.refused_busy++;
     else if (!admitted && !closing) u->stats.refused_open++;
+    if (admitted) { /* registered in the same critical section, so max_in_flight holds exactly */
+        slm_request_retain(j->r);
+        j->next = u->jobs;
+        u->jobs = j;
+        u->n_jobs++;
+        u->stats.calls++;
+    }
     pthread_mutex_unlock(&u->mu);
     if (!admitted) {
         job_free(j);
@@ -672,13 +679,6 @@ static bool up_submit(void *state, slm_gate_call *call) {
                                u->name, ceil(wait_s));
     }
 
-    slm_request_retain(j->r);
-    pthread_mutex_lock(&u->mu);
-    j->next = u->jobs;
-    u->jobs = j;
-    u->n_jobs++;
-    u->stats.calls++;
-    pthread_mutex_unlock(&u->mu);
     pthread_attr_t attr;
     pthread_t th;
     bool started = pthread_attr_init(&attr) == 0;

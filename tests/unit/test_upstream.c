@@ -241,7 +241,7 @@ static void run_call(slm_gate *g, const spec *s, outcome *o) {
 
 /* What the mock answers for `text`, cut like it cuts (pieces of 4 characters). */
 static const char *mock_reply(const char *text, char *out, size_t out_len) {
-    snprintf(out, out_len, "Mock reply to: %s \xE2\x80\x94 \xC3\xBCn\xC3\xAF" "c\xC3\xB8" "d\xC3\xA9 \xE2\x9C\x93", text);
+    snprintf(out, out_len, "Mock reply to: %.200s \xE2\x80\x94 \xC3\xBCn\xC3\xAF" "c\xC3\xB8" "d\xC3\xA9 \xE2\x9C\x93", text);
     return out;
 }
 
@@ -763,6 +763,45 @@ static void test_tls(slm_engine *e) {
     rmdir(dir);
 }
 
+/* Many calls at once, streamed in small slow chunks so they overlap: each gets its own text. */
+static void test_concurrent(slm_engine *e) {
+    enum { N = 12 };
+    slm_upstream *u = upstream_with(mock_url, "fault:slow:5", 5, 2);
+    slm_gate *g = gate_with(e, u);
+    slm_request *r[N];
+    slm_gate_call *calls = calloc(N, sizeof *calls);
+    char prompts[N][32];
+    for (int i = 0; i < N; i++) {
+        snprintf(prompts[i], sizeof prompts[i], "call number %d", i);
+        r[i] = slm_request_new(SLM_REQ_GENERATE);
+        slm_gate_call_init(&calls[i], SLM_CALL_GENERATE, "test", "/v1/completions");
+        calls[i].request = r[i];
+        calls[i].prompt = prompts[i];
+        calls[i].stream = true;
+        CHECK(slm_gate_submit(g, &calls[i]));
+    }
+    slm_upstream_stats st;
+    slm_upstream_get_stats(u, &st);
+    CHECK(st.in_flight > 1);
+    int right = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_mutex_lock(&r[i]->mu);
+        double t0 = slm_now();
+        while (!r[i]->done && slm_now() - t0 < 10) slm_request_wait(r[i], 20);
+        char want[256];
+        mock_reply(prompts[i], want, sizeof want);
+        right += r[i]->done && r[i]->finish == SLM_FINISH_STOP && r[i]->text && strcmp(r[i]->text, want) == 0 &&
+                 r[i]->remote_prompt_tokens == 3;
+        pthread_mutex_unlock(&r[i]->mu);
+        slm_gate_finish(g, &calls[i]);
+        slm_request_release(r[i]);
+    }
+    CHECKF(right == N, "%d of %d calls got their own text", right, N);
+    free(calls);
+    slm_gate_free(g);
+    slm_upstream_free(u);
+}
+
 static void test_breaker(slm_engine *e) {
     slm_upstream_config c = {.name = "frontier", .url = mock_url, .model = "gpt-test", .api_key = KEY,
                              .first_byte_timeout_s = 2, .max_retries = -1, .breaker_threshold = 3,
@@ -1095,6 +1134,7 @@ int main(void) {
     test_retries(e);
     test_timeouts_and_cancel(e);
     test_tls(e);
+    test_concurrent(e);
     test_breaker(e);
     test_refused_no_fallback(e);
 
