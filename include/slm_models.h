@@ -52,6 +52,16 @@ bool slm_models_blob_path(const char *data_dir, const char *digest, char *path, 
  * resolved to its blob. Writes the path to out (PATH_MAX); 0 or -1 with err naming both tries. */
 int slm_models_resolve(const char *data_dir, const char *arg, char *out, size_t cap, char *err, size_t err_len);
 
+/* Called while a pull runs: bytes on disk so far, and the current speed (bytes/s). */
+typedef void (*slm_models_progress_fn)(void *user, uint64_t bytes, double bytes_per_s);
+/* Downloads a GGUF from an http(s) URL into the store under ref. Resumable: an interrupted pull
+ * (even kill -9) keeps its bytes in a partial file named after the URL, and the next pull asks for
+ * the rest (HTTP Range). The sha256 is checked against want_sha256 (64 hex digits, may be NULL)
+ * before the model becomes visible; a mismatch deletes the download. Goes through slm_net: refused
+ * in air-gapped mode. */
+int slm_models_pull(const char *data_dir, const char *url, const char *ref, const char *want_sha256,
+                    slm_models_progress_fn progress, void *user, slm_model_entry *entry, char *err, size_t err_len);
+
 /* Bundles: a tar with manifests/<name>/<tag>.json and blobs/sha256-<hex>, for carrying models
  * into an air-gapped site. Import checks every blob against its digest and every manifest against
  * its blob before anything becomes visible. */

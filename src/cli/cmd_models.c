@@ -4,9 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "slm_models.h"
+#include "slm_net.h"
 #include "slm_store.h"
 
 /* Takes --data-dir DIR out of argv (anywhere), leaving the rest in order; returns the new argc. */
@@ -161,4 +163,48 @@ int cmd_bundle(int argc, char **argv) {
         return 0;
     }
     return cli_fail("bundle", "unknown command '%s' (export, import; see --help)", argv[1]);
+}
+
+static void pull_progress(void *user, uint64_t bytes, double rate) {
+    (void)user;
+    char b[32], r[32];
+    human_size(bytes, b, sizeof b);
+    human_size((uint64_t)rate, r, sizeof r);
+    fprintf(stderr, "\rslm pull: %s  %s/s   ", b, r);
+}
+
+int cmd_pull(int argc, char **argv) {
+    char def[PATH_MAX], err[1024];
+    const char *dir, *url = NULL, *name = NULL, *sha = NULL;
+    bool gapped = getenv("SLM_AIR_GAPPED") && strcmp(getenv("SLM_AIR_GAPPED"), "1") == 0;
+    argc = take_data_dir(argc, argv, &dir, def, sizeof def);
+    for (int i = 1; i < argc; i++) {
+        if (cli_is_help(argv[i])) {
+            puts("usage: slm pull URL --name NAME[:TAG] [--sha256 HEX] [--air-gapped] [--data-dir D]\n\n"
+                 "Downloads a GGUF over http(s) into the store. An interrupted pull resumes where it stopped\n"
+                 "(HTTP Range); the file becomes visible only after its sha256 is checked (--sha256 pins it).\n"
+                 "--air-gapped (or SLM_AIR_GAPPED=1) refuses before any connection.");
+            return 0;
+        } else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc) {
+            name = argv[++i];
+        } else if (strcmp(argv[i], "--sha256") == 0 && i + 1 < argc) {
+            sha = argv[++i];
+        } else if (strcmp(argv[i], "--air-gapped") == 0) {
+            gapped = true;
+        } else if (!url && argv[i][0] != '-') {
+            url = argv[i];
+        } else {
+            return cli_fail("pull", "unexpected argument '%s' (see --help)", argv[i]);
+        }
+    }
+    if (!url || !name) return cli_fail("pull", "usage: slm pull URL --name NAME[:TAG] [--sha256 HEX]");
+    if (!dir) return cli_fail("pull", "cannot work out the data directory: give --data-dir");
+    if (gapped) slm_net_set_air_gapped(true);
+    slm_model_entry e;
+    bool tty = isatty(2);
+    int rc = slm_models_pull(dir, url, name, sha, tty ? pull_progress : NULL, NULL, &e, err, sizeof err);
+    if (tty) fputc('\n', stderr);
+    if (rc) return cli_fail("pull", "%s", err);
+    fprintf(stderr, "slm pull: %s:%s (%s, %llu bytes, %s)\n", e.name, e.tag, e.arch, (unsigned long long)e.size, e.digest);
+    return 0;
 }

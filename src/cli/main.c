@@ -34,6 +34,7 @@ static const struct verb {
     {"rm", cmd_rm, "remove a model from the store"},
     {"cp", cmd_cp, "give a stored model another name"},
     {"bundle", cmd_bundle, "export / import models as a verified tar (air-gapped sites)"},
+    {"pull", cmd_pull, "download a GGUF into the store (resumable, sha256-verified)"},
     {"redact", cmd_redact, "find and mask personal data in text (JSONL or plain text)"},
     {"audit", cmd_audit, "verify and query the tamper-evident audit log"},
     {"router", cmd_router, "train and evaluate the request router (local model vs frontier API)"},

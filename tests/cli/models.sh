@@ -68,5 +68,55 @@ S import "$M" --name "../evil" 2>"$T/err"; [ $? = 1 ] && [ ! -e "$T/d/models/evi
 "$SLM_BIN" show no-such-model --data-dir "$T/d" 2>"$T/err"; [ $? = 1 ] && grep -q "neither a file nor a model" "$T/err"
 check "an unknown name says what was tried" $?
 
+# pull over HTTP from a local server that honours Range and can be slowed down: killed with -9
+# halfway, then resumed (only the rest is fetched); a wrong --sha256 keeps nothing; the air gap
+cat >"$T/serve.py" <<'PY'
+import http.server, os, sys, time
+path, slow = sys.argv[1], float(sys.argv[3])
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self):
+        data = open(path, "rb").read()
+        start = 0
+        rng = self.headers.get("Range")
+        if rng:
+            start = int(rng.split("=")[1].split("-")[0])
+            if start >= len(data):
+                self.send_response(416); self.end_headers(); return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data)-1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        with open(sys.argv[2], "a") as log: log.write(f"{start}\n")
+        try:
+            for i in range(start, len(data), 65536):
+                self.wfile.write(data[i:i + 65536]); self.wfile.flush(); time.sleep(slow)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client was killed: that is the test
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+PY
+python3 "$T/serve.py" "$M" "$T/ranges" 0.05 >"$T/port" &
+srv=$!
+trap 'kill $srv 2>/dev/null; rm -rf "$T"' EXIT
+for _ in $(seq 50); do [ -s "$T/port" ] && break; sleep 0.1; done
+url="http://127.0.0.1:$(cat "$T/port")/stories260K.gguf"
+"$SLM_BIN" pull "$url" --name pulled --sha256 "$digest" --data-dir "$T/p" 2>/dev/null &
+pull=$!
+sleep 0.4
+kill -9 $pull; wait $pull 2>/dev/null
+partial=$(ls -A "$T/p/models/blobs/" 2>/dev/null | grep '^\.pull-' | head -1)
+[ -z "$("$SLM_BIN" list --json --data-dir "$T/p")" ] && [ -n "$partial" ]; check "a killed pull leaves only its partial file" $?
+"$SLM_BIN" pull "$url" --name pulled --sha256 "$digest" --data-dir "$T/p" 2>"$T/err"; check "the pull resumes ($(cat "$T/err"))" $?
+[ "$(tail -1 "$T/ranges")" -gt 0 ]; check "the second request asked for the rest only (from byte $(tail -1 "$T/ranges"))" $?
+[ -e "$T/p/models/blobs/sha256-$digest" ] && [ -z "$(ls -a "$T/p/models/blobs" | grep '^\.pull-')" ]; check "the verified blob is stored" $?
+"$SLM_BIN" pull "$url" --name wrong --sha256 "$(printf '0%.0s' $(seq 64))" --data-dir "$T/q" 2>"$T/err"
+[ $? = 1 ] && grep -q "does not match" "$T/err" && [ -z "$(ls -A "$T/q/models/blobs")" ]; check "a wrong sha256 keeps nothing" $?
+"$SLM_BIN" pull "$url" --name gapped --air-gapped --data-dir "$T/r" 2>"$T/err"
+[ $? = 1 ] && grep -qi "air-gapped" "$T/err"; check "air-gapped: refused ($(cat "$T/err"))" $?
+
 echo "models: $pass passed, $fail failed"
 [ "$fail" = 0 ]
