@@ -1115,11 +1115,19 @@ static void test_config(void) {
     slm_upstream_free(u);
 }
 
+/* Runs a test section; says how long it took when SLM_TEST_VERBOSE is set (to keep the suite fast). */
+#define SECTION(call)                                                                         \
+    do {                                                                                      \
+        double t0_ = slm_now();                                                               \
+        call;                                                                                 \
+        if (getenv("SLM_TEST_VERBOSE")) fprintf(stderr, "  %-40s %.2f s\n", #call, slm_now() - t0_); \
+    } while (0)
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
-    test_sse();
-    test_sse_random();
-    test_config();
+    SECTION(test_sse());
+    SECTION(test_sse_random());
+    SECTION(test_config());
     if (!start_mock()) {
         fprintf(stderr, "test_upstream: cannot start the mock upstream (python3 %s/tests/cli/upstream_mock.py)\n",
                 SLM_SOURCE_DIR);
@@ -1129,14 +1137,14 @@ int main(void) {
     slm_engine *e = NULL;
     char err[256];
     CHECKF(slm_engine_new(&(slm_engine_params){.n_threads = 1}, &e, err, sizeof err) == 0, "%s", err);
-    test_net_basics();
-    test_stream_exact(e);
-    test_retries(e);
-    test_timeouts_and_cancel(e);
-    test_tls(e);
-    test_concurrent(e);
-    test_breaker(e);
-    test_refused_no_fallback(e);
+    SECTION(test_net_basics());
+    SECTION(test_stream_exact(e));
+    SECTION(test_retries(e));
+    SECTION(test_timeouts_and_cancel(e));
+    SECTION(test_tls(e));
+    SECTION(test_concurrent(e));
+    SECTION(test_breaker(e));
+    SECTION(test_refused_no_fallback(e));
 
     const char *shared = getenv("SLM_TEST_DATA") && *getenv("SLM_TEST_DATA") ? test_shared_dir() : NULL;
     slm_model *m = NULL;
@@ -1144,10 +1152,10 @@ int main(void) {
         char path[4200];
         snprintf(path, sizeof path, "%.4000s/models/stories260K.gguf", shared);
         CHECKF(slm_model_load(path, NULL, &m, err, sizeof err) == 0, "%s", err);
-        if (m) test_fallback(m);
-        if (m) test_real_server(e, m, path);
+        if (m) SECTION(test_fallback(m));
+        if (m) SECTION(test_real_server(e, m, path));
     }
-    test_air_gap(e, m); /* last: the air gap cannot be lifted */
+    SECTION(test_air_gap(e, m)); /* last: the air gap cannot be lifted */
     slm_model_free(m);
     slm_engine_free(e);
     stop_mock();
