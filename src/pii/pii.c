@@ -36,6 +36,7 @@ static size_t n_sets;
 static bool sets_oom;
 
 typedef struct {
+    uint64_t hash; /* compared first: the key itself is read only on a probable hit */
     const char *key;
     uint32_t len;
     uint64_t lists; /* bit i: in sets[i] */
@@ -48,7 +49,8 @@ static size_t bloom_mask;
 static uint64_t hash_bytes(const char *w, size_t len) {
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)w[i]) * 1099511628211ull;
-    return h ^ (h >> 29);
+    h ^= h >> 29;
+    return h ? h : 1; /* 0 marks an empty cache slot */
 }
 
 /* list pointer -> set index, open addressing on the pointer's bits */
@@ -89,6 +91,7 @@ static void lex_add(const char *w, size_t len, int id) {
     if (!lex[h].key) {
         lex[h].key = w;
         lex[h].len = (uint32_t)len;
+        lex[h].hash = hash_bytes(w, len);
         lex_count++;
     }
     lex[h].lists |= 1ull << id;
@@ -159,24 +162,24 @@ static void bloom_build(void) {
 
 /* The lists a word is in (bit per set), memoised for the last word asked on this thread. */
 static uint64_t lex_lists(const char *w, size_t len) {
-    static _Thread_local char memo[48];
-    static _Thread_local size_t memo_len = (size_t)-1;
-    static _Thread_local uint64_t memo_lists;
-    if (len == memo_len && memcmp(memo, w, len) == 0) return memo_lists;
+    /* a small per-thread cache of recent answers keyed by the 64-bit hash (the rules ask about
+     * the same few words again and again); the big table is touched on a cache miss only */
+    static _Thread_local struct {
+        uint64_t hash, lists;
+    } recent[256];
     uint64_t h = hash_bytes(w, len), lists = 0;
+    if (h == 0) h = 1;
+    if (recent[h & 255].hash == h) return recent[h & 255].lists;
     size_t b1 = (size_t)(h >> 20) & bloom_mask, b2 = (size_t)(h >> 40) & bloom_mask;
     if ((bloom[b1 / 64] >> (b1 % 64) & 1) && (bloom[b2 / 64] >> (b2 % 64) & 1)) {
         for (size_t k = (size_t)h & lex_mask; lex[k].key; k = (k + 1) & lex_mask)
-            if (lex[k].len == len && memcmp(lex[k].key, w, len) == 0) {
+            if (lex[k].hash == h && lex[k].len == len && memcmp(lex[k].key, w, len) == 0) {
                 lists = lex[k].lists;
                 break;
             }
     }
-    if (len <= sizeof memo) {
-        memcpy(memo, w, len);
-        memo_len = len;
-        memo_lists = lists;
-    }
+    recent[h & 255].hash = h;
+    recent[h & 255].lists = lists;
     return lists;
 }
 

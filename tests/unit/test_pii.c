@@ -1,5 +1,6 @@
 /* PII guard: every type found and its look-alikes not, masking consistency, the streaming filter
  * equal to the one-shot transformation at every split point, placeholder restore, hostile bytes. */
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -372,6 +373,39 @@ static void test_random_bytes(void) {
     CHECKF(bad == 0, "%d random texts streamed differently", bad);
 }
 
+/* One detector, scans from several threads at once: the same spans as a single thread. */
+static const char *const thread_texts[] = {
+    "Dear Mr. Collins, call +1-202-555-0143 or mail bob@corp.io; IBAN DE89370400440532013000.",
+    "Geburtsdatum: 27.11.1952, Name: Mesut Textor, Wohnort: Celle, Hauptstraße 5, 10115 Berlin.",
+    "Customer lives in New Sheryl; key AKIA6XX7MDL3BVC6KSTB; from 192.168.1.20 (Smithburgh).",
+};
+static int thread_ref[3];
+
+static void *scan_thread(void *arg) {
+    long bad = 0;
+    (void)arg;
+    for (int r = 0; r < 300; r++)
+        for (int i = 0; i < 3; i++) {
+            slm_pii_span *sp = NULL;
+            int n = slm_pii_scan(det, thread_texts[i], strlen(thread_texts[i]), &sp);
+            if (n != thread_ref[i]) bad++;
+            free(sp);
+        }
+    return (void *)bad;
+}
+
+static void test_threads(void) {
+    for (int i = 0; i < 3; i++) thread_ref[i] = count_spans(thread_texts[i], NULL);
+    CHECK(thread_ref[0] == 4 && thread_ref[1] == 4 && thread_ref[2] == 4);
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) CHECK(pthread_create(&th[i], NULL, scan_thread, NULL) == 0);
+    for (int i = 0; i < 4; i++) {
+        void *bad = NULL;
+        pthread_join(th[i], &bad);
+        CHECK(bad == NULL);
+    }
+}
+
 int main(void) {
     char err[128];
     det = slm_pii_new(err, sizeof err);
@@ -384,6 +418,7 @@ int main(void) {
     test_mask();
     test_filter();
     test_random_bytes();
+    test_threads();
     slm_pii_free(det);
     return test_report("test_pii");
 }
