@@ -112,7 +112,9 @@ static const char *const PERSON_ANCHOR[] = {"i", "i'm", "im", "me", "my", "we", 
                                             "cliente", "user", "kunde", "kundin", "caller", "lives", "born",
                                             "moved", "login", "sign-in", "signed", "device", "anmeldung", "geb",
                                             "geb.", "geboren", "né", "née", "nato", "nata", "nacido", "nacida",
-                                            "wohnhaft", "lebt", "wohnt", "habite", "vive", "vivo",
+                                            "wohnhaft", "lebt", "wohnt", "habite", "vive", "vivo", "hola", "hello",
+                                            "hi", "hey", "dear", "hallo", "bonjour", "ciao", "buongiorno", "beste",
+                                            "te", "nos", "noi", "wij", "escribo", "estoy", "soy", "sono", "sto",
                                             "connexion", "ip", "address", "adresse", "name", "nom", NULL};
 
 static bool person_anchor_before(const pii_scan *x, size_t p) {
@@ -430,9 +432,24 @@ static int name_run(pii_scan *x, size_t p, bool lower, size_t *starts, size_t *e
         }
         size_t e = word_end(x, i);
         if (e == i || !has_letter(x, i, e)) break;
-        if (low_in(x, i, e, STREET_OPEN) || (pii_at(x, e) == '.' && low_in(x, i, e + 1, STREET_OPEN))) break;
+        if (k == 0 && (low_in(x, i, e, STREET_OPEN) || (pii_at(x, e) == '.' && low_in(x, i, e + 1, STREET_OPEN))))
+            break;
+        {
+            bool caps = e - i >= 2;
+            for (size_t j = i; j < e && caps; j++) caps = !pii_is_lower(x->s[j]) && x->s[j] < 0x80;
+            if (caps) break; /* "NDA", "HI": acronyms and codes, not names */
+        }
         for (size_t j = i; j < e; j++)
             if (pii_is_digit(x->s[j])) return k;
+        /* an initial: "John F. Kennedy", "J. Smith" */
+        if (e == i + 1 && pii_is_upper(x->s[i]) && pii_at(x, e) == '.' && pii_at(x, e + 1) == ' ' &&
+            is_cap_at(x, e + 2)) {
+            starts[k] = i;
+            ends[k] = e + 1;
+            k++;
+            i = e + 2;
+            continue;
+        }
         if (not_name(x, i, e)) {
             /* "April Becker", "June Riley": a month that is also a first name, before a last name */
             size_t e2 = 0;
@@ -489,6 +506,7 @@ static void scan_person(pii_scan *x, size_t p, size_t we) {
         if (!first || (k == 2 && !last_known)) return;
     }
     if (t == TRIG_STRONG && needs_name) t = TRIG_WEAK;
+    if (t != TRIG_STRONG && k >= 2 && pii_gz_has(GZ_CITY_PREFIX, x->s + st[0], en[0] - st[0])) return; /* "Sesto Ruth" */
     bool ok = false;
     if (t == TRIG_STRONG) ok = true;
     else if (t == TRIG_WEAK)
@@ -773,9 +791,8 @@ static size_t town_after(pii_scan *x, size_t i) {
     while (words < 5) {
         size_t e;
         addr_tok t = addr_token(x, i, &e);
-        if (t == TOK_CAP || t == TOK_STREET || (t == TOK_CAPS && words == 0 && e - i <= 3) ||
-            (t == TOK_CAPS && words > 0)) {
-            if (t == TOK_CAPS && words == 0 && e - i <= 2) return 0;
+        if (t == TOK_CAP || t == TOK_STREET || t == TOK_CAPS) {
+            if (t == TOK_CAPS && words == 0 && e - i <= 2) return 0; /* a state code, not a town */
             end = e;
             words++;
         } else if (t == TOK_PART && words > 0) {
@@ -815,7 +832,10 @@ static size_t postcode_at(pii_scan *x, size_t i) {
     size_t e = i;
     while (pii_is_digit(pii_at(x, e)) && e - i < 6) e++;
     size_t n = e - i;
-    if (n == 0 || pii_is_alpha(pii_at(x, e))) return 0;
+    if (n == 0) return 0;
+    if (pii_is_alpha(pii_at(x, e)) && !(n == 4 && pii_is_upper(pii_at(x, e)) && pii_is_upper(pii_at(x, e + 1)) &&
+                                        !pii_is_word_at(x->s, x->n, e + 2)))
+        return 0;
     if (n == 5 || n == 4) {
         if (n == 4 && pii_at(x, e) == '-' && pii_is_digit(pii_at(x, e + 1))) {
             size_t f = e + 1;
@@ -825,6 +845,8 @@ static size_t postcode_at(pii_scan *x, size_t i) {
         if (n == 4 && pii_at(x, e) == ' ' && pii_is_upper(pii_at(x, e + 1)) && pii_is_upper(pii_at(x, e + 2)) &&
             !pii_is_word_at(x->s, x->n, e + 3))
             return e + 3;
+        if (n == 4 && pii_is_upper(pii_at(x, e)) && pii_is_upper(pii_at(x, e + 1)) && !pii_is_word_at(x->s, x->n, e + 2))
+            return e + 2; /* "9146TN" */
         return pii_is_digit(pii_at(x, e + 1)) && pii_at(x, e) == '.' ? 0 : e;
     }
     if (n == 2 && pii_at(x, e) == '-' ) {
@@ -931,8 +953,13 @@ static void scan_address_core(pii_scan *x, size_t p, addr_state *as) {
             size_t pc = postcode_at(x, i);
             if (pc) {
                 unsigned sep = pii_at(x, pc);
+                size_t ts = pc + 1;
+                if (sep == ',' && pii_at(x, pc + 1) == ' ') { /* "9857 WZ, Driehuis" */
+                    sep = ' ';
+                    ts = pc + 2;
+                }
                 if (sep == ' ' || sep == '\n') {
-                    size_t town = town_after(x, pc + 1);
+                    size_t town = town_after(x, ts);
                     if (town) {
                         pii_add(x, p, country_after(x, province_after(x, town)), SLM_PII_ADDRESS, 55);
                         return;

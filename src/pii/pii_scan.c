@@ -608,7 +608,9 @@ static const char *const VERSION_WORDS[] = {"version", "firmware", "section", "r
                                             "fixes", "update", "upgrade", "sdk", "driver", "treiber", "pin ", "==",
                                             "paragraph", "para", "item", "step", "article", "art.", "appendix",
                                             "anhang", "absatz", "ziffer", "figure", "fig.", "table", "rfc", "iso",
-                                            "release", "kernel", "package", "version", "rev", "edition", NULL};
+                                            "release", "kernel", "package", "version", "rev", "edition",
+                                            "mise à jour", "actualización", "aggiornamento", "versão",
+                                            "aktualisierung", "bijwerking", "versjon", "wersja", NULL};
 
 static void scan_ipv4(pii_scan *x, size_t p) {
     size_t i = p;
@@ -921,6 +923,15 @@ static size_t date_at(pii_scan *x, size_t p) {
         }
         if (!(i = digits_at(x, p, 1, 2, &a))) return 0;
         unsigned sep = pii_at(x, i);
+        /* "12-Mar-1985", "12/Mar/1985" */
+        if ((sep == '-' || sep == '/' || sep == ' ') && pii_is_alpha(pii_at(x, i + 1))) {
+            size_t m = month_at(x, i + 1);
+            if (m && pii_at(x, m) == sep && sep != ' ') {
+                size_t y = digits_at(x, m + 1, 2, 4, &c);
+                if (y && y - m - 1 != 3 && a >= 1 && a <= 31) return y;
+                return 0;
+            }
+        }
         if (sep == '/' || sep == '.' || sep == '-') {
             size_t j = digits_at(x, i + 1, 1, 2, &b);
             if (j && pii_at(x, j) == sep) {
