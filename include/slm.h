@@ -309,6 +309,103 @@ int slm_chat_tokenize(const slm_model *model, const char *template_name, const s
  * oversize input before reading or tokenizing all of it. */
 size_t slm_tokenize_max_bytes(const slm_model *model, bool parse_special, int n_tokens);
 
+/* ========== tool calling (OpenAI "tools"; src/chat/tools.c, docs/server.md "Tools") ==========
+ * How a model is told about functions, how its calls look in its output, the grammar that makes
+ * every started call a valid one, and the parser that reads calls back (also while streaming). */
+
+/* How calls are written in a model's output. */
+typedef enum slm_tool_format {
+    SLM_TOOL_FORMAT_GENERIC = 0, /* <tool_call>{"name":..,"arguments":{..}}</tool_call>, tools in the system message */
+    SLM_TOOL_FORMAT_HERMES,      /* Qwen2.5 / Hermes: <tool_call>\n{"name": .., "arguments": ..}\n</tool_call> */
+    SLM_TOOL_FORMAT_LLAMA3,      /* Llama 3.x: the whole reply is {"name": .., "parameters": {..}} */
+} slm_tool_format;
+
+typedef struct slm_tool {
+    const char *name;        /* [A-Za-z0-9_-]{1,64} */
+    const char *description; /* NULL = none */
+    const char *parameters;  /* JSON Schema text of the arguments object; NULL = any object */
+} slm_tool;
+
+/* One call. Strings returned by the parser are malloc'd (slm_tool_calls_free). */
+typedef struct slm_tool_call {
+    char *id;        /* NULL when the format carries none */
+    char *name;
+    char *arguments; /* compact JSON object text */
+} slm_tool_call;
+
+/* A conversation message as tool calling sees it (roles system/user/assistant/tool). */
+typedef struct slm_tool_message {
+    const char *role;
+    const char *content;          /* never NULL ("" for an assistant turn that only calls) */
+    const slm_tool_call *calls;   /* assistant: the calls it made */
+    size_t n_calls;
+    const char *tool_name;        /* tool: the function whose result this is (NULL if unknown) */
+} slm_tool_message;
+
+/* Format of the model's template (or of `template_name`): Hermes for Qwen2 models and templates
+ * that mention <tool_call>, Llama 3 for the llama3 family, generic otherwise. */
+slm_tool_format slm_tool_format_for(const slm_model *model, const char *template_name);
+const char *slm_tool_format_name(slm_tool_format f);
+/* Messages for the ordinary chat template: the tools described in the (first) system message,
+ * assistant calls written in the format, consecutive tool results merged into one user turn.
+ * out->msgs may point at the input contents (keep them alive); free with slm_tool_prompt_free. */
+typedef struct slm_tool_prompt {
+    slm_chat_message *msgs;
+    size_t n;
+    char **owned;
+    size_t n_owned;
+} slm_tool_prompt;
+int slm_tool_prompt_build(slm_tool_format f, const slm_tool *tools, size_t n_tools, const slm_tool_message *msgs,
+                          size_t n_msgs, slm_tool_prompt *out, char *err, size_t err_len);
+void slm_tool_prompt_free(slm_tool_prompt *p);
+
+/* How much of the output is a call. */
+typedef enum slm_tool_mode {
+    SLM_TOOL_MODE_AUTO = 0, /* free text without the trigger, then optionally calls (text may be empty) */
+    SLM_TOOL_MODE_REQUIRED, /* the whole output is calls */
+} slm_tool_mode;
+#define SLM_TOOL_MAX_PARALLEL 8 /* calls one reply may hold when parallel */
+
+/* GBNF (malloc'd) for the calls: each call's arguments are generated under its tool's JSON Schema
+ * (the compiler of slm_grammar_from_json_schema within `limits`). only >= 0 restricts calls to that
+ * tool. On failure returns an SLM_GRAMMAR_* code, *bad_tool = the index of the tool whose schema
+ * failed (or -1) and err says why. The grammar is open-ended (slm_grammar_set_open_ended) when
+ * mode is AUTO or parallel is true. */
+int slm_tool_gbnf(slm_tool_format f, const slm_tool *tools, size_t n_tools, slm_tool_mode mode, int only,
+                  bool parallel, const slm_grammar_limits *limits, char **gbnf_out, int *bad_tool, char *err,
+                  size_t err_len);
+/* Marks a grammar open-ended: generation under it stops only when nothing can follow (or at EOG),
+ * not as soon as the text is a complete sentence. */
+void slm_grammar_set_open_ended(slm_grammar *g, bool on);
+
+/* Incremental parser of generated text: content before the calls, then each call's name and its
+ * arguments in pieces as they arrive. */
+typedef enum slm_tool_event_kind {
+    SLM_TOOL_EV_CONTENT,   /* text: plain reply text */
+    SLM_TOOL_EV_CALL,      /* index, text = the function name: a call starts */
+    SLM_TOOL_EV_ARGUMENTS, /* index, text = the next piece of that call's arguments JSON */
+} slm_tool_event_kind;
+typedef bool (*slm_tool_event_fn)(void *user, slm_tool_event_kind kind, int index, const char *text, size_t len);
+typedef struct slm_tool_stream slm_tool_stream;
+/* The parser needs no allocation: slm_tool_stream_init on slm_tool_stream_size() bytes of
+ * malloc'd memory (freed by its owner), or slm_tool_stream_new / slm_tool_stream_free. */
+size_t slm_tool_stream_size(void);
+slm_tool_stream *slm_tool_stream_init(void *mem, slm_tool_format f);
+slm_tool_stream *slm_tool_stream_new(slm_tool_format f);
+/* Feeds text; `end` flushes what was held back (a possible start of the trigger). Returns false
+ * when a callback did, or memory ran out. */
+bool slm_tool_stream_feed(slm_tool_stream *st, const char *text, size_t len, bool end, slm_tool_event_fn fn, void *user);
+/* Calls started so far; true when the last one is complete. */
+int slm_tool_stream_calls(const slm_tool_stream *st, bool *last_complete);
+void slm_tool_stream_free(slm_tool_stream *st);
+/* Whole-text parse: *content (malloc'd) and the complete calls (their arguments validated against
+ * the tools' schemas). A call that does not parse or validate is an error (-1, err says which). */
+int slm_tool_parse(slm_tool_format f, const slm_tool *tools, size_t n_tools, const char *text, size_t len,
+                   char **content, slm_tool_call **calls, size_t *n_calls, char *err, size_t err_len);
+void slm_tool_calls_free(slm_tool_call *calls, size_t n);
+
+/* ========== end of tool calling ========== */
+
 #ifdef __cplusplus
 }
 #endif

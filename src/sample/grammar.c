@@ -77,6 +77,7 @@ struct slm_grammar {
     int32_t cur_sid;
     uint32_t root_len;
     uint32_t *root_words;
+    bool open_ended; /* slm_grammar_set_open_ended: finished only when nothing can follow */
 
     /* scratch for one step */
     uint32_t *step_out;
@@ -295,6 +296,17 @@ static bool state_done(const uint32_t *st) {
     return false;
 }
 
+/* Complete and nothing can follow: every stack is empty (an open-ended grammar ends here, or at EOG). */
+static bool state_final(const uint32_t *st) {
+    if (st[1] != 0 || st[3] == 0) return false;
+    const uint32_t *s = st + HDR_WORDS;
+    for (uint32_t i = 0; i < st[3]; i++) {
+        if (s[0] != 0) return false;
+        s += s[0] + 1;
+    }
+    return true;
+}
+
 /* ---------- memo ---------- */
 
 static int32_t intern(slm_grammar *g, const uint32_t *w, uint32_t n) {
@@ -376,6 +388,15 @@ void slm_grammar_reset(slm_grammar *g) {
 }
 
 bool slm_grammar_is_done(const slm_grammar *g) { return g && state_done(g->cur_words); }
+
+void slm_grammar_set_open_ended(slm_grammar *g, bool on) {
+    if (g) g->open_ended = on;
+}
+
+bool slm_grammar_is_finished(const slm_grammar *g) {
+    if (!g) return false;
+    return g->open_ended ? state_final(g->cur_words) : state_done(g->cur_words);
+}
 
 bool slm_grammar_accept_bytes(slm_grammar *g, const char *s, size_t n) {
     int32_t sid = run_bytes(g, s, n);

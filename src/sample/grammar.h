@@ -18,6 +18,9 @@ void slm_grammar_mask(const slm_grammar *g, float *logits, int n_vocab);
 void slm_grammar_accept(slm_grammar *g, slm_token token);
 /* True if the text so far is a complete sentence of the grammar. */
 bool slm_grammar_is_done(const slm_grammar *g);
+/* When generation should stop: slm_grammar_is_done, or for an open-ended grammar
+ * (slm_grammar_set_open_ended) only when nothing can follow; otherwise it ends at EOG. */
+bool slm_grammar_is_finished(const slm_grammar *g);
 
 /* ---- beyond the sampler hooks: compiling without a loaded model, and byte-level access ---- */
 

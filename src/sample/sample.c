@@ -279,7 +279,7 @@ void slm_sampler_set_grammar(slm_sampler *s, slm_grammar *g) {
     if (g) slm_grammar_reset(g);
 }
 
-bool slm_sampler_grammar_done(const slm_sampler *s) { return s && s->grammar && slm_grammar_is_done(s->grammar); }
+bool slm_sampler_grammar_done(const slm_sampler *s) { return s && s->grammar && slm_grammar_is_finished(s->grammar); }
 
 /* ---------- the pipeline ---------- */
 

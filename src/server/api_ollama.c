@@ -10,6 +10,7 @@
 #include "messages.h"
 #include "params.h"
 #include "replies.h"
+#include "tools.h"
 
 typedef struct oll_state {
     bool chat;
@@ -17,6 +18,8 @@ typedef struct oll_state {
     srv_server *srv;
     char line_head[2048]; /* {"model":<model>,"created_at":" dumped once; "" if it did not fit */
     size_t line_head_len;
+    slm_tool_format tool_format;
+    slm_tool_stream *calls; /* chat with tools: the content part of the output (memory after this struct) */
 } oll_state;
 
 static void rfc3339_now(char *out, size_t cap) {
@@ -104,6 +107,92 @@ static bool emit_text_line(srv_stream *st, const oll_state *u, const srv_delta *
            (u->chat ? srv_stream_write(st, "},\"done\":false}\n", 16) : srv_stream_write(st, ",\"done\":false}\n", 15));
 }
 
+/* Ollama's tool_calls: [{"function": {"name", "arguments": object}}], from the whole output
+ * (calls of a grammar-constrained reply; the parse stops at anything else). */
+typedef struct oll_calls {
+    json_t *list;
+    slm_buf args;
+    json_t *cur; /* the function object being filled */
+} oll_calls;
+
+static void oll_calls_close(oll_calls *oc) {
+    if (!oc->cur) return;
+    json_error_t je;
+    json_t *a = json_loadb(oc->args.s ? oc->args.s : "{}", oc->args.len ? oc->args.len : 2, 0, &je);
+    json_object_set_new(oc->cur, "arguments", json_is_object(a) ? a : json_object());
+    if (!json_is_object(a)) json_decref(a);
+    oc->cur = NULL;
+    slm_buf_clear(&oc->args);
+}
+
+static bool on_oll_call(void *user, slm_tool_event_kind kind, int index, const char *text, size_t len) {
+    (void)index;
+    oll_calls *oc = user;
+    if (kind == SLM_TOOL_EV_CALL) {
+        oll_calls_close(oc);
+        oc->cur = json_pack("{s:s%}", "name", text, len);
+        json_array_append_new(oc->list, json_pack("{s:O}", "function", oc->cur));
+        json_decref(oc->cur); /* the list holds it */
+    } else if (kind == SLM_TOOL_EV_ARGUMENTS) {
+        slm_buf_append(&oc->args, text, len);
+    }
+    return true;
+}
+
+/* The calls of the complete output `text` (NULL when there are none). */
+static json_t *ollama_tool_calls(slm_tool_format fmt, const char *text, size_t len) {
+    slm_tool_stream *ts = slm_tool_stream_new(fmt);
+    oll_calls oc = {.list = json_array()};
+    bool complete = false;
+    if (ts && slm_tool_stream_feed(ts, text, len, true, on_oll_call, &oc)) oll_calls_close(&oc);
+    int n = ts ? slm_tool_stream_calls(ts, &complete) : 0;
+    slm_tool_stream_free(ts);
+    slm_buf_free(&oc.args);
+    if (n == 0 || !complete) {
+        json_decref(oc.list);
+        return NULL;
+    }
+    return oc.list;
+}
+
+typedef struct oll_emit {
+    srv_stream *st;
+    const oll_state *u;
+} oll_emit;
+
+static bool on_oll_content(void *user, slm_tool_event_kind kind, int index, const char *text, size_t len) {
+    (void)index;
+    oll_emit *oe = user;
+    if (kind != SLM_TOOL_EV_CONTENT) return true;
+    json_t *o = line_base(oe->u);
+    json_object_set_new(o, "message", json_pack("{s:s, s:s%}", "role", "assistant", "content", text, len));
+    json_object_set_new(o, "done", json_false());
+    return srv_stream_write_json(oe->st, "", o, "\n");
+}
+
+/* With tools: text before the calls streams as content; the calls follow in one line when the
+ * output is complete, as Ollama sends them. */
+static bool emit_ollama_tools(srv_stream *st, slm_request *r, const srv_delta *d) {
+    oll_state *u = st->user;
+    oll_emit oe = {st, u};
+    bool failed = d->done && r->finish != SLM_FINISH_STOP && r->finish != SLM_FINISH_LENGTH;
+    bool ok = true;
+    if (d->text_len > 0 || (d->done && !failed)) ok = slm_tool_stream_feed(u->calls, d->text, d->text_len, d->done, on_oll_content, &oe);
+    if (ok && d->done) {
+        if (failed)
+            return srv_stream_write_json(st, "", json_pack("{s:s, s:i}", "error", slm_finish_message(r), "status", srv_finish_status(r)), "\n");
+        json_t *calls = r->finish == SLM_FINISH_STOP ? ollama_tool_calls(u->tool_format, r->text ? r->text : "", r->text_len) : NULL;
+        if (calls) {
+            json_t *o = line_base(u);
+            json_object_set_new(o, "message", json_pack("{s:s, s:s, s:o}", "role", "assistant", "content", "", "tool_calls", calls));
+            json_object_set_new(o, "done", json_false());
+            ok = srv_stream_write_json(st, "", o, "\n");
+        }
+        if (ok) ok = srv_stream_write_json(st, "", final_object(u, r, "", 0), "\n");
+    }
+    return ok;
+}
+
 static bool emit_ollama(srv_stream *st, slm_request *r, const srv_delta *d) {
     oll_state *u = st->user;
     bool ok = true;
@@ -142,6 +231,7 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
     json_t *req = srv_parse_body(c, &f);
     slm_request *r = NULL;
     srv_chat_msgs msgs = {0};
+    srv_tools tools = {0};
     slm_chat_message gen_msgs[2]; /* /api/generate's system + prompt, as the gate sees them */
     slm_token *fresh = NULL;
     enum MHD_Result ret;
@@ -170,7 +260,8 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
     if (!srv_parse_ollama_options(c, M, req, &r->gen, &f)) goto fail;
     int limit = srv_prompt_limit(c, M);
     if (chat) {
-        if (!srv_parse_messages(req, &msgs, &f)) goto fail;
+        if (!srv_parse_tools(M, req, &tools, &f) || !srv_tools_constrain(c, M, &tools, &r->gen, &f)) goto fail;
+        if (!srv_parse_messages(req, SRV_API_OLLAMA, &tools, &msgs, &f)) goto fail;
         if (msgs.n == 0) {
             ret = reply_load(c, &u);
             goto out;
@@ -241,16 +332,19 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
         ret = MHD_YES;
         goto out;
     }
+    bool with_tools = chat && srv_tools_active(&tools);
+    u.tool_format = tools.format;
     if (stream) {
-        oll_state *us = malloc(sizeof *us);
+        oll_state *us = malloc(sizeof *us + (with_tools ? slm_tool_stream_size() : 0));
         if (!us) {
             atomic_store(&r->cancelled, true);
             srv_failf(&f, 500, NULL, NULL, "out of memory");
             goto fail;
         }
         *us = u;
+        if (with_tools) us->calls = slm_tool_stream_init(us + 1, tools.format);
         make_line_head(us);
-        ret = srv_reply_stream(c, r, "application/x-ndjson", emit_ollama, us);
+        ret = srv_reply_stream(c, r, "application/x-ndjson", with_tools ? emit_ollama_tools : emit_ollama, us);
         goto out;
     }
     if (!srv_wait_done(c, r)) {
@@ -263,7 +357,32 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
     }
     size_t text_len;
     char *text = srv_final_text(c, r, &text_len);
-    ret = text ? srv_reply_json(c, 200, final_object(&u, r, text, text_len)) : srv_reply_error(c, 500, NULL, NULL, "out of memory");
+    if (!text) {
+        ret = srv_reply_error(c, 500, NULL, NULL, "out of memory");
+        goto out;
+    }
+    char *content = NULL, terr[256];
+    slm_tool_call *calls = NULL;
+    size_t n_calls = 0;
+    if (with_tools && r->finish == SLM_FINISH_STOP &&
+        slm_tool_parse(tools.format, tools.tools, tools.n, text, text_len, &content, &calls, &n_calls, terr, sizeof terr) == 0 &&
+        n_calls > 0) {
+        json_t *o = final_object(&u, r, content, strlen(content));
+        json_t *list = json_array();
+        for (size_t i = 0; i < n_calls; i++) {
+            json_error_t je;
+            json_t *args = json_loads(calls[i].arguments, 0, &je);
+            json_array_append_new(list, json_pack("{s:{s:s, s:o}}", "function", "name", calls[i].name, "arguments",
+                                                  json_is_object(args) ? args : json_object()));
+            if (args && !json_is_object(args)) json_decref(args);
+        }
+        json_object_set_new(json_object_get(o, "message"), "tool_calls", list);
+        ret = srv_reply_json(c, 200, o);
+    } else {
+        ret = srv_reply_json(c, 200, final_object(&u, r, text, text_len));
+    }
+    free(content);
+    slm_tool_calls_free(calls, n_calls);
     free(text);
     goto out;
 fail:
@@ -272,6 +391,7 @@ out:
     srv_forget_texts(c);
     free(fresh);
     srv_chat_msgs_free(&msgs);
+    srv_tools_free(&tools);
     slm_request_release(r);
     json_decref(req);
     return ret;

@@ -10,6 +10,7 @@
 #include "params.h"
 #include "replies.h"
 #include "slm_route.h"
+#include "tools.h"
 
 typedef struct oai_state {
     bool chat;
@@ -23,6 +24,7 @@ typedef struct oai_state {
     /* "data: " + chunk_base without its closing brace, dumped once; "" if it did not fit */
     char chunk_head[2048];
     size_t chunk_head_len;
+    slm_tool_stream *calls; /* chat with tools: the output parsed for calls (memory after this struct) */
 } oai_state;
 
 /* ---------- logprobs ---------- */
@@ -168,6 +170,8 @@ static bool emit_error_event(srv_stream *st, slm_request *r) {
     return srv_stream_write_json(st, "data: ", e, "\n\n") && srv_stream_write(st, "data: [DONE]\n\n", 14);
 }
 
+static bool emit_end(srv_stream *st, slm_request *r, oai_state *u, const char *fr);
+
 static bool emit_openai(srv_stream *st, slm_request *r, const srv_delta *d) {
     oai_state *u = st->user;
     const srv_model *s = u->model_ref;
@@ -196,8 +200,16 @@ static bool emit_openai(srv_stream *st, slm_request *r, const srv_delta *d) {
     }
     if (ok && d->done) {
         if (failed) return emit_error_event(st, r);
+        ok = emit_end(st, r, u, slm_finish_name(r->finish));
+    }
+    return ok;
+}
+
+/* The last chunks: finish_reason and timings, usage when asked, [DONE]. */
+static bool emit_end(srv_stream *st, slm_request *r, oai_state *u, const char *fr) {
+    bool ok = true;
+    {
         json_t *c = chunk_base(u);
-        const char *fr = slm_finish_name(r->finish);
         json_t *choice = u->chat ? json_pack("{s:i, s:{}, s:n, s:s}", "index", 0, "delta", "logprobs", "finish_reason", fr)
                                  : json_pack("{s:i, s:s, s:n, s:s}", "index", 0, "text", "", "logprobs", "finish_reason", fr);
         json_object_set_new(c, "choices", json_pack("[o]", choice));
@@ -215,7 +227,81 @@ static bool emit_openai(srv_stream *st, slm_request *r, const srv_delta *d) {
     return ok;
 }
 
+/* ---------- streamed tool calls: content deltas, then per call its id and name, then its
+ * arguments in pieces (as OpenAI streams them) ---------- */
+
+typedef struct tool_emit {
+    srv_stream *st;
+    oai_state *u;
+} tool_emit;
+
+static bool on_tool_event(void *user, slm_tool_event_kind kind, int index, const char *text, size_t len) {
+    tool_emit *te = user;
+    json_t *delta;
+    if (kind == SLM_TOOL_EV_CONTENT) {
+        delta = json_pack("{s:s%}", "content", text, len);
+    } else if (kind == SLM_TOOL_EV_CALL) {
+        char id[48];
+        srv_tool_call_id(te->u->srv, id, sizeof id);
+        delta = json_pack("{s:[{s:i, s:s, s:s, s:{s:s%, s:s}}]}", "tool_calls", "index", index, "id", id, "type", "function",
+                          "function", "name", text, len, "arguments", "");
+    } else {
+        delta = json_pack("{s:[{s:i, s:{s:s%}}]}", "tool_calls", "index", index, "function", "arguments", text, len);
+    }
+    json_t *c = chunk_base(te->u);
+    json_object_set_new(c, "choices", json_pack("[{s:i, s:o, s:n, s:n}]", "index", 0, "delta", delta, "logprobs", "finish_reason"));
+    return srv_stream_write_json(te->st, "data: ", c, "\n\n");
+}
+
+static bool emit_openai_tools(srv_stream *st, slm_request *r, const srv_delta *d) {
+    oai_state *u = st->user;
+    bool ok = true;
+    bool failed = d->done && r->finish != SLM_FINISH_STOP && r->finish != SLM_FINISH_LENGTH;
+    if (!st->sent_first && !failed) {
+        json_t *c = chunk_base(u);
+        json_object_set_new(c, "choices",
+                            json_pack("[{s:i, s:{s:s, s:s}, s:n, s:n}]", "index", 0, "delta", "role", "assistant", "content",
+                                      "", "logprobs", "finish_reason"));
+        ok = srv_stream_write_json(st, "data: ", c, "\n\n");
+    }
+    tool_emit te = {st, u};
+    if (ok && (d->text_len > 0 || (d->done && !failed))) ok = slm_tool_stream_feed(u->calls, d->text, d->text_len, d->done, on_tool_event, &te);
+    if (ok && d->done) {
+        if (failed) return emit_error_event(st, r);
+        bool complete;
+        int n = slm_tool_stream_calls(u->calls, &complete);
+        ok = emit_end(st, r, u, n > 0 && complete && r->finish == SLM_FINISH_STOP ? "tool_calls" : slm_finish_name(r->finish));
+    }
+    return ok;
+}
+
 /* ---------- generation endpoints ---------- */
+
+/* A finished reply with tools: its calls as message.tool_calls (content null when there is no
+ * other text) and finish_reason "tool_calls". Text that does not parse as calls (a stop string cut
+ * one) stays the content, whole. */
+static void add_tool_calls(srv_server *s, const srv_tools *t, json_t *choice, const char *text, size_t len) {
+    char *content = NULL, err[256];
+    slm_tool_call *calls = NULL;
+    size_t n = 0;
+    if (slm_tool_parse(t->format, t->tools, t->n, text, len, &content, &calls, &n, err, sizeof err) != 0 || n == 0) {
+        free(content);
+        return;
+    }
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; i++) {
+        char id[48];
+        srv_tool_call_id(s, id, sizeof id);
+        json_array_append_new(list, json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", id, "type", "function", "function", "name",
+                                              calls[i].name, "arguments", calls[i].arguments));
+    }
+    json_t *msg = json_object_get(choice, "message");
+    json_object_set_new(msg, "content", *content ? json_string(content) : json_null());
+    json_object_set_new(msg, "tool_calls", list);
+    json_object_set_new(choice, "finish_reason", json_string("tool_calls"));
+    free(content);
+    slm_tool_calls_free(calls, n);
+}
 
 static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
     srv_server *s = c->srv;
@@ -223,6 +309,7 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
     json_t *req = srv_parse_body(c, &f);
     slm_request *r = NULL;
     srv_chat_msgs msgs = {0};
+    srv_tools tools = {0};
     enum MHD_Result ret;
     if (!req) return srv_reply_fail(c, &f);
     const char *model = NULL;
@@ -253,7 +340,8 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
     if (!srv_parse_openai_sampling(c, M, req, chat, &r->gen, &f)) goto fail;
     int limit = srv_prompt_limit(c, M); /* room for at least one generated token */
     if (chat) {
-        if (!srv_parse_messages(req, &msgs, &f)) goto fail;
+        if (!srv_parse_tools(M, req, &tools, &f) || !srv_tools_constrain(c, M, &tools, &r->gen, &f)) goto fail;
+        if (!srv_parse_messages(req, SRV_API_OPENAI, &tools, &msgs, &f)) goto fail;
         if (msgs.n == 0) {
             srv_failf(&f, 400, NULL, "messages", "'messages' must not be empty");
             goto fail;
@@ -264,6 +352,11 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
         }
         if (!srv_chat_tokenize(M, msgs.msgs, msgs.n, true, "messages", limit, &r->prompt, &r->n_prompt, &f)) goto fail;
     } else {
+        json_t *tl = json_object_get(req, "tools");
+        if (tl && !json_is_null(tl) && !(json_is_array(tl) && json_array_size(tl) == 0)) {
+            srv_failf(&f, 400, "unsupported", "tools", "'tools' is only served on /v1/chat/completions");
+            goto fail;
+        }
         json_t *prompt = json_object_get(req, "prompt");
         if (!prompt) {
             srv_failf(&f, 400, NULL, "prompt", "'prompt' is required");
@@ -301,7 +394,8 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
         ret = MHD_YES;
         goto out;
     }
-    oai_state *u = calloc(1, sizeof *u);
+    bool with_tools = chat && srv_tools_active(&tools);
+    oai_state *u = calloc(1, sizeof *u + (with_tools ? slm_tool_stream_size() : 0));
     if (!u) {
         atomic_store(&r->cancelled, true);
         srv_failf(&f, 500, NULL, NULL, "out of memory");
@@ -314,9 +408,10 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
     u->model_ref = M;
     snprintf(u->model, sizeof u->model, "%s", M->id);
     srv_new_id(s, chat ? "chatcmpl" : "cmpl", u->id, sizeof u->id);
+    if (with_tools) u->calls = slm_tool_stream_init(u + 1, tools.format);
     if (stream) {
         make_chunk_head(u);
-        ret = srv_reply_stream(c, r, "text/event-stream", emit_openai, u);
+        ret = srv_reply_stream(c, r, "text/event-stream", with_tools ? emit_openai_tools : emit_openai, u);
         goto out;
     }
     if (!srv_wait_done(c, r)) {
@@ -346,6 +441,7 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
                                       text, text_len, "logprobs", lp, "finish_reason", slm_finish_name(r->finish))
                           : json_pack("{s:i, s:s%, s:o, s:s}", "index", 0, "text", text, text_len, "logprobs", lp,
                                       "finish_reason", slm_finish_name(r->finish));
+    if (with_tools && r->finish == SLM_FINISH_STOP) add_tool_calls(s, &tools, choice, text, text_len);
     free(text);
     json_object_set_new(resp, "choices", json_pack("[o]", choice));
     json_object_set_new(resp, "usage", usage_json(s, r));
@@ -359,6 +455,7 @@ fail:
 out:
     srv_forget_texts(c);
     srv_chat_msgs_free(&msgs);
+    srv_tools_free(&tools);
     slm_request_release(r);
     json_decref(req);
     return ret;

@@ -69,7 +69,8 @@ static bool parse_logit_bias(const srv_model *M, json_t *v, slm_gen_params *p, s
 /* Fields that would change the output in ways this server does not implement: refuse them
  * rather than silently ignore them. */
 static bool refuse_unsupported(json_t *req, srv_fail *f) {
-    static const char *const non_empty_refused[] = {"tools", "functions", "tool_choice", "function_call", "images", "suffix"};
+    /* "tools" and "tool_choice" are read by tools.c; the legacy function-calling fields are not served */
+    static const char *const non_empty_refused[] = {"functions", "function_call", "images", "suffix"};
     for (size_t i = 0; i < sizeof non_empty_refused / sizeof non_empty_refused[0]; i++) {
         json_t *v = json_object_get(req, non_empty_refused[i]);
         if (!v || json_is_null(v)) continue;
