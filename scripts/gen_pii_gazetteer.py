@@ -22,7 +22,8 @@ FIRST = ('first_names', 'first_names_female', 'first_names_male', 'first_romaniz
          'first_names_male_est')
 LAST = ('last_names', 'last_names_female', 'last_names_male', 'male_last_names', 'unisex_last_names',
         'last_romanized_names', 'last_names_est')
-CITY = ('cities', 'city_names', 'real_city_names', 'towns', 'metropolitan_cities')
+CITY = ('cities', 'city_names', 'real_city_names', 'towns', 'metropolitan_cities', 'states', 'provinces',
+        'regions', 'departments', 'cantons')
 CITY_PREFIX = ('city_prefixes', 'city_prefs')
 CITY_SUFFIX = ('city_suffixes', 'city_suffixies', 'town_suffixes')
 STREET = ('street_suffixes', 'street_suffixes_long', 'street_suffixes_short', 'street_prefixes',

@@ -728,6 +728,9 @@ static addr_tok addr_token(pii_scan *x, size_t i, size_t *e) {
             while (pii_is_digit(pii_at(x, j))) j++;
         }
         if (pii_is_alpha(pii_at(x, j)) && !pii_is_alpha(pii_at(x, j + 1))) j++;
+        else if (j - i == 4 && pii_is_upper(pii_at(x, j)) && pii_is_upper(pii_at(x, j + 1)) &&
+                 !pii_is_word_at(x->s, x->n, j + 2))
+            j += 2; /* Dutch postcode "9146TN" */
         if (pii_is_word_at(x->s, x->n, j)) return TOK_OTHER;
         *e = j;
         return TOK_NUM;
