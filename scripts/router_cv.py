@@ -27,6 +27,10 @@ def run(cmd):
     return p.stdout
 
 
+def fmt(x):
+    return f"{x:6.3f}" if x is not None else f"{'-':>6}"
+
+
 def main():
     args = sys.argv[1:]
     extra = []
@@ -72,8 +76,11 @@ def main():
             m["fold"] = name
             results.append(m)
     keys = ["apgr", "cpt50", "cpt80", "share_at_95"]
-    mean = {k: sum(r[k] for r in results) / len(results) for k in keys}
-    mean_rnd = {k: sum(r["random"][k] for r in results) / len(results) for k in keys}
+    def avg(values):  # folds without a gap to recover (frontier no better than local) have null metrics
+        v = [x for x in values if x is not None]
+        return sum(v) / len(v) if v else None
+    mean = {k: avg(r[k] for r in results) for k in keys}
+    mean_rnd = {k: avg(r["random"][k] for r in results) for k in keys}
     if as_json:
         print(json.dumps({"folds": [{k: r[k] for k in ["fold", "n", "local_acc", "frontier_acc", *keys]} |
                                     {"random": {k: r["random"][k] for k in keys}} for r in results],
@@ -84,9 +91,9 @@ def main():
     for r in results:
         rr = r["random"]
         print(f"{r['fold'][:48]:<48} {r['n']:>5} {r['local_acc']:6.3f} {r['frontier_acc']:6.3f} | "
-              + " ".join(f"{r[k]:6.3f}" for k in keys) + " | " + " ".join(f"{rr[k]:6.3f}" for k in keys))
-    print(f"{'mean over folds':<48} {'':>5} {'':>6} {'':>6} | " + " ".join(f"{mean[k]:6.3f}" for k in keys) + " | "
-          + " ".join(f"{mean_rnd[k]:6.3f}" for k in keys))
+              + " ".join(fmt(r[k]) for k in keys) + " | " + " ".join(fmt(rr[k]) for k in keys))
+    print(f"{'mean over folds':<48} {'':>5} {'':>6} {'':>6} | " + " ".join(fmt(mean[k]) for k in keys) + " | "
+          + " ".join(fmt(mean_rnd[k]) for k in keys))
 
 
 if __name__ == "__main__":

@@ -156,40 +156,45 @@ void rt_hashed_features(unsigned features, int hash_bits, const char *prompt, co
 
 /* ---- dense features ---- */
 
-static bool contains(const text_view *v, const char *needle, bool fold_case) {
-    size_t n = view_len(v), m = strlen(needle);
-    for (size_t i = 0; i + m <= n; i++) {
-        size_t k = 0;
-        while (k < m) {
-            unsigned char c = view_at(v, i + k);
-            if (fold_case) c = (unsigned char)tolower(c);
-            if (c != (unsigned char)needle[k]) break;
-            k++;
-        }
-        if (k == m) return true;
-    }
-    return false;
+/* The window as one flat NUL-terminated string, as is or lower-cased (for the phrase searches:
+ * one memmem per phrase instead of a byte-by-byte view walk). */
+typedef struct flat_text {
+    char raw[RT_TEXT_WINDOW + 1], lower[RT_TEXT_WINDOW + 1];
+    size_t len;
+} flat_text;
+
+static void flatten(const text_view *v, flat_text *f) {
+    memcpy(f->raw, v->a, v->alen);
+    memcpy(f->raw + v->alen, v->b, v->blen);
+    f->len = v->alen + v->blen;
+    f->raw[f->len] = 0;
+    for (size_t i = 0; i < f->len; i++) f->lower[i] = (char)tolower((unsigned char)f->raw[i]);
+    f->lower[f->len] = 0;
 }
 
-static size_t count_of(const text_view *v, const char *needle, bool fold_case) {
-    size_t n = view_len(v), m = strlen(needle), count = 0;
-    for (size_t i = 0; i + m <= n; i++) {
-        size_t k = 0;
-        while (k < m) {
-            unsigned char c = view_at(v, i + k);
-            if (fold_case) c = (unsigned char)tolower(c);
-            if (c != (unsigned char)needle[k]) break;
-            k++;
-        }
-        if (k == m) count++, i += m - 1;
+/* Non-overlapping occurrences of needle (lower-case needles for fold_case). */
+static size_t count_of(const flat_text *f, const char *needle, bool fold_case) {
+    const char *hay = fold_case ? f->lower : f->raw, *end = hay + f->len;
+    size_t m = strlen(needle), count = 0;
+    for (const char *p = hay; p < end;) {
+        const char *hit = memmem(p, (size_t)(end - p), needle, m);
+        if (!hit) break;
+        count++;
+        p = hit + m;
     }
     return count;
+}
+
+static bool contains(const flat_text *f, const char *needle, bool fold_case) {
+    return memmem(fold_case ? f->lower : f->raw, f->len, needle, strlen(needle)) != NULL;
 }
 
 static double lg(double x) { return log1p(x > 0 ? x : 0); }
 
 static void prompt_dense(const char *prompt, double *out) {
     text_view v = view_of(prompt);
+    static _Thread_local flat_text flat; /* 64 KiB: per thread, not on a server thread's stack */
+    flatten(&v, &flat);
     size_t n = view_len(&v);
     size_t full_len = prompt ? strlen(prompt) : 0;
     size_t digits = 0, numbers = 0, ops = 0, letters = 0, upper = 0, brackets = 0, qmarks = 0, sentences = 0;
@@ -252,36 +257,36 @@ static void prompt_dense(const char *prompt, double *out) {
     out[2] = (double)digits / nn;
     out[3] = lg((double)numbers);
     out[4] = lg((double)ops);
-    out[5] = contains(&v, "statement 1", true);
-    out[6] = contains(&v, " NOT ", false) || contains(&v, "EXCEPT", false) || contains(&v, " LEAST ", false);
+    out[5] = contains(&flat, "statement 1", true);
+    out[6] = contains(&flat, " NOT ", false) || contains(&flat, "EXCEPT", false) || contains(&flat, " LEAST ", false);
     out[7] = lg((double)option_lines);
     out[8] = option_lines ? (double)option_digit_lines / (double)option_lines : 0;
     out[9] = option_lines ? lg((double)option_bytes / (double)option_lines) : 0;
     out[10] = lg((double)stem_len);
-    out[11] = contains(&v, "refers to the following", true);
+    out[11] = contains(&flat, "refers to the following", true);
     out[12] = letters ? (double)upper / (double)letters : 0;
     out[13] = lg((double)brackets);
     out[14] = lg((double)single_vars);
     out[15] = lg((double)qmarks);
-    out[16] = contains(&v, "which of the following", true);
+    out[16] = contains(&flat, "which of the following", true);
     out[17] = (double)long_words / nw;
     out[18] = (double)word_bytes / nw;
     out[19] = lg((double)sentences);
     out[20] = lg((double)money);
     out[21] = lg((double)lines);
     out[22] = (double)capitalized / nw;
-    out[23] = contains(&v, "most likely", true) || contains(&v, " best ", true) || contains(&v, "most appropriate", true);
+    out[23] = contains(&flat, "most likely", true) || contains(&flat, " best ", true) || contains(&flat, "most appropriate", true);
     /* asks for a computation, whatever the subject */
     static const char *const compute[] = {"calculate", "compute", "how many", "how much", "what is the value",
                                           "solve", "evaluate", "simplify", "probability", "determine the",
                                           "find the", "what is the minimum", "what is the maximum", "equal to"};
     size_t compute_hits = 0;
-    for (size_t k = 0; k < sizeof compute / sizeof *compute; k++) compute_hits += count_of(&v, compute[k], true);
+    for (size_t k = 0; k < sizeof compute / sizeof *compute; k++) compute_hits += count_of(&flat, compute[k], true);
     out[24] = lg((double)compute_hits);
     /* looks like code: statement punctuation and keywords */
     static const char *const code[] = {";", "{", "}", "==", "def ", "return", "print", "for (", "while ", "else"};
     size_t code_hits = 0;
-    for (size_t k = 0; k < sizeof code / sizeof *code; k++) code_hits += count_of(&v, code[k], false);
+    for (size_t k = 0; k < sizeof code / sizeof *code; k++) code_hits += count_of(&flat, code[k], false);
     out[25] = lg((double)code_hits);
 }
 
@@ -504,8 +509,10 @@ static void answer_dense(const char *prompt, const char *answer, double *out) {
                                          "impossible", "round", "unclear", "wait", "mistake", "not enough",
                                          "doesn't make sense", "does not make sense", "estimate", "about "};
     text_view av = view_of(answer);
+    static _Thread_local flat_text flat;
+    flatten(&av, &flat);
     size_t hedge_count = 0;
-    for (size_t k = 0; k < sizeof hedges / sizeof *hedges; k++) hedge_count += count_of(&av, hedges[k], true);
+    for (size_t k = 0; k < sizeof hedges / sizeof *hedges; k++) hedge_count += count_of(&flat, hedges[k], true);
     size_t end = n;
     while (end > 0 && isspace((unsigned char)s[end - 1])) end--;
     bool abrupt = !marker && end > 0 && s[end - 1] != '.' && s[end - 1] != '!';
