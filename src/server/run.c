@@ -257,6 +257,7 @@ int srv_run(const srv_config *cfg) {
     bool forced = false;
     for (;;) {
         slm_engine_counts(s->engine, -1, &queued, &busy);
+        busy += srv_remote_in_flight(s); /* calls an upstream or a cascade still answers */
         if (queued + busy == 0 && atomic_load(&s->live_conns) == 0) break;
         if (queued + busy == 0 && slm_now() - t0 > s->cfg.drain_timeout_s + 5) break; /* responses stuck writing */
         struct timespec tick = {0, 100 * 1000000L};
@@ -273,6 +274,7 @@ int srv_run(const srv_config *cfg) {
 out_stop:
     srv_http_stop(s);
     slm_gate_free(s->gate);
+    srv_close_backends(s); /* their workers may hand calls to the engine: gone before it is */
     slm_engine_free(s->engine);
 out_free:
     srv_close_state(s);

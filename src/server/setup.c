@@ -37,9 +37,24 @@ int srv_open_state(srv_server *s, char *err, size_t err_len) {
     return 0;
 }
 
-void srv_close_state(srv_server *s) {
+int srv_remote_in_flight(const srv_server *s) {
+    int n = 0;
+    for (int i = 0; i < s->n_upstreams; i++) {
+        slm_upstream_stats st;
+        slm_upstream_get_stats(s->upstreams[i], &st);
+        n += (int)st.in_flight;
+    }
+    return n;
+}
+
+void srv_close_backends(srv_server *s) {
     for (int i = 0; i < s->n_cascades; i++) slm_cascade_free(s->cascades[i]);
     for (int i = 0; i < s->n_upstreams; i++) slm_upstream_free(s->upstreams[i]);
+    s->n_cascades = s->n_upstreams = 0;
+}
+
+void srv_close_state(srv_server *s) {
+    srv_close_backends(s);
     for (int i = 0; i < s->n_routers; i++) slm_router_free(s->routers[i]);
     slm_audit_close(s->audit);
     slm_store_close(s->store);
