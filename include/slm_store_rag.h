@@ -26,6 +26,12 @@ void slm_rag_db_close(slm_rag_db *db);
 int slm_rag_db_begin(slm_rag_db *db, char *err, size_t err_len);
 int slm_rag_db_commit(slm_rag_db *db, char *err, size_t err_len);
 void slm_rag_db_rollback(slm_rag_db *db);
+/* Nested units inside a transaction (one per document of a batch): savepoint, then release or
+ * rollback_to (which undoes only that unit). */
+bool slm_rag_db_in_transaction(slm_rag_db *db);
+int slm_rag_db_savepoint(slm_rag_db *db, char *err, size_t err_len);
+int slm_rag_db_release(slm_rag_db *db, char *err, size_t err_len);
+void slm_rag_db_rollback_to(slm_rag_db *db);
 
 typedef struct slm_rag_db_collection {
     long long id;

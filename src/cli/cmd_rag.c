@@ -27,7 +27,8 @@ static const char usage_text[] =
     "  search NAME QUERY [--top K] [--mode bm25|vector|hybrid] [--json]\n"
     "  search NAME --queries Q.jsonl --trec TAG [--top K]\n"
     "                     a TREC run (qid Q0 docid rank score tag; docid = file name without extension,\n"
-    "                     each document once) for {\"id\", \"text\"} lines\n"
+    "                     each document once) for {\"id\", \"text\"} lines; --stats: query latency\n"
+    "                     p50/p99 on standard error\n"
     "      search tuning: --k1 X --b X (BM25), --rrf-k X --w-bm25 X --w-vector X (hybrid fusion)\n"
     "  ask NAME QUESTION --model GEN.gguf [--top K] [--mode M] [--max-tokens N] [--json]\n"
     "                     retrieve, answer citing [n] (markers constrained to the retrieved chunks),\n"
@@ -43,7 +44,7 @@ typedef struct rag_args {
     const char *embed_model, *queries, *trec, *model, *mode;
     long top, chunk_tokens, overlap, max_tokens, threads;
     double k1, b, rrf_k, w_bm25, w_vector;
-    bool sync, quiet, json;
+    bool sync, quiet, json, stats;
 } rag_args;
 
 static int parse_args(int argc, char **argv, rag_args *a) {
@@ -96,6 +97,7 @@ static int parse_args(int argc, char **argv, rag_args *a) {
         } else if (strcmp(s, "--sync") == 0) a->sync = true;
         else if (strcmp(s, "-q") == 0 || strcmp(s, "--quiet") == 0) a->quiet = true;
         else if (strcmp(s, "--json") == 0) a->json = true;
+        else if (strcmp(s, "--stats") == 0) a->stats = true;
         else if (s[0] == '-' && s[1] && strcmp(s, "--") != 0) return cli_fail("rag", "unknown option '%s'", s);
         else {
             if (a->n_pos == (int)(sizeof a->pos / sizeof a->pos[0])) return cli_fail("rag", "too many arguments (at most 64 paths; pass folders)");
@@ -282,13 +284,19 @@ static void print_hit_json(const slm_rag_hit *h, int rank) {
     json_decref(o);
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
 static int run_trec(const rag_args *a, slm_rag *r, const char *name, slm_rag_search_opts *o, slm_rag_embedder *emb) {
     FILE *fp = strcmp(a->queries, "-") == 0 ? stdin : fopen(a->queries, "r");
     if (!fp) return cli_fail("rag", "cannot open %s", a->queries);
     o->per_document = true;
     if (a->top <= 0) o->top_k = 100;
     char *line = NULL, err[1024];
-    size_t cap = 0;
+    size_t cap = 0, n_lat = 0, cap_lat = 0;
+    double *lat = NULL;
     long len;
     int rc = 0, line_no = 0;
     while (rc == 0 && (len = cli_read_line("rag", fp, CLI_MAX_LINE_BYTES, &line, &cap)) >= 0) {
@@ -308,13 +316,29 @@ static int run_trec(const rag_args *a, slm_rag *r, const char *name, slm_rag_sea
             break;
         }
         slm_rag_hit *h;
+        double t0 = now_s();
         int n = slm_rag_search(r, name, json_string_value(text), o, emb, &h, err, sizeof err);
+        if (n_lat == cap_lat) {
+            cap_lat = cap_lat ? cap_lat * 2 : 256;
+            double *p = realloc(lat, sizeof *p * cap_lat);
+            if (!p) n = -1, snprintf(err, sizeof err, "out of memory");
+            else lat = p;
+        }
+        if (n >= 0) lat[n_lat++] = (now_s() - t0) * 1e3;
         if (n < 0) rc = cli_fail("rag", "query %s: %s", idbuf, err);
         for (int i = 0; i < n; i++) printf("%s Q0 %s %d %.6f %s\n", idbuf, h[i].doc_name, i + 1, h[i].score, a->trec);
         slm_rag_hits_free(h, n > 0 ? n : 0);
         json_decref(q);
     }
     if (len == -2) rc = 1;
+    if (a->stats && n_lat > 0) {
+        qsort(lat, n_lat, sizeof *lat, cmp_double);
+        double sum = 0;
+        for (size_t i = 0; i < n_lat; i++) sum += lat[i];
+        fprintf(stderr, "slm rag: %zu queries, latency mean %.2f ms, p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", n_lat,
+                sum / (double)n_lat, lat[n_lat / 2], lat[(size_t)((double)(n_lat - 1) * 0.99)], lat[n_lat - 1]);
+    }
+    free(lat);
     free(line);
     if (fp != stdin) fclose(fp);
     return rc;

@@ -27,7 +27,9 @@ int rag_extract_pdf(const char *data, size_t len, size_t max_text, rag_text *out
         if (!page) continue;
         char *text = poppler_page_get_text(page);
         if (text) {
-            /* poppler ends lines with \n; keep them (paragraphs are blank lines when the layout has them) */
+            /* poppler ends lines with \n; keep them (paragraphs are blank lines when the layout has them).
+             * A form feed inside a page would count as a page break: it becomes a newline. */
+            for (char *p = text; (p = strchr(p, '\f'));) *p = '\n';
             rag_textbuf_add(&b, text, strlen(text), false);
             g_free(text);
         }

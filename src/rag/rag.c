@@ -172,7 +172,10 @@ static int store_document(slm_rag *r, const slm_rag_db_collection *c, slm_rag_db
         for (size_t i = 0; i < (size_t)n * (size_t)dim; i++) half[i] = slm_rag_f32_to_f16(vec[i]);
     }
     d->n_pages = t.n_pages;
-    if (slm_rag_db_begin(r->db, err, err_len)) goto out;
+    /* alone: a transaction of its own; inside a batch (slm_rag_ingest_paths): a savepoint, so a
+     * failing document leaves the others of the batch alone */
+    bool nested = slm_rag_db_in_transaction(r->db);
+    if (nested ? slm_rag_db_savepoint(r->db, err, err_len) : slm_rag_db_begin(r->db, err, err_len)) goto out;
     if (found && slm_rag_db_document_delete(r->db, c->id, old.id, err, err_len)) goto rollback;
     if (slm_rag_db_document_insert(r->db, c->id, d, t.data, t.len, err, err_len)) goto rollback;
     for (int i = 0; i < n; i++) {
@@ -183,12 +186,13 @@ static int store_document(slm_rag *r, const slm_rag_db_collection *c, slm_rag_db
     }
     if (slm_rag_db_document_set_chunks(r->db, d->id, n, err, err_len)) goto rollback;
     if (half && !c->dim && slm_rag_db_collection_set_dim(r->db, c->id, dim, err, err_len)) goto rollback;
-    if (slm_rag_db_commit(r->db, err, err_len)) goto rollback;
+    if (nested ? slm_rag_db_release(r->db, err, err_len) : slm_rag_db_commit(r->db, err, err_len)) goto rollback;
     d->n_chunks = n;
     rc = found ? SLM_RAG_REPLACED : SLM_RAG_ADDED;
     goto out;
 rollback:
-    slm_rag_db_rollback(r->db);
+    if (nested) slm_rag_db_rollback_to(r->db);
+    else slm_rag_db_rollback(r->db);
 out:
     free(vec);
     free(half);
@@ -354,14 +358,29 @@ int slm_rag_ingest_paths(slm_rag *r, const char *collection, const char *const *
         slm_err(err, err_len, "out of memory");
         goto out;
     }
+    /* documents are committed in batches (each in a savepoint): one commit per file would cost a
+     * WAL write of the index pages and, every thousand pages, an fsync */
+    int in_batch = 0;
     for (int i = 0; i < files.n; i++) {
-        char why[512] = "";
-        int s = slm_rag_ingest_file(r, &c, files.p[i], opts, embedder, why, sizeof why);
-        if (s < 0) {
-            slm_err(err, err_len, "%s: %s", files.p[i], why);
+        if (!slm_rag_db_in_transaction(r->db) && slm_rag_db_begin(r->db, err, err_len)) {
             rc = -1;
             goto out;
         }
+        char why[512] = "";
+        int s = slm_rag_ingest_file(r, &c, files.p[i], opts, embedder, why, sizeof why);
+        if (s < 0) {
+            slm_rag_db_rollback(r->db);
+            slm_err(err, err_len, "%s: %s (the last %d documents were not stored)", files.p[i], why, in_batch);
+            rc = -1;
+            goto out;
+        }
+        if (s == SLM_RAG_ADDED || s == SLM_RAG_REPLACED) in_batch++;
+        if ((in_batch >= 64 || i == files.n - 1) && slm_rag_db_commit(r->db, err, err_len)) {
+            slm_rag_db_rollback(r->db);
+            rc = -1;
+            goto out;
+        }
+        if (in_batch >= 64) in_batch = 0;
         struct stat st;
         long long bytes = stat(files.p[i], &st) == 0 ? (long long)st.st_size : 0;
         if (s == SLM_RAG_ADDED) stats->added++;
@@ -370,6 +389,11 @@ int slm_rag_ingest_paths(slm_rag *r, const char *collection, const char *const *
         else stats->skipped++;
         if (s == SLM_RAG_ADDED || s == SLM_RAG_REPLACED) stats->bytes += bytes;
         if (opts && opts->progress) opts->progress(opts->user, files.p[i], (slm_rag_ingest_status)s, why, bytes);
+    }
+    if (slm_rag_db_in_transaction(r->db) && slm_rag_db_commit(r->db, err, err_len)) {
+        slm_rag_db_rollback(r->db);
+        rc = -1;
+        goto out;
     }
     if (sync) {
         slm_rag_db_document *docs = NULL;

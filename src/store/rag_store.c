@@ -259,6 +259,13 @@ void slm_rag_db_rollback(slm_rag_db *db) {
     if (!sqlite3_get_autocommit(db->db)) exec_sql(db, "ROLLBACK", NULL, 0);
 }
 
+bool slm_rag_db_in_transaction(slm_rag_db *db) { return !sqlite3_get_autocommit(db->db); }
+int slm_rag_db_savepoint(slm_rag_db *db, char *err, size_t err_len) { return exec_sql(db, "SAVEPOINT rag_doc", err, err_len); }
+int slm_rag_db_release(slm_rag_db *db, char *err, size_t err_len) { return exec_sql(db, "RELEASE rag_doc", err, err_len); }
+void slm_rag_db_rollback_to(slm_rag_db *db) {
+    if (!sqlite3_get_autocommit(db->db)) exec_sql(db, "ROLLBACK TO rag_doc; RELEASE rag_doc", NULL, 0);
+}
+
 /* ---------- collections ---------- */
 
 static void copy_text(sqlite3_stmt *st, int i, char *out, size_t cap) {
