@@ -39,7 +39,7 @@ python3 -c "print(f'BM25 only:       {$mb/1e6/$s:6.2f} MB/s, {$n/$s:8.0f} chunks
 if [ -f "$models/bge-small-q8_0.gguf" ]; then
     # embedding is compute-bound (a 512-token chunk is ~35 GFLOP through bge-small): 200 files
     mkdir -p "$work/sub"
-    ls "$data/docs" | head -200 | while read -r f; do cp "$data/docs/$f" "$work/sub/"; done
+    for f in $(ls "$data/docs" | sed -n 1,200p); do cp "$data/docs/$f" "$work/sub/"; done
     submb=$(du -sb "$work/sub" | cut -f1)
     "$slm" rag create emb --embed-model "$models/bge-small-q8_0.gguf" $D -q
     read -r s rss < <(ingest emb "$work/sub")

@@ -65,8 +65,15 @@ int rag_extract(const char *format, const void *bytes, size_t len, size_t max_te
         out->len = len;
         return 0;
     }
-    if (strcmp(format, "html") == 0) return rag_extract_html(bytes, len, max_text, out, err, err_len);
-    if (strcmp(format, "pdf") == 0) return rag_extract_pdf(bytes, len, max_text, out, err, err_len);
-    if (strcmp(format, "docx") == 0) return rag_extract_docx(bytes, len, max_text, out, err, err_len);
-    return slm_err(err, err_len, "unsupported format '%s'", format);
+    int rc;
+    if (strcmp(format, "html") == 0) rc = rag_extract_html(bytes, len, max_text, out, err, err_len);
+    else if (strcmp(format, "pdf") == 0) rc = rag_extract_pdf(bytes, len, max_text, out, err, err_len);
+    else if (strcmp(format, "docx") == 0) rc = rag_extract_docx(bytes, len, max_text, out, err, err_len);
+    else return slm_err(err, err_len, "unsupported format '%s'", format);
+    if (rc && err && err_len) { /* the libraries' messages may hold newlines: one line, no trailing blanks */
+        for (char *p = err; *p; p++)
+            if ((unsigned char)*p < 0x20) *p = ' ';
+        for (size_t n = strlen(err); n > 0 && err[n - 1] == ' ';) err[--n] = 0;
+    }
+    return rc;
 }

@@ -122,8 +122,8 @@ static void test_vectors(void) {
         size_t n = 37;
         float *q = malloc(sizeof *q * (size_t)dim), *s1 = malloc(sizeof *s1 * n), *s2 = malloc(sizeof *s2 * n);
         uint16_t *v = malloc(sizeof *v * n * (size_t)dim);
-        for (int k = 0; k < dim; k++) q[k] = (float)rand() / RAND_MAX - 0.5f;
-        for (size_t i = 0; i < n * (size_t)dim; i++) v[i] = slm_rag_f32_to_f16((float)rand() / RAND_MAX - 0.5f);
+        for (int k = 0; k < dim; k++) q[k] = (float)rand() / (float)RAND_MAX - 0.5f;
+        for (size_t i = 0; i < n * (size_t)dim; i++) v[i] = slm_rag_f32_to_f16((float)rand() / (float)RAND_MAX - 0.5f);
         slm_rag_dot_f16(q, v, n, dim, s1);
         slm_rag_dot_f16_scalar(q, v, n, dim, s2);
         double worst = 0;
