@@ -20,6 +20,12 @@ typedef struct {
  * emitted text so that a candidate is decided exactly as in a one-shot scan. */
 #define PII_MAX_LOOKBEHIND 200
 #define PII_FILTER_CONTEXT 512
+/* The filter holds back at most this much: beyond it the pending text is decided as if it ended
+ * there (an entity longer than this, a pathological single token, may be masked in parts). */
+#define PII_FILTER_MAX_HOLD 16384
+/* No entity is longer than this without whitespace (links are capped at 4096 bytes), so the last
+ * word is held back only this far. */
+#define PII_MAX_WORD_ENTITY 4608
 
 typedef struct pii_scan pii_scan;
 struct pii_scan {

@@ -184,17 +184,27 @@ static void find_placeholders(pii_scan *x, const slm_pii_mask *m) {
 
 /* Transforms f->buf[f->emitted .. cut) (cut decided here: all of it when final) and appends the
  * result to out. */
+static int process_to(slm_pii_filter *f, size_t n, bool final, sbuf *out);
+
 static int process(slm_pii_filter *f, bool final, sbuf *out) {
+    if (process_to(f, f->len, final, out) < 0) return -1;
+    /* too much held back (one endless token): decide the older part as if the text ended there */
+    if (!final && f->len - f->emitted > PII_FILTER_MAX_HOLD)
+        return process_to(f, f->len - PII_FILTER_MAX_HOLD / 2, true, out);
+    return 0;
+}
+
+static int process_to(slm_pii_filter *f, size_t n, bool final, sbuf *out) {
     pii_scan x;
     const char *buf = f->buf ? f->buf : "";
-    if (!pii_scan_init(&x, f->d, buf, f->len, f->emitted, final)) return -1;
+    if (!pii_scan_init(&x, f->d, buf, n, f->emitted, final)) return -1;
     if (f->flags & SLM_PII_FILTER_REDACT) pii_scan_all(&x);
     if (f->flags & SLM_PII_FILTER_RESTORE) find_placeholders(&x, f->m);
-    size_t q = final ? f->len : x.stable;
+    size_t q = final ? n : x.stable;
     if (!final && (f->flags & SLM_PII_FILTER_REDACT)) {
         /* the last word may still grow into an entity */
-        size_t t = f->len;
-        while (t > f->emitted && !pii_is_space((unsigned char)buf[t - 1])) t--;
+        size_t t = n;
+        while (t > f->emitted && n - t < PII_MAX_WORD_ENTITY && !pii_is_space((unsigned char)buf[t - 1])) t--;
         if (t < q) q = t;
     }
     if (q < f->emitted) q = f->emitted;

@@ -117,7 +117,7 @@ static bool reserved_host(const char *low, size_t len) {
  * Returns its end (0 when none); the trailing dot of a sentence is not part of it. */
 static size_t scan_domain(pii_scan *x, size_t p) {
     size_t i = p, end = 0, labels = 0;
-    for (;;) {
+    while (i - p < 255) {
         size_t ls = i;
         while (pii_is_alnum(pii_at(x, i)) || pii_at(x, i) == '-') i++;
         if (i == ls || i - ls > 63) break;
@@ -170,7 +170,8 @@ static void scan_url(pii_scan *x, size_t p) {
     else return;
     if (!pii_is_alnum(pii_at(x, host)) && pii_at(x, host) != '[') return;
     size_t e = host;
-    while (is_url_char(pii_at(x, e))) e++;
+    while (is_url_char(pii_at(x, e)) && e - host < 4096) e++;
+    if (e - host >= 4096) return; /* not a link anyone types; keeps the scan linear */
     /* trailing punctuation belongs to the sentence; a closing bracket only when unbalanced */
     for (;;) {
         unsigned c = x->s[e - 1];
@@ -199,16 +200,22 @@ static void scan_url(pii_scan *x, size_t p) {
 
 /* ---------- SECRET ---------- */
 
-static size_t run_of(pii_scan *x, size_t p, const char *set_extra) {
+/* Longest credential body looked at: longer runs are not keys, and the bound keeps a hostile
+ * text of one endless token linear. */
+#define MAX_RUN 1024
+
+static size_t run_of_max(pii_scan *x, size_t p, const char *set_extra, size_t max) {
     size_t i = p;
     char e0 = set_extra[0], e1 = e0 ? set_extra[1] : 0;
-    for (;;) {
+    for (; i - p < max;) {
         unsigned c = pii_at(x, i);
         if (pii_is_alnum(c) || (c && (c == (unsigned char)e0 || c == (unsigned char)e1))) i++;
         else break;
     }
     return i;
 }
+
+static size_t run_of(pii_scan *x, size_t p, const char *set_extra) { return run_of_max(x, p, set_extra, MAX_RUN); }
 
 /* A real key, not a placeholder: letters and digits mixed, no long run of one character, no "xxxx". */
 static bool looks_random(const pii_scan *x, size_t a, size_t b) {
@@ -250,7 +257,7 @@ static void scan_pem(pii_scan *x, size_t p) {
         if (pii_at(x, i + k) != '-') return;
     i += 5;
     size_t last = i; /* end of the last base64 line */
-    for (size_t lim = i + 16384; i < lim;) {
+    for (size_t lim = i + 8192; i < lim;) {
         unsigned c = pii_at(x, i);
         if (c == 0 && i >= x->n) break;
         if (c == '-' && pii_at(x, i + 1) == '-' && pii_at(x, i + 2) == '-' && pii_at(x, i + 3) == '-' &&
@@ -287,7 +294,7 @@ static void scan_jwt(pii_scan *x, size_t p) {
 static const char *const SECRET_WORDS[] = {"secre", "aws_secret", NULL};
 
 static void scan_aws_secret(pii_scan *x, size_t p) {
-    size_t e = run_of(x, p, "/+");
+    size_t e = run_of_max(x, p, "/+", 41);
     if (e - p != 40) return;
     unsigned nx = pii_at(x, e);
     if (nx == '=' || nx == '_' || nx == '-' || nx == '.' ) {
