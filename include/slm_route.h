@@ -47,6 +47,10 @@ const slm_route_target *slm_route_find(const slm_route_table *t, const char *nam
 /* The i-th target (routes first, then upstreams), NULL past the end. */
 const slm_route_target *slm_route_at(const slm_route_table *t, int i);
 
+/* The router shipped with slm (routers/, embedded in the binary): the prompt router, or the
+ * cascade router. NULL with err when it does not load. */
+struct slm_router *slm_route_default_router(bool cascade, char *err, size_t err_len);
+
 /* The cascade backend: the local model answers a non-streamed call first (on a private copy of
  * the request); the cascade router scores (question, answer); above the threshold the call is
  * re-run on the upstream, else the local answer is the reply. call->route says where the reply

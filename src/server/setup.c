@@ -136,23 +136,11 @@ static int add_upstreams(srv_server *s, int *backend_of, char *err, size_t err_l
     return 0;
 }
 
-/* "default" is the prompt router shipped with slm; anything else is a router file. */
-static slm_router *load_router(const char *name, char *err, size_t err_len) {
-    if (strcmp(name, "default") != 0) return slm_router_load(name, err, err_len);
-    char exe[PATH_MAX], path[PATH_MAX + 64];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    exe[n > 0 ? n : 0] = 0;
-    char *slash = strrchr(exe, '/');
-    if (slash) *slash = 0;
-    const char *const candidates[] = {"%s/../routers/default-prompt.router", "%s/../share/slm/default-prompt.router"};
-    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++) {
-        snprintf(path, sizeof path, candidates[i], exe);
-        if (access(path, R_OK) == 0) return slm_router_load(path, err, err_len);
-    }
-    snprintf(path, sizeof path, "%s/routers/default-prompt.router", SLM_SOURCE_DIR);
-    if (access(path, R_OK) == 0) return slm_router_load(path, err, err_len);
-    snprintf(err, err_len, "the default router (routers/default-prompt.router) is not installed; give 'router: FILE'");
-    return NULL;
+/* "default" is the router shipped with slm (embedded: the prompt router, or the cascade router
+ * for a cascade route); anything else is a router file. */
+static slm_router *load_router(const char *name, bool cascade, char *err, size_t err_len) {
+    if (strcmp(name, "default") == 0) return slm_route_default_router(cascade, err, err_len);
+    return slm_router_load(name, err, err_len);
 }
 
 static int add_routes(srv_server *s, char *err, size_t err_len) {
@@ -174,7 +162,7 @@ static int add_routes(srv_server *s, char *err, size_t err_len) {
             }
         t.cascade_backend = -1;
         if (cr->router && t.upstream_backend >= 0) {
-            slm_router *r = load_router(cr->router, err, err_len);
+            slm_router *r = load_router(cr->router, cr->cascade, err, err_len);
             if (!r) return -1;
             s->routers[s->n_routers++] = r;
             bool cascade_router = slm_router_kind(r) == SLM_ROUTER_CASCADE;

@@ -39,6 +39,8 @@ routes:
   auto: { local: local, upstream: frontier, on_upstream_error: local }
   careful: { local: local, upstream: frontier, router: $SRV_TMP/cascade.router, cascade: { threshold: 0 } }
   thrifty: { local: local, upstream: frontier, router: $SRV_TMP/cascade.router, cascade: { threshold: 1 } }
+  smart: { local: local, upstream: frontier, router: default, frontier_share: 1.0, pii: local }
+  frugal: { local: local, upstream: frontier, router: default, frontier_share: 0.0 }
 YAML
 srv_start --config "$SRV_TMP/slm.yaml" --data-dir "$D" -c 256 --quiet
 export SLM_BIN

@@ -22,7 +22,7 @@ test("401: unknown and missing keys", async () => {
 
 test("models: the local model, the route and the upstream are listed", async () => {
   const ids = (await client(process.env.KEY_APP).models.list()).data.map((m) => m.id);
-  assert.deepEqual(ids, ["local", "auto", "careful", "thrifty", "frontier"]);
+  assert.deepEqual(ids, ["local", "auto", "careful", "thrifty", "smart", "frugal", "frontier"]);
 });
 
 test("local and upstream calls say where they went", async () => {
@@ -124,4 +124,15 @@ test("cascade: the local answer first, the upstream when the cascade router doub
   for await (const c of stream.data) text += c.choices[0]?.delta?.content ?? "";
   assert.equal(stream.response.headers.get("x-slm-route"), "local");
   assert.ok(text.length > 0 && !text.startsWith("Mock reply"));
+});
+
+test("the shipped prompt router: a share of 1 sends everything up, 0 nothing; personal data stays local", async () => {
+  const q = [{ role: "user", content: "What is the capital of Australia?" }];
+  const up = await client(process.env.KEY_APP).chat.completions.create({ model: "smart", messages: q, max_tokens: 100 }).withResponse();
+  assert.equal(up.response.headers.get("x-slm-route"), "upstream");
+  const down = await client(process.env.KEY_APP).chat.completions.create({ model: "frugal", messages: q, max_tokens: 4 }).withResponse();
+  assert.equal(down.response.headers.get("x-slm-route"), "local");
+  const pii = [{ role: "user", content: "My IBAN is DE89 3704 0044 0532 0130 00, what is the capital of Australia?" }];
+  const kept = await client(process.env.KEY_APP).chat.completions.create({ model: "smart", messages: pii, max_tokens: 4 }).withResponse();
+  assert.equal(kept.response.headers.get("x-slm-route"), "local");
 });
