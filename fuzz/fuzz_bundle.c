@@ -1,7 +1,6 @@
 /* libFuzzer target for model bundles (tar + manifests + blobs): any bytes either import (every
  * manifest names a blob that hashes to its digest) or fail with one line and leave no model and no
  * blob behind. */
-#define _GNU_SOURCE
 #include <assert.h>
 #include <ftw.h>
 #include <stdint.h>
