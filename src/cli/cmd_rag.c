@@ -29,7 +29,8 @@ static const char usage_text[] =
     "                     a TREC run (qid Q0 docid rank score tag; docid = file name without extension,\n"
     "                     each document once) for {\"id\", \"text\"} lines; --stats: query latency\n"
     "                     p50/p99 on standard error\n"
-    "      search tuning: --k1 X --b X (BM25), --rrf-k X --w-bm25 X --w-vector X (hybrid fusion)\n"
+    "      search tuning: --k1 X --b X (BM25), --rrf-k X --w-bm25 X --w-vector X (hybrid fusion),\n"
+    "                     --candidates N (per retriever before fusion; default max(100, top))\n"
     "  ask NAME QUESTION --model GEN.gguf [--top K] [--mode M] [--max-tokens N] [--json]\n"
     "                     retrieve, answer citing [n] (markers constrained to the retrieved chunks),\n"
     "                     and print the citations with their checked quotes\n"
@@ -42,7 +43,7 @@ typedef struct rag_args {
     const char *pos[64];
     int n_pos;
     const char *embed_model, *queries, *trec, *model, *mode;
-    long top, chunk_tokens, overlap, max_tokens, threads;
+    long top, chunk_tokens, overlap, max_tokens, threads, candidates;
     double k1, b, rrf_k, w_bm25, w_vector;
     bool sync, quiet, json, stats;
 } rag_args;
@@ -68,6 +69,9 @@ static int parse_args(int argc, char **argv, rag_args *a) {
         else if (strcmp(s, "--top") == 0 || strcmp(s, "-k") == 0) {
             NEED_VALUE;
             if (!cli_parse_int("rag", s, v, 1, 10000, &a->top)) return 1;
+        } else if (strcmp(s, "--candidates") == 0) {
+            NEED_VALUE;
+            if (!cli_parse_int("rag", s, v, 1, 100000, &a->candidates)) return 1;
         } else if (strcmp(s, "--chunk-tokens") == 0) {
             NEED_VALUE;
             if (!cli_parse_int("rag", s, v, 16, 8192, &a->chunk_tokens)) return 1;
@@ -267,6 +271,7 @@ static int search_opts(const rag_args *a, const slm_rag_db_collection *c, slm_ra
     o->rrf_k = a->rrf_k;
     o->w_bm25 = a->w_bm25;
     o->w_vector = a->w_vector;
+    o->candidates = (int)a->candidates;
     return 0;
 }
 

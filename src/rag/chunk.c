@@ -82,7 +82,11 @@ static size_t overlap_start(const chunker *k, size_t start, size_t end) {
 /* Adds [s, e) (part of one paragraph, no longer than target) to the open chunk. */
 static void add_piece(chunker *k, size_t s, size_t e) {
     if (k->cur_start != SIZE_MAX && e - k->cur_start > k->target) {
-        size_t next = overlap_start(k, k->cur_start, k->cur_end);
+        size_t next = overlap_start(k, k->cur_start, k->cur_end), first = k->cur_start;
+        /* the overlap must start after the emitted chunk's first word (both are trimmed: a chunk
+         * that is mostly blanks would otherwise start where its successor does) */
+        while (first < k->cur_end && is_space(k->text[first])) first++;
+        if (next <= first) next = s;
         emit(k, k->cur_start, k->cur_end);
         k->cur_start = next < s ? next : s;
     } else if (k->cur_start == SIZE_MAX) {
