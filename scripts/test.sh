@@ -36,8 +36,10 @@ for t in "${fuzzers[@]}"; do
   name=${t#fuzz_}
   mkdir -p "$fuzz_work/$name"
   cp "fuzz/corpus/$name/"* "$fuzz_work/$name/" 2>/dev/null || true
-  echo "test: $t: 20000 runs"
-  (cd "$fuzz_work" && ASAN_OPTIONS=detect_leaks=1 timeout 120 "$root/build-fuzz/$t" -runs=20000 -max_len=4096 \
+  runs=20000
+  case "$t" in fuzz_bundle) runs=5000 ;; esac # every run writes and removes files
+  echo "test: $t: $runs runs"
+  (cd "$fuzz_work" && ASAN_OPTIONS=detect_leaks=1 timeout 120 "$root/build-fuzz/$t" -runs=$runs -max_len=4096 \
      -rss_limit_mb=3072 -timeout=30 "$fuzz_work/$name" >"$fuzz_work/$name.log" 2>&1) ||
     { tail -40 "$fuzz_work/$name.log" >&2; echo "test: $t failed (log above)" >&2; exit 1; }
 done
