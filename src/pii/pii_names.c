@@ -99,7 +99,7 @@ static const char *const COMPANY_WORDS[] = {"inc", "inc.", "llc", "ltd", "ltd.",
                                             "holding", "holdings", "partners", "partner", "associates", "bank",
                                             "solutions", "systems", "technologies", "consulting", "services",
                                             "international", "industries", "enterprises", "ventures", "labs",
-                                            "studios", "media", "&", "und", "and", "et", "e", "y", "pty", "lp",
+                                            "studios", "media", "pty", "lp",
                                             "llp", "se", "ab", "oy", "as", "a/s", NULL};
 
 /* Words that place a person in the sentence, required before a weak place trigger ("I'm from",

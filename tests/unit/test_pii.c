@@ -145,6 +145,8 @@ static void test_names_places(void) {
     FOUND("I'm Keith Salazar, a carpenter from Lake Brian.", "LOCATION", "Lake Brian");
     NONE("The train from Berlin to Munich takes four hours.", NULL);
     NONE("Miller Ltd and Schmidt GmbH signed the contract.", NULL);
+    FOUND("Please meet Norman Baldwin and Emma Green-Jennings at 3pm.", "PERSON", "Norman Baldwin");
+    FOUND("Please meet Norman Baldwin and Emma Green-Jennings at 3pm.", "PERSON", "Emma Green-Jennings");
     NONE("Use the AWS sample key AKIAIOSFODNN7EXAMPLE in the tutorial.", NULL);
     FOUND("signed in from 172.20.158.102 (Smithburgh).", "LOCATION", "Smithburgh");
     FOUND("Statement for Collin Giles, 40403 Gallegos Walks Suite 251, Katherineton, SC 17607: closing", "ADDRESS",
