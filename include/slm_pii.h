@@ -75,6 +75,9 @@ int slm_pii_mask_count(const slm_pii_mask *m);
  * text, wherever the pieces were split. */
 typedef struct slm_pii_filter slm_pii_filter;
 enum { SLM_PII_FILTER_RESTORE = 1, SLM_PII_FILTER_REDACT = 2 };
+/* d may be NULL for RESTORE alone; NULL when out of memory or REDACT is asked without a detector.
+ * The filter keeps the last 512 bytes it emitted as context and holds back at most 16 KB (an
+ * endless token beyond that is decided as if the text ended there). */
 slm_pii_filter *slm_pii_filter_new(const slm_pii *d, slm_pii_mask *m, unsigned flags);
 void slm_pii_filter_free(slm_pii_filter *f);
 /* Appends the text now safe to emit to *out (malloc'd/realloc'd buffer owned by the caller, *out_len
