@@ -130,7 +130,7 @@ typedef struct slm_rag_hit {
     char *heading, *text, *doc_name, *doc_path;
 } slm_rag_hit;
 
-/* Searches a collection; *hits (malloc'd, slm_rag_hits_free) best first. Returns the count or -1.
+/* Searches a collection; *hits (malloc'd, slm_rag_hits_free; NULL when none) best first. Returns the count or -1.
  * Vector and hybrid modes need the collection's embedder. */
 int slm_rag_search(slm_rag *r, const char *collection, const char *query, const slm_rag_search_opts *opts,
                    slm_rag_embedder *embedder, slm_rag_hit **hits, char *err, size_t err_len);

@@ -700,6 +700,10 @@ int slm_rag_search(slm_rag *r, const char *collection, const char *query, const 
             for (int j = 0; j < nv; j++)
                 if (vi[j] == x->chunk_id) x->vector_rank = j + 1;
     }
+    if (n == 0) { /* nothing found: nothing to free */
+        free(h);
+        h = NULL;
+    }
     *hits = h;
     rc = n;
 out:
