@@ -4,7 +4,8 @@
  *  - a request body for one of the endpoints (OpenAI chat/completions/embeddings, Ollama
  *    chat/generate/embed): the same pure steps the handlers run, in the same order
  *    (srv_parse_body, the sampling/option parsers with structured-output constraints compiled
- *    within their limits, srv_parse_messages, srv_chat_tokenize / srv_tokenize,
+ *    within their limits, the tools and tool_choice with the calls' grammar compiled, srv_parse_messages
+ *    with tool calls and results written in the tools' format, srv_chat_tokenize / srv_tokenize,
  *    srv_build_embed_request). A failure carries a 4xx/5xx and a one-line message; a success is a
  *    request within the documented limits. Every path frees what it built (LeakSanitizer).
  *  - the connection bookkeeping (transport.c): connections opening, changing phase, closing and
@@ -15,6 +16,9 @@
  *    any size, the watchdog measuring the backlog. A stream is dropped exactly when its backlog
  *    passes the bound; what the client got is the text, in order (all of it unless dropped).
  *  - the request-log escaping and the server-wide body budget.
+ *  - generated text read for tool calls (src/chat/tools.c): fed in pieces of any size, the parser
+ *    reports the same content, calls and arguments as when fed at once; slm_tool_parse never
+ *    returns a call whose arguments are not a JSON object valid against its tool.
  *
  * The model is a vocab-only GGUF: $SLM_FUZZ_VOCAB, else smollm2-135m-vocab.gguf in
  * $SLM_TEST_MODELS (default <source>/build/testdata). */
@@ -29,6 +33,7 @@
 #include "server/messages.h"
 #include "server/params.h"
 #include "server/replies.h"
+#include "server/tools.h"
 #include "server/transport.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -43,6 +48,7 @@ enum {
     MODE_CONNECTIONS,
     MODE_STREAM,
     MODE_LOG_AND_BUDGET,
+    MODE_TOOL_OUTPUT,
     MODE_COUNT
 };
 
@@ -119,8 +125,9 @@ static void check_tokens(const srv_model *M, const slm_token *t, int n, int limi
         if (t[i] < 0 || t[i] >= M->n_vocab) __builtin_trap();
 }
 
-static bool chat_prompt(const srv_model *M, json_t *req, slm_request *r, srv_chat_msgs *msgs, srv_fail *f) {
-    if (!srv_parse_messages(req, msgs, f)) return false;
+static bool chat_prompt(const srv_model *M, json_t *req, srv_api api, const srv_tools *tools, slm_request *r,
+                        srv_chat_msgs *msgs, srv_fail *f) {
+    if (!srv_parse_messages(req, api, tools, msgs, f)) return false;
     for (size_t i = 0; i < msgs->n; i++)
         if (!msgs->msgs[i].role || !msgs->msgs[i].content) __builtin_trap();
     if (msgs->n == 0) return true;
@@ -134,6 +141,7 @@ static bool generate(srv_conn *c, json_t *req, int endpoint, srv_fail *f) {
     slm_request *r = slm_request_new(SLM_REQ_GENERATE);
     if (!r) return srv_failf(f, 500, NULL, NULL, "out of memory");
     srv_chat_msgs msgs = {0};
+    srv_tools tools = {0};
     bool chat = endpoint == EP_OPENAI_CHAT || endpoint == EP_OLLAMA_CHAT;
     bool ok = endpoint == EP_OLLAMA_CHAT || endpoint == EP_OLLAMA_GENERATE
                   ? srv_parse_ollama_options(c, M, req, &r->gen, f)
@@ -141,7 +149,9 @@ static bool generate(srv_conn *c, json_t *req, int endpoint, srv_fail *f) {
     if (ok) {
         check_gen(M, &r->gen);
         if (chat) {
-            ok = chat_prompt(M, req, r, &msgs, f);
+            ok = srv_parse_tools(M, req, &tools, f) && srv_tools_constrain(c, M, &tools, &r->gen, f);
+            if (ok && srv_tools_active(&tools) && (!r->gen.grammar || tools.n > SRV_MAX_TOOLS)) __builtin_trap();
+            if (ok) ok = chat_prompt(M, req, c->api, &tools, r, &msgs, f);
         } else {
             json_t *prompt = json_object_get(req, "prompt");
             if (json_is_string(prompt)) {
@@ -151,8 +161,77 @@ static bool generate(srv_conn *c, json_t *req, int endpoint, srv_fail *f) {
         }
     }
     srv_chat_msgs_free(&msgs);
+    srv_tools_free(&tools);
     slm_request_release(r);
     return ok;
+}
+
+/* ---------- tool calls read back from generated text ---------- */
+
+typedef struct tool_events {
+    slm_buf content, names, args; /* names: "|index:name" per call; args: "|" + its pieces per call */
+} tool_events;
+
+static bool on_tool_event(void *user, slm_tool_event_kind kind, int index, const char *text, size_t len) {
+    tool_events *e = user;
+    if (kind == SLM_TOOL_EV_CONTENT) return slm_buf_append(&e->content, text, len);
+    /* the pieces of one call's arguments join; a new call starts a new entry in both lists */
+    if (kind == SLM_TOOL_EV_CALL)
+        return slm_buf_printf(&e->names, "|%d:", index) && slm_buf_append(&e->names, text, len) && slm_buf_puts(&e->args, "|");
+    return slm_buf_append(&e->args, text, len);
+}
+
+static void run_tool_output(const uint8_t *data, size_t size) {
+    if (size < 2) return;
+    slm_tool_format fmt = (slm_tool_format)(data[0] % 3);
+    size_t cut_seed = data[1];
+    const char *text = (const char *)data + 2;
+    size_t n = size - 2;
+    tool_events whole = {0}, parts = {0};
+    slm_tool_stream *a = slm_tool_stream_new(fmt), *b = slm_tool_stream_new(fmt);
+    if (!a || !b || !slm_tool_stream_feed(a, text, n, true, on_tool_event, &whole)) __builtin_trap();
+    size_t off = 0;
+    do { /* pieces of 1..13 bytes; the last one ends the text */
+        size_t piece = 1 + (cut_seed * 7 + off) % 13;
+        if (piece > n - off) piece = n - off;
+        if (!slm_tool_stream_feed(b, text + off, piece, off + piece == n, on_tool_event, &parts)) __builtin_trap();
+        off += piece;
+    } while (off < n);
+    bool ca, cb;
+    int na = slm_tool_stream_calls(a, &ca), nb = slm_tool_stream_calls(b, &cb);
+    /* the hold buffer may decide differently only for heads longer than it (not a call of ours) */
+    if (n < 900 && (na != nb || ca != cb || whole.content.len != parts.content.len ||
+                    (whole.content.len && memcmp(whole.content.s, parts.content.s, whole.content.len) != 0) ||
+                    whole.names.len != parts.names.len ||
+                    (whole.names.len && memcmp(whole.names.s, parts.names.s, whole.names.len) != 0) ||
+                    whole.args.len != parts.args.len ||
+                    (whole.args.len && memcmp(whole.args.s, parts.args.s, whole.args.len) != 0)))
+        __builtin_trap();
+    static const slm_tool tools[2] = {{"f", NULL, "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}}}"},
+                                      {"g", "second", NULL}};
+    char *content = NULL, err[256];
+    slm_tool_call *calls = NULL;
+    size_t n_calls = 0;
+    if (slm_tool_parse(fmt, tools, 2, text, n, &content, &calls, &n_calls, err, sizeof err) == 0) {
+        for (size_t i = 0; i < n_calls; i++) {
+            const slm_tool *t = strcmp(calls[i].name, "f") == 0 ? &tools[0] : &tools[1];
+            if (slm_json_validate(t->parameters ? t->parameters : "{\"type\":\"object\"}", calls[i].arguments,
+                                  strlen(calls[i].arguments), err, sizeof err) != 0)
+                __builtin_trap();
+        }
+        free(content);
+        slm_tool_calls_free(calls, n_calls);
+    } else if (content || calls) {
+        __builtin_trap();
+    }
+    slm_tool_stream_free(a);
+    slm_tool_stream_free(b);
+    slm_buf_free(&whole.content);
+    slm_buf_free(&whole.names);
+    slm_buf_free(&whole.args);
+    slm_buf_free(&parts.content);
+    slm_buf_free(&parts.names);
+    slm_buf_free(&parts.args);
 }
 
 static bool embed(srv_conn *c, json_t *req, bool allow_tokens, srv_fail *f) {
@@ -482,6 +561,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case MODE_CONNECTIONS: run_connections(&in); break;
     case MODE_STREAM: run_stream(&in); break;
     case MODE_LOG_AND_BUDGET: run_log_and_budget(data + 1, size - 1); break;
+    case MODE_TOOL_OUTPUT: run_tool_output(data + 1, size - 1); break;
     default: run_body(mode, data + 1, size - 1); break;
     }
     return 0;

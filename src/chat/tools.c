@@ -524,8 +524,7 @@ static bool process(slm_tool_stream *st, bool end, slm_tool_event_fn fn, void *u
             st->last_complete = false;
             if (!fn(user, SLM_TOOL_EV_CALL, st->n_calls - 1, q2 ? q1 + 1 : "", q2 ? (size_t)(q2 - q1 - 1) : 0))
                 return false;
-            size_t i = skip_ws(s, (size_t)(colon - s) + 1, n);
-            consume(st, i);
+            consume(st, (size_t)(colon - s) + 1); /* blanks before the arguments: M_ARGS */
             st->mode = M_ARGS;
             st->depth = 0;
             st->in_str = st->esc = false;
@@ -536,8 +535,8 @@ static bool process(slm_tool_stream *st, bool end, slm_tool_event_fn fn, void *u
             bool done = false;
             if (st->depth == 0) { /* before the object: skip blanks; anything else is not a call */
                 from = i = skip_ws(s, 0, n);
-                if (i == n) {
-                    consume(st, n);
+                if (i == n) { /* blanks are held until it is clear what follows them */
+                    if (end) consume(st, n);
                     return true;
                 }
                 if (s[i] != '{') {
@@ -591,8 +590,8 @@ static bool process(slm_tool_stream *st, bool end, slm_tool_event_fn fn, void *u
         }
         case M_BETWEEN: {
             size_t i = skip_ws(s, 0, n);
-            if (i == n) {
-                consume(st, n);
+            if (i == n) { /* blanks are held until it is clear what follows them */
+                if (end) consume(st, n);
                 return true;
             }
             const char *t = *fs->trigger ? fs->trigger : "{";

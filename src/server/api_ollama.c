@@ -536,9 +536,10 @@ enum MHD_Result srv_ollama_show(srv_conn *c) {
     char params[160];
     snprintf(params, sizeof params, "num_ctx %d", M->n_ctx);
     return srv_reply_json(c, 200,
-                          json_pack("{s:s, s:s, s:s, s:o, s:o, s:[s, s]}", "modelfile", "", "parameters", params, "template",
+                          json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "modelfile", "", "parameters", params, "template",
                                     tmpl ? tmpl : "", "details", details_json(M), "model_info", info, "capabilities",
-                                    "completion", "embedding"));
+                                    slm_model_is_embedding(M->model) ? json_pack("[s, s]", "completion", "embedding")
+                                                                     : json_pack("[s, s, s]", "completion", "embedding", "tools")));
 }
 
 enum MHD_Result srv_ollama_version(srv_conn *c) { return srv_reply_json(c, 200, json_pack("{s:s}", "version", SLM_VERSION)); }
