@@ -106,6 +106,8 @@ void slm_rag_db_chunks_free(slm_rag_db_chunk *c, int n);
  * best first, with their scores (higher = better). k1, b: the BM25 parameters. The count or -1. */
 int slm_rag_db_bm25(slm_rag_db *db, long long coll, const char *fts_query, int limit, double k1, double b,
                     long long **ids, double **scores, char *err, size_t err_len);
+/* Chunks of the collection matching an FTS5 query expression (e.g. one quoted word); -1 on error. */
+long long slm_rag_db_match_count(slm_rag_db *db, long long coll, const char *fts_query, char *err, size_t err_len);
 /* Every vector of the collection: *ids (n) and *vecs (n × dim halves), malloc'd. The count or -1. */
 long long slm_rag_db_vectors(slm_rag_db *db, long long coll, int dim, long long **ids, uint16_t **vecs, char *err,
                              size_t err_len);

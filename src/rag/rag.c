@@ -488,6 +488,50 @@ char *slm_rag_fts_query(const char *query) {
     return out;
 }
 
+/* The FTS5 query without the words that are in at least half of the chunks: BM25 gives them an IDF
+ * of (floored) zero, so they change no score that matters, yet OR-ing them in makes nearly every
+ * chunk a match to be scored (a query with "what is the" scanned the whole collection). When every
+ * word is that common, all are kept. NULL (err set) on failure. */
+static char *informative_query(slm_rag *r, const slm_rag_db_collection *c, const char *query, char *err, size_t err_len) {
+    char *all = slm_rag_fts_query(query);
+    if (!all) return slm_err(err, err_len, "out of memory"), NULL;
+    if (c->n_chunks < 64 || !*all) return all; /* small: nothing to gain */
+    char *out = malloc(strlen(all) + 1), *o = out;
+    if (!out) {
+        free(all);
+        return slm_err(err, err_len, "out of memory"), NULL;
+    }
+    *o = 0;
+    /* the words of `all` are "..." separated by " OR "; a quote never occurs inside one */
+    for (char *p = all; (p = strchr(p, '"'));) {
+        char *e = strchr(p + 1, '"');
+        if (!e) break;
+        char save = e[1];
+        e[1] = 0;
+        long long n = slm_rag_db_match_count(r->db, c->id, p, err, err_len);
+        if (n < 0) {
+            free(all);
+            free(out);
+            return NULL;
+        }
+        if (2 * n < c->n_chunks) {
+            if (o != out) o = memcpy(o, " OR ", 4), o += 4;
+            size_t l = (size_t)(e + 1 - p);
+            memcpy(o, p, l);
+            o += l;
+            *o = 0;
+        }
+        e[1] = save;
+        p = e + 1;
+    }
+    if (!*out) {
+        free(out);
+        return all;
+    }
+    free(all);
+    return out;
+}
+
 typedef struct scored {
     long long id;
     double score;
@@ -637,8 +681,8 @@ int slm_rag_search(slm_rag *r, const char *collection, const char *query, const 
     double *bs = NULL, *vs = NULL, *fs = NULL;
     int nb = 0, nv = 0, nf = 0, rc = -1;
     if (o.mode != SLM_RAG_VECTOR) {
-        char *fq = slm_rag_fts_query(query);
-        if (!fq) return slm_err(err, err_len, "out of memory");
+        char *fq = informative_query(r, &c, query, err, err_len);
+        if (!fq) return -1;
         nb = *fq ? slm_rag_db_bm25(r->db, c.id, fq, o.candidates, o.k1, o.b, &bi, &bs, err, err_len) : 0;
         free(fq);
         if (nb < 0) goto out;

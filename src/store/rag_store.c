@@ -702,6 +702,17 @@ int slm_rag_db_bm25(slm_rag_db *db, long long coll, const char *fts_query, int l
     return n;
 }
 
+long long slm_rag_db_match_count(slm_rag_db *db, long long coll, const char *fts_query, char *err, size_t err_len) {
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM rag_fts_%lld WHERE rag_fts_%lld MATCH ?", coll, coll);
+    sqlite3_stmt *st = prep(db, sql, err, err_len);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, fts_query, -1, SQLITE_STATIC);
+    long long n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : fail(db, err, err_len, "counting matches");
+    sqlite3_finalize(st);
+    return n;
+}
+
 long long slm_rag_db_vectors(slm_rag_db *db, long long coll, int dim, long long **ids, uint16_t **vecs, char *err,
                              size_t err_len) {
     *ids = NULL;
