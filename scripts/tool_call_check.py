@@ -211,7 +211,8 @@ def main():
         secs = time.time() - t0
         print(f"tool_call_check: {len(jobs)} replies on {', '.join(ids)}: {calls} calls, all checked; "
               f"{texts} auto replies chose text, {inconclusive} cut by max_tokens; {len(bad)} problems; {secs:.1f} s")
-        print(cut_modes)
+        if cut_modes:
+            print("  cut by max_tokens without a complete call, per mode: " + ", ".join(f"{k} {v}" for k, v in sorted(cut_modes.items())))
         for b in bad[:20]:
             print("  " + b)
         return 1 if bad or inconclusive > len(jobs) // 10 else 0

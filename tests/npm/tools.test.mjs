@@ -1,9 +1,17 @@
 // Tool calling through the official OpenAI and Ollama JavaScript clients (run by
-// tests/cli/server_tools.sh: `slm serve` with stories260K and, when present, tiny-smollm2).
+// tests/cli/server_tools.sh: `slm serve` with stories260K and, when present, tiny-smollm2), and
+// through two frameworks built on them: LangChain (bindTools, an agent loop) and the Vercel AI SDK
+// (generateText with tools over several steps).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { Ollama } from "ollama";
+import { ChatOpenAI } from "@langchain/openai";
+import { tool as lcTool } from "@langchain/core/tools";
+import { HumanMessage, ToolMessage } from "@langchain/core/messages";
+import { generateText, tool as aiTool, stepCountIs } from "ai";
+import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
+import { z } from "zod";
 
 const URL = process.env.SLM_URL;
 const KEY = process.env.SLM_KEY;
@@ -235,4 +243,59 @@ test("hostile: 10,000 tools, huge schemas, duplicates, wrong types, bad schemas,
   // the server is fine afterwards
   const ok = await openai.chat.completions.create({ model: "stories260K", messages: ask, tools: TOOLS, tool_choice: "required", parallel_tool_calls: false, seed: 1, max_tokens: 300 });
   assert.equal(ok.choices[0].finish_reason, "tool_calls");
+});
+
+// ---------- frameworks ----------
+
+test("LangChain bindTools: an agent loop (call → tool result → answer)", async () => {
+  const seen = [];
+  const getWeather = lcTool(async ({ city }) => { seen.push(city); return `21 degrees in ${city}`; }, {
+    name: "get_weather", description: "The weather in a city", schema: z.object({ city: z.string().max(12), days: z.number().int().min(1).max(7).optional() }),
+  });
+  const llm = new ChatOpenAI({ model: "stories260K", apiKey: KEY, configuration: { baseURL: `${URL}/v1` }, temperature: 1, maxTokens: 200, maxRetries: 0 });
+  const withTools = llm.bindTools([getWeather], { tool_choice: "required", parallel_tool_calls: false });
+  const messages = [new HumanMessage("What is the weather in Paris?")];
+  const ai = await withTools.invoke(messages, { seed: 3 });
+  assert.equal(ai.tool_calls.length, 1);
+  const call = ai.tool_calls[0];
+  assert.equal(call.name, "get_weather");
+  assert.match(call.id, /^call_[0-9a-f]{24}$/);
+  assert.equal(typeof call.args.city, "string");
+  assert.ok([...call.args.city].length <= 12);
+  messages.push(ai, await getWeather.invoke(call));
+  assert.equal(seen.length, 1);
+  assert.ok(messages[2] instanceof ToolMessage);
+  const final = await llm.bindTools([getWeather], { tool_choice: "none" }).invoke(messages, { seed: 1 });
+  assert.equal(final.tool_calls.length, 0);
+  assert.equal(typeof final.content, "string");
+  assert.ok(final.content.length > 0);
+});
+
+test("Vercel AI SDK generateText: tools over several steps", async () => {
+  const slm = createOpenAICompatible({ name: "slm", baseURL: `${URL}/v1`, apiKey: KEY });
+  const calls = [];
+  const result = await generateText({
+    model: slm.chatModel("stories260K"),
+    prompt: "What is the weather in Paris?",
+    tools: {
+      get_weather: aiTool({
+        description: "The weather in a city",
+        inputSchema: z.object({ city: z.string().max(12) }),
+        execute: async ({ city }) => { calls.push(city); return { city, celsius: 21 }; },
+      }),
+    },
+    prepareStep: ({ stepNumber }) => ({ toolChoice: stepNumber === 0 ? "required" : "none" }),
+    stopWhen: stepCountIs(3),
+    maxOutputTokens: 150,
+    seed: 4,
+    maxRetries: 0,
+    // one call per reply (the tiny model would otherwise fill the reply with parallel calls)
+    providerOptions: { slm: { parallel_tool_calls: false } },
+  });
+  assert.equal(result.steps.length, 2);
+  assert.equal(result.steps[0].finishReason, "tool-calls");
+  assert.equal(result.steps[0].toolCalls[0].toolName, "get_weather");
+  assert.equal(calls.length, result.steps[0].toolCalls.length);
+  assert.equal(typeof result.text, "string");
+  assert.ok(result.text.length > 0);
 });
