@@ -80,6 +80,10 @@ void slm_audit_get_stats(slm_audit *a, slm_audit_stats *out);
  * line 12 (seq 57): hash mismatch …", plus "warning: …" lines for torn records. Returns 0 when the
  * chain is intact, 1 when it is broken (the first bad record is named), -1 on an I/O error (err). */
 int slm_audit_verify(const char *data_dir, FILE *report, char *err, size_t err_len);
+/* The same, checking the signatures against the public key in `pub_path` (a copy kept away from
+ * the data directory) instead of trusting <data_dir>/audit.pub, which must then equal it if present:
+ * someone able to rewrite the log and its key pair cannot forge that. NULL = slm_audit_verify. */
+int slm_audit_verify_with_key(const char *data_dir, const char *pub_path, FILE *report, char *err, size_t err_len);
 
 /* Streams the records matching the filter, in order, to fn (the line as stored, without its
  * newline; nonzero from fn stops). All filter fields are optional: since = unix seconds (0 = all),

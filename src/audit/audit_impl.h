@@ -73,6 +73,7 @@ int audit_head_parse(const char *buf, size_t len, const unsigned char *pk, audit
 
 /* <data_dir>/audit.pub: 1 = loaded, 0 = absent, -1 = unreadable or malformed (err). */
 int audit_load_pub(const char *data_dir, unsigned char pk[crypto_sign_PUBLICKEYBYTES], char *err, size_t err_len);
+int audit_load_pub_file(const char *path, unsigned char pk[crypto_sign_PUBLICKEYBYTES], char *err, size_t err_len);
 
 /* The current time as RFC 3339 UTC with milliseconds (24 characters). */
 void audit_time_now(char out[32]);

@@ -453,10 +453,7 @@ int audit_head_parse(const char *buf, size_t len, const unsigned char *pk, audit
 
 /* ---- keys ---- */
 
-int audit_load_pub(const char *data_dir, unsigned char pk[crypto_sign_PUBLICKEYBYTES], char *err, size_t err_len) {
-    char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s/audit.pub", data_dir) >= (int)sizeof path)
-        return slm_err(err, err_len, "data directory path too long");
+int audit_load_pub_file(const char *path, unsigned char pk[crypto_sign_PUBLICKEYBYTES], char *err, size_t err_len) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT) return 0;
@@ -470,4 +467,11 @@ int audit_load_pub(const char *data_dir, unsigned char pk[crypto_sign_PUBLICKEYB
         !from_hex(buf, 2 * crypto_sign_PUBLICKEYBYTES, pk))
         return slm_err(err, err_len, "%s is not a public key (64 lowercase hex digits and a newline)", path);
     return 1;
+}
+
+int audit_load_pub(const char *data_dir, unsigned char pk[crypto_sign_PUBLICKEYBYTES], char *err, size_t err_len) {
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/audit.pub", data_dir) >= (int)sizeof path)
+        return slm_err(err, err_len, "data directory path too long");
+    return audit_load_pub_file(path, pk, err, err_len);
 }

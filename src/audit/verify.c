@@ -210,6 +210,10 @@ static int verify_file(verifier *v, const char *dir, unsigned num, bool newest, 
 }
 
 int slm_audit_verify(const char *data_dir, FILE *report, char *err, size_t err_len) {
+    return slm_audit_verify_with_key(data_dir, NULL, report, err, err_len);
+}
+
+int slm_audit_verify_with_key(const char *data_dir, const char *pub_path, FILE *report, char *err, size_t err_len) {
     if (!data_dir || !*data_dir) return slm_err(err, err_len, "no data directory");
     if (sodium_init() < 0) return slm_err(err, err_len, "libsodium failed to initialise");
     char dir[PATH_MAX];
@@ -223,6 +227,18 @@ int slm_audit_verify(const char *data_dir, FILE *report, char *err, size_t err_l
     if (pub < 0) {
         say(&v, "bad: %s", perr);
         return 1;
+    }
+    if (pub_path) { /* a key kept apart: whoever rewrote the log and its key pair cannot match it */
+        unsigned char trusted[crypto_sign_PUBLICKEYBYTES];
+        int t = audit_load_pub_file(pub_path, trusted, err, err_len);
+        if (t == 0) return slm_err(err, err_len, "%s does not exist", pub_path);
+        if (t < 0) return -1;
+        if (pub == 1 && memcmp(trusted, v.pk, sizeof trusted) != 0) {
+            say(&v, "bad: %s/audit.pub is not the trusted key %s (the key pair was replaced)", data_dir, pub_path);
+            return 1;
+        }
+        memcpy(v.pk, trusted, sizeof trusted);
+        pub = 1;
     }
     v.have_pk = pub == 1;
     if (v.have_pk) audit_signer_of(v.pk, v.pk_signer);

@@ -15,13 +15,15 @@
 #include "slm_audit.h"
 
 static const char usage_text[] =
-    "usage: slm audit verify [--data-dir D]\n"
+    "usage: slm audit verify [--pub FILE] [--data-dir D]\n"
     "       slm audit query [--since T] [--key NAME] [--route local|upstream] [--json] [--data-dir D]\n"
     "\n"
     "verify  checks the whole log in D/audit: every record's hash, its link to the previous record,\n"
     "        the sequence numbers across files, the signatures (D/audit.pub) and HEAD (the newest\n"
     "        durable record). Prints a report; exit 0 intact (torn records from crashes are listed\n"
     "        as warnings), 1 broken (the first bad record is named), 2 usage or I/O error.\n"
+    "  --pub FILE    check signatures against this public key (a copy of D/audit.pub kept\n"
+    "                elsewhere) instead of trusting D/audit.pub\n"
     "query   prints the records matching every filter given, oldest first:\n"
     "  --since T     records at or after T: unix seconds or an RFC 3339 date/time\n"
     "                (2026-12-05, 2026-12-05T06:13:38Z, 2026-12-05 08:13+02:00; no offset = UTC)\n"
@@ -52,14 +54,15 @@ static const char *data_dir_or_default(const char *given, char *buf, size_t cap)
 }
 
 static int do_verify(int argc, char **argv) {
-    const char *dir = NULL;
+    const char *dir = NULL, *pub = NULL;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--data-dir") == 0 && i + 1 < argc) dir = argv[++i];
+        else if (strcmp(argv[i], "--pub") == 0 && i + 1 < argc) pub = argv[++i];
         else return fail("verify: unknown or incomplete option '%s'%s (see slm audit --help)", argv[i], "");
     }
     char buf[4096], err[512];
     if (!(dir = data_dir_or_default(dir, buf, sizeof buf))) return fail("%s%s", "no data directory: give --data-dir", "");
-    int rc = slm_audit_verify(dir, stdout, err, sizeof err);
+    int rc = slm_audit_verify_with_key(dir, pub, stdout, err, sizeof err);
     fflush(stdout);
     if (rc < 0) return fail("verify: %s%s", err, "");
     return rc == 0 ? 0 : EXIT_BROKEN;

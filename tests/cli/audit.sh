@@ -91,6 +91,13 @@ EOF
 )
   [ "$missing" = "0" ] || { fail "run $i: $missing acknowledged records missing or under another seq"; break; }
 done
+# the signatures against a key kept elsewhere; a replaced key pair in the data directory is named
+cp "$d/audit.pub" "$tmp/trusted.pub"
+out=$("$BIN" audit verify --pub "$tmp/trusted.pub" --data-dir "$d"); rc=$?
+[ $rc -eq 0 ] && grep -q "^ok: .*, signed by key " <<<"$out" || fail "verify --pub: rc $rc: $out"
+out=$("$BIN" audit verify --pub "$tmp/none.pub" --data-dir "$d" 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -q "none.pub does not exist" <<<"$out" || fail "verify --pub missing file: rc $rc: $out"
+
 # a kill inside write(2) leaves a torn last record (rare above: the writes are short): made by hand
 last=$(ls "$d/audit" | grep '^audit-.*\.jsonl$' | tail -1)
 printf '{"seq":999999,"time":"2026-' >>"$d/audit/$last"

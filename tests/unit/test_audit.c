@@ -393,6 +393,31 @@ static void test_signed(void) {
     CHECK(L.n == 5 && strstr(L.line[4], ",\"sig\":\"") && strstr(L.line[4], "\"signer\":\""));
     free(L.buf);
     CHECKF(verify(dir, rep, sizeof rep) == 0, "%s", rep);
+    /* a trusted copy of the public key: a replaced key pair is caught */
+    char trusted[4200], pub[4200];
+    snprintf(pub, sizeof pub, "%s/audit.pub", dir);
+    snprintf(trusted, sizeof trusted, "%s/trusted.pub", dir);
+    size_t pl;
+    char *pk = read_all(pub, &pl);
+    write_file(trusted, pk, pl);
+    free(pk);
+    FILE *f = fmemopen(rep, sizeof rep, "w");
+    CHECK(slm_audit_verify_with_key(dir, trusted, f, err, sizeof err) == 0);
+    fclose(f);
+    other_pub(dir);
+    f = fmemopen(rep, sizeof rep, "w");
+    CHECK(slm_audit_verify_with_key(dir, trusted, f, err, sizeof err) == 1);
+    fclose(f);
+    CHECKF(strstr(rep, "is not the trusted key") != NULL, "%s", rep);
+    remove(pub); /* without the data directory's copy the trusted key still checks every record */
+    f = fmemopen(rep, sizeof rep, "w");
+    CHECK(slm_audit_verify_with_key(dir, trusted, f, err, sizeof err) == 0);
+    fclose(f);
+    CHECKF(strstr(rep, "ok: 5 records in 1 file, signed by key ") != NULL, "%s", rep);
+    CHECK(slm_audit_verify_with_key(dir, "/nonexistent.pub", NULL, err, sizeof err) == -1 && strstr(err, "does not exist"));
+    pk = read_all(trusted, &pl);
+    write_file(pub, pk, pl);
+    free(pk);
     /* a key readable by others is refused */
     chmod(p, 0644);
     CHECK(slm_audit_open(dir, NULL, &a, err, sizeof err) == -1 && strstr(err, "chmod 600"));
