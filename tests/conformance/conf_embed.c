@@ -161,8 +161,11 @@ static void run_path(slm_model *m, const model_case *mc, const char *dir, bool e
                 compare(one, got + (size_t)i * E, E, &max_batch, &cos_batch);
             }
             free(one);
-            CHECKF(max_batch <= 1e-5, "%s %s: one batch of %d sequences differs from one decode each by %.3g", mc->id,
-                   exact ? "exact" : "normal", n, max_batch);
+            /* --exact is batch-invariant; the fast path uses the float GEMM for big batches and the
+             * per-token dot for small ones, which add in different orders (src/kernels/matmul.c) */
+            double tol_batch = exact ? 1e-5 : 1e-4;
+            CHECKF(max_batch <= tol_batch, "%s %s: one batch of %d sequences differs from one decode each by %.3g",
+                   mc->id, exact ? "exact" : "normal", n, max_batch);
         } else {
             CHECKF(0, "%s: batched decode of %d tokens failed: %s", mc->id, total, err);
         }

@@ -583,10 +583,11 @@ static void test_batch_equivalence(test_model *tm, bool exact) {
             for (int j = 0; j < n; j++)
                 memcpy(chunked + (size_t)(i + j) * N_VOCAB, slm_logits(c, j), sizeof(float) * N_VOCAB);
     }
-    /* The exact path computes every token independently of its batch-mates; the fast path may
-     * pick a different kernel for one row than for many, so it gets a rounding-sized bound
-     * (measured: 0 for f32/f16 weights, 3e-6 for q8_0, logits of magnitude ~10). */
-    double tol = exact ? 1e-5 : 1e-4;
+    /* The exact path computes every token independently of its batch-mates; the fast path picks a
+     * different kernel for one row than for many (the float GEMM from 12 tokens adds in k blocks),
+     * so it gets a rounding-sized bound (measured: 1.6e-4 for f16 weights, 3e-6 for q8_0, logits
+     * of magnitude ~10). */
+    double tol = exact ? 1e-5 : 5e-4;
     double d1 = max_abs_diff(whole, single, N * N_VOCAB), d2 = max_abs_diff(whole, chunked, N * N_VOCAB);
     CHECKF(d1 <= tol, "%s %s: whole batch vs one token per decode differ by %.3g", tm->name, exact ? "exact" : "fast",
            d1);
