@@ -46,10 +46,6 @@ typedef struct slm_audit_options {
 /* Largest caller record (JSON text) slm_audit_append accepts. */
 #define SLM_AUDIT_MAX_RECORD_BYTES ((size_t)16 << 20)
 
-/* The data directory when none is given: $SLM_HOME, else $XDG_DATA_HOME/slm, else
- * ~/.local/share/slm (root: /var/lib/slm). Written into buf; returns buf, or NULL if it does not fit. */
-const char *slm_default_data_dir(char *buf, size_t cap);
-
 /* Opens (creating, mode 0700) <data_dir>/audit and takes its lock (one writer per log: a second
  * opener fails). Recovers a torn tail as described above. Refuses a log whose HEAD is missing or
  * ahead of the records (records were removed: run verify) rather than hide it. */

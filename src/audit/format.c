@@ -18,30 +18,6 @@
 #include "audit/audit_impl.h"
 #include "util/err.h"
 
-const char *slm_default_data_dir(char *buf, size_t cap) {
-    const char *home = getenv("SLM_HOME");
-    int n;
-    if (home && *home) {
-        n = snprintf(buf, cap, "%s", home);
-    } else if (getuid() == 0) {
-        n = snprintf(buf, cap, "/var/lib/slm");
-    } else {
-        const char *xdg = getenv("XDG_DATA_HOME");
-        if (xdg && *xdg) {
-            n = snprintf(buf, cap, "%s/slm", xdg);
-        } else {
-            const char *h = getenv("HOME");
-            if (!h || !*h) {
-                struct passwd *pw = getpwuid(getuid());
-                h = pw ? pw->pw_dir : NULL;
-            }
-            if (!h || !*h) return NULL;
-            n = snprintf(buf, cap, "%s/.local/share/slm", h);
-        }
-    }
-    return n < 0 || (size_t)n >= cap ? NULL : buf;
-}
-
 void audit_to_hex(const unsigned char *bin, size_t n, char *out) {
     static const char digits[] = "0123456789abcdef";
     for (size_t i = 0; i < n; i++) {

@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "slm_audit.h"
+#include "slm_store.h"
 
 static const char usage_text[] =
     "usage: slm audit verify [--pub FILE] [--data-dir D]\n"
@@ -50,7 +51,7 @@ static int fail(const char *fmt, const char *a, const char *b) {
 
 static const char *data_dir_or_default(const char *given, char *buf, size_t cap) {
     if (given) return given;
-    return slm_default_data_dir(buf, cap);
+    return slm_data_dir_default(buf, cap);
 }
 
 static int do_verify(int argc, char **argv) {

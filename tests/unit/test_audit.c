@@ -10,6 +10,7 @@
 
 #include "audit/audit_impl.h"
 #include "slm_audit.h"
+#include "slm_store.h"
 #include "test.h"
 
 static char err[512];
@@ -642,15 +643,15 @@ static void test_time(void) {
     CHECK(slm_audit_parse_time("1.2.3", &t) == -1);
     char buf[64];
     setenv("SLM_HOME", "/srv/slm", 1);
-    CHECK(slm_default_data_dir(buf, sizeof buf) && strcmp(buf, "/srv/slm") == 0);
-    CHECK(slm_default_data_dir(buf, 4) == NULL);
+    CHECK(slm_data_dir_default(buf, sizeof buf) && strcmp(buf, "/srv/slm") == 0);
+    CHECK(slm_data_dir_default(buf, 4) == NULL);
     unsetenv("SLM_HOME");
     if (getuid() != 0) {
         setenv("XDG_DATA_HOME", "/x/data", 1);
-        CHECK(slm_default_data_dir(buf, sizeof buf) && strcmp(buf, "/x/data/slm") == 0);
+        CHECK(slm_data_dir_default(buf, sizeof buf) && strcmp(buf, "/x/data/slm") == 0);
         unsetenv("XDG_DATA_HOME");
         setenv("HOME", "/home/u", 1);
-        CHECK(slm_default_data_dir(buf, sizeof buf) && strcmp(buf, "/home/u/.local/share/slm") == 0);
+        CHECK(slm_data_dir_default(buf, sizeof buf) && strcmp(buf, "/home/u/.local/share/slm") == 0);
     }
 }
 
