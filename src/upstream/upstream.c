@@ -14,7 +14,6 @@
 #include <strings.h>
 #include <time.h>
 
-#include "engine/request_impl.h"
 #include "slm_net.h"
 #include "slm_upstream.h"
 #include "upstream/sse.h"
