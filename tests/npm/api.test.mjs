@@ -155,9 +155,10 @@ test("embeddings: L2-normalised, float and base64 agree", async () => {
   const b = await openai.embeddings.create({ model: MODEL, input: ["a happy dog", "the sun is hot"] }); // SDK asks base64
   for (let i = 0; i < 2; i++)
     for (let k = 0; k < 64; k++) assert.ok(Math.abs(b.data[i].embedding[k] - f.data[i].embedding[k]) < 1e-6);
-  // same text, same vector
+  // same text, same vector: alone it takes the per-token dots, beside another input the float GEMM
+  // (from 12 tokens, src/kernels/matmul.c), which add in another order: equal to rounding
   const again = await openai.embeddings.create({ model: MODEL, input: "a happy dog", encoding_format: "float" });
-  assert.deepEqual(again.data[0].embedding, f.data[0].embedding);
+  for (let k = 0; k < 64; k++) assert.ok(Math.abs(again.data[0].embedding[k] - f.data[0].embedding[k]) < 1e-6, `component ${k}`);
 });
 
 test("errors: bad key, bad JSON, bad field, context overflow, unsupported n", async () => {
