@@ -262,7 +262,7 @@ int slm_models_list(const char *data_dir, slm_model_entry **out, char *err, size
         free(v);
         return -1;
     }
-    qsort(v, (size_t)n, sizeof *v, cmp_entry);
+    if (n > 1) qsort(v, (size_t)n, sizeof *v, cmp_entry); /* v is NULL when there are none */
     *out = v;
     return n;
 }
