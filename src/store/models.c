@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "slm.h"
-#include "store/models_impl.h"
+#include "store/store_impl.h"
 #include "util/err.h"
 
 #define COPY_CHUNK ((size_t)1 << 20)
@@ -45,22 +45,6 @@ int slm_models_parse_name(const char *ref, char *name, size_t name_cap, char *ta
     memcpy(name, ref, n);
     name[n] = 0;
     snprintf(tag, tag_cap, "%s", t);
-    return 0;
-}
-
-int models_mkdirs(const char *path, char *err, size_t err_len) {
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) return slm_err(err, err_len, "path too long");
-    for (char *p = tmp + 1;; p++) {
-        if (*p == '/' || *p == 0) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-                return slm_err(err, err_len, "cannot create %s: %s", tmp, strerror(errno));
-            *p = c;
-            if (!c) break;
-        }
-    }
     return 0;
 }
 
@@ -100,7 +84,7 @@ static int gguf_arch(const char *path, char *arch, size_t cap, char *err, size_t
 static int write_manifest(const char *data_dir, const slm_model_entry *e, char *err, size_t err_len) {
     char dir[PATH_MAX], path[PATH_MAX + 80], tmp[PATH_MAX + 96];
     snprintf(dir, sizeof dir, "%s/models/manifests/%s", data_dir, e->name);
-    if (models_mkdirs(dir, err, err_len)) return -1;
+    if (store_mkdirs(dir, err, err_len)) return -1;
     manifest_path(data_dir, e->name, e->tag, path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     json_t *o = json_pack("{s:i, s:s, s:s, s:s, s:I, s:f, s:s, s:s}", "schema", 1, "name", e->name, "tag", e->tag, "digest",
@@ -140,7 +124,7 @@ static int read_manifest(const char *path, slm_model_entry *e, char *err, size_t
 static int store_blob(const char *data_dir, const char *src, char *digest, uint64_t *size, char *err, size_t err_len) {
     char dir[PATH_MAX], tmp[PATH_MAX + 32], final[PATH_MAX + 96];
     snprintf(dir, sizeof dir, "%s/models/blobs", data_dir);
-    if (models_mkdirs(dir, err, err_len)) return -1;
+    if (store_mkdirs(dir, err, err_len)) return -1;
     int in = open(src, O_RDONLY | O_CLOEXEC);
     if (in < 0) return slm_err(err, err_len, "cannot open %s: %s", src, strerror(errno));
     snprintf(tmp, sizeof tmp, "%s/.partial-XXXXXX", dir);
@@ -426,7 +410,7 @@ int slm_models_bundle_export(const char *data_dir, const char *const *refs, int 
 static int import_blob(struct archive *a, const char *data_dir, const char *hex, char *err, size_t err_len) {
     char dir[PATH_MAX + 32], tmp[PATH_MAX + 64], final[PATH_MAX + 128];
     snprintf(dir, sizeof dir, "%s/models/blobs", data_dir);
-    if (models_mkdirs(dir, err, err_len)) return -1;
+    if (store_mkdirs(dir, err, err_len)) return -1;
     snprintf(tmp, sizeof tmp, "%s/.partial-XXXXXX", dir);
     int fd = mkstemp(tmp);
     if (fd < 0) return slm_err(err, err_len, "cannot create a file in %s: %s", dir, strerror(errno));

@@ -12,7 +12,7 @@
 #include "slm_engine.h"
 #include "slm_models.h"
 #include "slm_net.h"
-#include "store/models_impl.h"
+#include "store/store_impl.h"
 #include "util/err.h"
 
 typedef struct pull_sink {
@@ -81,7 +81,7 @@ int slm_models_pull(const char *data_dir, const char *url, const char *ref, cons
     crypto_hash_sha256(d, (const unsigned char *)url, strlen(url));
     char dir[PATH_MAX], partial[PATH_MAX + 96];
     snprintf(dir, sizeof dir, "%s/models/blobs", data_dir);
-    if (models_mkdirs(dir, err, err_len)) return -1;
+    if (store_mkdirs(dir, err, err_len)) return -1;
     snprintf(partial, sizeof partial, "%s/.pull-", dir);
     for (int i = 0; i < 16; i++) snprintf(partial + strlen(partial), 3, "%02x", d[i]);
     int fd = open(partial, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);

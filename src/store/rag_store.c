@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "store/store_impl.h"
 #include "util/err.h"
 
 #define RAG_SCHEMA_VERSION 1
@@ -87,24 +88,6 @@ static sqlite3_stmt *prep(slm_rag_db *db, const char *sql, char *err, size_t err
         return NULL;
     }
     return st;
-}
-
-static int make_dirs(const char *path, char *err, size_t err_len) {
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) return slm_err(err, err_len, "data directory path too long");
-    for (char *p = tmp + 1;; p++) {
-        if (*p == '/' || *p == 0) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-                return slm_err(err, err_len, "cannot create data directory %s: %s", tmp, strerror(errno));
-            *p = c;
-            if (!c) break;
-        }
-    }
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return slm_err(err, err_len, "data directory %s is not a directory", path);
-    return 0;
 }
 
 /* ---------- slm_bm25: BM25 with caller-chosen k1 and b as an FTS5 auxiliary function ---------- */
@@ -204,7 +187,7 @@ static int register_bm25(slm_rag_db *db, char *err, size_t err_len) {
 int slm_rag_db_open(const char *data_dir, slm_rag_db **out, char *err, size_t err_len) {
     *out = NULL;
     if (!data_dir || !*data_dir) return slm_err(err, err_len, "no data directory");
-    if (make_dirs(data_dir, err, err_len)) return -1;
+    if (store_mkdirs(data_dir, err, err_len)) return -1;
     slm_rag_db *db = calloc(1, sizeof *db);
     if (!db) return slm_err(err, err_len, "out of memory");
     if (snprintf(db->path, sizeof db->path, "%s/state.db", data_dir) >= (int)sizeof db->path) {

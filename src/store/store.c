@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "store/store_impl.h"
 #include "util/err.h"
 
 struct slm_store {
@@ -82,8 +83,7 @@ const char *slm_data_dir_default(char *buf, size_t cap) {
     return n < 0 || (size_t)n >= cap ? NULL : buf;
 }
 
-/* mkdir -p with mode 0700 for the directories it creates. */
-static int make_dirs(const char *path, char *err, size_t err_len) {
+int store_mkdirs(const char *path, char *err, size_t err_len) {
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) return slm_err(err, err_len, "data directory path too long");
     for (char *p = tmp + 1;; p++) {
@@ -152,7 +152,7 @@ static int migrate(slm_store *s, char *err, size_t err_len) {
 int slm_store_open(const char *data_dir, slm_store **out, char *err, size_t err_len) {
     *out = NULL;
     if (!data_dir || !*data_dir) return slm_err(err, err_len, "no data directory");
-    if (make_dirs(data_dir, err, err_len)) return -1;
+    if (store_mkdirs(data_dir, err, err_len)) return -1;
     slm_store *s = calloc(1, sizeof *s);
     if (!s) return slm_err(err, err_len, "out of memory");
     snprintf(s->dir, sizeof s->dir, "%s", data_dir);
