@@ -25,6 +25,10 @@ enum MHD_Result srv_admin_keys(srv_conn *c);
 enum MHD_Result srv_admin_key_revoke(srv_conn *c, const char *name);
 enum MHD_Result srv_admin_ledger(srv_conn *c);
 enum MHD_Result srv_admin_ledger_series(srv_conn *c);
+/* Each of these owns a family of paths and answers by c->method and c->url itself. */
+enum MHD_Result srv_rag_dispatch(srv_conn *c);           /* /v1/rag/... */
+enum MHD_Result srv_responses_dispatch(srv_conn *c);     /* /v1/responses[/{id}] */
+enum MHD_Result srv_ollama_models_dispatch(srv_conn *c); /* /api/pull, push, delete, copy, create, blobs */
 
 extern const char srv_webpage_html[];
 extern const char srv_dashboard_html[];

@@ -35,6 +35,9 @@ typedef enum {
     R_ADMIN_LEDGER,
     R_ADMIN_LEDGER_SERIES,
     R_DASHBOARD,
+    R_RAG,
+    R_RESPONSES,
+    R_OLL_MODELS,
 } route_id;
 
 static const srv_route routes[] = {
@@ -63,6 +66,19 @@ static const srv_route routes[] = {
     {"GET", "/v1/ledger/summary", R_ADMIN_LEDGER, "/v1/ledger/summary", false, false},
     {"GET", "/v1/ledger/series", R_ADMIN_LEDGER_SERIES, "/v1/ledger/series", false, false},
     {"GET", "/dashboard", R_DASHBOARD, "/dashboard", true, false},
+    {"GET", "/v1/rag/*", R_RAG, "/v1/rag", false, true},
+    {"POST", "/v1/rag/*", R_RAG, "/v1/rag", false, true},
+    {"DELETE", "/v1/rag/*", R_RAG, "/v1/rag", false, true},
+    {"POST", "/v1/responses", R_RESPONSES, "/v1/responses", false, true},
+    {"GET", "/v1/responses/*", R_RESPONSES, "/v1/responses/{id}", false, true},
+    {"DELETE", "/v1/responses/*", R_RESPONSES, "/v1/responses/{id}", false, true},
+    {"POST", "/api/pull", R_OLL_MODELS, "/api/pull", false, false},
+    {"POST", "/api/push", R_OLL_MODELS, "/api/push", false, false},
+    {"DELETE", "/api/delete", R_OLL_MODELS, "/api/delete", false, false},
+    {"POST", "/api/copy", R_OLL_MODELS, "/api/copy", false, false},
+    {"POST", "/api/create", R_OLL_MODELS, "/api/create", false, false},
+    {"HEAD", "/api/blobs/*", R_OLL_MODELS, "/api/blobs/{digest}", false, false},
+    {"POST", "/api/blobs/*", R_OLL_MODELS, "/api/blobs/{digest}", false, false},
 };
 
 static bool path_matches(const char *pattern, const char *url) {
@@ -157,6 +173,9 @@ enum MHD_Result srv_dispatch(srv_conn *c, const srv_route *route) {
     case R_ADMIN_LEDGER_SERIES: return srv_admin_ledger_series(c);
     case R_DASHBOARD:
         return srv_reply_bytes(c, 200, "text/html; charset=utf-8", srv_dashboard_html, strlen(srv_dashboard_html));
+    case R_RAG: return srv_rag_dispatch(c);
+    case R_RESPONSES: return srv_responses_dispatch(c);
+    case R_OLL_MODELS: return srv_ollama_models_dispatch(c);
     }
     return srv_reply_error(c, 404, NULL, NULL, "unknown route");
 }

@@ -57,6 +57,18 @@ static const char *const migrations[] = {
     "  status INTEGER NOT NULL);"
     "CREATE INDEX ledger_key_time ON ledger(key, time);"
     "CREATE INDEX ledger_time ON ledger(time);",
+    /* 2: the retrieval collections a key may read ("" = all) */
+    "ALTER TABLE keys ADD COLUMN collections TEXT NOT NULL DEFAULT '';",
+    /* 3: stored Responses API objects, chained by previous_response_id */
+    "CREATE TABLE responses ("
+    "  id TEXT PRIMARY KEY,"
+    "  created REAL NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  model TEXT NOT NULL,"
+    "  previous_id TEXT NOT NULL DEFAULT '',"
+    "  response TEXT NOT NULL," /* the response object as returned, JSON */
+    "  items TEXT NOT NULL);"   /* the conversation items up to and including this response's output, JSON */
+    "CREATE INDEX responses_created ON responses(created);",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
