@@ -22,6 +22,8 @@ int gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t value);
 int gguf_writer_set_i32(gguf_writer *w, const char *key, int32_t value);
 int gguf_writer_set_f32(gguf_writer *w, const char *key, float value);
 int gguf_writer_set_bool(gguf_writer *w, const char *key, bool value);
+/* Any scalar type (u8 .. f64, bool): value points at one packed element of `type`. */
+int gguf_writer_set_scalar(gguf_writer *w, const char *key, uint32_t type, const void *value);
 /* A numeric array (elem_type a scalar gguf_value_type; data holds n packed elements). */
 int gguf_writer_set_arr(gguf_writer *w, const char *key, uint32_t elem_type, const void *data, uint64_t n);
 int gguf_writer_set_str_arr(gguf_writer *w, const char *key, const char *const *strs, const uint64_t *lens, uint64_t n);
