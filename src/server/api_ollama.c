@@ -12,6 +12,12 @@
 #include "replies.h"
 #include "tools.h"
 
+typedef struct oll_calls {
+    json_t *list;
+    slm_buf args;
+    json_t *cur; /* the function object being filled */
+} oll_calls;
+
 typedef struct oll_state {
     bool chat;
     char model[280];
@@ -19,7 +25,9 @@ typedef struct oll_state {
     char line_head[2048]; /* {"model":<model>,"created_at":" dumped once; "" if it did not fit */
     size_t line_head_len;
     slm_tool_format tool_format;
-    slm_tool_stream *calls; /* chat with tools: the content part of the output (memory after this struct) */
+    slm_tool_stream *calls; /* chat with tools: the output parsed for calls (memory after this struct) */
+    oll_calls found;        /* the calls seen so far in the streamed (filtered) output */
+    const char *route;      /* where the gate sent the call, for the last line */
 } oll_state;
 
 static void rfc3339_now(char *out, size_t cap) {
@@ -77,6 +85,7 @@ static json_t *final_object(const oll_state *u, slm_request *r, const char *text
     json_object_set_new(o, "done_reason", json_string(slm_finish_name(r->finish)));
     if (!u->chat) json_object_set_new(o, "context", context_tokens(r));
     add_stats(o, r);
+    if (u->route) json_object_set_new(o, "route", json_string(u->route));
     return o;
 }
 
@@ -107,13 +116,8 @@ static bool emit_text_line(srv_stream *st, const oll_state *u, const srv_delta *
            (u->chat ? srv_stream_write(st, "},\"done\":false}\n", 16) : srv_stream_write(st, ",\"done\":false}\n", 15));
 }
 
-/* Ollama's tool_calls: [{"function": {"name", "arguments": object}}], from the whole output
- * (calls of a grammar-constrained reply; the parse stops at anything else). */
-typedef struct oll_calls {
-    json_t *list;
-    slm_buf args;
-    json_t *cur; /* the function object being filled */
-} oll_calls;
+/* Ollama's tool_calls: [{"function": {"name", "arguments": object}}], collected from the output's
+ * call events (calls of a grammar-constrained reply; the parse stops at anything else). */
 
 static void oll_calls_close(oll_calls *oc) {
     if (!oc->cur) return;
@@ -139,35 +143,25 @@ static bool on_oll_call(void *user, slm_tool_event_kind kind, int index, const c
     return true;
 }
 
-/* The calls of the complete output `text` (NULL when there are none). */
-static json_t *ollama_tool_calls(slm_tool_format fmt, const char *text, size_t len) {
-    slm_tool_stream *ts = slm_tool_stream_new(fmt);
-    oll_calls oc = {.list = json_array()};
-    bool complete = false;
-    if (ts && slm_tool_stream_feed(ts, text, len, true, on_oll_call, &oc)) oll_calls_close(&oc);
-    int n = ts ? slm_tool_stream_calls(ts, &complete) : 0;
-    slm_tool_stream_free(ts);
-    slm_buf_free(&oc.args);
-    if (n == 0 || !complete) {
-        json_decref(oc.list);
-        return NULL;
-    }
-    return oc.list;
-}
-
 typedef struct oll_emit {
     srv_stream *st;
-    const oll_state *u;
+    oll_state *u;
 } oll_emit;
 
-static bool on_oll_content(void *user, slm_tool_event_kind kind, int index, const char *text, size_t len) {
-    (void)index;
+/* Content streams as it comes; calls are collected from the same (output-filtered) text. */
+static bool on_oll_event(void *user, slm_tool_event_kind kind, int index, const char *text, size_t len) {
     oll_emit *oe = user;
-    if (kind != SLM_TOOL_EV_CONTENT) return true;
+    if (kind != SLM_TOOL_EV_CONTENT) return on_oll_call(&oe->u->found, kind, index, text, len);
     json_t *o = line_base(oe->u);
     json_object_set_new(o, "message", json_pack("{s:s, s:s%}", "role", "assistant", "content", text, len));
     json_object_set_new(o, "done", json_false());
     return srv_stream_write_json(oe->st, "", o, "\n");
+}
+
+static void oll_state_cleanup(void *user) {
+    oll_state *u = user;
+    json_decref(u->found.list);
+    slm_buf_free(&u->found.args);
 }
 
 /* With tools: text before the calls streams as content; the calls follow in one line when the
@@ -177,14 +171,16 @@ static bool emit_ollama_tools(srv_stream *st, slm_request *r, const srv_delta *d
     oll_emit oe = {st, u};
     bool failed = d->done && r->finish != SLM_FINISH_STOP && r->finish != SLM_FINISH_LENGTH;
     bool ok = true;
-    if (d->text_len > 0 || (d->done && !failed)) ok = slm_tool_stream_feed(u->calls, d->text, d->text_len, d->done, on_oll_content, &oe);
+    if (d->text_len > 0 || (d->done && !failed)) ok = slm_tool_stream_feed(u->calls, d->text, d->text_len, d->done, on_oll_event, &oe);
     if (ok && d->done) {
         if (failed)
             return srv_stream_write_json(st, "", json_pack("{s:s, s:i}", "error", slm_finish_message(r), "status", srv_finish_status(r)), "\n");
-        json_t *calls = r->finish == SLM_FINISH_STOP ? ollama_tool_calls(u->tool_format, r->text ? r->text : "", r->text_len) : NULL;
-        if (calls) {
+        oll_calls_close(&u->found);
+        bool complete = false;
+        if (r->finish == SLM_FINISH_STOP && slm_tool_stream_calls(u->calls, &complete) > 0 && complete &&
+            json_array_size(u->found.list) > 0) {
             json_t *o = line_base(u);
-            json_object_set_new(o, "message", json_pack("{s:s, s:s, s:o}", "role", "assistant", "content", "", "tool_calls", calls));
+            json_object_set_new(o, "message", json_pack("{s:s, s:s, s:O}", "role", "assistant", "content", "", "tool_calls", u->found.list));
             json_object_set_new(o, "done", json_false());
             ok = srv_stream_write_json(st, "", o, "\n");
         }
@@ -334,6 +330,7 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
     }
     bool with_tools = chat && srv_tools_active(&tools);
     u.tool_format = tools.format;
+    u.route = c->call.route;
     if (stream) {
         oll_state *us = malloc(sizeof *us + (with_tools ? slm_tool_stream_size() : 0));
         if (!us) {
@@ -342,9 +339,13 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
             goto fail;
         }
         *us = u;
-        if (with_tools) us->calls = slm_tool_stream_init(us + 1, tools.format);
+        if (with_tools) {
+            us->calls = slm_tool_stream_init(us + 1, tools.format);
+            us->found.list = json_array();
+        }
         make_line_head(us);
-        ret = srv_reply_stream(c, r, "application/x-ndjson", with_tools ? emit_ollama_tools : emit_ollama, us);
+        ret = srv_reply_stream_owning(c, r, "application/x-ndjson", with_tools ? emit_ollama_tools : emit_ollama, us,
+                                      oll_state_cleanup);
         goto out;
     }
     if (!srv_wait_done(c, r)) {
@@ -364,8 +365,13 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
     char *content = NULL, terr[256];
     slm_tool_call *calls = NULL;
     size_t n_calls = 0;
-    if (with_tools && r->finish == SLM_FINISH_STOP &&
-        slm_tool_parse(tools.format, tools.tools, tools.n, text, text_len, &content, &calls, &n_calls, terr, sizeof terr) == 0 &&
+    /* masked by the output filter: the arguments no longer need to match the schema the generated ones did */
+    bool filtered = text_len != r->text_len || (text_len > 0 && memcmp(text, r->text, text_len) != 0);
+    slm_tool *any = with_tools && filtered ? calloc(tools.n ? tools.n : 1, sizeof *any) : NULL;
+    for (size_t i = 0; any && i < tools.n; i++) any[i] = (slm_tool){tools.tools[i].name, tools.tools[i].description, NULL};
+    if (with_tools && r->finish == SLM_FINISH_STOP && (!filtered || any) &&
+        slm_tool_parse(tools.format, any ? any : tools.tools, tools.n, text, text_len, &content, &calls, &n_calls, terr,
+                       sizeof terr) == 0 &&
         n_calls > 0) {
         json_t *o = final_object(&u, r, content, strlen(content));
         json_t *list = json_array();
@@ -381,6 +387,7 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
     } else {
         ret = srv_reply_json(c, 200, final_object(&u, r, text, text_len));
     }
+    free(any);
     free(content);
     slm_tool_calls_free(calls, n_calls);
     free(text);

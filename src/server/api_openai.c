@@ -280,11 +280,18 @@ static bool emit_openai_tools(srv_stream *st, slm_request *r, const srv_delta *d
 /* A finished reply with tools: its calls as message.tool_calls (content null when there is no
  * other text) and finish_reason "tool_calls". Text that does not parse as calls (a stop string cut
  * one) stays the content, whole. */
-static void add_tool_calls(srv_server *s, const srv_tools *t, json_t *choice, const char *text, size_t len) {
+/* `text` is the output after the gate's output filter; when that masked something, the arguments
+ * no longer need to match their schema (the generated ones did), so they are parsed as any object. */
+static void add_tool_calls(srv_server *s, const srv_tools *t, json_t *choice, const char *text, size_t len, bool filtered) {
     char *content = NULL, err[256];
     slm_tool_call *calls = NULL;
     size_t n = 0;
-    if (slm_tool_parse(t->format, t->tools, t->n, text, len, &content, &calls, &n, err, sizeof err) != 0 || n == 0) {
+    slm_tool *any = filtered ? calloc(t->n ? t->n : 1, sizeof *any) : NULL;
+    if (filtered && !any) return;
+    for (size_t i = 0; any && i < t->n; i++) any[i] = (slm_tool){t->tools[i].name, t->tools[i].description, NULL};
+    int rc = slm_tool_parse(t->format, filtered ? any : t->tools, t->n, text, len, &content, &calls, &n, err, sizeof err);
+    free(any);
+    if (rc != 0 || n == 0) {
         free(content);
         return;
     }
@@ -441,7 +448,8 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
                                       text, text_len, "logprobs", lp, "finish_reason", slm_finish_name(r->finish))
                           : json_pack("{s:i, s:s%, s:o, s:s}", "index", 0, "text", text, text_len, "logprobs", lp,
                                       "finish_reason", slm_finish_name(r->finish));
-    if (with_tools && r->finish == SLM_FINISH_STOP) add_tool_calls(s, &tools, choice, text, text_len);
+    if (with_tools && r->finish == SLM_FINISH_STOP)
+        add_tool_calls(s, &tools, choice, text, text_len, text_len != r->text_len || (text_len > 0 && memcmp(text, r->text, text_len) != 0));
     free(text);
     json_object_set_new(resp, "choices", json_pack("[o]", choice));
     json_object_set_new(resp, "usage", usage_json(s, r));

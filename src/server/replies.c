@@ -338,6 +338,7 @@ void srv_stream_free(void *cls) {
     /* Harmless when finished; when the client vanished mid-stream this frees the slot now. */
     cancel_call(st->srv, &st->call);
     slm_request_release(st->r);
+    if (st->user_cleanup && st->user) st->user_cleanup(st->user);
     free(st->user);
     free(st->filtered);
     slm_buf_free(&st->out);
@@ -345,8 +346,14 @@ void srv_stream_free(void *cls) {
 }
 
 enum MHD_Result srv_reply_stream(srv_conn *c, slm_request *r, const char *content_type, srv_emit_fn emit, void *user) {
+    return srv_reply_stream_owning(c, r, content_type, emit, user, NULL);
+}
+
+enum MHD_Result srv_reply_stream_owning(srv_conn *c, slm_request *r, const char *content_type, srv_emit_fn emit, void *user,
+                                        void (*user_cleanup)(void *user)) {
     srv_stream *st = calloc(1, sizeof *st);
     if (!st) {
+        if (user_cleanup && user) user_cleanup(user);
         free(user);
         cancel_call(c->srv, &c->call);
         return srv_reply_error(c, 500, NULL, NULL, "out of memory");
@@ -359,6 +366,7 @@ enum MHD_Result srv_reply_stream(srv_conn *c, slm_request *r, const char *conten
     st->fd = conn_fd(c);
     st->emit = emit;
     st->user = user;
+    st->user_cleanup = user_cleanup;
     if (st->fd >= 0) {
         /* the kernel's share of a stalled client's backlog stays a fraction of the bound */
         int sndbuf = (int)(c->srv->cfg.stream_buffer_bytes / 4);

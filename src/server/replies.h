@@ -61,7 +61,8 @@ struct srv_stream {
     size_t filtered_len;
     int fd;
     srv_emit_fn emit;
-    void *user; /* formatter state, freed with free() */
+    void *user; /* formatter state, freed with free() after user_cleanup(user) if set */
+    void (*user_cleanup)(void *user);
     slm_buf out;    /* wire bytes not yet handed to MHD, from out_off on */
     size_t out_off;
     size_t text_seen;
@@ -87,5 +88,9 @@ void srv_stream_register(srv_server *s, srv_stream *st);
 size_t srv_stream_backlog(srv_stream *st);
 /* Starts a chunked streaming response driven by `emit`; takes ownership of user. */
 enum MHD_Result srv_reply_stream(srv_conn *c, slm_request *r, const char *content_type, srv_emit_fn emit, void *user);
+/* The same for formatter state that owns more memory: user_cleanup(user) runs before free(user),
+ * whether the stream completed or the client left. */
+enum MHD_Result srv_reply_stream_owning(srv_conn *c, slm_request *r, const char *content_type, srv_emit_fn emit, void *user,
+                                        void (*user_cleanup)(void *user));
 
 #endif

@@ -76,6 +76,34 @@ for line in sys.stdin:
             out += ch.get("delta", {}).get("content") or ""
 print(out)')
 [ "$got" = "Mock reply to: Write to [EMAIL_1] please — ünïcødé ✓" ] || { echo "FAIL: DLP stream: $got" >&2; exit 1; }
+# a tool call's arguments are generated text too: the schema forces an e-mail address into them, and
+# Ollama's client gets it masked in message.tool_calls, streamed and not (the OpenAI route likewise)
+tool='"tools":[{"type":"function","function":{"name":"notify","parameters":{"type":"object","properties":{"to":{"enum":["jane.doe@mailbox.org"]}},"required":["to"],"additionalProperties":false}}}],"tool_choice":"required","parallel_tool_calls":false'
+ask="{\"model\":\"local\",\"messages\":[{\"role\":\"user\",\"content\":\"Notify Jane\"}],$tool,\"options\":{\"num_predict\":200}"
+args_of() { python3 -c '
+import json, sys
+calls = []
+for line in sys.stdin:
+    line = line.strip()
+    if line.startswith("data: {"): line = line[6:]
+    if not line.startswith("{"): continue
+    o = json.loads(line)
+    for c in (o.get("message") or {}).get("tool_calls") or []: calls.append(c["function"]["arguments"])
+    for ch in o.get("choices") or []:
+        for c in ((ch.get("message") or ch.get("delta") or {}).get("tool_calls") or []):
+            a = c["function"].get("arguments")
+            if a: calls.append(a)
+print(json.dumps(calls, sort_keys=True))'; }
+for stream in false true; do
+  got=$(curl -sN "$SLM_URL/api/chat" -d "$ask,\"stream\":$stream}" | args_of)
+  [ "$got" = '[{"to": "[EMAIL_1]"}]' ] || { echo "FAIL: Ollama tool arguments under --pii-output (stream $stream): $got" >&2; exit 1; }
+done
+oask="{\"model\":\"local\",\"messages\":[{\"role\":\"user\",\"content\":\"Notify Jane\"}],$tool,\"max_tokens\":200"
+for stream in false true; do
+  got=$(curl -sN "$SLM_URL/v1/chat/completions" -d "$oask,\"stream\":$stream}" | args_of)
+  case "$got" in *'[EMAIL_1]'*) ;; *) echo "FAIL: OpenAI tool arguments under --pii-output (stream $stream): $got" >&2; exit 1 ;; esac
+  case "$got" in *jane.doe*) echo "FAIL: the address leaked in OpenAI tool arguments (stream $stream): $got" >&2; exit 1 ;; esac
+done
 srv_stop
 
 # the air gap: the upstream is a bare listener that counts connections
