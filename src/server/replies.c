@@ -6,6 +6,7 @@
 
 #include <linux/sockios.h>
 #include <poll.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -390,3 +391,44 @@ enum MHD_Result srv_reply_stream_owning(srv_conn *c, slm_request *r, const char 
     return ret;
 }
 
+
+/* 'sha256-…' of the text between the first `open` tag and `close` in html ("" when absent). */
+static void inline_hash(const char *html, const char *open, const char *close, char *out, size_t cap) {
+    out[0] = 0;
+    const char *a = strstr(html, open);
+    if (!a) return;
+    a += strlen(open);
+    const char *b = strstr(a, close);
+    if (!b) return;
+    unsigned char digest[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(digest, (const unsigned char *)a, (unsigned long long)(b - a));
+    char b64[sodium_base64_ENCODED_LEN(crypto_hash_sha256_BYTES, sodium_base64_VARIANT_ORIGINAL)];
+    sodium_bin2base64(b64, sizeof b64, digest, sizeof digest, sodium_base64_VARIANT_ORIGINAL);
+    snprintf(out, cap, "'sha256-%s'", b64);
+}
+
+enum MHD_Result srv_reply_page(srv_conn *c, const char *html) {
+    /* The pages are built in: only their own inline script and style run, they talk only to this
+     * server, and no other site may frame them (a page that holds an admin key must not be
+     * clickjacked or have script injected through a name in the ledger). */
+    char script[64], style[64], csp[512];
+    inline_hash(html, "<script>", "</script>", script, sizeof script);
+    inline_hash(html, "<style>", "</style>", style, sizeof style);
+    snprintf(csp, sizeof csp,
+             "default-src 'none'; script-src %s; style-src %s; connect-src 'self'; img-src 'none'; "
+             "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+             script[0] ? script : "'none'", style[0] ? style : "'none'");
+    srv_finish_call(c->srv, &c->call, 200);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(html), (void *)html, MHD_RESPMEM_PERSISTENT);
+    if (!resp) return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", "text/html; charset=utf-8");
+    MHD_add_response_header(resp, "Content-Security-Policy", csp);
+    MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+    srv_add_common_headers(c, resp, 200);
+    enum MHD_Result ret = MHD_queue_response(c->mhd, 200, resp);
+    MHD_destroy_response(resp);
+    c->replied = true;
+    c->status = 200;
+    return ret;
+}

@@ -88,6 +88,9 @@ void srv_stream_register(srv_server *s, srv_stream *st);
 size_t srv_stream_backlog(srv_stream *st);
 /* Starts a chunked streaming response driven by `emit`; takes ownership of user. */
 enum MHD_Result srv_reply_stream(srv_conn *c, slm_request *r, const char *content_type, srv_emit_fn emit, void *user);
+/* A built-in HTML page (static text), with a Content-Security-Policy that allows only its own inline
+ * script and style (by hash) and connections to this server. */
+enum MHD_Result srv_reply_page(srv_conn *c, const char *html);
 /* The same for formatter state that owns more memory: user_cleanup(user) runs before free(user),
  * whether the stream completed or the client left. */
 enum MHD_Result srv_reply_stream_owning(srv_conn *c, slm_request *r, const char *content_type, srv_emit_fn emit, void *user,

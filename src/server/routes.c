@@ -147,7 +147,7 @@ static enum MHD_Result reply_metrics(srv_conn *c) {
 
 enum MHD_Result srv_dispatch(srv_conn *c, const srv_route *route) {
     switch ((route_id)route->id) {
-    case R_PAGE: return srv_reply_bytes(c, 200, "text/html; charset=utf-8", srv_webpage_html, strlen(srv_webpage_html));
+    case R_PAGE: return srv_reply_page(c, srv_webpage_html);
     case R_HEALTH: return reply_health(c);
     case R_METRICS: return reply_metrics(c);
     case R_OAI_CHAT: return srv_openai_chat(c);
@@ -171,8 +171,7 @@ enum MHD_Result srv_dispatch(srv_conn *c, const srv_route *route) {
     case R_ADMIN_KEY_REVOKE: return srv_admin_key_revoke(c, c->url + strlen("/v1/keys/"));
     case R_ADMIN_LEDGER: return srv_admin_ledger(c);
     case R_ADMIN_LEDGER_SERIES: return srv_admin_ledger_series(c);
-    case R_DASHBOARD:
-        return srv_reply_bytes(c, 200, "text/html; charset=utf-8", srv_dashboard_html, strlen(srv_dashboard_html));
+    case R_DASHBOARD: return srv_reply_page(c, srv_dashboard_html);
     case R_RAG: return srv_rag_dispatch(c);
     case R_RESPONSES: return srv_responses_dispatch(c);
     case R_OLL_MODELS: return srv_ollama_models_dispatch(c);

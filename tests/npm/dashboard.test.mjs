@@ -68,14 +68,14 @@ async function launch() {
            "--disable-component-update", "--no-first-run"],
   });
   const page = await browser.newPage();
-  const log = { console: [], pageErrors: [], external: [], series: [] };
+  const log = { console: [], pageErrors: [], external: [], series: [], csp: [] };
   page.on("console", (m) => { if (m.type() === "error" || m.type() === "warning") log.console.push(m.text()); });
   page.on("pageerror", (e) => log.pageErrors.push(String(e)));
   page.on("request", (r) => {
     if (!r.url().startsWith(URL)) log.external.push(r.url());
     if (r.url().includes("/v1/ledger/series")) log.series.push(new globalThis.URL(r.url()));
   });
-  // serve the page under a CSP that allows nothing but its own inline script and style
+  // the server sends the page under a CSP that allows nothing but its own inline script and style
   await page.route(URL + "/dashboard", async (route) => {
     const res = await route.fetch();
     const body = await res.text();
@@ -83,7 +83,8 @@ async function launch() {
     const csp = `default-src 'none'; script-src '${hash(/<script>([\s\S]*?)<\/script>/)}'; ` +
                 `style-src '${hash(/<style>([\s\S]*?)<\/style>/)}'; connect-src 'self'; img-src 'none'; ` +
                 `base-uri 'none'; form-action 'none'; frame-ancestors 'none'`;
-    await route.fulfill({ response: res, body, headers: { ...res.headers(), "content-security-policy": csp } });
+    log.csp.push({ sent: res.headers()["content-security-policy"], expected: csp });
+    await route.fulfill({ response: res, body });
   });
   return { browser, page, log };
 }
@@ -227,6 +228,7 @@ test("dashboard: asks for an admin key, empty state, then the ledger's totals, p
     }
     assert.deepEqual(log.pageErrors, []);
     assert.deepEqual(log.console, [], "no console errors or CSP violations");
+    assert.ok(log.csp.length > 0 && log.csp.every((c) => c.sent === c.expected), JSON.stringify(log.csp));
     assert.deepEqual(log.external, [], "the page loads nothing from elsewhere");
   } finally {
     await browser.close();
