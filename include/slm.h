@@ -276,6 +276,44 @@ int slm_generate(slm_context *ctx, slm_sampler *sampler, const slm_token *prompt
                  const slm_generate_params *params, slm_text_fn on_text, void *user, slm_generate_result *result,
                  char *err, size_t err_len);
 
+/* ---------- LoRA adapters (src/model/lora.c) ----------
+ * llama.cpp's GGUF adapters (general.type "adapter", adapter.type "lora", adapter.lora.alpha,
+ * <weight>.lora_a [n_in, rank] / <weight>.lora_b [rank, n_out]). Each sequence of a context applies
+ * its own list: W x + s·B·(A·x) per adapter, s = scale × alpha / rank (scale alone when alpha is 0). */
+
+typedef struct slm_lora slm_lora;
+
+/* Loads and validates an adapter against `model` (architecture, every tensor's shape and values);
+ * a wrong, truncated or hostile file is one error line. The adapter keeps a pointer to the model:
+ * free it before the model. Reference counted (starts at 1). */
+int slm_lora_load(const slm_model *model, const char *path, slm_lora **out, char *err, size_t err_len);
+void slm_lora_retain(slm_lora *lora);
+/* Drops a reference; the last one frees the adapter. */
+void slm_lora_free(slm_lora *lora);
+/* The file name without directory and ".gguf". */
+const char *slm_lora_name(const slm_lora *lora);
+float slm_lora_alpha(const slm_lora *lora);
+/* The largest rank of its pairs. */
+int slm_lora_rank(const slm_lora *lora);
+/* Adapted matrices. */
+int slm_lora_n_pairs(const slm_lora *lora);
+const slm_model *slm_lora_model(const slm_lora *lora);
+
+#define SLM_LORA_MAX 8 /* adapters one sequence may apply at once */
+
+typedef struct slm_lora_use {
+    slm_lora *lora;
+    float scale; /* the user scale (llama.cpp's --lora-scaled); 0 = not applied */
+} slm_lora_use;
+
+/* The adapters sequence `seq` applies from the next decode on (n = 0: none). Borrowed: they must
+ * live as long as the sequence decodes with them. The KV cache is not touched: positions computed
+ * under other adapters stay as they were (truncate them when that matters). */
+int slm_context_set_lora(slm_context *ctx, int seq, const slm_lora_use *uses, int n, char *err, size_t err_len);
+/* True when `seq` applies exactly these adapters with these scales (entries with scale 0 ignored):
+ * its cached positions are reusable for a request that asks for them. */
+bool slm_context_lora_matches(const slm_context *ctx, int seq, const slm_lora_use *uses, int n);
+
 /* ---------- misc ---------- */
 
 /* Name of the kernel path chosen at start-up: "scalar", "avx2", "avx512", "amx". */

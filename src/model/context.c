@@ -110,6 +110,7 @@ int slm_context_new(slm_model *model, const slm_context_params *params, slm_cont
 void slm_context_free(slm_context *c) {
     if (!c) return;
     if (c->pool) slm_pool_release(c->pool);
+    slm_lora_context_free(c);
     free(c->k_cache);
     free(c->v_cache);
     free(c->kv_slots);

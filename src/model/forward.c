@@ -372,6 +372,8 @@ static void feed_forward(slm_context *c, const slm_layer *L, int T) {
         const slm_weight *gate_up[2] = {&L->w_gate, &L->w_up};
         float *gate_up_out[2] = {c->hb, c->hb2};
         slm_matmul_multi(c->pool, gate_up, 2, c->xb, T, gate_up_out, exact);
+        slm_lora_apply(c, (int)(L - m->layers), SLM_LORAT_GATE, c->xb, T, NULL, c->hb);
+        slm_lora_apply(c, (int)(L - m->layers), SLM_LORAT_UP, c->xb, T, NULL, c->hb2);
         rows_job act = {c->hb, c->hb2, NULL, NULL, T, hp->n_ff, 0};
         act_run(c, m->arch->gelu ? gelu_task : swiglu_task, &act);
     } else {
@@ -380,6 +382,7 @@ static void feed_forward(slm_context *c, const slm_layer *L, int T) {
         act_run(c, gelu_task, &act);
     }
     slm_matmul(c->pool, &L->w_down, c->hb, T, c->xb, exact);
+    slm_lora_apply(c, (int)(L - m->layers), SLM_LORAT_DOWN, c->hb, T, NULL, c->xb);
     add_bias(c->xb, L->b_down, T, hp->n_embd);
 }
 
@@ -413,6 +416,9 @@ static int decode_pass(slm_context *c, const slm_batch *b, char *err, size_t err
         const slm_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
         float *qkv_out[3] = {c->q, c->k, c->v};
         slm_matmul_multi(c->pool, qkv, 3, att_in, T, qkv_out, exact);
+        slm_lora_apply(c, l, SLM_LORAT_Q, att_in, T, NULL, c->q); /* per-sequence adapters: no-ops without */
+        slm_lora_apply(c, l, SLM_LORAT_K, att_in, T, NULL, c->k);
+        slm_lora_apply(c, l, SLM_LORAT_V, att_in, T, NULL, c->v);
         add_bias(c->q, L->bq, T, q_dim);
         add_bias(c->k, L->bk, T, c->kv_dim);
         add_bias(c->v, L->bv, T, c->kv_dim);
@@ -426,6 +432,7 @@ static int decode_pass(slm_context *c, const slm_batch *b, char *err, size_t err
         attention_job job = {c, l, T};
         slm_pool_run(c->pool, attention_task, &job);
         slm_matmul(c->pool, &L->wo, c->att_out, T, c->xb, exact);
+        slm_lora_apply(c, l, SLM_LORAT_O, c->att_out, T, NULL, c->xb);
         add_bias(c->xb, L->bo, T, E);
         if (a->encoder) { /* x = LN(x + attn), then x = LN(x + ffn(x)) */
             for (int t = 0; t < T; t++) {
@@ -454,6 +461,7 @@ static int decode_pass(slm_context *c, const slm_batch *b, char *err, size_t err
         for (int r = 0; r < n_out; r++)
             rmsnorm(c->out_hidden + (size_t)r * E, c->x + (size_t)c->out_rows[r] * E, m->output_norm, E, hp->rms_eps);
         slm_matmul(c->pool, &m->output, c->out_hidden, n_out, c->logits, exact);
+        slm_lora_apply(c, -1, 0, c->out_hidden, n_out, c->out_rows, c->logits);
         if (hp->final_softcap > 0) {
             float *lg = c->logits;
             for (size_t i = 0; i < (size_t)n_out * (size_t)hp->n_vocab; i++) lg[i] = softcap(lg[i], hp->final_softcap);

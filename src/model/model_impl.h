@@ -113,6 +113,15 @@ struct slm_context {
     int32_t *batch_pos, *batch_seq; /* resolved positions/sequences of the current batch */
     int *out_rows;            /* batch index of each output row */
     float *rope_cos, *rope_sin; /* [n_batch][rope_dim/2] for the current batch */
+    struct slm_lora_state *lora; /* adapters per sequence (src/model/lora.c), NULL until one is set */
 };
+
+/* LoRA (src/model/lora.c): the decoder matmuls an adapter may target. */
+enum slm_lora_target { SLM_LORAT_Q, SLM_LORAT_K, SLM_LORAT_V, SLM_LORAT_O, SLM_LORAT_GATE, SLM_LORAT_UP, SLM_LORAT_DOWN,
+                       SLM_LORAT_N_TARGETS };
+/* y (n rows of the weight's outputs) += s·B·(A·x) for every adapter of each row's sequence; layer -1
+ * is output.weight. rows: the batch index of each row (NULL = 0..n-1). Nothing when no sequence has one. */
+void slm_lora_apply(slm_context *c, int layer, int target, const float *x, int n, const int *rows, float *y);
+void slm_lora_context_free(slm_context *c);
 
 #endif

@@ -1,0 +1,479 @@
+/* LoRA adapters in llama.cpp's GGUF format, applied per sequence.
+ *
+ * An adapter holds, for some weight matrices W of its base model, two small matrices A (rank rows of
+ * n_in) and B (n_out rows of rank); a sequence that uses the adapter at user scale u computes
+ * W x + s·B·(A·x) with s = u × alpha / rank (u alone when alpha is 0), which is what llama.cpp does
+ * (A·x first, then B·, then the scale, then the add, all in float). Unlike llama.cpp, every sequence
+ * of a batch carries its own list of adapters: the forward pass calls slm_lora_apply after each
+ * decoder matmul, and the rows of each sequence get only their own adapters' terms.
+ *
+ * Adapters are converted to f32 at load (they are small: rank × (n_in + n_out) per matrix), so the
+ * product costs the same on every path; the exact path sums in plain scalar order. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model_impl.h"
+#include "tensor/quant.h"
+#include "tensor/types.h"
+#include "util/err.h"
+
+#define LORA_MAX_RANK 256
+
+/* One adapted matrix as the forward pass sees it (a fused matrix's part points into its pair's B). */
+typedef struct lora_target {
+    const float *a; /* rank × n_in, row-major */
+    const float *b; /* n_out × rank, row-major */
+    int rank;
+    int64_t n_in, n_out;
+    float alpha;    /* of the adapter; the per-use scale is derived from it and the rank */
+} lora_target;
+
+struct slm_lora {
+    atomic_int refs;
+    uint64_t serial;          /* unique per load: compares adapter sets without trusting freed pointers */
+    const slm_model *model;
+    char name[128];           /* file stem */
+    float alpha;
+    int max_rank, n_pairs;
+    float **owned;            /* the A and B buffers (2 per pair) */
+    int n_owned;
+    lora_target *targets;     /* [(n_layer) × SLM_LORAT_N_TARGETS + 1]: the last one is output.weight; rank 0 = none */
+};
+
+/* What each sequence of a context applies. */
+typedef struct lora_seq {
+    int n;
+    slm_lora_use use[SLM_LORA_MAX];
+    uint64_t serial[SLM_LORA_MAX];
+} lora_seq;
+
+struct slm_lora_state {
+    lora_seq *seqs; /* [n_seq] */
+    int n_active;   /* sequences with at least one adapter */
+};
+
+static atomic_uint_fast64_t next_serial = 1;
+
+/* ---------- loading ---------- */
+
+static const struct {
+    const char *suffix;
+    int target, second; /* second: the other half of a fused matrix, -1 if none */
+} layer_names[] = {
+    {"attn_q.weight", SLM_LORAT_Q, -1},      {"attn_k.weight", SLM_LORAT_K, -1},   {"attn_v.weight", SLM_LORAT_V, -1},
+    {"attn_qkv.weight", SLM_LORAT_Q, -1},    {"attn_output.weight", SLM_LORAT_O, -1},
+    {"ffn_gate.weight", SLM_LORAT_GATE, -1}, {"ffn_up.weight", SLM_LORAT_UP, -1}, {"ffn_down.weight", SLM_LORAT_DOWN, -1},
+};
+
+static void lora_destroy(slm_lora *l) {
+    if (!l) return;
+    for (int i = 0; i < l->n_owned; i++) free(l->owned[i]);
+    free(l->owned);
+    free(l->targets);
+    free(l);
+}
+
+/* A tensor of the adapter as rows × cols f32 (dequantized), or NULL with err filled. */
+static float *tensor_f32(const gguf_tensor *t, const char *file, char *err, size_t err_len) {
+    char name[160];
+    snprintf(name, sizeof name, "%.*s", (int)(t->name.len < 150 ? t->name.len : 150), t->name.ptr);
+    const slm_type_info *ti = slm_type_info_get(t->type);
+    int64_t cols = t->ne[0], rows = t->ne[1];
+    if (!ti || (t->type != SLM_TYPE_F32 && t->type != SLM_TYPE_F16 && t->type != SLM_TYPE_BF16 && !ti->weight_type)) {
+        slm_err(err, err_len, "%s: tensor '%s' has type %s, which a LoRA adapter cannot use", file, name,
+                slm_type_name(t->type));
+        return NULL;
+    }
+    size_t row_bytes = slm_row_bytes(t->type, cols);
+    if (row_bytes == 0 || (uint64_t)row_bytes * (uint64_t)rows != t->n_bytes) {
+        slm_err(err, err_len, "%s: tensor '%s' of type %s has %" PRId64 " columns, not a whole number of blocks", file,
+                name, slm_type_name(t->type), cols);
+        return NULL;
+    }
+    float *out = malloc(sizeof(float) * (size_t)cols * (size_t)rows);
+    if (!out) {
+        slm_err(err, err_len, "out of memory for LoRA tensor '%s'", name);
+        return NULL;
+    }
+    for (int64_t r = 0; r < rows; r++)
+        slm_dequantize_row(t->type, (const uint8_t *)t->data + (size_t)r * row_bytes, out + (size_t)r * cols, cols);
+    for (size_t i = 0; i < (size_t)cols * (size_t)rows; i++)
+        if (!isfinite(out[i])) {
+            slm_err(err, err_len, "%s: tensor '%s' holds a non-finite value at %zu", file, name, i);
+            free(out);
+            return NULL;
+        }
+    return out;
+}
+
+static bool ends_with(gguf_str s, const char *suffix) {
+    size_t n = strlen(suffix);
+    return s.len >= n && memcmp(s.ptr + s.len - n, suffix, n) == 0;
+}
+
+static const char *file_stem(const char *path, char *out, size_t cap) {
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    snprintf(out, cap, "%s", base);
+    char *dot = strrchr(out, '.');
+    if (dot && dot != out && !strcmp(dot, ".gguf")) *dot = 0;
+    return out;
+}
+
+/* Checks the metadata that says this is a LoRA adapter for the model's architecture. */
+static int check_metadata(const gguf_file *f, const slm_model *model, const char *fn, float *alpha, char *err,
+                          size_t err_len) {
+    gguf_str s;
+    int rc = gguf_get_str(f, "general.type", &s, err, err_len);
+    if (rc == -1)
+        return slm_err(err, err_len, "%s: not a LoRA adapter (no general.type = \"adapter\"; is it a model file?)", fn);
+    if (rc) return -1;
+    if (!gguf_str_eq(s, "adapter"))
+        return slm_err(err, err_len, "%s: not a LoRA adapter (general.type is \"%.*s\", not \"adapter\")", fn,
+                       (int)(s.len < 64 ? s.len : 64), s.ptr);
+    rc = gguf_get_str(f, "adapter.type", &s, err, err_len);
+    if (rc == -1) return slm_err(err, err_len, "%s: adapter.type is missing (want \"lora\")", fn);
+    if (rc) return -1;
+    if (!gguf_str_eq(s, "lora"))
+        return slm_err(err, err_len, "%s: adapter.type is \"%.*s\"; only \"lora\" adapters are supported", fn,
+                       (int)(s.len < 64 ? s.len : 64), s.ptr);
+    rc = gguf_get_str(f, "general.architecture", &s, err, err_len);
+    if (rc == -1) return slm_err(err, err_len, "%s: general.architecture is missing", fn);
+    if (rc) return -1;
+    if (!gguf_str_eq(s, slm_model_arch(model)))
+        return slm_err(err, err_len, "%s: the adapter is for architecture \"%.*s\", the model is \"%s\"", fn,
+                       (int)(s.len < 64 ? s.len : 64), s.ptr, slm_model_arch(model));
+    *alpha = 0;
+    rc = gguf_get_f32(f, "adapter.lora.alpha", alpha, err, err_len);
+    if (rc == -2) return -1;
+    if (!isfinite(*alpha)) return slm_err(err, err_len, "%s: adapter.lora.alpha is not a finite number", fn);
+    return 0;
+}
+
+/* Which target of which layer the base tensor `base` is; -1 with err when the engine cannot adapt it. */
+static int locate(const slm_model *m, const char *base, const char *fn, int *layer, int *target, bool *fused,
+                  char *err, size_t err_len) {
+    *fused = false;
+    if (!strcmp(base, "output.weight")) {
+        *layer = -1;
+        *target = 0;
+        return 0;
+    }
+    int l = -1, used = 0;
+    if (sscanf(base, "blk.%d.%n", &l, &used) == 1 && used > 0 && l >= 0 && l < m->hp.n_layer) {
+        const char *suffix = base + used;
+        for (size_t i = 0; i < sizeof layer_names / sizeof layer_names[0]; i++)
+            if (!strcmp(suffix, layer_names[i].suffix)) {
+                *layer = l;
+                *target = layer_names[i].target;
+                *fused = !strcmp(suffix, "attn_qkv.weight") || (!strcmp(suffix, "ffn_up.weight") && m->arch->fused_gate_up);
+                return 0;
+            }
+    }
+    return slm_err(err, err_len, "%s: adapting '%s' is not supported (only the attention, feed-forward and output matrices)",
+                   fn, base);
+}
+
+static int add_owned(slm_lora *l, float *p) {
+    float **bigger = realloc(l->owned, sizeof(float *) * (size_t)(l->n_owned + 1));
+    if (!bigger) return -1;
+    l->owned = bigger;
+    l->owned[l->n_owned++] = p;
+    return 0;
+}
+
+/* Fills the targets of one pair (a fused matrix splits B's rows over its parts). */
+static void place(slm_lora *l, const slm_model *m, int layer, int target, bool fused, const float *a, const float *b,
+                  int rank, int64_t n_in, int64_t n_out) {
+    lora_target *t = layer < 0 ? &l->targets[(size_t)m->hp.n_layer * SLM_LORAT_N_TARGETS] :
+                                 &l->targets[(size_t)layer * SLM_LORAT_N_TARGETS];
+    if (layer < 0) {
+        *t = (lora_target){a, b, rank, n_in, n_out, l->alpha};
+        return;
+    }
+    if (!fused) {
+        t[target] = (lora_target){a, b, rank, n_in, n_out, l->alpha};
+        return;
+    }
+    if (target == SLM_LORAT_Q) { /* attn_qkv: Q | K | V rows */
+        int64_t q = (int64_t)m->hp.n_head * m->hp.head_dim, kv = (int64_t)m->hp.n_head_kv * m->hp.head_dim;
+        t[SLM_LORAT_Q] = (lora_target){a, b, rank, n_in, q, l->alpha};
+        t[SLM_LORAT_K] = (lora_target){a, b + (size_t)q * rank, rank, n_in, kv, l->alpha};
+        t[SLM_LORAT_V] = (lora_target){a, b + (size_t)(q + kv) * rank, rank, n_in, kv, l->alpha};
+    } else { /* phi3's ffn_up: gate | up rows */
+        int64_t ff = m->hp.n_ff;
+        t[SLM_LORAT_GATE] = (lora_target){a, b, rank, n_in, ff, l->alpha};
+        t[SLM_LORAT_UP] = (lora_target){a, b + (size_t)ff * rank, rank, n_in, ff, l->alpha};
+    }
+}
+
+int slm_lora_load(const slm_model *model, const char *path, slm_lora **out, char *err, size_t err_len) {
+    *out = NULL;
+    if (!model || !path) return slm_err(err, err_len, "LoRA: no model or no path");
+    if (model->vocab_only || !model->layers) return slm_err(err, err_len, "%s: the model was loaded without weights", path);
+    if (model->arch->encoder)
+        return slm_err(err, err_len, "%s: LoRA adapters apply to generative models; %s is an embedding model", path,
+                       model->arch->name);
+    gguf_file *f;
+    if (gguf_open(path, &f, err, err_len)) return -1;
+    const char *fn = path;
+    slm_lora *l = calloc(1, sizeof *l);
+    size_t n_targets = (size_t)model->hp.n_layer * SLM_LORAT_N_TARGETS + 1;
+    if (l) l->targets = calloc(n_targets, sizeof *l->targets);
+    if (!l || !l->targets) {
+        lora_destroy(l);
+        gguf_close(f);
+        return slm_err(err, err_len, "out of memory loading %s", path);
+    }
+    atomic_init(&l->refs, 1);
+    l->serial = atomic_fetch_add(&next_serial, 1);
+    l->model = model;
+    file_stem(path, l->name, sizeof l->name);
+    int rc = check_metadata(f, model, fn, &l->alpha, err, err_len);
+    const gguf_file *base = slm_model_gguf(model);
+    for (int64_t i = 0; rc == 0 && i < gguf_n_tensors(f); i++) {
+        const gguf_tensor *ta = gguf_tensor_at(f, i);
+        if (ends_with(ta->name, "_norm.weight")) continue; /* llama.cpp skips trained norms too */
+        bool is_a = ends_with(ta->name, ".lora_a"), is_b = ends_with(ta->name, ".lora_b");
+        if (!is_a && !is_b) {
+            rc = slm_err(err, err_len, "%s: tensor '%.*s' is neither a .lora_a nor a .lora_b tensor", fn,
+                         (int)(ta->name.len < 120 ? ta->name.len : 120), ta->name.ptr);
+            break;
+        }
+        if (!is_a) continue; /* each pair is handled from its A */
+        char wname[256], bname[264];
+        if (ta->name.len - 7 >= sizeof wname) {
+            rc = slm_err(err, err_len, "%s: tensor name of %" PRIu64 " bytes is too long", fn, ta->name.len);
+            break;
+        }
+        memcpy(wname, ta->name.ptr, ta->name.len - 7);
+        wname[ta->name.len - 7] = 0;
+        if (strlen(wname) != ta->name.len - 7) {
+            rc = slm_err(err, err_len, "%s: a tensor name holds a NUL byte", fn);
+            break;
+        }
+        snprintf(bname, sizeof bname, "%s.lora_b", wname);
+        const gguf_tensor *tb = gguf_find_tensor(f, bname);
+        if (!tb) {
+            rc = slm_err(err, err_len, "%s: '%s.lora_a' has no matching '%s'", fn, wname, bname);
+            break;
+        }
+        const gguf_tensor *w = gguf_find_tensor(base, wname);
+        if (!w) {
+            rc = slm_err(err, err_len, "%s: the base model has no tensor '%s' to adapt", fn, wname);
+            break;
+        }
+        int layer = 0, target = 0;
+        bool fused = false;
+        if ((rc = locate(model, wname, fn, &layer, &target, &fused, err, err_len))) break;
+        if (model->arch->fused_gate_up && layer >= 0 && target == SLM_LORAT_GATE) {
+            rc = slm_err(err, err_len, "%s: the base has no separate '%s'", fn, wname);
+            break;
+        }
+        /* ggml shapes: W [n_in, n_out], A [n_in, rank], B [rank, n_out] */
+        int64_t n_in = w->ne[0], n_out = w->ne[1], rank = tb->ne[0];
+        if (ta->n_dims > 2 || tb->n_dims > 2 || ta->ne[0] != n_in || tb->ne[1] != n_out || ta->ne[1] != rank) {
+            rc = slm_err(err, err_len,
+                         "%s: '%s' has lora_a [%" PRId64 ", %" PRId64 "] and lora_b [%" PRId64 ", %" PRId64
+                         "]; the base matrix [%" PRId64 ", %" PRId64 "] needs lora_a [%" PRId64 ", rank] and lora_b "
+                         "[rank, %" PRId64 "]",
+                         fn, wname, ta->ne[0], ta->ne[1], tb->ne[0], tb->ne[1], n_in, n_out, n_in, n_out);
+            break;
+        }
+        if (rank < 1 || rank > LORA_MAX_RANK) {
+            rc = slm_err(err, err_len, "%s: '%s' has rank %" PRId64 " (supported: 1 to %d)", fn, wname, rank,
+                         LORA_MAX_RANK);
+            break;
+        }
+        lora_target *slot = layer < 0 ? &l->targets[n_targets - 1] :
+                                        &l->targets[(size_t)layer * SLM_LORAT_N_TARGETS + (size_t)target];
+        if (slot->rank) {
+            rc = slm_err(err, err_len, "%s: '%s' is adapted twice", fn, wname);
+            break;
+        }
+        float *a = tensor_f32(ta, fn, err, err_len);
+        float *b = a ? tensor_f32(tb, fn, err, err_len) : NULL;
+        if (!a || !b || add_owned(l, a) || add_owned(l, b)) {
+            if (a && b) slm_err(err, err_len, "out of memory loading %s", path);
+            if (!l->n_owned || l->owned[l->n_owned - 1] != a) free(a);
+            if (!l->n_owned || l->owned[l->n_owned - 1] != b) free(b);
+            rc = -1;
+            break;
+        }
+        place(l, model, layer, target, fused, a, b, (int)rank, n_in, n_out);
+        if (rank > l->max_rank) l->max_rank = (int)rank;
+        l->n_pairs++;
+    }
+    /* every B must have had its A */
+    for (int64_t i = 0; rc == 0 && i < gguf_n_tensors(f); i++) {
+        const gguf_tensor *tb = gguf_tensor_at(f, i);
+        if (!ends_with(tb->name, ".lora_b")) continue;
+        char aname[264];
+        snprintf(aname, sizeof aname, "%.*s.lora_a", (int)(tb->name.len - 7 < 250 ? tb->name.len - 7 : 250), tb->name.ptr);
+        if (!gguf_find_tensor(f, aname))
+            rc = slm_err(err, err_len, "%s: '%.*s' has no matching lora_a", fn, (int)(tb->name.len < 200 ? tb->name.len : 200),
+                         tb->name.ptr);
+    }
+    if (rc == 0 && l->n_pairs == 0) rc = slm_err(err, err_len, "%s: the adapter holds no LoRA tensors", fn);
+    gguf_close(f);
+    if (rc) {
+        lora_destroy(l);
+        return -1;
+    }
+    *out = l;
+    return 0;
+}
+
+void slm_lora_retain(slm_lora *l) {
+    if (l) atomic_fetch_add(&l->refs, 1);
+}
+
+void slm_lora_free(slm_lora *l) {
+    if (l && atomic_fetch_sub(&l->refs, 1) == 1) lora_destroy(l);
+}
+
+const char *slm_lora_name(const slm_lora *l) { return l ? l->name : ""; }
+float slm_lora_alpha(const slm_lora *l) { return l ? l->alpha : 0; }
+int slm_lora_rank(const slm_lora *l) { return l ? l->max_rank : 0; }
+int slm_lora_n_pairs(const slm_lora *l) { return l ? l->n_pairs : 0; }
+const slm_model *slm_lora_model(const slm_lora *l) { return l ? l->model : NULL; }
+
+/* llama.cpp's multiplier: scale × alpha / rank in float, the scale alone when alpha is 0. */
+static inline float lora_multiplier(float scale, float alpha, int rank) {
+    return alpha != 0 ? scale * alpha / (float)rank : scale;
+}
+
+/* ---------- per-sequence adapter lists ---------- */
+
+static int lora_state(slm_context *c, char *err, size_t err_len) {
+    if (c->lora) return 0;
+    c->lora = calloc(1, sizeof *c->lora);
+    if (c->lora) c->lora->seqs = calloc((size_t)c->n_seq, sizeof *c->lora->seqs);
+    if (!c->lora || !c->lora->seqs) {
+        slm_lora_context_free(c);
+        return slm_err(err, err_len, "out of memory for the context's adapter lists");
+    }
+    return 0;
+}
+
+void slm_lora_context_free(slm_context *c) {
+    if (!c->lora) return;
+    free(c->lora->seqs);
+    free(c->lora);
+    c->lora = NULL;
+}
+
+int slm_context_set_lora(slm_context *c, int seq, const slm_lora_use *uses, int n, char *err, size_t err_len) {
+    if (seq < 0 || seq >= c->n_seq) return slm_err(err, err_len, "sequence %d is outside [0, %d)", seq, c->n_seq);
+    if (n < 0 || n > SLM_LORA_MAX) return slm_err(err, err_len, "%d adapters on one sequence (at most %d)", n, SLM_LORA_MAX);
+    int kept = 0;
+    for (int i = 0; i < n; i++) {
+        if (!uses[i].lora) return slm_err(err, err_len, "adapter %d is NULL", i);
+        if (uses[i].lora->model != c->model)
+            return slm_err(err, err_len, "adapter \"%s\" was loaded for another model", uses[i].lora->name);
+        if (!isfinite(uses[i].scale))
+            return slm_err(err, err_len, "adapter \"%s\": the scale is not a finite number", uses[i].lora->name);
+        if (uses[i].scale != 0) kept++;
+    }
+    if (kept == 0 && !c->lora) return 0;
+    if (lora_state(c, err, err_len)) return -1;
+    lora_seq *s = &c->lora->seqs[seq];
+    bool was_active = s->n > 0;
+    s->n = 0;
+    for (int i = 0; i < n; i++) {
+        if (uses[i].scale == 0) continue; /* adds nothing: llama.cpp's result is the same */
+        s->use[s->n] = uses[i];
+        s->serial[s->n] = uses[i].lora->serial;
+        s->n++;
+    }
+    c->lora->n_active += (s->n > 0) - was_active;
+    return 0;
+}
+
+bool slm_context_lora_matches(const slm_context *c, int seq, const slm_lora_use *uses, int n) {
+    if (seq < 0 || seq >= c->n_seq) return false;
+    int have = c->lora ? c->lora->seqs[seq].n : 0, j = 0;
+    for (int i = 0; i < n; i++) {
+        if (!uses[i].lora || uses[i].scale == 0) continue;
+        if (j >= have) return false;
+        const lora_seq *s = &c->lora->seqs[seq];
+        if (s->serial[j] != uses[i].lora->serial || s->use[j].scale != uses[i].scale) return false;
+        j++;
+    }
+    return j == have;
+}
+
+/* ---------- applying ---------- */
+
+typedef struct apply_job {
+    slm_context *c;
+    size_t target; /* index into each adapter's targets */
+    const float *x;
+    float *y;
+    int n;
+    const int *rows;
+    int64_t k, m; /* the base weight's n_in and n_out */
+} apply_job;
+
+static float dot_exact(const float *a, const float *b, int64_t n) {
+    float s = 0;
+    for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void apply_rows(void *arg, int ith, int nth) {
+    const apply_job *j = arg;
+    const slm_context *c = j->c;
+    const bool exact = c->exact;
+    float ax[LORA_MAX_RANK];
+    for (int r = j->n * ith / nth; r < j->n * (ith + 1) / nth; r++) {
+        int t = j->rows ? j->rows[r] : r;
+        const lora_seq *s = &c->lora->seqs[c->batch_seq[t]];
+        const float *x = j->x + (size_t)r * (size_t)j->k;
+        float *y = j->y + (size_t)r * (size_t)j->m;
+        for (int u = 0; u < s->n; u++) {
+            const lora_target *lt = &s->use[u].lora->targets[j->target];
+            if (lt->rank == 0) continue;
+            float mult = lora_multiplier(s->use[u].scale, lt->alpha, lt->rank);
+            for (int q = 0; q < lt->rank; q++) {
+                const float *arow = lt->a + (size_t)q * (size_t)lt->n_in;
+                ax[q] = exact ? dot_exact(arow, x, lt->n_in) : slm_vec_dot_f32(lt->n_in, arow, x);
+            }
+            for (int64_t o = 0; o < lt->n_out; o++) {
+                const float *brow = lt->b + (size_t)o * (size_t)lt->rank;
+                float ab = exact ? dot_exact(brow, ax, lt->rank) : slm_vec_dot_f32(lt->rank, brow, ax);
+                y[o] += ab * mult;
+            }
+        }
+    }
+}
+
+void slm_lora_apply(slm_context *c, int layer, int target, const float *x, int n, const int *rows, float *y) {
+    if (!c->lora || c->lora->n_active == 0 || n <= 0) return;
+    const slm_model *m = c->model;
+    size_t index = layer < 0 ? (size_t)m->hp.n_layer * SLM_LORAT_N_TARGETS : (size_t)layer * SLM_LORAT_N_TARGETS + (size_t)target;
+    /* the shapes the targets were validated against at load */
+    const slm_layer *L = layer < 0 ? NULL : &m->layers[layer];
+    const slm_weight *w = !L ? &m->output
+                          : target == SLM_LORAT_Q    ? &L->wq
+                          : target == SLM_LORAT_K    ? &L->wk
+                          : target == SLM_LORAT_V    ? &L->wv
+                          : target == SLM_LORAT_O    ? &L->wo
+                          : target == SLM_LORAT_GATE ? &L->w_gate
+                          : target == SLM_LORAT_UP   ? &L->w_up
+                                                    : &L->w_down;
+    /* any row with work at all? (most passes of a server with few adapter users have none here) */
+    bool any = false;
+    for (int r = 0; r < n && !any; r++) {
+        const lora_seq *s = &c->lora->seqs[c->batch_seq[rows ? rows[r] : r]];
+        for (int u = 0; u < s->n && !any; u++) any = s->use[u].lora->targets[index].rank > 0;
+    }
+    if (!any) return;
+    apply_job job = {c, index, x, y, n, rows, w->k, w->m};
+    if (n >= 2) slm_pool_run(c->pool, apply_rows, &job);
+    else apply_rows(&job, 0, 1);
+}
