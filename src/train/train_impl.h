@@ -1,0 +1,72 @@
+/* Fine-tuning internals, private to src/train and its white-box tests: the LoRA parameter set, the
+ * training forward/backward pass over a model's frozen weights, and the optimizer. */
+#ifndef SLM_TRAIN_IMPL_H
+#define SLM_TRAIN_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/pool.h"
+#include "model/model_impl.h"
+#include "slm_train.h"
+
+enum { LORA_Q, LORA_K, LORA_V, LORA_O, LORA_GATE, LORA_UP, LORA_DOWN, LORA_N_TARGETS };
+
+/* One adapted matrix W (n_out x n_in): A [rank x n_in] and B [n_out x rank], row-major, at element
+ * offsets into the set's flat arrays (so optimizer, clipping and checkpoints see one vector). */
+typedef struct lora_pair {
+    int layer, target, n_in, n_out;
+    size_t off_a, off_b;
+} lora_pair;
+
+typedef struct lora_set {
+    int rank;
+    float alpha, scale;  /* scale = alpha / rank, as llama.cpp applies it */
+    unsigned targets;    /* SLM_LORA_* mask */
+    int n_layer;
+    lora_pair *pairs;    /* n_pairs, ordered by layer then target */
+    int n_pairs;
+    int (*index)[LORA_N_TARGETS]; /* [layer][target] -> pair index or -1 */
+    size_t n_params;
+    float *w, *g;        /* parameters and their gradients */
+} lora_set;
+
+/* The GGUF tensor name of a target's base matrix ("attn_q", ...). */
+const char *lora_target_name(int target);
+lora_set *lora_set_new(const slm_model *m, int rank, float alpha, unsigned targets, char *err, size_t err_len);
+void lora_set_free(lora_set *s);
+/* A uniform in +-1/sqrt(n_in) (PEFT's default), B = 0, from the seed. */
+void lora_set_init(lora_set *s, uint64_t seed);
+const slm_weight *lora_base_weight(const slm_model *m, int layer, int target);
+
+/* splitmix64: the one random generator of the trainer (initialisation, shuffling). */
+uint64_t train_rng_next(uint64_t *state);
+double train_rng_uniform(uint64_t *state); /* [0, 1) */
+
+/* The training pass. Memory: the residual stream at each layer's input (n_layer+1 x ctx x n_embd)
+ * plus one layer's activations and gradients, recomputed layer by layer during the backward pass. */
+typedef struct train_ws train_ws;
+/* Checks the architecture (llama-family decoders) and allocates for sequences of up to ctx tokens. */
+train_ws *train_ws_new(const slm_model *m, lora_set *set, int ctx, slm_pool *pool, bool exact, char *err,
+                       size_t err_len);
+void train_ws_free(train_ws *ws);
+/* Cross-entropy of predicting tokens[t+1] from tokens[..t] for the t where weight[t+1] != 0
+ * (weight NULL: all). Returns the summed loss (nats, double) and sets *n_counted.
+ * With backward: adds loss_scale x d(summed loss)/d(params) into set->g. */
+double train_seq(train_ws *ws, const slm_token *tokens, const uint8_t *weight, int n, bool backward, float loss_scale,
+                 int *n_counted);
+
+/* AdamW over the whole set. */
+typedef struct adamw {
+    float *m, *v;
+    size_t n;
+    int64_t t; /* steps taken */
+} adamw;
+int adamw_init(adamw *o, size_t n);
+void adamw_free(adamw *o);
+void adamw_step(adamw *o, float *w, const float *g, float lr, float beta1, float beta2, float eps, float wd);
+/* L2 norm of g (double sums in index order). */
+double grad_norm(const float *g, size_t n);
+
+#endif
