@@ -9,6 +9,7 @@
 #include "fields.h"
 #include "handlers.h"
 #include "replies.h"
+#include "slm_engine.h"
 #include "slm_govern.h"
 #include "slm_store.h"
 
@@ -104,7 +105,15 @@ enum MHD_Result srv_admin_ledger(srv_conn *c) {
             return srv_reply_error(c, 400, NULL, "by", err);
         }
         json_t *g = json_object();
-        for (int i = 0; i < n; i++) json_object_set_new(g, groups[i].group, totals_json(&groups[i]));
+        for (int i = 0; i < n; i++) {
+            /* a group is whatever was recorded (a model name a client sent, say): bytes that are not
+             * UTF-8 become U+FFFD rather than the group vanishing from the answer */
+            char name[3 * sizeof groups[i].group + 16];
+            size_t len = slm_utf8_sanitize(groups[i].group, strnlen(groups[i].group, sizeof groups[i].group), name);
+            name[len] = 0;
+            for (int k = 2; json_object_get(g, name); k++) snprintf(name + len, sizeof name - len, " (%d)", k);
+            json_object_set_new(g, name, totals_json(&groups[i]));
+        }
         free(groups);
         json_object_set_new(o, "by", json_string(by));
         json_object_set_new(o, "groups", g);

@@ -202,4 +202,21 @@ rc=0
 [ "$rc" = 1 ] && grep -q "no state store" "$SRV_TMP/bad.err" || fail "empty dir: rc $rc $(cat "$SRV_TMP/bad.err")"
 [ -z "$(ls -A "$SRV_TMP/empty")" ] || fail "the report wrote into an empty data directory"
 "$SLM_BIN" ledger --help | grep -q "a span back from now" || fail "help does not document --since"
+# a group recorded with bytes that are not UTF-8 (a store written by something else) is shown with
+# U+FFFD in the HTTP summary rather than dropped from it
+python3 - "$D/state.db" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("INSERT INTO ledger (request_id, time, key, model, route, prompt_tokens, completion_tokens, cost, frontier_cost, latency_ms, status)"
+           " VALUES ('r-bad', strftime('%s','now'), 'app', CAST(X'6D6F64656CFF' AS TEXT), 'local', 1, 1, 0, 0, 1, 200)")
+db.commit()
+PY
+srv_start --config "$SRV_TMP/slm.yaml" --data-dir "$D" --quiet
+curl -s -H "Authorization: Bearer $KEY_ADMIN" "$SLM_URL/v1/ledger/summary?by=model" >"$SRV_TMP/bad_utf8.json"
+srv_stop
+python3 -c '
+import json, sys
+o = json.load(open(sys.argv[1])); g = o["groups"]
+assert "model\ufffd" in g and g["model\ufffd"]["requests"] == 1, g
+assert sum(v["requests"] for v in g.values()) == o["requests"], o' "$SRV_TMP/bad_utf8.json" || fail "non-UTF-8 group: $(cat "$SRV_TMP/bad_utf8.json")"
 echo "ledger: report, groups, --since forms and 19 hostile arguments checked"
