@@ -12,6 +12,7 @@ int cmd_show(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
@@ -27,6 +28,7 @@ int cmd_rm(int argc, char **argv);
 int cmd_cp(int argc, char **argv);
 int cmd_bundle(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
+int cmd_push(int argc, char **argv);
 int cmd_router(int argc, char **argv);
 int cmd_rag(int argc, char **argv);
 

@@ -1,0 +1,83 @@
+/* Quantization of GGUF models: llama-quantize's file types and per-tensor type choices, written
+ * through the GGUF writer (a failed run leaves no file), and importance matrices in llama.cpp's
+ * formats. */
+#ifndef SLM_QUANT_H
+#define SLM_QUANT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* File types, numbered as llama.cpp's llama_ftype (stored in general.file_type). */
+enum slm_ftype {
+    SLM_FTYPE_ALL_F32 = 0,
+    SLM_FTYPE_F16 = 1,
+    SLM_FTYPE_Q4_0 = 2,
+    SLM_FTYPE_Q4_1 = 3,
+    SLM_FTYPE_Q8_0 = 7,
+    SLM_FTYPE_Q5_0 = 8,
+    SLM_FTYPE_Q5_1 = 9,
+    SLM_FTYPE_Q2_K = 10,
+    SLM_FTYPE_Q3_K_S = 11,
+    SLM_FTYPE_Q3_K_M = 12,
+    SLM_FTYPE_Q3_K_L = 13,
+    SLM_FTYPE_Q4_K_S = 14,
+    SLM_FTYPE_Q4_K_M = 15,
+    SLM_FTYPE_Q5_K_S = 16,
+    SLM_FTYPE_Q5_K_M = 17,
+    SLM_FTYPE_Q6_K = 18,
+    SLM_FTYPE_IQ4_NL = 25,
+    SLM_FTYPE_BF16 = 32,
+};
+
+/* The file type of a name as llama-quantize spells it (case-insensitive; Q3_K, Q4_K, Q5_K are the
+ * _M mixes), or -1. */
+int slm_ftype_from_name(const char *name);
+/* Canonical name ("Q4_K_M"), or NULL for an unsupported value. */
+const char *slm_ftype_name(int ftype);
+/* The supported names, space-separated, for messages. */
+const char *slm_ftype_names(void);
+
+typedef struct slm_quantize_params {
+    int ftype;                /* enum slm_ftype */
+    int n_threads;            /* <= 0: every online CPU */
+    const char *imatrix_path; /* NULL, or an importance matrix (llama.cpp's GGUF or legacy .dat format) */
+    bool progress;            /* a progress bar on stderr */
+    bool dry_run;             /* print the per-tensor plan to stdout, write nothing */
+} slm_quantize_params;
+
+typedef struct slm_quantize_stats {
+    int n_tensors, n_quantized, n_fallback;
+    uint64_t bytes_in, bytes_out;
+    uint64_t n_elements;
+} slm_quantize_stats;
+
+/* Quantizes in_path into out_path (written as out_path.tmp, renamed when complete). 0, or -1 with
+ * one error line; on error no output file exists. stats may be NULL. */
+int slm_quantize_file(const char *in_path, const char *out_path, const slm_quantize_params *params,
+                      slm_quantize_stats *stats, char *err, size_t err_len);
+
+/* ---- importance matrices ---- */
+
+/* Per tensor: the mean squared activation of each input column (what quantize weighs errors by). */
+typedef struct slm_imatrix_entry {
+    char *name;      /* the weight's tensor name, e.g. "blk.0.attn_q.weight" */
+    float *values;   /* n values: sum of squared activations / count */
+    int64_t n;
+    int64_t n_calls; /* how many chunks contributed (llama.cpp's count) */
+} slm_imatrix_entry;
+
+typedef struct slm_imatrix {
+    slm_imatrix_entry *entries;
+    int64_t n_entries;
+    int64_t n_chunks;
+    char *dataset; /* the text file it was computed on, or NULL */
+} slm_imatrix;
+
+/* Reads either format (GGUF "imatrix" files of current llama-imatrix, or the legacy .dat). */
+int slm_imatrix_load(const char *path, slm_imatrix **out, char *err, size_t err_len);
+int slm_imatrix_parse(const void *data, size_t size, const char *name, slm_imatrix **out, char *err, size_t err_len);
+void slm_imatrix_free(slm_imatrix *im);
+const slm_imatrix_entry *slm_imatrix_find(const slm_imatrix *im, const char *name);
+
+#endif
