@@ -37,11 +37,17 @@ slm_rag_db *slm_rag_store(slm_rag *r);
 
 /* A collection name: 1..63 bytes of [A-Za-z0-9_.-], not starting with '.' or '-'. */
 bool slm_rag_name_valid(const char *name);
+/* An upload's document name: a plain file name (no '/', '\\', "..", control characters; < 256 bytes). */
+bool slm_rag_document_name_valid(const char *name);
+/* "txt" | "md" | "html" | "pdf" | "docx" from a file name's extension; NULL = unsupported. */
+const char *slm_rag_format_of(const char *name);
 
 typedef struct slm_rag_collection_opts {
     const char *embed_model; /* GGUF path of the embedding model; NULL/"" = BM25 only */
     int chunk_tokens;        /* target chunk size in tokens (estimated as bytes / 4); 0 = 512 */
     int chunk_overlap;       /* tokens shared with the previous chunk of the same section; 0 = 32, -1 = none */
+    const char *pii;         /* "mask": personal data (slm_pii.h) in a document's text is replaced by
+                                placeholders before it is chunked, indexed and stored; NULL/""/"off" = kept */
 } slm_rag_collection_opts;
 
 int slm_rag_collection_create(slm_rag *r, const char *name, const slm_rag_collection_opts *opts, char *err,
@@ -58,6 +64,9 @@ int slm_rag_embedder_open(const char *model_path, int n_threads, slm_rag_embedde
 /* Embeds through the caller's engine and gate, on the engine model called model_name. */
 int slm_rag_embedder_attach(slm_engine *engine, slm_gate *gate, const char *model_name, const slm_model *model,
                             slm_rag_embedder **out, char *err, size_t err_len);
+/* Who the embedding calls are for (borrowed; must outlive the embedder's use): the gate admits them
+ * with this credential, so a server's embeddings are governed as the requesting key's calls. */
+void slm_rag_embedder_set_caller(slm_rag_embedder *e, const char *credential, const char *client);
 void slm_rag_embedder_free(slm_rag_embedder *e);
 int slm_rag_embedder_dim(const slm_rag_embedder *e);
 /* n L2-normalised embeddings into out (n × dim). A text longer than the model's context is embedded

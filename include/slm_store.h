@@ -45,6 +45,7 @@ typedef struct slm_key_info {
     slm_budget_period budget_period;
     char prefix[16];                 /* the secret's first characters, to recognise it in lists */
     char pii[8];                     /* PII policy for this key: "detect" | "mask" | "block", "" = the server's */
+    char collections[SLM_KEY_MODELS_MAX]; /* comma-separated retrieval collections the key may use; "" = all */
     double created;                  /* unix seconds */
     double revoked;                  /* unix seconds, 0 = active */
 } slm_key_info;

@@ -39,6 +39,7 @@ typedef struct slm_rag_db_collection {
     char embed_model[SLM_RAG_PATH_MAX]; /* "" = BM25 only */
     int dim;                            /* vector width, 0 until the first vector is stored */
     int chunk_tokens, chunk_overlap;
+    char pii[8];                        /* "mask" = personal data masked at ingest, "" = kept */
     double created;
     long long n_docs, n_chunks, n_bytes; /* filled by get/list */
     long long max_chunk_id;             /* largest chunk id (ids are never reused) */

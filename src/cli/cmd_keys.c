@@ -11,7 +11,8 @@
 
 static const char *keys_help =
     "usage: slm keys create --name NAME [--models a,b] [--local-only] [--rpm N] [--tpm N]\n"
-    "                       [--budget USD/PERIOD] [--pii off|detect|mask|block] [--admin] [--json]\n"
+    "                       [--budget USD/PERIOD] [--pii off|detect|mask|block] [--collections a,b]\n"
+    "                       [--admin] [--json]\n"
     "       slm keys list [--json]\n"
     "       slm keys revoke NAME\n"
     "\n"
@@ -25,6 +26,7 @@ static const char *keys_help =
     "      --rpm N, --tpm N    requests / tokens per minute (default: unlimited)\n"
     "      --budget USD/PERIOD spend limit, PERIOD = day|week|month|total (e.g. 5/day)\n"
     "      --pii MODE          personal-data policy for this key (default: the server's)\n"
+    "      --collections LIST  retrieval collections the key may use, comma-separated (default: all)\n"
     "      --admin             may manage keys and read the ledger over HTTP\n"
     "      --json              machine-readable output\n";
 
@@ -49,6 +51,10 @@ static int create(int argc, char **argv, const char *dir, bool json) {
         } else if (strcmp(a, "--models") == 0 && v) {
             if (strlen(v) >= sizeof key.models) return cli_fail("keys", "--models: the list is too long");
             strcpy(key.models, v);
+            i++;
+        } else if (strcmp(a, "--collections") == 0 && v) {
+            if (strlen(v) >= sizeof key.collections) return cli_fail("keys", "--collections: the list is too long");
+            strcpy(key.collections, v);
             i++;
         } else if (strcmp(a, "--local-only") == 0) {
             key.local_only = true;
@@ -97,9 +103,10 @@ static void print_table(const slm_key_info *keys, int n) {
             snprintf(budget, sizeof budget, "$%g/%s", k->budget_usd, slm_budget_period_name(k->budget_period));
         if (k->rpm) snprintf(rpm, sizeof rpm, "%d", k->rpm);
         if (k->tpm) snprintf(tpm, sizeof tpm, "%d", k->tpm);
-        printf("%-20s %-12s %-8s %-6s %-7s %-8s %-14s %-7s %s%s\n", k->name, k->prefix, k->revoked > 0 ? "revoked" : "active",
-               k->admin ? "yes" : "no", rpm, tpm, budget, k->pii[0] ? k->pii : "-", k->models[0] ? k->models : "*",
-               k->local_only ? " (local only)" : "");
+        printf("%-20s %-12s %-8s %-6s %-7s %-8s %-14s %-7s %s%s%s%s%s\n", k->name, k->prefix,
+               k->revoked > 0 ? "revoked" : "active", k->admin ? "yes" : "no", rpm, tpm, budget, k->pii[0] ? k->pii : "-",
+               k->models[0] ? k->models : "*", k->local_only ? " (local only)" : "",
+               k->collections[0] ? " (collections: " : "", k->collections, k->collections[0] ? ")" : "");
     }
 }
 

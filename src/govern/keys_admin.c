@@ -9,17 +9,21 @@
 #include "slm_govern.h"
 #include "util/err.h"
 
-static int check_models(const char *models, char *err, size_t err_len) {
-    for (const char *c = models; *c; c++)
+static int check_list(const char *what, const char *list, char *err, size_t err_len) {
+    for (const char *c = list; *c; c++)
         if ((unsigned char)*c < 0x20 || *c == ' ')
-            return slm_err(err, err_len, "model list '%.100s': names are separated by commas, without spaces", models);
-    if (models[0] == ',' || (models[0] && models[strlen(models) - 1] == ',') || strstr(models, ",,"))
-        return slm_err(err, err_len, "model list '%.100s' has an empty name", models);
+            return slm_err(err, err_len, "%s list '%.100s': names are separated by commas, without spaces", what, list);
+    if (list[0] == ',' || (list[0] && list[strlen(list) - 1] == ',') || strstr(list, ",,"))
+        return slm_err(err, err_len, "%s list '%.100s' has an empty name", what, list);
     return 0;
 }
 
+static int check_models(const char *models, char *err, size_t err_len) { return check_list("model", models, err, err_len); }
+
 int slm_key_create(slm_store *s, slm_key_info *key, char *secret_out, char *err, size_t err_len) {
-    if (slm_key_name_check(key->name, err, err_len) || check_models(key->models, err, err_len)) return -1;
+    if (slm_key_name_check(key->name, err, err_len) || check_models(key->models, err, err_len) ||
+        check_list("collection", key->collections, err, err_len))
+        return -1;
     if (key->rpm < 0 || key->tpm < 0) return slm_err(err, err_len, "rpm and tpm are >= 0 (0 = unlimited)");
     if (key->pii[0] && slm_pii_policy_parse(key->pii) < 0)
         return slm_err(err, err_len, "pii policy '%s': expected off, detect, mask or block", key->pii);
@@ -38,15 +42,20 @@ int slm_key_create(slm_store *s, slm_key_info *key, char *secret_out, char *err,
     return 0;
 }
 
-static json_t *key_object(const slm_key_info *k) {
-    json_t *models = json_array();
-    for (const char *s = k->models; *s;) {
+static json_t *list_array(const char *list) {
+    json_t *arr = json_array();
+    for (const char *s = list; *s;) {
         const char *comma = strchr(s, ',');
         size_t len = comma ? (size_t)(comma - s) : strlen(s);
-        json_array_append_new(models, json_stringn(s, len));
+        json_array_append_new(arr, json_stringn(s, len));
         if (!comma) break;
         s = comma + 1;
     }
+    return arr;
+}
+
+static json_t *key_object(const slm_key_info *k) {
+    json_t *models = list_array(k->models);
     json_t *o = json_pack("{s:s, s:s, s:o, s:b, s:b, s:i, s:i, s:I, s:b}", "name", k->name, "prefix", k->prefix, "models",
                           models, "local_only", k->local_only, "admin", k->admin, "rpm", k->rpm, "tpm", k->tpm, "created",
                           (json_int_t)k->created, "revoked", k->revoked > 0);
@@ -59,6 +68,8 @@ static json_t *key_object(const slm_key_info *k) {
         json_object_set_new(o, "budget", json_null());
     }
     json_object_set_new(o, "pii", k->pii[0] ? json_string(k->pii) : json_null());
+    /* [] = every collection */
+    json_object_set_new(o, "collections", list_array(k->collections));
     if (k->revoked > 0) json_object_set_new(o, "revoked_at", json_integer((json_int_t)k->revoked));
     return o;
 }
@@ -91,6 +102,22 @@ static int copy_string(json_t *v, const char *field, char *out, size_t cap, char
     return 0;
 }
 
+/* A list given as a JSON array of names or as one comma-separated string, into out. */
+static int copy_list(json_t *v, const char *field, char *out, size_t cap, char *err, size_t err_len) {
+    if (!json_is_array(v)) return copy_string(v, field, out, cap, err, err_len);
+    out[0] = 0;
+    size_t i;
+    json_t *m;
+    json_array_foreach(v, i, m) {
+        if (!json_is_string(m) || json_string_length(m) == 0 || strlen(json_string_value(m)) != json_string_length(m))
+            return slm_err(err, err_len, "'%s' must list non-empty strings", field);
+        size_t used = strlen(out);
+        if (used + json_string_length(m) + 2 > cap) return slm_err(err, err_len, "'%s' is too long", field);
+        snprintf(out + used, cap - used, "%s%s", used ? "," : "", json_string_value(m));
+    }
+    return 0;
+}
+
 static int limit_value(json_t *v, const char *field, int *out, char *err, size_t err_len) {
     if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1000000000)
         return slm_err(err, err_len, "'%s' must be an integer >= 0 (0 = unlimited)", field);
@@ -113,24 +140,9 @@ int slm_key_from_json(const char *text, size_t len, slm_key_info *key, char *err
         if (strcmp(field, "name") == 0) {
             rc = copy_string(v, field, key->name, sizeof key->name, err, err_len);
         } else if (strcmp(field, "models") == 0) {
-            if (json_is_array(v)) {
-                size_t i;
-                json_t *m;
-                json_array_foreach(v, i, m) {
-                    if (!json_is_string(m) || json_string_length(m) == 0) {
-                        rc = slm_err(err, err_len, "'models' must list non-empty strings");
-                        break;
-                    }
-                    size_t used = strlen(key->models);
-                    if (used + json_string_length(m) + 2 > sizeof key->models) {
-                        rc = slm_err(err, err_len, "'models' is too long");
-                        break;
-                    }
-                    snprintf(key->models + used, sizeof key->models - used, "%s%s", used ? "," : "", json_string_value(m));
-                }
-            } else {
-                rc = copy_string(v, field, key->models, sizeof key->models, err, err_len);
-            }
+            rc = copy_list(v, field, key->models, sizeof key->models, err, err_len);
+        } else if (strcmp(field, "collections") == 0) {
+            rc = copy_list(v, field, key->collections, sizeof key->collections, err, err_len);
         } else if (strcmp(field, "local_only") == 0 || strcmp(field, "admin") == 0) {
             if (!json_is_boolean(v)) rc = slm_err(err, err_len, "'%s' must be true or false", field);
             else if (field[0] == 'l') key->local_only = json_is_true(v);
@@ -148,7 +160,7 @@ int slm_key_from_json(const char *text, size_t len, slm_key_info *key, char *err
         } else if (strcmp(field, "pii") == 0) {
             if (!json_is_null(v)) rc = copy_string(v, field, key->pii, sizeof key->pii, err, err_len);
         } else {
-            rc = slm_err(err, err_len, "unknown field '%.60s' (name, models, local_only, admin, rpm, tpm, budget, pii)", field);
+            rc = slm_err(err, err_len, "unknown field '%.60s' (name, models, collections, local_only, admin, rpm, tpm, budget, pii)", field);
         }
         if (rc) break;
     }

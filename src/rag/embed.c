@@ -12,6 +12,7 @@ struct slm_rag_embedder {
     char model_name[256];
     int dim, limit;
     bool owned; /* engine and gate are ours */
+    const char *credential, *client; /* the caller the gate admits (set_caller), NULL = none */
 };
 
 enum { EMBED_SEQS = 8, EMBED_GROUP = 64 };
@@ -68,6 +69,11 @@ int slm_rag_embedder_attach(slm_engine *engine, slm_gate *gate, const char *mode
     e->dim = slm_model_n_embd(model);
     *out = e;
     return 0;
+}
+
+void slm_rag_embedder_set_caller(slm_rag_embedder *e, const char *credential, const char *client) {
+    e->credential = credential;
+    e->client = client;
 }
 
 void slm_rag_embedder_free(slm_rag_embedder *e) {
@@ -141,6 +147,8 @@ static int embed_group(slm_rag_embedder *e, const char *const *texts, const size
         slm_gate_call_init(&call, SLM_CALL_EMBED, "rag", "embed");
         call.request = r;
         call.model = e->model_name;
+        call.credential = e->credential;
+        if (e->client) call.client = e->client;
         if (!slm_gate_admit(e->gate, &call) || !slm_gate_submit(e->gate, &call)) {
             rc = slm_err(err, err_len, "embedding: %s", call.error);
         } else if (slm_engine_wait(e->engine, r, NULL, NULL, NULL) != SLM_FINISH_STOP) {

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "rag_internal.h"
+#include "slm_pii.h"
 #include "util/err.h"
 
 struct slm_rag {
@@ -26,6 +27,7 @@ struct slm_rag {
     long long vec_n;
     long long *vec_ids;
     uint16_t *vec_data;
+    slm_pii *pii; /* the detector for collections that mask personal data; made at their first ingest */
 };
 
 int slm_rag_open(const char *data_dir, slm_rag **out, char *err, size_t err_len) {
@@ -53,6 +55,7 @@ static void drop_vector_cache(slm_rag *r) {
 void slm_rag_close(slm_rag *r) {
     if (!r) return;
     drop_vector_cache(r);
+    slm_pii_free(r->pii);
     slm_rag_db_close(r->db);
     free(r);
 }
@@ -88,6 +91,9 @@ int slm_rag_collection_create(slm_rag *r, const char *name, const slm_rag_collec
     c.chunk_overlap = opts && opts->chunk_overlap != 0 ? (opts->chunk_overlap < 0 ? 0 : opts->chunk_overlap) : 32;
     if (c.chunk_tokens < 16 || c.chunk_tokens > 8192) return slm_err(err, err_len, "chunk size %d tokens is outside 16..8192", c.chunk_tokens);
     if (c.chunk_overlap >= c.chunk_tokens) return slm_err(err, err_len, "chunk overlap must be smaller than the chunk size");
+    const char *pii = opts && opts->pii ? opts->pii : "";
+    if (strcmp(pii, "mask") == 0) snprintf(c.pii, sizeof c.pii, "mask");
+    else if (*pii && strcmp(pii, "off") != 0) return slm_err(err, err_len, "pii '%.20s': expected off or mask", pii);
     return slm_rag_db_collection_create(r->db, &c, err, err_len);
 }
 
@@ -121,6 +127,26 @@ static const char *base_name(const char *path) {
     return s ? s + 1 : path;
 }
 
+/* Replaces the personal data in the extracted text by placeholders ("[EMAIL_1]"): offsets,
+ * chunks, the index and the stored text all see the masked text only. */
+static int mask_pii(slm_rag *r, rag_text *t, char *err, size_t err_len) {
+    if (!r->pii && !(r->pii = slm_pii_new(err, err_len))) return -1;
+    slm_pii_span *spans = NULL;
+    int n = slm_pii_scan(r->pii, t->data, t->len, &spans);
+    if (n < 0) return slm_err(err, err_len, "out of memory");
+    if (n == 0) return 0;
+    slm_pii_mask *m = slm_pii_mask_new();
+    size_t len = 0;
+    char *masked = m ? slm_pii_mask_apply(m, t->data, t->len, spans, n, &len) : NULL;
+    slm_pii_mask_free(m);
+    free(spans);
+    if (!masked) return slm_err(err, err_len, "out of memory");
+    free(t->data);
+    t->data = masked;
+    t->len = len;
+    return 0;
+}
+
 /* Extract, chunk and embed outside the transaction (the write lock is held only to store). */
 static int store_document(slm_rag *r, const slm_rag_db_collection *c, slm_rag_db_document *d, const void *data,
                           size_t len, const slm_rag_ingest_opts *opts, slm_rag_embedder *embedder, char *err,
@@ -135,6 +161,10 @@ static int store_document(slm_rag *r, const slm_rag_db_collection *c, slm_rag_db
         return slm_err(err, err_len, "collection '%s' has an embedding model but none is loaded", c->name), -1;
     rag_text t = {0};
     if (rag_extract(d->format, data, len, max_text, &t, err, err_len)) return SLM_RAG_SKIPPED;
+    if (c->pii[0] && mask_pii(r, &t, err, err_len)) {
+        rag_text_free(&t);
+        return -1;
+    }
     rag_chunk_span *spans = NULL;
     bool headings = strcmp(d->format, "txt") != 0;
     int n = rag_chunk(t.data, t.len, t.n_pages > 0, headings, c->chunk_tokens, c->chunk_overlap, &spans);
@@ -209,6 +239,10 @@ static bool plain_name(const char *name) {
         if (*p < 0x20 || *p == 0x7f) return false;
     return true;
 }
+
+bool slm_rag_document_name_valid(const char *name) { return plain_name(name); }
+
+const char *slm_rag_format_of(const char *name) { return name ? rag_format_of(name) : NULL; }
 
 static void doc_name_of(const char *file, char *out, size_t cap) {
     snprintf(out, cap, "%s", base_name(file));

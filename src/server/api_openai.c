@@ -8,6 +8,7 @@
 #include "handlers.h"
 #include "messages.h"
 #include "params.h"
+#include "rag_chat.h"
 #include "replies.h"
 #include "slm_route.h"
 #include "tools.h"
@@ -25,6 +26,7 @@ typedef struct oai_state {
     char chunk_head[2048];
     size_t chunk_head_len;
     slm_tool_stream *calls; /* chat with tools: the output parsed for calls (memory after this struct) */
+    void *rag;              /* chat with "rag": the sources' citations (memory after the calls) */
 } oai_state;
 
 /* ---------- logprobs ---------- */
@@ -214,6 +216,7 @@ static bool emit_end(srv_stream *st, slm_request *r, oai_state *u, const char *f
                                  : json_pack("{s:i, s:s, s:n, s:s}", "index", 0, "text", "", "logprobs", "finish_reason", fr);
         json_object_set_new(c, "choices", json_pack("[o]", choice));
         json_object_set_new(c, "timings", timings_json(r));
+        if (u->rag) srv_rag_reply_citations(u->rag, c, r->text, r->text_len);
         ok = srv_stream_write_json(st, "data: ", c, "\n\n");
         if (ok && u->include_usage) {
             c = chunk_base(u);
@@ -317,6 +320,7 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
     slm_request *r = NULL;
     srv_chat_msgs msgs = {0};
     srv_tools tools = {0};
+    srv_rag_chat *rag = NULL;
     enum MHD_Result ret;
     if (!req) return srv_reply_fail(c, &f);
     const char *model = NULL;
@@ -353,6 +357,7 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
             srv_failf(&f, 400, NULL, "messages", "'messages' must not be empty");
             goto fail;
         }
+        if (!srv_rag_chat_begin(c, M, req, &msgs, &tools, &r->gen, &rag, &f)) goto fail;
         if (!srv_inspect(c, msgs.msgs, msgs.n, NULL, stream)) {
             ret = MHD_YES;
             goto out;
@@ -402,7 +407,8 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
         goto out;
     }
     bool with_tools = chat && srv_tools_active(&tools);
-    oai_state *u = calloc(1, sizeof *u + (with_tools ? slm_tool_stream_size() : 0));
+    size_t tools_size = with_tools ? slm_tool_stream_size() : 0;
+    oai_state *u = calloc(1, sizeof *u + tools_size + srv_rag_reply_size(rag));
     if (!u) {
         atomic_store(&r->cancelled, true);
         srv_failf(&f, 500, NULL, NULL, "out of memory");
@@ -416,6 +422,7 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
     snprintf(u->model, sizeof u->model, "%s", M->id);
     srv_new_id(s, chat ? "chatcmpl" : "cmpl", u->id, sizeof u->id);
     if (with_tools) u->calls = slm_tool_stream_init(u + 1, tools.format);
+    u->rag = srv_rag_reply_init((char *)(u + 1) + tools_size, rag);
     if (stream) {
         make_chunk_head(u);
         ret = srv_reply_stream(c, r, "text/event-stream", with_tools ? emit_openai_tools : emit_openai, u);
@@ -450,6 +457,7 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
                                       "finish_reason", slm_finish_name(r->finish));
     if (with_tools && r->finish == SLM_FINISH_STOP)
         add_tool_calls(s, &tools, choice, text, text_len, text_len != r->text_len || (text_len > 0 && memcmp(text, r->text, text_len) != 0));
+    if (u->rag) srv_rag_reply_citations(u->rag, resp, text, text_len);
     free(text);
     json_object_set_new(resp, "choices", json_pack("[o]", choice));
     json_object_set_new(resp, "usage", usage_json(s, r));
@@ -462,6 +470,7 @@ fail:
     ret = srv_reply_fail(c, &f);
 out:
     srv_forget_texts(c);
+    srv_rag_chat_end(rag, &msgs);
     srv_chat_msgs_free(&msgs);
     srv_tools_free(&tools);
     slm_request_release(r);

@@ -15,6 +15,7 @@
 #include "slm_route.h"
 #include "slm_router.h"
 #include "slm_upstream.h"
+#include "rag_chat.h"
 
 int srv_open_state(srv_server *s, char *err, size_t err_len) {
     const srv_config *c = &s->cfg;
@@ -23,7 +24,7 @@ int srv_open_state(srv_server *s, char *err, size_t err_len) {
         char def[PATH_MAX];
         const char *dir = c->data_dir ? c->data_dir : slm_data_dir_default(def, sizeof def);
         if (!dir) return snprintf(err, err_len, "cannot work out the data directory: give --data-dir"), -1;
-        if (slm_store_open(dir, &s->store, err, err_len)) return -1;
+        if (slm_store_open(dir, &s->store, err, err_len) || srv_rag_open(s, dir, err, err_len)) return -1;
         if (!c->no_audit) {
             slm_audit_options ao = {.sign = c->audit_sign};
             if (slm_audit_open(dir, &ao, &s->audit, err, err_len)) return -1;
@@ -57,6 +58,7 @@ void srv_close_state(srv_server *s) {
     srv_close_backends(s);
     for (int i = 0; i < s->n_routers; i++) slm_router_free(s->routers[i]);
     slm_audit_close(s->audit);
+    srv_rag_close(s);
     slm_store_close(s->store);
     slm_pii_free(s->pii);
     s->n_upstreams = s->n_routers = s->n_cascades = 0;

@@ -35,6 +35,7 @@ typedef struct srv_server {
     slm_store *store;       /* the data directory's state store (keys, ledger); NULL without one */
     struct slm_audit *audit; /* the audit log; NULL when off */
     struct slm_pii *pii;    /* the PII detector; NULL when the guard is off */
+    struct srv_rag *rag;    /* the retrieval store (rag_chat.h); NULL without a data directory */
     struct slm_upstream *upstreams[SRV_MAX_MODELS]; /* the config's upstream APIs, gate backends 1.. */
     int n_upstreams;
     struct slm_router *routers[SRV_MAX_MODELS];     /* the routes' learned routers */

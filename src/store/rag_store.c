@@ -20,7 +20,7 @@
 #include "store/store_impl.h"
 #include "util/err.h"
 
-#define RAG_SCHEMA_VERSION 1
+#define RAG_SCHEMA_VERSION 2 /* 2: rag_collections.pii */
 
 struct slm_rag_db {
     sqlite3 *db;
@@ -36,7 +36,8 @@ static const char rag_schema[] =
     "  dim INTEGER NOT NULL DEFAULT 0,"
     "  chunk_tokens INTEGER NOT NULL,"
     "  chunk_overlap INTEGER NOT NULL,"
-    "  created REAL NOT NULL);"
+    "  created REAL NOT NULL,"
+    "  pii TEXT NOT NULL DEFAULT '');"
     "CREATE TABLE IF NOT EXISTS rag_documents ("
     "  id INTEGER PRIMARY KEY,"
     "  collection INTEGER NOT NULL REFERENCES rag_collections(id) ON DELETE CASCADE,"
@@ -224,7 +225,13 @@ int slm_rag_db_open(const char *data_dir, slm_rag_db **out, char *err, size_t er
         slm_rag_db_close(db);
         return -1;
     }
-    if (exec_sql(db, "INSERT OR REPLACE INTO rag_meta(key, value) VALUES ('schema_version', '1')", err, err_len) ||
+    /* version 1 stores made their collections table without the pii column */
+    if (version == 1 && exec_sql(db, "ALTER TABLE rag_collections ADD COLUMN pii TEXT NOT NULL DEFAULT ''", err, err_len)) {
+        exec_sql(db, "ROLLBACK", NULL, 0);
+        slm_rag_db_close(db);
+        return -1;
+    }
+    if (exec_sql(db, "INSERT OR REPLACE INTO rag_meta(key, value) VALUES ('schema_version', '2')", err, err_len) ||
         exec_sql(db, "COMMIT", err, err_len) || register_bm25(db, err, err_len)) {
         exec_sql(db, "ROLLBACK", NULL, 0);
         slm_rag_db_close(db);
@@ -265,7 +272,7 @@ static void copy_text(sqlite3_stmt *st, int i, char *out, size_t cap) {
     " (SELECT count(*) FROM rag_documents d WHERE d.collection = c.id),"                                        \
     " (SELECT count(*) FROM rag_chunks k WHERE k.collection = c.id),"                                           \
     " (SELECT coalesce(sum(size), 0) FROM rag_documents d WHERE d.collection = c.id),"                          \
-    " (SELECT coalesce(max(id), 0) FROM rag_chunks k WHERE k.collection = c.id)"
+    " (SELECT coalesce(max(id), 0) FROM rag_chunks k WHERE k.collection = c.id), c.pii"
 
 static void read_collection(sqlite3_stmt *st, slm_rag_db_collection *c) {
     memset(c, 0, sizeof *c);
@@ -280,13 +287,14 @@ static void read_collection(sqlite3_stmt *st, slm_rag_db_collection *c) {
     c->n_chunks = sqlite3_column_int64(st, 8);
     c->n_bytes = sqlite3_column_int64(st, 9);
     c->max_chunk_id = sqlite3_column_int64(st, 10);
+    copy_text(st, 11, c->pii, sizeof c->pii);
 }
 
 int slm_rag_db_collection_create(slm_rag_db *db, slm_rag_db_collection *c, char *err, size_t err_len) {
     if (slm_rag_db_begin(db, err, err_len)) return -1;
     sqlite3_stmt *st = prep(db,
-                            "INSERT INTO rag_collections(name, embed_model, dim, chunk_tokens, chunk_overlap, created) "
-                            "VALUES (?, ?, 0, ?, ?, ?)",
+                            "INSERT INTO rag_collections(name, embed_model, dim, chunk_tokens, chunk_overlap, created, pii) "
+                            "VALUES (?, ?, 0, ?, ?, ?, ?)",
                             err, err_len);
     if (!st) goto fail;
     struct timespec ts;
@@ -297,6 +305,7 @@ int slm_rag_db_collection_create(slm_rag_db *db, slm_rag_db_collection *c, char 
     sqlite3_bind_int(st, 3, c->chunk_tokens);
     sqlite3_bind_int(st, 4, c->chunk_overlap);
     sqlite3_bind_double(st, 5, c->created);
+    sqlite3_bind_text(st, 6, c->pii, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc == SQLITE_CONSTRAINT) {

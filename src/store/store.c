@@ -206,7 +206,7 @@ int slm_store_schema_version(slm_store *s) {
 
 /* ---------- keys ---------- */
 
-#define KEY_COLUMNS "name, prefix, models, local_only, admin, rpm, tpm, budget_usd, budget_period, created, revoked, pii"
+#define KEY_COLUMNS "name, prefix, models, local_only, admin, rpm, tpm, budget_usd, budget_period, created, revoked, pii, collections"
 
 static void text_col(sqlite3_stmt *st, int i, char *out, size_t cap) {
     const unsigned char *t = sqlite3_column_text(st, i);
@@ -228,6 +228,7 @@ static void read_key(sqlite3_stmt *st, slm_key_info *k) {
     k->created = sqlite3_column_double(st, 9);
     k->revoked = sqlite3_column_double(st, 10);
     text_col(st, 11, k->pii, sizeof k->pii);
+    text_col(st, 12, k->collections, sizeof k->collections);
 }
 
 static double unix_now(void) {
@@ -241,7 +242,7 @@ int slm_store_key_add(slm_store *s, const slm_key_info *k, const char *secret_ha
     sqlite3_stmt *st = NULL;
     int rc = -1;
     if (sqlite3_prepare_v2(s->db,
-                           "INSERT INTO keys (secret_hash, " KEY_COLUMNS ") VALUES (?,?,?,?,?,?,?,?,?,?,?,0,?)", -1, &st,
+                           "INSERT INTO keys (secret_hash, " KEY_COLUMNS ") VALUES (?,?,?,?,?,?,?,?,?,?,?,0,?,?)", -1, &st,
                            NULL) != SQLITE_OK) {
         db_fail(s, err, err_len, "adding a key");
         goto out;
@@ -258,6 +259,7 @@ int slm_store_key_add(slm_store *s, const slm_key_info *k, const char *secret_ha
     sqlite3_bind_int(st, 10, (int)k->budget_period);
     sqlite3_bind_double(st, 11, k->created > 0 ? k->created : unix_now());
     sqlite3_bind_text(st, 12, k->pii, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 13, k->collections, -1, SQLITE_TRANSIENT);
     int step = sqlite3_step(st);
     if (step == SQLITE_CONSTRAINT)
         slm_err(err, err_len, "a key named '%s' already exists (revoke it first)", k->name);
