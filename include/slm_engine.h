@@ -84,6 +84,8 @@ typedef struct slm_request {
     slm_gen_params gen;
     slm_sampler *sampler;    /* optional, borrowed: used instead of one built from gen.sampling (slm_generate) */
     int seq;                 /* -1 = any free sequence; else exactly this one (slm_generate) */
+    slm_lora_use lora[SLM_LORA_MAX]; /* LoRA adapters this request applies (slm_request_add_lora: a reference each) */
+    int n_lora;
     double t_submit;         /* monotonic seconds (slm_now) */
     double deadline;         /* 0 = none */
 
@@ -129,6 +131,9 @@ void slm_request_wait(slm_request *r, int ms);
 bool slm_request_append_text(slm_request *r, const char *s, size_t n);
 bool slm_request_append_token(slm_request *r, slm_token t, const slm_token_info *info);
 void slm_request_finish(slm_request *r, slm_finish why, const char *error);
+/* Adds a LoRA adapter at `scale` to r before it is submitted (the request keeps a reference); the
+ * engine refuses a request whose adapter belongs to another model (a client error). */
+int slm_request_add_lora(slm_request *r, slm_lora *lora, float scale, char *err, size_t err_len);
 /* Fills gen with defaults (slm_sampler_default_params, no limits). */
 void slm_gen_params_init(slm_gen_params *p);
 /* Frees what gen owns and resets it to zeros. */

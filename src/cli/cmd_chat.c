@@ -23,7 +23,7 @@ static const char *chat_help =
     "  --chat-template NAME  override the model's template (%s)\n"
     "  -n N                  at most N tokens per reply\n"
     "%s"
-    "  -t N, -c N            threads, context size\n";
+    "  -t N, -c N            threads, context size\n" CLI_LORA_HELP;
 
 /* Streams the reply and keeps it for the history. */
 static bool on_reply_text(void *user, const char *text, size_t len) {

@@ -15,7 +15,7 @@ static const char *logits_help =
     "Runs the whole prompt through one forward pass and prints, for every position p, one JSON line\n"
     "{\"pos\":p,\"token\":id,\"top\":[[id,logit],...],\"logsumexp\":x}: the K largest logits (default 40,\n"
     "sorted by logit then id) predicting token p+1, and log(sum(exp(logits))) over the vocabulary.\n"
-    "  -p TEXT is tokenized with BOS as the model asks; --special parses special-token texts.\n";
+    "  -p TEXT is tokenized with BOS as the model asks; --special parses special-token texts.\n" CLI_LORA_HELP;
 
 static int parse_ids(const char *s, slm_token **out, int *n) {
     int cap = 1;

@@ -25,7 +25,7 @@ static const char *ppl_help =
     "the next token. Prints the running estimate after each chunk and the final PPL +/- its standard error.\n"
     "The text streams in 2 MiB pieces cut at line ends, so any length runs in bounded memory; up to\n"
     "2 MiB it is tokenized whole as llama-perplexity does, beyond that the tokens at a cut may differ.\n"
-    "A NUL byte in the text is an error.\n";
+    "A NUL byte in the text is an error.\n" CLI_LORA_HELP;
 
 /* Where to end a piece of `n` bytes that is not the end of the text: after the last newline, else
  * before the last space, else at the last UTF-8 character boundary. Always in 1..n. */

@@ -29,7 +29,7 @@ static const char *run_help =
     "%s"
     "  -t, --threads N         threads (default: all cores)\n"
     "  -c, --ctx-size N        context size (default: min(trained, 4096))\n"
-    "      --exact             f32 reference path (slow; for checking)\n";
+    "      --exact             f32 reference path (slow; for checking)\n" CLI_LORA_HELP;
 
 /* Streams to stdout, or, for schema-constrained output, keeps everything until it is validated. */
 typedef struct output_sink {

@@ -4,6 +4,7 @@
 #include "slm_store.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,11 @@ int cli_engine_opt(const char *verb, int argc, char **argv, int *i, cli_engine_o
     } else if (!strcmp(a, "--exact")) {
         o->exact = true;
         return 1;
+    } else if (!strcmp(a, "--lora")) {
+        if (!val) return cli_fail(verb, "--lora needs FILE[:SCALE]"), -1;
+        if (o->n_lora >= SLM_LORA_MAX) return cli_fail(verb, "at most %d --lora adapters", SLM_LORA_MAX), -1;
+        if (cli_parse_lora(verb, argv[*i + 1], &o->lora[o->n_lora], &o->lora_scale[o->n_lora])) return -1;
+        o->n_lora++;
     } else {
         return 0;
     }
@@ -41,6 +47,50 @@ int cli_model_load(const char *verb, const char *arg, const slm_model_params *mp
     const char *dir = slm_data_dir_default(def, sizeof def);
     if (slm_models_resolve(dir, arg, path, sizeof path, err, sizeof err)) return cli_fail(verb, "%s", err), -1;
     if (slm_model_load(path, mp, model, err, sizeof err)) return cli_fail(verb, "%s", err), -1;
+    return 0;
+}
+
+int cli_parse_lora(const char *verb, char *arg, const char **path, float *scale) {
+    *path = arg;
+    *scale = 1.0f;
+    char *colon = strrchr(arg, ':');
+    if (colon && colon[1]) {
+        char *end;
+        errno = 0;
+        float v = strtof(colon + 1, &end);
+        if (*end == 0 && errno == 0) {
+            if (!isfinite(v)) return cli_fail(verb, "--lora %s: the scale is not a finite number", arg), -1;
+            *colon = 0;
+            *scale = v;
+        }
+    }
+    if (!**path) return cli_fail(verb, "--lora: no file name"), -1;
+    return 0;
+}
+
+/* The adapters cli_engine_open loaded: the verbs free their model themselves, the adapters go at exit. */
+static slm_lora *cli_loras[SLM_LORA_MAX];
+static int cli_n_loras;
+
+static void cli_free_loras(void) {
+    for (int i = 0; i < cli_n_loras; i++) slm_lora_free(cli_loras[i]);
+    cli_n_loras = 0;
+}
+
+/* Loads o's adapters for `model` and sets them on sequence 0 of ctx. */
+static int cli_apply_loras(const char *verb, const cli_engine_opts *o, slm_model *model, slm_context *ctx) {
+    char err[1024];
+    slm_lora_use uses[SLM_LORA_MAX];
+    static bool registered;
+    if (o->n_lora == 0) return 0;
+    if (!registered) atexit(cli_free_loras);
+    registered = true;
+    for (int i = 0; i < o->n_lora; i++) {
+        if (slm_lora_load(model, o->lora[i], &uses[i].lora, err, sizeof err)) return cli_fail(verb, "%s", err), -1;
+        cli_loras[cli_n_loras++] = uses[i].lora;
+        uses[i].scale = o->lora_scale[i];
+    }
+    if (slm_context_set_lora(ctx, 0, uses, o->n_lora, err, sizeof err)) return cli_fail(verb, "%s", err), -1;
     return 0;
 }
 
@@ -60,6 +110,14 @@ int cli_engine_open(const char *verb, const cli_engine_opts *o, bool embeddings,
         slm_model_free(*model);
         *model = NULL;
         return cli_fail(verb, "%s", err), -1;
+    }
+    if (cli_apply_loras(verb, o, *model, *ctx)) {
+        cli_free_loras();
+        slm_context_free(*ctx);
+        slm_model_free(*model);
+        *ctx = NULL;
+        *model = NULL;
+        return -1;
     }
     return 0;
 }

@@ -15,14 +15,24 @@ typedef struct cli_engine_opts {
     int n_ctx;      /* 0 = model default */
     int n_batch;    /* 0 = default */
     bool exact;     /* f32 reference path */
+    const char *lora[SLM_LORA_MAX]; /* --lora FILE[:SCALE] (repeatable): adapters applied by cli_engine_open */
+    float lora_scale[SLM_LORA_MAX];
+    int n_lora;
 } cli_engine_opts;
 
-/* Consumes argv[*i] (and its value) if it is -t/--threads, -c/--ctx-size, -b/--batch-size or --exact.
+/* The --lora line of the verbs' help. */
+#define CLI_LORA_HELP "      --lora FILE[:SCALE]  apply a LoRA adapter (llama.cpp GGUF) at SCALE (default 1); repeatable\n"
+/* Parses FILE[:SCALE] (a suffix that is not a number belongs to the file name): writes the NUL over
+ * the ':' of `arg`. Returns 0, or -1 after one error line. */
+int cli_parse_lora(const char *verb, char *arg, const char **path, float *scale);
+
+/* Consumes argv[*i] (and its value) if it is -t/--threads, -c/--ctx-size, -b/--batch-size, --exact or --lora.
  * Returns 1 if consumed, 0 if not an engine option, -1 on a bad value (message printed). */
 int cli_engine_opt(const char *verb, int argc, char **argv, int *i, cli_engine_opts *o);
 /* Loads a model given as a file path or a store name (slm import / pull); one error line and -1 on failure. */
 int cli_model_load(const char *verb, const char *arg, const slm_model_params *mp, slm_model **model);
-/* Loads the model and makes a context; prints one error line and returns -1 on failure. */
+/* Loads the model and makes a context (with o's adapters on sequence 0: they live until exit);
+ * prints one error line and returns -1 on failure. */
 int cli_engine_open(const char *verb, const cli_engine_opts *o, bool embeddings, slm_model **model, slm_context **ctx);
 /* Loads the model into a new engine (which owns it) with one sequence, behind a gate the verb's
  * calls go through; prints one error line and returns -1 on failure. The engine is stepped by

@@ -108,11 +108,14 @@ static bool admit(slm_engine *e, emodel *m, slm_request *r) {
     slot *lru = NULL, *best_free = NULL, *best_any = NULL;
     int best_free_n = -1, best_any_n = 0;
     bool reuses = r->kind != SLM_REQ_EMBED;
+    /* slm_generate on a caller's context: the sequence applies what the caller set on it */
+    bool callers_lora = !m->own_ctx && r->seq >= 0 && r->n_lora == 0;
     for (int i = 0; i < m->n_seq; i++) {
         slot *sl = &m->slots[i];
         if (r->seq >= 0 && i != r->seq) continue;
-        int n = reuses ? common_prefix(slm_kv_seq_tokens(m->ctx, i), slm_kv_seq_len(m->ctx, i), r->prompt, r->n_prompt)
-                       : 0;
+        /* cached positions count only when they were computed with the same adapters */
+        bool same = reuses && (callers_lora || slm_context_lora_matches(m->ctx, i, r->lora, r->n_lora));
+        int n = same ? common_prefix(slm_kv_seq_tokens(m->ctx, i), slm_kv_seq_len(m->ctx, i), r->prompt, r->n_prompt) : 0;
         if (!sl->req) {
             if (!lru || sl->last_used < lru->last_used) lru = sl;
             if (n > best_free_n) {
@@ -147,6 +150,13 @@ static bool admit(slm_engine *e, emodel *m, slm_request *r) {
     if (keep >= r->n_prompt) keep = r->n_prompt - 1;
     if (keep < 0) keep = 0;
     slm_kv_seq_truncate(m->ctx, sl->id, keep);
+    char lora_err[256];
+    if (!callers_lora && slm_context_set_lora(m->ctx, sl->id, r->lora, r->n_lora, lora_err, sizeof lora_err) != 0) {
+        slm_kv_seq_truncate(m->ctx, sl->id, 0);
+        sl->req = r;
+        finish_slot(e, m, sl, SLM_FINISH_ERROR, lora_err, true);
+        return true;
+    }
 
     sl->req = r;
     sl->n_fed = keep;
@@ -473,6 +483,7 @@ static int run_model_pass(slm_engine *e, emodel *m) {
             m->seq_used[seq] = true;
             int len = r->embed_lens[sl->embed_index];
             slm_kv_seq_truncate(m->ctx, seq, 0);
+            slm_context_set_lora(m->ctx, seq, r->lora, r->n_lora, NULL, 0); /* a lent sequence: this request's adapters */
             const slm_token *in = r->embed_inputs[sl->embed_index];
             for (int k = 0; k < len; k++) add_token(m, &n, in[k], k, seq, false);
             m->emb_seq[m->n_emb] = seq;

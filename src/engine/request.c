@@ -1,7 +1,9 @@
 /* Requests: the job a front end hands the engine and the channel its results come back through. */
 #include "engine/request_impl.h"
 #include "util/buf.h"
+#include "util/err.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +55,7 @@ void slm_request_release(slm_request *r) {
     free(r->embed_lens);
     for (int i = 0; i < r->n_score; i++) free(r->score_conts[i]);
     slm_gen_params_free(&r->gen);
+    for (int i = 0; i < r->n_lora; i++) slm_lora_free(r->lora[i].lora);
     free(r->text);
     free(r->tokens);
     free(r->infos);
@@ -60,6 +63,16 @@ void slm_request_release(slm_request *r) {
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     free(r);
+}
+
+int slm_request_add_lora(slm_request *r, slm_lora *lora, float scale, char *err, size_t err_len) {
+    if (!lora) return slm_err(err, err_len, "no adapter");
+    if (!isfinite(scale)) return slm_err(err, err_len, "adapter \"%s\": the scale is not a finite number", slm_lora_name(lora));
+    if (r->n_lora >= SLM_LORA_MAX)
+        return slm_err(err, err_len, "more than %d LoRA adapters on one request", SLM_LORA_MAX);
+    slm_lora_retain(lora);
+    r->lora[r->n_lora++] = (slm_lora_use){lora, scale};
+    return 0;
 }
 
 bool slm_request_append_text(slm_request *r, const char *s, size_t n) {
