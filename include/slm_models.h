@@ -62,6 +62,88 @@ typedef void (*slm_models_progress_fn)(void *user, uint64_t bytes, double bytes_
 int slm_models_pull(const char *data_dir, const char *url, const char *ref, const char *want_sha256,
                     slm_models_progress_fn progress, void *user, slm_model_entry *entry, char *err, size_t err_len);
 
+/* ---------- pull from any source, push to a registry ---------- */
+
+/* What an Ollama-style model carries besides its GGUF (each NULL when absent; malloc'd). params is
+ * a JSON object text ({"temperature":0.7,"stop":[...]}), as in Ollama's params layer. */
+typedef struct slm_model_extras {
+    char *template_text;
+    char *system;
+    char *params;
+} slm_model_extras;
+
+/* Like slm_models_tag_blob, with the extras written into the manifest (x may be NULL). Each extra
+ * is at most SLM_MODELS_MAX_EXTRA bytes; params must be a JSON object. */
+#define SLM_MODELS_MAX_EXTRA (1u << 20)
+int slm_models_tag_blob_extras(const char *data_dir, const char *digest, const char *ref, const slm_model_extras *x,
+                               slm_model_entry *entry, char *err, size_t err_len);
+/* The extras of ref (fields NULL when absent): 1 found, 0 no such model, -1 error. */
+int slm_models_get_extras(const char *data_dir, const char *ref, slm_model_extras *x, char *err, size_t err_len);
+void slm_models_extras_free(slm_model_extras *x);
+
+/* A step of a pull or push, in Ollama's words: "pulling manifest", "pulling sha256:<hex>" (with
+ * total and completed bytes), "verifying sha256 digest", "writing manifest", "pushing sha256:<hex>",
+ * "pushing manifest", "success". */
+typedef struct slm_models_event {
+    const char *status;
+    const char *digest; /* "sha256:<hex>" of the blob being moved, NULL for the other steps */
+    uint64_t total;     /* 0 = unknown */
+    uint64_t completed;
+    double bytes_per_s;
+} slm_models_event;
+typedef void (*slm_models_event_fn)(void *user, const slm_models_event *ev);
+
+typedef struct slm_models_pull_opts {
+    const char *name;        /* the store name; NULL = derived from the source (REPO:TAG, REPO:QUANT, file name) */
+    const char *want_sha256; /* plain URLs: pins the digest (64 hex); the other sources carry their own */
+    bool insecure;           /* OCI: plain http to a registry that is not on loopback (loopback always is) */
+    slm_models_event_fn on_event;
+    bool (*should_cancel)(void *user);
+    void *user;
+} slm_models_pull_opts;
+
+typedef enum {
+    SLM_SOURCE_INVALID = 0,
+    SLM_SOURCE_URL, /* http(s)://… of a GGUF */
+    SLM_SOURCE_HF,  /* hf.co/ORG/REPO[:QUANT] (or huggingface.co/…) */
+    SLM_SOURCE_OCI, /* HOST[:PORT]/NS/REPO[:TAG]: the host has a '.' or a ':' or is "localhost" */
+} slm_models_source_kind;
+slm_models_source_kind slm_models_source_kind_of(const char *source);
+
+/* Pulls source into the store. Blobs are downloaded into partial files named after their digest
+ * (or the URL's hash) and resume with HTTP Range after any interruption; each is checked against
+ * its sha256 before it is renamed into place, and the name appears last. Hugging Face: the file is
+ * chosen from the repo's listing ({SLM_HF_ENDPOINT or https://huggingface.co}/api/models/ORG/REPO)
+ * by QUANT (default Q4_K_M) and checked against the listing's LFS sha256; HF_TOKEN is sent when
+ * set. OCI: the distribution API v2 with Ollama's media types; anonymous bearer tokens are fetched
+ * when the registry asks (WWW-Authenticate), SLM_REGISTRY_TOKEN is sent when set. Refused in
+ * air-gapped mode. */
+int slm_models_pull_source(const char *data_dir, const char *source, const slm_models_pull_opts *o,
+                           slm_model_entry *entry, char *err, size_t err_len);
+/* Uploads ref's blobs (those the registry lacks: HEAD first) and an Ollama-compatible manifest
+ * (the GGUF as application/vnd.ollama.image.model, template/system/params layers, a config) to the
+ * OCI reference oci_ref, so a pull returns the same bytes. */
+int slm_models_push(const char *data_dir, const char *ref, const char *oci_ref, const slm_models_pull_opts *o, char *err,
+                    size_t err_len);
+
+/* A registry manifest as slm reads it (hostile input: every field checked). */
+#define SLM_OCI_MAX_LAYERS 16
+typedef struct slm_oci_layer {
+    char media_type[128];
+    char digest[72]; /* "sha256:<64 hex>" */
+    uint64_t size;
+} slm_oci_layer;
+typedef struct slm_oci_manifest {
+    slm_oci_layer config;
+    slm_oci_layer layers[SLM_OCI_MAX_LAYERS];
+    int n_layers;
+    int model_layer;                         /* index of the GGUF layer */
+    int template_layer, system_layer, params_layer; /* -1 when absent */
+} slm_oci_manifest;
+/* Parses an OCI image manifest or a Docker v2 schema 2 manifest; 0 or -1 with err (an index of
+ * several platforms, a schema 1 manifest or no GGUF layer is an error). */
+int slm_models_oci_manifest_parse(const char *json, size_t len, slm_oci_manifest *m, char *err, size_t err_len);
+
 /* Bundles: a tar with manifests/<name>/<tag>.json and blobs/sha256-<hex>, for carrying models
  * into an air-gapped site. Import checks every blob against its digest and every manifest against
  * its blob before anything becomes visible. */

@@ -49,7 +49,7 @@ typedef enum {
 } slm_net_timeout;
 
 typedef struct slm_net_request {
-    const char *method;           /* "GET" or "POST"; NULL = POST when body is set, else GET */
+    const char *method;           /* "GET", "POST", "HEAD", "PUT", "PATCH" or "DELETE"; NULL = POST when body is set, else GET */
     const char *url;              /* http:// or https:// only; redirects are not followed */
     const char *const *headers;   /* extra request headers, "Name: value" each (no CR/LF inside) */
     int n_headers;
@@ -70,6 +70,9 @@ typedef struct slm_net_request {
     /* Polled every few milliseconds; true stops the transfer (SLM_NET_CANCELLED). May be NULL. */
     bool (*should_cancel)(void *user);
     void *user;
+    /* The request body streamed from this file (its whole content, read as it is sent) instead of
+     * body: uploads of model blobs that need not fit in memory. */
+    const char *body_file;
 } slm_net_request;
 
 typedef struct slm_net_response {
@@ -82,11 +85,16 @@ typedef struct slm_net_response {
     double t_first_byte;         /* slm_now() of the first response byte; 0 = none */
     slm_net_timeout timeout;     /* with SLM_NET_TIMEOUT */
     char error[256];             /* one line when the result is not SLM_NET_OK; never holds the token */
+    char *headers;               /* malloc'd header lines of the final response ("Name: value\r\n"…), at most 64 KiB */
+    size_t headers_len;
 } slm_net_response;
 
 /* Runs one HTTP exchange. Fills resp (free it with slm_net_response_free whatever the result). */
 slm_net_result slm_net_perform(const slm_net_request *req, slm_net_response *resp);
 void slm_net_response_free(slm_net_response *resp);
+/* The value of the response header name (case-insensitive; the first one), trimmed, into out.
+ * false when absent or longer than cap - 1 (never truncated silently). */
+bool slm_net_response_header(const slm_net_response *resp, const char *name, char *out, size_t cap);
 /* "ok", "air-gapped", "invalid", "connect", "tls", "timeout", "broken", "cancelled", "aborted",
  * "too-large", "out-of-memory", "error". */
 const char *slm_net_result_name(slm_net_result r);

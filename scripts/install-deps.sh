@@ -5,6 +5,7 @@ pkgs=(build-essential cmake pkg-config python3 clang libclang-rt-14-dev
       libpcre2-dev libutf8proc-dev libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev
       libsodium-dev libyaml-dev libpoppler-glib-dev libarchive-dev libxml2-dev)
 if [ "${1:-}" = "--test" ]; then pkgs+=(hyperfine chromium chromium-driver); fi
+if [ "${1:-}" = "--test" ]; then pkgs+=(docker-registry); fi # tests/cli/models_oci.sh: a real OCI registry on loopback
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

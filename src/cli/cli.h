@@ -28,6 +28,7 @@ int cmd_rm(int argc, char **argv);
 int cmd_cp(int argc, char **argv);
 int cmd_bundle(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
+int cmd_push(int argc, char **argv);
 int cmd_router(int argc, char **argv);
 int cmd_rag(int argc, char **argv);
 

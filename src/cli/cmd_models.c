@@ -165,46 +165,113 @@ int cmd_bundle(int argc, char **argv) {
     return cli_fail("bundle", "unknown command '%s' (export, import; see --help)", argv[1]);
 }
 
-static void pull_progress(void *user, uint64_t bytes, double rate) {
-    (void)user;
-    char b[32], r[32];
-    human_size(bytes, b, sizeof b);
-    human_size((uint64_t)rate, r, sizeof r);
-    fprintf(stderr, "\rslm pull: %s  %s/s   ", b, r);
+/* A progress line on a terminal: the blob, bytes so far of the total, speed and time left. */
+static void pull_event(void *user, const slm_models_event *ev) {
+    const char *verb = user;
+    if (!ev->digest) {
+        if (strcmp(ev->status, "success") != 0) fprintf(stderr, "\rslm %s: %-60s\n", verb, ev->status);
+        return;
+    }
+    char done[32], total[32], rate[32], eta[32] = "";
+    human_size(ev->completed, done, sizeof done);
+    human_size(ev->total, total, sizeof total);
+    human_size((uint64_t)ev->bytes_per_s, rate, sizeof rate);
+    if (ev->bytes_per_s > 0 && ev->total > ev->completed)
+        snprintf(eta, sizeof eta, "  ETA %.0f s", (double)(ev->total - ev->completed) / ev->bytes_per_s);
+    int pct = ev->total ? (int)(100.0 * (double)ev->completed / (double)ev->total) : 0;
+    fprintf(stderr, "\rslm %s: %s %3d%%  %s / %s  %s/s%s   ", verb, ev->status, pct, done, total, rate, eta);
+    if (ev->total && ev->completed == ev->total) fputc('\n', stderr);
+}
+
+static bool env_air_gapped(void) {
+    const char *v = getenv("SLM_AIR_GAPPED");
+    return v && strcmp(v, "1") == 0;
 }
 
 int cmd_pull(int argc, char **argv) {
     char def[PATH_MAX], err[1024];
-    const char *dir, *url = NULL, *name = NULL, *sha = NULL;
-    bool gapped = getenv("SLM_AIR_GAPPED") && strcmp(getenv("SLM_AIR_GAPPED"), "1") == 0;
+    const char *dir, *source = NULL;
+    slm_models_pull_opts o = {0};
+    bool gapped = env_air_gapped();
     argc = take_data_dir(argc, argv, &dir, def, sizeof def);
     for (int i = 1; i < argc; i++) {
         if (cli_is_help(argv[i])) {
-            puts("usage: slm pull URL --name NAME[:TAG] [--sha256 HEX] [--air-gapped] [--data-dir D]\n\n"
-                 "Downloads a GGUF over http(s) into the store. An interrupted pull resumes where it stopped\n"
-                 "(HTTP Range); the file becomes visible only after its sha256 is checked (--sha256 pins it).\n"
+            puts("usage: slm pull SOURCE [--name NAME[:TAG]] [--sha256 HEX] [--insecure] [--air-gapped] [--data-dir D]\n\n"
+                 "SOURCE is one of\n"
+                 "  https://HOST/PATH/FILE.gguf        a GGUF over http(s) (--sha256 pins its digest)\n"
+                 "  hf.co/ORG/REPO[:QUANT]             the repo's GGUF for QUANT (default Q4_K_M), checked against its\n"
+                 "                                     LFS sha256 (SLM_HF_ENDPOINT replaces https://huggingface.co; HF_TOKEN)\n"
+                 "  HOST[:PORT]/NAMESPACE/REPO[:TAG]   a registry (OCI distribution API, Ollama's layers); https, or\n"
+                 "                                     http on loopback or with --insecure (SLM_REGISTRY_TOKEN)\n"
+                 "The name defaults to the file name, REPO:QUANT or REPO:TAG. An interrupted pull resumes where it\n"
+                 "stopped (HTTP Range); a model becomes visible only after its sha256 is checked.\n"
                  "--air-gapped (or SLM_AIR_GAPPED=1) refuses before any connection.");
             return 0;
         } else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc) {
-            name = argv[++i];
+            o.name = argv[++i];
         } else if (strcmp(argv[i], "--sha256") == 0 && i + 1 < argc) {
-            sha = argv[++i];
+            o.want_sha256 = argv[++i];
         } else if (strcmp(argv[i], "--air-gapped") == 0) {
             gapped = true;
-        } else if (!url && argv[i][0] != '-') {
-            url = argv[i];
+        } else if (strcmp(argv[i], "--insecure") == 0) {
+            o.insecure = true;
+        } else if (!source && argv[i][0] != '-') {
+            source = argv[i];
         } else {
             return cli_fail("pull", "unexpected argument '%s' (see --help)", argv[i]);
         }
     }
-    if (!url || !name) return cli_fail("pull", "usage: slm pull URL --name NAME[:TAG] [--sha256 HEX]");
+    if (!source) return cli_fail("pull", "usage: slm pull SOURCE [--name NAME[:TAG]] [--sha256 HEX] (see --help)");
     if (!dir) return cli_fail("pull", "cannot work out the data directory: give --data-dir");
     if (gapped) slm_net_set_air_gapped(true);
+    if (isatty(2)) {
+        o.on_event = pull_event;
+        o.user = "pull";
+    }
     slm_model_entry e;
-    bool tty = isatty(2);
-    int rc = slm_models_pull(dir, url, name, sha, tty ? pull_progress : NULL, NULL, &e, err, sizeof err);
-    if (tty) fputc('\n', stderr);
-    if (rc) return cli_fail("pull", "%s", err);
+    if (slm_models_pull_source(dir, source, &o, &e, err, sizeof err)) {
+        if (isatty(2)) fputc('\n', stderr);
+        return cli_fail("pull", "%s", err);
+    }
     fprintf(stderr, "slm pull: %s:%s (%s, %llu bytes, %s)\n", e.name, e.tag, e.arch, (unsigned long long)e.size, e.digest);
+    return 0;
+}
+
+int cmd_push(int argc, char **argv) {
+    char def[PATH_MAX], err[1024];
+    const char *dir, *name = NULL, *target = NULL;
+    slm_models_pull_opts o = {0};
+    bool gapped = env_air_gapped();
+    argc = take_data_dir(argc, argv, &dir, def, sizeof def);
+    for (int i = 1; i < argc; i++) {
+        if (cli_is_help(argv[i])) {
+            puts("usage: slm push NAME[:TAG] HOST[:PORT]/NAMESPACE/REPO[:TAG] [--insecure] [--air-gapped] [--data-dir D]\n\n"
+                 "Uploads a model of the store to a registry (OCI distribution API) as Ollama lays it out: the GGUF,\n"
+                 "its template/system/params, a config and the manifest. Blobs the registry has are not sent again.\n"
+                 "https, or http on loopback or with --insecure; SLM_REGISTRY_TOKEN is sent when set.");
+            return 0;
+        } else if (strcmp(argv[i], "--air-gapped") == 0) {
+            gapped = true;
+        } else if (strcmp(argv[i], "--insecure") == 0) {
+            o.insecure = true;
+        } else if (argv[i][0] != '-' && !name) {
+            name = argv[i];
+        } else if (argv[i][0] != '-' && !target) {
+            target = argv[i];
+        } else {
+            return cli_fail("push", "unexpected argument '%s' (see --help)", argv[i]);
+        }
+    }
+    if (!name || !target) return cli_fail("push", "usage: slm push NAME[:TAG] HOST[:PORT]/NAMESPACE/REPO[:TAG] (see --help)");
+    if (!dir) return cli_fail("push", "cannot work out the data directory: give --data-dir");
+    if (slm_models_source_kind_of(target) != SLM_SOURCE_OCI)
+        return cli_fail("push", "'%s' is not a registry reference (HOST[:PORT]/NAMESPACE/REPO[:TAG])", target);
+    if (gapped) slm_net_set_air_gapped(true);
+    if (isatty(2)) {
+        o.on_event = pull_event;
+        o.user = "push";
+    }
+    if (slm_models_push(dir, name, target, &o, err, sizeof err)) return cli_fail("push", "%s", err);
+    fprintf(stderr, "slm push: %s -> %s\n", name, target);
     return 0;
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "slm_engine.h" /* slm_now */
@@ -22,6 +23,7 @@
 #define NET_DEFAULT_CONNECT_S 10.0
 #define NET_DEFAULT_MAX_BODY (16u << 20)
 #define NET_MAX_HEADERS 64
+#define NET_MAX_RESPONSE_HEADERS (64u << 10)
 
 /* ---------- air-gapped mode ---------- */
 
@@ -149,6 +151,7 @@ typedef struct xfer {
     bool too_large;
     bool nomem;
     size_t max_body;
+    FILE *upload;          /* rq->body_file, open while sending */
 } xfer;
 
 static void note_byte(xfer *x) {
@@ -160,6 +163,8 @@ static void note_byte(xfer *x) {
     x->t_last = now;
 }
 
+static void keep_header_line(xfer *x, const char *data, size_t n);
+
 static size_t on_header(char *data, size_t size, size_t nmemb, void *user) {
     xfer *x = user;
     size_t n = size * nmemb;
@@ -169,8 +174,11 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *user) {
         x->rs->status = sp ? atoi(sp + 1) : 0;
         x->rs->content_type[0] = 0;
         x->rs->retry_after_s = -1;
+        x->rs->headers_len = 0; /* only the final response's headers are kept */
+        if (x->rs->headers) x->rs->headers[0] = 0;
         return n;
     }
+    keep_header_line(x, data, n);
     const char *colon = memchr(data, ':', n);
     if (!colon) return n;
     size_t name_len = (size_t)(colon - data);
@@ -198,6 +206,26 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *user) {
             }
         }
     }
+    return n;
+}
+
+/* Appends one header line to rs->headers (lines past the cap are dropped: callers look up what
+ * they need, and a server sending 64 KiB of headers gets nothing more kept). */
+static void keep_header_line(xfer *x, const char *data, size_t n) {
+    slm_net_response *rs = x->rs;
+    if (n == 0 || rs->headers_len + n + 1 > NET_MAX_RESPONSE_HEADERS) return;
+    char *grown = realloc(rs->headers, rs->headers_len + n + 1);
+    if (!grown) return;
+    memcpy(grown + rs->headers_len, data, n);
+    rs->headers = grown;
+    rs->headers_len += n;
+    rs->headers[rs->headers_len] = 0;
+}
+
+static size_t on_read(char *buf, size_t size, size_t nmemb, void *user) {
+    xfer *x = user;
+    size_t n = fread(buf, 1, size * nmemb, x->upload);
+    if (n == 0 && ferror(x->upload)) return CURL_READFUNC_ABORT;
     return n;
 }
 
@@ -321,8 +349,23 @@ static slm_net_result run(const slm_net_request *rq, slm_net_response *rs, const
         hdrs = grown;
     }
     double connect_s = rq->connect_timeout_s > 0 ? rq->connect_timeout_s : NET_DEFAULT_CONNECT_S;
-    const char *method = rq->method ? rq->method : rq->body ? "POST" : "GET";
+    const char *method = rq->method ? rq->method : (rq->body || rq->body_file) ? "POST" : "GET";
     bool post = strcmp(method, "POST") == 0;
+    bool with_body = post || strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0;
+    curl_off_t upload_size = 0;
+    if (rq->body_file) {
+        if (!with_body) {
+            result = fail(rs, SLM_NET_INVALID, "a %.16s request carries no body", method);
+            goto done;
+        }
+        x.upload = fopen(rq->body_file, "rb");
+        struct stat sb;
+        if (!x.upload || fstat(fileno(x.upload), &sb) != 0) {
+            result = fail(rs, SLM_NET_INVALID, "cannot read the body file %.200s", rq->body_file);
+            goto done;
+        }
+        upload_size = (curl_off_t)sb.st_size;
+    }
     CURLcode set = CURLE_OK;
 #define SET(opt, val) \
     if (set == CURLE_OK) set = curl_easy_setopt(e, opt, val)
@@ -345,12 +388,24 @@ static slm_net_result run(const slm_net_request *rq, slm_net_response *rs, const
     SET(CURLOPT_OPENSOCKETDATA, NULL);
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
     if (share) SET(CURLOPT_SHARE, share);
-    if (post) {
+    if (with_body && x.upload) {
+        /* a streamed body: curl's upload mode (a PUT), renamed when another method was asked */
+        SET(CURLOPT_UPLOAD, 1L);
+        SET(CURLOPT_READFUNCTION, on_read);
+        SET(CURLOPT_READDATA, &x);
+        SET(CURLOPT_INFILESIZE_LARGE, upload_size);
+        if (strcmp(method, "PUT") != 0) SET(CURLOPT_CUSTOMREQUEST, method);
+    } else if (with_body) {
         SET(CURLOPT_POST, 1L);
         SET(CURLOPT_POSTFIELDS, rq->body ? rq->body : "");
         SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(rq->body ? rq->body_len : 0));
+        if (!post) SET(CURLOPT_CUSTOMREQUEST, method);
     } else if (strcmp(method, "GET") == 0) {
         SET(CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(method, "HEAD") == 0) {
+        SET(CURLOPT_NOBODY, 1L);
+    } else if (strcmp(method, "DELETE") == 0) {
+        SET(CURLOPT_CUSTOMREQUEST, "DELETE");
     } else {
         result = fail(rs, SLM_NET_INVALID, "unsupported HTTP method '%.16s'", method);
         goto done;
@@ -430,6 +485,7 @@ done:
     if (m) curl_multi_cleanup(m);
     if (e) curl_easy_cleanup(e);
     curl_slist_free_all(hdrs);
+    if (x.upload) fclose(x.upload);
     if (auth) {
         /* the header held the key: do not leave it in freed memory */
         volatile char *p = auth;
@@ -471,4 +527,30 @@ void slm_net_response_free(slm_net_response *rs) {
     free(rs->body);
     rs->body = NULL;
     rs->body_len = 0;
+    free(rs->headers);
+    rs->headers = NULL;
+    rs->headers_len = 0;
+}
+
+bool slm_net_response_header(const slm_net_response *rs, const char *name, char *out, size_t cap) {
+    if (!rs || !rs->headers || !name || !out || cap == 0) return false;
+    size_t name_len = strlen(name);
+    for (const char *line = rs->headers; *line;) {
+        const char *eol = strchr(line, '\n');
+        const char *end = eol ? eol : line + strlen(line);
+        if ((size_t)(end - line) > name_len && strncasecmp(line, name, name_len) == 0 && line[name_len] == ':') {
+            const char *v = line + name_len + 1;
+            while (v < end && (*v == ' ' || *v == '\t')) v++;
+            const char *ve = end;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+            size_t len = (size_t)(ve - v);
+            if (len >= cap) return false;
+            memcpy(out, v, len);
+            out[len] = 0;
+            return true;
+        }
+        if (!eol) break;
+        line = eol + 1;
+    }
+    return false;
 }

@@ -81,7 +81,31 @@ static int gguf_arch(const char *path, char *arch, size_t cap, char *err, size_t
     return 0;
 }
 
-static int write_manifest(const char *data_dir, const slm_model_entry *e, char *err, size_t err_len) {
+/* Checks the extras: sizes, UTF-8 (jansson refuses anything else), params a JSON object. */
+static int extras_ok(const slm_model_extras *x, char *err, size_t err_len) {
+    if (!x) return 0;
+    const char *what[3] = {"template", "system", "params"};
+    const char *v[3] = {x->template_text, x->system, x->params};
+    for (int i = 0; i < 3; i++) {
+        if (!v[i]) continue;
+        size_t n = strlen(v[i]);
+        if (n > SLM_MODELS_MAX_EXTRA) return slm_err(err, err_len, "the %s is larger than %u bytes", what[i], SLM_MODELS_MAX_EXTRA);
+        json_t *probe = json_stringn(v[i], n);
+        if (!probe) return slm_err(err, err_len, "the %s is not valid UTF-8 text", what[i]);
+        json_decref(probe);
+    }
+    if (x->params) {
+        json_error_t je;
+        json_t *o = json_loads(x->params, JSON_REJECT_DUPLICATES, &je);
+        bool obj = json_is_object(o);
+        json_decref(o);
+        if (!obj) return slm_err(err, err_len, "the params must be a JSON object");
+    }
+    return 0;
+}
+
+static int write_manifest(const char *data_dir, const slm_model_entry *e, const slm_model_extras *x, char *err,
+                          size_t err_len) {
     char dir[PATH_MAX], path[PATH_MAX + 80], tmp[PATH_MAX + 96];
     snprintf(dir, sizeof dir, "%s/models/manifests/%s", data_dir, e->name);
     if (store_mkdirs(dir, err, err_len)) return -1;
@@ -89,6 +113,10 @@ static int write_manifest(const char *data_dir, const slm_model_entry *e, char *
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     json_t *o = json_pack("{s:i, s:s, s:s, s:s, s:I, s:f, s:s, s:s}", "schema", 1, "name", e->name, "tag", e->tag, "digest",
                           e->digest, "size", (json_int_t)e->size, "created", e->created, "format", "gguf", "arch", e->arch);
+    /* the extras are kept as their exact text, so a push sends the bytes a pull received */
+    if (o && x && x->template_text) json_object_set_new(o, "template", json_string(x->template_text));
+    if (o && x && x->system) json_object_set_new(o, "system", json_string(x->system));
+    if (o && x && x->params) json_object_set_new(o, "params", json_string(x->params));
     int rc = o ? json_dump_file(o, tmp, JSON_INDENT(2) | JSON_SORT_KEYS) : -1;
     json_decref(o);
     if (rc != 0 || rename(tmp, path) != 0) {
@@ -173,7 +201,13 @@ static int store_blob(const char *data_dir, const char *src, char *digest, uint6
 
 int slm_models_tag_blob(const char *data_dir, const char *digest, const char *ref, slm_model_entry *entry, char *err,
                         size_t err_len) {
+    return slm_models_tag_blob_extras(data_dir, digest, ref, NULL, entry, err, err_len);
+}
+
+int slm_models_tag_blob_extras(const char *data_dir, const char *digest, const char *ref, const slm_model_extras *x,
+                               slm_model_entry *entry, char *err, size_t err_len) {
     slm_model_entry e = {0};
+    if (extras_ok(x, err, err_len)) return -1;
     char path[PATH_MAX + 96];
     if (slm_models_parse_name(ref, e.name, sizeof e.name, e.tag, sizeof e.tag, err, err_len)) return -1;
     if (!slm_models_blob_path(data_dir, digest, path, sizeof path))
@@ -184,7 +218,7 @@ int slm_models_tag_blob(const char *data_dir, const char *digest, const char *re
     snprintf(e.digest, sizeof e.digest, "%s", digest);
     e.size = (uint64_t)sb.st_size;
     e.created = (double)time(NULL);
-    if (write_manifest(data_dir, &e, err, err_len)) return -1;
+    if (write_manifest(data_dir, &e, x, err, err_len)) return -1;
     if (entry) *entry = e;
     return 0;
 }
@@ -317,7 +351,45 @@ int slm_models_cp(const char *data_dir, const char *src, const char *dst, char *
     slm_model_entry d = e;
     if (slm_models_parse_name(dst, d.name, sizeof d.name, d.tag, sizeof d.tag, err, err_len)) return -1;
     d.created = (double)time(NULL);
-    return write_manifest(data_dir, &d, err, err_len);
+    slm_model_extras x = {0};
+    if (slm_models_get_extras(data_dir, src, &x, err, err_len) < 0) return -1;
+    int rc = write_manifest(data_dir, &d, &x, err, err_len);
+    slm_models_extras_free(&x);
+    return rc;
+}
+
+void slm_models_extras_free(slm_model_extras *x) {
+    if (!x) return;
+    free(x->template_text);
+    free(x->system);
+    free(x->params);
+    memset(x, 0, sizeof *x);
+}
+
+int slm_models_get_extras(const char *data_dir, const char *ref, slm_model_extras *x, char *err, size_t err_len) {
+    memset(x, 0, sizeof *x);
+    char name[72], tag[72], mpath[PATH_MAX + 160];
+    if (slm_models_parse_name(ref, name, sizeof name, tag, sizeof tag, err, err_len)) return -1;
+    manifest_path(data_dir, name, tag, mpath, sizeof mpath);
+    if (access(mpath, F_OK) != 0) return 0;
+    json_error_t je;
+    json_t *o = json_load_file(mpath, JSON_REJECT_DUPLICATES, &je);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return slm_err(err, err_len, "manifest %s is damaged: %s", mpath, je.text);
+    }
+    const char *keys[3] = {"template", "system", "params"};
+    char **dst[3] = {&x->template_text, &x->system, &x->params};
+    int rc = 1;
+    for (int i = 0; i < 3 && rc == 1; i++) {
+        json_t *v = json_object_get(o, keys[i]);
+        if (!v) continue;
+        if (!json_is_string(v)) rc = slm_err(err, err_len, "manifest %s: '%s' is not a string", mpath, keys[i]);
+        else if (!(*dst[i] = strdup(json_string_value(v)))) rc = slm_err(err, err_len, "out of memory");
+    }
+    json_decref(o);
+    if (rc != 1) slm_models_extras_free(x);
+    return rc;
 }
 
 int slm_models_resolve(const char *data_dir, const char *arg, char *out, size_t cap, char *err, size_t err_len) {
