@@ -29,6 +29,7 @@ int cmd_cp(int argc, char **argv);
 int cmd_bundle(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_push(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
 int cmd_router(int argc, char **argv);
 int cmd_rag(int argc, char **argv);
 

@@ -37,6 +37,7 @@ static const struct verb {
     {"bundle", cmd_bundle, "export / import models as a verified tar (air-gapped sites)"},
     {"pull", cmd_pull, "download a model into the store: URL, hf.co/ORG/REPO, registry (resumable, verified)"},
     {"push", cmd_push, "upload a model of the store to a registry (OCI, Ollama layout)"},
+    {"finetune", cmd_finetune, "train a LoRA adapter on the CPU (QLoRA-style over any weight type)"},
     {"redact", cmd_redact, "find and mask personal data in text (JSONL or plain text)"},
     {"audit", cmd_audit, "verify and query the tamper-evident audit log"},
     {"router", cmd_router, "train and evaluate the request router (local model vs frontier API)"},

@@ -57,6 +57,10 @@ void train_ws_free(train_ws *ws);
 double train_seq(train_ws *ws, const slm_token *tokens, const uint8_t *weight, int n, bool backward, float loss_scale,
                  int *n_counted);
 
+/* Writes the set as a llama.cpp adapter GGUF (general.type adapter, adapter.type lora,
+ * adapter.lora.alpha; blk.N.<matrix>.weight.lora_a [n_in, rank] and .lora_b [rank, n_out], f32). */
+int train_write_adapter(const slm_model *m, const lora_set *s, const char *path, char *err, size_t err_len);
+
 /* AdamW over the whole set. */
 typedef struct adamw {
     float *m, *v;
