@@ -45,7 +45,8 @@ const char *slm_rag_format_of(const char *name);
 typedef struct slm_rag_collection_opts {
     const char *embed_model; /* GGUF path of the embedding model; NULL/"" = BM25 only */
     int chunk_tokens;        /* target chunk size in tokens (estimated as bytes / 4); 0 = 512 */
-    int chunk_overlap;       /* tokens shared with the previous chunk of the same section; 0 = 32, -1 = none */
+    int chunk_overlap;       /* tokens shared with the previous chunk of the same section; 0 = 32 (at most a
+                                quarter of a chunk), -1 = none */
     const char *pii;         /* "mask": personal data (slm_pii.h) in a document's text is replaced by
                                 placeholders before it is chunked, indexed and stored; NULL/""/"off" = kept */
 } slm_rag_collection_opts;

@@ -16,8 +16,9 @@
 static const char usage_text[] =
     "usage: slm rag VERB ... [--data-dir DIR]\n"
     "\n"
-    "  create NAME [--embed-model M.gguf] [--chunk-tokens N] [--overlap N]\n"
-    "                     a collection (BM25 always; vectors too with an embedding model)\n"
+    "  create NAME [--embed-model M.gguf] [--chunk-tokens N] [--overlap N] [--pii off|mask]\n"
+    "                     a collection (BM25 always; vectors too with an embedding model); --pii mask\n"
+    "                     replaces personal data in documents by placeholders before they are stored\n"
     "  ingest NAME PATH... [--sync] [-q]\n"
     "                     files and folders (recursively): .txt .md .html .pdf .docx; unchanged files\n"
     "                     (same content hash) are skipped, changed ones replaced; --sync removes\n"
@@ -42,7 +43,7 @@ typedef struct rag_args {
     const char *data_dir;
     const char *pos[64];
     int n_pos;
-    const char *embed_model, *queries, *trec, *model, *mode;
+    const char *embed_model, *queries, *trec, *model, *mode, *pii;
     long top, chunk_tokens, overlap, max_tokens, threads, candidates;
     double k1, b, rrf_k, w_bm25, w_vector;
     bool sync, quiet, json, stats;
@@ -66,6 +67,7 @@ static int parse_args(int argc, char **argv, rag_args *a) {
         else if (strcmp(s, "--trec") == 0) { NEED_VALUE; a->trec = v; }
         else if (strcmp(s, "--model") == 0 || strcmp(s, "-m") == 0) { NEED_VALUE; a->model = v; }
         else if (strcmp(s, "--mode") == 0) { NEED_VALUE; a->mode = v; }
+        else if (strcmp(s, "--pii") == 0) { NEED_VALUE; a->pii = v; }
         else if (strcmp(s, "--top") == 0 || strcmp(s, "-k") == 0) {
             NEED_VALUE;
             if (!cli_parse_int("rag", s, v, 1, 10000, &a->top)) return 1;
@@ -136,7 +138,8 @@ static int open_collection(const rag_args *a, slm_rag *r, const char *name, bool
 static int verb_create(const rag_args *a, slm_rag *r) {
     if (a->n_pos != 1) return cli_fail("rag", "usage: slm rag create NAME [--embed-model M.gguf]");
     char err[512];
-    slm_rag_collection_opts o = {.embed_model = a->embed_model, .chunk_tokens = (int)a->chunk_tokens, .chunk_overlap = (int)a->overlap};
+    slm_rag_collection_opts o = {.embed_model = a->embed_model, .chunk_tokens = (int)a->chunk_tokens, .chunk_overlap = (int)a->overlap,
+                                 .pii = a->pii};
     if (a->embed_model) { /* refuse a model that cannot embed now, not at the first ingest */
         slm_rag_embedder *e;
         if (slm_rag_embedder_open(a->embed_model, (int)a->threads, &e, err, sizeof err))
@@ -205,10 +208,10 @@ static int verb_list(const rag_args *a, slm_rag *r) {
         if (!a->json) printf("%-24s %8s %9s %12s  %s\n", "NAME", "DOCS", "CHUNKS", "BYTES", "EMBEDDING MODEL");
         for (int i = 0; i < n; i++) {
             if (a->json) {
-                json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:s, s:i, s:i, s:i}", "name", cs[i].name, "documents", (json_int_t)cs[i].n_docs,
+                json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:s, s:i, s:i, s:i, s:s}", "name", cs[i].name, "documents", (json_int_t)cs[i].n_docs,
                                       "chunks", (json_int_t)cs[i].n_chunks, "bytes", (json_int_t)cs[i].n_bytes, "embed_model",
                                       cs[i].embed_model, "dim", cs[i].dim, "chunk_tokens", cs[i].chunk_tokens, "chunk_overlap",
-                                      cs[i].chunk_overlap);
+                                      cs[i].chunk_overlap, "pii", cs[i].pii[0] ? cs[i].pii : "off");
                 char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
                 if (s) puts(s);
                 free(s);
@@ -391,17 +394,46 @@ static int verb_search(const rag_args *a, slm_rag *r) {
 
 static int rag_ask(const rag_args *a, slm_rag *r);
 
+/* Everything decidable from the arguments alone, before the data directory is opened (a mistyped
+ * command must not create or touch a store). */
+static int check_args(const char *verb, const rag_args *a) {
+    bool create = strcmp(verb, "create") == 0, ingest = strcmp(verb, "ingest") == 0 || strcmp(verb, "add") == 0,
+         list = strcmp(verb, "list") == 0 || strcmp(verb, "ls") == 0, rm = strcmp(verb, "rm") == 0,
+         search = strcmp(verb, "search") == 0, ask = strcmp(verb, "ask") == 0;
+    if (!create && !ingest && !list && !rm && !search && !ask)
+        return cli_fail("rag", "unknown verb '%s' (create, ingest, list, rm, search, ask)", verb);
+    if (create && a->n_pos != 1) return cli_fail("rag", "usage: slm rag create NAME [--embed-model M.gguf]");
+    if (ingest && a->n_pos < 2) return cli_fail("rag", "usage: slm rag ingest NAME PATH... [--sync]");
+    if (list && a->n_pos > 1) return cli_fail("rag", "usage: slm rag list [NAME] [--json]");
+    if (rm && (a->n_pos < 1 || a->n_pos > 2)) return cli_fail("rag", "usage: slm rag rm NAME [DOC]");
+    if (search) {
+        bool batch = a->queries || a->trec;
+        if (batch && (!a->queries || !a->trec || a->n_pos != 1))
+            return cli_fail("rag", "usage: slm rag search NAME --queries Q.jsonl --trec TAG");
+        if (!batch && a->n_pos != 2) return cli_fail("rag", "usage: slm rag search NAME \"QUERY\" [--top K] [--mode M]");
+    }
+    if (ask && a->n_pos != 2) return cli_fail("rag", "usage: slm rag ask NAME \"QUESTION\" --model GEN.gguf");
+    if (ask && !a->model) return cli_fail("rag", "ask needs a generative model (--model GEN.gguf)");
+    if (a->mode && slm_rag_mode_parse(a->mode) < 0) return cli_fail("rag", "unknown mode '%s' (bm25, vector or hybrid)", a->mode);
+    if (a->pii && !create) return cli_fail("rag", "--pii is an option of create");
+    if (a->pii && strcmp(a->pii, "off") != 0 && strcmp(a->pii, "mask") != 0)
+        return cli_fail("rag", "--pii '%s': expected off or mask", a->pii);
+    if (a->n_pos > 0 && !slm_rag_name_valid(a->pos[0]))
+        return cli_fail("rag", "invalid collection name '%.80s' (1-63 of A-Z a-z 0-9 _ . -, not starting with . or -)", a->pos[0]);
+    return 0;
+}
+
 int cmd_rag(int argc, char **argv) {
     int status;
     if (cli_usage(argc, argv, usage_text, &status)) return status;
     const char *verb = argv[1];
     rag_args a;
-    if (parse_args(argc, argv, &a)) return 1;
     for (int i = 2; i < argc; i++)
         if (cli_is_help(argv[i])) {
             fputs(usage_text, stdout);
             return 0;
         }
+    if (parse_args(argc, argv, &a) || check_args(verb, &a)) return 1;
     int (*fn)(const rag_args *, slm_rag *) = NULL;
     if (strcmp(verb, "create") == 0) fn = verb_create;
     else if (strcmp(verb, "ingest") == 0 || strcmp(verb, "add") == 0) fn = verb_ingest;

@@ -88,7 +88,9 @@ int slm_rag_collection_create(slm_rag *r, const char *name, const slm_rag_collec
             return slm_err(err, err_len, "embedding model path too long");
     }
     c.chunk_tokens = opts && opts->chunk_tokens > 0 ? opts->chunk_tokens : 512;
-    c.chunk_overlap = opts && opts->chunk_overlap != 0 ? (opts->chunk_overlap < 0 ? 0 : opts->chunk_overlap) : 32;
+    /* the default overlap: 32 tokens, at most a quarter of a small chunk */
+    c.chunk_overlap = opts && opts->chunk_overlap != 0 ? (opts->chunk_overlap < 0 ? 0 : opts->chunk_overlap)
+                                                       : (c.chunk_tokens / 4 < 32 ? c.chunk_tokens / 4 : 32);
     if (c.chunk_tokens < 16 || c.chunk_tokens > 8192) return slm_err(err, err_len, "chunk size %d tokens is outside 16..8192", c.chunk_tokens);
     if (c.chunk_overlap >= c.chunk_tokens) return slm_err(err, err_len, "chunk overlap must be smaller than the chunk size");
     const char *pii = opts && opts->pii ? opts->pii : "";
