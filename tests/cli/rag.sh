@@ -88,6 +88,23 @@ slm search kb x $D 2>"$work/err" && fail "search of a removed collection"
 grep -q "no collection called 'kb'" "$work/err" || fail "removed: $(cat "$work/err")"
 slm search nope x --mode fuzzy $D 2>/dev/null && fail "bad mode accepted"
 
+# arguments are checked before the data directory is touched: a mistyped command creates nothing
+"$SLM_BIN" rag search kb --data-dir "$work/untouched" 2>"$work/err" && fail "search without a query succeeded"
+"$SLM_BIN" rag search kb x --mode fuzzy --data-dir "$work/untouched" 2>>"$work/err" && fail "bad mode accepted"
+"$SLM_BIN" rag create 'a/b' --data-dir "$work/untouched" 2>>"$work/err" && fail "bad name accepted"
+"$SLM_BIN" rag create ok --pii shred --data-dir "$work/untouched" 2>>"$work/err" && fail "bad --pii accepted"
+[ -e "$work/untouched" ] && fail "a bad command created the data directory"
+[ "$(wc -l < "$work/err")" = 4 ] || fail "bad arguments: expected one line each: $(cat "$work/err")"
+
+# --pii mask: personal data is replaced before it is chunked, indexed and stored
+printf 'Write to jane.doe@acme.org about the turbine.\n' > "$work/contact.txt"
+slm create priv --pii mask $D -q && slm ingest priv "$work/contact.txt" $D -q || fail "pii collection"
+out=$(slm search priv turbine --json $D)
+echo "$out" | grep -q 'EMAIL_1' || fail "pii not masked: $out"
+echo "$out" | grep -q 'jane.doe' && fail "pii stored: $out"
+[ -z "$(slm search priv jane $D)" ] || fail "a masked value is searchable"
+slm list --json $D | grep -q '"name":"priv".*"pii":"mask"' || fail "list does not show the pii option"
+
 # ask: citations constrained and checked (synthetic model: the text is noise, the structure is not)
 models=${SLM_TEST_MODELS:-${SLM_BUILD:-}/testdata}
 if [ -f "$models/tiny-smollm2-f32.gguf" ]; then
