@@ -52,6 +52,11 @@ bool slm_models_blob_path(const char *data_dir, const char *digest, char *path, 
  * resolved to its blob. Writes the path to out (PATH_MAX); 0 or -1 with err naming both tries. */
 int slm_models_resolve(const char *data_dir, const char *arg, char *out, size_t cap, char *err, size_t err_len);
 
+/* Stores bytes as a blob once they hash to digest ("sha256:<64 hex>"); a blob already there is kept.
+ * 0, or -1 with err (a mismatch names both digests). */
+int slm_models_put_blob(const char *data_dir, const char *digest, const void *data, size_t len, char *err,
+                        size_t err_len);
+
 /* Called while a pull runs: bytes on disk so far, and the current speed (bytes/s). */
 typedef void (*slm_models_progress_fn)(void *user, uint64_t bytes, double bytes_per_s);
 /* Downloads a GGUF from an http(s) URL into the store under ref. Resumable: an interrupted pull

@@ -199,6 +199,40 @@ static int store_blob(const char *data_dir, const char *src, char *digest, uint6
     return rc;
 }
 
+int slm_models_put_blob(const char *data_dir, const char *digest, const void *data, size_t len, char *err,
+                        size_t err_len) {
+    char final[PATH_MAX + 96];
+    if (!digest || strncmp(digest, "sha256:", 7) != 0 || strlen(digest) != 71 || strspn(digest + 7, "0123456789abcdef") != 64)
+        return slm_err(err, err_len, "digest '%.80s' is not sha256:<64 lower-case hex>", digest ? digest : "");
+    if (sodium_init() < 0) return slm_err(err, err_len, "libsodium failed to start");
+    unsigned char d[32];
+    char hex[65];
+    crypto_hash_sha256(d, data, len);
+    hex_of(d, hex);
+    if (strcmp(hex, digest + 7) != 0)
+        return slm_err(err, err_len, "the bytes hash to sha256:%s, not %s", hex, digest);
+    if (slm_models_blob_path(data_dir, digest, final, sizeof final)) return 0;
+    char dir[PATH_MAX], tmp[PATH_MAX + 32];
+    snprintf(dir, sizeof dir, "%s/models/blobs", data_dir);
+    if (store_mkdirs(dir, err, err_len)) return -1;
+    snprintf(tmp, sizeof tmp, "%s/.partial-XXXXXX", dir);
+    int fd = mkstemp(tmp);
+    if (fd < 0) return slm_err(err, err_len, "cannot create a file in %s: %s", dir, strerror(errno));
+    int rc = 0;
+    for (size_t off = 0; rc == 0 && off < len;) {
+        ssize_t w = write(fd, (const char *)data + off, len - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) rc = slm_err(err, err_len, "cannot write to %s: %s", dir, w < 0 ? strerror(errno) : "disk full");
+        else off += (size_t)w;
+    }
+    if (rc == 0 && fsync(fd) != 0) rc = slm_err(err, err_len, "cannot sync %s: %s", tmp, strerror(errno));
+    close(fd);
+    chmod(tmp, 0644);
+    if (rc == 0 && rename(tmp, final) != 0) rc = slm_err(err, err_len, "cannot store the blob %s: %s", final, strerror(errno));
+    if (rc) unlink(tmp);
+    return rc;
+}
+
 int slm_models_tag_blob(const char *data_dir, const char *digest, const char *ref, slm_model_entry *entry, char *err,
                         size_t err_len) {
     return slm_models_tag_blob_extras(data_dir, digest, ref, NULL, entry, err, err_len);

@@ -309,6 +309,9 @@ slm_models_source_kind slm_models_source_kind_of(const char *s) {
     size_t host_len = (size_t)(slash - s);
     bool hostish = memchr(s, '.', host_len) || memchr(s, ':', host_len) ||
                    (host_len == 9 && strncmp(s, "localhost", 9) == 0);
+    /* a host name starts with a letter or digit and holds only those, '.', '-' and a ":port" */
+    hostish &= isalnum((unsigned char)s[0]) != 0;
+    for (size_t i = 0; i < host_len; i++) hostish &= isalnum((unsigned char)s[i]) || s[i] == '.' || s[i] == '-' || s[i] == ':';
     return hostish ? SLM_SOURCE_OCI : SLM_SOURCE_INVALID;
 }
 
