@@ -79,6 +79,10 @@ struct slm_grammar {
     uint32_t *root_words;
     bool open_ended; /* slm_grammar_set_open_ended: finished only when nothing can follow */
 
+    /* semantic checks (grammar_json.c), when the program marks JSON values to check */
+    gram_json *json;
+    uint8_t *tok_class; /* per token: 1 = has '[' or '{', 2 = has '"', ',', ']' or '}' */
+
     /* scratch for one step */
     uint32_t *step_out;
     uint32_t *carry; /* a state kept across a flush in run_bytes */
@@ -352,9 +356,28 @@ static int32_t step(slm_grammar *g, int32_t sid, uint8_t b) {
 /* Runs bytes from the current state; the resulting state id, or T_DEAD. When the memo fills up
  * part-way, the state reached so far is carried over a flush, so a long text (slm_grammar_matches
  * on a whole output) may pass through any number of states. */
-static int32_t run_bytes(slm_grammar *g, const char *s, size_t n) {
+/* GRAM_FLAG_* of byte b run from state sid: the marks of the terminals that consume it. */
+static uint8_t open_flag(const slm_grammar *g, int32_t sid, uint8_t b) {
+    if (b != '[' && b != '{') return 0;
+    const uint32_t *st = &g->arena[g->st_off[sid]];
+    if (st[1] != 0) return 0;
+    uint8_t f = 0;
+    const uint32_t *s = st + HDR_WORDS;
+    for (uint32_t i = 0; i < st[3]; i++) {
+        uint32_t d = s[0];
+        if (d > 0) {
+            const gram_elem *e = &g->prog.elems[s[d]];
+            if (e->type == GRAM_CHAR && e->value == b) f |= g->prog.open_flags[s[d]];
+        }
+        s += d + 1;
+    }
+    return f;
+}
+
+static int32_t run_bytes_flags(slm_grammar *g, const char *s, size_t n, uint8_t *flags) {
     int32_t sid = g->cur_sid;
     for (size_t i = 0; i < n; i++) {
+        if (flags) flags[i] = open_flag(g, sid, (uint8_t)s[i]);
         int32_t next = step(g, sid, (uint8_t)s[i]);
         if (next == T_FULL) {
             uint32_t len = g->st_len[sid];
@@ -371,6 +394,78 @@ static int32_t run_bytes(slm_grammar *g, const char *s, size_t n) {
     return sid;
 }
 
+static int32_t run_bytes(slm_grammar *g, const char *s, size_t n) { return run_bytes_flags(g, s, n, NULL); }
+
+#define LOOKAHEAD_BYTES 48
+#define LOOKAHEAD_BUDGET 256
+
+/* The bytes in path[0, len) (from the current state) pass the grammar and the checks but leave an
+ * item or key that is a prefix of an earlier one: is there a way to finish it as a new value?
+ * Depth-first over the bytes the grammar allows, delimiters first; an exhausted budget answers yes
+ * (the check at completion still refuses a duplicate, so this only risks a later dead end). */
+static bool can_finish_distinct(slm_grammar *g, char *path, size_t len, uint8_t *flags, int *budget) {
+    static const uint8_t first[] = {'"', ']', '}', ','};
+    if (len >= LOOKAHEAD_BYTES || --*budget < 0) return true;
+    int32_t sid = run_bytes(g, path, len);
+    if (sid < 0) return false;
+    for (int pass = 0; pass < 2; pass++)
+        for (int k = 0; k < (pass ? 256 : 4); k++) {
+            uint8_t b = pass ? (uint8_t)k : first[k];
+            if (pass && (b == '"' || b == ']' || b == '}' || b == ',')) continue;
+            int32_t next = step(g, sid, b);
+            if (next < 0) continue;
+            path[len] = (char)b;
+            if (run_bytes_flags(g, path, len + 1, flags) < 0) continue;
+            bool risk;
+            if (!gram_json_check_ex(g->json, path, len + 1, flags, &risk)) continue;
+            if (!risk || can_finish_distinct(g, path, len + 1, flags, budget)) return true;
+            if (*budget < 0) return true;
+            sid = run_bytes(g, path, len); /* the memo may have been flushed */
+            if (sid < 0) return false;
+        }
+    return false;
+}
+
+/* The grammar and the semantic checks both allow the bytes: the state they lead to, or T_DEAD.
+ * With `take`, the checks take the bytes in (the caller then moves the grammar there). Without it,
+ * bytes that would leave only duplicates to finish with are refused too. */
+static int32_t run_checked(slm_grammar *g, const char *s, size_t n, bool take) {
+    if (!g->json || gram_json_idle_for(g->json, s, n)) {
+        int32_t sid = run_bytes(g, s, n);
+        if (sid >= 0 && take && g->json) gram_json_accept(g->json, s, n, NULL);
+        return sid;
+    }
+    uint8_t local[LOOKAHEAD_BYTES + 256], *flags = n + LOOKAHEAD_BYTES <= sizeof local ? local : malloc(n + LOOKAHEAD_BYTES);
+    if (!flags) return T_DEAD;
+    int32_t sid = run_bytes_flags(g, s, n, flags);
+    bool risk = false;
+    if (sid >= 0 && !(take ? gram_json_accept(g->json, s, n, flags) : gram_json_check_ex(g->json, s, n, flags, &risk)))
+        sid = T_DEAD;
+    if (sid >= 0 && risk) {
+        char *path = malloc(n + LOOKAHEAD_BYTES + 1);
+        uint8_t *pflags = malloc(n + LOOKAHEAD_BYTES + 1);
+        int budget = LOOKAHEAD_BUDGET;
+        if (path && pflags) {
+            memcpy(path, s, n);
+            if (!can_finish_distinct(g, path, n, pflags, &budget)) sid = T_DEAD;
+            else sid = run_bytes(g, s, n);
+        }
+        free(path);
+        free(pflags);
+    }
+    if (flags != local) free(flags);
+    return sid;
+}
+
+/* Does the semantic check refuse this (grammar-allowed, non-EOG) token? `risky`: the current item
+ * or key is a prefix of an earlier one, so any token may lead to a duplicate. */
+static bool token_refused(slm_grammar *g, slm_token t, bool risky) {
+    uint8_t cls = g->tok_class[t];
+    if (!risky && (!(cls & 2) || (!(cls & 1) && !gram_json_active(g->json)))) return false;
+    uint32_t len = g->piece_off[t + 1] - g->piece_off[t];
+    return run_checked(g, g->pieces + g->piece_off[t], len, false) < 0;
+}
+
 static void set_current(slm_grammar *g, int32_t sid) {
     g->cur_len = g->st_len[sid];
     memcpy(g->cur_words, &g->arena[g->st_off[sid]], g->cur_len * sizeof *g->cur_words);
@@ -385,6 +480,7 @@ void slm_grammar_reset(slm_grammar *g) {
     g->cur_len = g->root_len;
     g->cur_sid = intern(g, g->cur_words, g->cur_len);
     if (g->cur_sid < 0) flush(g);
+    gram_json_reset(g->json);
 }
 
 bool slm_grammar_is_done(const slm_grammar *g) { return g && state_done(g->cur_words); }
@@ -399,14 +495,14 @@ bool slm_grammar_is_finished(const slm_grammar *g) {
 }
 
 bool slm_grammar_accept_bytes(slm_grammar *g, const char *s, size_t n) {
-    int32_t sid = run_bytes(g, s, n);
+    int32_t sid = run_checked(g, s, n, true);
     if (sid < 0) return false;
     set_current(g, sid);
     return true;
 }
 
 bool slm_grammar_bytes_allowed(const slm_grammar *cg, const char *s, size_t n) {
-    return run_bytes((slm_grammar *)cg, s, n) >= 0;
+    return run_checked((slm_grammar *)cg, s, n, false) >= 0;
 }
 
 bool slm_grammar_matches(slm_grammar *g, const char *s, size_t n) {
@@ -422,13 +518,13 @@ bool slm_grammar_allows(const slm_grammar *cg, slm_token token) {
     if (g->is_eog[token]) return state_done(g->cur_words);
     uint32_t len = g->piece_off[token + 1] - g->piece_off[token];
     if (len == 0) return false;
-    return run_bytes(g, g->pieces + g->piece_off[token], len) >= 0;
+    return run_checked(g, g->pieces + g->piece_off[token], len, false) >= 0;
 }
 
 void slm_grammar_accept(slm_grammar *g, slm_token token) {
     if (!g || token < 0 || token >= g->n_vocab || g->is_eog[token]) return;
     uint32_t len = g->piece_off[token + 1] - g->piece_off[token];
-    int32_t sid = run_bytes(g, g->pieces + g->piece_off[token], len);
+    int32_t sid = run_checked(g, g->pieces + g->piece_off[token], len, true);
     if (sid >= 0) set_current(g, sid);
 }
 
@@ -491,6 +587,12 @@ void slm_grammar_mask(const slm_grammar *cg, float *logits, int n_vocab) {
             if (!((m >> (t & 63)) & 1)) logits[t] = -INFINITY;
     }
     for (int t = n; t < n_vocab; t++) logits[t] = -INFINITY;
+    if (!g->json) return;
+    /* the semantic checks, on the few allowed tokens that could complete a checked value (all of
+     * them while the value being written could still become a duplicate) */
+    bool risky = gram_json_at_risk(g->json);
+    for (int t = 0; t < n; t++)
+        if (!isinf(logits[t]) && !g->is_eog[t] && token_refused(g, t, risky)) logits[t] = -INFINITY;
 }
 
 int slm_grammar_count_allowed(const slm_grammar *cg) {
@@ -498,6 +600,15 @@ int slm_grammar_count_allowed(const slm_grammar *cg) {
     const uint64_t *bits = current_mask(g);
     int n = 0;
     for (uint32_t w = 0; w < g->bits_words; w++) n += __builtin_popcountll(bits[w]);
+    if (g->json) {
+        uint64_t *copy = malloc(g->bits_words * sizeof *copy); /* checking may evict the cached mask */
+        if (!copy) return n;
+        memcpy(copy, bits, g->bits_words * sizeof *copy);
+        bool risky = gram_json_at_risk(g->json);
+        for (int t = 0; t < g->n_vocab; t++)
+            if (((copy[t >> 6] >> (t & 63)) & 1) && !g->is_eog[t] && token_refused(g, t, risky)) n--;
+        free(copy);
+    }
     return n;
 }
 
@@ -653,6 +764,20 @@ int gram_grammar_new(gram_program *prog, gram_guard *guard, int n_vocab, slm_gra
         return slm_err(err, err_len, "grammar: out of memory");
     }
     for (int i = 0; i < MASK_SLOTS; i++) g->mask_owner[i] = -1;
+    if (g->prog.open_flags) {
+        g->json = gram_json_new();
+        g->tok_class = calloc((size_t)n_vocab + 1, 1);
+        if (!g->json || !g->tok_class) {
+            slm_grammar_free(g);
+            return slm_err(err, err_len, "grammar: out of memory");
+        }
+        for (int t = 0; t < n_vocab; t++)
+            for (uint32_t i = g->piece_off[t]; i < g->piece_off[t + 1]; i++) {
+                char ch = g->pieces[i];
+                if (ch == '[' || ch == '{') g->tok_class[t] |= 1;
+                if (ch == '"' || ch == ',' || ch == ']' || ch == '}') g->tok_class[t] |= 2;
+            }
+    }
     /* the initial state: the root rule expanded */
     emit_reset(g);
     uint32_t budget = EXPAND_BUDGET;
@@ -715,6 +840,8 @@ void slm_grammar_free(slm_grammar *g) {
     free(g->carry);
     free(g->work);
     free(g->emit);
+    gram_json_free(g->json);
+    free(g->tok_class);
     free(g);
 }
 

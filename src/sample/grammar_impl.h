@@ -41,7 +41,35 @@ typedef struct gram_program {
     uint32_t n_ranges;
     gram_class *classes;
     uint32_t n_classes;
+    uint8_t *open_flags; /* per element: GRAM_FLAG_* of a marked '[' or '{'; NULL when none is */
 } gram_program;
+
+/* Semantic checks beyond a context-free grammar (grammar_json.c): the opening bracket of an
+ * alternative of a rule whose name ends in GRAM_SUFFIX_UNIQUE_ITEMS starts a JSON array whose
+ * items must differ (uniqueItems); GRAM_SUFFIX_UNIQUE_KEYS, an object whose keys must differ (maps:
+ * the grammar alone can repeat a key). Inside such a value every nested object is key-checked too. */
+#define GRAM_SUFFIX_UNIQUE_ITEMS "-unique-items"
+#define GRAM_SUFFIX_UNIQUE_KEYS "-unique-keys"
+enum { GRAM_FLAG_UNIQUE_ITEMS = 1, GRAM_FLAG_UNIQUE_KEYS = 2 };
+
+typedef struct gram_json gram_json;
+gram_json *gram_json_new(void);
+void gram_json_free(gram_json *j);
+void gram_json_reset(gram_json *j);
+/* Would the bytes (flags[i]: the GRAM_FLAG_* of byte i when it opens a marked value) keep every
+ * check satisfied? Nothing changes. */
+bool gram_json_check(gram_json *j, const char *bytes, size_t n, const uint8_t *flags);
+/* gram_json_check, then on success takes the bytes in; false (nothing changed) otherwise. */
+bool gram_json_accept(gram_json *j, const char *bytes, size_t n, const uint8_t *flags);
+/* True when no marked value is open and the bytes contain no bracket: the check is trivially true. */
+bool gram_json_idle_for(const gram_json *j, const char *bytes, size_t n);
+/* gram_json_check that also tells whether, after the bytes, the item or key being written is a
+ * prefix of an earlier sibling (a duplicate may be unavoidable: the caller looks ahead). */
+bool gram_json_check_ex(gram_json *j, const char *bytes, size_t n, const uint8_t *flags, bool *risk);
+/* at_risk for the current state (no bytes). */
+bool gram_json_at_risk(const gram_json *j);
+/* True while a marked value is open. */
+bool gram_json_active(const gram_json *j);
 
 /* Limits that keep hostile grammars from exhausting memory or time. */
 #define GRAM_MAX_ELEMS (4u << 20)

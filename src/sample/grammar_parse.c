@@ -760,6 +760,7 @@ void gram_program_free(gram_program *g) {
     free(g->rule_alt_begin);
     free(g->ranges);
     free(g->classes);
+    free(g->open_flags);
     memset(g, 0, sizeof *g);
 }
 
@@ -773,6 +774,32 @@ static void parser_free(parser *p) {
     free(p->name_tab);
     free(p->ranges);
     free(p->classes);
+}
+
+static bool name_ends_with(const prule *r, const char *suffix) {
+    size_t n = strlen(suffix);
+    return r->kind == RULE_NAMED && r->name_len > n && !memcmp(r->name + r->name_len - n, suffix, n);
+}
+
+/* Rules named *-unique-items / *-unique-keys (json_schema.c writes them) mark the '[' / '{' that
+ * opens each of their alternatives: the semantic checks of grammar_json.c start there. */
+static bool mark_json_openers(parser *p, gram_program *g, uint32_t n_elems) {
+    for (uint32_t i = 0; i < p->n_rules; i++) {
+        uint8_t flag = name_ends_with(&p->rules[i], GRAM_SUFFIX_UNIQUE_ITEMS) ? GRAM_FLAG_UNIQUE_ITEMS
+                       : name_ends_with(&p->rules[i], GRAM_SUFFIX_UNIQUE_KEYS) ? GRAM_FLAG_UNIQUE_KEYS
+                                                                               : 0;
+        if (!flag) continue;
+        if (!g->open_flags && !(g->open_flags = calloc(n_elems, 1))) {
+            fail_oom(p);
+            return false;
+        }
+        uint32_t want = flag == GRAM_FLAG_UNIQUE_ITEMS ? '[' : '{';
+        for (uint32_t a = g->rule_alt_begin[i]; a < g->rule_alt_begin[i + 1]; a++) {
+            const gram_elem *e = &g->elems[g->alt_start[a]];
+            if (e->type == GRAM_CHAR && e->value == want) g->open_flags[g->alt_start[a]] |= flag;
+        }
+    }
+    return true;
 }
 
 int gram_parse(const char *src, size_t len, gram_guard *guard, gram_program *out, char *err, size_t err_len) {
@@ -825,6 +852,7 @@ int gram_parse(const char *src, size_t len, gram_guard *guard, gram_program *out
     }
     g->elems[ei] = (gram_elem){GRAM_END, 0};
     g->rule_alt_begin[p.n_rules] = ai;
+    if (!mark_json_openers(&p, g, (uint32_t)n_elems + 1)) goto fail;
     g->n_elems = ei;
     g->n_rules = p.n_rules;
     g->root = (uint32_t)root;

@@ -4,6 +4,7 @@
  * grammar is impractical the subset is narrower (documented in docs/grammar.md) rather than wider. */
 #include "sample/json_schema.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
@@ -140,7 +141,9 @@ static void emit_rule(conv *c, const char *name, const slm_buf *body) {
 static const char *const known_keywords[] = {
     "type", "properties", "required", "additionalProperties", "enum", "const", "items", "minItems", "maxItems",
     "anyOf", "oneOf", "format", "pattern", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum",
-    "exclusiveMaximum", "$ref", "$defs", "definitions",
+    "exclusiveMaximum", "$ref", "$defs", "definitions", "uniqueItems", "multipleOf", "minProperties", "maxProperties",
+    "propertyNames", "patternProperties", "prefixItems", "contains", "minContains", "maxContains", "dependentRequired",
+    "if", "then", "else", "not",
     /* annotations: no effect on validity */
     "title", "description", "$schema", "$id", "$comment", "examples", "default", NULL};
 
@@ -253,28 +256,270 @@ static void gen_string(conv *c, const json_t *s, slm_buf *b) {
     else slm_buf_printf(b, "\"\\\"\" json-char{%lld,%lld} \"\\\"\"", mn, mx);
 }
 
+/* A node owned by the conversion (built from the schema, freed with it). */
+static json_t *own(conv *c, json_t *node) {
+    if (!node) {
+        fail(c, "json schema: out of memory");
+        return NULL;
+    }
+    if (!c->derived) c->derived = json_array();
+    if (!c->derived || json_array_append_new(c->derived, node)) {
+        fail(c, "json schema: out of memory");
+        return NULL;
+    }
+    return node;
+}
+
+static const json_t *deref(conv *c, const json_t *s) {
+    for (int i = 0; i < 32 && json_is_object(s); i++) {
+        const json_t *r = json_object_get(s, "$ref");
+        if (!json_is_string(r)) return s;
+        const json_t *t = slm_json_pointer(c->root, json_string_value(r));
+        if (!t) return s;
+        s = t;
+    }
+    return s;
+}
+
+/* The values a schema allows when they are few and known (const, enum, boolean, null, a small
+ * integer range): a new JSON array, or NULL. */
+static json_t *finite_values(conv *c, const json_t *s) {
+    s = deref(c, s);
+    if (!json_is_object(s)) return NULL;
+    const json_t *v, *t = json_object_get(s, "type");
+    json_t *out = json_array();
+    if (!out) return NULL;
+    if ((v = json_object_get(s, "const"))) {
+        json_array_append(out, (json_t *)v);
+    } else if ((v = json_object_get(s, "enum")) && json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++) json_array_append(out, json_array_get(v, i));
+    } else if (json_is_string(t) && !strcmp(json_string_value(t), "boolean")) {
+        json_array_append_new(out, json_true());
+        json_array_append_new(out, json_false());
+    } else if (json_is_string(t) && !strcmp(json_string_value(t), "null")) {
+        json_array_append_new(out, json_null());
+    } else if (json_is_string(t) && !strcmp(json_string_value(t), "integer") && json_is_number(json_object_get(s, "minimum")) &&
+               json_is_number(json_object_get(s, "maximum"))) {
+        double lo = ceil(json_number_value(json_object_get(s, "minimum"))),
+               hi = floor(json_number_value(json_object_get(s, "maximum")));
+        if (hi - lo > 1000) {
+            json_decref(out);
+            return NULL;
+        }
+        for (double x = lo; x <= hi; x++) json_array_append_new(out, json_integer((json_int_t)x));
+    } else {
+        json_decref(out);
+        return NULL;
+    }
+    /* keep the ones the whole schema accepts (bounds, multipleOf, not, ...), each once */
+    json_t *kept = json_array();
+    for (size_t i = 0; kept && i < json_array_size(out); i++) {
+        json_t *x = json_array_get(out, i);
+        bool seen = false;
+        for (size_t j = 0; j < json_array_size(kept) && !seen; j++) seen = slm_json_equal(json_array_get(kept, j), x);
+        if (!seen && slm_json_valid_node(c->root, s, x)) json_array_append(kept, x);
+    }
+    json_decref(out);
+    return kept;
+}
+
+/* {"enum": values} as an owned node, or the schema 'false' when values is empty. */
+static const json_t *enum_node(conv *c, json_t *values) {
+    if (!values) return NULL;
+    if (json_array_size(values) == 0) {
+        json_decref(values);
+        return own(c, json_false());
+    }
+    json_t *n = json_object();
+    if (n) json_object_set_new(n, "enum", values);
+    else json_decref(values);
+    return own(c, n);
+}
+
+/* A schema for values valid against both a and b, where that is easy: one of them true/{} or
+ * both equal, or one finite (its values filtered by the other). NULL (failed) otherwise. */
+static const json_t *intersect(conv *c, const json_t *a, const json_t *b, const char *what) {
+    if (!a || json_is_true(a) || (json_is_object(a) && json_object_size(a) == 0)) return b;
+    if (!b || json_is_true(b) || (json_is_object(b) && json_object_size(b) == 0)) return a;
+    if (json_equal((json_t *)a, (json_t *)b)) return a;
+    for (int side = 0; side < 2; side++) {
+        const json_t *fin = side ? b : a, *other = side ? a : b;
+        json_t *vals = finite_values(c, fin);
+        if (!vals) continue;
+        json_t *kept = json_array();
+        for (size_t i = 0; kept && i < json_array_size(vals); i++)
+            if (slm_json_valid_node(c->root, other, json_array_get(vals, i))) json_array_append(kept, json_array_get(vals, i));
+        json_decref(vals);
+        return enum_node(c, kept);
+    }
+    /* two plain schemas: the union of their keywords, the stricter of two bounds */
+    static const char *const lower[] = {"minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties", "minContains", NULL};
+    static const char *const upper[] = {"maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties", "maxContains", NULL};
+    bool plain = json_is_object(a) && json_is_object(b);
+    static const char *const opaque[] = {"$ref", "anyOf", "oneOf", "if", "not", "properties", "items", "prefixItems", NULL};
+    for (int i = 0; plain && opaque[i]; i++) plain = !json_object_get(a, opaque[i]) && !json_object_get(b, opaque[i]);
+    json_t *u = plain ? json_deep_copy(a) : NULL;
+    const char *key;
+    json_t *v;
+    if (u) json_object_foreach((json_t *)b, key, v) {
+            json_t *mine = json_object_get(u, key);
+            if (!mine || json_equal(mine, v) || is_annotation(key)) {
+                if (!mine) json_object_set(u, key, v);
+                continue;
+            }
+            int side = 0;
+            for (int i = 0; lower[i]; i++) side |= !strcmp(lower[i], key) ? 1 : !strcmp(upper[i], key) ? 2 : 0;
+            if (side && json_is_number(mine) && json_is_number(v)) {
+                double x = json_number_value(mine), y = json_number_value(v);
+                if ((side == 1 && y > x) || (side == 2 && y < x)) json_object_set(u, key, v);
+                continue;
+            }
+            json_decref(u);
+            u = NULL;
+            break;
+        }
+    if (u) return own(c, u);
+    fail(c, "json schema: %s is supported when one side is a const, an enum, a boolean or a small integer range, or "
+            "both are plain schemas without conflicting keywords", what);
+    return NULL;
+}
+
+/* How many distinct values a schema allows, if few and known; -1 otherwise. */
+static long domain_size(conv *c, const json_t *s) {
+    json_t *vals = finite_values(c, s);
+    if (!vals) return -1;
+    long n = (long)json_array_size(vals);
+    json_decref(vals);
+    return n;
+}
+
+/* "[" items "]": prefixItems, items (false: none after the prefix), contains (every item matches
+ * it, within minContains..maxContains), uniqueItems (a rule the grammar's JSON check watches). */
 static void gen_array(conv *c, const json_t *s, slm_buf *b) {
-    const json_t *items = json_object_get(s, "items");
-    char item[32] = "json-value";
-    if (items) {
-        if (json_is_array(items)) {
-            fail(c, "json schema: 'items' as an array (tuple validation) is not supported");
+    const json_t *items = json_object_get(s, "items"), *prefix = json_object_get(s, "prefixItems"),
+                 *contains = json_object_get(s, "contains"), *uniq = json_object_get(s, "uniqueItems");
+    if (json_is_array(items)) {
+        if (prefix) {
+            fail(c, "json schema: 'items' as an array together with 'prefixItems'");
             return;
         }
-        if (!gen_schema(c, items, item)) return;
+        prefix = items, items = NULL; /* draft-07 tuple form */
+    }
+    if (prefix && !json_is_array(prefix)) {
+        fail(c, "json schema: 'prefixItems' must be an array of schemas");
+        return;
+    }
+    if (uniq && !json_is_boolean(uniq)) {
+        fail(c, "json schema: 'uniqueItems' must be a boolean");
+        return;
+    }
+    if ((json_object_get(s, "minContains") || json_object_get(s, "maxContains")) && !contains) {
+        /* without 'contains' they have no effect */
     }
     long long mn, mx;
     if (!get_count_range(c, s, "minItems", "maxItems", &mn, &mx)) return;
-    if (mx == 0) {
-        slm_buf_puts(b, "\"[]\"");
-        return;
+    size_t np = json_array_size(prefix);
+    const json_t *rest = items;
+    if (contains) {
+        if (np) {
+            fail(c, "json schema: 'contains' together with 'prefixItems' is not supported");
+            return;
+        }
+        long long cmin = get_count(c, s, "minContains", 1), cmax = get_count(c, s, "maxContains", -1);
+        if (c->failed) return;
+        if (cmax >= 0 && cmin > cmax) {
+            fail(c, "json schema: minContains %lld is above maxContains %lld", cmin, cmax);
+            return;
+        }
+        rest = intersect(c, items, contains, "'contains' together with 'items'");
+        if (!rest) return;
+        if (cmin > mn) mn = cmin;
+        if (cmax >= 0 && (mx < 0 || cmax < mx)) mx = cmax;
+        if (mx >= 0 && mn > mx) {
+            fail(c, "json schema: minItems/minContains (%lld) exceed maxItems/maxContains (%lld)", mn, mx);
+            return;
+        }
+        if (mn > MAX_COUNT) {
+            fail(c, "json schema: minContains above %d is not supported", MAX_COUNT);
+            return;
+        }
     }
-    char rest[64];
-    long long rmin = mn > 0 ? mn - 1 : 0;
-    if (mx < 0) snprintf(rest, sizeof rest, "{%lld,}", rmin);
-    else snprintf(rest, sizeof rest, "{%lld,%lld}", rmin, mx - 1);
-    if (mn == 0) slm_buf_printf(b, "\"[\" (%s (\",\" %s)%s)? \"]\"", item, item, rest);
-    else slm_buf_printf(b, "\"[\" %s (\",\" %s)%s \"]\"", item, item, rest);
+    bool unique = json_is_true(uniq);
+    if (unique) {
+        long d = rest && !json_is_false(rest) ? domain_size(c, rest) : -1;
+        if (d >= 0) {
+            long long cap = (long long)np + d;
+            if (mx < 0 || cap < mx) mx = cap;
+            if (mn > mx) {
+                fail(c, "json schema: uniqueItems with minItems %lld, but the items allow only %lld distinct values", mn,
+                     mx);
+                return;
+            }
+        }
+    }
+    if (rest && json_is_false(rest)) {
+        if (mx < 0 || mx > (long long)np) mx = (long long)np;
+        if (mn > mx) {
+            fail(c, "json schema: minItems %lld is above the %zu prefixItems with 'items' false", mn, np);
+            return;
+        }
+    }
+    if (mx >= 0 && (long long)np > mx) np = (size_t)mx;
+    char item[32] = "json-value";
+    if (rest && !json_is_false(rest) && !gen_schema(c, rest, item)) return;
+    /* the items after the prefix: (",")? item repeated */
+    long long rmin = mn > (long long)np ? mn - (long long)np : 0, rmax = mx < 0 ? -1 : mx - (long long)np;
+    slm_buf body = {0};
+    if (np == 0) {
+        if (mx == 0) {
+            slm_buf_puts(&body, "\"[]\"");
+        } else {
+            char reps[64];
+            long long r0 = mn > 0 ? mn - 1 : 0;
+            if (mx < 0) snprintf(reps, sizeof reps, "{%lld,}", r0);
+            else snprintf(reps, sizeof reps, "{%lld,%lld}", r0, mx - 1);
+            if (mn == 0) slm_buf_printf(&body, "\"[\" (%s (\",\" %s)%s)? \"]\"", item, item, reps);
+            else slm_buf_printf(&body, "\"[\" %s (\",\" %s)%s \"]\"", item, item, reps);
+        }
+    } else {
+        /* after_i: what may follow prefix item i (its successors, each optional past minItems) */
+        char next[32] = "\"\"";
+        if (rmax != 0 && !(rest && json_is_false(rest))) {
+            char name[32];
+            new_rule_name(c, name);
+            slm_buf r = {0};
+            if (rmax < 0) slm_buf_printf(&r, "(\",\" %s){%lld,}", item, rmin);
+            else slm_buf_printf(&r, "(\",\" %s){%lld,%lld}", item, rmin, rmax);
+            emit_rule(c, name, &r);
+            free(r.s);
+            strcpy(next, name);
+        }
+        for (size_t i = np; i-- > 0 && !c->failed;) {
+            char pname[32];
+            if (!gen_schema(c, json_array_get(prefix, i), pname)) break;
+            char name[32];
+            new_rule_name(c, name);
+            slm_buf r = {0};
+            const char *sep = i ? "\",\" " : "";
+            if ((long long)i < mn || i == 0) slm_buf_printf(&r, "%s%s %s", sep, pname, next);
+            else slm_buf_printf(&r, "(%s%s %s)?", sep, pname, next);
+            emit_rule(c, name, &r);
+            free(r.s);
+            strcpy(next, name);
+        }
+        if (mn == 0) slm_buf_printf(&body, "\"[\" %s? \"]\"", next);
+        else slm_buf_printf(&body, "\"[\" %s \"]\"", next);
+    }
+    if (unique && !c->failed) {
+        char name[64];
+        snprintf(name, sizeof name, "s%d%s", ++c->n_rules, GRAM_SUFFIX_UNIQUE_ITEMS);
+        emit_rule(c, name, &body);
+        slm_buf_puts(b, name);
+    } else {
+        slm_buf_append(b, body.s ? body.s : "\"\"", body.s ? body.len : 2);
+    }
+    if (body.oom) b->oom = true;
+    free(body.s);
 }
 
 static size_t str_hash(const char *s) {
@@ -297,9 +542,119 @@ static size_t name_slot_find(const uint32_t *tab, size_t cap, const char **keys,
     return absent;
 }
 
+/* Do the patterns of patternProperties match disjoint key sets? True when each is anchored and
+ * starts with its own literal character (the common "^S_" / "^I_" style). */
+static bool patterns_disjoint(const json_t *pprops) {
+    char seen[256] = {0};
+    const char *pat;
+    json_t *v;
+    json_object_foreach((json_t *)pprops, pat, v) {
+        unsigned char ch = (unsigned char)pat[1];
+        if (pat[0] != '^' || !(isalnum(ch) || ch == '_' || ch == '-' || ch == ' ') || seen[ch]) return false;
+        if (pat[2] == '*' || pat[2] == '?' || pat[2] == '{') return false;
+        seen[ch] = 1;
+    }
+    return true;
+}
+
+/* A free-keyed object (a map): key/value pairs from patternProperties, or keys by propertyNames and
+ * values by additionalProperties; minProperties..maxProperties pairs; the rule is marked so the
+ * grammar's JSON check keeps keys distinct. */
+static void gen_map(conv *c, const json_t *s, slm_buf *b, long long pmin, long long pmax) {
+    const json_t *addl = json_object_get(s, "additionalProperties"), *pprops = json_object_get(s, "patternProperties"),
+                 *pnames = json_object_get(s, "propertyNames");
+    bool has_patterns = json_object_size(pprops) > 0;
+    if (!has_patterns && addl && json_is_false(addl)) {
+        if (pmin > 0) fail(c, "json schema: minProperties %lld cannot be met: additionalProperties false allows no property", pmin);
+        else slm_buf_puts(b, "\"{}\"");
+        return;
+    }
+    if (pmax == 0) {
+        slm_buf_puts(b, "\"{}\"");
+        return;
+    }
+    slm_buf kv = {0};
+    if (has_patterns) {
+        if (pnames) {
+            fail(c, "json schema: 'propertyNames' together with 'patternProperties' is not supported");
+            return;
+        }
+        const char *pat;
+        json_t *ps, *first = NULL;
+        bool same = true;
+        json_object_foreach((json_t *)pprops, pat, ps) {
+            if (!first) first = ps;
+            else same &= json_equal(first, ps);
+        }
+        if (!same && !patterns_disjoint(pprops)) {
+            fail(c, "json schema: patternProperties whose patterns may overlap need equal schemas (or patterns '^' + "
+                    "distinct first characters)");
+            return;
+        }
+        int n = 0;
+        json_object_foreach((json_t *)pprops, pat, ps) {
+            char vname[32];
+            if (!gen_schema(c, ps, vname)) break;
+            slm_buf key = {0};
+            js_gen_pattern(c, pat, strlen(pat), &key);
+            if (!c->failed) slm_buf_printf(&kv, "%s(%s) \":\" %s", n++ ? " | " : "", key.s ? key.s : "\"\"", vname);
+            free(key.s);
+            if (c->failed) break;
+        }
+    } else {
+        char kname[32] = "json-string", vname[32] = "json-value";
+        if (pnames) {
+            if (json_is_false(pnames)) {
+                if (pmin > 0) fail(c, "json schema: minProperties %lld cannot be met: propertyNames false allows no key", pmin);
+                else slm_buf_puts(b, "\"{}\"");
+                return;
+            }
+            if (!json_is_object(pnames) && !json_is_true(pnames)) {
+                fail(c, "json schema: 'propertyNames' must be a schema");
+                return;
+            }
+            const json_t *t = json_object_get(pnames, "type");
+            if (t && !(json_is_string(t) && !strcmp(json_string_value(t), "string"))) {
+                fail(c, "json schema: 'propertyNames' must describe strings");
+                return;
+            }
+            if (json_is_object(pnames)) {
+                json_t *keys = json_deep_copy(pnames);
+                if (keys) json_object_set_new(keys, "type", json_string("string"));
+                if (!own(c, keys) || !gen_schema(c, keys, kname)) return;
+            }
+        }
+        if (addl && json_is_object(addl) && !gen_schema(c, addl, vname)) return;
+        slm_buf_printf(&kv, "%s \":\" %s", kname, vname);
+    }
+    if (c->failed) {
+        free(kv.s);
+        return;
+    }
+    char pair[32];
+    new_rule_name(c, pair);
+    emit_rule(c, pair, &kv);
+    free(kv.s);
+    slm_buf body = {0};
+    char reps[64];
+    long long r0 = pmin > 0 ? pmin - 1 : 0;
+    if (pmax < 0) snprintf(reps, sizeof reps, "{%lld,}", r0);
+    else snprintf(reps, sizeof reps, "{%lld,%lld}", r0, pmax - 1);
+    if (pmin == 0) slm_buf_printf(&body, "\"{\" (%s (\",\" %s)%s)? \"}\"", pair, pair, reps);
+    else slm_buf_printf(&body, "\"{\" %s (\",\" %s)%s \"}\"", pair, pair, reps);
+    char name[64];
+    snprintf(name, sizeof name, "s%d%s", ++c->n_rules, GRAM_SUFFIX_UNIQUE_KEYS);
+    emit_rule(c, name, &body);
+    free(body.s);
+    slm_buf_puts(b, name);
+}
+
+#define MAX_COUNT_STATES 200000 /* (property, count so far) rules for minProperties/maxProperties */
+
 static void gen_object(conv *c, const json_t *s, slm_buf *b) {
     const json_t *props = json_object_get(s, "properties"), *req = json_object_get(s, "required"),
-                 *addl = json_object_get(s, "additionalProperties");
+                 *addl = json_object_get(s, "additionalProperties"), *pprops = json_object_get(s, "patternProperties"),
+                 *pnames = json_object_get(s, "propertyNames"), *deps = json_object_get(s, "dependentRequired");
     if (props && !json_is_object(props)) {
         fail(c, "json schema: 'properties' must be an object");
         return;
@@ -312,13 +667,34 @@ static void gen_object(conv *c, const json_t *s, slm_buf *b) {
         fail(c, "json schema: 'additionalProperties' must be a schema or a boolean");
         return;
     }
+    if (pprops && !json_is_object(pprops)) {
+        fail(c, "json schema: 'patternProperties' must be an object of schemas");
+        return;
+    }
+    if (deps && !json_is_object(deps)) {
+        fail(c, "json schema: 'dependentRequired' must be an object of string arrays");
+        return;
+    }
+    long long pmin, pmax;
+    if (!get_count_range(c, s, "minProperties", "maxProperties", &pmin, &pmax)) return;
     /* property list: declared properties, then required names not declared (any value) */
     size_t n = (props ? json_object_size(props) : 0) + (req ? json_array_size(req) : 0);
+    const char *dk;
+    json_t *dv;
+    if (deps) json_object_foreach((json_t *)deps, dk, dv) {
+            if (!json_is_array(dv)) {
+                fail(c, "json schema: 'dependentRequired' must be an object of string arrays");
+                return;
+            }
+            n += json_array_size(dv);
+        }
     uint32_t *index_tab = NULL;
     const char **keys = calloc(n + 1, sizeof *keys);
     const json_t **schemas = calloc(n + 1, sizeof *schemas);
-    bool *required = calloc(n + 1, sizeof *required);
-    if (!keys || !schemas || !required) {
+    bool *required = calloc(n + 1, sizeof *required), *skip = calloc(n + 1, sizeof *skip);
+    char (*kvs)[96] = NULL;
+    char(*names)[32] = NULL;
+    if (!keys || !schemas || !required || !skip) {
         fail(c, "json schema: out of memory");
         goto done;
     }
@@ -338,48 +714,101 @@ static void gen_object(conv *c, const json_t *s, slm_buf *b) {
         goto done;
     }
     for (size_t i = 0; i < k; i++) name_slot_set(index_tab, tab_cap, keys, keys[i], i);
-    for (size_t i = 0; req && i < json_array_size(req); i++) {
-        const json_t *r = json_array_get(req, i);
-        if (!json_is_string(r)) {
-            fail(c, "json schema: 'required' must list strings");
-            goto done;
-        }
-        size_t j = name_slot_find(index_tab, tab_cap, keys, json_string_value(r), k);
-        if (j == k) {
-            if (addl && json_is_false(addl)) {
-                fail(c, "json schema: required property '%s' is not allowed by additionalProperties false",
-                     json_string_value(r));
-                goto done;
+    /* required names, then (a valid subset of dependentRequired) the dependents of every property
+     * that may appear become required too */
+    for (int pass = 0; pass < 2 + (deps ? (int)json_object_size(deps) : 0) && !c->failed; pass++) {
+        bool changed = false;
+        const char *owner = NULL;
+        json_t *list = pass == 0 ? (json_t *)req : NULL;
+        void *it = pass > 0 && deps ? json_object_iter((json_t *)deps) : NULL;
+        do {
+            if (pass > 0) {
+                if (!it) break;
+                owner = json_object_iter_key(it);
+                list = json_object_iter_value(it);
+                it = json_object_iter_next((json_t *)deps, it);
+                if (name_slot_find(index_tab, tab_cap, keys, owner, k) == k) continue;
             }
-            keys[k] = json_string_value(r);
-            name_slot_set(index_tab, tab_cap, keys, keys[k], k);
-            schemas[k++] = NULL;
-        }
-        required[j] = true;
+            for (size_t i = 0; list && i < json_array_size(list); i++) {
+                const json_t *r = json_array_get(list, i);
+                if (!json_is_string(r)) {
+                    fail(c, "json schema: '%s' must list strings", pass ? "dependentRequired" : "required");
+                    goto done;
+                }
+                size_t j = name_slot_find(index_tab, tab_cap, keys, json_string_value(r), k);
+                if (j == k) {
+                    if (addl && json_is_false(addl)) {
+                        fail(c, "json schema: %s property '%s' is not allowed by additionalProperties false",
+                             pass ? "dependentRequired" : "required", json_string_value(r));
+                        goto done;
+                    }
+                    keys[k] = json_string_value(r);
+                    name_slot_set(index_tab, tab_cap, keys, keys[k], k);
+                    schemas[k++] = NULL;
+                }
+                changed |= !required[j];
+                required[j] = true;
+            }
+        } while (pass > 0);
+        if (pass > 0 && !changed) break;
     }
-    if (k == 0) {
-        if (addl && json_is_false(addl)) {
-            slm_buf_puts(b, "\"{}\"");
-        } else {
-            /* a map: any keys, values by additionalProperties */
-            char vname[32] = "json-value";
-            if (addl && json_is_object(addl) && !gen_schema(c, addl, vname)) goto done;
-            slm_buf_printf(b, "\"{\" (json-string \":\" %s (\",\" json-string \":\" %s)*)? \"}\"", vname, vname);
+    /* propertyNames and patternProperties also constrain the declared names */
+    size_t n_req = 0;
+    for (size_t i = 0; i < k && !c->failed; i++) {
+        json_t *ks = json_string(keys[i]);
+        if (!ks) {
+            fail(c, "json schema: property name is not valid UTF-8");
+            break;
         }
+        if (pnames && !slm_json_valid_node(c->root, pnames, ks)) {
+            if (required[i]) fail(c, "json schema: required property '%s' does not match propertyNames", keys[i]);
+            skip[i] = true;
+        }
+        json_decref(ks);
+        const char *pat;
+        json_t *ps;
+        if (pprops && !skip[i]) json_object_foreach((json_t *)pprops, pat, ps) {
+                if (!slm_json_regex_search(pat, keys[i], strlen(keys[i]))) continue;
+                char what[160];
+                snprintf(what, sizeof what, "property '%.40s' matching patternProperties '%.40s'", keys[i], pat);
+                schemas[i] = intersect(c, schemas[i], ps, what);
+                if (c->failed) break;
+            }
+        if (schemas[i] && json_is_false(schemas[i])) {
+            if (required[i]) fail(c, "json schema: required property '%s' can have no value", keys[i]);
+            skip[i] = true;
+        }
+        n_req += required[i] && !skip[i];
+    }
+    if (c->failed) goto done;
+    size_t live = 0;
+    for (size_t i = 0; i < k; i++) live += !skip[i];
+    if (live == 0) {
+        gen_map(c, s, b, pmin, pmax);
         goto done;
     }
-    /* Properties in declared order, each optional one present or not. head_i: nothing written yet,
-     * properties i.. left; tail_i: something written (so a comma comes first). Extra properties are
-     * never generated when properties are declared (a valid subset). */
-    char (*head)[32] = calloc(k + 1, 32), (*tail)[32] = calloc(k + 1, 32);
-    if (!head || !tail) {
-        free(head);
-        free(tail);
+    if ((size_t)pmin > live) {
+        fail(c, "json schema: minProperties %lld is above the %zu declared properties (extra properties are not generated)",
+             pmin, live);
+        goto done;
+    }
+    if (pmax >= 0 && (size_t)pmax < n_req) {
+        fail(c, "json schema: maxProperties %lld is below the %zu required properties", pmax, n_req);
+        goto done;
+    }
+    /* compact the live properties; kv text per property */
+    kvs = calloc(live + 1, sizeof *kvs);
+    size_t m = 0;
+    if (!kvs) {
         fail(c, "json schema: out of memory");
         goto done;
     }
-    strcpy(head[k], "\"\"");
-    strcpy(tail[k], "\"\"");
+    for (size_t i = 0; i < k; i++) {
+        if (skip[i]) continue;
+        keys[m] = keys[i], schemas[m] = schemas[i], required[m] = required[i];
+        m++;
+    }
+    k = m;
     for (size_t i = k; i-- > 0 && !c->failed;) {
         char vname[32] = "json-value";
         if (schemas[i] && !gen_schema(c, schemas[i], vname)) break;
@@ -394,28 +823,93 @@ static void gen_object(conv *c, const json_t *s, slm_buf *b) {
         put_literal(&kv, kt, strlen(kt));
         free(kt);
         slm_buf_printf(&kv, " \":\" %s", vname);
-        slm_buf body = {0};
-        new_rule_name(c, tail[i]);
-        if (required[i]) slm_buf_printf(&body, "\",\" %s %s", kv.s, tail[i + 1]);
-        else slm_buf_printf(&body, "(\",\" %s)? %s", kv.s, tail[i + 1]);
-        emit_rule(c, tail[i], &body);
-        free(body.s);
-        body = (slm_buf){0};
-        new_rule_name(c, head[i]);
-        if (required[i]) slm_buf_printf(&body, "%s %s", kv.s, tail[i + 1]);
-        else slm_buf_printf(&body, "%s %s | %s", kv.s, tail[i + 1], head[i + 1]);
-        emit_rule(c, head[i], &body);
-        free(body.s);
+        char kvname[32];
+        new_rule_name(c, kvname);
+        emit_rule(c, kvname, &kv);
         free(kv.s);
+        snprintf(kvs[i], sizeof kvs[i], "%s", kvname);
     }
-    slm_buf_printf(b, "\"{\" %s \"}\"", head[0]);
-    free(head);
-    free(tail);
+    if (c->failed) goto done;
+    long long cmax = pmax < 0 || pmax > (long long)k ? (long long)k : pmax, cmin = pmin;
+    if (cmin == 0 && cmax == (long long)k) {
+        /* Properties in declared order, each optional one present or not. head_i: nothing written
+         * yet, properties i.. left; tail_i: something written (so a comma comes first). Extra
+         * properties are never generated when properties are declared (a valid subset). */
+        char(*head)[32] = calloc(k + 1, 32), (*tail)[32] = calloc(k + 1, 32);
+        if (!head || !tail) {
+            free(head);
+            free(tail);
+            fail(c, "json schema: out of memory");
+            goto done;
+        }
+        strcpy(head[k], "\"\"");
+        strcpy(tail[k], "\"\"");
+        for (size_t i = k; i-- > 0 && !c->failed;) {
+            slm_buf body = {0};
+            new_rule_name(c, tail[i]);
+            if (required[i]) slm_buf_printf(&body, "\",\" %s %s", kvs[i], tail[i + 1]);
+            else slm_buf_printf(&body, "(\",\" %s)? %s", kvs[i], tail[i + 1]);
+            emit_rule(c, tail[i], &body);
+            free(body.s);
+            body = (slm_buf){0};
+            new_rule_name(c, head[i]);
+            if (required[i]) slm_buf_printf(&body, "%s %s", kvs[i], tail[i + 1]);
+            else slm_buf_printf(&body, "%s %s | %s", kvs[i], tail[i + 1], head[i + 1]);
+            emit_rule(c, head[i], &body);
+            free(body.s);
+        }
+        slm_buf_printf(b, "\"{\" %s \"}\"", head[0]);
+        free(head);
+        free(tail);
+        goto done;
+    }
+    /* minProperties/maxProperties over declared properties: rule P(i, n) = properties i.. when n
+     * are written, kept only where a count in [cmin, cmax] stays reachable */
+    if ((double)(k + 1) * (double)(cmax + 1) > MAX_COUNT_STATES) {
+        fail(c, "json schema: minProperties/maxProperties over %zu properties is too large", k);
+        goto done;
+    }
+    size_t *req_after = calloc(k + 1, sizeof *req_after);
+    names = calloc((k + 1) * (size_t)(cmax + 1), sizeof *names);
+    if (!req_after || !names) {
+        free(req_after);
+        fail(c, "json schema: out of memory");
+        goto done;
+    }
+    for (size_t i = k; i-- > 0;) req_after[i] = req_after[i + 1] + required[i];
+#define VIABLE(i, n) ((n) + (long long)req_after[i] <= cmax && (n) + (long long)(k - (i)) >= cmin)
+#define NAME(i, n) names[(size_t)(i) * (size_t)(cmax + 1) + (size_t)(n)]
+    for (size_t i = k + 1; i-- > 0 && !c->failed;)
+        for (long long cnt = 0; cnt <= cmax && cnt <= (long long)i; cnt++) {
+            if (!VIABLE(i, cnt)) continue;
+            new_rule_name(c, NAME(i, cnt));
+            slm_buf body = {0};
+            if (i == k) {
+                slm_buf_puts(&body, "\"\"");
+            } else {
+                int alts = 0;
+                if (cnt + 1 <= cmax && VIABLE(i + 1, cnt + 1))
+                    slm_buf_printf(&body, "%s%s %s", cnt ? "\",\" " : "", kvs[i], NAME(i + 1, cnt + 1)), alts++;
+                if (!required[i] && VIABLE(i + 1, cnt)) slm_buf_printf(&body, "%s%s", alts++ ? " | " : "", NAME(i + 1, cnt));
+            }
+            emit_rule(c, NAME(i, cnt), &body);
+            free(body.s);
+        }
+    if (!c->failed) {
+        if (!VIABLE(0, 0)) fail(c, "json schema: minProperties/maxProperties cannot be met by the declared properties");
+        else slm_buf_printf(b, "\"{\" %s \"}\"", NAME(0, 0));
+    }
+#undef VIABLE
+#undef NAME
+    free(req_after);
 done:
+    free(names);
+    free(kvs);
     free(index_tab);
     free(keys);
     free(schemas);
     free(required);
+    free(skip);
 }
 
 static void gen_type(conv *c, const char *t, const json_t *s, slm_buf *b) {
@@ -451,6 +945,260 @@ static bool has_constraints_besides(const json_t *s, const char *a, const char *
         return true;
     }
     return false;
+}
+
+/* ---------- not, if/then/else: rewritten into schemas the generator knows ---------- */
+
+static json_t *copy_without(const json_t *s, const char *const *drop) {
+    json_t *out = json_object();
+    const char *key;
+    json_t *v;
+    if (out) json_object_foreach((json_t *)s, key, v) {
+            bool skip = false;
+            for (int i = 0; drop[i]; i++) skip |= !strcmp(drop[i], key);
+            if (!skip) json_object_set(out, key, v);
+        }
+    return out;
+}
+
+static bool only_keys(const json_t *s, const char *a, const char *b2) {
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)s, key, v) if (!is_annotation(key) && strcmp(key, a) && (!b2 || strcmp(key, b2))) return false;
+    return true;
+}
+
+static const char *const all_types[] = {"null", "boolean", "number", "string", "array", "object", NULL};
+
+static const json_t *rewrite_not(conv *c, const json_t *s) {
+    const json_t *no = json_object_get(s, "not");
+    static const char *const drop[] = {"not", NULL};
+    json_t *base = own(c, copy_without(s, drop));
+    if (!base) return NULL;
+    json_t *vals = finite_values(c, base);
+    if (vals) {
+        json_t *kept = json_array();
+        for (size_t i = 0; kept && i < json_array_size(vals); i++)
+            if (!slm_json_valid_node(c->root, no, json_array_get(vals, i))) json_array_append(kept, json_array_get(vals, i));
+        json_decref(vals);
+        if (kept && json_array_size(kept) == 0) {
+            json_decref(kept);
+            fail(c, "json schema: 'not' excludes every value the schema allows");
+            return NULL;
+        }
+        return enum_node(c, kept);
+    }
+    const json_t *nt = json_is_object(no) ? json_object_get(no, "type") : NULL;
+    if (!nt || !only_keys(no, "type", NULL)) {
+        fail(c, "json schema: 'not' is supported on schemas with few known values (const, enum, boolean, a small "
+                "integer range) or as {\"type\": ...}");
+        return NULL;
+    }
+    const json_t *bt = json_object_get(base, "type");
+    json_t *remaining = json_array();
+    if (!remaining) return NULL;
+    size_t nb = bt ? (json_is_string(bt) ? 1 : json_array_size(bt)) : 6;
+    for (size_t i = 0; i < nb; i++) {
+        const json_t *t = bt ? (json_is_string(bt) ? bt : json_array_get(bt, i)) : NULL;
+        const char *name = t ? json_string_value(t) : all_types[i];
+        if (!name) continue;
+        bool excluded = false, partial = false;
+        size_t nn = json_is_string(nt) ? 1 : json_array_size(nt);
+        for (size_t j = 0; j < nn; j++) {
+            const char *x = json_string_value(json_is_string(nt) ? nt : json_array_get(nt, j));
+            if (!x) continue;
+            excluded |= !strcmp(x, name) || (!strcmp(x, "number") && !strcmp(name, "integer"));
+            partial |= !strcmp(x, "integer") && !strcmp(name, "number");
+        }
+        if (partial) {
+            json_decref(remaining);
+            fail(c, "json schema: 'not' {\"type\": \"integer\"} on numbers is not supported");
+            return NULL;
+        }
+        if (!excluded) json_array_append_new(remaining, json_string(name));
+    }
+    if (json_array_size(remaining) == 0) {
+        json_decref(remaining);
+        fail(c, "json schema: 'not' excludes every type the schema allows");
+        return NULL;
+    }
+    json_object_set_new(base, "type", remaining);
+    return base;
+}
+
+/* base (an owned copy) takes the constraints of a 'then'/'else' schema. */
+static bool merge_into(conv *c, json_t *base, const json_t *extra, const char *what) {
+    if (!extra || json_is_true(extra)) return true;
+    if (!json_is_object(extra)) {
+        fail(c, "json schema: '%s' must be an object schema", what);
+        return false;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)extra, key, v) {
+        if (is_annotation(key)) continue;
+        json_t *mine = json_object_get(base, key);
+        if (!strcmp(key, "properties") && json_is_object(v)) {
+            json_t *props = mine ? json_deep_copy(mine) : json_object();
+            if (!props || json_object_set_new(base, "properties", props)) return fail(c, "json schema: out of memory"), false;
+            const json_t *addl = json_object_get(base, "additionalProperties");
+            const char *pk;
+            json_t *ps;
+            json_object_foreach(v, pk, ps) {
+                const json_t *old = json_object_get(props, pk);
+                if (!old && json_is_false(addl)) continue; /* not allowed by the schema itself */
+                const json_t *both = old ? intersect(c, old, ps, "a property redefined in 'then'/'else'") : ps;
+                if (!both) return false;
+                json_object_set(props, pk, (json_t *)both);
+            }
+        } else if (!strcmp(key, "required") && json_is_array(v)) {
+            json_t *req = mine ? json_deep_copy(mine) : json_array();
+            if (!req || json_object_set_new(base, "required", req)) return fail(c, "json schema: out of memory"), false;
+            for (size_t i = 0; i < json_array_size(v); i++) json_array_append(req, json_array_get(v, i));
+        } else if (mine && !json_equal(mine, v)) {
+            fail(c, "json schema: '%s' appears in the schema and in its '%s' with different values", key, what);
+            return false;
+        } else {
+            json_object_set(base, key, v);
+        }
+    }
+    return true;
+}
+
+static void set_required(json_t *node, const char *k, bool on) {
+    json_t *req = json_object_get(node, "required");
+    json_t *fresh = json_array();
+    if (!fresh) return;
+    bool present = false;
+    for (size_t i = 0; i < json_array_size(req); i++) {
+        const char *r = json_string_value(json_array_get(req, i));
+        if (r && !strcmp(r, k)) {
+            present = true;
+            if (!on) continue;
+        }
+        json_array_append(fresh, json_array_get(req, i));
+    }
+    if (on && !present) json_array_append_new(fresh, json_string(k));
+    json_object_set_new(node, "required", fresh);
+}
+
+static void set_property(json_t *node, const char *k, const json_t *schema) {
+    json_t *props = json_object_get(node, "properties");
+    props = props ? json_deep_copy(props) : json_object();
+    if (!props) return;
+    json_object_set(props, k, (json_t *)schema);
+    json_object_set_new(node, "properties", props);
+}
+
+static bool is_required(const json_t *node, const char *k) {
+    const json_t *req = json_object_get(node, "required");
+    for (size_t i = 0; i < json_array_size(req); i++)
+        if (json_is_string(json_array_get(req, i)) && !strcmp(json_string_value(json_array_get(req, i)), k)) return true;
+    return false;
+}
+
+/* if/then/else: finite schemas filter their values; objects whose 'if' tests one property (its
+ * value against a schema, and/or its presence) become anyOf [if holds + then, if fails + else],
+ * the two branches disjoint by construction. */
+static const json_t *rewrite_if(conv *c, const json_t *s) {
+    const json_t *ifs = json_object_get(s, "if"), *then_s = json_object_get(s, "then"), *else_s = json_object_get(s, "else");
+    static const char *const drop[] = {"if", "then", "else", NULL};
+    json_t *base = own(c, copy_without(s, drop));
+    if (!base) return NULL;
+    json_t *vals = finite_values(c, base);
+    if (vals) {
+        json_t *kept = json_array();
+        for (size_t i = 0; kept && i < json_array_size(vals); i++) {
+            const json_t *x = json_array_get(vals, i);
+            const json_t *branch = slm_json_valid_node(c->root, ifs, x) ? then_s : else_s;
+            if (!branch || slm_json_valid_node(c->root, branch, x)) json_array_append(kept, (json_t *)x);
+        }
+        json_decref(vals);
+        if (kept && json_array_size(kept) == 0) {
+            json_decref(kept);
+            fail(c, "json schema: 'if'/'then'/'else' leave no value the schema allows");
+            return NULL;
+        }
+        return enum_node(c, kept);
+    }
+    if (json_is_true(ifs) || json_is_false(ifs)) {
+        return merge_into(c, base, json_is_true(ifs) ? then_s : else_s, json_is_true(ifs) ? "then" : "else") ? base : NULL;
+    }
+    const json_t *iprops = json_is_object(ifs) ? json_object_get(ifs, "properties") : NULL,
+                 *ireq = json_is_object(ifs) ? json_object_get(ifs, "required") : NULL;
+    const char *kp = NULL;
+    const json_t *cond = NULL;
+    bool ok = json_is_object(ifs) && only_keys(ifs, "properties", "required") && (iprops || ireq);
+    if (ok && iprops) {
+        ok = json_is_object(iprops) && json_object_size(iprops) == 1;
+        if (ok) {
+            kp = json_object_iter_key(json_object_iter((json_t *)iprops));
+            cond = json_object_iter_value(json_object_iter((json_t *)iprops));
+        }
+    }
+    if (ok && ireq) {
+        ok = json_is_array(ireq) && json_array_size(ireq) == 1 && json_is_string(json_array_get(ireq, 0)) &&
+             (!kp || !strcmp(kp, json_string_value(json_array_get(ireq, 0))));
+        if (ok && !kp) kp = json_string_value(json_array_get(ireq, 0));
+    }
+    if (!ok) {
+        fail(c, "json schema: 'if' is supported on values with few known values, or as one property's value "
+                "('properties' with one entry) and/or presence ('required')");
+        return NULL;
+    }
+    bool if_req = ireq != NULL;
+    const json_t *bprops = json_object_get(base, "properties");
+    const json_t *base_k = bprops ? json_object_get(bprops, kp) : NULL;
+    if (!base_k) {
+        const json_t *addl = json_object_get(base, "additionalProperties");
+        base_k = addl && !json_is_boolean(addl) ? addl : json_true();
+        if (json_is_false(addl)) base_k = json_false();
+    }
+    const json_t *in_k = base_k, *out_k = NULL; /* values of kp that pass / fail the condition */
+    if (cond) {
+        in_k = intersect(c, base_k, cond, "the property tested by 'if'");
+        if (!in_k) return NULL;
+        json_t *kv = finite_values(c, base_k);
+        if (!kv) {
+            fail(c, "json schema: 'if' tests property '%s', which needs few known values (const, enum, boolean)", kp);
+            return NULL;
+        }
+        json_t *fails = json_array();
+        for (size_t i = 0; fails && i < json_array_size(kv); i++)
+            if (!slm_json_valid_node(c->root, cond, json_array_get(kv, i))) json_array_append(fails, json_array_get(kv, i));
+        json_decref(kv);
+        out_k = enum_node(c, fails);
+        if (!out_k) return NULL;
+    }
+    bool base_req = is_required(base, kp);
+    json_t *any = json_array();
+    if (!any || !own(c, any)) return NULL;
+    for (int holds = 1; holds >= 0 && !c->failed; holds--) {
+        json_t *br = json_deep_copy(base);
+        if (!own(c, br) || !merge_into(c, br, holds ? then_s : else_s, holds ? "then" : "else")) return NULL;
+        /* does this branch need kp present (with which values), absent, or either? */
+        const json_t *present_schema = holds ? in_k : out_k; /* NULL: kp must be absent when present fails */
+        bool absent_ok = holds ? !if_req : if_req;
+        bool must = is_required(br, kp) || base_req;
+        if (!present_schema || json_is_false(present_schema)) {
+            if (must || !absent_ok) continue; /* branch impossible */
+            set_property(br, kp, json_false());
+        } else {
+            set_property(br, kp, present_schema);
+            if (!absent_ok || must) set_required(br, kp, true);
+            else if (!absent_ok) continue;
+        }
+        json_array_append(any, br);
+    }
+    if (c->failed) return NULL;
+    if (json_array_size(any) == 0) {
+        fail(c, "json schema: 'if'/'then'/'else' leave no value the schema allows");
+        return NULL;
+    }
+    if (json_array_size(any) == 1) return json_array_get(any, 0);
+    json_t *node = json_object();
+    if (node) json_object_set(node, "anyOf", any);
+    return own(c, node);
 }
 
 /* Generates the rule for schema node s; its name goes to `name`. */
@@ -498,6 +1246,24 @@ static bool gen_schema(conv *c, const json_t *s, char name[32]) {
     if (!ref_add(c, s, name)) {
         fail(c, "json schema: out of memory");
         return false;
+    }
+    if (json_object_get(s, "not") || json_object_get(s, "if") || json_object_get(s, "then") || json_object_get(s, "else")) {
+        const json_t *t = NULL;
+        if (json_object_get(s, "not")) t = rewrite_not(c, s);
+        else if (json_object_get(s, "if")) t = rewrite_if(c, s);
+        else { /* then/else without if: no effect */
+            static const char *const drop[] = {"then", "else", NULL};
+            t = own(c, copy_without(s, drop));
+        }
+        char tname[32];
+        if (t && gen_schema(c, t, tname)) {
+            slm_buf body = {0};
+            slm_buf_puts(&body, tname);
+            emit_rule(c, name, &body);
+            free(body.s);
+        }
+        c->depth--;
+        return !c->failed;
     }
 
     slm_buf body = {0};
@@ -570,12 +1336,17 @@ static bool gen_schema(conv *c, const json_t *s, char name[32]) {
         const char *t = NULL;
         if (json_object_get(s, "properties") || json_object_get(s, "required") || json_object_get(s, "additionalProperties"))
             t = "object";
-        else if (json_object_get(s, "items") || json_object_get(s, "minItems") || json_object_get(s, "maxItems"))
+        else if (json_object_get(s, "patternProperties") || json_object_get(s, "propertyNames") ||
+                 json_object_get(s, "minProperties") || json_object_get(s, "maxProperties") ||
+                 json_object_get(s, "dependentRequired"))
+            t = "object";
+        else if (json_object_get(s, "items") || json_object_get(s, "minItems") || json_object_get(s, "maxItems") ||
+                 json_object_get(s, "prefixItems") || json_object_get(s, "contains") || json_object_get(s, "uniqueItems"))
             t = "array";
         else if (json_object_get(s, "pattern") || json_object_get(s, "format") || json_object_get(s, "minLength") ||
                  json_object_get(s, "maxLength"))
             t = "string";
-        else if (json_object_get(s, "minimum") || json_object_get(s, "maximum") ||
+        else if (json_object_get(s, "minimum") || json_object_get(s, "maximum") || json_object_get(s, "multipleOf") ||
                  json_object_get(s, "exclusiveMinimum") || json_object_get(s, "exclusiveMaximum"))
             t = "number";
         if (t) gen_type(c, t, s, &body);
@@ -615,6 +1386,7 @@ static int convert(const char *schema_json, gram_guard *guard, char **gbnf_out, 
     slm_buf_puts(&c.out, format_rules);
     free(c.refs);
     free(c.ref_tab);
+    json_decref(c.derived);
     json_decref(root);
     if (!c.failed && c.out.oom) fail(&c, "json schema: out of memory");
     if (!c.failed) {

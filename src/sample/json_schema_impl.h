@@ -31,6 +31,7 @@ typedef struct conv {
     bool failed;
     int code; /* SLM_GRAMMAR_* once failed */
     gram_guard *guard;
+    json_t *derived; /* schema nodes built while converting (if/then/else branches, filtered enums): kept alive here */
     char *err;
     size_t err_len;
 } conv;
@@ -43,6 +44,8 @@ void js_put_literal(slm_buf *b, const char *s, size_t n);
 /* json_schema_range.c: "integer" / "number" with minimum, maximum and their exclusive forms. */
 void js_gen_integer(conv *c, const json_t *s, slm_buf *b);
 void js_gen_number(conv *c, const json_t *s, slm_buf *b);
+/* multipleOf (with the bounds) for "integer" or "number"; js_gen_integer/js_gen_number call it. */
+void js_gen_multiple(conv *c, const json_t *s, slm_buf *b, bool integer);
 
 /* json_schema_regex.c: a JSON string whose content matches `pat` (docs/grammar.md subset). */
 void js_gen_pattern(conv *c, const char *pat, size_t len, slm_buf *b);

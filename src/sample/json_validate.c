@@ -148,6 +148,49 @@ static char *short_value(const json_t *x, char *buf, size_t cap) {
 
 static bool validate(vctx *v, const json_t *s, const json_t *x, const char *path);
 
+/* JSON Schema equality: numbers by value (1 equals 1.0), objects regardless of key order. */
+bool slm_json_equal(const json_t *a, const json_t *b) {
+    if (json_is_number(a) && json_is_number(b)) {
+        if (json_is_integer(a) && json_is_integer(b)) return json_integer_value(a) == json_integer_value(b);
+        return json_number_value(a) == json_number_value(b);
+    }
+    if (json_typeof(a) != json_typeof(b)) return false;
+    if (json_is_array(a)) {
+        if (json_array_size(a) != json_array_size(b)) return false;
+        for (size_t i = 0; i < json_array_size(a); i++)
+            if (!slm_json_equal(json_array_get(a, i), json_array_get(b, i))) return false;
+        return true;
+    }
+    if (json_is_object(a)) {
+        if (json_object_size(a) != json_object_size(b)) return false;
+        const char *key;
+        json_t *va;
+        json_object_foreach((json_t *)a, key, va) {
+            const json_t *vb = json_object_get(b, key);
+            if (!vb || !slm_json_equal(va, vb)) return false;
+        }
+        return true;
+    }
+    return json_equal((json_t *)a, (json_t *)b);
+}
+
+bool slm_json_is_multiple(double x, double m) {
+    if (!(m > 0) || !isfinite(x)) return false;
+    double q = x / m;
+    if (!isfinite(q)) return false;
+    double r = fabs(q - nearbyint(q));
+    return r <= 1e-9 * (fabs(q) > 1 ? fabs(q) : 1);
+}
+
+/* Does the value pass the schema? A quiet validate: errors of the branch are not reported. */
+static bool passes(vctx *v, const json_t *s, const json_t *x, const char *path) {
+    char *err = v->err;
+    v->err = NULL;
+    bool ok = validate(v, s, x, path);
+    v->err = err;
+    return ok;
+}
+
 static bool validate_number_bounds(vctx *v, const json_t *s, const json_t *x, const char *path) {
     double d = json_number_value(x);
     const json_t *b;
@@ -160,6 +203,8 @@ static bool validate_number_bounds(vctx *v, const json_t *s, const json_t *x, co
         return bad(v, path, "%s is not above the exclusive minimum %g", short_value(x, buf, sizeof buf), json_number_value(b));
     if ((b = json_object_get(s, "exclusiveMaximum")) && d >= json_number_value(b))
         return bad(v, path, "%s is not below the exclusive maximum %g", short_value(x, buf, sizeof buf), json_number_value(b));
+    if ((b = json_object_get(s, "multipleOf")) && !slm_json_is_multiple(d, json_number_value(b)))
+        return bad(v, path, "%s is not a multiple of %g", short_value(x, buf, sizeof buf), json_number_value(b));
     return true;
 }
 
@@ -187,13 +232,13 @@ static bool validate(vctx *v, const json_t *s, const json_t *x, const char *path
             goto out;
         }
     }
-    if ((k = json_object_get(s, "const")) && !json_equal((json_t *)k, (json_t *)x)) {
+    if ((k = json_object_get(s, "const")) && !slm_json_equal(k, x)) {
         bad(v, path, "%s is not the constant value", short_value(x, buf, sizeof buf));
         goto out;
     }
     if ((k = json_object_get(s, "enum"))) {
         bool m = false;
-        for (size_t i = 0; i < json_array_size(k) && !m; i++) m = json_equal(json_array_get(k, i), (json_t *)x);
+        for (size_t i = 0; i < json_array_size(k) && !m; i++) m = slm_json_equal(json_array_get(k, i), x);
         if (!m) {
             bad(v, path, "%s is not one of the enum values", short_value(x, buf, sizeof buf));
             goto out;
@@ -201,7 +246,7 @@ static bool validate(vctx *v, const json_t *s, const json_t *x, const char *path
     }
     if ((k = json_object_get(s, "anyOf"))) {
         bool m = false;
-        for (size_t i = 0; i < json_array_size(k) && !m; i++) m = validate(v, json_array_get(k, i), x, path);
+        for (size_t i = 0; i < json_array_size(k) && !m; i++) m = passes(v, json_array_get(k, i), x, path);
         if (!m) {
             bad(v, path, "%s matches none of anyOf", short_value(x, buf, sizeof buf));
             goto out;
@@ -209,11 +254,22 @@ static bool validate(vctx *v, const json_t *s, const json_t *x, const char *path
     }
     if ((k = json_object_get(s, "oneOf"))) {
         int m = 0;
-        for (size_t i = 0; i < json_array_size(k); i++) m += validate(v, json_array_get(k, i), x, path);
+        for (size_t i = 0; i < json_array_size(k); i++) m += passes(v, json_array_get(k, i), x, path);
         if (m != 1) {
             bad(v, path, "%s matches %d of oneOf (exactly one required)", short_value(x, buf, sizeof buf), m);
             goto out;
         }
+    }
+    if ((k = json_object_get(s, "allOf")))
+        for (size_t i = 0; i < json_array_size(k); i++)
+            if (!validate(v, json_array_get(k, i), x, path)) goto out;
+    if ((k = json_object_get(s, "not")) && passes(v, k, x, path)) {
+        bad(v, path, "%s matches the 'not' schema", short_value(x, buf, sizeof buf));
+        goto out;
+    }
+    if ((k = json_object_get(s, "if"))) {
+        const json_t *branch = json_object_get(s, passes(v, k, x, path) ? "then" : "else");
+        if (branch && !validate(v, branch, x, path)) goto out;
     }
     if (json_is_number(x) && !validate_number_bounds(v, s, x, path)) goto out;
     if (json_is_string(x)) {
@@ -254,15 +310,63 @@ static bool validate(vctx *v, const json_t *s, const json_t *x, const char *path
             bad(v, path, "array of %zu items has more than maxItems %g", n, json_number_value(k));
             goto out;
         }
-        if ((k = json_object_get(s, "items")))
-            for (size_t i = 0; i < n; i++) {
-                char sub[512];
-                snprintf(sub, sizeof sub, "%s[%zu]", path, i);
-                if (!validate(v, k, json_array_get(x, i), sub)) goto out;
+        const json_t *prefix = json_object_get(s, "prefixItems"), *items = json_object_get(s, "items");
+        if (json_is_array(items)) prefix = items, items = NULL; /* draft-07 tuple form */
+        size_t n_prefix = json_array_size(prefix);
+        for (size_t i = 0; i < n; i++) {
+            char sub[512];
+            snprintf(sub, sizeof sub, "%s[%zu]", path, i);
+            const json_t *is = i < n_prefix ? json_array_get(prefix, i) : items;
+            if (is && !validate(v, is, json_array_get(x, i), sub)) goto out;
+        }
+        if (json_is_true(json_object_get(s, "uniqueItems")))
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = i + 1; j < n; j++)
+                    if (slm_json_equal(json_array_get(x, i), json_array_get(x, j))) {
+                        bad(v, path, "items %zu and %zu are equal (uniqueItems)", i, j);
+                        goto out;
+                    }
+        if ((k = json_object_get(s, "contains"))) {
+            size_t matches = 0;
+            for (size_t i = 0; i < n; i++) matches += passes(v, k, json_array_get(x, i), path);
+            const json_t *mn = json_object_get(s, "minContains"), *mx = json_object_get(s, "maxContains");
+            double need = mn ? json_number_value(mn) : 1;
+            if ((double)matches < need) {
+                bad(v, path, "%zu items match 'contains', fewer than %g", matches, need);
+                goto out;
             }
+            if (mx && (double)matches > json_number_value(mx)) {
+                bad(v, path, "%zu items match 'contains', more than maxContains %g", matches, json_number_value(mx));
+                goto out;
+            }
+        }
     }
     if (json_is_object(x)) {
-        const json_t *props = json_object_get(s, "properties"), *addl = json_object_get(s, "additionalProperties");
+        const json_t *props = json_object_get(s, "properties"), *addl = json_object_get(s, "additionalProperties"),
+                     *pprops = json_object_get(s, "patternProperties"), *names = json_object_get(s, "propertyNames");
+        size_t np = json_object_size(x);
+        if ((k = json_object_get(s, "minProperties")) && (double)np < json_number_value(k)) {
+            bad(v, path, "object of %zu properties has fewer than minProperties %g", np, json_number_value(k));
+            goto out;
+        }
+        if ((k = json_object_get(s, "maxProperties")) && (double)np > json_number_value(k)) {
+            bad(v, path, "object of %zu properties has more than maxProperties %g", np, json_number_value(k));
+            goto out;
+        }
+        if ((k = json_object_get(s, "dependentRequired"))) {
+            const char *dk;
+            json_t *deps;
+            json_object_foreach((json_t *)k, dk, deps) {
+                if (!json_object_get(x, dk)) continue;
+                for (size_t i = 0; i < json_array_size(deps); i++) {
+                    const char *name = json_string_value(json_array_get(deps, i));
+                    if (name && !json_object_get(x, name)) {
+                        bad(v, path, "property '%s' requires '%s' (dependentRequired)", dk, name);
+                        goto out;
+                    }
+                }
+            }
+        }
         if ((k = json_object_get(s, "required")))
             for (size_t i = 0; i < json_array_size(k); i++) {
                 const char *name = json_string_value(json_array_get(k, i));
@@ -276,9 +380,24 @@ static bool validate(vctx *v, const json_t *s, const json_t *x, const char *path
         json_object_foreach((json_t *)x, key, val) {
             char sub[512];
             snprintf(sub, sizeof sub, "%s.%s", path, key);
+            if (names) {
+                json_t *ks = json_stringn(key, strlen(key));
+                bool ok_name = ks && validate(v, names, ks, sub);
+                json_decref(ks);
+                if (!ok_name) goto out;
+            }
             const json_t *ps = props ? json_object_get(props, key) : NULL;
+            bool matched = false;
+            const char *pat;
+            json_t *pschema;
+            if (json_is_object(pprops)) json_object_foreach((json_t *)pprops, pat, pschema) {
+                    if (!regex_search(pat, key, strlen(key))) continue;
+                    matched = true;
+                    if (!validate(v, pschema, val, sub)) goto out;
+                }
             if (ps) {
                 if (!validate(v, ps, val, sub)) goto out;
+            } else if (matched) {
             } else if (addl) {
                 if (json_is_false(addl)) {
                     bad(v, path, "property '%s' is not allowed (additionalProperties false)", key);
@@ -293,6 +412,13 @@ out:
     v->depth--;
     return ok;
 }
+
+bool slm_json_valid_node(const json_t *root, const json_t *schema, const json_t *x) {
+    vctx v = {.root = (json_t *)root};
+    return validate(&v, schema, x, "$");
+}
+
+bool slm_json_regex_search(const char *pat, const char *s, size_t n) { return regex_search(pat, s, n); }
 
 const char *slm_json_error_line(const char *text, char *buf, size_t cap) {
     if (!cap) return buf;
@@ -313,7 +439,7 @@ int slm_json_validate(const char *schema_json, const char *text, size_t len, cha
     json_t *schema = json_loads(schema_json, JSON_DECODE_ANY, &je);
     if (!schema)
         return slm_err(err, err_len, "schema is not valid JSON: %s", slm_json_error_line(je.text, why, sizeof why));
-    json_t *x = json_loadb(text, len, JSON_DECODE_ANY, &je);
+    json_t *x = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
     if (!x) {
         json_decref(schema);
         return slm_err(err, err_len, "output is not valid JSON (line %d, column %d): %s", je.line, je.column,

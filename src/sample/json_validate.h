@@ -17,4 +17,14 @@ bool slm_json_has_type(const struct json_t *types, const struct json_t *value);
  * NULL if it is not local or does not resolve. */
 const struct json_t *slm_json_pointer(const struct json_t *root, const char *ref);
 
+/* JSON Schema equality (const, enum, uniqueItems): numbers by value, objects in any key order. */
+bool slm_json_equal(const struct json_t *a, const struct json_t *b);
+/* Is x an integer multiple of m (> 0), to a relative 1e-9 (decimal multipleOf values are inexact
+ * in binary)? */
+bool slm_json_is_multiple(double x, double m);
+/* Does x pass `schema` (a node inside `root`, which $refs resolve against)? No message. */
+bool slm_json_valid_node(const struct json_t *root, const struct json_t *schema, const struct json_t *x);
+/* PCRE2 search of an ECMA-style pattern (unanchored), as the validator applies 'pattern'. */
+bool slm_json_regex_search(const char *pat, const char *s, size_t n);
+
 #endif

@@ -137,11 +137,41 @@ static void expect_schema_error(const char *schema, const char *want) {
 }
 
 static void test_errors(void) {
-    expect_schema_error("{\"type\":\"object\",\"minProperties\":1}", "unsupported keyword 'minProperties'");
     expect_schema_error("{\"allOf\":[{\"type\":\"string\"}]}", "unsupported keyword 'allOf'");
-    expect_schema_error("{\"type\":\"number\",\"multipleOf\":3}", "unsupported keyword 'multipleOf'");
-    expect_schema_error("{\"type\":\"object\",\"properties\":{\"a\":{\"not\":{}}}}", "unsupported keyword 'not'");
-    expect_schema_error("{\"type\":\"array\",\"prefixItems\":[]}", "unsupported keyword 'prefixItems'");
+    expect_schema_error("{\"type\":\"object\",\"properties\":{\"a\":{\"not\":{}}}}", "'not' is supported on");
+    /* contradictions and invalid values name the keyword */
+    expect_schema_error("{\"type\":\"object\",\"minProperties\":3,\"maxProperties\":2}", "maxProperties is below minProperties");
+    expect_schema_error("{\"type\":\"array\",\"contains\":{},\"minContains\":3,\"maxContains\":2}",
+                        "minContains 3 is above maxContains 2");
+    expect_schema_error("{\"type\":\"number\",\"multipleOf\":0}", "'multipleOf' must be a number above 0");
+    expect_schema_error("{\"type\":\"integer\",\"multipleOf\":-2}", "'multipleOf' must be a number above 0");
+    expect_schema_error("{\"type\":\"integer\",\"multipleOf\":\"2\"}", "'multipleOf' must be a number above 0");
+    expect_schema_error("{\"type\":\"number\",\"multipleOf\":1e-9}", "'multipleOf' 1e-09 is not supported");
+    expect_schema_error("{\"type\":\"integer\",\"minimum\":1,\"maximum\":4,\"multipleOf\":5}", "no multiple of 5");
+    expect_schema_error("{\"type\":\"array\",\"items\":{\"enum\":[1,2]},\"uniqueItems\":true,\"minItems\":3}",
+                        "uniqueItems with minItems 3, but the items allow only 2 distinct values");
+    expect_schema_error("{\"type\":\"array\",\"uniqueItems\":1}", "'uniqueItems' must be a boolean");
+    expect_schema_error("{\"type\":\"array\",\"prefixItems\":{}}", "'prefixItems' must be an array");
+    expect_schema_error("{\"type\":\"array\",\"prefixItems\":[true],\"items\":false,\"minItems\":2}",
+                        "minItems 2 is above the 1 prefixItems");
+    expect_schema_error("{\"type\":\"object\",\"properties\":{\"a\":{}},\"minProperties\":2}",
+                        "minProperties 2 is above the 1 declared properties");
+    expect_schema_error("{\"type\":\"object\",\"properties\":{\"a\":{},\"b\":{}},\"required\":[\"a\",\"b\"],\"maxProperties\":1}",
+                        "maxProperties 1 is below the 2 required properties");
+    expect_schema_error("{\"type\":\"object\",\"additionalProperties\":false,\"minProperties\":1}",
+                        "minProperties 1 cannot be met");
+    expect_schema_error("{\"type\":\"object\",\"dependentRequired\":{\"a\":\"b\"}}", "'dependentRequired' must be");
+    expect_schema_error("{\"type\":\"object\",\"properties\":{\"a\":{}},\"additionalProperties\":false,"
+                        "\"dependentRequired\":{\"a\":[\"zz\"]}}", "dependentRequired property 'zz' is not allowed");
+    expect_schema_error("{\"type\":\"object\",\"properties\":{\"abc\":{}},\"required\":[\"abc\"],"
+                        "\"propertyNames\":{\"maxLength\":2}}", "required property 'abc' does not match propertyNames");
+    expect_schema_error("{\"type\":\"object\",\"patternProperties\":{\"a\":{\"type\":\"string\"},\"b\":{\"type\":\"integer\"}}}",
+                        "patternProperties whose patterns may overlap");
+    expect_schema_error("{\"type\":\"string\",\"if\":{\"minLength\":3},\"then\":{\"maxLength\":5}}", "'if' is supported");
+    expect_schema_error("{\"enum\":[1,2],\"not\":{\"enum\":[1,2]}}", "'not' excludes every value");
+    expect_schema_error("{\"type\":\"string\",\"not\":{\"type\":\"string\"}}", "'not' excludes every type");
+    expect_schema_error("{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"contains\":{\"type\":\"integer\"}}",
+                        "'contains' together with 'items' is supported");
     expect_schema_error("{\"type\":\"string\",\"format\":\"uri\"}", "unsupported string format 'uri'");
     expect_schema_error("{\"type\":\"string\",\"pattern\":\"(?=a)b\"}", "pattern: unsupported");
     expect_schema_error("{\"type\":\"string\",\"pattern\":\"a\\\\1\"}", "pattern: unsupported escape");
