@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tensor/types.h"
 #include "train/train_impl.h"
 #include "util/err.h"
 
@@ -37,6 +38,8 @@ struct train_ws {
     float *xo, *rs_out, *head_in, *logits, *dhead;
     int *head_rows;
     float *tiles;               /* [n_threads][TILE_ROWS][max k] for W^T dy */
+    float *wt, *dyt, *dxt;      /* a transposed tile of W, dy's columns for it, its product */
+    size_t wt_floats;
     size_t tile_stride;
     float *scores;              /* [n_threads][ctx] */
 };
@@ -110,6 +113,12 @@ static void add_bias(float *y, const float *b, int T, int n) {
 
 /* ---------- matmuls ---------- */
 
+static void run(train_ws *ws, slm_task_fn fn, void *arg) {
+    if (ws->n_threads > 1) slm_pool_run(ws->pool, fn, arg);
+    else fn(arg, 0, 1);
+}
+
+
 typedef struct wt_job {
     train_ws *ws;
     const slm_weight *w;
@@ -140,10 +149,56 @@ static void wt_task(void *arg, int ith, int nth) {
     }
 }
 
+typedef struct transpose_job {
+    train_ws *ws;
+    const slm_weight *w;
+    int64_t r0;
+    int nr;
+} transpose_job;
+
+/* ws->wt[j][i] = W[r0 + i][j]: each thread dequantizes groups of 16 rows of its share, then writes
+ * them out 16 consecutive floats at a time. */
+static void transpose_task(void *arg, int ith, int nth) {
+    const transpose_job *j = arg;
+    int64_t k = j->w->k;
+    float *rows = j->ws->tiles + (size_t)ith * j->ws->tile_stride;
+    int groups = (j->nr + 15) / 16;
+    for (int gi = groups * ith / nth; gi < groups * (ith + 1) / nth; gi++) {
+        int i0 = gi * 16, n = j->nr - i0 < 16 ? j->nr - i0 : 16;
+        for (int i = 0; i < n; i++) slm_weight_row_f32(j->w, j->r0 + i0 + i, rows + (size_t)i * k);
+        for (int64_t c = 0; c < k; c++) {
+            float *dst = j->ws->wt + (size_t)c * (size_t)j->nr + (size_t)i0;
+            for (int i = 0; i < n; i++) dst[i] = rows[(size_t)i * k + c];
+        }
+    }
+}
+
+/* dx (+)= W^T dy. The fast way: a tile of W's rows, dequantized and transposed into an f32 matrix,
+ * goes through the model's own float GEMM (dx = W_tile^T . dy_tile); tiles add up in row order.
+ * The exact path (and a single token) uses the row-by-row sum above. Both are independent of the
+ * thread count. */
 static void matmul_t(train_ws *ws, const slm_weight *w, const float *dy, int T, float *dx, bool accumulate) {
-    wt_job job = {ws, w, dy, dx, T, accumulate};
-    if (T >= 2 && ws->n_threads > 1) slm_pool_run(ws->pool, wt_task, &job);
-    else wt_task(&job, 0, 1);
+    if (ws->exact || T < 2) {
+        wt_job job = {ws, w, dy, dx, T, accumulate};
+        if (T >= 2 && ws->n_threads > 1) slm_pool_run(ws->pool, wt_task, &job);
+        else wt_task(&job, 0, 1);
+        return;
+    }
+    int64_t k = w->k, m = w->m;
+    int64_t tile = (int64_t)(ws->wt_floats / (size_t)k) & ~(int64_t)15;
+    if (tile < 16) tile = 16;
+    for (int64_t r0 = 0; r0 < m; r0 += tile) {
+        int nr = m - r0 < tile ? (int)(m - r0) : (int)tile;
+        transpose_job tj = {ws, w, r0, nr};
+        run(ws, transpose_task, &tj);
+        for (int t = 0; t < T; t++)
+            memcpy(ws->dyt + (size_t)t * nr, dy + (size_t)t * m + r0, sizeof(float) * (size_t)nr);
+        slm_weight wt = {.type = SLM_TYPE_F32, .k = nr, .m = k, .data = ws->wt, .row_bytes = sizeof(float) * (size_t)nr};
+        bool direct = r0 == 0 && !accumulate;
+        slm_matmul(ws->pool, &wt, ws->dyt, T, direct ? dx : ws->dxt, false);
+        if (!direct)
+            for (size_t i = 0; i < (size_t)T * (size_t)k; i++) dx[i] += ws->dxt[i];
+    }
 }
 
 static const lora_pair *pair_of(const train_ws *ws, int layer, int target) {
@@ -289,11 +344,6 @@ static void attn_bwd_kv_task(void *arg, int ith, int nth) {
                 slm_vec_axpy_f32(ws->HD, dv, p, dout);
             }
     }
-}
-
-static void run(train_ws *ws, slm_task_fn fn, void *arg) {
-    if (ws->n_threads > 1) slm_pool_run(ws->pool, fn, arg);
-    else fn(arg, 0, 1);
 }
 
 /* ---------- layers ---------- */
@@ -456,7 +506,7 @@ void train_ws_free(train_ws *ws) {
                       &ws->q, &ws->k, &ws->v, &ws->att, &ws->lse, &ws->g, &ws->u, &ws->h, &ws->tmp_e, &ws->dx,
                       &ws->dxa, &ws->dq, &ws->dk, &ws->dv, &ws->datt, &ws->dh, &ws->dg, &ws->du, &ws->dua,
                       &ws->delta, &ws->xo, &ws->rs_out, &ws->head_in, &ws->logits, &ws->dhead, &ws->tiles,
-                      &ws->scores};
+                      &ws->scores, &ws->wt, &ws->dyt, &ws->dxt};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(*bufs[i]);
     for (int t = 0; t < LORA_N_TARGETS; t++) free(ws->ua[t]);
     free(ws->head_rows);
@@ -529,6 +579,22 @@ train_ws *train_ws_new(const slm_model *m, lora_set *set, int ctx, slm_pool *poo
     ALLOC(ws->logits, (size_t)ws->head_chunk * (size_t)ws->V);
     ALLOC(ws->tiles, (size_t)ws->n_threads * ws->tile_stride);
     ALLOC(ws->scores, (size_t)ws->n_threads * T);
+    ws->wt_floats = (size_t)1 << 20;
+    if (ws->wt_floats < 16 * maxk) ws->wt_floats = 16 * maxk;
+    ALLOC(ws->wt, ws->wt_floats);
+    {
+        /* a tile has at most max(16, wt_floats / k) of a matrix's m rows */
+        size_t mink = E < F ? E : F, maxm = (size_t)ws->V;
+        if ((size_t)ws->Dq < mink) mink = (size_t)ws->Dq;
+        if ((size_t)ws->Dkv < mink) mink = (size_t)ws->Dkv;
+        if (F > maxm) maxm = F;
+        if (E > maxm) maxm = E;
+        if ((size_t)ws->Dq > maxm) maxm = (size_t)ws->Dq;
+        size_t rows = ws->wt_floats / (mink ? mink : 1);
+        if (rows < 16) rows = 16;
+        ALLOC(ws->dyt, T * (rows < maxm ? rows : maxm));
+    }
+    ALLOC(ws->dxt, T * maxk);
 #undef ALLOC
     if (!(ws->head_rows = malloc(sizeof(int) * (size_t)ws->head_chunk))) goto oom;
     rope_tables(ws);
