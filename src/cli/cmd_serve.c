@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "common.h"
 #include "../server/server.h"
+#include "../server/api_lora.h"
 #include "slm_config.h"
 #include "slm_govern.h"
 
@@ -16,6 +17,9 @@ static const char *serve_help =
     "\n"
     "  -m, --model PATH        GGUF model; repeat to serve several (requests choose by \"model\"; default: $SLM_MODEL)\n"
     "      --alias NAME        model id shown to clients (default: file name without .gguf)\n"
+    "      --lora FILE[:SCALE] LoRA adapter for the first model, id 0, 1, ... (repeatable); requests pick with\n"
+    "                          \"lora\": [{\"id\": N, \"scale\": S}] or \"model\": \"MODEL:ADAPTER\"; SCALE (default 1) applies\n"
+    "                          to requests that choose none (POST /lora-adapters changes it)\n"
     "      --host ADDR         address to bind (default 127.0.0.1; non-loopback needs an API key)\n"
     "      --port N            port (default 8080; 0 = any free port)\n"
     "  -np, --parallel N       slots: sequences decoded together (default 4)\n"
@@ -142,6 +146,19 @@ int cmd_serve(int argc, char **argv) {
             }
             if (!take(verb, argc, argv, &i, &c.model_paths[c.n_models])) goto out;
             c.n_models++;
+        } else if (!strcmp(a, "--lora")) {
+            const char *path;
+            float scale;
+            char err[200];
+            if (i + 1 >= argc) {
+                cli_fail(verb, "--lora needs FILE[:SCALE]");
+                goto out;
+            }
+            if (cli_parse_lora(verb, argv[++i], &path, &scale)) goto out;
+            if (srv_lora_preload(path, scale, err, sizeof err)) {
+                cli_fail(verb, "%s", err);
+                goto out;
+            }
         } else if (!strcmp(a, "--alias")) {
             if (!take(verb, argc, argv, &i, &c.alias)) goto out;
             if (!*c.alias || strlen(c.alias) > 200) {

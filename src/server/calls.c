@@ -7,14 +7,17 @@
 #include <string.h>
 #include <time.h>
 
+#include "api_lora.h"
 #include "replies.h"
 #include "setup.h"
 #include "slm_route.h"
 
 const srv_model *srv_pick_model(srv_conn *c, const char *name) {
     srv_server *s = c->srv;
+    srv_lora_forget(); /* a new request: no adapters chosen yet */
     int k = slm_engine_find(s->engine, name);
     const slm_route_target *t = k < 0 ? srv_find_target(s, name) : NULL;
+    if (k < 0 && !t && (k = srv_lora_pick_name(c, name)) == -2) return NULL; /* "base:adapter" (vLLM) */
     if (t) {
         /* a route or an upstream: the local model tokenizes (limits, usage) and serves what stays */
         c->target = t->name;
@@ -184,6 +187,7 @@ bool srv_submit(srv_conn *c, slm_request *r) {
     r->t_submit = slm_now();
     r->deadline = r->t_submit + s->cfg.request_timeout_s;
     if (c->model) snprintf(r->model, sizeof r->model, "%s", c->model->id);
+    if (!srv_lora_attach(c, r)) return false; /* the adapters the request chose, else the default scales */
     c->call.kind = r->kind == SLM_REQ_EMBED ? SLM_CALL_EMBED : SLM_CALL_GENERATE;
     if (c->call.request) slm_request_release(c->call.request);
     slm_request_retain(r); /* the call keeps it for the record phase */

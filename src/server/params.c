@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "params.h"
+#include "api_lora.h"
 
 #include "calls.h"
 #include "replies.h"
@@ -128,6 +129,7 @@ bool srv_parse_openai_sampling(srv_conn *c, const srv_model *M, json_t *req, boo
     if (!srv_json_bool(req, "ignore_eos", &p->ignore_eos, f)) return false;
     if (!parse_stop(json_object_get(req, "stop"), "stop", p, f)) return false;
     if (!parse_logit_bias(M, json_object_get(req, "logit_bias"), p, f)) return false;
+    if (!srv_lora_parse(c, M, json_object_get(req, "lora"), f)) return false; /* llama-server's per-request adapters */
 
     if (!srv_json_int(req, "n", 1, 1, &n, &have, f)) return srv_failf(f, 400, NULL, "n", "'n' must be 1 (one choice per request)");
     if (!srv_json_int(req, "best_of", 1, 1, &n, &have, f)) return srv_failf(f, 400, NULL, "best_of", "'best_of' must be 1");

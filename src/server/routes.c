@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_lora.h"
 #include "handlers.h"
 #include "replies.h"
 
@@ -38,6 +39,7 @@ typedef enum {
     R_RAG,
     R_RESPONSES,
     R_OLL_MODELS,
+    R_LORA,
 } route_id;
 
 static const srv_route routes[] = {
@@ -79,6 +81,11 @@ static const srv_route routes[] = {
     {"POST", "/api/create", R_OLL_MODELS, "/api/create", false, false},
     {"HEAD", "/api/blobs/*", R_OLL_MODELS, "/api/blobs/{digest}", false, false},
     {"POST", "/api/blobs/*", R_OLL_MODELS, "/api/blobs/{digest}", false, false},
+    {"GET", "/lora-adapters", R_LORA, "/lora-adapters", false, true},
+    {"POST", "/lora-adapters", R_LORA, "/lora-adapters", false, true},
+    {"GET", "/v1/lora/adapters", R_LORA, "/v1/lora/adapters", false, true},
+    {"POST", "/v1/lora/adapters", R_LORA, "/v1/lora/adapters", false, true},
+    {"DELETE", "/v1/lora/adapters/*", R_LORA, "/v1/lora/adapters/{name}", false, true},
 };
 
 static bool path_matches(const char *pattern, const char *url) {
@@ -146,6 +153,7 @@ static enum MHD_Result reply_metrics(srv_conn *c) {
 }
 
 enum MHD_Result srv_dispatch(srv_conn *c, const srv_route *route) {
+    srv_lora_startup(c->srv); /* the --lora adapters, once the models are in */
     switch ((route_id)route->id) {
     case R_PAGE: return srv_reply_page(c, srv_webpage_html);
     case R_HEALTH: return reply_health(c);
@@ -175,6 +183,7 @@ enum MHD_Result srv_dispatch(srv_conn *c, const srv_route *route) {
     case R_RAG: return srv_rag_dispatch(c);
     case R_RESPONSES: return srv_responses_dispatch(c);
     case R_OLL_MODELS: return srv_ollama_models_dispatch(c);
+    case R_LORA: return srv_lora_dispatch(c);
     }
     return srv_reply_error(c, 404, NULL, NULL, "unknown route");
 }

@@ -1,5 +1,6 @@
 /* slm serve's state and gate set-up (see setup.h). */
 #include "setup.h"
+#include "api_lora.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -56,6 +57,7 @@ void srv_close_backends(srv_server *s) {
 
 void srv_close_state(srv_server *s) {
     srv_close_backends(s);
+    srv_lora_shutdown(); /* after the engine: no request applies an adapter any more */
     for (int i = 0; i < s->n_routers; i++) slm_router_free(s->routers[i]);
     slm_audit_close(s->audit);
     srv_rag_close(s);
