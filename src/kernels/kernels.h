@@ -88,6 +88,11 @@ void slm_vec_softmax_capped(int64_t n, float *s, float cap);
  * even, like slm_fp32_to_fp16); a NaN stays a NaN. */
 void slm_vec_gelu(int64_t n, float *x, const float *bias, const float *mul);
 
+/* SwiGLU's gate on a fast path: for i < n, x[i] = silu(x[i]) * mul[i], silu(g) = g / (1 + e^-g).
+ * The scalar path uses libm's expf; the vector paths a polynomial exp within ~2 ulp of it, so
+ * their results differ from the scalar one by a few ulp (an exact path keeps to expf itself). */
+void slm_vec_swiglu(int64_t n, float *x, const float *mul);
+
 /* Name of the selected ISA path; SLM_ISA=scalar|avx2|avx512|amx forces a lower one. */
 const char *slm_kernels_isa(void);
 

@@ -426,7 +426,7 @@ static void z_gelu(int64_t n, float *x, const float *bias, const float *mul, con
 
 /* ---- slm_attend_f32 in blocks (head sizes 16..128 in steps of 16): K transposed once into
  * scratch (hd rows of n_pad keys, zero padded), scores of 4 queries x 32 keys per register tile
- * (the keys in the lanes, no horizontal sums), the softmax of slm_softmax_rows per query, then
+ * (the keys in the lanes, no horizontal sums), the vector softmax per query (simd_softmax), then
  * 4 queries x 32 output dims per tile summed over the keys. ---- */
 #define ZA_QUERIES 4
 
@@ -478,7 +478,7 @@ static inline __attribute__((always_inline)) void za_block(int nqb, int n, int64
                                                           const float *kt, const float *v, size_t stride, size_t n_pad,
                                                           float scale, float *scores, float *const *out) {
     for (int j0 = 0; j0 < n; j0 += 32) za_scores(nqb, q, hd, kt, n_pad, j0, scale, scores);
-    for (int i = 0; i < nqb; i++) slm_softmax_rows(1, &n, scores + (size_t)i * n_pad, 0);
+    for (int i = 0; i < nqb; i++) simd_softmax(n, scores + (size_t)i * n_pad);
     int64_t d0 = 0;
     for (; d0 + 32 <= hd; d0 += 32) za_weighted(nqb, 2, n, scores, n_pad, v, stride, d0, out);
     if (d0 < hd) za_weighted(nqb, 1, n, scores, n_pad, v, stride, d0, out);

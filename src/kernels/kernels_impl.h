@@ -125,6 +125,7 @@ typedef struct slm_kernel_table {
                        float scale, float *scratch, float *const *out);
     /* behind slm_vec_gelu; table: slm_gelu_table() */
     void (*gelu)(int64_t n, float *x, const float *bias, const float *mul, const uint16_t *table);
+    void (*swiglu)(int64_t n, float *x, const float *mul); /* behind slm_vec_swiglu */
     /* kernels over the R16 layout of packed.h, by weight type; NULL where there is none */
     slm_packed_gemm_fn packed_gemm[SLM_TYPE_COUNT];
     /* batched GEMM of gemm_big.h; NULL members where the ISA has none */
@@ -158,6 +159,8 @@ static inline float slm_gelu_lookup(float v, const uint16_t *table) {
     return slm_fp16_to_fp32(table[slm_fp32_to_fp16(v)]);
 }
 void slm_gelu_scalar(int64_t n, float *x, const float *bias, const float *mul, const uint16_t *table);
+/* slm_vec_swiglu with libm's expf: the scalar path, the tail and the reference of the vector ones. */
+void slm_swiglu_scalar(int64_t n, float *x, const float *mul);
 
 /* slm_attend_f32 one query at a time with a table's dot_f32 / axpy_f32 (the paths without a
  * blocked kernel, and the blocked kernel's fallback for head sizes it does not take). */

@@ -240,6 +240,7 @@ void slm_kernels_fill_scalar(slm_kernel_table *t) {
     t->quantize_q8k = quantize_q8k;
     t->fgemm = (slm_float_gemm){slm_fgemm_pack_scalar, fgemm_tile};
     t->gelu = slm_gelu_scalar;
+    t->swiglu = slm_swiglu_scalar;
     t->types[SLM_TYPE_F32] = (slm_type_kernels){SLM_ACT_F32, vec_dot_f32, NULL};
     t->types[SLM_TYPE_F16] = (slm_type_kernels){SLM_ACT_F32, vec_dot_f16, NULL};
     t->types[SLM_TYPE_BF16] = (slm_type_kernels){SLM_ACT_F32, vec_dot_bf16, NULL};

@@ -100,7 +100,9 @@ size_t slm_act_row_bytes(slm_act_kind kind, int64_t k) {
  * conf_embed and test_model allow 1e-4 / 5e-4 on the fast path and stay strict on --exact). */
 #define FGEMM_MIN_TOKENS 12
 #define FGEMM_K_BLOCK 128
-#define FGEMM_TOKEN_BLOCK 256
+/* A multiple of every ISA's token tile (AVX-512 12, AVX2 6, scalar 4), so no block ends in a
+ * short tile: 256 left a 4-token AVX-512 tail in every block. */
+#define FGEMM_TOKEN_BLOCK 264
 #define FGEMM_TILE_ROWS (2 * SLM_FGEMM_GROUP)
 /* The converted rows of one chunk, at most (the panel is written once and read per token block). */
 #define FGEMM_PANEL_BYTES (512 * 1024)
@@ -335,6 +337,9 @@ static bool matmul_fast(slm_pool *pool, const slm_kernel_table *table, const slm
         if (per > cap) per = cap;
     }
     if (job.fgemm) { /* whole 32-row tiles, and the converted rows of a chunk stay in L2 */
+        /* twice as many chunks: a chunk is a long run of FMAs here, and a thread the machine
+         * preempts should leave less behind for the others to wait on */
+        per = (total_rows + (int64_t)nth * 16 - 1) / ((int64_t)nth * 16);
         int64_t cap = (int64_t)(FGEMM_PANEL_BYTES / ((size_t)job.k * sizeof(float))) / FGEMM_TILE_ROWS * FGEMM_TILE_ROWS;
         if (cap < FGEMM_TILE_ROWS) cap = FGEMM_TILE_ROWS;
         per = (per + FGEMM_TILE_ROWS - 1) / FGEMM_TILE_ROWS * FGEMM_TILE_ROWS;

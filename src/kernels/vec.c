@@ -82,6 +82,20 @@ void slm_vec_gelu(int64_t n, float *x, const float *bias, const float *mul) {
     else slm_gelu_scalar(n, x, bias, mul, slm_gelu_table());
 }
 
+void slm_swiglu_scalar(int64_t n, float *x, const float *mul) {
+    for (int64_t i = 0; i < n; i++) {
+        const float g = x[i];
+        x[i] = g / (1.0f + expf(-g)) * mul[i];
+    }
+}
+
+void slm_vec_swiglu(int64_t n, float *x, const float *mul) {
+    if (n <= 0) return;
+    const slm_kernel_table *t = table();
+    if (t->swiglu) t->swiglu(n, x, mul);
+    else slm_swiglu_scalar(n, x, mul);
+}
+
 /* The blocked kernel's: scores of 4 queries and K transposed, n rounded up to 32 keys (more than
  * the n floats of one query's scores that slm_attend_f32_rows needs). */
 size_t slm_attend_f32_scratch(int nq, int n, int64_t hd) {
