@@ -86,6 +86,10 @@ int slm_context_new(slm_model *model, const slm_context_params *params, slm_cont
     c->hb = alloc_or_null(sizeof(float) * B * (size_t)hp->n_ff, &ok);
     c->hb2 = alloc_or_null(sizeof(float) * B * (size_t)hp->n_ff, &ok);
     c->att_scratch_per_thread = (size_t)(hp->n_head / hp->n_head_kv) * (size_t)c->n_ctx + (size_t)hp->head_dim;
+    if (model->arch->encoder) { /* the blocked encoder attention over a whole sequence */
+        size_t enc = slm_attend_f32_scratch(SLM_ENC_ATTEND_BLOCK, c->n_ctx, hp->head_dim);
+        if (enc > c->att_scratch_per_thread) c->att_scratch_per_thread = enc;
+    }
     c->att_scores = alloc_or_null(sizeof(float) * (size_t)c->n_threads * c->att_scratch_per_thread, &ok);
     c->out_hidden = alloc_or_null(sizeof(float) * B * (size_t)hp->n_embd, &ok);
     c->all_hidden = c->embeddings ? alloc_or_null(sizeof(float) * B * (size_t)hp->n_embd, &ok) : NULL;

@@ -36,25 +36,6 @@ static void layernorm(float *out, const float *x, const float *w, const float *b
     for (int i = 0; i < n; i++) out[i] = out[i] * scale * w[i] + b[i];
 }
 
-/* GELU as llama.cpp computes it, on both of its paths: the tanh approximation evaluated in f32 for
- * every f16 input, stored as f16, and looked up by the input rounded to f16 (0 below -10, x above 10). */
-static uint16_t gelu_table[1 << 16];
-static pthread_once_t gelu_once = PTHREAD_ONCE_INIT;
-
-static void gelu_init(void) {
-    for (int i = 0; i < 1 << 16; i++) {
-        float x = slm_fp16_to_fp32((uint16_t)i);
-        float y = 0.5f * x * (1.0f + tanhf(0.79788456080286535587989211986876f * x * (1.0f + 0.044715f * x * x)));
-        gelu_table[i] = slm_fp32_to_fp16(y);
-    }
-}
-
-static inline float gelu(float x) {
-    if (x <= -10.0f) return 0.0f;
-    if (x >= 10.0f) return x;
-    return slm_fp16_to_fp32(gelu_table[slm_fp32_to_fp16(x)]);
-}
-
 static inline float softcap(float x, float cap) { return tanhf(x * (1.0f / cap)) * cap; }
 
 /* Elementwise steps of a big batch are shared out over the pool; each element is computed the same
@@ -90,13 +71,25 @@ static void swiglu_task(void *arg, int ith, int nth) {
     }
 }
 
+/* swiglu_task on the ISA's vector exp (slm_vec_swiglu): an encoder's fast path; decoders and every
+ * exact path keep expf. */
+static void swiglu_vec_task(void *arg, int ith, int nth) {
+    const rows_job *j = arg;
+    const size_t total = (size_t)j->rows * (size_t)j->n;
+    const size_t i0 = total * (size_t)ith / (size_t)nth, i1 = total * (size_t)(ith + 1) / (size_t)nth;
+    slm_vec_swiglu((int64_t)(i1 - i0), j->out + i0, j->aux + i0);
+}
+
 /* gate[i] = gelu(gate[i]) * up[i] (GeGLU); without up (bert): gelu(x[i] + bias[i % n]) */
 static void gelu_task(void *arg, int ith, int nth) {
     const rows_job *j = arg;
-    size_t total = (size_t)j->rows * (size_t)j->n;
-    for (size_t i = total * (size_t)ith / (size_t)nth; i < total * (size_t)(ith + 1) / (size_t)nth; i++) {
-        if (j->aux) j->out[i] = gelu(j->out[i]) * j->aux[i];
-        else j->out[i] = gelu(j->w ? j->out[i] + j->w[i % (size_t)j->n] : j->out[i]);
+    const size_t n = (size_t)j->n, total = (size_t)j->rows * n;
+    size_t i = total * (size_t)ith / (size_t)nth;
+    const size_t end = total * (size_t)(ith + 1) / (size_t)nth;
+    while (i < end) { /* a row at a time: the bias starts again at each row */
+        const size_t col = i % n, len = n - col < end - i ? n - col : end - i;
+        slm_vec_gelu((int64_t)len, j->out + i, j->aux || !j->w ? NULL : j->w + col, j->aux ? j->aux + i : NULL);
+        i += len;
     }
 }
 
@@ -271,12 +264,45 @@ static void attend_group_f16(slm_context *c, int layer, int t, int g, float *scr
     }
 }
 
+/* An encoder's fast path: per (sequence, head), the sequence's tokens attend to its keys in blocks
+ * (slm_attend_f32), so each K/V row is read once per block instead of once per token. The scratch
+ * is the thread's slice of c->att_scores, sized for it by the context. */
+static void attend_encoder_blocks(slm_context *c, int layer, int n_tokens, float *scratch, int ith, int nth) {
+    const slm_hparams *hp = &c->model->hp;
+    const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    const float scale = attn_scale(c->model);
+    const int total = c->n_seq * hp->n_head;
+    for (int i = ith; i < total; i += nth) {
+        const int seq = i / hp->n_head, h = i % hp->n_head, kvh = h / group;
+        const int n = c->seq_batch_n[seq];
+        if (n <= 0) continue;
+        const float *k = (const float *)c->k_cache + kv_offset(c, layer, seq, 0) + (size_t)kvh * hd;
+        const float *v = (const float *)c->v_cache + kv_offset(c, layer, seq, 0) + (size_t)kvh * hd;
+        const float *q[SLM_ENC_ATTEND_BLOCK];
+        float *out[SLM_ENC_ATTEND_BLOCK];
+        int nq = 0;
+        for (int t = 0; t <= n_tokens; t++) {
+            if (t < n_tokens && c->batch_seq[t] == seq) {
+                size_t off = (size_t)t * hp->n_head * hd + (size_t)h * hd;
+                q[nq] = c->q + off;
+                out[nq++] = c->att_out + off;
+            }
+            if (nq == SLM_ENC_ATTEND_BLOCK || (t == n_tokens && nq > 0)) {
+                slm_attend_f32(nq, n, hd, q, k, v, (size_t)c->kv_dim, scale, scratch, out);
+                nq = 0;
+            }
+        }
+    }
+}
+
 static void attention_task(void *arg, int ith, int nth) {
     attention_job *job = arg;
     slm_context *c = job->c;
     const slm_hparams *hp = &c->model->hp;
     float *scratch = c->att_scores + (size_t)ith * c->att_scratch_per_thread;
-    if (c->kv_f32) {
+    if (c->kv_f32 && c->model->arch->encoder && !c->exact && hp->attn_softcap <= 0) {
+        attend_encoder_blocks(c, job->layer, job->n_tokens, scratch, ith, nth);
+    } else if (c->kv_f32) {
         int total = job->n_tokens * hp->n_head;
         for (int i = ith; i < total; i += nth) attend_exact(c, job->layer, i / hp->n_head, i % hp->n_head, scratch);
     } else {
@@ -375,7 +401,7 @@ static void feed_forward(slm_context *c, const slm_layer *L, int T) {
         slm_lora_apply(c, (int)(L - m->layers), SLM_LORAT_GATE, c->xb, T, NULL, c->hb);
         slm_lora_apply(c, (int)(L - m->layers), SLM_LORAT_UP, c->xb, T, NULL, c->hb2);
         rows_job act = {c->hb, c->hb2, NULL, NULL, T, hp->n_ff, 0};
-        act_run(c, m->arch->gelu ? gelu_task : swiglu_task, &act);
+        act_run(c, m->arch->gelu ? gelu_task : m->arch->encoder && !exact ? swiglu_vec_task : swiglu_task, &act);
     } else {
         slm_matmul(c->pool, &L->w_up, c->xb, T, c->hb, exact);
         rows_job act = {c->hb, NULL, NULL, L->b_up, T, hp->n_ff, 0};
@@ -384,6 +410,85 @@ static void feed_forward(slm_context *c, const slm_layer *L, int T) {
     slm_matmul(c->pool, &L->w_down, c->hb, T, c->xb, exact);
     slm_lora_apply(c, (int)(L - m->layers), SLM_LORAT_DOWN, c->hb, T, NULL, c->xb);
     add_bias(c->xb, L->b_down, T, hp->n_embd);
+}
+
+/* The per-token steps of an encoder layer, shared out over the pool by rows (each row computed
+ * the same way whichever thread does it). */
+typedef struct encoder_rows_job {
+    slm_context *c;
+    const slm_layer *L;
+    int layer, n_tokens;
+    const float *bias, *norm_w, *norm_b; /* residual_norm_task */
+    bool copy_to_xb;
+} encoder_rows_job;
+
+/* Q/K/V biases, rotary (nomic-bert) and the store into the f32 cache, token by token. */
+static void encoder_qkv_task(void *arg, int ith, int nth) {
+    const encoder_rows_job *j = arg;
+    slm_context *c = j->c;
+    const slm_hparams *hp = &c->model->hp;
+    const int q_dim = hp->n_head * hp->head_dim;
+    for (int t = j->n_tokens * ith / nth; t < j->n_tokens * (ith + 1) / nth; t++) {
+        float *q = c->q + (size_t)t * q_dim, *k = c->k + (size_t)t * c->kv_dim, *v = c->v + (size_t)t * c->kv_dim;
+        add_bias(q, j->L->bq, 1, q_dim);
+        add_bias(k, j->L->bk, 1, c->kv_dim);
+        add_bias(v, j->L->bv, 1, c->kv_dim);
+        if (!c->model->arch->learned_pos) {
+            rope_apply(c, q, hp->n_head, t);
+            rope_apply(c, k, hp->n_head_kv, t);
+        }
+        if (c->model->arch->q_prescale) scale_rows(q, hp->q_scale, (size_t)q_dim);
+        const size_t off = kv_offset(c, j->layer, c->batch_seq[t], c->batch_pos[t]);
+        memcpy((float *)c->k_cache + off, k, sizeof(float) * (size_t)c->kv_dim);
+        memcpy((float *)c->v_cache + off, v, sizeof(float) * (size_t)c->kv_dim);
+    }
+}
+
+/* Post-norm residual, row by row: y = (xb + bias) + x, x = LayerNorm(y) (and xb = x when the
+ * feed-forward reads it next). */
+static void residual_norm_task(void *arg, int ith, int nth) {
+    const encoder_rows_job *j = arg;
+    slm_context *c = j->c;
+    const int E = c->model->hp.n_embd;
+    for (int t = j->n_tokens * ith / nth; t < j->n_tokens * (ith + 1) / nth; t++) {
+        float *x = c->x + (size_t)t * E, *y = c->xb + (size_t)t * E;
+        add_bias(y, j->bias, 1, E);
+        add_rows(y, x, (size_t)E);
+        layernorm(x, y, j->norm_w, j->norm_b, E, c->model->hp.rms_eps);
+        if (j->copy_to_xb) memcpy(y, x, sizeof(float) * (size_t)E);
+    }
+}
+
+static void encoder_rows_run(slm_context *c, void (*fn)(void *, int, int), encoder_rows_job *job) {
+    if (job->n_tokens >= PARALLEL_MIN_ROWS) slm_pool_run(c->pool, fn, job);
+    else fn(job, 0, 1);
+}
+
+/* One layer of a bidirectional post-LayerNorm encoder (bert, nomic-bert) on c->x:
+ * x = LN(x + attn(x)), then x = LN(x + ffn(x)); the cache is f32 (context.c). */
+static void encoder_layer(slm_context *c, int l, int T) {
+    const slm_model *m = c->model;
+    const slm_layer *L = &m->layers[l];
+    const bool exact = c->exact;
+    const slm_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
+    float *qkv_out[3] = {c->q, c->k, c->v};
+    slm_matmul_multi(c->pool, qkv, 3, c->x, T, qkv_out, exact);
+    encoder_rows_job rows = {.c = c, .L = L, .layer = l, .n_tokens = T};
+    encoder_rows_run(c, encoder_qkv_task, &rows);
+    attention_job job = {c, l, T};
+    slm_pool_run(c->pool, attention_task, &job);
+    slm_matmul(c->pool, &L->wo, c->att_out, T, c->xb, exact);
+    rows.bias = L->bo;
+    rows.norm_w = L->attn_norm;
+    rows.norm_b = L->attn_norm_b;
+    rows.copy_to_xb = true;
+    encoder_rows_run(c, residual_norm_task, &rows);
+    feed_forward(c, L, T);
+    rows.bias = NULL;
+    rows.norm_w = L->ffn_norm;
+    rows.norm_b = L->ffn_norm_b;
+    rows.copy_to_xb = false;
+    encoder_rows_run(c, residual_norm_task, &rows);
 }
 
 static int decode_pass(slm_context *c, const slm_batch *b, char *err, size_t err_len) {
@@ -400,12 +505,15 @@ static int decode_pass(slm_context *c, const slm_batch *b, char *err, size_t err
         c->logits = bigger;
         c->logits_cap = n_out;
     }
-    if (a->gelu) pthread_once(&gelu_once, gelu_init);
     int T = b->n_tokens, E = hp->n_embd, q_dim = hp->n_head * hp->head_dim;
     embed_tokens(c, b, T);
     if (!a->learned_pos) rope_tables(c, T);
     bool exact = c->exact;
     for (int l = 0; l < hp->n_layer; l++) {
+        if (a->encoder) {
+            encoder_layer(c, l, T);
+            continue;
+        }
         const slm_layer *L = &m->layers[l];
         /* attention: pre-norm (decoders) or straight from the residual stream (encoders) */
         const float *att_in = c->x;
@@ -434,21 +542,6 @@ static int decode_pass(slm_context *c, const slm_batch *b, char *err, size_t err
         slm_matmul(c->pool, &L->wo, c->att_out, T, c->xb, exact);
         slm_lora_apply(c, l, SLM_LORAT_O, c->att_out, T, NULL, c->xb);
         add_bias(c->xb, L->bo, T, E);
-        if (a->encoder) { /* x = LN(x + attn), then x = LN(x + ffn(x)) */
-            for (int t = 0; t < T; t++) {
-                float *x = c->x + (size_t)t * E, *y = c->xb + (size_t)t * E;
-                add_rows(y, x, (size_t)E);
-                layernorm(x, y, L->attn_norm, L->attn_norm_b, E, hp->rms_eps);
-            }
-            memcpy(c->xb, c->x, sizeof(float) * (size_t)T * E);
-            feed_forward(c, L, T);
-            for (int t = 0; t < T; t++) {
-                float *x = c->x + (size_t)t * E, *y = c->xb + (size_t)t * E;
-                add_rows(y, x, (size_t)E);
-                layernorm(x, y, L->ffn_norm, L->ffn_norm_b, E, hp->rms_eps);
-            }
-            continue;
-        }
         if (L->post_attn_norm) rmsnorm_rows_pool(c->pool, c->xb, c->xb, L->post_attn_norm, T, E, hp->rms_eps);
         add_rows(c->x, c->xb, (size_t)T * E);
 

@@ -12,6 +12,8 @@
 
 /* Query heads per KV head the fast attention handles in one group. */
 #define SLM_MAX_GQA_GROUP 64
+/* An encoder's fast attention takes the queries of one (sequence, head) in blocks of this many. */
+#define SLM_ENC_ATTEND_BLOCK 256
 
 enum slm_rope_style {
     SLM_ROPE_NORM, /* rotate adjacent pairs (x[2i], x[2i+1]): llama GGUFs (q/k rows are pre-permuted) */
@@ -102,7 +104,7 @@ struct slm_context {
     /* Work buffers sized for n_batch tokens. */
     float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2;
     float *att_scores;        /* [n_threads][att_scratch_per_thread] */
-    size_t att_scratch_per_thread; /* floats: GQA group size x n_ctx + head_dim */
+    size_t att_scratch_per_thread; /* floats: GQA group size x n_ctx + head_dim, or slm_attend_f32's if more */
     int *seq_batch_n;         /* encoders: tokens of each sequence in the current batch */
     float *out_hidden;        /* [n_batch][n_embd] normalised final states of tokens that want logits */
     float *all_hidden;        /* [n_batch][n_embd] final states of every token (embeddings) */

@@ -6,7 +6,9 @@
  *   normal path, f16 weights vs embeddings.jsonl: max |Δ| <= 2e-3, cosine >= 0.9999;
  *   normal path, q8_0 weights: max |Δ| <= 0.03, cosine >= 0.99.
  * The ids of every input must equal llama.cpp's (add_special, no parse_special). All 20 inputs
- * also go through one batch of 20 sequences, which must give the one-per-decode vectors.
+ * also go through one batch of 20 sequences, which must give the one-per-decode vectors, and the
+ * fast path's vectors (one per decode and batched: the float GEMM, blocked attention, vector GELU /
+ * SwiGLU) must stay within the normal path's tolerance of slm's own f32 oracle (--exact).
  * Usage: conf_embed [model-id ...]  (default: every model below; SLM_TEST_QUICK=1 keeps bge-small-q8_0). */
 #include <jansson.h>
 #include <math.h>
@@ -108,7 +110,9 @@ static void compare(const float *got, const float *want, int n, double *max_d, d
     if (cos < *min_cos) *min_cos = cos;
 }
 
-static void run_path(slm_model *m, const model_case *mc, const char *dir, bool exact) {
+/* oracle: the exact path's vectors, written by the exact run (n_oracle of them) and compared with
+ * by the fast one. */
+static void run_path(slm_model *m, const model_case *mc, const char *dir, bool exact, float *oracle, int *n_oracle) {
     int E = slm_model_n_embd(m);
     char path[8300], err[512];
     snprintf(path, sizeof path, "%s/%s", dir, exact ? "embeddings_exact.jsonl" : "embeddings.jsonl");
@@ -141,6 +145,19 @@ static void run_path(slm_model *m, const model_case *mc, const char *dir, bool e
                 exact ? "exact" : "normal", max_d, min_cos, tol, tol_cos);
         CHECKF(max_d <= tol, "%s %s: max |d| %.3g > %.0e", mc->id, exact ? "exact" : "normal", max_d, tol);
         CHECKF(min_cos >= tol_cos, "%s %s: cosine %.7f < %.5f", mc->id, exact ? "exact" : "normal", min_cos, tol_cos);
+        const double tol_oracle = mc->quantized ? 0.03 : 2e-3, tol_oracle_cos = mc->quantized ? 0.99 : 0.9999;
+        if (exact && oracle) {
+            memcpy(oracle, got, sizeof(float) * (size_t)E * (size_t)n);
+            *n_oracle = n;
+        } else if (oracle) {
+            double max_o = 0, cos_o = 1;
+            CHECKF(*n_oracle == n, "%s: the exact run left %d vectors for %d inputs", mc->id, *n_oracle, n);
+            for (int i = 0; i < n && i < *n_oracle; i++)
+                compare(got + (size_t)i * E, oracle + (size_t)i * E, E, &max_o, &cos_o);
+            fprintf(stderr, "%-18s normal vs exact max|d| %.2e  min cosine %.7f\n", mc->id, max_o, cos_o);
+            CHECKF(max_o <= tol_oracle && cos_o >= tol_oracle_cos,
+                   "%s: the fast path is %.3g (cosine %.7f) from the f32 oracle", mc->id, max_o, cos_o);
+        }
 
         /* all inputs at once, one sequence each: the same vectors */
         slm_token *all = malloc(sizeof(slm_token) * MAX_INPUTS * MAX_IDS);
@@ -159,6 +176,12 @@ static void run_path(slm_model *m, const model_case *mc, const char *dir, bool e
             for (int i = 0; one && i < n; i++) {
                 CHECKF(slm_embedding(ctx, i, one, err, sizeof err) == 0, "%s: %s", mc->id, err);
                 compare(one, got + (size_t)i * E, E, &max_batch, &cos_batch);
+                if (!exact && oracle && i < *n_oracle) {
+                    double max_o = 0, cos_o = 1;
+                    compare(one, oracle + (size_t)i * E, E, &max_o, &cos_o);
+                    CHECKF(max_o <= tol_oracle && cos_o >= tol_oracle_cos,
+                           "%s: input %d in the batch is %.3g (cosine %.7f) from the f32 oracle", mc->id, i, max_o, cos_o);
+                }
             }
             free(one);
             /* --exact is batch-invariant; the fast path uses the float GEMM for big batches and the
@@ -261,7 +284,11 @@ static void run_case(const model_case *mc, const char *shared, const char *model
                mc->id, err);
         slm_context_free(ctx);
     }
-    for (int exact = 1; exact >= 0; exact--) run_path(m, mc, dir, exact);
+    float *oracle = malloc(sizeof(float) * (size_t)slm_model_n_embd(m) * MAX_INPUTS);
+    int n_oracle = 0;
+    CHECKF(oracle != NULL, "%s: out of memory", mc->id);
+    for (int exact = 1; exact >= 0; exact--) run_path(m, mc, dir, exact, oracle, &n_oracle);
+    free(oracle);
     slm_model_free(m);
     if (strcmp(mc->id, "nomic-embed-f16") && strcmp(mc->id, "nomic-embed-q8_0")) check_cli(mc, path, dir);
 }
