@@ -204,6 +204,18 @@ req POST /v1/chat/completions "$READER" -H 'Content-Type: application/json' -d '
 expect 403 'b["error"]["param"] == "rag.collection" and "other" in b["error"]["message"]' "scoped key, chat with another collection"
 req GET /v1/rag/collections "bad-key"
 expect 401 True "no valid key"
+# a scoped key made over HTTP (POST /v1/keys) behaves the same
+req POST /v1/keys "$ADMIN" -H 'Content-Type: application/json' -d '{"name":"web","collections":["priv"]}'
+expect 201 'b["collections"] == ["priv"]' "POST /v1/keys with collections"
+WEB=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["key"])' "$T/body")
+req GET /v1/keys "$ADMIN"
+expect 200 '[k["collections"] for k in b["data"] if k["name"] in ("reader", "web", "admin")] == [[], ["kb", "shared"], ["priv"]]' "keys list the scopes"
+req GET /v1/rag/collections "$WEB"
+expect 200 '[c["name"] for c in b["data"]] == ["priv"]' "HTTP-made scoped key lists its collection"
+req POST /v1/rag/collections/kb/search "$WEB" -H 'Content-Type: application/json' -d '{"query":"kerosene"}'
+expect 403 '"kb" in b["error"]["message"]' "HTTP-made scoped key, another collection"
+req POST /v1/keys "$ADMIN" -H 'Content-Type: application/json' -d '{"name":"bad","collections":"a,,b"}'
+expect 400 True "empty name in a collections list"
 
 # ---------- chat completions with rag ----------
 bracket=$("$SLM_BIN" tokenize "$(srv_model_path)" '[' --no-bos --ids | awk '{print $NF}')
