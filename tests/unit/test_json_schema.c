@@ -207,6 +207,32 @@ static void test_validator(void) {
     expect_invalid("{\"type\":\"json_object\"}", "[1]", "not a JSON object");
     expect_invalid("{\"type\":\"string\",\"maxLength\":2}", "\"h\xc3\xa9h\"", "longer than maxLength");
     CHECK(slm_json_validate("{\"type\":\"string\",\"maxLength\":3}", "\"h\xc3\xa9h\"", 6, err, sizeof err) == 0);
+    /* the keywords of issue 18 */
+    expect_invalid("{\"uniqueItems\":true}", "[1,{\"a\":1,\"b\":2},1.0]", "items 0 and 2 are equal (uniqueItems)");
+    expect_invalid("{\"uniqueItems\":true}", "[{\"a\":1,\"b\":2},{\"b\":2,\"a\":1}]", "items 0 and 1 are equal");
+    CHECK(slm_json_validate("{\"uniqueItems\":true}", "[1,\"1\",[1],true]", 16, err, sizeof err) == 0);
+    expect_invalid("{\"multipleOf\":0.1}", "0.35", "is not a multiple of 0.1");
+    CHECK(slm_json_validate("{\"multipleOf\":0.1}", "0.3", 3, err, sizeof err) == 0);
+    expect_invalid("{\"type\":\"integer\",\"multipleOf\":7}", "15", "not a multiple of 7");
+    expect_invalid("{\"minProperties\":2}", "{\"a\":1}", "fewer than minProperties 2");
+    expect_invalid("{\"maxProperties\":1}", "{\"a\":1,\"b\":2}", "more than maxProperties 1");
+    expect_invalid("{\"propertyNames\":{\"pattern\":\"^[a-z]+$\"}}", "{\"aB\":1}", "$.aB: \"aB\" does not match the pattern");
+    expect_invalid("{\"patternProperties\":{\"^n_\":{\"type\":\"integer\"}},\"additionalProperties\":false}",
+                   "{\"n_a\":1,\"x\":2}", "property 'x' is not allowed");
+    expect_invalid("{\"patternProperties\":{\"^n_\":{\"type\":\"integer\"}}}", "{\"n_a\":\"s\"}", "$.n_a: \"s\" is not of type");
+    expect_invalid("{\"prefixItems\":[{\"type\":\"integer\"}],\"items\":{\"type\":\"string\"}}", "[1,2]",
+                   "$[1]: 2 is not of type");
+    expect_invalid("{\"prefixItems\":[{\"type\":\"integer\"}],\"items\":false}", "[1,2]", "$[1]: no value is allowed");
+    expect_invalid("{\"contains\":{\"const\":2}}", "[1,3]", "0 items match 'contains', fewer than 1");
+    expect_invalid("{\"contains\":{\"const\":2},\"maxContains\":1}", "[2,2]", "more than maxContains 1");
+    CHECK(slm_json_validate("{\"contains\":{\"const\":2},\"minContains\":0}", "[]", 2, err, sizeof err) == 0);
+    expect_invalid("{\"dependentRequired\":{\"a\":[\"b\"]}}", "{\"a\":1}", "property 'a' requires 'b'");
+    const char *ite = "{\"if\":{\"properties\":{\"c\":{\"const\":\"US\"}}},\"then\":{\"required\":[\"zip\"]},"
+                      "\"else\":{\"required\":[\"post\"]}}";
+    expect_invalid(ite, "{\"c\":\"US\",\"post\":1}", "required property 'zip' is missing");
+    expect_invalid(ite, "{\"c\":\"DE\",\"zip\":1}", "required property 'post' is missing");
+    expect_invalid("{\"not\":{\"type\":\"string\"}}", "\"x\"", "matches the 'not' schema");
+    expect_invalid("{\"type\":\"object\"}", "{\"a\":1,\"a\":2}", "duplicate object key");
 }
 
 /* $ref is resolved by one JSON-pointer reader for the grammar and the validator: keys of any length,
