@@ -570,7 +570,8 @@ int slm_models_bundle_import(const char *data_dir, const char *tar_path, char *e
     /* manifests are kept in memory until every blob is in and checked */
     enum { MAX_MODELS = 256 };
     slm_model_entry *entries = calloc(MAX_MODELS, sizeof *entries);
-    int n = 0, rc = entries ? 0 : slm_err(err, err_len, "out of memory");
+    slm_model_extras *extras = calloc(MAX_MODELS, sizeof *extras); /* template, system, params travel along */
+    int n = 0, rc = entries && extras ? 0 : slm_err(err, err_len, "out of memory");
     struct archive_entry *e;
     while (rc == 0) {
         int r = archive_read_next_header(a, &e);
@@ -619,6 +620,13 @@ int slm_models_bundle_import(const char *data_dir, const char *tar_path, char *e
                 rc = -1;
                 break;
             }
+            const char *keys[3] = {"template", "system", "params"};
+            char **dst[3] = {&extras[n].template_text, &extras[n].system, &extras[n].params};
+            for (int k = 0; k < 3 && rc == 0; k++) {
+                json_t *v = json_object_get(o, keys[k]);
+                if (v && !json_is_string(v)) rc = slm_err(err, err_len, "bundle: manifest %.100s: '%s' is not a string", p, keys[k]);
+                else if (v && !(*dst[k] = strdup(json_string_value(v)))) rc = slm_err(err, err_len, "out of memory");
+            }
             snprintf(entries[n++].digest, sizeof entries[0].digest, "%s", digest);
             json_decref(o);
         } else {
@@ -635,8 +643,10 @@ int slm_models_bundle_import(const char *data_dir, const char *tar_path, char *e
     for (int i = 0; rc == 0 && i < n; i++) {
         char ref[160];
         snprintf(ref, sizeof ref, "%s:%s", entries[i].name, entries[i].tag);
-        rc = slm_models_tag_blob(data_dir, entries[i].digest, ref, NULL, err, err_len);
+        rc = slm_models_tag_blob_extras(data_dir, entries[i].digest, ref, &extras[i], NULL, err, err_len);
     }
+    for (int i = 0; extras && i < n; i++) slm_models_extras_free(&extras[i]);
+    free(extras);
     free(entries);
     if (rc) {
         collect_garbage(data_dir); /* blobs this import brought in and nothing names */

@@ -26,10 +26,19 @@ want=$("$SLM_BIN" run "$M" -p "Once upon a time" -n 8 --temp 0 2>/dev/null)
 got=$(SLM_HOME="$T/d" "$SLM_BIN" run stories:v2 -p "Once upon a time" -n 8 --temp 0 2>/dev/null)
 [ -n "$want" ] && [ "$got" = "$want" ]; check "run by name equals run by path" $?
 
+# a template (as /api/create or a registry pull writes it) travels with cp and bundles
+python3 - "$T/d/models/manifests/stories/latest.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1])); m["template"] = "{{ .Prompt }}"; m["params"] = '{"stop":["x"]}'
+json.dump(m, open(sys.argv[1], "w"))
+PY
+S cp stories copy 2>/dev/null
 S bundle export stories copy -o "$T/b.tar" 2>/dev/null; check "bundle export" $?
 [ "$(tar tf "$T/b.tar" | grep -c '^blobs/')" = 1 ]; check "a shared blob is bundled once" $?
 "$SLM_BIN" bundle import "$T/b.tar" --data-dir "$T/e" 2>/dev/null; check "bundle import" $?
 [ "$("$SLM_BIN" list --json --data-dir "$T/e" | wc -l)" = 2 ]; check "both names arrive" $?
+python3 -c "import json,sys; m=json.load(open(sys.argv[1])); assert m['template']=='{{ .Prompt }}' and m['params']=='{\"stop\":[\"x\"]}', m" \
+  "$T/e/models/manifests/copy/latest.json"; check "the template and params survive cp and the bundle" $?
 # a corrupted blob: the bundle is refused and nothing appears
 python3 - "$T/b.tar" "$T/bad.tar" <<'PY'
 import sys, tarfile, io

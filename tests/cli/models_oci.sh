@@ -42,11 +42,12 @@ pids+=($!)
 wait_http "http://127.0.0.1:$port/v2/" || { echo "FAIL: docker-registry did not start: $(tail -3 "$T/registry.log")"; exit 1; }
 R="127.0.0.1:$port"
 
-# A proxy in front of it: logs every request (method, path, Range) and, while $T/slow exists, slows
-# blob bodies down so a pull can be killed halfway.
+# A proxy in front of it: logs every request (method, path, Range); while $T/slow exists it slows
+# blob bodies down so a pull can be killed halfway; while $T/auth exists it wants a bearer token
+# from its /token service, as Docker Hub does.
 cat >"$T/proxy.py" <<'PY'
 import http.client, http.server, os, sys, time
-upstream, log_path, slow_flag = sys.argv[1], sys.argv[2], sys.argv[3]
+upstream, log_path, slow_flag, auth_flag = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 class P(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def log_message(self, *a): pass
@@ -54,6 +55,13 @@ class P(http.server.BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else None
         with open(log_path, "a") as log: log.write(f"{self.command} {self.path} {self.headers.get('Range', '-')}\n")
+        if os.path.exists(auth_flag):  # a token service like Docker Hub's: 401 + challenge, /token gives one
+            host = self.headers.get("Host")
+            if self.path.startswith("/token?"):
+                return self.answer(200, b'{"token":"tok-123"}')
+            if self.headers.get("Authorization") != "Bearer tok-123":
+                return self.answer(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}',
+                                   [("WWW-Authenticate", f'Bearer realm="http://{host}/token",service="test-registry",scope="repository:x:pull"')])
         c = http.client.HTTPConnection(upstream)
         hdrs = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
         c.request(self.command, self.path, body=body, headers=hdrs)
@@ -70,12 +78,18 @@ class P(http.server.BaseHTTPRequestHandler):
                 if slow and os.path.exists(slow_flag): time.sleep(0.05)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client was killed: that is the test
+    def answer(self, status, body, headers=()):
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json"); self.send_header("Content-Length", str(len(body)))
+        for k, v in headers: self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD": self.wfile.write(body)
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = relay
 s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), P)
 print(s.server_address[1], flush=True)
 s.serve_forever()
 PY
-python3 "$T/proxy.py" "$R" "$T/proxy.log" "$T/slow" >"$T/proxy.port" &
+python3 "$T/proxy.py" "$R" "$T/proxy.log" "$T/slow" "$T/auth" >"$T/proxy.port" &
 pids+=($!)
 for _ in $(seq 50); do [ -s "$T/proxy.port" ] && break; sleep 0.1; done
 P="127.0.0.1:$(cat "$T/proxy.port")"
@@ -108,6 +122,14 @@ check "a second push asks (HEAD) and sends no blob again" $?
 SLM_HOME="$T/b" "$SLM_BIN" run copy -p "Once upon a time" -n 6 --temp 0 >"$T/out1" 2>/dev/null
 "$SLM_BIN" run "$M" -p "Once upon a time" -n 6 --temp 0 >"$T/out2" 2>/dev/null
 [ -s "$T/out1" ] && cmp -s "$T/out1" "$T/out2"; check "the pulled model runs like the original" $?
+
+# ---------- token auth (WWW-Authenticate: Bearer realm=…) ----------
+touch "$T/auth"
+: >"$T/proxy.log"
+S pull "$P/library/stories:v1" --name tokened --data-dir "$T/t" 2>"$T/err"; check "pull through a token service ($(cat "$T/err"))" $?
+grep -q "^GET /token?service=test-registry&scope=repository%3Ax%3Apull" "$T/proxy.log"; check "the token was asked for the challenge's service and scope" $?
+S push stories "$P/library/stories:v3" --data-dir "$T/a" 2>"$T/err"; check "push through a token service ($(cat "$T/err"))" $?
+rm -f "$T/auth"
 
 # ---------- kill -9 in the middle of a big blob, then resume ----------
 # a GGUF with 12 MiB of padding after its data: still a valid model, big enough to interrupt
