@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Tool calls are valid by construction: 20 tool schemas x 5 seeds at temperature 1 on each model;
+"""Tool calls are valid by construction: 30 tool schemas (the last 10 use uniqueItems, multipleOf,
+min/maxProperties, propertyNames, patternProperties, prefixItems, contains, dependentRequired,
+if/then/else and not) x 5 seeds at temperature 1 on each model;
 every call a reply emits must parse as a JSON object and validate against its function's schema
 (checked here with the `jsonschema` package, independently of the server's own slm_json_validate).
 
@@ -67,6 +69,42 @@ SCHEMAS = [
                                                                                  "exclusiveMinimum": 0,
                                                                                  "exclusiveMaximum": 100}},
                "required": ["kind", "qty"], "additionalProperties": False}),
+    # the JSON Schema keywords of issue 18
+    ("unique_tags", {"type": "object", "properties": {"tags": {"type": "array", "items": {"enum": ["a", "b", "c", "d"]},
+                                                               "uniqueItems": True, "minItems": 2}},
+                     "required": ["tags"]}),
+    ("pay", {"type": "object", "properties": {"amount": {"type": "number", "minimum": 0, "maximum": 50,
+                                                         "multipleOf": 0.25},
+                                              "count": {"type": "integer", "multipleOf": 3}},
+             "required": ["amount", "count"]}),
+    ("filters", {"type": "object", "properties": {"a": S, "b": {"type": "integer"}, "c": {"type": "boolean"},
+                                                  "d": {"type": "null"}},
+                 "minProperties": 2, "maxProperties": 3, "additionalProperties": False}),
+    ("headers", {"type": "object", "properties": {"h": {"type": "object", "propertyNames": {"pattern": "^[a-z]{1,8}$"},
+                                                        "additionalProperties": {"type": "string", "maxLength": 6},
+                                                        "maxProperties": 3}}, "required": ["h"]}),
+    ("metrics", {"type": "object", "patternProperties": {"^m_[a-z]{1,4}$": {"type": "integer", "minimum": 0}},
+                 "additionalProperties": False, "minProperties": 1, "maxProperties": 3}),
+    ("move", {"type": "object", "properties": {"to": {"type": "array", "prefixItems": [
+        {"type": "integer", "minimum": 0, "maximum": 7}, {"type": "integer", "minimum": 0, "maximum": 7}],
+        "items": False, "minItems": 2}}, "required": ["to"]}),
+    ("roles", {"type": "object", "properties": {"roles": {"type": "array", "items": {"enum": ["admin", "user", "guest"]},
+                                                          "contains": {"const": "user"}, "minContains": 1,
+                                                          "maxContains": 2}},
+               "required": ["roles"]}),
+    ("ship", {"type": "object", "properties": {"country": {"enum": ["US", "DE"]}, "zip": {"type": "string"},
+                                               "express": {"type": "boolean"}, "phone": S},
+              "required": ["country"], "dependentRequired": {"express": ["phone"]},
+              "if": {"properties": {"country": {"const": "US"}}},
+              "then": {"properties": {"zip": {"pattern": "^[0-9]{5}$"}}, "required": ["zip"]},
+              "else": {"properties": {"zip": {"pattern": "^[0-9]{4}$"}}}}),
+    ("pick_not", {"type": "object", "properties": {"v": {"not": {"type": ["object", "array", "string"]}},
+                                                   "k": {"enum": ["x", "y", "z"], "not": {"const": "y"}}},
+                  "required": ["v", "k"]}),
+    ("grid", {"type": "object", "properties": {"cells": {"type": "array", "uniqueItems": True, "maxItems": 4, "items": {
+        "type": "array", "prefixItems": [{"type": "integer", "minimum": 0, "maximum": 2},
+                                         {"type": "integer", "minimum": 0, "maximum": 2}], "items": False,
+        "minItems": 2}}}, "required": ["cells"]}),
 ]
 CHOICES = ["required", "named", "auto"]
 # RFC 3339 dates and times as docs/grammar.md generates them (Python's own checkers refuse the year
