@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* File types, numbered as llama.cpp's llama_ftype (stored in general.file_type). */
 enum slm_ftype {
@@ -79,5 +80,21 @@ int slm_imatrix_load(const char *path, slm_imatrix **out, char *err, size_t err_
 int slm_imatrix_parse(const void *data, size_t size, const char *name, slm_imatrix **out, char *err, size_t err_len);
 void slm_imatrix_free(slm_imatrix *im);
 const slm_imatrix_entry *slm_imatrix_find(const slm_imatrix *im, const char *name);
+
+/* ---- what a quantization costs: KL divergence against the base model (llama-perplexity's statistics) ---- */
+
+typedef struct slm_kld_stats slm_kld_stats;
+
+slm_kld_stats *slm_kld_new(void);
+void slm_kld_free(slm_kld_stats *s);
+/* One scored position: the quantized and the base model's logits over n_vocab, and the true next
+ * token. Returns 0, or -1 when out of memory. */
+int slm_kld_add(slm_kld_stats *s, const float *logits, const float *base_logits, int n_vocab, int token);
+/* The running line llama-perplexity prints per chunk: PPL, ln(PPL(Q)/PPL(base)), KLD, RMS dp, same top. */
+void slm_kld_print_chunk(const slm_kld_stats *s, int chunk, FILE *fp);
+/* The final "Perplexity / KL divergence / Token probability statistics" blocks. */
+void slm_kld_print_summary(const slm_kld_stats *s, FILE *fp);
+/* Mean KLD and its uncertainty, the fraction with the same top token and its uncertainty. */
+void slm_kld_summary(const slm_kld_stats *s, double *mean_kld, double *kld_unc, double *same_top, double *same_top_unc);
 
 #endif

@@ -13,19 +13,23 @@
 #include "common.h"
 #include "slm.h"
 #include "slm_buf.h"
+#include "slm_quant.h"
 
 /* A text up to this size is tokenized in one piece, exactly as llama-perplexity does. */
 #define PPL_PIECE ((size_t)2 << 20)
 
 static const char *ppl_help =
-    "usage: slm perplexity MODEL -f FILE [-c CTX] [-t N] [-b N] [--exact]\n"
+    "usage: slm perplexity MODEL -f FILE [-c CTX] [-t N] [-b N] [--exact] [--kl-divergence-base BASE.gguf]\n"
     "\n"
     "Perplexity of FILE ('-' = stdin) the way llama-perplexity computes it: chunks of CTX tokens\n"
     "(default 512), each from an empty cache with BOS first; the logits of positions CTX/2..CTX-2 score\n"
     "the next token. Prints the running estimate after each chunk and the final PPL +/- its standard error.\n"
     "The text streams in 2 MiB pieces cut at line ends, so any length runs in bounded memory; up to\n"
     "2 MiB it is tokenized whole as llama-perplexity does, beyond that the tokens at a cut may differ.\n"
-    "A NUL byte in the text is an error.\n" CLI_LORA_HELP;
+    "A NUL byte in the text is an error.\n"
+    "  --kl-divergence-base BASE.gguf  also run BASE (e.g. the F16 model MODEL was quantized from) on the\n"
+    "                  same chunks and report the KL divergence of MODEL from it, PPL(Q)/PPL(base) and how\n"
+    "                  often the top token agrees (\"Same top p\"), with llama-perplexity's statistics.\n" CLI_LORA_HELP;
 
 /* Where to end a piece of `n` bytes that is not the end of the text: after the last newline, else
  * before the last space, else at the last UTF-8 character boundary. Always in 1..n. */
@@ -45,6 +49,8 @@ typedef struct ppl_state {
     double nll_sum, nll2_sum;
     long count;
     int n_chunks;
+    slm_context *base_ctx; /* --kl-divergence-base: the base model's context, else NULL */
+    slm_kld_stats *kld;
 } ppl_state;
 
 /* Scores one chunk of n_ctx tokens (chunk[0] is replaced by BOS as llama-perplexity does). */
@@ -53,14 +59,19 @@ static int score_chunk(const char *verb, slm_context *ctx, const slm_model *m, p
     slm_token bos = slm_token_bos(m);
     if (slm_vocab_add_bos(m) && bos >= 0) chunk[0] = bos;
     slm_kv_seq_truncate(ctx, 0, 0);
+    if (st->base_ctx) slm_kv_seq_truncate(st->base_ctx, 0, 0);
     for (int start = 0; start < st->n_ctx; start += st->n_batch) {
         int n = st->n_ctx - start < st->n_batch ? st->n_ctx - start : st->n_batch;
         for (int j = 0; j < n; j++) st->want[j] = start + j >= st->first && start + j < st->n_ctx - 1;
         slm_batch b = {n, chunk + start, NULL, NULL, st->want};
         if (slm_decode(ctx, &b, err, sizeof err)) return cli_fail(verb, "%s", err), -1;
+        if (st->base_ctx && slm_decode(st->base_ctx, &b, err, sizeof err)) return cli_fail(verb, "base: %s", err), -1;
         int row = 0;
         for (int j = 0; j < n; j++) {
             if (!st->want[j]) continue;
+            if (st->base_ctx &&
+                slm_kld_add(st->kld, slm_logits(ctx, row), slm_logits(st->base_ctx, row), st->n_vocab, chunk[start + j + 1]))
+                return cli_fail(verb, "out of memory"), -1;
             const float *lg = slm_logits(ctx, row++);
             float max = -INFINITY;
             for (int i = 0; i < st->n_vocab; i++)
@@ -74,6 +85,13 @@ static int score_chunk(const char *verb, slm_context *ctx, const slm_model *m, p
         }
     }
     st->n_chunks++;
+    if (st->base_ctx) {
+        if (st->n_chunks == 1)
+            printf("chunk             PPL               ln(PPL(Q)/PPL(base))          KL Divergence              Δp RMS            Same top p\n");
+        slm_kld_print_chunk(st->kld, st->n_chunks, stdout);
+        fflush(stdout);
+        return 0;
+    }
     printf("[%d]%.4f,", st->n_chunks, exp(st->nll_sum / st->count));
     fflush(stdout);
     return 0;
@@ -84,12 +102,13 @@ int cmd_perplexity(int argc, char **argv) {
     int status;
     if (cli_usage(argc, argv, ppl_help, &status)) return status;
     cli_engine_opts eo = {.model_path = argv[1]};
-    const char *file = NULL;
+    const char *file = NULL, *kld_base = NULL;
     for (int i = 2; i < argc; i++) {
         int r = cli_engine_opt(verb, argc, argv, &i, &eo);
         if (r < 0) return 1;
         if (r > 0) continue;
         if (!strcmp(argv[i], "-f") && i + 1 < argc) file = argv[++i];
+        else if (!strcmp(argv[i], "--kl-divergence-base") && i + 1 < argc) kld_base = argv[++i];
         else return cli_fail(verb, "unknown option or missing value '%s'", argv[i]);
     }
     if (!file) return cli_fail(verb, "no text: give -f FILE");
@@ -107,6 +126,7 @@ int cmd_perplexity(int argc, char **argv) {
     }
     slm_model *m = NULL;
     slm_context *ctx = NULL;
+    slm_model *base_model = NULL;
     char *buf = NULL;
     slm_token *pending = NULL, *toks = NULL;
     size_t n_pending = 0, cap_pending = 0;
@@ -114,6 +134,25 @@ int cmd_perplexity(int argc, char **argv) {
     status = 1;
     if (cli_engine_open(verb, &eo, false, &m, &ctx)) goto out;
     st.n_vocab = slm_model_n_vocab(m);
+    if (kld_base) {
+        cli_engine_opts base_eo = eo;
+        base_eo.model_path = kld_base;
+        base_eo.n_lora = 0;
+        if (cli_engine_open(verb, &base_eo, false, &base_model, &st.base_ctx)) goto out;
+        if (slm_model_n_vocab(base_model) != st.n_vocab) {
+            cli_fail(verb, "%s has %d tokens in its vocabulary, %s has %d: not the same model", kld_base,
+                     slm_model_n_vocab(base_model), eo.model_path, st.n_vocab);
+            goto out;
+        }
+        if (slm_context_n_batch(st.base_ctx) < slm_context_n_batch(ctx)) {
+            cli_fail(verb, "the base model's batch is smaller than the model's");
+            goto out;
+        }
+        if (!(st.kld = slm_kld_new())) {
+            cli_fail(verb, "out of memory");
+            goto out;
+        }
+    }
     st.n_batch = slm_context_n_batch(ctx);
     st.first = st.n_ctx / 2;
     buf = malloc(PPL_PIECE + 1);
@@ -174,6 +213,10 @@ int cmd_perplexity(int argc, char **argv) {
     double ppl = exp(mean);
     double err_ppl = st.count > 1 ? ppl * sqrt(var / (st.count - 1)) : 0;
     printf("\nFinal estimate: PPL = %.4f +/- %.5f\n", ppl, err_ppl);
+    if (st.kld) {
+        printf("\n");
+        slm_kld_print_summary(st.kld, stdout);
+    }
     fprintf(stderr, "perplexity: %ld tokens, %d chunks of %d\n", n_tok_total, st.n_chunks, st.n_ctx);
     status = 0;
 out:
@@ -184,5 +227,8 @@ out:
     free(buf);
     slm_context_free(ctx);
     slm_model_free(m);
+    slm_kld_free(st.kld);
+    slm_context_free(st.base_ctx);
+    slm_model_free(base_model);
     return status;
 }
