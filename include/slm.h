@@ -314,6 +314,13 @@ int slm_context_set_lora(slm_context *ctx, int seq, const slm_lora_use *uses, in
  * its cached positions are reusable for a request that asks for them. */
 bool slm_context_lora_matches(const slm_context *ctx, int seq, const slm_lora_use *uses, int n);
 
+/* `slm lora merge`: writes base + Σ scale_i × alpha_i / rank_i × B_i·A_i (sums in double) to out_path:
+ * every key/value and tensor of the base as it was, each adapted matrix in its own type (quantized
+ * ones re-quantized with the reference quantizer; F32 where slm has no quantizer for the type). The
+ * write is atomic (temporary file, rename). `note` (may be NULL) gets one line saying what was done. */
+int slm_lora_merge(const char *base_path, const char *const *adapter_paths, const float *scales, int n,
+                   const char *out_path, char *note, size_t note_len, char *err, size_t err_len);
+
 /* ---------- misc ---------- */
 
 /* Name of the kernel path chosen at start-up: "scalar", "avx2", "avx512", "amx". */

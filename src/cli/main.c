@@ -23,6 +23,7 @@ static const struct verb {
     {"embed", cmd_embed, "L2-normalised embeddings of input lines (bert, nomic-bert, any model)"},
     {"logits", cmd_logits, "teacher-forced logits of every position, as JSON lines"},
     {"perplexity", cmd_perplexity, "perplexity of a text file (llama-perplexity's method)"},
+    {"lora", cmd_lora, "merge LoRA adapters into a model (slm lora merge)"},
     {"quantize", cmd_quantize, "quantize a GGUF model (llama-quantize's types and mixes)"},
     {"bench", cmd_bench, "prompt and generation speed"},
     {"classify", cmd_classify, "pick labels for inputs (JSONL in, JSONL out)"},

@@ -16,12 +16,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gguf/gguf_write.h"
 #include "model/model_impl.h"
 #include "tensor/quant.h"
 #include "tensor/types.h"
 #include "util/err.h"
 
 #define LORA_MAX_RANK 256
+
+/* One A/B pair as the file has it: the base tensor it adapts, whole (fused matrices unsplit). */
+typedef struct lora_pair {
+    char name[96];
+    const float *a, *b;
+    int rank;
+    int64_t n_in, n_out;
+} lora_pair;
 
 /* One adapted matrix as the forward pass sees it (a fused matrix's part points into its pair's B). */
 typedef struct lora_target {
@@ -42,6 +51,7 @@ struct slm_lora {
     float **owned;            /* the A and B buffers (2 per pair) */
     int n_owned;
     lora_target *targets;     /* [(n_layer) × SLM_LORAT_N_TARGETS + 1]: the last one is output.weight; rank 0 = none */
+    lora_pair *pairs;         /* by base tensor name, for merging */
 };
 
 /* What each sequence of a context applies. */
@@ -74,6 +84,7 @@ static void lora_destroy(slm_lora *l) {
     for (int i = 0; i < l->n_owned; i++) free(l->owned[i]);
     free(l->owned);
     free(l->targets);
+    free(l->pairs);
     free(l);
 }
 
@@ -304,6 +315,20 @@ int slm_lora_load(const slm_model *model, const char *path, slm_lora **out, char
             rc = -1;
             break;
         }
+        lora_pair *pairs = realloc(l->pairs, sizeof *pairs * (size_t)(l->n_pairs + 1));
+        if (!pairs || strlen(wname) >= sizeof pairs->name) {
+            if (pairs) l->pairs = pairs;
+            rc = slm_err(err, err_len, "%s: out of memory or a tensor name too long ('%s')", fn, wname);
+            break;
+        }
+        l->pairs = pairs;
+        lora_pair *pr = &pairs[l->n_pairs];
+        snprintf(pr->name, sizeof pr->name, "%s", wname);
+        pr->a = a;
+        pr->b = b;
+        pr->rank = (int)rank;
+        pr->n_in = n_in;
+        pr->n_out = n_out;
         place(l, model, layer, target, fused, a, b, (int)rank, n_in, n_out);
         if (rank > l->max_rank) l->max_rank = (int)rank;
         l->n_pairs++;
@@ -476,4 +501,137 @@ void slm_lora_apply(slm_context *c, int layer, int target, const float *x, int n
     apply_job job = {c, index, x, y, n, rows, w->k, w->m};
     if (n >= 2) slm_pool_run(c->pool, apply_rows, &job);
     else apply_rows(&job, 0, 1);
+}
+
+/* ---------- merging (slm lora merge) ---------- */
+
+typedef struct merge_tensor {
+    const gguf_tensor *t;
+    uint32_t out_type;
+    int n_terms;
+    const lora_pair *pair[SLM_LORA_MAX];
+    double mult[SLM_LORA_MAX];
+} merge_tensor;
+
+/* Rows of W + Σ s·B·A (sums in double) in the tensor's output type. */
+static int merge_fill(void *user, int64_t index, void *dst, size_t n_bytes, char *err, size_t err_len) {
+    const merge_tensor *mt = &((const merge_tensor *)user)[index];
+    const gguf_tensor *t = mt->t;
+    int64_t n_in = t->ne[0], rows = t->n_bytes / slm_row_bytes(t->type, n_in);
+    size_t in_bytes = slm_row_bytes(t->type, n_in), out_bytes = slm_row_bytes(mt->out_type, n_in);
+    if (out_bytes * (size_t)rows != n_bytes) return slm_err(err, err_len, "merge: '%.90s': size mismatch", t->name.ptr);
+    float *row = malloc(sizeof(float) * (size_t)n_in);
+    double *acc = malloc(sizeof(double) * (size_t)n_in);
+    if (!row || !acc) {
+        free(row);
+        free(acc);
+        return slm_err(err, err_len, "out of memory merging a tensor");
+    }
+    for (int64_t o = 0; o < rows; o++) {
+        slm_dequantize_row(t->type, (const uint8_t *)t->data + (size_t)o * in_bytes, row, n_in);
+        for (int64_t k = 0; k < n_in; k++) acc[k] = row[k];
+        for (int j = 0; j < mt->n_terms; j++) {
+            const lora_pair *p = mt->pair[j];
+            const float *b = p->b + (size_t)o * (size_t)p->rank;
+            for (int r = 0; r < p->rank; r++) {
+                double c = mt->mult[j] * (double)b[r];
+                const float *a = p->a + (size_t)r * (size_t)n_in;
+                for (int64_t k = 0; k < n_in; k++) acc[k] += c * (double)a[k];
+            }
+        }
+        for (int64_t k = 0; k < n_in; k++) row[k] = (float)acc[k];
+        if (slm_quantize_row(mt->out_type, row, (uint8_t *)dst + (size_t)o * out_bytes, n_in) != 0) {
+            free(row);
+            free(acc);
+            return slm_err(err, err_len, "merge: cannot write type %s", slm_type_name(mt->out_type));
+        }
+    }
+    free(row);
+    free(acc);
+    return 0;
+}
+
+int slm_lora_merge(const char *base_path, const char *const *adapter_paths, const float *scales, int n,
+                   const char *out_path, char *note, size_t note_len, char *err, size_t err_len) {
+    if (n < 1 || n > SLM_LORA_MAX) return slm_err(err, err_len, "merge: 1 to %d adapters", SLM_LORA_MAX);
+    slm_model *m = NULL;
+    slm_lora *loras[SLM_LORA_MAX] = {0};
+    merge_tensor *mts = NULL;
+    char (*names)[256] = NULL;
+    gguf_writer *w = NULL;
+    int rc = -1, n_merged = 0, n_requant = 0, n_widened = 0;
+    if (slm_model_load(base_path, NULL, &m, err, err_len)) return -1;
+    for (int i = 0; i < n; i++) {
+        if (!isfinite(scales[i])) {
+            slm_err(err, err_len, "%s: the scale is not a finite number", adapter_paths[i]);
+            goto done;
+        }
+        if (slm_lora_load(m, adapter_paths[i], &loras[i], err, err_len)) goto done;
+    }
+    const gguf_file *f = slm_model_gguf(m);
+    int64_t nt = gguf_n_tensors(f);
+    mts = calloc((size_t)(nt ? nt : 1), sizeof *mts);
+    names = calloc((size_t)(nt ? nt : 1), sizeof *names);
+    w = gguf_writer_new();
+    if (!mts || !names || !w || gguf_writer_copy_all_kv(w, f)) {
+        slm_err(err, err_len, "out of memory preparing %s", out_path);
+        goto done;
+    }
+    uint32_t alignment;
+    if (gguf_get_u32(f, "general.alignment", &alignment, NULL, 0) == 0) gguf_writer_set_alignment(w, alignment);
+    for (int64_t i = 0; i < nt; i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        merge_tensor *mt = &mts[i];
+        mt->t = t;
+        mt->out_type = t->type;
+        snprintf(names[i], sizeof names[i], "%.*s", (int)(t->name.len < 255 ? t->name.len : 255), t->name.ptr);
+        for (int j = 0; j < n; j++)
+            for (int p = 0; p < loras[j]->n_pairs; p++)
+                if (!strcmp(loras[j]->pairs[p].name, names[i]) && scales[j] != 0) {
+                    const lora_pair *pr = &loras[j]->pairs[p];
+                    mt->pair[mt->n_terms] = pr;
+                    mt->mult[mt->n_terms++] = lora_multiplier(scales[j], loras[j]->alpha, pr->rank);
+                }
+        int st;
+        if (mt->n_terms == 0) {
+            st = gguf_writer_add_tensor(w, names[i], t->type, t->n_dims, t->ne, t->data, NULL, NULL);
+        } else {
+            /* the base's own type when slm can write it (quantized: re-quantized), else f32 */
+            size_t probe_bytes = slm_row_bytes(t->type, t->ne[0]);
+            float *zeros = calloc((size_t)t->ne[0], sizeof(float));
+            void *probe = probe_bytes ? malloc(probe_bytes) : NULL;
+            bool writable = zeros && probe && slm_quantize_row(t->type, zeros, probe, t->ne[0]) == 0;
+            free(zeros);
+            free(probe);
+            if (!writable) {
+                mt->out_type = SLM_TYPE_F32;
+                n_widened++;
+            } else if (t->type != SLM_TYPE_F32 && t->type != SLM_TYPE_F16 && t->type != SLM_TYPE_BF16) {
+                n_requant++;
+            }
+            n_merged++;
+            st = gguf_writer_add_tensor(w, names[i], mt->out_type, t->n_dims, t->ne, NULL, merge_fill, mts);
+        }
+        if (st) {
+            slm_err(err, err_len, "cannot add tensor '%s' to %s", names[i], out_path);
+            goto done;
+        }
+    }
+    if (gguf_writer_write(w, out_path, err, err_len)) goto done;
+    if (note && note_len) {
+        size_t k = (size_t)snprintf(note, note_len, "%d matrices merged from %d adapter%s", n_merged, n, n == 1 ? "" : "s");
+        if (n_requant && k < note_len)
+            k += (size_t)snprintf(note + k, note_len - k,
+                                  "; %d re-quantized to their own type (reference quantizer, no importance matrix)", n_requant);
+        if (n_widened && k < note_len)
+            snprintf(note + k, note_len - k, "; %d written as F32 (slm has no quantizer for their type)", n_widened);
+    }
+    rc = 0;
+done:
+    gguf_writer_free(w);
+    free(mts);
+    free(names);
+    for (int i = 0; i < n; i++) slm_lora_free(loras[i]);
+    slm_model_free(m);
+    return rc;
 }

@@ -65,6 +65,42 @@ p0=$("$SLM_BIN" perplexity "$model" -f "$tmp/text.txt" -c 32 2>&1 | grep -o 'PPL
 p1=$("$SLM_BIN" perplexity "$model" -f "$tmp/text.txt" -c 32 --lora "$A" 2>&1 | grep -o 'PPL = [0-9.]*' | tail -1)
 [ -n "$p0" ] && [ -n "$p1" ] && [ "$p0" != "$p1" ] || fail "perplexity: '$p0' vs '$p1'"
 
+# slm lora merge: the merged model's logits equal base + adapter (oracle path, 1e-3 sigma of 7.2)
+"$SLM_BIN" lora merge "$model" "$A:0.75" -o "$tmp/merged.gguf" 2>"$tmp/merge.log" || fail "merge: $(cat "$tmp/merge.log")"
+grep -q "10 matrices merged" "$tmp/merge.log" || fail "merge note: $(cat "$tmp/merge.log")"
+merged=$("$SLM_BIN" logits "$tmp/merged.gguf" --ids $ids --json --top 5 --exact)
+applied=$(logits --lora "$A:0.75")
+python3 - "$merged" "$applied" "$base" <<'EOF2' || fail "merged model differs from base + adapter"
+import json, sys
+m, a, b = ([json.loads(l) for l in s.splitlines()] for s in sys.argv[1:4])
+worst = max(abs(p[1] - q[1]) for x, y in zip(m, a) for p, q in zip(x["top"], y["top"]))
+assert all([t[0] for t in x["top"]] == [t[0] for t in y["top"]] for x, y in zip(m, a)), "top ids differ"
+assert worst <= 1e-3 * 7.1984, worst
+moved = max(abs(p[1] - q[1]) for x, y in zip(m, b) for p, q in zip(x["top"], y["top"]))
+assert moved > 0.05, moved  # and the merge did change the model
+EOF2
+# a failed merge leaves nothing behind
+python3 "$synth" --adapter-for tiny-smollm2 --rank 8 --alpha 16 --targets gate,up --seed 1 -o "$tmp/tiny.gguf" 2>/dev/null
+"$SLM_BIN" lora merge "$model" "$tmp/tiny.gguf" -o "$tmp/bad-merge.gguf" 2>/dev/null && fail "merge of a wrong-shape adapter succeeded"
+[ -z "$(ls "$tmp" | grep bad-merge)" ] || fail "a failed merge left $(ls "$tmp" | grep bad-merge)"
+"$SLM_BIN" lora merge "$model" -o "$tmp/x.gguf" 2>/dev/null && fail "merge without an adapter succeeded"
+# a quantized base is re-quantized in its own type (and the adapter shows in its logits)
+q8="${SLM_TEST_MODELS:-${SLM_BUILD:-.}/testdata}/tiny-smollm2-q8_0.gguf"
+if [ -f "$q8" ]; then
+  python3 "$synth" --adapter-for tiny-smollm2 --rank 8 --alpha 16 --seed 1 --lora-rel 0.25 -o "$tmp/tiny-all.gguf" 2>/dev/null
+  "$SLM_BIN" lora merge "$q8" "$tmp/tiny-all.gguf" -o "$tmp/mq8.gguf" 2>"$tmp/merge.log" || fail "q8_0 merge"
+  grep -q "14 re-quantized" "$tmp/merge.log" || fail "q8_0 merge note: $(cat "$tmp/merge.log")"
+  [ "$("$SLM_BIN" show "$tmp/mq8.gguf" 2>&1 | grep -c q8_0)" -ge 14 ] || fail "the merged q8_0 model is not q8_0"
+  mq=$("$SLM_BIN" logits "$tmp/mq8.gguf" --ids 1,2,3,4,5 --json --top 1)
+  aq=$("$SLM_BIN" logits "$q8" --ids 1,2,3,4,5 --json --top 1 --lora "$tmp/tiny-all.gguf")
+  python3 - "$mq" "$aq" <<'EOF2' || fail "merged q8_0 vs q8_0 + adapter"
+import json, sys
+m, a = ([json.loads(l) for l in s.splitlines()] for s in sys.argv[1:3])
+d = max(abs(x["logsumexp"] - y["logsumexp"]) for x, y in zip(m, a))
+assert d <= 0.05 * 0.2784, d  # the fast path's log-sum-exp tolerance for quantized weights
+EOF2
+fi
+
 # hostile adapters: exit 1, one line that says what is wrong
 expect_error() { # pattern args...
   local pat=$1 out rc=0; shift
@@ -74,7 +110,6 @@ expect_error() { # pattern args...
   printf '%s' "$out" | grep -q -- "$pat" || fail "$*: '$out' does not say '$pat'"
 }
 expect_error "not a LoRA adapter" --lora "$model"
-python3 "$synth" --adapter-for tiny-smollm2 --rank 8 --alpha 16 --targets gate,up --seed 1 -o "$tmp/tiny.gguf" 2>/dev/null
 expect_error "needs lora_a" --lora "$tmp/tiny.gguf"
 # another architecture: the same file with general.architecture "llama" renamed to "qwen2"
 python3 - "$A" "$tmp/qwen.gguf" <<'EOF'
