@@ -236,6 +236,7 @@ static bool emit_end(srv_stream *st, slm_request *r, oai_state *u, const char *f
 typedef struct tool_emit {
     srv_stream *st;
     oai_state *u;
+    int choice; /* the choice's index (n > 1) */
 } tool_emit;
 
 static bool on_tool_event(void *user, slm_tool_event_kind kind, int index, const char *text, size_t len) {
@@ -252,7 +253,7 @@ static bool on_tool_event(void *user, slm_tool_event_kind kind, int index, const
         delta = json_pack("{s:[{s:i, s:{s:s%}}]}", "tool_calls", "index", index, "function", "arguments", text, len);
     }
     json_t *c = chunk_base(te->u);
-    json_object_set_new(c, "choices", json_pack("[{s:i, s:o, s:n, s:n}]", "index", 0, "delta", delta, "logprobs", "finish_reason"));
+    json_object_set_new(c, "choices", json_pack("[{s:i, s:o, s:n, s:n}]", "index", te->choice, "delta", delta, "logprobs", "finish_reason"));
     return srv_stream_write_json(te->st, "data: ", c, "\n\n");
 }
 
@@ -267,7 +268,7 @@ static bool emit_openai_tools(srv_stream *st, slm_request *r, const srv_delta *d
                                       "", "logprobs", "finish_reason"));
         ok = srv_stream_write_json(st, "data: ", c, "\n\n");
     }
-    tool_emit te = {st, u};
+    tool_emit te = {st, u, 0};
     if (ok && (d->text_len > 0 || (d->done && !failed))) ok = slm_tool_stream_feed(u->calls, d->text, d->text_len, d->done, on_tool_event, &te);
     if (ok && d->done) {
         if (failed) return emit_error_event(st, r);
@@ -313,6 +314,255 @@ static void add_tool_calls(srv_server *s, const srv_tools *t, json_t *choice, co
     slm_tool_calls_free(calls, n);
 }
 
+/* ---------- n > 1: choices generated together (srv_submit_choices) ---------- */
+
+typedef struct choice_stream {
+    size_t text_seen;
+    int infos_seen;
+    size_t text_offset; /* completions logprobs */
+    bool started, finished;
+    slm_tool_stream *calls; /* with tools */
+} choice_stream;
+
+typedef struct oai_choices {
+    oai_state base; /* ids, model, the API's shape */
+    int n;
+    slm_request *rs[SRV_MAX_CHOICES];
+    choice_stream ch[SRV_MAX_CHOICES];
+} oai_choices;
+
+static void oai_choices_cleanup(void *p) {
+    oai_choices *u = p;
+    for (int i = 0; i < u->n; i++) {
+        slm_request_release(u->rs[i]);
+        slm_tool_stream_free(u->ch[i].calls);
+    }
+}
+
+/* New output of choice i: text (and its tokens' facts) as chunks with "index": i. */
+static bool emit_choice_delta(srv_stream *st, oai_choices *u, int i, const char *text, size_t len, const slm_token_info *infos,
+                              int n_infos, bool end) {
+    oai_state *b = &u->base;
+    choice_stream *ch = &u->ch[i];
+    if (ch->calls) {
+        tool_emit te = {st, b, i};
+        return (len == 0 && !end) || slm_tool_stream_feed(ch->calls, text, len, end, on_tool_event, &te);
+    }
+    if (len == 0 && n_infos == 0) return true;
+    slm_request *r = u->rs[i];
+    json_t *lp = r->gen.logprobs ? (b->chat ? chat_logprobs(b->model_ref, infos, n_infos)
+                                            : completion_logprobs(b->model_ref, infos, n_infos, &ch->text_offset))
+                                 : json_null();
+    json_t *c = chunk_base(b);
+    json_t *choice = b->chat ? json_pack("{s:i, s:{s:s%}, s:o, s:n}", "index", i, "delta", "content", text, len, "logprobs", lp, "finish_reason")
+                             : json_pack("{s:i, s:s%, s:o, s:n}", "index", i, "text", text, len, "logprobs", lp, "finish_reason");
+    json_object_set_new(c, "choices", json_pack("[o]", choice));
+    return srv_stream_write_json(st, "data: ", c, "\n\n");
+}
+
+/* Called with J's lock held; takes each choice's own lock in turn (nothing takes them the other
+ * way round). With an output filter, a choice's text goes out whole once it is done: the filter
+ * reads one text at a time. */
+static bool emit_choices(srv_stream *st, slm_request *J, const srv_delta *d) {
+    oai_choices *u = st->user;
+    oai_state *b = &u->base;
+    bool hold = st->origin && st->origin->filter.feed;
+    bool ok = true;
+    for (int i = 0; ok && i < u->n; i++) {
+        slm_request *r = u->rs[i];
+        choice_stream *ch = &u->ch[i];
+        if (ch->finished) continue;
+        pthread_mutex_lock(&r->mu);
+        bool fine = r->finish == SLM_FINISH_STOP || r->finish == SLM_FINISH_LENGTH;
+        if (r->done && !fine) { /* the whole response fails with it (J carries its finish) */
+            ch->finished = true;
+            pthread_mutex_unlock(&r->mu);
+            continue;
+        }
+        if (b->chat && !ch->started) {
+            json_t *c = chunk_base(b);
+            json_object_set_new(c, "choices", json_pack("[{s:i, s:{s:s, s:s}, s:n, s:n}]", "index", i, "delta", "role", "assistant",
+                                                        "content", "", "logprobs", "finish_reason"));
+            ok = srv_stream_write_json(st, "data: ", c, "\n\n");
+        }
+        ch->started = true;
+        if (ok && hold) {
+            if (r->done) {
+                char *out = NULL;
+                size_t out_len = 0;
+                ok = slm_gate_output(st->origin, r->text ? r->text : "", r->text_len, true, &out, &out_len) == 0 &&
+                     emit_choice_delta(st, u, i, out ? out : "", out_len, r->infos, r->n_infos, true);
+                free(out);
+            }
+        } else if (ok) {
+            ok = emit_choice_delta(st, u, i, r->text ? r->text + ch->text_seen : "", r->text_len - ch->text_seen,
+                                   r->infos ? r->infos + ch->infos_seen : NULL, r->n_infos - ch->infos_seen, r->done);
+            ch->text_seen = r->text_len;
+            ch->infos_seen = r->n_infos;
+        }
+        if (ok && r->done) {
+            bool complete = false;
+            int calls = ch->calls ? slm_tool_stream_calls(ch->calls, &complete) : 0;
+            const char *fr = calls > 0 && complete && r->finish == SLM_FINISH_STOP ? "tool_calls" : slm_finish_name(r->finish);
+            json_t *c = chunk_base(b);
+            json_t *choice = b->chat ? json_pack("{s:i, s:{}, s:n, s:s}", "index", i, "delta", "logprobs", "finish_reason", fr)
+                                     : json_pack("{s:i, s:s, s:n, s:s}", "index", i, "text", "", "logprobs", "finish_reason", fr);
+            json_object_set_new(c, "choices", json_pack("[o]", choice));
+            ok = srv_stream_write_json(st, "data: ", c, "\n\n");
+            ch->finished = true;
+        }
+        pthread_mutex_unlock(&r->mu);
+    }
+    if (!ok || !d->done) return ok;
+    if (J->finish != SLM_FINISH_STOP && J->finish != SLM_FINISH_LENGTH) return emit_error_event(st, J);
+    if (b->include_usage) {
+        json_t *c = chunk_base(b);
+        json_object_set_new(c, "choices", json_array());
+        json_object_set_new(c, "usage", usage_json(b->srv, J));
+        json_object_set_new(c, "timings", timings_json(J));
+        if (st->origin && st->origin->route) json_object_set_new(c, "route", json_string(st->origin->route));
+        ok = srv_stream_write_json(st, "data: ", c, "\n\n");
+    }
+    return ok && srv_stream_write(st, "data: [DONE]\n\n", 14);
+}
+
+/* r0's generation fields for another choice: stop strings and logit bias copied, the constraint
+ * compiled again (a grammar holds its parse state, so each sequence needs its own). */
+static bool copy_gen(srv_conn *c, const srv_model *M, json_t *req, const srv_tools *tools, const slm_gen_params *src,
+                     slm_gen_params *dst, srv_fail *f) {
+    *dst = *src;
+    dst->grammar = NULL;
+    dst->logit_bias = NULL;
+    dst->sampling.logit_bias = NULL;
+    dst->sampling.n_logit_bias = 0;
+    dst->n_stop = 0;
+    for (int k = 0; k < src->n_stop; k++) {
+        if (!(dst->stop[k] = strdup(src->stop[k]))) return srv_failf(f, 500, NULL, NULL, "out of memory");
+        dst->n_stop = k + 1;
+    }
+    if (src->sampling.n_logit_bias > 0) {
+        size_t bytes = (size_t)src->sampling.n_logit_bias * sizeof *dst->logit_bias;
+        if (!(dst->logit_bias = malloc(bytes))) return srv_failf(f, 500, NULL, NULL, "out of memory");
+        memcpy(dst->logit_bias, src->sampling.logit_bias, bytes);
+        dst->sampling.logit_bias = dst->logit_bias;
+        dst->sampling.n_logit_bias = src->sampling.n_logit_bias;
+    }
+    if (!src->grammar) return true;
+    return tools ? srv_tools_constrain(c, M, tools, dst, f) : srv_parse_constraint(c, M, req, SRV_API_OPENAI, dst, f);
+}
+
+/* n choices of one prompt: r0 is parsed and tokenized; the others get the same prompt, their own
+ * sampling state (a grammar cannot be shared) and seed + i; all are submitted at once. */
+static enum MHD_Result openai_choices(srv_conn *c, json_t *req, const srv_model *M, bool chat, slm_request *r0, const srv_tools *tools,
+                                      int n, bool stream, bool include_usage) {
+    srv_server *s = c->srv;
+    srv_fail f = {0};
+    slm_request *rs[SRV_MAX_CHOICES] = {r0};
+    int built = 1;
+    slm_request *J = NULL;
+    oai_choices *u = NULL;
+    enum MHD_Result ret;
+    bool with_tools = chat && srv_tools_active(tools);
+    for (int i = 1; i < n; i++) {
+        slm_request *r = rs[i] = slm_request_new(SLM_REQ_GENERATE);
+        built = i + 1;
+        if (!r || !(r->prompt = malloc((size_t)r0->n_prompt * sizeof *r->prompt))) {
+            srv_failf(&f, 500, NULL, NULL, "out of memory");
+            goto fail;
+        }
+        memcpy(r->prompt, r0->prompt, (size_t)r0->n_prompt * sizeof *r->prompt);
+        r->n_prompt = r0->n_prompt;
+        if (!copy_gen(c, M, req, with_tools ? tools : NULL, &r0->gen, &r->gen, &f)) goto fail;
+        r->gen.sampling.seed = r0->gen.sampling.seed + (uint64_t)i;
+    }
+    u = calloc(1, sizeof *u);
+    if (!u) {
+        srv_failf(&f, 500, NULL, NULL, "out of memory");
+        goto fail;
+    }
+    oai_state *b = &u->base;
+    b->chat = chat;
+    b->include_usage = include_usage;
+    b->created = (long long)time(NULL);
+    b->srv = s;
+    b->model_ref = M;
+    snprintf(b->model, sizeof b->model, "%s", M->id);
+    srv_new_id(s, chat ? "chatcmpl" : "cmpl", b->id, sizeof b->id);
+    u->n = n;
+    for (int i = 0; i < n; i++) {
+        if (with_tools && !(u->ch[i].calls = slm_tool_stream_new(tools->format))) {
+            srv_failf(&f, 500, NULL, NULL, "out of memory");
+            goto fail;
+        }
+    }
+    J = srv_submit_choices(c, rs, n);
+    if (!J) {
+        ret = MHD_YES;
+        goto out;
+    }
+    if (stream) {
+        for (int i = 0; i < n; i++) {
+            slm_request_retain(rs[i]);
+            u->rs[i] = rs[i];
+        }
+        oai_choices *owned = u;
+        u = NULL;
+        ret = srv_reply_stream_owning(c, J, "text/event-stream", emit_choices, owned, oai_choices_cleanup);
+        goto out;
+    }
+    if (!srv_wait_done(c, J)) {
+        ret = MHD_NO; /* client is gone: close without an answer */
+        goto out;
+    }
+    if (J->finish != SLM_FINISH_STOP && J->finish != SLM_FINISH_LENGTH) {
+        ret = srv_reply_finish_error(c, J);
+        goto out;
+    }
+    json_t *choices = json_array();
+    for (int i = 0; i < n; i++) {
+        slm_request *r = rs[i];
+        size_t text_len;
+        char *text = srv_final_text(c, r, &text_len);
+        if (!text) {
+            json_decref(choices);
+            ret = srv_reply_error(c, 500, NULL, NULL, "out of memory");
+            goto out;
+        }
+        size_t offset = 0;
+        json_t *lp = r->gen.logprobs ? (chat ? chat_logprobs(M, r->infos, r->n_infos) : completion_logprobs(M, r->infos, r->n_infos, &offset))
+                                     : json_null();
+        json_t *choice = chat ? json_pack("{s:i, s:{s:s, s:s%}, s:o, s:s}", "index", i, "message", "role", "assistant", "content", text,
+                                          text_len, "logprobs", lp, "finish_reason", slm_finish_name(r->finish))
+                              : json_pack("{s:i, s:s%, s:o, s:s}", "index", i, "text", text, text_len, "logprobs", lp, "finish_reason",
+                                          slm_finish_name(r->finish));
+        if (with_tools && r->finish == SLM_FINISH_STOP)
+            add_tool_calls(s, tools, choice, text, text_len,
+                           text_len != r->text_len || (text_len > 0 && memcmp(text, r->text, text_len) != 0));
+        free(text);
+        json_array_append_new(choices, choice);
+    }
+    json_t *resp = chunk_base(&u->base);
+    json_object_set_new(resp, "object", json_string(chat ? "chat.completion" : "text_completion"));
+    json_object_set_new(resp, "choices", choices);
+    pthread_mutex_lock(&J->mu);
+    json_object_set_new(resp, "usage", usage_json(s, J));
+    json_object_set_new(resp, "timings", timings_json(J));
+    pthread_mutex_unlock(&J->mu);
+    if (c->call.route) json_object_set_new(resp, "route", json_string(c->call.route));
+    ret = srv_reply_json(c, 200, resp);
+    goto out;
+fail:
+    ret = srv_reply_fail(c, &f);
+out:
+    if (u) {
+        oai_choices_cleanup(u);
+        free(u);
+    }
+    for (int i = 1; i < built; i++) slm_request_release(rs[i]);
+    slm_request_release(J);
+    return ret;
+}
+
 static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
     srv_server *s = c->srv;
     srv_fail f = {0};
@@ -348,7 +598,8 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
         srv_failf(&f, 500, NULL, NULL, "out of memory");
         goto fail;
     }
-    if (!srv_parse_openai_sampling(c, M, req, chat, &r->gen, &f)) goto fail;
+    int n_choices = 1;
+    if (!srv_parse_openai_sampling(c, M, req, chat, &r->gen, &f) || !srv_parse_choices(M, req, &n_choices, &f)) goto fail;
     int limit = srv_prompt_limit(c, M); /* room for at least one generated token */
     if (chat) {
         if (!srv_parse_tools(M, req, &tools, &f) || !srv_tools_constrain(c, M, &tools, &r->gen, &f)) goto fail;
@@ -401,6 +652,14 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
                   "the context per slot is %d tokens, but %d were requested (%d in the prompt, %d to generate)", M->n_ctx,
                   r->n_prompt + r->gen.max_tokens, r->n_prompt, r->gen.max_tokens);
         goto fail;
+    }
+    if (n_choices > 1) {
+        if (rag) {
+            srv_failf(&f, 400, "unsupported", "n", "'n' > 1 cannot be combined with 'rag'");
+            goto fail;
+        }
+        ret = openai_choices(c, req, M, chat, r, &tools, n_choices, stream, include_usage);
+        goto out;
     }
     if (!srv_submit(c, r)) {
         ret = MHD_YES;

@@ -202,3 +202,178 @@ bool srv_submit_task(srv_conn *c, slm_call_task_fn fn, void *user) {
     return gate_submit(c);
 }
 
+
+/* ---------- n choices ---------- */
+
+typedef struct choices_join {
+    slm_engine *engine;
+    slm_request *joined;
+    int n;
+    slm_request *rs[SRV_MAX_CHOICES];
+    size_t seen_text[SRV_MAX_CHOICES];
+    int seen_infos[SRV_MAX_CHOICES];
+    bool seen_done[SRV_MAX_CHOICES];
+} choices_join;
+
+/* The joined request once every choice is done: counts, times, texts, the first failure. */
+static void join_finish(choices_join *j) {
+    slm_request *J = j->joined;
+    slm_finish why = SLM_FINISH_STOP;
+    char error[sizeof J->error] = "";
+    bool client = false;
+    pthread_mutex_lock(&J->mu);
+    J->n_tokens = 0;
+    J->n_prompt_cached = j->rs[0]->n_prompt_cached;
+    J->t_start = J->t_first = 0;
+    for (int i = 0; i < j->n; i++) {
+        slm_request *r = j->rs[i];
+        pthread_mutex_lock(&r->mu);
+        J->n_tokens += r->n_tokens;
+        if (r->n_prompt_cached < J->n_prompt_cached) J->n_prompt_cached = r->n_prompt_cached;
+        if (r->t_start > 0 && (J->t_start == 0 || r->t_start < J->t_start)) J->t_start = r->t_start;
+        if (r->t_first > 0 && (J->t_first == 0 || r->t_first < J->t_first)) J->t_first = r->t_first;
+        /* the text the record (audit) keeps: every choice, one after the other */
+        if (i > 0) slm_request_append_text(J, "\n\n", 2);
+        slm_request_append_text(J, r->text ? r->text : "", r->text_len);
+        bool fine = r->finish == SLM_FINISH_STOP || r->finish == SLM_FINISH_LENGTH;
+        if (fine && r->finish == SLM_FINISH_LENGTH && why == SLM_FINISH_STOP) why = SLM_FINISH_LENGTH;
+        if (!fine && !error[0]) {
+            why = r->finish;
+            snprintf(error, sizeof error, "%s", r->error[0] ? r->error : slm_finish_name(r->finish));
+            client = r->error_is_client;
+        }
+        pthread_mutex_unlock(&r->mu);
+    }
+    J->error_is_client = client;
+    pthread_mutex_unlock(&J->mu);
+    slm_request_finish(J, why, error[0] ? error : NULL);
+}
+
+/* Watches the choices: a token on the joined request for each round in which one of them moved,
+ * their cancellation when it is cancelled, its finish when they are all done. */
+static void *join_run(void *arg) {
+    choices_join *j = arg;
+    slm_request *J = j->joined;
+    static const slm_token_info tick = {0};
+    bool cancelled = false;
+    for (;;) {
+        if (!cancelled && atomic_load(&J->cancelled)) {
+            cancelled = true;
+            for (int i = 0; i < j->n; i++) slm_engine_cancel(j->engine, j->rs[i]);
+        }
+        bool moved = false, all_done = true;
+        int pending = -1;
+        for (int i = 0; i < j->n; i++) {
+            slm_request *r = j->rs[i];
+            pthread_mutex_lock(&r->mu);
+            if (r->text_len != j->seen_text[i] || r->n_infos != j->seen_infos[i] || r->done != j->seen_done[i]) moved = true;
+            j->seen_text[i] = r->text_len;
+            j->seen_infos[i] = r->n_infos;
+            j->seen_done[i] = r->done;
+            if (!r->done) {
+                all_done = false;
+                if (pending < 0) pending = i;
+            }
+            pthread_mutex_unlock(&r->mu);
+        }
+        if (all_done) break;
+        if (moved) {
+            pthread_mutex_lock(&J->mu);
+            slm_request_append_token(J, 0, &tick);
+            pthread_cond_broadcast(&J->cv);
+            pthread_mutex_unlock(&J->mu);
+        }
+        /* woken at once by the first unfinished choice, the others looked at every 2 ms */
+        slm_request *p = j->rs[pending];
+        pthread_mutex_lock(&p->mu);
+        if (!p->done && p->text_len == j->seen_text[pending] && p->n_infos == j->seen_infos[pending]) slm_request_wait(p, 2);
+        pthread_mutex_unlock(&p->mu);
+    }
+    join_finish(j);
+    for (int i = 0; i < j->n; i++) slm_request_release(j->rs[i]);
+    slm_request_release(J);
+    free(j);
+    return NULL;
+}
+
+slm_request *srv_submit_choices(srv_conn *c, slm_request **rs, int n) {
+    srv_server *s = c->srv;
+    if (n < 1 || n > SRV_MAX_CHOICES) {
+        srv_reply_error(c, 400, NULL, "n", "'n' is out of range");
+        return NULL;
+    }
+    if (!srv_submit(c, rs[0])) return NULL;
+    if (c->call.backend != 0) {
+        slm_gate_cancel(s->gate, &c->call);
+        srv_reply_error(c, 400, "unsupported", "n", "'n' > 1 is served by local models only (this call was routed upstream)");
+        return NULL;
+    }
+    slm_request *J = slm_request_new(SLM_REQ_GENERATE);
+    choices_join *j = calloc(1, sizeof *j);
+    if (!J || !j) {
+        slm_request_release(J);
+        free(j);
+        slm_gate_cancel(s->gate, &c->call);
+        srv_reply_error(c, 500, NULL, NULL, "out of memory");
+        return NULL;
+    }
+    /* the adapters srv_submit attached to the first choice apply to every choice */
+    for (int i = 1; i < n; i++)
+        for (int k = 0; k < rs[0]->n_lora; k++)
+            if (slm_request_add_lora(rs[i], rs[0]->lora[k].lora, rs[0]->lora[k].scale, NULL, 0) != 0) break;
+    int submitted = 1;
+    slm_submit_status st = SLM_SUBMIT_OK;
+    for (int i = 1; i < n && st == SLM_SUBMIT_OK; i++) {
+        slm_request *r = rs[i];
+        r->t_submit = rs[0]->t_submit;
+        r->deadline = rs[0]->deadline;
+        snprintf(r->model, sizeof r->model, "%s", rs[0]->model);
+        st = slm_engine_submit(s->engine, r);
+        if (st == SLM_SUBMIT_OK) submitted++;
+    }
+    if (st != SLM_SUBMIT_OK) {
+        slm_gate_cancel(s->gate, &c->call);
+        for (int i = 1; i < submitted; i++) slm_engine_cancel(s->engine, rs[i]);
+        slm_request_release(J);
+        free(j);
+        if (st == SLM_SUBMIT_DRAINING)
+            srv_reply_error(c, 503, "shutting_down", NULL, "server is shutting down");
+        else
+            srv_reply_error(c, 503, "server_busy", "n", "the request queue has no room for all 'n' choices; retry later");
+        return NULL;
+    }
+    j->engine = s->engine;
+    j->joined = J;
+    j->n = n;
+    J->n_prompt = rs[0]->n_prompt;
+    J->t_submit = rs[0]->t_submit;
+    snprintf(J->model, sizeof J->model, "%s", rs[0]->model);
+    for (int i = 0; i < n; i++) {
+        slm_request_retain(rs[i]);
+        j->rs[i] = rs[i];
+    }
+    slm_request_retain(J); /* the watcher's */
+    pthread_t th;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&th, &attr, join_run, j);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        slm_gate_cancel(s->gate, &c->call);
+        for (int i = 0; i < n; i++) {
+            slm_engine_cancel(s->engine, rs[i]);
+            slm_request_release(rs[i]);
+        }
+        slm_request_release(J);
+        slm_request_release(J);
+        free(j);
+        srv_reply_error(c, 500, NULL, NULL, "cannot start a thread for the choices");
+        return NULL;
+    }
+    /* the call stands for every choice now: cancelled, counted and recorded through J */
+    slm_request_release(c->call.request);
+    slm_request_retain(J);
+    c->call.request = J;
+    return J;
+}

@@ -45,6 +45,16 @@ char *srv_final_text(srv_conn *c, slm_request *r, size_t *len);
  * usage when it sent one, else the tokens generated here, else the reply text tokenized with the
  * local model. Call with r->mu held. */
 void srv_usage(const srv_server *s, const slm_request *r, int *prompt_tokens, int *completion_tokens);
+/* ---------- n choices (OpenAI's "n"): requests generated together ---------- */
+#define SRV_MAX_CHOICES 16
+/* Submits rs[0] through the gate (srv_submit) and rs[1..n) right after it to the same backend, which
+ * must be the local engine (they batch in the same forward passes). Returns a request that stands
+ * for all of them (the caller owns one reference; it is also the call's request, so the record
+ * counts every choice): it is never run itself, it gains a token whenever any choice made progress
+ * (streams wake on it), and it finishes when all have, with the prompt once and the completion
+ * tokens summed, the texts of the choices one after the other, and the first failure's finish if
+ * one failed. Cancelling it cancels them all. NULL when refused, with the reply sent. */
+slm_request *srv_submit_choices(srv_conn *c, slm_request **rs, int n);
 uint64_t srv_random_seed(srv_server *s);
 /* New id like "chatcmpl-<hex>". */
 void srv_new_id(srv_server *s, const char *prefix, char *out, size_t cap);

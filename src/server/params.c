@@ -131,7 +131,6 @@ bool srv_parse_openai_sampling(srv_conn *c, const srv_model *M, json_t *req, boo
     if (!parse_logit_bias(M, json_object_get(req, "logit_bias"), p, f)) return false;
     if (!srv_lora_parse(c, M, json_object_get(req, "lora"), f)) return false; /* llama-server's per-request adapters */
 
-    if (!srv_json_int(req, "n", 1, 1, &n, &have, f)) return srv_failf(f, 400, NULL, "n", "'n' must be 1 (one choice per request)");
     if (!srv_json_int(req, "best_of", 1, 1, &n, &have, f)) return srv_failf(f, 400, NULL, "best_of", "'best_of' must be 1");
     if (chat) {
         bool lp = false;
@@ -149,6 +148,18 @@ bool srv_parse_openai_sampling(srv_conn *c, const srv_model *M, json_t *req, boo
         if (echo) return srv_failf(f, 400, "unsupported", "echo", "'echo' is not supported by this server");
     }
     return srv_parse_constraint(c, M, req, SRV_API_OPENAI, p, f);
+}
+
+bool srv_parse_choices(const srv_model *M, json_t *req, int *n_out, srv_fail *f) {
+    /* generated together: no more than the model has sequences to run them side by side */
+    int most = M->n_seq < SRV_MAX_CHOICES ? M->n_seq : SRV_MAX_CHOICES;
+    if (most < 1) most = 1;
+    long long n = 1;
+    bool have;
+    if (!srv_json_int(req, "n", 1, most, &n, &have, f))
+        return srv_failf(f, 400, NULL, "n", "'n' must be an integer from 1 to %d (the choices are generated together, one per sequence slot)", most);
+    *n_out = (int)n;
+    return true;
 }
 
 bool srv_parse_ollama_options(srv_conn *c, const srv_model *M, json_t *req, slm_gen_params *p, srv_fail *f) {
