@@ -254,6 +254,33 @@ static void render_mistral(slm_buf *b, enum slm_chat_template t, const chat_msg 
     bool trim_assistant = t == SLM_CHAT_MISTRAL_V3;
     bool inside_turn = false;
     for (size_t i = 0; i < n; i++) {
+        /* The tool messages of chat/tools.c's Mistral format, laid out as the v3 template does: the
+         * tools block before its user turn's [INST], results outside [INST], calls without the
+         * leading space. They stay message content (their markers are text, never control tokens). */
+        const char *c = m[i].content;
+        const char *tools_end = strstr(c, "[/AVAILABLE_TOOLS]");
+        if (t != SLM_CHAT_MISTRAL_V1 && !inside_turn && m[i].role == ROLE_USER &&
+            !strncmp(c, "[AVAILABLE_TOOLS]", 17) && tools_end) {
+            size_t start = b->len, block = (size_t)(tools_end - c) + 18;
+            slm_buf_append(b, c, block);
+            record_content(b, start);
+            put(b, "[INST]");
+            put(b, trail);
+            put_content(b, c + block);
+            put(b, "[/INST]");
+            continue;
+        }
+        if (t != SLM_CHAT_MISTRAL_V1 && m[i].role == ROLE_USER && !strncmp(c, "[TOOL_RESULTS]", 14)) {
+            put_content(b, c);
+            inside_turn = true; /* the answer follows directly, as after [/INST] */
+            continue;
+        }
+        if (t != SLM_CHAT_MISTRAL_V1 && m[i].role == ROLE_ASSISTANT && !strncmp(c, "[TOOL_CALLS]", 12)) {
+            put_content(b, c);
+            put(b, "</s>");
+            inside_turn = false;
+            continue;
+        }
         if (!inside_turn) {
             put(b, lead);
             put(b, "[INST]");

@@ -3,6 +3,7 @@
  * back out of generated text. The formats are documented in docs/server.md ("Tools"). */
 #include <ctype.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,19 +13,55 @@
 #include "util/buf.h"
 #include "util/err.h"
 
+/* Mistral's v3 format ([TOOL_CALLS] [{..., "id": "<9 alphanumerics>"}]): a value of
+ * slm_tool_format past SLM_TOOL_FORMAT_LLAMA3 (slm.h does not name it yet). */
+#ifndef SLM_TOOL_FORMAT_MISTRAL
+#define SLM_TOOL_FORMAT_MISTRAL ((slm_tool_format)3)
+#endif
+
 /* How one format writes a call: trigger + open + {"name": NAME, "<key>": ARGS} + close, calls
- * separated by sep. An empty trigger means the call is the whole reply (it starts with '{'). */
+ * separated by sep. An empty trigger means the call is the whole reply (it starts with '{'). A list
+ * format writes trigger + open once, the calls separated by sep, then close, and gives every call
+ * an id: {"name": NAME, "arguments": ARGS, "id": "<9 alphanumerics>"}. */
 typedef struct fmt_spec {
     const char *name;
     const char *trigger, *open, *close, *sep, *args_key;
     bool spaced; /* {"name": "f", "arguments": ...} rather than {"name":"f","arguments":...} */
+    bool list;
 } fmt_spec;
 
 static const fmt_spec FORMATS[] = {
-    [SLM_TOOL_FORMAT_GENERIC] = {"generic", "<tool_call>", "", "</tool_call>", "\n", "arguments", false},
-    [SLM_TOOL_FORMAT_HERMES] = {"hermes", "<tool_call>", "\n", "\n</tool_call>", "\n", "arguments", true},
-    [SLM_TOOL_FORMAT_LLAMA3] = {"llama3", "", "", "", "\n", "parameters", true},
+    [SLM_TOOL_FORMAT_GENERIC] = {"generic", "<tool_call>", "", "</tool_call>", "\n", "arguments", false, false},
+    [SLM_TOOL_FORMAT_HERMES] = {"hermes", "<tool_call>", "\n", "\n</tool_call>", "\n", "arguments", true, false},
+    [SLM_TOOL_FORMAT_LLAMA3] = {"llama3", "", "", "", "\n", "parameters", true, false},
+    [3] = {"mistral", "[TOOL_CALLS]", " [", "]", ", ", "arguments", true, true},
 };
+
+#define MISTRAL_ID_LEN 9
+
+/* Mistral's templates require call ids of 9 alphanumerics: the last 9 alphanumerics of the id
+ * (calls and their results map alike), completed from a hash of the whole id when shorter. */
+static void mistral_id(const char *id, char out[MISTRAL_ID_LEN + 1]) {
+    static const char alnum[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    size_t n = 0;
+    for (const char *p = id ? id : ""; *p; p++) n += isalnum((unsigned char)*p) != 0;
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = id ? id : ""; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    size_t skip = n > MISTRAL_ID_LEN ? n - MISTRAL_ID_LEN : 0, k = 0;
+    for (const char *p = id ? id : ""; *p && k < MISTRAL_ID_LEN; p++) {
+        if (!isalnum((unsigned char)*p)) continue;
+        if (skip) {
+            skip--;
+            continue;
+        }
+        out[k++] = *p;
+    }
+    while (k < MISTRAL_ID_LEN) {
+        out[k++] = alnum[h % (sizeof alnum - 1)];
+        h = h / (sizeof alnum - 1) + 0x9E3779B97F4A7C15ull * (k + 1);
+    }
+    out[MISTRAL_ID_LEN] = 0;
+}
 
 static const fmt_spec *spec(slm_tool_format f) {
     return (int)f >= 0 && (size_t)f < sizeof FORMATS / sizeof FORMATS[0] ? &FORMATS[f] : &FORMATS[0];
@@ -37,6 +74,9 @@ slm_tool_format slm_tool_format_for(const slm_model *model, const char *template
     enum slm_chat_template t = template_name ? slm_chat_template_from_name(template_name)
                                              : text ? slm_chat_template_detect(text) : SLM_CHAT_UNKNOWN;
     if (t == SLM_CHAT_LLAMA3) return SLM_TOOL_FORMAT_LLAMA3;
+    if (t == SLM_CHAT_MISTRAL_V3 || t == SLM_CHAT_MISTRAL_V3_TEKKEN || t == SLM_CHAT_MISTRAL_V7 ||
+        (text && strstr(text, "[TOOL_CALLS]")))
+        return SLM_TOOL_FORMAT_MISTRAL;
     const char *arch = model ? slm_model_meta(model, "general.architecture") : NULL;
     /* Qwen2 models are tuned on Hermes-style calls; so are templates that spell out <tool_call> */
     if (t == SLM_CHAT_CHATML && ((arch && strncmp(arch, "qwen2", 5) == 0) || (text && strstr(text, "<tool_call>"))))
@@ -90,6 +130,14 @@ static bool put_tools_text(slm_buf *b, slm_tool_format f, const slm_tool *tools,
         slm_buf_puts(b, "\n</tools>\n\nFor each function call, return a json object with function name and arguments "
                         "within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, "
                         "\"arguments\": <args-json-object>}\n</tool_call>");
+    } else if (f == SLM_TOOL_FORMAT_MISTRAL) {
+        /* as Mistral's v3 template: [AVAILABLE_TOOLS] [tool, tool][/AVAILABLE_TOOLS] */
+        slm_buf_puts(b, "[AVAILABLE_TOOLS] [");
+        for (size_t i = 0; i < n; i++) {
+            if (i) slm_buf_puts(b, ", ");
+            if (!put_tool_json(b, &tools[i], err, err_len)) return false;
+        }
+        slm_buf_puts(b, "][/AVAILABLE_TOOLS]");
     } else if (f == SLM_TOOL_FORMAT_LLAMA3) {
         slm_buf_puts(b, "You have access to the following functions. To call a function, respond with only a JSON "
                         "object of the form {\"name\": function name, \"parameters\": dictionary of argument name and "
@@ -153,10 +201,126 @@ static bool own(slm_tool_prompt *p, slm_buf *b, const char **dst) {
     return true;
 }
 
+/* One Mistral call: {"name": NAME, "arguments": ARGS, "id": "<9 alphanumerics>"} (ARGS spaced as
+ * Python's json.dumps writes them, as the template's tojson does). */
+static bool put_mistral_call(slm_buf *b, const slm_tool_call *c, char *err, size_t err_len) {
+    json_error_t je;
+    json_t *args = json_loads(c->arguments ? c->arguments : "{}", 0, &je);
+    json_t *name = json_string(c->name ? c->name : "");
+    char *a = json_is_object(args) ? json_dumps(args, JSON_PRESERVE_ORDER) : NULL;
+    char *n = name ? json_dumps(name, JSON_ENCODE_ANY) : NULL;
+    bool ok = a && n;
+    if (!json_is_object(args))
+        slm_err(err, err_len, "tool call '%.64s': arguments are not a JSON object", c->name ? c->name : "");
+    else if (!ok)
+        slm_err(err, err_len, "tools: out of memory");
+    if (ok) {
+        char id[MISTRAL_ID_LEN + 1];
+        mistral_id(c->id, id);
+        slm_buf_printf(b, "{\"name\": %s, \"arguments\": %s, \"id\": \"%s\"}", n, a, id);
+    }
+    json_decref(args);
+    json_decref(name);
+    free(a);
+    free(n);
+    return ok;
+}
+
+/* Mistral v3: the tools block opens the last user message (the template renders it before that
+ * turn's [INST]), calls are one [TOOL_CALLS] list, each tool result is its own [TOOL_RESULTS]
+ * message carrying the id of the call it answers (by name among the preceding assistant's calls,
+ * else by position). chat.c's Mistral renderer lays these messages out as the template does. */
+static int mistral_prompt_build(const slm_tool *tools, size_t n_tools, const slm_tool_message *msgs, size_t n_msgs,
+                                slm_tool_prompt *out, char *err, size_t err_len) {
+    size_t last_user = n_msgs;
+    for (size_t i = 0; i < n_msgs; i++)
+        if (msgs[i].role && strcmp(msgs[i].role, "user") == 0) last_user = i;
+    slm_buf b = {0};
+    const slm_tool_message *caller = NULL; /* the assistant turn the tool results answer */
+    bool *used = NULL;
+    size_t run = 0;
+    for (size_t i = 0; i < n_msgs; i++) {
+        const slm_tool_message *m = &msgs[i];
+        if (!m->role || !m->content) {
+            slm_err(err, err_len, "tools: message %zu has no role or content", i);
+            goto fail;
+        }
+        slm_buf_clear(&b);
+        const char *role = m->role;
+        if (strcmp(m->role, "tool") == 0) {
+            const char *call_id = NULL;
+            if (caller) {
+                for (size_t k = 0; k < caller->n_calls && !call_id; k++)
+                    if (!used[k] && m->tool_name && caller->calls[k].name && !strcmp(caller->calls[k].name, m->tool_name))
+                        call_id = caller->calls[k].id, used[k] = true;
+                for (size_t k = 0; k < caller->n_calls && !call_id; k++)
+                    if (!used[k] && run <= k) call_id = caller->calls[k].id, used[k] = true;
+            }
+            run++;
+            char id[MISTRAL_ID_LEN + 1];
+            mistral_id(call_id ? call_id : m->tool_name, id);
+            slm_buf_puts(&b, "[TOOL_RESULTS] {\"content\": ");
+            slm_buf_puts(&b, m->content);
+            slm_buf_printf(&b, ", \"call_id\": \"%s\"}[/TOOL_RESULTS]", id);
+            role = "user";
+        } else if (strcmp(m->role, "assistant") == 0 && m->n_calls > 0) {
+            slm_buf_puts(&b, "[TOOL_CALLS] [");
+            for (size_t k = 0; k < m->n_calls; k++) {
+                if (k) slm_buf_puts(&b, ", ");
+                if (!put_mistral_call(&b, &m->calls[k], err, err_len)) goto fail;
+            }
+            slm_buf_puts(&b, "]");
+            caller = m;
+            run = 0;
+            free(used);
+            used = calloc(m->n_calls, sizeof *used);
+            if (!used) goto oom;
+        } else if (i == last_user && n_tools > 0) {
+            if (!put_tools_text(&b, SLM_TOOL_FORMAT_MISTRAL, tools, n_tools, err, err_len)) goto fail;
+            slm_buf_puts(&b, m->content);
+        } else {
+            out->msgs[out->n].role = m->role;
+            out->msgs[out->n].content = m->content;
+            out->n++;
+            continue;
+        }
+        out->msgs[out->n].role = role;
+        if (!own(out, &b, &out->msgs[out->n].content)) goto oom;
+        out->n++;
+    }
+    if (n_tools > 0 && last_user == n_msgs) { /* no user turn: the block alone opens the prompt */
+        slm_buf_clear(&b);
+        if (!put_tools_text(&b, SLM_TOOL_FORMAT_MISTRAL, tools, n_tools, err, err_len)) goto fail;
+        out->msgs[out->n].role = "user";
+        if (!own(out, &b, &out->msgs[out->n].content)) goto oom;
+        out->n++;
+    }
+    if (b.oom) goto oom;
+    slm_buf_free(&b);
+    free(used);
+    return 0;
+oom:
+    slm_err(err, err_len, "tools: out of memory");
+fail:
+    free(used);
+    slm_buf_free(&b);
+    slm_tool_prompt_free(out);
+    return -1;
+}
+
 int slm_tool_prompt_build(slm_tool_format f, const slm_tool *tools, size_t n_tools, const slm_tool_message *msgs,
                           size_t n_msgs, slm_tool_prompt *out, char *err, size_t err_len) {
     if (!out) return slm_err(err, err_len, "tools: no output");
     memset(out, 0, sizeof *out);
+    if (f == SLM_TOOL_FORMAT_MISTRAL) {
+        out->msgs = calloc(n_msgs + 1, sizeof *out->msgs);
+        out->owned = calloc(n_msgs + 1, sizeof *out->owned);
+        if (!out->msgs || !out->owned) {
+            slm_tool_prompt_free(out);
+            return slm_err(err, err_len, "tools: out of memory");
+        }
+        return mistral_prompt_build(tools, n_tools, msgs, n_msgs, out, err, err_len);
+    }
     const fmt_spec *fs = spec(f);
     size_t cap = n_msgs + 1;
     out->msgs = calloc(cap, sizeof *out->msgs);
@@ -340,7 +504,21 @@ int slm_tool_gbnf(slm_tool_format f, const slm_tool *tools, size_t n_tools, slm_
         /* the call is the whole reply: free text is anything not starting with '{' */
         slm_buf_puts(&b, "root ::= calls | free?\nfree ::= [^{] .*\n");
     }
-    if (parallel) {
+    char opening[64];
+    snprintf(opening, sizeof opening, "%s%s", fs->trigger, fs->open);
+    if (fs->list) { /* trigger + open, the calls, close */
+        slm_buf_puts(&b, "calls ::= ");
+        put_lit(&b, opening);
+        slm_buf_puts(&b, " call");
+        if (parallel) {
+            slm_buf_puts(&b, " (");
+            put_lit(&b, fs->sep);
+            slm_buf_printf(&b, " call){0,%d}", SLM_TOOL_MAX_PARALLEL - 1);
+        }
+        slm_buf_puts(&b, " ");
+        put_lit(&b, fs->close);
+        slm_buf_puts(&b, "\n");
+    } else if (parallel) {
         slm_buf_puts(&b, "calls ::= call (");
         put_lit(&b, fs->sep);
         slm_buf_printf(&b, " call){0,%d}\n", SLM_TOOL_MAX_PARALLEL - 1);
@@ -348,9 +526,7 @@ int slm_tool_gbnf(slm_tool_format f, const slm_tool *tools, size_t n_tools, slm_
         slm_buf_puts(&b, "calls ::= call\n");
     }
     slm_buf_puts(&b, "call ::= ");
-    char opening[64];
-    snprintf(opening, sizeof opening, "%s%s", fs->trigger, fs->open);
-    put_lit(&b, opening);
+    if (!fs->list) put_lit(&b, opening);
     slm_buf_puts(&b, " (");
     bool first = true;
     for (size_t i = 0; i < n_tools; i++) {
@@ -359,7 +535,7 @@ int slm_tool_gbnf(slm_tool_format f, const slm_tool *tools, size_t n_tools, slm_
         first = false;
     }
     slm_buf_puts(&b, ") ");
-    put_lit(&b, fs->close);
+    if (!fs->list) put_lit(&b, fs->close);
     slm_buf_puts(&b, "\n");
     for (size_t i = 0; i < n_tools; i++) {
         if (only >= 0 && (size_t)only != i) continue;
@@ -383,7 +559,10 @@ int slm_tool_gbnf(slm_tool_format f, const slm_tool *tools, size_t n_tools, slm_
                  fs->args_key);
         slm_buf_printf(&b, "c%zu ::= ", i);
         put_lit(&b, head);
-        slm_buf_printf(&b, " t%zu-root \"}\"\n", i);
+        if (fs->list) /* , "id": "<9 alphanumerics>"} */
+            slm_buf_printf(&b, " t%zu-root \", \\\"id\\\": \\\"\" [a-zA-Z0-9]{%d} \"\\\"}\"\n", i, MISTRAL_ID_LEN);
+        else
+            slm_buf_printf(&b, " t%zu-root \"}\"\n", i);
         char prefix[32];
         snprintf(prefix, sizeof prefix, "t%zu-", i);
         put_prefixed(&b, g, prefix);
@@ -413,6 +592,7 @@ struct slm_tool_stream {
     int depth;
     bool in_str, esc;
     size_t len;
+    char ids[SLM_TOOL_MAX_PARALLEL][16]; /* list formats: the ids the calls carry */
     char hold[HOLD_CAP]; /* received, not yet handed out */
 };
 
@@ -568,6 +748,42 @@ static bool process(slm_tool_stream *st, bool end, slm_tool_event_fn fn, void *u
             /* "}" + close */
             size_t i = skip_ws(s, 0, n);
             if (i == n) return true;
+            if (fs->list) {
+                /* , "id": "ID"} then ", " and the next call, or the closing "]" */
+                const char *rb = memchr(s + i, '}', n - i);
+                const char *after = NULL;
+                if (rb) {
+                    size_t j = skip_ws(s, (size_t)(rb - s) + 1, n);
+                    if (j < n) after = s + j;
+                }
+                if (!after) {
+                    if (end || n == sizeof st->hold) st->mode = M_PLAIN;
+                    else return true;
+                    continue;
+                }
+                const char *idk = find_bytes(s + i, (size_t)(rb - s) - i, "\"id\"");
+                if (s[i] != '}' && (s[i] != ',' || !idk)) {
+                    st->mode = M_PLAIN;
+                    continue;
+                }
+                if (idk && st->n_calls > 0 && st->n_calls <= SLM_TOOL_MAX_PARALLEL) {
+                    const char *q1 = memchr(idk + 4, '"', (size_t)(rb - idk) - 4);
+                    const char *q2 = q1 ? memchr(q1 + 1, '"', (size_t)(rb - q1) - 1) : NULL;
+                    size_t idn = q2 ? (size_t)(q2 - q1 - 1) : 0;
+                    if (idn >= sizeof st->ids[0]) idn = sizeof st->ids[0] - 1;
+                    if (q2) memcpy(st->ids[st->n_calls - 1], q1 + 1, idn);
+                    st->ids[st->n_calls - 1][idn] = 0;
+                }
+                if (*after != ',' && *after != ']') {
+                    st->mode = M_PLAIN;
+                    continue;
+                }
+                bool more = *after == ',';
+                consume(st, (size_t)(after - s) + 1);
+                st->last_complete = true;
+                st->mode = more ? M_HEAD : M_BETWEEN;
+                continue;
+            }
             if (s[i] != '}') { /* not the format: what is left is text */
                 st->mode = M_PLAIN;
                 continue;
@@ -694,7 +910,11 @@ int slm_tool_parse(slm_tool_format f, const slm_tool *tools, size_t n_tools, con
             out[i].arguments = json_is_object(v) ? json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
             json_decref(v);
             out[i].name = strdup(t->name);
-            if (!out[i].arguments || !out[i].name) {
+            bool id_ok = !(st->fs->list && i < SLM_TOOL_MAX_PARALLEL && st->ids[i][0]) || (out[i].id = strdup(st->ids[i]));
+            if (!id_ok) {
+                slm_err(err, err_len, "tools: out of memory");
+                t = NULL;
+            } else if (!out[i].arguments || !out[i].name) {
                 slm_err(err, err_len, "tool call %zu (%s): arguments are not a JSON object", i, t->name);
                 t = NULL;
             }
