@@ -192,6 +192,10 @@ static enum MHD_Result start_transfer(srv_conn *c, transfer *t, bool stream) {
 }
 
 static enum MHD_Result pull_or_push(srv_conn *c, const char *dir, bool push) {
+    if (slm_net_air_gapped()) /* one clear refusal, before a stream starts */
+        return srv_reply_error(c, 403, "air_gapped", NULL,
+                               push ? "air-gapped mode: pushing models is disabled (carry them out with slm bundle export)"
+                                    : "air-gapped mode: pulling models is disabled (bring them in with slm bundle import)");
     srv_fail f = {0};
     json_t *req = srv_parse_body(c, &f);
     if (!req) return srv_reply_fail(c, &f);

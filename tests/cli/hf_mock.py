@@ -7,8 +7,8 @@ ROOT/ORG/REPO/ holds a repo's files. Served like the Hub:
   GET /api/models/ORG/REPO[?blobs=true]  {"id", "siblings": [{"rfilename", "size", "lfs": {"sha256", "size"}}]}
   GET|HEAD /ORG/REPO/resolve/main/FILE   302 to /cdn/ORG/REPO/FILE with X-Linked-ETag (the sha256) and X-Linked-Size
   GET /cdn/ORG/REPO/FILE                 the bytes, honouring Range
-A file ROOT/ORG/REPO/.lie makes the listing give a wrong sha256 for every file. Every request is
-logged to LOG as "METHOD PATH RANGE".
+A file ROOT/ORG/REPO/.lie makes the listing give a wrong sha256 for every file, .etag-lie the
+X-Linked-ETag header. Every request is logged to LOG as "METHOD PATH RANGE".
 """
 import hashlib, http.server, json, os, sys, urllib.parse
 
@@ -77,7 +77,10 @@ class Hub(http.server.BaseHTTPRequestHandler):
             if not f or "/" in parts[4] or not os.path.isfile(f):
                 return self.reply(404, b'{"error":"Entry not found"}')
             loc = "/cdn/" + "/".join(urllib.parse.quote(p) for p in (parts[0], parts[1], parts[4]))
-            return self.reply(302, b"", "text/plain", [("Location", loc), ("X-Linked-ETag", f'"{sha256_of(f)}"'),
+            etag = sha256_of(f)
+            if os.path.exists(os.path.join(d, ".etag-lie")):
+                etag = etag[:-1] + ("0" if etag[-1] != "0" else "1")
+            return self.reply(302, b"", "text/plain", [("Location", loc), ("X-Linked-ETag", f'"{etag}"'),
                                                        ("X-Linked-Size", str(os.path.getsize(f)))])
         if len(parts) == 4 and parts[0] == "cdn":
             d = repo_dir(parts[1], parts[2])

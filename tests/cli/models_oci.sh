@@ -176,7 +176,9 @@ check "air-gapped: push refused" $?
 S push nosuch "$R/library/x:v1" --data-dir "$T/a" 2>"$T/err"; [ $? = 1 ] && grep -q "no model named" "$T/err"; check "push of an unknown model" $?
 
 # ---------- Hugging Face (a mock of its API on loopback) ----------
-mkdir -p "$T/hf/test/tiny" "$T/hf/test/liar" "$T/hf/test/lone"
+mkdir -p "$T/hf/test/tiny" "$T/hf/test/liar" "$T/hf/test/lone" "$T/hf/test/etag"
+cp "$M" "$T/hf/test/etag/etag-Q4_K_M.gguf"
+touch "$T/hf/test/etag/.etag-lie"
 cp "$M" "$T/hf/test/tiny/tiny-Q4_K_M.gguf"
 cp "$M2" "$T/hf/test/tiny/tiny-Q8_0.gguf"
 echo "not a model" >"$T/hf/test/tiny/README.md"
@@ -202,6 +204,8 @@ check "a repo with one GGUF and no Q4_K_M: that one" $?
 S pull hf.co/test/liar --data-dir "$T/i" 2>"$T/err"; [ $? = 1 ] && grep -q "does not match" "$T/err" && [ "$(wc -l <"$T/err")" = 1 ]
 check "a sha256 mismatch is refused ($(cat "$T/err"))" $?
 [ -z "$(ls -A "$T/i/models/blobs" 2>/dev/null)" ] && [ -z "$(S list --json --data-dir "$T/i")" ]; check "and leaves nothing" $?
+S pull hf.co/test/etag --data-dir "$T/i" 2>"$T/err"; [ $? = 1 ] && grep -q "X-Linked-ETag disagree" "$T/err" && [ -z "$(ls -A "$T/i/models/blobs" 2>/dev/null)" ]
+check "an X-Linked-ETag that disagrees with the listing is refused ($(cat "$T/err"))" $?
 S pull hf.co/test/nothing --data-dir "$T/i" 2>"$T/err"; [ $? = 1 ] && grep -q "has no repository test/nothing" "$T/err"
 check "an unknown repo ($(cat "$T/err"))" $?
 S pull hf.co/../etc --data-dir "$T/i" 2>"$T/err"; [ $? = 1 ] && grep -q "expected hf.co/ORG/REPO" "$T/err"; check "a hostile hf reference" $?

@@ -35,3 +35,14 @@ export SLM_KEY="test-key-$$" SLM_REGISTRY="127.0.0.1:$port" SLM_DATA="$SRV_TMP/d
 srv_start --api-key "$SLM_KEY" --quiet
 node --test --test-concurrency=1 "$SLM_NPM_DIR/ollama_models.test.mjs"
 srv_stop
+
+# an air-gapped server refuses pulls and pushes with 403 before any connection
+srv_start --api-key "$SLM_KEY" --quiet --air-gapped
+code=$(curl -s -o "$SRV_TMP/out" -w '%{http_code}' -H "Authorization: Bearer $SLM_KEY" \
+  -d "{\"model\":\"$SLM_REGISTRY/library/stories:v1\",\"stream\":false}" "$SLM_URL/api/pull")
+[ "$code" = 403 ] && grep -q "air-gapped" "$SRV_TMP/out" || { echo "FAIL: air-gapped /api/pull answered $code: $(cat "$SRV_TMP/out")" >&2; exit 1; }
+code=$(curl -s -o "$SRV_TMP/out" -w '%{http_code}' -H "Authorization: Bearer $SLM_KEY" \
+  -d "{\"model\":\"$SLM_REGISTRY/library/stories:v1\"}" "$SLM_URL/api/push")
+[ "$code" = 403 ] || { echo "FAIL: air-gapped /api/push answered $code: $(cat "$SRV_TMP/out")" >&2; exit 1; }
+srv_stop
+echo "server_ollama_models: air-gapped pull and push refused (403)"
