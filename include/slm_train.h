@@ -77,7 +77,7 @@ typedef struct slm_finetune_result {
     int64_t train_tokens;          /* loss-bearing tokens per epoch */
     double val_loss_before, val_loss_after; /* mean nats per token, NAN without validation data */
     double tokens_per_s;           /* training throughput of this run */
-    double seconds;
+    double seconds;                /* training time, validation excluded */
     size_t n_params;               /* trained parameters */
 } slm_finetune_result;
 

@@ -321,7 +321,7 @@ int slm_finetune(slm_model *model, const slm_finetune_params *p, slm_finetune_re
     r.n_params = set->n_params;
     r.val_loss_before = evaluate(ws, pool, &val);
 
-    double t0 = now_s(), tokens_done = 0;
+    double t0 = now_s(), tokens_done = 0, eval_s = 0; /* throughput counts training time only */
     int64_t step0 = step;
     int epoch = -1;
     while (step < total) {
@@ -365,7 +365,7 @@ int slm_finetune(slm_model *model, const slm_finetune_params *p, slm_finetune_re
         double lr = lr_at(p, step, total, warmup);
         adamw_step(&opt, set->w, set->g, (float)lr, BETA1, BETA2, ADAM_EPS, p->weight_decay);
         step++;
-        double el = now_s() - t0;
+        double el = now_s() - t0 - eval_s;
         bool epoch_end = step % steps_per_epoch == 0 || step == total;
         if (p->progress) {
             slm_finetune_progress pr = {.step = step, .total_steps = total, .epoch = epoch + 1, .epochs = p->epochs,
@@ -375,7 +375,9 @@ int slm_finetune(slm_model *model, const slm_finetune_params *p, slm_finetune_re
             p->progress(p->progress_user, &pr);
         }
         if (epoch_end) {
+            double te = now_s();
             double vl = evaluate(ws, pool, &val);
+            eval_s += now_s() - te;
             r.val_loss_after = vl;
             if (p->progress) {
                 slm_finetune_progress pr = {.step = step, .total_steps = total, .epoch = epoch + 1, .epochs = p->epochs,
@@ -393,7 +395,7 @@ int slm_finetune(slm_model *model, const slm_finetune_params *p, slm_finetune_re
     }
     if (train_write_adapter(model, set, p->out_path, err, err_len)) goto out;
     r.steps = step;
-    r.seconds = now_s() - t0;
+    r.seconds = now_s() - t0 - eval_s;
     r.tokens_per_s = r.seconds > 0 ? tokens_done / r.seconds : 0;
     if (isnan(r.val_loss_after)) r.val_loss_after = evaluate(ws, pool, &val);
     rc = 0;

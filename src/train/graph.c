@@ -27,6 +27,7 @@ struct train_ws {
     bool exact;
     int ctx, E, F, H, HKV, HD, Dq, Dkv, R, L, V, half, head_chunk;
     float attn_scale;
+    double min_parallel_work;   /* see run() */
     float *rope_cos, *rope_sin; /* [ctx][half] */
     float *resid;               /* [L+1][ctx][E]: each layer's input, then the final state */
     /* one layer's activations */
@@ -113,8 +114,11 @@ static void add_bias(float *y, const float *b, int T, int n) {
 
 /* ---------- matmuls ---------- */
 
-static void run(train_ws *ws, slm_task_fn fn, void *arg) {
-    if (ws->n_threads > 1) slm_pool_run(ws->pool, fn, arg);
+/* Shares fn out over the pool when there are about `work` multiply-adds or more of it: waking the
+ * threads costs more than small steps, and a lot more on a busy machine where each wake-up waits for
+ * a time slice. The tasks split without changing any sum, so the results are the same either way. */
+static void run(train_ws *ws, slm_task_fn fn, void *arg, double work) {
+    if (ws->n_threads > 1 && work >= ws->min_parallel_work) slm_pool_run(ws->pool, fn, arg);
     else fn(arg, 0, 1);
 }
 
@@ -180,7 +184,7 @@ static void transpose_task(void *arg, int ith, int nth) {
 static void matmul_t(train_ws *ws, const slm_weight *w, const float *dy, int T, float *dx, bool accumulate) {
     if (ws->exact || T < 2) {
         wt_job job = {ws, w, dy, dx, T, accumulate};
-        if (T >= 2 && ws->n_threads > 1) slm_pool_run(ws->pool, wt_task, &job);
+        if (T >= 2) run(ws, wt_task, &job, (double)T * (double)w->m * (double)w->k);
         else wt_task(&job, 0, 1);
         return;
     }
@@ -190,7 +194,7 @@ static void matmul_t(train_ws *ws, const slm_weight *w, const float *dy, int T, 
     for (int64_t r0 = 0; r0 < m; r0 += tile) {
         int nr = m - r0 < tile ? (int)(m - r0) : (int)tile;
         transpose_job tj = {ws, w, r0, nr};
-        run(ws, transpose_task, &tj);
+        run(ws, transpose_task, &tj, (double)nr * (double)k);
         for (int t = 0; t < T; t++)
             memcpy(ws->dyt + (size_t)t * nr, dy + (size_t)t * m + r0, sizeof(float) * (size_t)nr);
         slm_weight wt = {.type = SLM_TYPE_F32, .k = nr, .m = k, .data = ws->wt, .row_bytes = sizeof(float) * (size_t)nr};
@@ -346,6 +350,8 @@ static void attn_bwd_kv_task(void *arg, int ith, int nth) {
     }
 }
 
+static double attn_work(const train_ws *ws, int T) { return (double)T * (T + 1) * ws->H * ws->HD; }
+
 /* ---------- layers ---------- */
 
 /* One decoder layer from x (T rows) into xout, leaving its activations in the workspace. */
@@ -363,7 +369,7 @@ static void layer_fwd(train_ws *ws, int l, const float *x, float *xout, int T) {
     rope(ws, ws->q, T, ws->H, false);
     rope(ws, ws->k, T, ws->HKV, false);
     attn_job aj = {ws, T};
-    run(ws, attn_fwd_task, &aj);
+    run(ws, attn_fwd_task, &aj, attn_work(ws, T));
     linear_fwd(ws, l, LORA_O, ws->att, T, ws->tmp_e);
     for (size_t i = 0; i < (size_t)T * E; i++) ws->x1[i] = x[i] + ws->tmp_e[i];
     rmsnorm_fwd(ws->xf, ws->rs2, ws->x1, L->ffn_norm, T, E, hp->rms_eps);
@@ -400,8 +406,8 @@ static void layer_bwd(train_ws *ws, int l, const float *x, int T, bool need_dx) 
             ws->delta[(size_t)t * ws->H + hh] = slm_vec_dot_f32(ws->HD, ws->datt + o, ws->att + o);
         }
     attn_job aj = {ws, T};
-    run(ws, attn_bwd_q_task, &aj);
-    run(ws, attn_bwd_kv_task, &aj);
+    run(ws, attn_bwd_q_task, &aj, 2 * attn_work(ws, T));
+    run(ws, attn_bwd_kv_task, &aj, 2 * attn_work(ws, T));
     rope(ws, ws->dq, T, ws->H, true);
     rope(ws, ws->dk, T, ws->HKV, true);
     float *dxa = need_dx ? ws->dxa : NULL;
@@ -500,6 +506,8 @@ static const char *unsupported(const slm_model *m) {
     return NULL;
 }
 
+void train_ws_set_min_parallel_work(train_ws *ws, double work) { ws->min_parallel_work = work; }
+
 void train_ws_free(train_ws *ws) {
     if (!ws) return;
     float **bufs[] = {&ws->rope_cos, &ws->rope_sin, &ws->resid, &ws->xa, &ws->x1, &ws->xf, &ws->rs1, &ws->rs2,
@@ -534,6 +542,7 @@ train_ws *train_ws_new(const slm_model *m, lora_set *set, int ctx, slm_pool *poo
     ws->Dq = ws->H * ws->HD, ws->Dkv = ws->HKV * ws->HD, ws->R = set->rank, ws->L = hp->n_layer, ws->V = hp->n_vocab;
     ws->half = hp->rope_dim / 2;
     ws->attn_scale = 1.0f / sqrtf((float)ws->HD);
+    ws->min_parallel_work = 1 << 17;
     ws->head_chunk = (int)((4u << 20) / (unsigned)ws->V);
     if (ws->head_chunk < 1) ws->head_chunk = 1;
     if (ws->head_chunk > ctx) ws->head_chunk = ctx;

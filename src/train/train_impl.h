@@ -51,6 +51,9 @@ typedef struct train_ws train_ws;
 train_ws *train_ws_new(const slm_model *m, lora_set *set, int ctx, slm_pool *pool, bool exact, char *err,
                        size_t err_len);
 void train_ws_free(train_ws *ws);
+/* Steps with fewer multiply-adds than this run on the calling thread only (default 2^17); tests set
+ * 0 to exercise the split on tiny models. */
+void train_ws_set_min_parallel_work(train_ws *ws, double work);
 /* Cross-entropy of predicting tokens[t+1] from tokens[..t] for the t where weight[t+1] != 0
  * (weight NULL: all). Returns the summed loss (nats, double) and sets *n_counted.
  * With backward: adds loss_scale x d(summed loss)/d(params) into set->g. */

@@ -134,6 +134,7 @@ static double grad_check(const char *label, const char *path, const uint8_t *mas
     train_ws *ws = train_ws_new(m, set, 16, pool, exact, err, sizeof err);
     CHECKF(ws != NULL, "%s: %s", label, err);
     if (!ws) return 1;
+    train_ws_set_min_parallel_work(ws, 0);
     int n_counted = 0;
     double loss = train_seq(ws, seq, mask, SEQ_N, true, 1.0f, &n_counted);
     CHECKF(isfinite(loss) && n_counted > 0, "%s: loss %g over %d", label, loss, n_counted);
@@ -197,6 +198,7 @@ static void check_thread_determinism(const char *path) {
         slm_pool *pool = slm_pool_new(run + 1);
         train_ws *ws = train_ws_new(m, set, 16, pool, false, err, sizeof err);
         if (!ws) abort();
+        train_ws_set_min_parallel_work(ws, 0); /* split even the tiny steps */
         int nc;
         loss[run] = train_seq(ws, seq, NULL, SEQ_N, true, 0.5f, &nc);
         n = set->n_params;
