@@ -110,11 +110,24 @@ typedef struct sink {
     uint64_t have, got, limit;
     bool failed, too_long;
     const models_fetch *f;
+    const slm_net_response *resp; /* its status is known before the first body byte */
+    bool checked;
     double t0, last;
 } sink;
 
 static bool on_body(void *user, const char *data, size_t n) {
     sink *s = user;
+    if (!s->checked) {
+        s->checked = true;
+        if (s->resp->status == 200 && s->have > 0) {
+            /* the server ignored the range and sends the whole file: start the partial file over */
+            if (ftruncate(s->fd, 0) != 0) {
+                s->failed = true;
+                return false;
+            }
+            s->have = 0;
+        }
+    }
     if (s->limit && s->have + s->got + n > s->limit) {
         s->too_long = true;
         return false;
@@ -177,15 +190,22 @@ int models_fetch_file(models_fetch *f, char *hex_out, char *err, size_t err_len)
     snprintf(url, sizeof url, "%s", f->url);
     slm_net_url_host(f->url, host0, sizeof host0);
     int rc = 0;
-    bool restarted = false;
     for (int hop = 0;; hop++) {
         struct stat sb;
         if (fstat(fd, &sb) != 0) {
             rc = slm_err(err, err_len, "cannot stat %s: %s", f->partial, strerror(errno));
             break;
         }
-        sink s = {.fd = fd, .have = (uint64_t)sb.st_size, .limit = f->expect_size, .f = f, .t0 = slm_now()};
+        slm_net_response resp;
+        sink s = {.fd = fd, .have = (uint64_t)sb.st_size, .limit = f->expect_size, .f = f, .resp = &resp, .t0 = slm_now()};
         if (f->expect_size && s.have == f->expect_size) break; /* complete already: only the hash is left */
+        if (f->expect_size && s.have > f->expect_size) { /* longer than the blob: not a prefix of it */
+            if (ftruncate(fd, 0) != 0) {
+                rc = slm_err(err, err_len, "cannot truncate %s: %s", f->partial, strerror(errno));
+                break;
+            }
+            s.have = 0;
+        }
         char range[64];
         const char *headers[1];
         int n_headers = 0;
@@ -198,7 +218,6 @@ int models_fetch_file(models_fetch *f, char *hex_out, char *err, size_t err_len)
         slm_net_request req = {.method = "GET", .url = url, .headers = headers, .n_headers = n_headers,
                                .bearer_token = same_host ? f->bearer : NULL, .first_byte_timeout_s = 60,
                                .idle_timeout_s = 60, .on_body = on_body, .should_cancel = sink_cancel, .user = &s};
-        slm_net_response resp;
         slm_net_result r = slm_net_perform(&req, &resp);
         if (hop == 0) {
             char etag[160];
@@ -227,11 +246,6 @@ int models_fetch_file(models_fetch *f, char *hex_out, char *err, size_t err_len)
             else if (!loc[0] || join_location(url, loc, next, sizeof next))
                 rc = slm_err(err, err_len, "download from %s: HTTP %d without a usable Location", host, status);
             else snprintf(url, sizeof url, "%s", next);
-        } else if (status == 200 && s.have > 0 && !restarted) {
-            /* the server ignored the range and sent the whole file after the old bytes: start over */
-            restarted = true;
-            if (ftruncate(fd, 0) != 0) rc = slm_err(err, err_len, "cannot truncate %s: %s", f->partial, strerror(errno));
-            else redirect = true; /* go round again */
         } else if (status == 416 && s.have > 0) {
             /* nothing left to fetch: the partial file is complete (the hash will tell) */
         } else if (status == 404) {

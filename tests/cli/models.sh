@@ -82,12 +82,13 @@ check "an unknown name says what was tried" $?
 cat >"$T/serve.py" <<'PY'
 import http.server, os, sys, time
 path, slow = sys.argv[1], float(sys.argv[3])
+honour_range = len(sys.argv) < 5
 class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
     def do_GET(self):
         data = open(path, "rb").read()
         start = 0
-        rng = self.headers.get("Range")
+        rng = self.headers.get("Range") if honour_range else None
         if rng:
             start = int(rng.split("=")[1].split("-")[0])
             if start >= len(data):
@@ -126,6 +127,17 @@ partial=$(ls -A "$T/p/models/blobs/" 2>/dev/null | grep '^\.pull-' | head -1)
 [ $? = 1 ] && grep -q "does not match" "$T/err" && [ -z "$(ls -A "$T/q/models/blobs")" ]; check "a wrong sha256 keeps nothing" $?
 "$SLM_BIN" pull "$url" --name gapped --air-gapped --data-dir "$T/r" 2>"$T/err"
 [ $? = 1 ] && grep -qi "air-gapped" "$T/err"; check "air-gapped: refused ($(cat "$T/err"))" $?
+
+# a server that ignores Range: the stale partial file is replaced, not appended to
+python3 "$T/serve.py" "$M" "$T/ranges2" 0 norange >"$T/port2" &
+srv2=$!
+trap 'kill $srv $srv2 2>/dev/null; rm -rf "$T"' EXIT
+for _ in $(seq 50); do [ -s "$T/port2" ] && break; sleep 0.1; done
+url2="http://127.0.0.1:$(cat "$T/port2")/stories260K.gguf"
+mkdir -p "$T/s/models/blobs"
+head -c 5000 /dev/urandom >"$T/s/models/blobs/.pull-url-$(printf '%s' "$url2" | sha256sum | cut -c1-32)"
+"$SLM_BIN" pull "$url2" --sha256 "$digest" --data-dir "$T/s" 2>"$T/err"; check "a server ignoring Range: the pull starts over ($(cat "$T/err"))" $?
+"$SLM_BIN" list --json --data-dir "$T/s" | grep -q '"name":"stories260K:latest"'; check "the name defaults to the URL's file name" $?
 
 echo "models: $pass passed, $fail failed"
 [ "$fail" = 0 ]
