@@ -1,29 +1,23 @@
 /* The admit stage for keys given on the command line (--api-key, SLM_API_KEYS): a call must
- * present one of them. Compared in constant time so response timing does not leak a prefix. */
+ * present one of them (compared by slm_secret_equal, so response timing leaks nothing). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "slm_gate.h"
 #include "util/err.h"
+#include "util/secret.h"
 
 typedef struct static_keys {
     const char *const *keys;
     int n;
 } static_keys;
 
-static bool keys_equal(const char *a, const char *b) {
-    size_t la = strlen(a), lb = strlen(b);
-    unsigned char diff = (unsigned char)(la != lb);
-    for (size_t i = 0; i < la; i++) diff |= (unsigned char)(a[i] ^ b[i % (lb ? lb : 1)]);
-    return diff == 0;
-}
-
 static bool admit_static_key(void *state, slm_gate_call *call) {
     const static_keys *sk = state;
     const char *key = call->credential;
     bool ok = false;
     if (key && *key)
-        for (int i = 0; i < sk->n; i++) ok |= keys_equal(key, sk->keys[i]);
+        for (int i = 0; i < sk->n; i++) ok |= slm_secret_equal(key, sk->keys[i]);
     if (!ok)
         return slm_gate_refuse(call, 401, "invalid_api_key",
                                "missing or invalid API key (send 'Authorization: Bearer <key>')");

@@ -13,6 +13,7 @@
 #include "slm_govern.h"
 #include "slm_pii.h"
 #include "util/err.h"
+#include "util/secret.h"
 
 typedef struct govern {
     slm_govern_config cfg;
@@ -54,11 +55,6 @@ static bool is_loopback(const char *addr) {
     return false;
 }
 
-static bool secrets_equal(const char *a, const char *b) {
-    size_t la = strlen(a), lb = strlen(b);
-    return la == lb && sodium_memcmp(a, b, la) == 0;
-}
-
 static call_policy *policy_of(govern *gv, slm_gate_call *call) {
     if (!call->policy) {
         call_policy *p = calloc(1, sizeof *p);
@@ -89,7 +85,7 @@ static bool admit(void *state, slm_gate_call *call) {
     if (!secret || !*secret)
         return slm_gate_refuse(call, 401, "invalid_api_key", "missing API key (send 'Authorization: Bearer <key>')");
     bool static_ok = false;
-    for (int i = 0; i < gv->cfg.n_static_keys; i++) static_ok |= secrets_equal(secret, gv->cfg.static_keys[i]);
+    for (int i = 0; i < gv->cfg.n_static_keys; i++) static_ok |= slm_secret_equal(secret, gv->cfg.static_keys[i]);
     if (static_ok) {
         snprintf(call->principal, sizeof call->principal, "static-key");
         call->admin = true;

@@ -790,7 +790,14 @@ enum MHD_Result srv_openai_embeddings(srv_conn *c) {
         srv_failf(&f, 400, NULL, "input", "'input' is required");
         goto fail;
     }
-    if (!srv_build_embed_request(M, input, "input", true, &r, &f)) goto fail;
+    json_t *guarded = NULL; /* the inputs after the personal-data policy */
+    if (!srv_inspect_inputs(c, input, &guarded)) {
+        ret = MHD_YES;
+        goto out;
+    }
+    bool built = srv_build_embed_request(M, guarded, "input", true, &r, &f);
+    json_decref(guarded);
+    if (!built) goto fail;
     if (!srv_submit(c, r)) {
         ret = MHD_YES;
         goto out;

@@ -153,6 +153,58 @@ bool srv_inspect(srv_conn *c, slm_chat_message *msgs, size_t n, const char *prom
     return false;
 }
 
+bool srv_inspect_inputs(srv_conn *c, json_t *inputs, json_t **out) {
+    *out = NULL;
+    bool single = json_is_string(inputs);
+    size_t n = single ? 1 : json_is_array(inputs) ? json_array_size(inputs) : 0;
+    slm_chat_message *msgs = calloc(n ? n : 1, sizeof *msgs);
+    if (!msgs) {
+        srv_reply_error(c, 500, NULL, NULL, "out of memory");
+        return false;
+    }
+    size_t n_texts = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = single ? inputs : json_array_get(inputs, i);
+        msgs[i] = (slm_chat_message){"user", json_is_string(e) ? json_string_value(e) : NULL};
+        n_texts += msgs[i].content != NULL;
+    }
+    bool ok = true, changed = false;
+    if (n_texts > 0) {
+        /* token-id inputs carry no text to scan: they stay as they are */
+        slm_chat_message *texts = calloc(n_texts, sizeof *texts);
+        size_t k = 0;
+        for (size_t i = 0; texts && i < n; i++)
+            if (msgs[i].content) texts[k++] = msgs[i];
+        if (!texts) {
+            srv_reply_error(c, 500, NULL, NULL, "out of memory");
+            free(msgs);
+            return false;
+        }
+        ok = srv_inspect(c, texts, n_texts, NULL, false);
+        k = 0;
+        for (size_t i = 0; ok && i < n; i++)
+            if (msgs[i].content) {
+                changed |= texts[k].content != msgs[i].content;
+                msgs[i].content = texts[k++].content;
+            }
+        if (ok && changed) {
+            *out = single ? json_string(msgs[0].content) : json_array();
+            for (size_t i = 0; !single && *out && i < n; i++)
+                json_array_append_new(*out, msgs[i].content ? json_string(msgs[i].content) : json_deep_copy(json_array_get(inputs, i)));
+        }
+        /* the inputs are not kept for the audit record (the masked copies are the gate's until the call ends) */
+        srv_forget_texts(c);
+        free(texts);
+    }
+    free(msgs);
+    if (ok && !*out) *out = json_incref(inputs);
+    if (ok && !*out) {
+        srv_reply_error(c, 500, NULL, NULL, "out of memory");
+        return false;
+    }
+    return ok;
+}
+
 int srv_prompt_limit(const srv_conn *c, const srv_model *M) {
     const slm_route_target *t = c->target ? srv_find_target(c->srv, c->target) : NULL;
     if (t && t->upstream_backend >= 0) return 1 << 22;

@@ -32,6 +32,10 @@ bool srv_inspect(srv_conn *c, slm_chat_message *msgs, size_t n, const char *prom
 /* The handler's texts are about to be freed: the call stops pointing at them (the gate's stages
  * copied what they keep). */
 void srv_forget_texts(srv_conn *c);
+/* Embedding inputs (a string, or an array of strings and token-id lists) through the gate's input
+ * stage: *out is the inputs to embed — the same, or with personal data masked per the policy (a
+ * new reference either way; json_decref it). false: refused (blocked), the reply is sent. */
+bool srv_inspect_inputs(srv_conn *c, json_t *inputs, json_t **out);
 /* The most prompt tokens a generation may have: the local slot's context less one, or, when the
  * request named a route with an upstream, far more (a prompt too long for the local model is the
  * route's to send upstream). */

@@ -66,6 +66,20 @@ pii='{"messages":[{"role":"user","content":"Mail jane.doe@mailbox.org or call +1
 grep -q '"code":"pii_blocked"' "$SRV_TMP/body" && grep -q 'EMAIL' "$SRV_TMP/body"; check "400 names EMAIL" $?
 [ "$(post "$masker" /v1/chat/completions "$pii")" = 200 ]; check "pii mask: 200" $?
 mask_rid=$(grep -i '^x-request-id:' "$SRV_TMP/headers" | tr -d '\r' | awk '{print $2}')
+# embedding inputs pass the same guard: blocked, or embedded with placeholders (the vector of the
+# masked text itself), strings and token ids mixed in one request (Ollama's /api/embed too)
+emb='{"input":["Mail jane.doe@mailbox.org today",[1,2,3]]}'
+[ "$(post "$blocker" /v1/embeddings "$emb")" = 400 ] && grep -q '"code":"pii_blocked"' "$SRV_TMP/body"; check "pii block: embeddings 400" $?
+[ "$(post "$blocker" /api/embed '{"input":"call +1 415 555 0134"}')" = 400 ]; check "pii block: /api/embed 400" $?
+[ "$(post "$masker" /v1/embeddings "$emb")" = 200 ]; check "pii mask: embeddings 200" $?
+cp "$SRV_TMP/body" "$SRV_TMP/emb_masked"
+[ "$(post "$admin" /v1/embeddings '{"input":["Mail [EMAIL_1] today",[1,2,3]]}')" = 200 ]; check "embeddings of the masked text" $?
+python3 -c '
+import json, sys
+a = [d["embedding"] for d in json.load(open(sys.argv[1]))["data"]]
+b = [d["embedding"] for d in json.load(open(sys.argv[2]))["data"]]
+assert len(a) == len(b) == 2 and all(max(abs(x - y) for x, y in zip(u, v)) < 1e-6 for u, v in zip(a, b))' \
+  "$SRV_TMP/emb_masked" "$SRV_TMP/body"; check "masked input embeds as its placeholder text" $?
 
 # admin API
 [ "$(curl -s -o "$SRV_TMP/body" -w '%{http_code}' -H "Authorization: Bearer $masker" "$SLM_URL/v1/keys")" = 403 ]

@@ -58,7 +58,7 @@ expect "Ollama route without key: 401 in Ollama format" 401 "$SLM_URL/api/tags"
 body_has "Ollama error shape" '^{"error":"'
 expect "unknown route: 404" 404 "$SLM_URL/v2/nothing" "${auth[@]}"
 body_has "404 is JSON" '"error"'
-expect "unknown Ollama route: 404" 404 "$SLM_URL/api/pull" "${auth[@]}" -d '{}'
+expect "unknown Ollama route: 404" 404 "$SLM_URL/api/frobnicate" "${auth[@]}" -d '{}'
 expect "wrong method: 405" 405 "$SLM_URL/v1/chat/completions" "${auth[@]}"
 expect "model named like a path: 404, nothing opened" 404 "$SLM_URL/api/show" "${auth[@]}" -d '{"model":"../../../etc/passwd"}'
 expect "empty body: 400" 400 "$SLM_URL/v1/completions" "${auth[@]}" "${json[@]}" -d ''
