@@ -104,9 +104,15 @@ int slm_rag_db_chunks_get(slm_rag_db *db, const long long *ids, int n, slm_rag_d
 void slm_rag_db_chunks_free(slm_rag_db_chunk *c, int n);
 
 /* BM25 over the collection's FTS5 index for an FTS5 query expression: up to `limit` chunk ids,
- * best first, with their scores (higher = better). k1, b: the BM25 parameters. The count or -1. */
-int slm_rag_db_bm25(slm_rag_db *db, long long coll, const char *fts_query, int limit, double k1, double b,
-                    long long **ids, double **scores, char *err, size_t err_len);
+ * best first, with their scores (higher = better). k1, b: the BM25 parameters. df (n_df entries,
+ * or NULL): the number of chunks matching each phrase of the expression in order, when the caller
+ * counted them already (slm_rag_db_match_count); otherwise they are counted here. The count or -1. */
+int slm_rag_db_bm25(slm_rag_db *db, long long coll, const char *fts_query, const long long *df, int n_df, int limit,
+                    double k1, double b, long long **ids, double **scores, char *err, size_t err_len);
+/* For an FTS5 query expression of n phrases (e.g. quoted words OR-ed): counts[i] = the chunks
+ * matching phrase i, all counted in one statement. 0, or -1 (also when the phrases are not n). */
+int slm_rag_db_phrase_counts(slm_rag_db *db, long long coll, const char *fts_query, long long *counts, int n, char *err,
+                             size_t err_len);
 /* Chunks of the collection matching an FTS5 query expression (e.g. one quoted word); -1 on error. */
 long long slm_rag_db_match_count(slm_rag_db *db, long long coll, const char *fts_query, char *err, size_t err_len);
 /* Every vector of the collection: *ids (n) and *vecs (n × dim halves), malloc'd. The count or -1. */

@@ -527,44 +527,69 @@ char *slm_rag_fts_query(const char *query) {
 /* The FTS5 query without the words that are in at least half of the chunks: BM25 gives them an IDF
  * of (floored) zero, so they change no score that matters, yet OR-ing them in makes nearly every
  * chunk a match to be scored (a query with "what is the" scanned the whole collection). When every
- * word is that common, all are kept. NULL (err set) on failure. */
-static char *informative_query(slm_rag *r, const slm_rag_db_collection *c, const char *query, char *err, size_t err_len) {
+ * word is that common, all are kept. *df (malloc'd, *n_df entries; NULL when not counted, in a
+ * small collection) holds the match count of each word of the result, for the BM25 IDF. NULL (err
+ * set) on failure. */
+static char *informative_query(slm_rag *r, const slm_rag_db_collection *c, const char *query, long long **df, int *n_df,
+                               char *err, size_t err_len) {
+    *df = NULL;
+    *n_df = 0;
     char *all = slm_rag_fts_query(query);
     if (!all) return slm_err(err, err_len, "out of memory"), NULL;
     if (c->n_chunks < 64 || !*all) return all; /* small: nothing to gain */
+    size_t n_words = 0;
+    for (const char *p = all; (p = strchr(p, '"')); p++) n_words++;
+    n_words /= 2;
     char *out = malloc(strlen(all) + 1), *o = out;
-    if (!out) {
+    long long *counts = malloc(sizeof *counts * (n_words + 1)), *kept = malloc(sizeof *kept * (n_words + 1));
+    if (!out || !counts || !kept) {
         free(all);
+        free(out);
+        free(counts);
+        free(kept);
         return slm_err(err, err_len, "out of memory"), NULL;
     }
     *o = 0;
+    int n_all = 0, n_kept = 0;
+    /* all words counted in one statement; one statement per word when FTS5 parsed them otherwise */
+    bool counted = slm_rag_db_phrase_counts(r->db, c->id, all, counts, (int)n_words, err, err_len) == 0;
     /* the words of `all` are "..." separated by " OR "; a quote never occurs inside one */
     for (char *p = all; (p = strchr(p, '"'));) {
         char *e = strchr(p + 1, '"');
         if (!e) break;
         char save = e[1];
         e[1] = 0;
-        long long n = slm_rag_db_match_count(r->db, c->id, p, err, err_len);
+        long long n = counted ? counts[n_all] : slm_rag_db_match_count(r->db, c->id, p, err, err_len);
         if (n < 0) {
             free(all);
             free(out);
+            free(counts);
+            free(kept);
             return NULL;
         }
+        counts[n_all++] = n;
         if (2 * n < c->n_chunks) {
             if (o != out) o = memcpy(o, " OR ", 4), o += 4;
             size_t l = (size_t)(e + 1 - p);
             memcpy(o, p, l);
             o += l;
             *o = 0;
+            kept[n_kept++] = n;
         }
         e[1] = save;
         p = e + 1;
     }
     if (!*out) {
         free(out);
+        free(kept);
+        *df = counts;
+        *n_df = n_all;
         return all;
     }
     free(all);
+    free(counts);
+    *df = kept;
+    *n_df = n_kept;
     return out;
 }
 
@@ -717,10 +742,13 @@ int slm_rag_search(slm_rag *r, const char *collection, const char *query, const 
     double *bs = NULL, *vs = NULL, *fs = NULL;
     int nb = 0, nv = 0, nf = 0, rc = -1;
     if (o.mode != SLM_RAG_VECTOR) {
-        char *fq = informative_query(r, &c, query, err, err_len);
+        long long *df;
+        int n_df;
+        char *fq = informative_query(r, &c, query, &df, &n_df, err, err_len);
         if (!fq) return -1;
-        nb = *fq ? slm_rag_db_bm25(r->db, c.id, fq, o.candidates, o.k1, o.b, &bi, &bs, err, err_len) : 0;
+        nb = *fq ? slm_rag_db_bm25(r->db, c.id, fq, df, n_df, o.candidates, o.k1, o.b, &bi, &bs, err, err_len) : 0;
         free(fq);
+        free(df);
         if (nb < 0) goto out;
     }
     if (o.mode != SLM_RAG_BM25) {

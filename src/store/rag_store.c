@@ -22,9 +22,23 @@
 
 #define RAG_SCHEMA_VERSION 2 /* 2: rag_collections.pii */
 
+/* The token lengths (heading, text) of every chunk of one collection, read once from its FTS5
+ * docsize table: BM25 needs a chunk's length for every row it scores, and FTS5's xColumnSize runs a
+ * statement per row for it (a fifth of a query's time at 100k chunks). Valid while the database is
+ * unchanged (the pager's data version and this connection's change count). */
+typedef struct doclen_cache {
+    long long coll; /* -1 = empty */
+    unsigned int data_version;
+    sqlite3_int64 changes;
+    size_t n, hint;
+    sqlite3_int64 *ids; /* ascending */
+    uint32_t *len;      /* 2 per chunk: heading, text */
+} doclen_cache;
+
 struct slm_rag_db {
     sqlite3 *db;
     char path[PATH_MAX];
+    doclen_cache dl;
 };
 
 static const char rag_schema[] =
@@ -96,8 +110,15 @@ static sqlite3_stmt *prep(slm_rag_db *db, const char *sql, char *err, size_t err
 typedef struct bm25_query_stats {
     int n_phrase;
     double avgdl;
+    doclen_cache *lengths; /* NULL = ask FTS5 per row */
     double idf[];
 } bm25_query_stats;
+
+/* True when s holds more than blanks (a dfs list with more numbers than phrases). */
+static bool has_more_text(const char *s) {
+    while (*s == ' ') s++;
+    return *s != 0;
+}
 
 static int count_hit(const Fts5ExtensionApi *api, Fts5Context *fts, void *user) {
     (void)api;
@@ -106,8 +127,109 @@ static int count_hit(const Fts5ExtensionApi *api, Fts5Context *fts, void *user) 
     return SQLITE_OK;
 }
 
-/* slm_bm25(table, k1, b, w_heading, w_text): higher is better. IDF as FTS5's bm25() (floored at
- * 1e-6 so very common terms never subtract), document length weighted by the column weights. */
+static void doclen_clear(doclen_cache *dl) {
+    free(dl->ids);
+    free(dl->len);
+    memset(dl, 0, sizeof *dl);
+    dl->coll = -1;
+}
+
+/* FTS5's docsize blobs are SQLite varints, one per column. */
+static size_t get_varint(const unsigned char *p, size_t n, uint64_t *out) {
+    uint64_t v = 0;
+    for (size_t i = 0; i < n && i < 9; i++) {
+        if (i == 8) {
+            *out = v << 8 | p[i];
+            return 9;
+        }
+        v = v << 7 | (p[i] & 0x7f);
+        if (!(p[i] & 0x80)) {
+            *out = v;
+            return i + 1;
+        }
+    }
+    *out = 0;
+    return 0;
+}
+
+static bool doclen_fresh(slm_rag_db *db, long long coll) {
+    unsigned int version = 0;
+    if (sqlite3_file_control(db->db, "main", SQLITE_FCNTL_DATA_VERSION, &version) != SQLITE_OK) return false;
+    doclen_cache *dl = &db->dl;
+    return dl->coll == coll && dl->data_version == version && dl->changes == sqlite3_total_changes64(db->db);
+}
+
+/* (Re)loads the lengths of collection coll; false when they cannot be read (the caller then asks
+ * FTS5 per row). Runs inside the query's read transaction, so it sees the rows being scored. */
+static bool doclen_load(slm_rag_db *db, long long coll) {
+    if (doclen_fresh(db, coll)) return true;
+    doclen_cache *dl = &db->dl;
+    doclen_clear(dl);
+    unsigned int version = 0;
+    if (sqlite3_file_control(db->db, "main", SQLITE_FCNTL_DATA_VERSION, &version) != SQLITE_OK) return false;
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT id, sz FROM rag_fts_%lld_docsize ORDER BY id", coll);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db->db, sql, -1, &st, NULL) != SQLITE_OK) return false;
+    size_t cap = 0;
+    bool ok = true;
+    int rc;
+    while (ok && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (dl->n == cap) {
+            cap = cap ? cap * 2 : 4096;
+            sqlite3_int64 *ids = realloc(dl->ids, sizeof *ids * cap);
+            if (ids) dl->ids = ids;
+            uint32_t *len = realloc(dl->len, sizeof *len * 2 * cap);
+            if (len) dl->len = len;
+            if (!ids || !len) {
+                ok = false;
+                break;
+            }
+        }
+        const unsigned char *sz = sqlite3_column_blob(st, 1);
+        size_t n = (size_t)sqlite3_column_bytes(st, 1), used = 0;
+        uint64_t v[2] = {0, 0};
+        for (int c = 0; c < 2 && sz && used < n; c++) {
+            size_t k = get_varint(sz + used, n - used, &v[c]);
+            if (!k) break;
+            used += k;
+        }
+        dl->ids[dl->n] = sqlite3_column_int64(st, 0);
+        dl->len[2 * dl->n] = v[0] > UINT32_MAX ? UINT32_MAX : (uint32_t)v[0];
+        dl->len[2 * dl->n + 1] = v[1] > UINT32_MAX ? UINT32_MAX : (uint32_t)v[1];
+        dl->n++;
+    }
+    ok = ok && rc == SQLITE_DONE;
+    sqlite3_finalize(st);
+    if (!ok) {
+        doclen_clear(dl);
+        return false;
+    }
+    dl->coll = coll;
+    dl->data_version = version;
+    dl->changes = sqlite3_total_changes64(db->db);
+    return true;
+}
+
+/* The lengths of chunk id, or NULL. FTS5 visits rows in rowid order: the next entry is tried first. */
+static const uint32_t *doclen_find(doclen_cache *dl, sqlite3_int64 id) {
+    size_t h = dl->hint;
+    if (h < dl->n && dl->ids[h] == id) return dl->len + 2 * h;
+    if (h + 1 < dl->n && dl->ids[h + 1] == id) return dl->hint = h + 1, dl->len + 2 * (h + 1);
+    size_t lo = 0, hi = dl->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (dl->ids[mid] < id) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo < dl->n && dl->ids[lo] == id) return dl->hint = lo, dl->len + 2 * lo;
+    return NULL;
+}
+
+/* slm_bm25(table, k1, b, w_heading, w_text [, collection, dfs]): higher is better. IDF as FTS5's
+ * bm25() (floored at 1e-6 so very common terms never subtract), document length weighted by the
+ * column weights. With the collection id, chunk lengths come from the handle's cache; dfs ("n1 n2
+ * ...", one per phrase, as the caller counted them) saves recounting each phrase's matches. */
 static void bm25_fn(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_context *ctx, int n_val,
                     sqlite3_value **val) {
     double k1 = n_val > 0 ? sqlite3_value_double(val[0]) : 1.2;
@@ -122,6 +244,22 @@ static void bm25_fn(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_conte
             return;
         }
         qs->n_phrase = n_phrase;
+        qs->lengths = NULL;
+        slm_rag_db *db = api->xUserData(fts);
+        if (n_val > 4 && sqlite3_value_type(val[4]) == SQLITE_INTEGER && db &&
+            doclen_load(db, sqlite3_value_int64(val[4])))
+            qs->lengths = &db->dl;
+        /* the callers' counts, when they match the phrases one for one */
+        const char *dfs = n_val > 5 ? (const char *)sqlite3_value_text(val[5]) : NULL;
+        bool have_df = dfs != NULL;
+        for (int i = 0; have_df && i < n_phrase; i++) {
+            char *end;
+            long long v = strtoll(dfs, &end, 10);
+            if (end == dfs || v < 0) have_df = false;
+            qs->idf[i] = (double)v;
+            dfs = end;
+        }
+        if (have_df && has_more_text(dfs)) have_df = false;
         sqlite3_int64 n_row = 0, n_tok = 0;
         int rc = api->xRowCount(fts, &n_row);
         double total = 0;
@@ -132,8 +270,8 @@ static void bm25_fn(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_conte
         qs->avgdl = n_row > 0 ? total / (double)n_row : 1;
         if (qs->avgdl <= 0) qs->avgdl = 1;
         for (int i = 0; rc == SQLITE_OK && i < n_phrase; i++) {
-            sqlite3_int64 n_hit = 0;
-            rc = api->xQueryPhrase(fts, i, &n_hit, count_hit);
+            sqlite3_int64 n_hit = have_df ? (sqlite3_int64)qs->idf[i] : 0;
+            if (!have_df) rc = api->xQueryPhrase(fts, i, &n_hit, count_hit);
             double idf = log(((double)n_row - (double)n_hit + 0.5) / ((double)n_hit + 0.5));
             qs->idf[i] = idf > 1e-6 ? idf : 1e-6;
         }
@@ -157,7 +295,9 @@ static void bm25_fn(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_conte
         if (rc == SQLITE_OK && ip >= 0 && ip < qs->n_phrase && ic >= 0 && ic < 2) freq[ip] += w[ic];
     }
     double dl = 0;
-    for (int c = 0; rc == SQLITE_OK && c < 2 && c < api->xColumnCount(fts); c++) {
+    const uint32_t *len = qs->lengths ? doclen_find(qs->lengths, api->xRowid(fts)) : NULL;
+    if (len) dl = w[0] * len[0] + w[1] * len[1];
+    for (int c = 0; !len && rc == SQLITE_OK && c < 2 && c < api->xColumnCount(fts); c++) {
         int n = 0;
         rc = api->xColumnSize(fts, c, &n);
         dl += w[c] * n;
@@ -170,6 +310,35 @@ static void bm25_fn(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_conte
     else sqlite3_result_double(ctx, score);
 }
 
+/* slm_phrase_counts(table): on the first matching row, the number of rows matching each phrase of
+ * the query, as text "n1 n2 ..." (one pass over each phrase's doclist inside FTS5, instead of one
+ * count(*) statement per word stepping through its rows). */
+static void phrase_counts_fn(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_context *ctx, int n_val,
+                             sqlite3_value **val) {
+    (void)n_val;
+    (void)val;
+    int n_phrase = api->xPhraseCount(fts);
+    char *out = sqlite3_malloc64((sqlite3_uint64)n_phrase * 21 + 1);
+    if (!out) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    size_t o = 0;
+    out[0] = 0;
+    int rc = SQLITE_OK;
+    for (int i = 0; rc == SQLITE_OK && i < n_phrase; i++) {
+        sqlite3_int64 n_hit = 0;
+        rc = api->xQueryPhrase(fts, i, &n_hit, count_hit);
+        o += (size_t)snprintf(out + o, 22, "%s%lld", i ? " " : "", (long long)n_hit);
+    }
+    if (rc != SQLITE_OK) {
+        sqlite3_free(out);
+        sqlite3_result_error_code(ctx, rc);
+        return;
+    }
+    sqlite3_result_text(ctx, out, (int)o, sqlite3_free);
+}
+
 static int register_bm25(slm_rag_db *db, char *err, size_t err_len) {
     fts5_api *api = NULL;
     sqlite3_stmt *st = prep(db, "SELECT fts5(?1)", err, err_len);
@@ -178,8 +347,10 @@ static int register_bm25(slm_rag_db *db, char *err, size_t err_len) {
     sqlite3_step(st);
     sqlite3_finalize(st);
     if (!api || api->iVersion < 2) return slm_err(err, err_len, "state store (%s): SQLite has no FTS5", db->path);
-    if (api->xCreateFunction(api, "slm_bm25", NULL, bm25_fn, NULL) != SQLITE_OK)
+    if (api->xCreateFunction(api, "slm_bm25", db, bm25_fn, NULL) != SQLITE_OK)
         return fail(db, err, err_len, "registering slm_bm25");
+    if (api->xCreateFunction(api, "slm_phrase_counts", NULL, phrase_counts_fn, NULL) != SQLITE_OK)
+        return fail(db, err, err_len, "registering slm_phrase_counts");
     return 0;
 }
 
@@ -191,6 +362,7 @@ int slm_rag_db_open(const char *data_dir, slm_rag_db **out, char *err, size_t er
     if (store_mkdirs(data_dir, err, err_len)) return -1;
     slm_rag_db *db = calloc(1, sizeof *db);
     if (!db) return slm_err(err, err_len, "out of memory");
+    db->dl.coll = -1;
     if (snprintf(db->path, sizeof db->path, "%s/state.db", data_dir) >= (int)sizeof db->path) {
         free(db);
         return slm_err(err, err_len, "data directory path too long");
@@ -244,6 +416,7 @@ int slm_rag_db_open(const char *data_dir, slm_rag_db **out, char *err, size_t er
 void slm_rag_db_close(slm_rag_db *db) {
     if (!db) return;
     if (db->db) sqlite3_close(db->db);
+    doclen_clear(&db->dl);
     free(db);
 }
 
@@ -656,22 +829,33 @@ int slm_rag_db_chunks_get(slm_rag_db *db, const long long *ids, int n, slm_rag_d
     return 0;
 }
 
-int slm_rag_db_bm25(slm_rag_db *db, long long coll, const char *fts_query, int limit, double k1, double b,
-                    long long **ids, double **scores, char *err, size_t err_len) {
+int slm_rag_db_bm25(slm_rag_db *db, long long coll, const char *fts_query, const long long *df, int n_df, int limit,
+                    double k1, double b, long long **ids, double **scores, char *err, size_t err_len) {
     *ids = NULL;
     *scores = NULL;
     if (limit <= 0) return 0;
-    char sql[256];
+    char *dfs = NULL;
+    if (df && n_df > 0) {
+        if (!(dfs = malloc((size_t)n_df * 21 + 1))) return slm_err(err, err_len, "out of memory");
+        size_t o = 0;
+        for (int i = 0; i < n_df; i++) o += (size_t)snprintf(dfs + o, 22, "%s%lld", i ? " " : "", df[i]);
+    }
+    char sql[320];
     snprintf(sql, sizeof sql,
-             "SELECT rowid, slm_bm25(rag_fts_%lld, ?, ?, 1.0, 1.0) AS s FROM rag_fts_%lld WHERE rag_fts_%lld MATCH ? "
-             "ORDER BY s DESC, rowid LIMIT ?",
-             coll, coll, coll);
+             "SELECT rowid, slm_bm25(rag_fts_%lld, ?, ?, 1.0, 1.0, %lld, ?) AS s FROM rag_fts_%lld WHERE rag_fts_%lld "
+             "MATCH ? ORDER BY s DESC, rowid LIMIT ?",
+             coll, coll, coll, coll);
     sqlite3_stmt *st = prep(db, sql, err, err_len);
-    if (!st) return -1;
+    if (!st) {
+        free(dfs);
+        return -1;
+    }
     sqlite3_bind_double(st, 1, k1);
     sqlite3_bind_double(st, 2, b);
-    sqlite3_bind_text(st, 3, fts_query, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 4, limit);
+    if (dfs) sqlite3_bind_text(st, 3, dfs, -1, free);
+    else sqlite3_bind_null(st, 3);
+    sqlite3_bind_text(st, 4, fts_query, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 5, limit);
     long long *id = malloc(sizeof *id * (size_t)limit);
     double *sc = malloc(sizeof *sc * (size_t)limit);
     if (!id || !sc) {
@@ -696,6 +880,34 @@ int slm_rag_db_bm25(slm_rag_db *db, long long coll, const char *fts_query, int l
     *ids = id;
     *scores = sc;
     return n;
+}
+
+int slm_rag_db_phrase_counts(slm_rag_db *db, long long coll, const char *fts_query, long long *counts, int n, char *err,
+                             size_t err_len) {
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT slm_phrase_counts(rag_fts_%lld) FROM rag_fts_%lld WHERE rag_fts_%lld MATCH ? LIMIT 1",
+             coll, coll, coll);
+    sqlite3_stmt *st = prep(db, sql, err, err_len);
+    if (!st) return -1;
+    sqlite3_bind_text(st, 1, fts_query, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st), got = 0;
+    if (rc == SQLITE_DONE) { /* nothing matches: every phrase matches nothing */
+        for (int i = 0; i < n; i++) counts[i] = 0;
+        got = n;
+    } else if (rc == SQLITE_ROW) {
+        const char *s = (const char *)sqlite3_column_text(st, 0);
+        for (char *end; s && *s && got < n; s = end) {
+            counts[got] = strtoll(s, &end, 10);
+            if (end == s) break;
+            got++;
+        }
+        if (s && *s) got = -2; /* more phrases than words */
+    } else {
+        got = fail(db, err, err_len, "counting matches");
+    }
+    sqlite3_finalize(st);
+    if (got == -2 || (got >= 0 && got != n)) return slm_err(err, err_len, "the query has other phrases than words");
+    return got < 0 ? -1 : 0;
 }
 
 long long slm_rag_db_match_count(slm_rag_db *db, long long coll, const char *fts_query, char *err, size_t err_len) {
