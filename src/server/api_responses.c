@@ -21,6 +21,7 @@
 #include "slm_store_responses.h"
 #include "tools.h"
 
+#define RESP_KEEP_SECONDS (30 * 86400) /* stored responses older than this are deleted */
 #define RESP_MAX_ITEMS 4096 /* the conversation's items, stored ones included (as chat messages) */
 
 /* ---------- ids and the store ---------- */
@@ -338,12 +339,12 @@ static bool parse_text_format(json_t *req, resp_req *q, srv_fail *f) {
     return true;
 }
 
-/* Reads the request (and the stored conversation it continues) into q. */
-static bool parse_request(srv_conn *c, json_t *req, resp_req *q, srv_fail *f) {
+/* The request's own fields into q (the conversation comes after). */
+static bool parse_fields(json_t *req, resp_req *q, srv_fail *f) {
     memset(q, 0, sizeof *q);
     q->chat = json_object();
-    q->items = json_array();
     q->store = true;
+    if (!q->chat) return srv_failf(f, 500, NULL, NULL, "out of memory");
     if (!srv_json_string(req, "model", &q->model, f) || !srv_json_string(req, "instructions", &q->instructions, f) ||
         !srv_json_string(req, "previous_response_id", &q->previous_id, f) || !srv_json_bool(req, "stream", &q->stream, f) ||
         !srv_json_bool(req, "store", &q->store, f) ||
@@ -359,59 +360,67 @@ static bool parse_request(srv_conn *c, json_t *req, resp_req *q, srv_fail *f) {
     json_t *meta = json_object_get(req, "metadata");
     if (meta && !json_is_null(meta) && !json_is_object(meta)) return srv_failf(f, 400, NULL, "metadata", "'metadata' must be an object");
     q->metadata_echo = json_is_object(meta) ? json_incref(meta) : json_object();
+    return true;
+}
+
+/* The conversation previous_response_id continues (*stored; NULL without one): a response this
+ * key stored, else a 400 as OpenAI answers an unknown id. */
+static bool load_previous(srv_conn *c, const resp_req *q, json_t **stored, srv_fail *f) {
+    *stored = NULL;
+    if (!q->previous_id) return true;
+    if (!plausible_id(q->previous_id))
+        return srv_failf(f, 400, "previous_response_not_found", "previous_response_id", "Previous response with id '%.80s' not found.",
+                         q->previous_id);
+    slm_responses_db *db = open_db(c->srv, f);
+    if (!db) {
+        if (f->status == 400)
+            srv_failf(f, 400, "previous_response_not_found", "previous_response_id",
+                      "Previous response with id '%.80s' not found (this server keeps no state).", q->previous_id);
+        return false;
+    }
+    slm_stored_response prev;
+    char err[512];
+    int got = slm_responses_get(db, q->previous_id, c->call.principal, &prev, err, sizeof err);
+    slm_responses_close(db);
+    if (got < 0) return srv_failf(f, 500, NULL, NULL, "%s", err);
+    if (got == 0)
+        return srv_failf(f, 400, "previous_response_not_found", "previous_response_id", "Previous response with id '%.80s' not found.",
+                         q->previous_id);
+    json_error_t je;
+    *stored = json_loads(prev.items, 0, &je);
+    slm_stored_response_clear(&prev);
+    if (!json_is_array(*stored)) {
+        json_decref(*stored);
+        *stored = NULL;
+        return srv_failf(f, 500, NULL, NULL, "stored response '%.80s' has unreadable items", q->previous_id);
+    }
+    return true;
+}
+
+/* q->items (the stored conversation, steals `stored`, then the input) and the chat request. */
+static bool build_conversation(json_t *req, resp_req *q, json_t *stored, srv_fail *f) {
+    q->items = stored ? stored : json_array();
     json_t *calls = json_array(); /* call ids of the conversation, for function_call_output */
     bool ok = false;
-    if (q->previous_id) {
-        if (!plausible_id(q->previous_id)) {
-            srv_failf(f, 400, "previous_response_not_found", "previous_response_id", "Previous response with id '%.80s' not found.",
-                      q->previous_id);
-            goto out;
-        }
-        slm_responses_db *db = open_db(c->srv, f);
-        if (!db) {
-            if (f->status == 400) srv_failf(f, 400, "previous_response_not_found", "previous_response_id", "Previous response with id '%.80s' not found (this server keeps no state).", q->previous_id);
-            goto out;
-        }
-        slm_stored_response prev;
-        char err[512];
-        int got = slm_responses_get(db, q->previous_id, c->call.principal, &prev, err, sizeof err);
-        slm_responses_close(db);
-        if (got < 0) {
-            srv_failf(f, 500, NULL, NULL, "%s", err);
-            goto out;
-        }
-        if (got == 0) {
-            srv_failf(f, 400, "previous_response_not_found", "previous_response_id", "Previous response with id '%.80s' not found.",
-                      q->previous_id);
-            goto out;
-        }
-        json_error_t je;
-        json_t *stored = json_loads(prev.items, 0, &je);
-        slm_stored_response_clear(&prev);
-        if (!json_is_array(stored)) {
-            json_decref(stored);
-            srv_failf(f, 500, NULL, NULL, "stored response '%.80s' has unreadable items", q->previous_id);
-            goto out;
-        }
-        json_decref(q->items);
-        q->items = stored;
-        size_t i;
-        json_t *it;
-        json_array_foreach(q->items, i, it) if (json_is_object(it) && json_is_string(json_object_get(it, "call_id")) &&
-                                                strcmp(str_of(json_object_get(it, "type")), "function_call") == 0)
-            json_array_append(calls, json_object_get(it, "call_id"));
+    if (!q->items || !calls) {
+        srv_failf(f, 500, NULL, NULL, "out of memory");
+        goto out;
     }
+    size_t i;
+    json_t *it;
+    json_array_foreach(q->items, i, it) if (json_is_string(json_object_get(it, "call_id")) &&
+                                            strcmp(str_of(json_object_get(it, "type")), "function_call") == 0)
+        json_array_append(calls, json_object_get(it, "call_id"));
     json_t *input = json_object_get(req, "input");
+    size_t n_input = json_is_array(input) ? json_array_size(input) : 1;
+    if (json_array_size(q->items) + n_input > RESP_MAX_ITEMS) {
+        srv_failf(f, 400, NULL, "input", "the conversation has more than %d items", RESP_MAX_ITEMS);
+        goto out;
+    }
     if (json_is_string(input)) {
         json_array_append_new(q->items, json_pack("{s:s, s:s, s:[{s:s, s:O}]}", "type", "message", "role", "user", "content", "type",
                                                   "input_text", "text", input));
     } else if (json_is_array(input)) {
-        if (json_array_size(q->items) + json_array_size(input) > RESP_MAX_ITEMS) {
-            srv_failf(f, 400, NULL, "input", "the conversation has more than %d items", RESP_MAX_ITEMS);
-            goto out;
-        }
-        size_t i;
-        json_t *it;
         json_array_foreach(input, i, it) {
             json_t *norm = normalize_item(it, "input", i, calls, f);
             if (!norm) goto out;
@@ -435,6 +444,24 @@ static bool parse_request(srv_conn *c, json_t *req, resp_req *q, srv_fail *f) {
 out:
     json_decref(calls);
     return ok;
+}
+
+/* Reads the request (and the stored conversation it continues) into q. */
+static bool parse_request(srv_conn *c, json_t *req, resp_req *q, srv_fail *f) {
+    json_t *stored = NULL;
+    return parse_fields(req, q, f) && load_previous(c, q, &stored, f) && build_conversation(req, q, stored, f);
+}
+
+/* For fuzz/fuzz_http_responses.c (declared there): the chat completions request a Responses
+ * request means, continuing `stored` (a conversation as stored; borrowed; NULL = none). NULL with
+ * f set when the request is refused. */
+json_t *srv_responses_chat_request(json_t *req, json_t *stored, srv_fail *f);
+json_t *srv_responses_chat_request(json_t *req, json_t *stored, srv_fail *f) {
+    resp_req q;
+    json_t *chat = NULL;
+    if (parse_fields(req, &q, f) && build_conversation(req, &q, stored ? json_deep_copy(stored) : NULL, f)) chat = json_incref(q.chat);
+    resp_req_free(&q);
+    return chat;
 }
 
 /* ---------- output items, streamed as events or collected ---------- */
@@ -594,6 +621,9 @@ static void store_response(resp_out *o) {
                                    .response = resp_text,
                                    .items = items_text};
         if (slm_responses_put(db, &row, err, sizeof err) != 0) fprintf(stderr, "slm serve: responses: %s\n", err);
+        /* kept 30 days, as OpenAI keeps them */
+        else if (slm_responses_expire(db, (double)time(NULL) - RESP_KEEP_SECONDS, err, sizeof err) < 0)
+            fprintf(stderr, "slm serve: responses: %s\n", err);
     } else {
         fprintf(stderr, "slm serve: responses: cannot store a response: %s\n", items_text && resp_text ? err : "out of memory");
     }
