@@ -14,6 +14,7 @@
 
 #include "gguf/gguf.h"
 #include "gguf/gguf_write.h"
+#include "quant/kquants.h"
 #include "quant/quant_impl.h"
 #include "slm_quant.h"
 #include "tensor/quant.h"
@@ -62,6 +63,7 @@ typedef struct quant_job {
     uint8_t *dst;
     int64_t n_rows, n_per_row, rows_per_matrix, rows_per_chunk;
     const float *importance; /* n_per_row * ne[2] values, or NULL */
+    bool fast;               /* the CPU runs quant/kquants_avx2.c */
     atomic_int_fast64_t next_row;
     atomic_int failed;        /* first failure wins: row + 1 of a non-finite value */
     atomic_int_fast64_t bad_row;
@@ -125,7 +127,11 @@ static void *quant_worker(void *arg) {
         if (first >= job->n_rows || atomic_load(&job->failed)) break;
         int64_t last = first + job->rows_per_chunk < job->n_rows ? first + job->rows_per_chunk : job->n_rows;
         for (int64_t r = first; r < last; r++) {
-            slm_dequantize_row(job->qt->src->type, job->src + (size_t)r * job->src_row_bytes, row, job->n_per_row);
+            const uint8_t *src_row = job->src + (size_t)r * job->src_row_bytes;
+            if (job->qt->src->type == SLM_TYPE_F16 && job->fast)
+                kq_f16_to_f32_avx2((const uint16_t *)src_row, row, job->n_per_row);
+            else
+                slm_dequantize_row(job->qt->src->type, src_row, row, job->n_per_row);
             for (int64_t j = 0; j < job->n_per_row; j++)
                 if (!isfinite(row[j])) {
                     atomic_store(&job->bad_row, r);
@@ -203,6 +209,7 @@ static int fill_tensor(void *user, int64_t index, void *dst, size_t n_bytes, cha
         .n_per_row = n_per_row,
         .rows_per_matrix = t->ne[1],
         .importance = imp,
+        .fast = kq_available(),
     };
     /* chunks of about 16k values, as llama-quantize splits its work */
     job.rows_per_chunk = n_per_row >= 16384 ? 1 : (16384 + n_per_row - 1) / n_per_row;

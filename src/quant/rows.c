@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "quant/kquants.h"
 #include "quant/quant_impl.h"
 #include "quant/weighted.h"
 #include "tensor/quant.h"
@@ -28,6 +29,8 @@ int quant_rows(uint32_t type, const float *src, void *dst, int64_t n_rows, int64
             quant_row_iq4_nl(src, out, n_per_row, importance);
         } else if (importance && quant_type_uses_importance(type)) {
             if (quant_row_weighted(type, src, out, n_per_row, importance)) return -1;
+        } else if (kq_available() && kq_quantize_row(type, src, out, n_per_row)) {
+            continue;
         } else if (slm_quantize_row(type, src, out, n_per_row)) {
             return -1;
         }

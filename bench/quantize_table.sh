@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The cost of each quantization type on stories260K (the real model): file size, perplexity on
+# shared/reference/texts/stories260K-samples.txt (-c 128, llama-perplexity's method) and the KL
+# divergence / top-token agreement against the F32 model, from slm and, where the peer is built,
+# from llama-quantize + llama-perplexity side by side. Then quantize speed on smollm2-135m f16
+# against llama-quantize (same thread count, runs alternated, median of 3).
+#   bench/quantize_table.sh [SLM_BIN]   env: LLAMA_BIN (default /work/llamacpp/build/bin), THREADS (2)
+# Prints a markdown table (paste into bench/RESULTS.md).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+slm=${1:-$here/build/slm}
+llama=${LLAMA_BIN:-/work/llamacpp/build/bin}
+shared=${SLM_TEST_DATA:-$here/../shared}
+threads=${THREADS:-2}
+model="$shared/models/stories260K.gguf"
+text="$shared/reference/texts/stories260K-samples.txt"
+big=${BIG_MODEL:-$here/build/testdata/smollm2-135m-f16.gguf}
+ctx=128
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+have_llama=0
+[ -x "$llama/llama-quantize" ] && [ -x "$llama/llama-perplexity" ] && have_llama=1
+
+# slm: PPL, KLD, same-top from one perplexity run against the F32 base
+slm_stats() { # FILE -> "ppl ± err|kld ± err|same ± err"
+  "$slm" perplexity "$1" -f "$text" -c $ctx -t "$threads" --kl-divergence-base "$model" 2>/dev/null |
+    awk '/^Mean PPL\(Q\)/ {p=$4" ± "$6} /^Mean    KLD/ {k=$3" ± "$5} /^Same top p/ {s=$4" ± "$6" %"} END {print p"|"k"|"s}'
+}
+llama_stats() { # FILE -> same, llama-perplexity with the base's saved log-probabilities
+  "$llama/llama-perplexity" -m "$1" -f "$text" -c $ctx -b $ctx -t "$threads" --kl-divergence-base "$tmp/base.kld" \
+    --kl-divergence 2>&1 |
+    awk '/^Mean PPL\(Q\)/ {p=$4" ± "$6} /^Mean    KLD/ {k=$3" ± "$5} /^Same top p/ {s=$4" ± "$6" %"} END {print p"|"k"|"s}'
+}
+if [ $have_llama = 1 ]; then
+  "$llama/llama-perplexity" -m "$model" -f "$text" -c $ctx -b $ctx -t "$threads" --kl-divergence-base "$tmp/base.kld" \
+    > /dev/null 2>&1 || have_llama=0
+fi
+
+echo "| type | size (bytes) | bits/weight | slm PPL | slm KLD vs F32 | slm same top | llama.cpp PPL | llama.cpp KLD | llama.cpp same top | bytes = llama-quantize's |"
+echo "| --- | ---: | ---: | --- | --- | --- | --- | --- | --- | --- |"
+n_weights=$(python3 - "$model" <<'EOF'
+import struct, sys
+b = open(sys.argv[1], "rb").read(); p = 8
+def u32():
+    global p; v = struct.unpack_from("<I", b, p)[0]; p += 4; return v
+def u64():
+    global p; v = struct.unpack_from("<Q", b, p)[0]; p += 8; return v
+def s():
+    global p; n = u64(); p += n
+SZ = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+def val(t):
+    global p
+    if t == 8: s()
+    elif t == 9:
+        at = u32(); n = u64()
+        for _ in range(n): val(at)
+    else: p += SZ[t]
+nt = u64(); nkv = u64()
+for _ in range(nkv): s(); val(u32())
+tot = 0
+for _ in range(nt):
+    s(); nd = u32(); n = 1
+    for _ in range(nd): n *= u64()
+    u32(); u64(); tot += n
+print(tot)
+EOF
+)
+for type in F32 BF16 F16 Q8_0 Q6_K Q5_K_M Q5_K_S Q5_1 Q5_0 Q4_K_M Q4_K_S Q4_1 Q4_0 IQ4_NL Q3_K_L Q3_K_M Q3_K_S Q2_K; do
+  out="$tmp/slm-$type.gguf"
+  if ! "$slm" quantize "$model" "$out" "$type" --threads "$threads" 2> "$tmp/err"; then
+    why=$(sed 's/.*: tensor/tensor/' "$tmp/err" | cut -c1-90)
+    lq="?"
+    if [ $have_llama = 1 ]; then
+      "$llama/llama-quantize" "$model" "$tmp/llama-$type.gguf" "$type" "$threads" > /dev/null 2>&1 && lq="llama-quantize succeeds" ||
+        lq="llama-quantize refuses too"
+    fi
+    echo "| $type | — | — | refused: $why | | | | | | $lq |"
+    continue
+  fi
+  size=$(stat -c %s "$out")
+  bpw=$(awk -v s="$size" -v n="$n_weights" 'BEGIN {printf "%.2f", s * 8 / n}')
+  IFS='|' read -r ppl kld top <<< "$(slm_stats "$out")"
+  lppl="" lkld="" ltop="" same=""
+  if [ $have_llama = 1 ]; then
+    "$llama/llama-quantize" "$model" "$tmp/llama-$type.gguf" "$type" "$threads" > /dev/null 2>&1
+    cmp -s "$out" "$tmp/llama-$type.gguf" && same=yes || same=NO
+    IFS='|' read -r lppl lkld ltop <<< "$(llama_stats "$tmp/llama-$type.gguf")"
+    rm -f "$tmp/llama-$type.gguf"
+  fi
+  echo "| $type | $size | $bpw | $ppl | $kld | $top | $lppl | $lkld | $ltop | $same |"
+  rm -f "$out"
+done
+
+if [ -f "$big" ] && [ $have_llama = 1 ]; then
+  echo
+  echo "Quantize speed, $(basename "$big") ($threads threads, wall seconds, median of 3, runs alternated):"
+  echo
+  echo "| type | slm | llama-quantize | speed-up |"
+  echo "| --- | ---: | ---: | ---: |"
+  for type in Q4_K_M Q8_0 Q4_0 Q6_K; do
+    s=() l=()
+    for i in 1 2 3; do
+      t0=$(date +%s.%N); "$slm" quantize "$big" "$tmp/s.gguf" "$type" --threads "$threads" 2>/dev/null; t1=$(date +%s.%N)
+      "$llama/llama-quantize" "$big" "$tmp/l.gguf" "$type" "$threads" > /dev/null 2>&1; t2=$(date +%s.%N)
+      s+=("$(echo "$t1 - $t0" | bc)"); l+=("$(echo "$t2 - $t1" | bc)")
+      rm -f "$tmp/s.gguf" "$tmp/l.gguf"
+    done
+    ms=$(printf '%s\n' "${s[@]}" | sort -g | sed -n 2p); ml=$(printf '%s\n' "${l[@]}" | sort -g | sed -n 2p)
+    echo "| $type | $(printf %.2f "$ms") | $(printf %.2f "$ml") | $(awk -v a="$ms" -v b="$ml" 'BEGIN {printf "%.2fx", b / a}') |"
+  done
+fi

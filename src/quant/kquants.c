@@ -1,0 +1,193 @@
+/* The k-quant block layouts filled from the vectorized scale searches: the same steps as the
+ * reference quantizers in tensor/quant.c (fit each sub-block, store the scales at 6 or 8 bits under
+ * an fp16 super-scale, re-round every value with the stored scale, pack), so the bytes are equal. */
+#include "quant/kquants.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "tensor/quant.h"
+#include "tensor/types.h"
+
+bool kq_available(void) {
+    static int have = -1;
+    if (have < 0) {
+        __builtin_cpu_init();
+        have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    }
+    return have == 1;
+}
+
+static inline int clamp_i(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* ggml's nearest_int (round half to even through the 1.5 * 2^23 trick), clamped for safety. */
+static inline int nearest(float v) {
+    if (!(v >= -4194303.f)) v = isnan(v) ? 0.f : -4194303.f;
+    if (v > 4194303.f) v = 4194303.f;
+    float biased = v + 12582912.f;
+    int32_t bits;
+    memcpy(&bits, &biased, 4);
+    return (bits & 0x007fffff) - 0x00400000;
+}
+
+/* 8 sub-blocks of 32: scale and min per sub-block at 6 bits (q4_K / q5_K), final quants in L. */
+static void k_scales(const float *x, int nmax, float rmin, float rdelta, int nstep, uint8_t sc_out[12], slm_half *d_out,
+                     slm_half *dmin_out, uint8_t L[SLM_QK_K]) {
+    float weights[32], mins[8], scales[8];
+    float max_scale = 0.0f, max_min = 0.0f;
+    for (int j = 0; j < 8; j++) {
+        float sum_x2 = 0.0f;
+        for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
+        const float av_x = sqrtf(sum_x2 / 32.0f);
+        for (int l = 0; l < 32; l++) weights[l] = av_x + fabsf(x[32 * j + l]);
+        scales[j] = kq_fit_affine_avx2(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], rmin, rdelta, nstep, false);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    const float inv_scale = max_scale > 0.0f ? 63.0f / max_scale : 0.0f;
+    const float inv_min = max_min > 0.0f ? 63.0f / max_min : 0.0f;
+    for (int j = 0; j < 8; j++) {
+        /* the reference stores the rounded value in a byte before clamping: keep that wrap-around */
+        const uint8_t ls = (uint8_t)clamp_i((uint8_t)nearest(inv_scale * scales[j]), 0, 63);
+        const uint8_t lm = (uint8_t)clamp_i((uint8_t)nearest(inv_min * mins[j]), 0, 63);
+        if (j < 4) {
+            sc_out[j] = ls;
+            sc_out[j + 4] = lm;
+        } else {
+            sc_out[j + 4] = (uint8_t)((ls & 0x0f) | (lm & 0x0f) << 4);
+            sc_out[j - 4] |= (uint8_t)((ls >> 4) << 6);
+            sc_out[j] |= (uint8_t)((lm >> 4) << 6);
+        }
+    }
+    *d_out = slm_fp32_to_fp16(max_scale / 63.0f);
+    *dmin_out = slm_fp32_to_fp16(max_min / 63.0f);
+    for (int j = 0; j < 8; j++) {
+        int sc, m;
+        slm_kquant_scale_min(j, sc_out, &sc, &m);
+        const float d = slm_fp16_to_fp32(*d_out) * (float)sc;
+        if (d == 0.0f) continue;
+        const float dm = slm_fp16_to_fp32(*dmin_out) * (float)m;
+        for (int l = 0; l < 32; l++) L[32 * j + l] = (uint8_t)clamp_i(nearest((x[32 * j + l] + dm) / d), 0, nmax);
+    }
+}
+
+static void q4_K_row(const float *x, block_q4_K *y, int64_t nb) {
+    uint8_t L[SLM_QK_K];
+    for (int64_t i = 0; i < nb; i++, x += SLM_QK_K) {
+        k_scales(x, 15, -1.0f, 0.1f, 20, y[i].scales, &y[i].d, &y[i].dmin, L);
+        uint8_t *q = y[i].qs;
+        for (int j = 0; j < SLM_QK_K; j += 64, q += 32)
+            for (int l = 0; l < 32; l++) q[l] = (uint8_t)(L[j + l] | L[j + l + 32] << 4);
+    }
+}
+
+static void q5_K_row(const float *x, block_q5_K *y, int64_t nb) {
+    uint8_t L[SLM_QK_K];
+    for (int64_t i = 0; i < nb; i++, x += SLM_QK_K) {
+        k_scales(x, 31, -0.5f, 0.1f, 15, y[i].scales, &y[i].d, &y[i].dmin, L);
+        memset(y[i].qh, 0, sizeof y[i].qh);
+        uint8_t *ql = y[i].qs;
+        uint8_t m1 = 1, m2 = 2;
+        for (int n = 0; n < SLM_QK_K; n += 64, ql += 32) {
+            for (int j = 0; j < 32; j++) {
+                int l1 = L[n + j], l2 = L[n + j + 32];
+                if (l1 > 15) {
+                    l1 -= 16;
+                    y[i].qh[j] |= m1;
+                }
+                if (l2 > 15) {
+                    l2 -= 16;
+                    y[i].qh[j] |= m2;
+                }
+                ql[j] = (uint8_t)(l1 | l2 << 4);
+            }
+            m1 = (uint8_t)(m1 << 2);
+            m2 = (uint8_t)(m2 << 2);
+        }
+    }
+}
+
+static void q6_K_row(const float *x, block_q6_K *y, int64_t nb) {
+    int8_t L[SLM_QK_K];
+    float scales[16];
+    for (int64_t i = 0; i < nb; i++, x += SLM_QK_K) {
+        float max_scale = 0.0f, max_abs_scale = 0.0f;
+        for (int ib = 0; ib < 16; ib++) {
+            scales[ib] = kq_fit_symmetric_avx2(16, 32, x + 16 * ib, L + 16 * ib);
+            if (fabsf(scales[ib]) > max_abs_scale) {
+                max_abs_scale = fabsf(scales[ib]);
+                max_scale = scales[ib];
+            }
+        }
+        if (max_abs_scale < 1e-15f) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        const float iscale = -128.0f / max_scale;
+        y[i].d = slm_fp32_to_fp16(1.0f / iscale);
+        for (int ib = 0; ib < 16; ib++) y[i].scales[ib] = (int8_t)clamp_i(nearest(iscale * scales[ib]), -128, 127);
+        for (int j = 0; j < 16; j++) {
+            const float d = slm_fp16_to_fp32(y[i].d) * (float)y[i].scales[j];
+            if (d == 0.0f) continue;
+            for (int l = 0; l < 16; l++) L[16 * j + l] = (int8_t)(clamp_i(nearest(x[16 * j + l] / d), -32, 31) + 32);
+        }
+        uint8_t *ql = y[i].ql, *qh = y[i].qh;
+        for (int j = 0; j < SLM_QK_K; j += 128, ql += 64, qh += 32) {
+            for (int l = 0; l < 32; l++) {
+                const int q1 = L[j + l], q2 = L[j + l + 32], q3 = L[j + l + 64], q4 = L[j + l + 96];
+                ql[l] = (uint8_t)((q1 & 0x0f) | (q3 & 0x0f) << 4);
+                ql[l + 32] = (uint8_t)((q2 & 0x0f) | (q4 & 0x0f) << 4);
+                qh[l] = (uint8_t)(q1 >> 4 | (q2 >> 4) << 2 | (q3 >> 4) << 4 | (q4 >> 4) << 6);
+            }
+        }
+    }
+}
+
+static void q2_K_row(const float *x, block_q2_K *y, int64_t nb) {
+    uint8_t L[SLM_QK_K];
+    float weights[16], mins[16], scales[16];
+    for (int64_t i = 0; i < nb; i++, x += SLM_QK_K) {
+        float max_scale = 0.0f, max_min = 0.0f;
+        for (int j = 0; j < 16; j++) {
+            for (int l = 0; l < 16; l++) weights[l] = fabsf(x[16 * j + l]);
+            scales[j] = kq_fit_affine_avx2(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, true);
+            if (scales[j] > max_scale) max_scale = scales[j];
+            if (mins[j] > max_min) max_min = mins[j];
+        }
+        if (max_scale > 0.0f) {
+            const float iscale = 15.0f / max_scale;
+            for (int j = 0; j < 16; j++) y[i].scales[j] = (uint8_t)nearest(iscale * scales[j]);
+            y[i].d = slm_fp32_to_fp16(max_scale / 15.0f);
+        } else {
+            memset(y[i].scales, 0, sizeof y[i].scales);
+            y[i].d = slm_fp32_to_fp16(0.0f);
+        }
+        if (max_min > 0.0f) {
+            const float iscale = 15.0f / max_min;
+            for (int j = 0; j < 16; j++) y[i].scales[j] |= (uint8_t)((unsigned)nearest(iscale * mins[j]) << 4);
+            y[i].dmin = slm_fp32_to_fp16(max_min / 15.0f);
+        } else {
+            y[i].dmin = slm_fp32_to_fp16(0.0f);
+        }
+        for (int j = 0; j < 16; j++) {
+            const float d = slm_fp16_to_fp32(y[i].d) * (float)(y[i].scales[j] & 0x0f);
+            if (d == 0.0f) continue;
+            const float dm = slm_fp16_to_fp32(y[i].dmin) * (float)(y[i].scales[j] >> 4);
+            for (int l = 0; l < 16; l++) L[16 * j + l] = (uint8_t)clamp_i(nearest((x[16 * j + l] + dm) / d), 0, 3);
+        }
+        for (int j = 0; j < SLM_QK_K; j += 128)
+            for (int l = 0; l < 32; l++)
+                y[i].qs[j / 4 + l] = (uint8_t)(L[j + l] | L[j + l + 32] << 2 | L[j + l + 64] << 4 | L[j + l + 96] << 6);
+    }
+}
+
+bool kq_quantize_row(uint32_t type, const float *x, void *dst, int64_t n) {
+    const int64_t nb = n / SLM_QK_K;
+    switch (type) {
+    case SLM_TYPE_Q2_K: q2_K_row(x, dst, nb); return true;
+    case SLM_TYPE_Q4_K: q4_K_row(x, dst, nb); return true;
+    case SLM_TYPE_Q5_K: q5_K_row(x, dst, nb); return true;
+    case SLM_TYPE_Q6_K: q6_K_row(x, dst, nb); return true;
+    default: return false;
+    }
+}
