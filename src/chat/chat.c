@@ -258,15 +258,24 @@ static void render_mistral(slm_buf *b, enum slm_chat_template t, const chat_msg 
          * tools block before its user turn's [INST], results outside [INST], calls without the
          * leading space. They stay message content (their markers are text, never control tokens). */
         const char *c = m[i].content;
-        const char *tools_end = strstr(c, "[/AVAILABLE_TOOLS]");
-        if (t != SLM_CHAT_MISTRAL_V1 && !inside_turn && m[i].role == ROLE_USER &&
-            !strncmp(c, "[AVAILABLE_TOOLS]", 17) && tools_end) {
-            size_t start = b->len, block = (size_t)(tools_end - c) + 18;
-            slm_buf_append(b, c, block);
+        /* a system message right before the tools' user turn goes inside that turn's [INST] */
+        bool sys_first = m[i].role == ROLE_SYSTEM && i + 1 < n && m[i + 1].role == ROLE_USER &&
+                         !strncmp(m[i + 1].content, "[AVAILABLE_TOOLS]", 17);
+        const char *u = sys_first ? m[i + 1].content : c;
+        const char *tools_end = strstr(u, "[/AVAILABLE_TOOLS]");
+        if (t != SLM_CHAT_MISTRAL_V1 && !inside_turn && (m[i].role == ROLE_USER || sys_first) &&
+            !strncmp(u, "[AVAILABLE_TOOLS]", 17) && tools_end) {
+            size_t start = b->len, block = (size_t)(tools_end - u) + 18;
+            slm_buf_append(b, u, block);
             record_content(b, start);
             put(b, "[INST]");
             put(b, trail);
-            put_content(b, c + block);
+            if (sys_first) {
+                put_content(b, c);
+                put(b, "\n\n");
+                i++;
+            }
+            put_content(b, u + block);
             put(b, "[/INST]");
             continue;
         }

@@ -97,11 +97,11 @@ static json_t *normalise(json_t *v) {
     }
     if (json_is_array(v)) {
         for (size_t i = 0; i < json_array_size(v); i++)
-            json_array_set(v, i, normalise(json_incref(json_array_get(v, i))));
+            json_array_set_new(v, i, normalise(json_incref(json_array_get(v, i))));
     } else if (json_is_object(v)) {
         const char *k;
         json_t *x;
-        json_object_foreach(v, k, x) json_object_set(v, k, normalise(json_incref(x)));
+        json_object_foreach(v, k, x) json_object_set_new(v, k, normalise(json_incref(x)));
     }
     return v;
 }

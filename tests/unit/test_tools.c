@@ -47,6 +47,13 @@ static void test_prompt(void) {
     CHECKF(out && !strcmp(out, want), "got  %s\nwant %s", out ? out : "(null)", want);
     free(out);
 
+    /* a system message goes inside the tools' user turn */
+    slm_tool_message with_sys[] = {{"system", "Be brief.", NULL, 0, NULL}, {"user", "Paris?", NULL, 0, NULL}};
+    out = render(f, &WEATHER, 1, with_sys, 2);
+    snprintf(want, sizeof want, "%s[INST] Be brief.\n\nParis?[/INST]", TOOLS_BLOCK);
+    CHECKF(out && !strcmp(out, want), "got  %s\nwant %s", out ? out : "(null)", want);
+    free(out);
+
     /* the round trip: call (an OpenAI id mapped to 9 alphanumerics), result, answer */
     slm_tool_call calls[] = {{"call_abc123def456", "get_weather", "{\"city\":\"Paris\"}"},
                              {"call_x", "get_weather", "{\"city\":\"Rome\"}"}};
