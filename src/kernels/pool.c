@@ -1,7 +1,13 @@
 /* Persistent worker pool. Threads are created once; each operation bumps a generation counter that
  * the workers spin on for a short while (decode issues hundreds of small operations per token, so a
  * sleeping worker would cost a futex round trip each time) before they fall back to a futex wait.
- * The caller works as thread 0 and then waits for the others the same way. */
+ * The caller works as thread 0 and then waits for the others the same way.
+ *
+ * A share of the work belongs to whoever claims it first for the generation: its thread, or the
+ * caller once it has done its own share. On a busy machine a worker may not get a core for
+ * milliseconds; the caller then does that worker's share itself instead of waiting (with the
+ * matrix products' dynamic chunks, the late worker usually has nothing left to do at all). Every
+ * task splits its work by ith alone, so results do not depend on who ran which share. */
 #include "kernels/pool.h"
 
 #include <errno.h>
@@ -46,6 +52,7 @@ struct slm_pool {
     _Atomic int caller_sleeping;
     _Alignas(64) slm_task_fn fn;
     void *arg;
+    _Atomic uint32_t *claimed; /* [n_threads]: the last generation whose share ith was claimed */
     _Atomic int stop;
     pool_scratch *scratch; /* one per thread, then one shared */
     pthread_mutex_t op_lock; /* slm_pool_lock: one forward pass at a time */
@@ -60,6 +67,16 @@ typedef struct worker_start {
     slm_pool *pool;
     int ith;
 } worker_start;
+
+/* True for exactly one caller per (ith, gen); false once that or a later generation is claimed. */
+static bool claim_share(slm_pool *pool, int ith, uint32_t gen) {
+    uint32_t cur = atomic_load_explicit(&pool->claimed[ith], memory_order_relaxed);
+    while ((int32_t)(cur - gen) < 0)
+        if (atomic_compare_exchange_weak_explicit(&pool->claimed[ith], &cur, gen, memory_order_acq_rel,
+                                                  memory_order_relaxed))
+            return true;
+    return false;
+}
 
 static long futex_wait(_Atomic uint32_t *word, uint32_t expected) {
     return syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
@@ -96,6 +113,7 @@ static void *worker_main(void *p) {
     for (;;) {
         seen = wait_for_new_generation(pool, seen);
         if (atomic_load_explicit(&pool->stop, memory_order_acquire)) break;
+        if (!claim_share(pool, start.ith, seen)) continue; /* the caller did it: we were late */
         pool->fn(pool->arg, start.ith, pool->n_threads);
         if (atomic_fetch_sub(&pool->pending, 1) == 1 && atomic_load(&pool->caller_sleeping))
             futex_wake_all(&pool->pending);
@@ -118,9 +136,10 @@ static void wait_for_workers(slm_pool *pool) {
     }
 }
 
-static void start_generation(slm_pool *pool) {
-    atomic_fetch_add(&pool->generation, 1);
+static uint32_t start_generation(slm_pool *pool) {
+    uint32_t gen = atomic_fetch_add(&pool->generation, 1) + 1;
     if (atomic_load(&pool->sleeping_workers) > 0) futex_wake_all(&pool->generation);
+    return gen;
 }
 
 slm_pool *slm_pool_new(int n_threads) {
@@ -132,9 +151,11 @@ slm_pool *slm_pool_new(int n_threads) {
     pthread_mutex_init(&pool->op_lock, NULL);
     pool->scratch = calloc((size_t)n_threads + 1, sizeof *pool->scratch);
     pool->threads = calloc((size_t)n_threads, sizeof *pool->threads);
-    if (!pool->scratch || !pool->threads) {
+    pool->claimed = calloc((size_t)n_threads, sizeof *pool->claimed);
+    if (!pool->scratch || !pool->threads || !pool->claimed) {
         free(pool->scratch);
         free(pool->threads);
+        free((void *)pool->claimed);
         free(pool);
         return NULL;
     }
@@ -161,6 +182,7 @@ void slm_pool_free(slm_pool *pool) {
     for (int i = 0; i <= pool->n_threads; i++) free(pool->scratch[i].ptr);
     free(pool->scratch);
     free(pool->threads);
+    free((void *)pool->claimed);
     free(pool);
 }
 
@@ -176,8 +198,13 @@ void slm_pool_run(slm_pool *pool, slm_task_fn fn, void *arg) {
     pool->fn = fn;
     pool->arg = arg;
     atomic_store_explicit(&pool->pending, (uint32_t)(pool->n_threads - 1), memory_order_relaxed);
-    start_generation(pool);
+    const uint32_t gen = start_generation(pool);
     fn(arg, 0, pool->n_threads);
+    for (int i = 1; i < pool->n_threads; i++) /* shares whose worker has not started yet */
+        if (claim_share(pool, i, gen)) {
+            fn(arg, i, pool->n_threads);
+            atomic_fetch_sub(&pool->pending, 1);
+        }
     wait_for_workers(pool);
 }
 
