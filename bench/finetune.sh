@@ -40,7 +40,7 @@ ppl() {
 
 echo "== stories260K style fine-tune: rank 8, alpha 16, all 7 targets, ctx $CTX, batch 4, $STEPS steps, $THREADS threads"
 timed_finetune "$stories" --data "$data/style_train.txt" --val "$data/style_val.txt" --ctx "$CTX" --batch 4 \
-    --lr 3e-3 --max-steps "$STEPS" -t "$THREADS" -o "$tmp/stories.gguf"
+    --lr 3e-3 --epochs 100 --max-steps "$STEPS" -t "$THREADS" -o "$tmp/stories.gguf"
 echo "slm perplexity of style_val.txt (c $CTX): base $(ppl), with --lora $(ppl --lora "$tmp/stories.gguf")"
 
 echo

@@ -246,6 +246,18 @@ int slm_finetune(slm_model *model, const slm_finetune_params *p, slm_finetune_re
     if (threads < 1) threads = 1;
     if (threads > 256) return slm_err(err, err_len, "%d threads (at most 256)", threads);
 
+    {
+        /* fail now, not after hours of training, if the adapter cannot be written there */
+        char dir[4096];
+        const char *slash = strrchr(p->out_path, '/');
+        size_t n = slash ? (size_t)(slash - p->out_path) : 0;
+        if (n >= sizeof dir) return slm_err(err, err_len, "output path too long");
+        memcpy(dir, slash ? p->out_path : ".", slash ? n : 1);
+        dir[slash ? (n ? n : 1) : 1] = 0;
+        if (slash && n == 0) dir[0] = '/';
+        if (access(dir, W_OK | X_OK) != 0)
+            return slm_err(err, err_len, "cannot write %s: directory %s: %s", p->out_path, dir, strerror(errno));
+    }
     int rc = -1;
     train_data train = {0}, val = {0};
     lora_set *set = NULL;

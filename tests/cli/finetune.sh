@@ -142,6 +142,7 @@ bad "base is not a model" "" "$data/style_val.txt" "${ok[@]}"
 bad "truncated checkpoint" "truncated\|not an slm" "$stories" "${common[@]}" --resume "$tmp/short.ck" -o "$tmp/bad.gguf"
 bad "checkpoint of other settings" "another base model, data or settings" "$stories" "${common[@]}" --rank 4 \
   --resume "$tmp/ck6" -o "$tmp/bad.gguf"
+bad "output directory missing" "cannot write .*directory" "$stories" "${ok[@]}" -o "$tmp/nodir/x.gguf"
 bad "missing checkpoint" "cannot open checkpoint" "$stories" "${common[@]}" --resume "$tmp/none.ck" -o "$tmp/bad.gguf"
 
 exit $fail
