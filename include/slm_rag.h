@@ -112,6 +112,21 @@ int slm_rag_ingest_bytes(slm_rag *r, const slm_rag_db_collection *c, const char 
 int slm_rag_ingest_paths(slm_rag *r, const char *collection, const char *const *paths, int n_paths, bool sync,
                          const slm_rag_ingest_opts *opts, slm_rag_embedder *embedder, slm_rag_ingest_stats *stats,
                          char *err, size_t err_len);
+/* An upload read from a multipart/form-data body: the "file" part (its filename the document's
+ * name unless a "name" field gives one) and an optional "format" field. */
+typedef struct slm_rag_upload {
+    char name[256];    /* "" = none given */
+    char format[16];   /* "" = from the name's extension */
+    bool name_given;   /* from the "name" field */
+    const void *data;  /* the file's bytes: inside the body */
+    size_t len;
+    char unknown[64];  /* an unknown field's name (what *field points to then) */
+} slm_rag_upload;
+/* Parses body (len bytes, any content) as multipart/form-data with the boundary of content_type.
+ * 0, or -1 with one line in err and *field naming the request field at fault ("file", "name",
+ * "format" or the unknown field). */
+int slm_rag_multipart_parse(const char *content_type, const void *body, size_t len, slm_rag_upload *out,
+                            const char **field, char *err, size_t err_len);
 /* Removes one document by id, name or path: 1 removed, 0 none, -1 error. */
 int slm_rag_document_remove(slm_rag *r, const char *collection, const char *doc, char *err, size_t err_len);
 

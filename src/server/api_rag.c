@@ -204,107 +204,18 @@ typedef struct upload {
     unsigned char *owned; /* decoded base64 */
 } upload;
 
-/* The value of a parameter of a header line ("boundary", "name", "filename"), quoted or not;
- * false when absent or too long. */
-static bool header_param(const char *h, size_t hlen, const char *param, char *out, size_t cap) {
-    size_t plen = strlen(param);
-    for (size_t i = 0; i + plen + 1 < hlen; i++) {
-        if (h[i] != ';' && h[i] != ' ' && i != 0) continue;
-        size_t j = i + (h[i] == ';' || h[i] == ' ');
-        while (j < hlen && h[j] == ' ') j++;
-        if (j + plen + 1 > hlen || strncasecmp(h + j, param, plen) != 0 || h[j + plen] != '=') continue;
-        j += plen + 1;
-        size_t o = 0;
-        if (j < hlen && h[j] == '"') {
-            for (j++; j < hlen && h[j] != '"'; j++) {
-                if (h[j] == '\\' && j + 1 < hlen) j++;
-                if (o + 1 >= cap) return false;
-                out[o++] = h[j];
-            }
-            if (j >= hlen) return false; /* unterminated quote */
-        } else {
-            for (; j < hlen && h[j] != ';' && h[j] != ' ' && h[j] != '\r' && h[j] != '\n'; j++) {
-                if (o + 1 >= cap) return false;
-                out[o++] = h[j];
-            }
-        }
-        out[o] = 0;
-        return true;
-    }
-    return false;
-}
-
-/* multipart/form-data (RFC 7578): the "file" part (its filename the document's name), optional
- * "name" and "format" parts; anything else is refused. */
+/* multipart/form-data: a "file" part, optional "name" and "format" fields (slm_rag_multipart_parse). */
 static bool parse_multipart(rag_req *q, const char *content_type, upload *u) {
-    srv_fail *f = &q->f;
-    char boundary[128];
-    if (!header_param(content_type, strlen(content_type), "boundary", boundary, sizeof boundary) || !boundary[0])
-        return srv_failf(f, 400, NULL, "file", "multipart/form-data without a usable boundary (1-70 characters)");
-    char delim[140];
-    size_t dlen = (size_t)snprintf(delim, sizeof delim, "\r\n--%s", boundary);
-    const char *body = q->c->body.s ? q->c->body.s : "";
-    size_t blen = q->c->body.len;
-    /* the first delimiter may open the body without the CRLF */
-    const char *p;
-    if (blen >= dlen - 2 && memcmp(body, delim + 2, dlen - 2) == 0) p = body + dlen - 2;
-    else if ((p = memmem(body, blen, delim, dlen))) p += dlen;
-    else return srv_failf(f, 400, NULL, "file", "the multipart body has no part (boundary '%s' not found)", boundary);
-    const char *end = body + blen;
-    bool have_file = false;
-    for (;;) {
-        if (end - p >= 2 && p[0] == '-' && p[1] == '-') break; /* the closing delimiter */
-        while (p < end && (*p == ' ' || *p == '\t')) p++;
-        if (end - p < 2 || p[0] != '\r' || p[1] != '\n') return srv_failf(f, 400, NULL, "file", "malformed multipart body");
-        p += 2;
-        const char *hend = memmem(p, (size_t)(end - p), "\r\n\r\n", 4);
-        if (!hend) return srv_failf(f, 400, NULL, "file", "a multipart part's headers do not end");
-        char field[64] = "", filename[256] = "";
-        bool have_name = false, have_filename = false;
-        for (const char *line = p; line < hend;) {
-            const char *eol = memmem(line, (size_t)(hend - line), "\r\n", 2);
-            if (!eol) eol = hend;
-            size_t llen = (size_t)(eol - line);
-            static const char cd[] = "content-disposition:";
-            if (llen > sizeof cd - 1 && strncasecmp(line, cd, sizeof cd - 1) == 0) {
-                have_name = header_param(line + sizeof cd - 1, llen - (sizeof cd - 1), "name", field, sizeof field);
-                have_filename = header_param(line + sizeof cd - 1, llen - (sizeof cd - 1), "filename", filename, sizeof filename);
-                if (!have_filename && memmem(line, llen, "filename=", 9))
-                    return srv_failf(f, 400, NULL, "name", "the uploaded file's name is longer than 255 bytes or malformed");
-            }
-            line = eol + 2;
-        }
-        const char *content = hend + 4;
-        const char *next = memmem(content, (size_t)(end - content), delim, dlen);
-        if (!next) return srv_failf(f, 400, NULL, "file", "the multipart body is cut short (no closing boundary)");
-        size_t clen = (size_t)(next - content);
-        if (!have_name) return srv_failf(f, 400, NULL, "file", "a multipart part has no Content-Disposition name");
-        if (strcmp(field, "file") == 0) {
-            if (have_file) return srv_failf(f, 400, NULL, "file", "one document per request: more than one 'file' part");
-            have_file = true;
-            u->data = (const unsigned char *)content;
-            u->len = clen;
-            if (have_filename && !u->name[0]) {
-                snprintf(u->name, sizeof u->name, "%s", filename);
-                u->name_field = "file";
-            }
-        } else if (strcmp(field, "name") == 0 || strcmp(field, "format") == 0) {
-            bool is_name = field[0] == 'n';
-            size_t cap = is_name ? sizeof u->name : sizeof u->format;
-            if (clen >= cap || memchr(content, 0, clen))
-                return srv_failf(f, 400, NULL, is_name ? "name" : "format", "'%s' is too long or holds a NUL byte", field);
-            memcpy(is_name ? u->name : u->format, content, clen);
-            (is_name ? u->name : u->format)[clen] = 0;
-            if (is_name) u->name_field = "name";
-        } else {
-            char param[96];
-            snprintf(param, sizeof param, "%.60s", field);
-            return srv_failf(f, 400, NULL, param, "unknown form field '%.60s' (file, name, format)", field);
-        }
-        p = next + dlen;
-    }
-    if (!have_file) return srv_failf(f, 400, NULL, "file", "the form has no 'file' part");
+    slm_rag_upload up;
+    const char *field = NULL;
+    if (slm_rag_multipart_parse(content_type, q->c->body.s, q->c->body.len, &up, &field, q->err, sizeof q->err))
+        return srv_failf(&q->f, 400, NULL, field, "%s", q->err);
+    snprintf(u->name, sizeof u->name, "%s", up.name);
+    snprintf(u->format, sizeof u->format, "%s", up.format);
+    u->name_field = up.name_given ? "name" : "file";
     u->content_field = "file";
+    u->data = up.data;
+    u->len = up.len;
     return true;
 }
 
