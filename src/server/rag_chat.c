@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "calls.h"
 #include "replies.h"
 #include "slm_govern.h"
 #include "slm_models.h"
@@ -306,9 +307,36 @@ static char *all_markers(int n) {
     return s;
 }
 
+/* The sources that fit: the best n whose prompt (with room for max_tokens) fits the local model's
+ * context, dropping the worst source until it does. Another failure is left for the caller's own
+ * tokenization to report. Sets rc->augmented and rc->system; false only when out of memory. */
+static bool fit_sources(srv_conn *c, const srv_model *M, const slm_gen_params *gen, srv_rag_chat *rc,
+                        const slm_rag_hit *hits, int *n, srv_fail *f) {
+    int limit = srv_prompt_limit(c, M);
+    if (gen->max_tokens > 0 && M->n_ctx - gen->max_tokens < limit) limit = M->n_ctx - gen->max_tokens;
+    char err[512];
+    for (;;) {
+        if (slm_rag_augment_messages(rc->orig, rc->orig_n, hits, *n, &rc->augmented, &rc->n_augmented, &rc->system, err,
+                                     sizeof err))
+            return srv_failf(f, 500, NULL, "rag", "%s", err);
+        if (*n == 0 || limit < 1) return true;
+        slm_token *toks = NULL;
+        int n_toks = 0;
+        srv_fail tf = {0};
+        bool fits = srv_chat_tokenize(M, rc->augmented, rc->n_augmented, true, "messages", limit, &toks, &n_toks, &tf);
+        free(toks);
+        if (fits || !tf.code || strcmp(tf.code, "context_length_exceeded") != 0) return true;
+        free(rc->augmented);
+        free(rc->system);
+        rc->augmented = NULL;
+        rc->system = NULL;
+        (*n)--;
+    }
+}
+
 /* Retrieval, the augmented messages and the checked citations; false with f. */
-static bool retrieve(srv_conn *c, srv_rag_chat *rc, const char *collection, int top_k, const char *mode,
-                     const char *query, srv_fail *f) {
+static bool retrieve(srv_conn *c, const srv_model *M, const slm_gen_params *gen, srv_rag_chat *rc,
+                     const char *collection, int top_k, const char *mode, const char *query, srv_fail *f) {
     slm_rag *r = srv_rag_acquire(c, f);
     if (!r) return false;
     bool ok = false;
@@ -334,6 +362,15 @@ static bool retrieve(srv_conn *c, srv_rag_chat *rc, const char *collection, int 
         srv_failf(f, 500, "retrieval_failed", "rag", "%s", err);
         goto out;
     }
+    int n_found = n;
+    bool fit = fit_sources(c, M, gen, rc, hits, &n, f);
+    for (int i = n; i < n_found; i++) { /* the sources that did not fit (the array goes at the end) */
+        free(hits[i].heading);
+        free(hits[i].text);
+        free(hits[i].doc_name);
+        free(hits[i].doc_path);
+    }
+    if (!fit) goto out;
     char *markers = n > 0 ? all_markers(n) : NULL;
     if (n > 0 && !markers) {
         srv_failf(f, 500, NULL, "rag", "out of memory");
@@ -347,11 +384,6 @@ static bool retrieve(srv_conn *c, srv_rag_chat *rc, const char *collection, int 
     }
     if (n == 0 && !(rc->citations = strdup("[]"))) {
         srv_failf(f, 500, NULL, "rag", "out of memory");
-        goto out;
-    }
-    if (slm_rag_augment_messages(rc->orig, rc->orig_n, hits, n, &rc->augmented, &rc->n_augmented, &rc->system, err,
-                                 sizeof err)) {
-        srv_failf(f, 500, NULL, "rag", "%s", err);
         goto out;
     }
     rc->n_sources = n;
@@ -387,7 +419,7 @@ bool srv_rag_chat_begin(srv_conn *c, const srv_model *M, json_t *req, srv_chat_m
     if (!rc) return srv_failf(f, 500, NULL, NULL, "out of memory");
     rc->orig = msgs->msgs;
     rc->orig_n = msgs->n;
-    if (!retrieve(c, rc, collection, (int)top_k, mode, query, f) || !compile_grammar(c, M, rc->n_sources, gen, f)) {
+    if (!retrieve(c, M, gen, rc, collection, (int)top_k, mode, query, f) || !compile_grammar(c, M, rc->n_sources, gen, f)) {
         srv_rag_chat_end(rc, msgs);
         return false;
     }

@@ -303,15 +303,27 @@ expect 404 True "search a dropped collection"
 
 srv_stop
 
+# ---------- a small context: the sources that do not fit are dropped, worst first ----------
+srv_start --data-dir "$data" -np 2 --ctx-size 1024 --quiet
+json POST /v1/rag/collections '{"name":"wide"}'
+expect 201 True "create a collection of 512-token chunks"
+long=$(python3 -c 'print(" ".join(["The turbine burns kerosene fuel."] * 30))')
+for i in 1 2 3 4 5; do
+  json POST /v1/rag/collections/wide/documents "{\"name\":\"long$i.txt\",\"text\":\"$long ($i)\"}"
+  expect 201 'b["chunks"] == 1' "long document $i"
+done
+# each source is ~400 tokens: one fits 1024 with the question and 16 to generate, five would not
+chat "{\"messages\":[{\"role\":\"user\",\"content\":\"kerosene turbine\"}],\"max_tokens\":16,\"logit_bias\":{\"$bracket\":30},\"rag\":{\"collection\":\"wide\",\"top_k\":5}}"
+expect 200 'b["usage"]["prompt_tokens"] + 16 <= 1024 and [c["index"] for c in b["citations"]] == [1]' "sources trimmed to the context"
+
 # ---------- the official openai npm client ----------
 if command -v node >/dev/null && command -v npm >/dev/null; then
   srv_npm_install
-  srv_start --data-dir "$data" -np 2 --quiet
   node --test --test-concurrency=1 "$SLM_NPM_DIR/rag.test.mjs" || fail "tests/npm/rag.test.mjs"
-  srv_stop
 else
   echo "server_rag: node/npm absent, tests/npm/rag.test.mjs not run" >&2
 fi
+srv_stop
 
 [ $fails = 0 ] && echo "server_rag: ok" && exit 0
 echo "server_rag: $fails failures" >&2
