@@ -210,20 +210,26 @@ static const lora_pair *pair_of(const train_ws *ws, int layer, int target) {
     return i < 0 ? NULL : &ws->set->pairs[i];
 }
 
-/* y = W x (+ s B A x, keeping A x in ua). */
-static void linear_fwd(train_ws *ws, int layer, int target, const float *x, int T, float *y) {
-    const slm_weight *w = lora_base_weight(ws->m, layer, target);
-    slm_matmul(ws->pool, w, x, T, y, ws->exact);
-    const lora_pair *p = pair_of(ws, layer, target);
-    if (!p) return;
-    int R = ws->R;
-    const float *A = ws->set->w + p->off_a, *B = ws->set->w + p->off_b;
-    float *ua = ws->ua[target], s = ws->set->scale;
-    for (int t = 0; t < T; t++) {
-        const float *xt = x + (size_t)t * p->n_in;
+typedef struct lora_job {
+    train_ws *ws;
+    const lora_pair *p;
+    int target, T;
+    const float *x, *dy;
+    float *y, *dx;
+} lora_job;
+
+/* ua[t] = A x[t]; y[t] += s B ua[t]: split by tokens. */
+static void lora_fwd_task(void *arg, int ith, int nth) {
+    const lora_job *j = arg;
+    const lora_pair *p = j->p;
+    int R = j->ws->R;
+    const float *A = j->ws->set->w + p->off_a, *B = j->ws->set->w + p->off_b;
+    float *ua = j->ws->ua[j->target], s = j->ws->set->scale;
+    for (int t = j->T * ith / nth; t < j->T * (ith + 1) / nth; t++) {
+        const float *xt = j->x + (size_t)t * p->n_in;
         float *ut = ua + (size_t)t * R;
         for (int r = 0; r < R; r++) ut[r] = slm_vec_dot_f32(p->n_in, A + (size_t)r * p->n_in, xt);
-        float *yt = y + (size_t)t * p->n_out;
+        float *yt = j->y + (size_t)t * p->n_out;
         for (int o = 0; o < p->n_out; o++) {
             const float *br = B + (size_t)o * R;
             float acc = 0;
@@ -231,6 +237,59 @@ static void linear_fwd(train_ws *ws, int layer, int target, const float *x, int 
             yt[o] += s * acc;
         }
     }
+}
+
+/* du[t] = s B^T dy[t] and dx[t] += A^T du[t]: split by tokens. */
+static void lora_bwd_tok_task(void *arg, int ith, int nth) {
+    const lora_job *j = arg;
+    const lora_pair *p = j->p;
+    int R = j->ws->R;
+    const float *A = j->ws->set->w + p->off_a, *B = j->ws->set->w + p->off_b;
+    float s = j->ws->set->scale;
+    for (int t = j->T * ith / nth; t < j->T * (ith + 1) / nth; t++) {
+        const float *dyt = j->dy + (size_t)t * p->n_out;
+        float *dut = j->ws->dua + (size_t)t * R;
+        for (int r = 0; r < R; r++) dut[r] = 0;
+        for (int o = 0; o < p->n_out; o++) {
+            float a = s * dyt[o];
+            const float *br = B + (size_t)o * R;
+            for (int r = 0; r < R; r++) dut[r] += a * br[r];
+        }
+        if (j->dx)
+            for (int r = 0; r < R; r++)
+                slm_vec_axpy_f32(p->n_in, j->dx + (size_t)t * p->n_in, dut[r], A + (size_t)r * p->n_in);
+    }
+}
+
+/* gB[o] += s sum_t dy[t][o] ua[t] (split by rows o) and gA[r] += sum_t du[t][r] x[t] (split by
+ * rows r): every element adds its tokens in order whichever thread owns it. */
+static void lora_bwd_grad_task(void *arg, int ith, int nth) {
+    const lora_job *j = arg;
+    const lora_pair *p = j->p;
+    int R = j->ws->R;
+    const float *ua = j->ws->ua[j->target];
+    float *gA = j->ws->set->g + p->off_a, *gB = j->ws->set->g + p->off_b, s = j->ws->set->scale;
+    for (int o = p->n_out * ith / nth; o < p->n_out * (ith + 1) / nth; o++) {
+        float *gbr = gB + (size_t)o * R;
+        for (int t = 0; t < j->T; t++) {
+            float a = s * j->dy[(size_t)t * p->n_out + o];
+            const float *ut = ua + (size_t)t * R;
+            for (int r = 0; r < R; r++) gbr[r] += a * ut[r];
+        }
+    }
+    for (int r = R * ith / nth; r < R * (ith + 1) / nth; r++)
+        for (int t = 0; t < j->T; t++)
+            slm_vec_axpy_f32(p->n_in, gA + (size_t)r * p->n_in, j->ws->dua[(size_t)t * R + r], j->x + (size_t)t * p->n_in);
+}
+
+/* y = W x (+ s B A x, keeping A x in ua). */
+static void linear_fwd(train_ws *ws, int layer, int target, const float *x, int T, float *y) {
+    const slm_weight *w = lora_base_weight(ws->m, layer, target);
+    slm_matmul(ws->pool, w, x, T, y, ws->exact);
+    const lora_pair *p = pair_of(ws, layer, target);
+    if (!p) return;
+    lora_job job = {ws, p, target, T, x, NULL, y, NULL};
+    run(ws, lora_fwd_task, &job, (double)T * ws->R * (p->n_in + p->n_out));
 }
 
 /* Given dy of y = W x + s B A x: the LoRA gradients, and dx (+)= W^T dy + A^T (s B^T dy) unless dx
@@ -241,30 +300,10 @@ static void linear_bwd(train_ws *ws, int layer, int target, const float *x, cons
     if (dx) matmul_t(ws, w, dy, T, dx, accumulate);
     const lora_pair *p = pair_of(ws, layer, target);
     if (!p) return;
-    int R = ws->R;
-    const float *A = ws->set->w + p->off_a, *B = ws->set->w + p->off_b, *ua = ws->ua[target];
-    float *gA = ws->set->g + p->off_a, *gB = ws->set->g + p->off_b, s = ws->set->scale;
-    for (int t = 0; t < T; t++) {
-        const float *dyt = dy + (size_t)t * p->n_out, *ut = ua + (size_t)t * R;
-        float *dut = ws->dua + (size_t)t * R;
-        for (int r = 0; r < R; r++) dut[r] = 0;
-        for (int o = 0; o < p->n_out; o++) {
-            float a = s * dyt[o];
-            const float *br = B + (size_t)o * R;
-            float *gbr = gB + (size_t)o * R;
-            for (int r = 0; r < R; r++) {
-                dut[r] += a * br[r];
-                gbr[r] += a * ut[r];
-            }
-        }
-    }
-    for (int t = 0; t < T; t++) {
-        const float *xt = x + (size_t)t * p->n_in, *dut = ws->dua + (size_t)t * R;
-        for (int r = 0; r < R; r++) {
-            slm_vec_axpy_f32(p->n_in, gA + (size_t)r * p->n_in, dut[r], xt);
-            if (dx) slm_vec_axpy_f32(p->n_in, dx + (size_t)t * p->n_in, dut[r], A + (size_t)r * p->n_in);
-        }
-    }
+    lora_job job = {ws, p, target, T, x, dy, NULL, dx};
+    double work = (double)T * ws->R * (p->n_in + p->n_out);
+    run(ws, lora_bwd_tok_task, &job, work);
+    run(ws, lora_bwd_grad_task, &job, work);
 }
 
 /* ---------- attention ---------- */
