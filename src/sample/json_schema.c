@@ -727,7 +727,8 @@ static void gen_object(conv *c, const json_t *s, slm_buf *b) {
                 owner = json_object_iter_key(it);
                 list = json_object_iter_value(it);
                 it = json_object_iter_next((json_t *)deps, it);
-                if (name_slot_find(index_tab, tab_cap, keys, owner, k) == k) continue;
+                size_t oi = name_slot_find(index_tab, tab_cap, keys, owner, k);
+                if (oi == k || (schemas[oi] && json_is_false(schemas[oi]))) continue; /* never present */
             }
             for (size_t i = 0; list && i < json_array_size(list); i++) {
                 const json_t *r = json_array_get(list, i);
@@ -1201,6 +1202,50 @@ static const json_t *rewrite_if(conv *c, const json_t *s) {
     return own(c, node);
 }
 
+#define MAX_DEPENDENT_SPLITS 4 /* owners split into present/absent branches (2^n branches at most) */
+
+/* dependentRequired with an optional owner: anyOf [owner absent, owner and its dependents
+ * present], so the grammar allows exactly what the keyword does (gen_object then sees the
+ * dependents of present owners as required). NULL when nothing needs splitting (or too many
+ * owners: gen_object then makes every dependent required, a valid subset). */
+static const json_t *rewrite_dependent(conv *c, const json_t *s) {
+    const json_t *deps = json_object_get(s, "dependentRequired");
+    if (!json_is_object(deps) || json_object_size(deps) > MAX_DEPENDENT_SPLITS) return NULL;
+    const json_t *props = json_object_get(s, "properties");
+    const char *owner;
+    json_t *list;
+    json_object_foreach((json_t *)deps, owner, list) {
+        if (!json_is_array(list) || is_required(s, owner)) continue;
+        const json_t *decl = json_is_object(props) ? json_object_get(props, owner) : NULL;
+        if (!decl || json_is_false(decl)) continue; /* never generated: nothing to split */
+        bool all = true;
+        for (size_t i = 0; i < json_array_size(list); i++)
+            all &= json_is_string(json_array_get(list, i)) && is_required(s, json_string_value(json_array_get(list, i)));
+        if (all) continue;
+        json_t *absent = json_deep_copy(s), *present = json_deep_copy(s);
+        if (!own(c, absent) || !own(c, present)) return NULL;
+        set_property(absent, owner, json_false());
+        set_required(absent, owner, false);
+        set_required(present, owner, true);
+        for (size_t i = 0; i < json_array_size(list); i++)
+            if (json_is_string(json_array_get(list, i))) set_required(present, json_string_value(json_array_get(list, i)), true);
+        bool possible = true; /* a dependent that can never be present rules the owner out */
+        const json_t *pprops = json_object_get(present, "properties");
+        for (size_t i = 0; i < json_array_size(list); i++) {
+            const json_t *d = json_object_get(pprops, json_string_value(json_array_get(list, i)));
+            possible &= !json_is_false(d);
+        }
+        if (!possible) return absent;
+        json_t *any = json_array(), *node = json_object();
+        if (!own(c, any) || !own(c, node)) return NULL;
+        json_array_append(any, absent);
+        json_array_append(any, present);
+        json_object_set(node, "anyOf", any);
+        return node;
+    }
+    return NULL;
+}
+
 /* Generates the rule for schema node s; its name goes to `name`. */
 static bool gen_schema(conv *c, const json_t *s, char name[32]) {
     if (c->failed) return false;
@@ -1247,9 +1292,16 @@ static bool gen_schema(conv *c, const json_t *s, char name[32]) {
         fail(c, "json schema: out of memory");
         return false;
     }
-    if (json_object_get(s, "not") || json_object_get(s, "if") || json_object_get(s, "then") || json_object_get(s, "else")) {
-        const json_t *t = NULL;
-        if (json_object_get(s, "not")) t = rewrite_not(c, s);
+    const json_t *split = json_object_get(s, "not") || json_object_get(s, "if") ? NULL : rewrite_dependent(c, s);
+    if (c->failed) {
+        c->depth--;
+        return false;
+    }
+    if (split || json_object_get(s, "not") || json_object_get(s, "if") || json_object_get(s, "then") ||
+        json_object_get(s, "else")) {
+        const json_t *t = split;
+        if (t) {
+        } else if (json_object_get(s, "not")) t = rewrite_not(c, s);
         else if (json_object_get(s, "if")) t = rewrite_if(c, s);
         else { /* then/else without if: no effect */
             static const char *const drop[] = {"then", "else", NULL};

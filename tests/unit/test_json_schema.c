@@ -162,7 +162,7 @@ static void test_errors(void) {
                         "minProperties 1 cannot be met");
     expect_schema_error("{\"type\":\"object\",\"dependentRequired\":{\"a\":\"b\"}}", "'dependentRequired' must be");
     expect_schema_error("{\"type\":\"object\",\"properties\":{\"a\":{}},\"additionalProperties\":false,"
-                        "\"dependentRequired\":{\"a\":[\"zz\"]}}", "dependentRequired property 'zz' is not allowed");
+                        "\"dependentRequired\":{\"a\":[\"zz\"]}}", "property 'zz' is not allowed by additionalProperties false");
     expect_schema_error("{\"type\":\"object\",\"properties\":{\"abc\":{}},\"required\":[\"abc\"],"
                         "\"propertyNames\":{\"maxLength\":2}}", "required property 'abc' does not match propertyNames");
     expect_schema_error("{\"type\":\"object\",\"patternProperties\":{\"a\":{\"type\":\"string\"},\"b\":{\"type\":\"integer\"}}}",
@@ -483,12 +483,94 @@ static void test_compile_cost(void) {
     free(wide);
 }
 
+/* The new keywords, bytes in and out: what the compiled grammar (with its JSON checks) accepts. */
+static void expect_match(const char *schema, const char *text, bool want) {
+    char err[512] = "";
+    char *gbnf = NULL;
+    slm_grammar *g = NULL;
+    int rc = slm_json_schema_to_gbnf(schema, &gbnf, err, sizeof err);
+    if (rc == 0) rc = slm_grammar_compile_vocab(gbnf, strlen(gbnf), 0, NULL, NULL, NULL, &g, err, sizeof err);
+    CHECKF(rc == 0, "%s: %s", schema, err);
+    if (g) {
+        bool got = slm_grammar_matches(g, text, strlen(text));
+        CHECKF(got == want, "%s: %s should %sbe generated", schema, text, want ? "" : "not ");
+        if (got) CHECKF(slm_json_validate(schema, text, strlen(text), err, sizeof err) == 0, "%s: %s: %s", schema, text, err);
+    }
+    slm_grammar_free(g);
+    free(gbnf);
+}
+
+static void test_keywords_exact(void) {
+    const char *uniq = "{\"type\":\"array\",\"items\":{\"type\":[\"integer\",\"string\"]},\"uniqueItems\":true}";
+    expect_match(uniq, "[1,2,\"1\"]", true);
+    expect_match(uniq, "[1,2,1]", false);
+    expect_match(uniq, "[\"a\",\"ab\",\"b\"]", true);
+    expect_match(uniq, "[\"ab\",\"a\",\"ab\"]", false);
+    const char *nested = "{\"type\":\"array\",\"uniqueItems\":true,\"items\":{\"type\":\"object\",\"properties\":"
+                         "{\"x\":{\"type\":\"integer\"},\"y\":{\"type\":\"integer\"}}}}";
+    expect_match(nested, "[{\"x\":1},{\"x\":1,\"y\":2},{\"y\":1}]", true);
+    expect_match(nested, "[{\"x\":1,\"y\":2},{\"x\":1,\"y\":2}]", false);
+    const char *map = "{\"type\":\"object\",\"additionalProperties\":{\"type\":\"integer\"},\"minProperties\":2}";
+    expect_match(map, "{\"a\":1,\"b\":1}", true);
+    expect_match(map, "{\"a\":1,\"a\":2}", false);
+    expect_match(map, "{\"a\":1}", false);
+    expect_match("{\"type\":\"integer\",\"multipleOf\":7}", "-21", true);
+    expect_match("{\"type\":\"integer\",\"multipleOf\":7}", "15", false);
+    expect_match("{\"type\":\"number\",\"multipleOf\":0.25}", "1.75", true);
+    expect_match("{\"type\":\"number\",\"multipleOf\":0.25}", "1.7", false);
+    expect_match("{\"type\":\"number\",\"minimum\":0,\"maximum\":1,\"multipleOf\":0.3}", "0.9", true);
+    expect_match("{\"type\":\"number\",\"minimum\":0,\"maximum\":1,\"multipleOf\":0.3}", "1.2", false);
+    const char *counted = "{\"type\":\"object\",\"properties\":{\"a\":{},\"b\":{},\"c\":{}},\"minProperties\":2,"
+                          "\"maxProperties\":2}";
+    expect_match(counted, "{\"a\":1,\"c\":2}", true);
+    expect_match(counted, "{\"a\":1}", false);
+    expect_match(counted, "{\"a\":1,\"b\":2,\"c\":3}", false);
+    const char *tuple = "{\"prefixItems\":[{\"type\":\"integer\"},{\"type\":\"string\"}],\"items\":false}";
+    expect_match(tuple, "[1,\"x\"]", true);
+    expect_match(tuple, "[1]", true);
+    expect_match(tuple, "[1,2]", false);
+    expect_match(tuple, "[1,\"x\",3]", false);
+    const char *cont = "{\"type\":\"array\",\"items\":{\"enum\":[\"a\",\"b\"]},\"contains\":{\"const\":\"b\"},\"maxContains\":2}";
+    expect_match(cont, "[\"b\"]", true);
+    expect_match(cont, "[]", false);
+    expect_match(cont, "[\"b\",\"b\",\"b\"]", false);
+    const char *dep = "{\"type\":\"object\",\"properties\":{\"card\":{\"type\":\"integer\"},\"cvv\":{\"type\":\"integer\"}},"
+                      "\"dependentRequired\":{\"card\":[\"cvv\"]}}";
+    expect_match(dep, "{}", true);
+    expect_match(dep, "{\"cvv\":1}", true);
+    expect_match(dep, "{\"card\":1,\"cvv\":2}", true);
+    expect_match(dep, "{\"card\":1}", false);
+    char path[2048];
+    snprintf(path, sizeof path, "%s/tests/schemas/60_if_then_else.json", SLM_SOURCE_DIR);
+    char *ite = read_file(path);
+    if (ite) {
+        expect_match(ite, "{\"country\":\"US\",\"postal\":\"12345\"}", true);
+        expect_match(ite, "{\"country\":\"US\",\"postal\":\"A1B\"}", false);
+        expect_match(ite, "{\"country\":\"CA\",\"postal\":\"A1B\"}", true);
+        expect_match(ite, "{\"country\":\"DE\",\"postal\":\"12345\"}", false);
+    }
+    free(ite);
+    expect_match("{\"enum\":[1,2,3],\"not\":{\"const\":2}}", "3", true);
+    expect_match("{\"enum\":[1,2,3],\"not\":{\"const\":2}}", "2", false);
+    expect_match("{\"not\":{\"type\":[\"string\",\"object\"]}}", "[true]", true);
+    expect_match("{\"not\":{\"type\":[\"string\",\"object\"]}}", "\"s\"", false);
+    const char *pp = "{\"type\":\"object\",\"patternProperties\":{\"^s_\":{\"type\":\"string\"},\"^n_\":{\"type\":\"integer\"}},"
+                     "\"additionalProperties\":false}";
+    expect_match(pp, "{\"s_a\":\"x\",\"n_b\":2}", true);
+    expect_match(pp, "{\"s_a\":2}", false);
+    expect_match(pp, "{\"x\":2}", false);
+    const char *names = "{\"type\":\"object\",\"propertyNames\":{\"enum\":[\"w\",\"h\"]}}";
+    expect_match(names, "{\"w\":1,\"h\":[]}", true);
+    expect_match(names, "{\"d\":1}", false);
+}
+
 int main(void) {
     schema_file *files = NULL;
     int n = load_corpus(&files);
     test_corpus_bytes(files, n);
     test_errors();
     test_validator();
+    test_keywords_exact();
     test_refs();
     test_errors_one_line();
     test_compile_cost();
