@@ -85,7 +85,189 @@ void quant_row_iq4_nl(const float *x, void *dst, int64_t n, const float *importa
         iq4_nl_block(x + b * SLM_QK, &y[b], importance ? importance + b * SLM_QK : NULL);
 }
 
+static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* Round half to even through the 1.5 * 2^23 trick (ggml's nearest_int), clamped for safety. */
+static inline int nearest(float v) {
+    if (!(v >= -4194303.f)) v = isnan(v) ? 0.f : -4194303.f;
+    if (v > 4194303.f) v = 4194303.f;
+    float biased = v + 12582912.f;
+    int32_t bits;
+    memcpy(&bits, &biased, 4);
+    return (bits & 0x007fffff) - 0x00400000;
+}
+
+/* Symmetric quants in [-nmax, nmax-1] (stored + nmax) with weights w: the scale mapping the extreme
+ * value onto -nmax, then 18 neighbouring scales, keeping the best weighted least-squares fit. */
+static float fit_symmetric_weighted(int n, int nmax, const float *x, const float *w, int8_t *L) {
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; i++) {
+        const float ax = fabsf(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    if (amax < QW_GROUP_MAX_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.f;
+    }
+    float iscale = (float)-nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        const int l = clampi(nearest(iscale * x[i]), -nmax, nmax - 1);
+        L[i] = (int8_t)(l + nmax);
+        const float wx = w[i] * x[i], wl = w[i] * (float)l;
+        sumlx += wx * (float)l;
+        suml2 += wl * (float)l;
+    }
+    float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
+    float best = scale * sumlx;
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0) continue;
+        const float t = 0.1f * (float)is;
+        iscale = -((float)nmax + t) / max;
+        sumlx = suml2 = 0;
+        for (int i = 0; i < n; i++) {
+            const int l = clampi(nearest(iscale * x[i]), -nmax, nmax - 1);
+            const float wx = w[i] * x[i], wl = w[i] * (float)l;
+            sumlx += wx * (float)l;
+            suml2 += wl * (float)l;
+        }
+        const float a = sumlx * sumlx, b = best * suml2;
+        if (suml2 > 0 && a > b) {
+            for (int i = 0; i < n; i++) L[i] = (int8_t)(nmax + clampi(nearest(iscale * x[i]), -nmax, nmax - 1));
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    return scale;
+}
+
+/* Asymmetric quants in [0, nmax] with a min <= 0 and weights w: nstep+1 candidate scales, each
+ * refit by weighted least squares (scale and min); the running best's min shifts the later
+ * candidates, as in ggml. *neg_min gets -min. */
+static float fit_affine_weighted(int n, int nmax, const float *x, const float *w, uint8_t *L, float *neg_min, float rmin,
+                                 float rdelta, int nstep) {
+    uint8_t Laux[32];
+    float min = x[0], max = x[0];
+    float sum_w = w[0];
+    float sum_x = sum_w * x[0];
+    for (int i = 1; i < n; i++) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        sum_w += w[i];
+        const float wx = w[i] * x[i];
+        sum_x += wx;
+    }
+    if (min > 0) min = 0;
+    if (max <= min) {
+        memset(L, 0, (size_t)n);
+        *neg_min = -min;
+        return 0.f;
+    }
+    float iscale = (float)nmax / (max - min);
+    float scale = 1 / iscale;
+    float best_err = 0;
+    for (int i = 0; i < n; i++) {
+        L[i] = (uint8_t)clampi(nearest(iscale * (x[i] - min)), 0, nmax);
+        const float sl = scale * (float)L[i];
+        const float d = (sl + min) - x[i];
+        const float wd = w[i] * (d * d);
+        best_err += wd;
+    }
+    for (int is = 0; is <= nstep; is++) {
+        const float r = rmin + rdelta * (float)is;
+        iscale = (r + (float)nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; i++) {
+            const int l = clampi(nearest(iscale * (x[i] - min)), 0, nmax);
+            Laux[i] = (uint8_t)l;
+            const float wl = w[i] * (float)l;
+            sum_l += wl;
+            sum_l2 += wl * (float)l;
+            sum_xl += wl * x[i];
+        }
+        const float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (D > 0) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+            if (this_min > 0) {
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float err = 0;
+            for (int i = 0; i < n; i++) {
+                const float sl = this_scale * (float)Laux[i];
+                const float d = (sl + this_min) - x[i];
+                const float wd = w[i] * (d * d);
+                err += wd;
+            }
+            if (err < best_err) {
+                memcpy(L, Laux, (size_t)n);
+                best_err = err;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *neg_min = -min;
+    return scale;
+}
+
+/* The block weights: importance x sqrt(row variance + value^2). */
+static void block_weights(const float *xb, const float *qw, float sigma2, float *w) {
+    for (int j = 0; j < SLM_QK; j++) w[j] = qw[j] * sqrtf(sigma2 + xb[j] * xb[j]);
+}
+
+static void pack_high_bits(const uint8_t *L, uint8_t qs[SLM_QK / 2], uint8_t qh_out[4]) {
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; j++) {
+        const uint8_t a = L[j], b = L[j + 16];
+        qs[j] = (uint8_t)((a & 0x0f) | (b & 0x0f) << 4);
+        qh |= (uint32_t)((a & 0x10u) >> 4) << j;
+        qh |= (uint32_t)((b & 0x10u) >> 4) << (j + 16);
+    }
+    for (int k = 0; k < 4; k++) qh_out[k] = (uint8_t)(qh >> (8 * k));
+}
+
 int quant_row_weighted(uint32_t type, const float *x, void *dst, int64_t n, const float *importance) {
-    (void)type; (void)x; (void)dst; (void)n; (void)importance;
-    return -1;
+    if (type != SLM_TYPE_Q4_0 && type != SLM_TYPE_Q4_1 && type != SLM_TYPE_Q5_0 && type != SLM_TYPE_Q5_1) return -1;
+    float sum_x2 = 0;
+    for (int64_t j = 0; j < n; j++) sum_x2 += x[j] * x[j];
+    const float sigma2 = sum_x2 / (float)n;
+    float w[SLM_QK];
+    for (int64_t ib = 0; ib < n / SLM_QK; ib++) {
+        const float *xb = x + ib * SLM_QK;
+        block_weights(xb, importance + ib * SLM_QK, sigma2, w);
+        if (type == SLM_TYPE_Q4_0 || type == SLM_TYPE_Q5_0) {
+            int8_t L[SLM_QK];
+            const float d = fit_symmetric_weighted(SLM_QK, type == SLM_TYPE_Q4_0 ? 8 : 16, xb, w, L);
+            if (type == SLM_TYPE_Q4_0) {
+                block_q4_0 *y = (block_q4_0 *)dst + ib;
+                y->d = slm_fp32_to_fp16(d);
+                for (int j = 0; j < 16; j++) y->qs[j] = (uint8_t)(L[j] | L[j + 16] << 4);
+            } else {
+                block_q5_0 *y = (block_q5_0 *)dst + ib;
+                y->d = slm_fp32_to_fp16(d);
+                pack_high_bits((const uint8_t *)L, y->qs, y->qh);
+            }
+        } else {
+            uint8_t L[SLM_QK];
+            float neg_min;
+            const float d = fit_affine_weighted(SLM_QK, type == SLM_TYPE_Q4_1 ? 15 : 31, xb, w, L, &neg_min, -0.9f, 0.05f, 36);
+            if (type == SLM_TYPE_Q4_1) {
+                block_q4_1 *y = (block_q4_1 *)dst + ib;
+                y->d = slm_fp32_to_fp16(d);
+                y->m = slm_fp32_to_fp16(-neg_min);
+                for (int j = 0; j < 16; j++) y->qs[j] = (uint8_t)(L[j] | L[j + 16] << 4);
+            } else {
+                block_q5_1 *y = (block_q5_1 *)dst + ib;
+                y->d = slm_fp32_to_fp16(d);
+                y->m = slm_fp32_to_fp16(-neg_min);
+                pack_high_bits(L, y->qs, y->qh);
+            }
+        }
+    }
+    return 0;
 }

@@ -37,6 +37,17 @@ done < "$data/sha256.txt"
 [ "$n" -ge 36 ] || fail "only $n golden entries"
 [ ! -e "$tmp/tiny256-smollm2-Q4_K_M.gguf.tmp" ] || fail "a temporary file was left"
 
+# 1b. with an importance matrix (llama-imatrix's GGUF and legacy .dat files): the weighted searches
+#     give llama-quantize's bytes (and its quantize.imatrix.* keys); k-quants refuse it for now
+while read -r preset type im want; do
+  case "$preset" in '#'*|'') continue ;; esac
+  (cd "$data" && "$SLM_BIN" quantize "$tmp/$preset-f16.gguf" "$tmp/im-$type.gguf" "$type" --imatrix "$im" 2>/dev/null) ||
+    fail "quantize $preset $type --imatrix $im failed"
+  [ "$(sha "$tmp/im-$type.gguf")" = "$want" ] || fail "$preset $type --imatrix $im: bytes differ from llama-quantize's"
+  cmp -s "$tmp/im-$type.gguf" "$tmp/$preset-$type.gguf" && fail "$type: the importance matrix changed nothing"
+  rm -f "$tmp/im-$type.gguf"
+done < "$data/imatrix-sha256.txt"
+
 # 2. the thread count does not change a byte
 "$SLM_BIN" quantize "$tmp/tiny256-smollm2-f16.gguf" "$tmp/t1.gguf" Q4_K_M --threads 1 2>/dev/null
 "$SLM_BIN" quantize "$tmp/tiny256-smollm2-f16.gguf" "$tmp/t3.gguf" q4_k --threads 3 2>/dev/null # alias, any case
@@ -135,4 +146,15 @@ import struct, sys
 b = bytearray(open(sys.argv[1], "rb").read()); b[-4:] = struct.pack("<f", float("nan")); open(sys.argv[2], "wb").write(b)
 EOF
 expect_error "blk.0.attn_q.weight.*NaN" "$tmp/o.gguf" "$tmp/nan.gguf" "$tmp/o.gguf" Q4_K_M
+# hostile importance matrices: one clear line, nothing written
+im="$data/tiny256-smollm2.imatrix"
+big_in="$tmp/tiny256-smollm2-f16.gguf"
+expect_error "k-quants" "$tmp/o.gguf" "$big_in" "$tmp/o.gguf" Q4_K_M --imatrix "$im"
+head -c 5000 "$im" > "$tmp/im-trunc.gguf"
+expect_error "truncated\|past end" "$tmp/o.gguf" "$big_in" "$tmp/o.gguf" Q4_0 --imatrix "$tmp/im-trunc.gguf"
+head -c 3000 "$data/tiny256-smollm2.imatrix.dat" > "$tmp/im-trunc.dat"
+expect_error "importance matrix\|do not fit\|truncated" "$tmp/o.gguf" "$big_in" "$tmp/o.gguf" Q4_0 --imatrix "$tmp/im-trunc.dat"
+expect_error "imatrix.* metadata" "$tmp/o.gguf" "$big_in" "$tmp/o.gguf" Q4_0 --imatrix "$in"
+# an imatrix of the other model: its entries do not fit the tensors
+expect_error "values, the tensor needs" "$tmp/o.gguf" "$tmp/tiny-smollm2-f16.gguf" "$tmp/o.gguf" Q4_0 --imatrix "$im"
 echo "quantize: ok ($n golden files)"
