@@ -160,7 +160,9 @@ typedef struct slm_rag_hit {
 int slm_rag_search(slm_rag *r, const char *collection, const char *query, const slm_rag_search_opts *opts,
                    slm_rag_embedder *embedder, slm_rag_hit **hits, char *err, size_t err_len);
 void slm_rag_hits_free(slm_rag_hit *hits, int n);
-/* The FTS5 expression for a free-text query: every word quoted, OR-ed ("" when it has none). */
+/* The FTS5 expression for a free-text query: every word quoted, OR-ed ("" when it has none); only
+ * the first SLM_RAG_QUERY_MAX_WORDS words (a pasted book as a query would cost minutes of scoring). */
+#define SLM_RAG_QUERY_MAX_WORDS 256
 char *slm_rag_fts_query(const char *query);
 
 /* Reciprocal rank fusion of two rankings (ids best first): score(d) = w_a/(k + rank_a(d)) +

@@ -509,11 +509,13 @@ char *slm_rag_fts_query(const char *query) {
     if (!out) return NULL;
     *p = 0;
     const unsigned char *q = (const unsigned char *)query;
-    for (size_t i = 0; i < n;) {
+    int words = 0;
+    for (size_t i = 0; i < n && words < SLM_RAG_QUERY_MAX_WORDS;) {
         while (i < n && !(q[i] >= 0x80 || (q[i] >= '0' && q[i] <= '9') || ((q[i] | 32) >= 'a' && (q[i] | 32) <= 'z'))) i++;
         size_t s = i;
         while (i < n && (q[i] >= 0x80 || (q[i] >= '0' && q[i] <= '9') || ((q[i] | 32) >= 'a' && (q[i] | 32) <= 'z'))) i++;
         if (i == s) continue;
+        words++;
         if (p != out) p = memcpy(p, " OR ", 4), p += 4;
         *p++ = '"';
         memcpy(p, query + s, i - s);

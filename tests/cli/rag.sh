@@ -105,6 +105,13 @@ echo "$out" | grep -q 'jane.doe' && fail "pii stored: $out"
 [ -z "$(slm search priv jane $D)" ] || fail "a masked value is searchable"
 slm list --json $D | grep -q '"name":"priv".*"pii":"mask"' || fail "list does not show the pii option"
 
+# a huge query (a pasted book) is cut to its first 256 words instead of scoring for minutes
+python3 -c 'import json; print(json.dumps({"id": 1, "text": "turbine " + " ".join(f"w{i}" for i in range(200000))}))' > "$work/huge.jsonl"
+start=$(date +%s)
+out=$(slm search priv --queries "$work/huge.jsonl" --trec t $D) || fail "huge query"
+echo "$out" | grep -q "^1 Q0 contact 1 " || fail "huge query: $out"
+[ $(( $(date +%s) - start )) -lt 10 ] || fail "a 200k-word query took $(( $(date +%s) - start )) s"
+
 # ask: citations constrained and checked (synthetic model: the text is noise, the structure is not)
 models=${SLM_TEST_MODELS:-${SLM_BUILD:-}/testdata}
 if [ -f "$models/tiny-smollm2-f32.gguf" ]; then
