@@ -399,18 +399,25 @@ static bool load_previous(srv_conn *c, const resp_req *q, json_t **stored, srv_f
 
 /* q->items (the stored conversation, steals `stored`, then the input) and the chat request. */
 static bool build_conversation(json_t *req, resp_req *q, json_t *stored, srv_fail *f) {
-    q->items = stored ? stored : json_array();
+    q->items = json_array();
     json_t *calls = json_array(); /* call ids of the conversation, for function_call_output */
     bool ok = false;
+    size_t i;
+    json_t *it;
     if (!q->items || !calls) {
         srv_failf(f, 500, NULL, NULL, "out of memory");
         goto out;
     }
-    size_t i;
-    json_t *it;
-    json_array_foreach(q->items, i, it) if (json_is_string(json_object_get(it, "call_id")) &&
-                                            strcmp(str_of(json_object_get(it, "type")), "function_call") == 0)
-        json_array_append(calls, json_object_get(it, "call_id"));
+    /* the stored items are checked like input: a damaged row is an error, not a garbled prompt */
+    json_array_foreach(stored, i, it) {
+        json_t *norm = normalize_item(it, "stored", i, calls, f);
+        if (!norm) {
+            srv_failf(f, 500, NULL, "previous_response_id", "the stored conversation of '%.80s' is damaged at item %zu",
+                      q->previous_id ? q->previous_id : "", i);
+            goto out;
+        }
+        json_array_append_new(q->items, norm);
+    }
     json_t *input = json_object_get(req, "input");
     size_t n_input = json_is_array(input) ? json_array_size(input) : 1;
     if (json_array_size(q->items) + n_input > RESP_MAX_ITEMS) {
@@ -443,6 +450,7 @@ static bool build_conversation(json_t *req, resp_req *q, json_t *stored, srv_fai
     ok = parse_tools(req, q, f) && parse_text_format(req, q, f);
 out:
     json_decref(calls);
+    json_decref(stored);
     return ok;
 }
 
