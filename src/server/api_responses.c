@@ -174,6 +174,8 @@ static json_t *normalize_item(json_t *it, const char *where, size_t i, json_t *c
         json_t *out = json_pack("{s:s, s:O, s:s%}", "type", "function_call_output", "call_id", call_id, "output",
                                 text.s ? text.s : "", text.len);
         slm_buf_free(&text);
+        json_t *id = json_object_get(it, "id");
+        if (out && json_is_string(id)) json_object_set(out, "id", id);
         return out;
     }
     item_fail(f, where, i, "type", "'%s' must be message, function_call or function_call_output (got '%.40s')", t);
@@ -755,6 +757,15 @@ static enum MHD_Result create(srv_conn *c) {
         goto fail;
     }
     o->srv = s;
+    /* every item of a stored conversation has an id (input_items lists them by id) */
+    size_t k;
+    json_t *item;
+    json_array_foreach(q.items, k, item) if (!json_is_string(json_object_get(item, "id"))) {
+        const char *t = str_of(json_object_get(item, "type"));
+        char item_id[64];
+        new_id(s, strcmp(t, "message") == 0 ? "msg" : strcmp(t, "function_call") == 0 ? "fc" : "fco", item_id, sizeof item_id);
+        json_object_set_new(item, "id", json_string(item_id));
+    }
     char id[64];
     new_id(s, "resp", id, sizeof id);
     o->response = response_skeleton(id, &q, M, r);
@@ -857,6 +868,63 @@ static enum MHD_Result by_id(srv_conn *c, const char *id, bool remove) {
     return ret;
 }
 
+/* GET /v1/responses/{id}/input_items: the items the response was generated from (its stored
+ * conversation without its output), paged as OpenAI pages them (limit 1..100, order desc|asc,
+ * after = an item id). */
+static enum MHD_Result input_items(srv_conn *c, const char *id) {
+    srv_fail f = {0};
+    const char *limit_s = MHD_lookup_connection_value(c->mhd, MHD_GET_ARGUMENT_KIND, "limit");
+    const char *order = MHD_lookup_connection_value(c->mhd, MHD_GET_ARGUMENT_KIND, "order");
+    const char *after = MHD_lookup_connection_value(c->mhd, MHD_GET_ARGUMENT_KIND, "after");
+    long limit = 20;
+    if (limit_s) {
+        char *end;
+        limit = strtol(limit_s, &end, 10);
+        if (!*limit_s || *end || limit < 1 || limit > 100) return srv_reply_error(c, 400, NULL, "limit", "'limit' must be an integer from 1 to 100");
+    }
+    if (order && strcmp(order, "asc") != 0 && strcmp(order, "desc") != 0)
+        return srv_reply_error(c, 400, NULL, "order", "'order' must be asc or desc");
+    bool desc = !order || strcmp(order, "desc") == 0;
+    char msg[200];
+    snprintf(msg, sizeof msg, "Response with id '%.80s' not found.", id);
+    if (!plausible_id(id)) return srv_reply_error(c, 404, "not_found", "response_id", msg);
+    slm_responses_db *db = open_db(c->srv, &f);
+    if (!db) return f.status == 400 ? srv_reply_error(c, 404, "not_found", "response_id", msg) : srv_reply_fail(c, &f);
+    char err[512];
+    slm_stored_response row;
+    int rc = slm_responses_get(db, id, c->call.principal, &row, err, sizeof err);
+    slm_responses_close(db);
+    if (rc < 0) return srv_reply_error(c, 500, NULL, NULL, err);
+    if (rc == 0) return srv_reply_error(c, 404, "not_found", "response_id", msg);
+    json_error_t je;
+    json_t *items = json_loads(row.items, 0, &je), *resp = json_loads(row.response, 0, &je);
+    slm_stored_response_clear(&row);
+    size_t n_out = json_array_size(json_object_get(resp, "output"));
+    json_decref(resp);
+    size_t n = json_array_size(items) >= n_out ? json_array_size(items) - n_out : 0;
+    json_t *data = json_array();
+    bool started = !after, more = false;
+    for (size_t k = 0; k < n; k++) {
+        json_t *it = json_array_get(items, desc ? n - 1 - k : k);
+        if (!started) {
+            started = strcmp(str_of(json_object_get(it, "id")), after) == 0;
+            continue;
+        }
+        if (json_array_size(data) == (size_t)limit) {
+            more = true;
+            break;
+        }
+        json_array_append(data, it);
+    }
+    json_decref(items);
+    size_t got = json_array_size(data);
+    json_t *first = got ? json_object_get(json_array_get(data, 0), "id") : NULL;
+    json_t *last = got ? json_object_get(json_array_get(data, got - 1), "id") : NULL;
+    return srv_reply_json(c, 200,
+                          json_pack("{s:s, s:o, s:O?, s:O?, s:b}", "object", "list", "data", data, "first_id", first, "last_id", last,
+                                    "has_more", more));
+}
+
 enum MHD_Result srv_responses_dispatch(srv_conn *c) {
     static const char base[] = "/v1/responses";
     const char *rest = strncmp(c->url, base, sizeof base - 1) == 0 ? c->url + sizeof base - 1 : NULL;
@@ -864,8 +932,15 @@ enum MHD_Result srv_responses_dispatch(srv_conn *c) {
         if (strcmp(c->method, "POST") == 0) return create(c);
         return srv_reply_error(c, 405, NULL, NULL, "method not allowed on this route");
     }
-    if (!rest || *rest != '/' || !rest[1] || strchr(rest + 1, '/'))
-        return srv_reply_error(c, 404, "unknown_route", NULL, "no such route");
+    static const char items_suffix[] = "/input_items";
+    const char *slash = rest && *rest == '/' ? strchr(rest + 1, '/') : NULL;
+    if (slash && strcmp(slash, items_suffix) == 0 && slash - rest - 1 < SLM_RESPONSE_ID_MAX) {
+        if (strcmp(c->method, "GET") != 0) return srv_reply_error(c, 405, NULL, NULL, "method not allowed on this route");
+        char id[SLM_RESPONSE_ID_MAX];
+        snprintf(id, sizeof id, "%.*s", (int)(slash - rest - 1), rest + 1);
+        return input_items(c, id);
+    }
+    if (!rest || *rest != '/' || !rest[1] || slash) return srv_reply_error(c, 404, "unknown_route", NULL, "no such route");
     if (strcmp(c->method, "GET") == 0) return by_id(c, rest + 1, false);
     if (strcmp(c->method, "DELETE") == 0) return by_id(c, rest + 1, true);
     return srv_reply_error(c, 405, NULL, NULL, "method not allowed on this route");

@@ -145,6 +145,23 @@ test("previous_response_id: the second call continues the stored conversation", 
   assert.equal(got.id, first.id);
   assert.equal(got.output_text ?? got.output[0].content[0].text, first.output_text);
   assert.deepEqual(got.usage, first.usage);
+  // input_items: the conversation the second response was generated from, newest first
+  const items = await openai.responses.inputItems.list(second.id);
+  const listed = [];
+  for await (const it of items) listed.push(it);
+  assert.deepEqual(listed.map((it) => [it.type, it.role]), [["message", "user"], ["message", "assistant"], ["message", "user"]]);
+  assert.equal(listed[0].content[0].text, "Where was it?");
+  assert.equal(listed[1].content[0].text, first.output_text);
+  assert.equal(listed[1].id, first.output[0].id);
+  assert.equal(listed[2].content[0].text, "Tom had a red ball.");
+  for (const it of listed) assert.match(it.id, /^msg_/);
+  const asc = await openai.responses.inputItems.list(second.id, { order: "asc", limit: 2 });
+  assert.deepEqual(asc.data.map((it) => it.id), [listed[2].id, listed[1].id]);
+  assert.equal(asc.has_more, true);
+  const rest = await openai.responses.inputItems.list(second.id, { order: "asc", after: listed[1].id });
+  assert.deepEqual(rest.data.map((it) => it.id), [listed[0].id]);
+  assert.equal(rest.has_more, false);
+  await rejects(other.responses.inputItems.list(second.id), 404);
 });
 
 test("function tools: call → function_call_output → final answer", async () => {
