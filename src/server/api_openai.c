@@ -620,6 +620,11 @@ static enum MHD_Result openai_generate(srv_conn *c, bool chat) {
             srv_failf(&f, 400, "unsupported", "tools", "'tools' is only served on /v1/chat/completions");
             goto fail;
         }
+        json_t *rg = json_object_get(req, "rag");
+        if (rg && !json_is_null(rg)) {
+            srv_failf(&f, 400, "unsupported", "rag", "'rag' is only served on /v1/chat/completions");
+            goto fail;
+        }
         json_t *prompt = json_object_get(req, "prompt");
         if (!prompt) {
             srv_failf(&f, 400, NULL, "prompt", "'prompt' is required");

@@ -290,6 +290,10 @@ chat '{"messages":[{"role":"user","content":"fuel"}],"rag":{"collection":"kb"},"
 expect 400 'b["error"]["param"] == "rag" and "tool" in b["error"]["message"]' "rag with tools"
 chat '{"messages":[{"role":"system","content":"be brief"}],"rag":{"collection":"kb"}}'
 expect 400 'b["error"]["param"] == "messages"' "rag without a user message"
+chat '{"messages":[{"role":"user","content":"fuel"}],"rag":{"collection":"kb"},"n":2}'
+expect 400 'b["error"]["param"] == "n"' "rag with n > 1"
+req POST /v1/completions "$ADMIN" -H 'Content-Type: application/json' -d '{"prompt":"fuel","rag":{"collection":"kb"}}'
+expect 400 'b["error"]["param"] == "rag"' "rag on /v1/completions"
 
 # ---------- vectors (with a served embedding model) ----------
 if [ -f "$bge" ]; then
