@@ -239,7 +239,18 @@ static void render_llama2(slm_buf *b, enum slm_chat_template t, const chat_msg *
 static void render_mistral(slm_buf *b, enum slm_chat_template t, const chat_msg *m, size_t n) {
     if (t == SLM_CHAT_MISTRAL_V7) {
         for (size_t i = 0; i < n; i++) {
-            if (m[i].role == ROLE_SYSTEM) {
+            /* chat/tools.c's Mistral tool turns (see below) */
+            const char *c = m[i].content, *tools_end = strstr(c, "[/AVAILABLE_TOOLS]");
+            if (m[i].role == ROLE_USER && !strncmp(c, "[AVAILABLE_TOOLS]", 17) && tools_end) {
+                size_t start = b->len, block = (size_t)(tools_end - c) + 18;
+                slm_buf_append(b, c, block);
+                record_content(b, start);
+                put_turn(b, "[INST] ", c + block, "[/INST]");
+            } else if ((m[i].role == ROLE_USER && !strncmp(c, "[TOOL_RESULTS]", 14)) ||
+                       (m[i].role == ROLE_ASSISTANT && !strncmp(c, "[TOOL_CALLS]", 12))) {
+                put_content(b, c);
+                if (m[i].role == ROLE_ASSISTANT) put(b, "</s>");
+            } else if (m[i].role == ROLE_SYSTEM) {
                 put_turn(b, "[SYSTEM_PROMPT] ", m[i].content, "[/SYSTEM_PROMPT]");
             } else if (m[i].role == ROLE_USER) {
                 put_turn(b, "[INST] ", m[i].content, "[/INST]");

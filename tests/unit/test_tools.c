@@ -12,6 +12,8 @@ static const slm_tool WEATHER = {"get_weather", "Weather now",
                                  "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\",\"maxLength\":20}},"
                                  "\"required\":[\"city\"]}"};
 
+static enum slm_chat_template render_template = SLM_CHAT_MISTRAL_V3;
+
 static char *render(slm_tool_format f, const slm_tool *tools, size_t n_tools, const slm_tool_message *msgs, size_t n) {
     slm_tool_prompt p;
     char err[256];
@@ -20,7 +22,7 @@ static char *render(slm_tool_format f, const slm_tool *tools, size_t n_tools, co
         return NULL;
     }
     char *out = NULL;
-    int rc = slm_chat_apply(SLM_CHAT_MISTRAL_V3, p.msgs, p.n, true, &out, err, sizeof err);
+    int rc = slm_chat_apply(render_template, p.msgs, p.n, true, &out, err, sizeof err);
     slm_tool_prompt_free(&p);
     if (rc != 0) fprintf(stderr, "render: %s\n", err);
     return rc == 0 ? out : NULL;
@@ -53,6 +55,14 @@ static void test_prompt(void) {
     snprintf(want, sizeof want, "%s[INST] Be brief.\n\nParis?[/INST]", TOOLS_BLOCK);
     CHECKF(out && !strcmp(out, want), "got  %s\nwant %s", out ? out : "(null)", want);
     free(out);
+
+    /* v7 (Mistral Small): the same layout with its [SYSTEM_PROMPT] */
+    render_template = SLM_CHAT_MISTRAL_V7;
+    out = render(f, &WEATHER, 1, with_sys, 2);
+    snprintf(want, sizeof want, "[SYSTEM_PROMPT] Be brief.[/SYSTEM_PROMPT]%s[INST] Paris?[/INST]", TOOLS_BLOCK);
+    CHECKF(out && !strcmp(out, want), "got  %s\nwant %s", out ? out : "(null)", want);
+    free(out);
+    render_template = SLM_CHAT_MISTRAL_V3;
 
     /* the round trip: call (an OpenAI id mapped to 9 alphanumerics), result, answer */
     slm_tool_call calls[] = {{"call_abc123def456", "get_weather", "{\"city\":\"Paris\"}"},
