@@ -3,6 +3,7 @@
  * an fp16 super-scale, re-round every value with the stored scale, pack), so the bytes are equal. */
 #include "quant/kquants.h"
 
+#include <cpuid.h>
 #include <math.h>
 #include <string.h>
 
@@ -13,7 +14,10 @@ bool kq_available(void) {
     static int have = -1;
     if (have < 0) {
         __builtin_cpu_init();
-        have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        unsigned eax, ebx, ecx = 0, edx;
+        /* (clang's __builtin_cpu_supports does not know "f16c": CPUID.1:ECX bit 29) */
+        const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29));
+        have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
     }
     return have == 1;
 }
