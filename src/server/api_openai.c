@@ -368,6 +368,10 @@ static bool emit_choices(srv_stream *st, slm_request *J, const srv_delta *d) {
     oai_state *b = &u->base;
     bool hold = st->origin && st->origin->filter.feed;
     bool ok = true;
+    /* with a filter, d->text at the end is every choice's text through it, separated */
+    const char *pieces[SRV_MAX_CHOICES];
+    size_t piece_lens[SRV_MAX_CHOICES];
+    int n_pieces = hold && d->done ? srv_split_choices(d->text, d->text_len, u->n, pieces, piece_lens) : 0;
     for (int i = 0; ok && i < u->n; i++) {
         slm_request *r = u->rs[i];
         choice_stream *ch = &u->ch[i];
@@ -387,13 +391,11 @@ static bool emit_choices(srv_stream *st, slm_request *J, const srv_delta *d) {
         }
         ch->started = true;
         if (ok && hold) {
-            if (r->done) {
-                char *out = NULL;
-                size_t out_len = 0;
-                ok = slm_gate_output(st->origin, r->text ? r->text : "", r->text_len, true, &out, &out_len) == 0 &&
-                     emit_choice_delta(st, u, i, out ? out : "", out_len, r->infos, r->n_infos, true);
-                free(out);
+            if (!d->done) { /* the filtered texts come all at once, with J's end */
+                pthread_mutex_unlock(&r->mu);
+                continue;
             }
+            ok = i < n_pieces && emit_choice_delta(st, u, i, pieces[i], piece_lens[i], r->infos, r->n_infos, true);
         } else if (ok) {
             ok = emit_choice_delta(st, u, i, r->text ? r->text + ch->text_seen : "", r->text_len - ch->text_seen,
                                    r->infos ? r->infos + ch->infos_seen : NULL, r->n_infos - ch->infos_seen, r->done);
@@ -518,12 +520,23 @@ static enum MHD_Result openai_choices(srv_conn *c, json_t *req, const srv_model 
         ret = srv_reply_finish_error(c, J);
         goto out;
     }
+    /* the output filter reads one text once: every choice together (J's text), cut apart after */
+    size_t all_len = 0;
+    char *all = c->call.filter.feed ? srv_final_text(c, J, &all_len) : NULL;
+    const char *pieces[SRV_MAX_CHOICES];
+    size_t piece_lens[SRV_MAX_CHOICES];
+    if (c->call.filter.feed && (!all || srv_split_choices(all, all_len, n, pieces, piece_lens) != n)) {
+        free(all);
+        ret = srv_reply_error(c, 500, NULL, NULL, all ? "the output filter changed the separation of the choices" : "out of memory");
+        goto out;
+    }
     json_t *choices = json_array();
     for (int i = 0; i < n; i++) {
         slm_request *r = rs[i];
-        size_t text_len;
-        char *text = srv_final_text(c, r, &text_len);
+        size_t text_len = all ? piece_lens[i] : 0;
+        char *text = all ? strndup(pieces[i], piece_lens[i]) : srv_final_text(c, r, &text_len);
         if (!text) {
+            free(all);
             json_decref(choices);
             ret = srv_reply_error(c, 500, NULL, NULL, "out of memory");
             goto out;
@@ -541,6 +554,7 @@ static enum MHD_Result openai_choices(srv_conn *c, json_t *req, const srv_model 
         free(text);
         json_array_append_new(choices, choice);
     }
+    free(all);
     json_t *resp = chunk_base(&u->base);
     json_object_set_new(resp, "object", json_string(chat ? "chat.completion" : "text_completion"));
     json_object_set_new(resp, "choices", choices);

@@ -284,9 +284,15 @@ static void join_finish(choices_join *j) {
         if (r->n_prompt_cached < J->n_prompt_cached) J->n_prompt_cached = r->n_prompt_cached;
         if (r->t_start > 0 && (J->t_start == 0 || r->t_start < J->t_start)) J->t_start = r->t_start;
         if (r->t_first > 0 && (J->t_first == 0 || r->t_first < J->t_first)) J->t_first = r->t_first;
-        /* the text the record (audit) keeps: every choice, one after the other */
-        if (i > 0) slm_request_append_text(J, "\n\n", 2);
-        slm_request_append_text(J, r->text ? r->text : "", r->text_len);
+        /* the text the record (audit) keeps and the output filter reads: every choice, separated */
+        if (i > 0) slm_request_append_text(J, (const char[]){SRV_CHOICE_SEPARATOR}, 1);
+        for (size_t at = 0; at < r->text_len;) {
+            const char *sep = memchr(r->text + at, SRV_CHOICE_SEPARATOR, r->text_len - at);
+            size_t run = sep ? (size_t)(sep - r->text) - at : r->text_len - at;
+            slm_request_append_text(J, r->text + at, run);
+            if (sep) slm_request_append_text(J, "\xEF\xBF\xBD", 3);
+            at += run + (sep ? 1 : 0);
+        }
         bool fine = r->finish == SLM_FINISH_STOP || r->finish == SLM_FINISH_LENGTH;
         if (fine && r->finish == SLM_FINISH_LENGTH && why == SLM_FINISH_STOP) why = SLM_FINISH_LENGTH;
         if (!fine && !error[0]) {
@@ -428,4 +434,18 @@ slm_request *srv_submit_choices(srv_conn *c, slm_request **rs, int n) {
     slm_request_retain(J);
     c->call.request = J;
     return J;
+}
+
+int srv_split_choices(const char *text, size_t len, int n, const char **starts, size_t *lens) {
+    int k = 0;
+    size_t at = 0;
+    while (k < n) {
+        const char *sep = at < len ? memchr(text + at, SRV_CHOICE_SEPARATOR, len - at) : NULL;
+        size_t end = sep ? (size_t)(sep - text) : len;
+        starts[k] = text + at;
+        lens[k++] = end - at;
+        if (!sep) break;
+        at = end + 1;
+    }
+    return k;
 }

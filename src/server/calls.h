@@ -59,6 +59,12 @@ void srv_usage(const srv_server *s, const slm_request *r, int *prompt_tokens, in
  * tokens summed, the texts of the choices one after the other, and the first failure's finish if
  * one failed. Cancelling it cancels them all. NULL when refused, with the reply sent. */
 slm_request *srv_submit_choices(srv_conn *c, slm_request **rs, int n);
+/* In the joined request's text the choices are separated by this byte (one of a choice's own
+ * becomes U+FFFD there): the call's output filter, which reads one text once, reads them all
+ * together, and srv_split_choices cuts its output back into the n choices. */
+#define SRV_CHOICE_SEPARATOR '\x1e'
+/* Cuts text at SRV_CHOICE_SEPARATOR into at most n pieces (starts, lens); returns how many. */
+int srv_split_choices(const char *text, size_t len, int n, const char **starts, size_t *lens);
 uint64_t srv_random_seed(srv_server *s);
 /* New id like "chatcmpl-<hex>". */
 void srv_new_id(srv_server *s, const char *prefix, char *out, size_t cap);

@@ -12,7 +12,8 @@ data="$SRV_TMP/data"
 key() { "$SLM_BIN" keys create --data-dir "$data" "$@" 2>/dev/null; }
 SLM_KEY=$(key --name alice)
 SLM_KEY_OTHER=$(key --name bob)
-export SLM_KEY SLM_KEY_OTHER
+SLM_KEY_MASK=$(key --name clinic --pii mask) # an output filter on every reply
+export SLM_KEY SLM_KEY_OTHER SLM_KEY_MASK
 srv_start --data-dir "$data" -np 4 --quiet
 node --test --test-concurrency=1 "$SLM_NPM_DIR/responses.test.mjs"
 srv_stop

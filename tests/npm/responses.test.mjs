@@ -405,6 +405,21 @@ test("n=3 with stop strings and logit_bias: every choice obeys them", async () =
   }
 });
 
+test("n=2 under an output filter (a PII-masking key): every choice, streamed and not", async () => {
+  const masked = new OpenAI({ baseURL: `${URL}/v1`, apiKey: process.env.SLM_KEY_MASK, maxRetries: 0 });
+  const req = { model, messages: [{ role: "user", content: "My email is john@example.com" }], n: 2, seed: 12, max_tokens: 10 };
+  const plain = await masked.chat.completions.create(req);
+  const texts = plain.choices.map((c) => c.message.content);
+  assert.equal(texts.length, 2);
+  for (const t of texts) assert.ok(t.length > 0 && !t.includes("\x1e"), JSON.stringify(t));
+  const stream = await masked.chat.completions.create({ ...req, stream: true });
+  const got = ["", ""];
+  for await (const chunk of stream) for (const c of chunk.choices) got[c.index] += c.delta.content ?? "";
+  assert.deepEqual(got, texts);
+  const r = await masked.responses.create({ model, input: "My email is john@example.com", max_output_tokens: 10, seed: 12, stream: false });
+  assert.ok(r.output_text.length > 0);
+});
+
 test("n out of range is a 400 naming n", async () => {
   const messages = [{ role: "user", content: "x" }];
   await rejects(openai.chat.completions.create({ model, messages, n: 17 }), 400, "n");
