@@ -347,7 +347,7 @@ int slm_lora_load(const slm_model *model, const char *path, slm_lora **out, char
         }
         l->pairs = pairs;
         lora_pair *pr = &pairs[l->n_pairs];
-        snprintf(pr->name, sizeof pr->name, "%s", wname);
+        memcpy(pr->name, wname, strlen(wname) + 1); /* length checked above */
         pr->a = a;
         pr->b = b;
         pr->rank = (int)rank;

@@ -144,8 +144,9 @@ for _ in range(20):
 open(sys.argv[2], "wb").write(bytes(d))
 EOF
   rc=0
-  "$SLM_BIN" logits "$model" --ids 1,2 --json --lora "$tmp/noise.gguf" >/dev/null 2>&1 || rc=$?
+  "$SLM_BIN" logits "$model" --ids 1,2 --json --lora "$tmp/noise.gguf" >/dev/null 2>"$tmp/noise.err" || rc=$?
   [ $rc -le 1 ] || fail "noise seed $seed: exit $rc"
+  if grep -q "Sanitizer\|runtime error" "$tmp/noise.err"; then cat "$tmp/noise.err" >&2; fail "noise seed $seed"; fi
 done
 # an embedding model cannot take an adapter
 models_dir="${SLM_TEST_MODELS:-${SLM_BUILD:-.}/testdata}"
