@@ -79,6 +79,11 @@ check(st == 200 and text == ref("a", 1), "model base:adapter: %s %r" % (st, text
 st, text = complete(1, model="story-b")
 check(st == 200 and text == ref("b", 1), "model adapter name alone: %s %r" % (st, text))
 
+# n > 1: every choice applies the request's adapters
+st, out = call("POST", "/v1/completions", {"model": "stories260K", "prompt": prompts[0], "max_tokens": 24,
+                                           "temperature": 0, "n": 2, "lora": [{"id": 0}]})
+check(st == 200 and [c["text"] for c in out["choices"]] == [ref("a", 0)] * 2, "n=2 with an adapter: %s %s" % (st, out))
+
 # 3. unknown adapters: 400 naming the field; the server keeps serving
 st, out = complete(0, lora=[{"id": 7, "scale": 1}])
 check(st == 400 and out["error"]["param"] == "lora", "unknown id: %s %s" % (st, out))
