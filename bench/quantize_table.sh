@@ -4,7 +4,8 @@
 # divergence / top-token agreement against the F32 model, from slm and, where the peer is built,
 # from llama-quantize + llama-perplexity side by side. Then quantize speed on smollm2-135m f16
 # against llama-quantize (same thread count, runs alternated, median of 3).
-#   bench/quantize_table.sh [SLM_BIN]   env: LLAMA_BIN (default /work/llamacpp/build/bin), THREADS (2)
+#   bench/quantize_table.sh [SLM_BIN]   env: LLAMA_BIN (default /work/llamacpp/build/bin), THREADS (2),
+#   SPEED_ONLY=1 (only the speed table), BIG_MODEL (default build/testdata/smollm2-135m-f16.gguf)
 # Prints a markdown table (paste into bench/RESULTS.md).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,19 +24,26 @@ have_llama=0
 
 # slm: PPL, KLD, same-top from one perplexity run against the F32 base
 slm_stats() { # FILE -> "ppl ± err|kld ± err|same ± err"
-  "$slm" perplexity "$1" -f "$text" -c $ctx -t "$threads" --kl-divergence-base "$model" 2>/dev/null |
-    awk '/^Mean PPL\(Q\)/ {p=$4" ± "$6} /^Mean    KLD/ {k=$3" ± "$5} /^Same top p/ {s=$4" ± "$6" %"} END {print p"|"k"|"s}'
+  "$slm" perplexity "$1" -f "$text" -c $ctx -t 1 --kl-divergence-base "$model" 2>/dev/null |
+    awk '/^Mean PPL\(Q\) +:/ {p=$4" ± "$6} /^Mean    KLD/ {k=$3" ± "$5} /^Same top p/ {s=$4" ± "$6" %"} END {print p"|"k"|"s}'
 }
-llama_stats() { # FILE -> same, llama-perplexity with the base's saved log-probabilities
-  "$llama/llama-perplexity" -m "$1" -f "$text" -c $ctx -b $ctx -t "$threads" --kl-divergence-base "$tmp/base.kld" \
+llama_stats() { # FILE -> same; llama-perplexity sometimes ends before its summary on a loaded machine: one retry
+  local r
+  r=$(llama_stats_once "$1")
+  case "$r" in "||") r=$(llama_stats_once "$1") ;; esac
+  echo "$r"
+}
+llama_stats_once() { # FILE -> same, llama-perplexity with the base's saved log-probabilities
+  OMP_WAIT_POLICY=passive "$llama/llama-perplexity" -m "$1" -f "$text" -c $ctx -b $ctx -t 1 --kl-divergence-base "$tmp/base.kld" \
     --kl-divergence 2>&1 |
-    awk '/^Mean PPL\(Q\)/ {p=$4" ± "$6} /^Mean    KLD/ {k=$3" ± "$5} /^Same top p/ {s=$4" ± "$6" %"} END {print p"|"k"|"s}'
+    awk '/^Mean PPL\(Q\) +:/ {p=$4" ± "$6} /^Mean    KLD/ {k=$3" ± "$5} /^Same top p/ {s=$4" ± "$6" %"} END {print p"|"k"|"s}'
 }
 if [ $have_llama = 1 ]; then
-  "$llama/llama-perplexity" -m "$model" -f "$text" -c $ctx -b $ctx -t "$threads" --kl-divergence-base "$tmp/base.kld" \
+  OMP_WAIT_POLICY=passive "$llama/llama-perplexity" -m "$model" -f "$text" -c $ctx -b $ctx -t 1 --kl-divergence-base "$tmp/base.kld" \
     > /dev/null 2>&1 || have_llama=0
 fi
 
+if [ -z "${SPEED_ONLY:-}" ]; then
 echo "| type | size (bytes) | bits/weight | slm PPL | slm KLD vs F32 | slm same top | llama.cpp PPL | llama.cpp KLD | llama.cpp same top | bytes = llama-quantize's |"
 echo "| --- | ---: | ---: | --- | --- | --- | --- | --- | --- | --- |"
 n_weights=$(python3 - "$model" <<'EOF'
@@ -90,6 +98,7 @@ for type in F32 BF16 F16 Q8_0 Q6_K Q5_K_M Q5_K_S Q5_1 Q5_0 Q4_K_M Q4_K_S Q4_1 Q4
   echo "| $type | $size | $bpw | $ppl | $kld | $top | $lppl | $lkld | $ltop | $same |"
   rm -f "$out"
 done
+fi
 
 if [ -f "$big" ] && [ $have_llama = 1 ]; then
   echo
@@ -97,7 +106,7 @@ if [ -f "$big" ] && [ $have_llama = 1 ]; then
   echo
   echo "| type | slm | llama-quantize | speed-up |"
   echo "| --- | ---: | ---: | ---: |"
-  for type in Q4_K_M Q8_0 Q4_0 Q6_K; do
+  for type in Q4_K_M Q8_0 Q6_K Q4_0; do
     s=() l=()
     for i in 1 2 3; do
       t0=$(date +%s.%N); "$slm" quantize "$big" "$tmp/s.gguf" "$type" --threads "$threads" 2>/dev/null; t1=$(date +%s.%N)

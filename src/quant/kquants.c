@@ -188,6 +188,7 @@ static void q2_K_row(const float *x, block_q2_K *y, int64_t nb) {
 bool kq_quantize_row(uint32_t type, const float *x, void *dst, int64_t n) {
     const int64_t nb = n / SLM_QK_K;
     switch (type) {
+    case SLM_TYPE_Q8_0: kq_q8_0_avx2(x, dst, n); return true;
     case SLM_TYPE_Q2_K: q2_K_row(x, dst, nb); return true;
     case SLM_TYPE_Q4_K: q4_K_row(x, dst, nb); return true;
     case SLM_TYPE_Q5_K: q5_K_row(x, dst, nb); return true;

@@ -222,3 +222,36 @@ void kq_f16_to_f32_avx2(const uint16_t *src, float *dst, int64_t n) {
         _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
     for (; i < n; i++) dst[i] = _cvtsh_ss(src[i]);
 }
+
+/* Q8_0: scale amax / 127, each value x * (1 / scale) rounded half away from zero (roundf), as the
+ * reference does: the truncated value plus one step away from zero when the exact remainder is at
+ * least one half. */
+void kq_q8_0_avx2(const float *x, void *dst, int64_t n) {
+    uint8_t *out = dst;
+    const __m256 sign_mask = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    for (int64_t b = 0; b < n / 32; b++, x += 32, out += 34) {
+        __m256 m = _mm256_setzero_ps();
+        for (int k = 0; k < 32; k += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign_mask, _mm256_loadu_ps(x + k)));
+        float lanes[8];
+        _mm256_storeu_ps(lanes, m);
+        float amax = 0.0f;
+        for (int k = 0; k < 8; k++) amax = lanes[k] > amax ? lanes[k] : amax;
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const uint16_t dh = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        memcpy(out, &dh, 2);
+        const __m256 id_v = _mm256_set1_ps(id);
+        for (int k = 0; k < 32; k += 8) {
+            const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + k), id_v);
+            const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            const __m256 frac = _mm256_andnot_ps(sign_mask, _mm256_sub_ps(v, t));
+            const __m256 step = _mm256_or_ps(_mm256_and_ps(v, sign_mask), one); /* +-1 with v's sign */
+            __m256 r = _mm256_add_ps(t, _mm256_and_ps(_mm256_cmp_ps(frac, half, _CMP_GE_OQ), step));
+            r = _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
+            const __m256i q = _mm256_cvtps_epi32(r);
+            int32_t qi[8];
+            _mm256_storeu_si256((__m256i *)qi, q);
+            for (int j = 0; j < 8; j++) out[2 + k + j] = (uint8_t)(int8_t)qi[j];
+        }
+    }
+}
