@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "gguf/gguf.h"
 #include "quant/kquants.h"
 #include "quant/quant_impl.h"
 #include "quant/weighted.h"
@@ -203,11 +205,68 @@ static void test_ftype_names(void) {
     CHECK(slm_ftype_from_name("") == -1);
 }
 
+/* The whole driver on a synthetic model (when the build made it): types per tensor, the metadata
+ * llama-quantize sets, the thread count not changing a byte, a refused run leaving nothing. */
+static void test_quantize_file(void) {
+    char in[4096], out[4096], out1[4096], err[1024] = "";
+    snprintf(in, sizeof in, "%s/tiny256-smollm2-f16.gguf", test_models_dir());
+    if (access(in, R_OK) != 0) {
+        fprintf(stderr, "skipping the driver checks: %s absent\n", in);
+        return;
+    }
+    const char *tmp = getenv("TMPDIR");
+    snprintf(out, sizeof out, "%s/test_quantize_%d.gguf", tmp && *tmp ? tmp : "/tmp", (int)getpid());
+    snprintf(out1, sizeof out1, "%s/test_quantize_%d_1.gguf", tmp && *tmp ? tmp : "/tmp", (int)getpid());
+    slm_quantize_params p = {.ftype = SLM_FTYPE_Q4_K_M, .n_threads = 3};
+    slm_quantize_stats st;
+    CHECKF(slm_quantize_file(in, out, &p, &st, err, sizeof err) == 0, "%s", err);
+    CHECK(st.n_tensors == 20 && st.n_quantized == 15 && st.bytes_out < st.bytes_in);
+    p.n_threads = 1;
+    CHECKF(slm_quantize_file(in, out1, &p, NULL, err, sizeof err) == 0, "%s", err);
+    gguf_file *f = NULL, *g = NULL;
+    CHECKF(gguf_open(out, &f, err, sizeof err) == 0, "%s", err);
+    CHECKF(gguf_open(out1, &g, err, sizeof err) == 0, "%s", err);
+    if (f && g) {
+        CHECK(gguf_file_size(f) == gguf_file_size(g));
+        uint32_t v = 0;
+        CHECK(gguf_get_u32(f, "general.file_type", &v, err, sizeof err) == 0 && v == SLM_FTYPE_Q4_K_M);
+        CHECK(gguf_get_u32(f, "general.quantization_version", &v, err, sizeof err) == 0 && v == 2);
+        /* the two keys go last, as llama-quantize writes them */
+        CHECK(gguf_str_eq(gguf_kv_at(f, gguf_n_kv(f) - 1)->key, "general.file_type"));
+        const gguf_tensor *t = gguf_find_tensor(f, "token_embd.weight");
+        CHECK(t && t->type == SLM_TYPE_Q6_K); /* tied embedding: the output's type */
+        t = gguf_find_tensor(f, "blk.1.ffn_down.weight");
+        CHECK(t && t->type == SLM_TYPE_Q6_K); /* Q4_K_M's more-bits layer */
+        t = gguf_find_tensor(f, "blk.0.attn_q.weight");
+        CHECK(t && t->type == SLM_TYPE_Q4_K);
+        t = gguf_find_tensor(f, "blk.0.attn_norm.weight");
+        CHECK(t && t->type == SLM_TYPE_F32);
+        for (int64_t i = 0; i < gguf_n_tensors(f); i++) {
+            const gguf_tensor *a = gguf_tensor_at(f, i), *b = gguf_tensor_at(g, i);
+            CHECK(a->n_bytes == b->n_bytes && memcmp(a->data, b->data, a->n_bytes) == 0);
+        }
+    }
+    gguf_close(f);
+    gguf_close(g);
+    unlink(out1);
+    /* an already quantized input is refused, and nothing is left behind */
+    err[0] = 0;
+    p.ftype = SLM_FTYPE_Q8_0;
+    CHECK(slm_quantize_file(out, out1, &p, NULL, err, sizeof err) == -1 && strstr(err, "requantizing"));
+    CHECK(access(out1, F_OK) != 0);
+    snprintf(out1 + strlen(out1), sizeof out1 - strlen(out1), ".tmp");
+    CHECK(access(out1, F_OK) != 0);
+    p.ftype = 5; /* removed Q4_2 */
+    CHECK(slm_quantize_file(in, out, &p, NULL, err, sizeof err) == -1 && strstr(err, "unsupported file type"));
+    unlink(out);
+}
+
 int main(void) {
     test_fast_kquants_equal_reference();
     test_iq4_nl_rows();
     test_imatrix_legacy();
     test_imatrix_files();
     test_ftype_names();
+    test_quantize_file();
     return test_report("test_quantize");
 }
