@@ -189,6 +189,7 @@ bool kq_quantize_row(uint32_t type, const float *x, void *dst, int64_t n) {
     const int64_t nb = n / SLM_QK_K;
     switch (type) {
     case SLM_TYPE_Q8_0: kq_q8_0_avx2(x, dst, n); return true;
+    case SLM_TYPE_Q4_0: kq_q4_0_avx2(x, dst, n); return true;
     case SLM_TYPE_Q2_K: q2_K_row(x, dst, nb); return true;
     case SLM_TYPE_Q4_K: q4_K_row(x, dst, nb); return true;
     case SLM_TYPE_Q5_K: q5_K_row(x, dst, nb); return true;

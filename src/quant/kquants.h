@@ -9,7 +9,7 @@
 
 /* True when the fast paths can run on this CPU. */
 bool kq_available(void);
-/* One row of n values to Q8_0 (n a multiple of 32), Q2_K, Q4_K, Q5_K or Q6_K (of 256); false for other types (the
+/* One row of n values to Q8_0 or Q4_0 (n a multiple of 32), Q2_K, Q4_K, Q5_K or Q6_K (of 256); false for other types (the
  * caller then uses the reference quantizer). Only call when kq_available(). */
 bool kq_quantize_row(uint32_t type, const float *x, void *dst, int64_t n);
 /* F16 to F32 (exact). Only call when kq_available(). */
@@ -20,5 +20,6 @@ float kq_fit_affine_avx2(int n, int nmax, const float *x, const float *weights, 
                          float rdelta, int nstep, bool use_mad);
 float kq_fit_symmetric_avx2(int n, int nmax, const float *x, int8_t *L);
 void kq_q8_0_avx2(const float *x, void *dst, int64_t n);
+void kq_q4_0_avx2(const float *x, void *dst, int64_t n);
 
 #endif

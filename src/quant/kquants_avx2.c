@@ -255,3 +255,30 @@ void kq_q8_0_avx2(const float *x, void *dst, int64_t n) {
         }
     }
 }
+
+/* Q4_0: scale (signed extreme) / -8, each value x * (1 / scale) + 8.5 truncated into [0, 15], as the
+ * reference does. */
+void kq_q4_0_avx2(const float *x, void *dst, int64_t n) {
+    uint8_t *out = dst;
+    for (int64_t b = 0; b < n / 32; b++, x += 32, out += 18) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < 32; j++)
+            if (amax < fabsf(x[j])) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
+        const float d = max / -8.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const uint16_t dh = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        memcpy(out, &dh, 2);
+        const __m256 id_v = _mm256_set1_ps(id), off = _mm256_set1_ps(8.5f);
+        int32_t q[32];
+        for (int k = 0; k < 32; k += 8) {
+            __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(x + k), id_v), off);
+            v = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            v = _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(15.0f));
+            _mm256_storeu_si256((__m256i *)(q + k), _mm256_cvtps_epi32(v));
+        }
+        for (int j = 0; j < 16; j++) out[2 + j] = (uint8_t)(q[j] | q[j + 16] << 4);
+    }
+}

@@ -44,7 +44,7 @@ static void test_fast_kquants_equal_reference(void) {
         fprintf(stderr, "no AVX2/FMA/F16C: the fast k-quant rows are not used here\n");
         return;
     }
-    const uint32_t types[] = {SLM_TYPE_Q8_0, SLM_TYPE_Q2_K, SLM_TYPE_Q4_K, SLM_TYPE_Q5_K, SLM_TYPE_Q6_K};
+    const uint32_t types[] = {SLM_TYPE_Q4_0, SLM_TYPE_Q8_0, SLM_TYPE_Q2_K, SLM_TYPE_Q4_K, SLM_TYPE_Q5_K, SLM_TYPE_Q6_K};
     float x[1024];
     uint8_t a[2048], b[2048];
     int mismatches = 0;
