@@ -92,17 +92,18 @@ int models_pull_hf(const char *data_dir, const char *source, const slm_models_pu
         rc = slm_err(err, err_len, "Hugging Face has no repository %s/%s (HTTP %d%s)", org, repo, resp.status,
                      token ? "" : "; a private one needs HF_TOKEN");
     else if (resp.status != 200) rc = slm_err(err, err_len, "Hugging Face listing of %s/%s: HTTP %d", org, repo, resp.status);
-    else if (!json_is_object(listing = json_loadb(resp.body ? resp.body : "", resp.body_len, 0, NULL)) ||
-             !json_is_array(json_object_get(listing, "siblings")))
+    else if (!(listing = json_loadb(resp.body ? resp.body : "", resp.body_len, 0, NULL)) || /* json_is_* are macros */
+             !json_is_object(listing) || !json_is_array(json_object_get(listing, "siblings")))
         rc = slm_err(err, err_len, "Hugging Face listing of %s/%s is not the expected JSON (no siblings)", org, repo);
     slm_net_response_free(&resp);
 
     /* the file: the GGUF carrying the quant; without an explicit quant and no Q4_K_M, the only GGUF */
-    json_t *chosen = NULL, *lone = NULL, *sib;
+    json_t *siblings = rc ? NULL : json_object_get(listing, "siblings");
+    json_t *chosen = NULL, *lone = NULL;
     int n_gguf = 0, n_match = 0;
     char available[400] = "";
-    size_t i;
-    json_array_foreach(rc ? NULL : json_object_get(listing, "siblings"), i, sib) {
+    for (size_t i = 0; i < json_array_size(siblings); i++) {
+        json_t *sib = json_array_get(siblings, i);
         const char *fname = json_string_value(json_object_get(sib, "rfilename"));
         if (!fname || !is_gguf(fname)) continue;
         n_gguf++;
@@ -112,20 +113,28 @@ int models_pull_hf(const char *data_dir, const char *source, const slm_models_pu
         if (has_quant(fname, quant) && n_match++ == 0) chosen = sib;
     }
     if (!rc && n_match == 0 && !colon && n_gguf == 1) chosen = lone;
-    const char *file = chosen ? json_string_value(json_object_get(chosen, "rfilename")) : NULL, *sha = NULL;
+    /* what is needed of the listing, copied out of it */
+    char file[512] = "", sha[80] = "";
+    const char *fn = json_string_value(json_object_get(chosen, "rfilename"));
     json_t *lfs = json_object_get(chosen, "lfs");
-    sha = json_string_value(json_object_get(lfs, "sha256"));
-    if (!sha) sha = json_string_value(json_object_get(lfs, "oid"));
+    const char *sh = json_string_value(json_object_get(lfs, "sha256"));
+    if (!sh) sh = json_string_value(json_object_get(lfs, "oid"));
     json_t *sz = json_object_get(lfs, "size");
     if (!sz) sz = json_object_get(chosen, "size");
     json_int_t size = json_is_integer(sz) ? json_integer_value(sz) : 0;
-    if (!rc && n_gguf == 0) rc = slm_err(err, err_len, "Hugging Face repository %s/%s has no GGUF file", org, repo);
+    bool names_ok = (!fn || strlen(fn) < sizeof file) && (!sh || strlen(sh) < sizeof sha);
+    if (fn && names_ok) snprintf(file, sizeof file, "%s", fn);
+    if (sh && names_ok) snprintf(sha, sizeof sha, "%s", sh);
+    json_decref(listing);
+    listing = NULL;
+    if (!rc && !names_ok) rc = slm_err(err, err_len, "Hugging Face listing of %s/%s names a file too long to use", org, repo);
+    else if (!rc && n_gguf == 0) rc = slm_err(err, err_len, "Hugging Face repository %s/%s has no GGUF file", org, repo);
     else if (!rc && n_match > 1)
         rc = slm_err(err, err_len, "Hugging Face repository %s/%s has several GGUFs for %s (%s): split files are not supported",
                      org, repo, quant, available);
-    else if (!rc && !file)
+    else if (!rc && !file[0])
         rc = slm_err(err, err_len, "Hugging Face repository %s/%s has no GGUF for %s (it has: %s)", org, repo, quant, available);
-    else if (!rc && (!sha || strlen(sha) != 64 || strspn(sha, "0123456789abcdef") != 64))
+    else if (!rc && (strlen(sha) != 64 || strspn(sha, "0123456789abcdef") != 64))
         rc = slm_err(err, err_len, "Hugging Face listing of %s/%s gives no LFS sha256 for %s: cannot verify it", org, repo, file);
     else if (!rc && size < 0)
         rc = slm_err(err, err_len, "Hugging Face listing of %s/%s gives an impossible size for %s", org, repo, file);
@@ -157,7 +166,6 @@ int models_pull_hf(const char *data_dir, const char *source, const slm_models_pu
         if (!rc) models_emit(o, status, digest, (uint64_t)size, (uint64_t)size, 0);
         if (!rc) rc = models_adopt_blob(data_dir, partial, hex, err, err_len);
     }
-    json_decref(listing);
     if (rc) return -1;
     models_emit(o, "verifying sha256 digest", NULL, 0, 0, 0);
     models_emit(o, "writing manifest", NULL, 0, 0, 0);
