@@ -397,7 +397,7 @@ static int32_t run_bytes_flags(slm_grammar *g, const char *s, size_t n, uint8_t 
 static int32_t run_bytes(slm_grammar *g, const char *s, size_t n) { return run_bytes_flags(g, s, n, NULL); }
 
 #define LOOKAHEAD_BYTES 48
-#define LOOKAHEAD_BUDGET 256
+#define LOOKAHEAD_BUDGET 64 /* byte checks per look-ahead: bounds the cost of one token's test */
 
 /* The bytes in path[0, len) (from the current state) pass the grammar and the checks but leave an
  * item or key that is a prefix of an earlier one: is there a way to finish it as a new value?
@@ -405,7 +405,7 @@ static int32_t run_bytes(slm_grammar *g, const char *s, size_t n) { return run_b
  * (the check at completion still refuses a duplicate, so this only risks a later dead end). */
 static bool can_finish_distinct(slm_grammar *g, char *path, size_t len, uint8_t *flags, int *budget) {
     static const uint8_t first[] = {'"', ']', '}', ','};
-    if (len >= LOOKAHEAD_BYTES || --*budget < 0) return true;
+    if (len >= LOOKAHEAD_BYTES || *budget <= 0) return true;
     int32_t sid = run_bytes(g, path, len);
     if (sid < 0) return false;
     for (int pass = 0; pass < 2; pass++)
@@ -415,6 +415,7 @@ static bool can_finish_distinct(slm_grammar *g, char *path, size_t len, uint8_t 
             int32_t next = step(g, sid, b);
             if (next < 0) continue;
             path[len] = (char)b;
+            if (--*budget < 0) return true;
             if (run_bytes_flags(g, path, len + 1, flags) < 0) continue;
             bool risk;
             if (!gram_json_check_ex(g->json, path, len + 1, flags, &risk)) continue;

@@ -235,7 +235,7 @@ static bool at_risk(const gram_json *j) {
         for (size_t i = top->keys_begin; i < j->n_keys; i++)
             if (j->keys[i].depth == j->depth && j->keys[i].len >= n && !memcmp(j->text + j->keys[i].off, j->text + from, n))
                 return true;
-        return false;
+        /* not heading for a repeated key, but the object may be an item heading for a repeated item */
     }
     size_t u = j->depth;
     while (u-- > 0)
