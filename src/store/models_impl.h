@@ -31,6 +31,8 @@ int models_partial_path(const char *data_dir, const char *key, char *out, size_t
 /* sha256 of a file / of bytes as 64 hex digits. */
 int models_hash_file(const char *path, char *hex, char *err, size_t err_len);
 void models_hash_bytes(const void *data, size_t n, char *hex);
+/* Replaces control characters (a hostile server's text may hold line breaks) so err stays one line. */
+void models_one_line(char *err);
 /* One event to o's callback (when there is one). */
 void models_emit(const slm_models_pull_opts *o, const char *status, const char *digest, uint64_t total,
                  uint64_t completed, double rate);

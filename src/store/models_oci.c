@@ -107,6 +107,7 @@ int slm_models_oci_manifest_parse(const char *json, size_t len, slm_oci_manifest
         rc = slm_err(err, err_len, "registry manifest has no GGUF layer (%s)", MT_MODEL);
     json_decref(o);
     if (rc) memset(m, 0, sizeof *m), m->model_layer = m->template_layer = m->system_layer = m->params_layer = -1;
+    if (rc && err_len) models_one_line(err);
     return rc;
 }
 
@@ -557,6 +558,7 @@ int slm_models_push(const char *data_dir, const char *ref, const char *oci_ref, 
         slm_net_response_free(&resp);
     }
     if (!rc) models_emit(o, "success", NULL, 0, 0, 0);
+    if (rc && err_len) models_one_line(err);
     free(config);
     free(manifest);
     slm_models_extras_free(&x);

@@ -29,6 +29,11 @@ void models_emit(const slm_models_pull_opts *o, const char *status, const char *
     o->on_event(o->user, &ev);
 }
 
+void models_one_line(char *err) {
+    for (unsigned char *p = (unsigned char *)err; p && *p; p++)
+        if (*p < 0x20 || *p == 0x7f) *p = '?';
+}
+
 void models_hash_bytes(const void *data, size_t n, char *hex) {
     unsigned char d[32];
     crypto_hash_sha256(d, data, n);
@@ -342,9 +347,11 @@ int slm_models_pull_source(const char *data_dir, const char *source, const slm_m
         return slm_err(err, err_len, "air-gapped mode: pulling models is disabled (bring them in with slm bundle import)");
     if (kind != SLM_SOURCE_URL && o && o->want_sha256)
         return slm_err(err, err_len, "--sha256 is for plain URLs: Hugging Face and registry sources carry their own digests");
-    if (kind == SLM_SOURCE_URL) return pull_url(data_dir, source, o, entry, err, err_len);
-    if (kind == SLM_SOURCE_HF) return models_pull_hf(data_dir, source, o, entry, err, err_len);
-    return models_pull_oci(data_dir, source, o, entry, err, err_len);
+    int rc = kind == SLM_SOURCE_URL  ? pull_url(data_dir, source, o, entry, err, err_len)
+             : kind == SLM_SOURCE_HF ? models_pull_hf(data_dir, source, o, entry, err, err_len)
+                                     : models_pull_oci(data_dir, source, o, entry, err, err_len);
+    if (rc && err_len) models_one_line(err);
+    return rc;
 }
 
 /* The first interface: a plain URL with a progress callback of bytes and speed. */
