@@ -16,7 +16,7 @@ REG=$(command -v docker-registry || true)
 T=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; rm -rf "$T"; }
-trap cleanup EXIT; [ -n "${KEEP:-}" ] && trap "for p in \${pids[@]}; do kill \$p; done; echo kept \$T" EXIT
+trap cleanup EXIT
 pass=0 fail=0
 check() { if [ "$2" = 0 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1" >&2; fi; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
