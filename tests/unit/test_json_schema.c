@@ -559,6 +559,29 @@ static void test_keywords_exact(void) {
     expect_match(pp, "{\"s_a\":\"x\",\"n_b\":2}", true);
     expect_match(pp, "{\"s_a\":2}", false);
     expect_match(pp, "{\"x\":2}", false);
+    /* a started item that could only finish as a duplicate is refused before it is written (no dead
+     * end): both {"x":3,...} objects are taken, so x=3 cannot start a third (fuzz_json_schema) */
+    {
+        char err[256];
+        char *gbnf = NULL;
+        slm_grammar *g = NULL;
+        const char *objs = "{\"type\":\"array\",\"uniqueItems\":true,\"items\":{\"type\":\"object\",\"properties\":"
+                           "{\"x\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":3},\"on\":{\"type\":\"boolean\"}},"
+                           "\"required\":[\"x\",\"on\"]}}";
+        if (slm_json_schema_to_gbnf(objs, &gbnf, err, sizeof err) == 0)
+            slm_grammar_compile_vocab(gbnf, strlen(gbnf), 0, NULL, NULL, NULL, &g, err, sizeof err);
+        CHECK(g != NULL);
+        if (g) {
+            const char *taken = "[{\"x\":3,\"on\":false},{\"x\":3,\"on\":true},";
+            CHECK(slm_grammar_accept_bytes(g, taken, strlen(taken)));
+            CHECK(!slm_grammar_bytes_allowed(g, "{\"x\":3", 6));
+            CHECK(slm_grammar_bytes_allowed(g, "{\"x\":2", 6));
+            CHECK(slm_grammar_accept_bytes(g, "{\"x\":2,\"on\":", 12));
+            CHECK(slm_grammar_bytes_allowed(g, "true}", 5));
+        }
+        slm_grammar_free(g);
+        free(gbnf);
+    }
     const char *names = "{\"type\":\"object\",\"propertyNames\":{\"enum\":[\"w\",\"h\"]}}";
     expect_match(names, "{\"w\":1,\"h\":[]}", true);
     expect_match(names, "{\"d\":1}", false);
