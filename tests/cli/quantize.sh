@@ -103,6 +103,28 @@ sys.exit(0 if ok else 1)
 EOF
 done
 
+# 4b. what a type costs: slm perplexity --kl-divergence-base on the real model (stories260K): the model
+#     against itself is KLD 0 with the same top token everywhere; its Q4_K_M (byte-identical to
+#     llama-quantize's) costs what llama-perplexity measured for that file (bench/RESULTS.md: 0.01389)
+story="$shared/models/stories260K.gguf"
+text="$shared/reference/texts/stories260K-samples.txt"
+if [ -f "$story" ] && [ -f "$text" ]; then
+  "$SLM_BIN" quantize "$story" "$tmp/story-q4km.gguf" Q4_K_M 2>/dev/null
+  self=$("$SLM_BIN" perplexity "$story" -f "$text" -c 128 --kl-divergence-base "$story" 2>/dev/null)
+  grep -q "^Mean    KLD:   0.000000 ±" <<< "$self" || fail "KLD of a model against itself is not 0"
+  grep -q "^Same top p: 100.000 ±" <<< "$self" || fail "a model against itself does not agree on the top token"
+  q=$("$SLM_BIN" perplexity "$tmp/story-q4km.gguf" -f "$text" -c 128 --kl-divergence-base "$story" 2>/dev/null)
+  kld=$(awk '/^Mean    KLD:/ {print $3}' <<< "$q")
+  top=$(awk '/^Same top p:/ {print $4}' <<< "$q")
+  awk -v k="$kld" -v t="$top" 'BEGIN {exit !(k > 0.0130 && k < 0.0148 && t > 93 && t < 95.5)}' ||
+    fail "stories260K Q4_K_M: KLD $kld, same top $top%, llama-perplexity says 0.01389 and 94.17%"
+  grep -q "^Mean PPL(Q)  .*2.87" <<< "$q" || fail "stories260K Q4_K_M: PPL(Q) is not 2.87-2.88"
+  if "$SLM_BIN" perplexity "$story" -f "$text" -c 128 --kl-divergence-base "$tmp/tiny-smollm2-f16.gguf" 2> "$tmp/stderr" > /dev/null; then
+    fail "a base model with another vocabulary was accepted"
+  fi
+  grep -q "not the same model" "$tmp/stderr" || fail "vocabulary mismatch not named: $(cat "$tmp/stderr")"
+fi
+
 # 5. hostile inputs: one error line, exit 1, no output and no temporary file
 expect_error() { # expect_error PATTERN OUT args...
   local pattern=$1 out=$2; shift 2
