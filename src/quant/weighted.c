@@ -231,7 +231,49 @@ static void pack_high_bits(const uint8_t *L, uint8_t qs[SLM_QK / 2], uint8_t qh_
     for (int k = 0; k < 4; k++) qh_out[k] = (uint8_t)(qh >> (8 * k));
 }
 
+/* Q6_K with importance: each 16-value group's scale searched with the importance values themselves as
+ * weights (ggml uses them unscaled here), then the usual 8-bit group scales under one fp16 scale. */
+static void q6_K_weighted(const float *x, block_q6_K *y, int64_t nb, const float *qw) {
+    int8_t L[SLM_QK_K];
+    float scales[16];
+    for (int64_t i = 0; i < nb; i++, x += SLM_QK_K) {
+        float max_scale = 0.0f, max_abs_scale = 0.0f;
+        for (int ib = 0; ib < 16; ib++) {
+            scales[ib] = fit_symmetric_weighted(16, 32, x + 16 * ib, qw + SLM_QK_K * i + 16 * ib, L + 16 * ib);
+            if (fabsf(scales[ib]) > max_abs_scale) {
+                max_abs_scale = fabsf(scales[ib]);
+                max_scale = scales[ib];
+            }
+        }
+        if (max_abs_scale < QW_GROUP_MAX_EPS) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        const float iscale = -128.0f / max_scale;
+        y[i].d = slm_fp32_to_fp16(1.0f / iscale);
+        for (int ib = 0; ib < 16; ib++) y[i].scales[ib] = (int8_t)clampi(nearest(iscale * scales[ib]), -128, 127);
+        for (int j = 0; j < 16; j++) {
+            const float d = slm_fp16_to_fp32(y[i].d) * (float)y[i].scales[j];
+            if (d == 0.0f) continue;
+            for (int l = 0; l < 16; l++) L[16 * j + l] = (int8_t)(clampi(nearest(x[16 * j + l] / d), -32, 31) + 32);
+        }
+        uint8_t *ql = y[i].ql, *qh = y[i].qh;
+        for (int j = 0; j < SLM_QK_K; j += 128, ql += 64, qh += 32) {
+            for (int l = 0; l < 32; l++) {
+                const int q1 = L[j + l], q2 = L[j + l + 32], q3 = L[j + l + 64], q4 = L[j + l + 96];
+                ql[l] = (uint8_t)((q1 & 0x0f) | (q3 & 0x0f) << 4);
+                ql[l + 32] = (uint8_t)((q2 & 0x0f) | (q4 & 0x0f) << 4);
+                qh[l] = (uint8_t)(q1 >> 4 | (q2 >> 4) << 2 | (q3 >> 4) << 4 | (q4 >> 4) << 6);
+            }
+        }
+    }
+}
+
 int quant_row_weighted(uint32_t type, const float *x, void *dst, int64_t n, const float *importance) {
+    if (type == SLM_TYPE_Q6_K) {
+        q6_K_weighted(x, dst, n / SLM_QK_K, importance);
+        return 0;
+    }
     if (type != SLM_TYPE_Q4_0 && type != SLM_TYPE_Q4_1 && type != SLM_TYPE_Q5_0 && type != SLM_TYPE_Q5_1) return -1;
     float sum_x2 = 0;
     for (int64_t j = 0; j < n; j++) sum_x2 += x[j] * x[j];

@@ -38,7 +38,7 @@ done < "$data/sha256.txt"
 [ ! -e "$tmp/tiny256-smollm2-Q4_K_M.gguf.tmp" ] || fail "a temporary file was left"
 
 # 1b. with an importance matrix (llama-imatrix's GGUF and legacy .dat files): the weighted searches
-#     give llama-quantize's bytes (and its quantize.imatrix.* keys); k-quants refuse it for now
+#     give llama-quantize's bytes (and its quantize.imatrix.* keys); Q2_K..Q5_K refuse it for now
 while read -r preset type im want; do
   case "$preset" in '#'*|'') continue ;; esac
   (cd "$data" && "$SLM_BIN" quantize "$tmp/$preset-f16.gguf" "$tmp/im-$type.gguf" "$type" --imatrix "$im" 2>/dev/null) ||
