@@ -85,7 +85,6 @@ static int load_locked(srv_server *s, int k, const char *arg, const char *name, 
 }
 
 void srv_lora_startup(srv_server *s) {
-    if (!atomic_load(&s->ready)) return;
     pthread_mutex_lock(&reg.mu);
     if (!reg.started) {
         reg.started = true;

@@ -17,7 +17,7 @@
 /* `slm serve --lora FILE[:SCALE]`: remembered before the server starts; loaded for the first
  * generative model when the models are (srv_lora_startup). 0, or -1 with err when the list is full. */
 int srv_lora_preload(const char *path, float scale, char *err, size_t err_len);
-/* Loads the --lora adapters once the models are ready; a file that does not load ends the process
+/* Loads the --lora adapters right after the models (run.c, before the server is ready); a file that does not load ends the process
  * with one error line (it is a start-up argument). Cheap after the first call. */
 void srv_lora_startup(srv_server *s);
 /* Frees every adapter (after the engine, at shutdown). */

@@ -153,7 +153,6 @@ static enum MHD_Result reply_metrics(srv_conn *c) {
 }
 
 enum MHD_Result srv_dispatch(srv_conn *c, const srv_route *route) {
-    srv_lora_startup(c->srv); /* the --lora adapters, once the models are in */
     switch ((route_id)route->id) {
     case R_PAGE: return srv_reply_page(c, srv_webpage_html);
     case R_HEALTH: return reply_health(c);

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api_lora.h"
 #include "setup.h"
 #include "slm_models.h"
 #include "slm_govern.h"
@@ -228,6 +229,7 @@ int srv_run(const srv_config *cfg) {
     }
 
     if (!load_models(s)) goto out_stop;
+    srv_lora_startup(s); /* the --lora adapters, against the models just loaded, before anything is served */
     stored_keys = s->store ? slm_store_key_count(s->store) : 0;
     fprintf(stderr, "slm serve: %d model%s; auth %s; CORS %s\n", s->n_models, s->n_models == 1 ? "" : "s",
             s->cfg.n_api_keys || stored_keys > 0 ? "API key required" : "off (no key exists)",
