@@ -269,7 +269,170 @@ static void q6_K_weighted(const float *x, block_q6_K *y, int64_t nb, const float
     }
 }
 
+/* Quantizes n non-negative values (a block's 8 scales or mins) to [0, nmax] under one float scale:
+ * the scale nmax/max and 8 neighbours by weighted error, then single quants moved while the
+ * least-squares fit improves (ggml's make_qp_quants). */
+static float fit_positive(int n, int nmax, const float *x, uint8_t *L, const float *w) {
+    float max = 0;
+    for (int i = 0; i < n; i++) max = max > x[i] ? max : x[i];
+    if (max < QW_GROUP_MAX_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.f;
+    }
+    float iscale = (float)nmax / max;
+    for (int i = 0; i < n; i++) L[i] = (uint8_t)nearest(iscale * x[i]);
+    const float scale = 1 / iscale;
+    float best_mse = 0;
+    for (int i = 0; i < n; i++) {
+        const float sl = scale * (float)L[i];
+        const float diff = x[i] - sl;
+        const float wd = w[i] * diff;
+        best_mse += wd * diff;
+    }
+    for (int is = -4; is <= 4; is++) {
+        if (is == 0) continue;
+        const float t = 0.1f * (float)is;
+        const float iscale_is = (t + (float)nmax) / max;
+        const float scale_is = 1 / iscale_is;
+        float mse = 0;
+        for (int i = 0; i < n; i++) {
+            int l = nearest(iscale_is * x[i]);
+            l = l < nmax ? l : nmax;
+            const float sl = scale_is * (float)l;
+            const float diff = x[i] - sl;
+            const float wd = w[i] * diff;
+            mse += wd * diff;
+        }
+        if (mse < best_mse) {
+            best_mse = mse;
+            iscale = iscale_is;
+        }
+    }
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = nearest(iscale * x[i]);
+        l = l < nmax ? l : nmax;
+        L[i] = (uint8_t)l;
+        const float wx = w[i] * x[i], wl = w[i] * (float)l;
+        sumlx += wx * (float)l;
+        suml2 += wl * (float)l;
+    }
+    for (int itry = 0; itry < 5; itry++) {
+        int n_changed = 0;
+        for (int i = 0; i < n; i++) {
+            const float wx = w[i] * x[i], wL = w[i] * (float)L[i];
+            float slx = sumlx - wx * (float)L[i];
+            float sl2 = suml2 - wL * (float)L[i];
+            if (slx > 0 && sl2 > 0) {
+                const float xs = x[i] * sl2;
+                int new_l = nearest(xs / slx);
+                new_l = new_l < nmax ? new_l : nmax;
+                if (new_l != L[i]) {
+                    const float wn = w[i] * (float)new_l;
+                    slx += wx * (float)new_l;
+                    sl2 += wn * (float)new_l;
+                    const float a = slx * slx, b = sumlx * sumlx;
+                    if (a * suml2 > b * sl2) {
+                        L[i] = (uint8_t)new_l;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        n_changed++;
+                    }
+                }
+            }
+        }
+        if (!n_changed) break;
+    }
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+/* Q4_K / Q5_K with importance: per 32-value group an affine fit weighted by importance x
+ * sqrt(block variance + value^2), then the 8 scales and 8 mins quantized to 6 bits by fit_positive
+ * (weighted by each group's total weight) instead of a plain max-scaling. */
+static void k_weighted(const float *x, int nmax, uint8_t sc_out[12], slm_half *d_out, slm_half *dmin_out, uint8_t L[SLM_QK_K],
+                       const float *qw) {
+    float weights[32], sw[8], mins[8], scales[8];
+    uint8_t Ls[8], Lm[8];
+    float sum_x2 = 0;
+    for (int l = 0; l < SLM_QK_K; l++) sum_x2 += x[l] * x[l];
+    const float sigma2 = 2 * sum_x2 / SLM_QK_K;
+    for (int j = 0; j < 8; j++) {
+        for (int l = 0; l < 32; l++) weights[l] = qw[32 * j + l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
+        float sumw = 0;
+        for (int l = 0; l < 32; l++) sumw += weights[l];
+        sw[j] = sumw;
+        scales[j] = fit_affine_weighted(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], -0.9f, 0.05f, 36);
+    }
+    const float d_block = fit_positive(8, 63, scales, Ls, sw);
+    const float m_block = fit_positive(8, 63, mins, Lm, sw);
+    for (int j = 0; j < 8; j++) {
+        const uint8_t ls = Ls[j], lm = Lm[j];
+        if (j < 4) {
+            sc_out[j] = ls;
+            sc_out[j + 4] = lm;
+        } else {
+            sc_out[j + 4] = (uint8_t)((ls & 0x0f) | (lm & 0x0f) << 4);
+            sc_out[j - 4] |= (uint8_t)((ls >> 4) << 6);
+            sc_out[j] |= (uint8_t)((lm >> 4) << 6);
+        }
+    }
+    *d_out = slm_fp32_to_fp16(d_block);
+    *dmin_out = slm_fp32_to_fp16(m_block);
+    for (int j = 0; j < 8; j++) {
+        int sc, m;
+        slm_kquant_scale_min(j, sc_out, &sc, &m);
+        const float d = slm_fp16_to_fp32(*d_out) * (float)sc;
+        if (d == 0.0f) continue;
+        const float dm = slm_fp16_to_fp32(*dmin_out) * (float)m;
+        for (int l = 0; l < 32; l++) L[32 * j + l] = (uint8_t)clampi(nearest((x[32 * j + l] + dm) / d), 0, nmax);
+    }
+}
+
+static void q4_K_weighted(const float *x, block_q4_K *y, int64_t nb, const float *qw) {
+    uint8_t L[SLM_QK_K];
+    for (int64_t i = 0; i < nb; i++, x += SLM_QK_K) {
+        k_weighted(x, 15, y[i].scales, &y[i].d, &y[i].dmin, L, qw + SLM_QK_K * i);
+        uint8_t *q = y[i].qs;
+        for (int j = 0; j < SLM_QK_K; j += 64, q += 32)
+            for (int l = 0; l < 32; l++) q[l] = (uint8_t)(L[j + l] | L[j + l + 32] << 4);
+    }
+}
+
+static void q5_K_weighted(const float *x, block_q5_K *y, int64_t nb, const float *qw) {
+    uint8_t L[SLM_QK_K];
+    for (int64_t i = 0; i < nb; i++, x += SLM_QK_K) {
+        k_weighted(x, 31, y[i].scales, &y[i].d, &y[i].dmin, L, qw + SLM_QK_K * i);
+        memset(y[i].qh, 0, sizeof y[i].qh);
+        uint8_t *ql = y[i].qs;
+        uint8_t m1 = 1, m2 = 2;
+        for (int n = 0; n < SLM_QK_K; n += 64, ql += 32) {
+            for (int j = 0; j < 32; j++) {
+                int l1 = L[n + j], l2 = L[n + j + 32];
+                if (l1 > 15) {
+                    l1 -= 16;
+                    y[i].qh[j] |= m1;
+                }
+                if (l2 > 15) {
+                    l2 -= 16;
+                    y[i].qh[j] |= m2;
+                }
+                ql[j] = (uint8_t)(l1 | l2 << 4);
+            }
+            m1 = (uint8_t)(m1 << 2);
+            m2 = (uint8_t)(m2 << 2);
+        }
+    }
+}
+
 int quant_row_weighted(uint32_t type, const float *x, void *dst, int64_t n, const float *importance) {
+    if (type == SLM_TYPE_Q4_K) {
+        q4_K_weighted(x, dst, n / SLM_QK_K, importance);
+        return 0;
+    }
+    if (type == SLM_TYPE_Q5_K) {
+        q5_K_weighted(x, dst, n / SLM_QK_K, importance);
+        return 0;
+    }
     if (type == SLM_TYPE_Q6_K) {
         q6_K_weighted(x, dst, n / SLM_QK_K, importance);
         return 0;
