@@ -80,7 +80,7 @@ for copies in $sizes; do
 done
 
 echo "== exact vector search (384 dims, f16)"
-cc -O2 -I"$src/include" "$src/bench/rag_vec_bench.c" "$build/libslmcore.a" -o "$work/rag_vec_bench" \
+cc -O2 -I"$src/include" -I"$src/src" "$src/bench/rag_vec_bench.c" "$build/libslmcore.a" -o "$work/rag_vec_bench" \
     $(pkg-config --libs libpcre2-8 libutf8proc jansson sqlite3 libsodium yaml-0.1 libcurl poppler-glib libarchive libxml-2.0) -lpthread -lm
 "$work/rag_vec_bench" 10000 384 200
 [ $quick = 1 ] || "$work/rag_vec_bench" 100000 384 100

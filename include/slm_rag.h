@@ -144,6 +144,8 @@ typedef struct slm_rag_search_opts {
     double w_bm25, w_vector;   /* fusion weights; both 0 = 1 and 1 */
     double k1, b;              /* BM25; 0 = 1.5 and 0.75 */
     bool per_document;         /* at most one chunk per document (its best) */
+    int nprobe;                /* vector lists scanned in a large collection's approximate index:
+                                  0 = an eighth of them (at least 8), -1 = exhaustive (exact) search */
 } slm_rag_search_opts;
 
 typedef struct slm_rag_hit {

@@ -27,6 +27,7 @@ struct slm_rag {
     long long vec_n;
     long long *vec_ids;
     uint16_t *vec_data;
+    rag_ivf ivf; /* built over the cached vectors when there are at least RAG_IVF_MIN_VECTORS */
     slm_pii *pii; /* the detector for collections that mask personal data; made at their first ingest */
 };
 
@@ -44,6 +45,7 @@ int slm_rag_open(const char *data_dir, slm_rag **out, char *err, size_t err_len)
 }
 
 static void drop_vector_cache(slm_rag *r) {
+    rag_ivf_free(&r->ivf);
     free(r->vec_ids);
     free(r->vec_data);
     r->vec_ids = NULL;
@@ -670,10 +672,13 @@ static int load_vectors(slm_rag *r, const slm_rag_db_collection *c, char *err, s
     r->vec_count = c->n_chunks;
     r->vec_max_id = c->max_chunk_id;
     r->vec_dim = c->dim;
+    /* below this an exhaustive scan takes a few milliseconds: the index would only cost recall.
+     * If building fails (memory), searches stay exhaustive. */
+    if (n >= RAG_IVF_MIN_VECTORS) rag_ivf_build(&r->ivf, r->vec_data, r->vec_ids, (size_t)n, c->dim, 0, (uint64_t)c->id);
     return 0;
 }
 
-static int vector_search(slm_rag *r, const slm_rag_db_collection *c, const char *query, int limit,
+static int vector_search(slm_rag *r, const slm_rag_db_collection *c, const char *query, int limit, int nprobe,
                          slm_rag_embedder *embedder, long long **ids, double **scores, char *err, size_t err_len) {
     *ids = NULL;
     *scores = NULL;
@@ -685,6 +690,7 @@ static int vector_search(slm_rag *r, const slm_rag_db_collection *c, const char 
     if (load_vectors(r, c, err, err_len)) return -1;
     float *q = malloc(sizeof *q * (size_t)dim);
     float *sc = malloc(sizeof *sc * (size_t)(r->vec_n + 1));
+    long long *pos = NULL; /* approximate search: the vector position of each score */
     int *top = malloc(sizeof *top * (size_t)(limit + 1));
     *ids = malloc(sizeof **ids * (size_t)(limit + 1));
     *scores = malloc(sizeof **scores * (size_t)(limit + 1));
@@ -695,13 +701,28 @@ static int vector_search(slm_rag *r, const slm_rag_db_collection *c, const char 
     }
     size_t qlen = strlen(query);
     if (slm_rag_embed(embedder, &query, &qlen, 1, q, err, err_len)) goto out;
-    slm_rag_dot_f16(q, r->vec_data, (size_t)r->vec_n, dim, sc);
-    n = slm_rag_top_k(sc, (size_t)r->vec_n, limit, top);
-    for (int i = 0; i < n; i++) {
-        (*ids)[i] = r->vec_ids[top[i]];
-        (*scores)[i] = sc[top[i]];
+    if (r->ivf.nlist > 0 && nprobe >= 0) {
+        if (nprobe == 0) nprobe = r->ivf.nlist / RAG_IVF_PROBE_DIVISOR > 8 ? r->ivf.nlist / RAG_IVF_PROBE_DIVISOR : 8;
+        long long m = (pos = malloc(sizeof *pos * (size_t)(r->vec_n + 1))) ? rag_ivf_candidates(&r->ivf, q, nprobe, r->vec_data, sc, pos) : -1;
+        if (m < 0) {
+            slm_err(err, err_len, "out of memory");
+            goto out;
+        }
+        n = slm_rag_top_k(sc, (size_t)m, limit, top);
+        for (int i = 0; i < n; i++) {
+            (*ids)[i] = r->vec_ids[pos[top[i]]];
+            (*scores)[i] = sc[top[i]];
+        }
+    } else {
+        slm_rag_dot_f16(q, r->vec_data, (size_t)r->vec_n, dim, sc);
+        n = slm_rag_top_k(sc, (size_t)r->vec_n, limit, top);
+        for (int i = 0; i < n; i++) {
+            (*ids)[i] = r->vec_ids[top[i]];
+            (*scores)[i] = sc[top[i]];
+        }
     }
 out:
+    free(pos);
     free(q);
     free(sc);
     free(top);
@@ -754,7 +775,7 @@ int slm_rag_search(slm_rag *r, const char *collection, const char *query, const 
         if (nb < 0) goto out;
     }
     if (o.mode != SLM_RAG_BM25) {
-        nv = vector_search(r, &c, query, o.candidates, embedder, &vi, &vs, err, err_len);
+        nv = vector_search(r, &c, query, o.candidates, o.nprobe, embedder, &vi, &vs, err, err_len);
         if (nv < 0) goto out;
     }
     if (o.mode == SLM_RAG_HYBRID) {

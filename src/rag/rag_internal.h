@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Extracted text: UTF-8, pages separated by '\f', headings as markdown lines ("## Title"). */
 typedef struct rag_text {
@@ -36,5 +37,24 @@ void rag_chunks_free(rag_chunk_span *c, int n);
 
 /* True if the bytes are valid UTF-8 without NUL or other C0 controls except \t \n \r \f. */
 bool rag_text_plausible(const char *s, size_t n);
+
+/* The approximate vector index (ivf.c): lists of vectors around spherical k-means centroids. A
+ * collection gets one from this many vectors on; a query probes nlist / RAG_IVF_PROBE_DIVISOR lists
+ * (at least 8) unless it asks for another number or for exhaustive search. */
+#define RAG_IVF_MIN_VECTORS 50000
+#define RAG_IVF_PROBE_DIVISOR 8
+typedef struct rag_ivf {
+    int nlist, dim;
+    float *centroids;       /* nlist x dim, unit length */
+    long long *list_start;  /* nlist + 1: list c is positions [list_start[c], list_start[c+1]) */
+} rag_ivf;
+/* Clusters vecs[0..n) (f16, dim each) into nlist lists (0 = sqrt(n)) and reorders vecs and ids in
+ * place so each list is contiguous. 0, or -1 (out of memory; nothing reordered). */
+int rag_ivf_build(rag_ivf *ix, uint16_t *vecs, long long *ids, size_t n, int dim, int nlist, uint64_t seed);
+/* Scores the vectors of the query's nprobe nearest lists: scores[i] for vector position positions[i]
+ * (both sized for every vector). Returns how many, or -1. */
+long long rag_ivf_candidates(const rag_ivf *ix, const float *query, int nprobe, const uint16_t *vecs, float *scores,
+                             long long *positions);
+void rag_ivf_free(rag_ivf *ix);
 
 #endif
