@@ -363,6 +363,7 @@ typedef enum slm_tool_format {
     SLM_TOOL_FORMAT_GENERIC = 0, /* <tool_call>{"name":..,"arguments":{..}}</tool_call>, tools in the system message */
     SLM_TOOL_FORMAT_HERMES,      /* Qwen2.5 / Hermes: <tool_call>\n{"name": .., "arguments": ..}\n</tool_call> */
     SLM_TOOL_FORMAT_LLAMA3,      /* Llama 3.x: the whole reply is {"name": .., "parameters": {..}} */
+    SLM_TOOL_FORMAT_MISTRAL,     /* Mistral v3: [TOOL_CALLS] [{"name": .., "arguments": {..}, "id": "<9 alphanumerics>"}] */
 } slm_tool_format;
 
 typedef struct slm_tool {

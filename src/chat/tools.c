@@ -13,11 +13,6 @@
 #include "util/buf.h"
 #include "util/err.h"
 
-/* Mistral's v3 format ([TOOL_CALLS] [{..., "id": "<9 alphanumerics>"}]): a value of
- * slm_tool_format past SLM_TOOL_FORMAT_LLAMA3 (slm.h does not name it yet). */
-#ifndef SLM_TOOL_FORMAT_MISTRAL
-#define SLM_TOOL_FORMAT_MISTRAL ((slm_tool_format)3)
-#endif
 
 /* How one format writes a call: trigger + open + {"name": NAME, "<key>": ARGS} + close, calls
  * separated by sep. An empty trigger means the call is the whole reply (it starts with '{'). A list
