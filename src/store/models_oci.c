@@ -485,9 +485,7 @@ static int upload_blob(oci_client *cl, const push_blob *b, char *err, size_t err
 }
 
 static void blob_of_text(push_blob *b, const char *media_type, const char *text) {
-    b->media_type = media_type;
-    b->data = text;
-    b->size = strlen(text);
+    *b = (push_blob){.media_type = media_type, .data = text, .size = strlen(text)}; /* no file: the bytes are the body */
     char hex[65];
     models_hash_bytes(text, b->size, hex);
     snprintf(b->digest, sizeof b->digest, "sha256:%s", hex);
