@@ -392,9 +392,7 @@ static void q4_K_weighted(const float *x, block_q4_K *y, int64_t nb, const float
     uint8_t L[SLM_QK_K];
     for (int64_t i = 0; i < nb; i++, x += SLM_QK_K) {
         k_weighted(x, 15, y[i].scales, &y[i].d, &y[i].dmin, L, qw + SLM_QK_K * i);
-        uint8_t *q = y[i].qs;
-        for (int j = 0; j < SLM_QK_K; j += 64, q += 32)
-            for (int l = 0; l < 32; l++) q[l] = (uint8_t)(L[j + l] | L[j + l + 32] << 4);
+        slm_pack_q4_K_codes(&y[i], L);
     }
 }
 
@@ -402,25 +400,7 @@ static void q5_K_weighted(const float *x, block_q5_K *y, int64_t nb, const float
     uint8_t L[SLM_QK_K];
     for (int64_t i = 0; i < nb; i++, x += SLM_QK_K) {
         k_weighted(x, 31, y[i].scales, &y[i].d, &y[i].dmin, L, qw + SLM_QK_K * i);
-        memset(y[i].qh, 0, sizeof y[i].qh);
-        uint8_t *ql = y[i].qs;
-        uint8_t m1 = 1, m2 = 2;
-        for (int n = 0; n < SLM_QK_K; n += 64, ql += 32) {
-            for (int j = 0; j < 32; j++) {
-                int l1 = L[n + j], l2 = L[n + j + 32];
-                if (l1 > 15) {
-                    l1 -= 16;
-                    y[i].qh[j] |= m1;
-                }
-                if (l2 > 15) {
-                    l2 -= 16;
-                    y[i].qh[j] |= m2;
-                }
-                ql[j] = (uint8_t)(l1 | l2 << 4);
-            }
-            m1 = (uint8_t)(m1 << 2);
-            m2 = (uint8_t)(m2 << 2);
-        }
+        slm_pack_q5_K_codes(&y[i], L);
     }
 }
 

@@ -28,6 +28,10 @@ void slm_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
 /* Quantizes n f32 values (a multiple of the block size) to `type` with the reference rounding of
  * ggml's quantize_row_*_ref. Returns 0, or -1 for a type without a quantizer. */
 int slm_quantize_row(uint32_t type, const float *src, void *dst, int64_t n);
+/* A super-block's 256 level codes (0..15 for Q4_K, 0..31 for Q5_K; scales already set) written into
+ * the block's bit layout: shared by the reference, the fast and the importance-weighted quantizers. */
+void slm_pack_q4_K_codes(block_q4_K *y, const uint8_t *L);
+void slm_pack_q5_K_codes(block_q5_K *y, const uint8_t *L);
 
 /* The 6-bit scale and min of 32-element group j of q4_K / q5_K. */
 static inline void slm_kquant_scale_min(int j, const uint8_t *s, int *sc, int *mn) {
