@@ -16,9 +16,8 @@ static const char *quantize_help =
     "in some layers, and a k-quant whose 256-value block does not divide a row falls back to a\n"
     "32-value type. Without an importance matrix the bytes equal llama-quantize's.\n"
     "  --imatrix FILE  weigh rounding errors by an importance matrix (slm imatrix / llama-imatrix;\n"
-    "                  GGUF or legacy .dat format); used by Q4_0 Q4_1 Q5_0 Q5_1 IQ4_NL Q4_K Q5_K Q6_K tensors,\n"
-    "                  byte-identical to llama-quantize --imatrix; Q2_K/Q3_K tensors with an entry are refused\n"
-    "                  for now\n"
+    "                  GGUF or legacy .dat format); used by Q2_K Q3_K Q4_K Q5_K Q6_K Q4_0 Q4_1 Q5_0 Q5_1\n"
+    "                  IQ4_NL tensors, byte-identical to llama-quantize --imatrix\n"
     "  --threads N     worker threads (default: every CPU)\n"
     "  --dry-run       print each tensor's name, type and new type; write nothing\n"
     "The output is written to OUT.gguf.tmp and renamed when complete: a failed run leaves no file.\n";

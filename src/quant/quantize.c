@@ -274,17 +274,6 @@ int slm_quantize_file(const char *in_path, const char *out_path, const slm_quant
     }
     run.plan = quant_plan(in, &info, params->ftype, im != NULL, &run.n_tensors, err, err_len);
     if (!run.plan) goto out;
-    for (int64_t i = 0; im && i < run.n_tensors; i++) {
-        /* the importance-weighted k-quant searches are not written yet: say so rather than ignore it */
-        const quant_tensor *q = &run.plan[i];
-        const uint32_t t = q->new_type;
-        if (t != q->src->type && (t == SLM_TYPE_Q2_K || t == SLM_TYPE_Q3_K) &&
-            slm_imatrix_find(im, q->name)) {
-            slm_err(err, err_len, "tensor '%s' would be %s: an importance matrix works with Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q4_K, Q5_K and Q6_K so far, not with Q2_K or Q3_K (k-quants)",
-                    q->name, slm_type_name(t));
-            goto out;
-        }
-    }
     if (params->dry_run) {
         print_plan(run.plan, run.n_tensors);
         rc = 0;

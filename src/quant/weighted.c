@@ -404,7 +404,99 @@ static void q5_K_weighted(const float *x, block_q5_K *y, int64_t nb, const float
     }
 }
 
+/* Q2_K with importance: per 16-value group an affine fit over 2-bit codes weighted by importance x
+ * sqrt(block variance + value^2) (the variance without Q4_K's factor 2, as ggml has it), then the 16
+ * scales and 16 mins quantized to 4 bits each by fit_positive, and the codes chosen again against
+ * the stored (fp16-rounded) super-block scales. */
+static void q2_K_weighted(const float *x, block_q2_K *y, int64_t nb, const float *qw) {
+    uint8_t L[SLM_QK_K], Ls[16], Lm[16];
+    float weights[16], sw[16], mins[16], scales[16];
+    for (int64_t i = 0; i < nb; i++, x += SLM_QK_K) {
+        float sum_x2 = 0;
+        for (int l = 0; l < SLM_QK_K; l++) sum_x2 += x[l] * x[l];
+        const float sigma2 = sum_x2 / SLM_QK_K;
+        for (int j = 0; j < 16; j++) {
+            const float *w_imp = qw + SLM_QK_K * i + 16 * j;
+            for (int l = 0; l < 16; l++) weights[l] = w_imp[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
+            float sumw = 0;
+            for (int l = 0; l < 16; l++) sumw += weights[l];
+            sw[j] = sumw;
+            scales[j] = fit_affine_weighted(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], -0.9f, 0.05f, 36);
+        }
+        y[i].d = slm_fp32_to_fp16(fit_positive(16, 15, scales, Ls, sw));
+        y[i].dmin = slm_fp32_to_fp16(fit_positive(16, 15, mins, Lm, sw));
+        const float d_block = slm_fp16_to_fp32(y[i].d), m_block = slm_fp16_to_fp32(y[i].dmin);
+        for (int j = 0; j < 16; j++) y[i].scales[j] = (uint8_t)(Ls[j] | Lm[j] << 4);
+        for (int j = 0; j < 16; j++) {
+            const float d = d_block * (float)(y[i].scales[j] & 0x0f);
+            if (d == 0.0f) continue;
+            const float m = m_block * (float)(y[i].scales[j] >> 4);
+            for (int l = 0; l < 16; l++) L[16 * j + l] = (uint8_t)clampi(nearest((x[16 * j + l] + m) / d), 0, 3);
+        }
+        for (int j = 0; j < SLM_QK_K; j += 128)
+            for (int l = 0; l < 32; l++)
+                y[i].qs[j / 4 + l] = (uint8_t)(L[j + l] | L[j + l + 32] << 2 | L[j + l + 64] << 4 | L[j + l + 96] << 6);
+    }
+}
+
+/* Q3_K with importance: per 16-value group a symmetric fit over [-4, 3] weighted by importance x
+ * sqrt(2 x block variance + value^2), then the 16 group scales fitted the same way to 6 bits
+ * ([-32, 31]) under one fp16 scale, weighted by each group's total weight; the codes are chosen
+ * again with the stored scales. The third bit of each code goes to hmask. */
+static void q3_K_weighted(const float *x, block_q3_K *y, int64_t nb, const float *qw) {
+    int8_t L[SLM_QK_K], Ls[16];
+    float weights[16], sw[16], scales[16];
+    for (int64_t i = 0; i < nb; i++, x += SLM_QK_K) {
+        float sum_x2 = 0;
+        for (int l = 0; l < SLM_QK_K; l++) sum_x2 += x[l] * x[l];
+        const float sigma2 = 2 * sum_x2 / SLM_QK_K;
+        for (int j = 0; j < 16; j++) {
+            const float *w_imp = qw + SLM_QK_K * i + 16 * j;
+            for (int l = 0; l < 16; l++) weights[l] = w_imp[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
+            float sumw = 0;
+            for (int l = 0; l < 16; l++) sumw += weights[l];
+            sw[j] = sumw;
+            scales[j] = fit_symmetric_weighted(16, 4, x + 16 * j, weights, L + 16 * j);
+        }
+        memset(y[i].scales, 0, sizeof y[i].scales);
+        const float d_block = fit_symmetric_weighted(16, 32, scales, sw, Ls);
+        for (int j = 0; j < 16; j++) {
+            const int l = Ls[j];
+            if (j < 8) y[i].scales[j] = (uint8_t)(l & 0x0f);
+            else y[i].scales[j - 8] |= (uint8_t)((l & 0x0f) << 4);
+            y[i].scales[j % 4 + 8] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
+        }
+        y[i].d = slm_fp32_to_fp16(d_block);
+        for (int j = 0; j < 16; j++) {
+            const int low = j < 8 ? y[i].scales[j] & 0x0f : y[i].scales[j - 8] >> 4;
+            const int sc = (low | ((y[i].scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4) - 32;
+            const float d = slm_fp16_to_fp32(y[i].d) * (float)sc;
+            if (d == 0.0f) continue;
+            for (int l = 0; l < 16; l++) L[16 * j + l] = (int8_t)(clampi(nearest(x[16 * j + l] / d), -4, 3) + 4);
+        }
+        memset(y[i].hmask, 0, sizeof y[i].hmask);
+        /* bit b of hmask[m] is the high bit of code 32 b + m */
+        for (int j = 0; j < SLM_QK_K; j++) {
+            if (L[j] > 3) {
+                y[i].hmask[j % 32] |= (uint8_t)(1u << (j / 32));
+                L[j] -= 4;
+            }
+        }
+        for (int j = 0; j < SLM_QK_K; j += 128)
+            for (int l = 0; l < 32; l++)
+                y[i].qs[j / 4 + l] = (uint8_t)(L[j + l] | L[j + l + 32] << 2 | L[j + l + 64] << 4 | L[j + l + 96] << 6);
+    }
+}
+
 int quant_row_weighted(uint32_t type, const float *x, void *dst, int64_t n, const float *importance) {
+    if (type == SLM_TYPE_Q2_K) {
+        q2_K_weighted(x, dst, n / SLM_QK_K, importance);
+        return 0;
+    }
+    if (type == SLM_TYPE_Q3_K) {
+        q3_K_weighted(x, dst, n / SLM_QK_K, importance);
+        return 0;
+    }
     if (type == SLM_TYPE_Q4_K) {
         q4_K_weighted(x, dst, n / SLM_QK_K, importance);
         return 0;
