@@ -188,6 +188,68 @@ int slm_engine_find(const slm_engine *e, const char *name);
 /* Starts the scheduler thread (once); without it, slm_engine_wait drives the engine. */
 int slm_engine_start(slm_engine *e, char *err, size_t err_len);
 
+/* ---------- models on demand ----------
+ * Besides the models its owner adds (pinned: they stay), an engine with a loader loads a model the
+ * first time a front end asks for it by name, keeps it while it is held and for its keep_alive after
+ * the last hold, and unloads the least recently used idle model when a new one needs the room
+ * (max_memory). Indexes stay valid while the model is held. */
+
+#define SLM_ENGINE_MAX_MODELS 32
+
+typedef struct slm_engine_loader {
+    void *user;
+    /* Whether `name` is a model the loader can load: 1 yes (canonical gets the name to serve it under,
+     * bytes what it will hold resident: weights and KV cache), 0 no such model, -1 error (err). */
+    int (*probe)(void *user, const char *name, char *canonical, size_t canonical_cap, uint64_t *bytes, char *err,
+                 size_t err_len);
+    /* Loads `canonical`: the model (the engine takes ownership) and its context parameters. 0 or -1. */
+    int (*load)(void *user, const char *canonical, slm_model **model, slm_context_params *cparams, char *err,
+                size_t err_len);
+} slm_engine_loader;
+
+/* Installs the loader; max_memory bounds the bytes of every resident model together (0 = no bound). */
+void slm_engine_set_loader(slm_engine *e, const slm_engine_loader *loader, uint64_t max_memory);
+
+typedef enum {
+    SLM_ACQUIRE_OK = 0,
+    SLM_ACQUIRE_NOT_FOUND, /* neither resident nor known to the loader */
+    SLM_ACQUIRE_TOO_LARGE, /* needs more than max_memory even alone (a client error) */
+    SLM_ACQUIRE_BUSY,      /* the room is held by models in use, still after wait_s seconds */
+    SLM_ACQUIRE_FAILED,    /* loading failed (err says why) */
+} slm_acquire_status;
+
+#define SLM_KEEP_ALIVE_FOREVER (-1.0)
+
+/* Holds the model called `name`, loading it first if needed (waiting up to wait_s for room); *index
+ * gets its index. keep_alive (seconds; < 0 for ever; 0 = unload once idle) applies after the last
+ * hold ends, replacing the model's previous one; pinned models ignore it. */
+slm_acquire_status slm_engine_acquire(slm_engine *e, const char *name, double keep_alive, double wait_s, int *index,
+                                      char *err, size_t err_len);
+/* Ends one hold taken by slm_engine_acquire. */
+void slm_engine_release(slm_engine *e, int index);
+/* Asks for `name` to be unloaded as soon as it is idle (keep_alive 0); 1 if it is resident (and not
+ * pinned), 0 if not. */
+int slm_engine_unload(slm_engine *e, const char *name);
+
+typedef struct slm_engine_model_info {
+    char name[256];
+    int index;
+    bool pinned;
+    int holds, busy, queued;
+    double expires_unix; /* unix time it may be unloaded; 0 = not while held, never when pinned or for ever */
+    double loaded_unix;
+    uint64_t bytes;
+    char desc[96];   /* slm_model_desc */
+    char arch[32];
+    int n_ctx;       /* per sequence */
+    bool embedding;  /* an embedding-only model */
+} slm_engine_model_info;
+
+/* A snapshot of the resident models (at most cap); returns how many were written. */
+int slm_engine_models(slm_engine *e, slm_engine_model_info *out, int cap);
+/* Bytes held by resident models, the bound, and how many loads and unloads happened. */
+void slm_engine_residency(slm_engine *e, uint64_t *resident, uint64_t *max_memory, uint64_t *loads, uint64_t *unloads);
+
 typedef enum {
     SLM_SUBMIT_OK = 0,
     SLM_SUBMIT_FULL,      /* the model's admission queue is at capacity */

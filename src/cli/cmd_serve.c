@@ -43,6 +43,10 @@ static const char *serve_help =
     "      --max-connections N simultaneous connections (default 512)\n"
     "      --drain-timeout S   on SIGTERM, time allowed for running requests (default 30)\n"
     "      --port-file PATH    write the bound port to PATH once listening\n"
+    "      --max-memory SIZE   bound on the models resident together (e.g. 8G, 512M); the least recently used idle\n"
+    "                          model is unloaded to make room (default: no bound)\n"
+    "      --keep-alive DUR    how long a model loaded on demand from the store stays after its last request\n"
+    "                          (default 5m; -1 = for ever; requests may say \"keep_alive\" as in Ollama)\n"
     "      --data-dir DIR      state (keys, ledger, audit log); default $SLM_HOME, else ~/.local/share/slm\n"
     "                          (/var/lib/slm for root)\n"
     "      --no-data-dir       run stateless: no stored keys, no ledger, no audit log\n"
@@ -55,6 +59,48 @@ static const char *serve_help =
     "      --config FILE       YAML config: server settings, models, upstreams, routes (docs/config.md)\n"
     "      --price NAME=IN,OUT a served model's price in USD per 1M input / output tokens (ledger, budgets)\n"
     "      --quiet             no per-request log lines\n";
+
+/* "8G", "512M", "1.5GiB", "100000": bytes (K/M/G/T are powers of 1024, as for memory). */
+static bool parse_size(const char *v, unsigned long long *out) {
+    char *end;
+    double n = strtod(v, &end);
+    if (end == v || !(n > 0) || n > 1e18) return false;
+    double unit = 1;
+    switch (*end) {
+    case 'k': case 'K': unit = 1024.0, end++; break;
+    case 'm': case 'M': unit = 1048576.0, end++; break;
+    case 'g': case 'G': unit = 1073741824.0, end++; break;
+    case 't': case 'T': unit = 1099511627776.0, end++; break;
+    default: break;
+    }
+    if (unit > 1 && (*end == 'i' || *end == 'I')) end++;
+    if (unit > 1 && (*end == 'b' || *end == 'B')) end++;
+    if (*end || n * unit > 1e18) return false;
+    *out = (unsigned long long)(n * unit);
+    return true;
+}
+
+/* "5m", "30s", "1h30m", "-1" (for ever), "0", or a bare number of seconds. */
+static bool parse_duration(const char *v, double *out) {
+    bool negative = *v == '-';
+    const char *p = negative ? v + 1 : v;
+    double total = 0;
+    bool any = false;
+    while (*p) {
+        char *end;
+        double n = strtod(p, &end);
+        if (end == p || !(n >= 0) || n > 1e12) return false;
+        p = end;
+        double unit = *p == 's' ? 1 : *p == 'm' ? 60 : *p == 'h' ? 3600 : (*p == 0 && !any) ? 1 : -1;
+        if (unit < 0) return false;
+        if (*p) p++;
+        total += n * unit;
+        any = true;
+    }
+    if (!any) return false;
+    *out = negative && total > 0 ? -1 : total;
+    return true;
+}
 
 static bool take(const char *verb, int argc, char **argv, int *i, const char **out) {
     if (*i + 1 >= argc) {
@@ -287,6 +333,20 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--max-connections")) {
             if (!take_int(verb, argc, argv, &i, 1, 1 << 16, &v)) goto out;
             c.max_connections = (int)v;
+        } else if (!strcmp(a, "--max-memory")) {
+            const char *v;
+            if (!take(verb, argc, argv, &i, &v)) goto out;
+            if (!parse_size(v, &c.max_memory)) {
+                cli_fail(verb, "--max-memory '%s': expected a size like 8G, 512M or a number of bytes", v);
+                goto out;
+            }
+        } else if (!strcmp(a, "--keep-alive")) {
+            const char *v;
+            if (!take(verb, argc, argv, &i, &v)) goto out;
+            if (!parse_duration(v, &c.keep_alive_s)) {
+                cli_fail(verb, "--keep-alive '%s': expected a duration like 5m, 30s, 1h, -1 (for ever) or 0", v);
+                goto out;
+            }
         } else if (!strcmp(a, "--drain-timeout")) {
             if (!take_int(verb, argc, argv, &i, 0, 86400, &v)) goto out;
             c.drain_timeout_s = (int)v;

@@ -570,20 +570,32 @@ static int run_model_pass(slm_engine *e, emodel *m) {
 }
 
 int slm_engine_step(slm_engine *e) {
+    /* the model array holds still during a pass; a pending load or unload goes first */
+    pthread_mutex_lock(&e->mu);
+    while (e->n_changing > 0 || e->stepping) pthread_cond_wait(&e->models_cv, &e->mu);
+    e->stepping = true;
+    int n = e->n_models;
+    pthread_mutex_unlock(&e->mu);
     int total = 0;
-    for (int i = 0; i < e->n_models; i++) total += run_model_pass(e, e->models[i]);
+    for (int i = 0; i < n; i++)
+        if (e->models[i]) total += run_model_pass(e, e->models[i]);
+    pthread_mutex_lock(&e->mu);
+    e->stepping = false;
+    pthread_cond_broadcast(&e->models_cv);
+    pthread_mutex_unlock(&e->mu);
     return total;
 }
 
 bool engine_has_work(const slm_engine *e) {
     for (int i = 0; i < e->n_models; i++)
-        if (e->models[i]->busy > 0 || e->models[i]->queue_len > 0) return true;
+        if (e->models[i] && (e->models[i]->busy > 0 || e->models[i]->queue_len > 0)) return true;
     return false;
 }
 
 void engine_cancel_everything(slm_engine *e) {
     for (int k = 0; k < e->n_models; k++) {
         emodel *m = e->models[k];
+        if (!m) continue;
         for (int i = 0; i < m->n_seq; i++)
             if (m->slots[i].req) finish_slot(e, m, &m->slots[i], SLM_FINISH_CANCELLED, NULL, false);
         pthread_mutex_lock(&e->mu);
@@ -605,7 +617,22 @@ void *engine_main(void *arg) {
     slm_engine *e = arg;
     for (;;) {
         pthread_mutex_lock(&e->mu);
-        while (!e->quit && !engine_has_work(e)) pthread_cond_wait(&e->cv, &e->mu);
+        while (!e->quit && !engine_has_work(e)) {
+            /* idle: the time to unload models whose keep_alive ran out */
+            double next = engine_expire_idle(e);
+            if (e->quit || engine_has_work(e)) break;
+            if (next <= 0) {
+                pthread_cond_wait(&e->cv, &e->mu);
+                continue;
+            }
+            double wait = next - slm_now() + 0.01;
+            struct timespec until;
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            double ns = (double)until.tv_nsec + (wait > 0 ? wait : 0) * 1e9;
+            until.tv_sec += (time_t)(ns / 1e9);
+            until.tv_nsec = (long)(ns - (double)(time_t)(ns / 1e9) * 1e9);
+            pthread_cond_timedwait(&e->cv, &e->mu, &until);
+        }
         bool quit = e->quit;
         pthread_mutex_unlock(&e->mu);
         if (quit) break;

@@ -11,7 +11,7 @@
 
 /* ---------- models ---------- */
 
-static void emodel_free(emodel *m) {
+void emodel_free(emodel *m) {
     if (!m) return;
     if (m->slots)
         for (int i = 0; i < m->n_seq; i++) slm_buf_free(&m->slots[i].pending);
@@ -32,19 +32,19 @@ static void emodel_free(emodel *m) {
     free(m);
 }
 
-static int add_emodel(slm_engine *e, const char *name, slm_model *model, slm_context *ctx, bool own_model,
-                      bool own_ctx, char *err, size_t err_len) {
-    if (e->started) return slm_err(err, err_len, "models must be added before the engine starts");
-    if (!name || strlen(name) >= sizeof e->models[0]->name) return slm_err(err, err_len, "invalid model name");
-    for (int i = 0; i < e->n_models; i++)
-        if (strcmp(e->models[i]->name, name) == 0) return slm_err(err, err_len, "a model named '%s' is already loaded", name);
-    emodel *m = calloc(1, sizeof *m);
-    emodel **grown = m ? realloc(e->models, sizeof *grown * (size_t)(e->n_models + 1)) : NULL;
-    if (!grown) {
-        free(m);
-        return slm_err(err, err_len, "out of memory");
+/* The scheduler state for a model and its context; NULL with err. The caller keeps ownership of
+ * model and ctx on failure. */
+emodel *engine_new_emodel(const slm_engine *e, const char *name, slm_model *model, slm_context *ctx, bool own_model,
+                          bool own_ctx, char *err, size_t err_len) {
+    if (!name || !*name || strlen(name) >= sizeof e->models[0]->name) {
+        slm_err(err, err_len, "invalid model name");
+        return NULL;
     }
-    e->models = grown;
+    emodel *m = calloc(1, sizeof *m);
+    if (!m) {
+        slm_err(err, err_len, "out of memory");
+        return NULL;
+    }
     snprintf(m->name, sizeof m->name, "%s", name);
     m->model = model;
     m->ctx = ctx;
@@ -55,6 +55,9 @@ static int add_emodel(slm_engine *e, const char *name, slm_model *model, slm_con
     m->n_batch = slm_context_n_batch(ctx);
     m->n_vocab = slm_model_n_vocab(model);
     m->n_embd = slm_model_n_embd(model);
+    m->bytes = slm_model_size_bytes(model) + slm_context_kv_bytes(ctx);
+    m->loaded_at = (double)time(NULL);
+    m->last_used = slm_now();
     int qc = e->params.queue_cap;
     m->queue_limit = qc < 0 ? 0 : qc == 0 ? 64 : qc;
     m->queue_cap = m->queue_limit + m->n_seq;
@@ -83,10 +86,55 @@ static int add_emodel(slm_engine *e, const char *name, slm_model *model, slm_con
     if (!ok) {
         m->own_ctx = m->own_model = false; /* the caller still owns them on failure */
         emodel_free(m);
-        return slm_err(err, err_len, "out of memory for the scheduler of '%s'", name);
+        slm_err(err, err_len, "out of memory for the scheduler of '%s'", name);
+        return NULL;
     }
-    e->models[e->n_models++] = m;
-    return 0;
+    return m;
+}
+
+void engine_change_begin(slm_engine *e) {
+    e->n_changing++;
+    while (e->stepping) pthread_cond_wait(&e->models_cv, &e->mu);
+}
+
+void engine_change_end(slm_engine *e) {
+    e->n_changing--;
+    pthread_cond_broadcast(&e->models_cv);
+}
+
+int engine_insert_model(slm_engine *e, emodel *m) {
+    int k = 0;
+    while (k < e->n_models && e->models[k]) k++;
+    if (k == SLM_ENGINE_MAX_MODELS) return -1;
+    e->models[k] = m;
+    if (k == e->n_models) e->n_models = k + 1;
+    return k;
+}
+
+/* Adds a model its owner gives (pinned: it stays until the engine is freed). */
+static int add_emodel(slm_engine *e, const char *name, slm_model *model, slm_context *ctx, bool own_model,
+                      bool own_ctx, char *err, size_t err_len) {
+    emodel *m = engine_new_emodel(e, name, model, ctx, own_model, own_ctx, err, err_len);
+    if (!m) return -1;
+    m->pinned = true;
+    m->keep_alive = -1;
+    pthread_mutex_lock(&e->mu);
+    int rc = 0;
+    bool taken = false;
+    for (int i = 0; i < e->n_models; i++) taken |= e->models[i] && strcmp(e->models[i]->name, name) == 0;
+    if (taken)
+        rc = slm_err(err, err_len, "a model named '%s' is already loaded", name);
+    else {
+        engine_change_begin(e);
+        if (engine_insert_model(e, m) < 0) rc = slm_err(err, err_len, "at most %d models can be loaded at once", SLM_ENGINE_MAX_MODELS);
+        engine_change_end(e);
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (rc) {
+        m->own_ctx = m->own_model = false;
+        emodel_free(m);
+    }
+    return rc;
 }
 
 int slm_engine_add_model(slm_engine *e, const char *name, slm_model *model, const slm_context_params *cparams,
@@ -107,17 +155,37 @@ int slm_engine_add_context(slm_engine *e, const char *name, slm_context *ctx, ch
 }
 
 int slm_engine_n_models(const slm_engine *e) { return e->n_models; }
-const char *slm_engine_model_name(const slm_engine *e, int i) { return i >= 0 && i < e->n_models ? e->models[i]->name : NULL; }
-const slm_model *slm_engine_model_at(const slm_engine *e, int i) { return i >= 0 && i < e->n_models ? e->models[i]->model : NULL; }
-const slm_context *slm_engine_context_at(const slm_engine *e, int i) { return i >= 0 && i < e->n_models ? e->models[i]->ctx : NULL; }
+/* A resident model's fields stay put while it is held (or pinned); a free place gives NULL. */
+const char *slm_engine_model_name(const slm_engine *e, int i) {
+    return i >= 0 && i < e->n_models && e->models[i] ? e->models[i]->name : NULL;
+}
+const slm_model *slm_engine_model_at(const slm_engine *e, int i) {
+    return i >= 0 && i < e->n_models && e->models[i] ? e->models[i]->model : NULL;
+}
+const slm_context *slm_engine_context_at(const slm_engine *e, int i) {
+    return i >= 0 && i < e->n_models && e->models[i] ? e->models[i]->ctx : NULL;
+}
 
-int slm_engine_find(const slm_engine *e, const char *name) {
-    if (!name || !*name) return e->n_models > 0 ? 0 : -1;
+int engine_find_locked(const slm_engine *e, const char *name) {
+    if (!name || !*name) {
+        for (int i = 0; i < e->n_models; i++)
+            if (e->models[i]) return i;
+        return -1;
+    }
     for (int i = 0; i < e->n_models; i++) {
+        if (!e->models[i]) continue;
         size_t n = strlen(e->models[i]->name);
         if (strncmp(name, e->models[i]->name, n) == 0 && (name[n] == 0 || strcmp(name + n, ":latest") == 0)) return i;
     }
     return -1;
+}
+
+int slm_engine_find(const slm_engine *e, const char *name) {
+    slm_engine *me = (slm_engine *)e; /* the lock is not part of the engine's value */
+    pthread_mutex_lock(&me->mu);
+    int k = engine_find_locked(e, name);
+    pthread_mutex_unlock(&me->mu);
+    return k;
 }
 
 /* ---------- lifecycle ---------- */
@@ -135,11 +203,12 @@ int slm_engine_new(const slm_engine_params *params, slm_engine **out, char *err,
         return slm_err(err, err_len, "out of memory");
     }
     pthread_mutex_init(&e->mu, NULL);
-    pthread_cond_init(&e->cv, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&e->cv, &ca);
     pthread_cond_init(&e->idle_cv, &ca);
+    pthread_cond_init(&e->models_cv, &ca);
     pthread_condattr_destroy(&ca);
     *out = e;
     return 0;
@@ -147,7 +216,7 @@ int slm_engine_new(const slm_engine_params *params, slm_engine **out, char *err,
 
 int slm_engine_start(slm_engine *e, char *err, size_t err_len) {
     if (e->started) return 0;
-    if (e->n_models == 0) return slm_err(err, err_len, "the engine has no model");
+    if (e->n_models == 0 && !e->has_loader) return slm_err(err, err_len, "the engine has no model");
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) return slm_err(err, err_len, "cannot start the scheduler thread");
     e->started = true;
     return 0;
@@ -165,24 +234,24 @@ void slm_engine_free(slm_engine *e) {
     else
         engine_cancel_everything(e);
     for (int i = 0; i < e->n_models; i++) emodel_free(e->models[i]);
-    free(e->models);
     free(e->piece);
     free(e->sanitized);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     pthread_cond_destroy(&e->idle_cv);
+    pthread_cond_destroy(&e->models_cv);
     free(e);
 }
 
 slm_submit_status slm_engine_submit(slm_engine *e, slm_request *r) {
-    int k = slm_engine_find(e, r->model);
-    if (k < 0) return SLM_SUBMIT_NO_MODEL;
-    emodel *m = e->models[k];
-    if (r->seq >= m->n_seq) return SLM_SUBMIT_NO_MODEL;
     if (r->t_submit == 0) r->t_submit = slm_now();
     pthread_mutex_lock(&e->mu);
+    int k = engine_find_locked(e, r->model);
+    emodel *m = k >= 0 ? e->models[k] : NULL;
     slm_submit_status st = SLM_SUBMIT_OK;
-    if (e->draining || e->quit)
+    if (!m || r->seq >= m->n_seq)
+        st = SLM_SUBMIT_NO_MODEL;
+    else if (e->draining || e->quit)
         st = SLM_SUBMIT_DRAINING;
     else if (m->queue_len >= m->queue_limit + (m->n_seq > m->busy ? m->n_seq - m->busy : 0))
         st = SLM_SUBMIT_FULL; /* free slots take requests beyond the waiting limit */
@@ -256,7 +325,8 @@ int slm_engine_drain(slm_engine *e, double timeout_s) {
     int rc = 0;
     while (engine_has_work(e) && rc == 0) rc = pthread_cond_timedwait(&e->idle_cv, &e->mu, &until);
     int left = 0;
-    for (int i = 0; i < e->n_models; i++) left += e->models[i]->busy + e->models[i]->queue_len;
+    for (int i = 0; i < e->n_models; i++)
+        if (e->models[i]) left += e->models[i]->busy + e->models[i]->queue_len;
     if (left > 0) {
         e->cancel_all = true;
         pthread_cond_broadcast(&e->cv);
@@ -270,7 +340,7 @@ void slm_engine_counts(slm_engine *e, int model, int *queued, int *busy) {
     pthread_mutex_lock(&e->mu);
     *queued = *busy = 0;
     for (int i = 0; i < e->n_models; i++)
-        if (model < 0 || model == i) {
+        if (e->models[i] && (model < 0 || model == i)) {
             *queued += e->models[i]->queue_len;
             *busy += e->models[i]->busy;
         }

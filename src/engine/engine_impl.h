@@ -54,12 +54,39 @@ typedef struct emodel {
     bool *seq_used;
     slm_token *eog_tokens;
     int n_eog;
+    /* residency, under e->mu (resident.c) */
+    bool pinned;       /* added by the owner (slm_engine_add_model/_context): never unloaded */
+    int holds;         /* front ends using the model right now (slm_engine_acquire) */
+    double keep_alive; /* seconds it stays after the last hold ends; < 0 = for ever */
+    double expires;    /* slm_now() time after which an idle model may go; 0 = held or pinned */
+    double last_used;  /* slm_now() of the last acquire or release: least recently used goes first */
+    double loaded_at;  /* unix time */
+    uint64_t bytes;    /* what it holds resident: weights, KV cache */
 } emodel;
+
+/* A model being loaded by a front-end thread: its bytes are reserved, and others asking for the
+ * same name wait for it instead of loading it twice. */
+typedef struct engine_loading {
+    char name[256];
+    uint64_t bytes;
+} engine_loading;
+#define ENGINE_MAX_LOADING 8
 
 struct slm_engine {
     slm_engine_params params;
-    emodel **models;
-    int n_models;
+    emodel *models[SLM_ENGINE_MAX_MODELS]; /* NULL = a free place; indexes are stable while resident */
+    int n_models;                          /* one past the highest place ever used */
+    /* the array changes only between passes: a change waits until no pass runs, and a pass waits
+     * while a change is pending (both under mu, signalled on models_cv) */
+    bool stepping;
+    int n_changing;
+    pthread_cond_t models_cv; /* stepping ended, a change ended, a hold ended, a load ended */
+    slm_engine_loader loader;
+    bool has_loader;
+    uint64_t max_memory;      /* 0 = no bound */
+    engine_loading loading[ENGINE_MAX_LOADING];
+    int n_loading;
+    uint64_t n_loads, n_unloads;
     pthread_t thread;
     bool started;
     pthread_mutex_t mu;     /* queues, busy counts, flags */
@@ -82,5 +109,21 @@ bool engine_has_work(const slm_engine *e);
 void engine_cancel_everything(slm_engine *e);
 /* The scheduler thread. */
 void *engine_main(void *arg);
+/* The scheduler state for a model and its context (owned as the flags say; on failure the caller
+ * keeps them); NULL with err. */
+emodel *engine_new_emodel(const slm_engine *e, const char *name, slm_model *model, slm_context *ctx, bool own_model,
+                          bool own_ctx, char *err, size_t err_len);
+/* Frees a model's scheduler state, and its context and model where owned. */
+void emodel_free(emodel *m);
+/* Puts m into a free place (under mu, no pass running); its index, or -1 when every place is taken. */
+int engine_insert_model(slm_engine *e, emodel *m);
+/* The index of the resident model called name (under mu), or -1. */
+int engine_find_locked(const slm_engine *e, const char *name);
+/* With mu held: waits until no pass runs and keeps the next one from starting (engine_change_end). */
+void engine_change_begin(slm_engine *e);
+void engine_change_end(slm_engine *e);
+/* Scheduler thread, mu held, no work: unloads idle models whose keep_alive ran out; returns the
+ * slm_now() time of the next expiry (0 = none). */
+double engine_expire_idle(slm_engine *e);
 
 #endif

@@ -6,6 +6,8 @@
 #include <time.h>
 
 #include "calls.h"
+#include "ondemand.h"
+#include "slm_models.h"
 #include "handlers.h"
 #include "messages.h"
 #include "params.h"
@@ -48,7 +50,8 @@ static void rfc3339_time(long long t, char *out, size_t cap) {
 }
 
 /* The name to echo back: Ollama clients expect "name:tag". */
-static void echo_name(const srv_model *M, char *out, size_t cap) { snprintf(out, cap, "%s:latest", M->id); }
+static void echo_id(const char *id, char *out, size_t cap) { snprintf(out, cap, strchr(id, ':') ? "%s" : "%s:latest", id); }
+static void echo_name(const srv_model *M, char *out, size_t cap) { echo_id(M->id, out, cap); }
 
 static json_t *line_base(const oll_state *u) {
     char ts[48];
@@ -217,7 +220,8 @@ static enum MHD_Result reply_load(srv_conn *c, const oll_state *u) {
     if (u->chat) json_object_set_new(o, "message", json_pack("{s:s, s:s}", "role", "assistant", "content", ""));
     else json_object_set_new(o, "response", json_string(""));
     json_object_set_new(o, "done", json_true());
-    json_object_set_new(o, "done_reason", json_string("load"));
+    /* keep_alive 0 with nothing to generate is Ollama's way to unload: the hold ending does it */
+    json_object_set_new(o, "done_reason", json_string(c->keep_alive == 0 ? "unload" : "load"));
     return srv_reply_json(c, 200, o);
 }
 
@@ -235,7 +239,7 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
     const char *model = NULL, *prompt = "", *system = NULL, *tmpl = NULL;
     bool stream = true, raw = false;
     if (!srv_json_string(req, "model", &model, &f) || !srv_json_bool(req, "stream", &stream, &f) ||
-        !srv_json_string(req, "template", &tmpl, &f))
+        !srv_json_string(req, "template", &tmpl, &f) || !srv_parse_keep_alive(c, req, &f))
         goto fail;
     const srv_model *M = srv_pick_generative(c, model);
     if (!M) {
@@ -414,7 +418,7 @@ enum MHD_Result srv_ollama_embed(srv_conn *c, bool legacy) {
     enum MHD_Result ret;
     if (!req) return srv_reply_fail(c, &f);
     const char *model = NULL;
-    if (!srv_json_string(req, "model", &model, &f)) goto fail;
+    if (!srv_json_string(req, "model", &model, &f) || !srv_parse_keep_alive(c, req, &f)) goto fail;
     const srv_model *M = srv_pick_model(c, model);
     if (!M) {
         ret = MHD_YES;
@@ -498,24 +502,82 @@ static json_t *details_json(const srv_model *M) {
                      arch, "parameter_size", params, "quantization_level", quant);
 }
 
+static json_t *details_of(const char *arch, const char *desc) {
+    char params[32] = "", quant[32] = "";
+    sscanf(desc, "%*s %31s %31s", params, quant);
+    return json_pack("{s:s, s:s, s:s, s:[s], s:s, s:s}", "parent_model", "", "format", "gguf", "family", arch, "families",
+                     arch, "parameter_size", params, "quantization_level", quant);
+}
+
+static const char *store_of(const srv_server *s) { return s->store ? slm_store_dir(s->store) : NULL; }
+
+/* The store's digest of a model name, without "sha256:" as Ollama shows it ("" when not stored). */
+static void digest_of(const srv_server *s, const char *name, char *out, size_t cap) {
+    out[0] = 0;
+    slm_model_entry e;
+    char err[256];
+    if (store_of(s) && slm_models_find(store_of(s), name, &e, NULL, err, sizeof err) == 1)
+        snprintf(out, cap, "%s", strncmp(e.digest, "sha256:", 7) == 0 ? e.digest + 7 : e.digest);
+}
+
+/* /api/ps: what is resident now, and when each on-demand model will be unloaded. */
+static enum MHD_Result list_running(srv_conn *c) {
+    srv_server *s = c->srv;
+    slm_engine_model_info info[SLM_ENGINE_MAX_MODELS];
+    int n = slm_engine_models(s->engine, info, SLM_ENGINE_MAX_MODELS);
+    json_t *models = json_array();
+    for (int i = 0; i < n; i++) {
+        char name[280], expires[40], digest[128];
+        echo_id(info[i].name, name, sizeof name);
+        if (info[i].expires_unix > 0)
+            rfc3339_time((long long)info[i].expires_unix, expires, sizeof expires);
+        else
+            snprintf(expires, sizeof expires, "9999-12-31T23:59:59Z"); /* --model ones and keep_alive -1: until the server stops */
+        digest_of(s, info[i].name, digest, sizeof digest);
+        json_array_append_new(models, json_pack("{s:s, s:s, s:I, s:s, s:o, s:s, s:i, s:i, s:b}", "name", name, "model",
+                                                name, "size", (json_int_t)info[i].bytes, "digest", digest, "details",
+                                                details_of(info[i].arch, info[i].desc), "expires_at", expires,
+                                                "size_vram", 0, "context_length", info[i].n_ctx, "pinned",
+                                                info[i].pinned));
+    }
+    return srv_reply_json(c, 200, json_pack("{s:o}", "models", models));
+}
+
+/* /api/tags: every model a request may name: the --model ones and everything in the store. */
 enum MHD_Result srv_ollama_tags(srv_conn *c, bool running) {
+    if (running) return list_running(c);
     srv_server *s = c->srv;
     json_t *models = json_array();
     for (int i = 0; i < s->n_models; i++) {
         const srv_model *M = &s->models[i];
-        char name[280], modified[40];
+        char name[280], modified[40], digest[128];
         echo_name(M, name, sizeof name);
         rfc3339_time(M->created, modified, sizeof modified);
-        json_t *m = json_pack("{s:s, s:s, s:I, s:s, s:o}", "name", name, "model", name, "size",
-                              (json_int_t)slm_model_size_bytes(M->model), "digest", "", "details", details_json(M));
-        if (running) {
-            json_object_set_new(m, "expires_at", json_string("9999-12-31T23:59:59Z")); /* resident until the server stops */
-            json_object_set_new(m, "size_vram", json_integer(0));
-        } else {
-            json_object_set_new(m, "modified_at", json_string(modified));
-        }
-        json_array_append_new(models, m);
+        digest_of(s, M->id, digest, sizeof digest);
+        json_array_append_new(models, json_pack("{s:s, s:s, s:I, s:s, s:o, s:s}", "name", name, "model", name, "size",
+                                                (json_int_t)slm_model_size_bytes(M->model), "digest", digest, "details",
+                                                details_json(M), "modified_at", modified));
     }
+    slm_model_entry *stored = NULL;
+    char err[256];
+    int n = store_of(s) ? slm_models_list(store_of(s), &stored, err, sizeof err) : 0;
+    for (int i = 0; i < n; i++) {
+        char name[160], modified[40];
+        snprintf(name, sizeof name, "%s:%s", stored[i].name, stored[i].tag);
+        bool listed = false;
+        for (int k = 0; k < s->n_models && !listed; k++) {
+            char shown[280];
+            echo_name(&s->models[k], shown, sizeof shown);
+            listed = strcmp(shown, name) == 0;
+        }
+        if (listed) continue;
+        rfc3339_time((long long)stored[i].created, modified, sizeof modified);
+        const char *digest = strncmp(stored[i].digest, "sha256:", 7) == 0 ? stored[i].digest + 7 : stored[i].digest;
+        json_array_append_new(models, json_pack("{s:s, s:s, s:I, s:s, s:o, s:s}", "name", name, "model", name, "size",
+                                                (json_int_t)stored[i].size, "digest", digest, "details",
+                                                details_of(stored[i].arch, ""), "modified_at", modified));
+    }
+    free(stored);
     return srv_reply_json(c, 200, json_pack("{s:o}", "models", models));
 }
 

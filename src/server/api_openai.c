@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "calls.h"
+#include "slm_models.h"
 #include "handlers.h"
 #include "messages.h"
 #include "params.h"
@@ -872,6 +873,22 @@ enum MHD_Result srv_openai_models(srv_conn *c, const char *id) {
     }
     json_t *data = json_array();
     for (int i = 0; i < s->n_models; i++) json_array_append_new(data, model_json(&s->models[i]));
+    /* the store's models load on first use: clients may name them too */
+    slm_model_entry *stored = NULL;
+    char err[256];
+    int n_stored = s->store ? slm_models_list(slm_store_dir(s->store), &stored, err, sizeof err) : 0;
+    for (int i = 0; i < n_stored; i++) {
+        char id[160];
+        snprintf(id, sizeof id, strcmp(stored[i].tag, "latest") ? "%s:%s" : "%s", stored[i].name, stored[i].tag);
+        bool listed = false;
+        for (int k = 0; k < s->n_models; k++) listed |= strcmp(s->models[k].id, id) == 0;
+        if (!listed)
+            json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s, s:{s:s, s:s, s:I}}", "id", id, "object", "model",
+                                                  "created", (json_int_t)stored[i].created, "owned_by", "slm", "meta",
+                                                  "kind", "stored", "arch", stored[i].arch, "size",
+                                                  (json_int_t)stored[i].size));
+    }
+    free(stored);
     /* the config's routes and upstreams are names a client may send as well */
     const slm_route_target *t;
     for (int i = 0; (t = slm_route_at(s->routes, i)); i++)

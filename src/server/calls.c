@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "api_lora.h"
+#include "ondemand.h"
 #include "replies.h"
 #include "setup.h"
 #include "slm_route.h"
@@ -15,26 +16,32 @@
 const srv_model *srv_pick_model(srv_conn *c, const char *name) {
     srv_server *s = c->srv;
     srv_lora_forget(); /* a new request: no adapters chosen yet */
-    int k = slm_engine_find(s->engine, name);
-    const slm_route_target *t = k < 0 ? srv_find_target(s, name) : NULL;
-    if (k < 0 && !t && (k = srv_lora_pick_name(c, name)) == -2) return NULL; /* "base:adapter" (vLLM) */
+    const slm_route_target *t = name && *name && slm_engine_find(s->engine, name) < 0 ? srv_find_target(s, name) : NULL;
+    const char *local = name;
     if (t) {
         /* a route or an upstream: the local model tokenizes (limits, usage) and serves what stays */
         c->target = t->name;
-        k = t->is_route ? slm_engine_find(s->engine, t->local_name) : 0;
+        local = t->is_route ? t->local_name : s->models[0].id;
         for (int i = 0; !t->is_route && i < s->n_models; i++)
             if (!slm_model_is_embedding(s->models[i].model)) {
-                k = i;
+                local = s->models[i].id;
                 break;
             }
     }
+    bool not_found = false;
+    const srv_model *M = srv_hold_model(c, local, &not_found);
+    if (M) return c->model = M;
+    if (!not_found) return NULL; /* replied: too large, busy, failed to load */
+    int k = t ? -1 : srv_lora_pick_name(c, name); /* "base:adapter" (vLLM) */
+    if (k == -2) return NULL;
     if (k >= 0 && k < s->n_models) return c->model = &s->models[k];
     char list[300] = "";
     for (int i = 0; i < s->n_models; i++)
         snprintf(list + strlen(list), sizeof list - strlen(list), "%s'%.100s'", i ? ", " : "", s->models[i].id);
-    char msg[600];
-    snprintf(msg, sizeof msg, "model '%.200s' %s; this server serves %s", name,
-             c->api == SRV_API_OLLAMA ? "not found" : "does not exist", list);
+    char msg[700];
+    snprintf(msg, sizeof msg, "model '%.200s' %s; this server serves %s%s", name ? name : "",
+             c->api == SRV_API_OLLAMA ? "not found" : "does not exist", list,
+             s->store ? " and the models in its store (slm list)" : "");
     srv_reply_error(c, 404, "model_not_found", "model", msg);
     return NULL;
 }

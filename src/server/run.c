@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "api_lora.h"
+#include "ondemand.h"
 #include "setup.h"
 #include "slm_models.h"
 #include "slm_govern.h"
@@ -40,6 +41,8 @@ void srv_config_defaults(srv_config *c) {
     c->queue_size = 128;
     c->max_connections = 512;
     c->drain_timeout_s = 30;
+    c->keep_alive_s = 300; /* Ollama's default */
+    c->load_wait_s = 30;
     c->log_requests = true;
     c->audit_content = SLM_AUDIT_CONTENT_REDACTED;
     c->pii_policy = SLM_PII_POLICY_DETECT;
@@ -60,25 +63,6 @@ static void model_id_from_path(const char *path, char *out, size_t cap) {
     if (n >= cap) n = cap - 1;
     memcpy(out, base, n);
     out[n] = 0;
-}
-
-/* The model's own template if it renders, else chatml (as llama.cpp does), said out loud. */
-static void choose_template(const srv_config *cfg, srv_model *m) {
-    if (cfg->chat_template) {
-        snprintf(m->template_name, sizeof m->template_name, "%s", cfg->chat_template);
-        return;
-    }
-    slm_chat_message probe[2] = {{"system", "s"}, {"user", "u"}};
-    char *out = NULL, err[256];
-    if (slm_chat_render(m->model, NULL, probe, 2, true, &out, err, sizeof err) == 0) {
-        free(out);
-        m->template_name[0] = 0;
-        return;
-    }
-    snprintf(m->template_name, sizeof m->template_name, "chatml");
-    char *semi = strchr(err, ';'); /* keep the reason, not the list of names */
-    if (semi) *semi = 0;
-    fprintf(stderr, "slm serve: %s: %s; using chatml for chat requests (--chat-template to choose)\n", m->id, err);
 }
 
 /* Loads every --model into the engine and starts it; false with one line printed. */
@@ -113,23 +97,21 @@ static bool load_models(srv_server *s) {
             fprintf(stderr, "slm serve: %s: %s\n", m->id, err);
             return false;
         }
-        const slm_context *ctx = slm_engine_context_at(s->engine, i);
-        m->index = i;
-        m->model = model;
-        m->n_ctx = slm_context_n_ctx(ctx);
-        m->n_seq = slm_context_n_seq(ctx);
-        m->n_batch = slm_context_n_batch(ctx);
-        m->n_vocab = slm_model_n_vocab(model);
-        m->n_embd = slm_model_n_embd(model);
-        struct stat st;
-        m->created = stat(path, &st) == 0 ? (long long)st.st_mtime : (long long)time(NULL);
-        choose_template(&s->cfg, m);
+        srv_model_fill(s, m, i, path);
         s->n_models = i + 1;
         fprintf(stderr,
                 "slm serve: model '%s' (%s, %s kernels); %d slots x %d tokens of context each (trained %d), batch %d, "
                 "queue %d; template %s\n",
                 m->id, slm_model_desc(model), slm_isa_name(), m->n_seq, m->n_ctx, slm_model_n_ctx_train(model),
                 m->n_batch, s->cfg.queue_size, m->template_name[0] ? m->template_name : "from the model");
+    }
+    srv_ondemand_install(s);
+    if (s->cfg.max_memory || s->store) {
+        uint64_t resident, max;
+        slm_engine_residency(s->engine, &resident, &max, NULL, NULL);
+        if (max && resident > max)
+            fprintf(stderr, "slm serve: note: the --model models hold %.1f MiB, more than --max-memory (%.1f MiB); "
+                            "models from the store will not load\n", resident / 1048576.0, max / 1048576.0);
     }
     if (slm_engine_start(s->engine, err, sizeof err) != 0) {
         fprintf(stderr, "slm serve: %s\n", err);

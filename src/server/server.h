@@ -53,6 +53,10 @@ typedef struct srv_config {
         double input, output;      /* USD per 1M tokens */
     } prices[SRV_MAX_MODELS];
     int n_prices;
+    /* models on demand (the data directory's store) */
+    unsigned long long max_memory; /* bytes every resident model may hold together; 0 = no bound */
+    double keep_alive_s;       /* how long an on-demand model stays after its last request; < 0 = for ever */
+    double load_wait_s;        /* how long a request waits for models in use to free the room */
 } srv_config;
 
 /* Fills safe defaults. */

@@ -43,8 +43,9 @@ typedef struct srv_server {
     struct slm_cascade *cascades[SRV_MAX_MODELS];   /* the routes' cascade backends */
     int n_cascades;
     struct slm_route_table *routes; /* names clients may send besides the models: routes, upstreams */
-    srv_model models[SRV_MAX_MODELS];
-    int n_models;
+    srv_model models[SLM_ENGINE_MAX_MODELS]; /* by engine index: the --model ones first, then those loaded on demand */
+    int n_models;                            /* the --model ones (pinned) */
+    pthread_mutex_t models_mu;               /* refreshing an entry for a model loaded on demand */
     srv_metrics metrics;
     struct MHD_Daemon *daemon;
     atomic_bool ready;
@@ -100,6 +101,9 @@ typedef struct srv_conn {
     int status;
     const char *route; /* metrics label */
     const srv_model *model; /* the model the request named (srv_pick_model) */
+    bool holds_model;       /* it holds engine model held_model (srv_pick_model) until it completes */
+    int held_model;
+    double keep_alive;      /* Ollama's keep_alive for the model it loads (seconds; < 0 = for ever) */
     const char *target; /* the route or upstream the request named (its "model"), NULL = a local model */
     slm_gate_call call;     /* this request's way through the gate */
     char client[64];        /* peer address */

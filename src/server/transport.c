@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ondemand.h"
 #include "replies.h"
 #include "routes.h"
 
@@ -385,6 +386,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const c
         c->sock = conn_sock(mhd);
         tls_conn = c;
         c->api = strncmp(url, "/api/", 5) == 0 ? SRV_API_OLLAMA : SRV_API_OPENAI;
+        c->keep_alive = s->cfg.keep_alive_s;
         slm_gate_call_init(&c->call, SLM_CALL_GENERATE, "http", "other");
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         if (ci && ci->client_addr) {
@@ -485,6 +487,7 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **con_cls, 
                 (slm_now() - c->t_start) * 1e3);
     }
     srv_body_release(c);
+    srv_release_model(c);
     /* keep-alive: the next request's headers have an absolute deadline too */
     if (c->sock) {
         int wait = s->cfg.idle_timeout_s > s->cfg.header_timeout_s ? s->cfg.idle_timeout_s : s->cfg.header_timeout_s;

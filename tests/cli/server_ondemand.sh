@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Models on demand from the store: a request naming a stored model loads it (its greedy text equals
+# `slm run` of the blob), /api/tags and /v1/models list stored models, --max-memory unloads the
+# least recently used idle model to make room (never more than the bound resident, checked while
+# 24 requests over three models run at once, none failing), a model larger than the bound is a 400,
+# and Ollama's keep_alive works: 0 unloads, "1s" expires, -1 stays, a malformed one is a 400.
+set -euo pipefail
+. "$SLM_SRC/tests/npm/server_lib.sh"
+srv_require_curl
+set +e
+pass=0
+fail=0
+check() { if [ "$2" = 0 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1" >&2; fi; }
+
+models_dir="${SLM_TEST_MODELS:-$SLM_SRC/build/testdata}"
+for f in tiny-smollm2-q8_0 tiny-phi3-q4_0 tiny-gemma-q4_0 bge-small-q8_0; do
+  [ -f "$models_dir/$f.gguf" ] || srv_skip "no $models_dir/$f.gguf (scripts/gen-test-models.sh)"
+done
+data="$SRV_TMP/data"
+"$SLM_BIN" import "$models_dir/tiny-smollm2-q8_0.gguf" --name a --data-dir "$data" >/dev/null &&
+  "$SLM_BIN" import "$models_dir/tiny-phi3-q4_0.gguf" --name b --data-dir "$data" >/dev/null &&
+  "$SLM_BIN" import "$models_dir/tiny-gemma-q4_0.gguf" --name c:v1 --data-dir "$data" >/dev/null &&
+  "$SLM_BIN" import "$models_dir/bge-small-q8_0.gguf" --name emb --data-dir "$data" >/dev/null
+check "import four models" $?
+
+# 20 MiB: the --model (1.8 MB) and any two of a (5.2 MB), b (11 MB), c (6 MB) fit, all three do not;
+# the embedding model (37 MB) never does
+bound=$((20 * 1024 * 1024))
+srv_start -np 2 -c 256 --max-memory 20M --quiet
+first=$(basename "$SLM_MODEL_PATH" .gguf)
+
+tags=$(curl -s "$SLM_URL/api/tags" | python3 -c 'import json,sys; print(" ".join(m["name"] for m in json.load(sys.stdin)["models"]))')
+[ "$tags" = "$first:latest a:latest b:latest c:v1 emb:latest" ]; check "/api/tags lists the stored models ($tags)" $?
+ids=$(curl -s "$SLM_URL/v1/models" | python3 -c 'import json,sys; print(" ".join(m["id"] for m in json.load(sys.stdin)["data"]))')
+[ "$ids" = "$first a b c:v1 emb" ]; check "/v1/models lists the stored models ($ids)" $?
+ps_names() { curl -s "$SLM_URL/api/ps" | python3 -c 'import json,sys; print(" ".join(m["name"] for m in json.load(sys.stdin)["models"]))'; }
+[ "$(ps_names)" = "$first:latest" ]; check "nothing loaded before the first request ($(ps_names))" $?
+
+# each stored model answers as `slm run` of its blob does
+for pair in "a tiny-smollm2-q8_0" "b tiny-phi3-q4_0" "c:v1 tiny-gemma-q4_0"; do
+  set -- $pair
+  want=$("$SLM_BIN" run "$models_dir/$2.gguf" -p "Once upon a time" -n 8 --temp 0 --ignore-eos -t 1 2>/dev/null)
+  got=$(curl -s "$SLM_URL/v1/completions" -H 'Content-Type: application/json' \
+    -d "{\"model\":\"$1\",\"prompt\":\"Once upon a time\",\"max_tokens\":8,\"temperature\":0,\"ignore_eos\":true}" |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["model"]); print(d["choices"][0]["text"], end="")')
+  [ "$got" = "$1"$'\n'"$want" ]; check "$1 loaded on demand answers as slm run (got [$got], want [$want])" $?
+done
+# a, b, c in that order: a (least recently used) made room for c
+[ "$(ps_names)" = "$first:latest c:v1 b:latest" ] || [ "$(ps_names)" = "$first:latest b:latest c:v1" ]
+check "LRU unloaded a for c ($(ps_names))" $?
+resident() { curl -s "$SLM_URL/api/ps" | python3 -c 'import json,sys; print(sum(m["size"] for m in json.load(sys.stdin)["models"]))'; }
+[ "$(resident)" -le "$bound" ]; check "resident bytes $(resident) within --max-memory $bound" $?
+grep -c "loaded '.*' on demand" "$SRV_TMP/server.log" | grep -qx 3; check "three loads so far" $?
+
+# 24 requests over three models at once: all answered, and the bound holds throughout
+: >"$SRV_TMP/sizes"
+(for _ in $(seq 40); do resident >>"$SRV_TMP/sizes"; sleep 0.05; done) &
+sampler=$!
+pids=()
+for i in $(seq 24); do
+  m=$(echo "a b c:v1" | cut -d' ' -f$((i % 3 + 1)))
+  curl -s -o "$SRV_TMP/load.$i" -w '%{http_code}' "$SLM_URL/v1/chat/completions" -H 'Content-Type: application/json' \
+    -d "{\"model\":\"$m\",\"messages\":[{\"role\":\"user\",\"content\":\"hello $i\"}],\"max_tokens\":24,\"ignore_eos\":true}" \
+    >"$SRV_TMP/code.$i" &
+  pids+=($!)
+done
+wait "${pids[@]}"
+wait $sampler
+ok=0
+for i in $(seq 24); do
+  [ "$(cat "$SRV_TMP/code.$i")" = 200 ] && grep -q '"completion_tokens":24' "$SRV_TMP/load.$i" && ok=$((ok + 1))
+done
+[ "$ok" = 24 ]; check "24 concurrent requests over three models all answered ($ok)" $?
+max=$(sort -n "$SRV_TMP/sizes" | tail -1)
+[ -n "$max" ] && [ "$max" -le "$bound" ]; check "resident bytes sampled under load stay within the bound (max $max)" $?
+loads=$(grep -c "loaded '.*' on demand" "$SRV_TMP/server.log")
+[ "$loads" -gt 3 ]; check "the load forced unloads and reloads ($loads loads)" $?
+
+# larger than the bound: a 400 naming it, and the server goes on
+code=$(curl -s -o "$SRV_TMP/body" -w '%{http_code}' "$SLM_URL/api/embed" -d '{"model":"emb","input":"x"}')
+[ "$code" = 400 ] && grep -q "more than the server's --max-memory" "$SRV_TMP/body"; check "too large for --max-memory: 400 ($code $(cat "$SRV_TMP/body"))" $?
+code=$(curl -s -o /dev/null -w '%{http_code}' "$SLM_URL/v1/chat/completions" -d '{"model":"nope","messages":[{"role":"user","content":"x"}]}')
+[ "$code" = 404 ]; check "unknown model: 404 ($code)" $?
+
+# keep_alive
+body=$(curl -s "$SLM_URL/api/generate" -d '{"model":"a","keep_alive":0}')
+echo "$body" | grep -q '"done_reason":"unload"'; check "keep_alive 0 answers unload ($body)" $?
+sleep 0.3
+ps_names | grep -q "a:latest"; [ $? != 0 ]; check "keep_alive 0 unloaded a ($(ps_names))" $?
+curl -s "$SLM_URL/api/generate" -d '{"model":"a","keep_alive":"1s"}' | grep -q '"done_reason":"load"'; check "load with keep_alive 1s" $?
+ps_names | grep -q "a:latest"; check "a is resident right after ($(ps_names))" $?
+sleep 1.6
+ps_names | grep -q "a:latest"; [ $? != 0 ]; check "a expired after 1 s ($(ps_names))" $?
+curl -s "$SLM_URL/api/chat" -d '{"model":"b","keep_alive":-1,"messages":[{"role":"user","content":"hi"}],"stream":false,"options":{"num_predict":2}}' >/dev/null
+exp=$(curl -s "$SLM_URL/api/ps" | python3 -c 'import json,sys; print([m["expires_at"] for m in json.load(sys.stdin)["models"] if m["name"]=="b:latest"][0])')
+[ "$exp" = "9999-12-31T23:59:59Z" ]; check "keep_alive -1 keeps b for ever ($exp)" $?
+code=$(curl -s -o "$SRV_TMP/body" -w '%{http_code}' "$SLM_URL/api/generate" -d '{"model":"a","keep_alive":"5 minutes"}')
+[ "$code" = 400 ] && grep -q keep_alive "$SRV_TMP/body"; check "malformed keep_alive: 400 ($code)" $?
+
+srv_stop; check "clean shutdown" $?
+echo "server_ondemand: $pass passed, $fail failed"
+[ "$fail" = 0 ]
