@@ -110,6 +110,7 @@ static void init_kernels(void) {
         slm_kernels_fill_packed_avx512(&tables[SLM_ISA_AVX512]);
         slm_gemm_big_fill_avx512(&gemm_big_avx512);
         tables[SLM_ISA_AVX512].big = &gemm_big_avx512;
+        slm_kernels_fill_i16_avx512(&tables[SLM_ISA_AVX512]);
     }
 }
 

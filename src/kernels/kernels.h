@@ -40,6 +40,12 @@ size_t slm_weight_packed_bytes(const slm_weight *w);
 void slm_weight_pack(slm_pool *pool, slm_weight *w, void *dst, void (*consumed)(void *ctx, const void *p, size_t n),
                      void *ctx);
 
+/* An F16 matrix's int16 copy (for slm_weight_pack; kernels_impl.h, slm_i16_gemm): rows scaled to
+ * 14-bit integers, multiplied by activations scaled likewise per block of 32 (vpdpwssd: twice the
+ * f32 FMA rate). Its size, or 0 unless w is F16, the ISA is AVX-512, SLM_NO_I16 and SLM_NO_PACK
+ * are not set, k is a multiple of 32 and m of 16. The model asks for it for encoders only. */
+size_t slm_weight_i16_bytes(const slm_weight *w);
+
 /* Copies row `row` of w dequantized to f32 (embedding lookup). */
 void slm_weight_row_f32(const slm_weight *w, int64_t row, float *dst);
 

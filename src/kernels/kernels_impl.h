@@ -49,7 +49,9 @@ typedef struct slm_act_q8 {
  * where sum_lo is the sum of a block's first 16 values (types with a scale per 16 weights).
  * Q8P keeps each block's 32 values in order; Q8PS stores the first 16 of every block in qs[0, k/2)
  * and the last 16 in qs[k/2, k), matching the low/high nibble halves of the 4- and 5-bit types. */
-typedef enum slm_act_kind { SLM_ACT_F32, SLM_ACT_Q8, SLM_ACT_Q8K, SLM_ACT_Q8P, SLM_ACT_Q8PS, SLM_ACT_KINDS } slm_act_kind;
+/* SLM_ACT_I16: rows of 14-bit integers and block scales (slm_i16_gemm), for F16 weights with an
+ * int16 copy. */
+typedef enum slm_act_kind { SLM_ACT_F32, SLM_ACT_Q8, SLM_ACT_Q8K, SLM_ACT_Q8P, SLM_ACT_Q8PS, SLM_ACT_I16, SLM_ACT_KINDS } slm_act_kind;
 
 static inline const float *slm_act_planar_d(const void *row, int64_t k) {
     return (const float *)((const uint8_t *)row + k);
@@ -103,6 +105,41 @@ typedef struct slm_float_gemm {
 /* The portable slm_float_gemm pack (any nr; also the tail of the vector ones). */
 void slm_fgemm_pack_scalar(uint32_t type, int64_t k, const uint8_t *rows, size_t row_bytes, int nr, float *dst);
 
+/* The 16-bit integer GEMM of encoders' F16 weights (see slm_weight_i16_bytes in kernels.h), on
+ * vpdpwssd: 32 int16 products per instruction, twice an f32 FMA's 16, with integer sums that are
+ * exact. Weights: each row scaled to 14-bit integers once, at load (q = rint(w * 8191 / max|row|),
+ * s_row = max|row| / 8191); activations: each block of 32 values of a token scaled the same way
+ * per call (d_block). Both errors are relative to a row's or a block's largest value, ~2^-14,
+ * where BF16 rounds every value by up to 2^-9 (which moves nomic-embed's F16 embeddings 4x past the
+ * tolerance; measured, bench/RESULTS.md). 14 bits keep a block's 32 products within int32:
+ * 32 * 8191^2 < 2^31.
+ *   y[t, r] = s_r * (sum over blocks b, in order, f32 fma: float(isum_b) * d_tb),
+ *   isum_b = sum over the block's 32 columns of q_w * q_x (int32, exact).
+ * A group of SLM_I16_GROUP rows: 16 f32 scales (64 bytes), then for each pair of columns p, the
+ * 16 rows' int16 pairs (q[2p], q[2p+1]) (64 bytes), so one 512-bit load holds two columns of 16
+ * rows. Activation rows (SLM_ACT_I16): k int16 values, then k/32 f32 block scales. */
+#define SLM_I16_GROUP 16
+#define SLM_I16_BLOCK 32
+#define SLM_I16_QMAX 8191
+static inline size_t slm_i16_group_bytes(int64_t k) {
+    return 64 + (size_t)k * SLM_I16_GROUP * sizeof(int16_t);
+}
+typedef struct slm_i16_gemm {
+    /* Packs nr <= 16 F16 rows (row_bytes apart, k weights each, k a multiple of 32) into one group
+     * at dst (64-byte aligned); rows nr..15 are zero. A row with an infinity or NaN gets a NaN
+     * scale, so its outputs are NaN as the f32 path's would be. */
+    void (*pack)(int64_t k, const uint8_t *rows, size_t row_bytes, int nr, uint8_t *dst);
+    /* One activation row (k a multiple of 32) into dst (slm_act_row_bytes(SLM_ACT_I16, k) bytes).
+     * A block with an infinity or NaN gets a NaN scale. */
+    void (*quantize)(int64_t k, const float *x, uint8_t *dst);
+    /* For r < nr (nr <= 32: row r is lane r % 16 of group r / 16, the groups group_bytes apart)
+     * and t < nt (any number), over the columns k0 .. k0+kb (both multiples of 32) of rows k long:
+     *   y[t * y_stride + r] (=, or += when accumulate) s_r * sum over those blocks as above,
+     * with the activation rows act_stride bytes apart. */
+    void (*tile)(int64_t k, int64_t k0, int64_t kb, const uint8_t *panel, size_t group_bytes, int nr,
+                 const uint8_t *act, size_t act_stride, int nt, float *y, size_t y_stride, bool accumulate);
+} slm_i16_gemm;
+
 typedef struct slm_kernel_table {
     slm_type_kernels types[SLM_TYPE_COUNT];
     slm_quantize_act_fn quantize_q8;
@@ -132,12 +169,16 @@ typedef struct slm_kernel_table {
     struct slm_gemm_big *big;
     /* batched GEMM of float weights (every ISA has one) */
     slm_float_gemm fgemm;
+    /* the 16-bit integer GEMM of encoders' F16 weights; NULL members below AVX-512 */
+    slm_i16_gemm i16;
 } slm_kernel_table;
 
 void slm_kernels_fill_scalar(slm_kernel_table *t);
 void slm_kernels_fill_avx2(slm_kernel_table *t);
 void slm_kernels_fill_avx512(slm_kernel_table *t);
 void slm_kernels_fill_packed_avx512(slm_kernel_table *t);
+/* Sets t->i16 (the AVX-512 level: VNNI). */
+void slm_kernels_fill_i16_avx512(slm_kernel_table *t);
 
 /* The table of the selected ISA (built once). */
 const slm_kernel_table *slm_kernels_active(void);
@@ -175,6 +216,8 @@ size_t slm_act_row_bytes(slm_act_kind kind, int64_t k);
 
 
 
+/* slm_weight_i16_bytes for a given table (tests), regardless of SLM_NO_PACK / SLM_NO_I16. */
+size_t slm_weight_i16_bytes_for(const slm_kernel_table *table, const slm_weight *w);
 /* slm_weight_packed_bytes for a given table (tests), regardless of SLM_NO_PACK. */
 size_t slm_weight_packed_bytes_for(const slm_kernel_table *table, const slm_weight *w);
 

@@ -74,6 +74,7 @@ size_t slm_act_row_bytes(slm_act_kind kind, int64_t k) {
     case SLM_ACT_Q8K: return (size_t)(k / SLM_QK_K) * sizeof(block_q8_K);
     case SLM_ACT_Q8P:
     case SLM_ACT_Q8PS: return ((size_t)k + (size_t)(k / SLM_QK) * 12 + 63) & ~(size_t)63;
+    case SLM_ACT_I16: return ((size_t)k * sizeof(int16_t) + (size_t)(k / SLM_I16_BLOCK) * sizeof(float) + 63) & ~(size_t)63;
     case SLM_ACT_F32:
     default: return (size_t)k * sizeof(float);
     }
@@ -106,6 +107,8 @@ size_t slm_act_row_bytes(slm_act_kind kind, int64_t k) {
 #define FGEMM_TILE_ROWS (2 * SLM_FGEMM_GROUP)
 /* The converted rows of one chunk, at most (the panel is written once and read per token block). */
 #define FGEMM_PANEL_BYTES (512 * 1024)
+/* The int16 GEMM: 256 columns of 32 rows (16 KiB) stay in L1 while a token block streams past. */
+#define I16_K_BLOCK 256
 
 typedef struct fast_job {
     int n_w;
@@ -122,6 +125,7 @@ typedef struct fast_job {
     const uint8_t *act; /* quantized activations, or x itself when the kernel takes f32 */
     const slm_gemm_big *big; /* non-NULL: the batched GEMM path with canonical rows */
     bool fgemm;              /* float weights through table->fgemm */
+    bool i16;                /* F16 weights through their int16 copies and table->i16 */
     uint8_t *xact;           /* canonical activation rows for it */
     size_t xrow_bytes;
     size_t act_stride;
@@ -137,6 +141,10 @@ static void quantize_task(void *arg, int ith, int nth) {
     slm_quantize_act_fn quantize = slm_act_quantizer(job->table, job->act_kind);
     for (int64_t t = t0; t < t1; t++) {
         uint8_t *a = (uint8_t *)job->act + t * job->act_stride;
+        if (job->i16) {
+            job->table->i16.quantize(job->k, job->x + t * job->k, a);
+            continue;
+        }
         quantize(job->k, job->x + t * job->k, a);
         if (job->big) job->big->convert_act(job->act_kind, job->k, a, job->xact + (size_t)t * job->xrow_bytes);
     }
@@ -205,6 +213,29 @@ static bool compute_rows_float(const fast_job *job, int wi, int64_t r0, int64_t 
     return true;
 }
 
+/* Rows r0..r1 (whole groups of 16) of an F16 weight through its int16 copy: as compute_rows_float,
+ * with the panel made at load. Every (row, token) sum runs over the same column blocks in the same
+ * order whatever the batch, so a token's result does not depend on the tokens beside it. */
+static void compute_rows_i16(const fast_job *job, int wi, int64_t r0, int64_t r1) {
+    const slm_weight *w = job->w[wi];
+    const slm_i16_gemm *ig = &job->table->i16;
+    const int64_t k = w->k, m = w->m;
+    const size_t group_bytes = slm_i16_group_bytes(k);
+    const uint8_t *panel = (const uint8_t *)w->packed + (size_t)(r0 / SLM_I16_GROUP) * group_bytes;
+    for (int tb = 0; tb < job->n_tok; tb += FGEMM_TOKEN_BLOCK) {
+        const int nt = job->n_tok - tb < FGEMM_TOKEN_BLOCK ? job->n_tok - tb : FGEMM_TOKEN_BLOCK;
+        for (int64_t k0 = 0; k0 < k; k0 += I16_K_BLOCK) {
+            const int64_t kb = k - k0 < I16_K_BLOCK ? k - k0 : I16_K_BLOCK;
+            for (int64_t r = r0; r < r1; r += FGEMM_TILE_ROWS) {
+                const int nr = r1 - r < FGEMM_TILE_ROWS ? (int)(r1 - r) : FGEMM_TILE_ROWS;
+                ig->tile(k, k0, kb, panel + (size_t)((r - r0) / SLM_I16_GROUP) * group_bytes, group_bytes, nr,
+                         job->act + (size_t)tb * job->act_stride, job->act_stride, nt,
+                         job->y[wi] + (size_t)tb * (size_t)m + (size_t)r, (size_t)m, k0 > 0);
+            }
+        }
+    }
+}
+
 /* Rows r0..r1 (whole groups of 16) of a packed weight: each token tile meets every group of the
  * chunk, so the chunk's weights are read from L2 once per tile and the tile stays in L1. */
 static void compute_rows_packed(const fast_job *job, int wi, int64_t r0, int64_t r1) {
@@ -262,7 +293,8 @@ static void compute_task(void *arg, int ith, int nth) {
         while (c >= job->first_chunk[wi + 1]) wi++;
         int64_t r0 = (c - job->first_chunk[wi]) * job->rows_per_chunk;
         int64_t r1 = r0 + job->rows_per_chunk < job->w[wi]->m ? r0 + job->rows_per_chunk : job->w[wi]->m;
-        if (job->packed_of[wi]) compute_rows_packed(job, wi, r0, r1);
+        if (job->i16) compute_rows_i16(job, wi, r0, r1);
+        else if (job->packed_of[wi]) compute_rows_packed(job, wi, r0, r1);
         else if (job->fgemm && compute_rows_float(job, wi, r0, r1, ith)) continue;
         else if (!job->big || !compute_rows_big(job, wi, r0, r1, ith)) compute_rows(job, wi, r0, r1);
     }
@@ -276,8 +308,15 @@ static slm_packed_gemm_fn packed_kernel(const slm_kernel_table *table, const slm
     return w->packed && w->type < SLM_TYPE_COUNT ? table->packed_gemm[w->type] : NULL;
 }
 
+/* An F16 weight's packed copy is its int16 one (slm_weight_pack); without the int16 kernels (a
+ * lower ISA forced by a test) such a weight is read from its mapped F16 rows like any other. */
+static bool i16_copy(const slm_kernel_table *table, const slm_weight *w) {
+    return w->packed && w->type == SLM_TYPE_F16 && table->i16.tile && table->i16.quantize && w->k % SLM_I16_BLOCK == 0;
+}
+
 /* The activation format w is multiplied with: the packed kernels read the in-order planar one. */
 static slm_act_kind act_kind_of(const slm_kernel_table *table, const slm_weight *w) {
+    if (i16_copy(table, w)) return SLM_ACT_I16;
     return packed_kernel(table, w) ? SLM_ACT_Q8P : table->types[w->type].act;
 }
 
@@ -296,7 +335,15 @@ static bool matmul_fast(slm_pool *pool, const slm_kernel_table *table, const slm
         any_packed |= job.packed_of[i] != NULL;
         total_rows += w[i]->m;
     }
-    if (job.act_kind == SLM_ACT_F32) {
+    if (job.act_kind == SLM_ACT_I16) { /* every batch size: the F16 rows may have been released */
+        job.i16 = true;
+        job.act_stride = slm_act_row_bytes(SLM_ACT_I16, job.k);
+        uint8_t *act = slm_pool_shared_scratch(pool, job.act_stride * (size_t)n_tok);
+        if (!act) return false;
+        job.act = act;
+        if (n_tok >= 4) slm_pool_run(pool, quantize_task, &job);
+        else quantize_task(&job, 0, 1);
+    } else if (job.act_kind == SLM_ACT_F32) {
         job.act = (const uint8_t *)x;
         job.act_stride = (size_t)job.k * sizeof(float);
         job.fgemm = n_tok >= FGEMM_MIN_TOKENS && table->fgemm.pack && table->fgemm.tile && !any_packed;
@@ -336,11 +383,12 @@ static bool matmul_fast(slm_pool *pool, const slm_kernel_table *table, const slm
         if (cap < SLM_PACKED_ROWS) cap = SLM_PACKED_ROWS;
         if (per > cap) per = cap;
     }
-    if (job.fgemm) { /* whole 32-row tiles, and the converted rows of a chunk stay in L2 */
+    if (job.fgemm || job.i16) { /* whole 32-row tiles, and the converted rows of a chunk stay in L2 */
         /* twice as many chunks: a chunk is a long run of FMAs here, and a thread the machine
          * preempts should leave less behind for the others to wait on */
         per = (total_rows + (int64_t)nth * 16 - 1) / ((int64_t)nth * 16);
-        int64_t cap = (int64_t)(FGEMM_PANEL_BYTES / ((size_t)job.k * sizeof(float))) / FGEMM_TILE_ROWS * FGEMM_TILE_ROWS;
+        const size_t row_bytes = (size_t)job.k * (job.i16 ? sizeof(int16_t) : sizeof(float));
+        int64_t cap = (int64_t)(FGEMM_PANEL_BYTES / row_bytes) / FGEMM_TILE_ROWS * FGEMM_TILE_ROWS;
         if (cap < FGEMM_TILE_ROWS) cap = FGEMM_TILE_ROWS;
         per = (per + FGEMM_TILE_ROWS - 1) / FGEMM_TILE_ROWS * FGEMM_TILE_ROWS;
         if (per > cap) per = cap;
@@ -394,7 +442,7 @@ void slm_matmul_multi(slm_pool *pool, const slm_weight *const *w, int n_w, const
 }
 
 void slm_weight_row_f32(const slm_weight *w, int64_t row, float *dst) {
-    if (w->packed) { /* the source pages may have been released */
+    if (w->packed && w->type != SLM_TYPE_F16) { /* the source pages may have been released */
         slm_packed_row_f32(w, row, dst);
         return;
     }

@@ -143,14 +143,39 @@ typedef struct pack_job {
     const slm_weight *w;
     uint8_t *dst;
     size_t group_bytes;
-    int64_t g0, g1; /* the groups of this slice */
+    int64_t g0, g1;            /* the groups of this slice */
+    const slm_i16_gemm *i16;   /* non-NULL: an F16 weight's int16 copy */
 } pack_job;
 
 static void pack_task(void *arg, int ith, int nth) {
     const pack_job *job = arg;
+    const slm_weight *w = job->w;
     const int64_t n = job->g1 - job->g0;
-    for (int64_t g = job->g0 + n * ith / nth; g < job->g0 + n * (ith + 1) / nth; g++)
-        slm_packed_pack_group(job->w, g, job->dst + (size_t)g * job->group_bytes);
+    for (int64_t g = job->g0 + n * ith / nth; g < job->g0 + n * (ith + 1) / nth; g++) {
+        uint8_t *dst = job->dst + (size_t)g * job->group_bytes;
+        if (job->i16)
+            job->i16->pack(w->k, (const uint8_t *)w->data + (size_t)g * SLM_I16_GROUP * w->row_bytes, w->row_bytes,
+                           SLM_I16_GROUP, dst);
+        else
+            slm_packed_pack_group(w, g, dst);
+    }
+}
+
+size_t slm_weight_i16_bytes_for(const slm_kernel_table *table, const slm_weight *w) {
+    if (!table || !table->i16.pack || !table->i16.tile || w->type != SLM_TYPE_F16 || w->k <= 0 ||
+        w->k % SLM_I16_BLOCK || w->m <= 0 || w->m % SLM_I16_GROUP)
+        return 0;
+    return slm_i16_group_bytes(w->k) * (size_t)(w->m / SLM_I16_GROUP);
+}
+
+static bool env_set(const char *name) {
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+size_t slm_weight_i16_bytes(const slm_weight *w) {
+    if (env_set("SLM_NO_PACK") || env_set("SLM_NO_I16")) return 0;
+    return slm_weight_i16_bytes_for(slm_kernels_active(), w);
 }
 
 size_t slm_weight_packed_bytes_for(const slm_kernel_table *table, const slm_weight *w) {
@@ -171,7 +196,15 @@ size_t slm_weight_packed_bytes(const slm_weight *w) {
 
 void slm_weight_pack(slm_pool *pool, slm_weight *w, void *dst, void (*consumed)(void *ctx, const void *p, size_t n),
                      void *ctx) {
-    pack_job job = {w, dst, slm_packed_group_bytes(w->type, w->k), 0, 0};
+    pack_job job = {w, dst, 0, 0, 0, NULL};
+    if (w->type == SLM_TYPE_F16) {
+        const slm_kernel_table *table = slm_kernels_active();
+        if (!slm_weight_i16_bytes_for(table, w)) return; /* no int16 kernels here: w stays unpacked */
+        job.i16 = &table->i16;
+        job.group_bytes = slm_i16_group_bytes(w->k);
+    } else {
+        job.group_bytes = slm_packed_group_bytes(w->type, w->k);
+    }
     const int64_t groups = w->m / SLM_PACKED_ROWS;
     int64_t per = (int64_t)(PACK_SLICE_BYTES / job.group_bytes);
     if (per < 1) per = 1;

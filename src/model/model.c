@@ -332,6 +332,14 @@ static int matmul_weights(slm_model *m, slm_weight **out) {
     return n;
 }
 
+/* A matrix's packed copy: the R16 layout of its type, or an encoder's F16 matrix scaled to int16
+ * (kernels.h; conf_embed holds its embeddings to the F16 tolerance of the f32 oracle; decoders keep
+ * multiplying their F16 weights in f32). */
+static size_t packed_bytes(const slm_model *m, const slm_weight *w) {
+    const size_t bytes = slm_weight_packed_bytes(w);
+    return bytes || !m->arch->encoder ? bytes : slm_weight_i16_bytes(w);
+}
+
 static void release_source(void *gguf, const void *p, size_t n) {
     gguf_release_pages(gguf, p, n);
 }
@@ -346,7 +354,7 @@ static void pack_weights(slm_model *m) {
     if (!ws) return;
     int n = matmul_weights(m, ws);
     size_t total = 0;
-    for (int i = 0; i < n; i++) total += (slm_weight_packed_bytes(ws[i]) + 63) & ~(size_t)63;
+    for (int i = 0; i < n; i++) total += (packed_bytes(m, ws[i]) + 63) & ~(size_t)63;
     uint8_t *arena = total ? mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : MAP_FAILED;
     if (arena == MAP_FAILED) {
         free(ws);
@@ -359,7 +367,7 @@ static void pack_weights(slm_model *m) {
     slm_pool *pool = slm_pool_new(cpus < 1 ? 1 : cpus > 8 ? 8 : (int)cpus);
     size_t at = 0;
     for (int i = 0; i < n; i++) {
-        size_t bytes = slm_weight_packed_bytes(ws[i]);
+        size_t bytes = packed_bytes(m, ws[i]);
         if (!bytes) continue;
         slm_weight_pack(pool, ws[i], arena + at, release_source, m->gguf);
         at += (bytes + 63) & ~(size_t)63;
