@@ -398,8 +398,8 @@ static void feed_forward(slm_context *c, const slm_layer *L, int T) {
         const slm_weight *gate_up[2] = {&L->w_gate, &L->w_up};
         float *gate_up_out[2] = {c->hb, c->hb2};
         slm_matmul_multi(c->pool, gate_up, 2, c->xb, T, gate_up_out, exact);
-        slm_lora_apply(c, (int)(L - m->layers), SLM_LORAT_GATE, c->xb, T, NULL, c->hb);
-        slm_lora_apply(c, (int)(L - m->layers), SLM_LORAT_UP, c->xb, T, NULL, c->hb2);
+        slm_lora_apply_multi(c, (int)(L - m->layers), (const int[]){SLM_LORAT_GATE, SLM_LORAT_UP}, 2, c->xb, T, NULL,
+                             gate_up_out);
         rows_job act = {c->hb, c->hb2, NULL, NULL, T, hp->n_ff, 0};
         act_run(c, m->arch->gelu ? gelu_task : m->arch->encoder && !exact ? swiglu_vec_task : swiglu_task, &act);
     } else {
@@ -556,9 +556,8 @@ static int decode_pass(slm_context *c, const slm_batch *b, char *err, size_t err
         const slm_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
         float *qkv_out[3] = {c->q, c->k, c->v};
         slm_matmul_multi(c->pool, qkv, 3, att_in, T, qkv_out, exact);
-        slm_lora_apply(c, l, SLM_LORAT_Q, att_in, T, NULL, c->q); /* per-sequence adapters: no-ops without */
-        slm_lora_apply(c, l, SLM_LORAT_K, att_in, T, NULL, c->k);
-        slm_lora_apply(c, l, SLM_LORAT_V, att_in, T, NULL, c->v);
+        /* per-sequence adapters: no-op without */
+        slm_lora_apply_multi(c, l, (const int[]){SLM_LORAT_Q, SLM_LORAT_K, SLM_LORAT_V}, 3, att_in, T, NULL, qkv_out);
         add_bias(c->q, L->bq, T, q_dim);
         add_bias(c->k, L->bk, T, c->kv_dim);
         add_bias(c->v, L->bv, T, c->kv_dim);

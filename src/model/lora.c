@@ -7,8 +7,10 @@
  * of a batch carries its own list of adapters: the forward pass calls slm_lora_apply after each
  * decoder matmul, and the rows of each sequence get only their own adapters' terms.
  *
- * Adapters are converted to f32 at load (they are small: rank × (n_in + n_out) per matrix), so the
- * product costs the same on every path; the exact path sums in plain scalar order. */
+ * Adapters are converted to f32 at load (they are small: rank × (n_in + n_out) per matrix): the exact
+ * path sums those in plain scalar order. The fast path uses 8-bit copies with a scale per 32 values
+ * (kernels/lora_q8.h): a batch of sequences with different adapters streams every sequence's own
+ * adapters each step, so their bytes, not the arithmetic, are what adapters cost. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -17,6 +19,7 @@
 #include <string.h>
 
 #include "gguf/gguf_write.h"
+#include "kernels/lora_q8.h"
 #include "model/model_impl.h"
 #include "tensor/quant.h"
 #include "tensor/types.h"
@@ -39,9 +42,7 @@ typedef struct lora_pair {
 typedef struct lora_target {
     const float *a; /* rank × n_in, row-major */
     const float *b; /* n_out × rank, row-major (the oracle path: llama.cpp's dot per output) */
-    const float *bt; /* B transposed: rank rows of n_out, each bt_stride apart (the fast path's axpys) */
-    int64_t bt_stride;
-    const uint16_t *a16, *bt16; /* f16 copies of A and Bᵗ for the fast path: half the memory traffic */
+    slm_lora_q8 q8;  /* the fast path's 8-bit copies of A and of this part's rows of B */
     int rank;
     int64_t n_in, n_out;
     float alpha;    /* of the adapter; the per-use scale is derived from it and the rank */
@@ -54,7 +55,7 @@ struct slm_lora {
     char name[128];           /* file stem */
     float alpha;
     int max_rank, n_pairs;
-    void **owned;             /* the A, B, Bᵗ and f16 buffers */
+    void **owned;             /* the f32 A and B, and the 8-bit copies */
     int n_owned;
     lora_target *targets;     /* [(n_layer) × SLM_LORAT_N_TARGETS + 1]: the last one is output.weight; rank 0 = none */
     lora_pair *pairs;         /* by base tensor name, for merging */
@@ -203,9 +204,10 @@ static int add_owned(slm_lora *l, void *p) {
     return 0;
 }
 
-/* Fills the targets of one pair (a fused matrix splits B's rows, Bᵗ's columns, over its parts). */
-static void place(slm_lora *l, const slm_model *m, int layer, int target, bool fused, const float *a, const float *b,
-                  const float *bt, const uint16_t *a16, const uint16_t *bt16, int rank, int64_t n_in, int64_t n_out) {
+/* Fills the targets of one pair (a fused matrix splits B's rows over its parts), each part with its
+ * own 8-bit copy so a part's blocks of outputs start at its first row. */
+static int place(slm_lora *l, const slm_model *m, int layer, int target, bool fused, const float *a, const float *b,
+                 int rank, int64_t n_in, int64_t n_out) {
     lora_target *t = layer < 0 ? &l->targets[(size_t)m->hp.n_layer * SLM_LORAT_N_TARGETS] :
                                  &l->targets[(size_t)layer * SLM_LORAT_N_TARGETS];
     int64_t part_rows[3] = {n_out, 0, 0};
@@ -220,18 +222,18 @@ static void place(slm_lora *l, const slm_model *m, int layer, int target, bool f
     }
     int64_t row0 = 0;
     for (int i = 0; i < n_parts; i++) {
-        t[parts[i]] = (lora_target){.a = a,
-                                    .b = b + (size_t)row0 * (size_t)rank,
-                                    .bt = bt + row0,
-                                    .bt_stride = n_out,
-                                    .a16 = a16,
-                                    .bt16 = bt16 + row0,
-                                    .rank = rank,
-                                    .n_in = n_in,
-                                    .n_out = part_rows[i],
-                                    .alpha = l->alpha};
+        const float *b_part = b + (size_t)row0 * (size_t)rank;
+        size_t bytes = slm_lora_q8_bytes(rank, n_in, part_rows[i]);
+        void *mem = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        if (!mem || add_owned(l, mem)) {
+            free(mem);
+            return -1;
+        }
+        t[parts[i]] = (lora_target){.a = a, .b = b_part, .rank = rank, .n_in = n_in, .n_out = part_rows[i], .alpha = l->alpha};
+        slm_lora_q8_quantize(rank, n_in, part_rows[i], a, b_part, (size_t)rank, mem, &t[parts[i]].q8);
         row0 += part_rows[i];
     }
+    return 0;
 }
 
 int slm_lora_load(const slm_model *model, const char *path, slm_lora **out, char *err, size_t err_len) {
@@ -320,25 +322,14 @@ int slm_lora_load(const slm_model *model, const char *path, slm_lora **out, char
         }
         float *a = tensor_f32(ta, fn, err, err_len);
         float *b = a ? tensor_f32(tb, fn, err, err_len) : NULL;
-        float *bt = b ? malloc(sizeof(float) * (size_t)rank * (size_t)n_out) : NULL;
-        uint16_t *a16 = bt ? malloc(sizeof(uint16_t) * (size_t)rank * (size_t)n_in) : NULL;
-        uint16_t *bt16 = a16 ? malloc(sizeof(uint16_t) * (size_t)rank * (size_t)n_out) : NULL;
-        if (!a || !b || !bt || !a16 || !bt16 || add_owned(l, a) || add_owned(l, b) || add_owned(l, bt) ||
-            add_owned(l, a16) || add_owned(l, bt16)) {
+        if (!a || !b || add_owned(l, a) || add_owned(l, b)) {
             if (a && b) slm_err(err, err_len, "out of memory loading %s", path);
-            for (int k = 0; k < 5; k++) { /* what add_owned did not take */
-                void *p = k == 0 ? (void *)a : k == 1 ? (void *)b : k == 2 ? (void *)bt : k == 3 ? (void *)a16 : (void *)bt16;
-                bool owned = false;
-                for (int o = 0; o < l->n_owned; o++) owned |= l->owned[o] == p;
-                if (!owned) free(p);
-            }
+            bool a_owned = l->n_owned > 0 && l->owned[l->n_owned - 1] == a;
+            if (!a_owned) free(a);
+            free(b); /* add_owned(b) failed or never ran */
             rc = -1;
             break;
         }
-        for (int64_t o = 0; o < n_out; o++)
-            for (int64_t q = 0; q < rank; q++) bt[(size_t)q * (size_t)n_out + (size_t)o] = b[(size_t)o * (size_t)rank + (size_t)q];
-        slm_vec_f32_to_f16(rank * n_in, a, a16);
-        slm_vec_f32_to_f16(rank * n_out, bt, bt16);
         lora_pair *pairs = realloc(l->pairs, sizeof *pairs * (size_t)(l->n_pairs + 1));
         if (!pairs || strlen(wname) >= sizeof pairs->name) {
             if (pairs) l->pairs = pairs;
@@ -353,7 +344,10 @@ int slm_lora_load(const slm_model *model, const char *path, slm_lora **out, char
         pr->rank = (int)rank;
         pr->n_in = n_in;
         pr->n_out = n_out;
-        place(l, model, layer, target, fused, a, b, bt, a16, bt16, (int)rank, n_in, n_out);
+        if (place(l, model, layer, target, fused, a, b, (int)rank, n_in, n_out)) {
+            rc = slm_err(err, err_len, "out of memory loading %s", path);
+            break;
+        }
         if (rank > l->max_rank) l->max_rank = (int)rank;
         l->n_pairs++;
     }
@@ -458,14 +452,19 @@ bool slm_context_lora_matches(const slm_context *c, int seq, const slm_lora_use 
 
 /* ---------- applying ---------- */
 
+/* Up to 3 targets that read the same input (q, k, v; gate, up): one pool operation for all. */
+#define LORA_MAX_SHARED 3
+
 typedef struct apply_job {
     slm_context *c;
-    size_t target; /* index into each adapter's targets */
+    int n_targets;
+    size_t target[LORA_MAX_SHARED]; /* index into each adapter's targets */
+    float *y[LORA_MAX_SHARED];
+    int64_t m[LORA_MAX_SHARED];     /* the base weight's n_out */
     const float *x;
-    float *y;
+    int64_t k;                      /* the base weights' n_in */
     int n;
     const int *rows;
-    int64_t k, m; /* the base weight's n_in and n_out */
 } apply_job;
 
 static float dot_exact(const float *a, const float *b, int64_t n) {
@@ -474,62 +473,96 @@ static float dot_exact(const float *a, const float *b, int64_t n) {
     return s;
 }
 
+static const lora_seq *row_seq(const apply_job *j, int r) {
+    return &j->c->lora->seqs[j->c->batch_seq[j->rows ? j->rows[r] : r]];
+}
+
+/* The position of one term in a thread's share: row r, target t of the job, adapter u of the row. */
+typedef struct apply_pos {
+    int r, t, u;
+} apply_pos;
+
+/* Moves *p to the next term with work (an adapter that has the target), from *p itself on; false
+ * when the share [.., end) has no more. */
+static bool next_term(const apply_job *j, int end, apply_pos *p) {
+    for (; p->r < end; p->r++, p->t = 0, p->u = 0) {
+        const lora_seq *s = row_seq(j, p->r);
+        for (; p->t < j->n_targets; p->t++, p->u = 0)
+            for (; p->u < s->n; p->u++)
+                if (s->use[p->u].lora->targets[j->target[p->t]].rank) return true;
+    }
+    return false;
+}
+
+static const lora_target *term_target(const apply_job *j, apply_pos p) {
+    return &row_seq(j, p.r)->use[p.u].lora->targets[j->target[p.t]];
+}
+
 static void apply_rows(void *arg, int ith, int nth) {
     const apply_job *j = arg;
-    const slm_context *c = j->c;
-    const bool exact = c->exact;
+    const bool exact = j->c->exact;
     float ax[LORA_MAX_RANK];
-    for (int r = j->n * ith / nth; r < j->n * (ith + 1) / nth; r++) {
-        int t = j->rows ? j->rows[r] : r;
-        const lora_seq *s = &c->lora->seqs[c->batch_seq[t]];
-        const float *x = j->x + (size_t)r * (size_t)j->k;
-        float *y = j->y + (size_t)r * (size_t)j->m;
-        for (int u = 0; u < s->n; u++) {
-            const lora_target *lt = &s->use[u].lora->targets[j->target];
-            if (lt->rank == 0) continue;
-            float mult = lora_multiplier(s->use[u].scale, lt->alpha, lt->rank);
-            if (exact) { /* llama.cpp's order: A·x, B·(A·x) per output, times s, added */
-                for (int q = 0; q < lt->rank; q++) ax[q] = dot_exact(lt->a + (size_t)q * (size_t)lt->n_in, x, lt->n_in);
-                for (int64_t o = 0; o < lt->n_out; o++)
-                    y[o] += dot_exact(lt->b + (size_t)o * (size_t)lt->rank, ax, lt->rank) * mult;
-                continue;
-            }
-            /* fast: s·(A·x) first, then one long axpy per rank row of Bᵗ (a dot of length rank per output
-             * would be all call overhead), both over f16 copies: each sequence reads its own adapters, so
-             * their bytes, not the arithmetic, are the cost (llama.cpp's f16 adapters: 0.0012 σ) */
-            for (int q = 0; q < lt->rank; q++)
-                ax[q] = slm_vec_dot_f16_f32(lt->n_in, lt->a16 + (size_t)q * (size_t)lt->n_in, x) * mult;
-            for (int q = 0; q < lt->rank; q++)
-                slm_vec_axpy_f16_f32(lt->n_out, y, ax[q], lt->bt16 + (size_t)q * (size_t)lt->bt_stride);
+    int end = j->n * (ith + 1) / nth;
+    apply_pos p = {j->n * ith / nth, 0, 0};
+    bool have = next_term(j, end, &p);
+    if (have && !exact) slm_lora_q8_prefetch(&term_target(j, p)->q8);
+    while (have) {
+        const lora_seq *s = row_seq(j, p.r);
+        const lora_target *lt = term_target(j, p);
+        const float *x = j->x + (size_t)p.r * (size_t)j->k;
+        float *y = j->y[p.t] + (size_t)p.r * (size_t)j->m[p.t];
+        float mult = lora_multiplier(s->use[p.u].scale, lt->alpha, lt->rank);
+        apply_pos next = {p.r, p.t, p.u + 1};
+        have = next_term(j, end, &next);
+        if (exact) { /* llama.cpp's order: A·x, B·(A·x) per output, times s, added */
+            for (int q = 0; q < lt->rank; q++) ax[q] = dot_exact(lt->a + (size_t)q * (size_t)lt->n_in, x, lt->n_in);
+            for (int64_t o = 0; o < lt->n_out; o++)
+                y[o] += dot_exact(lt->b + (size_t)o * (size_t)lt->rank, ax, lt->rank) * mult;
+        } else {
+            /* fast: 8-bit copies, f32 sums (lora_q8.h); the next term's bytes are on their way meanwhile */
+            if (have) slm_lora_q8_prefetch(&term_target(j, next)->q8);
+            slm_lora_q8_apply(&lt->q8, x, mult, y);
         }
+        p = next;
     }
 }
 
-void slm_lora_apply(slm_context *c, int layer, int target, const float *x, int n, const int *rows, float *y) {
-    if (!c->lora || c->lora->n_active == 0 || n <= 0) return;
+void slm_lora_apply_multi(slm_context *c, int layer, const int *targets, int n_targets, const float *x, int n,
+                          const int *rows, float *const *y) {
+    if (!c->lora || c->lora->n_active == 0 || n <= 0 || n_targets < 1 || n_targets > LORA_MAX_SHARED) return;
     const slm_model *m = c->model;
-    size_t index = layer < 0 ? (size_t)m->hp.n_layer * SLM_LORAT_N_TARGETS : (size_t)layer * SLM_LORAT_N_TARGETS + (size_t)target;
-    /* the shapes the targets were validated against at load */
-    const slm_layer *L = layer < 0 ? NULL : &m->layers[layer];
-    const slm_weight *w = !L ? &m->output
-                          : target == SLM_LORAT_Q    ? &L->wq
-                          : target == SLM_LORAT_K    ? &L->wk
-                          : target == SLM_LORAT_V    ? &L->wv
-                          : target == SLM_LORAT_O    ? &L->wo
-                          : target == SLM_LORAT_GATE ? &L->w_gate
-                          : target == SLM_LORAT_UP   ? &L->w_up
-                                                    : &L->w_down;
-    /* any row with work at all? (most passes of a server with few adapter users have none here) */
-    bool any = false;
-    for (int r = 0; r < n && !any; r++) {
-        const lora_seq *s = &c->lora->seqs[c->batch_seq[rows ? rows[r] : r]];
-        for (int u = 0; u < s->n && !any; u++) any = s->use[u].lora->targets[index].rank > 0;
+    apply_job job = {.c = c, .x = x, .n = n, .rows = rows};
+    int64_t work = 0;
+    for (int i = 0; i < n_targets; i++) {
+        int target = targets[i];
+        /* the shapes the targets were validated against at load */
+        const slm_layer *L = layer < 0 ? NULL : &m->layers[layer];
+        const slm_weight *w = !L ? &m->output
+                              : target == SLM_LORAT_Q    ? &L->wq
+                              : target == SLM_LORAT_K    ? &L->wk
+                              : target == SLM_LORAT_V    ? &L->wv
+                              : target == SLM_LORAT_O    ? &L->wo
+                              : target == SLM_LORAT_GATE ? &L->w_gate
+                              : target == SLM_LORAT_UP   ? &L->w_up
+                                                        : &L->w_down;
+        job.target[i] = layer < 0 ? (size_t)m->hp.n_layer * SLM_LORAT_N_TARGETS
+                                  : (size_t)layer * SLM_LORAT_N_TARGETS + (size_t)target;
+        job.y[i] = y[i];
+        job.m[i] = w->m;
+        job.k = w->k;
+        work += (int64_t)n * (w->k + w->m) * 8;
     }
-    if (!any) return;
-    apply_job job = {c, index, x, y, n, rows, w->k, w->m};
+    job.n_targets = n_targets;
+    /* any row with work at all? (most passes of a server with few adapter users have none here) */
+    apply_pos first = {0, 0, 0};
+    if (!next_term(&job, n, &first)) return;
     /* a decode step's few rows cost less than waking the pool: threads only for prompt-sized work */
-    if ((int64_t)n * (w->k + w->m) * 8 >= LORA_POOL_MIN_WORK) slm_pool_run(c->pool, apply_rows, &job);
+    if (work >= LORA_POOL_MIN_WORK) slm_pool_run(c->pool, apply_rows, &job);
     else apply_rows(&job, 0, 1);
+}
+
+void slm_lora_apply(slm_context *c, int layer, int target, const float *x, int n, const int *rows, float *y) {
+    slm_lora_apply_multi(c, layer, &target, 1, x, n, rows, &y);
 }
 
 /* ---------- merging (slm lora merge) ---------- */

@@ -124,6 +124,10 @@ enum slm_lora_target { SLM_LORAT_Q, SLM_LORAT_K, SLM_LORAT_V, SLM_LORAT_O, SLM_L
 /* y (n rows of the weight's outputs) += s·B·(A·x) for every adapter of each row's sequence; layer -1
  * is output.weight. rows: the batch index of each row (NULL = 0..n-1). Nothing when no sequence has one. */
 void slm_lora_apply(slm_context *c, int layer, int target, const float *x, int n, const int *rows, float *y);
+/* The same for up to 3 targets of one layer that read the same x (q, k, v; gate, up), y[i] for
+ * targets[i]: one pool operation instead of one each. */
+void slm_lora_apply_multi(slm_context *c, int layer, const int *targets, int n_targets, const float *x, int n,
+                          const int *rows, float *const *y);
 void slm_lora_context_free(slm_context *c);
 
 #endif

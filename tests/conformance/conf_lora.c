@@ -4,15 +4,20 @@
  * top-1 identical except near ties, at both scales. Then what llama.cpp cannot do: one batch whose
  * sequences use the adapter at 1.0, at 0.5 and not at all, each matching its own reference. Last,
  * the oracle path with the adapter equals the base with W + s·B·A merged into its f32 weights
- * (float64 sums here) within the f32 tolerance, over the whole vocabulary. */
+ * (float64 sums here) within the f32 tolerance, over the whole vocabulary, and the normal path with
+ * the adapter equals it within the normal tolerance (this covers phi3's fused matrices, whose parts
+ * get 8-bit copies of their own). The normal-path checks run again in a child process per lower
+ * kernel path this CPU has (SLM_ISA=avx2, scalar): each ISA has its own LoRA kernel. */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "gguf/gguf.h"
+#include "kernels/kernels_impl.h"
 #include "slm.h"
 #include "test.h"
 
@@ -25,6 +30,7 @@ typedef struct lora_case {
 } lora_case;
 
 static char tmpdir[] = "/tmp/conf_lora_XXXXXX";
+static bool fast_only; /* a child for one lower ISA: only the normal-path checks */
 
 static json_t *load_jsonl(const char *path) {
     FILE *fp = fopen(path, "r");
@@ -298,20 +304,37 @@ static void run_merged(slm_model *m, slm_lora *lora, const char *base_path, cons
     cp.n_ctx = 256;
     cp.n_batch = 256;
     cp.exact = true;
-    slm_context *c1 = NULL, *c2 = NULL;
-    if (slm_context_new(m, &cp, &c1, err, sizeof err) || slm_context_new(mm, &cp, &c2, err, sizeof err)) {
+    slm_context *c1 = NULL, *c2 = NULL, *c3 = NULL;
+    slm_context_params fast = cp;
+    fast.exact = false;
+    if (slm_context_new(m, &cp, &c1, err, sizeof err) || slm_context_new(mm, &cp, &c2, err, sizeof err) ||
+        slm_context_new(m, &fast, &c3, err, sizeof err)) {
         CHECKF(0, "merged contexts: %s", err);
     } else {
         slm_lora_use use = {lora, scale};
         slm_context_set_lora(c1, 0, &use, 1, err, sizeof err);
+        slm_context_set_lora(c3, 0, &use, 1, err, sizeof err);
         slm_token ids[48];
         int8_t want[48];
         for (int i = 0; i < 48; i++) ids[i] = (slm_token)((i * 7919 + 13) % slm_model_n_vocab(m)), want[i] = 1;
         slm_batch b = {48, ids, NULL, NULL, want};
         double max_d = 0;
-        if (slm_decode(c1, &b, err, sizeof err) || slm_decode(c2, &b, err, sizeof err)) {
+        bool decoded = !slm_decode(c1, &b, err, sizeof err) && !slm_decode(c2, &b, err, sizeof err) &&
+                       !slm_decode(c3, &b, err, sizeof err);
+        if (!decoded) {
             CHECKF(0, "merged decode: %s", err);
         } else {
+            double max_fast = 0;
+            for (int p = 0; p < 48; p++) {
+                const float *l3 = slm_logits(c3, p), *l2 = slm_logits(c2, p);
+                for (int t = 0; t < slm_model_n_vocab(m); t++)
+                    if (fabs(l3[t] - l2[t]) > max_fast) max_fast = fabs(l3[t] - l2[t]);
+            }
+            fprintf(stderr, "%-44s normal path vs merged max|d| %.6f sigma\n", id, max_fast / sigma);
+            CHECKF(max_fast / sigma <= 0.05, "%s: normal path with the adapter vs merged max |dlogit| %.5f sigma > 0.05", id,
+                   max_fast / sigma);
+        }
+        if (decoded && !fast_only) {
             for (int p = 0; p < 48; p++) {
                 const float *l1 = slm_logits(c1, p), *l2 = slm_logits(c2, p);
                 for (int t = 0; t < slm_model_n_vocab(m); t++)
@@ -332,6 +355,7 @@ static void run_merged(slm_model *m, slm_lora *lora, const char *base_path, cons
     }
     slm_context_free(c1);
     slm_context_free(c2);
+    slm_context_free(c3);
     slm_model_free(mm);
     unlink(merged);
 }
@@ -365,14 +389,14 @@ static void run_case(const lora_case *lc, const char *shared, const char *synth)
         return;
     }
     if (!lc->merged_only) {
-        run_file(m, lora, dir, "logits_exact.jsonl", true, 1.0f, sigma, lc->id);
+        if (!fast_only) run_file(m, lora, dir, "logits_exact.jsonl", true, 1.0f, sigma, lc->id);
         run_file(m, lora, dir, "logits.jsonl", false, 1.0f, sigma, lc->id);
-        run_file(m, lora, dir, "logits_base_exact.jsonl", true, 0.0f, sigma, lc->id);
+        if (!fast_only) run_file(m, lora, dir, "logits_base_exact.jsonl", true, 0.0f, sigma, lc->id);
     }
     if (lc->has_half) {
-        run_file(m, lora, dir, "logits_exact_scale0.5.jsonl", true, 0.5f, sigma, lc->id);
+        if (!fast_only) run_file(m, lora, dir, "logits_exact_scale0.5.jsonl", true, 0.5f, sigma, lc->id);
         run_file(m, lora, dir, "logits_scale0.5.jsonl", false, 0.5f, sigma, lc->id);
-        run_mixed(m, lora, dir, sigma, lc->id);
+        if (!fast_only) run_mixed(m, lora, dir, sigma, lc->id);
     }
     run_merged(m, lora, lc->base_path, adapter, 1.0f, sigma, lc->id);
     slm_lora_free(lora);
@@ -383,6 +407,7 @@ static void run_case(const lora_case *lc, const char *shared, const char *synth)
 int main(void) {
     const char *shared = test_shared_dir();
     if (!shared) return TEST_SKIP_CODE;
+    fast_only = getenv("CONF_LORA_CHILD") != NULL;
     if (system("python3 -c 'pass' 2>/dev/null") != 0) {
         fprintf(stderr, "conf_lora: python3 absent (needed to regenerate the adapters) — skipped\n");
         return TEST_SKIP_CODE;
@@ -418,5 +443,23 @@ int main(void) {
         run_case(&cases[i], shared, synth);
     }
     rmdir(tmpdir);
-    return test_report("conf_lora");
+    /* the lower kernel paths, each in a child of its own (the ISA is chosen once per process) */
+    if (!getenv("CONF_LORA_CHILD") && !getenv("SLM_ISA"))
+        for (int isa = SLM_ISA_AVX2; isa >= SLM_ISA_SCALAR; isa--) {
+            if ((int)slm_isa_supported() <= isa) continue;
+            const char *name = isa == SLM_ISA_AVX2 ? "avx2" : "scalar";
+            fprintf(stderr, "conf_lora: the normal path again with SLM_ISA=%s\n", name);
+            fflush(stderr);
+            pid_t pid = fork();
+            if (pid == 0) {
+                setenv("SLM_ISA", name, 1);
+                setenv("CONF_LORA_CHILD", "1", 1);
+                execl("/proc/self/exe", "conf_lora", (char *)NULL);
+                _exit(127);
+            }
+            int status = 0;
+            CHECKF(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                   "conf_lora with SLM_ISA=%s failed", name);
+        }
+    return test_report(fast_only ? "conf_lora (normal path, lower ISA)" : "conf_lora");
 }
