@@ -10,9 +10,10 @@
 /* 0x99: quiet NaN, signalling NaN, +infinity, -infinity */
 #define NOT_FINITE 0x99
 
-/* x * (8191 / amax) rounded to nearest even and clamped, 16 lanes as int32 (NaN lanes cannot
- * occur: a block or row with one gets a NaN scale and zero integers). */
+/* x * (8191 / amax) rounded to nearest even and clamped, 16 lanes as int32; inv 0 (a zero or
+ * non-finite block or row, whose scale says what it is) gives zeros. */
 static inline __m512i scale_round(__m512 x, float inv) {
+    if (inv == 0.0f) return _mm512_setzero_si512();
     const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(x, _mm512_set1_ps(inv)));
     return _mm512_max_epi32(_mm512_min_epi32(q, _mm512_set1_epi32(SLM_I16_QMAX)), _mm512_set1_epi32(-SLM_I16_QMAX));
 }
