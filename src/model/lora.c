@@ -77,14 +77,26 @@ static atomic_uint_fast64_t next_serial = 1;
 
 /* ---------- loading ---------- */
 
-static const struct {
-    const char *suffix;
-    int target, second; /* second: the other half of a fused matrix, -1 if none */
-} layer_names[] = {
-    {"attn_q.weight", SLM_LORAT_Q, -1},      {"attn_k.weight", SLM_LORAT_K, -1},   {"attn_v.weight", SLM_LORAT_V, -1},
-    {"attn_qkv.weight", SLM_LORAT_Q, -1},    {"attn_output.weight", SLM_LORAT_O, -1},
-    {"ffn_gate.weight", SLM_LORAT_GATE, -1}, {"ffn_up.weight", SLM_LORAT_UP, -1}, {"ffn_down.weight", SLM_LORAT_DOWN, -1},
-};
+static const char *const target_tensor[SLM_LORAT_N_TARGETS] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
+                                                              "ffn_gate", "ffn_up", "ffn_down"};
+
+const char *slm_lora_target_tensor(int target) {
+    return target >= 0 && target < SLM_LORAT_N_TARGETS ? target_tensor[target] : NULL;
+}
+
+const slm_weight *slm_lora_target_weight(const slm_model *m, int layer, int target) {
+    if (layer < 0) return &m->output;
+    const slm_layer *L = &m->layers[layer];
+    switch (target) {
+    case SLM_LORAT_Q: return &L->wq;
+    case SLM_LORAT_K: return &L->wk;
+    case SLM_LORAT_V: return &L->wv;
+    case SLM_LORAT_O: return &L->wo;
+    case SLM_LORAT_GATE: return &L->w_gate;
+    case SLM_LORAT_UP: return &L->w_up;
+    default: return &L->w_down;
+    }
+}
 
 static void lora_destroy(slm_lora *l) {
     if (!l) return;
@@ -184,13 +196,20 @@ static int locate(const slm_model *m, const char *base, const char *fn, int *lay
     int l = -1, used = 0;
     if (sscanf(base, "blk.%d.%n", &l, &used) == 1 && used > 0 && l >= 0 && l < m->hp.n_layer) {
         const char *suffix = base + used;
-        for (size_t i = 0; i < sizeof layer_names / sizeof layer_names[0]; i++)
-            if (!strcmp(suffix, layer_names[i].suffix)) {
-                *layer = l;
-                *target = layer_names[i].target;
-                *fused = !strcmp(suffix, "attn_qkv.weight") || (!strcmp(suffix, "ffn_up.weight") && m->arch->fused_gate_up);
+        *layer = l;
+        if (!strcmp(suffix, "attn_qkv.weight")) { /* fused Q | K | V */
+            *target = SLM_LORAT_Q;
+            *fused = true;
+            return 0;
+        }
+        for (int t = 0; t < SLM_LORAT_N_TARGETS; t++) {
+            size_t n = strlen(target_tensor[t]);
+            if (!strncmp(suffix, target_tensor[t], n) && !strcmp(suffix + n, ".weight")) {
+                *target = t;
+                *fused = t == SLM_LORAT_UP && m->arch->fused_gate_up; /* phi3's gate | up */
                 return 0;
             }
+        }
     }
     return slm_err(err, err_len, "%s: adapting '%s' is not supported (only the attention, feed-forward and output matrices)",
                    fn, base);
@@ -535,16 +554,7 @@ void slm_lora_apply_multi(slm_context *c, int layer, const int *targets, int n_t
     int64_t work = 0;
     for (int i = 0; i < n_targets; i++) {
         int target = targets[i];
-        /* the shapes the targets were validated against at load */
-        const slm_layer *L = layer < 0 ? NULL : &m->layers[layer];
-        const slm_weight *w = !L ? &m->output
-                              : target == SLM_LORAT_Q    ? &L->wq
-                              : target == SLM_LORAT_K    ? &L->wk
-                              : target == SLM_LORAT_V    ? &L->wv
-                              : target == SLM_LORAT_O    ? &L->wo
-                              : target == SLM_LORAT_GATE ? &L->w_gate
-                              : target == SLM_LORAT_UP   ? &L->w_up
-                                                        : &L->w_down;
+        const slm_weight *w = slm_lora_target_weight(m, layer, target); /* the shapes validated at load */
         job.target[i] = layer < 0 ? (size_t)m->hp.n_layer * SLM_LORAT_N_TARGETS
                                   : (size_t)layer * SLM_LORAT_N_TARGETS + (size_t)target;
         job.y[i] = y[i];

@@ -129,5 +129,10 @@ void slm_lora_apply(slm_context *c, int layer, int target, const float *x, int n
 void slm_lora_apply_multi(slm_context *c, int layer, const int *targets, int n_targets, const float *x, int n,
                           const int *rows, float *const *y);
 void slm_lora_context_free(slm_context *c);
+/* The one table of targets, for the adapters and the trainer: the weight a target names in a layer
+ * (layer -1: output.weight, whatever the target), and the middle of its GGUF name ("attn_q", ...;
+ * NULL outside the enum). */
+const slm_weight *slm_lora_target_weight(const slm_model *m, int layer, int target);
+const char *slm_lora_target_tensor(int target);
 
 #endif

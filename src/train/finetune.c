@@ -197,9 +197,9 @@ int train_write_adapter(const slm_model *m, const lora_set *s, const char *path,
         const lora_pair *p = &s->pairs[i];
         char name[128];
         int64_t ne_a[2] = {p->n_in, s->rank}, ne_b[2] = {s->rank, p->n_out};
-        snprintf(name, sizeof name, "blk.%d.%s.weight.lora_a", p->layer, lora_target_name(p->target));
+        snprintf(name, sizeof name, "blk.%d.%s.weight.lora_a", p->layer, slm_lora_target_tensor(p->target));
         rc |= gguf_writer_add_tensor(w, name, SLM_TYPE_F32, 2, ne_a, s->w + p->off_a, NULL, NULL);
-        snprintf(name, sizeof name, "blk.%d.%s.weight.lora_b", p->layer, lora_target_name(p->target));
+        snprintf(name, sizeof name, "blk.%d.%s.weight.lora_b", p->layer, slm_lora_target_tensor(p->target));
         rc |= gguf_writer_add_tensor(w, name, SLM_TYPE_F32, 2, ne_b, s->w + p->off_b, NULL, NULL);
     }
     if (rc) {

@@ -32,7 +32,7 @@ struct train_ws {
     float *resid;               /* [L+1][ctx][E]: each layer's input, then the final state */
     /* one layer's activations */
     float *xa, *x1, *xf, *rs1, *rs2, *q, *k, *v, *att, *lse, *g, *u, *h, *tmp_e;
-    float *ua[LORA_N_TARGETS];  /* A x of each adapted matrix [ctx][R] */
+    float *ua[SLM_LORAT_N_TARGETS];  /* A x of each adapted matrix [ctx][R] */
     /* gradients */
     float *dx, *dxa, *dq, *dk, *dv, *datt, *dh, *dg, *du, *dua, *delta;
     /* output head */
@@ -284,7 +284,7 @@ static void lora_bwd_grad_task(void *arg, int ith, int nth) {
 
 /* y = W x (+ s B A x, keeping A x in ua). */
 static void linear_fwd(train_ws *ws, int layer, int target, const float *x, int T, float *y) {
-    const slm_weight *w = lora_base_weight(ws->m, layer, target);
+    const slm_weight *w = slm_lora_target_weight(ws->m, layer, target);
     slm_matmul(ws->pool, w, x, T, y, ws->exact);
     const lora_pair *p = pair_of(ws, layer, target);
     if (!p) return;
@@ -296,7 +296,7 @@ static void linear_fwd(train_ws *ws, int layer, int target, const float *x, int 
  * is NULL (the first layer's input needs no gradient). */
 static void linear_bwd(train_ws *ws, int layer, int target, const float *x, const float *dy, int T, float *dx,
                        bool accumulate) {
-    const slm_weight *w = lora_base_weight(ws->m, layer, target);
+    const slm_weight *w = slm_lora_target_weight(ws->m, layer, target);
     if (dx) matmul_t(ws, w, dy, T, dx, accumulate);
     const lora_pair *p = pair_of(ws, layer, target);
     if (!p) return;
@@ -399,9 +399,9 @@ static void layer_fwd(train_ws *ws, int l, const float *x, float *xout, int T) {
     const slm_hparams *hp = &ws->m->hp;
     int E = ws->E;
     rmsnorm_fwd(ws->xa, ws->rs1, x, L->attn_norm, T, E, hp->rms_eps);
-    linear_fwd(ws, l, LORA_Q, ws->xa, T, ws->q);
-    linear_fwd(ws, l, LORA_K, ws->xa, T, ws->k);
-    linear_fwd(ws, l, LORA_V, ws->xa, T, ws->v);
+    linear_fwd(ws, l, SLM_LORAT_Q, ws->xa, T, ws->q);
+    linear_fwd(ws, l, SLM_LORAT_K, ws->xa, T, ws->k);
+    linear_fwd(ws, l, SLM_LORAT_V, ws->xa, T, ws->v);
     add_bias(ws->q, L->bq, T, ws->Dq);
     add_bias(ws->k, L->bk, T, ws->Dkv);
     add_bias(ws->v, L->bv, T, ws->Dkv);
@@ -409,16 +409,16 @@ static void layer_fwd(train_ws *ws, int l, const float *x, float *xout, int T) {
     rope(ws, ws->k, T, ws->HKV, false);
     attn_job aj = {ws, T};
     run(ws, attn_fwd_task, &aj, attn_work(ws, T));
-    linear_fwd(ws, l, LORA_O, ws->att, T, ws->tmp_e);
+    linear_fwd(ws, l, SLM_LORAT_O, ws->att, T, ws->tmp_e);
     for (size_t i = 0; i < (size_t)T * E; i++) ws->x1[i] = x[i] + ws->tmp_e[i];
     rmsnorm_fwd(ws->xf, ws->rs2, ws->x1, L->ffn_norm, T, E, hp->rms_eps);
-    linear_fwd(ws, l, LORA_GATE, ws->xf, T, ws->g);
-    linear_fwd(ws, l, LORA_UP, ws->xf, T, ws->u);
+    linear_fwd(ws, l, SLM_LORAT_GATE, ws->xf, T, ws->g);
+    linear_fwd(ws, l, SLM_LORAT_UP, ws->xf, T, ws->u);
     for (size_t i = 0; i < (size_t)T * ws->F; i++) {
         float gv = ws->g[i];
         ws->h[i] = gv / (1.0f + expf(-gv)) * ws->u[i];
     }
-    linear_fwd(ws, l, LORA_DOWN, ws->h, T, ws->tmp_e);
+    linear_fwd(ws, l, SLM_LORAT_DOWN, ws->h, T, ws->tmp_e);
     for (size_t i = 0; i < (size_t)T * E; i++) xout[i] = ws->x1[i] + ws->tmp_e[i];
 }
 
@@ -428,17 +428,17 @@ static void layer_bwd(train_ws *ws, int l, const float *x, int T, bool need_dx) 
     const slm_layer *L = &ws->m->layers[l];
     int E = ws->E, F = ws->F;
     /* feed-forward: x2 = x1 + down(silu(gate xf) * up xf) */
-    linear_bwd(ws, l, LORA_DOWN, ws->h, ws->dx, T, ws->dh, false);
+    linear_bwd(ws, l, SLM_LORAT_DOWN, ws->h, ws->dx, T, ws->dh, false);
     for (size_t i = 0; i < (size_t)T * F; i++) {
         float gv = ws->g[i], sg = 1.0f / (1.0f + expf(-gv));
         ws->du[i] = ws->dh[i] * gv * sg;
         ws->dg[i] = ws->dh[i] * ws->u[i] * sg * (1.0f + gv * (1.0f - sg));
     }
-    linear_bwd(ws, l, LORA_GATE, ws->xf, ws->dg, T, ws->dxa, false);
-    linear_bwd(ws, l, LORA_UP, ws->xf, ws->du, T, ws->dxa, true);
+    linear_bwd(ws, l, SLM_LORAT_GATE, ws->xf, ws->dg, T, ws->dxa, false);
+    linear_bwd(ws, l, SLM_LORAT_UP, ws->xf, ws->du, T, ws->dxa, true);
     rmsnorm_bwd(ws->dx, ws->x1, L->ffn_norm, ws->rs2, ws->dxa, T, E); /* dx = d x1 now */
     /* attention: x1 = x + o(attn(rope(q xa), rope(k xa), v xa)) */
-    linear_bwd(ws, l, LORA_O, ws->att, ws->dx, T, ws->datt, false);
+    linear_bwd(ws, l, SLM_LORAT_O, ws->att, ws->dx, T, ws->datt, false);
     for (int t = 0; t < T; t++)
         for (int hh = 0; hh < ws->H; hh++) {
             size_t o = (size_t)t * ws->Dq + (size_t)hh * ws->HD;
@@ -450,9 +450,9 @@ static void layer_bwd(train_ws *ws, int l, const float *x, int T, bool need_dx) 
     rope(ws, ws->dq, T, ws->H, true);
     rope(ws, ws->dk, T, ws->HKV, true);
     float *dxa = need_dx ? ws->dxa : NULL;
-    linear_bwd(ws, l, LORA_Q, ws->xa, ws->dq, T, dxa, false);
-    linear_bwd(ws, l, LORA_K, ws->xa, ws->dk, T, dxa, true);
-    linear_bwd(ws, l, LORA_V, ws->xa, ws->dv, T, dxa, true);
+    linear_bwd(ws, l, SLM_LORAT_Q, ws->xa, ws->dq, T, dxa, false);
+    linear_bwd(ws, l, SLM_LORAT_K, ws->xa, ws->dk, T, dxa, true);
+    linear_bwd(ws, l, SLM_LORAT_V, ws->xa, ws->dv, T, dxa, true);
     if (need_dx) rmsnorm_bwd(ws->dx, x, L->attn_norm, ws->rs1, ws->dxa, T, E);
 }
 
@@ -555,7 +555,7 @@ void train_ws_free(train_ws *ws) {
                       &ws->delta, &ws->xo, &ws->rs_out, &ws->head_in, &ws->logits, &ws->dhead, &ws->tiles,
                       &ws->scores, &ws->wt, &ws->dyt, &ws->dxt};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(*bufs[i]);
-    for (int t = 0; t < LORA_N_TARGETS; t++) free(ws->ua[t]);
+    for (int t = 0; t < SLM_LORAT_N_TARGETS; t++) free(ws->ua[t]);
     free(ws->head_rows);
     free(ws);
 }
@@ -622,7 +622,7 @@ train_ws *train_ws_new(const slm_model *m, lora_set *set, int ctx, slm_pool *poo
     ALLOC(ws->dg, T * F);
     ALLOC(ws->du, T * F);
     ALLOC(ws->dua, T * (size_t)ws->R);
-    for (int t = 0; t < LORA_N_TARGETS; t++) ALLOC(ws->ua[t], T * (size_t)ws->R);
+    for (int t = 0; t < SLM_LORAT_N_TARGETS; t++) ALLOC(ws->ua[t], T * (size_t)ws->R);
     ALLOC(ws->head_in, (size_t)ws->head_chunk * E);
     ALLOC(ws->logits, (size_t)ws->head_chunk * (size_t)ws->V);
     ALLOC(ws->tiles, (size_t)ws->n_threads * ws->tile_stride);

@@ -7,13 +7,14 @@
 #include "train/train_impl.h"
 #include "util/err.h"
 
-static const char *const target_short[LORA_N_TARGETS] = {"q", "k", "v", "o", "gate", "up", "down"};
-static const char *const target_tensor[LORA_N_TARGETS] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
-                                                          "ffn_gate", "ffn_up", "ffn_down"};
+static const char *const target_short[SLM_LORAT_N_TARGETS] = {"q", "k", "v", "o", "gate", "up", "down"};
 
-const char *lora_target_name(int target) {
-    return target >= 0 && target < LORA_N_TARGETS ? target_tensor[target] : NULL;
-}
+/* The public mask (slm_train.h) has a bit per target of the model's enum, in its order. */
+_Static_assert(SLM_LORA_Q == 1 << SLM_LORAT_Q && SLM_LORA_K == 1 << SLM_LORAT_K && SLM_LORA_V == 1 << SLM_LORAT_V &&
+                   SLM_LORA_O == 1 << SLM_LORAT_O && SLM_LORA_GATE == 1 << SLM_LORAT_GATE &&
+                   SLM_LORA_UP == 1 << SLM_LORAT_UP && SLM_LORA_DOWN == 1 << SLM_LORAT_DOWN &&
+                   SLM_LORA_ALL == (1 << SLM_LORAT_N_TARGETS) - 1,
+               "SLM_LORA_* bits follow enum slm_lora_target");
 
 int slm_lora_targets_parse(const char *list, unsigned *mask, char *err, size_t err_len) {
     if (!list || !*list) return slm_err(err, err_len, "empty target list (use some of q,k,v,o,gate,up,down)");
@@ -27,9 +28,9 @@ int slm_lora_targets_parse(const char *list, unsigned *mask, char *err, size_t e
         const char *end = strchr(p, ',');
         size_t n = end ? (size_t)(end - p) : strlen(p);
         int found = -1;
-        for (int t = 0; t < LORA_N_TARGETS; t++) {
-            size_t a = strlen(target_short[t]), b = strlen(target_tensor[t]);
-            if ((n == a && strncmp(p, target_short[t], n) == 0) || (n == b && strncmp(p, target_tensor[t], n) == 0))
+        for (int t = 0; t < SLM_LORAT_N_TARGETS; t++) {
+            size_t a = strlen(target_short[t]), b = strlen(slm_lora_target_tensor(t));
+            if ((n == a && strncmp(p, target_short[t], n) == 0) || (n == b && strncmp(p, slm_lora_target_tensor(t), n) == 0))
                 found = t;
         }
         if (found < 0)
@@ -42,19 +43,6 @@ int slm_lora_targets_parse(const char *list, unsigned *mask, char *err, size_t e
     }
     *mask = out;
     return 0;
-}
-
-const slm_weight *lora_base_weight(const slm_model *m, int layer, int target) {
-    const slm_layer *L = &m->layers[layer];
-    switch (target) {
-    case LORA_Q: return &L->wq;
-    case LORA_K: return &L->wk;
-    case LORA_V: return &L->wv;
-    case LORA_O: return &L->wo;
-    case LORA_GATE: return &L->w_gate;
-    case LORA_UP: return &L->w_up;
-    default: return &L->w_down;
-    }
 }
 
 void lora_set_free(lora_set *s) {
@@ -81,16 +69,16 @@ lora_set *lora_set_new(const slm_model *m, int rank, float alpha, unsigned targe
     }
     lora_set *s = calloc(1, sizeof *s);
     int L = m->hp.n_layer;
-    if (!s || !(s->pairs = calloc((size_t)L * LORA_N_TARGETS, sizeof *s->pairs)) ||
+    if (!s || !(s->pairs = calloc((size_t)L * SLM_LORAT_N_TARGETS, sizeof *s->pairs)) ||
         !(s->index = calloc((size_t)L, sizeof *s->index)))
         goto oom;
     s->rank = rank, s->alpha = alpha, s->scale = alpha / (float)rank, s->targets = targets, s->n_layer = L;
     size_t off = 0;
     for (int l = 0; l < L; l++)
-        for (int t = 0; t < LORA_N_TARGETS; t++) {
+        for (int t = 0; t < SLM_LORAT_N_TARGETS; t++) {
             s->index[l][t] = -1;
             if (!(targets & (1u << t))) continue;
-            const slm_weight *w = lora_base_weight(m, l, t);
+            const slm_weight *w = slm_lora_target_weight(m, l, t);
             if (!w->data) continue;
             lora_pair *p = &s->pairs[s->n_pairs];
             p->layer = l, p->target = t, p->n_in = (int)w->k, p->n_out = (int)w->m;

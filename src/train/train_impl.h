@@ -11,8 +11,6 @@
 #include "model/model_impl.h"
 #include "slm_train.h"
 
-enum { LORA_Q, LORA_K, LORA_V, LORA_O, LORA_GATE, LORA_UP, LORA_DOWN, LORA_N_TARGETS };
-
 /* One adapted matrix W (n_out x n_in): A [rank x n_in] and B [n_out x rank], row-major, at element
  * offsets into the set's flat arrays (so optimizer, clipping and checkpoints see one vector). */
 typedef struct lora_pair {
@@ -27,18 +25,15 @@ typedef struct lora_set {
     int n_layer;
     lora_pair *pairs;    /* n_pairs, ordered by layer then target */
     int n_pairs;
-    int (*index)[LORA_N_TARGETS]; /* [layer][target] -> pair index or -1 */
+    int (*index)[SLM_LORAT_N_TARGETS]; /* [layer][target] -> pair index or -1 */
     size_t n_params;
     float *w, *g;        /* parameters and their gradients */
 } lora_set;
 
-/* The GGUF tensor name of a target's base matrix ("attn_q", ...). */
-const char *lora_target_name(int target);
 lora_set *lora_set_new(const slm_model *m, int rank, float alpha, unsigned targets, char *err, size_t err_len);
 void lora_set_free(lora_set *s);
 /* A uniform in +-1/sqrt(n_in) (PEFT's default), B = 0, from the seed. */
 void lora_set_init(lora_set *s, uint64_t seed);
-const slm_weight *lora_base_weight(const slm_model *m, int layer, int target);
 
 /* splitmix64: the one random generator of the trainer (initialisation, shuffling). */
 uint64_t train_rng_next(uint64_t *state);

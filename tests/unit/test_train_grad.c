@@ -164,9 +164,9 @@ static double grad_check(const char *label, const char *path, const uint8_t *mas
             double scale = sqrt(nn > na ? nn : na);
             double rel = scale > 1e-9 ? sqrt(dn) / scale : sqrt(dn);
             CHECKF(scale > 1e-6, "%s: layer %d %s.%s: gradient is zero (the check would prove nothing)", label, p->layer,
-                   lora_target_name(p->target), half ? "lora_b" : "lora_a");
+                   slm_lora_target_tensor(p->target), half ? "lora_b" : "lora_a");
             CHECKF(rel < 2e-2, "%s: layer %d %s.%s: relative error %.3g (|grad| %.3g)", label, p->layer,
-                   lora_target_name(p->target), half ? "lora_b" : "lora_a", rel, scale);
+                   slm_lora_target_tensor(p->target), half ? "lora_b" : "lora_a", rel, scale);
             if (rel > worst) worst = rel;
         }
     }
