@@ -9,6 +9,9 @@
  * also go through one batch of 20 sequences, which must give the one-per-decode vectors, and the
  * fast path's vectors (one per decode and batched: the float GEMM, blocked attention, vector GELU /
  * SwiGLU) must stay within the normal path's tolerance of slm's own f32 oracle (--exact).
+ * F16 models on the AVX-512 path multiply through the int16 copies of their weights (kernels.h,
+ * slm_weight_i16_bytes); they must have them there, and are then checked twice: with the int16
+ * GEMM and, reloaded with SLM_NO_I16=1, with the f32 one (the path of the other ISAs).
  * Usage: conf_embed [model-id ...]  (default: every model below; SLM_TEST_QUICK=1 keeps bge-small-q8_0). */
 #include <jansson.h>
 #include <math.h>
@@ -17,6 +20,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kernels/kernels_impl.h"
+#include "model/model_impl.h"
 #include "slm.h"
 #include "test.h"
 
@@ -112,7 +117,8 @@ static void compare(const float *got, const float *want, int n, double *max_d, d
 
 /* oracle: the exact path's vectors, written by the exact run (n_oracle of them) and compared with
  * by the fast one. */
-static void run_path(slm_model *m, const model_case *mc, const char *dir, bool exact, float *oracle, int *n_oracle) {
+static void run_path(slm_model *m, const model_case *mc, const char *dir, bool exact, const char *label, float *oracle,
+                     int *n_oracle) {
     int E = slm_model_n_embd(m);
     char path[8300], err[512];
     snprintf(path, sizeof path, "%s/%s", dir, exact ? "embeddings_exact.jsonl" : "embeddings.jsonl");
@@ -141,10 +147,10 @@ static void run_path(slm_model *m, const model_case *mc, const char *dir, bool e
         }
         double tol = exact ? (mc->gelu ? 5e-4 : 1e-5) : mc->quantized ? 0.03 : 2e-3;
         double tol_cos = exact ? 0.99999 : mc->quantized ? 0.99 : 0.9999;
-        fprintf(stderr, "%-18s %-6s max|d| %.2e  min cosine %.7f  (tolerance %.0e, %.5f)\n", mc->id,
-                exact ? "exact" : "normal", max_d, min_cos, tol, tol_cos);
-        CHECKF(max_d <= tol, "%s %s: max |d| %.3g > %.0e", mc->id, exact ? "exact" : "normal", max_d, tol);
-        CHECKF(min_cos >= tol_cos, "%s %s: cosine %.7f < %.5f", mc->id, exact ? "exact" : "normal", min_cos, tol_cos);
+        fprintf(stderr, "%-18s %-6s max|d| %.2e  min cosine %.7f  (tolerance %.0e, %.5f)\n", mc->id, label, max_d,
+                min_cos, tol, tol_cos);
+        CHECKF(max_d <= tol, "%s %s: max |d| %.3g > %.0e", mc->id, label, max_d, tol);
+        CHECKF(min_cos >= tol_cos, "%s %s: cosine %.7f < %.5f", mc->id, label, min_cos, tol_cos);
         const double tol_oracle = mc->quantized ? 0.03 : 2e-3, tol_oracle_cos = mc->quantized ? 0.99 : 0.9999;
         if (exact && oracle) {
             memcpy(oracle, got, sizeof(float) * (size_t)E * (size_t)n);
@@ -154,9 +160,9 @@ static void run_path(slm_model *m, const model_case *mc, const char *dir, bool e
             CHECKF(*n_oracle == n, "%s: the exact run left %d vectors for %d inputs", mc->id, *n_oracle, n);
             for (int i = 0; i < n && i < *n_oracle; i++)
                 compare(got + (size_t)i * E, oracle + (size_t)i * E, E, &max_o, &cos_o);
-            fprintf(stderr, "%-18s normal vs exact max|d| %.2e  min cosine %.7f\n", mc->id, max_o, cos_o);
+            fprintf(stderr, "%-18s %-6s vs exact max|d| %.2e  min cosine %.7f\n", mc->id, label, max_o, cos_o);
             CHECKF(max_o <= tol_oracle && cos_o >= tol_oracle_cos,
-                   "%s: the fast path is %.3g (cosine %.7f) from the f32 oracle", mc->id, max_o, cos_o);
+                   "%s %s: the fast path is %.3g (cosine %.7f) from the f32 oracle", mc->id, label, max_o, cos_o);
         }
 
         /* all inputs at once, one sequence each: the same vectors */
@@ -180,7 +186,8 @@ static void run_path(slm_model *m, const model_case *mc, const char *dir, bool e
                     double max_o = 0, cos_o = 1;
                     compare(one, oracle + (size_t)i * E, E, &max_o, &cos_o);
                     CHECKF(max_o <= tol_oracle && cos_o >= tol_oracle_cos,
-                           "%s: input %d in the batch is %.3g (cosine %.7f) from the f32 oracle", mc->id, i, max_o, cos_o);
+                           "%s %s: input %d in the batch is %.3g (cosine %.7f) from the f32 oracle", mc->id, label, i,
+                           max_o, cos_o);
                 }
             }
             free(one);
@@ -188,7 +195,7 @@ static void run_path(slm_model *m, const model_case *mc, const char *dir, bool e
              * per-token dot for small ones, which add in different orders (src/kernels/matmul.c) */
             double tol_batch = exact ? 1e-5 : 1e-4;
             CHECKF(max_batch <= tol_batch, "%s %s: one batch of %d sequences differs from one decode each by %.3g",
-                   mc->id, exact ? "exact" : "normal", n, max_batch);
+                   mc->id, label, n, max_batch);
         } else {
             CHECKF(0, "%s: batched decode of %d tokens failed: %s", mc->id, total, err);
         }
@@ -287,9 +294,28 @@ static void run_case(const model_case *mc, const char *shared, const char *model
     float *oracle = malloc(sizeof(float) * (size_t)slm_model_n_embd(m) * MAX_INPUTS);
     int n_oracle = 0;
     CHECKF(oracle != NULL, "%s: out of memory", mc->id);
-    for (int exact = 1; exact >= 0; exact--) run_path(m, mc, dir, exact, oracle, &n_oracle);
-    free(oracle);
+    /* the int16 GEMM: F16 weights on the AVX-512 path (unless a test turned it off) have their copy */
+    const char *no_i16 = getenv("SLM_NO_I16"), *no_pack = getenv("SLM_NO_PACK");
+    const bool want_i16 = !mc->quantized && slm_isa_selected() >= SLM_ISA_AVX512 &&
+                          !(no_i16 && *no_i16 && strcmp(no_i16, "0")) && !(no_pack && *no_pack && strcmp(no_pack, "0"));
+    const bool has_i16 = m->layers[0].wq.packed != NULL && m->layers[0].wq.type == SLM_TYPE_F16;
+    CHECKF(has_i16 == want_i16, "%s: the int16 copies are %s on the %s path", mc->id, has_i16 ? "there" : "missing",
+           slm_kernels_isa());
+    run_path(m, mc, dir, true, "exact", oracle, &n_oracle);
+    run_path(m, mc, dir, false, has_i16 ? "int16" : "normal", oracle, &n_oracle);
     slm_model_free(m);
+    if (has_i16) { /* the same model through the f32 GEMM, as every CPU without the int16 one runs it */
+        setenv("SLM_NO_I16", "1", 1);
+        if (slm_model_load(path, NULL, &m, err, sizeof err) == 0) {
+            CHECKF(m->layers[0].wq.packed == NULL, "%s: SLM_NO_I16=1 left the int16 copies", mc->id);
+            run_path(m, mc, dir, false, "f32", oracle, &n_oracle);
+            slm_model_free(m);
+        } else {
+            CHECKF(0, "%s: reload failed: %s", mc->id, err);
+        }
+        unsetenv("SLM_NO_I16");
+    }
+    free(oracle);
     if (strcmp(mc->id, "nomic-embed-f16") && strcmp(mc->id, "nomic-embed-q8_0")) check_cli(mc, path, dir);
 }
 
