@@ -154,6 +154,16 @@ const slm_token *slm_kv_seq_tokens(const slm_context *ctx, int seq);
 /* Copies the first n positions of sequence src into dst (prefix reuse); dst is truncated first. */
 void slm_kv_seq_copy(slm_context *ctx, int dst, int src, int n);
 
+/* Sees the input of every weight matmul of a decoder model's forward pass (what `slm imatrix`
+ * collects): the weight's GGUF tensor name ("blk.0.attn_q.weight"; a fused matrix under its own
+ * name, e.g. attn_qkv; the output matrix as "output.weight", or "token_embd.weight" when tied) and
+ * its n_tokens input rows of n_cols floats (row-major), before the product. q, k and v see the same
+ * rows. Called on the decoding thread; x is valid only during the call. Encoder-only models are
+ * not observed. */
+typedef void (*slm_matmul_observer)(void *user, const char *weight_name, const float *x, int n_tokens, int n_cols);
+/* Installs (fn != NULL) or removes (NULL, the default: no cost) the observer. */
+void slm_context_set_matmul_observer(slm_context *ctx, slm_matmul_observer fn, void *user);
+
 /* ---------- sampling ---------- */
 
 typedef struct slm_logit_bias {

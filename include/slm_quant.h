@@ -81,6 +81,32 @@ int slm_imatrix_parse(const void *data, size_t size, const char *name, slm_imatr
 void slm_imatrix_free(slm_imatrix *im);
 const slm_imatrix_entry *slm_imatrix_find(const slm_imatrix *im, const char *name);
 
+/* ---- computing one (slm imatrix): llama-imatrix's collector ---- */
+
+/* Per weight matrix and input column the sum of squared activations, and the rows summed. Feed it
+ * each weight's input rows (slm_context_set_matmul_observer hands them over). */
+typedef struct slm_imatrix_collector slm_imatrix_collector;
+enum slm_imatrix_format { SLM_IMATRIX_GGUF, SLM_IMATRIX_DAT };
+
+/* chunk_size: tokens per chunk (the context); process_output: collect output.weight too (as
+ * llama-imatrix --process-output). NULL when out of memory or chunk_size < 1. */
+slm_imatrix_collector *slm_imatrix_collector_new(int chunk_size, bool process_output);
+void slm_imatrix_collector_free(slm_imatrix_collector *c);
+/* True for the weights llama-imatrix collects: "blk.*", and "output.weight" with process_output. */
+bool slm_imatrix_collects(const slm_imatrix_collector *c, const char *name);
+/* Adds n_tokens rows of n_cols activations entering weight `name` (other weights are ignored).
+ * A failure (out of memory, a row length that changed, a sum that overflowed) is kept: see _error. */
+void slm_imatrix_collector_add(slm_imatrix_collector *c, const char *name, const float *x, int n_tokens, int n_cols);
+/* The first failure, or NULL. */
+const char *slm_imatrix_collector_error(const slm_imatrix_collector *c);
+int64_t slm_imatrix_collector_n_entries(const slm_imatrix_collector *c);
+/* Whole chunks seen: the most rows any weight summed / chunk_size (llama-imatrix's chunk count). */
+int64_t slm_imatrix_collector_n_chunks(const slm_imatrix_collector *c);
+/* Writes the matrix (entries sorted by name) in llama-imatrix's GGUF or legacy .dat format, through
+ * path.tmp and a rename. dataset: the text's file name as given, or NULL. 0, or -1 with err. */
+int slm_imatrix_collector_save(const slm_imatrix_collector *c, const char *path, enum slm_imatrix_format format,
+                               const char *dataset, char *err, size_t err_len);
+
 /* ---- what a quantization costs: KL divergence against the base model (llama-perplexity's statistics) ---- */
 
 typedef struct slm_kld_stats slm_kld_stats;

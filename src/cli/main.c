@@ -25,6 +25,7 @@ static const struct verb {
     {"perplexity", cmd_perplexity, "perplexity of a text file (llama-perplexity's method)"},
     {"lora", cmd_lora, "merge LoRA adapters into a model (slm lora merge)"},
     {"quantize", cmd_quantize, "quantize a GGUF model (llama-quantize's types and mixes)"},
+    {"imatrix", cmd_imatrix, "compute an importance matrix for quantize (llama-imatrix's method and formats)"},
     {"bench", cmd_bench, "prompt and generation speed"},
     {"classify", cmd_classify, "pick labels for inputs (JSONL in, JSONL out)"},
     {"extract", cmd_extract, "extract JSON matching a schema"},

@@ -149,6 +149,11 @@ int slm_context_n_ctx(const slm_context *c) { return c->n_ctx; }
 int slm_context_n_seq(const slm_context *c) { return c->n_seq; }
 int slm_context_n_batch(const slm_context *c) { return c->n_batch; }
 
+void slm_context_set_matmul_observer(slm_context *c, slm_matmul_observer fn, void *user) {
+    c->observer = fn;
+    c->observer_user = fn ? user : NULL;
+}
+
 const float *slm_logits(const slm_context *c, int i) {
     if (i < 0 || i >= c->n_logits) return NULL;
     return c->logits + (size_t)i * (size_t)c->model->hp.n_vocab;

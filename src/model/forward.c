@@ -6,6 +6,7 @@
  * several sequences. */
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -389,11 +390,25 @@ static void embed_tokens(slm_context *c, const slm_batch *b, int T) {
     }
 }
 
+/* Hands a matmul's input rows to the context's observer (slm_context_set_matmul_observer) under
+ * the weight's GGUF name; layer -1 names a tensor outside the blocks. */
+static void observe(const slm_context *c, int layer, const char *weight, const float *x, int n_tokens, int n_cols) {
+    char name[48];
+    if (layer >= 0) snprintf(name, sizeof name, "blk.%d.%s.weight", layer, weight);
+    else snprintf(name, sizeof name, "%s.weight", weight);
+    c->observer(c->observer_user, name, x, n_tokens, n_cols);
+}
+
 /* The feed-forward block on c->xb (T rows), result in c->xb. */
 static void feed_forward(slm_context *c, const slm_layer *L, int T) {
     const slm_model *m = c->model;
     const slm_hparams *hp = &m->hp;
     bool exact = c->exact;
+    const bool observed = c->observer && !m->arch->encoder;
+    if (observed) {
+        if (m->arch->ffn_gated && !m->arch->fused_gate_up) observe(c, (int)(L - m->layers), "ffn_gate", c->xb, T, hp->n_embd);
+        observe(c, (int)(L - m->layers), "ffn_up", c->xb, T, hp->n_embd);
+    }
     if (m->arch->ffn_gated) {
         const slm_weight *gate_up[2] = {&L->w_gate, &L->w_up};
         float *gate_up_out[2] = {c->hb, c->hb2};
@@ -407,6 +422,7 @@ static void feed_forward(slm_context *c, const slm_layer *L, int T) {
         rows_job act = {c->hb, NULL, NULL, L->b_up, T, hp->n_ff, 0};
         act_run(c, gelu_task, &act);
     }
+    if (observed) observe(c, (int)(L - m->layers), "ffn_down", c->hb, T, hp->n_ff);
     slm_matmul(c->pool, &L->w_down, c->hb, T, c->xb, exact);
     slm_lora_apply(c, (int)(L - m->layers), SLM_LORAT_DOWN, c->hb, T, NULL, c->xb);
     add_bias(c->xb, L->b_down, T, hp->n_embd);
@@ -555,6 +571,15 @@ static int decode_pass(slm_context *c, const slm_batch *b, char *err, size_t err
         }
         const slm_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
         float *qkv_out[3] = {c->q, c->k, c->v};
+        if (c->observer) {
+            if (a->fused_qkv) {
+                observe(c, l, "attn_qkv", att_in, T, E);
+            } else {
+                observe(c, l, "attn_q", att_in, T, E);
+                observe(c, l, "attn_k", att_in, T, E);
+                observe(c, l, "attn_v", att_in, T, E);
+            }
+        }
         slm_matmul_multi(c->pool, qkv, 3, att_in, T, qkv_out, exact);
         /* per-sequence adapters: no-op without */
         slm_lora_apply_multi(c, l, (const int[]){SLM_LORAT_Q, SLM_LORAT_K, SLM_LORAT_V}, 3, att_in, T, NULL, qkv_out);
@@ -570,6 +595,7 @@ static int decode_pass(slm_context *c, const slm_batch *b, char *err, size_t err
         kv_store(c, l, T);
         attention_job job = {c, l, T};
         slm_pool_run(c->pool, attention_task, &job);
+        if (c->observer) observe(c, l, "attn_output", c->att_out, T, q_dim);
         slm_matmul(c->pool, &L->wo, c->att_out, T, c->xb, exact);
         slm_lora_apply(c, l, SLM_LORAT_O, c->att_out, T, NULL, c->xb);
         add_bias(c->xb, L->bo, T, E);
@@ -584,6 +610,8 @@ static int decode_pass(slm_context *c, const slm_batch *b, char *err, size_t err
     if (n_out) {
         for (int r = 0; r < n_out; r++)
             rmsnorm(c->out_hidden + (size_t)r * E, c->x + (size_t)c->out_rows[r] * E, m->output_norm, E, hp->rms_eps);
+        if (c->observer)
+            observe(c, -1, m->output.data == m->tok_embd.data ? "token_embd" : "output", c->out_hidden, n_out, E);
         slm_matmul(c->pool, &m->output, c->out_hidden, n_out, c->logits, exact);
         slm_lora_apply(c, -1, 0, c->out_hidden, n_out, c->out_rows, c->logits);
         if (hp->final_softcap > 0) {

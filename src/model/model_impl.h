@@ -116,6 +116,8 @@ struct slm_context {
     int *out_rows;            /* batch index of each output row */
     float *rope_cos, *rope_sin; /* [n_batch][rope_dim/2] for the current batch */
     struct slm_lora_state *lora; /* adapters per sequence (src/model/lora.c), NULL until one is set */
+    slm_matmul_observer observer; /* slm_context_set_matmul_observer, or NULL */
+    void *observer_user;
 };
 
 /* LoRA (src/model/lora.c): the decoder matmuls an adapter may target. */
