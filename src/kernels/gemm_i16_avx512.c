@@ -82,6 +82,13 @@ static void i16_pack(int64_t k, const uint8_t *rows, size_t row_bytes, int nr, u
     }
 }
 
+/* acc += pairwise products of w and the int16 pair at `pair` broadcast to every lane. In asm
+ * because GCC 12 copies the accumulator of _mm512_dpwssd_epi32 to a new register and back around
+ * every instruction (two moves per product instruction here) and does not fold the broadcast. */
+static inline __attribute__((always_inline)) void dpwssd_bcast(__m512i *acc, __m512i w, const int16_t *pair) {
+    __asm__("vpdpwssd %[x]%{1to16%}, %[w], %[acc]" : [acc] "+v"(*acc) : [w] "v"(w), [x] "m"(*(const int32_t *)(const void *)pair));
+}
+
 /* Two groups (32 rows) by up to 6 tokens: 12 int32 block sums and 12 f32 sums in registers; per
  * pair of columns two aligned weight loads and one broadcast pair of activations per token. */
 #define I16_TOKENS 6
@@ -112,11 +119,9 @@ static inline __attribute__((always_inline)) void i16_micro(int64_t k, int64_t k
             const __m512i a1 = ng == 2 ? _mm512_load_si512((const void *)(w1 + at)) : a0;
             _Pragma("GCC unroll 6")
             for (int j = 0; j < nt; j++) {
-                int32_t pair;
-                memcpy(&pair, xq[j] + b * SLM_I16_BLOCK + 2 * p, 4);
-                const __m512i xv = _mm512_set1_epi32(pair);
-                s0[j] = _mm512_dpwssd_epi32(s0[j], a0, xv);
-                if (ng == 2) s1[j] = _mm512_dpwssd_epi32(s1[j], a1, xv);
+                const int16_t *pair = xq[j] + b * SLM_I16_BLOCK + 2 * p;
+                dpwssd_bcast(&s0[j], a0, pair);
+                if (ng == 2) dpwssd_bcast(&s1[j], a1, pair);
             }
         }
         _Pragma("GCC unroll 6")
