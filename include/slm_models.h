@@ -18,14 +18,26 @@
 extern "C" {
 #endif
 
+#define SLM_MODELS_MAX_ADAPTERS 8
+
 typedef struct slm_model_entry {
     char name[72];   /* without the tag */
     char tag[72];
+    char kind[16];   /* "model", or "adapter" for a LoRA adapter GGUF (general.type = "adapter") */
+    int n_adapters;  /* adapters a model made with slm_models_create applies (slm_models_get_adapters) */
     char digest[72]; /* "sha256:<hex>" */
     uint64_t size;
     double created;  /* unix seconds */
-    char arch[32];   /* general.architecture */
+    char arch[32];   /* general.architecture (an adapter's: the base architecture it is for) */
 } slm_model_entry;
+
+/* A model made of a base and adapters (slm_models_create, Ollama's /api/create "adapters"): the
+ * adapter blobs (slm_models_blob_path) applied at these scales whenever it is served. */
+typedef struct slm_model_adapters {
+    int n;
+    char digest[SLM_MODELS_MAX_ADAPTERS][72];
+    float scale[SLM_MODELS_MAX_ADAPTERS];
+} slm_model_adapters;
 
 /* Splits "name[:tag]" and checks both; 0 or -1 with err. */
 int slm_models_parse_name(const char *ref, char *name, size_t name_cap, char *tag, size_t tag_cap, char *err,
@@ -82,6 +94,14 @@ typedef struct slm_model_extras {
 #define SLM_MODELS_MAX_EXTRA (1u << 20)
 int slm_models_tag_blob_extras(const char *data_dir, const char *digest, const char *ref, const slm_model_extras *x,
                                slm_model_entry *entry, char *err, size_t err_len);
+/* Names base_digest's blob (a model) as ref, applying the adapter blobs adapter_digests[i] (each an
+ * adapter for the base's architecture) at scales[i] (NULL: 1.0) whenever ref is served; n_adapters
+ * 0..SLM_MODELS_MAX_ADAPTERS. x (may be NULL): the extras. */
+int slm_models_create(const char *data_dir, const char *ref, const char *base_digest, const char *const *adapter_digests,
+                      const float *scales, int n_adapters, const slm_model_extras *x, slm_model_entry *entry, char *err,
+                      size_t err_len);
+/* The adapters ref applies (out->n = 0 for most models): 1 found, 0 no such model, -1 error. */
+int slm_models_get_adapters(const char *data_dir, const char *ref, slm_model_adapters *out, char *err, size_t err_len);
 /* The extras of ref (fields NULL when absent): 1 found, 0 no such model, -1 error. */
 int slm_models_get_extras(const char *data_dir, const char *ref, slm_model_extras *x, char *err, size_t err_len);
 void slm_models_extras_free(slm_model_extras *x);

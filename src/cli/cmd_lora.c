@@ -17,7 +17,8 @@ static const char *lora_help =
     "double), like llama-export-lora. Every other tensor and key/value is copied as it is; each merged\n"
     "matrix keeps its type (a quantized one is re-quantized with the reference quantizer, which may lose a\n"
     "little more than the original quantization). Adapters are llama.cpp GGUF LoRA files (SCALE default 1);\n"
-    "each is checked against BASE first. The output appears only once it is completely written.\n";
+    "each is checked against BASE first. BASE and each ADAPTER are files or names in the store (slm import).\n"
+    "The output appears only once it is completely written.\n";
 
 int cmd_lora(int argc, char **argv) {
     const char *verb = "lora";
@@ -53,6 +54,11 @@ int cmd_lora(int argc, char **argv) {
     if (slm_models_resolve(slm_data_dir_default(def, sizeof def), base, path, sizeof path, err, sizeof err))
         return cli_fail(verb, "%s", err);
     base = path;
+    static char adapter_paths[SLM_LORA_MAX][PATH_MAX]; /* a file, or an adapter in the store */
+    for (int i = 0; i < n; i++) {
+        if (cli_resolve_adapter(verb, paths[i], adapter_paths[i], PATH_MAX)) return 1;
+        paths[i] = adapter_paths[i];
+    }
     if (slm_lora_merge(base, paths, scales, n, out, note, sizeof note, err, sizeof err)) return cli_fail(verb, "%s", err);
     fprintf(stderr, "slm lora merge: wrote %s: %s\n", out, note);
     return 0;

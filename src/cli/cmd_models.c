@@ -43,7 +43,9 @@ int cmd_list(int argc, char **argv) {
     argc = take_data_dir(argc, argv, &dir, def, sizeof def);
     bool json = argc > 1 && strcmp(argv[1], "--json") == 0;
     if (argc > 1 && (cli_is_help(argv[1]) || !json)) {
-        fputs("usage: slm list [--json] [--data-dir D]\n\nThe models in the store: name:tag, digest, size, architecture.\n",
+        fputs("usage: slm list [--json] [--data-dir D]\n\nThe models in the store: name:tag, digest, size, architecture, and\n"
+              "kind: a model, a LoRA adapter (ARCH is its base's architecture; use it with --lora NAME), or a\n"
+              "model made with adapters (Ollama's /api/create \"adapters\"), which applies them when served.\n",
               cli_is_help(argv[1]) ? stdout : stderr);
         return !cli_is_help(argv[1]);
     }
@@ -51,7 +53,7 @@ int cmd_list(int argc, char **argv) {
     slm_model_entry *v;
     int n = slm_models_list(dir, &v, err, sizeof err);
     if (n < 0) return cli_fail("list", "%s", err);
-    if (!json) printf("%-32s %-14s %-10s %-10s %s\n", "NAME", "ID", "SIZE", "ARCH", "MODIFIED");
+    if (!json) printf("%-32s %-14s %-10s %-10s %-18s %s\n", "NAME", "ID", "SIZE", "ARCH", "KIND", "MODIFIED");
     for (int i = 0; i < n; i++) {
         char size[32], when[32], ref[160];
         human_size(v[i].size, size, sizeof size);
@@ -60,11 +62,18 @@ int cmd_list(int argc, char **argv) {
         gmtime_r(&t, &tm);
         strftime(when, sizeof when, "%Y-%m-%d %H:%M", &tm);
         snprintf(ref, sizeof ref, "%s:%s", v[i].name, v[i].tag);
-        if (json)
-            printf("{\"name\":\"%s\",\"digest\":\"%s\",\"size\":%llu,\"arch\":\"%s\",\"created\":%.0f}\n", ref, v[i].digest,
-                   (unsigned long long)v[i].size, v[i].arch, v[i].created);
+        char kind[40];
+        if (v[i].n_adapters > 0)
+            snprintf(kind, sizeof kind, "model+%d adapter%s", v[i].n_adapters, v[i].n_adapters == 1 ? "" : "s");
         else
-            printf("%-32s %-14.12s %-10s %-10s %s\n", ref, v[i].digest + 7, size, v[i].arch, when);
+            snprintf(kind, sizeof kind, "%s", v[i].kind[0] ? v[i].kind : "model");
+        if (json)
+            printf("{\"name\":\"%s\",\"digest\":\"%s\",\"size\":%llu,\"arch\":\"%s\",\"kind\":\"%s\",\"adapters\":%d,"
+                   "\"created\":%.0f}\n",
+                   ref, v[i].digest, (unsigned long long)v[i].size, v[i].arch, v[i].kind[0] ? v[i].kind : "model",
+                   v[i].n_adapters, v[i].created);
+        else
+            printf("%-32s %-14.12s %-10s %-10s %-18s %s\n", ref, v[i].digest + 7, size, v[i].arch, kind, when);
     }
     free(v);
     return 0;
@@ -91,7 +100,8 @@ int cmd_import(int argc, char **argv) {
     if (!dir) return cli_fail("import", "cannot work out the data directory: give --data-dir");
     slm_model_entry e;
     if (slm_models_import(dir, file, name, &e, err, sizeof err)) return cli_fail("import", "%s", err);
-    fprintf(stderr, "slm import: %s:%s (%s, %llu bytes, %s)\n", e.name, e.tag, e.arch, (unsigned long long)e.size, e.digest);
+    fprintf(stderr, "slm import: %s:%s (%s%s, %llu bytes, %s)\n", e.name, e.tag, strcmp(e.kind, "adapter") ? "" : "LoRA adapter for ",
+            e.arch, (unsigned long long)e.size, e.digest);
     return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "slm_buf.h"
@@ -68,6 +69,17 @@ int cli_parse_lora(const char *verb, char *arg, const char **path, float *scale)
     return 0;
 }
 
+int cli_resolve_adapter(const char *verb, const char *arg, char *path, size_t cap) {
+    char def[PATH_MAX], err[PATH_MAX + 512];
+    if (strchr(arg, '/') || access(arg, F_OK) == 0) { /* a path: its own error if it cannot be read */
+        snprintf(path, cap, "%s", arg);
+        return 0;
+    }
+    if (slm_models_resolve(slm_data_dir_default(def, sizeof def), arg, path, cap, err, sizeof err))
+        return cli_fail(verb, "--lora %s: %s", arg, err), -1;
+    return 0;
+}
+
 /* The adapters cli_engine_open loaded: the verbs free their model themselves, the adapters go at exit. */
 static slm_lora *cli_loras[SLM_LORA_MAX];
 static int cli_n_loras;
@@ -85,8 +97,10 @@ static int cli_apply_loras(const char *verb, const cli_engine_opts *o, slm_model
     if (o->n_lora == 0) return 0;
     if (!registered) atexit(cli_free_loras);
     registered = true;
+    char path[PATH_MAX];
     for (int i = 0; i < o->n_lora; i++) {
-        if (slm_lora_load(model, o->lora[i], &uses[i].lora, err, sizeof err)) return cli_fail(verb, "%s", err), -1;
+        if (cli_resolve_adapter(verb, o->lora[i], path, sizeof path)) return -1;
+        if (slm_lora_load(model, path, &uses[i].lora, err, sizeof err)) return cli_fail(verb, "%s", err), -1;
         cli_loras[cli_n_loras++] = uses[i].lora;
         uses[i].scale = o->lora_scale[i];
     }

@@ -15,16 +15,21 @@ typedef struct cli_engine_opts {
     int n_ctx;      /* 0 = model default */
     int n_batch;    /* 0 = default */
     bool exact;     /* f32 reference path */
-    const char *lora[SLM_LORA_MAX]; /* --lora FILE[:SCALE] (repeatable): adapters applied by cli_engine_open */
+    const char *lora[SLM_LORA_MAX]; /* --lora FILE|NAME[:SCALE] (repeatable): adapters applied by cli_engine_open */
     float lora_scale[SLM_LORA_MAX];
     int n_lora;
 } cli_engine_opts;
 
 /* The --lora line of the verbs' help. */
-#define CLI_LORA_HELP "      --lora FILE[:SCALE]  apply a LoRA adapter (llama.cpp GGUF) at SCALE (default 1); repeatable\n"
+#define CLI_LORA_HELP                                                                                              \
+    "      --lora FILE[:SCALE]  apply a LoRA adapter (llama.cpp GGUF, or an adapter's name in the store) at SCALE\n" \
+    "                           (default 1); repeatable\n"
 /* Parses FILE[:SCALE] (a suffix that is not a number belongs to the file name): writes the NUL over
  * the ':' of `arg`. Returns 0, or -1 after one error line. */
 int cli_parse_lora(const char *verb, char *arg, const char **path, float *scale);
+/* An adapter argument (after cli_parse_lora) as a file path: a path is itself, a name is looked up
+ * in the model store. 0, or -1 after printing the error line. */
+int cli_resolve_adapter(const char *verb, const char *arg, char *path, size_t cap);
 
 /* Consumes argv[*i] (and its value) if it is -t/--threads, -c/--ctx-size, -b/--batch-size, --exact or --lora.
  * Returns 1 if consumed, 0 if not an engine option, -1 on a bad value (message printed). */

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gguf/gguf.h"
 #include "slm.h"
 #include "store/store_impl.h"
 #include "util/err.h"
@@ -66,17 +68,40 @@ static void hex_of(const unsigned char *d, char *out) {
     for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
-/* Reads the GGUF's architecture through the model loader (vocab only: cheap), which also proves
- * slm can read the file at all. */
-static int gguf_arch(const char *path, char *arch, size_t cap, char *err, size_t err_len) {
+/* What a GGUF is: a LoRA adapter (general.type = "adapter": its metadata names the base
+ * architecture; the loader would refuse it, having no vocabulary) or a model, whose architecture is
+ * read through the model loader (vocab only: cheap), which also proves slm can read the file. */
+static int gguf_identity(const char *path, char *arch, size_t cap, char *kind, size_t kind_cap, char *err, size_t err_len) {
+    gguf_file *f;
+    char e[400];
+    if (gguf_open(path, &f, e, sizeof e) == 0) {
+        gguf_str type, a;
+        bool adapter = gguf_get_str(f, "general.type", &type, NULL, 0) == 0 && gguf_str_eq(type, "adapter");
+        int rc = 0;
+        if (adapter) {
+            gguf_str at;
+            if (gguf_get_str(f, "adapter.type", &at, NULL, 0) != 0 || !gguf_str_eq(at, "lora"))
+                rc = slm_err(err, err_len, "%s: an adapter, but not a LoRA one (adapter.type is not \"lora\")", path);
+            else if (gguf_get_str(f, "general.architecture", &a, NULL, 0) != 0 || a.len == 0 || a.len >= cap)
+                rc = slm_err(err, err_len, "%s: a LoRA adapter without a valid general.architecture", path);
+            else if (gguf_n_tensors(f) == 0)
+                rc = slm_err(err, err_len, "%s: a LoRA adapter with no tensors", path);
+            else {
+                snprintf(arch, cap, "%.*s", (int)a.len, a.ptr);
+                snprintf(kind, kind_cap, "adapter");
+            }
+        }
+        gguf_close(f);
+        if (adapter) return rc;
+    }
     slm_model_params mp = {0};
     mp.vocab_only = true;
     slm_model *m;
-    char e[400];
     if (slm_model_load(path, &mp, &m, e, sizeof e) != 0) return slm_err(err, err_len, "%s", e);
     const char *a = slm_model_meta(m, "general.architecture"); /* a vocab-only load leaves slm_model_arch unset */
     if (!a || !*a) a = slm_model_arch(m);
     snprintf(arch, cap, "%s", a && *a ? a : "unknown");
+    snprintf(kind, kind_cap, "model");
     slm_model_free(m);
     return 0;
 }
@@ -104,8 +129,8 @@ static int extras_ok(const slm_model_extras *x, char *err, size_t err_len) {
     return 0;
 }
 
-static int write_manifest(const char *data_dir, const slm_model_entry *e, const slm_model_extras *x, char *err,
-                          size_t err_len) {
+static int write_manifest(const char *data_dir, const slm_model_entry *e, const slm_model_extras *x,
+                          const slm_model_adapters *ad, char *err, size_t err_len) {
     char dir[PATH_MAX], path[PATH_MAX + 80], tmp[PATH_MAX + 96];
     snprintf(dir, sizeof dir, "%s/models/manifests/%s", data_dir, e->name);
     if (store_mkdirs(dir, err, err_len)) return -1;
@@ -117,6 +142,14 @@ static int write_manifest(const char *data_dir, const slm_model_entry *e, const 
     if (o && x && x->template_text) json_object_set_new(o, "template", json_string(x->template_text));
     if (o && x && x->system) json_object_set_new(o, "system", json_string(x->system));
     if (o && x && x->params) json_object_set_new(o, "params", json_string(x->params));
+    /* written only when they say something, so a plain model's manifest stays as it was */
+    if (o && !strcmp(e->kind, "adapter")) json_object_set_new(o, "kind", json_string("adapter"));
+    if (o && ad && ad->n > 0) {
+        json_t *arr = json_array();
+        for (int i = 0; i < ad->n; i++)
+            json_array_append_new(arr, json_pack("{s:s, s:f}", "digest", ad->digest[i], "scale", (double)ad->scale[i]));
+        json_object_set_new(o, "adapters", arr);
+    }
     int rc = o ? json_dump_file(o, tmp, JSON_INDENT(2) | JSON_SORT_KEYS) : -1;
     json_decref(o);
     if (rc != 0 || rename(tmp, path) != 0) {
@@ -126,18 +159,48 @@ static int write_manifest(const char *data_dir, const slm_model_entry *e, const 
     return 0;
 }
 
-static int read_manifest(const char *path, slm_model_entry *e, char *err, size_t err_len) {
+/* ad (may be NULL) gets the adapters a model made with slm_models_create applies. */
+static int read_manifest(const char *path, slm_model_entry *e, slm_model_adapters *ad, char *err, size_t err_len) {
     json_error_t je;
     json_t *o = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-    const char *name, *tag, *digest, *arch = "unknown";
+    const char *name, *tag, *digest, *arch = "unknown", *kind = "model";
     json_int_t size = 0;
     double created = 0;
-    if (!o || json_unpack_ex(o, &je, 0, "{s:s, s:s, s:s, s:I, s?F, s?s}", "name", &name, "tag", &tag, "digest", &digest,
-                             "size", &size, "created", &created, "arch", &arch) != 0) {
+    json_t *adapters = NULL;
+    if (!o || json_unpack_ex(o, &je, 0, "{s:s, s:s, s:s, s:I, s?F, s?s, s?s, s?o}", "name", &name, "tag", &tag, "digest",
+                             &digest, "size", &size, "created", &created, "arch", &arch, "kind", &kind, "adapters",
+                             &adapters) != 0) {
         json_decref(o);
         return slm_err(err, err_len, "manifest %s is damaged: %s", path, je.text);
     }
     memset(e, 0, sizeof *e);
+    if (ad) memset(ad, 0, sizeof *ad);
+    if (strcmp(kind, "model") && strcmp(kind, "adapter")) {
+        json_decref(o);
+        return slm_err(err, err_len, "manifest %s is damaged: kind \"%.40s\"", path, kind);
+    }
+    snprintf(e->kind, sizeof e->kind, "%s", kind);
+    if (adapters && (!json_is_array(adapters) || json_array_size(adapters) > SLM_MODELS_MAX_ADAPTERS)) {
+        json_decref(o);
+        return slm_err(err, err_len, "manifest %s is damaged: 'adapters'", path);
+    }
+    size_t ai;
+    json_t *av;
+    json_array_foreach(adapters, ai, av) {
+        const char *d = NULL;
+        double sc = 1.0;
+        if (json_unpack(av, "{s:s, s?F}", "digest", &d, "scale", &sc) != 0 || strncmp(d, "sha256:", 7) ||
+            strlen(d) != 71 || !isfinite(sc)) {
+            json_decref(o);
+            return slm_err(err, err_len, "manifest %s is damaged: 'adapters'[%zu]", path, ai);
+        }
+        if (ad) {
+            snprintf(ad->digest[ai], sizeof ad->digest[ai], "%s", d);
+            ad->scale[ai] = (float)sc;
+            ad->n++;
+        }
+        e->n_adapters++;
+    }
     snprintf(e->name, sizeof e->name, "%s", name);
     snprintf(e->tag, sizeof e->tag, "%s", tag);
     snprintf(e->digest, sizeof e->digest, "%s", digest);
@@ -248,21 +311,69 @@ int slm_models_tag_blob_extras(const char *data_dir, const char *digest, const c
         return slm_err(err, err_len, "no blob %s in the store", digest);
     struct stat sb;
     if (stat(path, &sb) != 0) return slm_err(err, err_len, "cannot stat %s: %s", path, strerror(errno));
-    if (gguf_arch(path, e.arch, sizeof e.arch, err, err_len)) return -1;
+    if (gguf_identity(path, e.arch, sizeof e.arch, e.kind, sizeof e.kind, err, err_len)) return -1;
     snprintf(e.digest, sizeof e.digest, "%s", digest);
     e.size = (uint64_t)sb.st_size;
     e.created = (double)time(NULL);
-    if (write_manifest(data_dir, &e, x, err, err_len)) return -1;
+    if (write_manifest(data_dir, &e, x, NULL, err, err_len)) return -1;
     if (entry) *entry = e;
     return 0;
 }
 
+int slm_models_create(const char *data_dir, const char *ref, const char *base_digest, const char *const *adapter_digests,
+                      const float *scales, int n_adapters, const slm_model_extras *x, slm_model_entry *entry, char *err,
+                      size_t err_len) {
+    if (n_adapters < 0 || n_adapters > SLM_MODELS_MAX_ADAPTERS)
+        return slm_err(err, err_len, "%d adapters (at most %d)", n_adapters, SLM_MODELS_MAX_ADAPTERS);
+    slm_model_entry e = {0};
+    slm_model_adapters ad = {0};
+    if (extras_ok(x, err, err_len)) return -1;
+    if (slm_models_parse_name(ref, e.name, sizeof e.name, e.tag, sizeof e.tag, err, err_len)) return -1;
+    char path[PATH_MAX + 96];
+    struct stat sb;
+    if (!slm_models_blob_path(data_dir, base_digest, path, sizeof path) || stat(path, &sb) != 0)
+        return slm_err(err, err_len, "no blob %s in the store", base_digest);
+    if (gguf_identity(path, e.arch, sizeof e.arch, e.kind, sizeof e.kind, err, err_len)) return -1;
+    if (strcmp(e.kind, "model")) return slm_err(err, err_len, "%s is a LoRA adapter, not a base model", base_digest);
+    for (int i = 0; i < n_adapters; i++) {
+        char apath[PATH_MAX + 96], aarch[32], akind[16];
+        float sc = scales ? scales[i] : 1.0f;
+        if (!isfinite(sc)) return slm_err(err, err_len, "adapter %d: the scale is not a finite number", i);
+        if (!slm_models_blob_path(data_dir, adapter_digests[i], apath, sizeof apath) || access(apath, R_OK) != 0)
+            return slm_err(err, err_len, "no blob %s in the store", adapter_digests[i]);
+        if (gguf_identity(apath, aarch, sizeof aarch, akind, sizeof akind, err, err_len)) return -1;
+        if (strcmp(akind, "adapter")) return slm_err(err, err_len, "%s is not a LoRA adapter", adapter_digests[i]);
+        if (strcmp(aarch, e.arch))
+            return slm_err(err, err_len, "the adapter %s is for architecture \"%s\", the base is \"%s\"", adapter_digests[i],
+                           aarch, e.arch);
+        snprintf(ad.digest[i], sizeof ad.digest[i], "%s", adapter_digests[i]);
+        ad.scale[i] = sc;
+    }
+    e.n_adapters = ad.n = n_adapters;
+    snprintf(e.digest, sizeof e.digest, "%s", base_digest);
+    e.size = (uint64_t)sb.st_size;
+    e.created = (double)time(NULL);
+    if (write_manifest(data_dir, &e, x, &ad, err, err_len)) return -1;
+    if (entry) *entry = e;
+    return 0;
+}
+
+int slm_models_get_adapters(const char *data_dir, const char *ref, slm_model_adapters *out, char *err, size_t err_len) {
+    char name[72], tag[72], mpath[PATH_MAX + 160];
+    memset(out, 0, sizeof *out);
+    if (slm_models_parse_name(ref, name, sizeof name, tag, sizeof tag, err, err_len)) return -1;
+    manifest_path(data_dir, name, tag, mpath, sizeof mpath);
+    if (access(mpath, F_OK) != 0) return 0;
+    slm_model_entry e;
+    return read_manifest(mpath, &e, out, err, err_len) ? -1 : 1;
+}
+
 int slm_models_import(const char *data_dir, const char *gguf_path, const char *ref, slm_model_entry *entry, char *err,
                       size_t err_len) {
-    char name[72], tag[72], arch[32], digest[72];
+    char name[72], tag[72], arch[32], kind[16], digest[72];
     uint64_t size = 0;
     if (slm_models_parse_name(ref, name, sizeof name, tag, sizeof tag, err, err_len)) return -1;
-    if (gguf_arch(gguf_path, arch, sizeof arch, err, err_len)) return -1;
+    if (gguf_identity(gguf_path, arch, sizeof arch, kind, sizeof kind, err, err_len)) return -1;
     if (sodium_init() < 0) return slm_err(err, err_len, "libsodium failed to start");
     if (store_blob(data_dir, gguf_path, digest, &size, err, err_len)) return -1;
     return slm_models_tag_blob(data_dir, digest, ref, entry, err, err_len);
@@ -304,7 +415,7 @@ int slm_models_list(const char *data_dir, slm_model_entry **out, char *err, size
                 }
                 v = g;
             }
-            if (read_manifest(path, &v[n], err, err_len) == 0) n++;
+            if (read_manifest(path, &v[n], NULL, err, err_len) == 0) n++;
             else rc = -1;
         }
         closedir(t);
@@ -326,7 +437,7 @@ int slm_models_find(const char *data_dir, const char *ref, slm_model_entry *entr
     manifest_path(data_dir, name, tag, mpath, sizeof mpath);
     if (access(mpath, F_OK) != 0) return 0;
     slm_model_entry e;
-    if (read_manifest(mpath, &e, err, err_len)) return -1;
+    if (read_manifest(mpath, &e, NULL, err, err_len)) return -1;
     char blob[PATH_MAX + 96];
     if (!slm_models_blob_path(data_dir, e.digest, blob, sizeof blob))
         return slm_err(err, err_len, "model %s:%s names blob %s, which is missing from the store", name, tag, e.digest);
@@ -351,7 +462,14 @@ static void collect_garbage(const char *data_dir) {
         while ((de = readdir(d))) {
             if (strncmp(de->d_name, "sha256-", 7) != 0) continue;
             bool used = false;
-            for (int i = 0; i < n && !used; i++) used = strcmp(v[i].digest + 7, de->d_name + 7) == 0;
+            for (int i = 0; i < n && !used; i++) {
+                used = strcmp(v[i].digest + 7, de->d_name + 7) == 0;
+                char ref[160];
+                slm_model_adapters ad;
+                snprintf(ref, sizeof ref, "%s:%s", v[i].name, v[i].tag);
+                if (!used && v[i].n_adapters > 0 && slm_models_get_adapters(data_dir, ref, &ad, NULL, 0) == 1)
+                    for (int k = 0; k < ad.n && !used; k++) used = strcmp(ad.digest[k] + 7, de->d_name + 7) == 0;
+            }
             if (!used) {
                 char p[PATH_MAX + 400];
                 snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
@@ -386,8 +504,10 @@ int slm_models_cp(const char *data_dir, const char *src, const char *dst, char *
     if (slm_models_parse_name(dst, d.name, sizeof d.name, d.tag, sizeof d.tag, err, err_len)) return -1;
     d.created = (double)time(NULL);
     slm_model_extras x = {0};
+    slm_model_adapters ad;
+    if (slm_models_get_adapters(data_dir, src, &ad, err, err_len) < 0) return -1;
     if (slm_models_get_extras(data_dir, src, &x, err, err_len) < 0) return -1;
-    int rc = write_manifest(data_dir, &d, &x, err, err_len);
+    int rc = write_manifest(data_dir, &d, &x, &ad, err, err_len);
     slm_models_extras_free(&x);
     return rc;
 }
@@ -502,8 +622,18 @@ int slm_models_bundle_export(const char *data_dir, const char *const *refs, int 
             slm_model_entry o;
             if (slm_models_find(data_dir, refs[j], &o, NULL, NULL, 0) == 1) seen = strcmp(o.digest, e.digest) == 0;
         }
-        snprintf(name, sizeof name, "blobs/sha256-%s", e.digest + 7);
+        snprintf(name, sizeof name, "blobs/sha256-%.64s", e.digest + 7);
         if (!rc && !seen) rc = add_file(a, name, blob, err, err_len);
+        slm_model_adapters ad = {0};
+        if (!rc && e.n_adapters > 0 && slm_models_get_adapters(data_dir, refs[i], &ad, err, err_len) < 0) rc = -1;
+        for (int k = 0; k < ad.n && !rc; k++) { /* a model made with adapters carries them */
+            char apath[PATH_MAX + 96];
+            bool again = false;
+            for (int j = 0; j < k; j++) again |= strcmp(ad.digest[j], ad.digest[k]) == 0;
+            if (again || !slm_models_blob_path(data_dir, ad.digest[k], apath, sizeof apath)) continue;
+            snprintf(name, sizeof name, "blobs/sha256-%.64s", ad.digest[k] + 7);
+            rc = add_file(a, name, apath, err, err_len);
+        }
     }
     if (archive_write_close(a) != ARCHIVE_OK && rc == 0) rc = slm_err(err, err_len, "%s", archive_error_string(a));
     archive_write_free(a);

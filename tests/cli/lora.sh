@@ -154,4 +154,26 @@ if [ -f "$models_dir/bge-small-f16.gguf" ]; then
   out=$("$SLM_BIN" logits "$models_dir/bge-small-f16.gguf" --ids 1,2 --json --lora "$A" 2>&1) && fail "bge took an adapter"
   printf '%s' "$out" | grep -q "embedding model" || fail "bge: $out"
 fi
+# adapters as store objects: imported, listed as adapters of their base architecture, named by
+# --lora NAME[:SCALE] with the same logits as the file, merged by name, refused as a model, removed
+export SLM_HOME="$tmp/home"
+"$SLM_BIN" import "$A" --name story-style 2>"$tmp/import.err" || fail "import of an adapter: $(cat "$tmp/import.err")"
+grep -q "LoRA adapter for llama" "$tmp/import.err" || fail "import does not say it is an adapter: $(cat "$tmp/import.err")"
+"$SLM_BIN" import "$model" --name stories 2>/dev/null || fail "import of the base"
+"$SLM_BIN" list --json | grep -q '"name":"story-style:latest".*"arch":"llama","kind":"adapter"' || fail "list: $("$SLM_BIN" list --json)"
+"$SLM_BIN" list --json | grep -q '"name":"stories:latest".*"kind":"model"' || fail "list (model): $("$SLM_BIN" list --json)"
+"$SLM_BIN" list | grep -q '^story-style:latest .* llama *adapter ' || fail "list (table): $("$SLM_BIN" list)"
+[ "$(logits --lora story-style)" = "$one" ] || fail "--lora NAME differs from --lora FILE"
+[ "$(logits --lora story-style:latest:0.5 --lora story-style:0.5)" = "$half2" ] || fail "--lora NAME:TAG:SCALE / NAME:SCALE"
+[ "$("$SLM_BIN" logits stories --ids $ids --json --top 5 --exact --lora story-style)" = "$one" ] || fail "base and adapter both by name"
+"$SLM_BIN" lora merge stories story-style -o "$tmp/merged-by-name.gguf" 2>/dev/null || fail "merge by store names"
+merged=$("$SLM_BIN" logits "$tmp/merged-by-name.gguf" --ids $ids --json --top 5 --exact)
+[ "$merged" != "$base" ] || fail "the merge by name changed nothing"
+out=$(logits --lora no-such-adapter 2>&1) && fail "an unknown adapter name was accepted"
+printf '%s' "$out" | grep -q "no-such-adapter.*neither a file nor a model in the store" || fail "unknown name: $out"
+out=$(logits --lora stories 2>&1) && fail "a model was taken as an adapter"
+printf '%s' "$out" | grep -q "not a LoRA adapter" || fail "model as adapter: $out"
+"$SLM_BIN" rm story-style 2>/dev/null || fail "rm of an adapter"
+"$SLM_BIN" list --json | grep -q story-style && fail "the adapter is still listed after rm"
+[ "$(ls "$SLM_HOME/models/blobs" | wc -l)" = 1 ] || fail "the adapter's blob was not collected"
 echo "lora: ok"
