@@ -38,6 +38,24 @@ static struct {
     bool started;
 } reg = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
+/* Adapters that are part of a store model (slm_models_create, Ollama's /api/create "adapters"),
+ * loaded the first time a request for that model arrives and applied to every request for it.
+ * Keyed by everything that identifies the loaded model, since an on-demand model may be evicted
+ * and another loaded at the same engine index (or address). */
+typedef struct builtin {
+    const slm_model *model;
+    long long created;
+    char model_id[256];
+    char base_digest[72], digest[72];
+    slm_lora *lora;
+} builtin;
+
+static struct {
+    pthread_mutex_t mu;
+    builtin b[SRV_LORA_MAX];
+    int n;
+} builtins = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
 /* What the request being handled on this thread asked for (see api_lora.h). */
 static _Thread_local struct {
     bool chosen; /* "lora" given or an adapter named as the model: exactly these, no global defaults */
@@ -105,6 +123,10 @@ void srv_lora_startup(srv_server *s) {
 }
 
 void srv_lora_shutdown(void) {
+    pthread_mutex_lock(&builtins.mu);
+    for (int i = 0; i < builtins.n; i++) slm_lora_free(builtins.b[i].lora);
+    builtins.n = 0;
+    pthread_mutex_unlock(&builtins.mu);
     pthread_mutex_lock(&reg.mu);
     for (int i = 0; i < reg.n; i++)
         if (reg.a[i].present) slm_lora_free(reg.a[i].lora);
@@ -202,6 +224,67 @@ bool srv_lora_parse(srv_conn *c, const srv_model *m, json_t *v, srv_fail *f) {
     return true;
 }
 
+/* The adapter blob `digest` for the served model m (whose store entry names base_digest), loaded
+ * once; NULL with err. */
+static slm_lora *builtin_for(const srv_model *m, const char *dir, const char *base_digest, const char *digest, char *err,
+                             size_t err_len) {
+    pthread_mutex_lock(&builtins.mu);
+    slm_lora *found = NULL;
+    for (int i = 0; i < builtins.n && !found; i++) {
+        builtin *b = &builtins.b[i];
+        if (b->model == m->model && b->created == m->created && !strcmp(b->model_id, m->id) &&
+            !strcmp(b->base_digest, base_digest) && !strcmp(b->digest, digest))
+            found = b->lora;
+    }
+    if (!found) {
+        char path[PATH_MAX + 96];
+        /* drop what belongs to models no longer loaded as they were (evicted, reloaded, re-created) */
+        int kept = 0;
+        for (int i = 0; i < builtins.n; i++) {
+            builtin *b = &builtins.b[i];
+            bool stale = !strcmp(b->model_id, m->id) || b->model == m->model;
+            if (stale) slm_lora_free(b->lora);
+            else builtins.b[kept++] = *b;
+        }
+        builtins.n = kept;
+        if (builtins.n >= SRV_LORA_MAX) snprintf(err, err_len, "too many adapters of store models are loaded");
+        else if (!slm_models_blob_path(dir, digest, path, sizeof path)) snprintf(err, err_len, "adapter %s is missing from the store", digest);
+        else if (slm_lora_load(m->model, path, &found, err, err_len) == 0) {
+            builtin *b = &builtins.b[builtins.n++];
+            *b = (builtin){.model = m->model, .created = m->created, .lora = found};
+            snprintf(b->model_id, sizeof b->model_id, "%s", m->id);
+            snprintf(b->base_digest, sizeof b->base_digest, "%s", base_digest);
+            snprintf(b->digest, sizeof b->digest, "%s", digest);
+            fprintf(stderr, "slm serve: '%s' applies its LoRA adapter %s (rank %d)\n", m->id, digest, slm_lora_rank(found));
+        }
+    }
+    pthread_mutex_unlock(&builtins.mu);
+    return found;
+}
+
+/* The adapters m's store entry carries (a model made with adapters), added to r. */
+static bool attach_builtin(srv_conn *c, const srv_model *m, slm_request *r) {
+    const char *dir = c->srv->store ? slm_store_dir(c->srv->store) : NULL;
+    if (!dir) return true;
+    slm_model_entry e;
+    slm_model_adapters ad;
+    char err[1024];
+    if (slm_models_find(dir, m->id, &e, NULL, err, sizeof err) != 1 || e.n_adapters == 0) return true;
+    if (slm_models_get_adapters(dir, m->id, &ad, err, sizeof err) != 1) ad.n = 0;
+    for (int i = 0; i < ad.n; i++) {
+        slm_lora *l = builtin_for(m, dir, e.digest, ad.digest[i], err, sizeof err);
+        if (!l) {
+            srv_reply_error(c, 500, "invalid_lora", "model", err);
+            return false;
+        }
+        if (ad.scale[i] != 0 && slm_request_add_lora(r, l, ad.scale[i], err, sizeof err) != 0) {
+            srv_reply_error(c, 400, "invalid_lora", "model", err);
+            return false;
+        }
+    }
+    return true;
+}
+
 bool srv_lora_attach(srv_conn *c, slm_request *r) {
     const srv_model *m = c->model;
     bool ok = true;
@@ -228,7 +311,7 @@ bool srv_lora_attach(srv_conn *c, slm_request *r) {
     }
     pthread_mutex_unlock(&reg.mu);
     srv_lora_forget();
-    if (ok) return true;
+    if (ok) return attach_builtin(c, m, r);
     char msg[200];
     if (gone >= 0) snprintf(msg, sizeof msg, "LoRA adapter %d was unloaded while the request was read", gone);
     else snprintf(msg, sizeof msg, "more than %d LoRA adapters apply to this request", SLM_LORA_MAX);
@@ -363,4 +446,58 @@ enum MHD_Result srv_lora_dispatch(srv_conn *c) {
     if (!admin_only(c)) return MHD_YES;
     if (!strcmp(c->method, "DELETE")) return unload_adapter(c, c->url + strlen("/v1/lora/adapters/"));
     return v1 ? load_adapter(c) : set_scales(c);
+}
+
+/* ---------- adapters in the model lists, the store ---------- */
+
+void srv_lora_append_models(srv_server *s, json_t *data) {
+    srv_lora_startup(s);
+    pthread_mutex_lock(&reg.mu);
+    for (int i = 0; i < reg.n; i++) {
+        const adapter *a = &reg.a[i];
+        if (!a->present || a->model < 0 || a->model >= SLM_ENGINE_MAX_MODELS) continue;
+        const srv_model *M = &s->models[a->model];
+        char id[400];
+        snprintf(id, sizeof id, "%s:%s", M->id, a->name);
+        /* vLLM lists a LoRA module with its base as "parent" */
+        json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:{s:s, s:i, s:i, s:f, s:f}}", "id", id,
+                                              "object", "model", "created", (json_int_t)M->created, "owned_by", "slm",
+                                              "parent", M->id, "root", a->path, "meta", "kind", "lora", "lora_id", i,
+                                              "rank", slm_lora_rank(a->lora), "alpha", (double)slm_lora_alpha(a->lora),
+                                              "scale", (double)a->scale));
+    }
+    pthread_mutex_unlock(&reg.mu);
+}
+
+bool srv_lora_parse_create(const char *dir, json_t *adapters, slm_model_adapters *out, srv_fail *f) {
+    memset(out, 0, sizeof *out);
+    if (!adapters || json_is_null(adapters)) return true;
+    if (!json_is_object(adapters))
+        return srv_failf(f, 400, NULL, "adapters", "'adapters' must be an object of file name to sha256 digest");
+    const char *key;
+    json_t *v;
+    json_object_foreach(adapters, key, v) {
+        const char *d = json_string_value(v);
+        char path[PATH_MAX + 96];
+        size_t n = strlen(key);
+        if (!d) return srv_failf(f, 400, NULL, "adapters", "adapters['%.100s'] must be a digest string", key);
+        if (n < 5 || strcmp(key + n - 5, ".gguf") != 0)
+            return srv_failf(f, 400, NULL, "adapters", "only GGUF LoRA adapters are supported ('%.100s' is not a .gguf)", key);
+        if (out->n >= SLM_MODELS_MAX_ADAPTERS)
+            return srv_failf(f, 400, NULL, "adapters", "at most %d adapters", SLM_MODELS_MAX_ADAPTERS);
+        if (strlen(d) != 71 || !slm_models_blob_path(dir, d, path, sizeof path))
+            return srv_failf(f, 400, NULL, "adapters", "blob %.80s is not on the server: upload it first with POST /api/blobs/%.80s",
+                             d, d);
+        snprintf(out->digest[out->n], sizeof out->digest[0], "%s", d);
+        out->scale[out->n++] = 1.0f;
+    }
+    return true;
+}
+
+int srv_lora_store_create(const char *dir, const char *digest, const char *name, const slm_model_extras *x,
+                          const slm_model_adapters *ad, slm_model_entry *e, char *err, size_t err_len) {
+    if (!ad || ad->n == 0) return slm_models_tag_blob_extras(dir, digest, name, x, e, err, err_len);
+    const char *digests[SLM_MODELS_MAX_ADAPTERS];
+    for (int i = 0; i < ad->n; i++) digests[i] = ad->digest[i];
+    return slm_models_create(dir, name, digest, digests, ad->scale, ad->n, x, e, err, err_len);
 }

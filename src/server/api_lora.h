@@ -9,6 +9,7 @@
 #include <stdbool.h>
 
 #include "fields.h"
+#include "slm_models.h"
 #include "state.h"
 
 /* At most this many adapters are loaded at once (ids are never reused). */
@@ -35,5 +36,17 @@ bool srv_lora_attach(srv_conn *c, slm_request *r);
 /* GET|POST /lora-adapters (llama-server: list, global scales), GET|POST /v1/lora/adapters (list,
  * hot load {"name","path"}), DELETE /v1/lora/adapters/{name} (unload); changes need an admin. */
 enum MHD_Result srv_lora_dispatch(srv_conn *c);
+
+/* /v1/models: each loaded adapter as "base:adapter" (the name a request may send), with its base as
+ * "parent" (vLLM's listing of LoRA modules). */
+void srv_lora_append_models(srv_server *s, json_t *data);
+
+/* Ollama's /api/create "adapters" ({"file.gguf": "sha256:…"}, uploaded blobs): parsed into out
+ * (out->n = 0 when absent); false with f set. srv_lora_store_create then names digest's blob as
+ * name with those adapters (slm_models_create), or without any as slm_models_tag_blob_extras. A
+ * request for that name applies them (srv_lora_attach). */
+bool srv_lora_parse_create(const char *dir, json_t *adapters, slm_model_adapters *out, srv_fail *f);
+int srv_lora_store_create(const char *dir, const char *digest, const char *name, const slm_model_extras *x,
+                          const slm_model_adapters *ad, slm_model_entry *e, char *err, size_t err_len);
 
 #endif

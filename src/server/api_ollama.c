@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api_lora.h"
 #include "calls.h"
 #include "ondemand.h"
 #include "slm_models.h"
@@ -258,6 +259,7 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
         goto fail;
     }
     if (!srv_parse_ollama_options(c, M, req, &r->gen, &f)) goto fail;
+    if (!srv_lora_parse(c, M, json_object_get(req, "lora"), &f)) goto fail; /* llama-server's per-request adapters */
     int limit = srv_prompt_limit(c, M);
     if (chat) {
         if (!srv_parse_tools(M, req, &tools, &f) || !srv_tools_constrain(c, M, &tools, &r->gen, &f)) goto fail;

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api_lora.h"
 #include "fields.h"
 #include "handlers.h"
 #include "replies.h"
@@ -332,6 +333,8 @@ static enum MHD_Result create_model(srv_conn *c, const char *dir) {
         goto fail;
     }
     local_name(model, name, sizeof name);
+    slm_model_adapters adapters; /* "adapters": a base + LoRA model (api_lora.c) */
+    if (!srv_lora_parse_create(dir, json_object_get(req, "adapters"), &adapters, &f)) goto fail;
     if (files) {
         const char *d = create_digest(files, &f);
         if (!d) goto fail;
@@ -370,7 +373,7 @@ static enum MHD_Result create_model(srv_conn *c, const char *dir) {
     json_decref(req);
     req = NULL;
     slm_model_entry e;
-    if (slm_models_tag_blob_extras(dir, digest, name, &x, &e, err, sizeof err)) {
+    if (srv_lora_store_create(dir, digest, name, &x, &adapters, &e, err, sizeof err)) {
         slm_models_extras_free(&x);
         return srv_reply_error(c, 400, NULL, "model", err);
     }

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api_lora.h"
 #include "calls.h"
 #include "slm_models.h"
 #include "handlers.h"
@@ -873,6 +874,7 @@ enum MHD_Result srv_openai_models(srv_conn *c, const char *id) {
     }
     json_t *data = json_array();
     for (int i = 0; i < s->n_models; i++) json_array_append_new(data, model_json(&s->models[i]));
+    srv_lora_append_models(s, data); /* "base:adapter" names */
     /* the store's models load on first use: clients may name them too */
     slm_model_entry *stored = NULL;
     char err[256];

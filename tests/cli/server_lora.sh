@@ -126,8 +126,82 @@ st, out = call("DELETE", "/v1/lora/adapters/hot")
 check(st == 404, "unload twice: %s" % st)
 st, text = complete(3, lora=[{"id": 0}])
 check(st == 200 and text == ref("a", 3), "after unload, adapter 0 still: %r" % text)
+
+# 6. the same "lora" field on Ollama's /api/generate and /api/chat
+def ollama(path, body):
+    return call("POST", path, dict(body, model="stories260K", stream=False, options={"temperature": 0, "num_predict": 24, "repeat_penalty": 1.0}))
+st, out = ollama("/api/generate", {"prompt": prompts[1], "raw": True, "lora": [{"id": 1, "scale": 1}]})
+check(st == 200 and out["response"] == ref("b", 1), "/api/generate with lora: %s %r vs %r" % (st, out, ref("b", 1)))
+st, out = ollama("/api/generate", {"prompt": prompts[1], "raw": True})
+check(st == 200 and out["response"] == ref("base", 1), "/api/generate without lora: %s %r" % (st, out))
+st, out = ollama("/api/generate", {"prompt": prompts[1], "raw": True, "lora": [{"id": 42}]})
+check(st == 400 and "lora" in json.dumps(out), "/api/generate unknown lora id: %s %s" % (st, out))
+msgs = [{"role": "user", "content": prompts[2]}]
+st, with_a = ollama("/api/chat", {"messages": msgs, "lora": [{"id": 0}]})
+st2, without = ollama("/api/chat", {"messages": msgs})
+st3, with_a2 = ollama("/api/chat", {"messages": msgs, "lora": [{"id": 0, "scale": 1.0}]})
+check(st == st2 == st3 == 200 and with_a["message"]["content"] != without["message"]["content"] and
+      with_a["message"]["content"] == with_a2["message"]["content"], "/api/chat with lora: %s %s %s" % (with_a, without, with_a2))
+
+# 7. /v1/models lists each adapter as base:adapter with its base as parent
+st, out = call("GET", "/v1/models")
+ids = {m["id"]: m for m in out["data"]} if st == 200 else {}
+check("stories260K:story-a" in ids and ids["stories260K:story-a"].get("parent") == "stories260K" and
+      ids["stories260K:story-a"]["meta"]["kind"] == "lora" and "stories260K:story-b" in ids, "/v1/models: %s" % out)
 sys.exit(1 if fails else 0)
 EOF
+srv_stop
+
+# adapters in the model store: hot load by store name; Ollama's /api/create "adapters" (an uploaded
+# adapter blob on a base from the store) makes a model whose requests apply the adapter
+D="$SRV_TMP/store"
+"$SLM_BIN" import "$model" --name stories --data-dir "$D" 2>/dev/null
+"$SLM_BIN" import "$A" --name story-style --data-dir "$D" 2>/dev/null
+srv_start --data-dir "$D" -np 4
+python3 - "$SLM_URL" "$B" <<'EOF'
+import hashlib, json, os, sys, urllib.request, urllib.error
+url, path_b = sys.argv[1], sys.argv[2]
+prompts = os.environ["SRV_PROMPTS"].split("\n")
+ref = lambda which, i: os.environ["REF_%s_%d" % (which, i)]
+fails = []
+def check(cond, what):
+    if not cond:
+        fails.append(what)
+        print("FAIL:", what, file=sys.stderr)
+def call(method, path, body=None, raw=None):
+    data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url + path, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            text = r.read()
+            return r.status, json.loads(text) if text.strip() else None
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+def complete(i, model, **extra):
+    st, out = call("POST", "/v1/completions", dict({"model": model, "prompt": prompts[i], "max_tokens": 24, "temperature": 0}, **extra))
+    return st, (out["choices"][0]["text"] if st == 200 else out)
+st, out = call("POST", "/v1/lora/adapters", {"name": "by-name", "path": "story-style", "model": "stories260K"})
+check(st == 201, "hot load by store name: %s %s" % (st, out))
+st, text = complete(0, "stories260K", lora=[{"id": out["id"] if st == 201 else 0}])
+check(st == 200 and text == ref("a", 0), "store adapter applied: %s %r" % (st, text))
+blob = open(path_b, "rb").read()
+digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+st, _ = call("POST", "/api/blobs/" + digest, raw=blob)
+check(st in (200, 201), "blob upload: %s" % st)
+st, out = call("POST", "/api/create", {"model": "story-b-model", "from": "stories", "adapters": {"b.gguf": digest}, "stream": False})
+check(st == 200, "create with adapters: %s %s" % (st, out))
+for i in (1, 3):
+    st, text = complete(i, "story-b-model")
+    check(st == 200 and text == ref("b", i), "the created model applies its adapter (prompt %d): %s %r vs %r" % (i, st, text, ref("b", i)))
+st, text = complete(1, "stories")
+check(st == 200 and text == ref("base", 1), "the base from the store stays the base: %s %r" % (st, text))
+st, out = call("POST", "/api/create", {"model": "bad", "from": "stories", "adapters": {"b.gguf": "sha256:" + "0" * 64}, "stream": False})
+check(st == 400 and "is not on the server" in json.dumps(out), "create with a missing adapter blob: %s %s" % (st, out))
+st, out = call("POST", "/api/create", {"model": "bad", "from": "stories", "adapters": ["x"], "stream": False})
+check(st == 400, "adapters not an object: %s %s" % (st, out))
+sys.exit(1 if fails else 0)
+EOF
+"$SLM_BIN" list --data-dir "$D" | grep -q '^story-b-model:latest .* model+1 adapter ' || { "$SLM_BIN" list --data-dir "$D" >&2; echo "FAIL: list of a created model" >&2; exit 1; }
 srv_stop
 # a bad --lora is a start-up error, one line
 rm -f "$SRV_TMP/port"
