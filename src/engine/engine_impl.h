@@ -56,6 +56,7 @@ typedef struct emodel {
     int n_eog;
     /* residency, under e->mu (resident.c) */
     bool pinned;       /* added by the owner (slm_engine_add_model/_context): never unloaded */
+    bool evicting;     /* a load waits for its room: no new holds, so it becomes idle and goes */
     int holds;         /* front ends using the model right now (slm_engine_acquire) */
     double keep_alive; /* seconds it stays after the last hold ends; < 0 = for ever */
     double expires;    /* slm_now() time after which an idle model may go; 0 = held or pinned */
@@ -86,6 +87,7 @@ struct slm_engine {
     uint64_t max_memory;      /* 0 = no bound */
     engine_loading loading[ENGINE_MAX_LOADING];
     int n_loading;
+    uint64_t room_next, room_serving; /* loads make room one at a time, first come first served */
     uint64_t n_loads, n_unloads;
     pthread_t thread;
     bool started;

@@ -8,6 +8,10 @@
 #include <string.h>
 #include <time.h>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "engine/engine_impl.h"
 #include "util/err.h"
 
@@ -17,6 +21,15 @@ void slm_engine_set_loader(slm_engine *e, const slm_engine_loader *loader, uint6
     e->has_loader = loader->probe && loader->load;
     e->max_memory = max_memory;
     pthread_mutex_unlock(&e->mu);
+}
+
+/* Frees an unloaded model and gives its heap back: the KV caches are tens of MB each, which glibc
+ * serves from the heap once its mmap threshold has risen, and keeps unless trimmed. */
+static void free_unloaded(emodel *m) {
+    emodel_free(m);
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
 }
 
 static bool unloadable(const emodel *m) { return !m->pinned && m->holds == 0 && m->busy == 0 && m->queue_len == 0; }
@@ -94,35 +107,63 @@ static void gib(uint64_t n, char *out, size_t cap) {
 static bool hold_resident(slm_engine *e, const char *name, double keep_alive, int *index) {
     for (;;) {
         int k = engine_find_locked(e, name);
-        if (k >= 0) {
+        if (k >= 0 && !e->models[k]->evicting) {
             hold(e->models[k], keep_alive);
             *index = k;
             return true;
         }
-        if (loading_index(e, name) < 0) return false;
-        pthread_cond_wait(&e->models_cv, &e->mu);
+        if (k < 0 && loading_index(e, name) < 0) return false;
+        pthread_cond_wait(&e->models_cv, &e->mu); /* loading, or leaving to make room (then load it again) */
     }
 }
 
-/* Under mu: unloads idle models until `bytes` more fit and a place is free; false (mu held) when
- * the models in the way stay in use past the deadline. */
+/* Under mu: the least recently used model in use that is not pinned or leaving already, or -1. */
+static int busy_victim(const slm_engine *e) {
+    int best = -1;
+    for (int i = 0; i < e->n_models; i++) {
+        const emodel *m = e->models[i];
+        if (m && !m->pinned && !m->evicting && (best < 0 || m->last_used < e->models[best]->last_used)) best = i;
+    }
+    return best;
+}
+
+/* Under mu: unloads idle models until `bytes` more fit and a place is free; when only models in use
+ * are in the way, the least recently used of them takes no new requests (so it cannot starve this
+ * load by staying busy) and goes once its last request ends. false (mu held) when the room is still
+ * not there at the deadline. */
 static bool make_room(slm_engine *e, uint64_t bytes, double deadline) {
+    emodel *marked = NULL;
+    bool ok = false;
     for (;;) {
         bool fits = !e->max_memory || committed_bytes(e) + bytes <= e->max_memory;
-        if (fits && places_used(e) < SLM_ENGINE_MAX_MODELS) return true;
+        if (fits && places_used(e) < SLM_ENGINE_MAX_MODELS) {
+            ok = true;
+            break;
+        }
         int k = lru_victim(e);
         if (k >= 0) {
             emodel *gone = detach(e, k, e->models[k]);
             if (gone) {
+                if (gone == marked) marked = NULL;
                 pthread_mutex_unlock(&e->mu);
-                emodel_free(gone);
+                free_unloaded(gone);
                 pthread_mutex_lock(&e->mu);
             }
             continue;
         }
-        if (slm_now() >= deadline) return false;
+        if (!marked && (k = busy_victim(e)) >= 0) {
+            marked = e->models[k];
+            marked->evicting = true;
+        }
+        if (slm_now() >= deadline) break;
         wait_until(e, deadline);
     }
+    for (int i = 0; marked && i < e->n_models; i++)
+        if (e->models[i] == marked) {
+            marked->evicting = false; /* still here: it serves again */
+            pthread_cond_broadcast(&e->models_cv);
+        }
+    return ok;
 }
 
 slm_acquire_status slm_engine_acquire(slm_engine *e, const char *name, double keep_alive, double wait_s, int *index,
@@ -157,12 +198,20 @@ slm_acquire_status slm_engine_acquire(slm_engine *e, const char *name, double ke
                 canonical, need, max);
         return SLM_ACQUIRE_TOO_LARGE;
     }
-    while (e->n_loading == ENGINE_MAX_LOADING) pthread_cond_wait(&e->models_cv, &e->mu);
-    if (hold_resident(e, canonical, keep_alive, index)) {
+    /* one load at a time makes room, in arrival order: a large model is not starved by small ones
+     * that would always find room first */
+    uint64_t ticket = e->room_next++;
+    while (e->room_serving != ticket || e->n_loading == ENGINE_MAX_LOADING) pthread_cond_wait(&e->models_cv, &e->mu);
+    bool room = false;
+    bool held_now = hold_resident(e, canonical, keep_alive, index);
+    if (!held_now) room = make_room(e, bytes, deadline);
+    e->room_serving++;
+    pthread_cond_broadcast(&e->models_cv);
+    if (held_now) {
         pthread_mutex_unlock(&e->mu);
         return SLM_ACQUIRE_OK;
     }
-    if (!make_room(e, bytes, deadline)) {
+    if (!room) {
         char have[32], max[32];
         gib(committed_bytes(e), have, sizeof have);
         gib(e->max_memory, max, sizeof max);
@@ -267,7 +316,7 @@ double engine_expire_idle(slm_engine *e) {
         emodel *gone = detach(e, k_due, e->models[k_due]);
         if (gone) {
             pthread_mutex_unlock(&e->mu);
-            emodel_free(gone);
+            free_unloaded(gone);
             pthread_mutex_lock(&e->mu);
         }
     }

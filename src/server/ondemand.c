@@ -38,25 +38,31 @@ static slm_context_params serving_params(const srv_server *s) {
     return cp;
 }
 
-/* What the model will hold: its tensors plus an F16 KV cache for every slot (read from the
- * metadata alone, so nothing is loaded before there is room). */
+/* What the model will hold: its tensors, an F16 KV cache for every slot and the pass's scratch (read
+ * from the metadata alone, so nothing is loaded before there is room). */
 static uint64_t estimate_bytes(const srv_server *s, const char *path, uint64_t file_size) {
     slm_model_params mp = {.vocab_only = true};
     slm_model *m = NULL;
     char err[256];
     if (slm_model_load(path, &mp, &m, err, sizeof err) != 0) return file_size;
-    const char *arch = slm_model_arch(m);
+    const char *arch = slm_model_meta(m, "general.architecture"); /* a vocab-only load leaves the family unset */
+    if (!arch) arch = "";
     long long n_layer = meta_int(m, arch, "block_count", 1), n_embd = meta_int(m, arch, "embedding_length", 1);
     long long n_head = meta_int(m, arch, "attention.head_count", 1);
     long long n_kv = meta_int(m, arch, "attention.head_count_kv", n_head);
     long long head_dim = meta_int(m, arch, "attention.key_length", n_embd / n_head);
     long long train = meta_int(m, arch, "context_length", 4096);
+    long long n_ff = meta_int(m, arch, "feed_forward_length", 4 * n_embd), n_vocab = slm_model_n_vocab(m);
     slm_model_free(m);
     slm_context_params cp = serving_params(s);
     long long n_ctx = cp.n_ctx > 0 ? cp.n_ctx : train < 4096 ? train : 4096;
     long long n_seq = cp.n_seq > 0 ? cp.n_seq : 1;
     uint64_t kv = 2ull * (uint64_t)n_layer * (uint64_t)n_ctx * (uint64_t)n_seq * (uint64_t)(n_kv * head_dim) * 2u;
-    return file_size + kv;
+    /* a full batch's f32 activations (residual, attention and feed-forward rows) and a row of
+     * logits per sequence: small for a decode step, all of it for a long prompt */
+    long long n_batch = cp.n_batch > 0 ? cp.n_batch : 512;
+    uint64_t scratch = 4ull * (uint64_t)n_batch * (uint64_t)(4 * n_embd + 2 * n_ff) + 4ull * (uint64_t)n_vocab * (uint64_t)n_seq;
+    return file_size + kv + scratch;
 }
 
 static int probe_store(void *user, const char *name, char *canonical, size_t cap, uint64_t *bytes, char *err,
