@@ -139,11 +139,28 @@ test("push to the registry, then pull back: the same bytes and extras", async ()
   await assert.rejects(ollama.push({ model: "tiny" }), (e) => e.status_code === 400);
 });
 
-test("list and ps answer through the client", async () => {
+test("list shows stored models; one loads by name on first use, ps shows it with its expiry, keep_alive 0 unloads it", async () => {
   const list = await ollama.list();
   assert.ok(list.models.some((m) => m.name.startsWith("stories260K")), JSON.stringify(list));
-  const ps = await ollama.ps();
-  assert.ok(ps.models.length >= 1 && ps.models.every((m) => typeof m.expires_at === "string"), JSON.stringify(ps));
+  const pulled = list.models.find((m) => m.name === "stories:v1");
+  assert.ok(pulled && pulled.digest === stored("stories:v1").digest.slice(7), JSON.stringify(list));
+  let ps = await ollama.ps();
+  assert.ok(!ps.models.some((m) => m.name === "stories:v1"), "not loaded before it is used: " + JSON.stringify(ps));
+  const t0 = Date.now();
+  const r = await ollama.generate({ model: "stories:v1", prompt: "Once upon a time", options: { num_predict: 4 }, keep_alive: "10m" });
+  assert.equal(r.model, "stories:v1");
+  assert.ok(r.response.length > 0, JSON.stringify(r));
+  ps = await ollama.ps();
+  const loaded = ps.models.find((m) => m.name === "stories:v1");
+  assert.ok(loaded, JSON.stringify(ps));
+  const left = new Date(loaded.expires_at).getTime() - t0;
+  assert.ok(left > 9 * 60e3 && left < 11 * 60e3, `expires in ${left} ms: ${loaded.expires_at}`);
+  assert.ok(loaded.size > 0 && loaded.digest === pulled.digest, JSON.stringify(loaded));
+  const u = await ollama.generate({ model: "stories:v1", prompt: "", keep_alive: 0 });
+  assert.equal(u.done_reason, "unload");
+  for (let i = 0; i < 50 && (await ollama.ps()).models.some((m) => m.name === "stories:v1"); i++)
+    await new Promise((res) => setTimeout(res, 20));
+  assert.ok(!(await ollama.ps()).models.some((m) => m.name === "stories:v1"), "unloaded");
 });
 
 test("without the key: refused before anything happens", async () => {
