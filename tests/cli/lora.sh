@@ -2,7 +2,8 @@
 # LoRA adapters on the command line: --lora FILE[:SCALE] on logits/run/perplexity changes the
 # output the way the scaling rule says (two adapters at 0.5 = one at 1.0; scale 0 = none), and
 # hostile adapters (a model file, another architecture, a wrong shape, a truncated file, a bad
-# scale) are one clear error line each, never a crash.
+# scale) are one clear error line each, never a crash. Adapters in the model store (import, pull,
+# list, --lora NAME, merge by name, rm) behave as their files do.
 set -euo pipefail
 : "${SLM_BIN:?}" "${SLM_SRC:?}"
 shared=${SLM_TEST_DATA:-$SLM_SRC/../shared}
@@ -173,7 +174,25 @@ out=$(logits --lora no-such-adapter 2>&1) && fail "an unknown adapter name was a
 printf '%s' "$out" | grep -q "no-such-adapter.*neither a file nor a model in the store" || fail "unknown name: $out"
 out=$(logits --lora stories 2>&1) && fail "a model was taken as an adapter"
 printf '%s' "$out" | grep -q "not a LoRA adapter" || fail "model as adapter: $out"
+# a pull of an adapter over HTTP arrives as an adapter too, and --lora takes its name
+python3 - "$tmp" >"$tmp/http.port" 2>/dev/null <<'PY' &
+import functools, http.server, sys
+h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+h.log_message = lambda *a: None
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), h)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+PY
+http_pid=$!
+trap 'kill $http_pid 2>/dev/null; rm -rf "$tmp"' EXIT
+for _ in $(seq 50); do [ -s "$tmp/http.port" ] && break; sleep 0.1; done
+"$SLM_BIN" pull "http://127.0.0.1:$(cat "$tmp/http.port")/story-a.gguf" --name pulled-style 2>"$tmp/pull.err" ||
+  fail "pull of an adapter: $(cat "$tmp/pull.err")"
+"$SLM_BIN" list --json | grep -q '"name":"pulled-style:latest".*"kind":"adapter"' || fail "pulled adapter: $("$SLM_BIN" list --json)"
+[ "$(logits --lora pulled-style)" = "$one" ] || fail "--lora with a pulled adapter's name"
+kill $http_pid 2>/dev/null || true
 "$SLM_BIN" rm story-style 2>/dev/null || fail "rm of an adapter"
 "$SLM_BIN" list --json | grep -q story-style && fail "the adapter is still listed after rm"
+"$SLM_BIN" rm pulled-style 2>/dev/null || fail "rm of the pulled adapter"
 [ "$(ls "$SLM_HOME/models/blobs" | wc -l)" = 1 ] || fail "the adapter's blob was not collected"
 echo "lora: ok"
