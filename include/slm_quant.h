@@ -45,6 +45,10 @@ typedef struct slm_quantize_params {
     const char *imatrix_path; /* NULL, or an importance matrix (llama.cpp's GGUF or legacy .dat format) */
     bool progress;            /* a progress bar on stderr */
     bool dry_run;             /* print the per-tensor plan to stdout, write nothing */
+    /* NULL, or called on the quantizing thread about 10 times a second and at the end with the
+     * elements written so far and in all; returning false stops the run ("cancelled", no file). */
+    bool (*on_progress)(void *user, uint64_t done, uint64_t total);
+    void *progress_user;
 } slm_quantize_params;
 
 typedef struct slm_quantize_stats {
@@ -57,6 +61,13 @@ typedef struct slm_quantize_stats {
  * one error line; on error no output file exists. stats may be NULL. */
 int slm_quantize_file(const char *in_path, const char *out_path, const slm_quantize_params *params,
                       slm_quantize_stats *stats, char *err, size_t err_len);
+
+/* Checks, reading only the header, that in_path can be quantized as params asks: its weights are
+ * F32, F16 or BF16 (not already quantized), the type is known and each tensor's new type fits its
+ * rows (fallbacks as in slm_quantize_file). The importance matrix is not read. 0, or -1 with the
+ * reason. *src_ftype (may be NULL) gets general.file_type, or without one the file type of its
+ * largest tensor's type (F32, F16 or BF16). */
+int slm_quantize_check(const char *in_path, const slm_quantize_params *params, int *src_ftype, char *err, size_t err_len);
 
 /* ---- importance matrices ---- */
 

@@ -70,7 +70,10 @@ typedef struct quant_job {
 } quant_job;
 
 typedef struct progress {
-    bool on;
+    bool on;                                            /* the bar on stderr */
+    bool (*callback)(void *user, uint64_t done, uint64_t total); /* slm_quantize_params.on_progress */
+    void *user;
+    atomic_bool cancelled;                              /* the callback said stop */
     uint64_t total, done_before; /* elements of all tensors to write; of the finished tensors */
     atomic_int_fast64_t done_rows;
     int64_t n_per_row;
@@ -97,11 +100,13 @@ static double now_seconds(void) {
 }
 
 static void progress_draw(progress *p, bool force) {
-    if (!p->on) return;
+    if (!p->on && !p->callback) return;
     double t = now_seconds();
     if (!force && t - p->last_draw < 0.1) return;
     p->last_draw = t;
     uint64_t done = p->done_before + (uint64_t)atomic_load(&p->done_rows) * (uint64_t)p->n_per_row;
+    if (p->callback && !p->callback(p->user, done < p->total ? done : p->total, p->total)) atomic_store(&p->cancelled, true);
+    if (!p->on) return;
     double frac = p->total ? (double)done / (double)p->total : 1.0;
     if (frac > 1) frac = 1;
     char bar[31];
@@ -124,7 +129,7 @@ static void *quant_worker(void *arg) {
     }
     for (;;) {
         int64_t first = atomic_fetch_add(&job->next_row, job->rows_per_chunk);
-        if (first >= job->n_rows || atomic_load(&job->failed)) break;
+        if (first >= job->n_rows || atomic_load(&job->failed) || atomic_load(&prog->cancelled)) break;
         int64_t last = first + job->rows_per_chunk < job->n_rows ? first + job->rows_per_chunk : job->n_rows;
         for (int64_t r = first; r < last; r++) {
             const uint8_t *src_row = job->src + (size_t)r * job->src_row_bytes;
@@ -233,6 +238,7 @@ static int fill_tensor(void *user, int64_t index, void *dst, size_t n_bytes, cha
     quant_worker(args[0]);
     for (int i = 1; i <= started; i++) pthread_join(tids[i], NULL);
     p->done_before += (uint64_t)(n_per_row * n_rows);
+    if (atomic_load(&p->cancelled)) return slm_err(err, err_len, "cancelled");
     switch (atomic_load(&job.failed)) {
     case 0: return 0;
     case 1: return slm_err(err, err_len, "row %" PRId64 " holds a NaN or infinity", (int64_t)atomic_load(&job.bad_row));
@@ -252,6 +258,44 @@ static void print_plan(const quant_tensor *plan, int64_t n) {
         printf("%s\t%s\t%s%s\n", q->name, slm_type_name(q->src->type), slm_type_name(q->new_type),
                q->fell_back ? "\tfallback" : "");
     }
+}
+
+int slm_quantize_check(const char *in_path, const slm_quantize_params *params, int *src_ftype, char *err, size_t err_len) {
+    if (src_ftype) *src_ftype = -1;
+    if (!slm_ftype_name(params->ftype))
+        return slm_err(err, err_len, "unsupported quantization type %d (supported: %s)", params->ftype, slm_ftype_names());
+    gguf_file *in = NULL;
+    if (gguf_open(in_path, &in, err, err_len)) return -1;
+    int rc = -1;
+    uint32_t ftype = 0;
+    char ignored[64];
+    const bool has_ftype = gguf_find(in, "general.file_type") && !gguf_get_u32(in, "general.file_type", &ftype, ignored, sizeof ignored);
+    if (src_ftype && has_ftype && ftype < 1024) *src_ftype = (int)ftype;
+    uint64_t largest = 0;
+    for (int64_t i = 0; i < gguf_n_tensors(in); i++) {
+        const gguf_tensor *t = gguf_tensor_at(in, i);
+        if (t->type == SLM_TYPE_F32 || t->type == SLM_TYPE_F16 || t->type == SLM_TYPE_BF16) {
+            /* without general.file_type, the largest tensor's type names the file's */
+            if (src_ftype && !has_ftype && t->n_bytes > largest) {
+                largest = t->n_bytes;
+                *src_ftype = t->type == SLM_TYPE_F32 ? SLM_FTYPE_ALL_F32 : t->type == SLM_TYPE_F16 ? SLM_FTYPE_F16 : SLM_FTYPE_BF16;
+            }
+            continue;
+        }
+        const char *what = has_ftype && slm_ftype_name((int)ftype) ? slm_ftype_name((int)ftype) : slm_type_name(t->type);
+        slm_err(err, err_len, "quantization is only supported for F16, BF16 and F32 models (this one is %s)", what);
+        goto out;
+    }
+    quant_model_info info;
+    if (quant_model_info_read(in, &info, err, err_len)) goto out;
+    int64_t n = 0;
+    quant_tensor *plan = quant_plan(in, &info, params->ftype, params->imatrix_path != NULL, &n, err, err_len);
+    if (!plan) goto out;
+    free(plan);
+    rc = 0;
+out:
+    gguf_close(in);
+    return rc;
 }
 
 int slm_quantize_file(const char *in_path, const char *out_path, const slm_quantize_params *params,
@@ -318,12 +362,12 @@ int slm_quantize_file(const char *in_path, const char *out_path, const slm_quant
         }
     }
     run.prog.on = params->progress;
+    run.prog.callback = params->on_progress;
+    run.prog.user = params->progress_user;
     run.prog.n_tensors = (int)run.n_tensors;
     if (gguf_writer_write(w, out_path, err, err_len)) goto out;
-    if (run.prog.on) {
-        progress_draw(&run.prog, true);
-        fputc('\n', stderr);
-    }
+    if (run.prog.on || run.prog.callback) progress_draw(&run.prog, true);
+    if (run.prog.on) fputc('\n', stderr);
     for (int64_t i = 0; i < run.n_tensors; i++) run.stats.n_fallback += run.plan[i].fell_back;
     if (stats) *stats = run.stats;
     rc = 0;

@@ -21,6 +21,7 @@
 #include "api_lora.h"
 #include "fields.h"
 #include "handlers.h"
+#include "ollama_create_quantize.h"
 #include "replies.h"
 #include "slm_models.h"
 #include "slm_net.h"
@@ -315,19 +316,17 @@ static enum MHD_Result create_model(srv_conn *c, const char *dir) {
     srv_fail f = {0};
     json_t *req = srv_parse_body(c, &f);
     if (!req) return srv_reply_fail(c, &f);
-    const char *model = model_field(req, &f), *from = NULL, *template_text = NULL, *system = NULL, *quantize = NULL;
+    const char *model = model_field(req, &f), *from = NULL, *template_text = NULL, *system = NULL, *quantize = NULL,
+               *quantization = NULL;
     bool stream = true;
     json_t *params = json_object_get(req, "parameters"), *files = json_object_get(req, "files");
     slm_model_extras x = {0};
     char digest[80] = "", err[1024] = "", name[300];
     if (!model || !srv_json_string(req, "from", &from, &f) || !srv_json_string(req, "template", &template_text, &f) ||
         !srv_json_string(req, "system", &system, &f) || !srv_json_string(req, "quantize", &quantize, &f) ||
-        !srv_json_bool(req, "stream", &stream, &f))
+        !srv_json_string(req, "quantization", &quantization, &f) || !srv_json_bool(req, "stream", &stream, &f))
         goto fail;
-    if (quantize && *quantize) {
-        srv_failf(&f, 400, NULL, "quantize", "quantize is not supported yet: quantize the GGUF with slm quantize, then create");
-        goto fail;
-    }
+    if (!quantize || !*quantize) quantize = quantization; /* Ollama's older spelling */
     if (params && !json_is_object(params)) {
         srv_failf(&f, 400, NULL, "parameters", "'parameters' must be an object");
         goto fail;
@@ -369,6 +368,15 @@ static enum MHD_Result create_model(srv_conn *c, const char *dir) {
     if ((template_text && !x.template_text) || (system && !x.system) || (params && !x.params)) {
         srv_failf(&f, 500, NULL, NULL, "out of memory");
         goto fail;
+    }
+    if (quantize && *quantize) { /* a new blob from this one (ollama_create_quantize.c takes the extras) */
+        if (adapters.n > 0) {
+            srv_failf(&f, 400, NULL, "quantize", "quantize and adapters together: merge the adapters first (slm lora merge)");
+            goto fail;
+        }
+        enum MHD_Result r = srv_ollama_create_quantize(c, dir, name, digest, quantize, &x, stream);
+        json_decref(req);
+        return r;
     }
     json_decref(req);
     req = NULL;
