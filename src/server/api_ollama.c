@@ -263,6 +263,7 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
     int limit = srv_prompt_limit(c, M);
     if (chat) {
         if (!srv_parse_tools(M, req, &tools, &f) || !srv_tools_constrain(c, M, &tools, &r->gen, &f)) goto fail;
+        srv_model_system_default(M, req);
         if (!srv_parse_messages(req, SRV_API_OLLAMA, &tools, &msgs, &f)) goto fail;
         if (msgs.n == 0) {
             ret = reply_load(c, &u);
@@ -277,6 +278,7 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
         if (!srv_json_string(req, "prompt", &prompt, &f) || !srv_json_string(req, "system", &system, &f) ||
             !srv_json_bool(req, "raw", &raw, &f))
             goto fail;
+        if (!system && M->system) system = M->system; /* the request's "system" overrides the model's */
         json_t *ctx = json_object_get(req, "context");
         size_t n_ctx_in = json_is_array(ctx) ? json_array_size(ctx) : 0;
         if (ctx && !json_is_null(ctx) && !json_is_array(ctx)) {

@@ -128,6 +128,35 @@ static void choose_template(const srv_config *cfg, srv_model *m) {
     fprintf(stderr, "slm serve: %s: %s; using chatml for chat requests (--chat-template to choose)\n", m->id, err);
 }
 
+/* The store's extras of the model called M->id: system prompt and default options. */
+static void load_extras(srv_server *s, srv_model *M) {
+    free(M->system);
+    json_decref(M->params);
+    M->system = NULL;
+    M->params = NULL;
+    slm_model_extras x = {0};
+    char err[256];
+    if (!store_dir(s) || slm_models_get_extras(store_dir(s), M->id, &x, err, sizeof err) <= 0) return;
+    M->system = x.system;
+    x.system = NULL;
+    if (x.params) {
+        json_t *p = json_loads(x.params, 0, NULL);
+        if (json_is_object(p))
+            M->params = p;
+        else
+            json_decref(p);
+    }
+    slm_models_extras_free(&x);
+}
+
+void srv_model_system_default(const srv_model *M, json_t *req) {
+    json_t *msgs = json_object_get(req, "messages");
+    if (!M->system || !json_is_array(msgs) || json_array_size(msgs) == 0) return;
+    json_t *role = json_object_get(json_array_get(msgs, 0), "role");
+    if (json_is_string(role) && strcmp(json_string_value(role), "system") == 0) return;
+    json_array_insert_new(msgs, 0, json_pack("{s:s, s:s}", "role", "system", "content", M->system));
+}
+
 void srv_model_fill(srv_server *s, srv_model *M, int k, const char *path) {
     const slm_context *ctx = slm_engine_context_at(s->engine, k);
     M->index = k;
@@ -140,6 +169,7 @@ void srv_model_fill(srv_server *s, srv_model *M, int k, const char *path) {
     struct stat st;
     M->created = path && stat(path, &st) == 0 ? (long long)st.st_mtime : (long long)time(NULL);
     choose_template(&s->cfg, M);
+    load_extras(s, M);
 }
 
 /* The entry for engine index k, refreshed when another model took that place since. */
@@ -148,6 +178,8 @@ static const srv_model *view_of(srv_server *s, int k) {
     srv_model *M = &s->models[k];
     const char *name = slm_engine_model_name(s->engine, k);
     if (M->model != slm_engine_model_at(s->engine, k) || strcmp(M->id, name) != 0) {
+        free(M->system);
+        json_decref(M->params);
         memset(M, 0, sizeof *M);
         snprintf(M->id, sizeof M->id, "%s", name);
         srv_model_fill(s, M, k, NULL);

@@ -17,6 +17,9 @@ void srv_model_fill(srv_server *s, srv_model *M, int k, const char *path);
  * of it; NULL after replying (404 unknown, 400 too large for --max-memory, 503 busy, 500 load failed)
  * — except that *not_found is set, without a reply, when the name is simply unknown. */
 const srv_model *srv_hold_model(srv_conn *c, const char *name, bool *not_found);
+/* Puts the model's stored system prompt first in a chat request's "messages" when the request has
+ * no system message of its own (as Ollama does with a Modelfile's SYSTEM). */
+void srv_model_system_default(const srv_model *M, json_t *req);
 /* Ends the request's hold (when it completes). */
 void srv_release_model(srv_conn *c);
 /* Ollama's "keep_alive" field (a duration like "5m", "1h30m", "-1", or seconds as a number) into

@@ -175,6 +175,15 @@ bool srv_parse_ollama_options(srv_conn *c, const srv_model *M, json_t *req, slm_
     sp->seed = srv_random_seed(s);
     if (!refuse_unsupported(req, f)) return false;
     json_t *o = json_object_get(req, "options");
+    json_t *merged = NULL; /* the model's stored parameters, then the request's options over them */
+    if (M->params && (!o || json_is_null(o) || json_is_object(o))) {
+        merged = json_deep_copy(M->params);
+        if (merged && json_is_object(o)) json_object_update(merged, o);
+        if (merged) {
+            json_object_set_new(req, "options", merged); /* req owns it now; o was replaced */
+            o = merged;
+        }
+    }
     if (o && !json_is_null(o)) {
         if (!json_is_object(o)) return srv_failf(f, 400, NULL, "options", "'options' must be an object");
         double d;

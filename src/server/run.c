@@ -261,6 +261,10 @@ out_stop:
     srv_close_backends(s); /* their workers may hand calls to the engine: gone before it is */
     slm_engine_free(s->engine);
 out_free:
+    for (int i = 0; i < SLM_ENGINE_MAX_MODELS; i++) {
+        free(s->models[i].system);
+        json_decref(s->models[i].params);
+    }
     srv_close_state(s);
     srv_metrics_destroy(&s->metrics);
     pthread_mutex_destroy(&s->socks_mu);

@@ -2,6 +2,7 @@
 #ifndef SLM_SERVER_STATE_H
 #define SLM_SERVER_STATE_H
 
+#include <jansson.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -26,6 +27,8 @@ typedef struct srv_model {
     char template_name[64]; /* "" = the model's own template */
     int n_ctx, n_batch, n_seq, n_vocab, n_embd;
     long long created;      /* unix time the model was loaded */
+    char *system;           /* the store model's system prompt (Ollama's SYSTEM), NULL = none */
+    json_t *params;         /* its default options (Ollama's PARAMETER lines as JSON), NULL = none */
 } srv_model;
 
 typedef struct srv_server {

@@ -3,7 +3,8 @@
 # `slm run` of the blob), /api/tags and /v1/models list stored models, --max-memory unloads the
 # least recently used idle model to make room (never more than the bound resident, checked while
 # 24 requests over three models run at once, none failing), a model larger than the bound is a 400,
-# and Ollama's keep_alive works: 0 unloads, "1s" expires, -1 stays, a malformed one is a 400.
+# Ollama's keep_alive works: 0 unloads, "1s" expires, -1 stays, a malformed one is a 400; and a model
+# created with a system prompt and parameters serves with them unless the request says otherwise.
 set -euo pipefail
 . "$SLM_SRC/tests/npm/server_lib.sh"
 srv_require_curl
@@ -96,6 +97,21 @@ exp=$(curl -s "$SLM_URL/api/ps" | python3 -c 'import json,sys; print([m["expires
 [ "$exp" = "9999-12-31T23:59:59Z" ]; check "keep_alive -1 keeps b for ever ($exp)" $?
 code=$(curl -s -o "$SRV_TMP/body" -w '%{http_code}' "$SLM_URL/api/generate" -d '{"model":"a","keep_alive":"5 minutes"}')
 [ "$code" = 400 ] && grep -q keep_alive "$SRV_TMP/body"; check "malformed keep_alive: 400 ($code)" $?
+
+# a model created with a system prompt and parameters serves with them (Ollama's SYSTEM and PARAMETER)
+code=$(curl -s -o "$SRV_TMP/body" -w '%{http_code}' "$SLM_URL/api/create" \
+  -d '{"model":"terse","from":"a","system":"You are terse.","parameters":{"num_predict":3,"temperature":0},"stream":false}')
+[ "$code" = 200 ]; check "create terse from a ($code $(cat "$SRV_TMP/body"))" $?
+chat() { curl -s "$SLM_URL/api/chat" -d "{\"model\":\"$1\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":false$2}" |
+  python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["prompt_eval_count"], d["eval_count"])'; }
+read -r plain_prompt _ <<<"$(chat a ',"options":{"num_predict":8}')"
+read -r terse_prompt terse_eval <<<"$(chat terse '')"
+[ "$terse_eval" = 3 ] && [ "$terse_prompt" -gt "$plain_prompt" ]
+check "terse applies its system prompt and num_predict 3 (prompt $terse_prompt vs $plain_prompt, generated $terse_eval)" $?
+read -r own_prompt own_eval <<<"$(curl -s "$SLM_URL/api/chat" -d '{"model":"terse","messages":[{"role":"system","content":"x"},{"role":"user","content":"hi"}],"stream":false,"options":{"num_predict":5}}' |
+  python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["prompt_eval_count"], d["eval_count"])')"
+[ "$own_eval" = 5 ] && [ "$own_prompt" -lt "$terse_prompt" ]
+check "the request's own system message and options win ($own_prompt tokens, $own_eval generated)" $?
 
 srv_stop; check "clean shutdown" $?
 echo "server_ondemand: $pass passed, $fail failed"
