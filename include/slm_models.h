@@ -145,6 +145,9 @@ slm_models_source_kind slm_models_source_kind_of(const char *source);
  * air-gapped mode. */
 int slm_models_pull_source(const char *data_dir, const char *source, const slm_models_pull_opts *o,
                            slm_model_entry *entry, char *err, size_t err_len);
+/* The store name a pull of source without a name gives: the file name (URL), REPO:QUANT or
+ * REPO:latest (Hugging Face), REPO:TAG (OCI). 0 or -1 with err. */
+int slm_models_source_name(const char *source, char *out, size_t cap, char *err, size_t err_len);
 /* Uploads ref's blobs (those the registry lacks: HEAD first) and an Ollama-compatible manifest
  * (the GGUF as application/vnd.ollama.image.model, template/system/params layers, a config) to the
  * OCI reference oci_ref, so a pull returns the same bytes. */

@@ -65,6 +65,49 @@ static void model_id_from_path(const char *path, char *out, size_t cap) {
     out[n] = 0;
 }
 
+static void show_pull(void *user, const slm_models_event *ev) {
+    double *last = user;
+    double now = slm_now();
+    bool done = ev->total && ev->completed == ev->total;
+    if (ev->digest && !done && now - *last < 1.0) return; /* a line a second is enough for a log */
+    *last = now;
+    if (ev->digest && ev->total)
+        fprintf(stderr, "slm serve: %s: %.0f%% of %.1f MB, %.1f MB/s\n", ev->status, 100.0 * (double)ev->completed / (double)ev->total,
+                (double)ev->total / 1e6, ev->bytes_per_s / 1e6);
+    else
+        fprintf(stderr, "slm serve: %s\n", ev->status);
+}
+
+/* SLM_MODEL / --model naming a URL, hf.co/ORG/REPO[:QUANT] or HOST/NS/REPO[:TAG]: the store's copy
+ * when it has one (no network), else pulled into the store now (refused when air-gapped). */
+static bool pull_on_first_use(srv_server *s, const char *dir, const char *source, char *name, size_t name_cap,
+                              char *path, size_t path_cap) {
+    char err[512];
+    if (slm_models_source_name(source, name, name_cap, err, sizeof err) != 0) {
+        fprintf(stderr, "slm serve: %s\n", err);
+        return false;
+    }
+    if (slm_models_find(dir, name, NULL, path, err, sizeof err) == 1 && strlen(path) < path_cap) {
+        fprintf(stderr, "slm serve: %s is in the store as %s\n", source, name);
+        return true;
+    }
+    if (s->cfg.air_gapped) {
+        fprintf(stderr, "slm serve: %s is not in the store (%s) and --air-gapped forbids pulling it; bring it with "
+                        "'slm bundle import'\n", source, dir);
+        return false;
+    }
+    double last = 0;
+    slm_models_pull_opts o = {.on_event = show_pull, .user = &last};
+    slm_model_entry e;
+    fprintf(stderr, "slm serve: pulling %s into the store (%s)\n", source, dir);
+    if (slm_models_pull_source(dir, source, &o, &e, err, sizeof err) != 0 ||
+        slm_models_find(dir, name, NULL, path, err, sizeof err) != 1) {
+        fprintf(stderr, "slm serve: %s\n", err);
+        return false;
+    }
+    return true;
+}
+
 /* Loads every --model into the engine and starts it; false with one line printed. */
 static bool load_models(srv_server *s) {
     char err[512];
@@ -82,7 +125,16 @@ static bool load_models(srv_server *s) {
         char resolved[PATH_MAX];
         char def[PATH_MAX];
         const char *dir = s->store ? slm_store_dir(s->store) : s->cfg.data_dir ? s->cfg.data_dir : slm_data_dir_default(def, sizeof def);
-        if (slm_models_resolve(dir, path, resolved, sizeof resolved, err, sizeof err) == 0) path = resolved;
+        if (slm_models_resolve(dir, path, resolved, sizeof resolved, err, sizeof err) == 0)
+            path = resolved;
+        else if (slm_models_source_kind_of(path) != SLM_SOURCE_INVALID) { /* a source: pulled on first use */
+            char name[160];
+            if (!pull_on_first_use(s, dir, path, name, sizeof name, resolved, sizeof resolved)) return false;
+            size_t n = strlen(name);
+            if (n > 7 && strcmp(name + n - 7, ":latest") == 0) name[n - 7] = 0; /* the id requests use */
+            if (!s->cfg.model_names[i] && !(i == 0 && s->cfg.alias)) snprintf(m->id, sizeof m->id, "%s", name);
+            path = resolved;
+        }
         if (slm_model_load(path, NULL, &model, err, sizeof err) != 0) {
             fprintf(stderr, "slm serve: %s\n", err);
             return false;

@@ -42,8 +42,10 @@ static bool is_gguf(const char *name) {
     return n > 5 && strcasecmp(name + n - 5, ".gguf") == 0;
 }
 
-int models_pull_hf(const char *data_dir, const char *source, const slm_models_pull_opts *o, slm_model_entry *entry,
-                   char *err, size_t err_len) {
+/* hf.co/ORG/REPO[:QUANT] into its parts (quant: the default when none is given) and the store name
+ * a pull without --name uses (REPO, tagged QUANT when one is given). */
+static int parse_hf(const char *source, char org[100], char repo[100], char quant[64], bool *quant_given, char *ref,
+                    size_t ref_cap, char *err, size_t err_len) {
     const char *s = source + (strncmp(source, "hf.co/", 6) == 0 ? 6 : 15);
     const char *slash = strchr(s, '/');
     const char *colon = slash ? strchr(slash, ':') : NULL;
@@ -51,23 +53,35 @@ int models_pull_hf(const char *data_dir, const char *source, const slm_models_pu
     size_t repo_len = slash ? (colon ? (size_t)(colon - slash - 1) : strlen(slash + 1)) : 0;
     if (!slash || !repo_part_ok(s, org_len) || !repo_part_ok(slash + 1, repo_len))
         return slm_err(err, err_len, "Hugging Face reference '%.200s': expected hf.co/ORG/REPO[:QUANT]", source);
-    char org[100], repo[100], quant[64];
-    snprintf(org, sizeof org, "%.*s", (int)org_len, s);
-    snprintf(repo, sizeof repo, "%.*s", (int)repo_len, slash + 1);
+    snprintf(org, 100, "%.*s", (int)org_len, s);
+    snprintf(repo, 100, "%.*s", (int)repo_len, slash + 1);
     const char *q = colon ? colon + 1 : DEFAULT_QUANT;
     size_t ql = strlen(q);
-    bool quant_ok = ql >= 1 && ql < sizeof quant;
+    bool quant_ok = ql >= 1 && ql < 64;
     for (size_t i = 0; i < ql; i++) quant_ok &= isalnum((unsigned char)q[i]) || q[i] == '_' || q[i] == '-' || q[i] == '.';
     if (!quant_ok) return slm_err(err, err_len, "Hugging Face reference '%.200s': '%.70s' is not a quantization name", source, q);
-    snprintf(quant, sizeof quant, "%s", q);
+    snprintf(quant, 64, "%s", q);
+    *quant_given = colon != NULL;
+    char base[72];
+    if (!models_name_from(repo, strlen(repo), base, sizeof base))
+        return slm_err(err, err_len, "cannot make a model name from '%s': give --name", repo);
+    snprintf(ref, ref_cap, "%s:%s", base, colon ? quant : "latest");
+    return 0;
+}
+
+int models_hf_default_name(const char *source, char *out, size_t cap, char *err, size_t err_len) {
+    char org[100], repo[100], quant[64];
+    bool quant_given;
+    return parse_hf(source, org, repo, quant, &quant_given, out, cap, err, err_len);
+}
+
+int models_pull_hf(const char *data_dir, const char *source, const slm_models_pull_opts *o, slm_model_entry *entry,
+                   char *err, size_t err_len) {
+    char org[100], repo[100], quant[64];
     char ref[256], name[72], tag[72];
+    bool quant_given;
+    if (parse_hf(source, org, repo, quant, &quant_given, ref, sizeof ref, err, err_len)) return -1;
     if (o && o->name) snprintf(ref, sizeof ref, "%s", o->name);
-    else {
-        char base[72];
-        if (!models_name_from(repo, strlen(repo), base, sizeof base))
-            return slm_err(err, err_len, "cannot make a model name from '%s': give --name", repo);
-        snprintf(ref, sizeof ref, "%s:%s", base, colon ? quant : "latest");
-    }
     if (slm_models_parse_name(ref, name, sizeof name, tag, sizeof tag, err, err_len)) return -1;
 
     const char *ep = getenv("SLM_HF_ENDPOINT");
@@ -112,7 +126,7 @@ int models_pull_hf(const char *data_dir, const char *source, const slm_models_pu
         if (al + strlen(fname) + 3 < sizeof available) snprintf(available + al, sizeof available - al, "%s%s", al ? ", " : "", fname);
         if (has_quant(fname, quant) && n_match++ == 0) chosen = sib;
     }
-    if (!rc && n_match == 0 && !colon && n_gguf == 1) chosen = lone;
+    if (!rc && n_match == 0 && !quant_given && n_gguf == 1) chosen = lone;
     /* what is needed of the listing, copied out of it */
     char file[512] = "", sha[80] = "";
     const char *fn = json_string_value(json_object_get(chosen, "rfilename"));

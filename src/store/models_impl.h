@@ -44,6 +44,9 @@ bool models_name_from(const char *text, size_t n, char *out, size_t cap);
 
 int models_pull_hf(const char *data_dir, const char *source, const slm_models_pull_opts *o, slm_model_entry *entry,
                    char *err, size_t err_len);
+/* The store name a pull of source without --name gives (REPO:QUANT or REPO:latest; REPO:TAG). */
+int models_hf_default_name(const char *source, char *out, size_t cap, char *err, size_t err_len);
+int models_oci_default_name(const char *source, char *out, size_t cap, char *err, size_t err_len);
 int models_pull_oci(const char *data_dir, const char *source, const slm_models_pull_opts *o, slm_model_entry *entry,
                     char *err, size_t err_len);
 

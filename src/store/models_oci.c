@@ -335,6 +335,13 @@ static int fetch_small(oci_client *cl, const slm_oci_layer *l, char **out, char 
     return rc;
 }
 
+int models_oci_default_name(const char *source, char *out, size_t cap, char *err, size_t err_len) {
+    oci_ref r;
+    if (parse_ref(source, true, &r, err, err_len)) return -1;
+    snprintf(out, cap, "%s:%s", r.last, r.tag);
+    return 0;
+}
+
 int models_pull_oci(const char *data_dir, const char *source, const slm_models_pull_opts *o, slm_model_entry *entry,
                     char *err, size_t err_len) {
     oci_client cl;
@@ -344,7 +351,10 @@ int models_pull_oci(const char *data_dir, const char *source, const slm_models_p
     }
     char ref[256], name[72], tag[72];
     if (o && o->name) snprintf(ref, sizeof ref, "%s", o->name);
-    else snprintf(ref, sizeof ref, "%s:%s", cl.ref.last, cl.ref.tag);
+    else if (models_oci_default_name(source, ref, sizeof ref, err, err_len)) {
+        client_free(&cl);
+        return -1;
+    }
     if (slm_models_parse_name(ref, name, sizeof name, tag, sizeof tag, err, err_len)) {
         client_free(&cl);
         return -1;

@@ -286,6 +286,16 @@ static bool name_from_url(const char *url, char *out, size_t cap) {
     return models_name_from(slash, n, out, cap);
 }
 
+int slm_models_source_name(const char *source, char *out, size_t cap, char *err, size_t err_len) {
+    switch (slm_models_source_kind_of(source)) {
+    case SLM_SOURCE_URL:
+        return name_from_url(source, out, cap) ? 0 : slm_err(err, err_len, "cannot make a model name from '%.200s'", source);
+    case SLM_SOURCE_HF: return models_hf_default_name(source, out, cap, err, err_len);
+    case SLM_SOURCE_OCI: return models_oci_default_name(source, out, cap, err, err_len);
+    default: return slm_err(err, err_len, "'%.200s' is not a URL, hf.co/ORG/REPO or HOST/NS/REPO[:TAG]", source);
+    }
+}
+
 static int pull_url(const char *data_dir, const char *url, const slm_models_pull_opts *o, slm_model_entry *entry,
                     char *err, size_t err_len) {
     const char *want = o ? o->want_sha256 : NULL;

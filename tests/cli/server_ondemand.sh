@@ -5,6 +5,7 @@
 # 24 requests over three models run at once, none failing), a model larger than the bound is a 400,
 # Ollama's keep_alive works: 0 unloads, "1s" expires, -1 stays, a malformed one is a 400; and a model
 # created with a system prompt and parameters serves with them unless the request says otherwise.
+# SLM_MODEL naming a URL is pulled into the store on first use and found there the next time.
 set -euo pipefail
 . "$SLM_SRC/tests/npm/server_lib.sh"
 srv_require_curl
@@ -114,5 +115,35 @@ read -r own_prompt own_eval <<<"$(curl -s "$SLM_URL/api/chat" -d '{"model":"ters
 check "the request's own system message and options win ($own_prompt tokens, $own_eval generated)" $?
 
 srv_stop; check "clean shutdown" $?
+
+# SLM_MODEL naming a URL: pulled into the store on first use, then served from the store with the
+# network gone
+mkdir -p "$SRV_TMP/www"
+cp "$models_dir/tiny-smollm2-q8_0.gguf" "$SRV_TMP/www/webmodel.gguf"
+python3 -m http.server 0 --bind 127.0.0.1 --directory "$SRV_TMP/www" >"$SRV_TMP/http.log" 2>&1 &
+web=$!
+for _ in $(seq 50); do grep -qo 'port [0-9]*' "$SRV_TMP/http.log" && break; sleep 0.1; done
+web_port=$(grep -o 'port [0-9]*' "$SRV_TMP/http.log" | head -1 | cut -d' ' -f2)
+serve_env() { # serves SLM_MODEL=$1 once: asks for a completion by the id, prints its text
+  rm -f "$SRV_TMP/port2"
+  SLM_MODEL="$1" "$SLM_BIN" serve --data-dir "$data" --port 0 --port-file "$SRV_TMP/port2" -c 256 --quiet 2>>"$SRV_TMP/env.log" &
+  local pid=$!
+  for _ in $(seq 100); do [ -s "$SRV_TMP/port2" ] && break; sleep 0.1; done
+  local url="http://127.0.0.1:$(cat "$SRV_TMP/port2" 2>/dev/null)"
+  for _ in $(seq 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/health")" = 200 ] && break; sleep 0.1; done
+  curl -s "$url/v1/completions" -d '{"model":"webmodel","prompt":"Once upon a time","max_tokens":6,"temperature":0,"ignore_eos":true}' |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["choices"][0]["text"], end="")' 2>/dev/null
+  kill -TERM $pid
+  wait $pid
+}
+want=$("$SLM_BIN" run "$models_dir/tiny-smollm2-q8_0.gguf" -p "Once upon a time" -n 6 --temp 0 --ignore-eos -t 1 2>/dev/null)
+got=$(serve_env "http://127.0.0.1:$web_port/webmodel.gguf")
+[ -n "$got" ] && [ "$got" = "$want" ] && grep -q "pulling http" "$SRV_TMP/env.log"
+check "SLM_MODEL=URL pulls on first use and serves it ([$got] vs [$want])" $?
+kill $web
+wait $web 2>/dev/null
+got=$(serve_env "http://127.0.0.1:$web_port/webmodel.gguf")
+[ "$got" = "$want" ] && grep -q "is in the store as webmodel" "$SRV_TMP/env.log"
+check "the second start finds it in the store without the network ([$got])" $?
 echo "server_ondemand: $pass passed, $fail failed"
 [ "$fail" = 0 ]
