@@ -16,6 +16,12 @@
 #include "util/err.h"
 
 void slm_engine_set_loader(slm_engine *e, const slm_engine_loader *loader, uint64_t max_memory) {
+#if defined(__GLIBC__)
+    /* Models come and go: their KV caches and scratch (MBs each) must go back to the system when
+     * freed. A fixed threshold keeps glibc from moving them into the heap, where a freed block
+     * below a live one stays resident. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
     pthread_mutex_lock(&e->mu);
     e->loader = *loader;
     e->has_loader = loader->probe && loader->load;
