@@ -7,13 +7,19 @@
  *     equal to log P(continuation) computed by hand with slm_decode;
  *  6. two models in one engine, each request answered by its own model, greedy output equal to
  *     argmax by hand;
- *  7. the gate: stages run in phase order, a refusing admit stage stops the call.
+ *  7. the gate: stages run in phase order, a refusing admit stage stops the call;
+ *  8. models on demand: a loader's models load on first acquire, a held model is never unloaded,
+ *     the least recently used idle one makes room, a model too large for the bound and a bound held
+ *     by models in use are refused, keep_alive runs out on the scheduler thread, and many threads
+ *     acquiring at once load each model once.
  * Also the threaded engine (slm_engine_start) finishing concurrent requests. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <time.h>
 
 #include "slm.h"
 #include "slm_engine.h"
@@ -524,6 +530,135 @@ static void test_gate(slm_model *m) {
     slm_engine_free(e);
 }
 
+
+/* ---------- models on demand ---------- */
+
+typedef struct fake_store {
+    int loads[3]; /* per model m0..m2 */
+    pthread_mutex_t mu;
+} fake_store;
+
+static uint64_t unit; /* what one model is accounted for: above what it really holds */
+
+static int fake_probe(void *user, const char *name, char *canonical, size_t cap, uint64_t *bytes, char *err,
+                      size_t err_len) {
+    (void)user, (void)err, (void)err_len;
+    if (strcmp(name, "m0") && strcmp(name, "m1") && strcmp(name, "m2") && strcmp(name, "huge")) return 0;
+    snprintf(canonical, cap, "%s", name);
+    *bytes = strcmp(name, "huge") == 0 ? 10 * unit : unit;
+    return 1;
+}
+
+static int fake_load(void *user, const char *name, slm_model **model, slm_context_params *cp, char *err, size_t err_len) {
+    fake_store *st = user;
+    pthread_mutex_lock(&st->mu);
+    st->loads[name[1] - '0']++;
+    pthread_mutex_unlock(&st->mu);
+    cp->n_ctx = 64;
+    cp->n_seq = 1;
+    return slm_model_load(model_path, NULL, model, err, err_len);
+}
+
+static int resident_count(slm_engine *e, const char *name) {
+    slm_engine_model_info info[SLM_ENGINE_MAX_MODELS];
+    int n = slm_engine_models(e, info, SLM_ENGINE_MAX_MODELS), found = 0;
+    for (int i = 0; i < n; i++) found += !name || strcmp(info[i].name, name) == 0;
+    return found;
+}
+
+typedef struct racer {
+    slm_engine *e;
+    const char *name;
+    slm_acquire_status st;
+} racer;
+
+static void *race_acquire(void *arg) {
+    racer *r = arg;
+    int k;
+    char err[256];
+    r->st = slm_engine_acquire(r->e, r->name, 60, 5, &k, err, sizeof err);
+    if (r->st == SLM_ACQUIRE_OK) slm_engine_release(r->e, k);
+    return NULL;
+}
+
+static void test_on_demand(void) {
+    fake_store st = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    slm_engine *e = NULL;
+    char err[512];
+    slm_engine_params ep = {.n_threads = 1};
+    CHECK(slm_engine_new(&ep, &e, err, sizeof err) == 0);
+    slm_engine_loader l = {.user = &st, .probe = fake_probe, .load = fake_load};
+    slm_model *probe = NULL;
+    CHECK(slm_model_load(model_path, NULL, &probe, err, sizeof err) == 0);
+    unit = 2 * slm_model_size_bytes(probe) + (1 << 20); /* weights, KV cache of 64 positions and more */
+    slm_model_free(probe);
+    slm_engine_set_loader(e, &l, unit * 5 / 2); /* two models fit, not three */
+    CHECK(slm_engine_start(e, err, sizeof err) == 0);
+    int k0, k1, k2, k;
+    CHECK(slm_engine_acquire(e, "nope", 60, 0, &k, err, sizeof err) == SLM_ACQUIRE_NOT_FOUND);
+    CHECK(slm_engine_acquire(e, "m0", 60, 0, &k0, err, sizeof err) == SLM_ACQUIRE_OK);
+    CHECK(slm_engine_acquire(e, "m1", 60, 0, &k1, err, sizeof err) == SLM_ACQUIRE_OK);
+    CHECK(k0 != k1 && strcmp(slm_engine_model_name(e, k1), "m1") == 0 && slm_engine_model_at(e, k1) != NULL);
+    /* both held: m2 has no room, and waiting 0.1 s does not change that */
+    double t0 = slm_now();
+    CHECK(slm_engine_acquire(e, "m2", 60, 0.1, &k2, err, sizeof err) == SLM_ACQUIRE_BUSY);
+    CHECK(slm_now() - t0 >= 0.09);
+    CHECKF(strstr(err, "in use") != NULL, "%s", err);
+    CHECK(slm_engine_acquire(e, "huge", 60, 0, &k, err, sizeof err) == SLM_ACQUIRE_TOO_LARGE);
+    /* m0 released first, then m1 used again: m0 is the least recently used and makes room for m2 */
+    slm_engine_release(e, k0);
+    slm_engine_release(e, k1);
+    CHECK(slm_engine_acquire(e, "m1", 60, 0, &k1, err, sizeof err) == SLM_ACQUIRE_OK && st.loads[1] == 1);
+    slm_engine_release(e, k1);
+    CHECK(slm_engine_acquire(e, "m2", 60, 0, &k2, err, sizeof err) == SLM_ACQUIRE_OK);
+    CHECK(resident_count(e, "m0") == 0 && resident_count(e, "m1") == 1 && resident_count(e, "m2") == 1);
+    uint64_t resident, max, loads, unloads;
+    slm_engine_residency(e, &resident, &max, &loads, &unloads);
+    CHECKF(resident <= max && loads == 3 && unloads == 1, "resident %llu max %llu loads %llu unloads %llu",
+           (unsigned long long)resident, (unsigned long long)max, (unsigned long long)loads, (unsigned long long)unloads);
+    /* a request runs on a model loaded on demand */
+    slm_request *r = slm_request_new(SLM_REQ_GENERATE);
+    snprintf(r->model, sizeof r->model, "m2");
+    r->prompt = malloc(sizeof(slm_token) * 2);
+    r->prompt[0] = 1;
+    r->prompt[1] = 100;
+    r->n_prompt = 2;
+    r->gen.max_tokens = 4;
+    r->gen.ignore_eos = true;
+    CHECK(slm_engine_submit(e, r) == SLM_SUBMIT_OK);
+    CHECK(slm_engine_wait(e, r, NULL, NULL, NULL) == SLM_FINISH_LENGTH && r->n_tokens == 4);
+    slm_request_release(r);
+    /* keep_alive: m2 released with 0.05 s goes on the scheduler thread; m1 (60 s) stays */
+    slm_engine_release(e, k2);
+    CHECK(slm_engine_acquire(e, "m2", 0.05, 0, &k2, err, sizeof err) == SLM_ACQUIRE_OK);
+    slm_engine_release(e, k2);
+    for (int i = 0; i < 100 && resident_count(e, "m2"); i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    CHECK(resident_count(e, "m2") == 0 && resident_count(e, "m1") == 1);
+    CHECK(slm_engine_unload(e, "m1") == 1);
+    for (int i = 0; i < 100 && resident_count(e, "m1"); i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    CHECK(resident_count(e, NULL) == 0);
+    /* eight threads at once over two models: each loads once, all succeed */
+    memset(st.loads, 0, sizeof st.loads);
+    racer rs[8];
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++) {
+        rs[i] = (racer){.e = e, .name = i % 2 ? "m0" : "m1"};
+        pthread_create(&th[i], NULL, race_acquire, &rs[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(rs[i].st == SLM_ACQUIRE_OK);
+    }
+    CHECKF(st.loads[0] == 1 && st.loads[1] == 1, "loads %d %d", st.loads[0], st.loads[1]);
+    slm_engine_free(e);
+}
+
 int main(void) {
     const char *shared = test_shared_dir();
     if (!shared) return TEST_SKIP_CODE;
@@ -545,6 +680,7 @@ int main(void) {
     test_threaded(m);
     test_embed_batching(m);
     test_gate(m);
+    test_on_demand();
     slm_model_free(m);
     slm_model_free(m2);
     return test_report("test_engine");
