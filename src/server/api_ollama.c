@@ -12,6 +12,7 @@
 #include "handlers.h"
 #include "messages.h"
 #include "params.h"
+#include "rag_chat.h"
 #include "replies.h"
 #include "tools.h"
 
@@ -31,6 +32,7 @@ typedef struct oll_state {
     slm_tool_stream *calls; /* chat with tools: the output parsed for calls (memory after this struct) */
     oll_calls found;        /* the calls seen so far in the streamed (filtered) output */
     const char *route;      /* where the gate sent the call, for the last line */
+    void *rag;              /* chat with "rag": the sources' citations (memory after this struct) */
 } oll_state;
 
 static void rfc3339_now(char *out, size_t cap) {
@@ -88,6 +90,7 @@ static json_t *final_object(const oll_state *u, slm_request *r, const char *text
     json_object_set_new(o, "done", json_true());
     json_object_set_new(o, "done_reason", json_string(slm_finish_name(r->finish)));
     if (!u->chat) json_object_set_new(o, "context", context_tokens(r));
+    if (u->rag) srv_rag_reply_citations(u->rag, o, r->text, r->text_len); /* the answer is complete: read unlocked */
     add_stats(o, r);
     if (u->route) json_object_set_new(o, "route", json_string(u->route));
     return o;
@@ -233,6 +236,8 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
     slm_request *r = NULL;
     srv_chat_msgs msgs = {0};
     srv_tools tools = {0};
+    srv_rag_chat *rag = NULL;
+    void *rag_reply = NULL;
     slm_chat_message gen_msgs[2]; /* /api/generate's system + prompt, as the gate sees them */
     slm_token *fresh = NULL;
     enum MHD_Result ret;
@@ -269,6 +274,7 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
             ret = reply_load(c, &u);
             goto out;
         }
+        if (!srv_rag_chat_begin(c, M, req, &msgs, &tools, &r->gen, &rag, &f)) goto fail;
         if (!srv_inspect(c, msgs.msgs, msgs.n, NULL, stream)) {
             ret = MHD_YES;
             goto out;
@@ -278,6 +284,11 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
         if (!srv_json_string(req, "prompt", &prompt, &f) || !srv_json_string(req, "system", &system, &f) ||
             !srv_json_bool(req, "raw", &raw, &f))
             goto fail;
+        json_t *rg = json_object_get(req, "rag");
+        if (rg && !json_is_null(rg)) {
+            srv_failf(&f, 400, "unsupported", "rag", "'rag' is served on /api/chat, not /api/generate");
+            goto fail;
+        }
         if (!system && M->system) system = M->system; /* the request's "system" overrides the model's */
         json_t *ctx = json_object_get(req, "context");
         size_t n_ctx_in = json_is_array(ctx) ? json_array_size(ctx) : 0;
@@ -340,13 +351,15 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
     u.tool_format = tools.format;
     u.route = c->call.route;
     if (stream) {
-        oll_state *us = malloc(sizeof *us + (with_tools ? slm_tool_stream_size() : 0));
+        size_t tools_size = with_tools ? slm_tool_stream_size() : 0;
+        oll_state *us = malloc(sizeof *us + tools_size + srv_rag_reply_size(rag));
         if (!us) {
             atomic_store(&r->cancelled, true);
             srv_failf(&f, 500, NULL, NULL, "out of memory");
             goto fail;
         }
         *us = u;
+        us->rag = srv_rag_reply_init((char *)(us + 1) + tools_size, rag);
         if (with_tools) {
             us->calls = slm_tool_stream_init(us + 1, tools.format);
             us->found.list = json_array();
@@ -364,6 +377,7 @@ static enum MHD_Result ollama_generate(srv_conn *c, bool chat) {
         ret = srv_reply_finish_error(c, r);
         goto out;
     }
+    if (rag && (rag_reply = malloc(srv_rag_reply_size(rag)))) u.rag = srv_rag_reply_init(rag_reply, rag);
     size_t text_len;
     char *text = srv_final_text(c, r, &text_len);
     if (!text) {
@@ -405,6 +419,8 @@ fail:
 out:
     srv_forget_texts(c);
     free(fresh);
+    free(rag_reply);
+    srv_rag_chat_end(rag, &msgs);
     srv_chat_msgs_free(&msgs);
     srv_tools_free(&tools);
     slm_request_release(r);

@@ -294,6 +294,25 @@ chat '{"messages":[{"role":"user","content":"fuel"}],"rag":{"collection":"kb"},"
 expect 400 'b["error"]["param"] == "n"' "rag with n > 1"
 req POST /v1/completions "$ADMIN" -H 'Content-Type: application/json' -d '{"prompt":"fuel","rag":{"collection":"kb"}}'
 expect 400 'b["error"]["param"] == "rag"' "rag on /v1/completions"
+# Ollama's /api/chat takes the same "rag": citations on the last line, streamed and not (Ollama has
+# no logit_bias to force a marker, so the check is that citations and markers agree)
+req POST /api/chat "$ADMIN" -H 'Content-Type: application/json' \
+  -d "{\"messages\":[{\"role\":\"user\",\"content\":\"kerosene\"}],\"stream\":false,\"options\":{\"num_predict\":8,\"temperature\":0},\"logit_bias\":{\"$bracket\":30},\"rag\":{\"collection\":\"kb\",\"top_k\":1}}"
+expect 200 'b["done"] and isinstance(b["citations"], list) and all("[%d]" % c["index"] in b["message"]["content"] and c["document"] == "engines" for c in b["citations"]) and ("[1]" in b["message"]["content"]) == (len(b["citations"]) == 1)' "Ollama chat with rag"
+curl -sN -H "Authorization: Bearer $ADMIN" "$SLM_URL/api/chat" \
+  -d "{\"messages\":[{\"role\":\"user\",\"content\":\"kerosene\"}],\"options\":{\"num_predict\":8,\"temperature\":0},\"logit_bias\":{\"$bracket\":30},\"rag\":{\"collection\":\"kb\",\"top_k\":1}}" > "$T/ostream"
+python3 - "$T/ostream" <<'EOF' || fail "streamed Ollama chat with rag: $(head -c 600 "$T/ostream")"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+answer = "".join(l["message"]["content"] for l in lines)
+assert lines[-1]["done"] and all(not l["done"] for l in lines[:-1]), lines
+assert all("citations" not in l for l in lines[:-1]), lines
+cites = lines[-1]["citations"]
+assert isinstance(cites, list) and ("[1]" in answer) == (len(cites) == 1), (answer, cites)
+assert all(c["index"] == 1 and c["document"] == "engines" for c in cites), cites
+EOF
+req POST /api/generate "$ADMIN" -H 'Content-Type: application/json' -d '{"prompt":"fuel","rag":{"collection":"kb"},"stream":false}'
+expect 400 'b["error"]' "rag on /api/generate"
 
 # ---------- vectors (with a served embedding model) ----------
 if [ -f "$bge" ]; then
