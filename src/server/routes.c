@@ -143,6 +143,19 @@ static enum MHD_Result reply_metrics(srv_conn *c) {
                    "# HELP slm_request_body_bytes Request body bytes held in memory (at most --max-body-total).\n"
                    "# TYPE slm_request_body_bytes gauge\nslm_request_body_bytes %zu\n",
                    (unsigned long long)atomic_load(&s->n_shed), open, (size_t)atomic_load(&s->body_bytes));
+    uint64_t resident = 0, max_memory = 0, loads = 0, unloads = 0;
+    slm_engine_residency(s->engine, &resident, &max_memory, &loads, &unloads);
+    slm_buf_printf(&b,
+                   "# HELP slm_models_resident_bytes Bytes the resident models are accounted for (weights, KV caches, activations).\n"
+                   "# TYPE slm_models_resident_bytes gauge\nslm_models_resident_bytes %llu\n"
+                   "# HELP slm_models_max_memory_bytes --max-memory (0 = no bound).\n"
+                   "# TYPE slm_models_max_memory_bytes gauge\nslm_models_max_memory_bytes %llu\n"
+                   "# HELP slm_model_loads_total Models loaded from the store on demand.\n"
+                   "# TYPE slm_model_loads_total counter\nslm_model_loads_total %llu\n"
+                   "# HELP slm_model_unloads_total Models unloaded (keep_alive ran out, or room for another).\n"
+                   "# TYPE slm_model_unloads_total counter\nslm_model_unloads_total %llu\n",
+                   (unsigned long long)resident, (unsigned long long)max_memory, (unsigned long long)loads,
+                   (unsigned long long)unloads);
     if (b.oom) {
         slm_buf_free(&b);
         return srv_reply_error(c, 500, NULL, NULL, "out of memory");

@@ -77,6 +77,10 @@ max=$(sort -n "$SRV_TMP/sizes" | tail -1)
 [ -n "$max" ] && [ "$max" -le "$bound" ]; check "resident bytes sampled under load stay within the bound (max $max)" $?
 loads=$(grep -c "loaded '.*' on demand" "$SRV_TMP/server.log")
 [ "$loads" -gt 3 ]; check "the load forced unloads and reloads ($loads loads)" $?
+metrics=$(curl -s "$SLM_URL/metrics")
+echo "$metrics" | grep -qx "slm_model_loads_total $loads" && echo "$metrics" | grep -qx "slm_models_max_memory_bytes $bound" &&
+  [ "$(echo "$metrics" | awk '/^slm_model_unloads_total/ {print $2}')" -ge $((loads - 2)) ]
+check "/metrics counts the loads and unloads ($(echo "$metrics" | grep -E '^slm_model' | tr '\n' ' '))" $?
 
 # larger than the bound: a 400 naming it, and the server goes on
 code=$(curl -s -o "$SRV_TMP/body" -w '%{http_code}' "$SLM_URL/api/embed" -d '{"model":"emb","input":"x"}')
