@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_server.h"
 #include "server/calls.h"
 #include "server/fields.h"
 #include "server/messages.h"
@@ -54,43 +55,9 @@ enum {
 
 static srv_server server;
 
-static void setup(void) {
-    static bool done;
-    if (done) return;
-    done = true;
-    char path[2048];
-    const char *env = getenv("SLM_FUZZ_VOCAB");
-    if (env && *env) {
-        snprintf(path, sizeof path, "%s", env);
-    } else {
-        const char *models = getenv("SLM_TEST_MODELS");
-        snprintf(path, sizeof path, "%s/smollm2-135m-vocab.gguf", models && *models ? models : SLM_SOURCE_DIR "/build/testdata");
-    }
-    slm_model_params mp = {.vocab_only = true};
-    char err[512];
-    slm_model *model = NULL;
-    if (slm_model_load(path, &mp, &model, err, sizeof err) != 0) {
-        fprintf(stderr, "fuzz_http_request: %s (set SLM_FUZZ_VOCAB to a vocab-only GGUF)\n", err);
-        abort();
-    }
-    srv_config_defaults(&server.cfg);
-    pthread_mutex_init(&server.socks_mu, NULL);
-    srv_model *m = &server.models[0];
-    m->model = model;
-    snprintf(m->id, sizeof m->id, "fuzz-model");
-    m->n_vocab = slm_model_n_vocab(model);
-    m->n_ctx = 512;
-    m->n_batch = 256;
-    m->n_seq = 1;
-    m->n_embd = 8;
-    server.n_models = 1;
-}
+static void setup(void) { fuzz_server_setup(&server, "fuzz_http_request"); }
 
-/* A failure: an HTTP error status and one line. */
-static void check_fail(const srv_fail *f) {
-    if (f->status < 400 || f->status > 599) __builtin_trap();
-    if (f->msg[0] == 0 || strchr(f->msg, '\n')) __builtin_trap();
-}
+static void check_fail(const srv_fail *f) { fuzz_check_fail(f); }
 
 /* A parsed generation request is inside the limits the parsers promise. */
 static void check_gen(const srv_model *M, const slm_gen_params *p) {

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_server.h"
 #include "server/calls.h"
 #include "server/fields.h"
 #include "server/messages.h"
@@ -29,42 +30,9 @@ json_t *srv_responses_chat_request(json_t *req, json_t *stored, srv_fail *f); /*
 
 static srv_server server;
 
-static void setup(void) {
-    static bool done;
-    if (done) return;
-    done = true;
-    char path[2048];
-    const char *env = getenv("SLM_FUZZ_VOCAB");
-    if (env && *env) {
-        snprintf(path, sizeof path, "%s", env);
-    } else {
-        const char *models = getenv("SLM_TEST_MODELS");
-        snprintf(path, sizeof path, "%s/smollm2-135m-vocab.gguf", models && *models ? models : SLM_SOURCE_DIR "/build/testdata");
-    }
-    slm_model_params mp = {.vocab_only = true};
-    char err[512];
-    slm_model *model = NULL;
-    if (slm_model_load(path, &mp, &model, err, sizeof err) != 0) {
-        fprintf(stderr, "fuzz_http_responses: %s (set SLM_FUZZ_VOCAB to a vocab-only GGUF)\n", err);
-        abort();
-    }
-    srv_config_defaults(&server.cfg);
-    pthread_mutex_init(&server.socks_mu, NULL);
-    srv_model *m = &server.models[0];
-    m->model = model;
-    snprintf(m->id, sizeof m->id, "fuzz-model");
-    m->n_vocab = slm_model_n_vocab(model);
-    m->n_ctx = 512;
-    m->n_batch = 256;
-    m->n_seq = 1;
-    m->n_embd = 8;
-    server.n_models = 1;
-}
+static void setup(void) { fuzz_server_setup(&server, "fuzz_http_responses"); }
 
-static void check_fail(const srv_fail *f) {
-    if (f->status < 400 || f->status > 599) __builtin_trap();
-    if (f->msg[0] == 0 || strchr(f->msg, '\n')) __builtin_trap();
-}
+static void check_fail(const srv_fail *f) { fuzz_check_fail(f); }
 
 /* The accepted request's messages are what a chat request may hold. */
 static void check_messages(json_t *chat) {
