@@ -61,6 +61,27 @@ static inline const char *test_shared_dir(void) {
     return NULL;
 }
 
+/* A whole file, NUL-terminated (malloc'd; *len its length when len is not NULL), or NULL. */
+static inline char *test_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0, k;
+    char *buf = malloc(cap + 1);
+    while (buf && (k = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += k;
+        if (n == cap) {
+            char *grown = realloc(buf, cap * 2 + 1);
+            if (!grown) free(buf);
+            buf = grown;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (buf) buf[n] = 0;
+    if (buf && len) *len = n;
+    return buf;
+}
+
 /* Folder of generated synthetic models: $SLM_TEST_MODELS, else <build>/testdata. */
 static inline const char *test_models_dir(void) {
     const char *d = getenv("SLM_TEST_MODELS");

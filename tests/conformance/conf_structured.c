@@ -22,21 +22,7 @@ static bool collect(void *user, const char *text, size_t len) {
     return true;
 }
 
-static char *read_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    if (s) s[n] = 0;
-    fclose(f);
-    return s;
-}
+static char *read_file(const char *path) { return test_read_file(path, NULL); }
 
 static int run_model(const char *path, int seeds, char **schemas, char **names, int n_schemas) {
     slm_model *m = NULL;
