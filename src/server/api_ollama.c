@@ -450,24 +450,8 @@ enum MHD_Result srv_ollama_embed(srv_conn *c, bool legacy) {
         srv_failf(&f, 400, NULL, field, "'%s' is required%s", field, legacy ? " and must be a string" : "");
         goto fail;
     }
-    json_t *guarded = NULL; /* the inputs after the personal-data policy */
-    if (!srv_inspect_inputs(c, input, &guarded)) {
-        ret = MHD_YES;
-        goto out;
-    }
-    bool built = srv_build_embed_request(M, guarded, field, false, &r, &f);
-    json_decref(guarded);
-    if (!built) goto fail;
-    if (!srv_submit(c, r)) {
-        ret = MHD_YES;
-        goto out;
-    }
-    if (!srv_wait_done(c, r)) {
-        ret = MHD_NO;
-        goto out;
-    }
-    if (r->finish != SLM_FINISH_STOP) {
-        ret = srv_reply_finish_error(c, r);
+    if (!srv_embed_run(c, M, input, field, false, &r, &f, &ret)) {
+        if (f.status) goto fail;
         goto out;
     }
     json_t *all = json_array();

@@ -811,24 +811,8 @@ enum MHD_Result srv_openai_embeddings(srv_conn *c) {
         srv_failf(&f, 400, NULL, "input", "'input' is required");
         goto fail;
     }
-    json_t *guarded = NULL; /* the inputs after the personal-data policy */
-    if (!srv_inspect_inputs(c, input, &guarded)) {
-        ret = MHD_YES;
-        goto out;
-    }
-    bool built = srv_build_embed_request(M, guarded, "input", true, &r, &f);
-    json_decref(guarded);
-    if (!built) goto fail;
-    if (!srv_submit(c, r)) {
-        ret = MHD_YES;
-        goto out;
-    }
-    if (!srv_wait_done(c, r)) {
-        ret = MHD_NO;
-        goto out;
-    }
-    if (r->finish != SLM_FINISH_STOP) {
-        ret = srv_reply_finish_error(c, r);
+    if (!srv_embed_run(c, M, input, "input", true, &r, &f, &ret)) {
+        if (f.status) goto fail;
         goto out;
     }
     json_t *data = json_array();

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "api_lora.h"
+#include "messages.h"
 #include "ondemand.h"
 #include "replies.h"
 #include "setup.h"
@@ -119,6 +120,32 @@ void srv_usage(const srv_server *s, const slm_request *r, int *prompt_tokens, in
             *completion_tokens = n == SLM_TOKENIZE_ERROR ? 0 : n < 0 ? -n : n;
         }
     }
+}
+
+bool srv_embed_run(srv_conn *c, const srv_model *M, json_t *input, const char *field, bool allow_tokens,
+                   slm_request **out, srv_fail *f, enum MHD_Result *ret) {
+    *out = NULL;
+    json_t *guarded = NULL; /* the inputs after the personal-data policy */
+    if (!srv_inspect_inputs(c, input, &guarded)) {
+        *ret = MHD_YES;
+        return false;
+    }
+    bool built = srv_build_embed_request(M, guarded, field, allow_tokens, out, f);
+    json_decref(guarded);
+    if (!built) return false;
+    if (!srv_submit(c, *out)) {
+        *ret = MHD_YES;
+        return false;
+    }
+    if (!srv_wait_done(c, *out)) {
+        *ret = MHD_NO;
+        return false;
+    }
+    if ((*out)->finish != SLM_FINISH_STOP) {
+        *ret = srv_reply_finish_error(c, *out);
+        return false;
+    }
+    return true;
 }
 
 uint64_t srv_random_seed(srv_server *s) {

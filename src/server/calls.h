@@ -65,6 +65,12 @@ slm_request *srv_submit_choices(srv_conn *c, slm_request **rs, int n);
 #define SRV_CHOICE_SEPARATOR '\x1e'
 /* Cuts text at SRV_CHOICE_SEPARATOR into at most n pieces (starts, lens); returns how many. */
 int srv_split_choices(const char *text, size_t len, int n, const char **starts, size_t *lens);
+/* An embeddings call from its inputs to the finished request, as both APIs run it: the personal-data
+ * stage on the inputs, the request built (srv_build_embed_request), submitted and waited for. true
+ * with *out finished; false with f set (reply it), or with f->status 0 and *ret the reply already
+ * sent (refused, client gone, the request failed). */
+bool srv_embed_run(srv_conn *c, const srv_model *M, json_t *input, const char *field, bool allow_tokens,
+                   slm_request **out, srv_fail *f, enum MHD_Result *ret);
 uint64_t srv_random_seed(srv_server *s);
 /* New id like "chatcmpl-<hex>". */
 void srv_new_id(srv_server *s, const char *prefix, char *out, size_t cap);
