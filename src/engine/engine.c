@@ -637,6 +637,11 @@ void *engine_main(void *arg) {
         pthread_mutex_unlock(&e->mu);
         if (quit) break;
         slm_engine_step(e);
+        if (e->has_loader) { /* busy with other models: an idle one's keep_alive still runs out */
+            pthread_mutex_lock(&e->mu);
+            engine_expire_idle(e);
+            pthread_mutex_unlock(&e->mu);
+        }
     }
     engine_cancel_everything(e); /* quitting: nothing may be left hanging */
     return NULL;
