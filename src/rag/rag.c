@@ -20,14 +20,8 @@
 
 struct slm_rag {
     slm_rag_db *db;
-    /* the vectors of the last collection searched, valid while its chunk count and largest
-     * chunk id are unchanged (ids are never reused: any change moves one of them) */
-    long long vec_coll, vec_count, vec_max_id;
-    int vec_dim;
-    long long vec_n;
-    long long *vec_ids;
-    uint16_t *vec_data;
-    rag_ivf ivf; /* built over the cached vectors when there are at least RAG_IVF_MIN_VECTORS */
+    char db_key[PATH_MAX]; /* the data directory: what the process-wide vector cache is keyed by */
+    rag_vectors *vec;      /* the vectors of the last collection searched (a reference) */
     slm_pii *pii; /* the detector for collections that mask personal data; made at their first ingest */
 };
 
@@ -39,19 +33,14 @@ int slm_rag_open(const char *data_dir, slm_rag **out, char *err, size_t err_len)
         free(r);
         return -1;
     }
-    r->vec_coll = -1;
+    if (!realpath(data_dir, r->db_key)) snprintf(r->db_key, sizeof r->db_key, "%s", data_dir);
     *out = r;
     return 0;
 }
 
 static void drop_vector_cache(slm_rag *r) {
-    rag_ivf_free(&r->ivf);
-    free(r->vec_ids);
-    free(r->vec_data);
-    r->vec_ids = NULL;
-    r->vec_data = NULL;
-    r->vec_coll = -1;
-    r->vec_n = 0;
+    rag_vectors_put(r->vec);
+    r->vec = NULL;
 }
 
 void slm_rag_close(slm_rag *r) {
@@ -115,6 +104,7 @@ int slm_rag_collection_drop(slm_rag *r, const char *name, char *err, size_t err_
     slm_rag_db_collection c;
     if (need_collection(r, name, &c, err, err_len)) return -1;
     drop_vector_cache(r);
+    rag_vectors_forget(r->db_key, c.id);
     return slm_rag_db_collection_drop(r->db, c.id, err, err_len);
 }
 
@@ -662,20 +652,10 @@ int slm_rag_rrf(const long long *a, int n_a, const long long *b, int n_b, double
 }
 
 static int load_vectors(slm_rag *r, const slm_rag_db_collection *c, char *err, size_t err_len) {
-    if (r->vec_coll == c->id && r->vec_count == c->n_chunks && r->vec_max_id == c->max_chunk_id && r->vec_dim == c->dim)
-        return 0;
+    const rag_vectors *v = r->vec;
+    if (v && v->coll == c->id && v->count == c->n_chunks && v->max_id == c->max_chunk_id && v->dim == c->dim) return 0;
     drop_vector_cache(r);
-    long long n = slm_rag_db_vectors(r->db, c->id, c->dim, &r->vec_ids, &r->vec_data, err, err_len);
-    if (n < 0) return -1;
-    r->vec_n = n;
-    r->vec_coll = c->id;
-    r->vec_count = c->n_chunks;
-    r->vec_max_id = c->max_chunk_id;
-    r->vec_dim = c->dim;
-    /* below this an exhaustive scan takes a few milliseconds: the index would only cost recall.
-     * If building fails (memory), searches stay exhaustive. */
-    if (n >= RAG_IVF_MIN_VECTORS) rag_ivf_build(&r->ivf, r->vec_data, r->vec_ids, (size_t)n, c->dim, 0, (uint64_t)c->id);
-    return 0;
+    return rag_vectors_get(r->db, r->db_key, c, &r->vec, err, err_len);
 }
 
 static int vector_search(slm_rag *r, const slm_rag_db_collection *c, const char *query, int limit, int nprobe,
@@ -689,7 +669,8 @@ static int vector_search(slm_rag *r, const slm_rag_db_collection *c, const char 
     if (dim != c->dim) return slm_err(err, err_len, "the embedding model gives %d values, the collection holds %d", dim, c->dim);
     if (load_vectors(r, c, err, err_len)) return -1;
     float *q = malloc(sizeof *q * (size_t)dim);
-    float *sc = malloc(sizeof *sc * (size_t)(r->vec_n + 1));
+    const rag_vectors *v = r->vec;
+    float *sc = malloc(sizeof *sc * (size_t)(v->n + 1));
     long long *pos = NULL; /* approximate search: the vector position of each score */
     int *top = malloc(sizeof *top * (size_t)(limit + 1));
     *ids = malloc(sizeof **ids * (size_t)(limit + 1));
@@ -701,23 +682,23 @@ static int vector_search(slm_rag *r, const slm_rag_db_collection *c, const char 
     }
     size_t qlen = strlen(query);
     if (slm_rag_embed(embedder, &query, &qlen, 1, q, err, err_len)) goto out;
-    if (r->ivf.nlist > 0 && nprobe >= 0) {
-        if (nprobe == 0) nprobe = r->ivf.nlist / RAG_IVF_PROBE_DIVISOR > 8 ? r->ivf.nlist / RAG_IVF_PROBE_DIVISOR : 8;
-        long long m = (pos = malloc(sizeof *pos * (size_t)(r->vec_n + 1))) ? rag_ivf_candidates(&r->ivf, q, nprobe, r->vec_data, sc, pos) : -1;
+    if (v->ivf.nlist > 0 && nprobe >= 0) {
+        if (nprobe == 0) nprobe = v->ivf.nlist / RAG_IVF_PROBE_DIVISOR > 8 ? v->ivf.nlist / RAG_IVF_PROBE_DIVISOR : 8;
+        long long m = (pos = malloc(sizeof *pos * (size_t)(v->n + 1))) ? rag_ivf_candidates(&v->ivf, q, nprobe, v->data, sc, pos) : -1;
         if (m < 0) {
             slm_err(err, err_len, "out of memory");
             goto out;
         }
         n = slm_rag_top_k(sc, (size_t)m, limit, top);
         for (int i = 0; i < n; i++) {
-            (*ids)[i] = r->vec_ids[pos[top[i]]];
+            (*ids)[i] = v->ids[pos[top[i]]];
             (*scores)[i] = sc[top[i]];
         }
     } else {
-        slm_rag_dot_f16(q, r->vec_data, (size_t)r->vec_n, dim, sc);
-        n = slm_rag_top_k(sc, (size_t)r->vec_n, limit, top);
+        slm_rag_dot_f16(q, v->data, (size_t)v->n, dim, sc);
+        n = slm_rag_top_k(sc, (size_t)v->n, limit, top);
         for (int i = 0; i < n; i++) {
-            (*ids)[i] = r->vec_ids[top[i]];
+            (*ids)[i] = v->ids[top[i]];
             (*scores)[i] = sc[top[i]];
         }
     }

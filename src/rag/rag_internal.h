@@ -2,9 +2,12 @@
 #ifndef SLM_RAG_INTERNAL_H
 #define SLM_RAG_INTERNAL_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "slm_store_rag.h"
 
 /* Extracted text: UTF-8, pages separated by '\f', headings as markdown lines ("## Title"). */
 typedef struct rag_text {
@@ -56,5 +59,26 @@ int rag_ivf_build(rag_ivf *ix, uint16_t *vecs, long long *ids, size_t n, int dim
 long long rag_ivf_candidates(const rag_ivf *ix, const float *query, int nprobe, const uint16_t *vecs, float *scores,
                              long long *positions);
 void rag_ivf_free(rag_ivf *ix);
+
+/* A collection's vectors in memory (vectors.c), shared by the process's handles: valid while the
+ * collection's chunk count and largest chunk id are unchanged (ids are never reused: any change
+ * moves one of them). Immutable once built; readers hold a reference. */
+typedef struct rag_vectors {
+    char db_key[PATH_MAX]; /* the data directory the store is in */
+    long long coll, count, max_id;
+    int dim;
+    long long n;
+    long long *ids;
+    uint16_t *data;
+    rag_ivf ivf; /* built when there are at least RAG_IVF_MIN_VECTORS */
+    int refs;
+    bool ready, shared;
+} rag_vectors;
+/* The current vectors of collection c (built now if no handle has them). 0, or -1 with err. */
+int rag_vectors_get(slm_rag_db *db, const char *db_key, const slm_rag_db_collection *c, rag_vectors **out, char *err,
+                    size_t err_len);
+void rag_vectors_put(rag_vectors *v);
+/* Frees the cached vectors of a collection nobody reads (it was dropped). */
+void rag_vectors_forget(const char *db_key, long long coll);
 
 #endif

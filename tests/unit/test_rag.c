@@ -1,6 +1,7 @@
 /* Retrieval: chunking, the FTS5 query, RRF, f16 and SIMD dot products against double, top-k, the
  * store (ingest, incremental, replace, remove, search), citations checked against the stored text,
  * the citation grammar, and vector search against a brute-force double search (synthetic model). */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -354,6 +355,28 @@ static void test_vector_search(void) {
         CHECKF(fabs(h[i].score - want) < 1e-12, "hit %d: %g vs %g", i, h[i].score, want);
     }
     slm_rag_hits_free(h, n);
+    /* a second handle shares the vectors the first one read; a change gives both a new copy */
+    char key[PATH_MAX];
+    CHECK(realpath(tmp_dir, key) != NULL);
+    slm_rag *r2;
+    CHECK(slm_rag_open(tmp_dir, &r2, err, sizeof err) == 0);
+    rag_vectors *v1 = NULL, *v2 = NULL, *v3 = NULL;
+    CHECK(rag_vectors_get(slm_rag_store(r), key, &c, &v1, err, sizeof err) == 0);
+    CHECK(rag_vectors_get(slm_rag_store(r2), key, &c, &v2, err, sizeof err) == 0);
+    CHECK(v1 && v1 == v2 && v1->n == c.n_chunks && v1->refs >= 2);
+    CHECK(slm_rag_ingest_bytes(r, &c, "late.txt", NULL, "rotor rotor fuel\n", 17, NULL, e, err, sizeof err) == SLM_RAG_ADDED);
+    slm_rag_db_collection c2;
+    CHECK(slm_rag_collection_get(r2, "vec", &c2, err, sizeof err) == 1 && c2.n_chunks == c.n_chunks + 1);
+    CHECK(rag_vectors_get(slm_rag_store(r2), key, &c2, &v3, err, sizeof err) == 0);
+    CHECK(v3 && v3 != v1 && v3->n == c2.n_chunks);
+    rag_vectors_put(v1);
+    rag_vectors_put(v2);
+    rag_vectors_put(v3);
+    o.mode = SLM_RAG_VECTOR;
+    n = slm_rag_search(r2, "vec", "rotor rotor fuel", &o, e, &h, err, sizeof err);
+    CHECK(n == 10);
+    slm_rag_hits_free(h, n);
+    slm_rag_close(r2);
     free(q), free(ids), free(vecs), free(ds);
     slm_rag_embedder_free(e);
     slm_rag_close(r);
