@@ -2,8 +2,11 @@
 # The cost of each quantization type on stories260K (the real model): file size, perplexity on
 # shared/reference/texts/stories260K-samples.txt (-c 128, llama-perplexity's method) and the KL
 # divergence / top-token agreement against the F32 model, from slm and, where the peer is built,
-# from llama-quantize + llama-perplexity side by side. Then quantize speed on smollm2-135m f16
-# against llama-quantize (same thread count, runs alternated, median of 3).
+# from llama-quantize + llama-perplexity side by side; the last columns quantize with an importance
+# matrix from `slm imatrix` (-c 128) over text the model wrote itself (30 samples of `slm run`, seeds
+# 1-30: not the evaluation text): its KLD, and whether llama-quantize --imatrix with the same file
+# writes the same bytes. Then quantize speed on smollm2-135m f16 against llama-quantize, and
+# slm imatrix against llama-imatrix on it (same thread count, runs alternated, median of 3).
 #   bench/quantize_table.sh [SLM_BIN]   env: LLAMA_BIN (default /work/llamacpp/build/bin), THREADS (2),
 #   SPEED_ONLY=1 (only the speed table), BIG_MODEL (default build/testdata/smollm2-135m-f16.gguf)
 # Prints a markdown table (paste into bench/RESULTS.md).
@@ -44,8 +47,13 @@ if [ $have_llama = 1 ]; then
 fi
 
 if [ -z "${SPEED_ONLY:-}" ]; then
-echo "| type | size (bytes) | bits/weight | slm PPL | slm KLD vs F32 | slm same top | llama.cpp PPL | llama.cpp KLD | llama.cpp same top | bytes = llama-quantize's |"
-echo "| --- | ---: | ---: | --- | --- | --- | --- | --- | --- | --- |"
+# the importance matrix: slm imatrix over the model's own stories (not the evaluation text)
+for seed in $(seq 30); do
+  "$slm" run "$model" -p "Once upon a time" -n 400 --seed "$seed" --temp 0.8 2>/dev/null; echo
+done > "$tmp/calibration.txt"
+(cd "$tmp" && "$slm" imatrix "$model" -f calibration.txt -c $ctx -o imatrix.gguf -t "$threads" --no-ppl 2>/dev/null)
+echo "| type | size (bytes) | bits/weight | slm PPL | slm KLD vs F32 | slm same top | llama.cpp PPL | llama.cpp KLD | llama.cpp same top | bytes = llama-quantize's | slm KLD with imatrix | same top with imatrix | bytes = llama-quantize --imatrix's |"
+echo "| --- | ---: | ---: | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 n_weights=$(python3 - "$model" <<'EOF'
 import struct, sys
 b = open(sys.argv[1], "rb").read(); p = 8
@@ -82,7 +90,7 @@ for type in F32 BF16 F16 Q8_0 Q6_K Q5_K_M Q5_K_S Q5_1 Q5_0 Q4_K_M Q4_K_S Q4_1 Q4
       "$llama/llama-quantize" "$model" "$tmp/llama-$type.gguf" "$type" "$threads" > /dev/null 2>&1 && lq="llama-quantize succeeds" ||
         lq="llama-quantize refuses too"
     fi
-    echo "| $type | — | — | refused: $why | | | | | | $lq |"
+    echo "| $type | — | — | refused: $why | | | | | | $lq | | | |"
     continue
   fi
   size=$(stat -c %s "$out")
@@ -95,7 +103,18 @@ for type in F32 BF16 F16 Q8_0 Q6_K Q5_K_M Q5_K_S Q5_1 Q5_0 Q4_K_M Q4_K_S Q4_1 Q4
     IFS='|' read -r lppl lkld ltop <<< "$(llama_stats "$tmp/llama-$type.gguf")"
     rm -f "$tmp/llama-$type.gguf"
   fi
-  echo "| $type | $size | $bpw | $ppl | $kld | $top | $lppl | $lkld | $ltop | $same |"
+  # with the importance matrix (run from $tmp: the file name is recorded in the output)
+  ikld="" itop="" isame=""
+  if (cd "$tmp" && "$slm" quantize "$model" "im-$type.gguf" "$type" --imatrix imatrix.gguf --threads "$threads" 2>/dev/null); then
+    IFS='|' read -r _ ikld itop <<< "$(slm_stats "$tmp/im-$type.gguf")"
+    if [ $have_llama = 1 ]; then
+      (cd "$tmp" && "$llama/llama-quantize" --imatrix imatrix.gguf "$model" "llama-im-$type.gguf" "$type" "$threads" > /dev/null 2>&1)
+      cmp -s "$tmp/im-$type.gguf" "$tmp/llama-im-$type.gguf" && isame=yes || isame=NO
+      rm -f "$tmp/llama-im-$type.gguf"
+    fi
+    rm -f "$tmp/im-$type.gguf"
+  fi
+  echo "| $type | $size | $bpw | $ppl | $kld | $top | $lppl | $lkld | $ltop | $same | $ikld | $itop | $isame |"
   rm -f "$out"
 done
 fi
@@ -117,4 +136,21 @@ if [ -f "$big" ] && [ $have_llama = 1 ]; then
     ms=$(printf '%s\n' "${s[@]}" | sort -g | sed -n 2p); ml=$(printf '%s\n' "${l[@]}" | sort -g | sed -n 2p)
     echo "| $type | $(printf %.2f "$ms") | $(printf %.2f "$ml") | $(awk -v a="$ms" -v b="$ml" 'BEGIN {printf "%.2fx", b / a}') |"
   done
+fi
+
+if [ -f "$big" ] && [ -x "$llama/llama-imatrix" ]; then
+  echo
+  echo "slm imatrix vs llama-imatrix, $(basename "$big"), -c 512 --chunks 4 of stories260K-samples.txt ($threads threads, wall seconds, median of 3, runs alternated):"
+  echo
+  echo "| slm imatrix | llama-imatrix | speed-up |"
+  echo "| ---: | ---: | ---: |"
+  s=() l=()
+  for i in 1 2 3; do
+    t0=$(date +%s.%N); "$slm" imatrix "$big" -f "$text" -c 512 --chunks 4 -o "$tmp/s.imatrix" -t "$threads" > /dev/null 2>&1; t1=$(date +%s.%N)
+    OMP_WAIT_POLICY=passive "$llama/llama-imatrix" -m "$big" -f "$text" -c 512 --chunks 4 -o "$tmp/l.imatrix" -t "$threads" > /dev/null 2>&1
+    t2=$(date +%s.%N)
+    s+=("$(echo "$t1 - $t0" | bc)"); l+=("$(echo "$t2 - $t1" | bc)")
+  done
+  ms=$(printf '%s\n' "${s[@]}" | sort -g | sed -n 2p); ml=$(printf '%s\n' "${l[@]}" | sort -g | sed -n 2p)
+  echo "| $(printf %.2f "$ms") | $(printf %.2f "$ml") | $(awk -v a="$ms" -v b="$ml" 'BEGIN {printf "%.2fx", b / a}') |"
 fi
