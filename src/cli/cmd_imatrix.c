@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -113,6 +114,13 @@ int cmd_imatrix(int argc, char **argv) {
                     out_path);
     }
 
+    struct stat out_st, in_st;
+    if (stat(out_path, &out_st) == 0)
+        for (int k = 0; k < 2; k++) {
+            const char *in = k ? text_path : eo.model_path;
+            if (stat(in, &in_st) == 0 && in_st.st_dev == out_st.st_dev && in_st.st_ino == out_st.st_ino)
+                return cli_fail(verb, "-o %s would overwrite the %s", out_path, k ? "text" : "model");
+        }
     /* a run may take hours: find out now that the output cannot be written, not at the end */
     char probe[4096 + 16];
     if (strlen(out_path) > 4096) return cli_fail(verb, "%s: path too long", out_path);

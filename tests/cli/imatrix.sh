@@ -161,6 +161,11 @@ expect_error "unknown option" "$tiny" -f imtext.txt --bogus -o bad.gguf
 if [ -f "$models_dir/bge-small-f16.gguf" ]; then
   expect_error "encoder-only" "$models_dir/bge-small-f16.gguf" -f imtext.txt -c 64 -o bad.gguf
 fi
+cp "$tiny" model-copy.gguf
+if "$SLM_BIN" imatrix model-copy.gguf -f imtext.txt -c 64 -o model-copy.gguf 2> err.txt; then fail "overwrote the model"; fi
+grep -q "would overwrite the model" err.txt && cmp -s model-copy.gguf "$tiny" || fail "the model was not protected: $(cat err.txt)"
+if "$SLM_BIN" imatrix "$tiny" -f imtext.txt -c 64 -o ./imtext.txt 2> err.txt; then fail "overwrote the text"; fi
+grep -q "would overwrite the text" err.txt || fail "the text was not protected: $(cat err.txt)"
 expect_error "missing/bad.gguf" "$tiny" -f imtext.txt -c 64 --chunks 2 --no-ppl -o missing/bad.gguf
 [ ! -e missing ] || fail "created a directory"
 echo "imatrix: ok"
