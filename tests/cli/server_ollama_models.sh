@@ -93,6 +93,21 @@ expect_400 "" '{"model":"../bad4","from":"stories","quantize":"Q4_K_M"}'
 expect_400 "" '{"model":"bad5","from":"stories","quantize":7}'
 for n in bad1 bad2 bad3 bad5; do [ ! -e "$qdata/models/manifests/$n" ] || qfail "$n was stored"; done
 [ -z "$(find "$qdata/models" -name '.quantize-*')" ] || qfail "a temporary file was left"
+# the official ollama npm client reads the stream: progress with total/completed, then success
+(cd "$SLM_NPM_DIR" && node --input-type=module -e '
+import { Ollama } from "ollama";
+const o = new Ollama({ host: process.env.SLM_URL, headers: { Authorization: `Bearer ${process.env.SLM_KEY}` } });
+const seen = [];
+for await (const p of await o.create({ model: "story-q5", from: "stories", quantize: "Q5_K_M", stream: true })) seen.push(p);
+const bars = seen.filter((p) => p.status === "quantizing F32 model to Q5_K_M");
+if (!bars.length || bars.at(-1).completed !== bars.at(-1).total || seen.at(-1).status !== "success")
+  throw new Error(JSON.stringify(seen));
+const r = await o.create({ model: "story-q5b", from: "stories", quantize: "q5_k_m", stream: false });
+if (r.status !== "success") throw new Error(JSON.stringify(r));
+') || qfail "the ollama npm client did not read the quantize stream"
+d5=$(grep -o '"digest": "sha256:[0-9a-f]*"' "$qdata/models/manifests/story-q5/latest.json") || qfail "no story-q5 manifest"
+[ "$d5" = "$(grep -o '"digest": "sha256:[0-9a-f]*"' "$qdata/models/manifests/story-q5b/latest.json")" ] ||
+  qfail "the same quantization gave two blobs"
 # a client that leaves mid-stream: the server stays healthy and cleans up
 curl -s -m 0.05 -H "Authorization: Bearer $SLM_KEY" -d '{"model":"gone","from":"stories","quantize":"Q6_K"}' \
   "$SLM_URL/api/create" > /dev/null || true
