@@ -25,7 +25,9 @@ static const char *imatrix_help =
     "does: TEXT (up to 16 MiB) is tokenized with BOS first and cut into chunks of CTX tokens (default\n"
     "512; at least 2 chunks' worth of text is needed); each chunk runs from an empty cache with BOS as\n"
     "its first token, and for every weight matrix in the blocks the squares of the activations entering\n"
-    "each input column are summed over all tokens, with the number of tokens.\n"
+    "each input column are summed over all tokens, with the number of tokens (except, as llama-imatrix\n"
+    "with its -b 2048 -ub 512, the last few positions of a chunk its batching would put in a ubatch of\n"
+    "fewer than 16 tokens).\n"
     "  -o FILE                  output (default imatrix.gguf); written whole or not at all\n"
     "  --output-format gguf|dat llama-imatrix's GGUF format (default) or its legacy .dat\n"
     "  --chunks N               use at most N chunks (default: all of the text)\n"
@@ -34,9 +36,27 @@ static const char *imatrix_help =
     "  -t, --threads N          worker threads (default: every CPU)    --exact  the f32 reference path\n"
     "Decoder models only. On a terminal a progress bar shows the chunks done and the time left.\n";
 
-/* The observer hands every weight's input rows to the collector. */
+/* llama-imatrix (its defaults -b 2048 -ub 512) decodes max(1, 2048 / CTX) chunks per llama_decode,
+ * at most 2048 positions of each; llama.cpp splits such a batch into ubatches of at most 512 tokens
+ * with the same number of positions of each chunk, and the collector skips a ubatch of fewer than 16
+ * tokens. So of a chunk decoded beside k - 1 others, a last piece shorter than that is never
+ * collected (e.g. CTX 516 alone: its last 4 positions). How many leading positions count: */
+static int llama_collected_positions(int n_ctx, int k) {
+    const int last_batch = (n_ctx - 1) % 2048 + 1;
+    const int per_ubatch = 512 / k > 1 ? 512 / k : 1;
+    const int piece = last_batch % per_ubatch;
+    return piece && k * piece < 16 ? n_ctx - piece : n_ctx;
+}
+
+typedef struct collect_target {
+    slm_imatrix_collector *collector;
+    int n_rows; /* rows of the current chunk that count (the first ones) */
+} collect_target;
+
+/* The observer hands every weight's input rows to the collector (one chunk per decode: row = position). */
 static void collect(void *user, const char *weight_name, const float *x, int n_tokens, int n_cols) {
-    slm_imatrix_collector_add(user, weight_name, x, n_tokens, n_cols);
+    collect_target *t = user;
+    slm_imatrix_collector_add(t->collector, weight_name, x, n_tokens < t->n_rows ? n_tokens : t->n_rows, n_cols);
 }
 
 static double now_seconds(void) {
@@ -166,7 +186,9 @@ int cmd_imatrix(int argc, char **argv) {
     /* logits: the second half for the perplexity, every token when output.weight is collected */
     const int first = n_ctx / 2;
     for (int j = 0; j < n_ctx; j++) want[j] = process_output || (ppl && j >= first && j < n_ctx - 1);
-    slm_context_set_matmul_observer(ctx, collect, coll);
+    collect_target target = {coll, n_ctx};
+    slm_context_set_matmul_observer(ctx, collect, &target);
+    const int chunks_per_decode = 2048 / n_ctx > 1 ? 2048 / n_ctx : 1; /* llama-imatrix's grouping */
     const int n_vocab = slm_model_n_vocab(m);
     const slm_token bos = slm_token_bos(m);
     const bool add_bos = slm_vocab_add_bos(m) && bos >= 0;
@@ -179,6 +201,9 @@ int cmd_imatrix(int argc, char **argv) {
     for (int c = 0; c < n_chunks; c++) {
         char err[512];
         memcpy(chunk, toks + (size_t)c * n_ctx, (size_t)n_ctx * sizeof *chunk);
+        const int group_start = c / chunks_per_decode * chunks_per_decode;
+        const int in_group = n_chunks - group_start < chunks_per_decode ? n_chunks - group_start : chunks_per_decode;
+        target.n_rows = llama_collected_positions(n_ctx, in_group);
         if (add_bos) chunk[0] = bos;
         slm_kv_seq_truncate(ctx, 0, 0);
         slm_batch b = {n_ctx, chunk, NULL, NULL, want};

@@ -94,6 +94,38 @@ grep -q "^Final estimate: PPL = 6625[0-9]\." ppl.txt || fail "the perplexity rep
 [ ! -s ppl.txt ] || fail "--no-ppl still printed: $(cat ppl.txt)"
 compare tiny.dat "$data/quantize/tiny256-smollm2.imatrix.dat" 5e-3 || fail "tiny256-smollm2 .dat differs from llama-imatrix's"
 
+# 1b. llama-imatrix decodes 2048 / CTX chunks at once and skips a ubatch of fewer than 16 tokens:
+#     the counts it wrote (5156 of 10 x 516 tokens, 9 chunks; 5128 of 20 x 257, 19 chunks) are slm's
+for spec in 516:5156:9 257:5128:19; do
+  IFS=: read -r c want_count want_chunks <<< "$spec"
+  "$SLM_BIN" imatrix "$tiny" -f imtext.txt -c "$c" -o "c$c.gguf" --no-ppl -t 2 2>/dev/null
+  python3 - "c$c.gguf" "$want_count" "$want_chunks" <<'EOF' || fail "-c $c: counts differ from llama-imatrix's"
+import struct, sys
+b = open(sys.argv[1], "rb").read(); p = [8]
+def u32():
+    p[0] += 4; return struct.unpack_from("<I", b, p[0] - 4)[0]
+def u64():
+    p[0] += 8; return struct.unpack_from("<Q", b, p[0] - 8)[0]
+def text():
+    n = u64(); p[0] += n; return b[p[0] - n:p[0]].decode()
+nt = u64(); nkv = u64(); kv = {}
+for _ in range(nkv):
+    k = text(); t = u32()
+    if t == 4: kv[k] = u32()
+    elif t == 8: text()
+    elif t == 9:
+        at = u32(); n = u64()
+        for _ in range(n): text()
+counts = {}
+for _ in range(nt):
+    name = text(); nd = u32(); p[0] += 8 * nd; u32(); counts[name] = u64()
+data = (p[0] + 31) // 32 * 32
+got = struct.unpack_from("<f", b, data + counts["blk.0.attn_k.weight.counts"])[0]
+print("%s: count %g, chunk_count %d" % (sys.argv[1], got, kv["imatrix.chunk_count"]), file=sys.stderr)
+assert got == float(sys.argv[2]) and kv["imatrix.chunk_count"] == int(sys.argv[3])
+EOF
+done
+
 # 2. stories260K (f32, untied output) with --process-output: output.weight is collected too
 "$SLM_BIN" imatrix "$story" -f imtext.txt -c 128 --chunks 20 --process-output -o story.gguf --no-ppl 2>/dev/null
 compare story.gguf "$data/imatrix/stories260K-c128-x20-output.imatrix" 3e-3 || fail "stories260K differs from llama-imatrix's"
