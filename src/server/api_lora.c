@@ -242,7 +242,9 @@ static slm_lora *builtin_for(const srv_model *m, const char *dir, const char *ba
         int kept = 0;
         for (int i = 0; i < builtins.n; i++) {
             builtin *b = &builtins.b[i];
-            bool stale = !strcmp(b->model_id, m->id) || b->model == m->model;
+            bool same_load = b->model == m->model && b->created == m->created && !strcmp(b->model_id, m->id) &&
+                             !strcmp(b->base_digest, base_digest);
+            bool stale = (!strcmp(b->model_id, m->id) || b->model == m->model) && !same_load;
             if (stale) slm_lora_free(b->lora);
             else builtins.b[kept++] = *b;
         }

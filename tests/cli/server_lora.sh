@@ -28,6 +28,7 @@ for i in 0 1 2 3; do
   ref[b,$i]=$(run_ref "${prompts[$i]}" --lora "$B")
   ref[a5,$i]=$(run_ref "${prompts[$i]}" --lora "$A:0.5")
 done
+ref[ab,2]=$(run_ref "${prompts[2]}" --lora "$A" --lora "$B")
 [ "${ref[a,0]}" != "${ref[base,0]}" ] || { echo "FAIL: adapter A does not change the output" >&2; exit 1; }
 [ "${ref[b,0]}" != "${ref[base,0]}" ] || { echo "FAIL: adapter B does not change the output" >&2; exit 1; }
 
@@ -158,7 +159,7 @@ D="$SRV_TMP/store"
 "$SLM_BIN" import "$model" --name stories --data-dir "$D" 2>/dev/null
 "$SLM_BIN" import "$A" --name story-style --data-dir "$D" 2>/dev/null
 srv_start --data-dir "$D" -np 4
-python3 - "$SLM_URL" "$B" <<'EOF'
+ADAPTER_A="$A" python3 - "$SLM_URL" "$B" <<'EOF'
 import hashlib, json, os, sys, urllib.request, urllib.error
 url, path_b = sys.argv[1], sys.argv[2]
 prompts = os.environ["SRV_PROMPTS"].split("\n")
@@ -195,12 +196,24 @@ for i in (1, 3):
     check(st == 200 and text == ref("b", i), "the created model applies its adapter (prompt %d): %s %r vs %r" % (i, st, text, ref("b", i)))
 st, text = complete(1, "stories")
 check(st == 200 and text == ref("base", 1), "the base from the store stays the base: %s %r" % (st, text))
+# two adapters in one created model: both apply, every time (neither evicts the other)
+blob_a = open(os.environ["ADAPTER_A"], "rb").read()
+digest_a = "sha256:" + hashlib.sha256(blob_a).hexdigest()
+st, _ = call("POST", "/api/blobs/" + digest_a, raw=blob_a)
+st, out = call("POST", "/api/create", {"model": "story-ab", "from": "stories", "adapters": {"a.gguf": digest_a, "b.gguf": digest},
+                                       "stream": False})
+check(st == 200, "create with two adapters: %s %s" % (st, out))
+for _ in range(2):
+    st, text = complete(2, "story-ab")
+    check(st == 200 and text == ref("ab", 2), "two adapters of a created model: %s %r vs %r" % (st, text, ref("ab", 2)))
 st, out = call("POST", "/api/create", {"model": "bad", "from": "stories", "adapters": {"b.gguf": "sha256:" + "0" * 64}, "stream": False})
 check(st == 400 and "is not on the server" in json.dumps(out), "create with a missing adapter blob: %s %s" % (st, out))
 st, out = call("POST", "/api/create", {"model": "bad", "from": "stories", "adapters": ["x"], "stream": False})
 check(st == 400, "adapters not an object: %s %s" % (st, out))
 sys.exit(1 if fails else 0)
 EOF
+# each adapter of a created model loads once, however many requests use it
+[ "$(grep -c "'story-ab' applies its LoRA adapter" "$SRV_TMP/server.log")" = 2 ] || { cat "$SRV_TMP/server.log" >&2; echo "FAIL: adapters reloaded" >&2; exit 1; }
 "$SLM_BIN" list --data-dir "$D" | grep -q '^story-b-model:latest .* model+1 adapter ' || { "$SLM_BIN" list --data-dir "$D" >&2; echo "FAIL: list of a created model" >&2; exit 1; }
 srv_stop
 # a bad --lora is a start-up error, one line
