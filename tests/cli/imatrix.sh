@@ -143,6 +143,7 @@ EOF
 "$SLM_BIN" quantize "$tiny" q-slm.gguf Q4_K_M --imatrix tiny.imatrix 2>/dev/null
 "$SLM_BIN" quantize "$tiny" q-llama.gguf Q4_K_M --imatrix "$data/quantize/tiny256-smollm2.imatrix" 2>/dev/null
 "$SLM_BIN" quantize "$tiny" q-none.gguf Q4_K_M 2>/dev/null
+"$SLM_BIN" quantize "$tiny" q-dat.gguf Q4_K_M --imatrix tiny.dat 2>/dev/null || fail "slm's .dat was not read back"
 [ "$("$SLM_BIN" quantize "$tiny" Q4_K_M --imatrix tiny.imatrix --dry-run | cut -f3)" = \
   "$("$SLM_BIN" quantize "$tiny" Q4_K_M --imatrix "$data/quantize/tiny256-smollm2.imatrix" --dry-run | cut -f3)" ] ||
   fail "the per-tensor types differ between slm's and llama's matrix"
