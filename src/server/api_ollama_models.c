@@ -22,6 +22,7 @@
 #include "fields.h"
 #include "handlers.h"
 #include "ollama_create_quantize.h"
+#include "ndjson_job.h"
 #include "replies.h"
 #include "slm_models.h"
 #include "slm_net.h"
@@ -77,32 +78,16 @@ static int failure_status(const char *source, const char *err) {
 /* ---------- pull and push: a worker thread writes NDJSON into a pipe the response reads ---------- */
 
 typedef struct transfer {
+    srv_ndjson_job job; /* first: the NDJSON stream's worker */
     char data_dir[PATH_MAX];
     char source[1024]; /* pull: the source; push: the registry reference */
     char local[160];   /* push: the store name */
     bool push, insecure;
-    int wfd, rfd;
-    atomic_bool cancel;
-    pthread_t thread;
 } transfer;
 
-static bool write_line(transfer *t, json_t *o) {
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    if (!text) return false;
-    size_t n = strlen(text);
-    text[n] = '\n'; /* json_dumps' NUL becomes the line end; the length is known */
-    bool ok = true;
-    for (size_t off = 0; ok && off < n + 1;) {
-        ssize_t w = write(t->wfd, text + off, n + 1 - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) ok = false; /* the reader is gone (EPIPE): stop the transfer */
-        else off += (size_t)w;
-    }
-    free(text);
-    if (!ok) atomic_store(&t->cancel, true);
-    return ok;
-}
+static void transfer_free(srv_ndjson_job *j) { free(j); }
+
+static bool write_line(transfer *t, json_t *o) { return srv_ndjson_send(&t->job, o); }
 
 static void on_event(void *user, const slm_models_event *ev) {
     transfer *t = user;
@@ -117,7 +102,7 @@ static void on_event(void *user, const slm_models_event *ev) {
 
 static bool should_cancel(void *user) {
     transfer *t = user;
-    return atomic_load(&t->cancel);
+    return atomic_load(&t->job.cancel);
 }
 
 static int run_transfer(transfer *t, bool stream, char *err, size_t err_len) {
@@ -127,32 +112,10 @@ static int run_transfer(transfer *t, bool stream, char *err, size_t err_len) {
     return slm_models_pull_source(t->data_dir, t->source, &o, &e, err, err_len);
 }
 
-static void *transfer_main(void *arg) {
-    transfer *t = arg;
+static void transfer_run(srv_ndjson_job *j) {
+    transfer *t = (transfer *)j;
     char err[1024];
     if (run_transfer(t, true, err, sizeof err)) write_line(t, json_pack("{s:s}", "error", err));
-    close(t->wfd);
-    t->wfd = -1;
-    return NULL;
-}
-
-static ssize_t transfer_read(void *cls, uint64_t pos, char *buf, size_t max) {
-    (void)pos;
-    transfer *t = cls;
-    for (;;) {
-        ssize_t n = read(t->rfd, buf, max);
-        if (n > 0) return n;
-        if (n == 0) return MHD_CONTENT_READER_END_OF_STREAM;
-        if (errno != EINTR) return MHD_CONTENT_READER_END_WITH_ERROR;
-    }
-}
-
-static void transfer_free(void *cls) {
-    transfer *t = cls;
-    atomic_store(&t->cancel, true);
-    close(t->rfd); /* a writer still running gets EPIPE and stops */
-    pthread_join(t->thread, NULL);
-    free(t);
 }
 
 static enum MHD_Result start_transfer(srv_conn *c, transfer *t, bool stream) {
@@ -164,33 +127,7 @@ static enum MHD_Result start_transfer(srv_conn *c, transfer *t, bool stream) {
         free(t);
         return r;
     }
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) {
-        free(t);
-        return srv_reply_error(c, 500, NULL, NULL, "cannot create a pipe");
-    }
-    t->rfd = fds[0];
-    t->wfd = fds[1];
-    if (pthread_create(&t->thread, NULL, transfer_main, t) != 0) {
-        close(fds[0]);
-        close(fds[1]);
-        free(t);
-        return srv_reply_error(c, 500, NULL, NULL, "cannot start the transfer");
-    }
-    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, transfer_read, t, transfer_free);
-    if (!resp) {
-        transfer_free(t);
-        return MHD_NO;
-    }
-    srv_finish_call(c->srv, &c->call, 200);
-    MHD_add_response_header(resp, "Content-Type", "application/x-ndjson");
-    MHD_add_response_header(resp, "Cache-Control", "no-cache");
-    srv_add_common_headers(c, resp, 200);
-    enum MHD_Result ret = MHD_queue_response(c->mhd, 200, resp);
-    MHD_destroy_response(resp);
-    c->replied = true;
-    c->status = 200;
-    return ret;
+    return srv_ndjson_start(c, &t->job);
 }
 
 static enum MHD_Result pull_or_push(srv_conn *c, const char *dir, bool push) {
@@ -212,9 +149,9 @@ static enum MHD_Result pull_or_push(srv_conn *c, const char *dir, bool push) {
         json_decref(req);
         return srv_reply_error(c, 500, NULL, NULL, "out of memory");
     }
+    srv_ndjson_init(&t->job, transfer_run, transfer_free);
     t->push = push;
     t->insecure = insecure;
-    t->wfd = t->rfd = -1;
     snprintf(t->data_dir, sizeof t->data_dir, "%s", dir);
     slm_models_source_kind kind = slm_models_source_kind_of(model);
     char msg[1400];

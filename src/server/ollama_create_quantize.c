@@ -17,10 +17,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ndjson_job.h"
 #include "replies.h"
 #include "slm_quant.h"
 
 typedef struct quantize_job {
+    srv_ndjson_job job; /* first: the NDJSON stream's worker */
     char data_dir[PATH_MAX];
     char src_path[PATH_MAX];
     char tmp_path[PATH_MAX];
@@ -29,39 +31,17 @@ typedef struct quantize_job {
     slm_quantize_params params;
     slm_model_extras extras; /* owned */
     uint64_t src_bytes;
-    int wfd, rfd;
-    atomic_bool cancel;
-    pthread_t thread;
 } quantize_job;
 
-static void job_free(quantize_job *j) {
+static void job_free(srv_ndjson_job *nj) {
+    quantize_job *j = (quantize_job *)nj;
     if (j->tmp_path[0]) unlink(j->tmp_path);
     slm_models_extras_free(&j->extras);
     free(j);
 }
 
 /* One NDJSON line (takes o); false once the reader is gone. */
-static bool send_line(quantize_job *j, json_t *o) {
-    if (j->wfd < 0) {
-        json_decref(o);
-        return !atomic_load(&j->cancel);
-    }
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    if (!text) return false;
-    size_t n = strlen(text);
-    text[n] = '\n';
-    bool ok = true;
-    for (size_t off = 0; ok && off < n + 1;) {
-        ssize_t w = write(j->wfd, text + off, n + 1 - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) ok = false;
-        else off += (size_t)w;
-    }
-    free(text);
-    if (!ok) atomic_store(&j->cancel, true);
-    return ok;
-}
+static bool send_line(quantize_job *j, json_t *o) { return srv_ndjson_send(&j->job, o); }
 
 static bool send_status(quantize_job *j, const char *status) { return send_line(j, json_pack("{s:s}", "status", status)); }
 
@@ -73,7 +53,7 @@ static bool on_progress(void *user, uint64_t done, uint64_t total) {
     const uint64_t completed = total ? (uint64_t)((double)j->src_bytes * ((double)done / (double)total)) : j->src_bytes;
     return send_line(j, json_pack("{s:s,s:s,s:I,s:I}", "status", status, "digest", "0000000000000000000", "total",
                                   (json_int_t)j->src_bytes, "completed", (json_int_t)completed)) &&
-           !atomic_load(&j->cancel);
+           !atomic_load(&j->job.cancel);
 }
 
 /* The quantization and the store's side. 0, or -1 with err and *status (the HTTP status it means). */
@@ -96,34 +76,12 @@ static int run_job(quantize_job *j, char *err, size_t err_len, int *status) {
     return 0;
 }
 
-static void *job_main(void *arg) {
-    quantize_job *j = arg;
+static void job_run(srv_ndjson_job *nj) {
+    quantize_job *j = (quantize_job *)nj;
     char err[1024];
     int status;
     if (run_job(j, err, sizeof err, &status)) send_line(j, json_pack("{s:s}", "error", err));
     else send_status(j, "success");
-    close(j->wfd);
-    j->wfd = -1;
-    return NULL;
-}
-
-static ssize_t job_read(void *cls, uint64_t pos, char *buf, size_t max) {
-    (void)pos;
-    quantize_job *j = cls;
-    for (;;) {
-        ssize_t n = read(j->rfd, buf, max);
-        if (n > 0) return n;
-        if (n == 0) return MHD_CONTENT_READER_END_OF_STREAM;
-        if (errno != EINTR) return MHD_CONTENT_READER_END_WITH_ERROR;
-    }
-}
-
-static void job_end(void *cls) {
-    quantize_job *j = cls;
-    atomic_store(&j->cancel, true);
-    close(j->rfd); /* a worker still writing gets EPIPE, its progress callback says stop */
-    pthread_join(j->thread, NULL);
-    job_free(j);
 }
 
 /* A name for the output next to the blobs (<data_dir>/models/.quantize-XXXXXX): the same file
@@ -164,21 +122,21 @@ enum MHD_Result srv_ollama_create_quantize(srv_conn *c, const char *dir, const c
     }
     j->extras = *x;
     memset(x, 0, sizeof *x);
-    j->wfd = j->rfd = -1;
+    srv_ndjson_init(&j->job, job_run, job_free);
     char err[1024];
     const int ftype = slm_ftype_from_name(type);
     if (ftype < 0) {
         snprintf(err, sizeof err, "unsupported quantization type %.40s (one of: %s)", type, slm_ftype_names());
-        job_free(j);
+        job_free(&j->job);
         return srv_reply_error(c, 400, NULL, "quantize", err);
     }
     slm_model_entry existing;
     if (slm_models_find(dir, name, &existing, NULL, err, sizeof err) < 0) { /* a bad name: say so before the work */
-        job_free(j);
+        job_free(&j->job);
         return srv_reply_error(c, 400, NULL, "model", err);
     }
     if (!slm_models_blob_path(dir, digest, j->src_path, sizeof j->src_path)) {
-        job_free(j);
+        job_free(&j->job);
         return srv_reply_error(c, 404, NULL, "model", "the source model's blob is not in the store");
     }
     snprintf(j->data_dir, sizeof j->data_dir, "%s", dir);
@@ -188,47 +146,21 @@ enum MHD_Result srv_ollama_create_quantize(srv_conn *c, const char *dir, const c
                                       .progress_user = j};
     int src_ftype = -1;
     if (slm_quantize_check(j->src_path, &j->params, &src_ftype, err, sizeof err)) {
-        job_free(j);
+        job_free(&j->job);
         return srv_reply_error(c, 400, NULL, "quantize", err);
     }
     snprintf(j->src_type, sizeof j->src_type, "%s", slm_ftype_name(src_ftype) ? slm_ftype_name(src_ftype) : "float");
     struct stat sb;
     j->src_bytes = stat(j->src_path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
     if (reserve_tmp(j, j->src_path, err, sizeof err)) {
-        job_free(j);
+        job_free(&j->job);
         return srv_reply_error(c, 500, NULL, NULL, err);
     }
     if (!stream) {
         int status;
         int rc = run_job(j, err, sizeof err, &status);
-        job_free(j);
+        job_free(&j->job);
         return rc ? srv_reply_error(c, status, NULL, NULL, err) : srv_reply_json(c, 200, json_pack("{s:s}", "status", "success"));
     }
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) {
-        job_free(j);
-        return srv_reply_error(c, 500, NULL, NULL, "cannot create a pipe");
-    }
-    j->rfd = fds[0];
-    j->wfd = fds[1];
-    if (pthread_create(&j->thread, NULL, job_main, j) != 0) {
-        close(fds[0]);
-        close(fds[1]);
-        job_free(j);
-        return srv_reply_error(c, 500, NULL, NULL, "cannot start the quantization");
-    }
-    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, job_read, j, job_end);
-    if (!resp) {
-        job_end(j);
-        return MHD_NO;
-    }
-    srv_finish_call(c->srv, &c->call, 200);
-    MHD_add_response_header(resp, "Content-Type", "application/x-ndjson");
-    MHD_add_response_header(resp, "Cache-Control", "no-cache");
-    srv_add_common_headers(c, resp, 200);
-    enum MHD_Result ret = MHD_queue_response(c->mhd, 200, resp);
-    MHD_destroy_response(resp);
-    c->replied = true;
-    c->status = 200;
-    return ret;
+    return srv_ndjson_start(c, &j->job);
 }
