@@ -184,7 +184,7 @@ print(s.server_address[1], flush=True)
 s.serve_forever()
 PY
 http_pid=$!
-trap 'kill $http_pid 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'kill $http_pid 2>/dev/null || true; rm -rf "$tmp"' EXIT
 for _ in $(seq 50); do [ -s "$tmp/http.port" ] && break; sleep 0.1; done
 "$SLM_BIN" pull "http://127.0.0.1:$(cat "$tmp/http.port")/story-a.gguf" --name pulled-style 2>"$tmp/pull.err" ||
   fail "pull of an adapter: $(cat "$tmp/pull.err")"
