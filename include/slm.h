@@ -297,6 +297,9 @@ typedef struct slm_lora slm_lora;
  * a wrong, truncated or hostile file is one error line. The adapter keeps a pointer to the model:
  * free it before the model. Reference counted (starts at 1). */
 int slm_lora_load(const slm_model *model, const char *path, slm_lora **out, char *err, size_t err_len);
+/* Prints an adapter's base architecture, alpha, rank and tensor table to fp (a FILE *), read from
+ * the file alone; -1 with err when it is not a LoRA adapter GGUF. */
+int slm_lora_print_info(const char *path, void *fp, char *err, size_t err_len);
 void slm_lora_retain(slm_lora *lora);
 /* Drops a reference; the last one frees the adapter. */
 void slm_lora_free(slm_lora *lora);

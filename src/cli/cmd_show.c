@@ -29,6 +29,8 @@ int cmd_show(int argc, char **argv) {
     if (slm_models_resolve(data_dir ? data_dir : slm_data_dir_default(def, sizeof def), argv[1], path, sizeof path, err,
                            sizeof err))
         return cli_fail("show", "%s", err);
+    char lerr[64];
+    if (slm_lora_print_info(path, stdout, lerr, sizeof lerr) == 0) return 0; /* an adapter: no vocabulary to load */
     if (slm_model_load(path, &mp, &m, err, sizeof err)) {
         /* A vocab-only file (no tensors) is still worth showing. */
         mp.vocab_only = true;

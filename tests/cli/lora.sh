@@ -164,6 +164,12 @@ grep -q "LoRA adapter for llama" "$tmp/import.err" || fail "import does not say 
 "$SLM_BIN" list --json | grep -q '"name":"story-style:latest".*"arch":"llama","kind":"adapter"' || fail "list: $("$SLM_BIN" list --json)"
 "$SLM_BIN" list --json | grep -q '"name":"stories:latest".*"kind":"model"' || fail "list (model): $("$SLM_BIN" list --json)"
 "$SLM_BIN" list | grep -q '^story-style:latest .* llama *adapter ' || fail "list (table): $("$SLM_BIN" list)"
+# slm show of an adapter (by name and by file): what it is for and its tensors, not a model error
+for a in story-style "$A"; do
+  "$SLM_BIN" show "$a" >"$tmp/show" 2>&1 || fail "show $a: $(cat "$tmp/show")"
+  grep -q '^LoRA adapter for llama models' "$tmp/show" && grep -q '^  rank  *[0-9]' "$tmp/show" &&
+    grep -q 'lora_a  *f32  *[0-9]* x [0-9]*' "$tmp/show" || fail "show $a: $(head -5 "$tmp/show")"
+done
 [ "$(logits --lora story-style)" = "$one" ] || fail "--lora NAME differs from --lora FILE"
 [ "$(logits --lora story-style:latest:0.5 --lora story-style:0.5)" = "$half2" ] || fail "--lora NAME:TAG:SCALE / NAME:SCALE"
 [ "$("$SLM_BIN" logits stories --ids $ids --json --top 5 --exact --lora story-style)" = "$one" ] || fail "base and adapter both by name"
