@@ -199,7 +199,8 @@ int slm_engine_start(slm_engine *e, char *err, size_t err_len);
 typedef struct slm_engine_loader {
     void *user;
     /* Whether `name` is a model the loader can load: 1 yes (canonical gets the name to serve it under,
-     * bytes what it will hold resident: weights and KV cache), 0 no such model, -1 error (err). */
+     * bytes what it will hold resident: weights and KV cache), 0 no such model, -1 error (err), -2
+     * something that cannot be served as a model (err says what it is). */
     int (*probe)(void *user, const char *name, char *canonical, size_t canonical_cap, uint64_t *bytes, char *err,
                  size_t err_len);
     /* Loads `canonical`: the model (the engine takes ownership) and its context parameters. 0 or -1. */
@@ -216,6 +217,7 @@ typedef enum {
     SLM_ACQUIRE_TOO_LARGE, /* needs more than max_memory even alone (a client error) */
     SLM_ACQUIRE_BUSY,      /* the room is held by models in use, still after wait_s seconds */
     SLM_ACQUIRE_FAILED,    /* loading failed (err says why) */
+    SLM_ACQUIRE_NOT_MODEL, /* the name is something else, e.g. a LoRA adapter (a client error) */
 } slm_acquire_status;
 
 #define SLM_KEEP_ALIVE_FOREVER (-1.0)

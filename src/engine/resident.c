@@ -188,6 +188,7 @@ slm_acquire_status slm_engine_acquire(slm_engine *e, const char *name, double ke
     uint64_t bytes = 0;
     int found = loader.probe(loader.user, name, canonical, sizeof canonical, &bytes, err, err_len);
     if (found == 0) return SLM_ACQUIRE_NOT_FOUND;
+    if (found == -2) return SLM_ACQUIRE_NOT_MODEL;
     if (found < 0) return SLM_ACQUIRE_FAILED;
 
     pthread_mutex_lock(&e->mu);

@@ -574,7 +574,7 @@ enum MHD_Result srv_ollama_tags(srv_conn *c, bool running) {
             echo_name(&s->models[k], shown, sizeof shown);
             listed = strcmp(shown, name) == 0;
         }
-        if (listed) continue;
+        if (listed || strcmp(stored[i].kind, "adapter") == 0) continue; /* adapters are no model to name */
         rfc3339_time((long long)stored[i].created, modified, sizeof modified);
         const char *digest = strncmp(stored[i].digest, "sha256:", 7) == 0 ? stored[i].digest + 7 : stored[i].digest;
         json_array_append_new(models, json_pack("{s:s, s:s, s:I, s:s, s:o, s:s}", "name", name, "model", name, "size",

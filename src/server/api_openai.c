@@ -868,7 +868,7 @@ enum MHD_Result srv_openai_models(srv_conn *c, const char *id) {
         snprintf(id, sizeof id, strcmp(stored[i].tag, "latest") ? "%s:%s" : "%s", stored[i].name, stored[i].tag);
         bool listed = false;
         for (int k = 0; k < s->n_models; k++) listed |= strcmp(s->models[k].id, id) == 0;
-        if (!listed)
+        if (!listed && strcmp(stored[i].kind, "adapter") != 0)
             json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s, s:{s:s, s:s, s:I}}", "id", id, "object", "model",
                                                   "created", (json_int_t)stored[i].created, "owned_by", "slm", "meta",
                                                   "kind", "stored", "arch", stored[i].arch, "size",

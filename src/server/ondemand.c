@@ -76,6 +76,13 @@ static int probe_store(void *user, const char *name, char *canonical, size_t cap
     char path[PATH_MAX];
     int found = slm_models_find(dir, name, &e, path, err, err_len);
     if (found <= 0) return found;
+    if (strcmp(e.kind, "adapter") == 0) {
+        snprintf(err, err_len,
+                 "'%s' is a LoRA adapter for %s models, not a model: apply it to a model with \"lora\" or "
+                 "\"MODEL:ADAPTER\", or make a model of both with /api/create's \"adapters\"",
+                 name, e.arch);
+        return -2;
+    }
     if (strcmp(e.tag, "latest") == 0)
         snprintf(canonical, cap, "%s", e.name);
     else
@@ -209,6 +216,7 @@ const srv_model *srv_hold_model(srv_conn *c, const char *name, bool *not_found) 
         return view_of(s, k);
     case SLM_ACQUIRE_NOT_FOUND: *not_found = true; return NULL;
     case SLM_ACQUIRE_TOO_LARGE: srv_reply_error(c, 400, "model_too_large", "model", err); return NULL;
+    case SLM_ACQUIRE_NOT_MODEL: srv_reply_error(c, 400, "not_a_model", "model", err); return NULL;
     case SLM_ACQUIRE_BUSY: srv_reply_error(c, 503, "models_busy", "model", err); return NULL;
     case SLM_ACQUIRE_FAILED:
     default: srv_reply_error(c, 500, "model_load_failed", "model", err); return NULL;

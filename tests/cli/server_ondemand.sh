@@ -24,6 +24,10 @@ data="$SRV_TMP/data"
   "$SLM_BIN" import "$models_dir/tiny-gemma-q4_0.gguf" --name c:v1 --data-dir "$data" >/dev/null &&
   "$SLM_BIN" import "$models_dir/bge-small-q8_0.gguf" --name emb --data-dir "$data" >/dev/null
 check "import four models" $?
+shared="${SLM_TEST_DATA:-$SLM_SRC/../shared}"
+python3 "$shared/tools/synth_gguf.py" --adapter-for tiny-smollm2 --rank 4 --alpha 8 --seed 1 -o "$SRV_TMP/ad.gguf" 2>/dev/null &&
+  "$SLM_BIN" import "$SRV_TMP/ad.gguf" --name ad --data-dir "$data" >/dev/null
+check "import an adapter" $?
 
 # 20 MiB: the --model (1.8 MB) and any two of a (5.2 MB), b (11 MB), c (6 MB) fit, all three do not;
 # the embedding model (37 MB) never does
@@ -87,6 +91,8 @@ code=$(curl -s -o "$SRV_TMP/body" -w '%{http_code}' "$SLM_URL/api/embed" -d '{"m
 [ "$code" = 400 ] && grep -q "more than the server's --max-memory" "$SRV_TMP/body"; check "too large for --max-memory: 400 ($code $(cat "$SRV_TMP/body"))" $?
 code=$(curl -s -o /dev/null -w '%{http_code}' "$SLM_URL/v1/chat/completions" -d '{"model":"nope","messages":[{"role":"user","content":"x"}]}')
 [ "$code" = 404 ]; check "unknown model: 404 ($code)" $?
+code=$(curl -s -o "$SRV_TMP/body" -w '%{http_code}' "$SLM_URL/api/generate" -d '{"model":"ad","prompt":"x","stream":false}')
+[ "$code" = 400 ] && grep -q "is a LoRA adapter for llama models" "$SRV_TMP/body"; check "an adapter named as the model: 400 ($code $(cat "$SRV_TMP/body"))" $?
 
 # keep_alive
 body=$(curl -s "$SLM_URL/api/generate" -d '{"model":"a","keep_alive":0}')
