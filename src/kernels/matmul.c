@@ -442,7 +442,9 @@ void slm_matmul_multi(slm_pool *pool, const slm_weight *const *w, int n_w, const
 }
 
 void slm_weight_row_f32(const slm_weight *w, int64_t row, float *dst) {
-    if (w->packed && w->type != SLM_TYPE_F16) { /* the source pages may have been released */
+    /* the source pages may have been released; an F16 weight's copy is the int16 one, which is
+     * not the weights, so its row is read back from the mapping */
+    if (w->packed && w->type != SLM_TYPE_F16) {
         slm_packed_row_f32(w, row, dst);
         return;
     }
