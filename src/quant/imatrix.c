@@ -185,7 +185,7 @@ static int parse_gguf(const gguf_file *f, const char *file, slm_imatrix *im, cha
         name[sums->name.len] = 0;
         if (strlen(name) != sums->name.len) return slm_err(err, err_len, "%s: tensor %" PRId64 ": name holds a NUL byte", file, i);
         if (!remove_suffix(name, ".in_sum2")) continue;
-        char counts_name[IMATRIX_MAX_NAME + 16];
+        char counts_name[sizeof name + 8]; /* name less ".in_sum2", plus ".counts" */
         snprintf(counts_name, sizeof counts_name, "%s.counts", name);
         const gguf_tensor *counts = gguf_find_tensor(f, counts_name);
         if (!counts) return slm_err(err, err_len, "%s: '%s' has sums but no counts", file, name);
