@@ -25,14 +25,7 @@ bool kq_available(void) {
 static inline int clamp_i(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* ggml's nearest_int (round half to even through the 1.5 * 2^23 trick), clamped for safety. */
-static inline int nearest(float v) {
-    if (!(v >= -4194303.f)) v = isnan(v) ? 0.f : -4194303.f;
-    if (v > 4194303.f) v = 4194303.f;
-    float biased = v + 12582912.f;
-    int32_t bits;
-    memcpy(&bits, &biased, 4);
-    return (bits & 0x007fffff) - 0x00400000;
-}
+static inline int nearest(float v) { return slm_nearest_int(v); }
 
 /* 8 sub-blocks of 32: scale and min per sub-block at 6 bits (q4_K / q5_K), final quants in L. */
 static void k_scales(const float *x, int nmax, float rmin, float rdelta, int nstep, uint8_t sc_out[12], slm_half *d_out,
@@ -50,29 +43,13 @@ static void k_scales(const float *x, int nmax, float rmin, float rdelta, int nst
     }
     const float inv_scale = max_scale > 0.0f ? 63.0f / max_scale : 0.0f;
     const float inv_min = max_min > 0.0f ? 63.0f / max_min : 0.0f;
+    uint8_t ls[8], lm[8];
     for (int j = 0; j < 8; j++) {
         /* the reference stores the rounded value in a byte before clamping: keep that wrap-around */
-        const uint8_t ls = (uint8_t)clamp_i((uint8_t)nearest(inv_scale * scales[j]), 0, 63);
-        const uint8_t lm = (uint8_t)clamp_i((uint8_t)nearest(inv_min * mins[j]), 0, 63);
-        if (j < 4) {
-            sc_out[j] = ls;
-            sc_out[j + 4] = lm;
-        } else {
-            sc_out[j + 4] = (uint8_t)((ls & 0x0f) | (lm & 0x0f) << 4);
-            sc_out[j - 4] |= (uint8_t)((ls >> 4) << 6);
-            sc_out[j] |= (uint8_t)((lm >> 4) << 6);
-        }
+        ls[j] = (uint8_t)clamp_i((uint8_t)nearest(inv_scale * scales[j]), 0, 63);
+        lm[j] = (uint8_t)clamp_i((uint8_t)nearest(inv_min * mins[j]), 0, 63);
     }
-    *d_out = slm_fp32_to_fp16(max_scale / 63.0f);
-    *dmin_out = slm_fp32_to_fp16(max_min / 63.0f);
-    for (int j = 0; j < 8; j++) {
-        int sc, m;
-        slm_kquant_scale_min(j, sc_out, &sc, &m);
-        const float d = slm_fp16_to_fp32(*d_out) * (float)sc;
-        if (d == 0.0f) continue;
-        const float dm = slm_fp16_to_fp32(*dmin_out) * (float)m;
-        for (int l = 0; l < 32; l++) L[32 * j + l] = (uint8_t)clamp_i(nearest((x[32 * j + l] + dm) / d), 0, nmax);
-    }
+    slm_kquant_pack_scales(x, ls, lm, max_scale / 63.0f, max_min / 63.0f, nmax, sc_out, d_out, dmin_out, L);
 }
 
 static void q4_K_row(const float *x, block_q4_K *y, int64_t nb) {

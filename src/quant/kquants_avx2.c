@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "quant/kquants.h"
+#include "tensor/quant.h"
 
 #define MAX_CANDIDATES 24
 #define MAX_GROUP 32
@@ -26,14 +27,7 @@ static inline __m256 round_clamp(__m256 v, float lo, float hi) {
     return _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(lo)), _mm256_set1_ps(hi));
 }
 
-static inline int nearest(float v) {
-    if (!(v >= -4194303.f)) v = isnan(v) ? 0.f : -4194303.f;
-    if (v > 4194303.f) v = 4194303.f;
-    float biased = v + 12582912.f;
-    int32_t bits;
-    memcpy(&bits, &biased, 4);
-    return (bits & 0x007fffff) - 0x00400000;
-}
+static inline int nearest(float v) { return slm_nearest_int(v); }
 
 float kq_fit_affine_avx2(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *neg_min, float rmin,
                          float rdelta, int nstep, bool use_mad) {

@@ -88,14 +88,7 @@ void quant_row_iq4_nl(const float *x, void *dst, int64_t n, const float *importa
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* Round half to even through the 1.5 * 2^23 trick (ggml's nearest_int), clamped for safety. */
-static inline int nearest(float v) {
-    if (!(v >= -4194303.f)) v = isnan(v) ? 0.f : -4194303.f;
-    if (v > 4194303.f) v = 4194303.f;
-    float biased = v + 12582912.f;
-    int32_t bits;
-    memcpy(&bits, &biased, 4);
-    return (bits & 0x007fffff) - 0x00400000;
-}
+static inline int nearest(float v) { return slm_nearest_int(v); }
 
 /* Symmetric quants in [-nmax, nmax-1] (stored + nmax) with weights w: the scale mapping the extreme
  * value onto -nmax, then 18 neighbouring scales, keeping the best weighted least-squares fit. */
@@ -365,27 +358,7 @@ static void k_weighted(const float *x, int nmax, uint8_t sc_out[12], slm_half *d
     }
     const float d_block = fit_positive(8, 63, scales, Ls, sw);
     const float m_block = fit_positive(8, 63, mins, Lm, sw);
-    for (int j = 0; j < 8; j++) {
-        const uint8_t ls = Ls[j], lm = Lm[j];
-        if (j < 4) {
-            sc_out[j] = ls;
-            sc_out[j + 4] = lm;
-        } else {
-            sc_out[j + 4] = (uint8_t)((ls & 0x0f) | (lm & 0x0f) << 4);
-            sc_out[j - 4] |= (uint8_t)((ls >> 4) << 6);
-            sc_out[j] |= (uint8_t)((lm >> 4) << 6);
-        }
-    }
-    *d_out = slm_fp32_to_fp16(d_block);
-    *dmin_out = slm_fp32_to_fp16(m_block);
-    for (int j = 0; j < 8; j++) {
-        int sc, m;
-        slm_kquant_scale_min(j, sc_out, &sc, &m);
-        const float d = slm_fp16_to_fp32(*d_out) * (float)sc;
-        if (d == 0.0f) continue;
-        const float dm = slm_fp16_to_fp32(*dmin_out) * (float)m;
-        for (int l = 0; l < 32; l++) L[32 * j + l] = (uint8_t)clampi(nearest((x[32 * j + l] + dm) / d), 0, nmax);
-    }
+    slm_kquant_pack_scales(x, Ls, Lm, d_block, m_block, nmax, sc_out, d_out, dmin_out, L);
 }
 
 static void q4_K_weighted(const float *x, block_q4_K *y, int64_t nb, const float *qw) {

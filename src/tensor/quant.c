@@ -259,16 +259,7 @@ void slm_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n) {
 static inline int min_i(int a, int b) { return a < b ? a : b; }
 static inline int max_i(int a, int b) { return a > b ? a : b; }
 
-/* Round to nearest, ties to even, via the 1.5 * 2^23 trick as ggml does (lrintf would depend on
- * the rounding mode). Out-of-range and NaN inputs are clamped first so the trick stays exact. */
-static inline int nearest_int(float v) {
-    if (!(v >= -4194303.f)) v = isnan(v) ? 0.f : -4194303.f;
-    if (v > 4194303.f) v = 4194303.f;
-    float biased = v + 12582912.f;
-    int32_t bits;
-    memcpy(&bits, &biased, 4);
-    return (bits & 0x007fffff) - 0x00400000;
-}
+static inline int nearest_int(float v) { return slm_nearest_int(v); }
 
 /* C's float-to-int truncation, for values the reference converts with a plain cast, but clamped
  * into [lo, hi] (NaN to lo) so that no input makes the conversion undefined. */
@@ -706,24 +697,32 @@ static void fit_k_scales(const float *x, int nmax, float rmin, float rdelta, int
     }
     const float inv_scale = max_scale > 0.0f ? 63.0f / max_scale : 0.0f;
     const float inv_min = max_min > 0.0f ? 63.0f / max_min : 0.0f;
+    uint8_t ls[8], lm[8];
     for (int j = 0; j < 8; j++) {
         /* ggml stores nearest_int into a uint8_t before clamping; mirror that wrap-around. */
-        const uint8_t ls = (uint8_t)min_i(63, (uint8_t)nearest_int(inv_scale * scales[j]));
-        const uint8_t lm = (uint8_t)min_i(63, (uint8_t)nearest_int(inv_min * mins[j]));
+        ls[j] = (uint8_t)min_i(63, (uint8_t)nearest_int(inv_scale * scales[j]));
+        lm[j] = (uint8_t)min_i(63, (uint8_t)nearest_int(inv_min * mins[j]));
+    }
+    slm_kquant_pack_scales(x, ls, lm, max_scale / 63.0f, max_min / 63.0f, nmax, scales_out, d_out, dmin_out, L);
+}
+
+void slm_kquant_pack_scales(const float *x, const uint8_t ls[8], const uint8_t lm[8], float d_block, float m_block, int nmax,
+                            uint8_t sc_out[12], slm_half *d_out, slm_half *dmin_out, uint8_t *L) {
+    for (int j = 0; j < 8; j++) {
         if (j < 4) {
-            scales_out[j] = ls;
-            scales_out[j + 4] = lm;
+            sc_out[j] = ls[j];
+            sc_out[j + 4] = lm[j];
         } else {
-            scales_out[j + 4] = (uint8_t)((ls & 0x0f) | (lm & 0x0f) << 4);
-            scales_out[j - 4] |= (uint8_t)((ls >> 4) << 6);
-            scales_out[j] |= (uint8_t)((lm >> 4) << 6);
+            sc_out[j + 4] = (uint8_t)((ls[j] & 0x0f) | (lm[j] & 0x0f) << 4);
+            sc_out[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
+            sc_out[j] |= (uint8_t)((lm[j] >> 4) << 6);
         }
     }
-    *d_out = slm_fp32_to_fp16(max_scale / 63.0f);
-    *dmin_out = slm_fp32_to_fp16(max_min / 63.0f);
+    *d_out = slm_fp32_to_fp16(d_block);
+    *dmin_out = slm_fp32_to_fp16(m_block);
     for (int j = 0; j < 8; j++) {
-        uint8_t sc, m;
-        scale_min_k4(j, scales_out, &sc, &m);
+        int sc, m;
+        slm_kquant_scale_min(j, sc_out, &sc, &m);
         const float d = slm_fp16_to_fp32(*d_out) * (float)sc;
         if (d == 0.0f) continue;
         const float dm = slm_fp16_to_fp32(*dmin_out) * (float)m;

@@ -3,7 +3,9 @@
 #ifndef SLM_TENSOR_QUANT_H
 #define SLM_TENSOR_QUANT_H
 
+#include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "tensor/types.h"
 
@@ -34,6 +36,23 @@ void slm_pack_q4_K_codes(block_q4_K *y, const uint8_t *L);
 void slm_pack_q5_K_codes(block_q5_K *y, const uint8_t *L);
 
 /* The 6-bit scale and min of 32-element group j of q4_K / q5_K. */
+/* Round to nearest, ties to even, via the 1.5 * 2^23 trick as ggml does (lrintf would depend on
+ * the rounding mode). Out-of-range and NaN inputs are clamped first so the trick stays exact. */
+static inline int slm_nearest_int(float v) {
+    if (!(v >= -4194303.f)) v = isnan(v) ? 0.f : -4194303.f;
+    if (v > 4194303.f) v = 4194303.f;
+    float biased = v + 12582912.f;
+    int32_t bits;
+    memcpy(&bits, &biased, 4);
+    return (bits & 0x007fffff) - 0x00400000;
+}
+
+/* The last step of a Q4_K/Q5_K super-block as ggml writes it: the 6-bit scales ls and mins lm of
+ * its 8 sub-blocks packed into sc_out, d and dmin stored as f16, and every value's code (0..nmax)
+ * recomputed with the stored numbers into L. */
+void slm_kquant_pack_scales(const float *x, const uint8_t ls[8], const uint8_t lm[8], float d, float dmin, int nmax,
+                            uint8_t sc_out[12], slm_half *d_out, slm_half *dmin_out, uint8_t *L);
+
 static inline void slm_kquant_scale_min(int j, const uint8_t *s, int *sc, int *mn) {
     if (j < 4) {
         *sc = s[j] & 63;
