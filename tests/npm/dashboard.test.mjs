@@ -210,13 +210,23 @@ test("dashboard: asks for an admin key, empty state, then the ledger's totals, p
     await page.waitForFunction(() => /buckets of 15 min/.test(document.querySelector("#chart-cost > desc").textContent));
     assert.equal(log.series.at(-1).searchParams.get("bucket"), "900");
     assert.ok(Math.abs(Number(log.series.at(-1).searchParams.get("since")) - (Date.now() / 1000 - 86400)) < 30);
+    const asked_before_all = log.series.length;
     await page.click("button[data-range='all']");
     await page.waitForFunction(() => document.querySelector("button[data-range='all']").getAttribute("aria-pressed") === "true");
-    // a coarse look (1-day buckets) for where the ledger starts, then buckets that fit its length
-    await page.waitForFunction(() => !/buckets of 15 min/.test(document.querySelector("#chart-cost > desc").textContent));
-    const [coarse, fine] = log.series.slice(-2).map((u) => [u.searchParams.get("since"), Number(u.searchParams.get("bucket"))]);
+    // a coarse look (1-day buckets) for where the ledger starts, then buckets that fit its length:
+    // since the start of its first day (UTC) in <= 170 buckets, so 5 min until ~14:10 UTC and 15 min
+    // after (the chart may then say "15 min" as it did for 24h: wait for the requests, not the text)
+    for (let i = 0; i < 200 && log.series.length < asked_before_all + 2; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(log.series.length >= asked_before_all + 2, "'all' asks twice: coarse, then fine");
+    const [coarse, fine] = log.series
+      .slice(asked_before_all, asked_before_all + 2)
+      .map((u) => [u.searchParams.get("since"), Number(u.searchParams.get("bucket"))]);
     assert.deepEqual(coarse, ["0", 86400]);
-    assert.ok(fine[0] === "0" && [60, 300, 900].includes(fine[1]), `all: ${fine}`); // since the start of its first day, in <= 170 buckets
+    assert.ok(fine[0] === "0" && [60, 300, 900].includes(fine[1]), `all: ${fine}`);
+    const midnight = Math.floor(Date.now() / 86400000) * 86400;
+    const want = [60, 300, 900].find((b) => (Date.now() / 1000 - midnight) / b <= 170);
+    if (want) assert.equal(fine[1], want, `the smallest bucket that fits the day so far in 170: ${want}`);
+    await page.waitForFunction((m) => document.querySelector("#chart-cost > desc").textContent.includes(`buckets of ${m} min`), fine[1] / 60);
     assert.equal(await text(page, "#t-requests"), "9");
     assert.equal(await page.evaluate(() => localStorage.getItem("slm-dashboard-range")), "all");
 
