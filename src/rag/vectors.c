@@ -9,7 +9,9 @@
 #include "rag_internal.h"
 #include "util/err.h"
 
-#define MAX_ENTRIES 16
+/* As many as the server lends retrieval handles: memory stays what it was when each handle kept the
+ * vectors of the collection it searched last (collections beyond this are read privately). */
+#define MAX_ENTRIES 4
 
 static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cache_cv = PTHREAD_COND_INITIALIZER; /* an entry finished building */

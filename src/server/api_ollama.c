@@ -482,36 +482,16 @@ out:
     return ret;
 }
 
-/* "llama 135M Q8_0" -> words 2 and 3 */
-static void desc_word(const srv_model *M, int which, char *out, size_t cap) {
-    const char *d = slm_model_desc(M->model);
-    out[0] = 0;
-    for (int w = 0; d && *d; w++) {
-        while (*d == ' ') d++;
-        size_t n = strcspn(d, " ");
-        if (w == which) {
-            snprintf(out, cap, "%.*s", (int)n, d);
-            return;
-        }
-        d += n;
-    }
-}
-
-static json_t *details_json(const srv_model *M) {
-    char params[32], quant[32];
-    desc_word(M, 1, params, sizeof params);
-    desc_word(M, 2, quant, sizeof quant);
-    const char *arch = slm_model_arch(M->model);
-    return json_pack("{s:s, s:s, s:s, s:[s], s:s, s:s}", "parent_model", "", "format", "gguf", "family", arch, "families",
-                     arch, "parameter_size", params, "quantization_level", quant);
-}
-
+/* Ollama's "details" from the model's description ("llama 135M Q8_0": words 2 and 3). */
 static json_t *details_of(const char *arch, const char *desc) {
     char params[32] = "", quant[32] = "";
     sscanf(desc, "%*s %31s %31s", params, quant);
     return json_pack("{s:s, s:s, s:s, s:[s], s:s, s:s}", "parent_model", "", "format", "gguf", "family", arch, "families",
                      arch, "parameter_size", params, "quantization_level", quant);
 }
+
+static json_t *details_json(const srv_model *M) { return details_of(slm_model_arch(M->model), slm_model_desc(M->model)); }
+
 
 static const char *store_of(const srv_server *s) { return s->store ? slm_store_dir(s->store) : NULL; }
 

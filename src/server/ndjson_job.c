@@ -85,12 +85,5 @@ enum MHD_Result srv_ndjson_start(srv_conn *c, srv_ndjson_job *j) {
         return MHD_NO;
     }
     srv_finish_call(c->srv, &c->call, 200);
-    MHD_add_response_header(resp, "Content-Type", "application/x-ndjson");
-    MHD_add_response_header(resp, "Cache-Control", "no-cache");
-    srv_add_common_headers(c, resp, 200);
-    enum MHD_Result ret = MHD_queue_response(c->mhd, 200, resp);
-    MHD_destroy_response(resp);
-    c->replied = true;
-    c->status = 200;
-    return ret;
+    return srv_queue_stream(c, resp, "application/x-ndjson");
 }

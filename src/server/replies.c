@@ -380,6 +380,10 @@ enum MHD_Result srv_reply_stream_owning(srv_conn *c, slm_request *r, const char 
         srv_stream_free(st);
         return MHD_NO;
     }
+    return srv_queue_stream(c, resp, content_type);
+}
+
+enum MHD_Result srv_queue_stream(srv_conn *c, struct MHD_Response *resp, const char *content_type) {
     MHD_add_response_header(resp, "Content-Type", content_type);
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");

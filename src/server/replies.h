@@ -29,6 +29,10 @@ int srv_finish_status(const slm_request *r);
  * socks_mu); returns how many. */
 int srv_streams_check(srv_server *s);
 
+/* Queues a 200 whose body a callback produces (a stream): its content type, no caching or proxy
+ * buffering, the common headers; the response is released and the connection marked answered. */
+enum MHD_Result srv_queue_stream(srv_conn *c, struct MHD_Response *resp, const char *content_type);
+
 /* Finishes the connection's gate call (record: ledger, audit) with the response's status and
  * the request's token counts, before the response's last bytes leave. */
 void srv_finish_call(srv_server *s, slm_gate_call *call, int status);
