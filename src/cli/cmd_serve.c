@@ -80,28 +80,6 @@ static bool parse_size(const char *v, unsigned long long *out) {
     return true;
 }
 
-/* "5m", "30s", "1h30m", "-1" (for ever), "0", or a bare number of seconds. */
-static bool parse_duration(const char *v, double *out) {
-    bool negative = *v == '-';
-    const char *p = negative ? v + 1 : v;
-    double total = 0;
-    bool any = false;
-    while (*p) {
-        char *end;
-        double n = strtod(p, &end);
-        if (end == p || !(n >= 0) || n > 1e12) return false;
-        p = end;
-        double unit = *p == 's' ? 1 : *p == 'm' ? 60 : *p == 'h' ? 3600 : (*p == 0 && !any) ? 1 : -1;
-        if (unit < 0) return false;
-        if (*p) p++;
-        total += n * unit;
-        any = true;
-    }
-    if (!any) return false;
-    *out = negative && total > 0 ? -1 : total;
-    return true;
-}
-
 static bool take(const char *verb, int argc, char **argv, int *i, const char **out) {
     if (*i + 1 >= argc) {
         cli_fail(verb, "%s needs a value", argv[*i]);
@@ -343,7 +321,7 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--keep-alive")) {
             const char *v;
             if (!take(verb, argc, argv, &i, &v)) goto out;
-            if (!parse_duration(v, &c.keep_alive_s)) {
+            if (!srv_parse_duration(v, &c.keep_alive_s)) {
                 cli_fail(verb, "--keep-alive '%s': expected a duration like 5m, 30s, 1h, -1 (for ever) or 0", v);
                 goto out;
             }

@@ -25,8 +25,5 @@ void srv_release_model(srv_conn *c);
 /* Ollama's "keep_alive" field (a duration like "5m", "1h30m", "-1", or seconds as a number) into
  * c->keep_alive; false with f set when it is malformed. */
 bool srv_parse_keep_alive(srv_conn *c, json_t *req, srv_fail *f);
-/* Parses a duration ("300ms", "10s", "5m", "2h", "1h30m", a bare number = seconds; negative = for
- * ever) into seconds; false when it is not one. */
-bool srv_parse_duration(const char *text, double *seconds);
 
 #endif

@@ -59,6 +59,9 @@ typedef struct srv_config {
     double load_wait_s;        /* how long a request waits for models in use to free the room */
 } srv_config;
 
+/* A duration as Go and Ollama write them ("300ms", "30s", "5m", "1h30m"; a bare number is seconds;
+ * negative = for ever, returned as -1) into seconds; false when it is not one. */
+bool srv_parse_duration(const char *text, double *seconds);
 /* Fills safe defaults. */
 void srv_config_defaults(srv_config *c);
 /* Loads the model, listens, serves until SIGTERM/SIGINT, drains; returns the process exit status.
