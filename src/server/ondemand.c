@@ -25,7 +25,7 @@ static long long meta_int(const slm_model *m, const char *arch, const char *suff
     if (!v) return def;
     char *end;
     long long n = strtoll(v, &end, 10);
-    return end != v && n > 0 ? n : def;
+    return end != v && n > 0 && n <= (1 << 24) ? n : def; /* hostile sizes cannot wrap the estimate; the loader refuses them */
 }
 
 /* The context a model gets: the server's flags, as for the --model ones. */
