@@ -102,7 +102,9 @@ int slm_models_oci_manifest_parse(const char *json, size_t len, slm_oci_manifest
         else *slot = (int)i;
     }
     /* a plain OCI artifact of one file is taken as the GGUF */
-    if (!rc && m->model_layer < 0 && m->n_layers == 1 && !strstr(m->layers[0].media_type, "tar")) m->model_layer = 0;
+    if (!rc && m->model_layer < 0 && m->n_layers == 1 && !strstr(m->layers[0].media_type, "tar") && m->template_layer < 0 &&
+        m->system_layer < 0 && m->params_layer < 0) /* never a lone template, system or params layer */
+        m->model_layer = 0;
     if (!rc && m->model_layer < 0)
         rc = slm_err(err, err_len, "registry manifest has no GGUF layer (%s)", MT_MODEL);
     json_decref(o);
