@@ -30,7 +30,7 @@ static const struct {
     const char *name;
     uint32_t type;
 } types[] = {{"q4_0", SLM_TYPE_Q4_0}, {"q5_0", SLM_TYPE_Q5_0}, {"q8_0", SLM_TYPE_Q8_0},
-             {"q4_K", SLM_TYPE_Q4_K}, {"q6_K", SLM_TYPE_Q6_K}};
+             {"q4_K", SLM_TYPE_Q4_K}, {"q5_K", SLM_TYPE_Q5_K}, {"q6_K", SLM_TYPE_Q6_K}};
 #define N_TYPES (int)(sizeof types / sizeof types[0])
 
 static double now_s(void) {

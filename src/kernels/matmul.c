@@ -244,9 +244,19 @@ static void compute_rows_packed(const fast_job *job, int wi, int64_t r0, int64_t
     const uint8_t *packed = w->packed;
     for (int t = 0; t < job->n_tok; t += SLM_PACKED_MAX_TOKENS) {
         int nt = job->n_tok - t < SLM_PACKED_MAX_TOKENS ? job->n_tok - t : SLM_PACKED_MAX_TOKENS;
-        for (int64_t r = r0; r < r1; r += SLM_PACKED_ROWS)
-            job->packed_of[wi](w->k, packed + (size_t)(r / SLM_PACKED_ROWS) * gb, job->act + (size_t)t * job->act_stride,
-                               job->act_stride, nt, job->y[wi] + (int64_t)t * w->m + r, (size_t)w->m);
+        const uint8_t *act = job->act + (size_t)t * job->act_stride;
+        float *y = job->y[wi] + (int64_t)t * w->m;
+        int64_t r = r0;
+        for (; r + SLM_PACKED_ROWS <= r1; r += SLM_PACKED_ROWS)
+            job->packed_of[wi](w->k, packed + (size_t)(r / SLM_PACKED_ROWS) * gb, act, job->act_stride, nt, y + r,
+                               (size_t)w->m);
+        if (r < r1) { /* the zero-padded last group: its 16 outputs go through a tile, the real ones on */
+            float tile[SLM_PACKED_MAX_TOKENS * SLM_PACKED_ROWS];
+            job->packed_of[wi](w->k, packed + (size_t)(r / SLM_PACKED_ROWS) * gb, act, job->act_stride, nt, tile,
+                               SLM_PACKED_ROWS);
+            for (int i = 0; i < nt; i++)
+                memcpy(y + (int64_t)i * w->m + r, tile + i * SLM_PACKED_ROWS, sizeof(float) * (size_t)(r1 - r));
+        }
     }
 }
 

@@ -10,37 +10,76 @@
 #include "kernels/unpack.h"
 
 bool slm_packed_layout_exists(uint32_t type, int64_t k, int64_t m) {
-    const int64_t block = type == SLM_TYPE_Q4_K || type == SLM_TYPE_Q6_K ? SLM_QK_K : SLM_QK;
-    return (type == SLM_TYPE_Q8_0 || type == SLM_TYPE_Q4_0 || type == SLM_TYPE_Q5_0 || type == SLM_TYPE_Q4_K ||
-            type == SLM_TYPE_Q6_K) && k > 0 &&
-           k % block == 0 && m > 0 && m % SLM_PACKED_ROWS == 0;
+    const bool kquant = type == SLM_TYPE_Q4_K || type == SLM_TYPE_Q5_K || type == SLM_TYPE_Q6_K;
+    const int64_t block = kquant ? SLM_QK_K : SLM_QK;
+    return (kquant || type == SLM_TYPE_Q8_0 || type == SLM_TYPE_Q4_0 || type == SLM_TYPE_Q5_0) && k > 0 &&
+           k % block == 0 && m > 0;
 }
 
 size_t slm_packed_group_bytes(uint32_t type, int64_t k) {
     if (type == SLM_TYPE_Q4_K) return (size_t)(k / SLM_QK_K) * SLM_PACKED_Q4_K_BYTES;
+    if (type == SLM_TYPE_Q5_K) return (size_t)(k / SLM_QK_K) * SLM_PACKED_Q5_K_BYTES;
     if (type == SLM_TYPE_Q6_K) return (size_t)(k / SLM_QK_K) * SLM_PACKED_Q6_K_BYTES;
     const size_t pairs = (size_t)(k / SLM_QK + 1) / 2;
     return pairs * (2 * slm_packed_block_bytes(type) + 64);
 }
 
-static void pack_q4_K_group(const slm_weight *w, int64_t g, uint8_t *dst) {
+/* Rows of group g that exist: the last group of a matrix whose rows are not a multiple of 16 is
+ * padded with zero rows (weights and scales 0), whose outputs the driver drops. */
+static int group_rows(const slm_weight *w, int64_t g) {
+    const int64_t left = w->m - g * SLM_PACKED_ROWS;
+    return left < SLM_PACKED_ROWS ? (int)left : SLM_PACKED_ROWS;
+}
+
+/* Q4_K and Q5_K share one layout: pairs of sub-blocks (Q5_K's followed by their fifth-bit masks),
+ * then the scales, minimums, d and dmin of the 16 rows. */
+typedef struct kpair_layout {
+    size_t sb_bytes, pair, scales, mins, d, dmin;
+} kpair_layout;
+
+static kpair_layout kpair_layout_of(uint32_t type) {
+    if (type == SLM_TYPE_Q5_K)
+        return (kpair_layout){SLM_PACKED_Q5_K_BYTES, SLM_PACKED_Q5_K_PAIR, SLM_PACKED_Q5_K_SCALES,
+                              SLM_PACKED_Q5_K_MINS, SLM_PACKED_Q5_K_D, SLM_PACKED_Q5_K_DMIN};
+    return (kpair_layout){SLM_PACKED_Q4_K_BYTES, 512, SLM_PACKED_Q4_K_SCALES, SLM_PACKED_Q4_K_MINS,
+                          SLM_PACKED_Q4_K_D, SLM_PACKED_Q4_K_DMIN};
+}
+
+/* Q4_K / Q5_K rows into the pair layout. Q5_K's fifth bit of element 32s + l, bit s of qh[l], goes
+ * to its pair's mask; the masks are ORed in row by row, so the group starts zeroed. */
+static void pack_kpair_group(const slm_weight *w, int64_t g, uint8_t *dst) {
+    const bool q5 = w->type == SLM_TYPE_Q5_K;
+    const kpair_layout L = kpair_layout_of(w->type);
     const int64_t nsb = w->k / SLM_QK_K;
-    for (int r = 0; r < SLM_PACKED_ROWS; r++) {
-        const block_q4_K *row = (const block_q4_K *)((const uint8_t *)w->data + (size_t)(g * SLM_PACKED_ROWS + r) * w->row_bytes);
+    if (q5 || group_rows(w, g) < SLM_PACKED_ROWS) memset(dst, 0, slm_packed_group_bytes(w->type, w->k));
+    for (int r = 0; r < group_rows(w, g); r++) {
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)(g * SLM_PACKED_ROWS + r) * w->row_bytes;
         for (int64_t s = 0; s < nsb; s++) {
-            const block_q4_K *blk = &row[s];
-            uint8_t *sb = dst + (size_t)s * SLM_PACKED_Q4_K_BYTES;
-            for (int p = 0; p < 4; p++)
-                for (int j = 0; j < 8; j++)
-                    memcpy(sb + p * 512 + j * SLM_PACKED_ROWS * 4 + r * 4, blk->qs + 32 * p + 4 * j, 4);
+            const block_q4_K *b4 = q5 ? NULL : (const block_q4_K *)row + s;
+            const block_q5_K *b5 = q5 ? (const block_q5_K *)row + s : NULL;
+            const uint8_t *qs = q5 ? b5->qs : b4->qs, *scales = q5 ? b5->scales : b4->scales;
+            const slm_half d = q5 ? b5->d : b4->d, dmin = q5 ? b5->dmin : b4->dmin;
+            uint8_t *sb = dst + (size_t)s * L.sb_bytes;
+            for (int p = 0; p < 4; p++) {
+                uint8_t *pair = sb + p * L.pair;
+                for (int j = 0; j < 8; j++) memcpy(pair + j * SLM_PACKED_ROWS * 4 + r * 4, qs + 32 * p + 4 * j, 4);
+                for (int h = 0; q5 && h < 2; h++)
+                    for (int j = 0; j < 8; j++) {
+                        uint64_t mask;
+                        memcpy(&mask, pair + 512 + 8 * (8 * h + j), 8);
+                        for (int i = 0; i < 4; i++)
+                            if (b5->qh[4 * j + i] >> (2 * p + h) & 1) mask |= (uint64_t)1 << (4 * r + i);
+                        memcpy(pair + 512 + 8 * (8 * h + j), &mask, 8);
+                    }
+            }
             for (int j = 0; j < 8; j++) {
                 int sc, mn;
-                slm_kquant_scale_min(j, blk->scales, &sc, &mn);
-                sb[SLM_PACKED_Q4_K_SCALES + j * SLM_PACKED_ROWS + r] = (uint8_t)sc;
-                sb[SLM_PACKED_Q4_K_MINS + j * SLM_PACKED_ROWS + r] = (uint8_t)mn;
+                slm_kquant_scale_min(j, scales, &sc, &mn);
+                sb[L.scales + j * SLM_PACKED_ROWS + r] = (uint8_t)sc;
+                sb[L.mins + j * SLM_PACKED_ROWS + r] = (uint8_t)mn;
             }
-            memcpy(sb + SLM_PACKED_Q4_K_D + r * 2, &blk->d, 2);
-            memcpy(sb + SLM_PACKED_Q4_K_DMIN + r * 2, &blk->dmin, 2);
+            memcpy(sb + L.d + r * 2, &d, 2);
+            memcpy(sb + L.dmin + r * 2, &dmin, 2);
         }
     }
 }
@@ -57,7 +96,7 @@ static inline uint32_t load_u32(const uint8_t *p) {
 static void pack_q6_K_group(const slm_weight *w, int64_t g, uint8_t *dst) {
     const int64_t nsb = w->k / SLM_QK_K;
     memset(dst, 0, slm_packed_group_bytes(w->type, w->k)); /* the padding */
-    for (int r = 0; r < SLM_PACKED_ROWS; r++) {
+    for (int r = 0; r < group_rows(w, g); r++) {
         const block_q6_K *row = (const block_q6_K *)((const uint8_t *)w->data + (size_t)(g * SLM_PACKED_ROWS + r) * w->row_bytes);
         for (int64_t s = 0; s < nsb; s++) {
             const block_q6_K *src = &row[s];
@@ -85,8 +124,8 @@ static void pack_q6_K_group(const slm_weight *w, int64_t g, uint8_t *dst) {
 }
 
 void slm_packed_pack_group(const slm_weight *w, int64_t g, uint8_t *dst) {
-    if (w->type == SLM_TYPE_Q4_K) {
-        pack_q4_K_group(w, g, dst);
+    if (w->type == SLM_TYPE_Q4_K || w->type == SLM_TYPE_Q5_K) {
+        pack_kpair_group(w, g, dst);
         return;
     }
     if (w->type == SLM_TYPE_Q6_K) {
@@ -96,7 +135,7 @@ void slm_packed_pack_group(const slm_weight *w, int64_t g, uint8_t *dst) {
     const int64_t nb = w->k / SLM_QK;
     const size_t wbytes = slm_packed_block_bytes(w->type);
     memset(dst, 0, slm_packed_group_bytes(w->type, w->k)); /* the unused half of an odd last pair, the masks */
-    for (int r = 0; r < SLM_PACKED_ROWS; r++) {
+    for (int r = 0; r < group_rows(w, g); r++) {
         const uint8_t *row = (const uint8_t *)w->data + (size_t)(g * SLM_PACKED_ROWS + r) * w->row_bytes;
         for (int64_t b = 0; b < nb; b++) {
             const uint8_t *qs;
@@ -181,7 +220,7 @@ size_t slm_weight_i16_bytes(const slm_weight *w) {
 size_t slm_weight_packed_bytes_for(const slm_kernel_table *table, const slm_weight *w) {
     if (!table || w->type >= SLM_TYPE_COUNT || !table->packed_gemm[w->type] || !slm_packed_layout_exists(w->type, w->k, w->m))
         return 0;
-    return slm_packed_group_bytes(w->type, w->k) * (size_t)(w->m / SLM_PACKED_ROWS);
+    return slm_packed_group_bytes(w->type, w->k) * (size_t)((w->m + SLM_PACKED_ROWS - 1) / SLM_PACKED_ROWS);
 }
 
 size_t slm_weight_packed_bytes(const slm_weight *w) {
@@ -205,16 +244,17 @@ void slm_weight_pack(slm_pool *pool, slm_weight *w, void *dst, void (*consumed)(
     } else {
         job.group_bytes = slm_packed_group_bytes(w->type, w->k);
     }
-    const int64_t groups = w->m / SLM_PACKED_ROWS;
+    const int64_t groups = (w->m + SLM_PACKED_ROWS - 1) / SLM_PACKED_ROWS; /* the int16 copy: m % 32 == 0 */
     int64_t per = (int64_t)(PACK_SLICE_BYTES / job.group_bytes);
     if (per < 1) per = 1;
     for (int64_t g = 0; g < groups; g += per) {
         job.g0 = g;
         job.g1 = g + per < groups ? g + per : groups;
         slm_pool_run(pool, pack_task, &job);
-        if (consumed)
-            consumed(ctx, (const uint8_t *)w->data + (size_t)job.g0 * SLM_PACKED_ROWS * w->row_bytes,
-                     (size_t)(job.g1 - job.g0) * SLM_PACKED_ROWS * w->row_bytes);
+        if (consumed) {
+            const int64_t r0 = job.g0 * SLM_PACKED_ROWS, r1 = job.g1 * SLM_PACKED_ROWS < w->m ? job.g1 * SLM_PACKED_ROWS : w->m;
+            consumed(ctx, (const uint8_t *)w->data + (size_t)r0 * w->row_bytes, (size_t)(r1 - r0) * w->row_bytes);
+        }
     }
     w->packed = dst;
 }
@@ -222,20 +262,28 @@ void slm_weight_pack(slm_pool *pool, slm_weight *w, void *dst, void (*consumed)(
 void slm_packed_row_f32(const slm_weight *w, int64_t row, float *dst) {
     const uint8_t *group = (const uint8_t *)w->packed + (size_t)(row / SLM_PACKED_ROWS) * slm_packed_group_bytes(w->type, w->k);
     const int lane = (int)(row % SLM_PACKED_ROWS);
-    if (w->type == SLM_TYPE_Q4_K) { /* the arithmetic of slm_dequantize_row, so the floats match */
+    if (w->type == SLM_TYPE_Q4_K || w->type == SLM_TYPE_Q5_K) { /* slm_dequantize_row's arithmetic */
+        const bool q5 = w->type == SLM_TYPE_Q5_K;
+        const kpair_layout L = kpair_layout_of(w->type);
         for (int64_t s = 0; s < w->k / SLM_QK_K; s++) {
-            const uint8_t *sb = group + (size_t)s * SLM_PACKED_Q4_K_BYTES;
+            const uint8_t *sb = group + (size_t)s * L.sb_bytes;
             slm_half hd, hm;
-            memcpy(&hd, sb + SLM_PACKED_Q4_K_D + lane * 2, 2);
-            memcpy(&hm, sb + SLM_PACKED_Q4_K_DMIN + lane * 2, 2);
+            memcpy(&hd, sb + L.d + lane * 2, 2);
+            memcpy(&hm, sb + L.dmin + lane * 2, 2);
             const float d = slm_fp16_to_fp32(hd), dmin = slm_fp16_to_fp32(hm);
             for (int j = 0; j < 8; j++) {
-                const float dj = d * (float)sb[SLM_PACKED_Q4_K_SCALES + j * SLM_PACKED_ROWS + lane];
-                const float mj = dmin * (float)sb[SLM_PACKED_Q4_K_MINS + j * SLM_PACKED_ROWS + lane];
-                const uint8_t *pair = sb + (j / 2) * 512 + lane * 4;
+                const float dj = d * (float)sb[L.scales + j * SLM_PACKED_ROWS + lane];
+                const float mj = dmin * (float)sb[L.mins + j * SLM_PACKED_ROWS + lane];
+                const uint8_t *pair = sb + (j / 2) * L.pair;
                 for (int l = 0; l < 32; l++) {
-                    const uint8_t byte = pair[(l / 4) * SLM_PACKED_ROWS * 4 + l % 4];
-                    dst[s * SLM_QK_K + j * 32 + l] = dj * (float)(j % 2 ? byte >> 4 : byte & 0x0f) - mj;
+                    const uint8_t byte = pair[(l / 4) * SLM_PACKED_ROWS * 4 + lane * 4 + l % 4];
+                    int q = j % 2 ? byte >> 4 : byte & 0x0f;
+                    if (q5) {
+                        uint64_t mask;
+                        memcpy(&mask, pair + 512 + 8 * (8 * (j % 2) + l / 4), 8);
+                        q |= (int)(mask >> (4 * lane + l % 4) & 1) << 4;
+                    }
+                    dst[s * SLM_QK_K + j * 32 + l] = dj * (float)q - mj;
                 }
             }
         }

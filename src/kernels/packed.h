@@ -19,6 +19,10 @@
  * bytes: step j (0..7), row r: the 4 bytes qs[32p+4j..32p+4j+3] of row r (low nibbles: sub-block
  * 2p, high nibbles: sub-block 2p+1); then the 6-bit scales [8 sub-blocks][16 rows] and minimums
  * [8][16] as bytes, then d [16] and dmin [16] as half floats.
+ * Q5_K is laid out per super-block of 256 weights (2880 bytes) as Q4_K with each pair's fifth bits
+ * after its 512 bytes of nibbles: 4 pairs of 640 bytes, then the scales, minimums, d and dmin at the
+ * offsets Q4_K has them plus 512. The fifth bits of a pair are 16 masks of 64 bits: mask 8h+j
+ * (sub-block 2p+h, step j) has bit 4r+i set when weight 4j+i of that sub-block of row r has it.
  * Q6_K is laid out per super-block of 256 weights (3392 bytes): 8 blocks of 32 weights, 384 bytes
  * each: 256 bytes of low nibbles as in Q4_0 (step j, row r, byte i: low nibble = weight 4j+i of the
  * block, high nibble = weight 16+4j+i), then 128 bytes of top bits: half h (0, 1), byte 4r+i holds
@@ -48,6 +52,12 @@ static inline size_t slm_packed_block_bytes(uint32_t type) {
 #define SLM_PACKED_Q4_K_MINS (2048 + 128)
 #define SLM_PACKED_Q4_K_D (2048 + 256)
 #define SLM_PACKED_Q4_K_DMIN (2048 + 256 + 32)
+#define SLM_PACKED_Q5_K_BYTES 2880
+#define SLM_PACKED_Q5_K_PAIR 640
+#define SLM_PACKED_Q5_K_SCALES 2560
+#define SLM_PACKED_Q5_K_MINS (2560 + 128)
+#define SLM_PACKED_Q5_K_D (2560 + 256)
+#define SLM_PACKED_Q5_K_DMIN (2560 + 256 + 32)
 #define SLM_PACKED_Q6_K_BYTES 3392
 #define SLM_PACKED_Q6_K_BLOCK 384
 #define SLM_PACKED_Q6_K_SCALES 3072
@@ -60,7 +70,8 @@ static inline size_t slm_packed_scales_at(size_t block_bytes, int64_t b) {
     return (size_t)(b / 2) * (2 * block_bytes + 64) + 2 * block_bytes + (size_t)(b % 2) * 32;
 }
 
-/* Whether the R16 layout exists for this type and shape. */
+/* Whether the R16 layout exists for this type and shape (any m: a last group short of 16 rows is
+ * padded with zero rows). */
 bool slm_packed_layout_exists(uint32_t type, int64_t k, int64_t m);
 /* Bytes of one group of 16 rows. */
 size_t slm_packed_group_bytes(uint32_t type, int64_t k);

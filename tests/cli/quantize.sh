@@ -121,7 +121,9 @@ if [ -f "$story" ] && [ -f "$text" ]; then
   top=$(awk '/^Same top p:/ {print $4}' <<< "$q")
   awk -v k="$kld" -v t="$top" 'BEGIN {exit !(k > 0.0130 && k < 0.0148 && t > 93 && t < 95.5)}' ||
     fail "stories260K Q4_K_M: KLD $kld, same top $top%, llama-perplexity says 0.01389 and 94.17%"
-  grep -q "^Mean PPL(Q)  .*2.87" <<< "$q" || fail "stories260K Q4_K_M: PPL(Q) is not 2.87-2.88"
+  ppl=$(awk '/^Mean PPL\(Q\) *:/ {print $4; exit}' <<< "$q")
+  awk -v p="$ppl" 'BEGIN {exit !(p > 2.870 && p < 2.890)}' ||
+    fail "stories260K Q4_K_M: PPL(Q) $ppl, llama-perplexity says 2.8813 (packed and unpacked kernels round activations apart: 2.8789-2.8805)"
   if "$SLM_BIN" perplexity "$story" -f "$text" -c 128 --kl-divergence-base "$tmp/tiny-smollm2-f16.gguf" 2> "$tmp/stderr" > /dev/null; then
     fail "a base model with another vocabulary was accepted"
   fi

@@ -214,6 +214,20 @@ static void check_packed(const slm_kernel_table *table, const slm_weight *w, con
     int bad_multi = 0;
     for (int64_t i = 0; i < m * n_tok; i++) bad_multi += !(fabs((double)y2[i] - y_ref[i]) <= 1e-5 * mag[i] + 1e-6);
     CHECKF(bad_multi == 0, "packed %s in slm_matmul_multi: %d outputs off", slm_type_name(w->type), bad_multi);
+    /* three packed weights fused (decode's shrinking chunks cross from one to the next; m need not
+     * be a multiple of 16): each gives, bit for bit, what it gives alone */
+    float *three_y[3] = {malloc(sizeof(float) * (size_t)(m * n_tok)), malloc(sizeof(float) * (size_t)(m * n_tok)),
+                         malloc(sizeof(float) * (size_t)(m * n_tok))};
+    const slm_weight *three[3] = {&wp, &wp, &wp};
+    slm_matmul_with(pool2, table, &wp, x, n_tok, y); /* alone (the pair above wrote y) */
+    slm_matmul_multi_with(pool2, table, three, 3, x, n_tok, three_y);
+    int bad_three = 0;
+    for (int i = 0; i < 3; i++) {
+        for (int64_t j = 0; j < m * n_tok; j++) bad_three += three_y[i][j] != y[j];
+        free(three_y[i]);
+    }
+    CHECKF(bad_three == 0, "packed %s m=%lld n_tok=%d fused three times: %d outputs differ from alone",
+           slm_type_name(w->type), (long long)m, n_tok, bad_three);
     free(buf);
     free(y_ref);
     free(act);
@@ -479,15 +493,15 @@ static void check_vector_helpers(void) {
     CHECK(slm_vec_dot_f32(3, a, b) == 32.0f);
 
     /* Attention rows: head sizes with and without the unrolled case, strided rows. */
-    const int64_t hds[] = {8, 64, 20, 128};
+    const int64_t hds[] = {8, 64, 20, 128, 96, 256, 384};
     for (int isa = SLM_ISA_SCALAR; isa < SLM_ISA_COUNT; isa++) {
         const slm_kernel_table *t = slm_kernels_for_isa((slm_isa)isa);
         if (!t) continue;
-        for (int hi = 0; hi < 4; hi++) {
+        for (int hi = 0; hi < (int)(sizeof hds / sizeof hds[0]); hi++) {
             const int64_t hd = hds[hi], n = 37;
             const size_t stride = (size_t)hd * 3 + 5;
             uint16_t *kv = malloc(sizeof(uint16_t) * stride * (size_t)n);
-            float q[128], p[37], scores[37], out[128];
+            float q[384], p[37], scores[37], out[384];
             for (size_t i = 0; i < stride * (size_t)n; i++) kv[i] = slm_fp32_to_fp16(rng_uniform(-2, 2));
             for (int64_t i = 0; i < hd; i++) q[i] = rng_uniform(-1, 1);
             for (int64_t j = 0; j < n; j++) p[j] = rng_uniform(0, 1);
@@ -556,11 +570,11 @@ int main(void) {
         }
     }
     const uint32_t legacy[] = {SLM_TYPE_Q5_0, SLM_TYPE_Q8_0, SLM_TYPE_Q5_0};
-    const uint32_t kquants[] = {SLM_TYPE_Q4_K, SLM_TYPE_Q6_K};
+    const uint32_t kquants[] = {SLM_TYPE_Q4_K, SLM_TYPE_Q5_K, SLM_TYPE_Q6_K};
     const uint32_t mixed[] = {SLM_TYPE_Q8_0, SLM_TYPE_Q4_K, SLM_TYPE_F16};
     for (int n_tok = 1; n_tok <= 9; n_tok += 8) {
         check_multi(legacy, 3, 512, n_tok, pool2);
-        check_multi(kquants, 2, 512, n_tok, pool2);
+        check_multi(kquants, 3, 512, n_tok, pool2);
         check_multi(mixed, 3, 512, n_tok, pool2);
     }
     slm_pool_free(pool1);
