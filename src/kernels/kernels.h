@@ -85,6 +85,9 @@ void slm_attend_f32(int nq, int n, int64_t hd, const float *const *q, const floa
 /* Gemma-2's capped softmax of n scores in place: s = cap * tanh(s / cap) when cap > 0, then
  * softmax (max-subtracted exp, sum in double). The vector paths compute tanh from their exp. */
 void slm_vec_softmax_capped(int64_t n, float *s, float cap);
+/* Gemma-2's final logit soft-cap in place: x = cap * tanh(x / cap) (cap > 0). The scalar path is
+ * libm's tanhf; the vector paths take tanh from their exp, within ~1e-7 absolute of it. */
+void slm_vec_softcap(int64_t n, float *x, float cap);
 
 /* GELU exactly as llama.cpp computes it (ggml's f16 table of the tanh approximation, evaluated in
  * f32 and stored as f16, looked up by the input rounded to f16; 0 at or below -10, the input at or

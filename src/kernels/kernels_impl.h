@@ -157,6 +157,7 @@ typedef struct slm_kernel_table {
     void (*attend_f16)(int nq, const int *n, int64_t hd, const float *const *q, const uint16_t *k, const uint16_t *v,
                        size_t stride, float scale, float *scratch, float *const *out);
     void (*softmax_capped)(int64_t n, float *s, float cap); /* behind slm_vec_softmax_capped */
+    void (*softcap)(int64_t n, float *x, float cap);        /* behind slm_vec_softcap */
     /* behind slm_attend_f32; NULL: slm_attend_f32_rows on this table's dot/axpy */
     void (*attend_f32)(int nq, int n, int64_t hd, const float *const *q, const float *k, const float *v, size_t stride,
                        float scale, float *scratch, float *const *out);
@@ -190,6 +191,8 @@ const slm_kernel_table *slm_kernels_for_isa(slm_isa isa);
 void slm_softmax_rows(int nq, const int *n, float *scores, size_t row_stride);
 /* The scalar slm_vec_softmax_capped (libm tanhf), also the tail of the vector versions. */
 void slm_softmax_capped_scalar(int64_t n, float *s, float cap);
+/* The scalar slm_vec_softcap (libm tanhf), also the tail of the vector versions. */
+void slm_softcap_scalar(int64_t n, float *x, float cap);
 
 /* ggml's GELU table: 65536 halves, entry h = f16(tanh-GELU(f32(h))) evaluated in f32 (built once). */
 const uint16_t *slm_gelu_table(void);

@@ -229,6 +229,7 @@ void slm_kernels_fill_scalar(slm_kernel_table *t) {
     memset(t, 0, sizeof *t);
     t->attend_f16 = attend_f16;
     t->softmax_capped = slm_softmax_capped_scalar;
+    t->softcap = slm_softcap_scalar;
     t->scores_f16 = scores_f16;
     t->weighted_sum_f16 = weighted_sum_f16;
     t->dot_f32 = dot_f32;

@@ -127,9 +127,18 @@ void slm_attend_f32(int nq, int n, int64_t hd, const float *const *q, const floa
     else slm_attend_f32_rows(t, nq, n, hd, q, k, v, stride, scale, scratch, out);
 }
 
+void slm_softcap_scalar(int64_t n, float *x, float cap) {
+    for (int64_t j = 0; j < n; j++) x[j] = tanhf(x[j] * (1.0f / cap)) * cap;
+}
+
+void slm_vec_softcap(int64_t n, float *x, float cap) {
+    const slm_kernel_table *t = table();
+    if (t->softcap) t->softcap(n, x, cap);
+    else slm_softcap_scalar(n, x, cap);
+}
+
 void slm_softmax_capped_scalar(int64_t n, float *s, float cap) {
-    if (cap > 0)
-        for (int64_t j = 0; j < n; j++) s[j] = tanhf(s[j] * (1.0f / cap)) * cap;
+    if (cap > 0) slm_softcap_scalar(n, s, cap);
     int ni = (int)n;
     slm_softmax_rows(1, &ni, s, 0);
 }

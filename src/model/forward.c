@@ -94,6 +94,23 @@ static void gelu_task(void *arg, int ith, int nth) {
     }
 }
 
+/* Gemma-2's final logit soft-cap, shared out over the pool: a 256k vocabulary makes it a few
+ * percent of a decoded token on one thread. Exact paths keep libm's tanhf. */
+typedef struct softcap_job {
+    float *x;
+    size_t n;
+    float cap;
+    bool exact;
+} softcap_job;
+
+static void softcap_task(void *arg, int ith, int nth) {
+    const softcap_job *j = arg;
+    const size_t i0 = j->n * (size_t)ith / (size_t)nth, i1 = j->n * (size_t)(ith + 1) / (size_t)nth;
+    if (j->exact)
+        for (size_t i = i0; i < i1; i++) j->x[i] = softcap(j->x[i], j->cap);
+    else slm_vec_softcap((int64_t)(i1 - i0), j->x + i0, j->cap);
+}
+
 static void rmsnorm_rows(float *out, const float *x, const float *w, int rows, int n, float eps) {
     for (int r = 0; r < rows; r++) rmsnorm(out + (size_t)r * n, x + (size_t)r * n, w, n, eps);
 }
@@ -364,8 +381,12 @@ static void scale_rows(float *x, float s, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] *= s;
 }
 
-static void act_run(slm_context *c, void (*fn)(void *, int, int), rows_job *job) {
-    if (job->rows >= PARALLEL_MIN_ROWS) slm_pool_run(c->pool, fn, job);
+/* The activation tasks split elements, not rows, so one decoded token's feed-forward row (thousands
+ * of expf/tanhf) is shared out too; each element is computed the same way by whichever thread. */
+#define ACT_PARALLEL_MIN_ELEMENTS 4096
+
+static void act_run(slm_context *c, void (*fn)(void *, int, int), void *job, size_t n_elements) {
+    if (n_elements >= ACT_PARALLEL_MIN_ELEMENTS) slm_pool_run(c->pool, fn, job);
     else fn(job, 0, 1);
 }
 
@@ -416,11 +437,12 @@ static void feed_forward(slm_context *c, const slm_layer *L, int T) {
         slm_lora_apply_multi(c, (int)(L - m->layers), (const int[]){SLM_LORAT_GATE, SLM_LORAT_UP}, 2, c->xb, T, NULL,
                              gate_up_out);
         rows_job act = {c->hb, c->hb2, NULL, NULL, T, hp->n_ff, 0};
-        act_run(c, m->arch->gelu ? gelu_task : m->arch->encoder && !exact ? swiglu_vec_task : swiglu_task, &act);
+        act_run(c, m->arch->gelu ? gelu_task : m->arch->encoder && !exact ? swiglu_vec_task : swiglu_task, &act,
+                (size_t)T * (size_t)hp->n_ff);
     } else {
         slm_matmul(c->pool, &L->w_up, c->xb, T, c->hb, exact);
         rows_job act = {c->hb, NULL, NULL, L->b_up, T, hp->n_ff, 0};
-        act_run(c, gelu_task, &act);
+        act_run(c, gelu_task, &act, (size_t)T * (size_t)hp->n_ff);
     }
     if (observed) observe(c, (int)(L - m->layers), "ffn_down", c->hb, T, hp->n_ff);
     slm_matmul(c->pool, &L->w_down, c->hb, T, c->xb, exact);
@@ -615,8 +637,8 @@ static int decode_pass(slm_context *c, const slm_batch *b, char *err, size_t err
         slm_matmul(c->pool, &m->output, c->out_hidden, n_out, c->logits, exact);
         slm_lora_apply(c, -1, 0, c->out_hidden, n_out, c->out_rows, c->logits);
         if (hp->final_softcap > 0) {
-            float *lg = c->logits;
-            for (size_t i = 0; i < (size_t)n_out * (size_t)hp->n_vocab; i++) lg[i] = softcap(lg[i], hp->final_softcap);
+            softcap_job job = {c->logits, (size_t)n_out * (size_t)hp->n_vocab, hp->final_softcap, exact};
+            act_run(c, softcap_task, &job, job.n);
         }
     }
     if (c->embeddings) {
