@@ -176,8 +176,8 @@ static const char *const format_rules =
     "fmt-hex ::= [0-9a-fA-F]\n";
 
 static const char *const json_rules =
-    "json-value ::= json-object | json-array | json-string | json-number | \"true\" | \"false\" | \"null\"\n"
-    "json-object ::= \"{\" (json-string \":\" json-value (\",\" json-string \":\" json-value)*)? \"}\"\n"
+    "json-value ::= json-object-unique-keys | json-array | json-string | json-number | \"true\" | \"false\" | \"null\"\n"
+    "json-object-unique-keys ::= \"{\" (json-string \":\" json-value (\",\" json-string \":\" json-value)*)? \"}\"\n"
     "json-array ::= \"[\" (json-value (\",\" json-value)*)? \"]\"\n"
     "json-string ::= \"\\\"\" json-char* \"\\\"\"\n"
     "json-char ::= [^\"\\\\\\x00-\\x1F] | \"\\\\\" [\"\\\\bfnrt]\n"
@@ -1429,7 +1429,7 @@ static int convert(const char *schema_json, gram_guard *guard, char **gbnf_out, 
     const json_t *type = json_object_get(root, "type");
     if (json_is_object(root) && json_object_size(root) == 1 && json_is_string(type) &&
         !strcmp(json_string_value(type), "json_object")) {
-        slm_buf_puts(&c.out, "root ::= json-object\n");
+        slm_buf_puts(&c.out, "root ::= json-object-unique-keys\n");
     } else {
         char name[32];
         if (gen_schema(&c, root, name)) slm_buf_printf(&c.out, "root ::= %s\n", name);

@@ -568,6 +568,17 @@ static void test_keywords_exact(void) {
         slm_grammar_free(g);
         free(gbnf);
     }
+    /* free-form objects (any value, a required name without a schema, items of any type) repeat no
+     * key, at any depth (fuzz_json_schema found {"a":0,"a":0} from the generic object rule) */
+    expect_match("{}", "{\"a\":0,\"b\":{\"a\":1}}", true);
+    expect_match("{}", "{\"a\":0,\"a\":0}", false);
+    expect_match("{}", "[{\"k\":1},{\"k\":2,\"k\":3}]", false);
+    expect_match("{\"type\":\"object\",\"properties\":{\"p\":{}},\"required\":[\"p\",\"q\"]}",
+                 "{\"p\":{\"x\":1,\"x\":1},\"q\":0}", false);
+    expect_match("{\"type\":\"object\",\"properties\":{\"p\":{}},\"required\":[\"p\",\"q\"]}",
+                 "{\"p\":1,\"q\":{\"y\":[],\"y\":[]}}", false);
+    expect_match("{\"type\":\"array\",\"items\":{}}", "[{\"a\":1,\"b\":{\"a\":2}}]", true);
+    expect_match("{\"type\":\"array\",\"items\":{}}", "[[{\"a\":1,\"a\":2}]]", false);
     const char *names = "{\"type\":\"object\",\"propertyNames\":{\"enum\":[\"w\",\"h\"]}}";
     expect_match(names, "{\"w\":1,\"h\":[]}", true);
     expect_match(names, "{\"d\":1}", false);
