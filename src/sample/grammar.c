@@ -29,6 +29,8 @@
 #define MASK_SLOTS 16
 #define EXPAND_BUDGET 200000
 #define WORK_WORDS (1u << 18)
+#define SEEN_SLOTS 8192 /* stacks with a rule on top already expanded in one step (half filled at most) */
+#define SEEN_WORDS (1u << 18)
 
 #define T_UNKNOWN (-1)
 #define T_DEAD (-2)
@@ -92,6 +94,11 @@ struct slm_grammar {
     uint32_t emit_off[MAX_STACKS], emit_hash[MAX_STACKS];
     uint32_t n_emit;
     uint32_t cur_stack[MAX_DEPTH + 1];
+    /* the stacks expand() has already opened in this step: an ambiguous grammar (root ::= [a] root*)
+     * reaches the same stack from many others, and expanding each again multiplies the work */
+    uint32_t *seen;
+    uint32_t seen_used, n_seen, seen_gen;
+    uint32_t seen_slot_gen[SEEN_SLOTS], seen_slot_off[SEEN_SLOTS];
 };
 
 /* ---------- terminals ---------- */
@@ -136,6 +143,31 @@ static uint32_t hash_words(const uint32_t *w, uint32_t n) {
 static void emit_reset(slm_grammar *g) {
     g->n_emit = 0;
     g->emit_used = 0;
+    g->seen_used = 0;
+    g->n_seen = 0;
+    if (++g->seen_gen == 0) { /* wrapped: no slot may look current */
+        memset(g->seen_slot_gen, 0, sizeof g->seen_slot_gen);
+        g->seen_gen = 1;
+    }
+}
+
+/* Was this stack already expanded in this step? If not, it is recorded (while there is room; when
+ * full, stacks are expanded again, which gives the same stacks, only slower). */
+static bool seen_before(slm_grammar *g, const uint32_t *stk, uint32_t depth) {
+    uint32_t slot = (hash_words(stk, depth) ^ (depth * 0x9E3779B9u)) & (SEEN_SLOTS - 1);
+    for (;; slot = (slot + 1) & (SEEN_SLOTS - 1)) {
+        if (g->seen_slot_gen[slot] != g->seen_gen) break;
+        const uint32_t *o = &g->seen[g->seen_slot_off[slot]];
+        if (o[0] == depth && !memcmp(o + 1, stk, depth * sizeof *stk)) return true;
+    }
+    if (g->n_seen >= SEEN_SLOTS / 2 || g->seen_used + depth + 1 > SEEN_WORDS) return false;
+    g->seen_slot_gen[slot] = g->seen_gen;
+    g->seen_slot_off[slot] = g->seen_used;
+    g->seen[g->seen_used] = depth;
+    memcpy(&g->seen[g->seen_used + 1], stk, depth * sizeof *stk);
+    g->seen_used += depth + 1;
+    g->n_seen++;
+    return false;
 }
 
 /* Adds a stack to the set being built, dropping duplicates; past the caps the stack is dropped
@@ -177,6 +209,7 @@ static void expand(slm_grammar *g, const uint32_t *stk, uint32_t depth, uint32_t
             emit_stack(g, cur, d);
             continue;
         }
+        if (seen_before(g, cur, d)) continue; /* its stacks are emitted or on the work stack */
         uint32_t pos = cur[d - 1];
         uint32_t rule = p->elems[pos].value;
         d--;
@@ -343,14 +376,53 @@ static void flush(slm_grammar *g) {
     g->cur_sid = intern(g, g->cur_words, g->cur_len); /* always fits in an empty table */
 }
 
-static int32_t step(slm_grammar *g, int32_t sid, uint8_t b) {
-    int32_t *t = &g->trans[(size_t)sid * 256 + b];
-    if (*t != T_UNKNOWN) return *t;
+/* An ASCII byte enters a state only through which stack tops it matches: every other ASCII byte
+ * that matches the same tops leads to the same state (all of [a-z] inside a string, say), so its
+ * transition is filled in now instead of being computed again. Per top, the ASCII bytes it
+ * matches are a 128-bit set; the bytes equivalent to b are those inside every set b is in and
+ * outside every set it is not. */
+static void share_ascii(slm_grammar *g, int32_t sid, uint8_t b, int32_t to) {
+    const uint32_t *st = &g->arena[g->st_off[sid]];
+    if (b >= 0x80 || st[1] != 0) return;
+    uint64_t same[2] = {~0ull, ~0ull};
+    const uint32_t *s = st + HDR_WORDS;
+    for (uint32_t i = 0; i < st[3]; i++) {
+        uint32_t d = s[0];
+        if (d > 0) {
+            const gram_elem *e = &g->prog.elems[s[d]];
+            uint64_t m[2] = {0, 0};
+            if (e->type == GRAM_CHAR) {
+                if (e->value < 0x80) m[e->value >> 6] = 1ull << (e->value & 63);
+            } else {
+                memcpy(m, g->prog.classes[e->value].ascii, sizeof m);
+            }
+            bool in = (m[b >> 6] >> (b & 63)) & 1;
+            same[0] &= in ? m[0] : ~m[0];
+            same[1] &= in ? m[1] : ~m[1];
+        }
+        s += d + 1;
+    }
+    int32_t *t = &g->trans[(size_t)sid * 256];
+    for (int w = 0; w < 2; w++)
+        for (uint64_t bits = same[w]; bits; bits &= bits - 1) {
+            int c = w * 64 + __builtin_ctzll(bits);
+            if (t[c] == T_UNKNOWN) t[c] = to;
+        }
+}
+
+/* The memo's miss path, kept out of line so that the hit path inlines into the trie walk. */
+static __attribute__((noinline)) int32_t step_miss(slm_grammar *g, int32_t sid, uint8_t b) {
     uint32_t n = compute_step(g, &g->arena[g->st_off[sid]], b, g->step_out);
-    if (n == 0) return *t = T_DEAD;
-    int32_t ns = intern(g, g->step_out, n);
+    int32_t ns = n == 0 ? T_DEAD : intern(g, g->step_out, n);
     if (ns == T_FULL) return T_FULL;
-    return *t = ns;
+    g->trans[(size_t)sid * 256 + b] = ns;
+    share_ascii(g, sid, b, ns);
+    return ns;
+}
+
+static inline int32_t step(slm_grammar *g, int32_t sid, uint8_t b) {
+    int32_t t = g->trans[(size_t)sid * 256 + b];
+    return t != T_UNKNOWN ? t : step_miss(g, sid, b);
 }
 
 /* Runs bytes from the current state; the resulting state id, or T_DEAD. When the memo fills up
@@ -759,7 +831,8 @@ int gram_grammar_new(gram_program *prog, gram_guard *guard, int n_vocab, slm_gra
     g->carry = malloc(MAX_STATE_WORDS * sizeof *g->carry);
     g->work = malloc(WORK_WORDS * sizeof *g->work);
     g->emit = malloc(MAX_STATE_WORDS * sizeof *g->emit);
-    if (!g->arena || !g->st_off || !g->st_len || !g->st_mask || !g->trans || !g->hash_tab || !g->mask_bits ||
+    g->seen = malloc(SEEN_WORDS * sizeof *g->seen);
+    if (!g->seen || !g->arena || !g->st_off || !g->st_len || !g->st_mask || !g->trans || !g->hash_tab || !g->mask_bits ||
         !g->walk_bits || !g->cur_words || !g->root_words || !g->step_out || !g->carry || !g->work || !g->emit) {
         slm_grammar_free(g);
         return slm_err(err, err_len, "grammar: out of memory");
@@ -841,6 +914,7 @@ void slm_grammar_free(slm_grammar *g) {
     free(g->carry);
     free(g->work);
     free(g->emit);
+    free(g->seen);
     gram_json_free(g->json);
     free(g->tok_class);
     free(g);

@@ -252,6 +252,33 @@ static void test_hostile(void) {
     memset(xs, 'x', sizeof xs);
     CHECK(slm_grammar_accept_bytes(g, xs, 60)); /* many parses: bounded, still alive */
     slm_grammar_free(g);
+
+    /* nested stars (fuzz_grammar: one parse per nesting depth, each reached from all the others):
+     * 300 bytes in, every ASCII byte but the two excluded still continues it, whichever byte is
+     * asked first (transitions shared between the bytes of a class must be the ones each computes) */
+    const char *nested = "root ::= [^o\\\\] root*\n";
+    g = compile_ok(nested);
+    if (!g) return;
+    char text[300];
+    for (int i = 0; i < 300; i++) text[i] = (char)('a' + i % 7);
+    CHECK(slm_grammar_accept_bytes(g, text, sizeof text));
+    int allowed = 0;
+    for (int c = 1; c < 0x80; c++) {
+        char ch = (char)c;
+        bool want = c != 'o' && c != '\\';
+        bool got = slm_grammar_bytes_allowed(g, &ch, 1);
+        allowed += got;
+        CHECKF(got == want, "byte %d after 300: %d, want %d", c, got, want);
+        if (!strchr("ao\\z~\"\x01", c)) continue;
+        slm_grammar *fresh = compile_ok(nested); /* its first question is this byte */
+        if (!fresh) break;
+        CHECK(slm_grammar_accept_bytes(fresh, text, sizeof text));
+        CHECKF(slm_grammar_bytes_allowed(fresh, &ch, 1) == want, "byte %d after 300, asked first", c);
+        slm_grammar_free(fresh);
+    }
+    CHECKF(allowed == 125, "%d ASCII bytes allowed after 300", allowed);
+    CHECK(slm_grammar_is_done(g));
+    slm_grammar_free(g);
 }
 
 /* ---- compile cost, limits and cancellation (hostile sizes must stay cheap) ---- */
