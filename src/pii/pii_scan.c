@@ -190,6 +190,7 @@ static void scan_url(pii_scan *x, size_t p) {
     while (he < e && x->s[he] != '/' && x->s[he] != '?' && x->s[he] != '#') he++;
     for (size_t k = hs; k < he; k++)
         if (x->s[k] == '@') hs = k + 1;
+    if (hs >= he) return; /* user info and no host after it ("www.example@"): not a link */
     size_t hp = hs;
     while (hp < he && x->s[hp] != ':') hp++;
     if (x->s[hs] == '[') hp = he;
