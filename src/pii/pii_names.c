@@ -132,10 +132,13 @@ static bool person_anchor_before(const pii_scan *x, size_t p) {
 
 /* ---------- words ---------- */
 
-static bool is_cap_at(const pii_scan *x, size_t p) {
-    if (p >= x->n) return false;
+/* At the end of a partial text the answer is undecided (pii_at marks it): a name may go on
+ * ("M de de" + "Pg"). */
+static bool is_cap_at(pii_scan *x, size_t p) {
+    if (p >= x->n) return pii_at(x, p) != 0;
     unsigned c = x->s[p];
     if (pii_is_upper(c)) return true;
+    if (p + 1 == x->n && c >= 0xC3 && c <= 0xC5) pii_at(x, p + 1);
     if (p + 1 < x->n) {
         unsigned d = x->s[p + 1];
         if (c == 0xC3 && d >= 0x80 && d <= 0x9E && d != 0x97) return true;

@@ -57,6 +57,8 @@ static void test_structured(void) {
           "https://www.dropbox.com/s/abc/contract.pdf?dl=0");
     FOUND("(profile: www.linkedin.com/in/jo-doe)", "URL", "www.linkedin.com/in/jo-doe");
     NONE("open http://localhost:8080/health and https://docs.example.net/x", NULL);
+    NONE("Wwww.W@", "URL"); /* user info and no host (fuzz_pii: read past the text) */
+    NONE("ask at www.example@ or https://jo@", "URL");
     /* cards: Luhn and prefix */
     FOUND("card 4111 1111 1111 1111 declined", "CREDIT_CARD", "4111 1111 1111 1111");
     FOUND("amex 3782-822463-10005.", "CREDIT_CARD", "3782-822463-10005");
@@ -389,6 +391,22 @@ static void test_random_bytes(void) {
         free(got);
     }
     CHECKF(bad == 0, "%d random texts streamed differently", bad);
+
+    /* a name whose particles end a piece ("M de de " | "Pg"): the name is held, not cut at "M"
+     * (fuzz_pii) */
+    const char *particles = "M(M de de Pg and more";
+    slm_pii_mask *m0 = slm_pii_mask_new();
+    char *ref = slm_pii_filter_oneshot(det, m0, SLM_PII_FILTER_REDACT, particles, strlen(particles), NULL);
+    slm_pii_mask_free(m0);
+    for (size_t cut = 1; cut < strlen(particles); cut++) {
+        slm_pii_mask *m = slm_pii_mask_new();
+        char *got = stream(m, SLM_PII_FILTER_REDACT, particles, strlen(particles), cut, cut, NULL);
+        slm_pii_mask_free(m);
+        CHECKF(ref && got && strcmp(ref, got) == 0, "cut at %zu: %s, one-shot %s", cut, got ? got : "-", ref ? ref : "-");
+        free(got);
+    }
+    CHECKF(ref && strstr(ref, "[PERSON_1] and more"), "one-shot: %s", ref ? ref : "-");
+    free(ref);
 }
 
 /* One detector, scans from several threads at once: the same spans as a single thread. */
